@@ -1,0 +1,86 @@
+# shannot: one binary, Lua sources embedded.  See README.md and DESIGN.md.
+PREFIX ?= /usr/local
+DESTDIR ?=
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+LUA ?= lua5.4
+
+PKGS := lua5.4 lua5.4-cjson
+WARN := -std=c11 -Wall -Wextra -Wshadow -Wundef -Wwrite-strings \
+	-Wstrict-prototypes -Wmissing-prototypes -Wold-style-definition -Wvla \
+	-Wformat=2 -Werror=format-security -Werror=implicit-function-declaration \
+	-fno-common -Werror
+OPT ?= -O2 -g -fstack-protector-strong -D_FORTIFY_SOURCE=2
+ASAN_OPT := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all \
+	-fno-omit-frame-pointer
+PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS))
+PKG_LIBS = $(shell $(PKG_CONFIG) --libs $(PKGS))
+
+SRCS := $(wildcard src/*.c)
+HDRS := src/shannot.h
+LUA_SRCS := $(shell find lua -name '*.lua' | sort)
+PROFILES := $(wildcard profiles/*.json)
+BUSTED := scripts/busted.lua
+
+.PHONY: all demo test check asan lint deps deps-test install clean
+all: build/shannot
+
+deps:
+	@vendor/install-deps build run
+
+deps-test:
+	@vendor/install-deps build run test
+
+build/embedded_lua.c: $(LUA_SRCS) $(PROFILES) scripts/embed.lua | build
+	$(LUA) scripts/embed.lua $@ $(LUA_SRCS) $(PROFILES)
+
+build build/asan:
+	@mkdir -p $@
+
+build/%.o: src/%.c $(HDRS) | build
+	$(CC) $(WARN) $(OPT) $(PKG_CFLAGS) -Isrc -c -o $@ $<
+
+build/embedded_lua.o: build/embedded_lua.c $(HDRS)
+	$(CC) $(OPT) -Isrc $(PKG_CFLAGS) -c -o $@ $<
+
+build/shannot: $(SRCS:src/%.c=build/%.o) build/embedded_lua.o
+	$(CC) $(OPT) -o $@ $^ $(PKG_LIBS)
+
+build/asan/%.o: src/%.c $(HDRS) | build/asan
+	$(CC) $(WARN) $(ASAN_OPT) $(PKG_CFLAGS) -Isrc -c -o $@ $<
+
+build/asan/shannot: $(SRCS:src/%.c=build/asan/%.o) build/embedded_lua.c
+	$(CC) $(ASAN_OPT) -Isrc $(PKG_CFLAGS) -o $@ $(filter %.o,$^) \
+		build/embedded_lua.c $(PKG_LIBS)
+
+# Specs run inside the binary itself, so they exercise the embedded build.
+TEST_ENV = SHANNOT_TEST_LUA_PATH="$$($(LUA) -e 'io.write(package.path)')" \
+	SHANNOT_TEST_LUA_CPATH="$$($(LUA) -e 'io.write(package.cpath)')"
+
+test: deps-test
+	@$(MAKE) --no-print-directory build/shannot
+	@$(TEST_ENV) SHANNOT_BIN=build/shannot build/shannot lua $(BUSTED) $(BUSTED_ARGS)
+
+asan: deps-test
+	@$(MAKE) --no-print-directory build/asan/shannot
+	@$(TEST_ENV) SHANNOT_BIN=build/asan/shannot \
+		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		build/asan/shannot lua $(BUSTED) $(BUSTED_ARGS)
+
+lint:
+	luacheck -q lua spec scripts bench
+
+check: lint test
+
+demo: deps
+	@$(MAKE) --no-print-directory build/shannot
+	@scripts/demo
+
+install: build/shannot
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/shannot/profiles
+	install -m 0755 build/shannot $(DESTDIR)$(PREFIX)/bin/shannot
+	install -m 0644 $(PROFILES) $(DESTDIR)$(PREFIX)/share/shannot/profiles/
+
+clean:
+	rm -rf build

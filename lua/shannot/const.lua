@@ -1,0 +1,15 @@
+-- Names shared with the C host (src/shannot.h, spelled alike) and the exit
+-- codes of the command-line contract (DESIGN.md §7).
+return {
+  VERSION = "0.1.0",
+  EXIT = {
+    OK = 0,
+    FAILED = 1,      -- the sandboxed command failed; its code is shown
+    USAGE = 2,       -- usage or bad input: one line naming the thing
+    REFUSED = 3,     -- expired, drift, conflict, denied, host key
+    ENV = 4,         -- environment: bwrap missing, not Linux, ...
+    INTERNAL = 70,   -- a bug in shannot: reported with a traceback
+  },
+  PROCESS_MT = "shannot.proc.Process",
+  FILE_MT = "shannot.fs.File",
+}

@@ -1,0 +1,19 @@
+-- The public Lua API: require("shannot").  Submodules load on first use,
+-- so a script pays only for what it touches.
+local const = require("shannot.const")
+
+local PUBLIC = {
+  profile = "shannot.profile", sandbox = "shannot.sandbox", status = "shannot.status",
+  fs = "shannot.fs", proc = "shannot.proc", json = "shannot.json", paths = "shannot.paths",
+  text = "shannot.text", toml = "shannot.toml",
+}
+
+return setmetatable({ version = const.VERSION }, {
+  __index = function(t, key)
+    local name = PUBLIC[key]
+    if not name then error("shannot has no member '" .. tostring(key) .. "'", 2) end
+    local m = require(name)
+    rawset(t, key, m)
+    return m
+  end,
+})

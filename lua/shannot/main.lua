@@ -1,0 +1,39 @@
+-- Entry point called by the C host: runs the command line and maps every
+-- outcome to an exit code.  The only module that prints errors.
+local const = require("shannot.const")
+local err = require("shannot.err")
+local sys = require("shannot.core.sys")
+
+local M = {}
+
+local function report(message)
+  io.stderr:write("shannot: ", message, "\n")
+end
+
+-- run(argv) -> exit code
+function M.run(argv)
+  local cli = require("shannot.cli")
+  local args = table.move(argv, 1, #argv, 1, {})
+  local ok, code, e = xpcall(cli.main, debug.traceback, args)
+  io.stdout:flush()
+  local sig = sys.interrupted()
+  if sig then
+    report("interrupted")
+    return 128 + sig
+  end
+  if not ok then
+    report("internal error (a bug in shannot; please report it):\n" .. tostring(code))
+    return const.EXIT.INTERNAL
+  end
+  if code == nil then
+    if not err.is(e) then
+      report("internal error: a command failed without saying why: " .. tostring(e))
+      return const.EXIT.INTERNAL
+    end
+    report(e.message)
+    return e.exit
+  end
+  return code
+end
+
+return M

@@ -1,0 +1,140 @@
+-- Running a command in a bubblewrap sandbox on this machine: checks that
+-- come before anything starts (Linux, bwrap present, command allowed by the
+-- profile), the bwrap command line, and the result of the run.
+local err = require("shannot.err")
+local fs = require("shannot.fs")
+local json = require("shannot.json")
+local proc = require("shannot.proc")
+local profile = require("shannot.profile")
+local sys = require("shannot.core.sys")
+local text = require("shannot.text")
+
+local M = {}
+
+M.INSTALL_BWRAP = "apt-get install bubblewrap"
+
+function M.check_platform()
+  local sysname = os.getenv("SHANNOT_TEST_SYSNAME") or sys.uname().sysname
+  if sysname ~= "Linux" then
+    return nil, err.env("this is %s, and the sandbox needs Linux: use --target to run on a Linux host over SSH",
+      text.inert(sysname))
+  end
+  return true
+end
+
+-- find_bwrap([explicit]) -> path | nil, err
+function M.find_bwrap(explicit)
+  local path = fs.which(explicit or "bwrap", os.getenv("PATH"))
+  if path then return path end
+  if explicit then
+    return nil, err.env("bwrap not found at %s; install bubblewrap with: %s", explicit, M.INSTALL_BWRAP)
+  end
+  return nil, err.env("bwrap (bubblewrap) is not installed; install it with: %s", M.INSTALL_BWRAP)
+end
+
+-- check_command(profile, argv) -> true | nil, err
+function M.check_command(p, argv)
+  local resolved = fs.which(argv[1], profile.search_path(p))
+  if not profile.allows(p, argv[1], resolved) then
+    return nil, err.usage('command "%s" is not allowed by profile "%s"', text.inert(argv[1]), p.name)
+  end
+  return true
+end
+
+local function var_run_is_link()
+  local st = fs.lstat("/var/run")
+  return st ~= nil and st.type == "link"
+end
+
+-- prepare(profile, argv, opts) -> plan | nil, err.  The plan holds the full
+-- command line and the files that must stay open while it runs.
+function M.prepare(p, argv, opts)
+  opts = opts or {}
+  if #argv == 0 then return nil, err.usage("no command given") end
+  local ok, e = M.check_platform()
+  if not ok then return nil, e end
+  ok, e = M.check_command(p, argv)
+  if not ok then return nil, e end
+  local bwrap, berr = M.find_bwrap(opts.bwrap)
+  if not bwrap then return nil, berr end
+  local plan = { bwrap = bwrap, keep = {} }
+  local seccomp_fd
+  if p.seccomp_profile then
+    local f, msg = fs.open(p.seccomp_profile)
+    if not f then return nil, err.usage('profile "%s": seccomp_profile: %s', p.name, msg) end
+    plan.keep[#plan.keep + 1] = f
+    seccomp_fd = f:fd()
+  end
+  local args = profile.bwrap_args(p, {
+    cwd = opts.cwd or os.getenv("PWD"), seccomp_fd = seccomp_fd,
+    var_run_is_link = var_run_is_link(),
+  })
+  plan.argv = { bwrap }
+  table.move(args, 1, #args, 2, plan.argv)
+  plan.status_arg = #plan.argv + 1
+  plan.argv[#plan.argv + 1] = "--json-status-fd"
+  plan.argv[#plan.argv + 1] = "STATUS_FD"
+  plan.argv[#plan.argv + 1] = "--"
+  table.move(argv, 1, #argv, #plan.argv + 1, plan.argv)
+  return plan
+end
+
+-- bwrap writes one JSON object per line: "child-pid" once the sandbox is
+-- up, "exit-code" once the command has ended.  No exit-code means bwrap
+-- itself failed while setting the sandbox up.
+local function read_status(text_)
+  local status = {}
+  for line in text_:gmatch("[^\n]+") do
+    local obj = json.decode(line)
+    if type(obj) == "table" then
+      for k, v in pairs(obj) do status[k] = v end
+    end
+  end
+  return status
+end
+
+local function close_all(files)
+  for _, f in ipairs(files) do f:close() end
+end
+
+-- run(profile, argv, opts) -> result | nil, err
+-- opts: capture (pipe and keep output instead of passing it through),
+-- max_output (bytes kept per stream), timeout (s), stdin ("inherit" |
+-- "null"), cwd, bwrap (explicit path).
+function M.run(p, argv, opts)
+  opts = opts or {}
+  local plan, perr = M.prepare(p, argv, opts)
+  if not plan then return nil, perr end
+  local r_end, w_end = fs.pipe()
+  if not r_end then return nil, err.env("cannot make a pipe: %s", w_end) end
+  local status_r <close> = r_end
+  local status_w <close> = w_end
+  plan.argv[plan.status_arg + 1] = tostring(status_w:fd())
+  local keep = { status_w:fd() }
+  for _, f in ipairs(plan.keep) do keep[#keep + 1] = f:fd() end
+  local p_, msg = proc.spawn(plan.argv, {
+    stdin = opts.stdin or "inherit",
+    stdout = opts.capture and "pipe" or "inherit",
+    stderr = opts.capture and "pipe" or "inherit",
+    keep_fds = keep, die_with_parent = true,
+  })
+  status_w:close()
+  close_all(plan.keep)
+  if not p_ then return nil, err.env("cannot start %s", msg) end
+  local child <close> = p_
+  local r, cmsg = child:communicate({
+    timeout = opts.timeout, max_capture = opts.max_output or proc.DEFAULT_MAX_OUTPUT,
+  })
+  if not r then return nil, err.env("waiting for the sandbox: %s", cmsg) end
+  local status = read_status(status_r:read_all(65536) or "")
+  r.command = argv
+  r.profile = p.name
+  r.started = status["child-pid"] ~= nil
+  r.exit_code = status["exit-code"]
+  if r.exit_code == nil and not r.timed_out and not r.interrupted then
+    r.setup_failed = true
+  end
+  return proc.join_output(r)
+end
+
+return M

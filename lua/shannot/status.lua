@@ -1,0 +1,75 @@
+-- What this machine can do, found by trying: bwrap present and working,
+-- a user + mount namespace, an overlayfs with user xattrs where sessions
+-- will be staged.
+local const = require("shannot.const")
+local core_sandbox = require("shannot.core.sandbox")
+local fs = require("shannot.fs")
+local paths = require("shannot.paths")
+local profile = require("shannot.profile")
+local proc = require("shannot.proc")
+local sandbox = require("shannot.sandbox")
+local sys = require("shannot.core.sys")
+
+local M = {}
+
+local function check(ok, msg)
+  if ok then return { ok = true } end
+  return { ok = false, error = msg }
+end
+
+local function bwrap_info()
+  local path, e = sandbox.find_bwrap()
+  if not path then return { ok = false, error = e.message } end
+  local info = { ok = true, path = path }
+  local r = proc.run({ path, "--version" }, { timeout = 5 })
+  info.version = r and r.code == 0 and r.stdout:match("^%s*(.-)%s*$") or nil
+  local help = proc.run({ path, "--help" }, { timeout = 5 })
+  info.has_overlay_option = help ~= nil and help.stdout:find("--overlay", 1, true) ~= nil
+  return info
+end
+
+local function overlay_probe(dir)
+  local ok, msg = fs.mkdir_p(dir, 448)  -- 0700
+  if not ok then return check(false, msg) end
+  local probe_dir, perr = fs.mkdtemp(dir .. "/probe-")
+  if not probe_dir then return check(false, perr) end
+  for _, sub in ipairs({ "lower", "upper", "work", "merged" }) do
+    fs.mkdir(probe_dir .. "/" .. sub, 448)
+  end
+  local result = check(core_sandbox.probe(probe_dir))
+  fs.rmtree(probe_dir)
+  result.staging = dir
+  return result
+end
+
+local function sandbox_probe(bwrap)
+  if not bwrap.ok then return check(false, "bwrap is missing") end
+  local p = assert(profile.load("readonly"))
+  local r, e = sandbox.run(p, { "true" }, { capture = true, timeout = 10, stdin = "null" })
+  if not r then return check(false, e.message) end
+  if r.exit_code == 0 then return check(true) end
+  return check(false, (r.stderr or ""):match("[^\n]+") or proc.describe_end(r))
+end
+
+-- gather() -> a table for `status` (text and --json alike)
+function M.gather()
+  local ids, uname = sys.ids(), sys.uname()
+  local info = {
+    version = const.VERSION,
+    platform = { system = uname.sysname, release = uname.release, machine = uname.machine },
+    user = { uid = ids.uid, name = ids.user, root = ids.uid == 0 },
+    paths = {
+      config_file = paths.config_file(), config_dir = paths.config_dir(),
+      data_dir = paths.data_dir(), profiles_dir = paths.profiles_dir(),
+    },
+  }
+  info.paths.config_file_exists = fs.exists(info.paths.config_file)
+  info.bwrap = bwrap_info()
+  info.sandbox = sandbox_probe(info.bwrap)
+  info.user_namespaces = check(core_sandbox.probe())
+  info.overlayfs = overlay_probe(paths.data_dir() .. "/staging")
+  info.usable = info.bwrap.ok and info.sandbox.ok
+  return info
+end
+
+return M

@@ -1,0 +1,151 @@
+-- shannot.core.proc through its Lua wrapper: spawning, bounded capture,
+-- input, timeouts that kill the whole process group, fd hygiene.
+local core = require("shannot.core.proc")
+local fs = require("shannot.fs")
+local proc = require("shannot.proc")
+local h = require("support.h")
+
+local function alive_with(marker)
+  local found = {}
+  for _, pid in ipairs(fs.readdir("/proc")) do
+    if pid:match("^%d+$") then
+      local cmd = fs.read_file("/proc/" .. pid .. "/cmdline")
+      if cmd and cmd:find(marker, 1, true) then found[#found + 1] = pid end
+    end
+  end
+  return found
+end
+
+describe("proc", function()
+  it("runs a command and reports its exit code and output", function()
+    local r = assert(proc.run({ "sh", "-c", "echo out; echo err >&2; exit 7" }))
+    assert.equal(7, r.code)
+    assert.equal("out\n", r.stdout)
+    assert.equal("err\n", r.stderr)
+    assert.is_false(r.stdout_truncated)
+    assert.is_false(r.timed_out)
+  end)
+
+  it("reports a signal", function()
+    local r = assert(proc.run({ "sh", "-c", "kill -9 $$" }))
+    assert.is_nil(r.code)
+    assert.equal(9, r.signal)
+    assert.equal("KILL", r.signal_name)
+  end)
+
+  it("returns nil, msg, code for a missing program", function()
+    local p, msg, code = core.spawn({ "/nonexistent/program" })
+    assert.is_nil(p)
+    assert.matches("/nonexistent/program", msg)
+    assert.equal("ENOENT", code)
+  end)
+
+  it("returns nil, msg, code for a bad working directory", function()
+    local p, msg, code = core.spawn({ "true" }, { cwd = "/nonexistent-dir" })
+    assert.is_nil(p)
+    assert.truthy(msg)
+    assert.equal("ENOENT", code)
+  end)
+
+  it("raises on misuse", function()
+    assert.has_error(function() core.spawn({}) end)
+    assert.has_error(function() core.spawn({ "true" }, { stdout = "sideways" }) end)
+    assert.has_error(function() core.spawn({ 1 }) end)
+  end)
+
+  it("feeds input to a piped stdin", function()
+    local data = string.rep("abcdefgh", 100000)
+    local r = assert(proc.run({ "wc", "-c" }, { input = data }))
+    assert.equal(tostring(#data), r.stdout:match("%d+"))
+  end)
+
+  it("keeps the head and the tail within the bound and says what it dropped", function()
+    local r = assert(proc.run({ "sh", "-c", "seq 1 200000" }, { max_capture = 1000 }))
+    assert.equal(1000, #r.stdout)
+    assert.is_true(r.stdout_truncated)
+    assert.equal(500, r.stdout_dropped_at)
+    assert.equal("1\n2\n3\n", r.stdout:sub(1, 6))
+    assert.equal("199999\n200000\n", r.stdout:sub(-14))
+    assert.equal(r.stdout_bytes - 1000, r.stdout_dropped)
+  end)
+
+  it("keeps everything when it fits, across many reads", function()
+    local r = assert(proc.run({ "sh", "-c", "seq 1 100000" }, { max_capture = 10 * 1024 * 1024 }))
+    assert.is_false(r.stdout_truncated)
+    assert.equal(r.stdout_bytes, #r.stdout)
+    assert.equal("100000\n", r.stdout:sub(-7))
+  end)
+
+  it("kills the whole process group at the timeout, SIGTERM ignored", function()
+    local marker = "sleep 3" .. math.random(1000, 9999) .. ".5"
+    local r = assert(proc.run({ "sh", "-c",
+      "trap '' TERM; (trap '' TERM; " .. marker .. ") & " .. marker .. " & " .. marker .. "; wait" },
+      { timeout = 0.5, kill_grace = 0.5 }))
+    assert.is_true(r.timed_out)
+    assert.is_true(r.duration < 30)
+    assert.same({}, alive_with(marker))
+  end)
+
+  it("passes no fd but 0, 1, 2 and the ones asked for", function()
+    local r1, w1 = fs.pipe()
+    local leaked <close> = assert(fs.open("/etc/hostname"))
+    local r = assert(proc.run({ "sh", "-c", "ls /proc/self/fd" }, { keep_fds = { w1:fd() } }))
+    local fds = {}
+    for fd in r.stdout:gmatch("%d+") do fds[#fds + 1] = tonumber(fd) end
+    table.sort(fds)
+    -- 0,1,2, the kept pipe and the fd ls opens to list the directory
+    assert.equal(5, #fds)
+    assert.is_truthy(r.stdout:find("\n" .. w1:fd() .. "\n", 1, true) or r.stdout:find("^" .. w1:fd() .. "\n"))
+    assert.is_falsy(r.stdout:find("\n" .. leaked:fd() .. "\n", 1, true))
+    r1:close()
+    w1:close()
+  end)
+
+  it("kills and reaps a running child when the handle is closed", function()
+    local marker = "sleep 4" .. math.random(1000, 9999) .. ".5"
+    do
+      local p <close> = assert(core.spawn({ "sh", "-c", marker }))
+      assert.is_number(p:pid())
+    end
+    assert.same({}, alive_with(marker))
+  end)
+
+  it("tees output to an fd while capturing it", function()
+    local r1, w1 = fs.pipe()
+    local r = assert(proc.run({ "echo", "hello" }, { tee_stdout = w1:fd() }))
+    w1:close()
+    assert.equal("hello\n", r.stdout)
+    assert.equal("hello\n", r1:read_all())
+    r1:close()
+  end)
+
+  it("kill() reports a finished process", function()
+    local p <close> = assert(core.spawn({ "true" }))
+    p:communicate()
+    local ok, _, code = p:kill("TERM")
+    assert.is_nil(ok)
+    assert.equal("ESRCH", code)
+  end)
+
+  it("refuses input without a piped stdin", function()
+    local p <close> = assert(core.spawn({ "true" }, { stdin = "null" }))
+    assert.has_error(function() p:communicate({ input = "x" }) end)
+  end)
+end)
+
+describe("proc memory", function()
+  it("captures 1 GiB of output with a bounded buffer", function()
+    local r = assert(h.shannot({ "lua", "-" }, {
+      input = [[
+        local proc = require("shannot.proc")
+        local r = assert(proc.run({"sh", "-c", "yes | head -c 1073741824"}))
+        io.write(r.stdout_bytes, " ", #r.stdout, "\n")
+      ]],
+    }))
+    assert.equal(0, r.code, r.stderr)
+    local total, kept = r.stdout:match("(%d+) (%d+)")
+    assert.equal(1073741824, tonumber(total))
+    assert.equal(proc.DEFAULT_MAX_OUTPUT, tonumber(kept))
+    assert.is_true(r.maxrss_kb < 32 * 1024, "maxrss " .. r.maxrss_kb .. " KiB")
+  end)
+end)

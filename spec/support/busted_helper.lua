@@ -1,0 +1,22 @@
+-- Loaded by busted before the specs: counts results and prints the closing
+-- "N passed, N failed" line, so a run that executed no test is visible.
+local busted = require("busted")
+
+local counts = { success = 0, failure = 0, error = 0, pending = 0 }
+
+busted.subscribe({ "test", "end" }, function(_, _, status)
+  counts[status] = (counts[status] or 0) + 1
+  return nil, true
+end)
+
+busted.subscribe({ "error" }, function()
+  counts.error = counts.error + 1
+  return nil, true
+end)
+
+busted.subscribe({ "suite", "end" }, function()
+  io.stdout:write(string.format("\n%d passed, %d failed, %d skipped\n",
+    counts.success, counts.failure + counts.error, counts.pending))
+  io.stdout:flush()
+  return nil, true
+end)

@@ -1,0 +1,97 @@
+-- Spec helpers: run the real shannot binary with a private HOME/XDG tree,
+-- make and clean up temp dirs, and require an environment (pending
+-- locally, a failure under CI, which installs everything).
+local fs = require("shannot.fs")
+local proc = require("shannot.proc")
+
+local M = {}
+
+M.BIN = assert(fs.realpath(os.getenv("SHANNOT_BIN") or "build/shannot"), "build/shannot is missing")
+M.ROOT = assert(fs.realpath("."))
+M.CI = os.getenv("CI") == "true"
+
+local PASS_THROUGH = { "PATH", "TERM", "LANG", "ASAN_OPTIONS", "UBSAN_OPTIONS", "SHANNOT_LUA_DIR", "USER" }
+
+local tmp_base = M.ROOT .. "/build/spec-tmp"
+assert(fs.mkdir_p(tmp_base, 448))
+local made = {}
+
+-- tmpdir() -> a new directory, removed by cleanup()
+function M.tmpdir()
+  local d = assert(fs.mkdtemp(tmp_base .. "/t-"))
+  made[#made + 1] = d
+  return d
+end
+
+function M.cleanup()
+  for i = #made, 1, -1 do
+    fs.rmtree(made[i])
+    made[i] = nil
+  end
+end
+
+-- A private home (config, data) for the binary under test.
+function M.home()
+  local home = M.tmpdir()
+  assert(fs.mkdir_p(home .. "/config/shannot/profiles"))
+  assert(fs.mkdir_p(home .. "/data"))
+  return home
+end
+
+-- env(overrides) -> "K=V" list: a few variables passed through, then the
+-- overrides (a value of false removes a variable).
+function M.env(overrides)
+  local vars = {}
+  for _, k in ipairs(PASS_THROUGH) do vars[k] = os.getenv(k) end
+  for k, v in pairs(overrides or {}) do vars[k] = v or nil end
+  local out = {}
+  for k, v in pairs(vars) do out[#out + 1] = k .. "=" .. v end
+  table.sort(out)
+  return out
+end
+
+-- shannot(args, opts) -> {code, stdout, stderr, ...}
+-- opts: home (from M.home()), env (overrides), input, timeout, cwd.
+function M.shannot(args, opts)
+  opts = opts or {}
+  local home = opts.home or M.default_home()
+  local env = {
+    HOME = home, XDG_CONFIG_HOME = home .. "/config", XDG_DATA_HOME = home .. "/data",
+    SHANNOT_CONFIG = false,
+  }
+  for k, v in pairs(opts.env or {}) do env[k] = v end
+  local argv = { opts.bin or M.BIN }
+  table.move(args, 1, #args, 2, argv)
+  local r = assert(proc.run(argv, {
+    env = M.env(env), input = opts.input, timeout = opts.timeout or 120,
+    cwd = opts.cwd, max_capture = opts.max_capture,
+  }))
+  return r
+end
+
+function M.default_home()
+  if not M._home then M._home = M.home() end
+  return M._home
+end
+
+-- need(ok, why): the spec needs something this machine lacks.
+function M.need(ok, why)
+  if ok then return true end
+  if M.CI then error("CI must provide: " .. why, 2) end
+  pending("needs " .. why)
+  return false
+end
+
+function M.write(path, data)
+  assert(fs.write_atomic(path, data))
+  return path
+end
+
+-- One line, no traceback: the shape of every expected error.
+function M.one_line_error(r)
+  local lines = 0
+  for _ in r.stderr:gmatch("[^\n]+") do lines = lines + 1 end
+  return lines == 1 and not r.stderr:find("traceback", 1, true) and r.stderr:match("^shannot: ") ~= nil
+end
+
+return M

@@ -1,0 +1,468 @@
+/*
+ * fs.c: the file system primitives: stat/lstat, whole-file read, atomic
+ * write (temp file, fsync, rename, fsync of the directory), directory
+ * listing, mkdir -p, realpath, readlink, remove, mkdtemp, and File handles
+ * (an fd owned by a userdata) for passing files to children.
+ *
+ * Lua: shannot.core.fs; every function returns its value or
+ * nil, msg, code (code is the errno name, e.g. "ENOENT").
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "shannot.h"
+
+typedef struct {
+    int fd; /* -1 when closed */
+} File;
+
+typedef struct {
+    DIR *dir; /* NULL when closed */
+} Dir;
+
+static const char *type_name(mode_t m)
+{
+    switch (m & S_IFMT) {
+    case S_IFREG: return "file";
+    case S_IFDIR: return "dir";
+    case S_IFLNK: return "link";
+    case S_IFCHR: return "char";
+    case S_IFBLK: return "block";
+    case S_IFIFO: return "fifo";
+    case S_IFSOCK: return "socket";
+    default: return "unknown";
+    }
+}
+
+static void set_int(lua_State *L, const char *key, lua_Integer v)
+{
+    lua_pushinteger(L, v);
+    lua_setfield(L, -2, key);
+}
+
+/* [-0, +1, m] A table describing `st`. */
+static void push_stat(lua_State *L, const struct stat *st)
+{
+    lua_createtable(L, 0, 12);
+    lua_pushstring(L, type_name(st->st_mode));
+    lua_setfield(L, -2, "type");
+    set_int(L, "mode", st->st_mode & 07777);
+    set_int(L, "uid", st->st_uid);
+    set_int(L, "gid", st->st_gid);
+    set_int(L, "size", st->st_size);
+    set_int(L, "nlink", (lua_Integer)st->st_nlink);
+    set_int(L, "ino", (lua_Integer)st->st_ino);
+    set_int(L, "dev", (lua_Integer)st->st_dev);
+    set_int(L, "rdev", (lua_Integer)st->st_rdev);
+    lua_pushnumber(L, (double)st->st_mtim.tv_sec +
+                          (double)st->st_mtim.tv_nsec / 1e9);
+    lua_setfield(L, -2, "mtime");
+}
+
+/* stat(path) -> table | nil, msg, code (follows symlinks) */
+static int fs_stat(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        return sh_fail(L, path, errno);
+    }
+    push_stat(L, &st);
+    return 1;
+}
+
+/* lstat(path) -> table | nil, msg, code (does not follow symlinks) */
+static int fs_lstat(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct stat st;
+    if (lstat(path, &st) < 0) {
+        return sh_fail(L, path, errno);
+    }
+    push_stat(L, &st);
+    return 1;
+}
+
+/* [-0, +1, m] A closed File userdata, ready to own an fd. */
+static File *new_file(lua_State *L)
+{
+    File *f = lua_newuserdatauv(L, sizeof *f, 0);
+    f->fd = -1;
+    luaL_setmetatable(L, SH_FILE_MT);
+    return f;
+}
+
+static File *check_file(lua_State *L)
+{
+    File *f = luaL_checkudata(L, 1, SH_FILE_MT);
+    if (f->fd < 0) {
+        luaL_error(L, "attempt to use a closed File");
+    }
+    return f;
+}
+
+/* [-0, +1|3, m] Pushes everything read from fd (or the failure). */
+static int push_fd_contents(lua_State *L, int fd, lua_Integer max,
+                            const char *what)
+{
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    lua_Integer total = 0;
+    for (;;) {
+        char *p = luaL_prepbuffer(&b);
+        ssize_t n = read(fd, p, LUAL_BUFFERSIZE);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return sh_fail(L, what, errno);
+        }
+        if (n == 0) {
+            break;
+        }
+        if ((total += n) > max) {
+            return sh_fail(L, what, EFBIG);
+        }
+        luaL_addsize(&b, (size_t)n);
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
+/* read_file(path [, max]) -> data | nil, msg, code
+ * Refuses (EFBIG) a file larger than max bytes (default: no limit). */
+static int fs_read_file(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    lua_Integer max = luaL_optinteger(L, 2, LUA_MAXINTEGER);
+    File *f = new_file(L);
+    f->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (f->fd < 0) {
+        return sh_fail(L, path, errno);
+    }
+    return push_fd_contents(L, f->fd, max, path);
+}
+
+static int current_umask(void)
+{
+    mode_t m = umask(022);
+    umask(m);
+    return (int)m;
+}
+
+/* Writes data to a fresh temp file next to `path`, then renames it over. */
+static int write_atomic(const char *path, const char *data, size_t len,
+                        int mode, int *err)
+{
+    size_t plen = strlen(path);
+    sh_autofree char *tmp = malloc(plen + 16);
+    sh_autoclose int fd = -1;
+    if (tmp == NULL) {
+        *err = ENOMEM;
+        return -1;
+    }
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp-XXXXXX", 12);
+    fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0) {
+        *err = errno;
+        return -1;
+    }
+    if (sh_write_all(fd, data, len) < 0 || fchmod(fd, (mode_t)mode) < 0 ||
+        fsync(fd) < 0 || rename(tmp, path) < 0) {
+        *err = errno;
+        unlink(tmp);
+        return -1;
+    }
+    /* Why: the rename is durable only once its directory is synced. */
+    char *slash = strrchr(tmp, '/');
+    const char *dir = ".";
+    if (slash != NULL) {
+        slash[slash == tmp ? 1 : 0] = '\0';
+        dir = tmp;
+    }
+    sh_autoclose int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+    }
+    return 0;
+}
+
+/* write_atomic(path, data [, mode]) -> true | nil, msg, code
+ * mode defaults to 0666 less the umask; the file is replaced by rename, so
+ * a reader sees the old or the new content, never a part. */
+static int fs_write_atomic(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    size_t len;
+    const char *data = luaL_checklstring(L, 2, &len);
+    int mode = (int)luaL_optinteger(L, 3, 0666 & ~current_umask());
+    int err = 0;
+    if (write_atomic(path, data, len, mode & 07777, &err) < 0) {
+        return sh_fail(L, path, err);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int dir_close(lua_State *L)
+{
+    Dir *d = luaL_checkudata(L, 1, "shannot.fs.Dir");
+    if (d->dir != NULL) {
+        closedir(d->dir);
+        d->dir = NULL;
+    }
+    return 0;
+}
+
+/* readdir(path) -> array of names (no "." or "..", unsorted) */
+static int fs_readdir(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    Dir *d = lua_newuserdatauv(L, sizeof *d, 0);
+    d->dir = NULL;
+    luaL_setmetatable(L, "shannot.fs.Dir");
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || (d->dir = fdopendir(fd)) == NULL) {
+        int e = errno;
+        if (fd >= 0) {
+            close(fd);
+        }
+        return sh_fail(L, path, e);
+    }
+    lua_newtable(L);
+    lua_Integer n = 0;
+    struct dirent *de;
+    errno = 0;
+    while ((de = readdir(d->dir)) != NULL) {
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
+            lua_pushstring(L, de->d_name);
+            lua_seti(L, -2, ++n);
+        }
+        errno = 0;
+    }
+    if (errno != 0) {
+        return sh_fail(L, path, errno);
+    }
+    return 1;
+}
+
+/* mkdir(path [, mode]) -> true | nil, msg, code */
+static int fs_mkdir(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    int mode = (int)luaL_optinteger(L, 2, 0777);
+    if (mkdir(path, (mode_t)mode) < 0) {
+        return sh_fail(L, path, errno);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* mkdir_p(path [, mode]) -> true | nil, msg, code (existing dirs are fine) */
+static int fs_mkdir_p(lua_State *L)
+{
+    size_t len;
+    const char *path = luaL_checklstring(L, 1, &len);
+    int mode = (int)luaL_optinteger(L, 2, 0777);
+    luaL_Buffer b;
+    char *p = luaL_buffinitsize(L, &b, len + 1);
+    memcpy(p, path, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (p[i] != '/' && p[i] != '\0') {
+            continue;
+        }
+        char saved = p[i];
+        p[i] = '\0';
+        struct stat st;
+        if (mkdir(p, (mode_t)mode) < 0 && errno != EEXIST) {
+            return sh_fail(L, p, errno);
+        }
+        if (stat(p, &st) < 0) {
+            return sh_fail(L, p, errno);
+        }
+        if (!S_ISDIR(st.st_mode)) {
+            return sh_fail(L, p, ENOTDIR);
+        }
+        p[i] = saved;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* realpath(path) -> absolute path with no symlinks | nil, msg, code */
+static int fs_realpath(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    char buf[PATH_MAX];
+    if (realpath(path, buf) == NULL) {
+        return sh_fail(L, path, errno);
+    }
+    lua_pushstring(L, buf);
+    return 1;
+}
+
+/* readlink(path) -> target | nil, msg, code */
+static int fs_readlink(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    char buf[PATH_MAX];
+    ssize_t n = readlink(path, buf, sizeof buf);
+    if (n < 0) {
+        return sh_fail(L, path, errno);
+    }
+    if ((size_t)n == sizeof buf) {
+        return sh_fail(L, path, ENAMETOOLONG);
+    }
+    lua_pushlstring(L, buf, (size_t)n);
+    return 1;
+}
+
+/* remove(path) -> true | nil, msg, code (a file, link or empty dir) */
+static int fs_remove(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    if (unlink(path) < 0 && (errno != EISDIR || rmdir(path) < 0)) {
+        return sh_fail(L, path, errno);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* chmod(path, mode) -> true | nil, msg, code */
+static int fs_chmod(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    int mode = (int)luaL_checkinteger(L, 2);
+    if (chmod(path, (mode_t)mode) < 0) {
+        return sh_fail(L, path, errno);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* mkdtemp(prefix) -> path of a new mode-0700 directory | nil, msg, code
+ * prefix is completed with six random characters. */
+static int fs_mkdtemp(lua_State *L)
+{
+    size_t len;
+    const char *prefix = luaL_checklstring(L, 1, &len);
+    luaL_Buffer b;
+    char *p = luaL_buffinitsize(L, &b, len + 7);
+    memcpy(p, prefix, len);
+    memcpy(p + len, "XXXXXX", 7);
+    if (mkdtemp(p) == NULL) {
+        return sh_fail(L, prefix, errno);
+    }
+    luaL_pushresultsize(&b, len + 6);
+    return 1;
+}
+
+/* open(path) -> File (read-only) | nil, msg, code */
+static int fs_open(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    File *f = new_file(L);
+    f->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (f->fd < 0) {
+        return sh_fail(L, path, errno);
+    }
+    return 1;
+}
+
+/* pipe() -> File (read end), File (write end) | nil, msg, code
+ * Both ends close-on-exec; pass one to a child with spawn's keep_fds. */
+static int fs_pipe(lua_State *L)
+{
+    File *r = new_file(L);
+    File *w = new_file(L);
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) < 0) {
+        return sh_fail(L, "pipe", errno);
+    }
+    r->fd = fds[0];
+    w->fd = fds[1];
+    return 2;
+}
+
+/* File:read_all([max]) -> data | nil, msg, code (EFBIG past max bytes) */
+static int file_read_all(lua_State *L)
+{
+    File *f = check_file(L);
+    return push_fd_contents(L, f->fd, luaL_optinteger(L, 2, LUA_MAXINTEGER),
+                            "read");
+}
+
+/* File:fd() -> integer */
+static int file_fd(lua_State *L)
+{
+    lua_pushinteger(L, check_file(L)->fd);
+    return 1;
+}
+
+/* File:close(): idempotent */
+static int file_close(lua_State *L)
+{
+    File *f = luaL_checkudata(L, 1, SH_FILE_MT);
+    if (f->fd >= 0) {
+        close(f->fd);
+        f->fd = -1;
+    }
+    return 0;
+}
+
+static const luaL_Reg fs_funcs[] = {
+    {"stat", fs_stat},
+    {"lstat", fs_lstat},
+    {"read_file", fs_read_file},
+    {"write_atomic", fs_write_atomic},
+    {"readdir", fs_readdir},
+    {"mkdir", fs_mkdir},
+    {"mkdir_p", fs_mkdir_p},
+    {"realpath", fs_realpath},
+    {"readlink", fs_readlink},
+    {"remove", fs_remove},
+    {"chmod", fs_chmod},
+    {"mkdtemp", fs_mkdtemp},
+    {"open", fs_open},
+    {"pipe", fs_pipe},
+    {NULL, NULL}};
+
+static const luaL_Reg file_methods[] = {
+    {"fd", file_fd},
+    {"read_all", file_read_all},
+    {"close", file_close},
+    {NULL, NULL}};
+
+static const luaL_Reg file_meta[] = {
+    {"__gc", file_close},
+    {"__close", file_close},
+    {"__index", NULL},
+    {NULL, NULL}};
+
+static void create_meta(lua_State *L)
+{
+    luaL_newmetatable(L, SH_FILE_MT);
+    luaL_setfuncs(L, file_meta, 0);
+    luaL_newlib(L, file_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, "shannot.fs.Dir");
+    lua_pushcfunction(L, dir_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+}
+
+int luaopen_shannot_core_fs(lua_State *L)
+{
+    create_meta(L);
+    luaL_newlib(L, fs_funcs);
+    return 1;
+}

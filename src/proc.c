@@ -1,0 +1,751 @@
+/*
+ * proc.c: child processes.  Owns spawning with pipes (fd hygiene: only the
+ * three standard fds and the ones the caller names reach the child), the
+ * poll loop that streams and captures output within a fixed memory bound,
+ * timeouts that kill the whole process group, and reaping.
+ *
+ * Lua: shannot.core.proc
+ *   spawn(argv, opts) -> Process | nil, msg, code
+ *   Process:communicate(opts) -> result | nil, msg, code
+ *   Process:kill(signame) -> true | nil, msg, code
+ *   Process:pid() -> integer
+ *   Process:close() (also __gc, __close): kills and reaps a running child
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "shannot.h"
+
+#define CHUNK 65536
+#define DEFAULT_CAPTURE (1024 * 1024)
+
+extern char **environ;
+
+/* Output of one stream: the first bytes, then a ring of the last bytes. */
+struct capture {
+    int fd;     /* our read end, -1 when closed or not piped */
+    int tee_fd; /* copy each chunk here as it arrives, -1 for none */
+    int piped;
+    char *head;
+    size_t head_len, head_cap, head_limit;
+    char *ring;
+    size_t ring_start, ring_len, ring_limit;
+    unsigned long long total;
+};
+
+typedef struct {
+    pid_t pid; /* -1 once reaped (or never started) */
+    int pidfd;
+    int in_fd;
+    int own_pgroup;
+    int status;
+    struct rusage usage;
+    struct capture out, err;
+} Process;
+
+static void capture_init(struct capture *c)
+{
+    memset(c, 0, sizeof *c);
+    c->fd = -1;
+    c->tee_fd = -1;
+}
+
+static void capture_free(struct capture *c)
+{
+    if (c->fd >= 0) {
+        close(c->fd);
+    }
+    free(c->head);
+    free(c->ring);
+    int piped = c->piped;
+    capture_init(c);
+    c->piped = piped;
+}
+
+static void capture_head(struct capture *c, const char **p, size_t *n)
+{
+    size_t take = c->head_limit - c->head_len;
+    if (take > *n) {
+        take = *n;
+    }
+    if (take == 0) {
+        return;
+    }
+    if (c->head_len + take > c->head_cap) {
+        size_t cap = c->head_cap ? c->head_cap * 2 : 4096;
+        while (cap < c->head_len + take) {
+            cap *= 2;
+        }
+        if (cap > c->head_limit) {
+            cap = c->head_limit;
+        }
+        char *nh = realloc(c->head, cap);
+        if (nh == NULL) { /* keep what we have: the rest counts as dropped */
+            c->head_limit = c->head_len;
+            return;
+        }
+        c->head = nh;
+        c->head_cap = cap;
+    }
+    memcpy(c->head + c->head_len, *p, take);
+    c->head_len += take;
+    *p += take;
+    *n -= take;
+}
+
+static void capture_tail(struct capture *c, const char *p, size_t n)
+{
+    size_t cap = c->ring_limit;
+    if (n == 0 || cap == 0) {
+        return;
+    }
+    if (c->ring == NULL && (c->ring = malloc(cap)) == NULL) {
+        c->ring_limit = 0;
+        return;
+    }
+    if (n >= cap) { /* only the last `cap` bytes survive */
+        memcpy(c->ring, p + n - cap, cap);
+        c->ring_start = 0;
+        c->ring_len = cap;
+        return;
+    }
+    size_t end = (c->ring_start + c->ring_len) % cap;
+    size_t first = cap - end < n ? cap - end : n;
+    memcpy(c->ring + end, p, first);
+    memcpy(c->ring, p + first, n - first);
+    c->ring_len += n;
+    if (c->ring_len > cap) {
+        c->ring_start = (c->ring_start + c->ring_len - cap) % cap;
+        c->ring_len = cap;
+    }
+}
+
+static void capture_add(struct capture *c, const char *p, size_t n)
+{
+    c->total += n;
+    if (c->tee_fd >= 0 && sh_write_all(c->tee_fd, p, n) < 0) {
+        c->tee_fd = -1; /* reader went away: keep capturing, stop copying */
+    }
+    capture_head(c, &p, &n);
+    capture_tail(c, p, n);
+}
+
+/* [-1, +0, m] Pops a value into field NAME_SUFFIX of the table below it. */
+static void set_suffixed(lua_State *L, const char *name, const char *suffix)
+{
+    char key[64];
+    snprintf(key, sizeof key, "%s%s", name, suffix);
+    lua_setfield(L, -2, key);
+}
+
+/* [-0, +0, m] Sets result fields NAME, NAME_tail, NAME_dropped, NAME_bytes. */
+static void capture_push(lua_State *L, struct capture *c, const char *name)
+{
+    if (!c->piped) {
+        return;
+    }
+    lua_pushlstring(L, c->head ? c->head : "", c->head_len);
+    set_suffixed(L, name, "");
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    if (c->ring_len > 0) {
+        size_t first = c->ring_limit - c->ring_start;
+        if (first > c->ring_len) {
+            first = c->ring_len;
+        }
+        luaL_addlstring(&b, c->ring + c->ring_start, first);
+        luaL_addlstring(&b, c->ring, c->ring_len - first);
+    }
+    luaL_pushresult(&b);
+    set_suffixed(L, name, "_tail");
+    lua_pushinteger(L, (lua_Integer)(c->total - c->head_len - c->ring_len));
+    set_suffixed(L, name, "_dropped");
+    lua_pushinteger(L, (lua_Integer)c->total);
+    set_suffixed(L, name, "_bytes");
+}
+
+static Process *check_process(lua_State *L)
+{
+    return luaL_checkudata(L, 1, SH_PROCESS_MT);
+}
+
+static void process_signal(Process *p, int sig)
+{
+    if (p->pid <= 0) {
+        return;
+    }
+    if (p->own_pgroup) {
+        kill(-p->pid, sig); /* the whole group: children included */
+    }
+    kill(p->pid, sig);
+}
+
+static int process_reap(Process *p, int options)
+{
+    if (p->pid <= 0) {
+        return 1;
+    }
+    pid_t r;
+    do {
+        r = wait4(p->pid, &p->status, options, &p->usage);
+    } while (r < 0 && errno == EINTR);
+    if (r == p->pid || (r < 0 && errno == ECHILD)) {
+        if (p->own_pgroup) { /* descendants left in the group go with it */
+            kill(-p->pid, SIGKILL);
+        }
+        p->pid = -1;
+        return 1;
+    }
+    return 0;
+}
+
+/* Process:close(): idempotent; a child still running is killed and reaped. */
+static int process_close(lua_State *L)
+{
+    Process *p = check_process(L);
+    if (p->pid > 0) {
+        process_signal(p, SIGKILL);
+        process_reap(p, 0);
+    }
+    if (p->pidfd >= 0) {
+        close(p->pidfd);
+        p->pidfd = -1;
+    }
+    if (p->in_fd >= 0) {
+        close(p->in_fd);
+        p->in_fd = -1;
+    }
+    capture_free(&p->out);
+    capture_free(&p->err);
+    return 0;
+}
+
+/* Process:pid() -> integer (or nil once reaped) */
+static int process_pid(lua_State *L)
+{
+    Process *p = check_process(L);
+    if (p->pid <= 0) {
+        return 0;
+    }
+    lua_pushinteger(L, p->pid);
+    return 1;
+}
+
+/* Process:kill(signame) -> true | nil, msg, code */
+static int process_kill(lua_State *L)
+{
+    static const char *const names[] = {"TERM", "KILL", "INT", "HUP", NULL};
+    static const int sigs[] = {SIGTERM, SIGKILL, SIGINT, SIGHUP};
+    Process *p = check_process(L);
+    int sig = sigs[luaL_checkoption(L, 2, "TERM", names)];
+    if (p->pid <= 0) {
+        return sh_fail(L, "kill", ESRCH);
+    }
+    process_signal(p, sig);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* One spawn request, gathered from Lua before any resource is taken. */
+struct spawn_req {
+    char **argv;
+    char **envp; /* NULL: inherit */
+    const char *cwd;
+    int mode[3]; /* 0 inherit, 1 null, 2 pipe */
+    int *keep;
+    int nkeep;
+    int new_pgroup;
+    int die_with_parent;
+};
+
+/* [-0, +1, m] A NULL-terminated char*[] from an array of strings. */
+static char **string_array(lua_State *L, int idx, const char *what)
+{
+    lua_Integer n = luaL_len(L, idx);
+    char **v = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_geti(L, idx, i);
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            luaL_error(L, "%s[%d] must be a string", what, (int)i);
+        }
+        v[i - 1] = (char *)lua_tostring(L, -1);
+        lua_pop(L, 1); /* still referenced by the table */
+    }
+    v[n] = NULL;
+    return v;
+}
+
+static int stream_mode(lua_State *L, int opts, const char *key)
+{
+    static const char *const modes[] = {"inherit", "null", "pipe", NULL};
+    lua_getfield(L, opts, key);
+    int m = luaL_checkoption(L, -1, "inherit", modes);
+    lua_pop(L, 1);
+    return m;
+}
+
+/* Reads argv and opts (args 1, 2); pushes the temporary arrays. */
+static void spawn_read(lua_State *L, struct spawn_req *r)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_argcheck(L, luaL_len(L, 1) >= 1, 1, "argv must not be empty");
+    if (lua_isnoneornil(L, 2)) {
+        lua_settop(L, 1);
+        lua_newtable(L);
+    }
+    luaL_checktype(L, 2, LUA_TTABLE);
+    r->argv = string_array(L, 1, "argv");
+    r->envp = NULL;
+    if (lua_getfield(L, 2, "env") != LUA_TNIL) {
+        luaL_checktype(L, -1, LUA_TTABLE);
+        r->envp = string_array(L, lua_gettop(L), "env");
+    }
+    r->cwd = sh_optfield_string(L, 2, "cwd");
+    r->mode[0] = stream_mode(L, 2, "stdin");
+    r->mode[1] = stream_mode(L, 2, "stdout");
+    r->mode[2] = stream_mode(L, 2, "stderr");
+    r->new_pgroup = sh_optfield_boolean(L, 2, "new_pgroup", 1);
+    r->die_with_parent = sh_optfield_boolean(L, 2, "die_with_parent", 0);
+    r->nkeep = 0;
+    r->keep = NULL;
+    if (lua_getfield(L, 2, "keep_fds") != LUA_TNIL) {
+        luaL_checktype(L, -1, LUA_TTABLE);
+        int t = lua_gettop(L);
+        r->nkeep = (int)luaL_len(L, t);
+        r->keep = lua_newuserdatauv(L, sizeof(int) * (size_t)r->nkeep + 1, 0);
+        for (int i = 0; i < r->nkeep; i++) {
+            lua_geti(L, t, i + 1);
+            r->keep[i] = (int)luaL_checkinteger(L, -1);
+            lua_pop(L, 1);
+        }
+    }
+}
+
+/* In the child: never returns. Reports exec failure through `errfd`. */
+static void child_exec(const struct spawn_req *r, int fds[3], int errfd,
+                       pid_t parent)
+{
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL); /* ignored dispositions survive exec */
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    if (r->new_pgroup) {
+        setpgid(0, 0);
+    }
+    if (r->die_with_parent) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) {
+            _exit(127);
+        }
+    }
+    for (int i = 0; i < 3; i++) {
+        if (fds[i] >= 0 && dup2(fds[i], i) < 0) {
+            goto fail;
+        }
+    }
+    if (r->cwd != NULL && chdir(r->cwd) < 0) {
+        goto fail;
+    }
+    sh_cloexec_from(3);
+    for (int i = 0; i < r->nkeep; i++) {
+        fcntl(r->keep[i], F_SETFD, 0); /* the caller asked for this one */
+    }
+    execvpe(r->argv[0], r->argv, r->envp ? r->envp : environ);
+fail:;
+    int e = errno;
+    sh_write_all(errfd, &e, sizeof e);
+    _exit(127);
+}
+
+static void close_pair(int pair[2])
+{
+    for (int i = 0; i < 2; i++) {
+        if (pair[i] >= 0) {
+            close(pair[i]);
+            pair[i] = -1;
+        }
+    }
+}
+
+/* Makes the parent/child ends of each stream; child ends in `child`. */
+static int open_streams(Process *p, const struct spawn_req *r, int child[3],
+                        int pipes[3][2])
+{
+    for (int i = 0; i < 3; i++) {
+        if (r->mode[i] == 1) {
+            child[i] = open("/dev/null", O_RDWR | O_CLOEXEC);
+            if (child[i] < 0) {
+                return -1;
+            }
+        } else if (r->mode[i] == 2) {
+            if (pipe2(pipes[i], O_CLOEXEC) < 0) {
+                return -1;
+            }
+            child[i] = pipes[i][i == 0 ? 0 : 1];
+            int ours = pipes[i][i == 0 ? 1 : 0];
+            fcntl(ours, F_SETFL, O_NONBLOCK);
+            if (i == 0) {
+                p->in_fd = ours;
+            } else {
+                (i == 1 ? &p->out : &p->err)->fd = ours;
+                (i == 1 ? &p->out : &p->err)->piped = 1;
+            }
+            pipes[i][i == 0 ? 1 : 0] = -1; /* now owned by the userdata */
+        }
+    }
+    return 0;
+}
+
+/* Waits for the child's exec; returns 0 or the errno it failed with. */
+static int exec_result(int errfd)
+{
+    int e = 0;
+    ssize_t n;
+    do {
+        n = read(errfd, &e, sizeof e);
+    } while (n < 0 && errno == EINTR);
+    return n == (ssize_t)sizeof e ? e : 0;
+}
+
+/* spawn(argv, opts) -> Process | nil, msg, code
+ * opts: env (array of "K=V"; default inherit), cwd, stdin/stdout/stderr
+ * ("inherit" | "null" | "pipe"), keep_fds (array of fds passed as is),
+ * new_pgroup (default true), die_with_parent (default false). */
+static int proc_spawn(lua_State *L)
+{
+    struct spawn_req r;
+    spawn_read(L, &r);
+    Process *p = lua_newuserdatauv(L, sizeof *p, 0);
+    p->pid = -1;
+    p->pidfd = -1;
+    p->in_fd = -1;
+    p->own_pgroup = r.new_pgroup;
+    capture_init(&p->out);
+    capture_init(&p->err);
+    luaL_setmetatable(L, SH_PROCESS_MT);
+
+    int child[3] = {-1, -1, -1};
+    int pipes[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
+    int errpipe[2] = {-1, -1};
+    int e = 0;
+    if (open_streams(p, &r, child, pipes) < 0 ||
+        pipe2(errpipe, O_CLOEXEC) < 0) {
+        e = errno;
+        goto out;
+    }
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        e = errno;
+        goto out;
+    }
+    if (pid == 0) {
+        child_exec(&r, child, errpipe[1], parent);
+    }
+    p->pid = pid;
+    if (r.new_pgroup) {
+        setpgid(pid, pid); /* also here: no race with an early kill */
+    }
+    close(errpipe[1]);
+    errpipe[1] = -1;
+    e = exec_result(errpipe[0]);
+    if (e != 0) {
+        process_reap(p, 0);
+        goto out;
+    }
+    p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+out:
+    for (int i = 0; i < 3; i++) {
+        if (r.mode[i] == 1 && child[i] >= 0) {
+            close(child[i]);
+        }
+        close_pair(pipes[i]);
+    }
+    close_pair(errpipe);
+    if (e != 0) {
+        lua_pushcfunction(L, process_close);
+        lua_pushvalue(L, -2);
+        lua_call(L, 1, 0);
+        return sh_failf(L, e, "%s", r.argv[0]);
+    }
+    return 1;
+}
+
+/* The state of one communicate() call. */
+struct loop {
+    const char *input;
+    size_t input_len, input_off;
+    double deadline, grace, kill_at;
+    int timed_out, term_sent, kill_sent, interrupted;
+};
+
+static void loop_terminate(Process *p, struct loop *s)
+{
+    if (!s->term_sent) {
+        process_signal(p, SIGTERM);
+        s->term_sent = 1;
+        s->kill_at = sh_monotonic() + s->grace;
+    }
+}
+
+static void loop_clock(Process *p, struct loop *s)
+{
+    double now = sh_monotonic();
+    if (!s->term_sent && now >= s->deadline) {
+        s->timed_out = 1;
+        loop_terminate(p, s);
+    }
+    if (s->term_sent && !s->kill_sent && now >= s->kill_at) {
+        process_signal(p, SIGKILL);
+        s->kill_sent = 1;
+        s->kill_at = now + s->grace; /* then stop waiting for stray writers */
+    }
+}
+
+static int loop_timeout_ms(const Process *p, const struct loop *s)
+{
+    double next = s->term_sent ? s->kill_at : s->deadline;
+    int ms = -1;
+    if (next < 1e300) {
+        double left = (next - sh_monotonic()) * 1000.0 + 1.0;
+        ms = left < 0 ? 0 : left > 1e9 ? 1000000000 : (int)left;
+    }
+    if (p->pid > 0 && p->pidfd < 0 && (ms < 0 || ms > 50)) {
+        ms = 50; /* no pidfd: poll for the exit instead */
+    }
+    return ms;
+}
+
+static void loop_read(struct capture *c)
+{
+    char buf[CHUNK];
+    for (;;) {
+        ssize_t n = read(c->fd, buf, sizeof buf);
+        if (n > 0) {
+            capture_add(c, buf, (size_t)n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && errno == EAGAIN) {
+            return;
+        }
+        close(c->fd); /* EOF or error */
+        c->fd = -1;
+        return;
+    }
+}
+
+static void loop_write(Process *p, struct loop *s)
+{
+    while (s->input_off < s->input_len) {
+        ssize_t n = write(p->in_fd, s->input + s->input_off,
+                          s->input_len - s->input_off);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && errno == EAGAIN) {
+            return;
+        }
+        if (n < 0) {
+            break; /* EPIPE: the child does not want the rest */
+        }
+        s->input_off += (size_t)n;
+    }
+    close(p->in_fd);
+    p->in_fd = -1;
+}
+
+/* One poll round; returns 0 to go on, 1 when done, -1 with errno. */
+static int loop_step(Process *p, struct loop *s)
+{
+    struct pollfd fds[4];
+    int n = 0, io_open = p->out.fd >= 0 || p->err.fd >= 0;
+    if (p->pid <= 0 && !io_open) {
+        return 1;
+    }
+    int fd_list[4] = {p->out.fd, p->err.fd, p->in_fd,
+                      p->pid > 0 ? p->pidfd : -1};
+    for (int i = 0; i < 4; i++) {
+        fds[n].fd = fd_list[i];
+        fds[n].events = i == 2 ? POLLOUT : POLLIN;
+        fds[n].revents = 0;
+        n++;
+    }
+    int r = poll(fds, (nfds_t)n, loop_timeout_ms(p, s));
+    if (r < 0 && errno != EINTR) {
+        return -1;
+    }
+    if (r < 0 && sh_interrupted() && !s->interrupted) {
+        s->interrupted = sh_interrupted();
+        loop_terminate(p, s);
+    }
+    if (p->out.fd >= 0 && fds[0].revents) {
+        loop_read(&p->out);
+    }
+    if (p->err.fd >= 0 && fds[1].revents) {
+        loop_read(&p->err);
+    }
+    if (p->in_fd >= 0 && fds[2].revents) {
+        loop_write(p, s);
+    }
+    if (p->pid > 0 && (p->pidfd < 0 || fds[3].revents)) {
+        process_reap(p, WNOHANG);
+    }
+    loop_clock(p, s);
+    if (p->pid <= 0 && s->kill_sent && sh_monotonic() >= s->kill_at) {
+        return 1; /* stray holders of our pipes: stop waiting */
+    }
+    return 0;
+}
+
+/* [-0, +1, m] The result table of communicate(). */
+static void push_result(lua_State *L, Process *p, struct loop *s, double t0)
+{
+    lua_createtable(L, 0, 16);
+    if (WIFEXITED(p->status)) {
+        lua_pushinteger(L, WEXITSTATUS(p->status));
+        lua_setfield(L, -2, "code");
+    } else if (WIFSIGNALED(p->status)) {
+        int sig = WTERMSIG(p->status);
+        lua_pushinteger(L, sig);
+        lua_setfield(L, -2, "signal");
+        const char *name = sigabbrev_np(sig);
+        lua_pushstring(L, name ? name : "UNKNOWN");
+        lua_setfield(L, -2, "signal_name");
+    }
+    lua_pushboolean(L, s->timed_out);
+    lua_setfield(L, -2, "timed_out");
+    if (s->interrupted) {
+        lua_pushinteger(L, s->interrupted);
+        lua_setfield(L, -2, "interrupted");
+    }
+    lua_pushnumber(L, sh_monotonic() - t0);
+    lua_setfield(L, -2, "duration");
+    lua_pushinteger(L, p->usage.ru_maxrss);
+    lua_setfield(L, -2, "maxrss_kb");
+    capture_push(L, &p->out, "stdout");
+    capture_push(L, &p->err, "stderr");
+}
+
+static void loop_read_opts(lua_State *L, Process *p, struct loop *s)
+{
+    memset(s, 0, sizeof *s);
+    double timeout = sh_optfield_number(L, 2, "timeout", -1);
+    s->deadline = timeout >= 0 ? sh_monotonic() + timeout : 1e308;
+    s->grace = sh_optfield_number(L, 2, "kill_grace", 2.0);
+    double cap = sh_optfield_number(L, 2, "max_capture", DEFAULT_CAPTURE);
+    luaL_argcheck(L, cap >= 0, 2, "max_capture must not be negative");
+    struct capture *cs[2] = {&p->out, &p->err};
+    for (int i = 0; i < 2; i++) {
+        cs[i]->head_limit = (size_t)cap / 2;
+        cs[i]->ring_limit = (size_t)cap - (size_t)cap / 2;
+    }
+    p->out.tee_fd = (int)sh_optfield_number(L, 2, "tee_stdout", -1);
+    p->err.tee_fd = (int)sh_optfield_number(L, 2, "tee_stderr", -1);
+    if (lua_getfield(L, 2, "input") != LUA_TNIL) {
+        s->input = luaL_checklstring(L, -1, &s->input_len);
+        lua_replace(L, 3); /* keep it referenced for the whole loop */
+    } else {
+        lua_pop(L, 1);
+    }
+}
+
+/* Process:communicate(opts) -> result | nil, msg, code
+ * opts: input (string for a piped stdin), timeout (s), kill_grace (s,
+ * default 2), max_capture (bytes kept per stream, default 1 MiB: half from
+ * the start, half from the end), tee_stdout, tee_stderr (fds to copy to).
+ * result: code | signal, signal_name, timed_out, interrupted, duration,
+ * maxrss_kb, and for piped streams stdout, stdout_tail, stdout_dropped,
+ * stdout_bytes (likewise stderr). */
+static int process_communicate(lua_State *L)
+{
+    Process *p = check_process(L);
+    if (lua_isnoneornil(L, 2)) {
+        lua_settop(L, 1);
+        lua_newtable(L);
+    }
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 3);
+    struct loop s;
+    loop_read_opts(L, p, &s);
+    luaL_argcheck(L, s.input == NULL || p->in_fd >= 0, 2,
+                  "input needs stdin = \"pipe\"");
+    if (p->in_fd >= 0 && s.input == NULL) {
+        close(p->in_fd);
+        p->in_fd = -1;
+    }
+    double t0 = sh_monotonic();
+    int r;
+    while ((r = loop_step(p, &s)) == 0) {
+    }
+    if (r < 0) {
+        return sh_fail(L, "poll", errno);
+    }
+    if (p->pid > 0) { /* only after an abandoned wait: make sure */
+        process_signal(p, SIGKILL);
+        process_reap(p, 0);
+    }
+    push_result(L, p, &s, t0);
+    capture_free(&p->out);
+    capture_free(&p->err);
+    return 1;
+}
+
+static int process_tostring(lua_State *L)
+{
+    Process *p = check_process(L);
+    if (p->pid > 0) {
+        lua_pushfstring(L, "Process (%d)", (int)p->pid);
+    } else {
+        lua_pushliteral(L, "Process (done)");
+    }
+    return 1;
+}
+
+static const luaL_Reg proc_funcs[] = {
+    {"spawn", proc_spawn},
+    {NULL, NULL}};
+
+static const luaL_Reg process_methods[] = {
+    {"communicate", process_communicate},
+    {"kill", process_kill},
+    {"pid", process_pid},
+    {"close", process_close},
+    {NULL, NULL}};
+
+static const luaL_Reg process_meta[] = {
+    {"__gc", process_close},
+    {"__close", process_close},
+    {"__tostring", process_tostring},
+    {"__index", NULL},
+    {NULL, NULL}};
+
+static void create_meta(lua_State *L)
+{
+    luaL_newmetatable(L, SH_PROCESS_MT);
+    luaL_setfuncs(L, process_meta, 0);
+    luaL_newlib(L, process_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+}
+
+int luaopen_shannot_core_proc(lua_State *L)
+{
+    create_meta(L);
+    luaL_newlib(L, proc_funcs);
+    return 1;
+}

@@ -1,0 +1,115 @@
+/*
+ * sys.c: facts about this process and machine: identity, clocks, uname,
+ * whether an fd is a terminal.
+ *
+ * Lua: shannot.core.sys
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pwd.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shannot.h"
+
+static void set_int(lua_State *L, const char *key, lua_Integer v)
+{
+    lua_pushinteger(L, v);
+    lua_setfield(L, -2, key);
+}
+
+/* [-0, +0, m] Sets user and home from the password database, if found. */
+static void set_user(lua_State *L, uid_t uid)
+{
+    char buf[4096];
+    struct passwd pw, *found = NULL;
+    if (getpwuid_r(uid, &pw, buf, sizeof buf, &found) == 0 && found) {
+        lua_pushstring(L, pw.pw_name);
+        lua_setfield(L, -2, "user");
+        lua_pushstring(L, pw.pw_dir);
+        lua_setfield(L, -2, "home");
+    }
+}
+
+/* ids() -> {uid, gid, euid, egid, pid, ppid, user?, home?} */
+static int sys_ids(lua_State *L)
+{
+    lua_createtable(L, 0, 8);
+    set_user(L, getuid());
+    set_int(L, "uid", getuid());
+    set_int(L, "gid", getgid());
+    set_int(L, "euid", geteuid());
+    set_int(L, "egid", getegid());
+    set_int(L, "pid", getpid());
+    set_int(L, "ppid", getppid());
+    return 1;
+}
+
+/* uname() -> {sysname, release, machine, nodename} | nil, msg, code */
+static int sys_uname(lua_State *L)
+{
+    struct utsname u;
+    if (uname(&u) < 0) {
+        return sh_fail(L, "uname", errno);
+    }
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, u.sysname);
+    lua_setfield(L, -2, "sysname");
+    lua_pushstring(L, u.release);
+    lua_setfield(L, -2, "release");
+    lua_pushstring(L, u.machine);
+    lua_setfield(L, -2, "machine");
+    lua_pushstring(L, u.nodename);
+    lua_setfield(L, -2, "nodename");
+    return 1;
+}
+
+/* monotonic() -> seconds (float) on a clock that never goes back */
+static int sys_monotonic(lua_State *L)
+{
+    lua_pushnumber(L, sh_monotonic());
+    return 1;
+}
+
+/* time() -> seconds since the epoch (float) */
+static int sys_time(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    lua_pushnumber(L, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
+    return 1;
+}
+
+/* isatty(fd) -> boolean */
+static int sys_isatty(lua_State *L)
+{
+    lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+    return 1;
+}
+
+/* interrupted() -> number of the signal (SIGINT, SIGTERM) caught, or nil */
+static int sys_interrupted(lua_State *L)
+{
+    int sig = sh_interrupted();
+    if (sig == 0) {
+        return 0;
+    }
+    lua_pushinteger(L, sig);
+    return 1;
+}
+
+static const luaL_Reg sys_funcs[] = {
+    {"interrupted", sys_interrupted},
+    {"ids", sys_ids},
+    {"uname", sys_uname},
+    {"monotonic", sys_monotonic},
+    {"time", sys_time},
+    {"isatty", sys_isatty},
+    {NULL, NULL}};
+
+int luaopen_shannot_core_sys(lua_State *L)
+{
+    luaL_newlib(L, sys_funcs);
+    return 1;
+}
