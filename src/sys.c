@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
 #include <pwd.h>
 #include <sys/utsname.h>
 #include <time.h>
@@ -81,6 +82,17 @@ static int sys_time(lua_State *L)
     return 1;
 }
 
+/* getcwd() -> the current directory | nil, msg, code */
+static int sys_getcwd(lua_State *L)
+{
+    char buf[PATH_MAX];
+    if (getcwd(buf, sizeof buf) == NULL) {
+        return sh_fail(L, "getcwd", errno);
+    }
+    lua_pushstring(L, buf);
+    return 1;
+}
+
 /* isatty(fd) -> boolean */
 static int sys_isatty(lua_State *L)
 {
@@ -106,6 +118,7 @@ static const luaL_Reg sys_funcs[] = {
     {"monotonic", sys_monotonic},
     {"time", sys_time},
     {"isatty", sys_isatty},
+    {"getcwd", sys_getcwd},
     {NULL, NULL}};
 
 int luaopen_shannot_core_sys(lua_State *L)

@@ -171,6 +171,9 @@ end
 function M.parse(data, source, dir)
   local obj, msg = json.decode(data, source)
   if obj == nil then return nil, msg end
+  if not data:match("^%s*{") then  -- cjson decodes [] and {} alike
+    return nil, source .. ": a profile must be a JSON object"
+  end
   return M.from_table(obj, source, dir)
 end
 

@@ -66,7 +66,7 @@ function M.prepare(p, argv, opts)
     seccomp_fd = f:fd()
   end
   local args = profile.bwrap_args(p, {
-    cwd = opts.cwd or os.getenv("PWD"), seccomp_fd = seccomp_fd,
+    cwd = opts.cwd or sys.getcwd(), seccomp_fd = seccomp_fd,
     var_run_is_link = var_run_is_link(),
   })
   plan.argv = { bwrap }

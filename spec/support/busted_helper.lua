@@ -9,10 +9,14 @@ busted.subscribe({ "test", "end" }, function(_, _, status)
   return nil, true
 end)
 
-busted.subscribe({ "error" }, function()
-  counts.error = counts.error + 1
-  return nil, true
-end)
+-- Errors outside any test (a spec file that fails to load, a failing
+-- describe block) end no test, so count them here.
+for _, where in ipairs({ "file", "describe" }) do
+  busted.subscribe({ "error", where }, function()
+    counts.error = counts.error + 1
+    return nil, true
+  end)
+end
 
 busted.subscribe({ "suite", "end" }, function()
   io.stdout:write(string.format("\n%d passed, %d failed, %d skipped\n",

@@ -91,7 +91,7 @@ local function check(file)
   cli.out(string.format("%s: ok (profile %s)\n", text.inert(file), p.name))
   for _, w in ipairs(warnings) do cli.out("warning: ", w, "\n") end
   local argv = { "bwrap" }
-  for _, a in ipairs(profile.bwrap_args(p, { cwd = os.getenv("PWD") })) do argv[#argv + 1] = a end
+  for _, a in ipairs(profile.bwrap_args(p, { cwd = require("shannot.core.sys").getcwd() })) do argv[#argv + 1] = a end
   argv[#argv + 1] = "--"
   argv[#argv + 1] = "CMD..."
   cli.out(format_command(argv), "\n")
