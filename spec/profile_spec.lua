@@ -43,9 +43,11 @@ describe("profile", function()
     { '{"name": "x",\n "binds": [}', "p.json:2:" },
     { "[]", "a profile must be a JSON object" },
     { '{"description": "no name"}', 'field "name" is required' },
-    { '{"name": "x", "network_isolaton": false}', 'unknown field "network_isolaton" (did you mean "network_isolation"?)' },
+    { '{"name": "x", "network_isolaton": false}',
+      'unknown field "network_isolaton" (did you mean "network_isolation"?)' },
     { '{"name": "x", "network_isolation": "no"}', 'field "network_isolation" must be true or false' },
-    { '{"name": "x", "binds": [{"source": "usr", "target": "/usr"}]}', 'field "binds" item 1 field "source" must be an absolute path' },
+    { '{"name": "x", "binds": [{"source": "usr", "target": "/usr"}]}',
+      'field "binds" item 1 field "source" must be an absolute path' },
     { '{"name": "x", "binds": [{"source": "/a/../etc", "target": "/b"}]}', 'must not contain ".."' },
     { '{"name": "x", "binds": [{"sorce": "/a", "target": "/b"}]}', 'unknown field "sorce" (did you mean "source"?)' },
     { '{"name": "x", "binds": [{"target": "/b"}]}', 'a bind has no "source"' },
@@ -112,6 +114,9 @@ describe("profile", function()
         { getenv = function(k) return k == "MYHOME" and "/home/me" or nil end })
       local s = table.concat(a, " ")
       assert.truthy(s:find("--clearenv --setenv A bc --setenv HOME /home/me", 1, true))
+      local unset = table.concat(args_for('{"name": "x", "environment": {"U": "${NOPE}", "E": ""}}',
+        { getenv = function() return nil end }), " ")
+      assert.truthy(unset:find("--clearenv --setenv E  --chdir", 1, true), unset)
     end)
 
     it("passes the seccomp fd and additional args last", function()

@@ -365,12 +365,16 @@ static int fs_mkdtemp(lua_State *L)
     return 1;
 }
 
-/* open(path) -> File (read-only) | nil, msg, code */
+/* open(path [, "r" | "w" | "rw"]) -> File | nil, msg, code
+ * "w" opens an existing file for writing without truncating it. */
 static int fs_open(lua_State *L)
 {
+    static const char *const modes[] = {"r", "w", "rw", NULL};
+    static const int flags[] = {O_RDONLY, O_WRONLY, O_RDWR};
     const char *path = luaL_checkstring(L, 1);
+    int flag = flags[luaL_checkoption(L, 2, "r", modes)];
     File *f = new_file(L);
-    f->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    f->fd = open(path, flag | O_CLOEXEC | O_NOCTTY);
     if (f->fd < 0) {
         return sh_fail(L, path, errno);
     }

@@ -65,7 +65,9 @@ static int searcher_embedded(lua_State *L)
         if (strcmp(m->name, name) != 0) {
             continue;
         }
-        if (luaL_loadbufferx(L, (const char *)m->data, m->len, m->chunk, "t")
+        /* Bytecode made at build time by scripts/embed.lua from our own
+         * sources; anything loaded from disk stays text-only. */
+        if (luaL_loadbufferx(L, (const char *)m->data, m->len, m->chunk, "b")
             != LUA_OK) {
             return lua_error(L);
         }

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -331,16 +332,20 @@ static void spawn_read(lua_State *L, struct spawn_req *r)
     }
 }
 
-/* In the child: never returns. Reports exec failure through `errfd`. */
-static void child_exec(const struct spawn_req *r, int fds[3], int errfd,
+/* In the child: never returns. Reports exec failure through `errfd`.
+ * Runs in a vfork child (memory shared with the parent, parent suspended),
+ * so it only makes system calls: no allocation, no stdio, no Lua. */
+static void child_exec(const struct spawn_req *r, const int fds[3], int errfd,
                        pid_t parent)
 {
+    /* Handlers and ignored dispositions would survive into the new program
+     * (ignored ones do); every signal is still blocked here, so none of
+     * shannot's handlers can run in this shared-memory child. */
+    for (int sig = 1; sig < NSIG; sig++) {
+        signal(sig, SIG_DFL);
+    }
     sigset_t none;
     sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    signal(SIGPIPE, SIG_DFL); /* ignored dispositions survive exec */
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
     if (r->new_pgroup) {
         setpgid(0, 0);
     }
@@ -362,6 +367,7 @@ static void child_exec(const struct spawn_req *r, int fds[3], int errfd,
     for (int i = 0; i < r->nkeep; i++) {
         fcntl(r->keep[i], F_SETFD, 0); /* the caller asked for this one */
     }
+    sigprocmask(SIG_SETMASK, &none, NULL);
     execvpe(r->argv[0], r->argv, r->envp ? r->envp : environ);
 fail:;
     int e = errno;
@@ -408,6 +414,26 @@ static int open_streams(Process *p, const struct spawn_req *r, int child[3],
     return 0;
 }
 
+/* vfork + exec with every signal blocked around it: no page tables are
+ * copied, which is most of the cost of starting a child from a process
+ * holding a Lua state.  Returns the pid, or -1 with errno. */
+static pid_t spawn_child(const struct spawn_req *r, const int fds[3],
+                         int errfd)
+{
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
+    pid_t parent = getpid();
+    pid_t pid = vfork();
+    if (pid == 0) {
+        child_exec(r, fds, errfd, parent);
+    }
+    int e = errno;
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    errno = e;
+    return pid;
+}
+
 /* Waits for the child's exec; returns 0 or the errno it failed with. */
 static int exec_result(int errfd)
 {
@@ -445,14 +471,10 @@ static int proc_spawn(lua_State *L)
         e = errno;
         goto out;
     }
-    pid_t parent = getpid();
-    pid_t pid = fork();
+    pid_t pid = spawn_child(&r, child, errpipe[1]);
     if (pid < 0) {
         e = errno;
         goto out;
-    }
-    if (pid == 0) {
-        child_exec(&r, child, errpipe[1], parent);
     }
     p->pid = pid;
     if (r.new_pgroup) {

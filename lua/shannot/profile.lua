@@ -312,7 +312,11 @@ local function env_args(args, p, getenv)
   for k in pairs(p.environment) do keys[#keys + 1] = k end
   table.sort(keys)
   add(args, "--clearenv")
-  for _, k in ipairs(keys) do add(args, "--setenv", k, expand(p.environment[k], getenv)) end
+  for _, k in ipairs(keys) do
+    local value = expand(p.environment[k], getenv)
+    -- "${USER}" with USER unset leaves the variable out rather than empty
+    if value ~= "" or p.environment[k] == "" then add(args, "--setenv", k, value) end
+  end
 end
 
 local function working_dir(p, cwd)

@@ -46,7 +46,7 @@ local function list(opts)
   return bad == 0 and const.EXIT.OK or const.EXIT.USAGE
 end
 
-local function show(opts, name)
+local function show(_, name)
   if not name then return nil, err.usage("profile show: which profile? usage: shannot profile show P") end
   local p, e = profile.load(name)
   if not p then return nil, e end

@@ -1,0 +1,62 @@
+-- bench/startup: start-up cost of shannot against its floors, measured in
+-- the same run with the same harness (fork, exec, wait), interleaved:
+--   1. `shannot run -- true` vs bare bwrap with the identical argument list
+--   2. `shannot --version` vs `lua5.4 -e ''`
+-- Prints medians and ratios.  Targets: <= 1.25 and <= 2.0.
+local shannot = require("shannot")
+local proc = shannot.proc
+local sys = require("shannot.core.sys")
+
+local N = tonumber(arg[1]) or 200
+local BIN = arg[2] or "build/shannot"
+
+local function time_once(argv, keep)
+  local t0 = sys.monotonic()
+  local r = assert(proc.run(argv, { stdout = "null", stderr = "pipe", stdin = "null", keep_fds = keep }))
+  local dt = sys.monotonic() - t0
+  assert(r.code == 0, table.concat(argv, " ") .. ": " .. (r.stderr or "") .. proc.describe_end(r))
+  return dt
+end
+
+local function median(xs)
+  table.sort(xs)
+  local n = #xs
+  if n % 2 == 1 then return xs[(n + 1) // 2] end
+  return (xs[n // 2] + xs[n // 2 + 1]) / 2
+end
+
+-- Runs each case N times, interleaved so drift hits them alike.
+local function compare(cases)
+  local samples = {}
+  for i = 1, #cases do samples[i] = {} end
+  for _ = 1, 5 do for _, c in ipairs(cases) do time_once(c.argv, c.keep) end end  -- warm up
+  for _ = 1, N do
+    for i, c in ipairs(cases) do samples[i][#samples[i] + 1] = time_once(c.argv, c.keep) end
+  end
+  local out = {}
+  for i = 1, #cases do out[i] = median(samples[i]) end
+  return out
+end
+
+-- The exact command line shannot runs for `run -- true`.
+local p = assert(shannot.profile.load("system"))
+local plan = assert(shannot.sandbox.prepare(p, { "true" }))
+local devnull <close> = assert(shannot.fs.open("/dev/null", "w"))
+plan.argv[plan.status_arg + 1] = tostring(devnull:fd())
+
+local m1 = compare({
+  { argv = { BIN, "run", "--", "true" } },
+  { argv = plan.argv, keep = { devnull:fd() } },
+})
+local m2 = compare({
+  { argv = { BIN, "--version" } },
+  { argv = { "lua5.4", "-e", "" } },
+})
+
+local function row(label, a, b, target)
+  print(string.format("%-44s %8.3f ms  %8.3f ms  ratio %.2f (target <= %.2f)",
+    label, a * 1000, b * 1000, a / b, target))
+end
+print(string.format("startup, median of %d runs each (shannot vs baseline)", N))
+row("shannot run -- true  vs  bwrap (same args)", m1[1], m1[2], 1.25)
+row("shannot --version    vs  lua5.4 -e ''", m2[1], m2[2], 2.0)
