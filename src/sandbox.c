@@ -26,10 +26,11 @@ struct probe_report {
     int err;
 };
 
+/* The system call each probe step makes (Lua words the message). */
 static const char *const probe_steps[] = {
-    "ok", "unshare user+mount namespace", "write uid/gid map",
-    "make mounts private", "mount overlayfs (userxattr)",
-    "write through the overlay", "find the write in the upper dir"};
+    "ok", "unshare(CLONE_NEWUSER|CLONE_NEWNS)", "write uid_map/gid_map",
+    "mount(MS_REC|MS_PRIVATE)", "mount(overlay, userxattr)",
+    "open(O_CREAT) in the overlay", "stat() in the upper dir"};
 
 static int write_file(const char *path, const char *text)
 {

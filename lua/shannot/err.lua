@@ -24,10 +24,4 @@ function M.is(value)
   return getmetatable(value) == Error
 end
 
--- Wraps a primitive's `nil, msg, code` into a usage error (bad input).
-function M.wrap(kind, value, msg)
-  if value ~= nil then return value end
-  return nil, M[kind](msg)
-end
-
 return M

@@ -381,6 +381,4 @@ function M.to_table(p)
   return out
 end
 
-M.FIELDS = names_of(FIELDS)
-
 return M
