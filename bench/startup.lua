@@ -3,6 +3,8 @@
 --   1. `shannot run -- true` vs bare bwrap with the identical argument list
 --   2. `shannot --version` vs `lua5.4 -e ''`
 -- Prints medians and ratios.  Targets: <= 1.25 and <= 2.0.
+-- For context it also times `timeout 0 bwrap ...` (coreutils: a small C
+-- program that forks, execs and waits): the floor for any wrapper process.
 local shannot = require("shannot")
 local proc = shannot.proc
 local sys = require("shannot.core.sys")
@@ -44,9 +46,12 @@ local plan = assert(shannot.sandbox.prepare(p, { "true" }))
 local devnull <close> = assert(shannot.fs.open("/dev/null", "w"))
 plan.argv[plan.status_arg + 1] = tostring(devnull:fd())
 
+local floor_argv = { "timeout", "0" }
+table.move(plan.argv, 1, #plan.argv, 3, floor_argv)
 local m1 = compare({
   { argv = { BIN, "run", "--", "true" } },
   { argv = plan.argv, keep = { devnull:fd() } },
+  { argv = floor_argv, keep = { devnull:fd() } },
 })
 local m2 = compare({
   { argv = { BIN, "--version" } },
@@ -60,3 +65,5 @@ end
 print(string.format("startup, median of %d runs each (shannot vs baseline)", N))
 row("shannot run -- true  vs  bwrap (same args)", m1[1], m1[2], 1.25)
 row("shannot --version    vs  lua5.4 -e ''", m2[1], m2[2], 2.0)
+print(string.format("%-44s %8.3f ms  %8.3f ms  ratio %.2f (floor: any wrapper process)",
+  "timeout 0 bwrap ...  vs  bwrap (same args)", m1[3] * 1000, m1[2] * 1000, m1[3] / m1[2]))

@@ -1,18 +1,14 @@
 /*
- * main.c: the Lua state and bootstrap.  Opens a curated standard library,
- * registers the C primitives as shannot.core.*, makes the embedded Lua
- * sources requirable, then returns require("shannot.main").run(arg).
- * The only C file that touches argv, the environment, signals or exit().
+ * main.c: the Lua state and bootstrap.  Fills the state (loader.c), then
+ * returns require("shannot.main").run(arg) as the exit code.  The only C
+ * file that touches argv, signal dispositions or the exit code.
  */
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdio.h>
-#include <string.h>
 
 #include <lua.h>
 #include <lauxlib.h>
-#include <lualib.h>
-#include <lua-cjson.h>
 
 #include "shannot.h"
 
@@ -56,85 +52,14 @@ static int msghandler(lua_State *L)
     return 1;
 }
 
-/* package.searchers entry: finds a module among the embedded sources. */
-static int searcher_embedded(lua_State *L)
-{
-    const char *name = luaL_checkstring(L, 1);
-    for (size_t i = 0; i < sh_embedded_lua_count; i++) {
-        const struct sh_embedded *m = &sh_embedded_lua[i];
-        if (strcmp(m->name, name) != 0) {
-            continue;
-        }
-        /* Bytecode made at build time by scripts/embed.lua from our own
-         * sources; anything loaded from disk stays text-only. */
-        if (luaL_loadbufferx(L, (const char *)m->data, m->len, m->chunk, "b")
-            != LUA_OK) {
-            return lua_error(L);
-        }
-        lua_pushstring(L, m->chunk + 1); /* second loader argument */
-        return 2;
-    }
-    lua_pushfstring(L, "no embedded module '%s'", name);
-    return 1;
-}
-
-static void open_libs(lua_State *L)
-{
-    static const luaL_Reg std_libs[] = {
-        {LUA_GNAME, luaopen_base}, {LUA_LOADLIBNAME, luaopen_package},
-        {LUA_COLIBNAME, luaopen_coroutine}, {LUA_TABLIBNAME, luaopen_table},
-        {LUA_IOLIBNAME, luaopen_io}, {LUA_OSLIBNAME, luaopen_os},
-        {LUA_STRLIBNAME, luaopen_string}, {LUA_MATHLIBNAME, luaopen_math},
-        {LUA_UTF8LIBNAME, luaopen_utf8}, {LUA_DBLIBNAME, luaopen_debug},
-        {NULL, NULL}};
-    static const luaL_Reg modules[] = { /* requirable, never globals */
-        {"shannot.core.proc", luaopen_shannot_core_proc},
-        {"shannot.core.fs", luaopen_shannot_core_fs},
-        {"shannot.core.sandbox", luaopen_shannot_core_sandbox},
-        {"shannot.core.sys", luaopen_shannot_core_sys},
-        {"cjson", luaopen_cjson},
-        {NULL, NULL}};
-    for (const luaL_Reg *lib = std_libs; lib->func; lib++) {
-        luaL_requiref(L, lib->name, lib->func, 1);
-        lua_pop(L, 1);
-    }
-    for (const luaL_Reg *lib = modules; lib->func; lib++) {
-        luaL_requiref(L, lib->name, lib->func, 0);
-        lua_pop(L, 1);
-    }
-}
-
-/* Module lookup: SHANNOT_LUA_DIR (if set), then the embedded sources. */
-static void setup_package(lua_State *L)
-{
-    const char *dir = secure_getenv("SHANNOT_LUA_DIR");
-    lua_getglobal(L, LUA_LOADLIBNAME);
-    if (dir != NULL && dir[0] != '\0') {
-        lua_pushfstring(L, "%s/?.lua;%s/?/init.lua", dir, dir);
-    } else {
-        lua_pushliteral(L, "");
-    }
-    lua_setfield(L, -2, "path");
-    lua_pushliteral(L, "");
-    lua_setfield(L, -2, "cpath");
-    lua_getfield(L, -1, "searchers"); /* package searchers */
-    lua_pushcfunction(L, searcher_embedded);
-    for (lua_Integer i = (lua_Integer)luaL_len(L, -2); i >= 3; i--) {
-        lua_geti(L, -2, i);
-        lua_seti(L, -3, i + 1); /* shift C searchers up by one */
-    }
-    lua_seti(L, -2, 3); /* after preload and the Lua path searcher */
-    lua_pop(L, 2);
-}
-
 static int pmain(lua_State *L)
 {
     int argc = (int)lua_tointeger(L, 1);
     char **argv = (char **)lua_touserdata(L, 2);
 
     luaL_checkversion(L);
-    open_libs(L);
-    setup_package(L);
+    sh_open_libs(L);
+    sh_setup_package(L);
     lua_createtable(L, argc, 1);
     for (int i = 0; i < argc; i++) {
         lua_pushstring(L, argv[i]);
@@ -158,6 +83,10 @@ int main(int argc, char **argv)
         return EXIT_INTERNAL;
     }
     sig_L = L;
+    /* Start-up allocates what lives for the whole run (modules, the argv
+     * table): collecting during it is wasted work.  cli.main restarts the
+     * collector before a command runs. */
+    lua_gc(L, LUA_GCSTOP);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);

@@ -76,4 +76,8 @@ struct sh_embedded {
 extern const struct sh_embedded sh_embedded_lua[];
 extern const size_t sh_embedded_lua_count;
 
+/* loader.c: the standard library, shannot.core.*, the embedded searcher. */
+void sh_open_libs(lua_State *L);
+void sh_setup_package(lua_State *L);
+
 #endif

@@ -158,6 +158,7 @@ function M.main(argv)
   local spec = { name = name, options = cmd.options or {}, stop_at_positional = cmd.stop_at_positional }
   local opts, positional = M.parse(argv, 2, spec)
   if not opts then return nil, positional end
+  collectgarbage("restart") -- stopped by the C host for start-up
   return cmd.run(opts, positional)
 end
 

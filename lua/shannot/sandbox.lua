@@ -22,19 +22,32 @@ function M.check_platform()
   return true
 end
 
--- find_bwrap([explicit]) -> path | nil, err
+-- Where distributions install bwrap.  Tried before PATH: bwrap is the
+-- sandbox's trust anchor and often setuid, so a bwrap earlier in a user's
+-- PATH (a toolchain's bin dir, say) must not silently replace it.
+M.SYSTEM_BWRAP = { "/usr/bin/bwrap", "/usr/local/bin/bwrap" }
+
+-- find_bwrap([explicit]) -> path | nil, err.  explicit (the config's
+-- bwrap_path, or $SHANNOT_BWRAP) is used as given or not at all.
 function M.find_bwrap(explicit)
-  local path = fs.which(explicit or "bwrap", os.getenv("PATH"))
-  if path then return path end
-  if explicit then
+  explicit = explicit or os.getenv("SHANNOT_BWRAP")
+  if explicit and explicit ~= "" then
+    local path = fs.which(explicit, os.getenv("PATH"))
+    if path then return path end
     return nil, err.env("bwrap not found at %s; install bubblewrap with: %s", explicit, M.INSTALL_BWRAP)
   end
+  for _, path in ipairs(M.SYSTEM_BWRAP) do
+    if fs.which(path) then return path end
+  end
+  local path = fs.which("bwrap", os.getenv("PATH"))
+  if path then return path end
   return nil, err.env("bwrap (bubblewrap) is not installed; install it with: %s", M.INSTALL_BWRAP)
 end
 
 -- check_command(profile, argv) -> true | nil, err
 function M.check_command(p, argv)
-  local resolved = fs.which(argv[1], profile.search_path(p))
+  -- Resolving costs a stat per PATH entry: only a non-empty list needs it.
+  local resolved = #p.allowed_commands > 0 and fs.which(argv[1], profile.search_path(p)) or nil
   if not profile.allows(p, argv[1], resolved) then
     return nil, err.usage('command "%s" is not allowed by profile "%s"', text.inert(argv[1]), p.name)
   end

@@ -268,11 +268,24 @@ describe("shannot run", function()
     end)
 
     it("says how to install bwrap when it is missing (exit 4)", function()
-      local empty = h.tmpdir()
-      local r = run({ "--", "true" }, { home = home, env = { PATH = empty } })
+      -- bwrap is installed here: the script hides the system locations and
+      -- PATH, then runs the real command line in the real binary.
+      local dir = h.tmpdir()
+      h.write(dir .. "/nobwrap.lua", [[
+        require("shannot.sandbox").SYSTEM_BWRAP = {}
+        os.exit(require("shannot.main").run({ "run", "--", "true" }))
+      ]])
+      local r = h.shannot({ "lua", dir .. "/nobwrap.lua" }, { home = home, env = { PATH = dir } })
       assert.equal(4, r.code)
       assert.is_true(h.one_line_error(r), r.stderr)
       assert.matches("apt%-get install bubblewrap", r.stderr)
+    end)
+
+    it("uses SHANNOT_BWRAP as given, never a fallback (exit 4)", function()
+      local r = run({ "--", "true" }, { home = home, env = { SHANNOT_BWRAP = "/nonexistent/bwrap" } })
+      assert.equal(4, r.code)
+      assert.is_true(h.one_line_error(r), r.stderr)
+      assert.matches("bwrap not found at /nonexistent/bwrap; install bubblewrap with: apt%-get", r.stderr)
     end)
 
     it("says to use --target when this is not Linux (exit 4)", function()
