@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -738,8 +739,44 @@ static int process_tostring(lua_State *L)
     return 1;
 }
 
+/* set_subreaper(on) -> true | nil, msg, code.  While on, descendants
+ * orphaned by a dying child (a sandbox whose bwrap was killed, say) become
+ * our children instead of init's, so kill_orphan() can end them. */
+static int proc_set_subreaper(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TBOOLEAN);
+    if (prctl(PR_SET_CHILD_SUBREAPER, (unsigned long)lua_toboolean(L, 1)) < 0) {
+        return sh_fail(L, "prctl(PR_SET_CHILD_SUBREAPER)", errno);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* kill_orphan(pid) -> true (it was our child: killed and reaped) | false.
+ * Signals only a child of ours, never a pid that may have been reused:
+ * an unreaped child's pid cannot be. */
+static int proc_kill_orphan(lua_State *L)
+{
+    lua_Integer n = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, n > 0 && n <= INT_MAX, 1, "not a pid");
+    pid_t pid = (pid_t)n;
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0) {
+        lua_pushboolean(L, 0); /* ECHILD: not ours */
+        return 1;
+    }
+    kill(pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static const luaL_Reg proc_funcs[] = {
     {"spawn", proc_spawn},
+    {"set_subreaper", proc_set_subreaper},
+    {"kill_orphan", proc_kill_orphan},
     {NULL, NULL}};
 
 static const luaL_Reg process_methods[] = {

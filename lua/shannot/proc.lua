@@ -5,6 +5,8 @@ local core = require("shannot.core.proc")
 local M = {}
 
 M.DEFAULT_MAX_OUTPUT = 1024 * 1024
+M.set_subreaper = core.set_subreaper
+M.kill_orphan = core.kill_orphan
 
 -- Joins what the capture kept of one stream.  When bytes were dropped,
 -- they were dropped at `NAME_dropped_at` (the head's length).

@@ -125,6 +125,19 @@ function M.run(p, argv, opts)
   plan.argv[plan.status_arg + 1] = tostring(status_w:fd())
   local keep = { status_w:fd() }
   for _, f in ipairs(plan.keep) do keep[#keep + 1] = f:fd() end
+  -- bwrap's --die-with-parent leaves a window at start-up in which the
+  -- sandbox outlives a killed bwrap (an early Ctrl-C, say).  As subreaper
+  -- we inherit such a sandbox, and finish() ends it on every way out,
+  -- after `child` (declared later, closed first) has killed bwrap.
+  proc.set_subreaper(true)
+  local status
+  local function finish()
+    if status then return end
+    status = read_status(status_r:read_all(65536) or "")
+    if math.type(status["child-pid"]) == "integer" then proc.kill_orphan(status["child-pid"]) end
+    proc.set_subreaper(false)
+  end
+  local _ <close> = setmetatable({}, { __close = finish })
   local p_, msg = proc.spawn(plan.argv, {
     stdin = opts.stdin or "inherit",
     stdout = opts.capture and "pipe" or "inherit",
@@ -134,12 +147,15 @@ function M.run(p, argv, opts)
   status_w:close()
   close_all(plan.keep)
   if not p_ then return nil, err.env("cannot start %s", msg) end
-  local child <close> = p_
-  local r, cmsg = child:communicate({
-    timeout = opts.timeout, max_capture = opts.max_output or proc.DEFAULT_MAX_OUTPUT,
-  })
+  local r, cmsg
+  do
+    local child <close> = p_
+    r, cmsg = child:communicate({
+      timeout = opts.timeout, max_capture = opts.max_output or proc.DEFAULT_MAX_OUTPUT,
+    })
+  end
+  finish()
   if not r then return nil, err.env("waiting for the sandbox: %s", cmsg) end
-  local status = read_status(status_r:read_all(65536) or "")
   r.command = argv
   r.profile = p.name
   r.started = status["child-pid"] ~= nil

@@ -140,6 +140,26 @@ describe("shannot run", function()
       assert.equal("", m.stdout)
     end)
 
+    it("works for an unprivileged user, who can change nothing either", function()
+      local sys = require("shannot.core.sys")
+      local prefix = {}
+      if sys.ids().uid == 0 then
+        if not h.need(fs.which("setpriv", os.getenv("PATH")), "setpriv (util-linux)") then return end
+        prefix = { "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--" }
+        -- nobody must reach the binary and its own home
+        assert(fs.chmod(h.ROOT .. "/build/spec-tmp", 457))  -- 0711
+        assert(fs.chmod(home, 511))                         -- 0777
+      end
+      local r = sh("id -u; echo x > /etc/shannot-nobody; echo x > \"$HOME\"/f; echo done",
+        { home = home, prefix = prefix })
+      assert.equal(0, r.code, r.stderr)
+      assert.matches("^%d+\ndone\n$", r.stdout)
+      assert.not_equal("0\n", r.stdout:match("^%d+\n"))
+      assert.matches("Read%-only file system", r.stderr)
+      assert.is_nil(fs.lstat("/etc/shannot-nobody"))
+      assert.is_nil(fs.lstat(home .. "/f"))
+    end)
+
     it("has fresh /dev, /proc and /tmp, and an empty /run", function()
       local r = sh([[
         ls /run | wc -l
@@ -212,6 +232,36 @@ describe("shannot run", function()
       assert.matches("timed out after 1 s", r.stderr)
       local left = proc.run({ "sh", "-c", "ps -eo args | grep -F '" .. marker .. "' | grep -v grep || true" })
       assert.equal("", left.stdout)
+    end)
+
+    it("on SIGINT kills the sandbox and all in it, says so and exits 130", function()
+      local marker = "sleep 40" .. math.random(100, 999) .. ".5"
+      local p = h.spawn({ "run", "--", "sh", "-c",
+        "trap '' INT TERM; (" .. marker .. " &); " .. marker .. "; wait" }, { home = home })
+      h.eventually(function()
+        local sleeps = 0
+        for _, line in ipairs(h.processes(marker)) do
+          if line:find(marker, 1, true) == 1 then sleeps = sleeps + 1 end
+        end
+        return sleeps == 2
+      end, "the sandboxed sleeps")
+      assert(p:kill("INT"))
+      local r = assert(p:communicate({ timeout = 20 }))
+      assert.equal(130, r.code, r.stderr)
+      assert.equal("shannot: interrupted\n", r.stderr)
+      assert.same({}, h.processes(marker))
+    end)
+
+    it("leaves no sandbox behind when SIGINT comes while bwrap sets up", function()
+      for _ = 1, 5 do
+        local marker = "sleep 41" .. math.random(100, 999) .. ".5"
+        local p = h.spawn({ "run", "--", "sh", "-c", marker }, { home = home })
+        h.eventually(function() return #h.processes("bwrap") > 0 end, "bwrap")
+        assert(p:kill("INT"))
+        local r = assert(p:communicate({ timeout = 20 }))
+        assert.equal(130, r.code, r.stderr)
+        assert.same({}, h.processes(marker))
+      end
     end)
 
     it("--json reports the timeout", function()

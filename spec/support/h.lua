@@ -50,23 +50,58 @@ function M.env(overrides)
   return out
 end
 
--- shannot(args, opts) -> {code, stdout, stderr, ...}
--- opts: home (from M.home()), env (overrides), input, timeout, cwd.
-function M.shannot(args, opts)
-  opts = opts or {}
+-- The environment and argv the binary under test runs with.
+local function invocation(args, opts)
   local home = opts.home or M.default_home()
   local env = {
     HOME = home, XDG_CONFIG_HOME = home .. "/config", XDG_DATA_HOME = home .. "/data",
     SHANNOT_CONFIG = false,
   }
   for k, v in pairs(opts.env or {}) do env[k] = v end
-  local argv = { opts.bin or M.BIN }
-  table.move(args, 1, #args, 2, argv)
+  local argv = {}
+  table.move(opts.prefix or {}, 1, #(opts.prefix or {}), 1, argv)
+  argv[#argv + 1] = opts.bin or M.BIN
+  table.move(args, 1, #args, #argv + 1, argv)
+  return argv, M.env(env)
+end
+
+-- shannot(args, opts) -> {code, stdout, stderr, ...}
+-- opts: home (from M.home()), env (overrides), input, timeout, cwd,
+-- prefix (argv run before the binary, e.g. setpriv ...).
+function M.shannot(args, opts)
+  opts = opts or {}
+  local argv, env = invocation(args, opts)
   local r = assert(proc.run(argv, {
-    env = M.env(env), input = opts.input, timeout = opts.timeout or 120,
+    env = env, input = opts.input, timeout = opts.timeout or 120,
     cwd = opts.cwd, max_capture = opts.max_capture,
   }))
   return r
+end
+
+-- spawn(args, opts) -> Process with stdout and stderr piped, stdin closed.
+function M.spawn(args, opts)
+  opts = opts or {}
+  local argv, env = invocation(args, opts)
+  return assert(proc.spawn(argv, { env = env, stdin = "null", stdout = "pipe", stderr = "pipe" }))
+end
+
+-- eventually(f, what): polls f for up to 10 s.
+function M.eventually(f, what)
+  for _ = 1, 200 do
+    if f() then return true end
+    proc.run({ "sleep", "0.05" })
+  end
+  error("timed out waiting for " .. what, 2)
+end
+
+-- processes(needle) -> the command lines of running processes containing it
+function M.processes(needle)
+  local r = assert(proc.run({ "ps", "-eo", "args" }))
+  local found = {}
+  for line in r.stdout:gmatch("[^\n]+") do
+    if line:find(needle, 1, true) then found[#found + 1] = line end
+  end
+  return found
 end
 
 function M.default_home()
