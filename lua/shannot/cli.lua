@@ -11,6 +11,7 @@ local COMMANDS = {
   { "run", "run a command in the sandbox" },
   { "profile", "list, show and check sandbox profiles" },
   { "status", "what this machine can do: bwrap, user namespaces, overlayfs" },
+  { "config", "show, check and locate the configuration" },
   { "lua", "run a Lua file with the shannot API" },
   { "help", "show help for shannot or one command" },
 }
@@ -159,6 +160,16 @@ function M.main(argv)
   local opts, positional = M.parse(argv, 2, spec)
   if not opts then return nil, positional end
   collectgarbage("restart") -- stopped by the C host for start-up
+  if cmd.needs_config ~= false then
+    -- Read before anything runs: a broken config stops every command
+    -- (exit 2) instead of falling back to defaults, deny list included.
+    local cfg, cerr = require("shannot.config").load()
+    if not cfg then return nil, cerr end
+    local policies, perr = require("shannot.policyfile").load_all(cfg.files.policies)
+    if not policies then return nil, perr end
+    cfg.policies = policies
+    opts.config = cfg
+  end
   return cmd.run(opts, positional)
 end
 

@@ -553,10 +553,18 @@ local function what_is(p, v)
 end
 
 -- Stores value under a (possibly dotted) key relative to tbl.
+-- Remembers where key k of tbl was written (for M.parse_located).
+local function mark(p, tbl, k, pos)
+  local t = p.keypos[tbl]
+  if not t then t = {}; p.keypos[tbl] = t end
+  if t[k] == nil then t[k] = pos end
+end
+
 local function assign(p, tbl, keys, where, value)
   local kind, n = p.kind, #keys
   for i = 1, n - 1 do
     local v = tbl[keys[i]]
+    mark(p, tbl, keys[i], where[i])
     if v == nil then
       v = {}
       tbl[keys[i]] = v
@@ -569,6 +577,7 @@ local function assign(p, tbl, keys, where, value)
   end
   if tbl[keys[n]] ~= nil then fail(where[n], "duplicate key %q", keys_text(keys)) end
   if type(value) == "table" and p.kind[value] then p.where[value] = where[n] end
+  mark(p, tbl, keys[n], where[n])
   tbl[keys[n]] = value
 end
 
@@ -625,6 +634,7 @@ local function header_parent(p, keys, where)
   local kind, tbl = p.kind, p.root
   for i = 1, #keys - 1 do
     local v = tbl[keys[i]]
+    mark(p, tbl, keys[i], where[i])
     if v == nil then
       v = {}
       kind[v] = "implicit"
@@ -652,6 +662,7 @@ local function open_table(p, keys, where)
   local parent = header_parent(p, keys, where)
   local k = keys[#keys]
   local v = parent[k]
+  mark(p, parent, k, where[#keys])
   if v == nil then
     v = {}
     parent[k] = v
@@ -667,6 +678,7 @@ local function open_array_table(p, keys, where)
   local parent = header_parent(p, keys, where)
   local k = keys[#keys]
   local arr = parent[k]
+  mark(p, parent, k, where[#keys])
   if arr == nil then
     arr = setmetatable({}, array_mt)
     p.kind[arr] = "aot"
@@ -739,7 +751,7 @@ local function run_parser(text, filename)
   local root = {}
   local p = {
     src = text, pos = 1, depth = 0, root = root, current = root,
-    kind = {[root] = "explicit"}, where = {}, sections = {},
+    kind = {[root] = "explicit"}, where = {}, sections = {}, keypos = {},
   }
   local ok, res = pcall(parse_document, p)
   if ok then return p end
@@ -751,6 +763,19 @@ function M.parse(text, filename)
   local p, err = run_parser(text, filename)
   if not p then return nil, err end
   return p.root
+end
+
+-- parse_located(text, filename) -> root, locate | nil, err.
+-- locate(tbl, key) -> line, col where key of tbl (a table in root) was
+-- written, or nil; for errors about the values a parse cannot judge.
+function M.parse_located(text, filename)
+  local p, err = run_parser(text, filename)
+  if not p then return nil, err end
+  local function locate(tbl, key)
+    local pos = p.keypos[tbl] and p.keypos[tbl][key]
+    if pos then return line_col(text, pos) end
+  end
+  return p.root, locate
 end
 
 ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ local text = require("shannot.text")
 return {
   usage = "shannot help [COMMAND]",
   help = "Shows the list of commands, or the options and details of one command.",
+  needs_config = false,
   run = function(_, args)
     if args[1] == nil then
       cli.out(cli.general_help(), "\n")

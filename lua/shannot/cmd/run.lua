@@ -68,6 +68,14 @@ local function abnormal_end(r, opts)
   return nil, err.env("the sandbox could not be set up%s", why)
 end
 
+-- The config's local executor settings (profile, bwrap_path), if any.
+local function local_executor(cfg)
+  if not cfg then return {} end
+  local e = cfg.values.executor[cfg.values.default_executor]
+  if e and (e.type or "local") == "local" then return e end
+  return cfg.values.executor["local"] or {}
+end
+
 function M.run(opts, args)
   local argv = opts["--"]
   if #args > 0 then
@@ -77,10 +85,11 @@ function M.run(opts, args)
   if argv == nil or #argv == 0 then
     return nil, err.usage("run: no command given; usage: %s", M.usage)
   end
-  local p, perr = profile.load(opts.profile)
+  local executor = local_executor(opts.config)
+  local p, perr = profile.load(opts.profile or executor.profile)
   if not p then return nil, perr end
   local r, rerr = sandbox.run(p, argv, {
-    capture = opts.json, timeout = opts.timeout,
+    capture = opts.json, timeout = opts.timeout, bwrap = executor.bwrap_path,
     max_output = opts.max_output or proc.DEFAULT_MAX_OUTPUT,
   })
   if not r then return nil, rerr end

@@ -1,0 +1,413 @@
+-- config.toml: the schema, the built-in defaults, and the merge of the
+-- user file ($XDG_CONFIG_HOME/shannot/config.toml, or $SHANNOT_CONFIG)
+-- with the project file (.shannot/config.toml in the current directory or
+-- the nearest parent).  Nothing falls back silently: a malformed file, an
+-- unknown key or a wrong type is an error naming file, line and column.
+--
+-- Merge: scalars in the project file override the user file key by key;
+-- pattern lists ([profile], [policy]) only ever grow, so a project file can
+-- add to always_deny but never remove from it.  Every value remembers
+-- where it came from ("built-in" or FILE:LINE).
+local cmdpattern = require("shannot.cmdpattern")
+local err = require("shannot.err")
+local fs = require("shannot.fs")
+local paths = require("shannot.paths")
+local sys = require("shannot.core.sys")
+local text = require("shannot.text")
+
+-- The TOML parser is loaded only when a config file exists: most runs
+-- have none, and every command pays for what it loads (bench/startup).
+local function toml() return require("shannot.toml") end
+
+local M = {}
+
+local MAX_CONFIG_BYTES = 1024 * 1024
+
+---------------------------------------------------------------------------
+-- Built-in defaults
+---------------------------------------------------------------------------
+
+-- Read-only commands whose every spelling below is safe to run on the host
+-- without review.  Deliberately absent: env, find, xargs, awk, sed, less,
+-- more, man, vi, watch, tail -f (they execute, write or wait forever),
+-- date/hostname with arguments (they set the clock or the name).
+M.DEFAULT_AUTO_APPROVE = {
+  "ls", "ls *", "cat *", "head *", "wc *", "stat *", "file *", "pwd", "id", "id *",
+  "whoami", "uname", "uname *", "uptime", "date", "date +*", "hostname", "df", "df *",
+  "du *", "free", "free *", "ps", "ps *", "grep *", "diff *", "cmp *",
+  "md5sum *", "sha1sum *", "sha256sum *", "sha512sum *", "lsblk", "lsblk *",
+  "systemctl status *", "systemctl is-active *", "systemctl is-enabled *",
+  "systemctl list-units", "systemctl list-units *", "systemctl show *",
+  "journalctl --no-pager *", "ip addr", "ip -brief addr", "ss -l*", "getent *",
+  "dpkg -l", "dpkg -l *", "dpkg -s *", "which *", "test *", "true", "false",
+}
+
+-- Matched on the normalised argv with extra flags and operands allowed,
+-- so `sudo /bin/rm -rfv --no-preserve-root /` is still `rm -r /`.
+M.DEFAULT_ALWAYS_DENY = {
+  "rm -r /", "rm -r /*", "rm -r ~", "rm --no-preserve-root",
+  "chmod -R * /", "chown -R * /", "chgrp -R * /",
+  "mkfs", "mkfs.*", "mke2fs", "mkswap", "wipefs", "fdisk", "sfdisk", "cfdisk", "parted",
+  "sgdisk", "blkdiscard", "dd of=/dev/*", "dd of=/dev/*/*", "shred /dev/*",
+  "crontab -r", "passwd -d *", "userdel root", "kill * 1", "kill -9 -1", "pkill init",
+  "mv / *", "mv /* *",
+}
+
+---------------------------------------------------------------------------
+-- Schema
+---------------------------------------------------------------------------
+
+-- Each checker: (value) -> normalised value | nil, "what it must be"
+local check = {}
+
+function check.string(v)
+  if type(v) == "string" then return v end
+  return nil, "a string"
+end
+
+function check.boolean(v)
+  if type(v) == "boolean" then return v end
+  return nil, "true or false"
+end
+
+function check.port(v)
+  if math.type(v) == "integer" and v >= 1 and v <= 65535 then return v end
+  return nil, "a port number (1-65535)"
+end
+
+function check.count(v)
+  if math.type(v) == "integer" and v >= 1 then return v end
+  return nil, "a positive integer"
+end
+
+local UNITS = { s = 1, m = 60, h = 3600, d = 86400 }
+
+-- ttl: seconds, or a string such as "90s", "30m", "1h", "7d"
+function check.duration(v)
+  if math.type(v) == "integer" and v > 0 then return v end
+  if type(v) == "string" then
+    local n, unit = v:match("^(%d+)([smhd])$")
+    if n and tonumber(n) > 0 then return tonumber(n) * UNITS[unit] end
+  end
+  return nil, 'a duration: seconds, or a string such as "30m", "1h", "7d"'
+end
+
+local function enum(...)
+  local allowed = { ... }
+  return function(v)
+    for _, a in ipairs(allowed) do
+      if v == a then return v end
+    end
+    return nil, "one of " .. table.concat(allowed, ", ")
+  end
+end
+
+-- ~ and relative paths are resolved (relative to the file's directory)
+-- when the file is read; see resolve_path.
+function check.path(v)
+  if type(v) == "string" and v ~= "" and not v:find("\0", 1, true) then return v end
+  return nil, "a path"
+end
+
+local function list_of(item, what)
+  return function(v)
+    if type(v) ~= "table" or getmetatable(v) ~= toml().array_mt then
+      return nil, "an array of " .. what
+    end
+    for i, x in ipairs(v) do
+      local ok, why = item(x)
+      if not ok then return nil, string.format("an array of %s (item %d: %s)", what, i, why) end
+    end
+    return v
+  end
+end
+
+local function command_pattern(v)
+  local ok, why = cmdpattern.compile(v)
+  if not ok then return nil, why end
+  return v
+end
+
+local function path_glob(v)
+  if type(v) ~= "string" then return nil, "a string" end
+  if v:sub(1, 1) ~= "/" then return nil, string.format('an absolute path glob, not "%s"', text.inert(v)) end
+  return v
+end
+
+-- A table's keys: name -> checker, or a nested schema table.
+local EXECUTOR = {
+  type = enum("local", "ssh"), host = check.string, username = check.string,
+  key_file = check.path, port = check.port, known_hosts = check.path,
+  strict_host_key = check.boolean, bwrap_path = check.path, profile = check.string,
+}
+
+local REMOTE = {
+  host = check.string, user = check.string, port = check.port,
+  key_file = check.path, profile = check.string,
+}
+
+local SCHEMA = {
+  default_executor = check.string,
+  executor = { ["*"] = EXECUTOR },
+  remotes = { ["*"] = REMOTE },
+  profile = {
+    auto_approve = list_of(command_pattern, "command patterns"),
+    always_deny = list_of(command_pattern, "command patterns"),
+  },
+  policy = {
+    deny = list_of(path_glob, "path globs"),
+    review = list_of(path_glob, "path globs"),
+    auto_approve = list_of(path_glob, "path globs"),
+  },
+  audit = {
+    enabled = check.boolean, path = check.path,
+    rotation = enum("daily", "session", "none"), max_files = check.count,
+  },
+  session = { ttl = check.duration },
+}
+
+-- Keys whose values are lists that merge by union (all the lists there are).
+local GROWING = {
+  ["profile.auto_approve"] = true, ["profile.always_deny"] = true,
+  ["policy.deny"] = true, ["policy.review"] = true, ["policy.auto_approve"] = true,
+}
+
+M.LIST_KEYS = GROWING
+
+local PATH_KEYS = { key_file = true, known_hosts = true, bwrap_path = true, path = true }
+
+local function defaults()
+  return {
+    values = {
+      default_executor = "local",
+      executor = {}, remotes = {},
+      profile = {
+        auto_approve = table.move(M.DEFAULT_AUTO_APPROVE, 1, #M.DEFAULT_AUTO_APPROVE, 1, {}),
+        always_deny = table.move(M.DEFAULT_ALWAYS_DENY, 1, #M.DEFAULT_ALWAYS_DENY, 1, {}),
+      },
+      policy = { deny = {}, review = {}, auto_approve = {} },
+      audit = { enabled = true, path = paths.data_dir() .. "/audit", rotation = "daily", max_files = 30 },
+      session = { ttl = 3600 },
+    },
+    origin = {},  -- dotted key -> "FILE:LINE"; list keys -> {per item}
+  }
+end
+
+---------------------------------------------------------------------------
+-- Reading one file
+---------------------------------------------------------------------------
+
+local function schema_names(schema)
+  local out = {}
+  for k in pairs(schema) do
+    if k ~= "*" then out[#out + 1] = k end
+  end
+  table.sort(out)
+  return out
+end
+
+local function dotted(prefix, key)
+  return prefix == "" and key or (prefix .. "." .. key)
+end
+
+local function resolve_path(v, dir)
+  if v == "~" then return paths.home() end
+  if v:sub(1, 2) == "~/" then return paths.home() .. v:sub(2) end
+  if v:sub(1, 1) ~= "/" then return dir .. "/" .. v end
+  return v
+end
+
+-- Walks a parsed table against the schema, collecting leaf values as
+-- {key = dotted key, value, line} or returning the first error.
+local function walk(ctx, tbl, schema, prefix, out)
+  local keys = {}
+  for k in pairs(tbl) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    local v = tbl[k]
+    local line, col = ctx.locate(tbl, k)
+    local where = string.format("%s:%d:%d", ctx.file, line or 1, col or 1)
+    local name = dotted(prefix, k)
+    local rule = schema[k] or schema["*"]
+    if rule == nil then
+      return nil, string.format('%s: unknown key "%s"%s', where, text.inert(name),
+        text.did_you_mean(k, schema_names(schema)))
+    end
+    if type(rule) == "table" then
+      if type(v) ~= "table" or getmetatable(v) ~= nil then
+        return nil, string.format("%s: %s must be a table", where, text.inert(name))
+      end
+      local ok, e = walk(ctx, v, rule, name, out)
+      if not ok then return nil, e end
+    else
+      local value, why = rule(v)
+      if value == nil then
+        local shown = type(v) == "string" and string.format(', not "%s"', text.inert(v))
+          or (type(v) ~= "table" and ", not " .. tostring(v)) or ""
+        return nil, string.format("%s: %s must be %s%s", where, text.inert(name), why, shown)
+      end
+      if PATH_KEYS[k] then value = resolve_path(value, ctx.dir) end
+      out[#out + 1] = { key = name, value = value, source = string.format("%s:%d", ctx.file, line or 1) }
+    end
+  end
+  return true
+end
+
+-- read_file(path) -> leaves | nil (absent) | nil, err
+function M.read_file(path)
+  local data, msg, code = fs.read_file(path, MAX_CONFIG_BYTES + 1)
+  if not data then
+    if code == "ENOENT" then return nil end
+    return nil, err.usage("%s: %s", path, msg)
+  end
+  if #data > MAX_CONFIG_BYTES then
+    return nil, err.usage("%s: larger than %d bytes; not a config file", path, MAX_CONFIG_BYTES)
+  end
+  local root, locate = toml().parse_located(data, path)
+  if not root then return nil, err.usage("%s", tostring(locate)) end
+  local leaves = {}
+  local ok, e = walk({ file = path, dir = path:match("^(.*)/[^/]*$") or ".", locate = locate },
+    root, SCHEMA, "", leaves)
+  if not ok then return nil, err.usage("%s", e) end
+  return leaves
+end
+
+---------------------------------------------------------------------------
+-- Finding and merging the files
+---------------------------------------------------------------------------
+
+-- project_dir(cwd) -> the nearest directory holding .shannot/, or nil
+function M.project_dir(cwd)
+  local dir = cwd
+  while dir do
+    if fs.is_dir(dir .. "/.shannot") then return dir end
+    if dir == "/" then return nil end
+    dir = dir:match("^(.*)/[^/]*$")
+    if dir == "" then dir = "/" end
+  end
+end
+
+-- files(cwd) -> {user = path, user_explicit = bool, project = path|nil,
+-- policies = {paths...}} (paths that may or may not exist)
+function M.files(cwd)
+  local explicit = os.getenv("SHANNOT_CONFIG")
+  local f = {
+    user = paths.config_file(),
+    user_explicit = explicit ~= nil and explicit ~= "",
+    policies = { paths.config_dir() .. "/policy.lua" },
+  }
+  local project = M.project_dir(cwd)
+  if project then
+    f.project = project .. "/.shannot/config.toml"
+    f.policies[#f.policies + 1] = project .. "/.shannot/policy.lua"
+  end
+  return f
+end
+
+local function set(values, key, value)
+  local t = values
+  local parts = {}
+  for part in key:gmatch("[^.]+") do parts[#parts + 1] = part end
+  for i = 1, #parts - 1 do
+    t[parts[i]] = t[parts[i]] or {}
+    t = t[parts[i]]
+  end
+  t[parts[#parts]] = value
+end
+
+local function get(values, key)
+  local t = values
+  for part in key:gmatch("[^.]+") do
+    if type(t) ~= "table" then return nil end
+    t = t[part]
+  end
+  return t
+end
+
+-- Only the key's schema can say whether it grows: [executor.x] keys never do.
+local function apply(cfg, leaves)
+  for _, leaf in ipairs(leaves) do
+    if GROWING[leaf.key] then
+      local list = get(cfg.values, leaf.key)
+      local from = cfg.origin[leaf.key] or {}
+      cfg.origin[leaf.key] = from
+      local have = {}
+      for i, x in ipairs(list) do have[x] = true; from[i] = from[i] or "built-in" end
+      for _, x in ipairs(leaf.value) do
+        if not have[x] then
+          have[x] = true
+          list[#list + 1] = x
+          from[#list] = leaf.source
+        end
+      end
+    else
+      set(cfg.values, leaf.key, leaf.value)
+      cfg.origin[leaf.key] = leaf.source
+    end
+  end
+end
+
+-- Cross-key checks that no single value can make.
+local function validate(cfg)
+  local name = cfg.values.default_executor
+  if name ~= "local" and cfg.values.executor[name] == nil and cfg.values.remotes[name] == nil then
+    return nil, err.usage('%s: default_executor "%s" names no [executor.%s] or [remotes.%s]',
+      cfg.origin.default_executor or "config", text.inert(name), name, name)
+  end
+  for rname, r in pairs(cfg.values.remotes) do
+    if r.host == nil then
+      return nil, err.usage('%s: [remotes.%s] needs a host', cfg.origin["remotes." .. rname .. ".port"]
+        or cfg.files.project or cfg.files.user, rname)
+    end
+  end
+  for ename, e in pairs(cfg.values.executor) do
+    if e.type == "ssh" and e.host == nil then
+      return nil, err.usage("%s: [executor.%s] has type ssh but no host",
+        cfg.origin["executor." .. ename .. ".type"], ename)
+    end
+  end
+  return true
+end
+
+-- load({cwd}) -> cfg | nil, err.  cfg.values (the merged config),
+-- cfg.origin (where each value came from), cfg.files (which files exist).
+function M.load(opts)
+  opts = opts or {}
+  local cwd = opts.cwd or sys.getcwd() or "/"
+  local cfg = defaults()
+  cfg.files = M.files(cwd)
+  local user, uerr = M.read_file(cfg.files.user)
+  if uerr then return nil, uerr end
+  if not user and cfg.files.user_explicit then
+    return nil, err.usage("%s: no such file (named by SHANNOT_CONFIG)", cfg.files.user)
+  end
+  cfg.files.user_exists = user ~= nil
+  if user then apply(cfg, user) end
+  if cfg.files.project then
+    local project, perr = M.read_file(cfg.files.project)
+    if perr then return nil, perr end
+    cfg.files.project_exists = project ~= nil
+    if project then apply(cfg, project) end
+  end
+  local ok, verr = validate(cfg)
+  if not ok then return nil, verr end
+  return cfg
+end
+
+-- source(cfg, key[, index]) -> where the value came from
+function M.source(cfg, key, index)
+  local o = cfg.origin[key]
+  if type(o) == "table" then return o[index] or "built-in" end
+  return o or "built-in"
+end
+
+-- Compiled command patterns of one list ("auto_approve" | "always_deny").
+function M.command_patterns(cfg, which)
+  local out = {}
+  for i, p in ipairs(cfg.values.profile[which]) do
+    out[i] = assert(cmdpattern.compile(p))
+  end
+  return out
+end
+
+return M

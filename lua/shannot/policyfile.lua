@@ -1,0 +1,149 @@
+-- Lua policy files (~/.config/shannot/policy.lua, .shannot/policy.lua):
+-- each returns a rule `function(op, ctx) -> decision, reason` or a list of
+-- them.  They run in an environment of their own: pure functions of the
+-- standard library (no io, no os but the clock, no load, no debug) and a
+-- read-only view of the matching helpers, so a policy can only judge.
+-- The engine that calls the rules, in DESIGN §4's order, is policy.lua.
+local cmdpattern = require("shannot.cmdpattern")
+local const = require("shannot.const")
+local err = require("shannot.err")
+local fs = require("shannot.fs")
+local glob = require("shannot.glob")
+
+local M = {}
+
+local MAX_POLICY_BYTES = 1024 * 1024
+-- A policy file that runs this many VM instructions while loading is
+-- stuck, not thinking.
+local LOAD_BUDGET = 50 * 1000 * 1000
+
+M.DECISIONS = { approve = true, deny = true, review = true }
+
+-- read_only(t, name) -> a proxy that refuses writes, recursively
+local function read_only(t, name)
+  return setmetatable({}, {
+    __index = function(_, k)
+      local v = t[k]
+      if type(v) == "table" then return read_only(v, name .. "." .. tostring(k)) end
+      return v
+    end,
+    __newindex = function(_, k)
+      error(string.format("%s is read-only (assigning %s)", name, tostring(k)), 2)
+    end,
+    __pairs = function() return next, t, nil end,
+    __len = function() return #t end,
+    __metatable = false,
+  })
+end
+
+local function copy(t)
+  local out = {}
+  for k, v in pairs(t) do out[k] = v end
+  return out
+end
+
+-- The environment a policy file runs in.
+function M.environment()
+  local env = {
+    assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
+    pcall = pcall, select = select, tonumber = tonumber, tostring = tostring,
+    type = type, rawequal = rawequal, rawlen = rawlen, xpcall = xpcall,
+    string = copy(string), table = copy(table), math = copy(math), utf8 = copy(utf8),
+    os = { time = os.time, date = os.date, clock = os.clock },
+  }
+  env.shannot = read_only({
+    version = const.VERSION,
+    glob = { match = glob.match },
+    command = {
+      normalise = cmdpattern.normalise,
+      matches = function(pattern, argv)
+        local p = assert(cmdpattern.compile(pattern))
+        local n = cmdpattern.normalise(argv)
+        return n ~= nil and cmdpattern.match_exact(p, n)
+      end,
+    },
+  }, "shannot")
+  env._G = env
+  return env
+end
+
+local function run_limited(fn)
+  local hook_fn = function() error("took too long to load (an endless loop?)", 2) end
+  debug.sethook(hook_fn, "", LOAD_BUDGET)
+  local ok, res = pcall(fn)
+  debug.sethook()
+  return ok, res
+end
+
+-- Where a rule function was defined, for messages: FILE:LINE.
+local function defined_at(fn)
+  local info = debug.getinfo(fn, "S")
+  return string.format("%s:%d", info.short_src, info.linedefined)
+end
+
+-- load(path) -> {path, rules = {fn...}} | nil (absent) | nil, err
+function M.load(path)
+  local source, msg, code = fs.read_file(path, MAX_POLICY_BYTES + 1)
+  if not source then
+    if code == "ENOENT" then return nil end
+    return nil, err.usage("%s: %s", path, msg)
+  end
+  if #source > MAX_POLICY_BYTES then
+    return nil, err.usage("%s: larger than %d bytes; not a policy file", path, MAX_POLICY_BYTES)
+  end
+  local chunk, lerr = load(source, "@" .. path, "t", M.environment())
+  if not chunk then return nil, err.usage("%s", lerr) end
+  local ok, res = run_limited(chunk)
+  if not ok then
+    return nil, err.usage("%s (while loading the policy file)", tostring(res))
+  end
+  local rules = {}
+  if type(res) == "function" then
+    rules[1] = res
+  elseif type(res) == "table" then
+    for i, rule in ipairs(res) do
+      if type(rule) ~= "function" then
+        return nil, err.usage("%s: rule %d of the returned list is a %s, not a function", path, i, type(rule))
+      end
+      rules[i] = rule
+    end
+    if #rules == 0 then
+      return nil, err.usage("%s: returns an empty list; return a function (op, ctx) -> decision, reason", path)
+    end
+  else
+    return nil, err.usage("%s: must return a function (op, ctx) -> decision, reason, or a list of them; got %s",
+      path, res == nil and "nothing" or ("a " .. type(res)))
+  end
+  local where = {}
+  for i, rule in ipairs(rules) do where[i] = defined_at(rule) end
+  return { path = path, rules = rules, where = where }
+end
+
+-- load_all(paths) -> {loaded files...} | nil, err
+function M.load_all(paths)
+  local out = {}
+  for _, path in ipairs(paths) do
+    local f, e = M.load(path)
+    if e then return nil, e end
+    if f then out[#out + 1] = f end
+  end
+  return out
+end
+
+-- call(file, i, op, ctx) -> decision, reason | false (no opinion) | nil, err:
+-- one rule, a bad result reported as the policy's error (file and line).
+function M.call(file, i, op, ctx)
+  local ok, decision, reason = pcall(file.rules[i], op, ctx)
+  if not ok then return nil, err.usage("%s", tostring(decision)) end
+  if decision == nil then return false end
+  if not M.DECISIONS[decision] then
+    return nil, err.usage('%s: the rule returned %s; a decision is "approve", "deny", "review" or nil',
+      file.where[i], type(decision) == "string" and ('"' .. decision .. '"') or ("a " .. type(decision)))
+  end
+  if reason ~= nil and type(reason) ~= "string" then
+    return nil, err.usage("%s: the reason must be a string, not a %s", file.where[i], type(reason))
+  end
+  return decision, reason
+end
+
+return M
