@@ -140,8 +140,10 @@ local function word_match(pattern, word)
   return glob.match(pattern, word)
 end
 
--- match_exact(compiled, normalised) -> boolean
+-- match_exact(compiled, normalised) -> boolean.  A command line that
+-- names no command (a bare `sudo` or `env`) matches nothing.
 function M.match_exact(p, n)
+  if n == nil then return false end
   if not word_match(p.command, n.command) then return false end
   if not p.rest then
     if #p.flags ~= #n.flags then return false end
@@ -167,6 +169,7 @@ end
 
 -- match_contains(compiled, normalised) -> boolean
 function M.match_contains(p, n)
+  if n == nil then return false end
   if not word_match(p.command, n.command) then return false end
   for _, f in ipairs(p.flags) do
     if not any_match(f, n.flags) then return false end

@@ -347,6 +347,17 @@ local function apply(cfg, leaves)
   end
 end
 
+-- Where some key of a table (e.g. "remotes.web") was set.
+local function table_origin(cfg, prefix)
+  local best
+  for key, o in pairs(cfg.origin) do
+    if key:sub(1, #prefix + 1) == prefix .. "." and type(o) == "string" and (best == nil or o < best) then
+      best = o
+    end
+  end
+  return best or "config"
+end
+
 -- Cross-key checks that no single value can make.
 local function validate(cfg)
   local name = cfg.values.default_executor
@@ -356,14 +367,13 @@ local function validate(cfg)
   end
   for rname, r in pairs(cfg.values.remotes) do
     if r.host == nil then
-      return nil, err.usage('%s: [remotes.%s] needs a host', cfg.origin["remotes." .. rname .. ".port"]
-        or cfg.files.project or cfg.files.user, rname)
+      return nil, err.usage("%s: [remotes.%s] needs a host", table_origin(cfg, "remotes." .. rname), rname)
     end
   end
   for ename, e in pairs(cfg.values.executor) do
     if e.type == "ssh" and e.host == nil then
       return nil, err.usage("%s: [executor.%s] has type ssh but no host",
-        cfg.origin["executor." .. ename .. ".type"], ename)
+        table_origin(cfg, "executor." .. ename), ename)
     end
   end
   return true

@@ -1,0 +1,261 @@
+-- config.toml, project overrides, command patterns and Lua policy files,
+-- through the real binary where the behaviour is the CLI's.
+local cmdpattern = require("shannot.cmdpattern")
+local config = require("shannot.config")
+local fs = require("shannot.fs")
+local json = require("shannot.json")
+local h = require("support.h")
+
+local function user_config(home, text)
+  return h.write(home .. "/config/shannot/config.toml", text)
+end
+
+-- A project directory with .shannot/ and a subdirectory to run from.
+local function project(text, policy)
+  local dir = h.tmpdir()
+  assert(fs.mkdir_p(dir .. "/.shannot"))
+  assert(fs.mkdir_p(dir .. "/a/b"))
+  if text then h.write(dir .. "/.shannot/config.toml", text) end
+  if policy then h.write(dir .. "/.shannot/policy.lua", policy) end
+  return dir
+end
+
+local function show_json(home, cwd)
+  local r = h.shannot({ "config", "show", "--json" }, { home = home, cwd = cwd })
+  assert.equal(0, r.code, r.stderr)
+  return json.decode(r.stdout)
+end
+
+local function contains(list, x)
+  for _, v in ipairs(list) do if v == x then return true end end
+  return false
+end
+
+describe("config", function()
+  local home
+  before_each(function() home = h.home() end)
+  after_each(h.cleanup)
+
+  describe("files and merge", function()
+    it("uses the built-in defaults when there is no file", function()
+      local doc = show_json(home)
+      assert.equal("local", doc.config.default_executor)
+      assert.equal(3600, doc.config.session.ttl)
+      assert.is_true(contains(doc.config.profile.always_deny, "rm -r /"))
+      assert.equal("built-in", doc.sources["session.ttl"])
+    end)
+
+    it("lets the nearest project file override the user file key by key", function()
+      user_config(home, '[session]\nttl = "2h"\n[audit]\nmax_files = 5\nrotation = "none"\n')
+      local dir = project('[audit]\nmax_files = 9\n')
+      local doc = show_json(home, dir .. "/a/b")
+      assert.equal(7200, doc.config.session.ttl)           -- user file
+      assert.equal("none", doc.config.audit.rotation)      -- user file
+      assert.equal(9, doc.config.audit.max_files)          -- project wins
+      assert.equal(dir .. "/.shannot/config.toml:2", doc.sources["audit.max_files"])
+      assert.equal(home .. "/config/shannot/config.toml:2", doc.sources["session.ttl"])
+    end)
+
+    it("reads the file SHANNOT_CONFIG names, and refuses a missing one", function()
+      local f = h.write(h.tmpdir() .. "/c.toml", '[session]\nttl = 60\n')
+      local r = h.shannot({ "config", "show", "--json" }, { home = home, env = { SHANNOT_CONFIG = f } })
+      assert.equal(60, json.decode(r.stdout).config.session.ttl)
+      local m = h.shannot({ "config", "show" }, { home = home, env = { SHANNOT_CONFIG = f .. ".gone" } })
+      assert.equal(2, m.code)
+      assert.is_true(h.one_line_error(m), m.stderr)
+      assert.matches("c.toml.gone: no such file", m.stderr)
+    end)
+
+    it("never lets a project file remove a deny pattern, only add one", function()
+      user_config(home, '[profile]\nalways_deny = ["curl *"]\n')
+      local dir = project('[profile]\nalways_deny = []\nauto_approve = ["tail *"]\n')
+      local doc = show_json(home, dir)
+      local deny = doc.config.profile.always_deny
+      assert.is_true(contains(deny, "curl *"))
+      assert.is_true(contains(deny, "rm -r /"))
+      assert.is_true(contains(doc.config.profile.auto_approve, "tail *"))
+      local p2 = project('[profile]\nalways_deny = ["wget *"]\n')
+      local deny2 = show_json(home, p2).config.profile.always_deny
+      assert.is_true(contains(deny2, "curl *") and contains(deny2, "wget *") and contains(deny2, "mkfs"))
+    end)
+
+    it("resolves ~ and relative paths", function()
+      user_config(home, '[executor.box]\ntype = "ssh"\nhost = "h"\nkey_file = "~/k"\n' ..
+        'known_hosts = "kh"\n')
+      local doc = show_json(home)
+      assert.equal(home .. "/k", doc.config.executor.box.key_file)
+      assert.equal(home .. "/config/shannot/kh", doc.config.executor.box.known_hosts)
+    end)
+
+    it("config path lists every file and whether it exists", function()
+      local dir = project('[session]\nttl = 5\n')
+      local r = h.shannot({ "config", "path" }, { home = home, cwd = dir .. "/a" })
+      assert.equal(0, r.code, r.stderr)
+      assert.matches("config%s+" .. home:gsub("%p", "%%%0") .. "/config/shannot/config.toml %(not present%)", r.stdout)
+      assert.matches("project%s+" .. dir:gsub("%p", "%%%0") .. "/.shannot/config.toml\n", r.stdout)
+      assert.matches("policy%s+.-/.shannot/policy.lua %(not present%)", r.stdout)
+    end)
+  end)
+
+  describe("bad files", function()
+    local cases = {
+      { "[profle]\nx = 1\n", ':1:2: unknown key "profle" %(did you mean "profile"%?%)' },
+      { "[audit]\nmax_files = \"x\"\n", ':2:1: audit.max_files must be a positive integer, not "x"' },
+      { "[audit]\nenabled = 1\n", ":2:1: audit.enabled must be true or false, not 1" },
+      { "[remotes.web]\nhost = \"h\"\nport = 70000\n", ":3:1: remotes.web.port must be a port number" },
+      { "[executor.x]\ntype = \"docker\"\n", ':2:1: executor.x.type must be one of local, ssh, not "docker"' },
+      { "[profile]\nalways_deny = \"rm\"\n", ":2:1: profile.always_deny must be an array of command patterns" },
+      { "[policy]\ndeny = [\"etc/*\"]\n",
+        ':2:1: policy.deny must be an array of path globs %(item 1: an absolute path glob, not "etc/%*"%)' },
+      { "[session]\nttl = \"soon\"\n", ":2:1: session.ttl must be a duration" },
+      { "default_executor = \"nowhere\"\n", ':1: default_executor "nowhere" names no' },
+      { "[remotes.web]\nport = 22\n", ":2: %[remotes.web%] needs a host" },
+      { "a = [1,\n", ":2:1: " },
+    }
+
+    it("stop every command with exit 2 and file:line:col, before anything runs", function()
+      for _, c in ipairs(cases) do
+        user_config(home, c[1])
+        local r = h.shannot({ "run", "--", "sh", "-c", "echo ran" }, { home = home })
+        assert.equal(2, r.code, c[1] .. r.stderr)
+        assert.equal("", r.stdout)
+        assert.is_true(h.one_line_error(r), r.stderr)
+        assert.matches("config.toml" .. c[2], r.stderr)
+      end
+    end)
+
+    it("in a project file are reported with the project file's name", function()
+      local dir = project("[session]\nttl = -1\n")
+      local r = h.shannot({ "config", "check" }, { home = home, cwd = dir .. "/a/b" })
+      assert.equal(2, r.code)
+      assert.matches(dir:gsub("%p", "%%%0") .. "/.shannot/config.toml:2:1: session.ttl", r.stderr)
+    end)
+  end)
+
+  describe("policy files", function()
+    local function check_with(policy)
+      local dir = project(nil, policy)
+      return h.shannot({ "config", "check" }, { home = home, cwd = dir }), dir
+    end
+
+    it("loads a rule or a list of rules, and config check counts them", function()
+      h.write(home .. "/config/shannot/policy.lua", "return function(op) return nil end\n")
+      local r = check_with("return { function() end, function() return 'deny', 'no' end }\n")
+      assert.equal(0, r.code, r.stderr)
+      assert.matches("# policy .-/config/shannot/policy.lua: 1 rule\n", r.stdout)
+      assert.matches("# policy .-/.shannot/policy.lua: 2 rules\n", r.stdout)
+      assert.matches("# built%-in", r.stdout)
+    end)
+
+    it("reports a syntax error with file and line", function()
+      local r, dir = check_with("return function(op)\n  if op then\nend\n")
+      assert.equal(2, r.code)
+      assert.is_true(h.one_line_error(r), r.stderr)
+      assert.matches(dir:gsub("%p", "%%%0") .. "/.shannot/policy.lua:4: 'end' expected", r.stderr)
+    end)
+
+    it("reports a runtime error while loading with file and line", function()
+      local r = check_with("local t = {}\nt.x.y = 1\nreturn function() end\n")
+      assert.equal(2, r.code)
+      assert.matches("policy.lua:2: attempt to index a nil value", r.stderr)
+    end)
+
+    it("reports a wrong return value", function()
+      for _, body in ipairs({ "return 42", "return {}", "return { function() end, 'x' }", "" }) do
+        local r = check_with(body)
+        assert.equal(2, r.code, body)
+        assert.is_true(h.one_line_error(r), r.stderr)
+        assert.matches("policy.lua: ", r.stderr)
+      end
+    end)
+
+    it("stops run too, before the command starts", function()
+      local dir = project(nil, "return 1")
+      local r = h.shannot({ "run", "--", "sh", "-c", "echo ran" }, { home = home, cwd = dir })
+      assert.equal(2, r.code)
+      assert.equal("", r.stdout)
+    end)
+
+    it("runs without io, os.execute, load or require, and the API is read-only", function()
+      for _, body in ipairs({ "io.open('/tmp/x', 'w')", "os.execute('true')", "os.remove('/tmp/x')",
+        "load('return 1')", "require('shannot')", "shannot.version = 'x'", "debug.getinfo(1)",
+        "getmetatable('').__index = nil" }) do
+        local r = check_with(body .. "\nreturn function() end\n")
+        assert.equal(2, r.code, body)
+        assert.matches("policy.lua:1: ", r.stderr)
+      end
+      local ok = check_with("local n = shannot.command.normalise({'sudo', 'rm', '-rf', '/'})\n" ..
+        "assert(n.command == 'rm' and n.flags[1] == '-f')\nassert(os.time() > 0)\n" ..
+        "return function(op) if shannot.glob.match('/etc/*', op.path) then return 'review' end end\n")
+      assert.equal(0, ok.code, ok.stderr)
+    end)
+
+    it("gives up on a file that never finishes loading", function()
+      local r = check_with("while true do end")
+      assert.equal(2, r.code)
+      assert.matches("took too long", r.stderr)
+    end)
+  end)
+
+  describe("command patterns", function()
+    local function denied(argv)
+      local n = cmdpattern.normalise(argv)
+      for _, p in ipairs(config.DEFAULT_ALWAYS_DENY) do
+        if cmdpattern.match_contains(assert(cmdpattern.compile(p)), n) then return true end
+      end
+      return false
+    end
+
+    local function approved(argv)
+      local n = cmdpattern.normalise(argv)
+      for _, p in ipairs(config.DEFAULT_AUTO_APPROVE) do
+        if cmdpattern.match_exact(assert(cmdpattern.compile(p)), n) then return true end
+      end
+      return false
+    end
+
+    it("normalise wrappers, paths and flag order", function()
+      local want = { command = "rm", flags = { "-f", "-r" }, operands = { "/" } }
+      for _, argv in ipairs({ { "rm", "-rf", "/" }, { "rm", "-fr", "/" }, { "rm", "-r", "-f", "/" },
+        { "rm", "/", "-rf" }, { "/usr/bin/rm", "-Rf", "/" }, { "\\rm", "--recursive", "--force", "/" },
+        { "sudo", "-u", "root", "rm", "-rf", "/" }, { "doas", "rm", "-rf", "--", "/" },
+        { "env", "-i", "A=1", "rm", "-rf", "/" },
+        { "sudo", "env", "X=y", "nice", "-n", "5", "rm", "-r", "-f", "-r", "/" } }) do
+        assert.same(want, cmdpattern.normalise(argv), table.concat(argv, " "))
+      end
+    end)
+
+    it("deny rm -r / however it is spelt, and not rm -r /tmp/x", function()
+      for _, argv in ipairs({ { "rm", "-rf", "/" }, { "sudo", "/bin/rm", "-rfv", "--no-preserve-root", "/" },
+        { "rm", "-r", "/tmp", "/" }, { "rm", "-fr", "/etc" }, { "mkfs.ext4", "/dev/sda1" },
+        { "dd", "if=/dev/zero", "of=/dev/sda", "bs=1M" }, { "env", "X=1", "wipefs", "-a", "/dev/sdb" } }) do
+        assert.is_true(denied(argv), table.concat(argv, " "))
+      end
+      for _, argv in ipairs({ { "rm", "-rf", "/tmp/build" }, { "rm", "/etc/motd" },
+        { "dd", "if=/dev/sda", "of=disk.img" } }) do
+        assert.is_false(denied(argv), table.concat(argv, " "))
+      end
+    end)
+
+    it("approve only commands that cannot execute, write or wait forever", function()
+      for _, argv in ipairs({ { "ls", "-la", "/etc" }, { "cat", "/etc/hostname" }, { "date" },
+        { "systemctl", "status", "nginx" }, { "sudo", "df", "-h" } }) do
+        assert.is_true(approved(argv), table.concat(argv, " "))
+      end
+      for _, argv in ipairs({ { "env" }, { "env", "rm", "-rf", "/x" }, { "find", "/", "-delete" },
+        { "less", "/etc/passwd" }, { "man", "ls" }, { "tail", "-f", "/var/log/syslog" }, { "date", "-s", "2020-01-01" },
+        { "hostname", "evil" }, { "xargs", "rm" }, { "awk", "BEGIN{system(\"id\")}" }, { "sed", "-i", "s/a/b/", "f" },
+        { "systemctl", "restart", "nginx" }, { "vi", "/etc/passwd" }, { "sh", "-c", "ls" } }) do
+        assert.is_false(approved(argv), table.concat(argv, " "))
+      end
+    end)
+
+    it("reject malformed patterns with the file and line", function()
+      user_config(home, '[profile]\nauto_approve = ["ls", ""]\n')
+      local r = h.shannot({ "config", "check" }, { home = home })
+      assert.equal(2, r.code)
+      assert.matches("config.toml:2:1: profile.auto_approve must be an array of command patterns " ..
+        "%(item 2: is empty%)", r.stderr)
+    end)
+  end)
+end)
