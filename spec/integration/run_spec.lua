@@ -256,7 +256,11 @@ describe("shannot run", function()
       for _ = 1, 5 do
         local marker = "sleep 41" .. math.random(100, 999) .. ".5"
         local p = h.spawn({ "run", "--", "sh", "-c", marker }, { home = home })
-        h.eventually(function() return #h.processes("bwrap") > 0 end, "bwrap")
+        h.eventually(function()
+          for _, line in ipairs(h.processes(marker)) do
+            if line:find("bwrap", 1, true) then return true end
+          end
+        end, "bwrap")
         assert(p:kill("INT"))
         local r = assert(p:communicate({ timeout = 20 }))
         assert.equal(130, r.code, r.stderr)
