@@ -124,6 +124,14 @@ describe("config", function()
       end
     end)
 
+    it("refuses a config file too large to be one", function()
+      user_config(home, string.rep("# padding\n", 120000))
+      local r = h.shannot({ "config", "check" }, { home = home })
+      assert.equal(2, r.code)
+      assert.is_true(h.one_line_error(r), r.stderr)
+      assert.matches("config.toml: larger than 1048576 bytes; not a config file", r.stderr)
+    end)
+
     it("in a project file are reported with the project file's name", function()
       local dir = project("[session]\nttl = -1\n")
       local r = h.shannot({ "config", "check" }, { home = home, cwd = dir .. "/a/b" })

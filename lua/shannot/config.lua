@@ -255,14 +255,8 @@ end
 
 -- read_file(path) -> leaves | nil (absent) | nil, err
 function M.read_file(path)
-  local data, msg, code = fs.read_file(path, MAX_CONFIG_BYTES + 1)
-  if not data then
-    if code == "ENOENT" then return nil end
-    return nil, err.usage("%s: %s", path, msg)
-  end
-  if #data > MAX_CONFIG_BYTES then
-    return nil, err.usage("%s: larger than %d bytes; not a config file", path, MAX_CONFIG_BYTES)
-  end
+  local data, msg = fs.read_user_file(path, MAX_CONFIG_BYTES, "config file")
+  if not data then return nil, msg and err.usage("%s", msg) end
   local root, locate = toml().parse_located(data, path)
   if not root then return nil, err.usage("%s", tostring(locate)) end
   local leaves = {}

@@ -30,6 +30,21 @@ function M.which(name, search_path)
   return nil
 end
 
+-- read_user_file(path, max, what) -> data | nil (absent) | nil, msg.
+-- For files a person writes (config, policy): over max bytes is refused
+-- rather than truncated, and msg names the file.
+function M.read_user_file(path, max, what)
+  local data, msg, code = core.read_file(path, max + 1)
+  if not data then
+    if code == "ENOENT" then return nil end
+    return nil, string.format("%s: %s", path, msg)
+  end
+  if #data > max then
+    return nil, string.format("%s: larger than %d bytes; not a %s", path, max, what)
+  end
+  return data
+end
+
 -- rmtree(path) -> true | nil, msg, code.  Never follows symlinks; makes
 -- directories writable first (overlayfs leaves work/work at mode 000).
 function M.rmtree(path)

@@ -83,14 +83,8 @@ end
 
 -- load(path) -> {path, rules = {fn...}} | nil (absent) | nil, err
 function M.load(path)
-  local source, msg, code = fs.read_file(path, MAX_POLICY_BYTES + 1)
-  if not source then
-    if code == "ENOENT" then return nil end
-    return nil, err.usage("%s: %s", path, msg)
-  end
-  if #source > MAX_POLICY_BYTES then
-    return nil, err.usage("%s: larger than %d bytes; not a policy file", path, MAX_POLICY_BYTES)
-  end
+  local source, msg = fs.read_user_file(path, MAX_POLICY_BYTES, "policy file")
+  if not source then return nil, msg and err.usage("%s", msg) end
   local chunk, lerr = load(source, "@" .. path, "t", M.environment())
   if not chunk then return nil, err.usage("%s", lerr) end
   local ok, res = run_limited(chunk)
