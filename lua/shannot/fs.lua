@@ -34,15 +34,13 @@ end
 -- For files a person writes (config, policy): over max bytes is refused
 -- rather than truncated, and msg names the file.
 function M.read_user_file(path, max, what)
-  local data, msg, code = core.read_file(path, max + 1)
-  if not data then
-    if code == "ENOENT" then return nil end
-    return nil, string.format("%s: %s", path, msg)
-  end
-  if #data > max then
+  local data, msg, code = core.read_file(path, max)
+  if data then return data end
+  if code == "ENOENT" then return nil end
+  if code == "EFBIG" then
     return nil, string.format("%s: larger than %d bytes; not a %s", path, max, what)
   end
-  return data
+  return nil, msg  -- already names the path
 end
 
 -- rmtree(path) -> true | nil, msg, code.  Never follows symlinks; makes
