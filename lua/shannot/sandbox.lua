@@ -144,16 +144,14 @@ function M.run(p, argv, opts)
     stderr = opts.capture and "pipe" or "inherit",
     keep_fds = keep, die_with_parent = true,
   })
+  local child <close> = p_  -- bound at once: an interrupt may land on the next line
   status_w:close()
   close_all(plan.keep)
-  if not p_ then return nil, err.env("cannot start %s", msg) end
-  local r, cmsg
-  do
-    local child <close> = p_
-    r, cmsg = child:communicate({
-      timeout = opts.timeout, max_capture = opts.max_output or proc.DEFAULT_MAX_OUTPUT,
-    })
-  end
+  if not child then return nil, err.env("cannot start %s", msg) end
+  local r, cmsg = child:communicate({
+    timeout = opts.timeout, max_capture = opts.max_output or proc.DEFAULT_MAX_OUTPUT,
+  })
+  child:close()  -- idempotent; bwrap must be gone before finish() reads its status
   finish()
   if not r then return nil, err.env("waiting for the sandbox: %s", cmsg) end
   r.command = argv
