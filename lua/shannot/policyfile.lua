@@ -9,6 +9,7 @@ local const = require("shannot.const")
 local err = require("shannot.err")
 local fs = require("shannot.fs")
 local glob = require("shannot.glob")
+local sys = require("shannot.core.sys")
 
 local M = {}
 
@@ -72,6 +73,9 @@ local function run_limited(fn)
   debug.sethook(hook_fn, "", LOAD_BUDGET)
   local ok, res = pcall(fn)
   debug.sethook()
+  -- Clearing the hook also cleared the host's interrupt hook, if a signal
+  -- set it meanwhile: honour the signal here instead of losing it.
+  if sys.interrupted() then error("interrupted", 0) end
   return ok, res
 end
 
