@@ -162,6 +162,17 @@ describe("config", function()
       assert.matches(dir:gsub("%p", "%%%0") .. "/.shannot/policy.lua:4: 'end' expected", r.stderr)
     end)
 
+    it("names a policy file by its full path, however long", function()
+      -- Lua itself would cut the name to its last 60 bytes ("...").
+      local dir = h.tmpdir() .. "/" .. string.rep("long-directory-name/", 6)
+      assert(fs.mkdir_p(dir .. ".shannot"))
+      h.write(dir .. ".shannot/policy.lua", "local x = nil\nx.y = 1\n")
+      local r = h.shannot({ "config", "check" }, { home = home, cwd = dir })
+      assert.equal(2, r.code)
+      assert.is_true(h.one_line_error(r), r.stderr)
+      assert.matches(dir:gsub("%p", "%%%0") .. ".shannot/policy.lua:2: attempt to index", r.stderr)
+    end)
+
     it("reports a runtime error while loading with file and line", function()
       local r = check_with("local t = {}\nt.x.y = 1\nreturn function() end\n")
       assert.equal(2, r.code)

@@ -79,21 +79,31 @@ local function run_limited(fn)
   return ok, res
 end
 
+-- Lua cuts a chunk name to 60 bytes in messages ("...tail of the path"),
+-- so chunks get this short name and messages get the full path back.
+local CHUNK_TAG = "<policy>"
+
+local function with_path(msg, path)
+  msg = tostring(msg)
+  local out = msg:gsub(CHUNK_TAG:gsub("%p", "%%%0") .. ":", (path:gsub("%%", "%%%%")) .. ":")
+  return out
+end
+
 -- Where a rule function was defined, for messages: FILE:LINE.
-local function defined_at(fn)
+local function defined_at(fn, path)
   local info = debug.getinfo(fn, "S")
-  return string.format("%s:%d", info.short_src, info.linedefined)
+  return with_path(string.format("%s:%d", info.short_src, info.linedefined), path)
 end
 
 -- load(path) -> {path, rules = {fn...}} | nil (absent) | nil, err
 function M.load(path)
   local source, msg = fs.read_user_file(path, MAX_POLICY_BYTES, "policy file")
   if not source then return nil, msg and err.usage("%s", msg) end
-  local chunk, lerr = load(source, "@" .. path, "t", M.environment())
-  if not chunk then return nil, err.usage("%s", lerr) end
+  local chunk, lerr = load(source, "=" .. CHUNK_TAG, "t", M.environment())
+  if not chunk then return nil, err.usage("%s", with_path(lerr, path)) end
   local ok, res = run_limited(chunk)
   if not ok then
-    return nil, err.usage("%s (while loading the policy file)", tostring(res))
+    return nil, err.usage("%s (while loading the policy file)", with_path(res, path))
   end
   local rules = {}
   if type(res) == "function" then
@@ -113,7 +123,7 @@ function M.load(path)
       path, res == nil and "nothing" or ("a " .. type(res)))
   end
   local where = {}
-  for i, rule in ipairs(rules) do where[i] = defined_at(rule) end
+  for i, rule in ipairs(rules) do where[i] = defined_at(rule, path) end
   return { path = path, rules = rules, where = where }
 end
 
@@ -132,7 +142,7 @@ end
 -- one rule, a bad result reported as the policy's error (file and line).
 function M.call(file, i, op, ctx)
   local ok, decision, reason = pcall(file.rules[i], op, ctx)
-  if not ok then return nil, err.usage("%s", tostring(decision)) end
+  if not ok then return nil, err.usage("%s", with_path(decision, file.path)) end
   if decision == nil then return false end
   if not M.DECISIONS[decision] then
     return nil, err.usage('%s: the rule returned %s; a decision is "approve", "deny", "review" or nil',
