@@ -17,7 +17,7 @@ PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS))
 # Lua and cjson are linked in statically (one self-contained binary, and
 # 0.1 ms less start-up); -E exports Lua's API to C modules the specs load.
 PKG_LIBS = -Wl,-E -Wl,-Bstatic $(shell $(PKG_CONFIG) --libs-only-l $(PKGS)) \
-	-Wl,-Bdynamic -lm -ldl
+	-Wl,-Bdynamic -lcrypto -lz -lm -ldl
 
 SRCS := $(wildcard src/*.c)
 HDRS := src/shannot.h

@@ -50,6 +50,8 @@ void sh_open_libs(lua_State *L)
         {"shannot.core.fs", luaopen_shannot_core_fs},
         {"shannot.core.sandbox", luaopen_shannot_core_sandbox},
         {"shannot.core.sys", luaopen_shannot_core_sys},
+        {"shannot.core.store", luaopen_shannot_core_store},
+        {"shannot.core.diff", luaopen_shannot_core_diff},
         {"cjson", luaopen_cjson},
         {NULL, NULL}};
     for (const luaL_Reg *lib = std_libs; lib->func; lib++) {
