@@ -84,13 +84,13 @@ describe("profile", function()
       assert.truthy(s:find("--ro-bind / / --dev /dev --proc /proc", 1, true))
       assert.truthy(s:find("--ro-bind-try /proc/sys /proc/sys", 1, true))
       assert.truthy(s:find("--tmpfs /tmp --tmpfs /run --tmpfs /var/run", 1, true))
-      assert.truthy(s:find("--unshare-all --cap-drop ALL --die-with-parent --new-session --clearenv", 1, true))
-      assert.falsy(s:find("--share-net", 1, true))
+      assert.truthy(s:find("--unshare-ipc --unshare-pid --unshare-uts --unshare-cgroup-try --unshare-net " ..
+        "--cap-drop ALL --die-with-parent --new-session --clearenv", 1, true))
       assert.equal("/srv/project", a[index_of(a, "--chdir") + 1])
     end)
 
     it("shares the network only when the profile turns isolation off", function()
-      assert.truthy(index_of(args_for('{"name": "x", "network_isolation": false}'), "--share-net"))
+      assert.is_nil(index_of(args_for('{"name": "x", "network_isolation": false}'), "--unshare-net"))
     end)
 
     it("mounts binds under /run after the fresh /run, and drops /proc binds", function()

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "shannot.h"
@@ -336,6 +337,46 @@ static int fs_remove(lua_State *L)
     return 1;
 }
 
+/* lchown(path, uid, gid) -> true | nil, msg, code (of a link itself) */
+static int fs_lchown(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    uid_t uid = (uid_t)luaL_checkinteger(L, 2);
+    gid_t gid = (gid_t)luaL_checkinteger(L, 3);
+    if (lchown(path, uid, gid) < 0) {
+        return sh_fail(L, path, errno);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* rename(from, to) -> true | nil, msg, code (rename(2): same file system) */
+static int fs_rename(lua_State *L)
+{
+    const char *from = luaL_checkstring(L, 1);
+    const char *to = luaL_checkstring(L, 2);
+    if (rename(from, to) < 0) {
+        return sh_failf(L, errno, "rename %s to %s", from, to);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* getxattr(path, name) -> value | nil, msg, code (of the link itself;
+ * an absent attribute is code "ENODATA") */
+static int fs_getxattr(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    char buf[256];
+    ssize_t n = lgetxattr(path, name, buf, sizeof buf);
+    if (n < 0) {
+        return sh_fail(L, path, errno);
+    }
+    lua_pushlstring(L, buf, (size_t)n);
+    return 1;
+}
+
 /* chmod(path, mode) -> true | nil, msg, code */
 static int fs_chmod(lua_State *L)
 {
@@ -434,6 +475,9 @@ static const luaL_Reg fs_funcs[] = {
     {"readlink", fs_readlink},
     {"remove", fs_remove},
     {"chmod", fs_chmod},
+    {"getxattr", fs_getxattr},
+    {"rename", fs_rename},
+    {"lchown", fs_lchown},
     {"mkdtemp", fs_mkdtemp},
     {"open", fs_open},
     {"pipe", fs_pipe},

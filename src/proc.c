@@ -17,6 +17,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -268,7 +269,18 @@ struct spawn_req {
     int nkeep;
     int new_pgroup;
     int die_with_parent;
+    int has_ns; /* a sandbox namespace to set up before exec (sandbox.c) */
+    struct sh_ns_setup ns;
 };
+
+/* What a child that did not reach exec reports through its error pipe. */
+struct spawn_error {
+    int err;
+    int where; /* SPAWN_AT_EXEC, SPAWN_AT_NS, or the index of a mount */
+};
+#define SPAWN_AT_EXEC (-1)
+#define SPAWN_AT_NS (-2)
+#define SPAWN_AT_PROPAGATION (-3)
 
 /* [-0, +1, m] A NULL-terminated char*[] from an array of strings. */
 static char **string_array(lua_State *L, int idx, const char *what)
@@ -318,6 +330,11 @@ static void spawn_read(lua_State *L, struct spawn_req *r)
     r->mode[2] = stream_mode(L, 2, "stderr");
     r->new_pgroup = sh_optfield_boolean(L, 2, "new_pgroup", 1);
     r->die_with_parent = sh_optfield_boolean(L, 2, "die_with_parent", 0);
+    r->has_ns = 0;
+    if (lua_getfield(L, 2, "namespace") != LUA_TNIL) {
+        sh_ns_read(L, lua_gettop(L), &r->ns);
+        r->has_ns = 1;
+    }
     r->nkeep = 0;
     r->keep = NULL;
     if (lua_getfield(L, 2, "keep_fds") != LUA_TNIL) {
@@ -336,6 +353,13 @@ static void spawn_read(lua_State *L, struct spawn_req *r)
 /* In the child: never returns. Reports exec failure through `errfd`.
  * Runs in a vfork child (memory shared with the parent, parent suspended),
  * so it only makes system calls: no allocation, no stdio, no Lua. */
+static void child_fail(int errfd, int where)
+{
+    struct spawn_error se = {errno, where};
+    sh_write_all(errfd, &se, sizeof se);
+    _exit(127);
+}
+
 static void child_exec(const struct spawn_req *r, const int fds[3], int errfd,
                        pid_t parent)
 {
@@ -370,10 +394,51 @@ static void child_exec(const struct spawn_req *r, const int fds[3], int errfd,
     }
     sigprocmask(SIG_SETMASK, &none, NULL);
     execvpe(r->argv[0], r->argv, r->envp ? r->envp : environ);
-fail:;
+fail:
+    child_fail(errfd, SPAWN_AT_EXEC);
+}
+
+/* A sandbox child: clone()d into a new user + mount namespace (a copy of
+ * the parent, not vfork: the parent must run to write the id maps), waits
+ * for the maps, mounts, then goes on as any child.  Returns the pid. */
+static pid_t spawn_ns_child(const struct spawn_req *r, const int fds[3],
+                            int errfd, pid_t parent)
+{
+    int sync[2];
+    if (pipe2(sync, O_CLOEXEC) < 0) {
+        return -1;
+    }
+    pid_t pid = (pid_t)syscall(SYS_clone, CLONE_NEWUSER | CLONE_NEWNS | SIGCHLD,
+                               NULL, NULL, NULL, NULL);
+    if (pid == 0) {
+        char go = 0;
+        close(sync[1]);
+        ssize_t n;
+        do {
+            n = read(sync[0], &go, 1);
+        } while (n < 0 && errno == EINTR);
+        if (n != 1) {
+            _exit(127); /* the parent failed and says why */
+        }
+        int failed;
+        if (sh_ns_child(&r->ns, &failed) < 0) {
+            child_fail(errfd, failed < 0 ? SPAWN_AT_PROPAGATION : failed);
+        }
+        child_exec(r, fds, errfd, parent);
+    }
     int e = errno;
-    sh_write_all(errfd, &e, sizeof e);
-    _exit(127);
+    close(sync[0]);
+    if (pid > 0) {
+        if (sh_ns_parent(&r->ns, pid) < 0) {
+            struct spawn_error se = {errno, SPAWN_AT_NS};
+            sh_write_all(errfd, &se, sizeof se);
+        } else {
+            sh_write_all(sync[1], "g", 1);
+        }
+    }
+    close(sync[1]);
+    errno = e;
+    return pid;
 }
 
 static void close_pair(int pair[2])
@@ -425,8 +490,10 @@ static pid_t spawn_child(const struct spawn_req *r, const int fds[3],
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &saved);
     pid_t parent = getpid();
-    pid_t pid = vfork();
-    if (pid == 0) {
+    pid_t pid;
+    if (r->has_ns) {
+        pid = spawn_ns_child(r, fds, errfd, parent);
+    } else if ((pid = vfork()) == 0) {
         child_exec(r, fds, errfd, parent);
     }
     int e = errno;
@@ -435,15 +502,35 @@ static pid_t spawn_child(const struct spawn_req *r, const int fds[3],
     return pid;
 }
 
-/* Waits for the child's exec; returns 0 or the errno it failed with. */
-static int exec_result(int errfd)
+/* Waits for the child's exec; se->err is 0 or the errno it failed with. */
+static void exec_result(int errfd, struct spawn_error *se)
 {
-    int e = 0;
     ssize_t n;
+    se->err = 0;
+    se->where = SPAWN_AT_EXEC;
     do {
-        n = read(errfd, &e, sizeof e);
+        n = read(errfd, se, sizeof *se);
     } while (n < 0 && errno == EINTR);
-    return n == (ssize_t)sizeof e ? e : 0;
+    if (n != (ssize_t)sizeof *se) {
+        se->err = 0;
+    }
+}
+
+/* [-0, +3, m] The failure of a child that did not reach exec. */
+static int spawn_fail(lua_State *L, const struct spawn_req *r,
+                      const struct spawn_error *se)
+{
+    if (se->where == SPAWN_AT_NS) {
+        return sh_fail(L, "write the id maps of a new user namespace", se->err);
+    }
+    if (se->where == SPAWN_AT_PROPAGATION) {
+        return sh_fail(L, "make the mounts private", se->err);
+    }
+    if (se->where >= 0 && r->has_ns && se->where < r->ns.nmounts) {
+        const struct sh_ns_mount *m = &r->ns.mounts[se->where];
+        return sh_failf(L, se->err, "mount overlay on %s", m->target);
+    }
+    return sh_failf(L, se->err, "%s", r->argv[0]);
 }
 
 /* spawn(argv, opts) -> Process | nil, msg, code
@@ -467,6 +554,7 @@ static int proc_spawn(lua_State *L)
     int pipes[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
     int errpipe[2] = {-1, -1};
     int e = 0;
+    struct spawn_error se = {0, SPAWN_AT_EXEC};
     if (open_streams(p, &r, child, pipes) < 0 ||
         pipe2(errpipe, O_CLOEXEC) < 0) {
         e = errno;
@@ -483,7 +571,8 @@ static int proc_spawn(lua_State *L)
     }
     close(errpipe[1]);
     errpipe[1] = -1;
-    e = exec_result(errpipe[0]);
+    exec_result(errpipe[0], &se);
+    e = se.err;
     if (e != 0) {
         process_reap(p, 0);
         goto out;
@@ -501,7 +590,8 @@ out:
         lua_pushcfunction(L, process_close);
         lua_pushvalue(L, -2);
         lua_call(L, 1, 0);
-        return sh_failf(L, e, "%s", r.argv[0]);
+        se.err = e;
+        return spawn_fail(L, &r, &se);
     }
     return 1;
 }

@@ -1,11 +1,14 @@
 /*
- * sandbox.c: namespaces and overlay mounts.  For now the probes that tell
- * whether this machine can do what a capture needs: a user + mount
- * namespace, and an overlayfs with user xattrs inside it.  Each probe runs
+ * sandbox.c: namespaces and overlay mounts.  The setup a capturing child
+ * makes in its own user + mount namespace before it execs bwrap (called
+ * from proc.c: sh_ns_read, sh_ns_parent, sh_ns_child), and the probes that
+ * tell whether this machine can do what a capture needs.  Each probe runs
  * in a throw-away child so nothing it changes reaches this process.
  *
  * Lua: shannot.core.sandbox
  *   probe(dir | nil) -> true | nil, msg, code
+ * and proc.spawn(argv, {namespace = {full_map =, mounts = {{target =,
+ *   lower =, upper =, work =}...}}}) for the setup itself.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -13,12 +16,121 @@
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "shannot.h"
+
+#define NS_MAX_MOUNTS 256
+
+void sh_ns_read(lua_State *L, int idx, struct sh_ns_setup *s)
+{
+    idx = lua_absindex(L, idx);
+    luaL_checktype(L, idx, LUA_TTABLE);
+    s->full_map = sh_optfield_boolean(L, idx, "full_map", 0);
+    s->uid = (unsigned)getuid();
+    s->gid = (unsigned)getgid();
+    s->nmounts = 0;
+    lua_getfield(L, idx, "mounts");
+    int t = lua_gettop(L);
+    lua_Integer n = lua_isnil(L, t) ? 0 : luaL_len(L, t);
+    if (n < 0 || n > NS_MAX_MOUNTS) {
+        luaL_error(L, "namespace.mounts: at most %d mounts", NS_MAX_MOUNTS);
+    }
+    s->mounts = lua_newuserdatauv(L, sizeof(struct sh_ns_mount) * (size_t)(n + 1), 0);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_geti(L, t, i);
+        luaL_checktype(L, -1, LUA_TTABLE);
+        struct sh_ns_mount *m = &s->mounts[i - 1];
+        m->target = sh_optfield_string(L, -1, "target");
+        m->lower = sh_optfield_string(L, -1, "lower");
+        m->upper = sh_optfield_string(L, -1, "upper");
+        m->work = sh_optfield_string(L, -1, "work");
+        if (m->target == NULL || m->lower == NULL || m->upper == NULL || m->work == NULL) {
+            luaL_error(L, "namespace.mounts[%d]: needs target, lower, upper and work", (int)i);
+        }
+        lua_pop(L, 1); /* the strings stay referenced by the table */
+    }
+    s->nmounts = (int)n;
+    lua_remove(L, t);
+}
+
+static int write_map(pid_t child, const char *name, const char *text)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/%s", (int)child, name);
+    sh_autoclose int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return -1;
+    }
+    return sh_write_all(fd, text, strlen(text));
+}
+
+int sh_ns_parent(const struct sh_ns_setup *s, pid_t child)
+{
+    char map[64];
+    if (s->full_map) {
+        /* Why: as real root the dry-run must act as root does (files of
+         * other users, chown, apt's _apt): every id maps onto itself. */
+        snprintf(map, sizeof map, "0 0 %u\n", (unsigned)UINT32_MAX);
+        return write_map(child, "uid_map", map) < 0 || write_map(child, "gid_map", map) < 0 ? -1 : 0;
+    }
+    /* Why: an unprivileged parent may map only its own ids, and only after
+     * setgroups is denied; inside, the user keeps their own identity. */
+    if (write_map(child, "setgroups", "deny") < 0) {
+        return -1;
+    }
+    snprintf(map, sizeof map, "%u %u 1\n", s->uid, s->uid);
+    if (write_map(child, "uid_map", map) < 0) {
+        return -1;
+    }
+    snprintf(map, sizeof map, "%u %u 1\n", s->gid, s->gid);
+    return write_map(child, "gid_map", map);
+}
+
+static int open_dir_path(const char *path)
+{
+    return open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* Every directory is opened before the first mount: an overlay on a parent
+ * hides the submounts below it, whose own lower dirs it would shadow.
+ * Paths go to overlayfs as /proc/self/fd/N, which needs no escaping of
+ * the ',' and ':' its option syntax gives meaning to. */
+int sh_ns_child(const struct sh_ns_setup *s, int *failed)
+{
+    int fds[NS_MAX_MOUNTS][3];
+    int rc = 0;
+    *failed = -1;
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+        return -1;
+    }
+    for (int i = 0; i < s->nmounts; i++) {
+        const struct sh_ns_mount *m = &s->mounts[i];
+        if ((fds[i][0] = open_dir_path(m->lower)) < 0 ||
+            (fds[i][1] = open_dir_path(m->upper)) < 0 ||
+            (fds[i][2] = open_dir_path(m->work)) < 0) {
+            *failed = i;
+            return -1;
+        }
+    }
+    for (int i = 0; i < s->nmounts && rc == 0; i++) {
+        const struct sh_ns_mount *m = &s->mounts[i];
+        char opts[160];
+        snprintf(opts, sizeof opts,
+                 "lowerdir=/proc/self/fd/%d,upperdir=/proc/self/fd/%d,"
+                 "workdir=/proc/self/fd/%d,userxattr",
+                 fds[i][0], fds[i][1], fds[i][2]);
+        rc = mount("overlay", m->target, "overlay", 0, opts);
+        if (rc < 0) {
+            *failed = i;
+        }
+    }
+    return rc;
+}
 
 /* What a probe child reports: the step that failed and its errno. */
 struct probe_report {

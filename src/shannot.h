@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdlib.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include <lua.h>
@@ -42,6 +43,31 @@ const char *sh_optfield_string(lua_State *L, int idx, const char *key);
 double sh_optfield_number(lua_State *L, int idx, const char *key, double def);
 /* [-0, +0, e] Field `key` of the table at `idx` as a boolean or `def`. */
 int sh_optfield_boolean(lua_State *L, int idx, const char *key, int def);
+
+/* sandbox.c: the user + mount namespace a sandbox child sets up before it
+ * execs bwrap (DESIGN §2 step 1).  proc.c forks such a child with
+ * clone(CLONE_NEWUSER|CLONE_NEWNS); the parent writes its id maps, then
+ * the child mounts. */
+struct sh_ns_mount {
+    const char *target;
+    const char *lower;
+    const char *upper;
+    const char *work;
+};
+struct sh_ns_setup {
+    int full_map;      /* map every uid and gid onto itself (real root) */
+    unsigned uid, gid; /* otherwise map only these */
+    int nmounts;
+    struct sh_ns_mount *mounts;
+};
+/* [-0, +1, e] Reads the namespace table at idx; the pushed userdata holds
+ * the memory, the strings stay owned by the table. */
+void sh_ns_read(lua_State *L, int idx, struct sh_ns_setup *s);
+/* In the parent: writes the child's setgroups/uid_map/gid_map; 0 or -1. */
+int sh_ns_parent(const struct sh_ns_setup *s, pid_t child);
+/* In the child: private propagation, then each mount in order; 0, or -1
+ * with errno and *failed = the mount's index (-1: the propagation step). */
+int sh_ns_child(const struct sh_ns_setup *s, int *failed);
 
 /* main.c: the signal that interrupted us (SIGINT, SIGTERM) or 0. */
 int sh_interrupted(void);

@@ -8,7 +8,10 @@ local M = {}
 
 -- name -> one-line summary; the order is the order `help` lists them.
 local COMMANDS = {
-  { "run", "run a command in the sandbox" },
+  { "run", "run a script or command in the sandbox, capturing what it would change" },
+  { "sessions", "list the sessions captured runs made" },
+  { "show", "show a session's operations and diffs" },
+  { "prune", "remove expired and old finished sessions" },
   { "profile", "list, show and check sandbox profiles" },
   { "status", "what this machine can do: bwrap, user namespaces, overlayfs" },
   { "config", "show, check and locate the configuration" },

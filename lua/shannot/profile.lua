@@ -288,6 +288,15 @@ end
 local function mount_args(args, p, ctx)
   local late = {}
   if #p.binds == 0 then add(args, "--ro-bind", "/", "/") end
+  -- The capture overlays, set up before bwrap, are writable again here
+  -- (the read-only root bind is recursive).
+  for _, target in ipairs(ctx.capture_targets or {}) do
+    if under_fresh(target) then
+      late[#late + 1] = { source = target, target = target, read_only = false }
+    else
+      add(args, "--bind", target, target)
+    end
+  end
   for _, b in ipairs(p.binds) do
     if b.target == "/proc" or b.target == "/dev" then  -- luacheck: ignore 542
       -- replaced by the fresh ones below (see ignored_binds)
@@ -305,15 +314,17 @@ local function mount_args(args, p, ctx)
   for _, path in ipairs(p.tmpfs_paths) do
     if path ~= "/tmp" and path ~= "/run" and path ~= "/var/run" then add(args, "--tmpfs", path) end
   end
+  for _, b in ipairs(ctx.late_binds or {}) do add(args, table.unpack(b)) end
 end
 
-local function env_args(args, p, getenv)
+local function env_args(args, p, getenv, path_prefix)
   local keys = {}
   for k in pairs(p.environment) do keys[#keys + 1] = k end
   table.sort(keys)
   add(args, "--clearenv")
   for _, k in ipairs(keys) do
     local value = expand(p.environment[k], getenv)
+    if k == "PATH" and path_prefix then value = path_prefix .. ":" .. value end
     -- "${USER}" with USER unset leaves the variable out rather than empty
     if value ~= "" or p.environment[k] == "" then add(args, "--setenv", k, value) end
   end
@@ -326,19 +337,32 @@ local function working_dir(p, cwd)
   return "/"
 end
 
+-- Namespaces bwrap makes: --unshare-all less the user namespace, which
+-- bwrap adds by itself where it needs one (not as uid 0).  Inside the
+-- capture's own user namespace, whose map covers every id, a user
+-- namespace of bwrap's would map only uid 0 and break the dry-run's
+-- fidelity (files of other users, chown).
+local UNSHARE = { "--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try" }
+
 -- bwrap_args(profile, ctx) -> the bwrap arguments before the command.
 -- ctx: cwd, getenv (for ${VAR} in environment values), seccomp_fd,
--- var_run_is_link (the host's /var/run is a symlink to /run).
+-- var_run_is_link (the host's /var/run is a symlink to /run),
+-- capture_targets (overlaid paths, bound writable), late_binds (argument
+-- lists such as {op, src, dst}, after the fresh mounts), path_prefix (put before PATH), caps
+-- (capabilities kept; default none).
 function M.bwrap_args(p, ctx)
   ctx = ctx or {}
   local args = {}
   mount_args(args, p, ctx)
-  add(args, "--unshare-all")
-  if p.network_isolation == false then add(args, "--share-net") end
+  add(args, table.unpack(UNSHARE))
+  if p.network_isolation ~= false then add(args, "--unshare-net") end
   -- Why: as real root bwrap makes no user namespace and would keep nearly
-  -- every capability (mount, mknod); the sandboxed command gets none.
-  add(args, "--cap-drop", "ALL", "--die-with-parent", "--new-session")
-  env_args(args, p, ctx.getenv or os.getenv)
+  -- every capability (mount, mknod); the sandboxed command gets none, or
+  -- (ctx.caps) a Docker-like set inside the capture's user namespace.
+  add(args, "--cap-drop", "ALL")
+  for _, cap in ipairs(ctx.caps or {}) do add(args, "--cap-add", cap) end
+  add(args, "--die-with-parent", "--new-session")
+  env_args(args, p, ctx.getenv or os.getenv, ctx.path_prefix)
   if p.seccomp_profile then add(args, "--seccomp", tostring(ctx.seccomp_fd or "FD")) end
   add(args, "--chdir", working_dir(p, ctx.cwd))
   for _, a in ipairs(p.additional_args) do args[#args + 1] = a end

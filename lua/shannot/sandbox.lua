@@ -78,10 +78,12 @@ function M.prepare(p, argv, opts)
     plan.keep[#plan.keep + 1] = f
     seccomp_fd = f:fd()
   end
-  local args = profile.bwrap_args(p, {
-    cwd = opts.cwd or sys.getcwd(), seccomp_fd = seccomp_fd,
-    var_run_is_link = var_run_is_link(),
-  })
+  local ctx = {}
+  for k, v in pairs(opts.ctx or {}) do ctx[k] = v end
+  ctx.cwd = opts.cwd or sys.getcwd()
+  ctx.seccomp_fd = seccomp_fd
+  ctx.var_run_is_link = var_run_is_link()
+  local args = profile.bwrap_args(p, ctx)
   plan.argv = { bwrap }
   table.move(args, 1, #args, 2, plan.argv)
   plan.status_arg = #plan.argv + 1
@@ -112,8 +114,10 @@ end
 
 -- run(profile, argv, opts) -> result | nil, err
 -- opts: capture (pipe and keep output instead of passing it through),
--- max_output (bytes kept per stream), timeout (s), stdin ("inherit" |
--- "null"), cwd, bwrap (explicit path).
+-- tee (with capture: also pass it through as it comes), max_output
+-- (bytes kept per stream), timeout (s), stdin ("inherit" | "null"), cwd,
+-- bwrap (explicit path), namespace (proc.spawn's: a capture's overlays),
+-- ctx (more fields for profile.bwrap_args).
 function M.run(p, argv, opts)
   opts = opts or {}
   local plan, perr = M.prepare(p, argv, opts)
@@ -142,14 +146,19 @@ function M.run(p, argv, opts)
     stdin = opts.stdin or "inherit",
     stdout = opts.capture and "pipe" or "inherit",
     stderr = opts.capture and "pipe" or "inherit",
-    keep_fds = keep, die_with_parent = true,
+    keep_fds = keep, die_with_parent = true, namespace = opts.namespace,
   })
   local child <close> = p_  -- bound at once: an interrupt may land on the next line
   status_w:close()
   close_all(plan.keep)
-  if not child then return nil, err.env("cannot start %s", msg) end
+  if not child then
+    if opts.namespace then return nil, err.env("cannot set the capture up: %s", msg) end
+    return nil, err.env("cannot start %s", msg)
+  end
+  local tee = opts.capture and opts.tee
   local r, cmsg = child:communicate({
     timeout = opts.timeout, max_capture = opts.max_output or proc.DEFAULT_MAX_OUTPUT,
+    tee_stdout = tee and 1 or nil, tee_stderr = tee and 2 or nil,
   })
   child:close()  -- idempotent; bwrap must be gone before finish() reads its status
   finish()

@@ -1,7 +1,8 @@
--- shannot run [OPTIONS] -- CMD [ARGS...]
+-- shannot run [OPTIONS] SCRIPT [ARGS] | -c 'CODE' | -- CMD [ARGS...]
 local cli = require("shannot.cli")
 local const = require("shannot.const")
 local err = require("shannot.err")
+local fs = require("shannot.fs")
 local json = require("shannot.json")
 local profile = require("shannot.profile")
 local proc = require("shannot.proc")
@@ -9,45 +10,66 @@ local sandbox = require("shannot.sandbox")
 local text = require("shannot.text")
 
 local M = {
-  usage = "shannot run [--profile P] [--timeout S] [--max-output SIZE] [--json] -- CMD [ARGS...]",
+  usage = "shannot run [--profile P] [--timeout S] [--max-output SIZE] [--json] " ..
+    "SCRIPT [ARGS] | -c 'CODE' | -- CMD [ARGS...]",
   help = [[
-Runs CMD in a bubblewrap sandbox built from a profile (default "system"):
-the system is visible read-only (or only the profile's binds), /dev, /proc
-and /tmp are fresh, /run is empty (no D-Bus, systemd or docker socket),
-the network is cut off unless the profile allows it, the environment is
-cleared and set from the profile, and the command gets no capabilities.
-The profile's allowed_commands are checked before anything starts.
+Runs a script (SCRIPT, run by its #! line or by /bin/sh), shell code (-c)
+or a command (after --) in a bubblewrap sandbox built from a profile
+(default "system"): the system is visible read-only (or only the
+profile's binds), /dev, /proc and /tmp are fresh, /run is empty (no D-Bus,
+systemd or docker socket), the network is cut off unless the profile
+allows it, the environment is cleared and set from the profile.
 
-Output streams through as it comes.  shannot exits 0 when CMD succeeded and
-1 when it failed (its exit code is shown on stderr).
+With a profile that has capture paths (the default "system" one: /etc,
+/var, /opt, /srv, /home, /root, /usr/local) the run really writes, but
+into overlays: nothing on the host changes.  What it wrote, deleted or
+re-moded, and the deferred commands it called (systemctl, service,
+reboot, ...: recorded, not run), becomes a session in status pending,
+shown with "shannot show ID --diff" and applied only once approved.  A
+run that changed nothing makes no session.  As root the dry-run may do
+whatever root may (other users' files, chown); as another user only
+that user's files can change.
+
+shannot exits 0 when the command succeeded and 1 when it failed (its exit
+code is shown on stderr); a session is kept either way.
 
 options:
   --profile P         a profile name (see "shannot profile list") or a JSON file
-  --timeout S         kill CMD and everything it started after S seconds
-  --max-output SIZE   with --json: keep at most SIZE bytes of each stream
-                      (default 1M; half from the start, half from the end)
+  -c CODE             run CODE with /bin/sh -c
+  --timeout S         kill the command and everything it started after S seconds
+  --max-output SIZE   keep at most SIZE bytes of each stream (default 1M; half
+                      from the start, half from the end) for --json and sessions
   --json              print one JSON document: command, profile, exit_code,
                       signal, timed_out, stdout, stderr, *_truncated,
-                      *_dropped_bytes, duration]],
+                      *_dropped_bytes, duration, session (id and counts or null)]],
   options = {
     ["--profile"] = { arg = "P" },
+    ["-c"] = { arg = "CODE", key = "code" },
     ["--timeout"] = { arg = "S", type = "number" },
     ["--max-output"] = { arg = "SIZE", type = "size" },
     ["--json"] = {},
   },
+  stop_at_positional = true,
 }
 
-local function json_document(r)
+-- Where a script is bound inside the sandbox: /tmp there is fresh, so its
+-- own path may not exist.
+local SCRIPT_DIR = "/run/shannot/script"
+
+local function json_document(r, captured)
   local doc = {
     command = json.array(r.command), profile = r.profile,
     exit_code = r.exit_code or json.null, signal = r.signal_name or json.null,
-    timed_out = r.timed_out, duration = r.duration,
+    timed_out = r.timed_out, duration = r.duration, session = json.null,
   }
   for _, name in ipairs({ "stdout", "stderr" }) do
     doc[name] = r[name]
     doc[name .. "_truncated"] = r[name .. "_truncated"]
     doc[name .. "_dropped_bytes"] = r[name .. "_dropped"]
     doc[name .. "_dropped_at"] = r[name .. "_dropped_at"]
+  end
+  if captured then
+    doc.session = { id = captured.id, counts = captured.counts, operations = #captured.operations }
   end
   return doc
 end
@@ -56,7 +78,7 @@ local function first_line(s)
   return (s or ""):match("[^\n]+") or ""
 end
 
--- The run ended without CMD's exit code: say why, as an error.
+-- The run ended without the command's exit code: say why, as an error.
 local function abnormal_end(r, opts)
   if r.interrupted then
     return nil, err.failed("interrupted; the sandbox and everything in it were killed")
@@ -76,30 +98,81 @@ local function local_executor(cfg)
   return cfg.values.executor["local"] or {}
 end
 
+-- The interpreter line of a script: {interp [, arg]} or nil.
+local function shebang(path)
+  local head = fs.read_file(path, 256) or ""
+  local line = head:match("^#!([^\n]*)")
+  if not line then return nil end
+  local interp, arg = line:match("^%s*(%S+)%s*(.-)%s*$")
+  if not interp then return nil end
+  return arg ~= "" and { interp, arg } or { interp }
+end
+
+-- What to run: argv inside the sandbox, a session name, extra binds.
+local function what_to_run(opts, args)
+  if opts.code then
+    if #args > 0 or opts["--"] then
+      return nil, err.usage("run: -c takes the code alone: shannot run -c 'CODE'")
+    end
+    return { argv = { "/bin/sh", "-c", opts.code }, name = "sh-c" }
+  end
+  if opts["--"] then
+    if #args > 0 then
+      return nil, err.usage('run: put "--" before the command: shannot run [OPTIONS] -- %s',
+        text.command_line(args))
+    end
+    if #opts["--"] == 0 then return nil, err.usage("run: no command given after --") end
+    return { argv = opts["--"], name = opts["--"][1] }
+  end
+  if #args == 0 then return nil, err.usage("run: nothing to run; usage: %s", M.usage) end
+  local script = args[1]
+  local st = fs.stat(script)
+  if not st then
+    return nil, err.usage('run: no such script "%s"; to run a command: shannot run -- %s',
+      text.inert(script), text.command_line(args))
+  end
+  if st.type ~= "file" then return nil, err.usage('run: "%s" is not a file', text.inert(script)) end
+  local real = assert(fs.realpath(script))
+  local name = real:match("([^/]+)$")
+  local inside = SCRIPT_DIR .. "/" .. name
+  local argv = shebang(real) or { "/bin/sh" }
+  argv[#argv + 1] = inside
+  table.move(args, 2, #args, #argv + 1, argv)
+  return { argv = argv, name = name, binds = { { "--ro-bind", real, inside } } }
+end
+
 function M.run(opts, args)
-  local argv = opts["--"]
-  if #args > 0 then
-    return nil, err.usage('run: put "--" before the command: shannot run [OPTIONS] -- %s',
-      text.command_line(args))
-  end
-  if argv == nil or #argv == 0 then
-    return nil, err.usage("run: no command given; usage: %s", M.usage)
-  end
+  local job, jerr = what_to_run(opts, args)
+  if not job then return nil, jerr end
   local executor = local_executor(opts.config)
   local p, perr = profile.load(opts.profile or executor.profile)
   if not p then return nil, perr end
-  local r, rerr = sandbox.run(p, argv, {
-    capture = opts.json, timeout = opts.timeout, bwrap = executor.bwrap_path,
+  local run_opts = {
+    timeout = opts.timeout, bwrap = executor.bwrap_path,
     max_output = opts.max_output or proc.DEFAULT_MAX_OUTPUT,
-  })
-  if not r then return nil, rerr end
+    ctx = { late_binds = job.binds },
+  }
+  local r, captured
+  if #p.capture > 0 then
+    local ttl = opts.config and opts.config.values.session.ttl
+    local rerr
+    r, captured, rerr = require("shannot.dryrun").run(p, job, run_opts,
+      { json = opts.json, ttl = ttl })
+    if not r then return nil, captured or rerr end
+  else
+    run_opts.capture = opts.json
+    local rerr
+    r, rerr = sandbox.run(p, job.argv, run_opts)
+    if not r then return nil, rerr end
+  end
   if opts.json and (r.exit_code or r.timed_out) then
-    cli.out(json.encode(json_document(r), { indent = "  " }), "\n")
+    cli.out(json.encode(json_document(r, captured), { indent = "  " }), "\n")
     return r.exit_code == 0 and const.EXIT.OK or const.EXIT.FAILED
   end
+  if captured then require("shannot.dryrun").print_summary(captured) end
   if r.exit_code == nil then return abnormal_end(r, opts) end
   if r.exit_code ~= 0 then
-    cli.warn("command %s exited with code %d", text.inert(argv[1]), r.exit_code)
+    cli.warn("command %s exited with code %d", text.inert(job.argv[1]), r.exit_code)
     return const.EXIT.FAILED
   end
   return const.EXIT.OK

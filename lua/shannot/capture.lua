@@ -1,0 +1,176 @@
+-- What a run wrote, as operations: each overlay's upper tree compared with
+-- the host, entry by entry (DESIGN §2 step 4), contents moved into the
+-- session's blob store, and the host's state of every touched path kept
+-- as `base` for the drift checks before anything is applied.
+local fs = require("shannot.fs")
+local store = require("shannot.store")
+
+local M = {}
+
+-- Host files up to this size are kept in the store as they were, so a diff
+-- can be shown later even after the host file has changed.
+M.BASE_CONTENT_MAX = 4 * 1024 * 1024
+local OPAQUE_XATTR = "user.overlay.opaque"
+
+local function join(dir, name)
+  return dir == "/" and "/" .. name or dir .. "/" .. name
+end
+
+local function sorted_names(dir)
+  local names, msg, code = fs.readdir(dir)
+  if not names then return nil, msg, code end
+  table.sort(names)
+  return names
+end
+
+local function is_whiteout(st)
+  return st.type == "char" and st.rdev == 0
+end
+
+local function is_opaque(path)
+  local v = fs.getxattr(path, OPAQUE_XATTR)
+  return v == "y"
+end
+
+local Walk = {}
+Walk.__index = Walk
+
+function Walk:add(op)
+  op.id = #self.ops + 1
+  self.ops[#self.ops + 1] = op
+  self.counts[op.kind] = (self.counts[op.kind] or 0) + 1
+  return op
+end
+
+local function fail(fmt, ...)
+  error({ capture_error = string.format(fmt, ...) }, 0)
+end
+
+function Walk.check(_, ok, msg, ...)
+  if not ok then fail("%s", msg) end
+  return ok, msg, ...
+end
+
+-- The host's state of a path at capture time.
+function Walk:base(host, st)
+  if not st then return { exists = false } end
+  local b = { exists = true, type = st.type, mode = st.mode, uid = st.uid, gid = st.gid }
+  if st.type == "file" then
+    b.size = st.size
+    if st.size <= M.BASE_CONTENT_MAX then
+      -- Kept whole: the diff shown later is against what the script saw.
+      local info = self:check(store.put_file(self.blobs, host))
+      b.hash, b.stored = info.hash, true
+    else
+      b.hash = self:check(store.hash_file(host))
+    end
+  elseif st.type == "link" then
+    b.link = fs.readlink(host)
+  end
+  return b
+end
+
+local function new_meta(st)
+  return { type = st.type, mode = st.mode, uid = st.uid, gid = st.gid }
+end
+
+-- Metadata-only changes of a path that exists on both sides.
+function Walk:metadata(path, host, ust, hst)
+  local base
+  if ust.type ~= "link" and ust.mode ~= hst.mode then
+    base = self:base(host, hst)
+    self:add({ kind = "chmod", path = path, new = new_meta(ust), base = base })
+  end
+  if ust.uid ~= hst.uid or ust.gid ~= hst.gid then
+    base = base or self:base(host, hst)
+    self:add({ kind = "chown", path = path, new = new_meta(ust), base = base })
+  end
+end
+
+function Walk:file(path, up, host, ust, hst)
+  if hst and hst.type == "file" and hst.size == ust.size then
+    local same = self:check(store.hash_file(up)) == self:check(store.hash_file(host))
+    if same then return self:metadata(path, host, ust, hst) end
+  end
+  local base = self:base(host, hst)
+  local info = self:check(store.put_file(self.blobs, up, { move = true }))
+  local new = new_meta(ust)
+  new.hash, new.size = info.hash, info.size
+  self.bytes = self.bytes + info.size
+  self:add({ kind = "write", path = path, new = new, base = base })
+end
+
+function Walk:symlink(path, up, host, ust, hst)
+  local target = self:check(fs.readlink(up))
+  if hst and hst.type == "link" and fs.readlink(host) == target then
+    return self:metadata(path, host, ust, hst)
+  end
+  local new = new_meta(ust)
+  new.link = target
+  self:add({ kind = "symlink", path = path, new = new, base = self:base(host, hst) })
+end
+
+function Walk:dir(path, up, host, ust, hst)
+  if hst and hst.type == "dir" and not is_opaque(up) then
+    self:metadata(path, host, ust, hst)
+    return self:tree(up, path, host)
+  end
+  local kind = (hst and hst.type == "dir") and "replace_dir" or "mkdir"
+  self:add({ kind = kind, path = path, new = new_meta(ust), base = self:base(host, hst) })
+  -- Everything below is new: the host's entries (if any) are gone.
+  return self:tree(up, path, nil)
+end
+
+function Walk:entry(name, up_dir, path_dir, host_dir)
+  local up, path = join(up_dir, name), join(path_dir, name)
+  local host = host_dir and join(host_dir, name)
+  local ust = self:check(fs.lstat(up))
+  local hst = host and fs.lstat(host)
+  if is_whiteout(ust) then
+    if hst then self:add({ kind = "delete", path = path, base = self:base(host, hst) }) end
+  elseif ust.type == "dir" then
+    self:dir(path, up, host, ust, hst)
+  elseif ust.type == "file" then
+    self:file(path, up, host, ust, hst)
+  elseif ust.type == "link" then
+    self:symlink(path, up, host, ust, hst)
+  else
+    self.skipped[#self.skipped + 1] = { path = path, type = ust.type }
+  end
+end
+
+-- tree(upper dir, path it stands for, host dir or nil when all is new)
+function Walk:tree(up_dir, path_dir, host_dir)
+  local names = self:check(sorted_names(up_dir))
+  for _, name in ipairs(names) do self:entry(name, up_dir, path_dir, host_dir) end
+end
+
+-- operations(overlays, blobs_dir) -> {ops =, counts =, bytes =, skipped =}
+-- | nil, msg.  overlays: {{target =, upper =}...}, as stage.create made them.
+function M.operations(overlays, blobs)
+  local w = setmetatable({ ops = {}, counts = {}, bytes = 0, skipped = {}, blobs = blobs }, Walk)
+  local ok, e = pcall(function()
+    for _, o in ipairs(overlays) do
+      -- The root itself: a chmod or chown of the captured directory.
+      w:metadata(o.target, o.target, w:check(fs.lstat(o.upper)), w:check(fs.lstat(o.target)))
+      w:tree(o.upper, o.target, o.target)
+    end
+  end)
+  if not ok then
+    if type(e) == "table" and e.capture_error then return nil, e.capture_error end
+    error(e, 0)
+  end
+  return w
+end
+
+-- add_deferred(result, records): each deferred command as an exec
+-- operation, after the file operations, in the order it was called.
+function M.add_deferred(w, records)
+  for _, r in ipairs(records) do
+    w.counts.exec = (w.counts.exec or 0) + 1
+    w.ops[#w.ops + 1] = { id = #w.ops + 1, kind = "exec", argv = r.argv, cwd = r.cwd }
+  end
+  return w
+end
+
+return M

@@ -1,0 +1,30 @@
+-- shannot prune
+local cli = require("shannot.cli")
+local const = require("shannot.const")
+local err = require("shannot.err")
+local session = require("shannot.session")
+local stage = require("shannot.stage")
+local text = require("shannot.text")
+
+local M = {
+  usage = "shannot prune",
+  help = [[
+Removes expired sessions, finished ones (rejected, executed, failed,
+rolled back) last changed more than 30 days ago, with their blobs and
+checkpoints, and staging directories left by runs that were killed.
+Pending and approved sessions are never removed.  Says what it removed.]],
+  options = {},
+}
+
+function M.run(_, args)
+  if #args > 0 then return nil, err.usage("prune: unexpected argument \"%s\"", text.inert(args[1])) end
+  local removed, problems = session.prune()
+  local stale = stage.prune_stale()
+  for _, r in ipairs(removed) do cli.out(string.format("removed %s (%s)\n", r.id, r.why)) end
+  for _, dir in ipairs(stale) do cli.out(string.format("removed staging %s (its run is gone)\n", dir)) end
+  for _, p in ipairs(problems) do cli.warn("%s", p) end
+  if #removed == 0 and #stale == 0 then cli.out("nothing to prune\n") end
+  return #problems == 0 and const.EXIT.OK or const.EXIT.FAILED
+end
+
+return M

@@ -1,0 +1,65 @@
+-- shannot sessions [--status S] [--json]
+local cli = require("shannot.cli")
+local const = require("shannot.const")
+local dryrun = require("shannot.dryrun")
+local err = require("shannot.err")
+local json = require("shannot.json")
+local session = require("shannot.session")
+local text = require("shannot.text")
+
+local M = {
+  usage = "shannot sessions [--status S] [--json]",
+  help = [[
+Lists the sessions captured runs made, newest first: id, status, how many
+operations, when it was made, and the command.  A pending session whose
+time to live has passed is shown (and kept) as expired.
+
+options:
+  --status S   only sessions in status S (pending, approved, rejected,
+               expired, executed, failed, rolled_back)
+  --json       one JSON array of {id, status, created_at, expires_at,
+               command, profile, exit_code, operations, counts}]],
+  options = { ["--status"] = { arg = "S" }, ["--json"] = {} },
+}
+
+local function summary(s)
+  return {
+    id = s.id, status = s.status, created_at = s.created_at, expires_at = s.expires_at,
+    command = s.command, profile = s.profile, exit_code = s.exit_code,
+    operations = #s.operations, counts = s.counts or {},
+  }
+end
+
+function M.run(opts, args)
+  if #args > 0 then return nil, err.usage("sessions: unexpected argument \"%s\"", text.inert(args[1])) end
+  if opts.status then
+    local known = false
+    for _, st in ipairs(session.STATUSES) do known = known or st == opts.status end
+    if not known then
+      return nil, err.usage('sessions: unknown status "%s"%s', text.inert(opts.status),
+        text.did_you_mean(opts.status, session.STATUSES))
+    end
+  end
+  local list, problems = session.list({ status = opts.status })
+  for _, p in ipairs(problems) do cli.warn("%s", p) end
+  if opts.json then
+    local out = {}
+    for i, s in ipairs(list) do out[i] = summary(s) end
+    cli.out(json.encode(json.array(out), { indent = "  " }), "\n")
+    return const.EXIT.OK
+  end
+  if #list == 0 then
+    cli.out(opts.status and ("no " .. opts.status .. " sessions\n") or "no sessions\n")
+    return const.EXIT.OK
+  end
+  cli.out(string.format("%-40s %-11s %5s  %-20s  %s\n", "ID", "STATUS", "OPS", "CREATED", "COMMAND"))
+  for _, s in ipairs(list) do
+    cli.out(string.format("%-40s %-11s %5d  %-20s  %s\n", s.id, s.status, #s.operations, s.created_at,
+      text.inert(text.command_line(s.command or {}))))
+    local counts = dryrun.count_line(s.counts or {})
+    if counts ~= "" then cli.out(string.format("%-40s %s\n", "", counts)) end
+  end
+  return const.EXIT.OK
+end
+
+return M

@@ -1,0 +1,323 @@
+-- Sessions (DESIGN §3): one directory per captured run under the data
+-- directory, session.json written atomically, ids checked before they
+-- touch a path, and every status change made here and only here.
+local err = require("shannot.err")
+local fs = require("shannot.fs")
+local json = require("shannot.json")
+local paths = require("shannot.paths")
+local text = require("shannot.text")
+
+local M = {}
+
+M.DEFAULT_TTL = 3600
+M.MAX_JSON_BYTES = 256 * 1024 * 1024
+-- Finished sessions older than this are removed by prune.
+M.KEEP_FINISHED = 30 * 24 * 3600
+
+M.STATUSES = { "pending", "approved", "rejected", "expired", "executed", "failed", "rolled_back" }
+
+-- status -> the statuses it may move to
+local TRANSITIONS = {
+  pending = { approved = true, rejected = true, expired = true },
+  approved = { executed = true, failed = true },
+  executed = { rolled_back = true },
+  failed = { rolled_back = true },
+}
+
+local ID_PATTERN = "^%d%d%d%d%d%d%d%d%-%d%d%d%d%d%d%-[a-z0-9-]+%-[0-9a-f][0-9a-f][0-9a-f][0-9a-f]$"
+
+-- valid_id(s) -> true | false: `^[0-9]{8}-[0-9]{6}-[a-z0-9-]{1,40}-[0-9a-f]{4}$`
+function M.valid_id(id)
+  if type(id) ~= "string" or not id:match(ID_PATTERN) then return false end
+  local name_len = #id - 8 - 1 - 6 - 1 - 1 - 4
+  return name_len >= 1 and name_len <= 40
+end
+
+function M.root()
+  return paths.data_dir() .. "/sessions"
+end
+
+local function check_id(id)
+  if M.valid_id(id) then return true end
+  if id == "" then return nil, err.usage("empty session id") end
+  return nil, err.usage('invalid session id "%s" (expected YYYYMMDD-HHMMSS-NAME-XXXX)',
+    text.inert(#id > 80 and id:sub(1, 80) .. "..." or id))
+end
+
+-- dir(id) -> path | nil, err (the id is checked first)
+function M.dir(id)
+  local ok, e = check_id(id)
+  if not ok then return nil, e end
+  return M.root() .. "/" .. id
+end
+
+-- name_from(argv0) -> the NAME part of an id: a-z 0-9 -, at most 40
+function M.name_from(s)
+  local base = (s or ""):match("([^/]*)$"):gsub("%.%w+$", "")
+  local name = base:lower():gsub("[^a-z0-9]+", "-"):gsub("^%-+", ""):gsub("%-+$", "")
+  name = name:sub(1, 40):gsub("%-+$", "")
+  return name ~= "" and name or "run"
+end
+
+local function random_hex4()
+  local f = io.open("/dev/urandom", "rb")
+  local b = f and f:read(2)
+  if f then f:close() end
+  if not b or #b < 2 then b = string.char(math.random(0, 255), math.random(0, 255)) end
+  return string.format("%02x%02x", b:byte(1), b:byte(2))
+end
+
+function M.new_id(name, now)
+  return os.date("!%Y%m%d-%H%M%S", now) .. "-" .. M.name_from(name) .. "-" .. random_hex4()
+end
+
+local function iso(t)
+  return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(t))
+end
+
+local function parse_iso(s)
+  local y, mo, d, h, mi, sec = tostring(s):match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)Z$")
+  if not y then return nil end
+  -- os.time reads local time; the difference to UTC is added back.
+  local t = os.time({ year = y, month = mo, day = d, hour = h, min = mi, sec = sec, isdst = false })
+  local utc_offset = os.time(os.date("*t", t)) - os.time(os.date("!*t", t))
+  return t + utc_offset
+end
+M.parse_time = parse_iso
+
+-- reserve(name, now) -> id, dir | nil, err: a new, empty session directory
+function M.reserve(name, now)
+  local ok, msg = fs.mkdir_p(M.root(), 448)
+  if not ok then return nil, err.env("cannot make the session store %s", msg) end
+  for _ = 1, 16 do
+    local id = M.new_id(name, now)
+    local dir = M.root() .. "/" .. id
+    local made, merr, code = fs.mkdir(dir, 448)
+    if made then return id, dir end
+    if code ~= "EEXIST" then return nil, err.env("cannot make the session directory %s", merr) end
+  end
+  return nil, err.env("cannot find a free session id")
+end
+
+-- new(fields) -> session table (not yet saved)
+function M.new(f)
+  local now = f.now or os.time()
+  return {
+    id = f.id, name = M.name_from(f.name), status = "pending",
+    created_at = iso(now), expires_at = iso(now + (f.ttl or M.DEFAULT_TTL)),
+    target = f.target or "local", profile = f.profile, command = json.array(f.command or {}),
+    exit_code = f.exit_code == nil and json.null or f.exit_code,
+    operations = json.array(f.operations or {}), counts = f.counts or {},
+    checkpoint = {}, results = json.array({}),
+    history = json.array({ { at = iso(now), status = "pending" } }),
+  }
+end
+
+-- JSON text is UTF-8 and the encoder replaces invalid bytes; a file name
+-- may be any bytes but "/" and NUL.  Such strings also go out as hex
+-- (KEY_hex), and load() puts the exact bytes back.
+local RAW_KEYS = { "path", "link", "cwd" }
+
+local function hex(s)
+  return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+end
+
+local function unhex(s)
+  return (s:gsub("%x%x", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+local function not_utf8(v)
+  return type(v) == "string" and utf8.len(v) == nil
+end
+
+local function protect(t)
+  for _, key in ipairs(RAW_KEYS) do
+    if not_utf8(t[key]) then t[key .. "_hex"] = hex(t[key]) end
+  end
+end
+
+local function restore(t)
+  for _, key in ipairs(RAW_KEYS) do
+    if type(t[key .. "_hex"]) == "string" then t[key] = unhex(t[key .. "_hex"]) end
+  end
+end
+
+local function each_record(s, fn)
+  for _, op in ipairs(s.operations) do
+    if type(op) == "table" then
+      fn(op)
+      if type(op.new) == "table" then fn(op.new) end
+      if type(op.base) == "table" then fn(op.base) end
+    end
+  end
+end
+
+local function protect_session(s)
+  each_record(s, protect)
+  for _, op in ipairs(s.operations) do
+    if type(op.argv) == "table" then
+      for _, a in ipairs(op.argv) do
+        if not_utf8(a) then
+          local h = {}
+          for i, x in ipairs(op.argv) do h[i] = hex(x) end
+          op.argv_hex = json.array(h)
+          break
+        end
+      end
+    end
+  end
+end
+
+local function restore_session(s)
+  each_record(s, restore)
+  for _, op in ipairs(s.operations) do
+    if type(op) == "table" and type(op.argv_hex) == "table" then
+      for i, x in ipairs(op.argv_hex) do op.argv[i] = unhex(tostring(x)) end
+    end
+  end
+end
+
+function M.save(s)
+  protect_session(s)
+  local dir, e = M.dir(s.id)
+  if not dir then return nil, e end
+  local ok, msg = fs.write_atomic(dir .. "/session.json", json.encode(s, { indent = "  " }) .. "\n", 384)
+  if not ok then return nil, err.env("cannot write session %s: %s", s.id, msg) end
+  return true
+end
+
+local function known_status(status)
+  for _, s in ipairs(M.STATUSES) do
+    if s == status then return true end
+  end
+  return false
+end
+
+-- transition(s, to, note, now) -> true | nil, err: the only way a status changes
+function M.transition(s, to, note, now)
+  if not (TRANSITIONS[s.status] or {})[to] then
+    return nil, err.refused('session %s is %s; it cannot become %s', s.id, s.status, to)
+  end
+  s.status = to
+  s.history[#s.history + 1] = { at = iso(now or os.time()), status = to, note = note }
+  return M.save(s)
+end
+
+function M.is_expired(s, now)
+  local t = parse_iso(s.expires_at)
+  return s.status == "pending" and t ~= nil and (now or os.time()) >= t
+end
+
+-- JSON numbers come back as floats; counts, ids, modes and sizes are
+-- integers again.
+local function integers(t)
+  for k, v in pairs(t) do
+    if type(v) == "number" then
+      t[k] = math.tointeger(v) or v
+    elseif type(v) == "table" then
+      integers(v)
+    end
+  end
+  return t
+end
+
+local function validate(s, file)
+  if type(s) ~= "table" then return string.format("%s: not a session (a JSON object)", file) end
+  for _, key in ipairs({ "id", "status", "created_at", "expires_at" }) do
+    if type(s[key]) ~= "string" then return string.format('%s: field "%s" is missing or not a string', file, key) end
+  end
+  if not known_status(s.status) then return string.format('%s: unknown status "%s"', file, text.inert(s.status)) end
+  if type(s.operations) ~= "table" then return string.format('%s: field "operations" is not a list', file) end
+end
+
+-- load(id, opts) -> session | nil, err.  A pending session past its TTL
+-- becomes expired here, on disk too, so it is never executed.
+function M.load(id, opts)
+  local dir, e = M.dir(id)
+  if not dir then return nil, e end
+  local file = dir .. "/session.json"
+  local data, msg, code = fs.read_file(file, M.MAX_JSON_BYTES)
+  if not data then
+    if code == "ENOENT" then
+      return nil, err.usage('unknown session "%s"; "shannot sessions" lists them', id)
+    end
+    return nil, err.usage("cannot read session %s", msg)
+  end
+  local s, jerr = json.decode(data, file)
+  if s == nil then return nil, err.usage("%s", jerr) end
+  if type(s) == "table" then integers(s) end
+  local problem = validate(s, file)
+  if problem then return nil, err.usage("%s", problem) end
+  if s.id ~= id then return nil, err.usage('%s: says its id is "%s"', file, text.inert(tostring(s.id))) end
+  -- Lists stay lists when saved again, empty ones too.
+  for _, key in ipairs({ "operations", "results", "history", "command", "skipped" }) do
+    if type(s[key]) == "table" then json.array(s[key]) end
+  end
+  s.history = s.history or json.array({})
+  for _, op in ipairs(s.operations) do
+    if type(op) == "table" and type(op.argv) == "table" then json.array(op.argv) end
+  end
+  restore_session(s)
+  if M.is_expired(s, opts and opts.now) then
+    local ok, terr = M.transition(s, "expired", "TTL passed", opts and opts.now)
+    if not ok then return nil, terr end
+  end
+  return s
+end
+
+-- ids() -> every session id in the store, newest first
+function M.ids()
+  local names = fs.readdir(M.root()) or {}
+  local out = {}
+  for _, name in ipairs(names) do
+    if M.valid_id(name) then out[#out + 1] = name end
+  end
+  table.sort(out, function(a, b) return a > b end)
+  return out
+end
+
+-- list(opts) -> sessions, problems (sessions that could not be read)
+function M.list(opts)
+  opts = opts or {}
+  local out, problems = {}, {}
+  for _, id in ipairs(M.ids()) do
+    local s, e = M.load(id, opts)
+    if s then
+      if not opts.status or s.status == opts.status then out[#out + 1] = s end
+    else
+      problems[#problems + 1] = e.message
+    end
+  end
+  return out, problems
+end
+
+local FINISHED = { rejected = true, executed = true, failed = true, rolled_back = true }
+
+local function last_change(s)
+  local h = s.history[#s.history]
+  return parse_iso(h and h.at or s.created_at) or 0
+end
+
+-- prune(now) -> removed {{id, why}}, problems.  Expired sessions go; so do
+-- finished ones untouched for KEEP_FINISHED (their checkpoints with them);
+-- pending and approved ones never.
+function M.prune(now)
+  now = now or os.time()
+  local removed, problems = {}, {}
+  for _, id in ipairs(M.ids()) do
+    local s = M.load(id, { now = now })
+    local why
+    if s and s.status == "expired" then
+      why = "expired"
+    elseif s and FINISHED[s.status] and now - last_change(s) >= M.KEEP_FINISHED then
+      why = s.status .. " more than " .. (M.KEEP_FINISHED // 86400) .. " days ago"
+    end
+    if why then
+      local ok, msg = fs.rmtree(M.root() .. "/" .. id)
+      if ok then removed[#removed + 1] = { id = id, why = why } else problems[#problems + 1] = msg end
+    end
+  end
+  return removed, problems
+end
+
+return M

@@ -1,0 +1,326 @@
+-- The staging area of one capturing run: which paths get an overlay (one
+-- per mount point under each capture path, read from mountinfo), the
+-- upper/work directories, the deferred-command shims, the namespace table
+-- proc.spawn sets up, and the cleanup that leaves nothing behind.
+-- ../shared/notes/overlay-pitfalls.md lists the traps this works around.
+local err = require("shannot.err")
+local fs = require("shannot.fs")
+local paths = require("shannot.paths")
+local sys = require("shannot.core.sys")
+local text = require("shannot.text")
+
+local M = {}
+
+-- Where the deferred-command machinery appears inside the sandbox (/run
+-- is a fresh tmpfs there).
+M.SANDBOX_DIR = "/run/shannot"
+M.SHIM_BIN = M.SANDBOX_DIR .. "/bin"
+M.DEFERRED = M.SANDBOX_DIR .. "/deferred"
+M.MAX_DEFERRED_BYTES = 16 * 1024 * 1024
+
+-- Capabilities the dry-run keeps as real root (Docker's default set):
+-- enough for package managers and chown, inside a user namespace of our
+-- own, so none of them reaches the host.
+M.ROOT_CAPS = {
+  "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
+  "CAP_SETUID", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW", "CAP_SYS_CHROOT",
+  "CAP_MKNOD", "CAP_AUDIT_WRITE", "CAP_SETFCAP",
+}
+
+local function unescape_mount_path(s)
+  return (s:gsub("\\(%d%d%d)", function(oct) return string.char(tonumber(oct, 8)) end))
+end
+
+-- parse_mountinfo(text) -> {{point =, fstype =}...} in mount order
+function M.parse_mountinfo(data)
+  local out = {}
+  for line in data:gmatch("[^\n]+") do
+    local point, rest = line:match("^%S+ %S+ %S+ %S+ (%S+) (.*)$")
+    local fstype = rest and rest:match(" %- (%S+) ")
+    if point and fstype then
+      out[#out + 1] = { point = unescape_mount_path(point), fstype = fstype }
+    end
+  end
+  return out
+end
+
+local function under(path, dir)
+  return dir == "/" or path == dir or path:sub(1, #dir + 1) == dir .. "/"
+end
+
+local function strictly_under(path, dir)
+  return path ~= dir and under(path, dir)
+end
+
+-- Top-level capture directories: real paths, existing, none inside another.
+local function capture_tops(capture)
+  local real = {}
+  for _, path in ipairs(capture) do
+    local rp = fs.realpath(path)
+    if rp and fs.is_dir(rp) then real[#real + 1] = rp end
+  end
+  table.sort(real)
+  local tops = {}
+  for _, rp in ipairs(real) do
+    if #tops == 0 or not under(rp, tops[#tops]) then tops[#tops + 1] = rp end
+  end
+  return tops
+end
+
+-- As another user than root, only that user's own directories are
+-- captured: a root-owned /etc overlaid with an upper of theirs would look
+-- writable to them inside, and what they wrote there could never apply.
+-- A top they do not own gives way to their home directory if it holds it.
+function M.own_tops(tops, uid, home)
+  local out, seen = {}, {}
+  local function keep(path)
+    if not seen[path] then seen[path] = true; out[#out + 1] = path end
+  end
+  local real_home = home and fs.realpath(home)
+  for _, top in ipairs(tops) do
+    local st = fs.lstat(top)
+    if st and st.uid == uid then
+      keep(top)
+    elseif real_home and strictly_under(real_home, top) then
+      local hst = fs.lstat(real_home)
+      if hst and hst.uid == uid then keep(real_home) end
+    end
+  end
+  return out
+end
+
+-- plan_overlays(capture, mounts) -> tops, overlays.  overlays are parent
+-- first: each top, then every mount point below it (overlayfs does not
+-- cross mounts), the last mount on a point being the one visible.
+function M.plan_overlays(capture, mounts, own)
+  local tops = capture_tops(capture)
+  if own then tops = M.own_tops(tops, own.uid, own.home) end
+  local fstype_at = {}
+  for _, m in ipairs(mounts) do fstype_at[m.point] = m.fstype end
+  local overlays = {}
+  for _, top in ipairs(tops) do
+    overlays[#overlays + 1] = { target = top }
+    local below = {}
+    for point in pairs(fstype_at) do
+      if strictly_under(point, top) then below[#below + 1] = point end
+    end
+    table.sort(below)
+    for _, point in ipairs(below) do
+      overlays[#overlays + 1] = { target = point, fstype = fstype_at[point] }
+    end
+  end
+  return tops, overlays
+end
+
+-- The shim bound over each deferred command: records the command line
+-- (NUL-separated, so any byte survives) and says so on stderr.
+local SHIM = [[
+#!/bin/sh
+# shannot: this command is deferred: recorded now, run on the host only
+# after the session is approved.
+case "$0" in
+  ]] .. M.SHIM_BIN .. [[/*) shannot_cmd=${0##*/} ;;
+  *) shannot_cmd=$0 ;;
+esac
+{
+  printf 'shannot-deferred\000%s\000%s\000%d\000' "$PWD" "$shannot_cmd" "$#"
+  for shannot_arg in "$@"; do printf '%s\000' "$shannot_arg"; done
+} >> ]] .. M.DEFERRED .. [[
+
+echo "shannot: deferred: $shannot_cmd $* (recorded; runs only after approval)" >&2
+exit 0
+]]
+
+-- Paths of the deferred commands that exist as regular files in the
+-- sandbox's PATH.  A symlink is left alone: binding over it would cover
+-- its target (a busybox, say) for every other name too; the shim
+-- directory first in PATH catches it by name.
+local function existing_commands(names, search_path)
+  local out, seen = {}, {}
+  for dir in search_path:gmatch("[^:]+") do
+    local realdir = fs.realpath(dir)
+    for _, name in ipairs(names) do
+      local path = realdir and realdir .. "/" .. name
+      local st = path and fs.lstat(path)
+      if st and st.type == "file" and not seen[path] then
+        seen[path] = true
+        out[#out + 1] = path
+      end
+    end
+  end
+  table.sort(out)
+  return out
+end
+
+local function write_shims(dir, names)
+  local ok, msg = fs.mkdir(dir .. "/bin", 448)
+  if not ok then return nil, msg end
+  ok, msg = fs.write_atomic(dir .. "/shim", SHIM, 493)  -- 0755
+  if not ok then return nil, msg end
+  ok, msg = fs.write_atomic(dir .. "/deferred", "", 438)  -- 0666: any uid inside may append
+  if not ok then return nil, msg end
+  for _, name in ipairs(names) do
+    if name:find("/", 1, true) or name == "" or name == "." or name == ".." then
+      return nil, string.format('defer: "%s" is not a command name', text.inert(name))
+    end
+    ok, msg = fs.write_atomic(dir .. "/bin/" .. name, SHIM, 493)
+    if not ok then return nil, msg end
+  end
+  return true
+end
+
+local function random_suffix()
+  local f = io.open("/dev/urandom", "rb")
+  local bytes = f and f:read(4) or tostring(os.time())
+  if f then f:close() end
+  return (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+end
+
+-- The root of an overlay shows the upper directory's mode and owner: it
+-- starts as the host directory's, so only a change made inside differs.
+local function make_upper(upper, target, full_map)
+  local st, msg = fs.lstat(target)
+  if not st then return nil, msg end
+  local ok
+  ok, msg = fs.mkdir(upper, 448)
+  if ok and full_map then ok, msg = fs.lchown(upper, st.uid, st.gid) end
+  if ok then ok, msg = fs.chmod(upper, st.mode) end
+  return ok, msg
+end
+
+function M.staging_root()
+  return paths.data_dir() .. "/staging"
+end
+
+-- create(profile, opts) -> stage | nil, err.  opts.search_path: the
+-- sandbox's PATH (for the deferred commands that exist).
+function M.create(p, opts)
+  local info, ierr = fs.read_file("/proc/self/mountinfo")
+  if not info then return nil, err.env("cannot read the mount table: %s", ierr) end
+  local ids = sys.ids()
+  local own = ids.euid ~= 0 and { uid = ids.euid, home = paths.home() } or nil
+  local tops, overlays = M.plan_overlays(p.capture, M.parse_mountinfo(info), own)
+  local root = M.staging_root()
+  local ok, msg = fs.mkdir_p(root, 448)
+  if not ok then return nil, err.env("cannot make the staging directory %s", msg) end
+  local dir = root .. "/" .. os.date("!%Y%m%d-%H%M%S") .. "-" .. random_suffix()
+  ok, msg = fs.mkdir(dir, 448)
+  if not ok then return nil, err.env("cannot make the staging directory %s", msg) end
+  local stage = { dir = dir, tops = tops, overlays = overlays, full_map = ids.euid == 0 }
+  -- From here on the caller owns the stage and must remove() it.
+  local fail = function(m) M.remove(stage); return nil, err.env("staging: %s", m) end
+  ok, msg = fs.write_atomic(dir .. "/pid", ids.pid .. "\n")
+  if not ok then return fail(msg) end
+  for _, sub in ipairs({ "upper", "work", "defer" }) do
+    ok, msg = fs.mkdir(dir .. "/" .. sub, 448)
+    if not ok then return fail(msg) end
+  end
+  for i, o in ipairs(overlays) do
+    o.upper, o.work = dir .. "/upper/" .. i, dir .. "/work/" .. i
+    ok, msg = make_upper(o.upper, o.target, stage.full_map)
+    if ok then ok, msg = fs.mkdir(o.work, 448) end
+    if not ok then return fail(msg) end
+  end
+  ok, msg = write_shims(dir .. "/defer", p.defer)
+  if not ok then return fail(msg) end
+  stage.deferred_paths = existing_commands(p.defer, opts.search_path or "")
+  return stage
+end
+
+-- The data directory (sessions, staging) is hidden from the sandbox when
+-- a capture path covers it: an overlay's own upper seen through that
+-- overlay fails with ELOOP, and other sessions are none of its business.
+-- bwrap hides it (a tmpfs over it, after the binds whose sources are in
+-- it), so the overlays below never need to look inside.
+local function hidden_dirs(stage)
+  local data = fs.realpath(paths.data_dir())
+  if not data then return {} end
+  for _, top in ipairs(stage.tops) do
+    if under(data, top) then return { data } end
+  end
+  return {}
+end
+
+-- namespace(stage) -> the table proc.spawn's `namespace` option takes
+function M.namespace(stage)
+  local mounts = {}
+  for _, o in ipairs(stage.overlays) do
+    mounts[#mounts + 1] = { target = o.target, lower = o.target, upper = o.upper, work = o.work }
+  end
+  return { full_map = stage.full_map, mounts = mounts }
+end
+
+-- bwrap_ctx(stage) -> the fields profile.bwrap_args takes for a capture
+function M.bwrap_ctx(stage)
+  local defer = stage.dir .. "/defer"
+  local binds = {
+    { "--ro-bind", defer .. "/bin", M.SHIM_BIN },
+    { "--bind", defer .. "/deferred", M.DEFERRED },
+  }
+  for _, path in ipairs(stage.deferred_paths) do
+    binds[#binds + 1] = { "--ro-bind", defer .. "/shim", path }
+  end
+  for _, dir in ipairs(hidden_dirs(stage)) do
+    binds[#binds + 1] = { "--tmpfs", dir }
+    binds[#binds + 1] = { "--remount-ro", dir }
+  end
+  return {
+    capture_targets = stage.tops, late_binds = binds, path_prefix = M.SHIM_BIN,
+    caps = stage.full_map and M.ROOT_CAPS or nil,
+  }
+end
+
+-- The mount an overlay failed on, for the message of a failed start.
+function M.describe_failure(stage, msg)
+  for _, o in ipairs(stage.overlays) do
+    if msg:find("on " .. o.target .. ":", 1, true) then
+      return string.format("cannot overlay %s (%s) to capture writes under it: %s; " ..
+        "use a profile whose capture paths leave it out", o.target, o.fstype or "?", msg)
+    end
+  end
+  return msg
+end
+
+-- deferred(stage) -> {{cwd =, argv = {...}}...} in the order recorded
+function M.deferred(stage)
+  local data, msg, code = fs.read_file(stage.dir .. "/defer/deferred", M.MAX_DEFERRED_BYTES + 1)
+  if not data then return nil, msg, code end
+  if #data > M.MAX_DEFERRED_BYTES then
+    return nil, string.format("the deferred-command record is larger than %d bytes", M.MAX_DEFERRED_BYTES)
+  end
+  local fields = {}
+  for field in data:gmatch("([^%z]*)%z") do fields[#fields + 1] = field end
+  local out, i = {}, 1
+  while i <= #fields do
+    if fields[i] ~= "shannot-deferred" then return nil, "the deferred-command record is malformed" end
+    local cwd, cmd, n = fields[i + 1], fields[i + 2], math.tointeger(tonumber(fields[i + 3] or ""))
+    if not (cwd and cmd and n and n >= 0 and i + 3 + n <= #fields) then
+      return nil, "the deferred-command record is malformed"
+    end
+    local argv = { cmd }
+    for k = 1, n do argv[k + 1] = fields[i + 3 + k] end
+    out[#out + 1] = { cwd = cwd, argv = argv }
+    i = i + 4 + n
+  end
+  return out
+end
+
+-- prune_stale() -> the staging directories removed: those whose run (the
+-- pid recorded in them) is gone, left by a shannot that was killed.
+function M.prune_stale()
+  local removed = {}
+  local root = M.staging_root()
+  for _, name in ipairs(fs.readdir(root) or {}) do
+    local dir = root .. "/" .. name
+    local pid = (fs.read_file(dir .. "/pid", 64) or ""):match("^(%d+)")
+    if not (pid and fs.exists("/proc/" .. pid)) and fs.rmtree(dir) then removed[#removed + 1] = dir end
+  end
+  return removed
+end
+
+-- remove(stage): everything, whatever state the run left it in.
+function M.remove(stage)
+  return fs.rmtree(stage.dir)
+end
+
+return M

@@ -1,0 +1,318 @@
+-- Capture against the real binary, real bwrap and real overlays: every kind
+-- of change a script can make, captured as the right operations, with the
+-- host tree hashed before and after to prove nothing on it changed.
+local fs = require("shannot.fs")
+local json = require("shannot.json")
+local proc = require("shannot.proc")
+local h = require("support.h")
+
+local ROOT = require("shannot.core.sys").ids().euid == 0
+
+-- A profile capturing only `host`, a directory of the test's own.
+local function profile_file(dir, host, extra)
+  local p = {
+    name = "capture-test", capture = { host },
+    defer = { "systemctl", "service", "reboot", "shannot-test-absent" },
+    environment = { PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", HOME = "${HOME}" },
+  }
+  for k, v in pairs(extra or {}) do p[k] = v end
+  return h.write(dir .. "/profile.json", json.encode(p))
+end
+
+-- Everything about a tree: paths, types, modes, owners, link targets and
+-- the content of every file.
+local function tree_state(path, ignore)
+  local prune = ignore and ("-path '" .. ignore .. "' -prune -o ") or ""
+  local r = assert(proc.run({ "sh", "-c",
+    "cd \"$1\" && find . " .. prune .. "-printf '%p|%y|%m|%U|%G|%s|%l\\n' | sort && " ..
+    "find . " .. prune .. "-type f -print0 | sort -z | xargs -0r sha256sum", "sh", path }))
+  assert.equal(0, r.code, r.stderr)
+  return r.stdout
+end
+
+local Env = {}
+Env.__index = Env
+
+local function env(extra_profile)
+  local e = setmetatable({}, Env)
+  e.dir = h.tmpdir()
+  e.host = e.dir .. "/host"
+  e.home = e.dir .. "/home"
+  assert(fs.mkdir_p(e.host))
+  assert(fs.mkdir_p(e.home))
+  e.profile = profile_file(e.dir, e.host, extra_profile)
+  return e
+end
+
+function Env:sh(code)
+  local r = assert(proc.run({ "sh", "-c", code, "sh", self.host }))
+  assert.equal(0, r.code, r.stderr)
+end
+
+-- run(code) -> result, json document, session (or nil).  The host tree
+-- must be the same before and after.
+function Env:run(code, opts)
+  opts = opts or {}
+  local before = tree_state(self.host, self.ignore)
+  local args = { "run", "--json", "--profile", self.profile }
+  for _, a in ipairs(opts.args or {}) do args[#args + 1] = a end
+  args[#args + 1] = "-c"
+  args[#args + 1] = "H=" .. self.host .. "; cd \"$H\" && " .. code
+  local r = h.shannot(args, { home = self.home, env = opts.env, timeout = opts.timeout })
+  assert.equal(before, tree_state(self.host, self.ignore), "the host tree changed")
+  local doc = json.decode(r.stdout)
+  assert(doc, r.stdout .. r.stderr)
+  local s
+  if doc.session ~= json.null then s = self:show(doc.session.id) end
+  return r, doc, s
+end
+
+function Env:show(id, extra)
+  local args = { "show", id }
+  for _, a in ipairs(extra or { "--json" }) do args[#args + 1] = a end
+  local r = h.shannot(args, { home = self.home })
+  assert.equal(0, r.code, r.stderr)
+  if extra then return r.stdout end
+  return assert(json.decode(r.stdout))
+end
+
+-- "kind path" of every operation, paths relative to the host dir.
+function Env:ops(s)
+  local out = {}
+  for _, op in ipairs(s.operations) do
+    if op.kind == "exec" then
+      out[#out + 1] = "exec " .. table.concat(op.argv, " ")
+    else
+      local rel = op.path == self.host and "." or op.path:sub(#self.host + 2)
+      out[#out + 1] = op.kind .. " " .. rel
+    end
+  end
+  return out
+end
+
+local function op_at(s, suffix)
+  for _, op in ipairs(s.operations) do
+    if op.path and op.path:sub(-#suffix) == suffix then return op end
+  end
+end
+
+describe("capture", function()
+  after_each(h.cleanup)
+
+  it("records a new file as a write with its size, mode and hash", function()
+    local e = env()
+    local r, doc, s = e:run("printf 'hello\\n' > new.txt")
+    assert.equal(0, r.code, r.stderr)
+    assert.same({ "write new.txt" }, e:ops(s))
+    local op = s.operations[1]
+    assert.is_false(op.base.exists)
+    assert.equal(6, op.new.size)
+    assert.equal("file", op.new.type)
+    assert.equal(64, #op.new.hash)
+    assert.equal("pending", s.status)
+    assert.equal(1, doc.session.counts.write)
+    assert.matches("^%d+%-%d+%-sh%-c%-%x%x%x%x$", s.id)
+  end)
+
+  it("records modify, append and truncate with the right diff", function()
+    local e = env()
+    e:sh('printf "one\\ntwo\\n" > "$1/m"; printf "a\\n" > "$1/app"; printf "long\\n" > "$1/t"')
+    local _, _, s = e:run("printf 'one\\nTWO\\n' > m && printf 'b\\n' >> app && : > t")
+    assert.same({ "write app", "write m", "write t" }, e:ops(s))
+    assert.is_true(op_at(s, "/m").base.exists)
+    assert.equal(0, op_at(s, "/t").new.size)
+    local text = e:show(s.id, { "--diff" })
+    assert.matches("%-two\n%+TWO\n", text)
+    assert.matches(" a\n%+b\n", text)
+    assert.matches("%-long\n", text)
+  end)
+
+  it("records deletes of a file and of a non-empty directory as one operation each", function()
+    local e = env()
+    e:sh('echo x > "$1/f"; mkdir -p "$1/d/sub"; echo y > "$1/d/sub/z"')
+    local _, _, s = e:run("rm f && rm -r d")
+    assert.same({ "delete d", "delete f" }, e:ops(s))
+    assert.equal("dir", op_at(s, "/d").base.type)
+    assert.equal("file", op_at(s, "/f").base.type)
+  end)
+
+  it("records rm -r then mkdir of the same directory as replace_dir", function()
+    local e = env()
+    e:sh('mkdir "$1/d"; echo old > "$1/d/old"')
+    local _, _, s = e:run("rm -r d && mkdir d && echo new > d/new")
+    assert.same({ "replace_dir d", "write d/new" }, e:ops(s))
+  end)
+
+  it("records renames of a file and of a directory as delete plus create", function()
+    local e = env()
+    e:sh('echo content > "$1/a"; mkdir "$1/d"; echo in > "$1/d/f"')
+    local _, _, s = e:run("mv a b && mv d e")
+    assert.same({ "delete a", "write b", "delete d", "mkdir e", "write e/f" }, e:ops(s))
+    local sum = proc.run({ "sha256sum", e.host .. "/a" }).stdout:match("^%x+")
+    assert.equal(sum, op_at(s, "/b").new.hash)
+  end)
+
+  it("records chmod of a file and of an existing directory as metadata only", function()
+    local e = env()
+    e:sh('echo x > "$1/f"; chmod 644 "$1/f"; mkdir "$1/d"; chmod 755 "$1/d"')
+    local _, _, s = e:run("chmod 600 f && chmod 700 d && chmod 750 .")
+    assert.same({ "chmod .", "chmod d", "chmod f" }, e:ops(s))
+    assert.equal(448, op_at(s, "/d").new.mode)
+    assert.equal(493, op_at(s, "/d").base.mode)
+    assert.equal(384, op_at(s, "/f").new.mode)
+  end)
+
+  it("records symlinks created, replaced and deleted", function()
+    local e = env()
+    e:sh('ln -s old "$1/repl"; ln -s x "$1/gone"')
+    local _, _, s = e:run("ln -s target made && ln -sfn new repl && rm gone")
+    assert.same({ "delete gone", "symlink made", "symlink repl" }, e:ops(s))
+    assert.equal("target", op_at(s, "/made").new.link)
+    assert.equal("new", op_at(s, "/repl").new.link)
+    assert.equal("old", op_at(s, "/repl").base.link)
+  end)
+
+  it("records a hard link as a new file with the same content", function()
+    local e = env()
+    e:sh('echo shared > "$1/a"')
+    local _, _, s = e:run("ln a b")
+    assert.same({ "write b" }, e:ops(s))
+  end)
+
+  it("records a file replaced by a directory and a directory by a file", function()
+    local e = env()
+    e:sh('echo x > "$1/f"; mkdir "$1/d"; echo y > "$1/d/y"')
+    local _, _, s = e:run("rm f && mkdir f && rm -r d && echo now-a-file > d")
+    assert.same({ "write d", "mkdir f" }, e:ops(s))
+    assert.equal("dir", op_at(s, "/d").base.type)
+    assert.equal("file", op_at(s, "/f").base.type)
+  end)
+
+  it("records mkdir -p parent first", function()
+    local e = env()
+    local _, _, s = e:run("mkdir -p a/b/c && touch a/b/c/f")
+    assert.same({ "mkdir a", "mkdir a/b", "mkdir a/b/c", "write a/b/c/f" }, e:ops(s))
+  end)
+
+  it("keeps names with spaces, newlines and invalid UTF-8 exactly", function()
+    local e = env()
+    local _, _, s = e:run("touch 'with space' \"$(printf 'new\\nline')\" \"$(printf 'bad\\377name')\"")
+    assert.equal(3, #s.operations)
+    local names = {}
+    for _, op in ipairs(s.operations) do
+      local path = op.path_hex and op.path_hex:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end)
+        or op.path
+      names[#names + 1] = path:sub(#e.host + 2)
+    end
+    table.sort(names)
+    assert.same({ "bad\255name", "new\nline", "with space" }, names)
+  end)
+
+  it("records a deferred command instead of running it, in order, after the files", function()
+    local e = env()
+    local r, doc, s = e:run("echo x > f && systemctl restart 'my unit' && shannot-test-absent --flag")
+    assert.equal(0, r.code, r.stderr)
+    assert.same({ "write f", "exec systemctl restart my unit", "exec shannot-test-absent --flag" }, e:ops(s))
+    assert.equal(e.host, s.operations[2].cwd)
+    assert.matches("deferred: systemctl restart my unit", doc.stderr)
+  end)
+
+  it("keeps a session of what a failing script wrote before it failed", function()
+    local e = env()
+    local r, doc, s = e:run("echo partial > f && exit 3 && echo never > g")
+    assert.equal(1, r.code)
+    assert.equal(3, doc.exit_code)
+    assert.equal(3, s.exit_code)
+    assert.same({ "write f" }, e:ops(s))
+  end)
+
+  it("makes no session when nothing changed", function()
+    local e = env()
+    local r, doc = e:run("ls > /dev/null && cat /etc/hostname > /dev/null")
+    assert.equal(0, r.code, r.stderr)
+    assert.equal(json.null, doc.session)
+    assert.same({}, fs.readdir(e.home .. "/data/shannot/sessions") or {})
+  end)
+
+  it("leaves no staging directory, mount or 000-mode work dir behind", function()
+    local e = env()
+    e:run("echo x > f")
+    assert.same({}, fs.readdir(e.home .. "/data/shannot/staging"))
+    local mounts = assert(fs.read_file("/proc/self/mountinfo"))
+    assert.is_nil(mounts:find(e.dir, 1, true))
+  end)
+
+  it("works with the session store inside a captured directory", function()
+    local e = env()
+    -- HOME (and so the store) under the captured tree
+    e.home = e.host .. "/home"
+    e.ignore = "./home/data"  -- the store itself, where the session goes
+    assert(fs.mkdir_p(e.home))
+    local r, _, s = e:run("echo x > f && ls -a \"$HOME\" > /dev/null && mkdir -p home/.cache")
+    assert.equal(0, r.code, r.stderr)
+    assert.same({ "write f", "mkdir home/.cache" }, e:ops(s))
+    -- The store is hidden from the sandbox: an empty directory there.
+    local _, _, s2 = e:run("ls -A \"$HOME/data/shannot\" | wc -l > seen")
+    assert.same({ "write seen" }, e:ops(s2))
+    assert.equal(2, s2.operations[1].new.size)  -- "0\n"
+  end)
+
+  it("as root, writes files of other users, chowns, and acts as another user like apt's _apt", function()
+    if not ROOT then return pending("needs root") end
+    local e = env()
+    e:sh('echo secret > "$1/theirs"; chown 1234:1234 "$1/theirs"; chmod 600 "$1/theirs"; ' ..
+      'mkdir "$1/apt"; chown 42:42 "$1/apt"; echo x > "$1/owned"')
+    local r, _, s = e:run("echo more >> theirs && chown 4321:4321 owned && " ..
+      "setpriv --reuid=42 --regid=42 --clear-groups sh -c 'echo partial > apt/lists'")
+    assert.equal(0, r.code, r.stderr)
+    assert.same({ "write apt/lists", "chown owned", "write theirs" }, e:ops(s))
+    assert.equal(1234, op_at(s, "/theirs").new.uid)
+    assert.equal(42, op_at(s, "/apt/lists").new.uid)
+    assert.equal(4321, op_at(s, "/owned").new.uid)
+  end)
+
+  it("as root, keeps a Docker-like capability set that reaches nothing on the host", function()
+    if not ROOT then return pending("needs root") end
+    local e = env()
+    local r, doc = e:run("grep CapEff /proc/self/status; cat /proc/self/uid_map; " ..
+      "mknod blk b 8 0 && echo MKNOD; /bin/sh -c 'echo 1 > /proc/sys/vm/drop_caches' 2>/dev/null && echo SYSCTL; " ..
+      "unshare -m true 2>/dev/null && echo UNSHARED; exit 0")
+    assert.equal(0, r.code, r.stderr)
+    local eff = tonumber(doc.stdout:match("CapEff:%s+(%x+)"), 16)
+    for _, bit in ipairs({ 16, 17, 21, 25, 12, 19, 22 }) do  -- module, rawio, admin, time, net_admin, ptrace, boot
+      assert.equal(0, eff & (1 << bit), "capability " .. bit)
+    end
+    assert.equal(1, eff & 1)  -- CAP_CHOWN
+    assert.matches("0%s+0%s+4294967295", doc.stdout)
+    assert.is_nil(doc.stdout:find("MKNOD", 1, true))
+    assert.is_nil(doc.stdout:find("SYSCTL", 1, true))
+    assert.is_nil(doc.stdout:find("UNSHARED", 1, true))
+  end)
+
+  it("captures writes to the real /etc without changing it", function()
+    local before = tree_state("/etc")
+    local home = h.tmpdir()
+    local r = h.shannot({ "run", "--json", "-c", "echo x > /etc/shannot-probe; rm -f /etc/hostname; " ..
+      "chmod 600 /etc/passwd; exit 0" }, { home = home })
+    assert.equal(0, r.code, r.stderr)
+    assert.equal(before, tree_state("/etc"))
+    local doc = json.decode(r.stdout)
+    local kinds = {}
+    for k, n in pairs(doc.session.counts) do kinds[#kinds + 1] = k .. "=" .. math.tointeger(n) end
+    table.sort(kinds)
+    assert.same({ "chmod=1", "delete=1", "write=1" }, kinds)
+    assert.is_false(fs.exists("/etc/shannot-probe"))
+  end)
+
+  it("refuses bad session ids with exit 2", function()
+    local e = env()
+    for _, id in ipairs({ "../../etc", "", string.rep("a", 300), "20261122-101010-x-zzzz" }) do
+      local r = h.shannot({ "show", id }, { home = e.home })
+      assert.equal(2, r.code, id)
+      assert.is_true(h.one_line_error(r), r.stderr)
+    end
+    local r = h.shannot({ "show", "20261122-101010-x-abcd" }, { home = e.home })
+    assert.equal(2, r.code)
+    assert.matches('unknown session "20261122%-101010%-x%-abcd"', r.stderr)
+  end)
+end)
