@@ -398,49 +398,6 @@ fail:
     child_fail(errfd, SPAWN_AT_EXEC);
 }
 
-/* A sandbox child: clone()d into a new user + mount namespace (a copy of
- * the parent, not vfork: the parent must run to write the id maps), waits
- * for the maps, mounts, then goes on as any child.  Returns the pid. */
-static pid_t spawn_ns_child(const struct spawn_req *r, const int fds[3],
-                            int errfd, pid_t parent)
-{
-    int sync[2];
-    if (pipe2(sync, O_CLOEXEC) < 0) {
-        return -1;
-    }
-    pid_t pid = (pid_t)syscall(SYS_clone, CLONE_NEWUSER | CLONE_NEWNS | SIGCHLD,
-                               NULL, NULL, NULL, NULL);
-    if (pid == 0) {
-        char go = 0;
-        close(sync[1]);
-        ssize_t n;
-        do {
-            n = read(sync[0], &go, 1);
-        } while (n < 0 && errno == EINTR);
-        if (n != 1) {
-            _exit(127); /* the parent failed and says why */
-        }
-        int failed;
-        if (sh_ns_child(&r->ns, &failed) < 0) {
-            child_fail(errfd, failed < 0 ? SPAWN_AT_PROPAGATION : failed);
-        }
-        child_exec(r, fds, errfd, parent);
-    }
-    int e = errno;
-    close(sync[0]);
-    if (pid > 0) {
-        if (sh_ns_parent(&r->ns, pid) < 0) {
-            struct spawn_error se = {errno, SPAWN_AT_NS};
-            sh_write_all(errfd, &se, sizeof se);
-        } else {
-            sh_write_all(sync[1], "g", 1);
-        }
-    }
-    close(sync[1]);
-    errno = e;
-    return pid;
-}
-
 static void close_pair(int pair[2])
 {
     for (int i = 0; i < 2; i++) {
@@ -478,6 +435,87 @@ static int open_streams(Process *p, const struct spawn_req *r, int child[3],
         }
     }
     return 0;
+}
+
+static int read_byte(int fd)
+{
+    char c;
+    ssize_t n;
+    do {
+        n = read(fd, &c, 1);
+    } while (n < 0 && errno == EINTR);
+    return n == 1 ? 0 : -1;
+}
+
+/* The child's side of a sandbox namespace; returns only to exec.
+ * Unprivileged: the user namespace comes with the clone, the parent maps
+ * it, then the child mounts.  As real root the mounts come first, made in
+ * a mount namespace of the initial user namespace: there the host's
+ * submounts are not locked, and overlayfs accepts a lower dir with
+ * mounts below it (in a user namespace it fails to clone the lower path,
+ * EINVAL).  Only then the user namespace, which the parent maps. */
+static void ns_child(const struct spawn_req *r, int errfd, int from_parent,
+                     int to_parent)
+{
+    int failed;
+    if (!r->ns.full_map && read_byte(from_parent) < 0) {
+        _exit(127); /* the parent failed and says why */
+    }
+    if (sh_ns_child(&r->ns, &failed) < 0) {
+        child_fail(errfd, failed < 0 ? SPAWN_AT_PROPAGATION : failed);
+    }
+    if (r->ns.full_map) {
+        if (unshare(CLONE_NEWUSER) < 0) {
+            child_fail(errfd, SPAWN_AT_NS);
+        }
+        sh_write_all(to_parent, "r", 1);
+        if (read_byte(from_parent) < 0) {
+            _exit(127);
+        }
+    }
+}
+
+/* A sandbox child: clone()d into new namespaces (a copy of the parent,
+ * not vfork: the parent must run to write the id maps), set up by
+ * ns_child, then on as any child.  Returns the pid. */
+static pid_t spawn_ns_child(const struct spawn_req *r, const int fds[3],
+                            int errfd, pid_t parent)
+{
+    int down[2], up[2];
+    if (pipe2(down, O_CLOEXEC) < 0) {
+        return -1;
+    }
+    if (pipe2(up, O_CLOEXEC) < 0) {
+        int e = errno;
+        close_pair(down);
+        errno = e;
+        return -1;
+    }
+    long flags = CLONE_NEWNS | SIGCHLD | (r->ns.full_map ? 0 : CLONE_NEWUSER);
+    pid_t pid = (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
+    if (pid == 0) {
+        close(down[1]);
+        close(up[0]);
+        ns_child(r, errfd, down[0], up[1]);
+        child_exec(r, fds, errfd, parent);
+    }
+    int e = errno;
+    close(down[0]);
+    close(up[1]);
+    /* As root, wait until the child has its user namespace; if it failed
+     * before, its error is in errfd and there is nothing to map. */
+    if (pid > 0 && (!r->ns.full_map || read_byte(up[0]) == 0)) {
+        if (sh_ns_parent(&r->ns, pid) < 0) {
+            struct spawn_error se = {errno, SPAWN_AT_NS};
+            sh_write_all(errfd, &se, sizeof se);
+        } else {
+            sh_write_all(down[1], "g", 1);
+        }
+    }
+    close(down[1]);
+    close(up[0]);
+    errno = e;
+    return pid;
 }
 
 /* vfork + exec with every signal blocked around it: no page tables are

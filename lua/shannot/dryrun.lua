@@ -77,7 +77,7 @@ function M.run(p, job, run_opts, opts)
   run_opts.capture, run_opts.tee = true, not opts.json
   local r, rerr = sandbox.run(p, job.argv, run_opts)
   if not r then
-    if err.is(rerr) then rerr.message = stage.describe_failure(st, rerr.message) end
+    if err.is(rerr) then rerr.message = stage.describe_failure(st, rerr.message) or rerr.message end
     return nil, rerr
   end
   -- No exit code and no timeout: the sandbox never started, or the user

@@ -273,9 +273,11 @@ end
 -- The mount an overlay failed on, for the message of a failed start.
 function M.describe_failure(stage, msg)
   for _, o in ipairs(stage.overlays) do
-    if msg:find("on " .. o.target .. ":", 1, true) then
-      return string.format("cannot overlay %s (%s) to capture writes under it: %s; " ..
-        "use a profile whose capture paths leave it out", o.target, o.fstype or "?", msg)
+    local _, stop = msg:find("mount overlay on " .. o.target .. ": ", 1, true)
+    if stop then
+      local what = o.fstype and string.format("the %s mount at %s", o.fstype, o.target) or o.target
+      return string.format("cannot capture writes under %s: overlayfs refuses it (%s); " ..
+        "use a profile whose capture paths leave it out", what, msg:sub(stop + 1))
     end
   end
   return msg

@@ -304,6 +304,26 @@ describe("capture", function()
     assert.is_false(fs.exists("/etc/shannot-probe"))
   end)
 
+  it("as root, overlays each mount under a capture path, and refuses one it cannot overlay", function()
+    if not ROOT then return pending("needs root") end
+    local e = env()
+    e:sh('mkdir "$1/sub" "$1/p" && mount -t tmpfs shannot-test "$1/sub" && echo old > "$1/sub/o"')
+    local mounted = { e.host .. "/sub" }
+    local ok, problem = pcall(function()
+      local r, _, s = e:run("echo new > sub/n && echo more >> sub/o && echo y > y")
+      assert.equal(0, r.code, r.stderr)
+      assert.same({ "write y", "write sub/n", "write sub/o" }, e:ops(s))
+      e:sh('mount -t proc proc "$1/p"')
+      mounted[2] = e.host .. "/p"
+      local bad = h.shannot({ "run", "--profile", e.profile, "-c", "true" }, { home = e.home })
+      assert.equal(4, bad.code)
+      assert.is_true(h.one_line_error(bad), bad.stderr)
+      assert.matches("the proc mount at " .. e.host:gsub("%p", "%%%0") .. "/p: overlayfs refuses it", bad.stderr)
+    end)
+    for i = #mounted, 1, -1 do proc.run({ "umount", mounted[i] }) end
+    assert(ok, problem)
+  end)
+
   it("refuses bad session ids with exit 2", function()
     local e = env()
     for _, id in ipairs({ "../../etc", "", string.rep("a", 300), "20261122-101010-x-zzzz" }) do
