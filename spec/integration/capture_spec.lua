@@ -70,7 +70,7 @@ end
 function Env:show(id, extra)
   local args = { "show", id }
   for _, a in ipairs(extra or { "--json" }) do args[#args + 1] = a end
-  local r = h.shannot(args, { home = self.home })
+  local r = h.shannot(args, { home = self.home, max_capture = 64 * 1024 * 1024 })
   assert.equal(0, r.code, r.stderr)
   if extra then return r.stdout end
   return assert(json.decode(r.stdout))
@@ -322,6 +322,23 @@ describe("capture", function()
     end)
     for i = #mounted, 1, -1 do proc.run({ "umount", mounted[i] }) end
     assert(ok, problem)
+  end)
+
+  it("captures 10 000 files, and a 1 GiB file with memory staying flat", function()
+    local e = env()
+    local r, _, s = e:run("mkdir many && i=0; while [ $i -lt 10000 ]; do echo \"file $i\" > many/f$i; " ..
+      "i=$((i+1)); done", { timeout = 300 })
+    assert.equal(0, r.code, r.stderr)
+    assert.equal(10001, #s.operations)
+    assert.equal(10000, s.counts.write)
+    local big = e:run("dd if=/dev/zero of=big bs=1M count=1024 status=none", { timeout = 300 })
+    assert.equal(0, big.code, big.stderr)
+    local limit = (os.getenv("SHANNOT_BIN") or ""):find("asan") and 160 or 64
+    assert.is_true(big.maxrss_kb < limit * 1024, "peak RSS " .. big.maxrss_kb .. " KiB for a 1 GiB file")
+    local doc = json.decode(big.stdout)
+    local bs = e:show(doc.session.id)
+    assert.equal(1024 * 1024 * 1024, bs.operations[1].new.size)
+    assert.equal("49bc20df15e412a64472421e13fe86ff1c5165e18b2afccf160d4dc19fe68a14", bs.operations[1].new.hash)
   end)
 
   it("refuses bad session ids with exit 2", function()
