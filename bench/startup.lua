@@ -1,6 +1,7 @@
 -- bench/startup: start-up cost of shannot against its floors, measured in
 -- the same run with the same harness (fork, exec, wait), interleaved:
---   1. `shannot run -- true` vs bare bwrap with the identical argument list
+--   1. `shannot run --profile readonly -- true` vs bare bwrap with the
+--      identical argument list
 --   2. `shannot --version` vs `lua5.4 -e ''`
 -- Prints medians and ratios.  Targets: <= 1.25 and <= 2.0.
 -- For context it also times `timeout 0 bwrap ...` (coreutils: a small C
@@ -40,8 +41,9 @@ local function compare(cases)
   return out
 end
 
--- The exact command line shannot runs for `run -- true`.
-local p = assert(shannot.profile.load("system"))
+-- The exact command line shannot runs for `run --profile readonly -- true`
+-- (a plain sandbox; the capturing system profile is bench/capture's).
+local p = assert(shannot.profile.load("readonly"))
 local plan = assert(shannot.sandbox.prepare(p, { "true" }))
 local devnull <close> = assert(shannot.fs.open("/dev/null", "w"))
 plan.argv[plan.status_arg + 1] = tostring(devnull:fd())
@@ -49,7 +51,7 @@ plan.argv[plan.status_arg + 1] = tostring(devnull:fd())
 local floor_argv = { "timeout", "0" }
 table.move(plan.argv, 1, #plan.argv, 3, floor_argv)
 local m1 = compare({
-  { argv = { BIN, "run", "--", "true" } },
+  { argv = { BIN, "run", "--profile", "readonly", "--", "true" } },
   { argv = plan.argv, keep = { devnull:fd() } },
   { argv = floor_argv, keep = { devnull:fd() } },
 })

@@ -337,6 +337,45 @@ static int fs_remove(lua_State *L)
     return 1;
 }
 
+/* write_new(path, data [, mode]) -> true | nil, msg, code
+ * A new file (never over an existing one or through a symlink), without
+ * fsync: for scratch files whose loss in a crash costs nothing. */
+static int fs_write_new(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    size_t len;
+    const char *data = luaL_checklstring(L, 2, &len);
+    int mode = (int)luaL_optinteger(L, 3, 0666 & ~current_umask());
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, (mode_t)(mode & 07777));
+    if (fd < 0) {
+        return sh_fail(L, path, errno);
+    }
+    /* Why fchmod: the umask must not narrow a mode asked for explicitly. */
+    if (sh_write_all(fd, data, len) < 0 || fchmod(fd, (mode_t)(mode & 07777)) < 0) {
+        int e = errno;
+        close(fd);
+        unlink(path);
+        return sh_fail(L, path, e);
+    }
+    if (close(fd) < 0) {
+        return sh_fail(L, path, errno);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* symlink(target, path) -> true | nil, msg, code */
+static int fs_symlink(lua_State *L)
+{
+    const char *target = luaL_checkstring(L, 1);
+    const char *path = luaL_checkstring(L, 2);
+    if (symlink(target, path) < 0) {
+        return sh_fail(L, path, errno);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* lchown(path, uid, gid) -> true | nil, msg, code (of a link itself) */
 static int fs_lchown(lua_State *L)
 {
@@ -478,6 +517,8 @@ static const luaL_Reg fs_funcs[] = {
     {"getxattr", fs_getxattr},
     {"rename", fs_rename},
     {"lchown", fs_lchown},
+    {"write_new", fs_write_new},
+    {"symlink", fs_symlink},
     {"mkdtemp", fs_mkdtemp},
     {"open", fs_open},
     {"pipe", fs_pipe},

@@ -1,13 +1,996 @@
 /*
- * store.c: placeholder, being written.
+ * store.c: the content-addressed blob store for captured file contents
+ * (DESIGN §3, §10).  A blob is named by the SHA-256 of its content:
+ * DIR/ab/<64 hex> holds it raw, DIR/ab/<64 hex>.z zlib-compressed, which
+ * only a content of up to compress_max bytes that shrinks by 10% or more
+ * gets.  Larger contents are streamed in fixed chunks, so memory stays
+ * bounded for any size, and runs of zeros stay holes.  A new blob is
+ * written to a temp file DIR/.tmp-XXXXXX and renamed into place, so a
+ * name in DIR/ab/ is always a whole blob; nothing is fsynced here (the
+ * caller syncs the store once).
+ *
+ * Lua: shannot.core.store; every function returns its value or
+ * nil, msg, code (code is the errno name, e.g. "ENOENT"):
+ *   hash_file(path) -> hex, size
+ *   hash_string(s) -> hex
+ *   put_file(dir, path [, opts]) -> info
+ *   put_string(dir, data [, opts]) -> info
+ *     opts: compress_max (default 1 MiB), move (put_file only)
+ *     info: {hash, size, stored, compressed, new, moved}
+ *   read(dir, hex [, max]) -> data
+ *   copy_out(dir, hex, dest [, mode]) -> true
+ *   has(dir, hex) -> boolean
+ * A blob whose content does not match its name is refused with code
+ * "EBADMSG" and the message "<blob>: blob is corrupt (hash mismatch)".
+ *
+ * Every native resource of a call (fds, hash and zlib state, buffers)
+ * belongs to a Job userdata made before any is acquired; the work between
+ * runs without Lua calls, so only pushing the result can raise, and then
+ * the Job's __gc frees what is left.
  */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <zlib.h>
+
 #include "shannot.h"
 
+#define CHUNK (256 * 1024) /* streamed I/O and inflate piece */
+#define HEX_LEN 64
+#define DEFAULT_COMPRESS_MAX (1024 * 1024)
+#define MAX_COMPRESS_MAX (1024 * 1024 * 1024) /* whole file in memory */
+#define DEFAULT_READ_MAX (64 * 1024 * 1024)
+/* Level 1: on 250 MB of /etc and /usr files level 6 stores 4% fewer
+ * bytes at half the speed. */
+#define ZLEVEL 1
+#define JOB_MT "shannot.store.Job"
+
+enum { Z_NONE, Z_DEFLATING, Z_INFLATING };
+
+typedef struct {
+    int in;              /* the file or blob being read, -1 for none */
+    int out;             /* the temp file or dest being written, -1 */
+    EVP_MD_CTX *md;
+    z_stream z;
+    int zmode;           /* Z_NONE or which of deflate/inflate owns z */
+    int zdone;           /* inflate reached the stream's end */
+    unsigned char *buf;  /* CHUNK bytes for reading */
+    unsigned char *zbuf; /* deflated or inflated bytes */
+    unsigned char *data; /* a whole content (put, read) */
+} Job;
+
+typedef struct {
+    int err;          /* errno value */
+    const char *what; /* the path it is about */
+    const char *why;  /* NULL when strerror says it all */
+} Fail;
+
+/* One call's view of a blob. */
+typedef struct {
+    const char *dir;
+    char hex[HEX_LEN + 1];
+    char path[PATH_MAX]; /* DIR/ab/<hex>, or <hex>.z when compressed */
+    char tmp[PATH_MAX];  /* DIR/.tmp-XXXXXX */
+    int tmp_live;        /* tmp exists and is ours to remove */
+    int compressed, fresh, moved;
+    int64_t size;   /* content bytes; -1: any (has) */
+    int64_t stored; /* bytes on disk */
+    Fail fail;
+} Blob;
+
+static int failed(Fail *f, int err, const char *what, const char *why)
+{
+    f->err = err;
+    f->what = what;
+    f->why = why;
+    return -1;
+}
+
+/* A failure of ours (not a syscall's) about a blob's content. */
+static int corrupt(Blob *b, const char *why)
+{
+    return failed(&b->fail, EBADMSG, b->path, why);
+}
+
+/* [-0, +3, m] */
+static int push_fail(lua_State *L, const Fail *f)
+{
+    if (f->err == EBADMSG) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: blob is corrupt (%s)", f->what, f->why);
+        lua_pushliteral(L, "EBADMSG");
+        return 3;
+    }
+    if (f->why != NULL) {
+        return sh_failf(L, f->err, "%s: %s", f->what, f->why);
+    }
+    return sh_fail(L, f->what, f->err);
+}
+
+static void zend(Job *j)
+{
+    if (j->zmode == Z_DEFLATING) {
+        deflateEnd(&j->z);
+    } else if (j->zmode == Z_INFLATING) {
+        inflateEnd(&j->z);
+    }
+    j->zmode = Z_NONE;
+}
+
+/* Frees all a Job owns; idempotent. */
+static void job_release(Job *j)
+{
+    if (j->in >= 0) {
+        close(j->in);
+        j->in = -1;
+    }
+    if (j->out >= 0) {
+        close(j->out);
+        j->out = -1;
+    }
+    EVP_MD_CTX_free(j->md);
+    j->md = NULL;
+    zend(j);
+    free(j->buf);
+    free(j->zbuf);
+    free(j->data);
+    j->buf = j->zbuf = j->data = NULL;
+}
+
+static int job_gc(lua_State *L)
+{
+    job_release(luaL_checkudata(L, 1, JOB_MT));
+    return 0;
+}
+
+/* [-0, +1, m] A Job owning nothing yet. */
+static Job *new_job(lua_State *L)
+{
+    Job *j = lua_newuserdatauv(L, sizeof *j, 0);
+    memset(j, 0, sizeof *j);
+    j->in = j->out = -1;
+    luaL_setmetatable(L, JOB_MT);
+    return j;
+}
+
+static void to_hex(const unsigned char *md, char *hex)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < HEX_LEN / 2; i++) {
+        hex[2 * i] = digits[md[i] >> 4];
+        hex[2 * i + 1] = digits[md[i] & 15];
+    }
+    hex[HEX_LEN] = '\0';
+}
+
+static int hash_mem(const void *p, size_t n, char *hex)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    if (EVP_Digest(p, n, md, NULL, EVP_sha256(), NULL) != 1) {
+        return -1;
+    }
+    to_hex(md, hex);
+    return 0;
+}
+
+/* Starts a streamed SHA-256 and makes sure j->buf exists. */
+static int md_begin(Job *j)
+{
+    if (j->md == NULL && (j->md = EVP_MD_CTX_new()) == NULL) {
+        return -1;
+    }
+    if (j->buf == NULL && (j->buf = malloc(CHUNK)) == NULL) {
+        return -1;
+    }
+    return EVP_DigestInit_ex(j->md, EVP_sha256(), NULL) == 1 ? 0 : -1;
+}
+
+static int md_end(Job *j, char *hex)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    if (EVP_DigestFinal_ex(j->md, md, NULL) != 1) {
+        return -1;
+    }
+    to_hex(md, hex);
+    return 0;
+}
+
+/* read(2) until n bytes or the end; the count, or -1 with errno. */
+static ssize_t read_full(int fd, void *buf, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, (char *)buf + got, n - got);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r < 0) {
+            return -1;
+        }
+        if (r == 0) {
+            break;
+        }
+        got += (size_t)r;
+    }
+    return (ssize_t)got;
+}
+
+/* Writes n bytes to fd, or seeks past them when all are zero, so the file
+ * keeps its holes; *hole says the file must then be extended. */
+static int out_write(int fd, const unsigned char *p, size_t n, int *hole)
+{
+    *hole = n >= 4096 && p[0] == 0 && memcmp(p, p + 1, n - 1) == 0;
+    if (*hole) {
+        return lseek(fd, (off_t)n, SEEK_CUR) < 0 ? -1 : 0;
+    }
+    return sh_write_all(fd, p, n);
+}
+
+/* Opens a file to store or hash: never through a symlink (O_NOFOLLOW), and
+ * without blocking on a FIFO (O_NONBLOCK), which is then refused along
+ * with every other file that is not a regular one. */
+static int open_regular(Job *j, const char *path, struct stat *st, Fail *f)
+{
+    j->in = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY |
+                           O_NONBLOCK);
+    if (j->in < 0 || fstat(j->in, st) < 0) {
+        return failed(f, errno, path, NULL);
+    }
+    if (S_ISDIR(st->st_mode)) {
+        return failed(f, EISDIR, path, NULL);
+    }
+    if (!S_ISREG(st->st_mode)) {
+        return failed(f, EINVAL, path, "not a regular file");
+    }
+    return 0;
+}
+
+/* SHA-256 and length of what is left to read from j->in. */
+static int hash_fd(Job *j, const char *what, char *hex, int64_t *size,
+                   Fail *f)
+{
+    int64_t total = 0;
+    if (md_begin(j) < 0) {
+        return failed(f, ENOMEM, what, NULL);
+    }
+    for (;;) {
+        ssize_t n = read_full(j->in, j->buf, CHUNK);
+        if (n < 0) {
+            return failed(f, errno, what, NULL);
+        }
+        if (n == 0) {
+            break;
+        }
+        EVP_DigestUpdate(j->md, j->buf, (size_t)n);
+        total += n;
+    }
+    *size = total;
+    return md_end(j, hex) < 0 ? failed(f, ENOMEM, what, NULL) : 0;
+}
+
+static void blob_init(Blob *b, const char *dir, const char *hex)
+{
+    memset(b, 0, sizeof *b);
+    b->dir = dir;
+    if (hex != NULL) {
+        memcpy(b->hex, hex, HEX_LEN);
+    }
+}
+
+/* Points b->path at the blob's raw (z = 0) or compressed name. */
+static int set_path(Blob *b, int z)
+{
+    int n = snprintf(b->path, sizeof b->path, "%s/%.2s/%s%s", b->dir,
+                     b->hex, b->hex, z ? ".z" : "");
+    b->compressed = z;
+    if (n < 0 || (size_t)n >= sizeof b->path) {
+        return failed(&b->fail, ENAMETOOLONG, b->dir, NULL);
+    }
+    return 0;
+}
+
+/* 1 when the blob is there in either form, 0 when not, -1 on error.  A
+ * raw blob must have b->size bytes (a short one, left by a crash before
+ * the caller's sync, is replaced); b->stored is its size on disk. */
+static int blob_find(Blob *b)
+{
+    for (int z = 0; z <= 1; z++) {
+        struct stat st;
+        if (set_path(b, z) < 0) {
+            return -1;
+        }
+        if (lstat(b->path, &st) < 0) {
+            if (errno != ENOENT) {
+                return failed(&b->fail, errno, b->path, NULL);
+            }
+        } else if (S_ISREG(st.st_mode) &&
+                   (z ? st.st_size > 0
+                      : b->size < 0 || st.st_size == b->size)) {
+            b->stored = st.st_size;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Renames `from` (a temp file, or the caller's file with move) to
+ * b->path, making DIR/ab first when needed; -1 with errno. */
+static int place(const Blob *b, const char *from)
+{
+    char sub[PATH_MAX];
+    if (rename(from, b->path) == 0) {
+        return 0;
+    }
+    if (errno != ENOENT) {
+        return -1;
+    }
+    snprintf(sub, sizeof sub, "%s/%.2s", b->dir, b->hex); /* < b->path */
+    if (mkdir(sub, 0700) < 0 && errno != EEXIST) {
+        return -1;
+    }
+    return rename(from, b->path);
+}
+
+static int temp_open(Job *j, Blob *b)
+{
+    int n = snprintf(b->tmp, sizeof b->tmp, "%s/.tmp-XXXXXX", b->dir);
+    if (n < 0 || (size_t)n >= sizeof b->tmp) {
+        return failed(&b->fail, ENAMETOOLONG, b->dir, NULL);
+    }
+    j->out = mkostemp(b->tmp, O_CLOEXEC);
+    if (j->out < 0) {
+        return failed(&b->fail, errno, b->dir, NULL);
+    }
+    b->tmp_live = 1;
+    if (fchmod(j->out, 0600) < 0) {
+        return failed(&b->fail, errno, b->tmp, NULL);
+    }
+    return 0;
+}
+
+/* Closes the finished temp file and renames it to b->path. */
+static int temp_place(Job *j, Blob *b)
+{
+    int fd = j->out;
+    j->out = -1;
+    if (close(fd) < 0) {
+        return failed(&b->fail, errno, b->tmp, NULL);
+    }
+    if (place(b, b->tmp) < 0) {
+        return failed(&b->fail, errno, b->path, NULL);
+    }
+    b->tmp_live = 0;
+    b->fresh = 1;
+    return 0;
+}
+
+/* Removes a temp file a call leaves behind (failed, or not needed). */
+static void temp_discard(Job *j, Blob *b)
+{
+    if (j->out >= 0) {
+        close(j->out);
+        j->out = -1;
+    }
+    if (b->tmp_live) {
+        unlink(b->tmp);
+        b->tmp_live = 0;
+    }
+}
+
+/* Deflates n bytes into j->zbuf: 1 with *zlen when that saves 10% or
+ * more, 0 when not, -1 when zlib fails (out of memory). */
+static int deflate_pays(Job *j, const unsigned char *p, size_t n,
+                        size_t *zlen)
+{
+    size_t room = n - (n + 9) / 10; /* floor(0.9 n) */
+    if (room == 0) {
+        return 0;
+    }
+    free(j->zbuf);
+    if ((j->zbuf = malloc(room)) == NULL ||
+        deflateInit(&j->z, ZLEVEL) != Z_OK) {
+        return -1;
+    }
+    j->zmode = Z_DEFLATING;
+    j->z.next_in = (unsigned char *)p; /* zlib does not write to it */
+    j->z.avail_in = (uInt)n;           /* n <= MAX_COMPRESS_MAX */
+    j->z.next_out = j->zbuf;
+    j->z.avail_out = (uInt)room;
+    int rc = deflate(&j->z, Z_FINISH);
+    *zlen = room - j->z.avail_out;
+    zend(j);
+    if (rc == Z_STREAM_END) {
+        return 1;
+    }
+    return rc == Z_OK || rc == Z_BUF_ERROR ? 0 : -1; /* out of room */
+}
+
+static int write_blob(Job *j, Blob *b, const void *p, size_t n)
+{
+    if (temp_open(j, b) < 0) {
+        return -1;
+    }
+    if (sh_write_all(j->out, p, n) < 0) {
+        return failed(&b->fail, errno, b->tmp, NULL);
+    }
+    return temp_place(j, b);
+}
+
+/* Renames the caller's file (open as j->in) into the store: 1 when done,
+ * 0 when it must be copied instead (another file system, or not ours to
+ * chmod), -1 on error. */
+static int move_in(Job *j, Blob *b, const char *from)
+{
+    if (fchmod(j->in, 0600) < 0) {
+        return 0;
+    }
+    if (place(b, from) == 0) {
+        b->fresh = b->moved = 1;
+        return 1;
+    }
+    if (errno == EXDEV) {
+        return 0;
+    }
+    return failed(&b->fail, errno, b->path, NULL);
+}
+
+/* Stores n bytes held in memory, compressed when `try_z` and it pays;
+ * with move_from (the same content's file) a raw blob is a rename. */
+static int store_mem(Job *j, Blob *b, const unsigned char *p, size_t n,
+                     int try_z, const char *move_from)
+{
+    size_t zlen = 0;
+    b->size = (int64_t)n;
+    if (hash_mem(p, n, b->hex) < 0) {
+        return failed(&b->fail, ENOMEM, b->dir, "sha256");
+    }
+    int r = blob_find(b);
+    if (r != 0) {
+        return r < 0 ? -1 : 0;
+    }
+    r = try_z ? deflate_pays(j, p, n, &zlen) : 0;
+    if (r < 0) {
+        return failed(&b->fail, ENOMEM, b->dir, "deflate");
+    }
+    if (set_path(b, r) < 0) {
+        return -1;
+    }
+    b->stored = r ? (int64_t)zlen : (int64_t)n;
+    if (r) {
+        return write_blob(j, b, j->zbuf, zlen);
+    }
+    if (move_from != NULL && (r = move_in(j, b, move_from)) != 0) {
+        return r < 0 ? -1 : 0;
+    }
+    return write_blob(j, b, p, n);
+}
+
+/* Copies j->in to a temp file in chunks, hashing as it goes, then names
+ * it (or leaves it to temp_discard when the blob was there). */
+static int store_stream(Job *j, Blob *b, const char *path)
+{
+    int64_t total = 0;
+    int hole = 0;
+    if (md_begin(j) < 0) {
+        return failed(&b->fail, ENOMEM, path, NULL);
+    }
+    if (temp_open(j, b) < 0) {
+        return -1;
+    }
+    for (;;) {
+        ssize_t n = read_full(j->in, j->buf, CHUNK);
+        if (n < 0) {
+            return failed(&b->fail, errno, path, NULL);
+        }
+        if (n == 0) {
+            break;
+        }
+        EVP_DigestUpdate(j->md, j->buf, (size_t)n);
+        if (out_write(j->out, j->buf, (size_t)n, &hole) < 0) {
+            return failed(&b->fail, errno, b->tmp, NULL);
+        }
+        total += n;
+    }
+    if (hole && ftruncate(j->out, (off_t)total) < 0) {
+        return failed(&b->fail, errno, b->tmp, NULL);
+    }
+    if (md_end(j, b->hex) < 0) {
+        return failed(&b->fail, ENOMEM, path, NULL);
+    }
+    b->size = b->stored = total;
+    int r = blob_find(b);
+    if (r != 0) {
+        return r < 0 ? -1 : 0;
+    }
+    return set_path(b, 0) < 0 ? -1 : temp_place(j, b);
+}
+
+/* move of a large file: hash it, then rename it in unless the blob is
+ * there.  1 when done, 0 when it must be copied, -1 on error. */
+static int move_large(Job *j, Blob *b, const char *path)
+{
+    if (hash_fd(j, path, b->hex, &b->size, &b->fail) < 0) {
+        return -1;
+    }
+    int r = blob_find(b);
+    if (r != 0) {
+        return r;
+    }
+    if (set_path(b, 0) < 0) {
+        return -1;
+    }
+    b->stored = b->size;
+    if ((r = move_in(j, b, path)) != 0) {
+        return r;
+    }
+    if (lseek(j->in, 0, SEEK_SET) < 0) {
+        return failed(&b->fail, errno, path, NULL);
+    }
+    return 0;
+}
+
+/* Reads a small file (st_size bytes) whole, then stores it from memory. */
+static int put_small(Job *j, Blob *b, const char *path, size_t size,
+                     const char *move_from)
+{
+    if ((j->data = malloc(size + 1)) == NULL) {
+        return failed(&b->fail, ENOMEM, path, NULL);
+    }
+    ssize_t n = read_full(j->in, j->data, size + 1);
+    if (n < 0) {
+        return failed(&b->fail, errno, path, NULL);
+    }
+    if ((size_t)n > size) {
+        return failed(&b->fail, EAGAIN, path, "changed while being read");
+    }
+    return store_mem(j, b, j->data, (size_t)n, 1, move_from);
+}
+
+static int put_file(Job *j, Blob *b, const char *path, lua_Integer cmax,
+                    int move)
+{
+    struct stat st, dst;
+    if (open_regular(j, path, &st, &b->fail) < 0) {
+        return -1;
+    }
+    /* Why: a hard-linked file would share its inode with the store, and
+     * a rename across file systems fails anyway (EXDEV). */
+    move = move && st.st_nlink == 1 && stat(b->dir, &dst) == 0 &&
+           dst.st_dev == st.st_dev;
+    if (st.st_size <= cmax) {
+        return put_small(j, b, path, (size_t)st.st_size, move ? path : NULL);
+    }
+    int r = move ? move_large(j, b, path) : 0;
+    if (r != 0) {
+        return r < 0 ? -1 : 0;
+    }
+    return store_stream(j, b, path);
+}
+
+/* Opens the blob, raw or compressed, and gets ready to read its content
+ * with next_piece. */
+static int open_blob(Job *j, Blob *b)
+{
+    for (int z = 0; z <= 1; z++) {
+        if (set_path(b, z) < 0) {
+            return -1;
+        }
+        j->in = open(b->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+        if (j->in >= 0) {
+            break;
+        }
+        if (errno != ENOENT || z == 1) {
+            return failed(&b->fail, errno, b->path, NULL);
+        }
+    }
+    if (md_begin(j) < 0 ||
+        (b->compressed && (j->zbuf = malloc(CHUNK)) == NULL)) {
+        return failed(&b->fail, ENOMEM, b->path, NULL);
+    }
+    if (b->compressed) {
+        if (inflateInit(&j->z) != Z_OK) {
+            return failed(&b->fail, ENOMEM, b->path, NULL);
+        }
+        j->zmode = Z_INFLATING;
+    }
+    return 0;
+}
+
+/* After the end of the zlib stream: the file must end there too. */
+static int inflate_end_ok(Job *j, Blob *b)
+{
+    j->zdone = 1;
+    if (j->z.avail_in == 0) {
+        ssize_t n = read_full(j->in, j->buf, 1);
+        if (n < 0) {
+            return failed(&b->fail, errno, b->path, NULL);
+        }
+        j->z.avail_in = (uInt)n;
+    }
+    return j->z.avail_in > 0 ? corrupt(b, "data after the zlib stream") : 0;
+}
+
+/* Inflates up to CHUNK bytes of content into j->zbuf. */
+static int inflate_piece(Job *j, Blob *b, size_t *n)
+{
+    j->z.next_out = j->zbuf;
+    j->z.avail_out = CHUNK;
+    while (!j->zdone && j->z.avail_out > 0) {
+        if (j->z.avail_in == 0) {
+            ssize_t r = read_full(j->in, j->buf, CHUNK);
+            if (r < 0) {
+                return failed(&b->fail, errno, b->path, NULL);
+            }
+            if (r == 0) {
+                return corrupt(b, "truncated zlib stream");
+            }
+            j->z.next_in = j->buf;
+            j->z.avail_in = (uInt)r;
+        }
+        int rc = inflate(&j->z, Z_NO_FLUSH);
+        if (rc == Z_STREAM_END && inflate_end_ok(j, b) < 0) {
+            return -1;
+        }
+        if (rc == Z_MEM_ERROR) {
+            return failed(&b->fail, ENOMEM, b->path, NULL);
+        }
+        if (rc != Z_OK && rc != Z_STREAM_END) {
+            return corrupt(b, "bad zlib stream");
+        }
+    }
+    *n = CHUNK - j->z.avail_out;
+    return 0;
+}
+
+/* The blob's next piece of content, hashed: *n bytes at *p, 0 at the
+ * end. */
+static int next_piece(Job *j, Blob *b, const unsigned char **p, size_t *n)
+{
+    if (b->compressed) {
+        if (inflate_piece(j, b, n) < 0) {
+            return -1;
+        }
+        *p = j->zbuf;
+    } else {
+        ssize_t r = read_full(j->in, j->buf, CHUNK);
+        if (r < 0) {
+            return failed(&b->fail, errno, b->path, NULL);
+        }
+        *n = (size_t)r;
+        *p = j->buf;
+    }
+    EVP_DigestUpdate(j->md, *p, *n);
+    return 0;
+}
+
+/* At the end of the content: it must hash to the blob's name. */
+static int verify(Job *j, Blob *b)
+{
+    char hex[HEX_LEN + 1];
+    if (md_end(j, hex) < 0) {
+        return failed(&b->fail, ENOMEM, b->path, NULL);
+    }
+    return memcmp(hex, b->hex, HEX_LEN) == 0 ? 0
+                                             : corrupt(b, "hash mismatch");
+}
+
+/* Appends n bytes to j->data (*len used of *cap), growing it by doubling
+ * up to max bytes of content. */
+static int append(Job *j, Blob *b, const unsigned char *p, size_t n,
+                  size_t *len, size_t *cap, size_t max)
+{
+    if (n > max - *len) {
+        return failed(&b->fail, EFBIG, b->path, NULL);
+    }
+    if (n > *cap - *len) {
+        size_t want = *cap < CHUNK ? CHUNK : *cap;
+        want = want > max / 2 ? max : want * 2;
+        want = want < *len + n ? *len + n : want;
+        unsigned char *d = realloc(j->data, want);
+        if (d == NULL) {
+            return failed(&b->fail, ENOMEM, b->path, NULL);
+        }
+        j->data = d;
+        *cap = want;
+    }
+    memcpy(j->data + *len, p, n);
+    *len += n;
+    return 0;
+}
+
+static int read_blob(Job *j, Blob *b, size_t max, size_t *len)
+{
+    size_t cap = 0;
+    struct stat st;
+    if (open_blob(j, b) < 0) {
+        return -1;
+    }
+    if (fstat(j->in, &st) < 0) {
+        return failed(&b->fail, errno, b->path, NULL);
+    }
+    if (!b->compressed && (uint64_t)st.st_size > max) {
+        return failed(&b->fail, EFBIG, b->path, NULL);
+    }
+    if (!b->compressed && st.st_size > 0) { /* the usual size: one block */
+        if ((j->data = malloc((size_t)st.st_size)) == NULL) {
+            return failed(&b->fail, ENOMEM, b->path, NULL);
+        }
+        cap = (size_t)st.st_size;
+    }
+    *len = 0;
+    for (;;) {
+        const unsigned char *p;
+        size_t n;
+        if (next_piece(j, b, &p, &n) < 0) {
+            return -1;
+        }
+        if (n == 0) {
+            return verify(j, b);
+        }
+        if (append(j, b, p, n, len, &cap, max) < 0) {
+            return -1;
+        }
+    }
+}
+
+/* Streams the blob's content into the new file dest; *made says it was
+ * created (so a failure must remove it). */
+static int copy_out(Job *j, Blob *b, const char *dest, int mode, int *made)
+{
+    int64_t total = 0;
+    int hole = 0;
+    if (open_blob(j, b) < 0) {
+        return -1;
+    }
+    /* Why: O_EXCL|O_NOFOLLOW never writes through a planted symlink. */
+    j->out = open(dest, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+                            O_CLOEXEC | O_NOCTTY, 0600);
+    if (j->out < 0) {
+        return failed(&b->fail, errno, dest, NULL);
+    }
+    *made = 1;
+    for (;;) {
+        const unsigned char *p;
+        size_t n;
+        if (next_piece(j, b, &p, &n) < 0) {
+            return -1;
+        }
+        if (n == 0) {
+            break;
+        }
+        if (out_write(j->out, p, n, &hole) < 0) {
+            return failed(&b->fail, errno, dest, NULL);
+        }
+        total += (int64_t)n;
+    }
+    if (verify(j, b) < 0) {
+        return -1;
+    }
+    if ((hole && ftruncate(j->out, (off_t)total) < 0) ||
+        fchmod(j->out, (mode_t)mode) < 0 || close(j->out) < 0) {
+        j->out = -1; /* a failed close(2) still closes */
+        return failed(&b->fail, errno, dest, NULL);
+    }
+    j->out = -1;
+    return 0;
+}
+
+/* Argument: a SHA-256 as 64 lowercase hex digits (so it is safe in a
+ * path). */
+static const char *check_hash(lua_State *L, int arg)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, arg, &len);
+    int ok = len == HEX_LEN;
+    for (size_t i = 0; ok && i < len; i++) {
+        ok = (s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f');
+    }
+    luaL_argcheck(L, ok, arg, "not a SHA-256 (64 lowercase hex digits)");
+    return s;
+}
+
+/* put_* options: compress_max and move. */
+static void check_opts(lua_State *L, int idx, lua_Integer *cmax, int *move)
+{
+    *cmax = DEFAULT_COMPRESS_MAX;
+    *move = 0;
+    if (lua_isnoneornil(L, idx)) {
+        return;
+    }
+    luaL_checktype(L, idx, LUA_TTABLE);
+    if (lua_getfield(L, idx, "compress_max") != LUA_TNIL) {
+        int ok;
+        *cmax = lua_tointegerx(L, -1, &ok);
+        luaL_argcheck(L, ok && *cmax >= 0 && *cmax <= MAX_COMPRESS_MAX, idx,
+                      "compress_max must be an integer in 0..2^30");
+    }
+    lua_pop(L, 1);
+    *move = sh_optfield_boolean(L, idx, "move", 0);
+}
+
+static void set_field_int(lua_State *L, const char *key, int64_t v)
+{
+    lua_pushinteger(L, (lua_Integer)v);
+    lua_setfield(L, -2, key);
+}
+
+static void set_field_bool(lua_State *L, const char *key, int v)
+{
+    lua_pushboolean(L, v);
+    lua_setfield(L, -2, key);
+}
+
+/* [-0, +1, m] The info table of a put. */
+static int push_info(lua_State *L, const Blob *b)
+{
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, b->hex);
+    lua_setfield(L, -2, "hash");
+    set_field_int(L, "size", b->size);
+    set_field_int(L, "stored", b->stored);
+    set_field_bool(L, "compressed", b->compressed);
+    set_field_bool(L, "new", b->fresh);
+    set_field_bool(L, "moved", b->moved);
+    return 1;
+}
+
+/* hash_file(path) -> hex, size | nil, msg, code (a regular file only) */
+static int store_hash_file(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    char hex[HEX_LEN + 1];
+    int64_t size = 0;
+    Fail f = {0, NULL, NULL};
+    struct stat st;
+    Job *j = new_job(L);
+    int r = open_regular(j, path, &st, &f);
+    if (r == 0) {
+        r = hash_fd(j, path, hex, &size, &f);
+    }
+    job_release(j);
+    if (r < 0) {
+        return push_fail(L, &f);
+    }
+    lua_pushstring(L, hex);
+    lua_pushinteger(L, (lua_Integer)size);
+    return 2;
+}
+
+/* hash_string(s) -> hex */
+static int store_hash_string(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    char hex[HEX_LEN + 1];
+    if (hash_mem(s, len, hex) < 0) {
+        return sh_fail(L, "sha256", ENOMEM);
+    }
+    lua_pushstring(L, hex);
+    return 1;
+}
+
+/* put_file(dir, path [, opts]) -> info | nil, msg, code
+ * With opts.move the file may be renamed into the store (info.moved);
+ * otherwise, and when the blob was already there, it is left as it is. */
+static int store_put_file(lua_State *L)
+{
+    Blob b;
+    lua_Integer cmax;
+    int move;
+    blob_init(&b, luaL_checkstring(L, 1), NULL);
+    const char *path = luaL_checkstring(L, 2);
+    check_opts(L, 3, &cmax, &move);
+    Job *j = new_job(L);
+    int r = put_file(j, &b, path, cmax, move);
+    temp_discard(j, &b);
+    job_release(j);
+    return r < 0 ? push_fail(L, &b.fail) : push_info(L, &b);
+}
+
+/* put_string(dir, data [, opts]) -> info | nil, msg, code */
+static int store_put_string(lua_State *L)
+{
+    Blob b;
+    size_t len;
+    lua_Integer cmax;
+    int move;
+    blob_init(&b, luaL_checkstring(L, 1), NULL);
+    const char *data = luaL_checklstring(L, 2, &len);
+    check_opts(L, 3, &cmax, &move);
+    Job *j = new_job(L);
+    int r = store_mem(j, &b, (const unsigned char *)data, len,
+                      len <= (size_t)cmax, NULL);
+    temp_discard(j, &b);
+    job_release(j);
+    return r < 0 ? push_fail(L, &b.fail) : push_info(L, &b);
+}
+
+/* read(dir, hex [, max]) -> data | nil, msg, code
+ * EFBIG when the content is larger than max bytes (default 64 MiB). */
+static int store_read(lua_State *L)
+{
+    Blob b;
+    size_t len = 0;
+    blob_init(&b, luaL_checkstring(L, 1), check_hash(L, 2));
+    lua_Integer max = luaL_optinteger(L, 3, DEFAULT_READ_MAX);
+    luaL_argcheck(L, max >= 0, 3, "max must not be negative");
+    Job *j = new_job(L);
+    if (read_blob(j, &b, (size_t)max, &len) < 0) {
+        job_release(j);
+        return push_fail(L, &b.fail);
+    }
+    lua_pushlstring(L, len > 0 ? (const char *)j->data : "", len);
+    job_release(j);
+    return 1;
+}
+
+/* copy_out(dir, hex, dest [, mode]) -> true | nil, msg, code
+ * dest must not exist; it gets mode (default 0600) once whole and
+ * verified, and is removed on any failure. */
+static int store_copy_out(lua_State *L)
+{
+    Blob b;
+    int made = 0;
+    blob_init(&b, luaL_checkstring(L, 1), check_hash(L, 2));
+    const char *dest = luaL_checkstring(L, 3);
+    lua_Integer mode = luaL_optinteger(L, 4, 0600);
+    luaL_argcheck(L, mode >= 0 && mode <= 07777, 4, "not a file mode");
+    Job *j = new_job(L);
+    int r = copy_out(j, &b, dest, (int)mode, &made);
+    job_release(j);
+    if (r < 0) {
+        if (made) {
+            unlink(dest);
+        }
+        return push_fail(L, &b.fail);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* has(dir, hex) -> boolean | nil, msg, code */
+static int store_has(lua_State *L)
+{
+    Blob b;
+    blob_init(&b, luaL_checkstring(L, 1), check_hash(L, 2));
+    b.size = -1;
+    int r = blob_find(&b);
+    if (r < 0) {
+        return push_fail(L, &b.fail);
+    }
+    lua_pushboolean(L, r);
+    return 1;
+}
+
 static const luaL_Reg store_funcs[] = {
+    {"hash_file", store_hash_file},
+    {"hash_string", store_hash_string},
+    {"put_file", store_put_file},
+    {"put_string", store_put_string},
+    {"read", store_read},
+    {"copy_out", store_copy_out},
+    {"has", store_has},
     {NULL, NULL}};
+
+static void create_meta(lua_State *L)
+{
+    luaL_newmetatable(L, JOB_MT);
+    lua_pushcfunction(L, job_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+}
 
 int luaopen_shannot_core_store(lua_State *L)
 {
+    create_meta(L);
     luaL_newlib(L, store_funcs);
     return 1;
 }

@@ -5,7 +5,8 @@ local const = require("shannot.const")
 local PUBLIC = {
   profile = "shannot.profile", sandbox = "shannot.sandbox", status = "shannot.status",
   fs = "shannot.fs", proc = "shannot.proc", json = "shannot.json", paths = "shannot.paths",
-  text = "shannot.text", toml = "shannot.toml",
+  text = "shannot.text", toml = "shannot.toml", session = "shannot.session",
+  capture = "shannot.capture", stage = "shannot.stage", store = "shannot.store",
 }
 
 return setmetatable({ version = const.VERSION }, {

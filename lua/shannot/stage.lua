@@ -16,6 +16,7 @@ local M = {}
 M.SANDBOX_DIR = "/run/shannot"
 M.SHIM_BIN = M.SANDBOX_DIR .. "/bin"
 M.DEFERRED = M.SANDBOX_DIR .. "/deferred"
+M.SHIM = M.SANDBOX_DIR .. "/shim"
 M.MAX_DEFERRED_BYTES = 16 * 1024 * 1024
 
 -- Capabilities the dry-run keeps as real root (Docker's default set):
@@ -152,18 +153,19 @@ local function existing_commands(names, search_path)
   return out
 end
 
+-- One shim; the shim directory holds a symlink to it per command name
+-- (the shim tells the names apart by $0).  Scratch files: no fsync.
 local function write_shims(dir, names)
-  local ok, msg = fs.mkdir(dir .. "/bin", 448)
-  if not ok then return nil, msg end
-  ok, msg = fs.write_atomic(dir .. "/shim", SHIM, 493)  -- 0755
-  if not ok then return nil, msg end
-  ok, msg = fs.write_atomic(dir .. "/deferred", "", 438)  -- 0666: any uid inside may append
+  local ok, msg = fs.mkdir(dir .. "/bin", 493)
+  if ok then ok, msg = fs.write_new(dir .. "/shim", SHIM, 493) end  -- 0755
+  -- 0666: whichever uid the sandboxed code runs as may append
+  if ok then ok, msg = fs.write_new(dir .. "/deferred", "", 438) end
   if not ok then return nil, msg end
   for _, name in ipairs(names) do
     if name:find("/", 1, true) or name == "" or name == "." or name == ".." then
       return nil, string.format('defer: "%s" is not a command name', text.inert(name))
     end
-    ok, msg = fs.write_atomic(dir .. "/bin/" .. name, SHIM, 493)
+    ok, msg = fs.symlink(M.SHIM, dir .. "/bin/" .. name)
     if not ok then return nil, msg end
   end
   return true
@@ -209,7 +211,7 @@ function M.create(p, opts)
   local stage = { dir = dir, tops = tops, overlays = overlays, full_map = ids.euid == 0 }
   -- From here on the caller owns the stage and must remove() it.
   local fail = function(m) M.remove(stage); return nil, err.env("staging: %s", m) end
-  ok, msg = fs.write_atomic(dir .. "/pid", ids.pid .. "\n")
+  ok, msg = fs.write_new(dir .. "/pid", ids.pid .. "\n", 384)
   if not ok then return fail(msg) end
   for _, sub in ipairs({ "upper", "work", "defer" }) do
     ok, msg = fs.mkdir(dir .. "/" .. sub, 448)
@@ -254,6 +256,7 @@ end
 function M.bwrap_ctx(stage)
   local defer = stage.dir .. "/defer"
   local binds = {
+    { "--ro-bind", defer .. "/shim", M.SHIM },
     { "--ro-bind", defer .. "/bin", M.SHIM_BIN },
     { "--bind", defer .. "/deferred", M.DEFERRED },
   }

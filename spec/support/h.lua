@@ -68,8 +68,30 @@ end
 -- shannot(args, opts) -> {code, stdout, stderr, ...}
 -- opts: home (from M.home()), env (overrides), input, timeout, cwd,
 -- prefix (argv run before the binary, e.g. setpriv ...).
+-- Peak RSS of a child cannot come from our own wait4: a vfork child's
+-- maximum includes the parent's (this test runner's) memory.  GNU time
+-- forks from its own small process and reports the child alone.
+M.TIME_PREFIX = { "/usr/bin/time", "-f", "shannot-peak-rss-kb=%M" }
+
+-- peak_rss_kb(result of a shannot call with opts.peak_rss) -> KiB
+function M.peak_rss_kb(r)
+  local kb = tonumber((r.stderr or ""):match("shannot%-peak%-rss%-kb=(%d+)%s*$"))
+  assert(kb, "no peak RSS in: " .. tostring(r.stderr))
+  return kb
+end
+
 function M.shannot(args, opts)
   opts = opts or {}
+  if opts.peak_rss then
+    local prefix = {}
+    table.move(M.TIME_PREFIX, 1, #M.TIME_PREFIX, 1, prefix)
+    table.move(opts.prefix or {}, 1, #(opts.prefix or {}), #prefix + 1, prefix)
+    local copy = { prefix = prefix }
+    for k, v in pairs(opts) do
+      if k ~= "prefix" then copy[k] = v end
+    end
+    opts = copy
+  end
   local argv, env = invocation(args, opts)
   local r = assert(proc.run(argv, {
     env = env, input = opts.input, timeout = opts.timeout or 120,

@@ -1,0 +1,126 @@
+-- bench/capture: the cost of capturing, against baselines measured in the
+-- same run, interleaved:
+--   1. `shannot run -- true` with the system profile (one overlay per
+--      capture path, set up in C) vs the same chain done with util-linux
+--      tools: unshare -m, one `mount -t overlay` per path, exec bwrap with
+--      the identical argument list.  Target <= 1.25.
+--   2. capturing 10 000 small files (walk, hash, store, operations, the
+--      session JSON) vs `cp -a` of the same tree.  Target <= 2.0.
+-- Prints medians and ratios.  Run as root (the util-linux chain uses the
+-- initial user namespace, as shannot does as root).
+local shannot = require("shannot")
+local proc = shannot.proc
+local fs = shannot.fs
+local sys = require("shannot.core.sys")
+
+local N = tonumber(arg[1]) or 100
+local BIN = arg[2] or "build/shannot"
+local FILES = tonumber(arg[3]) or 10000
+
+local function median(xs)
+  table.sort(xs)
+  local n = #xs
+  if n % 2 == 1 then return xs[(n + 1) // 2] end
+  return (xs[n // 2] + xs[n // 2 + 1]) / 2
+end
+
+local function run(argv, opts)
+  local r = assert(proc.run(argv, opts or { stdout = "null", stderr = "pipe", stdin = "null" }))
+  assert(r.code == 0, table.concat(argv, " ") .. ": " .. (r.stderr or "") .. proc.describe_end(r))
+end
+
+local function timed(fn)
+  local t0 = sys.monotonic()
+  fn()
+  return sys.monotonic() - t0
+end
+
+-- Runs each case n times, interleaved so drift hits them alike; each case
+-- is {run = fn, prepare = fn (untimed, optional)}.
+local function compare(cases, n)
+  local samples = {}
+  for i = 1, #cases do samples[i] = {} end
+  for round = 1, n + 3 do
+    for i, c in ipairs(cases) do
+      if c.prepare then c.prepare() end
+      local dt = timed(c.run)
+      if round > 3 then samples[i][#samples[i] + 1] = dt end  -- 3 warm-up rounds
+    end
+  end
+  local out = {}
+  for i = 1, #cases do out[i] = median(samples[i]) end
+  return out
+end
+
+local function quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+local work = assert(fs.mkdtemp((os.getenv("TMPDIR") or "/var/tmp") .. "/shannot-bench-"))
+local ok, problem = pcall(function()
+  -- 1. start-up of a capturing run
+  local env = { "HOME=" .. work .. "/home", "XDG_DATA_HOME=" .. work .. "/data",
+    "XDG_CONFIG_HOME=" .. work .. "/config", "PATH=" .. os.getenv("PATH") }
+  local p = assert(shannot.profile.load("system"))
+  local st = assert(shannot.stage.create(p, { search_path = shannot.profile.search_path(p) }))
+  local _ <close> = setmetatable({}, { __close = function() shannot.stage.remove(st) end })
+  local plan = assert(shannot.sandbox.prepare(p, { "true" }, { ctx = shannot.stage.bwrap_ctx(st) }))
+  plan.argv[plan.status_arg + 1] = "1"
+  local script, last = {}, {}
+  -- A mount whose target holds the staging area goes last: after it, the
+  -- upper paths below would resolve through it (shannot opens them all
+  -- first instead).
+  local mounts = {}
+  for _, m in ipairs(shannot.stage.namespace(st).mounts) do
+    local covers = st.dir:sub(1, #m.target + 1) == m.target .. "/"
+    table.insert(covers and last or mounts, m)
+  end
+  table.move(last, 1, #last, #mounts + 1, mounts)
+  for _, m in ipairs(mounts) do
+    script[#script + 1] = string.format("mount -t overlay overlay -o lowerdir=%s,upperdir=%s,workdir=%s,userxattr %s",
+      m.lower, m.upper, m.work, quote(m.target))
+  end
+  local bw = {}
+  for i, a in ipairs(plan.argv) do bw[i] = quote(a) end
+  script[#script + 1] = "exec " .. table.concat(bw, " ")
+  local unshare = sys.ids().euid == 0 and { "unshare", "-m" } or { "unshare", "-Urm" }
+  local chain = { unshare[1], unshare[2], "sh", "-c", table.concat(script, " && ") }
+  local m1 = compare({
+    { run = function()
+        run({ BIN, "run", "--", "true" }, { env = env, stdout = "null", stderr = "pipe", stdin = "null" })
+      end },
+    { run = function() run(chain) end },
+  }, N)
+
+  -- 2. capturing a tree of small files
+  local tree = work .. "/tree"
+  assert(fs.mkdir_p(tree .. "/many"))
+  for i = 1, FILES do assert(fs.write_atomic(string.format("%s/many/f%d", tree, i), "file " .. i .. "\n")) end
+  local host = work .. "/host"
+  assert(fs.mkdir(host))
+  local copy, upper, blobs = work .. "/copy", work .. "/upper", work .. "/blobs"
+  local rounds = math.max(5, N // 10)
+  local m2 = compare({
+    { prepare = function() fs.rmtree(copy) end,
+      run = function() run({ "cp", "-a", tree, copy }) end },
+    { prepare = function()
+        fs.rmtree(upper); fs.rmtree(blobs)
+        run({ "cp", "-a", tree, upper }); assert(fs.mkdir(blobs))
+      end,
+      run = function()
+        local w = assert(shannot.capture.operations({ { target = host, upper = upper } }, blobs))
+        local s = shannot.session.new({ id = "20260101-000000-bench-0000", operations = w.ops, counts = w.counts })
+        assert(#shannot.json.encode(s, { indent = "  " }) > 0)
+      end },
+  }, rounds)
+
+  local function row(label, a, b, target)
+    print(string.format("%-50s %9.3f ms %9.3f ms  ratio %.2f (target <= %.2f)",
+      label, a * 1000, b * 1000, a / b, target))
+  end
+  print(string.format("capture, medians (shannot vs baseline); %d and %d rounds", N, rounds))
+  row(string.format("run -- true, %d overlays  vs  unshare+mount+bwrap", #st.overlays), m1[1], m1[2], 1.25)
+  row(string.format("capture %d files          vs  cp -a", FILES), m2[2], m2[1], 2.0)
+end)
+fs.rmtree(work)
+assert(ok, problem)
