@@ -58,7 +58,9 @@ function Env:run(code, opts)
   for _, a in ipairs(opts.args or {}) do args[#args + 1] = a end
   args[#args + 1] = "-c"
   args[#args + 1] = "H=" .. self.host .. "; cd \"$H\" && " .. code
-  local r = h.shannot(args, { home = self.home, env = opts.env, timeout = opts.timeout, peak_rss = opts.peak_rss })
+  local r = h.shannot(args, {
+    home = self.home, env = opts.env, timeout = opts.timeout, peak_rss = opts.peak_rss, prefix = opts.prefix,
+  })
   assert.equal(before, tree_state(self.host, self.ignore), "the host tree changed")
   local doc = json.decode(r.stdout)
   assert(doc, r.stdout .. r.stderr)
@@ -340,6 +342,25 @@ describe("capture", function()
     local bs = e:show(doc.session.id)
     assert.equal(1024 * 1024 * 1024, bs.operations[1].new.size)
     assert.equal("49bc20df15e412a64472421e13fe86ff1c5165e18b2afccf160d4dc19fe68a14", bs.operations[1].new.hash)
+  end)
+
+  it("as another user, captures only what that user may change, and says so up front", function()
+    if not ROOT then return pending("run as root to try another user") end
+    if not h.need(fs.which("setpriv", os.getenv("PATH")), "setpriv (util-linux)") then return end
+    local e = env()
+    local nobody = assert(math.tointeger(tonumber(proc.run({ "id", "-u", "nobody" }).stdout)))
+    assert(fs.chmod(h.ROOT .. "/build/spec-tmp", 457))  -- 0711: nobody reaches the binary
+    assert(fs.chmod(e.dir, 457))
+    e:sh('echo mine > "$1/mine"; echo root > "$1/roots"; chmod 644 "$1/roots"')
+    for _, path in ipairs({ e.host, e.home, e.host .. "/mine" }) do assert(fs.lchown(path, nobody, nobody)) end
+    local prefix = { "setpriv", "--reuid=nobody", "--regid=" .. nobody, "--clear-groups", "--" }
+    local r, _, s = e:run("echo more >> mine; echo x >> roots; echo new > new; echo x > /etc/shannot-nobody; exit 0",
+      { prefix = prefix })
+    assert.equal(0, r.code, r.stderr)
+    assert.same({ "write mine", "write new" }, e:ops(s))
+    assert.equal(nobody, op_at(s, "/new").new.uid)
+    assert.matches("not root: only files that user may change are captured", r.stderr)
+    assert.is_false(fs.exists("/etc/shannot-nobody"))
   end)
 
   it("refuses bad session ids with exit 2", function()

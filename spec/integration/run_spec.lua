@@ -257,6 +257,8 @@ describe("shannot run", function()
       assert.equal(130, r.code, r.stderr)
       assert.equal("shannot: interrupted\n", r.stderr)
       assert.same({}, h.processes(marker))
+      -- the capture's staging area went too (the system profile captures)
+      assert.same({}, fs.readdir(home .. "/data/shannot/staging"))
     end)
 
     it("leaves no sandbox behind when SIGINT comes while bwrap sets up", function()
@@ -272,6 +274,7 @@ describe("shannot run", function()
         local r = assert(p:communicate({ timeout = 20 }))
         assert.equal(130, r.code, r.stderr)
         assert.same({}, h.processes(marker))
+        assert.same({}, fs.readdir(home .. "/data/shannot/staging"))
       end
     end)
 
