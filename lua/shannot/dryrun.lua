@@ -45,7 +45,7 @@ local function save_session(job, p, r, w, st, opts)
   local s
   if ok then
     s = session.new({
-      id = id, name = job.name, ttl = opts.ttl, profile = p.name, command = job.argv,
+      id = id, name = job.name, ttl = opts.ttl, profile = p.name, command = job.command or job.argv,
       exit_code = r.exit_code, operations = w.ops, counts = w.counts,
     })
     if #w.skipped > 0 then s.skipped = w.skipped end

@@ -13,7 +13,9 @@ local function profile_file(dir, host, extra)
   local p = {
     name = "capture-test", capture = { host },
     defer = { "systemctl", "service", "reboot", "shannot-test-absent" },
-    environment = { PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", HOME = "${HOME}" },
+    environment = {
+      PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", HOME = "${HOME}", H = "${H}",
+    },
   }
   for k, v in pairs(extra or {}) do p[k] = v end
   return h.write(dir .. "/profile.json", json.encode(p))
@@ -361,6 +363,32 @@ describe("capture", function()
     assert.equal(nobody, op_at(s, "/new").new.uid)
     assert.matches("not root: only files that user may change are captured", r.stderr)
     assert.is_false(fs.exists("/etc/shannot-nobody"))
+  end)
+
+  it("runs a script by its #! line or with /bin/sh, with its arguments, from anywhere (even /tmp)", function()
+    local e = env()
+    local tmp = assert(fs.mkdtemp("/tmp/shannot-spec-"))
+    local ok, problem = pcall(function()
+      h.write(tmp .. "/plain.sh", 'echo "$0 $1 $2" > "$H/plain"\n')
+      h.write(tmp .. "/bang", '#!/bin/bash\necho "bash $BASH_VERSION" > "$H/bang"\n')
+      assert(fs.chmod(tmp .. "/bang", 448))
+      local r = h.shannot({ "run", "--json", "--profile", e.profile, tmp .. "/plain.sh", "one", "two words" },
+        { home = e.home, env = { H = e.host } })
+      assert.equal(0, r.code, r.stderr)
+      local s = e:show(json.decode(r.stdout).session.id)
+      assert.same({ tmp .. "/plain.sh", "one", "two words" }, s.command)
+      assert.matches("^%d+%-%d+%-plain%-%x+$", s.id)
+      local b = h.shannot({ "run", "--json", "--profile", e.profile, tmp .. "/bang" },
+        { home = e.home, env = { H = e.host } })
+      assert.equal(0, b.code, b.stderr)
+      assert.same({ "write bang" }, e:ops(e:show(json.decode(b.stdout).session.id)))
+    end)
+    fs.rmtree(tmp)
+    assert(ok, problem)
+    local missing = h.shannot({ "run", "--profile", e.profile, "no-such-script.sh" }, { home = e.home })
+    assert.equal(2, missing.code)
+    assert.is_true(h.one_line_error(missing), missing.stderr)
+    assert.matches('no such script "no%-such%-script.sh"', missing.stderr)
   end)
 
   it("refuses bad session ids with exit 2", function()

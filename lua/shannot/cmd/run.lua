@@ -108,13 +108,14 @@ local function shebang(path)
   return arg ~= "" and { interp, arg } or { interp }
 end
 
--- What to run: argv inside the sandbox, a session name, extra binds.
+-- What to run: argv inside the sandbox, the command as the user gave it
+-- (for the session), a session name, extra binds.
 local function what_to_run(opts, args)
   if opts.code then
     if #args > 0 or opts["--"] then
       return nil, err.usage("run: -c takes the code alone: shannot run -c 'CODE'")
     end
-    return { argv = { "/bin/sh", "-c", opts.code }, name = "sh-c" }
+    return { argv = { "/bin/sh", "-c", opts.code }, name = "sh-c", command = { "-c", opts.code } }
   end
   if opts["--"] then
     if #args > 0 then
@@ -122,7 +123,7 @@ local function what_to_run(opts, args)
         text.command_line(args))
     end
     if #opts["--"] == 0 then return nil, err.usage("run: no command given after --") end
-    return { argv = opts["--"], name = opts["--"][1] }
+    return { argv = opts["--"], name = opts["--"][1], command = opts["--"] }
   end
   if #args == 0 then return nil, err.usage("run: nothing to run; usage: %s", M.usage) end
   local script = args[1]
@@ -138,7 +139,9 @@ local function what_to_run(opts, args)
   local argv = shebang(real) or { "/bin/sh" }
   argv[#argv + 1] = inside
   table.move(args, 2, #args, #argv + 1, argv)
-  return { argv = argv, name = name, binds = { { "--ro-bind", real, inside } } }
+  local command = { real }
+  table.move(args, 2, #args, 2, command)
+  return { argv = argv, name = name, command = command, binds = { { "--ro-bind", real, inside } } }
 end
 
 function M.run(opts, args)
