@@ -41,6 +41,7 @@ local function save_session(job, p, r, w, st, opts)
   local id, dir = session.reserve(job.name)
   if not id then return nil, dir end
   local ok, msg = fs.rename(st.dir .. "/blobs", dir .. "/blobs")
+  if ok then ok, msg = fs.rename(st.dir .. "/defer/deferred", dir .. "/deferred") end
   if ok then ok, msg = keep_output(dir, r) end
   local s
   if ok then

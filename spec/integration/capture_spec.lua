@@ -219,6 +219,13 @@ describe("capture", function()
     assert.same({ "write f", "exec systemctl restart my unit", "exec shannot-test-absent --flag" }, e:ops(s))
     assert.equal(e.host, s.operations[2].cwd)
     assert.matches("deferred: systemctl restart my unit", doc.stderr)
+    assert.is_true(fs.exists(e.home .. "/data/shannot/sessions/" .. s.id .. "/deferred"))
+    -- a deferred command that exists on the host is covered at its own path too
+    local real = fs.which("systemctl", "/usr/bin:/bin:/usr/sbin:/sbin")
+    if real then
+      local _, _, s2 = e:run(real .. " daemon-reload")
+      assert.same({ "exec " .. real .. " daemon-reload" }, e:ops(s2))
+    end
   end)
 
   it("keeps a session of what a failing script wrote before it failed", function()
@@ -228,6 +235,23 @@ describe("capture", function()
     assert.equal(3, doc.exit_code)
     assert.equal(3, s.exit_code)
     assert.same({ "write f" }, e:ops(s))
+  end)
+
+  it("keeps what a run wrote before its timeout", function()
+    local e = env()
+    local r, doc, s = e:run("echo early > f; sleep 30", { args = { "--timeout", "1" } })
+    assert.equal(1, r.code)
+    assert.is_true(doc.timed_out)
+    assert.same({ "write f" }, e:ops(s))
+  end)
+
+  it("gives a session the time to live of the config", function()
+    local e = env()
+    assert(fs.mkdir_p(e.home .. "/config/shannot"))
+    h.write(e.home .. "/config/shannot/config.toml", '[session]\nttl = "2h"\n')
+    local _, _, s = e:run("echo x > f")
+    local session = require("shannot.session")
+    assert.equal(7200, session.parse_time(s.expires_at) - session.parse_time(s.created_at))
   end)
 
   it("makes no session when nothing changed", function()
@@ -265,11 +289,12 @@ describe("capture", function()
     if not ROOT then return pending("needs root") end
     local e = env()
     e:sh('echo secret > "$1/theirs"; chown 1234:1234 "$1/theirs"; chmod 600 "$1/theirs"; ' ..
-      'mkdir "$1/apt"; chown 42:42 "$1/apt"; echo x > "$1/owned"')
-    local r, _, s = e:run("echo more >> theirs && chown 4321:4321 owned && " ..
+      'mkdir "$1/apt" "$1/srv"; chown 42:42 "$1/apt"; echo x > "$1/owned"')
+    local r, _, s = e:run("echo more >> theirs && chown 4321:4321 owned srv && " ..
       "setpriv --reuid=42 --regid=42 --clear-groups sh -c 'echo partial > apt/lists'")
     assert.equal(0, r.code, r.stderr)
-    assert.same({ "write apt/lists", "chown owned", "write theirs" }, e:ops(s))
+    assert.same({ "write apt/lists", "chown owned", "chown srv", "write theirs" }, e:ops(s))
+    assert.equal(4321, op_at(s, "/srv").new.gid)
     assert.equal(1234, op_at(s, "/theirs").new.uid)
     assert.equal(42, op_at(s, "/apt/lists").new.uid)
     assert.equal(4321, op_at(s, "/owned").new.uid)
