@@ -38,6 +38,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <dlfcn.h>
 #include <openssl/evp.h>
 #include <zlib.h>
 
@@ -55,7 +56,21 @@
 
 enum { Z_NONE, Z_DEFLATING, Z_INFLATING };
 
+/* libcrypto's SHA-256, loaded on first use: linked at start-up it cost
+ * every shannot command ~0.7 ms (bench/startup), most of which never
+ * hash anything.  Kept in the registry, one per Lua state. */
+struct sha_api {
+    void *lib;
+    EVP_MD_CTX *(*ctx_new)(void);
+    void (*ctx_free)(EVP_MD_CTX *);
+    int (*init)(EVP_MD_CTX *, const EVP_MD *, ENGINE *);
+    int (*update)(EVP_MD_CTX *, const void *, size_t);
+    int (*final)(EVP_MD_CTX *, unsigned char *, unsigned int *);
+    const EVP_MD *(*sha256)(void);
+};
+
 typedef struct {
+    const struct sha_api *sha;
     int in;              /* the file or blob being read, -1 for none */
     int out;             /* the temp file or dest being written, -1 */
     EVP_MD_CTX *md;
@@ -136,8 +151,10 @@ static void job_release(Job *j)
         close(j->out);
         j->out = -1;
     }
-    EVP_MD_CTX_free(j->md);
-    j->md = NULL;
+    if (j->md != NULL) {
+        j->sha->ctx_free(j->md);
+        j->md = NULL;
+    }
     zend(j);
     free(j->buf);
     free(j->zbuf);
@@ -151,11 +168,92 @@ static int job_gc(lua_State *L)
     return 0;
 }
 
-/* [-0, +1, m] A Job owning nothing yet. */
+static const char SHA_KEY = 0;
+#define SHA_MT "shannot.store.Sha"
+
+static void sha_close(struct sha_api *a)
+{
+    if (a->lib != NULL) {
+        dlclose(a->lib);
+        a->lib = NULL;
+    }
+}
+
+static int sha_gc(lua_State *L)
+{
+    sha_close(luaL_checkudata(L, 1, SHA_MT));
+    return 0;
+}
+
+/* Resolves every function or none; 0 or -1 (dlerror() says why). */
+static int sha_load(struct sha_api *a)
+{
+    static const char *const sonames[] = {"libcrypto.so.3", "libcrypto.so"};
+    for (size_t i = 0; i < sizeof sonames / sizeof *sonames && a->lib == NULL; i++) {
+        a->lib = dlopen(sonames[i], RTLD_NOW | RTLD_LOCAL);
+    }
+    if (a->lib == NULL) {
+        return -1;
+    }
+    /* Why the memcpy: ISO C has no cast from void * to a function pointer. */
+    void *f[6];
+    static const char *const names[] = {"EVP_MD_CTX_new", "EVP_MD_CTX_free",
+        "EVP_DigestInit_ex", "EVP_DigestUpdate", "EVP_DigestFinal_ex", "EVP_sha256"};
+    for (int i = 0; i < 6; i++) {
+        if ((f[i] = dlsym(a->lib, names[i])) == NULL) {
+            return -1;
+        }
+    }
+    memcpy(&a->ctx_new, &f[0], sizeof a->ctx_new);
+    memcpy(&a->ctx_free, &f[1], sizeof a->ctx_free);
+    memcpy(&a->init, &f[2], sizeof a->init);
+    memcpy(&a->update, &f[3], sizeof a->update);
+    memcpy(&a->final, &f[4], sizeof a->final);
+    memcpy(&a->sha256, &f[5], sizeof a->sha256);
+    return 0;
+}
+
+/* [-0, +0, m] This state's SHA-256, or NULL with the reason pushed. */
+static const struct sha_api *sha_api(lua_State *L)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &SHA_KEY) == LUA_TUSERDATA) {
+        const struct sha_api *a = lua_touserdata(L, -1);
+        lua_pop(L, 1); /* the registry keeps it */
+        return a;
+    }
+    lua_pop(L, 1);
+    struct sha_api *a = lua_newuserdatauv(L, sizeof *a, 0);
+    memset(a, 0, sizeof *a);
+    if (luaL_newmetatable(L, SHA_MT)) {
+        lua_pushcfunction(L, sha_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    if (sha_load(a) < 0) {
+        const char *why = dlerror();
+        sha_close(a);
+        lua_pop(L, 1);
+        lua_pushfstring(L, "libcrypto (for SHA-256): %s", why ? why : "not found");
+        return NULL;
+    }
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &SHA_KEY);
+    return a;
+}
+
+/* [-0, +1|3, m] A Job owning nothing yet, or the failure to get SHA-256
+ * (nil, msg, "ELIBACC") when it returns NULL. */
 static Job *new_job(lua_State *L)
 {
+    const struct sha_api *sha = sha_api(L);
+    if (sha == NULL) {
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        lua_pushliteral(L, "ELIBACC");
+        return NULL;
+    }
     Job *j = lua_newuserdatauv(L, sizeof *j, 0);
     memset(j, 0, sizeof *j);
+    j->sha = sha;
     j->in = j->out = -1;
     luaL_setmetatable(L, JOB_MT);
     return j;
@@ -171,36 +269,45 @@ static void to_hex(const unsigned char *md, char *hex)
     hex[HEX_LEN] = '\0';
 }
 
-static int hash_mem(const void *p, size_t n, char *hex)
+static int md_start(Job *j)
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    if (EVP_Digest(p, n, md, NULL, EVP_sha256(), NULL) != 1) {
+    if (j->md == NULL && (j->md = j->sha->ctx_new()) == NULL) {
         return -1;
     }
-    to_hex(md, hex);
-    return 0;
+    return j->sha->init(j->md, j->sha->sha256(), NULL) == 1 ? 0 : -1;
 }
 
-/* Starts a streamed SHA-256 and makes sure j->buf exists. */
-static int md_begin(Job *j)
+static void md_update(Job *j, const void *p, size_t n)
 {
-    if (j->md == NULL && (j->md = EVP_MD_CTX_new()) == NULL) {
-        return -1;
-    }
-    if (j->buf == NULL && (j->buf = malloc(CHUNK)) == NULL) {
-        return -1;
-    }
-    return EVP_DigestInit_ex(j->md, EVP_sha256(), NULL) == 1 ? 0 : -1;
+    j->sha->update(j->md, p, n);
 }
 
 static int md_end(Job *j, char *hex)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
-    if (EVP_DigestFinal_ex(j->md, md, NULL) != 1) {
+    if (j->sha->final(j->md, md, NULL) != 1) {
         return -1;
     }
     to_hex(md, hex);
     return 0;
+}
+
+static int hash_mem(Job *j, const void *p, size_t n, char *hex)
+{
+    if (md_start(j) < 0) {
+        return -1;
+    }
+    md_update(j, p, n);
+    return md_end(j, hex);
+}
+
+/* Starts a streamed SHA-256 and makes sure j->buf exists. */
+static int md_begin(Job *j)
+{
+    if (j->buf == NULL && (j->buf = malloc(CHUNK)) == NULL) {
+        return -1;
+    }
+    return md_start(j);
 }
 
 /* read(2) until n bytes or the end; the count, or -1 with errno. */
@@ -269,7 +376,7 @@ static int hash_fd(Job *j, const char *what, char *hex, int64_t *size,
         if (n == 0) {
             break;
         }
-        EVP_DigestUpdate(j->md, j->buf, (size_t)n);
+        md_update(j, j->buf, (size_t)n);
         total += n;
     }
     *size = total;
@@ -449,7 +556,7 @@ static int store_mem(Job *j, Blob *b, const unsigned char *p, size_t n,
 {
     size_t zlen = 0;
     b->size = (int64_t)n;
-    if (hash_mem(p, n, b->hex) < 0) {
+    if (hash_mem(j, p, n, b->hex) < 0) {
         return failed(&b->fail, ENOMEM, b->dir, "sha256");
     }
     int r = blob_find(b);
@@ -493,7 +600,7 @@ static int store_stream(Job *j, Blob *b, const char *path)
         if (n == 0) {
             break;
         }
-        EVP_DigestUpdate(j->md, j->buf, (size_t)n);
+        md_update(j, j->buf, (size_t)n);
         if (out_write(j->out, j->buf, (size_t)n, &hole) < 0) {
             return failed(&b->fail, errno, b->tmp, NULL);
         }
@@ -667,7 +774,7 @@ static int next_piece(Job *j, Blob *b, const unsigned char **p, size_t *n)
         *n = (size_t)r;
         *p = j->buf;
     }
-    EVP_DigestUpdate(j->md, *p, *n);
+    md_update(j, *p, *n);
     return 0;
 }
 
@@ -851,6 +958,9 @@ static int store_hash_file(lua_State *L)
     Fail f = {0, NULL, NULL};
     struct stat st;
     Job *j = new_job(L);
+    if (j == NULL) {
+        return 3;
+    }
     int r = open_regular(j, path, &st, &f);
     if (r == 0) {
         r = hash_fd(j, path, hex, &size, &f);
@@ -870,7 +980,13 @@ static int store_hash_string(lua_State *L)
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
     char hex[HEX_LEN + 1];
-    if (hash_mem(s, len, hex) < 0) {
+    Job *j = new_job(L);
+    if (j == NULL) {
+        return 3;
+    }
+    int r = hash_mem(j, s, len, hex);
+    job_release(j);
+    if (r < 0) {
         return sh_fail(L, "sha256", ENOMEM);
     }
     lua_pushstring(L, hex);
@@ -889,6 +1005,9 @@ static int store_put_file(lua_State *L)
     const char *path = luaL_checkstring(L, 2);
     check_opts(L, 3, &cmax, &move);
     Job *j = new_job(L);
+    if (j == NULL) {
+        return 3;
+    }
     int r = put_file(j, &b, path, cmax, move);
     temp_discard(j, &b);
     job_release(j);
@@ -906,6 +1025,9 @@ static int store_put_string(lua_State *L)
     const char *data = luaL_checklstring(L, 2, &len);
     check_opts(L, 3, &cmax, &move);
     Job *j = new_job(L);
+    if (j == NULL) {
+        return 3;
+    }
     int r = store_mem(j, &b, (const unsigned char *)data, len,
                       len <= (size_t)cmax, NULL);
     temp_discard(j, &b);
@@ -923,6 +1045,9 @@ static int store_read(lua_State *L)
     lua_Integer max = luaL_optinteger(L, 3, DEFAULT_READ_MAX);
     luaL_argcheck(L, max >= 0, 3, "max must not be negative");
     Job *j = new_job(L);
+    if (j == NULL) {
+        return 3;
+    }
     if (read_blob(j, &b, (size_t)max, &len) < 0) {
         job_release(j);
         return push_fail(L, &b.fail);
@@ -944,6 +1069,9 @@ static int store_copy_out(lua_State *L)
     lua_Integer mode = luaL_optinteger(L, 4, 0600);
     luaL_argcheck(L, mode >= 0 && mode <= 07777, 4, "not a file mode");
     Job *j = new_job(L);
+    if (j == NULL) {
+        return 3;
+    }
     int r = copy_out(j, &b, dest, (int)mode, &made);
     job_release(j);
     if (r < 0) {
