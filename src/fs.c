@@ -14,7 +14,10 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/openat2.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -445,16 +448,39 @@ static int fs_mkdtemp(lua_State *L)
     return 1;
 }
 
-/* open(path [, "r" | "w" | "rw"]) -> File | nil, msg, code
- * "w" opens an existing file for writing without truncating it. */
+/* open(path [, "r" | "w" | "rw" | "a" [, mode]]) -> File | nil, msg, code
+ * "w" opens an existing file for writing without truncating it; "a"
+ * reads and appends, creating the file (mode, default 0600) if needed,
+ * never through a symlink. */
 static int fs_open(lua_State *L)
 {
-    static const char *const modes[] = {"r", "w", "rw", NULL};
-    static const int flags[] = {O_RDONLY, O_WRONLY, O_RDWR};
+    static const char *const modes[] = {"r", "w", "rw", "a", NULL};
+    static const int flags[] = {O_RDONLY, O_WRONLY, O_RDWR,
+                                O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW};
     const char *path = luaL_checkstring(L, 1);
     int flag = flags[luaL_checkoption(L, 2, "r", modes)];
+    mode_t mode = (mode_t)luaL_optinteger(L, 3, 0600);
     File *f = new_file(L);
-    f->fd = open(path, flag | O_CLOEXEC | O_NOCTTY);
+    f->fd = open(path, flag | O_CLOEXEC | O_NOCTTY, mode);
+    if (f->fd < 0) {
+        return sh_fail(L, path, errno);
+    }
+    return 1;
+}
+
+/* open_dir(path) -> File | nil, msg, code: a directory reached without
+ * following any symlink on the way (openat2 RESOLVE_NO_SYMLINKS; ELOOP
+ * when a component is one), pinned: /proc/self/fd/N/NAME then names an
+ * entry of that very directory, whatever happens to the path later. */
+static int fs_open_dir(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    File *f = new_file(L);
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+    how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    f->fd = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
     if (f->fd < 0) {
         return sh_fail(L, path, errno);
     }
@@ -482,6 +508,79 @@ static int file_read_all(lua_State *L)
     File *f = check_file(L);
     return push_fd_contents(L, f->fd, luaL_optinteger(L, 2, LUA_MAXINTEGER),
                             "read");
+}
+
+/* File:write(data) -> true | nil, msg, code (all of it) */
+static int file_write(lua_State *L)
+{
+    File *f = check_file(L);
+    size_t len;
+    const char *data = luaL_checklstring(L, 2, &len);
+    if (sh_write_all(f->fd, data, len) < 0) {
+        return sh_fail(L, "write", errno);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* File:lock() -> true | nil, msg, code: an exclusive flock, held until
+ * the File is closed (waits for other holders) */
+static int file_lock(lua_State *L)
+{
+    File *f = check_file(L);
+    int r;
+    do {
+        r = flock(f->fd, LOCK_EX);
+    } while (r < 0 && errno == EINTR && !sh_interrupted());
+    if (r < 0) {
+        return sh_fail(L, "flock", errno);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* File:stat() -> table | nil, msg, code */
+static int file_stat(lua_State *L)
+{
+    File *f = check_file(L);
+    struct stat st;
+    if (fstat(f->fd, &st) < 0) {
+        return sh_fail(L, "fstat", errno);
+    }
+    push_stat(L, &st);
+    return 1;
+}
+
+/* File:pread(offset, len) -> data (shorter at the end) | nil, msg, code */
+static int file_pread(lua_State *L)
+{
+    File *f = check_file(L);
+    lua_Integer off = luaL_checkinteger(L, 2);
+    lua_Integer len = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, off >= 0, 2, "negative offset");
+    luaL_argcheck(L, len >= 0 && len <= (1 << 26), 3, "length out of range");
+    luaL_Buffer b;
+    char *p = luaL_buffinitsize(L, &b, (size_t)len);
+    ssize_t n;
+    do {
+        n = pread(f->fd, p, (size_t)len, (off_t)off);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        return sh_fail(L, "pread", errno);
+    }
+    luaL_pushresultsize(&b, (size_t)n);
+    return 1;
+}
+
+/* File:sync() -> true | nil, msg, code (fsync) */
+static int file_sync(lua_State *L)
+{
+    File *f = check_file(L);
+    if (fsync(f->fd) < 0) {
+        return sh_fail(L, "fsync", errno);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
 }
 
 /* File:fd() -> integer */
@@ -521,11 +620,17 @@ static const luaL_Reg fs_funcs[] = {
     {"symlink", fs_symlink},
     {"mkdtemp", fs_mkdtemp},
     {"open", fs_open},
+    {"open_dir", fs_open_dir},
     {"pipe", fs_pipe},
     {NULL, NULL}};
 
 static const luaL_Reg file_methods[] = {
     {"fd", file_fd},
+    {"write", file_write},
+    {"lock", file_lock},
+    {"stat", file_stat},
+    {"pread", file_pread},
+    {"sync", file_sync},
     {"read_all", file_read_all},
     {"close", file_close},
     {NULL, NULL}};
