@@ -367,6 +367,19 @@ static int fs_write_new(lua_State *L)
     return 1;
 }
 
+/* syncfs(path) -> true | nil, msg, code: flushes the file system holding
+ * path (one call instead of an fsync per file written there) */
+static int fs_syncfs(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    sh_autoclose int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 || syncfs(fd) < 0) {
+        return sh_fail(L, path, errno);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* symlink(target, path) -> true | nil, msg, code */
 static int fs_symlink(lua_State *L)
 {
@@ -618,6 +631,7 @@ static const luaL_Reg fs_funcs[] = {
     {"lchown", fs_lchown},
     {"write_new", fs_write_new},
     {"symlink", fs_symlink},
+    {"syncfs", fs_syncfs},
     {"mkdtemp", fs_mkdtemp},
     {"open", fs_open},
     {"open_dir", fs_open_dir},

@@ -5,6 +5,7 @@ local capture = require("shannot.capture")
 local cli = require("shannot.cli")
 local err = require("shannot.err")
 local fs = require("shannot.fs")
+local policy = require("shannot.policy")
 local profile = require("shannot.profile")
 local sandbox = require("shannot.sandbox")
 local session = require("shannot.session")
@@ -50,6 +51,15 @@ local function save_session(job, p, r, w, st, opts)
       exit_code = r.exit_code, operations = w.ops, counts = w.counts,
     })
     if #w.skipped > 0 then s.skipped = w.skipped end
+    local judged, perr = policy.evaluate(s, opts.config)
+    if not judged then
+      -- The capture is kept whatever the policy files do: everything is
+      -- left for a person to review, and the reason says why.
+      cli.warn("%s; every operation is left for review", err.is(perr) and perr.message or tostring(perr))
+      for _, op in ipairs(s.operations) do
+        op.decision, op.reason = "review", "policy error: " .. (err.is(perr) and perr.message or tostring(perr))
+      end
+    end
     local saved, serr = session.save(s)
     if not saved then ok, msg = nil, serr.message end
   end
@@ -97,6 +107,7 @@ function M.run(p, job, run_opts, opts)
   if #w.ops == 0 then return r end
   local s, e = save_session(job, p, r, w, st, opts)
   if not s then return nil, e end
+  require("shannot.events").session(opts.config, "session_created", s)
   return r, s
 end
 

@@ -1,5 +1,5 @@
 -- Shell-style globs (*, ?, [...]) as in fnmatch(3) with FNM_PATHNAME: a
--- wildcard never matches "/".
+-- wildcard never matches "/"; only "**" does (any depth, as in gitignore).
 local M = {}
 
 local cache = {}  -- glob -> Lua pattern; profiles hold few globs
@@ -22,7 +22,10 @@ function M.to_pattern(glob)
   local out, i = { "^" }, 1
   while i <= #glob do
     local c = glob:sub(i, i)
-    if c == "*" then
+    if c == "*" and glob:sub(i + 1, i + 1) == "*" then
+      out[#out + 1] = ".*"
+      i = i + 1
+    elseif c == "*" then
       out[#out + 1] = "[^/]*"
     elseif c == "?" then
       out[#out + 1] = "[^/]"

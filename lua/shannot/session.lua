@@ -19,7 +19,8 @@ M.STATUSES = { "pending", "approved", "rejected", "expired", "executed", "failed
 -- status -> the statuses it may move to
 local TRANSITIONS = {
   pending = { approved = true, rejected = true, expired = true },
-  approved = { executed = true, failed = true },
+  -- approved -> rolled_back: an execution that was killed midway
+  approved = { executed = true, failed = true, rolled_back = true },
   executed = { rolled_back = true },
   failed = { rolled_back = true },
 }
@@ -261,6 +262,7 @@ function M.load(id, opts)
   if M.is_expired(s, opts and opts.now) then
     local ok, terr = M.transition(s, "expired", "TTL passed", opts and opts.now)
     if not ok then return nil, terr end
+    require("shannot.events").session(opts and opts.config, "expired", s)
   end
   return s
 end

@@ -160,7 +160,7 @@ function M.run(opts, args)
     local ttl = opts.config and opts.config.values.session.ttl
     local rerr
     r, captured, rerr = require("shannot.dryrun").run(p, job, run_opts,
-      { json = opts.json, ttl = ttl })
+      { json = opts.json, ttl = ttl, config = opts.config })
     if not r then return nil, captured or rerr end
   else
     run_opts.capture = opts.json

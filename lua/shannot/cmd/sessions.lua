@@ -40,7 +40,7 @@ function M.run(opts, args)
         text.did_you_mean(opts.status, session.STATUSES))
     end
   end
-  local list, problems = session.list({ status = opts.status })
+  local list, problems = session.list({ status = opts.status, config = opts.config })
   for _, p in ipairs(problems) do cli.warn("%s", p) end
   if opts.json then
     local out = {}

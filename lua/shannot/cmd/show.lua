@@ -62,12 +62,21 @@ local function describe(op)
   return ""
 end
 
+local function verdict(op)
+  return string.format("%-7s %-7s", op.decision or "review", op.danger or "?")
+end
+
 local function op_line(op)
+  local line
   if op.kind == "exec" then
-    return string.format("%4d  %-11s %s  (in %s)", op.id, "exec",
+    line = string.format("%4d  %s %-11s %s  (in %s)", op.id, verdict(op), "exec",
       text.inert(text.command_line(op.argv or {})), text.inert(op.cwd or "?"))
+  else
+    line = string.format("%4d  %s %-11s %s  %s", op.id, verdict(op), op.kind, text.inert(op.path or "?"),
+      describe(op))
   end
-  return string.format("%4d  %-11s %s  %s", op.id, op.kind, text.inert(op.path or "?"), describe(op))
+  if op.reason then line = line .. "\n      " .. text.inert(op.reason) end
+  return line
 end
 
 local function blob(blobs, hash)
@@ -105,7 +114,7 @@ local function render(s, with_diff)
     string.format("command  %s", text.inert(text.command_line(s.command or {}))),
     string.format("profile  %s   exit code %s   created %s", tostring(s.profile),
       s.exit_code == json.null and "none" or tostring(s.exit_code), s.created_at),
-    string.format("operations (%d):", #s.operations),
+    string.format("operations (%d):  id  decision danger  kind  path", #s.operations),
   }
   cli.out(table.concat(lines, "\n"), "\n")
   for _, op in ipairs(s.operations) do
@@ -116,7 +125,7 @@ end
 
 function M.run(opts, args)
   if #args ~= 1 then return nil, err.usage("show: give one session id; usage: %s", M.usage) end
-  local s, e = session.load(args[1])
+  local s, e = session.load(args[1], { config = opts.config })
   if not s then return nil, e end
   if opts.json then
     cli.out(json.encode(s, { indent = "  " }), "\n")

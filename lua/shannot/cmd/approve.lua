@@ -1,0 +1,99 @@
+-- shannot approve ID [--yes] [--execute] [--json]
+local cli = require("shannot.cli")
+local const = require("shannot.const")
+local err = require("shannot.err")
+local json = require("shannot.json")
+local session = require("shannot.session")
+local sys = require("shannot.core.sys")
+local text = require("shannot.text")
+
+local M = {
+  usage = "shannot approve ID [--yes] [--execute] [--json]",
+  help = [[
+Approves a pending session: every operation that is not denied (by the
+built-in rules, the config or your policy files) becomes approved, and the
+session moves to approved.  Denied operations stay denied and are never
+applied.  Without --yes, on a terminal, it lists the operations and asks
+first; "shannot show ID --diff" shows what each write changes.
+
+options:
+  --yes       approve without asking
+  --execute   execute right after approving (see "shannot help execute")
+  --json      print the session as one JSON document]],
+  options = { ["--yes"] = {}, ["--execute"] = {}, ["--json"] = {} },
+}
+
+local function counts(s)
+  local c = { approve = 0, review = 0, deny = 0 }
+  for _, op in ipairs(s.operations) do
+    local d = op.decision or "review"
+    c[d] = (c[d] or 0) + 1
+  end
+  return c
+end
+
+-- approve_all(s, who) -> number approved: every operation not denied
+function M.approve_all(s, who)
+  local n = 0
+  for _, op in ipairs(s.operations) do
+    if op.decision ~= "deny" then
+      if op.decision ~= "approve" then op.reason = "approved by " .. who end
+      op.decision = "approve"
+      n = n + 1
+    end
+  end
+  return n
+end
+
+local function confirm(s)
+  local c = counts(s)
+  io.stderr:write(string.format("session %s: %d operations (%d to review, %d approved by policy, %d denied)\n",
+    s.id, #s.operations, c.review, c.approve, c.deny))
+  for _, op in ipairs(s.operations) do
+    local what = op.kind == "exec" and text.command_line(op.argv or {}) or op.path
+    io.stderr:write(string.format("  %-7s %-8s %-11s %s\n", op.decision or "review", op.danger or "?",
+      op.kind, text.inert(what or "?")))
+  end
+  io.stderr:write("approve every operation that is not denied? [y/N] ")
+  local answer = io.stdin:read("l")
+  return answer ~= nil and answer:match("^%s*[yY]") ~= nil
+end
+
+function M.run(opts, args)
+  if #args ~= 1 then
+    return nil, err.usage("approve: give one session id (shannot sessions --status pending lists them); usage: %s",
+      M.usage)
+  end
+  local s, e = session.load(args[1], { config = opts.config })
+  if not s then return nil, e end
+  if s.status ~= "pending" then
+    return nil, err.refused("session %s is %s; only a pending session can be approved", s.id, s.status)
+  end
+  if not opts.yes then
+    if not (sys.isatty(0) and sys.isatty(2)) then
+      return nil, err.usage("approve %s: not a terminal to ask on; add --yes to approve every operation not denied",
+        s.id)
+    end
+    if not confirm(s) then
+      cli.warn("nothing approved; the session stays pending")
+      return const.EXIT.OK
+    end
+  end
+  local ids = sys.ids()
+  local n = M.approve_all(s, ids.user or ("uid " .. ids.uid))
+  local ok, terr = session.transition(s, "approved", string.format("%d operations approved", n))
+  if not ok then return nil, terr end
+  require("shannot.events").session(opts.config, "approved", s)
+  if opts.execute then
+    return require("shannot.cmd.execute").run({ json = opts.json, config = opts.config }, { s.id })
+  end
+  if opts.json then
+    cli.out(json.encode(s, { indent = "  " }), "\n")
+  else
+    cli.out(string.format("approved %d of %d operations of %s; apply them with: shannot execute %s\n",
+      n, #s.operations, s.id, s.id))
+  end
+  return const.EXIT.OK
+end
+
+return M

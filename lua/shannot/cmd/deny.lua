@@ -1,0 +1,38 @@
+-- shannot deny ID [--reason R]
+local cli = require("shannot.cli")
+local const = require("shannot.const")
+local err = require("shannot.err")
+local json = require("shannot.json")
+local session = require("shannot.session")
+
+local M = {
+  usage = "shannot deny ID [--reason R] [--json]",
+  help = [[
+Rejects a pending session: nothing of it will ever be applied.  The reason
+is kept in the session's history and the audit log.
+
+options:
+  --reason R   why (shown by "shannot show")
+  --json       print the session as one JSON document]],
+  options = { ["--reason"] = { arg = "R" }, ["--json"] = {} },
+}
+
+function M.run(opts, args)
+  if #args ~= 1 then return nil, err.usage("deny: give one session id; usage: %s", M.usage) end
+  local s, e = session.load(args[1], { config = opts.config })
+  if not s then return nil, e end
+  if s.status ~= "pending" then
+    return nil, err.refused("session %s is %s; only a pending session can be denied", s.id, s.status)
+  end
+  local ok, terr = session.transition(s, "rejected", opts.reason or "denied")
+  if not ok then return nil, terr end
+  require("shannot.events").session(opts.config, "rejected", s, { reason = opts.reason })
+  if opts.json then
+    cli.out(json.encode(s, { indent = "  " }), "\n")
+  else
+    cli.out(string.format("rejected %s\n", s.id))
+  end
+  return const.EXIT.OK
+end
+
+return M

@@ -1,0 +1,172 @@
+-- Policy (DESIGN §4): every operation gets a decision (approve | deny |
+-- review), a danger (safe | caution | danger) and the reason, from, in
+-- order: built-in rules, the config's command patterns (exec operations),
+-- the config's [policy] path globs, then the user's Lua policy files.
+-- Deny always wins; then review; an operation nothing approves is
+-- reviewed; a dangerous one is never approved without a person.
+local cmdpattern = require("shannot.cmdpattern")
+local glob = require("shannot.glob")
+local policyfile = require("shannot.policyfile")
+local text = require("shannot.text")
+
+local M = {}
+
+M.DECISIONS = { "approve", "review", "deny" }
+M.DANGERS = { "safe", "caution", "danger" }
+
+-- Paths whose change can lock people out, break boot or hand out root.
+local DANGER_PATHS = {
+  "/boot", "/boot/**", "/etc/shadow*", "/etc/gshadow*", "/etc/passwd*", "/etc/group*",
+  "/etc/sudoers", "/etc/sudoers.d/**", "/etc/ssh/**", "/etc/pam.d/**", "/etc/security/**",
+  "/etc/fstab", "/etc/crypttab", "/etc/ld.so.*", "/etc/ld.so.conf.d/**", "/etc/systemd/**",
+  "/etc/cron*", "/etc/cron*/**", "/var/spool/cron/**", "/etc/apt/sources.list*",
+  "/etc/apt/trusted.gpg*", "/etc/apt/keyrings/**", "/root/.ssh/**", "/home/*/.ssh/**",
+  "/bin/**", "/sbin/**", "/usr/bin/**", "/usr/sbin/**", "/lib/**", "/lib64/**", "/usr/lib/**",
+  "/etc/hosts", "/etc/resolv.conf", "/etc/network/**", "/etc/netplan/**",
+}
+
+-- Scratch and cache places: changing them harms nothing that matters.
+local SAFE_PATHS = { "/tmp/**", "/var/tmp/**", "/var/cache/**" }
+
+-- Commands that end what runs on the machine.
+local DANGER_COMMANDS = {
+  "reboot", "reboot *", "shutdown", "shutdown *", "poweroff", "poweroff *", "halt", "halt *",
+  "telinit *", "init *", "systemctl reboot*", "systemctl poweroff*", "systemctl halt*",
+  "systemctl kexec*", "systemctl isolate *", "modprobe *", "rmmod *", "insmod *", "swapoff *",
+  "umount *", "mount *",
+}
+
+local function any_glob(patterns, path)
+  for _, p in ipairs(patterns) do
+    if glob.match(p, path) or (p:sub(-3) == "/**" and path == p:sub(1, -4)) then return p end
+  end
+end
+
+local function compiled(patterns)
+  local out = {}
+  for i, p in ipairs(patterns) do out[i] = { source = p, pattern = assert(cmdpattern.compile(p)) } end
+  return out
+end
+
+local DANGER_COMMAND_PATTERNS = compiled(DANGER_COMMANDS)
+
+local function first_match(list, normalised, how)
+  for _, c in ipairs(list) do
+    if cmdpattern[how](c.pattern, normalised) then return c.source end
+  end
+end
+
+-- Built-in: the danger of an operation, and why.
+function M.builtin(op)
+  if op.kind == "exec" then
+    local n = cmdpattern.normalise(op.argv or {})
+    local hit = first_match(DANGER_COMMAND_PATTERNS, n, "match_contains")
+    if hit then return "danger", string.format('"%s" stops or reconfigures the running system', hit) end
+    return "caution", "runs a command on the host"
+  end
+  local path = op.path or ""
+  local hit = any_glob(DANGER_PATHS, path)
+  if hit then return "danger", string.format("%s is a sensitive path (%s)", path, hit) end
+  if op.kind == "delete" and op.base and op.base.type == "dir" then
+    return "danger", "deletes a whole directory"
+  end
+  if op.kind == "replace_dir" then return "danger", "replaces a whole directory" end
+  local mode = op.new and op.new.mode
+  if mode and (op.kind == "chmod" or op.kind == "write" or op.kind == "mkdir") then
+    if mode & 3072 ~= 0 then return "danger", string.format("sets setuid/setgid (%04o)", mode) end
+    if mode & 2 ~= 0 and not (op.new.type == "dir" and mode & 512 ~= 0) then
+      return "danger", string.format("makes it writable by everyone (%04o)", mode)
+    end
+  end
+  if any_glob(SAFE_PATHS, path) then return "safe", "scratch or cache space" end
+  return "caution", nil
+end
+
+-- A read-only copy of an operation for policy files.
+local function frozen(t)
+  local proxy = {}
+  for k, v in pairs(t) do proxy[k] = type(v) == "table" and frozen(v) or v end
+  return setmetatable({}, {
+    __index = proxy,
+    __newindex = function() error("the operation is read-only", 2) end,
+    __pairs = function() return next, proxy, nil end,
+    __len = function() return #proxy end,
+  })
+end
+
+-- Votes: {decision, reason, source}
+local function votes_for(op, cfg, ctx)
+  local votes = {}
+  local function vote(decision, reason, source) votes[#votes + 1] = { decision, reason, source } end
+  local values = cfg and cfg.values
+  if op.kind == "exec" then
+    local n = cmdpattern.normalise(op.argv or {})
+    local deny = first_match(ctx.deny_patterns, n, "match_contains")
+    if deny then vote("deny", string.format('matches always_deny "%s"', deny), "config") end
+    local allow = first_match(ctx.approve_patterns, n, "match_exact")
+    if allow then vote("approve", string.format('matches auto_approve "%s"', allow), "config") end
+  elseif values then
+    local path = op.path or ""
+    local hit = any_glob(values.policy.deny, path)
+    if hit then vote("deny", string.format('path matches [policy] deny "%s"', hit), "config") end
+    hit = any_glob(values.policy.review, path)
+    if hit then vote("review", string.format('path matches [policy] review "%s"', hit), "config") end
+    hit = any_glob(values.policy.auto_approve, path)
+    if hit then vote("approve", string.format('path matches [policy] auto_approve "%s"', hit), "config") end
+  end
+  for _, file in ipairs(cfg and cfg.policies or {}) do
+    for i in ipairs(file.rules) do
+      local decision, reason = policyfile.call(file, i, frozen(op), ctx.frozen_ctx)
+      if decision == nil then return nil, reason end
+      if decision then vote(decision, reason or ("policy " .. file.where[i]), file.where[i]) end
+    end
+  end
+  return votes
+end
+
+local function pick(votes, wanted)
+  for _, v in ipairs(votes) do
+    if v[1] == wanted then return v end
+  end
+end
+
+-- decide(op, cfg, ctx) -> decision, danger, reason | nil, err
+function M.decide(op, cfg, ctx)
+  local danger, why = M.builtin(op)
+  local votes, verr = votes_for(op, cfg, ctx)
+  if not votes then return nil, verr end
+  local v = pick(votes, "deny")
+  if v then return "deny", danger, v[2] end
+  v = pick(votes, "review")
+  if v then return "review", danger, v[2] end
+  v = pick(votes, "approve")
+  if v and danger ~= "danger" then return "approve", danger, v[2] end
+  if v then return "review", danger, "dangerous, so a person decides: " .. why end
+  return "review", danger, why or "no rule approves it"
+end
+
+-- context(cfg, session) -> what decide() needs, built once per session
+function M.context(cfg, s)
+  local values = cfg and cfg.values
+  return {
+    deny_patterns = compiled(values and values.profile.always_deny or {}),
+    approve_patterns = compiled(values and values.profile.auto_approve or {}),
+    frozen_ctx = frozen({
+      session = s.id, command = s.command, profile = s.profile, target = s.target or "local",
+    }),
+  }
+end
+
+-- evaluate(session, cfg) -> true | nil, err: sets decision, danger and
+-- reason on every operation.
+function M.evaluate(s, cfg)
+  local ctx = M.context(cfg, s)
+  for _, op in ipairs(s.operations) do
+    local decision, danger, reason = M.decide(op, cfg, ctx)
+    if not decision then return nil, danger end
+    op.decision, op.danger, op.reason = decision, danger, reason and text.inert(reason) or nil
+  end
+  return true
+end
+
+return M

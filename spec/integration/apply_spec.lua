@@ -1,0 +1,203 @@
+-- Policy, approve, execute and rollback against the real binary: exactly
+-- the approved operations reach the host, drift and conflicts are refused,
+-- symlinks planted later redirect nothing, and a kill at any step of an
+-- execution is undone byte for byte by rollback.
+local fs = require("shannot.fs")
+local json = require("shannot.json")
+local h = require("support.h")
+local cap = require("support.cap")
+
+-- A dry-run that must capture something; returns the session id.
+local function capture(e, code, opts)
+  local _, doc, s = e:run(code, opts)
+  assert(s, "nothing captured: " .. tostring(doc.stderr))
+  return s.id, s
+end
+
+local function cli(e, args, opts)
+  opts = opts or {}
+  return h.shannot(args, { home = e.home, env = opts.env })
+end
+
+local function approve(e, id)
+  local r = cli(e, { "approve", id, "--yes" })
+  assert.equal(0, r.code, r.stderr)
+end
+
+-- The default test profile defers `touch`, so a deferred command leaves
+-- a visible mark when (and only when) it runs on the host.
+local function bed()
+  return cap.env({ defer = { "touch", "systemctl" } })
+end
+
+describe("apply", function()
+  after_each(h.cleanup)
+
+  it("executes exactly the approved operations, then rolls back to the original tree", function()
+    local e = bed()
+    e:sh('echo old > "$1/f"; mkdir -p "$1/d/sub"; echo k > "$1/d/sub/k"; ln -s f "$1/l"; chmod 640 "$1/f"; ' ..
+      'mkdir "$1/keep"; chmod 750 "$1/keep"')
+    local original = cap.tree_state(e.host)
+    local id = capture(e, "echo new >> f && rm -r d && ln -sfn n l && echo x > n && mkdir -p a/b && " ..
+      "echo z > a/b/z && chmod 700 keep && touch " .. e.host .. "/mark")
+    approve(e, id)
+    local r = cli(e, { "execute", id })
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("old\nnew\n", fs.read_file(e.host .. "/f"))
+    assert.equal(416, fs.lstat(e.host .. "/f").mode)  -- 0640 kept
+    assert.is_nil(fs.lstat(e.host .. "/d"))
+    assert.equal("n", fs.readlink(e.host .. "/l"))
+    assert.equal("z\n", fs.read_file(e.host .. "/a/b/z"))
+    assert.equal(448, fs.lstat(e.host .. "/keep").mode)
+    assert.is_true(fs.exists(e.host .. "/mark"), "the deferred touch ran after approval")
+    local again = cli(e, { "execute", id })
+    assert.equal(3, again.code)
+    assert.matches("is executed", again.stderr)
+    fs.remove(e.host .. "/mark")  -- a deferred command's effect is not undone
+    local rb = cli(e, { "rollback", id })
+    assert.equal(0, rb.code, rb.stderr)
+    assert.equal(original, cap.tree_state(e.host))
+    local shown = json.decode(cli(e, { "show", id, "--json" }).stdout)
+    assert.equal("rolled_back", shown.status)
+  end)
+
+  it("refuses to execute when the host drifted, listing the paths, and changes nothing", function()
+    local e = bed()
+    e:sh('echo one > "$1/f"; echo two > "$1/g"')
+    local id = capture(e, "echo changed > f && echo changed > g")
+    approve(e, id)
+    e:sh('echo someone-else > "$1/g"')
+    local before = cap.tree_state(e.host)
+    local r = cli(e, { "execute", id })
+    assert.equal(3, r.code)
+    assert.is_true(h.one_line_error(r), r.stderr)
+    assert.matches("host changed since the dry%-run", r.stderr)
+    assert.matches("/g %(was file", r.stderr)
+    assert.equal(before, cap.tree_state(e.host))
+  end)
+
+  it("does not follow a symlink planted in a parent after the review", function()
+    local e = bed()
+    local outside = h.tmpdir()
+    e:sh('mkdir "$1/sub"')
+    local id = capture(e, "echo data > sub/file")
+    approve(e, id)
+    e:sh('rmdir "$1/sub" && ln -s ' .. outside .. ' "$1/sub"')
+    local r = cli(e, { "execute", id })
+    assert.equal(3, r.code)
+    assert.same({}, fs.readdir(outside))
+  end)
+
+  it("lists rollback conflicts and restores nothing unless --force", function()
+    local e = bed()
+    e:sh('echo one > "$1/f"; echo two > "$1/g"')
+    local original = cap.tree_state(e.host)
+    local id = capture(e, "echo changed > f && echo changed > g")
+    approve(e, id)
+    assert.equal(0, cli(e, { "execute", id }).code)
+    e:sh('echo later-edit > "$1/g"')
+    local r = cli(e, { "rollback", id })
+    assert.equal(3, r.code)
+    assert.matches("/g %(now file", r.stderr)
+    assert.equal("changed\n", fs.read_file(e.host .. "/f"))
+    local dry = cli(e, { "rollback", id, "--dry-run" })
+    assert.equal(3, dry.code)
+    local forced = cli(e, { "rollback", id, "--force" })
+    assert.equal(0, forced.code, forced.stderr)
+    assert.equal(original, cap.tree_state(e.host))
+  end)
+
+  it("after a kill at any step of execute, rollback restores the original tree", function()
+    local e = bed()
+    e:sh('echo old > "$1/f"; mkdir -p "$1/d/s"; echo k > "$1/d/s/k"; ln -s f "$1/l"; echo gone > "$1/x"')
+    local original = cap.tree_state(e.host)
+    local step, finished = 0, false
+    while not finished do
+      step = step + 1
+      assert.is_true(step < 40, "execute never finished")
+      local id = capture(e, "echo new >> f && rm -r d && ln -sfn f2 l && rm x && mkdir -p n/m && echo y > n/m/y && " ..
+        "echo f2 > f2")
+      approve(e, id)
+      local r = cli(e, { "execute", id }, { env = { SHANNOT_TEST_FAULT_AFTER = tostring(step) } })
+      if r.code == 0 then
+        finished = true
+      else
+        assert.equal(137, r.code, r.stderr)
+      end
+      local rb = cli(e, { "rollback", id })
+      assert.equal(0, rb.code, "step " .. step .. ": " .. rb.stderr)
+      assert.equal(original, cap.tree_state(e.host), "step " .. step)
+    end
+    assert.is_true(step > 5)
+  end)
+
+  it("refuses to execute pending, rejected and expired sessions", function()
+    local e = bed()
+    local id = capture(e, "echo x > f")
+    local pending = cli(e, { "execute", id })
+    assert.equal(3, pending.code)
+    assert.matches("approve it first", pending.stderr)
+    local d = cli(e, { "deny", id, "--reason", "not today" })
+    assert.equal(0, d.code, d.stderr)
+    assert.equal(3, cli(e, { "execute", id }).code)
+    assert.equal(3, cli(e, { "approve", id, "--yes" }).code)
+    local id2 = capture(e, "echo y > g")
+    local file = e.home .. "/data/shannot/sessions/" .. id2 .. "/session.json"
+    local s = json.decode(fs.read_file(file))
+    s.expires_at = "2000-01-01T00:00:00Z"
+    h.write(file, json.encode(s))
+    local r = cli(e, { "approve", id2, "--yes" })
+    assert.equal(3, r.code)
+    assert.matches("is expired", r.stderr)
+    assert.is_false(fs.exists(e.host .. "/g"))
+  end)
+
+  it("never applies what policy denies; dangerous operations wait for a person", function()
+    local e = bed()
+    assert(fs.mkdir_p(e.home .. "/config/shannot"))
+    h.write(e.home .. "/config/shannot/config.toml",
+      '[policy]\ndeny = ["' .. e.host .. '/secret*"]\nauto_approve = ["' .. e.host .. '/ok/**"]\n')
+    h.write(e.home .. "/config/shannot/policy.lua",
+      "return function(op) if op.path and op.path:match('/vetoed$') then return 'deny', 'vetoed by policy' end end\n")
+    e:sh('mkdir "$1/ok"; mkdir "$1/d"; echo x > "$1/d/x"')
+    local id, s = capture(e, "echo a > secret.txt && echo b > ok/fine && echo c > vetoed && rm -r d && " ..
+      "touch " .. e.host .. "/mark")
+    local by_path = {}
+    for _, op in ipairs(s.operations) do by_path[op.path or op.argv[1]] = op end
+    assert.equal("deny", by_path[e.host .. "/secret.txt"].decision)
+    assert.equal("approve", by_path[e.host .. "/ok/fine"].decision)
+    assert.equal("deny", by_path[e.host .. "/vetoed"].decision)
+    assert.equal("vetoed by policy", by_path[e.host .. "/vetoed"].reason)
+    assert.equal("danger", by_path[e.host .. "/d"].danger)
+    assert.equal("review", by_path[e.host .. "/d"].decision)
+    approve(e, id)
+    assert.equal(0, cli(e, { "execute", id }).code)
+    assert.is_false(fs.exists(e.host .. "/secret.txt"))
+    assert.is_false(fs.exists(e.host .. "/vetoed"))
+    assert.equal("b\n", fs.read_file(e.host .. "/ok/fine"))
+    local shown = cli(e, { "show", id }).stdout
+    assert.matches("deny%s+%a+%s+write%s+" .. e.host:gsub("%p", "%%%0") .. "/secret.txt", shown)
+  end)
+
+  it("denies deferred commands matching always_deny, whatever their spelling", function()
+    local e = cap.env({ defer = { "rm", "touch" } })
+    local _, s = capture(e, "touch ok && /bin/rm -fr / 2>/dev/null; exit 0")
+    local decisions = {}
+    for _, op in ipairs(s.operations) do
+      if op.kind == "exec" then decisions[#decisions + 1] = op.argv[1] .. ":" .. op.decision end
+    end
+    assert.same({ "touch:review", "/bin/rm:deny" }, { decisions[1], decisions[2] })
+  end)
+
+  it("lists and shows checkpoints", function()
+    local e = bed()
+    e:sh('echo old > "$1/f"')
+    local id = capture(e, "echo new > f")
+    approve(e, id)
+    assert.equal(0, cli(e, { "execute", id }).code)
+    local list = cli(e, { "checkpoint", "list" })
+    assert.matches(id, list.stdout, 1, true)
+    local show = cli(e, { "checkpoint", "show", id })
+    assert.matches(e.host:gsub("%p", "%%%0") .. "/f  file 0644", show.stdout)
+  end)
+end)
