@@ -52,6 +52,7 @@ void sh_open_libs(lua_State *L)
         {"shannot.core.sys", luaopen_shannot_core_sys},
         {"shannot.core.store", luaopen_shannot_core_store},
         {"shannot.core.diff", luaopen_shannot_core_diff},
+        {"shannot.core.term", luaopen_shannot_core_term},
         {"cjson", luaopen_cjson},
         {NULL, NULL}};
     for (const luaL_Reg *lib = std_libs; lib->func; lib++) {

@@ -91,10 +91,28 @@ function M.timestamp(now)
   return os.date("!%Y-%m-%dT%H:%M:%S", secs) .. string.format(".%03dZ", ms)
 end
 
+-- JSON numbers come back as floats; integers are made integers again.
+local function integers(t)
+  for k, v in pairs(t) do
+    if type(v) == "number" then
+      t[k] = math.tointeger(v) or v
+    elseif type(v) == "table" then
+      integers(v)
+    end
+  end
+  return t
+end
+
+-- decode(text, name) -> value (integers restored) | nil, msg
+local function decode(text, name)
+  local v, msg = json.decode(text, name)
+  if type(v) == "table" then integers(v) end
+  return v, msg
+end
+
+-- hash(line) -> SHA-256 hex | nil, msg (libcrypto missing)
 local function hash(line)
-  local h, msg = require("shannot.store").hash_string(line)
-  if not h then error("audit: cannot hash: " .. tostring(msg)) end
-  return h
+  return require("shannot.store").hash_string(line)
 end
 
 local function check_event(event)
@@ -144,7 +162,7 @@ local function read_head(dir)
     if code == "ENOENT" then return nil end
     return nil, err.env("audit: %s", msg)
   end
-  local head, derr = json.decode(data, path)
+  local head, derr = decode(data, path)
   if not head then return nil, err.refused("audit: %s", derr) end
   if type(head) ~= "table" or math.type(head.events) ~= "integer" or type(head.files) ~= "table" then
     return nil, err.refused("audit: %s: not an audit head (events, files)", path)
@@ -191,11 +209,13 @@ local function adopt(f, path, entry, size)
   if not tail then return nil, msg end
   if tail:sub(-1) ~= "\n" then return nil, "its last line is incomplete" end
   for line in tail:gmatch("([^\n]*)\n") do
-    local rec = json.decode(line, path)
+    local rec = decode(line, path)
     if type(rec) ~= "table" or rec.seq ~= entry.lines + 1 or rec.prev ~= entry.last then
       return nil, string.format("line %d does not continue the chain %s records", entry.lines + 1, M.HEAD)
     end
-    entry.lines, entry.last = entry.lines + 1, hash(line)
+    local h, hmsg = hash(line)
+    if not h then return nil, hmsg end
+    entry.lines, entry.last = entry.lines + 1, h
   end
   entry.size = size
   return true
@@ -238,12 +258,13 @@ local function append(dir, head, name, line)
   end
   line.seq, line.prev = entry.lines + 1, entry.last
   local text = json.encode(line)
+  local h, hmsg = hash(text)
+  if not h then return nil, err.env("audit: cannot hash a line: %s", hmsg) end
   local ok, wmsg = f:write(text .. "\n")
   if ok then ok, wmsg = f:sync() end
   if not ok then return nil, err.env("audit: %s: %s", path, wmsg) end
   head.events = head.events + 1
-  head.files[name] = { lines = entry.lines + 1, size = entry.size + #text + 1, last = hash(text),
-    order = head.events }
+  head.files[name] = { lines = entry.lines + 1, size = entry.size + #text + 1, last = h, order = head.events }
   return true
 end
 
@@ -255,12 +276,12 @@ function M.record(cfg, event, now)
   local a = cfg.values.audit
   if not a.enabled then return true end
   check_event(event)
-  now = now or sys.time()
-  local line = make_line(event, now)
   local ok, msg = fs.mkdir_p(a.path, DIR_MODE)
   if not ok then return nil, err.env("audit: cannot make the audit directory %s", msg) end
   local held <close>, lerr = lock(a.path, true)
   if not held then return nil, lerr end
+  now = now or sys.time()  -- after the wait: times rise down a file
+  local line = make_line(event, now)
   local head, herr = read_head(a.path)
   if herr then return nil, herr end
   head = head or { events = 0, files = {} }
@@ -310,9 +331,9 @@ end
 -- Checks one file's chain; -> lines checked, problem | nil
 local function check_chain(name, lines, partial)
   local prev = M.GENESIS
-  local records = {}
+  local records, hashes = {}, {}
   for i, line in ipairs(lines) do
-    local rec = json.decode(line, name)
+    local rec = decode(line, name)
     if type(rec) ~= "table" or math.type(rec.seq) ~= "integer" or type(rec.prev) ~= "string" then
       return i - 1, { line = i, kind = "edited", message = string.format("line %d is not an audit record", i) }
     end
@@ -321,17 +342,23 @@ local function check_chain(name, lines, partial)
       return i - 1, { line = i, kind = "deleted",
         message = string.format("line %d was deleted (the line found there is line %d)", i, rec.seq) }
     elseif rec.seq < i then
+      -- Line i-1 claims this line's place and this line still fits before
+      -- it: line i-1 is the one put in; otherwise this one (a copy, say).
       local at = i
-      -- Two lines numbered alike: the first of them is the one that does not belong.
-      if records[i - 1] and records[i - 1].seq == rec.seq and rec.prev == prev then at = i - 1 end
+      if rec.seq == i - 1 and records[i - 1].seq == i - 1 and line ~= lines[i - 1]
+        and rec.prev == (hashes[i - 2] or M.GENESIS) then
+        at = i - 1
+      end
       return at - 1, { line = at, kind = "inserted",
         message = string.format("line %d was inserted (it does not belong to the chain)", at) }
+    elseif rec.prev ~= prev and i == 1 then
+      return 0, { line = 1, kind = "edited", message = "line 1 was edited (its prev is not the genesis value)" }
     elseif rec.prev ~= prev then
-      local at = math.max(i - 1, 1)
-      return at - 1, { line = at, kind = "edited",
-        message = string.format("line %d was edited (line %d records a different hash for it)", at, i) }
+      return i - 2, { line = i - 1, kind = "edited",
+        message = string.format("line %d was edited (line %d records a different hash for it)", i - 1, i) }
     end
-    prev = hash(line)
+    prev = assert(hash(line))
+    hashes[i] = prev
   end
   if partial then
     local n = #lines + 1
@@ -341,14 +368,16 @@ local function check_chain(name, lines, partial)
   return #lines, nil, prev
 end
 
--- Checks a whole file against its head.json entry.
-local function check_file(dir, name, entry)
+-- Checks a whole file, and against its head.json entry when there is a
+-- head.json.
+local function check_file(dir, name, head)
   local path = dir .. "/" .. name
   local data, msg = fs.read_file(path)
   if not data then return 0, { kind = "unreadable", message = msg } end
   local lines, partial = split(data)
   local n, problem, last = check_chain(name, lines, partial)
-  if problem then return n, problem end
+  if problem or not head then return n, problem end
+  local entry = head.files[name]
   if entry == nil then
     return n, { kind = "inserted", line = n > 0 and 1 or nil,
       message = string.format("the file is not listed in %s (inserted, or %s replaced)", M.HEAD, M.HEAD) }
@@ -375,23 +404,21 @@ end
 function M.verify(cfg)
   local dir = cfg.values.audit.path
   local report = { dir = dir, events = 0, files = 0, ok = true }
-  local held <close>, lerr = lock(dir, false)
+  local _ <close> = lock(dir, false)  -- without it (read-only) still worth trying
   local function broken(file, problem)
     report.ok = false
     problem.file = file
-    problem.path = file and (dir .. "/" .. file) or dir
+    problem.path = file and (dir .. "/" .. file)
     report.problem = problem
     return report
   end
-  if lerr and not fs.is_dir(dir) then return report end
   local names, nerr = log_files(dir)
   if not names then return broken(nil, { kind = "unreadable", message = nerr.message }) end
   local head, herr = read_head(dir)
-  if herr then return broken(M.HEAD, { kind = "head", message = herr.message }) end
+  if herr then return broken(nil, { kind = "head", message = (herr.message:gsub("^audit: ", "")) }) end
   local files = head and head.files or {}
   for _, name in ipairs(names) do
-    local n, problem = check_file(dir, name, head and files[name] or nil)
-    if problem and not head and not problem.line then problem = nil end
+    local n, problem = check_file(dir, name, head)
     if problem then return broken(name, problem) end
     report.events, report.files = report.events + n, report.files + 1
   end
@@ -415,7 +442,8 @@ end
 
 -- describe(problem) -> "PATH:LINE: message"
 function M.describe(problem)
-  local where = problem.path or "?"
+  if not problem.path then return problem.message end
+  local where = problem.path
   if problem.line then where = where .. ":" .. problem.line end
   return where .. ": " .. problem.message
 end
@@ -425,7 +453,7 @@ end
 function M.events(cfg, opts)
   opts = opts or {}
   local dir = cfg.values.audit.path
-  local held <close> = lock(dir, false)
+  local _ <close> = lock(dir, false)
   local names, nerr = log_files(dir)
   if not names then return {}, { nerr.message } end
   local list, problems = {}, {}
@@ -437,7 +465,7 @@ function M.events(cfg, opts)
     else
       local lines = split(data)
       for i, line in ipairs(lines) do
-        local rec, derr = json.decode(line, path)
+        local rec, derr = decode(line, path)
         if type(rec) ~= "table" then
           problems[#problems + 1] = derr or string.format("%s:%d: not an audit record", path, i)
         elseif opts.session == nil or rec.session_id == opts.session then

@@ -12,6 +12,7 @@ local COMMANDS = {
   { "sessions", "list the sessions captured runs made" },
   { "show", "show a session's operations and diffs" },
   { "prune", "remove expired and old finished sessions" },
+  { "audit", "show and verify the audit log" },
   { "approve", "approve a pending session (every operation not denied)" },
   { "deny", "reject a pending session" },
   { "execute", "apply an approved session, with a checkpoint" },

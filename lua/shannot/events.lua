@@ -3,17 +3,21 @@
 -- already happened, so a log that cannot be written is said, not fatal.
 local M = {}
 
--- session(cfg, event, s, extra, actor): event is "session_created",
--- "approved", "rejected", "executed", "failed", "rolled_back" or "expired".
-function M.session(cfg, event, s, extra, actor)
+-- status (or "session_created") -> the audit event name
+local EVENT = {
+  session_created = "session_created", approved = "session_approved", rejected = "session_denied",
+  executed = "session_executed", failed = "session_failed", rolled_back = "session_rolled_back",
+  expired = "session_expired",
+}
+
+-- session(cfg, what, s, extra, actor): what is "session_created" or the
+-- status the session moved to.
+function M.session(cfg, what, s, extra, actor)
   if not cfg then return true end
-  local e = { event = event, session = s.id, status = s.status, actor = actor or "cli",
-    operations = #s.operations, command = s.command }
+  local e = { event = assert(EVENT[what], what), session = s.id, status = s.status, actor = actor or "cli",
+    operations = #s.operations, command = s.command, target = s.target }
   for k, v in pairs(extra or {}) do e[k] = v end
-  -- TEMPORARY until audit.lua lands (issue 5, in progress): no log yet.
-  local have, audit = pcall(require, "shannot.audit")
-  if not have then return true end
-  local ok, aerr = audit.record(cfg, e)
+  local ok, aerr = require("shannot.audit").record(cfg, e)
   if not ok then
     io.stderr:write("shannot: warning: the audit log was not written: ", tostring(aerr), "\n")
   end

@@ -90,7 +90,15 @@ local function encode_table(t, indent, depth, seen, out)
       out[#out + 1] = "["
       for i = 1, #t do
         out[#out + 1] = (i > 1 and "," or "") .. pad
-        encode_value(t[i], indent, depth + 1, seen, out)
+        if depth <= 1 then
+          -- Each element of a big list (a session's operations) becomes one
+          -- string at once, so the pieces never pile up for the whole list.
+          local piece = {}
+          encode_value(t[i], indent, depth + 1, seen, piece)
+          out[#out + 1] = table.concat(piece)
+        else
+          encode_value(t[i], indent, depth + 1, seen, out)
+        end
       end
       out[#out + 1] = close_pad .. "]"
     end

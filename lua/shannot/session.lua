@@ -182,7 +182,9 @@ function M.save(s)
   protect_session(s)
   local dir, e = M.dir(s.id)
   if not dir then return nil, e end
-  local ok, msg = fs.write_atomic(dir .. "/session.json", json.encode(s, { indent = "  " }) .. "\n", 384)
+  -- Compact: a session of 10 000 operations is 40% smaller so, and has
+  -- to be read and written whole at every change.
+  local ok, msg = fs.write_atomic(dir .. "/session.json", json.encode(s) .. "\n", 384)
   if not ok then return nil, err.env("cannot write session %s: %s", s.id, msg) end
   return true
 end

@@ -1,4 +1,4 @@
--- shannot approve ID [--yes] [--execute] [--json]
+-- shannot approve [ID] [--yes] [--execute] [--json]
 local cli = require("shannot.cli")
 local const = require("shannot.const")
 local err = require("shannot.err")
@@ -8,13 +8,26 @@ local sys = require("shannot.core.sys")
 local text = require("shannot.text")
 
 local M = {
-  usage = "shannot approve ID [--yes] [--execute] [--json]",
+  usage = "shannot approve [ID] [--yes] [--execute] [--json]",
   help = [[
 Approves a pending session: every operation that is not denied (by the
 built-in rules, the config or your policy files) becomes approved, and the
 session moves to approved.  Denied operations stay denied and are never
-applied.  Without --yes, on a terminal, it lists the operations and asks
-first; "shannot show ID --diff" shows what each write changes.
+applied.
+
+On a terminal, without --yes or --json, it opens the review: without an
+ID, the list of pending sessions; with one, that session's operations
+(danger in colour: red danger, yellow caution, green safe) and the diff of
+each write.  Keys (? shows them):
+  j k, arrows   move           Enter   open (session, operation, diff)
+  Space         approve/deny the operation under the cursor
+  a / n         approve every operation not denied by policy / deny all
+  x             execute (asks y/N), then the results
+  r             reject the session (asks y/N)
+  q, Escape     back, quit
+Without a terminal for the review (stdout is not one) it lists the
+operations and asks y/N on stderr; without any terminal, add --yes.
+"shannot show ID --diff" shows what each write changes.
 
 options:
   --yes       approve without asking
@@ -59,15 +72,26 @@ local function confirm(s)
   return answer ~= nil and answer:match("^%s*[yY]") ~= nil
 end
 
+-- The review UI needs the keyboard and the screen: stdin and stdout.
+local function can_review(opts)
+  return not opts.yes and not opts.json and sys.isatty(0) and sys.isatty(1)
+end
+
 function M.run(opts, args)
+  if #args == 0 and can_review(opts) then
+    return require("shannot.tui").run({ config = opts.config })
+  end
   if #args ~= 1 then
-    return nil, err.usage("approve: give one session id (shannot sessions --status pending lists them); usage: %s",
-      M.usage)
+    return nil, err.usage("approve: give one session id (shannot sessions --status pending lists them), " ..
+      "or run it on a terminal for the review; usage: %s", M.usage)
   end
   local s, e = session.load(args[1], { config = opts.config })
   if not s then return nil, e end
   if s.status ~= "pending" then
     return nil, err.refused("session %s is %s; only a pending session can be approved", s.id, s.status)
+  end
+  if can_review(opts) then
+    return require("shannot.tui").run({ config = opts.config, id = s.id })
   end
   if not opts.yes then
     if not (sys.isatty(0) and sys.isatty(2)) then

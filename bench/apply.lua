@@ -1,0 +1,92 @@
+-- bench/apply: executing a session (drift check, checkpoint, apply, the
+-- post-apply state) of FILES small files plus large ones, 1 GiB in all,
+-- against `cp -a` of the same tree, measured in the same run,
+-- interleaved, each followed by a sync so that both pay for their writes
+-- (page-cache writeback otherwise lands on whichever runs next); and the
+-- peak RSS of the executing process (GNU time).
+-- Targets: throughput >= 50% of cp -a, RSS < 64 MiB.
+local shannot = require("shannot")
+local proc = shannot.proc
+local fs = shannot.fs
+local json = shannot.json
+local sys = require("shannot.core.sys")
+
+local ROUNDS = tonumber(arg[1]) or 3
+local BIN = arg[2] or "build/shannot"
+local FILES = tonumber(arg[3]) or 10000
+
+local function median(xs)
+  table.sort(xs)
+  local n = #xs
+  if n % 2 == 1 then return xs[(n + 1) // 2] end
+  return (xs[n // 2] + xs[n // 2 + 1]) / 2
+end
+
+local function run(argv, opts)
+  local r = assert(proc.run(argv, opts or { stdout = "null", stderr = "pipe", stdin = "null" }))
+  assert(r.code == 0, table.concat(argv, " ") .. ": " .. (r.stderr or "") .. proc.describe_end(r))
+  return r
+end
+
+local work = assert(fs.mkdtemp((os.getenv("TMPDIR") or "/var/tmp") .. "/shannot-bench-apply-"))
+local ok, problem = pcall(function()
+  local host, home = work .. "/host", work .. "/home"
+  assert(fs.mkdir(host)); assert(fs.mkdir(home))
+  local env = { "HOME=" .. home, "XDG_DATA_HOME=" .. home .. "/data", "XDG_CONFIG_HOME=" .. home .. "/config",
+    "PATH=" .. os.getenv("PATH") }
+  local profile = work .. "/profile.json"
+  assert(fs.write_atomic(profile, json.encode({ name = "bench", capture = { host },
+    environment = { PATH = "/usr/bin:/bin" } })))
+  -- The tree: FILES files of 10 KiB (random, so not compressible) in 100
+  -- directories, and four large files making 1 GiB in all.
+  local small = FILES * 10240
+  local large = (1024 * 1024 * 1024 - small) // 4
+  local script = string.format([[
+    cd %s && head -c 10240 /dev/urandom > /tmp/seed &&
+    for d in $(seq 100); do mkdir d$d; done &&
+    i=0; while [ $i -lt %d ]; do cp /tmp/seed d$((i %% 100 + 1))/f$i; i=$((i+1)); done &&
+    for n in 1 2 3 4; do head -c %d /dev/urandom > big$n; done]], host, FILES, large)
+  local r = run({ BIN, "run", "--json", "--profile", profile, "-c", script },
+    { env = env, stdout = "pipe", stderr = "pipe", stdin = "null", timeout = 3600 })
+  local id = json.decode(r.stdout).session.id
+  run({ BIN, "approve", id, "--yes" }, { env = env, stdout = "null", stderr = "pipe", stdin = "null" })
+  local sessions = home .. "/data/shannot/sessions"
+  -- The same tree as plain files, for cp -a (made by executing once).
+  local tree = work .. "/tree"
+  local function copy_session(n)
+    local new = id:sub(1, -6) .. string.format("-%04x", n)
+    run({ "cp", "-al", sessions .. "/" .. id, sessions .. "/" .. new })
+    local f = sessions .. "/" .. new .. "/session.json"
+    local s = json.decode(assert(fs.read_file(f, 1 << 30)))
+    s.id = new
+    assert(fs.write_atomic(f, json.encode(s)))
+    return new
+  end
+  run({ BIN, "execute", copy_session(0) }, { env = env, stdout = "null", stderr = "pipe", stdin = "null" })
+  assert(fs.rename(host, tree)); assert(fs.mkdir(host))
+  local t_exec, t_cp, rss = {}, {}, {}
+  for round = 1, ROUNDS do
+    local sid = copy_session(round)
+    proc.run({ "sync" })
+    local t0 = sys.monotonic()
+    local x = run({ "/usr/bin/time", "-f", "%M", BIN, "execute", sid },
+      { env = env, stdout = "null", stderr = "pipe", stdin = "null", timeout = 3600 })
+    proc.run({ "sync" })
+    t_exec[#t_exec + 1] = sys.monotonic() - t0
+    rss[#rss + 1] = tonumber(x.stderr:match("(%d+)%s*$"))
+    fs.rmtree(host); assert(fs.mkdir(host))
+    proc.run({ "sync" })
+    t0 = sys.monotonic()
+    run({ "cp", "-a", tree, work .. "/copy" })
+    proc.run({ "sync" })
+    t_cp[#t_cp + 1] = sys.monotonic() - t0
+    fs.rmtree(work .. "/copy")
+  end
+  local e, c = median(t_exec), median(t_cp)
+  print(string.format("apply, median of %d rounds: %d files + 4 large, 1 GiB", ROUNDS, FILES))
+  print(string.format("%-40s %9.3f s %9.3f s  throughput %.0f%% of cp -a (target >= 50%%)",
+    "execute + sync  vs  cp -a + sync", e, c, 100 * c / e))
+  print(string.format("%-40s %9d KiB (target < 65536)", "peak RSS of execute", math.floor(median(rss))))
+end)
+fs.rmtree(work)
+assert(ok, problem)

@@ -1,0 +1,876 @@
+-- The interactive review (DESIGN §5): pending sessions, a session's
+-- operations with their danger, the diff of a write; approve or deny each
+-- operation or all, execute after a y/N, then the results.  Drawn on the
+-- alternate screen in raw mode; the terminal is restored on every way
+-- out (the Raw handle's close, run by <close> on errors and interrupts).
+--
+-- Every string reaches the terminal through paint(), which passes it
+-- through clean(): a path, argv or output from a script can never move
+-- the cursor, set the title or otherwise drive the terminal.
+local apply = require("shannot.apply")
+local const = require("shannot.const")
+local err = require("shannot.err")
+local events = require("shannot.events")
+local session = require("shannot.session")
+local term = require("shannot.term")
+local text = require("shannot.text")
+
+local M = {}
+
+M.POLL_MS = 200   -- how often a resize is looked for while no key comes
+M.MIN_COLS, M.MIN_ROWS = 20, 5
+local IN, OUT = 0, 1
+-- Alternate screen, no autowrap, cursor hidden; and back.
+local ENTER = "\27[?1049h\27[?7l\27[?25l\27[0m\27[2J"
+local LEAVE = "\27[0m\27[2J\27[?25h\27[?7h\27[?1049l"
+
+local SGR = {
+  danger = "31", caution = "33", safe = "32",
+  approve = "32", deny = "31;1", review = "1",
+  add = "32", del = "31", hunk = "36", file = "1",
+  title = "1;7", hints = "7", cursor = "7", prompt = "1;33", dim = "2", bad = "31;1", good = "32",
+}
+
+---------------------------------------------------------------------------
+-- Making untrusted text inert, measuring and cutting it
+---------------------------------------------------------------------------
+
+-- cp, length of the valid UTF-8 character at i, or nil
+local function utf8_at(s, i)
+  local b = s:byte(i)
+  local len, cp, min
+  if b >= 0xc2 and b <= 0xdf then len, cp, min = 2, b & 0x1f, 0x80
+  elseif b >= 0xe0 and b <= 0xef then len, cp, min = 3, b & 0x0f, 0x800
+  elseif b >= 0xf0 and b <= 0xf4 then len, cp, min = 4, b & 0x07, 0x10000
+  else return nil end
+  for k = 1, len - 1 do
+    local c = s:byte(i + k)
+    if not c or c & 0xc0 ~= 0x80 then return nil end
+    cp = (cp << 6) | (c & 0x3f)
+  end
+  if cp < min or cp > 0x10ffff or (cp >= 0xd800 and cp <= 0xdfff) then return nil end
+  return cp, len
+end
+
+-- Code points shown escaped: C1 controls (U+0080-U+009F: CSI, OSC, ...)
+-- and the invisible ones that reorder or hide text (bidi overrides,
+-- zero-width characters, line separators, BOM).
+local function hidden(cp)
+  return cp <= 0x9f or (cp >= 0x200b and cp <= 0x200f) or (cp >= 0x2028 and cp <= 0x202e)
+    or (cp >= 0x2060 and cp <= 0x206f) or cp == 0xfeff or (cp >= 0xfff9 and cp <= 0xfffb)
+end
+
+local NAMED = { ["\n"] = "\\n", ["\t"] = "\\t", ["\r"] = "\\r" }
+
+-- clean(s) -> s with every byte < 0x20, DEL, C1 control, invisible
+-- formatting character and invalid UTF-8 byte shown visibly (\x1b,
+-- \u{9b}), so the result is printable UTF-8 only.
+function M.clean(s)
+  s = tostring(s)
+  if not s:find("[%z\1-\31\127-\255]") then return s end
+  local out, i, n = {}, 1, #s
+  while i <= n do
+    local b = s:byte(i)
+    if b < 0x20 or b == 0x7f then
+      out[#out + 1] = NAMED[string.char(b)] or string.format("\\x%02x", b)
+      i = i + 1
+    elseif b < 0x80 then
+      local j = s:find("[%z\1-\31\127-\255]", i) or n + 1
+      out[#out + 1] = s:sub(i, j - 1)
+      i = j
+    else
+      local cp, len = utf8_at(s, i)
+      if not cp then
+        out[#out + 1] = string.format("\\x%02x", b)
+        i = i + 1
+      elseif hidden(cp) then
+        out[#out + 1] = string.format("\\u{%x}", cp)
+        i = i + len
+      else
+        out[#out + 1] = s:sub(i, i + len - 1)
+        i = i + len
+      end
+    end
+  end
+  return table.concat(out)
+end
+
+-- Columns a code point takes: 0 for combining marks, 2 for East Asian
+-- wide and emoji, else 1 (an approximation of wcwidth).
+local WIDE = { { 0x1100, 0x115f }, { 0x2e80, 0x303e }, { 0x3041, 0x33ff }, { 0x3400, 0x4dbf },
+  { 0x4e00, 0x9fff }, { 0xa000, 0xa4cf }, { 0xac00, 0xd7a3 }, { 0xf900, 0xfaff }, { 0xfe30, 0xfe4f },
+  { 0xff00, 0xff60 }, { 0xffe0, 0xffe6 }, { 0x1f300, 0x1f64f }, { 0x1f900, 0x1f9ff },
+  { 0x20000, 0x3fffd } }
+local ZERO = { { 0x0300, 0x036f }, { 0x1ab0, 0x1aff }, { 0x1dc0, 0x1dff }, { 0x20d0, 0x20ff },
+  { 0xfe00, 0xfe0f }, { 0xfe20, 0xfe2f } }
+
+local function within(cp, ranges)
+  for _, r in ipairs(ranges) do
+    if cp >= r[1] and cp <= r[2] then return true end
+  end
+  return false
+end
+
+local function char_width(cp)
+  if cp < 0x300 then return 1 end
+  if within(cp, ZERO) then return 0 end
+  return within(cp, WIDE) and 2 or 1
+end
+
+-- width(s) -> columns of a clean string
+function M.width(s)
+  if not s:find("[\128-\255]") then return #s end
+  local w = 0
+  for _, cp in utf8.codes(s) do w = w + char_width(cp) end
+  return w
+end
+
+-- cut(s, skip, room) -> piece, its width, columns of skip left over: the
+-- part of clean s after `skip` columns that fits in `room` columns.
+local function cut(s, skip, room)
+  if not s:find("[\128-\255]") then
+    local piece = s:sub(skip + 1, skip + room)
+    return piece, #piece, math.max(0, skip - #s)
+  end
+  local parts, w = {}, 0
+  for _, cp in utf8.codes(s) do
+    local cw = char_width(cp)
+    if skip > 0 then
+      skip = math.max(0, skip - cw)
+    elseif w + cw > room then
+      break
+    else
+      parts[#parts + 1] = utf8.char(cp)
+      w = w + cw
+    end
+  end
+  return table.concat(parts), w, skip
+end
+
+-- paint(segments, cols, opts) -> one screen line: segments {text, sgr}
+-- cleaned, cut (never wrapped) to cols.  opts: base (an SGR under every
+-- segment), fill (pad to the full width), left (columns scrolled off).
+function M.paint(segs, cols, opts)
+  opts = opts or {}
+  local base = opts.base and (";" .. opts.base) or ""
+  local out, used, skip = {}, 0, opts.left or 0
+  for _, seg in ipairs(segs) do
+    if used >= cols then break end
+    local piece, w
+    piece, w, skip = cut(M.clean(seg[1]), skip, cols - used)
+    if w > 0 then
+      out[#out + 1] = "\27[0" .. base .. (seg[2] and (";" .. seg[2]) or "") .. "m" .. piece
+      used = used + w
+    end
+  end
+  if opts.fill and used < cols then
+    out[#out + 1] = "\27[0" .. base .. "m" .. string.rep(" ", cols - used)
+    used = cols
+  end
+  out[#out + 1] = "\27[0m"
+  if used < cols then out[#out + 1] = "\27[K" end
+  return table.concat(out)
+end
+
+local function expand_tabs(line)
+  if not line:find("\t", 1, true) then return line end
+  local col = 0
+  return (line:gsub("([^\t]*)\t", function(pre)
+    col = col + (utf8.len(pre) or #pre)
+    local pad = 8 - col % 8
+    col = col + pad
+    return pre .. string.rep(" ", pad)
+  end))
+end
+
+local function command_line(argv)
+  local words = {}
+  for i, a in ipairs(argv or {}) do words[i] = text.quote(M.clean(a)) end
+  return table.concat(words, " ")
+end
+
+---------------------------------------------------------------------------
+-- What an operation does (as `shannot show` says it)
+---------------------------------------------------------------------------
+
+local function octal(mode)
+  return mode and string.format("%04o", mode) or "?"
+end
+
+local function size(n)
+  if not n then return "?" end
+  if n < 1024 then return n .. " B" end
+  local units, v, i = { "KiB", "MiB", "GiB", "TiB" }, n / 1024, 1
+  while v >= 1024 and i < #units do v, i = v / 1024, i + 1 end
+  return string.format("%.1f %s", v, units[i])
+end
+
+local function owner(m)
+  return string.format("%s:%s", tostring(m.uid), tostring(m.gid))
+end
+
+local function describe(op)
+  local new, base = op.new or {}, op.base or {}
+  if op.kind == "write" then
+    if base.exists and base.type == "file" then
+      return string.format("modified, %s -> %s, %s", size(base.size), size(new.size), octal(new.mode))
+    end
+    return string.format("new file, %s, %s %s", size(new.size), octal(new.mode), owner(new))
+  elseif op.kind == "mkdir" then
+    return string.format("new directory, %s %s", octal(new.mode), owner(new))
+  elseif op.kind == "replace_dir" then
+    return string.format("directory emptied and made anew, %s %s", octal(new.mode), owner(new))
+  elseif op.kind == "symlink" then
+    return "-> " .. tostring(new.link or "?")
+  elseif op.kind == "delete" then
+    return base.type == "dir" and "directory and everything in it" or ("a " .. tostring(base.type))
+  elseif op.kind == "chmod" then
+    return string.format("%s -> %s", octal(base.mode), octal(new.mode))
+  elseif op.kind == "chown" then
+    return string.format("%s -> %s", owner(base), owner(new))
+  elseif op.kind == "exec" then
+    return "run on the host after the file operations, in " .. tostring(op.cwd or "/")
+  end
+  return ""
+end
+
+local function target(op)
+  if op.kind == "exec" then return command_line(op.argv) end
+  return op.path or "?"
+end
+
+-- The diff of one write as text, or a line saying why there is none.
+local function op_diff(s, op)
+  local diff = require("shannot.diff")
+  local store = require("shannot.store")
+  local blobs = assert(session.dir(s.id)) .. "/blobs"
+  local function blob(hash)
+    if not hash then return nil end
+    return store.read(blobs, hash, diff.MAX_BYTES)
+  end
+  local old, oerr
+  if op.base and op.base.exists and op.base.type == "file" then
+    if not op.base.stored then
+      return string.format("(the old file, %s, is too large to diff)", size(op.base.size))
+    end
+    old, oerr = blob(op.base.hash)
+  end
+  local new, nerr = blob((op.new or {}).hash)
+  if oerr or nerr then
+    if ((op.new or {}).size or 0) > diff.MAX_BYTES or ((op.base or {}).size or 0) > diff.MAX_BYTES then
+      return string.format("(too large to diff: %s -> %s)", size((op.base or {}).size), size(op.new.size))
+    end
+    return string.format("(cannot show the diff: %s)", tostring(oerr or nerr))
+  end
+  local d = diff.describe(old, new, { a_label = "a" .. op.path, b_label = "b" .. op.path })
+  if d.kind == "text" then return d.text end
+  return "(" .. d.summary .. ")"
+end
+
+local function diff_lines(body)
+  local lines = {}
+  for line in (body:gsub("\n$", "") .. "\n"):gmatch("([^\n]*)\n") do
+    line = expand_tabs(line)
+    local style
+    if line:find("^%+%+%+ ") or line:find("^%-%-%- ") then style = SGR.file
+    elseif line:find("^@@") then style = SGR.hunk
+    elseif line:find("^%+") then style = SGR.add
+    elseif line:find("^%-") then style = SGR.del
+    end
+    lines[#lines + 1] = { { line, style } }
+  end
+  return lines
+end
+
+---------------------------------------------------------------------------
+-- Moving and scrolling
+---------------------------------------------------------------------------
+
+local function clamp(v, lo, hi)
+  return math.max(lo, math.min(hi, v))
+end
+
+local MOVES = { down = 1, j = 1, ["ctrl-n"] = 1, up = -1, k = -1, ["ctrl-p"] = -1 }
+local PAGES = { pgdn = 1, ["ctrl-f"] = 1, pgup = -1, ["ctrl-b"] = -1 }
+
+-- A cursor over n rows, h of them visible: true when key moved it.
+local function move_cursor(v, key, n, h)
+  local c = v.cursor
+  if MOVES[key] then c = c + MOVES[key]
+  elseif PAGES[key] then c = c + PAGES[key] * math.max(1, h - 1)
+  elseif key == "home" or key == "g" then c = 1
+  elseif key == "end" or key == "G" then c = n
+  else return false end
+  v.cursor = clamp(c, 1, math.max(1, n))
+  return true
+end
+
+-- The first and last row to show, the cursor's row among them.
+local function window(v, n, h)
+  v.cursor = clamp(v.cursor, 1, math.max(1, n))
+  if v.cursor < v.top then v.top = v.cursor end
+  if v.cursor > v.top + h - 1 then v.top = v.cursor - h + 1 end
+  v.top = clamp(v.top, 1, math.max(1, n - h + 1))
+  return v.top, math.min(n, v.top + h - 1)
+end
+
+---------------------------------------------------------------------------
+-- Views: title(), rows(ui, h) -> {{segments, selected}}, detail(),
+-- hints, key(ui, key) -> handled
+---------------------------------------------------------------------------
+
+local HELP = {
+  "keys (as in the earlier tool)",
+  "",
+  "  j k, Up Down      move (PgUp PgDn Home End, g G: page, top, bottom)",
+  "  Left Right        scroll a diff or text sideways",
+  "  Enter             open: a session, then an operation (a write: its diff)",
+  "  Space             approve / deny the operation under the cursor",
+  "                    (an operation denied by policy stays denied)",
+  "  a                 approve every operation not denied by policy",
+  "  n                 deny every operation",
+  "  x                 execute the approved operations (asks y/N first)",
+  "  r                 reject the whole session (asks y/N first)",
+  "  ?                 this help",
+  "  q, Escape         back; quit from the first screen",
+  "  Ctrl-L            redraw",
+  "",
+  "colours: danger red, caution yellow, safe green; in a diff + green, - red, @@ cyan",
+}
+
+-- A scrollable text: lines of segments.
+local Text = {}
+Text.__index = Text
+
+local function new_text(title, lines, hints)
+  return setmetatable({ heading = title, lines = lines, top = 1, left = 0,
+    hints = hints or "j/k scroll  Left/Right sideways  q back  ? keys" }, Text)
+end
+
+function Text:title() return self.heading end
+function Text.detail() return "" end
+
+function Text:rows(_, h)
+  self.top = clamp(self.top, 1, math.max(1, #self.lines - h + 1))
+  local out = {}
+  for i = self.top, math.min(#self.lines, self.top + h - 1) do
+    out[#out + 1] = { self.lines[i], false, self.left }
+  end
+  return out
+end
+
+function Text:key(ui, key)
+  local h = ui:body_height()
+  if MOVES[key] then self.top = self.top + MOVES[key]
+  elseif PAGES[key] then self.top = self.top + PAGES[key] * math.max(1, h - 1)
+  elseif key == "home" or key == "g" then self.top = 1
+  elseif key == "end" or key == "G" then self.top = math.max(1, #self.lines - h + 1)
+  elseif key == "right" or key == "l" then self.left = self.left + 8
+  elseif key == "left" or key == "h" then self.left = math.max(0, self.left - 8)
+  else return false end
+  self.top = clamp(self.top, 1, math.max(1, #self.lines - h + 1))
+  return true
+end
+
+-- The diff (or details) of one operation: a Text whose Space toggles it.
+local OpText = setmetatable({}, { __index = Text })
+OpText.__index = OpText
+
+function OpText:title()
+  local ops = self.ops
+  return string.format("op %d of %d  %s %s  [%s]", self.op.id, #ops.s.operations, self.op.kind,
+    target(self.op), ops.choice[self.op.id])
+end
+
+function OpText:detail() return self.ops:op_detail(self.op) end
+
+function OpText:key(ui, key)
+  if key == "space" then
+    self.ops:toggle(ui, self.op)
+    return true
+  end
+  return Text.key(self, ui, key)
+end
+
+local function details_lines(op)
+  local lines = { { { describe(op) } }, { { "" } } }
+  local function add(k, v)
+    lines[#lines + 1] = { { string.format("%-10s ", k), SGR.dim }, { tostring(v) } }
+  end
+  add("kind", op.kind)
+  if op.kind == "exec" then
+    add("command", command_line(op.argv))
+    add("cwd", op.cwd or "/")
+  else
+    add("path", op.path)
+  end
+  add("decision", op.decision or "review")
+  add("danger", op.danger or "?")
+  add("reason", op.reason or "")
+  for _, side in ipairs({ "new", "base" }) do
+    local t = op[side]
+    if type(t) == "table" then
+      local keys = {}
+      for k in pairs(t) do
+        if not tostring(k):find("_hex$") then keys[#keys + 1] = tostring(k) end
+      end
+      table.sort(keys)
+      for _, k in ipairs(keys) do
+        local v = t[k]
+        if k == "mode" and math.type(v) == "integer" then v = octal(v) end
+        add(side .. "." .. k, v)
+      end
+    end
+  end
+  return lines
+end
+
+---------------------------------------------------------------------------
+-- A session's operations
+---------------------------------------------------------------------------
+
+local Ops = {}
+Ops.__index = Ops
+
+local function new_ops(s)
+  local v = setmetatable({ s = s, choice = {}, cursor = 1, top = 1,
+    hints = "Space approve/deny  a all  n none  Enter diff  x execute  r reject  q back  ? keys" }, Ops)
+  for _, op in ipairs(s.operations) do
+    local d = op.decision
+    v.choice[op.id] = (d == "deny" or d == "approve") and d or "review"
+  end
+  return v
+end
+
+function Ops:counts()
+  local c = { approve = 0, deny = 0, review = 0 }
+  for _, op in ipairs(self.s.operations) do
+    local k = self.choice[op.id]
+    c[k] = c[k] + 1
+  end
+  return c
+end
+
+function Ops:title()
+  local c = self:counts()
+  return string.format("%s  %d ops: %d approve, %d deny, %d to review", self.s.id,
+    #self.s.operations, c.approve, c.deny, c.review)
+end
+
+function Ops:rows(_, h)
+  local ops = self.s.operations
+  local first, last = window(self, #ops, h)
+  local out = {}
+  for i = first, last do
+    local op = ops[i]
+    local c = self.choice[op.id]
+    out[#out + 1] = { {
+      { string.format("%4d ", op.id) },
+      { string.format("%-8s", c), SGR[c] },
+      { string.format("%-8s", op.danger or "?"), SGR[op.danger] },
+      { string.format("%-12s", op.kind) },
+      { target(op) },
+    }, i == self.cursor }
+  end
+  if #ops == 0 then out[1] = { { { "  (this session changes nothing)" } } } end
+  return out
+end
+
+function Ops.op_detail(_, op)
+  local locked = op.decision == "deny" and " (denied by policy)" or ""
+  local why = op.reason and ("; " .. op.reason) or ""
+  return describe(op) .. locked .. why
+end
+
+function Ops:detail()
+  local op = self.s.operations[self.cursor]
+  return op and self:op_detail(op) or ""
+end
+
+function Ops:toggle(ui, op)
+  if op.decision == "deny" then
+    ui:say("op %d is denied by policy (%s); it cannot be approved here", op.id, op.reason or "no reason given")
+    return
+  end
+  self.choice[op.id] = self.choice[op.id] == "approve" and "deny" or "approve"
+end
+
+function Ops:set_all(ui, want)
+  local n, locked = 0, 0
+  for _, op in ipairs(self.s.operations) do
+    if want == "approve" and op.decision == "deny" then
+      locked = locked + 1
+    else
+      self.choice[op.id] = want
+      n = n + 1
+    end
+  end
+  if want == "approve" then
+    ui:say("%d operations approved%s", n, locked > 0 and string.format("; %d stay denied by policy", locked) or "")
+  else
+    ui:say("every operation denied; r rejects the session")
+  end
+end
+
+function Ops:open(ui)
+  local op = self.s.operations[self.cursor]
+  if not op then return end
+  local lines
+  if op.kind == "write" then
+    lines = diff_lines(op_diff(self.s, op))
+  else
+    lines = details_lines(op)
+  end
+  local t = new_text(nil, lines, "j/k scroll  Left/Right sideways  Space approve/deny  q back  ? keys")
+  t.ops, t.op = self, op
+  ui:push(setmetatable(t, OpText))
+end
+
+-- The session as it is on disk now, still pending, or nil (said).
+local function fresh(ui, id)
+  local s, e = session.load(id, { config = ui.cfg })
+  if not s then
+    ui:say("%s", e.message)
+    return nil
+  end
+  if s.status ~= "pending" then
+    ui:say("session %s is %s now; only a pending session can be reviewed", s.id, s.status)
+    return nil
+  end
+  return s
+end
+
+local function result_lines(s, e)
+  local lines = {}
+  local function add(...) lines[#lines + 1] = { ... } end
+  if not s then
+    add({ "execution refused; nothing was changed:", SGR.bad })
+    for part in (e.message .. "; "):gmatch("(.-); ") do add({ "  " .. part }) end
+    return lines
+  end
+  local ops = {}
+  for _, op in ipairs(s.operations) do ops[op.id] = op end
+  for _, r in ipairs(s.results) do
+    local op = ops[r.id] or { kind = "?" }
+    local status = r.ok and { "  ok     ", SGR.good } or { "  FAILED ", SGR.bad }
+    add(status, { string.format("%4d %-11s ", r.id, op.kind) }, { target(op) })
+    if not r.ok then
+      add({ "         " .. tostring(r.error or ("exit " .. tostring(r.code))), SGR.bad })
+    end
+    for _, stream in ipairs({ "stdout", "stderr" }) do
+      if type(r[stream]) == "string" and r[stream] ~= "" then
+        for line in (r[stream]:gsub("\n$", "") .. "\n"):gmatch("([^\n]*)\n") do
+          add({ string.format("         %s| ", stream), SGR.dim }, { expand_tabs(line) })
+        end
+      end
+    end
+  end
+  if #s.results == 0 then add({ "  (no operation was approved)" }) end
+  add({ "" })
+  add({ string.format("session %s %s; undo with: shannot rollback %s", s.id, s.status, s.id),
+    s.status == "executed" and SGR.good or SGR.bad })
+  return lines
+end
+
+-- Approves what was chosen, moves the session to approved, executes it
+-- and replaces this view with the results.
+function Ops:execute(ui)
+  local s = fresh(ui, self.s.id)
+  if not s then return end
+  local approved, denied = 0, 0
+  for _, op in ipairs(s.operations) do
+    local c = self.choice[op.id]
+    if op.decision ~= "deny" and c == "approve" then
+      if op.decision ~= "approve" then op.reason = "approved by " .. ui.user .. " in the review" end
+      op.decision = "approve"
+      approved = approved + 1
+    else
+      if op.decision ~= "deny" then op.reason = "denied by " .. ui.user .. " in the review" end
+      op.decision = "deny"
+      denied = denied + 1
+    end
+  end
+  local ok, terr = session.transition(s, "approved",
+    string.format("%d operations approved, %d denied in the review", approved, denied))
+  if not ok then
+    ui:say("%s", terr.message)
+    return
+  end
+  events.session(ui.cfg, "approved", s, nil, "ui")
+  ui:say("executing %d operations of %s ...", approved, s.id)
+  ui:draw()
+  local done, e = apply.execute(s.id, { config = ui.cfg })
+  ui.clear, ui.message = true, nil  -- wipe anything a warning wrote meanwhile
+  local title
+  if done then
+    events.session(ui.cfg, done.status, done, nil, "ui")
+    title = string.format("results: %s %s", done.id, done.status)
+    ui.log[#ui.log + 1] = string.format("session %s %s (%d approved, %d denied); undo with: shannot rollback %s",
+      done.id, done.status, approved, denied, done.id)
+    if done.status ~= "executed" then ui.exit = const.EXIT.FAILED end
+  else
+    title = string.format("results: %s refused", s.id)
+    ui.log[#ui.log + 1] = string.format("session %s approved but not executed: %s", s.id, e.message)
+    ui.exit = e.exit or const.EXIT.FAILED
+  end
+  ui:replace(new_text(title, result_lines(done, e), "j/k scroll  Left/Right sideways  q back  ? keys"))
+end
+
+local function reject(ui, id)
+  local s = fresh(ui, id)
+  if not s then return false end
+  local ok, terr = session.transition(s, "rejected", "rejected in the review by " .. ui.user)
+  if not ok then
+    ui:say("%s", terr.message)
+    return false
+  end
+  events.session(ui.cfg, "rejected", s, { reason = "rejected in the review" }, "ui")
+  ui.log[#ui.log + 1] = "rejected " .. s.id
+  ui:say("rejected %s", s.id)
+  return true
+end
+
+function Ops:key(ui, key)
+  local ops = self.s.operations
+  if move_cursor(self, key, #ops, ui:body_height()) then return true end
+  if key == "space" then
+    if ops[self.cursor] then self:toggle(ui, ops[self.cursor]) end
+  elseif key == "enter" or key == "right" then
+    self:open(ui)
+  elseif key == "a" then
+    self:set_all(ui, "approve")
+  elseif key == "n" then
+    self:set_all(ui, "deny")
+  elseif key == "x" then
+    local c = self:counts()
+    if c.review > 0 then
+      ui:say("%d operations are still to review: Space decides one, a approves all, n denies all", c.review)
+    elseif c.approve == 0 then
+      ui:say("no operation is approved; r rejects the session")
+    else
+      ui:ask(string.format("execute %d operations (%d denied) on this machine? [y/N]", c.approve, c.deny),
+        function() self:execute(ui) end)
+    end
+  elseif key == "r" then
+    ui:ask("reject this whole session? [y/N]", function()
+      if reject(ui, self.s.id) then ui:pop() end
+    end)
+  elseif key == "left" then
+    ui:pop()
+  else
+    return false
+  end
+  return true
+end
+
+---------------------------------------------------------------------------
+-- The pending sessions
+---------------------------------------------------------------------------
+
+local Sessions = {}
+Sessions.__index = Sessions
+
+local DANGER_RANK = { safe = 1, caution = 2, danger = 3 }
+
+function Sessions:enter(ui)
+  local list, problems = session.list({ status = "pending", config = ui.cfg })
+  self.items = list
+  if #problems > 0 then ui:say("%d sessions could not be read: %s", #problems, problems[1]) end
+end
+
+function Sessions:title()
+  return string.format("shannot: pending sessions: %d", #self.items)
+end
+
+function Sessions:rows(_, h)
+  local first, last = window(self, #self.items, h)
+  local out = {}
+  for i = first, last do
+    local s = self.items[i]
+    local worst = "safe"
+    for _, op in ipairs(s.operations) do
+      if (DANGER_RANK[op.danger] or 0) > DANGER_RANK[worst] then worst = op.danger end
+    end
+    if #s.operations == 0 then worst = "-" end
+    out[#out + 1] = { {
+      { s.id .. "  " },
+      { string.format("%4d ops  ", #s.operations) },
+      { string.format("%-8s", worst), SGR[worst] },
+      { command_line(s.command) },
+    }, i == self.cursor }
+  end
+  if #self.items == 0 then out[1] = { { { "  no pending session; q quits" } } } end
+  return out
+end
+
+function Sessions:detail()
+  local s = self.items[self.cursor]
+  if not s then return "" end
+  return string.format("created %s, expires %s, profile %s", s.created_at, s.expires_at, tostring(s.profile))
+end
+
+function Sessions:key(ui, key)
+  if move_cursor(self, key, #self.items, ui:body_height()) then return true end
+  local s = self.items[self.cursor]
+  if (key == "enter" or key == "right") and s then
+    local now = fresh(ui, s.id)
+    if now then ui:push(new_ops(now)) else self:enter(ui) end
+  elseif key == "r" and s then
+    ui:ask(string.format("reject %s? [y/N]", s.id), function()
+      reject(ui, s.id)
+      self:enter(ui)
+    end)
+  else
+    return false
+  end
+  return true
+end
+
+---------------------------------------------------------------------------
+-- The screen
+---------------------------------------------------------------------------
+
+local UI = {}
+UI.__index = UI
+
+function UI:body_height()
+  return math.max(1, self.rows - 3)
+end
+
+function UI:say(fmt, ...)
+  self.message = string.format(fmt, ...)
+end
+
+function UI:ask(question, yes)
+  self.prompt = { text = question, yes = yes }
+end
+
+function UI:push(v)
+  self.stack[#self.stack + 1] = v
+  if v.enter then v:enter(self) end
+end
+
+function UI:pop()
+  self.stack[#self.stack] = nil
+  local top = self.stack[#self.stack]
+  if top and top.enter then top:enter(self) end
+end
+
+function UI:replace(v)
+  self.stack[#self.stack] = v
+  if v.enter then v:enter(self) end
+end
+
+function UI:draw()
+  local cols, rows = self.cols, self.rows
+  local buf = { self.clear and "\27[2J" or "" }
+  self.clear = false
+  if cols < M.MIN_COLS or rows < M.MIN_ROWS then
+    buf[#buf + 1] = "\27[H" .. M.paint({ { "terminal too small" } }, cols)
+    return term.write(OUT, table.concat(buf))
+  end
+  local view = self.stack[#self.stack]
+  local h = self:body_height()
+  local lines = { M.paint({ { view:title() } }, cols, { base = SGR.title, fill = true }) }
+  local body = view:rows(self, h)
+  for i = 1, h do
+    local r = body[i]
+    lines[#lines + 1] = r and M.paint(r[1], cols, { base = r[2] and SGR.cursor or nil, fill = r[2], left = r[3] })
+      or M.paint({}, cols)
+  end
+  if self.prompt then
+    lines[#lines + 1] = M.paint({ { self.prompt.text, SGR.prompt } }, cols)
+  elseif self.message then
+    lines[#lines + 1] = M.paint({ { self.message, "1" } }, cols)
+  else
+    lines[#lines + 1] = M.paint({ { view:detail(), SGR.dim } }, cols)
+  end
+  lines[#lines + 1] = M.paint({ { view.hints } }, cols, { base = SGR.hints, fill = true })
+  for r, line in ipairs(lines) do buf[#buf + 1] = string.format("\27[%d;1H", r) .. line end
+  return term.write(OUT, table.concat(buf))
+end
+
+-- resized() -> true when the terminal's size changed (and is now known)
+function UI:resized()
+  local cols, rows = term.size(OUT)
+  if not cols or (cols == self.cols and rows == self.rows) then return false end
+  self.cols, self.rows, self.clear = cols, rows, true
+  return true
+end
+
+function UI:handle(key)
+  self.message = nil
+  if self.prompt then
+    local p = self.prompt
+    self.prompt = nil
+    if key == "y" or key == "Y" then p.yes() else self:say("cancelled") end
+    return
+  end
+  local view = self.stack[#self.stack]
+  if key == "?" then
+    if view.heading ~= "help" then self:push(new_text("help", (function()
+      local out = {}
+      for i, l in ipairs(HELP) do out[i] = { { l } } end
+      return out
+    end)(), "q back")) end
+  elseif key == "ctrl-l" then
+    self.clear = true
+  elseif not view:key(self, key) then
+    if key == "q" or key == "escape" or key == "backspace" or key == "ctrl-c" then
+      self:pop()
+    elseif key ~= "unknown" then
+      self:say("%s does nothing here; ? shows the keys", key)
+    end
+  end
+end
+
+function UI:loop()
+  self:draw()
+  while #self.stack > 0 do
+    local keys, msg = term.read_keys(IN, M.POLL_MS)
+    if not keys then return nil, err.env("review: %s", msg) end
+    local redraw = self:resized()
+    for _, key in ipairs(keys) do
+      if #self.stack == 0 then break end
+      self:handle(key)
+      redraw = true
+    end
+    if redraw and #self.stack > 0 then
+      local ok, werr = self:draw()
+      if not ok then return nil, err.env("review: %s", werr) end
+    end
+  end
+  return true
+end
+
+-- run(opts) -> exit code | nil, err.  opts.config; opts.id opens that
+-- session directly (it must be pending), else the list of pending ones.
+function M.run(opts)
+  local ids = require("shannot.core.sys").ids()
+  local ui = setmetatable({ cfg = opts.config, stack = {}, log = {}, exit = const.EXIT.OK,
+    user = ids.user or ("uid " .. ids.uid) }, UI)
+  local cols, rows, serr = term.size(OUT)
+  if not cols then return nil, err.env("review: %s", rows or serr) end
+  ui.cols, ui.rows = cols, rows
+  if opts.id then
+    local s, e = session.load(opts.id, { config = opts.config })
+    if not s then return nil, e end
+    ui:push(new_ops(s))
+  else
+    ui:push(setmetatable({ items = {}, cursor = 1, top = 1,
+      hints = "j/k move  Enter open  r reject  q quit  ? keys" }, Sessions))
+  end
+  io.stdout:flush()
+  local ok, lerr
+  do
+    local raw <close>, rmsg = term.raw(IN, LEAVE, OUT)
+    if not raw then return nil, err.env("review: %s", rmsg) end
+    ok, lerr = term.write(OUT, ENTER)
+    if ok then ok, lerr = ui:loop() end
+  end
+  for _, line in ipairs(ui.log) do io.stdout:write(M.clean(line), "\n") end
+  if not ok then return nil, err.is(lerr) and lerr or err.env("review: %s", tostring(lerr)) end
+  return ui.exit
+end
+
+return M
