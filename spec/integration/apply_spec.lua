@@ -189,6 +189,31 @@ describe("apply", function()
     assert.same({ "touch:review", "/bin/rm:deny" }, { decisions[1], decisions[2] })
   end)
 
+  it("restores owners, modes and symlinks exactly, and logs every step in the audit chain", function()
+    if not cap.ROOT then return pending("needs root") end
+    local e = bed()
+    e:sh('echo a > "$1/owned"; chown 1234:4321 "$1/owned"; chmod 4750 "$1/owned"; ln -s owned "$1/ln"; ' ..
+      'chown -h 55:55 "$1/ln"; mkdir "$1/dir"; chown 7:7 "$1/dir"; chmod 1777 "$1/dir"')
+    local original = cap.tree_state(e.host)
+    local id = capture(e, "echo b >> owned && chown 0:0 owned && rm ln && ln -s elsewhere ln && " ..
+      "chown 8:8 dir && chmod 755 dir")
+    approve(e, id)
+    assert.equal(0, cli(e, { "execute", id }).code)
+    assert.equal(0, fs.lstat(e.host .. "/owned").uid)
+    assert.equal("elsewhere", fs.readlink(e.host .. "/ln"))
+    assert.equal(0, cli(e, { "rollback", id }).code)
+    assert.equal(original, cap.tree_state(e.host))
+    local st = fs.lstat(e.host .. "/owned")
+    assert.same({ 1234, 4321, 2536 }, { st.uid, st.gid, st.mode })  -- 04750
+    assert.equal(55, fs.lstat(e.host .. "/ln").uid)
+    local audit = json.decode(cli(e, { "audit", "--json", "--session", id }).stdout)
+    local kinds = {}
+    for i, ev in ipairs(audit) do kinds[i] = ev.event_type end
+    assert.same({ "session_created", "session_approved", "session_executed", "session_rolled_back" }, kinds)
+    local v = cli(e, { "audit", "--verify" })
+    assert.equal(0, v.code, v.stdout .. v.stderr)
+  end)
+
   it("lists and shows checkpoints", function()
     local e = bed()
     e:sh('echo old > "$1/f"')
