@@ -39,6 +39,7 @@ local function tmux(e, args)
   local cmd = { "sh", "-c", '"$@"; echo "shannot-exit=$?"; exec sleep 600', "sh", h.BIN }
   table.move(args, 1, #args, #cmd + 1, cmd)
   t:run({ "new-session", "-d", "-s", "main", "-x", "80", "-y", "24", table.unpack(cmd) })
+  t.socket_path = t:run({ "display", "-p", "#{socket_path}" }):gsub("\n$", "")
   return t
 end
 
@@ -76,8 +77,10 @@ function Tmux:wait(want, what)
   error(string.format("timed out waiting for %s; the screen:\n%s", what or want, screen), 2)
 end
 
+-- kill(): the server, and its socket (tmux leaves the file behind)
 function Tmux:kill()
   proc.run({ "tmux", "-L", self.sock, "kill-server" }, { env = self.env })
+  if self.socket_path and self.socket_path:find(self.sock, 1, true) then fs.remove(self.socket_path) end
 end
 
 local function lines(screen)
