@@ -11,5 +11,6 @@ return {
     INTERNAL = 70,   -- a bug in shannot: reported with a traceback
   },
   PROCESS_MT = "shannot.proc.Process",
+  TERM_RAW_MT = "shannot.term.Raw",
   FILE_MT = "shannot.fs.File",
 }

@@ -34,14 +34,71 @@ function M.did_you_mean(word, candidates)
   return s and string.format(' (did you mean "%s"?)', s) or ""
 end
 
--- inert(s) -> s with every control character (escape sequences included)
--- shown as a visible \xNN, so nothing from a script can drive a terminal.
+-- cp, length of the valid UTF-8 character at i, or nil
+local function utf8_at(s, i)
+  local b = s:byte(i)
+  local len, cp, min
+  if b >= 0xc2 and b <= 0xdf then len, cp, min = 2, b & 0x1f, 0x80
+  elseif b >= 0xe0 and b <= 0xef then len, cp, min = 3, b & 0x0f, 0x800
+  elseif b >= 0xf0 and b <= 0xf4 then len, cp, min = 4, b & 0x07, 0x10000
+  else return nil end
+  for k = 1, len - 1 do
+    local c = s:byte(i + k)
+    if not c or c & 0xc0 ~= 0x80 then return nil end
+    cp = (cp << 6) | (c & 0x3f)
+  end
+  if cp < min or cp > 0x10ffff or (cp >= 0xd800 and cp <= 0xdfff) then return nil end
+  return cp, len
+end
+
+-- Code points shown escaped: C1 controls (U+0080-U+009F: CSI, OSC, ...)
+-- and the invisible ones that reorder or hide text (bidi overrides,
+-- zero-width characters, line separators, BOM).
+local function hidden(cp)
+  return cp <= 0x9f or (cp >= 0x200b and cp <= 0x200f) or (cp >= 0x2028 and cp <= 0x202e)
+    or (cp >= 0x2060 and cp <= 0x206f) or cp == 0xfeff or (cp >= 0xfff9 and cp <= 0xfffb)
+end
+
+local NAMED = { ["\n"] = "\\n", ["\t"] = "\\t", ["\r"] = "\\r" }
+
+-- inert(s) -> s with every byte < 0x20, DEL, C1 control, invisible
+-- formatting character and invalid UTF-8 byte shown visibly (\x1b,
+-- \u{9b}), so the result is printable UTF-8 only and nothing from a
+-- script can drive a terminal (move the cursor, set the title).
 function M.inert(s)
-  return (tostring(s):gsub("[%c\127]", function(c)
-    if c == "\n" then return "\\n" end
-    if c == "\t" then return "\\t" end
-    return string.format("\\x%02x", c:byte())
-  end))
+  s = tostring(s)
+  if not s:find("[%z\1-\31\127-\255]") then return s end
+  local out, i, n = {}, 1, #s
+  while i <= n do
+    local b = s:byte(i)
+    if b < 0x20 or b == 0x7f then
+      out[#out + 1] = NAMED[string.char(b)] or string.format("\\x%02x", b)
+      i = i + 1
+    elseif b < 0x80 then
+      local j = s:find("[%z\1-\31\127-\255]", i) or n + 1
+      out[#out + 1] = s:sub(i, j - 1)
+      i = j
+    else
+      local cp, len = utf8_at(s, i)
+      if not cp then
+        out[#out + 1] = string.format("\\x%02x", b)
+        i = i + 1
+      elseif hidden(cp) then
+        out[#out + 1] = string.format("\\u{%x}", cp)
+        i = i + len
+      else
+        out[#out + 1] = s:sub(i, i + len - 1)
+        i = i + len
+      end
+    end
+  end
+  return table.concat(out)
+end
+
+-- inert_lines(s) -> s made inert line by line, its newlines kept (a diff
+-- or a log shown as it is, but never driving the terminal)
+function M.inert_lines(s)
+  return (tostring(s):gsub("[^\n]+", M.inert))
 end
 
 -- quote(s) -> s as a POSIX shell word (for showing command lines)

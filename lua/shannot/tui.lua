@@ -13,6 +13,7 @@ local err = require("shannot.err")
 local events = require("shannot.events")
 local session = require("shannot.session")
 local term = require("shannot.term")
+local opview = require("shannot.opview")
 local text = require("shannot.text")
 
 local M = {}
@@ -35,65 +36,8 @@ local SGR = {
 -- Making untrusted text inert, measuring and cutting it
 ---------------------------------------------------------------------------
 
--- cp, length of the valid UTF-8 character at i, or nil
-local function utf8_at(s, i)
-  local b = s:byte(i)
-  local len, cp, min
-  if b >= 0xc2 and b <= 0xdf then len, cp, min = 2, b & 0x1f, 0x80
-  elseif b >= 0xe0 and b <= 0xef then len, cp, min = 3, b & 0x0f, 0x800
-  elseif b >= 0xf0 and b <= 0xf4 then len, cp, min = 4, b & 0x07, 0x10000
-  else return nil end
-  for k = 1, len - 1 do
-    local c = s:byte(i + k)
-    if not c or c & 0xc0 ~= 0x80 then return nil end
-    cp = (cp << 6) | (c & 0x3f)
-  end
-  if cp < min or cp > 0x10ffff or (cp >= 0xd800 and cp <= 0xdfff) then return nil end
-  return cp, len
-end
-
--- Code points shown escaped: C1 controls (U+0080-U+009F: CSI, OSC, ...)
--- and the invisible ones that reorder or hide text (bidi overrides,
--- zero-width characters, line separators, BOM).
-local function hidden(cp)
-  return cp <= 0x9f or (cp >= 0x200b and cp <= 0x200f) or (cp >= 0x2028 and cp <= 0x202e)
-    or (cp >= 0x2060 and cp <= 0x206f) or cp == 0xfeff or (cp >= 0xfff9 and cp <= 0xfffb)
-end
-
-local NAMED = { ["\n"] = "\\n", ["\t"] = "\\t", ["\r"] = "\\r" }
-
--- clean(s) -> s with every byte < 0x20, DEL, C1 control, invisible
--- formatting character and invalid UTF-8 byte shown visibly (\x1b,
--- \u{9b}), so the result is printable UTF-8 only.
-function M.clean(s)
-  s = tostring(s)
-  if not s:find("[%z\1-\31\127-\255]") then return s end
-  local out, i, n = {}, 1, #s
-  while i <= n do
-    local b = s:byte(i)
-    if b < 0x20 or b == 0x7f then
-      out[#out + 1] = NAMED[string.char(b)] or string.format("\\x%02x", b)
-      i = i + 1
-    elseif b < 0x80 then
-      local j = s:find("[%z\1-\31\127-\255]", i) or n + 1
-      out[#out + 1] = s:sub(i, j - 1)
-      i = j
-    else
-      local cp, len = utf8_at(s, i)
-      if not cp then
-        out[#out + 1] = string.format("\\x%02x", b)
-        i = i + 1
-      elseif hidden(cp) then
-        out[#out + 1] = string.format("\\u{%x}", cp)
-        i = i + len
-      else
-        out[#out + 1] = s:sub(i, i + len - 1)
-        i = i + len
-      end
-    end
-  end
-  return table.concat(out)
-end
+-- clean(s): see text.inert
+M.clean = text.inert
 
 -- Columns a code point takes: 0 for combining marks, 2 for East Asian
 -- wide and emoji, else 1 (an approximation of wcwidth).
@@ -193,46 +137,8 @@ end
 -- What an operation does (as `shannot show` says it)
 ---------------------------------------------------------------------------
 
-local function octal(mode)
-  return mode and string.format("%04o", mode) or "?"
-end
-
-local function size(n)
-  if not n then return "?" end
-  if n < 1024 then return n .. " B" end
-  local units, v, i = { "KiB", "MiB", "GiB", "TiB" }, n / 1024, 1
-  while v >= 1024 and i < #units do v, i = v / 1024, i + 1 end
-  return string.format("%.1f %s", v, units[i])
-end
-
-local function owner(m)
-  return string.format("%s:%s", tostring(m.uid), tostring(m.gid))
-end
-
-local function describe(op)
-  local new, base = op.new or {}, op.base or {}
-  if op.kind == "write" then
-    if base.exists and base.type == "file" then
-      return string.format("modified, %s -> %s, %s", size(base.size), size(new.size), octal(new.mode))
-    end
-    return string.format("new file, %s, %s %s", size(new.size), octal(new.mode), owner(new))
-  elseif op.kind == "mkdir" then
-    return string.format("new directory, %s %s", octal(new.mode), owner(new))
-  elseif op.kind == "replace_dir" then
-    return string.format("directory emptied and made anew, %s %s", octal(new.mode), owner(new))
-  elseif op.kind == "symlink" then
-    return "-> " .. tostring(new.link or "?")
-  elseif op.kind == "delete" then
-    return base.type == "dir" and "directory and everything in it" or ("a " .. tostring(base.type))
-  elseif op.kind == "chmod" then
-    return string.format("%s -> %s", octal(base.mode), octal(new.mode))
-  elseif op.kind == "chown" then
-    return string.format("%s -> %s", owner(base), owner(new))
-  elseif op.kind == "exec" then
-    return "run on the host after the file operations, in " .. tostring(op.cwd or "/")
-  end
-  return ""
-end
+local describe = opview.describe
+local octal = opview.octal
 
 local function target(op)
   if op.kind == "exec" then return command_line(op.argv) end
@@ -241,30 +147,8 @@ end
 
 -- The diff of one write as text, or a line saying why there is none.
 local function op_diff(s, op)
-  local diff = require("shannot.diff")
-  local store = require("shannot.store")
-  local blobs = assert(session.dir(s.id)) .. "/blobs"
-  local function blob(hash)
-    if not hash then return nil end
-    return store.read(blobs, hash, diff.MAX_BYTES)
-  end
-  local old, oerr
-  if op.base and op.base.exists and op.base.type == "file" then
-    if not op.base.stored then
-      return string.format("(the old file, %s, is too large to diff)", size(op.base.size))
-    end
-    old, oerr = blob(op.base.hash)
-  end
-  local new, nerr = blob((op.new or {}).hash)
-  if oerr or nerr then
-    if ((op.new or {}).size or 0) > diff.MAX_BYTES or ((op.base or {}).size or 0) > diff.MAX_BYTES then
-      return string.format("(too large to diff: %s -> %s)", size((op.base or {}).size), size(op.new.size))
-    end
-    return string.format("(cannot show the diff: %s)", tostring(oerr or nerr))
-  end
-  local d = diff.describe(old, new, { a_label = "a" .. op.path, b_label = "b" .. op.path })
-  if d.kind == "text" then return d.text end
-  return "(" .. d.summary .. ")"
+  local body, why = opview.diff(s, op)
+  return body or ("(" .. why .. ")")
 end
 
 local function diff_lines(body)

@@ -1,0 +1,82 @@
+-- How an operation reads for a person, shared by `shannot show` and the
+-- review UI: a one-line description and the diff of a write.  Texts are
+-- raw (a path or link target may hold anything); callers make them inert.
+local session = require("shannot.session")
+
+local M = {}
+
+function M.octal(mode)
+  return mode and string.format("%04o", mode) or "?"
+end
+
+function M.size(n)
+  if not n then return "?" end
+  if n < 1024 then return n .. " B" end
+  local units, v, i = { "KiB", "MiB", "GiB", "TiB" }, n / 1024, 1
+  while v >= 1024 and i < #units do v, i = v / 1024, i + 1 end
+  return string.format("%.1f %s", v, units[i])
+end
+
+function M.owner(m)
+  return string.format("%s:%s", tostring(m.uid), tostring(m.gid))
+end
+
+-- describe(op) -> what the operation does, in one line
+function M.describe(op)
+  local new, base = op.new or {}, op.base or {}
+  local octal, size, owner = M.octal, M.size, M.owner
+  local replaced = base.exists and new.type and base.type ~= new.type
+    and string.format(", replaces a %s", base.type) or ""
+  if op.kind == "write" then
+    if base.exists and base.type == "file" then
+      return string.format("modified, %s -> %s, %s", size(base.size), size(new.size), octal(new.mode))
+    end
+    return string.format("new file, %s, %s %s%s", size(new.size), octal(new.mode), owner(new), replaced)
+  elseif op.kind == "mkdir" then
+    return string.format("new directory, %s %s%s", octal(new.mode), owner(new), replaced)
+  elseif op.kind == "replace_dir" then
+    return string.format("directory emptied and made anew, %s %s", octal(new.mode), owner(new))
+  elseif op.kind == "symlink" then
+    return "-> " .. tostring(new.link or "?") .. replaced
+  elseif op.kind == "delete" then
+    return base.type == "dir" and "directory and everything in it" or ("a " .. tostring(base.type))
+  elseif op.kind == "chmod" then
+    return string.format("%s -> %s", octal(base.mode), octal(new.mode))
+  elseif op.kind == "chown" then
+    return string.format("%s -> %s", owner(base), owner(new))
+  elseif op.kind == "exec" then
+    return "run on the host after the file operations, in " .. tostring(op.cwd or "/")
+  end
+  return ""
+end
+
+-- diff(s, op) -> unified diff text | nil, one line saying why there is none
+function M.diff(s, op)
+  local diff = require("shannot.diff")
+  local store = require("shannot.store")
+  local blobs = assert(session.dir(s.id)) .. "/blobs"
+  local function blob(hash)
+    if not hash then return nil end
+    return store.read(blobs, hash, diff.MAX_BYTES)
+  end
+  local new_meta, base = op.new or {}, op.base or {}
+  local old, oerr
+  if base.exists and base.type == "file" then
+    if not base.stored then
+      return nil, string.format("the old file, %s, is too large to diff", M.size(base.size))
+    end
+    old, oerr = blob(base.hash)
+  end
+  local new, nerr = blob(new_meta.hash)
+  if oerr or nerr then
+    if (new_meta.size or 0) > diff.MAX_BYTES or (base.size or 0) > diff.MAX_BYTES then
+      return nil, string.format("too large to diff: %s -> %s", M.size(base.size), M.size(new_meta.size))
+    end
+    return nil, "cannot show the diff: " .. tostring(oerr or nerr)
+  end
+  local d = diff.describe(old, new, { a_label = "a" .. op.path, b_label = "b" .. op.path })
+  if d.kind == "text" then return d.text end
+  return nil, d.summary
+end
+
+return M
