@@ -8,9 +8,7 @@
 local err = require("shannot.err")
 local fs = require("shannot.fs")
 local json = require("shannot.json")
-local proc = require("shannot.proc")
 local session = require("shannot.session")
-local store = require("shannot.store")
 local text = require("shannot.text")
 
 local M = {}
@@ -19,66 +17,6 @@ local M = {}
 M.EXEC_TIMEOUT = 3600
 local FILE_KINDS = { write = true, mkdir = true, replace_dir = true, symlink = true,
   delete = true, chmod = true, chown = true }
-
----------------------------------------------------------------------------
--- Paths, reached without following symlinks
----------------------------------------------------------------------------
-
-local function split(path)
-  local parent, name = path:match("^(.*)/([^/]+)$")
-  if not parent then return nil end
-  return parent == "" and "/" or parent, name
-end
-
--- at(path) -> {dir = File, path = "/proc/self/fd/N/NAME"} | nil, msg, code.
--- The parent is opened with no symlink on the way (ELOOP otherwise) and
--- stays pinned while the handle lives.
-local function at(path)
-  local parent, name = split(path)
-  if not parent then return nil, path .. ": not an absolute path below /", "EINVAL" end
-  local dir, msg, code = fs.open_dir(parent)
-  if not dir then return nil, msg, code end
-  return { dir = dir, name = name, path = "/proc/self/fd/" .. dir:fd() .. "/" .. name,
-    dirpath = "/proc/self/fd/" .. dir:fd() }
-end
-
-local function close_at(a)
-  if a then a.dir:close() end
-end
-
--- state(path [, known]) -> {exists, type, mode, uid, gid, size, hash, link}
--- | nil, msg.  A symlink in a parent is refused (ELOOP), a missing parent
--- is absence.  known = {hash, size}: the content just written there, not
--- read again when the size agrees.
-function M.state(path, known)
-  local a, msg, code = at(path)
-  if not a then
-    if code == "ENOENT" or code == "ENOTDIR" then return { exists = false } end
-    return nil, msg, code
-  end
-  local st, smsg, scode = fs.lstat(a.path)
-  local out
-  if not st then
-    close_at(a)
-    if scode == "ENOENT" then return { exists = false } end
-    return nil, smsg, scode
-  end
-  out = { exists = true, type = st.type, mode = st.mode, uid = st.uid, gid = st.gid }
-  if st.type == "file" then
-    out.size = st.size
-    if known and known.hash and known.size == st.size then
-      out.hash = known.hash
-    else
-      local h, herr = store.hash_file(a.path)
-      if not h then close_at(a); return nil, herr end
-      out.hash = h
-    end
-  elseif st.type == "link" then
-    out.link = fs.readlink(a.path)
-  end
-  close_at(a)
-  return out
-end
 
 -- same(a, b): the same file system object, as far as the session cares.
 function M.same(a, b)
@@ -109,6 +47,17 @@ function M.expected(op)
   return { exists = true, type = n.type, mode = n.mode, uid = n.uid, gid = n.gid, hash = n.hash, link = n.link }
 end
 
+-- Temp files sit beside the paths they replace, named after the session.
+function M.temp_prefix(s)
+  return ".shannot-" .. s.id:sub(-4) .. "-"
+end
+
+-- executor(s, opts) -> the executor of the session's target | nil, err
+function M.executor(s, opts)
+  if opts and opts.executor then return opts.executor end
+  return require("shannot.executor").for_target(s.target or "local", opts and opts.config)
+end
+
 ---------------------------------------------------------------------------
 -- The fault hook: a test stops execute hard after step N
 ---------------------------------------------------------------------------
@@ -136,172 +85,27 @@ local function approved_file_ops(s)
   return out
 end
 
--- Everything under dir (which is not followed into), parent first.
-local function subtree(path, real, into)
-  local names = fs.readdir(real) or {}
-  table.sort(names)
-  for _, name in ipairs(names) do
-    local child, child_real = path .. "/" .. name, real .. "/" .. name
-    local st = fs.lstat(child_real)
-    if st then
-      into[#into + 1] = { path = child, real = child_real, st = st }
-      if st.type == "dir" then subtree(child, child_real, into) end
-    end
-  end
-end
-
-local function entry_of(path, real, st, cpdir)
-  local e = { path = path, exists = true, type = st.type, mode = st.mode, uid = st.uid, gid = st.gid }
-  if st.type == "file" then
-    local info, msg = store.put_file(cpdir, real)
-    if not info then return nil, msg end
-    e.hash, e.size = info.hash, info.size
-  elseif st.type == "link" then
-    e.link = fs.readlink(real)
-  end
-  return e
-end
-
--- checkpoint(s, ops, dir) -> entries | nil, err: the original of every
+-- checkpoint(ex, ops, dir) -> entries | nil, err: the original of every
 -- touched path (and of every entry below a directory an operation
 -- removes or replaces), contents in dir, durable before it returns.
-local function checkpoint(ops, cpdir)
+local function checkpoint(ex, ops, cpdir)
   local entries, seen = {}, {}
   for _, op in ipairs(ops) do
     if not seen[op.path] then
-      seen[op.path] = true
-      local a, msg, code = at(op.path)
-      if not a and code ~= "ENOENT" then
-        return nil, err.refused("checkpoint of %s: %s", text.inert(op.path), msg)
-      end
-      -- A missing parent: an earlier operation creates it; absent before.
-      local st = a and fs.lstat(a.path)
-      if not st then
-        entries[#entries + 1] = { path = op.path, exists = false, op = op.id }
-      else
-        local e, emsg = entry_of(op.path, a.path, st, cpdir)
-        if not e then close_at(a); return nil, err.env("checkpoint of %s: %s", text.inert(op.path), emsg) end
-        e.op = op.id
-        entries[#entries + 1] = e
-        local replaces_dir = st.type == "dir" and (op.kind == "delete" or op.kind == "replace_dir"
-          or (op.new and op.new.type ~= "dir"))
-        if replaces_dir then
-          local below = {}
-          subtree(op.path, a.path, below)
-          for _, b in ipairs(below) do
-            local be, berr = entry_of(b.path, b.real, b.st, cpdir)
-            if not be then close_at(a); return nil, err.env("checkpoint of %s: %s", text.inert(b.path), berr) end
-            be.below = op.id
-            seen[b.path] = true
-            entries[#entries + 1] = be
-          end
+      local list, msg = ex:originals(op, cpdir)
+      if not list then return nil, err.refused("checkpoint of %s: %s", text.inert(op.path), msg) end
+      for _, e in ipairs(list) do
+        if not seen[e.path] then
+          seen[e.path] = true
+          entries[#entries + 1] = e
         end
       end
-      close_at(a)
     end
   end
-  local ok, msg = fs.syncfs(cpdir)
+  local ok, msg = ex:sync(cpdir)
   if not ok then return nil, err.env("checkpoint: %s", msg) end
   return entries
 end
-
----------------------------------------------------------------------------
--- Applying one operation
----------------------------------------------------------------------------
-
-local function check(ok, msg, ...)
-  if not ok then error({ apply_error = msg }, 0) end
-  return ok, msg, ...
-end
-
-local function remove_tree(path)
-  local st = fs.lstat(path)
-  if not st then return end
-  check(fs.rmtree(path))
-end
-
-local function set_owner_mode(path, n, is_link)
-  if n.uid and n.gid then check(fs.lchown(path, n.uid, n.gid)) end
-  -- after the chown, which clears setuid/setgid bits
-  if not is_link and n.mode then check(fs.chmod(path, n.mode)) end
-end
-
-local function temp_name(s, op)
-  return ".shannot-" .. s.id:sub(-4) .. "-" .. op.id
-end
-
-local APPLY = {}
-
-function APPLY.write(a, op, ctx)
-  local tmp = a.dirpath .. "/" .. temp_name(ctx.session, op)
-  remove_tree(tmp)
-  -- Not hashed again: the blob was hashed when captured, and its size
-  -- is checked here; a full SHA-256 would halve apply's throughput.
-  check(store.copy_out(ctx.blobs, op.new.hash, tmp, 384, { verify = false }))
-  local st_tmp = check(fs.lstat(tmp))
-  if st_tmp.size ~= op.new.size then
-    error({ apply_error = string.format("the stored content is %d bytes, not %d", st_tmp.size, op.new.size) }, 0)
-  end
-  ctx.step()
-  set_owner_mode(tmp, op.new, false)
-  local st = fs.lstat(a.path)
-  if st and st.type == "dir" then remove_tree(a.path) end
-  check(fs.rename(tmp, a.path))
-end
-
-function APPLY.symlink(a, op, ctx)
-  local tmp = a.dirpath .. "/" .. temp_name(ctx.session, op)
-  remove_tree(tmp)
-  check(fs.symlink(op.new.link, tmp))
-  set_owner_mode(tmp, op.new, true)
-  local st = fs.lstat(a.path)
-  if st and st.type == "dir" then remove_tree(a.path) end
-  check(fs.rename(tmp, a.path))
-end
-
-function APPLY.mkdir(a, op)
-  local st = fs.lstat(a.path)
-  if st and st.type ~= "dir" then check(fs.remove(a.path)) end
-  if not st or st.type ~= "dir" then check(fs.mkdir(a.path, 448)) end
-  set_owner_mode(a.path, op.new, false)
-end
-
-function APPLY.replace_dir(a, op)
-  remove_tree(a.path)
-  check(fs.mkdir(a.path, 448))
-  set_owner_mode(a.path, op.new, false)
-end
-
-function APPLY.delete(a)
-  remove_tree(a.path)
-end
-
-function APPLY.chmod(a, op)
-  local st = check(fs.lstat(a.path))
-  if st.type == "link" then error({ apply_error = "is now a symlink" }, 0) end
-  check(fs.chmod(a.path, op.new.mode))
-end
-
-function APPLY.chown(a, op)
-  local st = check(fs.lstat(a.path))
-  set_owner_mode(a.path, op.new, st.type == "link")
-end
-
-local function apply_op(op, ctx)
-  local a, msg = at(op.path)
-  if not a then return nil, msg end
-  local ok, e = pcall(APPLY[op.kind], a, op, ctx)
-  close_at(a)
-  if not ok then
-    if type(e) == "table" and e.apply_error then return nil, e.apply_error end
-    error(e, 0)
-  end
-  return true
-end
-
----------------------------------------------------------------------------
--- Execute
----------------------------------------------------------------------------
 
 -- Directories an operation empties: below them every base is "absent" by
 -- construction (the dry-run saw only the new tree), not by observation.
@@ -322,8 +126,8 @@ local function below_any(path, prefixes)
   return false
 end
 
--- drift(ops) -> list of {path, base, now} that differ from the dry-run
-function M.drift(ops)
+-- drift(ex, ops) -> list of {path, base, now} that differ from the dry-run
+function M.drift(ex, ops)
   local out = {}
   local replaced = replaced_dirs(ops)
   for _, op in ipairs(ops) do
@@ -331,7 +135,7 @@ function M.drift(ops)
     if below_any(op.path, replaced) then
       now = op.base or { exists = false }
     else
-      now, msg = M.state(op.path)
+      now, msg = ex:state(op.path)
     end
     if not now then
       out[#out + 1] = { path = op.path, why = msg }
@@ -340,18 +144,6 @@ function M.drift(ops)
     end
   end
   return out
-end
-
-local function run_exec(op)
-  local cwd = op.cwd
-  local st = cwd and fs.stat(cwd)
-  if not (st and st.type == "dir") then cwd = "/" end
-  local r, msg = proc.run(op.argv, { cwd = cwd, stdin = "null", timeout = M.EXEC_TIMEOUT })
-  if not r then return { id = op.id, ok = false, error = msg } end
-  return {
-    id = op.id, ok = r.code == 0, code = r.code, signal = r.signal_name,
-    stdout = r.stdout, stderr = r.stderr, timed_out = r.timed_out or nil,
-  }
 end
 
 local function refuse_status(s)
@@ -377,7 +169,9 @@ function M.execute(id, opts)
   collectgarbage()
   local dir = assert(session.dir(s.id))
   local ops = approved_file_ops(s)
-  local drifted = M.drift(ops)
+  local ex, xerr = M.executor(s, opts)
+  if not ex then return nil, xerr end
+  local drifted = M.drift(ex, ops)
   if #drifted > 0 then
     local lines = {}
     for _, d in ipairs(drifted) do
@@ -390,17 +184,17 @@ function M.execute(id, opts)
   local cpdir = dir .. "/checkpoint"
   local ok, msg = fs.mkdir_p(cpdir, 448)
   if not ok then return nil, err.env("checkpoint: %s", msg) end
-  local entries, cerr = checkpoint(ops, cpdir)
+  local entries, cerr = checkpoint(ex, ops, cpdir)
   if not entries then return nil, cerr end
   s.checkpoint = { created_at = os.date("!%Y-%m-%dT%H:%M:%SZ"), entries = json.array(entries) }
   s.execution = { started_at = s.checkpoint.created_at }
   ok, msg = session.save(s)
   if not ok then return nil, msg end
   step()
-  local ctx = { session = s, blobs = dir .. "/blobs", step = step }
+  local ctx = { blobs = dir .. "/blobs", step = step, temp_prefix = M.temp_prefix(s) }
   local results, failed = {}, 0
   for _, op in ipairs(ops) do
-    local done, aerr = apply_op(op, ctx)
+    local done, aerr = ex:apply(op, ctx)
     -- The state after is the one the operation describes (rollback checks
     -- against M.expected(op)); a write's post-apply hash is its blob's.
     local r = { id = op.id, ok = done == true, error = aerr }
@@ -416,7 +210,7 @@ function M.execute(id, opts)
       if failed > 0 then
         results[#results + 1] = { id = op.id, ok = false, error = "not run: a file operation failed" }
       else
-        local r = run_exec(op)
+        local r = ex:exec(op, M.EXEC_TIMEOUT)
         if not r.ok then failed = failed + 1 end
         results[#results + 1] = r
         step()
@@ -442,13 +236,13 @@ local function op_by_id(s)
   return out
 end
 
--- conflicts(s) -> list: a touched path now in neither its checkpointed
--- state nor the state its operation leaves it in.
-function M.conflicts(s)
+-- conflicts(ex, s) -> list: a touched path now in neither its
+-- checkpointed state nor the state its operation leaves it in.
+function M.conflicts(ex, s)
   local ops, out = op_by_id(s), {}
   for _, e in ipairs(s.checkpoint.entries) do
     if e.op then
-      local now, msg = M.state(e.path)
+      local now, msg = ex:state(e.path)
       local op = ops[e.op]
       if not now then
         out[#out + 1] = { path = e.path, why = msg }
@@ -458,61 +252,6 @@ function M.conflicts(s)
     end
   end
   return out
-end
-
-local function restore_entry(e, cpdir, s)
-  local a, msg, code = at(e.path)
-  if not a then
-    -- Its parent is gone, so it is too: as it was before.
-    if not e.exists and (code == "ENOENT" or code == "ENOTDIR") then return true end
-    return nil, msg
-  end
-  local ok, perr = pcall(function()
-    if not e.exists then return remove_tree(a.path) end
-    local st = fs.lstat(a.path)
-    if e.type == "dir" then
-      if st and st.type ~= "dir" then remove_tree(a.path); st = nil end
-      if not st then check(fs.mkdir(a.path, 448)) end
-      set_owner_mode(a.path, e, false)
-    elseif e.type == "file" or e.type == "link" then
-      local tmp = a.dirpath .. "/.shannot-" .. s.id:sub(-4) .. "-restore"
-      remove_tree(tmp)
-      if e.type == "file" then
-        check(store.copy_out(cpdir, e.hash, tmp, 384))
-      else
-        check(fs.symlink(e.link, tmp))
-      end
-      set_owner_mode(tmp, e, e.type == "link")
-      if st and st.type == "dir" then remove_tree(a.path) end
-      check(fs.rename(tmp, a.path))
-    end
-  end)
-  close_at(a)
-  if not ok then
-    if type(perr) == "table" and perr.apply_error then return nil, perr.apply_error end
-    error(perr, 0)
-  end
-  return true
-end
-
--- Temp files an interrupted execute may have left next to its paths.
-local function remove_temps(s)
-  local prefix = ".shannot-" .. s.id:sub(-4) .. "-"
-  local seen = {}
-  for _, e in ipairs(s.checkpoint.entries) do
-    local parent = split(e.path)
-    if parent and not seen[parent] then
-      seen[parent] = true
-      local d = fs.open_dir(parent)
-      if d then
-        local base = "/proc/self/fd/" .. d:fd()
-        for _, name in ipairs(fs.readdir(base) or {}) do
-          if name:sub(1, #prefix) == prefix then fs.rmtree(base .. "/" .. name) end
-        end
-        d:close()
-      end
-    end
-  end
 end
 
 -- plan_rollback(s) -> the restore order: absent-before paths removed
@@ -545,7 +284,9 @@ function M.rollback(id, opts)
     if not ok then return nil, terr end
     return s, { restored = {}, conflicts = {} }
   end
-  local conflicts = M.conflicts(s)
+  local ex, xerr = M.executor(s, opts)
+  if not ex then return nil, xerr end
+  local conflicts = M.conflicts(ex, s)
   if #conflicts > 0 and not opts.force then
     local lines = {}
     for _, c in ipairs(conflicts) do
@@ -562,9 +303,11 @@ function M.rollback(id, opts)
     return s, report
   end
   local cpdir = assert(session.dir(s.id)) .. "/checkpoint"
-  remove_temps(s)
+  local touched = {}
+  for i, entry in ipairs(s.checkpoint.entries) do touched[i] = entry.path end
+  ex:remove_temps(touched, M.temp_prefix(s))
   for _, entry in ipairs(order) do
-    local ok, rerr = restore_entry(entry, cpdir, s)
+    local ok, rerr = ex:restore(entry, cpdir, M.temp_prefix(s))
     if ok then
       report.restored[#report.restored + 1] = entry.path
     else
