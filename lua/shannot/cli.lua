@@ -18,6 +18,7 @@ local COMMANDS = {
   { "execute", "apply an approved session, with a checkpoint" },
   { "rollback", "undo an executed session from its checkpoint" },
   { "checkpoint", "list and show checkpoints" },
+  { "remote", "add, list and remove remote hosts" },
   { "profile", "list, show and check sandbox profiles" },
   { "status", "what this machine can do: bwrap, user namespaces, overlayfs" },
   { "config", "show, check and locate the configuration" },

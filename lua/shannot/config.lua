@@ -405,6 +405,9 @@ function M.source(cfg, key, index)
   return o or "built-in"
 end
 
+-- table_source(cfg, "remotes.web") -> FILE:LINE where that table was set
+M.table_source = table_origin
+
 -- Compiled command patterns of one list ("auto_approve" | "always_deny").
 function M.command_patterns(cfg, which)
   local out = {}

@@ -1,0 +1,167 @@
+-- shannot remote add NAME [USER@]HOST[:PORT] [--key F] [--profile P]
+--              | list [--json] | remove NAME
+local cli = require("shannot.cli")
+local const = require("shannot.const")
+local err = require("shannot.err")
+local fs = require("shannot.fs")
+local json = require("shannot.json")
+local paths = require("shannot.paths")
+local text = require("shannot.text")
+
+local M = {
+  usage = "shannot remote add NAME [USER@]HOST[:PORT] [--key F] [--profile P]\n" ..
+    "shannot remote list [--json]\nshannot remote remove NAME",
+  help = [[
+Remote hosts live in your config.toml as [remotes.NAME] tables (host, user,
+port, key_file, profile).  add and remove edit only that table and keep
+the rest of the file (comments, order, spacing) byte for byte.
+
+  add NAME [USER@]HOST[:PORT]   adds a remote (HOST may be [IPv6]:PORT)
+      --key F                   the private key to log in with
+      --profile P               the profile runs on it use by default
+  list                          every remote, and the file it comes from
+  remove NAME                   removes one from your config.toml]],
+  options = { ["--key"] = { arg = "F" }, ["--profile"] = { arg = "P" }, ["--json"] = {} },
+}
+
+-- parse_target("user@host:port") -> {user, host, port} | nil, why
+function M.parse_target(s)
+  local user, rest = s:match("^([^@]+)@(.+)$")
+  rest = rest or s
+  if user and not user:match("^[%w._-]+$") then return nil, string.format('bad user name "%s"', text.inert(user)) end
+  local host, port = rest:match("^%[([%x:.]+)%]:?(%d*)$")  -- [IPv6]:PORT
+  if not host then
+    host, port = rest:match("^([%w.-]+):?(%d*)$")
+  end
+  if not host or host == "" or host:sub(1, 1) == "-" then
+    return nil, string.format('bad host "%s"', text.inert(rest))
+  end
+  local n
+  if port ~= "" then
+    n = math.tointeger(tonumber(port))
+    if not n or n < 1 or n > 65535 then return nil, string.format('bad port "%s"', port) end
+  end
+  return { user = user, host = host, port = n }
+end
+
+local function valid_name(name)
+  return name ~= nil and name:match("^[%w_-]+$") ~= nil and #name <= 64
+end
+
+local function user_config()
+  return paths.config_file()
+end
+
+local function read_config(file)
+  local data, msg, code = fs.read_file(file, 1024 * 1024)
+  if data then return data end
+  if code == "ENOENT" then return "" end
+  return nil, err.usage("cannot read %s", msg)
+end
+
+local function write_config(file, data)
+  local dir = file:match("^(.*)/[^/]*$")
+  if dir and dir ~= "" then
+    local ok, msg = fs.mkdir_p(dir, 448)
+    if not ok then return nil, err.env("cannot make %s", msg) end
+  end
+  local st = fs.lstat(file)
+  local ok, msg = fs.write_atomic(file, data, st and st.mode or 384)
+  if not ok then return nil, err.env("cannot write %s", msg) end
+  return true
+end
+
+local function add(opts, args)
+  local name, target = args[2], args[3]
+  if #args ~= 3 then return nil, err.usage("remote add: usage: shannot remote add NAME [USER@]HOST[:PORT]") end
+  if not valid_name(name) then
+    return nil, err.usage('remote add: bad name "%s" (letters, digits, "-" and "_")', text.inert(name))
+  end
+  local t, why = M.parse_target(target)
+  if not t then return nil, err.usage("remote add: %s", why) end
+  local values = opts.config and opts.config.values
+  if values and (values.remotes[name] or values.executor[name]) then
+    return nil, err.usage('remote add: "%s" exists already (shannot remote list); remove it first', name)
+  end
+  local kv = { { "host", t.host } }
+  if t.user then kv[#kv + 1] = { "user", t.user } end
+  if t.port then kv[#kv + 1] = { "port", t.port } end
+  if opts.key then
+    local key = fs.realpath(opts.key)
+    local kst = key and fs.stat(key)
+    if not kst or kst.type ~= "file" then
+      return nil, err.usage('remote add: no key file "%s"', text.inert(opts.key))
+    end
+    kv[#kv + 1] = { "key_file", key }
+  end
+  if opts.profile then kv[#kv + 1] = { "profile", opts.profile } end
+  local file = user_config()
+  local data, rerr = read_config(file)
+  if not data then return nil, rerr end
+  local toml = require("shannot.toml")
+  local out, terr = toml.set_table(data, { "remotes", name }, kv, file)
+  if not out then return nil, err.usage("%s", tostring(terr)) end
+  local ok, werr = write_config(file, out)
+  if not ok then return nil, werr end
+  cli.out(string.format("added remote %s (%s) to %s\n", name, text.inert(target), file))
+  return const.EXIT.OK
+end
+
+local function remove(opts, args)
+  local name = args[2]
+  if #args ~= 2 or not valid_name(name) then
+    return nil, err.usage("remote remove: usage: shannot remote remove NAME")
+  end
+  local file = user_config()
+  local data, rerr = read_config(file)
+  if not data then return nil, rerr end
+  local out = require("shannot.toml").remove_table(data, { "remotes", name }, file)
+  -- The blank line `add` put before the table goes with it.
+  if out and out:find("\n\n$") and not data:find("\n\n$") then out = out:gsub("\n+$", "\n") end
+  if not out then
+    local cfg = opts.config
+    local where = cfg and cfg.values.remotes[name] and require("shannot.config").table_source(cfg, "remotes." .. name)
+    if where and where ~= "config" then
+      return nil, err.usage('remote remove: "%s" is defined in %s, not in %s; edit that file', name, where, file)
+    end
+    return nil, err.usage('remote remove: no remote "%s" in %s', name, file)
+  end
+  local ok, werr = write_config(file, out)
+  if not ok then return nil, werr end
+  cli.out(string.format("removed remote %s from %s\n", name, file))
+  return const.EXIT.OK
+end
+
+local function list(opts)
+  local cfg = opts.config
+  local names = {}
+  for name in pairs(cfg.values.remotes) do names[#names + 1] = name end
+  table.sort(names)
+  local out = {}
+  for _, name in ipairs(names) do
+    local r = cfg.values.remotes[name]
+    out[#out + 1] = { name = name, host = r.host, user = r.user, port = r.port, key_file = r.key_file,
+      profile = r.profile, source = require("shannot.config").table_source(cfg, "remotes." .. name) }
+  end
+  if opts.json then
+    cli.out(json.encode(json.array(out), { indent = "  " }), "\n")
+  elseif #out == 0 then
+    cli.out("no remotes; add one with: shannot remote add NAME [USER@]HOST[:PORT]\n")
+  else
+    for _, r in ipairs(out) do
+      local where = (r.user and (r.user .. "@") or "") .. r.host .. (r.port and (":" .. r.port) or "")
+      cli.out(string.format("%-16s %-32s %s\n", r.name, text.inert(where), r.source))
+    end
+  end
+  return const.EXIT.OK
+end
+
+function M.run(opts, args)
+  local sub = args[1]
+  if sub == "add" then return add(opts, args) end
+  if sub == "remove" then return remove(opts, args) end
+  if sub == "list" and #args == 1 then return list(opts) end
+  return nil, err.usage("remote: usage: %s", (M.usage:gsub("\n", " | ")))
+end
+
+return M
