@@ -140,9 +140,26 @@ end
 local describe = opview.describe
 local octal = opview.octal
 
-local function target(op)
+-- tail_fit(s, room) -> clean s, or "…" and its end when s is wider than
+-- room columns: of a long path the end (the file name) matters most.
+local function tail_fit(s, room)
+  s = M.clean(s)
+  if room < 2 or M.width(s) <= room then return s end
+  local cps = {}
+  for _, cp in utf8.codes(s) do cps[#cps + 1] = cp end
+  local out, w = {}, 0
+  for i = #cps, 1, -1 do
+    local cw = char_width(cps[i])
+    if w + cw > room - 1 then break end
+    table.insert(out, 1, utf8.char(cps[i]))
+    w = w + cw
+  end
+  return "\u{2026}" .. table.concat(out)
+end
+
+local function target(op, room)
   if op.kind == "exec" then return command_line(op.argv) end
-  return op.path or "?"
+  return room and tail_fit(op.path or "?", room) or (op.path or "?")
 end
 
 -- The diff of one write as text, or a line saying why there is none.
@@ -341,7 +358,7 @@ function Ops:title()
     #self.s.operations, c.approve, c.deny, c.review)
 end
 
-function Ops:rows(_, h)
+function Ops:rows(ui, h)
   local ops = self.s.operations
   local first, last = window(self, #ops, h)
   local out = {}
@@ -353,7 +370,7 @@ function Ops:rows(_, h)
       { string.format("%-8s", c), SGR[c] },
       { string.format("%-8s", op.danger or "?"), SGR[op.danger] },
       { string.format("%-12s", op.kind) },
-      { target(op) },
+      { target(op, ui.cols - 33) },
     }, i == self.cursor }
   end
   if #ops == 0 then out[1] = { { { "  (this session changes nothing)" } } } end
