@@ -441,7 +441,7 @@ local function fresh(ui, id)
   return s
 end
 
-local function result_lines(s, e)
+local function result_lines(s, e, cols)
   local lines = {}
   local function add(...) lines[#lines + 1] = { ... } end
   if not s then
@@ -454,7 +454,7 @@ local function result_lines(s, e)
   for _, r in ipairs(s.results) do
     local op = ops[r.id] or { kind = "?" }
     local status = r.ok and { "  ok     ", SGR.good } or { "  FAILED ", SGR.bad }
-    add(status, { string.format("%4d %-11s ", r.id, op.kind) }, { target(op) })
+    add(status, { string.format("%4d %-11s ", r.id, op.kind) }, { target(op, (cols or 80) - 26) })
     if not r.ok then
       add({ "         " .. tostring(r.error or ("exit " .. tostring(r.code))), SGR.bad })
     end
@@ -514,7 +514,7 @@ function Ops:execute(ui)
     ui.log[#ui.log + 1] = string.format("session %s approved but not executed: %s", s.id, e.message)
     ui.exit = e.exit or const.EXIT.FAILED
   end
-  ui:replace(new_text(title, result_lines(done, e), "j/k scroll  Left/Right sideways  q back  ? keys"))
+  ui:replace(new_text(title, result_lines(done, e, ui.cols), "j/k scroll  Left/Right sideways  q back  ? keys"))
 end
 
 local function reject(ui, id)
