@@ -16,21 +16,27 @@ local function join(dir, name)
   return dir == "/" and "/" .. name or dir .. "/" .. name
 end
 
-local function sorted_names(dir)
-  local names, msg, code = fs.readdir(dir)
-  if not names then return nil, msg, code end
-  table.sort(names)
-  return names
-end
-
 local function is_whiteout(st)
   return st.type == "char" and st.rdev == 0
 end
 
-local function is_opaque(path)
-  local v = fs.getxattr(path, OPAQUE_XATTR)
-  return v == "y"
-end
+-- A tree on this machine, as the walk reads it: an upper directory of a
+-- local capture, or the host itself.  A remote capture brings its own
+-- (the upper trees from a tar stream, the host over SSH).
+M.local_tree = {
+  names = function(_, dir)
+    local names, msg, code = fs.readdir(dir)
+    if not names then return nil, msg, code end
+    table.sort(names)
+    return names
+  end,
+  lstat = function(_, path) return fs.lstat(path) end,
+  opaque = function(_, path) return fs.getxattr(path, OPAQUE_XATTR) == "y" end,
+  readlink = function(_, path) return fs.readlink(path) end,
+  hash = function(_, path) return store.hash_file(path) end,
+  -- store(blobs, path, move) -> {hash, size} | nil, msg
+  store = function(_, blobs, path, move) return store.put_file(blobs, path, { move = move }) end,
+}
 
 local Walk = {}
 Walk.__index = Walk
@@ -59,13 +65,13 @@ function Walk:base(host, st)
     b.size = st.size
     if st.size <= M.BASE_CONTENT_MAX then
       -- Kept whole: the diff shown later is against what the script saw.
-      local info = self:check(store.put_file(self.blobs, host))
+      local info = self:check(self.host:store(self.blobs, host, false))
       b.hash, b.stored = info.hash, true
     else
-      b.hash = self:check(store.hash_file(host))
+      b.hash = self:check(self.host:hash(host))
     end
   elseif st.type == "link" then
-    b.link = fs.readlink(host)
+    b.link = self.host:readlink(host)
   end
   return b
 end
@@ -89,11 +95,11 @@ end
 
 function Walk:file(path, up, host, ust, hst)
   if hst and hst.type == "file" and hst.size == ust.size then
-    local same = self:check(store.hash_file(up)) == self:check(store.hash_file(host))
+    local same = self:check(self.up:hash(up)) == self:check(self.host:hash(host))
     if same then return self:metadata(path, host, ust, hst) end
   end
   local base = self:base(host, hst)
-  local info = self:check(store.put_file(self.blobs, up, { move = true }))
+  local info = self:check(self.up:store(self.blobs, up, true))
   local new = new_meta(ust)
   new.hash, new.size = info.hash, info.size
   self.bytes = self.bytes + info.size
@@ -101,8 +107,8 @@ function Walk:file(path, up, host, ust, hst)
 end
 
 function Walk:symlink(path, up, host, ust, hst)
-  local target = self:check(fs.readlink(up))
-  if hst and hst.type == "link" and fs.readlink(host) == target then
+  local target = self:check(self.up:readlink(up))
+  if hst and hst.type == "link" and self.host:readlink(host) == target then
     return self:metadata(path, host, ust, hst)
   end
   local new = new_meta(ust)
@@ -111,7 +117,7 @@ function Walk:symlink(path, up, host, ust, hst)
 end
 
 function Walk:dir(path, up, host, ust, hst)
-  if hst and hst.type == "dir" and not is_opaque(up) then
+  if hst and hst.type == "dir" and not self.up:opaque(up) then
     self:metadata(path, host, ust, hst)
     return self:tree(up, path, host)
   end
@@ -124,8 +130,8 @@ end
 function Walk:entry(name, up_dir, path_dir, host_dir)
   local up, path = join(up_dir, name), join(path_dir, name)
   local host = host_dir and join(host_dir, name)
-  local ust = self:check(fs.lstat(up))
-  local hst = host and fs.lstat(host)
+  local ust = self:check(self.up:lstat(up))
+  local hst = host and self.host:lstat(host)
   if is_whiteout(ust) then
     if hst then self:add({ kind = "delete", path = path, base = self:base(host, hst) }) end
   elseif ust.type == "dir" then
@@ -141,18 +147,20 @@ end
 
 -- tree(upper dir, path it stands for, host dir or nil when all is new)
 function Walk:tree(up_dir, path_dir, host_dir)
-  local names = self:check(sorted_names(up_dir))
+  local names = self:check(self.up:names(up_dir))
   for _, name in ipairs(names) do self:entry(name, up_dir, path_dir, host_dir) end
 end
 
--- operations(overlays, blobs_dir) -> {ops =, counts =, bytes =, skipped =}
--- | nil, msg.  overlays: {{target =, upper =}...}, as stage.create made them.
-function M.operations(overlays, blobs)
-  local w = setmetatable({ ops = {}, counts = {}, bytes = 0, skipped = {}, blobs = blobs }, Walk)
+-- operations(overlays, blobs_dir [, trees]) -> {ops =, counts =, bytes =,
+-- skipped =} | nil, msg.  overlays: {{target =, upper =}...}, as
+-- stage.create made them; trees: {up =, host =} (default: both local).
+function M.operations(overlays, blobs, trees)
+  local w = setmetatable({ ops = {}, counts = {}, bytes = 0, skipped = {}, blobs = blobs,
+    up = trees and trees.up or M.local_tree, host = trees and trees.host or M.local_tree }, Walk)
   local ok, e = pcall(function()
     for _, o in ipairs(overlays) do
       -- The root itself: a chmod or chown of the captured directory.
-      w:metadata(o.target, o.target, w:check(fs.lstat(o.upper)), w:check(fs.lstat(o.target)))
+      w:metadata(o.target, o.target, w:check(w.up:lstat(o.upper)), w:check(w.host:lstat(o.target)))
       w:tree(o.upper, o.target, o.target)
     end
   end)
