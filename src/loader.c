@@ -53,6 +53,8 @@ void sh_open_libs(lua_State *L)
         {"shannot.core.store", luaopen_shannot_core_store},
         {"shannot.core.diff", luaopen_shannot_core_diff},
         {"shannot.core.term", luaopen_shannot_core_term},
+        {"shannot.core.tar", luaopen_shannot_core_tar},
+        {"shannot.core.ssh", luaopen_shannot_core_ssh},
         {"cjson", luaopen_cjson},
         {NULL, NULL}};
     for (const luaL_Reg *lib = std_libs; lib->func; lib++) {

@@ -12,5 +12,6 @@ return {
   },
   PROCESS_MT = "shannot.proc.Process",
   TERM_RAW_MT = "shannot.term.Raw",
+  TAR_READER_MT = "shannot.tar.Reader",
   FILE_MT = "shannot.fs.File",
 }

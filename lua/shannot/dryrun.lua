@@ -36,9 +36,11 @@ local function keep_output(dir, r)
   return true
 end
 
--- save_session(job, p, r, w, opts) -> session | nil, err.  Either the whole
--- session is on disk or none of it is.
-local function save_session(job, p, r, w, st, opts)
+-- save(job, p, r, w, st, opts) -> session | nil, err: the session of a
+-- capture (st.dir holds blobs/ and defer/deferred), judged by policy, the
+-- event logged.  Either the whole session is on disk or none of it is.
+-- opts: ttl, config, target.
+function M.save(job, p, r, w, st, opts)
   local id, dir = session.reserve(job.name)
   if not id then return nil, dir end
   local ok, msg = fs.rename(st.dir .. "/blobs", dir .. "/blobs")
@@ -48,7 +50,7 @@ local function save_session(job, p, r, w, st, opts)
   if ok then
     s = session.new({
       id = id, name = job.name, ttl = opts.ttl, profile = p.name, command = job.command or job.argv,
-      exit_code = r.exit_code, operations = w.ops, counts = w.counts,
+      exit_code = r.exit_code, operations = w.ops, counts = w.counts, target = opts.target,
     })
     if #w.skipped > 0 then s.skipped = w.skipped end
     local judged, perr = policy.evaluate(s, opts.config)
@@ -67,6 +69,7 @@ local function save_session(job, p, r, w, st, opts)
     fs.rmtree(dir)
     return nil, err.env("cannot keep the session: %s", msg)
   end
+  require("shannot.events").session(opts.config, "session_created", s)
   return s
 end
 
@@ -105,9 +108,8 @@ function M.run(p, job, run_opts, opts)
     cli.warn("%s: a %s is not captured", text.inert(skipped.path), skipped.type)
   end
   if #w.ops == 0 then return r end
-  local s, e = save_session(job, p, r, w, st, opts)
+  local s, e = M.save(job, p, r, w, st, opts)
   if not s then return nil, e end
-  require("shannot.events").session(opts.config, "session_created", s)
   return r, s
 end
 

@@ -60,12 +60,7 @@ local function capture_tops(capture)
     local rp = fs.realpath(path)
     if rp and fs.is_dir(rp) then real[#real + 1] = rp end
   end
-  table.sort(real)
-  local tops = {}
-  for _, rp in ipairs(real) do
-    if #tops == 0 or not under(rp, tops[#tops]) then tops[#tops + 1] = rp end
-  end
-  return tops
+  return M.outermost(real)
 end
 
 -- As another user than root, only that user's own directories are
@@ -96,6 +91,12 @@ end
 function M.plan_overlays(capture, mounts, own)
   local tops = capture_tops(capture)
   if own then tops = M.own_tops(tops, own.uid, own.home) end
+  return tops, M.overlays_for(tops, mounts)
+end
+
+-- overlays_for(tops, mounts) -> each top, then every mount point below
+-- it, parent first (tops: real, existing, none inside another)
+function M.overlays_for(tops, mounts)
   local fstype_at = {}
   for _, m in ipairs(mounts) do fstype_at[m.point] = m.fstype end
   local overlays = {}
@@ -110,8 +111,20 @@ function M.plan_overlays(capture, mounts, own)
       overlays[#overlays + 1] = { target = point, fstype = fstype_at[point] }
     end
   end
-  return tops, overlays
+  return overlays
 end
+
+-- outermost(paths) -> sorted, deduplicated, none inside another
+function M.outermost(list)
+  local sorted = table.move(list, 1, #list, 1, {})
+  table.sort(sorted)
+  local out = {}
+  for _, p in ipairs(sorted) do
+    if #out == 0 or not under(p, out[#out]) then out[#out + 1] = p end
+  end
+  return out
+end
+
 
 -- The shim bound over each deferred command: records the command line
 -- (NUL-separated, so any byte survives) and says so on stderr.
@@ -131,6 +144,7 @@ esac
 echo "shannot: deferred: $shannot_cmd $* (recorded; runs only after approval)" >&2
 exit 0
 ]]
+M.SHIM_TEXT = SHIM  -- a remote staging writes the same shim
 
 -- Paths of the deferred commands that exist as regular files in the
 -- sandbox's PATH.  A symlink is left alone: binding over it would cover
@@ -288,7 +302,12 @@ end
 
 -- deferred(stage) -> {{cwd =, argv = {...}}...} in the order recorded
 function M.deferred(stage)
-  local data, msg, code = fs.read_file(stage.dir .. "/defer/deferred", M.MAX_DEFERRED_BYTES + 1)
+  return M.read_deferred(stage.dir .. "/defer/deferred")
+end
+
+-- read_deferred(file) -> records | nil, msg (see the shim)
+function M.read_deferred(file)
+  local data, msg, code = fs.read_file(file, M.MAX_DEFERRED_BYTES + 1)
   if not data then return nil, msg, code end
   if #data > M.MAX_DEFERRED_BYTES then
     return nil, string.format("the deferred-command record is larger than %d bytes", M.MAX_DEFERRED_BYTES)

@@ -10,7 +10,7 @@ local text = require("shannot.text")
 
 local M = {
   usage = "shannot remote add NAME [USER@]HOST[:PORT] [--key F] [--profile P]\n" ..
-    "shannot remote list [--json]\nshannot remote remove NAME",
+    "shannot remote list [--json]\nshannot remote remove NAME\nshannot remote test NAME [--accept-new]",
   help = [[
 Remote hosts live in your config.toml as [remotes.NAME] tables (host, user,
 port, key_file, profile).  add and remove edit only that table and keep
@@ -20,29 +20,15 @@ the rest of the file (comments, order, spacing) byte for byte.
       --key F                   the private key to log in with
       --profile P               the profile runs on it use by default
   list                          every remote, and the file it comes from
-  remove NAME                   removes one from your config.toml]],
-  options = { ["--key"] = { arg = "F" }, ["--profile"] = { arg = "P" }, ["--json"] = {} },
+  remove NAME                   removes one from your config.toml
+  test NAME                     connects (host key checked against
+                                ~/.ssh/known_hosts; --accept-new adds an
+                                unknown one) and checks that the remote has
+                                what captures need: bwrap, util-linux, GNU
+                                tar, namespaces, overlayfs]],
+  options = { ["--key"] = { arg = "F" }, ["--profile"] = { arg = "P" }, ["--json"] = {},
+    ["--accept-new"] = { key = "accept_new" } },
 }
-
--- parse_target("user@host:port") -> {user, host, port} | nil, why
-function M.parse_target(s)
-  local user, rest = s:match("^([^@]+)@(.+)$")
-  rest = rest or s
-  if user and not user:match("^[%w._-]+$") then return nil, string.format('bad user name "%s"', text.inert(user)) end
-  local host, port = rest:match("^%[([%x:.]+)%]:?(%d*)$")  -- [IPv6]:PORT
-  if not host then
-    host, port = rest:match("^([%w.-]+):?(%d*)$")
-  end
-  if not host or host == "" or host:sub(1, 1) == "-" then
-    return nil, string.format('bad host "%s"', text.inert(rest))
-  end
-  local n
-  if port ~= "" then
-    n = math.tointeger(tonumber(port))
-    if not n or n < 1 or n > 65535 then return nil, string.format('bad port "%s"', port) end
-  end
-  return { user = user, host = host, port = n }
-end
 
 local function valid_name(name)
   return name ~= nil and name:match("^[%w_-]+$") ~= nil and #name <= 64
@@ -77,7 +63,7 @@ local function add(opts, args)
   if not valid_name(name) then
     return nil, err.usage('remote add: bad name "%s" (letters, digits, "-" and "_")', text.inert(name))
   end
-  local t, why = M.parse_target(target)
+  local t, why = require("shannot.remote").parse_target(target)
   if not t then return nil, err.usage("remote add: %s", why) end
   local values = opts.config and opts.config.values
   if values and (values.remotes[name] or values.executor[name]) then
@@ -156,8 +142,65 @@ local function list(opts)
   return const.EXIT.OK
 end
 
+-- What `remote test` asks the remote, one KEY=VALUE line each.  The
+-- overlay probe is real: a user + mount namespace (or, as root, a mount
+-- namespace) and an overlay with userxattr in a scratch directory.
+local PROBE = [=[
+d=$(mktemp -d) || exit 1
+echo "uid=$(id -u)"
+echo "kernel=$(uname -r)"
+b=$(command -v bwrap) && echo "bwrap=$b $(bwrap --version 2>/dev/null)"
+t=$(tar --version 2>/dev/null | head -n 1) && echo "tar=$t"
+u=$(unshare --version 2>/dev/null) && echo "unshare=$u"
+mkdir "$d/l" "$d/u" "$d/w" "$d/m"
+if [ "$(id -u)" = 0 ]; then ns="unshare -m"; else ns="unshare -U -m --map-current-user"; fi
+if $ns true 2>/dev/null; then echo "userns=yes"; else echo "userns=no: $($ns true 2>&1 | head -n 1)"; fi
+m="mount -t overlay overlay -o lowerdir=$d/l,upperdir=$d/u,workdir=$d/w,userxattr $d/m"
+if $ns sh -c "$m && touch $d/m/x" 2>/dev/null; then echo "overlay=yes"; else echo "overlay=no"; fi
+chmod -R u+rwx "$d" 2>/dev/null; rm -rf "$d"
+]=]
+
+local function test(opts, args)
+  local name = args[2]
+  if #args ~= 2 then
+    return nil, err.usage("remote test: usage: shannot remote test NAME|USER@HOST[:PORT]")
+  end
+  local remote = require("shannot.remote")
+  local t, terr = remote.resolve(name, opts.config)
+  if not t then return nil, terr end
+  local s <close>, cerr = remote.connect(t, { accept_new = opts.accept_new })
+  if not s then return nil, cerr end
+  local r, rmsg = s:exec(PROBE, { timeout = 60 })
+  if not r then return nil, err.env("%s: %s", name, rmsg) end
+  local facts = {}
+  for k, v in (r.stdout or ""):gmatch("([%w_]+)=([^\n]*)") do facts[k] = v end
+  local key = s:host_key()
+  local rows = {
+    { "connected", string.format("%s (host key %s %s)", text.inert(name), key.key_type or "?",
+      key.fingerprint or "?") },
+    { "user", facts.uid == "0" and "root: full fidelity" or
+      ("uid " .. tostring(facts.uid) .. ": only that user's files can be captured") },
+    { "kernel", facts.kernel or "?" },
+    { "bwrap", facts.bwrap or "missing: apt-get install bubblewrap" },
+    { "util-linux", facts.unshare or "missing: apt-get install util-linux" },
+    { "GNU tar", facts.tar or "missing: apt-get install tar" },
+    { "namespaces", facts.userns or "?" },
+    { "overlayfs", facts.overlay == "yes" and "yes (userxattr)" or
+      "no: a kernel with overlayfs in user namespaces (5.11+) is needed" },
+  }
+  for _, row in ipairs(rows) do cli.out(string.format("  %-12s %s\n", row[1], text.inert(row[2]))) end
+  local usable = facts.bwrap and facts.unshare and facts.tar and facts.userns == "yes" and facts.overlay == "yes"
+  if not usable then
+    cli.warn("%s cannot run captures yet: install what is missing above", text.inert(name))
+    return const.EXIT.ENV
+  end
+  cli.out(string.format("%s is ready for shannot\n", text.inert(name)))
+  return const.EXIT.OK
+end
+
 function M.run(opts, args)
   local sub = args[1]
+  if sub == "test" then return test(opts, args) end
   if sub == "add" then return add(opts, args) end
   if sub == "remove" then return remove(opts, args) end
   if sub == "list" and #args == 1 then return list(opts) end

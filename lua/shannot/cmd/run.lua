@@ -10,7 +10,7 @@ local sandbox = require("shannot.sandbox")
 local text = require("shannot.text")
 
 local M = {
-  usage = "shannot run [--profile P] [--timeout S] [--max-output SIZE] [--json] " ..
+  usage = "shannot run [--profile P] [--target T] [--timeout S] [--max-output SIZE] [--json] " ..
     "SCRIPT [ARGS] | -c 'CODE' | -- CMD [ARGS...]",
   help = [[
 Runs a script (SCRIPT, run by its #! line or by /bin/sh), shell code (-c)
@@ -39,6 +39,9 @@ options:
   --timeout S         kill the command and everything it started after S seconds
   --max-output SIZE   keep at most SIZE bytes of each stream (default 1M; half
                       from the start, half from the end) for --json and sessions
+  --target T          run on a remote host over SSH: a [remotes.T] of the
+                      config, or USER@HOST[:PORT] (see "shannot remote")
+  --accept-new        with --target: accept and remember an unknown host key
   --json              print one JSON document: command, profile, exit_code,
                       signal, timed_out, stdout, stderr, *_truncated,
                       *_dropped_bytes, duration, session (id and counts or null)]],
@@ -48,6 +51,8 @@ options:
     ["--timeout"] = { arg = "S", type = "number" },
     ["--max-output"] = { arg = "SIZE", type = "size" },
     ["--json"] = {},
+    ["--target"] = { arg = "T" },
+    ["--accept-new"] = { key = "accept_new" },
   },
   stop_at_positional = true,
 }
@@ -141,12 +146,42 @@ local function what_to_run(opts, args)
   table.move(args, 2, #args, #argv + 1, argv)
   local command = { real }
   table.move(args, 2, #args, 2, command)
-  return { argv = argv, name = name, command = command, binds = { { "--ro-bind", real, inside } } }
+  return { argv = argv, name = name, command = command, binds = { { "--ro-bind", real, inside } },
+    script = real, script_inside = inside }
+end
+
+-- The remote a run goes to: --target, or an ssh default_executor.
+local function remote_target(opts)
+  if opts.target and opts.target ~= "local" then return opts.target end
+  local cfg = opts.config
+  local name = cfg and cfg.values.default_executor
+  local e = name and cfg.values.executor[name]
+  if not opts.target and (e and e.type == "ssh" or (cfg and cfg.values.remotes[name])) then return name end
+end
+
+local function run_remote(opts, job, target)
+  local t, terr = require("shannot.remote").resolve(target, opts.config)
+  if not t then return nil, terr end
+  local p, perr = profile.load(opts.profile or t.profile)
+  if not p then return nil, perr end
+  local ttl = opts.config and opts.config.values.session.ttl
+  local r, captured = require("shannot.remote_dryrun").run(p, job, t, {
+    json = opts.json, ttl = ttl, config = opts.config, accept_new = opts.accept_new,
+    timeout = opts.timeout, max_output = opts.max_output or proc.DEFAULT_MAX_OUTPUT,
+  })
+  if not r then return nil, captured end
+  return r, captured
 end
 
 function M.run(opts, args)
   local job, jerr = what_to_run(opts, args)
   if not job then return nil, jerr end
+  local target = remote_target(opts)
+  if target then
+    local r, captured = run_remote(opts, job, target)
+    if not r then return nil, captured end
+    return M.finish(opts, job, r, captured)
+  end
   local executor = local_executor(opts.config)
   local p, perr = profile.load(opts.profile or executor.profile)
   if not p then return nil, perr end
@@ -168,6 +203,11 @@ function M.run(opts, args)
     r, rerr = sandbox.run(p, job.argv, run_opts)
     if not r then return nil, rerr end
   end
+  return M.finish(opts, job, r, captured)
+end
+
+-- finish(opts, job, result, session) -> exit code | nil, err
+function M.finish(opts, job, r, captured)
   if opts.json and (r.exit_code or r.timed_out) then
     cli.out(json.encode(json_document(r, captured), { indent = "  " }), "\n")
     return r.exit_code == 0 and const.EXIT.OK or const.EXIT.FAILED

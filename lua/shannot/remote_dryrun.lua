@@ -1,0 +1,248 @@
+-- A capturing run on a remote host (DESIGN §2, remotely): the same chain
+-- as the local one, as shell command lines over one SSH connection: a
+-- probe (ids, capture paths, mount table), the staging (mode 700, a name
+-- nobody can guess), the run, the upper trees streamed back as one GNU tar
+-- stream (read by tar.c into a local replica), the staging removed.  The
+-- host's state comes over SFTP.  Then the same walk and session as local.
+local capture = require("shannot.capture")
+local cli = require("shannot.cli")
+local dryrun = require("shannot.dryrun")
+local err = require("shannot.err")
+local fs = require("shannot.fs")
+local profile = require("shannot.profile")
+local remote = require("shannot.remote")
+local rscript = require("shannot.remote_script")
+local stage = require("shannot.stage")
+local store = require("shannot.store")
+local text = require("shannot.text")
+
+local M = {}
+
+M.PROBE_TIMEOUT = 60
+
+local function random_hex(n)
+  local f = assert(io.open("/dev/urandom", "rb"))
+  local b = f:read(n)
+  f:close()
+  return (b:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+end
+
+-- probe(session, p) -> facts {uid, user, home, var_run_link, tops, defer, mounts}
+local function probe(s, p)
+  local r, msg = s:exec(rscript.probe_command(p.capture, profile.search_path(p), p.defer),
+    { timeout = M.PROBE_TIMEOUT, max_capture = 16 * 1024 * 1024 })
+  if not r then return nil, err.env("probing the remote: %s", msg) end
+  if r.code ~= 0 and not r.stdout:find("---mountinfo", 1, true) then
+    return nil, err.env("probing the remote failed: %s", text.inert((r.stderr or ""):match("[^\n]*")))
+  end
+  local head, mountinfo = r.stdout:match("^(.-)%-%-%-mountinfo\n(.*)$")
+  local f = { tops = {}, defer = {} }
+  for k, v in (head or ""):gmatch("([%w_]+)=([^\n]*)") do
+    if k == "top" then f.tops[#f.tops + 1] = v
+    elseif k == "defer" then f.defer[#f.defer + 1] = v
+    else f[k] = v end
+  end
+  f.tops = stage.outermost(f.tops)
+  f.mounts = stage.parse_mountinfo(mountinfo or "")
+  f.root = f.uid == "0"
+  return f
+end
+
+-- The upper trees as they came back: a local replica, with what a plain
+-- file cannot hold (whiteouts, opaque markers, owners) kept beside it.
+local function replica_tree(meta)
+  local t = {}
+  for k, v in pairs(capture.local_tree) do t[k] = v end
+  function t.lstat(_, path)
+    local st, msg, code = fs.lstat(path)
+    if not st then return nil, msg, code end
+    local m = meta[path]
+    if m then
+      st.mode, st.uid, st.gid = m.mode, m.uid, m.gid
+      if m.type then st.type, st.rdev = m.type, m.rdev end
+    end
+    return st
+  end
+  function t.opaque(_, path) return meta[path] ~= nil and meta[path].opaque == true end
+  return t
+end
+
+-- unpack(tar_file, dir) -> meta | nil, msg: upper/ and defer/deferred
+local function unpack(tar_file, dir)
+  local tar = require("shannot.tar")
+  local reader <close>, msg = tar.open(tar_file)
+  if not reader then return nil, msg end
+  local meta = {}
+  for e, emsg in tar.entries(reader) do
+    if not e then return nil, emsg end
+    local name = e.name
+    if name == "defer/deferred" then
+      local ok, xmsg = reader:extract(dir .. "/deferred")
+      if not ok then return nil, xmsg end
+    elseif name == "upper" or name:match("^upper/") then
+      local path = dir .. "/" .. name
+      local m = { mode = e.mode, uid = e.uid, gid = e.gid,
+        opaque = (e.xattrs or {})["user.overlay.opaque"] == "y" }
+      local ok, xmsg
+      if e.type == "dir" then
+        ok, xmsg = fs.mkdir(path, 448)
+      elseif e.type == "file" then
+        ok, xmsg = reader:extract(path)
+      elseif e.type == "link" then
+        ok, xmsg = fs.symlink(e.linkname, path)
+      elseif e.type == "char" and e.devmajor == 0 and e.devminor == 0 then
+        ok, xmsg = fs.write_new(path, "", 384)
+        m.type, m.rdev = "char", 0
+      elseif e.type == "hardlink" then
+        -- a second name of a captured file: its content again
+        local src = fs.read_file(dir .. "/" .. e.linkname, 64 * 1024 * 1024)
+        ok, xmsg = src and fs.write_new(path, src, 384), not src and ("cannot follow hard link " .. name)
+      else
+        ok, xmsg = fs.write_new(path, "", 384)
+        m.type = e.type
+      end
+      if not ok then return nil, xmsg end
+      meta[path] = m
+    end
+  end
+  return meta
+end
+
+-- The host as SFTP and exec see it.
+local function host_tree(s, sftp, scratch)
+  local n = 0
+  return {
+    lstat = function(_, path) return sftp:lstat(path) end,
+    readlink = function(_, path) return sftp:readlink(path) end,
+    hash = function(_, path)
+      local r, msg = s:exec("sha256sum -- " .. text.quote(path), { timeout = 600 })
+      if not r then return nil, msg end
+      local h = r.code == 0 and r.stdout:match("^(%x+)")
+      if not h then return nil, path .. ": cannot hash it on the remote" end
+      return h
+    end,
+    store = function(_, blobs, path)
+      n = n + 1
+      local tmp = scratch .. "/base-" .. n
+      local ok, msg = sftp:get(path, tmp)
+      if not ok then return nil, msg end
+      return store.put_file(blobs, tmp, { move = true })
+    end,
+  }
+end
+
+local function bwrap_argv(p, job, f, plan)
+  local d = plan.dir
+  local binds = {
+    { "--ro-bind", d .. "/defer/shim", stage.SHIM },
+    { "--ro-bind", d .. "/defer/bin", stage.SHIM_BIN },
+    { "--bind", d .. "/defer/deferred", stage.DEFERRED },
+  }
+  for _, path in ipairs(f.defer) do binds[#binds + 1] = { "--ro-bind", d .. "/defer/shim", path } end
+  if job.script then binds[#binds + 1] = { "--ro-bind", d .. "/script", job.script_inside } end
+  local caps
+  if f.root then
+    -- no user namespace of ours remotely (util-linux cannot map every id
+    -- without newuidmap), so no capability that could make a device node
+    caps = {}
+    for _, c in ipairs(stage.ROOT_CAPS) do
+      if c ~= "CAP_MKNOD" then caps[#caps + 1] = c end
+    end
+  end
+  local env = { HOME = f.home, USER = f.user, LOGNAME = f.user }
+  local args = profile.bwrap_args(p, {
+    cwd = f.home, getenv = function(k) return env[k] end, var_run_is_link = f.var_run_link == "yes",
+    capture_targets = f.tops, late_binds = binds, path_prefix = stage.SHIM_BIN, caps = caps,
+  })
+  local argv = { "bwrap" }
+  table.move(args, 1, #args, 2, argv)
+  argv[#argv + 1] = "--"
+  table.move(job.argv, 1, #job.argv, #argv + 1, argv)
+  return argv
+end
+
+-- run(p, job, target, opts) -> result, session | result | nil, err
+-- opts: json, ttl, config, accept_new, timeout, max_output.
+function M.run(p, job, t, opts)
+  local s <close>, cerr = remote.connect(t, { accept_new = opts.accept_new })
+  if not s then return nil, cerr end
+  local f, perr = probe(s, p)
+  if not f then return nil, perr end
+  if not f.root then
+    cli.warn("%s: running as %s, not root: only files that user may change are captured",
+      text.inert(t.name), text.inert(f.user or "?"))
+  end
+  local root = rscript.staging_root(f.tops)
+  if not root then return nil, err.env("%s: no staging place outside the capture paths", t.name) end
+  local plan = { dir = root .. "/shannot-" .. random_hex(12), root = f.root, shim = stage.SHIM_TEXT,
+    defer = p.defer, overlays = stage.overlays_for(f.tops, f.mounts) }
+  for i, o in ipairs(plan.overlays) do
+    o.upper, o.work = plan.dir .. "/upper/" .. i, plan.dir .. "/work/" .. i
+  end
+  local cleanup = setmetatable({}, { __close = function()
+    s:exec(rscript.cleanup_command(plan.dir), { timeout = 120 })
+  end })
+  local r, msg = s:exec(rscript.prepare_command(plan), { timeout = 120 })
+  if not r or r.code ~= 0 then
+    return nil, err.env("%s: cannot set the staging up: %s", t.name,
+      text.inert(r and (r.stderr or ""):match("[^\n]*") or msg))
+  end
+  local _ <close> = cleanup
+  local sftp, serr = s:sftp()
+  if not sftp then return nil, err.env("%s: sftp: %s", t.name, serr) end
+  if job.script then
+    local ok, uerr = sftp:put(job.script, plan.dir .. "/script", 448)
+    if not ok then return nil, err.env("%s: cannot upload the script: %s", t.name, uerr) end
+  end
+  plan.bwrap_argv = bwrap_argv(p, job, f, plan)
+  local run, rerr = s:exec(rscript.run_command(plan), {
+    timeout = opts.timeout, max_capture = opts.max_output,
+  })
+  if not run then return nil, err.env("%s: %s", t.name, rerr) end
+  local result = {
+    command = job.argv, profile = p.name, exit_code = run.code, signal_name = run.signal,
+    timed_out = run.timed_out, interrupted = run.interrupted, duration = run.duration,
+    stdout = run.stdout, stderr = run.stderr, stdout_truncated = run.stdout_truncated,
+    stderr_truncated = run.stderr_truncated, stdout_dropped = run.stdout_dropped,
+    stderr_dropped = run.stderr_dropped,
+  }
+  if not opts.json then
+    io.stdout:write(run.stdout or "")
+    io.stderr:write(run.stderr or "")
+  end
+  if run.interrupted then return result end
+  -- The replica of the upper trees and the blob staging, locally.
+  local local_root = stage.staging_root()
+  assert(fs.mkdir_p(local_root, 448))
+  local ldir = assert(fs.mkdtemp(local_root .. "/remote-"))
+  local _ <close> = setmetatable({}, { __close = function() fs.rmtree(ldir) end })
+  local stream = ldir .. "/stream.tar"
+  local out <close>, oerr = fs.open(stream, "a", 384)
+  if not out then return nil, err.env("%s", oerr) end
+  local col, colerr = s:exec(rscript.collect_command(plan.dir), { stdout_fd = out:fd(), timeout = 3600 })
+  if not col or col.code ~= 0 then
+    return nil, err.env("%s: cannot collect what the run wrote: %s", t.name,
+      text.inert(col and (col.stderr or ""):match("[^\n]*") or colerr))
+  end
+  out:close()
+  local meta, uerr = unpack(stream, ldir)
+  if not meta then return nil, err.env("%s: the capture stream: %s", t.name, uerr) end
+  assert(fs.mkdir(ldir .. "/blobs", 448))
+  local overlays = {}
+  for i, o in ipairs(plan.overlays) do overlays[i] = { target = o.target, upper = ldir .. "/upper/" .. i } end
+  local w, werr = capture.operations(overlays, ldir .. "/blobs",
+    { up = replica_tree(meta), host = host_tree(s, sftp, ldir) })
+  if not w then return nil, err.env("%s: capturing what the run changed: %s", t.name, werr) end
+  local records = stage.read_deferred(ldir .. "/deferred") or {}
+  capture.add_deferred(w, records)
+  if #w.ops == 0 then return result end
+  local st = { dir = ldir }
+  assert(fs.mkdir_p(ldir .. "/defer", 448))
+  fs.rename(ldir .. "/deferred", ldir .. "/defer/deferred")
+  if not fs.exists(ldir .. "/defer/deferred") then fs.write_new(ldir .. "/defer/deferred", "", 384) end
+  local sess, e = dryrun.save(job, p, result, w, st, { ttl = opts.ttl, config = opts.config, target = t.name })
+  if not sess then return nil, e end
+  return result, sess
+end
+
+return M

@@ -1,0 +1,112 @@
+-- The shell command lines a remote capture sends over SSH (DESIGN §2: the
+-- same steps as the local C setup, as one command line; the remote needs
+-- only sh, util-linux, bwrap and GNU tar).  Every argument is quoted here;
+-- nothing from the profile or the command reaches the remote shell
+-- unquoted.
+local text = require("shannot.text")
+
+local M = {}
+
+-- Where the remote stages a run: the first of these not under a capture
+-- path (an overlay's upper inside its own lower fails with ELOOP).
+M.STAGING_ROOTS = { "/tmp", "/var/tmp", "/dev/shm" }
+
+local q = text.quote
+
+local function under(path, dir)
+  return dir == "/" or path == dir or path:sub(1, #dir + 1) == dir .. "/"
+end
+
+-- staging_root(tops) -> a directory for the remote staging | nil
+function M.staging_root(tops)
+  for _, root in ipairs(M.STAGING_ROOTS) do
+    local covered = false
+    for _, top in ipairs(tops) do covered = covered or under(root, top) end
+    if not covered then return root end
+  end
+end
+
+-- overlayfs option values escape "\", "," and ":" with a backslash.
+local function opt_escape(path)
+  return (path:gsub("[\\,:]", "\\%0"))
+end
+
+-- mount_lines(overlays) -> shell lines mounting each overlay, parent first
+function M.mount_lines(overlays)
+  local out = {}
+  for _, o in ipairs(overlays) do
+    out[#out + 1] = "mount -t overlay overlay -o " ..
+      q("lowerdir=" .. opt_escape(o.target) .. ",upperdir=" .. opt_escape(o.upper) ..
+        ",workdir=" .. opt_escape(o.work) .. ",userxattr") .. " " .. q(o.target)
+  end
+  return out
+end
+
+-- probe_command(capture, search_path, defer) -> what the plan needs to
+-- know of the remote, one KEY=VALUE line each, then its mount table
+function M.probe_command(capture, search_path, defer)
+  local caps, dirs, names = {}, {}, {}
+  for i, p in ipairs(capture) do caps[i] = q(p) end
+  for d in search_path:gmatch("[^:]+") do dirs[#dirs + 1] = q(d) end
+  for i, n in ipairs(defer) do names[i] = q(n) end
+  return table.concat({
+    'echo "uid=$(id -u)"', 'echo "user=$(id -un)"', 'echo "home=$HOME"',
+    '[ -L /var/run ] && echo "var_run_link=yes"',
+    "for p in " .. table.concat(caps, " ") .. "; do r=$(realpath -e -- \"$p\" 2>/dev/null) && " ..
+      "[ -d \"$r\" ] && printf 'top=%s\\n' \"$r\"; done",
+    "for d in " .. table.concat(dirs, " ") .. "; do rd=$(realpath -e -- \"$d\" 2>/dev/null) || continue; " ..
+      "for n in " .. (#names > 0 and table.concat(names, " ") or "''") .. "; do " ..
+      "[ -f \"$rd/$n\" ] && [ ! -L \"$rd/$n\" ] && printf 'defer=%s\\n' \"$rd/$n\"; done; done",
+    'echo "---mountinfo"', "cat /proc/self/mountinfo",
+  }, "\n")
+end
+
+-- prepare_command(plan) -> makes the staging directory (mode 700, a name
+-- that must not exist), the uppers (as their host directories), the shims
+function M.prepare_command(plan)
+  local d = plan.dir
+  local lines = {
+    "set -eu", "umask 077",
+    "mkdir -m 700 " .. q(d),
+    "mkdir " .. q(d .. "/upper") .. " " .. q(d .. "/work") .. " " .. q(d .. "/defer") .. " " ..
+      q(d .. "/defer/bin"),
+  }
+  for _, o in ipairs(plan.overlays) do
+    lines[#lines + 1] = "mkdir " .. q(o.upper) .. " " .. q(o.work)
+    lines[#lines + 1] = "chmod --reference=" .. q(o.target) .. " " .. q(o.upper)
+    if plan.root then lines[#lines + 1] = "chown --reference=" .. q(o.target) .. " " .. q(o.upper) end
+  end
+  lines[#lines + 1] = "printf '%s' " .. q(plan.shim) .. " > " .. q(d .. "/defer/shim")
+  lines[#lines + 1] = "chmod 755 " .. q(d .. "/defer/shim") .. " " .. q(d .. "/defer/bin")
+  lines[#lines + 1] = ": > " .. q(d .. "/defer/deferred") .. " && chmod 666 " .. q(d .. "/defer/deferred")
+  for _, name in ipairs(plan.defer) do
+    lines[#lines + 1] = "ln -s /run/shannot/shim " .. q(d .. "/defer/bin/" .. name)
+  end
+  return table.concat(lines, "\n")
+end
+
+-- run_command(plan) -> the run itself: a mount namespace (and, not as
+-- root, a user namespace), the overlays, then bwrap (plan.bwrap_argv)
+function M.run_command(plan)
+  local inner = M.mount_lines(plan.overlays)
+  local bw = {}
+  for i, a in ipairs(plan.bwrap_argv) do bw[i] = q(a) end
+  inner[#inner + 1] = "exec " .. table.concat(bw, " ")
+  local unshare = plan.root and "unshare -m --propagation private" or
+    "unshare -U -m --map-current-user --propagation private"
+  return "exec " .. unshare .. " sh -c " .. q("set -e; " .. table.concat(inner, "; "))
+end
+
+-- collect_command(dir) -> the command line that streams the upper
+-- trees and the deferred record back as one GNU tar stream on stdout
+function M.collect_command(dir)
+  return "cd " .. q(dir) .. " && exec tar --xattrs --xattrs-include='user.*' --numeric-owner " ..
+    "--format=posix -cf - upper defer/deferred"
+end
+
+-- cleanup_command(dir): the staging gone, 000-mode work dirs included
+function M.cleanup_command(dir)
+  return "chmod -R u+rwx " .. q(dir) .. " 2>/dev/null; rm -rf " .. q(dir)
+end
+
+return M

@@ -1,0 +1,99 @@
+-- Remote hosts against a real sshd on 127.0.0.1 (spec/support/sshd.lua):
+-- host keys checked strictly, and `remote test` telling what a host can do.
+local fs = require("shannot.fs")
+local h = require("support.h")
+local sshd = require("support.sshd")
+
+describe("remote over SSH", function()
+  local server, home
+  before_each(function()
+    server = sshd.start()
+    server.fingerprint = sshd.fingerprint(server.host_key_pub)
+    home = h.tmpdir()
+    assert(fs.mkdir_p(home .. "/.ssh"))
+    assert(fs.mkdir_p(home .. "/config/shannot"))
+  end)
+  after_each(function()
+    server.stop()
+    h.cleanup()
+  end)
+
+  local function target()
+    return server.user .. "@127.0.0.1:" .. server.port
+  end
+
+  local function add_remote(name)
+    local r = h.shannot({ "remote", "add", name, target(), "--key", server.key }, { home = home })
+    assert.equal(0, r.code, r.stderr)
+  end
+
+  it("refuses an unknown host key, naming its fingerprint, and --accept-new adds it", function()
+    add_remote("box")
+    local r = h.shannot({ "remote", "test", "box" }, { home = home })
+    assert.equal(3, r.code)
+    assert.is_true(h.one_line_error(r), r.stderr)
+    assert.matches("unknown host key", r.stderr)
+    assert.matches(server.fingerprint:gsub("%p", "%%%0"), r.stderr)
+    assert.matches("%-%-accept%-new", r.stderr)
+    local ok = h.shannot({ "remote", "test", "box", "--accept-new" }, { home = home })
+    assert.matches("connected", ok.stdout)
+    assert.matches("127%.0%.0%.1", fs.read_file(home .. "/.ssh/known_hosts"))
+    local again = h.shannot({ "remote", "test", "box" }, { home = home })
+    assert.matches("connected", again.stdout, 1, true)
+    assert.matches("overlayfs", again.stdout)
+  end)
+
+  it("refuses a changed host key, always", function()
+    add_remote("box")
+    h.write(home .. "/.ssh/known_hosts", "[127.0.0.1]:" .. server.port ..
+      " ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n")
+    for _, args in ipairs({ { "remote", "test", "box" }, { "remote", "test", "box", "--accept-new" } }) do
+      local r = h.shannot(args, { home = home })
+      assert.equal(3, r.code)
+      assert.matches("host key CHANGED", r.stderr)
+    end
+  end)
+
+  it("says clearly when the key is wrong", function()
+    local other = h.tmpdir() .. "/other"
+    assert.equal(0, require("shannot.proc").run({ "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other }).code)
+    assert.equal(0, h.shannot({ "remote", "add", "box", target(), "--key", other }, { home = home }).code)
+    local r = h.shannot({ "remote", "test", "box", "--accept-new" }, { home = home })
+    assert.equal(3, r.code)
+    assert.is_true(h.one_line_error(r), r.stderr)
+    assert.matches("authentication failed", r.stderr)
+  end)
+
+  it("captures a remote run as a session of that target, the remote unchanged", function()
+    if not require("support.cap").ROOT then return pending("the spec sshd runs as root") end
+    local cap = require("support.cap")
+    local e = cap.env({ defer = { "systemctl" } })
+    e:sh('echo old > "$1/f"; echo gone > "$1/old"; mkdir "$1/d"')
+    add_remote("box")
+    local prof = e.profile
+    local before = cap.tree_state(e.host)
+    local r = h.shannot({ "run", "--target", "box", "--accept-new", "--json", "--profile", prof, "-c",
+      "cd " .. e.host .. " && echo new >> f && rm old && chmod 700 d && echo made > d/n && " ..
+      "systemctl restart web && echo done" }, { home = home })
+    assert.equal(0, r.code, r.stderr)
+    assert.equal(before, cap.tree_state(e.host))
+    local doc = require("shannot.json").decode(r.stdout)
+    assert.matches("done\n", doc.stdout)
+    local shown = h.shannot({ "show", doc.session.id, "--json" }, { home = home })
+    local s = require("shannot.json").decode(shown.stdout)
+    assert.equal("box", s.target)
+    local ops = {}
+    for _, op in ipairs(s.operations) do
+      ops[#ops + 1] = op.kind .. " " .. (op.path and op.path:sub(#e.host + 2) or table.concat(op.argv, " "))
+    end
+    assert.same({ "chmod d", "write d/n", "write f", "delete old", "exec systemctl restart web" }, ops)
+    local diff = h.shannot({ "show", doc.session.id, "--diff" }, { home = home })
+    assert.matches(" old\n%+new\n", diff.stdout)
+  end)
+
+  it("names an unknown target", function()
+    local r = h.shannot({ "remote", "test", "no such host!" }, { home = home })
+    assert.equal(2, r.code)
+    assert.matches('unknown target "no such host!"', r.stderr)
+  end)
+end)

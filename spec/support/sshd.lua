@@ -1,0 +1,129 @@
+-- A throw-away OpenSSH server for specs: /usr/sbin/sshd -D -e on
+-- 127.0.0.1 on a free port, with fresh host keys and a fresh client key
+-- pair whose public key is the only authorized key.  Works as root (CI)
+-- and as an ordinary user.
+local fs = require("shannot.fs")
+local proc = require("shannot.proc")
+local sys = require("shannot.core.sys")
+local h = require("support.h")
+
+local M = {}
+
+M.SSHD = "/usr/sbin/sshd"
+M.HOST = "127.0.0.1"
+
+local function run(argv)
+  local r = assert(proc.run(argv))
+  assert(r.code == 0, table.concat(argv, " ") .. ": " .. r.stderr)
+  return r.stdout
+end
+
+-- available() -> true when sshd and ssh-keygen are installed
+function M.available()
+  return fs.stat(M.SSHD) ~= nil and fs.which("ssh-keygen", os.getenv("PATH")) ~= nil
+end
+
+-- keygen(path) -> path: a new ed25519 key pair, path and path .. ".pub"
+function M.keygen(path)
+  run({ "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "shannot-spec", "-f", path })
+  return path
+end
+
+-- fingerprint(pub) -> "SHA256:..." as ssh-keygen -l prints it
+function M.fingerprint(pub)
+  return assert(run({ "ssh-keygen", "-lf", pub }):match("(SHA256:%S+)"))
+end
+
+-- known_hosts_line(port, pub) -> the known_hosts line naming 127.0.0.1:port
+function M.known_hosts_line(port, pub)
+  local key = assert(assert(fs.read_file(pub)):match("^(%S+ %S+)"))
+  return string.format("[%s]:%d %s\n", M.HOST, port, key)
+end
+
+local function config(dir, port)
+  return table.concat({
+    "ListenAddress " .. M.HOST,
+    "Port " .. port,
+    "HostKey " .. dir .. "/host_key",
+    "AuthorizedKeysFile " .. dir .. "/authorized_keys",
+    "StrictModes no",                       -- the temp dir is not 0700 all the way up
+    "PermitRootLogin prohibit-password",    -- CI runs the specs as root
+    "UsePAM no",
+    "PasswordAuthentication no",
+    "KbdInteractiveAuthentication no",
+    "PidFile " .. dir .. "/sshd.pid",
+    "Subsystem sftp internal-sftp",
+    -- sshd runs every command through the user's shell; Debian's bash then
+    -- sources ~/.bashrc (at shell level 1 only), which on a developer's
+    -- machine can cost 100 ms per command and would swamp the timings.
+    "SetEnv SHLVL=1",
+    "LogLevel INFO",                        -- "Server listening on ..." says it is up
+    "",
+  }, "\n")
+end
+
+-- Waits for sshd's log to say it listens; true, or false and why.
+local function wait_listening(log, port)
+  local ready = string.format("Server listening on %s port %d.", M.HOST, port)
+  for _ = 1, 200 do
+    local text = fs.read_file(log) or ""
+    if text:find(ready, 1, true) then return true end
+    if text:find("fatal:", 1, true) or text:find("Cannot bind", 1, true) then
+      return false, text
+    end
+    proc.run({ "sleep", "0.05" })
+  end
+  return false, "sshd did not start within 10 s: " .. (fs.read_file(log) or "")
+end
+
+-- One attempt on one port: the Process, or nil and sshd's log.
+local function spawn(dir, port)
+  h.write(dir .. "/sshd_config", config(dir, port))
+  local log = dir .. "/sshd.log"
+  local p = assert(proc.spawn({ "sh", "-c", 'exec "$0" -D -e -f "$1" 2>>"$2"',
+    M.SSHD, dir .. "/sshd_config", log },
+    { stdin = "null", stdout = "null", stderr = "null", die_with_parent = true }))
+  local ok, why = wait_listening(log, port)
+  if ok then return p end
+  p:close()
+  return nil, why
+end
+
+-- start() -> {host, port, user, key, known_hosts, host_key_pub, dir, log, stop}
+-- key: the client's private key; known_hosts: a file with the host key's
+-- line; host_key_pub: the host's public key file; stop(): kills sshd and
+-- removes dir.
+function M.start()
+  if not fs.stat("/run/sshd") then fs.mkdir_p("/run/sshd", 493) end  -- privsep dir, 0755
+  local dir = h.tmpdir()
+  M.keygen(dir .. "/host_key")
+  M.keygen(dir .. "/client_key")
+  h.write(dir .. "/authorized_keys", assert(fs.read_file(dir .. "/client_key.pub")))
+  local p, why
+  for _ = 1, 10 do
+    local port = math.random(20000, 59999)
+    p, why = spawn(dir, port)
+    if p then
+      local srv = {
+        host = M.HOST, port = port, user = assert(sys.ids().user), dir = dir,
+        key = dir .. "/client_key", host_key_pub = dir .. "/host_key.pub",
+        known_hosts = h.write(dir .. "/known_hosts", M.known_hosts_line(port, dir .. "/host_key.pub")),
+        log = dir .. "/sshd.log",
+      }
+      function srv.stop()
+        if p then
+          p:kill("TERM")
+          p:close()
+          p = nil
+        end
+        fs.rmtree(dir)
+      end
+      return srv
+    end
+    if not why:find("Address already in use", 1, true) then break end
+  end
+  fs.rmtree(dir)
+  error("cannot start sshd: " .. why)
+end
+
+return M
