@@ -992,11 +992,13 @@ static void exec_push(lua_State *L, Channel *c, const struct exec_opts *o,
 }
 
 /* Session:exec(command [, opts]) -> result | nil, msg, code
- * Runs command on a new channel of the session.  opts: stdin (string,
- * sent then EOF), timeout (s: then the command is sent KILL and its
- * channel closed), max_capture (bytes kept per stream, default 1 MiB:
- * half from the start, half from the end), stdout_fd (stream stdout to
- * this fd instead of capturing it).
+ * Runs command (through the user's shell, as sshd does) on a new channel
+ * of the session.  opts: stdin (string, sent then EOF); timeout (s: then
+ * a KILL signal request is sent, which OpenSSH refuses for root logins,
+ * and the channel closed, which closes the command's pipes: a command
+ * that neither reads nor writes runs on); max_capture (bytes kept per
+ * stream, default 1 MiB: half from the start, half from the end);
+ * stdout_fd (stream stdout to this fd instead of capturing it).
  * result: code (exit status) | signal (name, e.g. "TERM") and
  * signal_name, timed_out, interrupted (signal number, after SIGINT or
  * SIGTERM), duration (s), stdout, stderr, and for each stream NAME_bytes,

@@ -171,6 +171,7 @@ function M.execute(id, opts)
   local ops = approved_file_ops(s)
   local ex, xerr = M.executor(s, opts)
   if not ex then return nil, xerr end
+  local _ <close> = setmetatable({}, { __close = function() ex:close() end })
   local drifted = M.drift(ex, ops)
   if #drifted > 0 then
     local lines = {}
@@ -286,6 +287,7 @@ function M.rollback(id, opts)
   end
   local ex, xerr = M.executor(s, opts)
   if not ex then return nil, xerr end
+  local _ <close> = setmetatable({}, { __close = function() ex:close() end })
   local conflicts = M.conflicts(ex, s)
   if #conflicts > 0 and not opts.force then
     local lines = {}

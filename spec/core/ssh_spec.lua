@@ -192,6 +192,17 @@ describe("shannot.ssh", function()
       assert.is_false(r.timed_out)
     end)
 
+    it("reports a lost connection with code SSH", function()
+      if not server() then return end
+      local s <close> = assert(connect())
+      -- the command's parent is the sshd process that holds the connection
+      local ok, msg, code = s:exec("kill -KILL $PPID; sleep 5", { timeout = 10 })
+      assert.is_nil(ok)
+      assert.equal("SSH", code, msg)
+      assert.equal("SSH", select(3, s:exec("true")))
+      assert.equal("SSH", select(3, s:sftp()))
+    end)
+
     it("reuses one connection for many commands", function()
       if not server() then return end
       local s <close> = assert(connect())

@@ -91,6 +91,36 @@ describe("remote over SSH", function()
     assert.matches(" old\n%+new\n", diff.stdout)
   end)
 
+  it("executes a remote session over SSH and rolls it back exactly", function()
+    if not require("support.cap").ROOT then return pending("the spec sshd runs as root") end
+    local cap = require("support.cap")
+    local json = require("shannot.json")
+    local e = cap.env({ defer = { "touch" } })
+    e:sh('echo old > "$1/f"; echo gone > "$1/old"; mkdir -p "$1/d/sub"; echo k > "$1/d/sub/k"; ' ..
+      'ln -s f "$1/l"; chown 1234:1234 "$1/f"; chmod 640 "$1/f"')
+    add_remote("box")
+    local original = cap.tree_state(e.host)
+    local r = h.shannot({ "run", "--target", "box", "--accept-new", "--json", "--profile", e.profile, "-c",
+      "cd " .. e.host .. " && echo new >> f && rm old && rm -r d && ln -sfn n l && mkdir -p a/b && " ..
+      "echo z > a/b/z && touch " .. e.host .. "/mark" }, { home = home })
+    assert.equal(0, r.code, r.stderr)
+    local id = json.decode(r.stdout).session.id
+    assert.equal(0, h.shannot({ "approve", id, "--yes" }, { home = home }).code)
+    local x = h.shannot({ "execute", id }, { home = home })
+    assert.equal(0, x.code, x.stdout .. x.stderr)
+    assert.equal("old\nnew\n", fs.read_file(e.host .. "/f"))
+    assert.equal(1234, fs.lstat(e.host .. "/f").uid)
+    assert.is_nil(fs.lstat(e.host .. "/old"))
+    assert.is_nil(fs.lstat(e.host .. "/d"))
+    assert.equal("n", fs.readlink(e.host .. "/l"))
+    assert.equal("z\n", fs.read_file(e.host .. "/a/b/z"))
+    assert.is_true(fs.exists(e.host .. "/mark"), "the deferred touch ran on the remote")
+    fs.remove(e.host .. "/mark")
+    local rb = h.shannot({ "rollback", id }, { home = home })
+    assert.equal(0, rb.code, rb.stdout .. rb.stderr)
+    assert.equal(original, cap.tree_state(e.host))
+  end)
+
   it("names an unknown target", function()
     local r = h.shannot({ "remote", "test", "no such host!" }, { home = home })
     assert.equal(2, r.code)
