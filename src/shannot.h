@@ -20,6 +20,10 @@
 #define SH_FILE_MT "shannot.fs.File"
 #define SH_TERM_RAW_MT "shannot.term.Raw"
 #define SH_TAR_READER_MT "shannot.tar.Reader"
+#define SH_SSH_SESSION_MT "shannot.ssh.Session"
+#define SH_SSH_SFTP_MT "shannot.ssh.Sftp"
+#define SH_SSH_CHANNEL_MT "shannot.ssh.Channel"
+#define SH_SSH_SFTPFILE_MT "shannot.ssh.SftpFile"
 
 /* Fallback when the kernel headers lack it (close_range(2), Linux 5.11). */
 #ifndef CLOSE_RANGE_CLOEXEC

@@ -52,10 +52,6 @@
 
 #include "shannot.h"
 
-#define SESSION_MT "shannot.ssh.Session"
-#define SFTP_MT "shannot.ssh.Sftp"
-#define CHANNEL_MT "shannot.ssh.Channel"
-#define SFTPFILE_MT "shannot.ssh.SftpFile"
 #define API_MT "shannot.ssh.Api"
 
 #define DEFAULT_CAPTURE (1024 * 1024)
@@ -247,7 +243,7 @@ static void session_release(Session *ss)
 
 static Session *check_session(lua_State *L)
 {
-    Session *ss = luaL_checkudata(L, 1, SESSION_MT);
+    Session *ss = luaL_checkudata(L, 1, SH_SSH_SESSION_MT);
     if (ss->s == NULL) {
         luaL_error(L, "attempt to use a closed Session");
     }
@@ -257,13 +253,13 @@ static Session *check_session(lua_State *L)
 /* Session:close(): idempotent (also __gc, __close) */
 static int session_close(lua_State *L)
 {
-    session_release(luaL_checkudata(L, 1, SESSION_MT));
+    session_release(luaL_checkudata(L, 1, SH_SSH_SESSION_MT));
     return 0;
 }
 
 static int session_tostring(lua_State *L)
 {
-    Session *ss = luaL_checkudata(L, 1, SESSION_MT);
+    Session *ss = luaL_checkudata(L, 1, SH_SSH_SESSION_MT);
     lua_pushstring(L, ss->s ? "Session" : "Session (closed)");
     return 1;
 }
@@ -606,7 +602,7 @@ static int lssh_connect(lua_State *L)
     Session *ss = lua_newuserdatauv(L, sizeof *ss, 2); /* 3 */
     memset(ss, 0, sizeof *ss);
     ss->api = a;
-    luaL_setmetatable(L, SESSION_MT);
+    luaL_setmetatable(L, SH_SSH_SESSION_MT);
     lua_pushvalue(L, 2);
     lua_setiuservalue(L, 3, 1); /* pins the library */
     int n = 0;
@@ -805,7 +801,7 @@ static void chan_release(Channel *c)
 /* Channel:close(): idempotent (also __gc, __close) */
 static int chan_close(lua_State *L)
 {
-    chan_release(luaL_checkudata(L, 1, CHANNEL_MT));
+    chan_release(luaL_checkudata(L, 1, SH_SSH_CHANNEL_MT));
     return 0;
 }
 
@@ -857,7 +853,7 @@ static Channel *chan_new(lua_State *L, Session *ss, const struct exec_opts *o)
     c->err.fd = -1;
     c->out.head_limit = c->err.head_limit = o->cap / 2;
     c->out.ring_limit = c->err.ring_limit = o->cap - o->cap / 2;
-    luaL_setmetatable(L, CHANNEL_MT);
+    luaL_setmetatable(L, SH_SSH_CHANNEL_MT);
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1); /* the session outlives it */
     c->owner = ss;
@@ -1061,7 +1057,7 @@ static void sftp_release(Sftp *f)
 
 static Sftp *check_sftp(lua_State *L)
 {
-    Sftp *f = luaL_checkudata(L, 1, SFTP_MT);
+    Sftp *f = luaL_checkudata(L, 1, SH_SSH_SFTP_MT);
     if (f->sftp == NULL) {
         luaL_error(L, "attempt to use a closed Sftp");
     }
@@ -1071,7 +1067,7 @@ static Sftp *check_sftp(lua_State *L)
 /* Sftp:close(): idempotent (also __gc, __close) */
 static int lsftp_close(lua_State *L)
 {
-    sftp_release(luaL_checkudata(L, 1, SFTP_MT));
+    sftp_release(luaL_checkudata(L, 1, SH_SSH_SFTP_MT));
     return 0;
 }
 
@@ -1088,7 +1084,7 @@ static int session_sftp(lua_State *L)
     Sftp *f = lua_newuserdatauv(L, sizeof *f, 1); /* 2 */
     memset(f, 0, sizeof *f);
     f->api = ss->api;
-    luaL_setmetatable(L, SFTP_MT);
+    luaL_setmetatable(L, SH_SSH_SFTP_MT);
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, 2, 1); /* pins the session */
     if ((f->sftp = ss->api->sftp_new(ss->s)) == NULL) {
@@ -1472,7 +1468,7 @@ static void file_release(SftpFile *x)
 /* SftpFile:close(): idempotent (also __gc, __close) */
 static int file_close(lua_State *L)
 {
-    file_release(luaL_checkudata(L, 1, SFTPFILE_MT));
+    file_release(luaL_checkudata(L, 1, SH_SSH_SFTPFILE_MT));
     return 0;
 }
 
@@ -1483,7 +1479,7 @@ static SftpFile *file_new(lua_State *L, Sftp *f)
     memset(x, 0, sizeof *x);
     x->api = f->api;
     x->fd = -1;
-    luaL_setmetatable(L, SFTPFILE_MT);
+    luaL_setmetatable(L, SH_SSH_SFTPFILE_MT);
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1);
     x->owner = f;
@@ -1778,10 +1774,10 @@ static void create_meta(lua_State *L)
 {
     static const luaL_Reg api_meta[] = {{"__gc", api_gc}, {NULL, NULL}};
     new_meta(L, API_MT, api_meta, NULL);
-    new_meta(L, SESSION_MT, session_meta, session_methods);
-    new_meta(L, SFTP_MT, sftp_meta, sftp_methods);
-    new_meta(L, CHANNEL_MT, chan_meta, NULL);
-    new_meta(L, SFTPFILE_MT, file_meta, NULL);
+    new_meta(L, SH_SSH_SESSION_MT, session_meta, session_methods);
+    new_meta(L, SH_SSH_SFTP_MT, sftp_meta, sftp_methods);
+    new_meta(L, SH_SSH_CHANNEL_MT, chan_meta, NULL);
+    new_meta(L, SH_SSH_SFTPFILE_MT, file_meta, NULL);
 }
 
 int luaopen_shannot_core_ssh(lua_State *L)

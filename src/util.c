@@ -87,11 +87,14 @@ const char *sh_optfield_string(lua_State *L, int idx, const char *key)
 {
     const char *s = NULL;
 
-    if (lua_getfield(L, idx, key) != LUA_TNIL) {
-        s = lua_tostring(L, -1);
-        if (s == NULL) {
+    int t = lua_getfield(L, idx, key);
+    if (t != LUA_TNIL) {
+        /* Why not lua_tostring: a number would become a new string that
+         * the pop below frees; only a string the table holds stays alive. */
+        if (t != LUA_TSTRING) {
             luaL_error(L, "option '%s' must be a string", key);
         }
+        s = lua_tostring(L, -1);
     }
     lua_pop(L, 1);
     /* The string stays alive: it is still referenced by the table. */

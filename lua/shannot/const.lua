@@ -13,5 +13,9 @@ return {
   PROCESS_MT = "shannot.proc.Process",
   TERM_RAW_MT = "shannot.term.Raw",
   TAR_READER_MT = "shannot.tar.Reader",
+  SSH_SESSION_MT = "shannot.ssh.Session",
+  SSH_SFTP_MT = "shannot.ssh.Sftp",
+  SSH_CHANNEL_MT = "shannot.ssh.Channel",
+  SSH_SFTPFILE_MT = "shannot.ssh.SftpFile",
   FILE_MT = "shannot.fs.File",
 }

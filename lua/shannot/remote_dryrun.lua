@@ -195,13 +195,17 @@ function M.run(p, job, t, opts)
     if not ok then return nil, err.env("%s: cannot upload the script: %s", t.name, uerr) end
   end
   plan.bwrap_argv = bwrap_argv(p, job, f, plan)
+  plan.timeout = opts.timeout
   local run, rerr = s:exec(rscript.run_command(plan), {
-    timeout = opts.timeout, max_capture = opts.max_output,
+    timeout = opts.timeout and opts.timeout + 10, max_capture = opts.max_output,
   })
   if not run then return nil, err.env("%s: %s", t.name, rerr) end
+  -- timeout(1) -s KILL ends killed by KILL itself (or 137) when the limit struck
+  local timed_out = run.timed_out or (opts.timeout ~= nil and (run.signal == "KILL" or run.code == 137)
+    and run.duration >= opts.timeout)
   local result = {
-    command = job.argv, profile = p.name, exit_code = run.code, signal_name = run.signal,
-    timed_out = run.timed_out, interrupted = run.interrupted, duration = run.duration,
+    command = job.argv, profile = p.name, exit_code = not timed_out and run.code or nil,
+    signal_name = run.signal, timed_out = timed_out, interrupted = run.interrupted, duration = run.duration,
     stdout = run.stdout, stderr = run.stderr, stdout_truncated = run.stdout_truncated,
     stderr_truncated = run.stderr_truncated, stdout_dropped = run.stdout_dropped,
     stderr_dropped = run.stderr_dropped,

@@ -86,7 +86,8 @@ function M.prepare_command(plan)
 end
 
 -- run_command(plan) -> the run itself: a mount namespace (and, not as
--- root, a user namespace), the overlays, then bwrap (plan.bwrap_argv)
+-- root, a user namespace), the overlays, then bwrap (plan.bwrap_argv),
+-- killed after plan.timeout seconds if given
 function M.run_command(plan)
   local inner = M.mount_lines(plan.overlays)
   local bw = {}
@@ -94,7 +95,11 @@ function M.run_command(plan)
   inner[#inner + 1] = "exec " .. table.concat(bw, " ")
   local unshare = plan.root and "unshare -m --propagation private" or
     "unshare -U -m --map-current-user --propagation private"
-  return "exec " .. unshare .. " sh -c " .. q("set -e; " .. table.concat(inner, "; "))
+  -- OpenSSH refuses to signal a root login's command when the channel
+  -- times out, so the remote ends the run itself (bwrap's
+  -- --die-with-parent takes the sandbox with it).
+  local limit = plan.timeout and string.format("timeout -s KILL %g ", plan.timeout) or ""
+  return "exec " .. limit .. unshare .. " sh -c " .. q("set -e; " .. table.concat(inner, "; "))
 end
 
 -- collect_command(dir) -> the command line that streams the upper

@@ -121,6 +121,43 @@ describe("remote over SSH", function()
     assert.equal(original, cap.tree_state(e.host))
   end)
 
+  it("runs a remote script that prints a lot: its output bounded, the capture intact", function()
+    if not require("support.cap").ROOT then return pending("the spec sshd runs as root") end
+    local cap = require("support.cap")
+    local json = require("shannot.json")
+    local e = cap.env()
+    add_remote("box")
+    local script = h.write(e.dir .. "/noisy.sh", "yes 'a noisy line' | head -c 5000000\n" ..
+      "echo written > " .. e.host .. "/out\necho to-stderr >&2\n")
+    local r = h.shannot({ "run", "--target", "box", "--accept-new", "--json", "--max-output", "64K",
+      "--profile", e.profile, script }, { home = home })
+    assert.equal(0, r.code, r.stderr)
+    local doc = json.decode(r.stdout)
+    assert.is_true(doc.stdout_truncated)
+    assert.is_true(#doc.stdout <= 64 * 1024)
+    assert.matches("to%-stderr", doc.stderr)
+    local s = json.decode(h.shannot({ "show", doc.session.id, "--json" }, { home = home }).stdout)
+    assert.equal(1, #s.operations)
+    assert.equal(e.host .. "/out", s.operations[1].path)
+    assert.equal(8, s.operations[1].new.size)
+    assert.same({ script }, s.command)
+  end)
+
+  it("kills a remote run at its timeout and keeps what it wrote", function()
+    if not require("support.cap").ROOT then return pending("the spec sshd runs as root") end
+    local cap = require("support.cap")
+    local json = require("shannot.json")
+    local e = cap.env()
+    add_remote("box")
+    local r = h.shannot({ "run", "--target", "box", "--accept-new", "--json", "--timeout", "1",
+      "--profile", e.profile, "-c", "echo early > " .. e.host .. "/f; sleep 30" }, { home = home })
+    assert.equal(1, r.code, r.stderr)
+    local doc = json.decode(r.stdout)
+    assert.is_true(doc.timed_out)
+    assert.is_true(doc.duration < 15)
+    assert.is_table(doc.session)
+  end)
+
   it("names an unknown target", function()
     local r = h.shannot({ "remote", "test", "no such host!" }, { home = home })
     assert.equal(2, r.code)
