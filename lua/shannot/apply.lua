@@ -64,9 +64,14 @@ end
 
 local function stepper()
   local stop_after = math.tointeger(tonumber(os.getenv("SHANNOT_TEST_FAULT_AFTER") or ""))
+  -- SHANNOT_TEST_RUN_AFTER="N:COMMAND" runs COMMAND after step N (a test
+  -- cuts the SSH connection there, say)
+  local run_at, run_cmd = (os.getenv("SHANNOT_TEST_RUN_AFTER") or ""):match("^(%d+):(.+)$")
+  run_at = math.tointeger(tonumber(run_at or ""))
   local n = 0
   return function()
     n = n + 1
+    if run_at == n then os.execute(run_cmd) end
     -- Why os.exit(_, false): no close handler or finalizer may tidy up,
     -- as after a kill -9.
     if stop_after and n >= stop_after then os.exit(137, false) end

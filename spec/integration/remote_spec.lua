@@ -4,6 +4,10 @@ local fs = require("shannot.fs")
 local h = require("support.h")
 local sshd = require("support.sshd")
 
+local function server_pid(server)
+  return assert(require("shannot.fs").read_file(server.dir .. "/sshd.pid")):match("%d+")
+end
+
 describe("remote over SSH", function()
   local server, home
   before_each(function()
@@ -116,6 +120,34 @@ describe("remote over SSH", function()
     assert.equal("z\n", fs.read_file(e.host .. "/a/b/z"))
     assert.is_true(fs.exists(e.host .. "/mark"), "the deferred touch ran on the remote")
     fs.remove(e.host .. "/mark")
+    local rb = h.shannot({ "rollback", id }, { home = home })
+    assert.equal(0, rb.code, rb.stdout .. rb.stderr)
+    assert.equal(original, cap.tree_state(e.host))
+  end)
+
+  it("fails clearly when the connection drops during execute, and rolls back once it is back", function()
+    if not require("support.cap").ROOT then return pending("the spec sshd runs as root") end
+    local cap = require("support.cap")
+    local json = require("shannot.json")
+    local e = cap.env()
+    e:sh('echo one > "$1/a"; echo two > "$1/b"; echo three > "$1/c"')
+    add_remote("box")
+    local original = cap.tree_state(e.host)
+    local r = h.shannot({ "run", "--target", "box", "--accept-new", "--json", "--profile", e.profile, "-c",
+      "cd " .. e.host .. " && echo A > a && echo B > b && echo C > c" }, { home = home })
+    assert.equal(0, r.code, r.stderr)
+    local id = json.decode(r.stdout).session.id
+    assert.equal(0, h.shannot({ "approve", id, "--yes" }, { home = home }).code)
+    -- step 1 is the checkpoint, 2 and 3 the first write: cut the
+    -- connection (sshd and every session it serves) right after it
+    local cut = "pkill -KILL -P " .. server_pid(server) .. "; kill -KILL " .. server_pid(server)
+    local x = h.shannot({ "execute", id }, { home = home, env = { SHANNOT_TEST_RUN_AFTER = "3:" .. cut } })
+    assert.equal(1, x.code, x.stdout .. x.stderr)
+    assert.matches("FAILED", x.stdout)
+    assert.matches("failed; undo with: shannot rollback", x.stdout)
+    local s = json.decode(h.shannot({ "show", id, "--json" }, { home = home }).stdout)
+    assert.equal("failed", s.status)
+    server.restart()
     local rb = h.shannot({ "rollback", id }, { home = home })
     assert.equal(0, rb.code, rb.stdout .. rb.stderr)
     assert.equal(original, cap.tree_state(e.host))
