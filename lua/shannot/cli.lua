@@ -157,6 +157,12 @@ function M.main(argv)
     return const.EXIT.OK
   end
   if name == "--help" or name == "-h" then name = "help" end
+  if name == "remote" and argv[3] == "run" and argv[2] and argv[2]:sub(1, 1) ~= "-" then
+    -- `shannot remote NAME run ...` (the earlier tool's form) is
+    -- `shannot run --target NAME ...`
+    argv = { "run", "--target", argv[2], table.unpack(argv, 4) }
+    name = "run"
+  end
   local cmd = find_command(name)
   if not cmd then
     return nil, err.usage('unknown command "%s"%s; see "shannot help"', text.inert(name),

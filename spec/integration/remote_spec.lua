@@ -190,6 +190,15 @@ describe("remote over SSH", function()
     assert.is_table(doc.session)
   end)
 
+  it("takes the earlier form: shannot remote NAME run -- CMD", function()
+    if not require("support.cap").ROOT then return pending("the spec sshd runs as root") end
+    add_remote("box")
+    local r = h.shannot({ "remote", "box", "run", "--accept-new", "--profile", "readonly", "--",
+      "echo", "hello there" }, { home = home })
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("hello there\n", r.stdout)
+  end)
+
   it("names an unknown target", function()
     local r = h.shannot({ "remote", "test", "no such host!" }, { home = home })
     assert.equal(2, r.code)

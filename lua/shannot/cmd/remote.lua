@@ -21,6 +21,7 @@ the rest of the file (comments, order, spacing) byte for byte.
       --profile P               the profile runs on it use by default
   list                          every remote, and the file it comes from
   remove NAME                   removes one from your config.toml
+  NAME run [RUN OPTIONS] ...    the same as shannot run --target NAME ...
   test NAME                     connects (host key checked against
                                 ~/.ssh/known_hosts; --accept-new adds an
                                 unknown one) and checks that the remote has
