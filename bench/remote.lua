@@ -1,0 +1,128 @@
+-- bench/remote: remote runs over SSH against OpenSSH doing the same, in one
+-- run, interleaved, against a throw-away sshd on 127.0.0.1 (the specs'):
+--   1. cold: `shannot run --target T --profile readonly -- true` (a new
+--      process, a new connection: probe, staging, run, collect, cleanup)
+--      vs `ssh` with a new connection running the same remote command
+--      lines in one go.  Target <= 1.1.
+--   2. warm: one command on a connection already up (libssh, from a
+--      `shannot lua` loop) vs `ssh` through a ControlMaster.  Target <= 1.1.
+package.path = "spec/?.lua;" .. package.path
+local shannot = require("shannot")
+local proc = shannot.proc
+local sys = require("shannot.core.sys")
+local sshd = require("support.sshd")
+local h = require("support.h")
+local rscript = require("shannot.remote_script")
+local stage = require("shannot.stage")
+
+local N = tonumber(arg[1]) or 30
+local BIN = arg[2] or "build/shannot"
+
+local function median(xs)
+  table.sort(xs)
+  local n = #xs
+  if n % 2 == 1 then return xs[(n + 1) // 2] end
+  return (xs[n // 2] + xs[n // 2 + 1]) / 2
+end
+
+local function run(argv, opts)
+  local r = assert(proc.run(argv, opts or { stdout = "null", stderr = "pipe", stdin = "null" }))
+  assert(r.code == 0, table.concat(argv, " ") .. ": " .. (r.stderr or "") .. proc.describe_end(r))
+  return r
+end
+
+local function compare(cases, n)
+  local samples = {}
+  for i = 1, #cases do samples[i] = {} end
+  for round = 1, n + 2 do
+    for i, c in ipairs(cases) do
+      local t0 = sys.monotonic()
+      c()
+      if round > 2 then samples[i][#samples[i] + 1] = sys.monotonic() - t0 end
+    end
+  end
+  local out = {}
+  for i = 1, #cases do out[i] = median(samples[i]) end
+  return out
+end
+
+local server = sshd.start()
+local ok, problem = pcall(function()
+  local home = h.tmpdir()
+  assert(shannot.fs.mkdir_p(home .. "/.ssh"))
+  assert(shannot.fs.write_atomic(home .. "/.ssh/known_hosts", assert(shannot.fs.read_file(server.known_hosts))))
+  local env = { "HOME=" .. home, "XDG_CONFIG_HOME=" .. home .. "/config", "XDG_DATA_HOME=" .. home .. "/data",
+    "PATH=" .. os.getenv("PATH") }
+  assert(shannot.fs.mkdir_p(home .. "/config/shannot"))
+  assert(shannot.fs.write_atomic(home .. "/config/shannot/config.toml", string.format(
+    '[remotes.box]\nhost = "%s"\nuser = "%s"\nport = %d\nkey_file = "%s"\n',
+    server.host, server.user, server.port, server.key)))
+  local target = "box"
+  local ssh = { "ssh", "-q", "-i", server.key, "-p", tostring(server.port), "-o", "BatchMode=yes",
+    "-o", "UserKnownHostsFile=" .. server.known_hosts, "-o", "StrictHostKeyChecking=yes",
+    server.user .. "@" .. server.host }
+  -- The remote command lines shannot sends for `--profile readonly -- true`.
+  local p = assert(shannot.profile.load("readonly"))
+  local dir = "/tmp/shannot-bench-remote"
+  local plan = { dir = dir, root = sys.ids().euid == 0, shim = stage.SHIM_TEXT, defer = {}, overlays = {} }
+  local vr = shannot.fs.lstat("/var/run")
+  local args = shannot.profile.bwrap_args(p, { cwd = home, var_run_is_link = vr and vr.type == "link", late_binds = {
+    { "--ro-bind", dir .. "/defer/shim", stage.SHIM }, { "--ro-bind", dir .. "/defer/bin", stage.SHIM_BIN },
+    { "--bind", dir .. "/defer/deferred", stage.DEFERRED } }, path_prefix = stage.SHIM_BIN })
+  plan.bwrap_argv = { "bwrap", table.unpack(args) }
+  plan.bwrap_argv[#plan.bwrap_argv + 1] = "--"
+  plan.bwrap_argv[#plan.bwrap_argv + 1] = "true"
+  local same = table.concat({
+    rscript.probe_command({}, shannot.profile.search_path(p), {}) .. " > /dev/null",
+    rscript.prepare_command(plan), "(" .. rscript.run_command(plan) .. ")",
+    "(" .. rscript.collect_command(dir) .. ") > /dev/null", rscript.cleanup_command(dir),
+  }, "\n")
+  local cold_ssh = table.move(ssh, 1, #ssh, 1, {})
+  cold_ssh[#cold_ssh + 1] = same
+  local m1 = compare({
+    function() run({ BIN, "run", "--target", target, "--profile", "readonly", "--", "true" },
+      { env = env, stdout = "null", stderr = "pipe", stdin = "null" }) end,
+    function() run(cold_ssh) end,
+  }, N)
+  -- warm: a loop of K commands in one process each way, per command
+  local K = 50
+  local loop = h.write(home .. "/loop.lua", string.format([[
+    local ssh = require("shannot.ssh")
+    local s = assert(ssh.connect({ host = %q, port = %d, user = %q, identity = %q, known_hosts = %q, config = false }))
+    local t0 = require("shannot.core.sys").monotonic()
+    for _ = 1, %d do assert(s:exec("true").code == 0) end
+    io.write(require("shannot.core.sys").monotonic() - t0)
+  ]], server.host, server.port, server.user, server.key, server.known_hosts, K))
+  local ctl = home .. "/ctl"
+  local master = table.move(ssh, 1, #ssh, 1, {})
+  table.insert(master, 2, "-o"); table.insert(master, 3, "ControlMaster=yes")
+  table.insert(master, 4, "-o"); table.insert(master, 5, "ControlPath=" .. ctl)
+  table.insert(master, 6, "-N")
+  local mp = assert(proc.spawn(master, { stdin = "null", stdout = "null", stderr = "null" }))
+  for _ = 1, 100 do
+    if shannot.fs.exists(ctl) then break end
+    proc.run({ "sleep", "0.05" })
+  end
+  local via_master = table.move(ssh, 1, #ssh, 1, {})
+  table.insert(via_master, 2, "-o"); table.insert(via_master, 3, "ControlPath=" .. ctl)
+  via_master[#via_master + 1] = "true"
+  local warm_lib, warm_ssh = {}, {}
+  for _ = 1, 5 do
+    local r = run({ BIN, "lua", loop }, { env = env, stdout = "pipe", stderr = "pipe", stdin = "null" })
+    warm_lib[#warm_lib + 1] = tonumber(r.stdout) / K
+    local t0 = sys.monotonic()
+    for _ = 1, K do run(via_master) end
+    warm_ssh[#warm_ssh + 1] = (sys.monotonic() - t0) / K
+  end
+  mp:kill("TERM")
+  mp:close()
+  local w1, w2 = median(warm_lib), median(warm_ssh)
+  print(string.format("remote, medians (shannot vs OpenSSH); %d cold rounds, %d x %d warm commands", N, 5, K))
+  print(string.format("%-52s %8.2f ms %8.2f ms  ratio %.2f (target <= 1.10)",
+    "cold: run --target -- true  vs  ssh, same lines", m1[1] * 1000, m1[2] * 1000, m1[1] / m1[2]))
+  print(string.format("%-52s %8.2f ms %8.2f ms  ratio %.2f (target <= 1.10)",
+    "warm: one command, reused connection  vs  ControlMaster", w1 * 1000, w2 * 1000, w1 / w2))
+end)
+server.stop()
+h.cleanup()
+assert(ok, problem)
