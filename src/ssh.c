@@ -41,6 +41,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -67,7 +70,7 @@
 #define SSH_FUNCS(X)                                                        \
     X(ssh_new) X(ssh_free) X(ssh_options_set) X(ssh_options_get)            \
     X(ssh_options_get_port) X(ssh_options_parse_config) X(ssh_connect)      \
-    X(ssh_disconnect) X(ssh_is_connected) X(ssh_get_error)                  \
+    X(ssh_disconnect) X(ssh_is_connected) X(ssh_get_error) X(ssh_get_fd)    \
     X(ssh_session_is_known_server) X(ssh_session_update_known_hosts)        \
     X(ssh_known_hosts_parse_line) X(ssh_knownhosts_entry_free)              \
     X(ssh_get_server_publickey) X(ssh_get_publickey_hash)                   \
@@ -583,6 +586,22 @@ static int authenticate(lua_State *L, Session *ss, const char *identity)
     return auth_fail(L, ss);
 }
 
+/* TCP keepalive on the connection: a host that vanished (powered off, a
+ * NAT that forgot us) is noticed within a few minutes rather than never,
+ * for the whole life of a long execute.  libssh 0.10 has no SSH-level
+ * keepalive; failures here are harmless and ignored. */
+static void keepalive(int fd)
+{
+    int on = 1, idle = 60, interval = 15, count = 4;
+    if (fd < 0) {
+        return;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+}
+
 /* connect(opts) -> Session | nil, msg, code [, info]
  * opts: host (required), port, user, identity (private key file; default:
  * agent, default keys and IdentityFile), config (ssh config file; false:
@@ -612,7 +631,7 @@ static int lssh_connect(lua_State *L)
         n = ssh_fail(L, ss, o.host, "EINVAL");
     } else if (a->ssh_connect(ss->s) != SSH_OK) {
         n = ssh_fail(L, ss, o.host, "CONNECT");
-    } else if ((n = check_host_key(L, ss, o.accept_new)) == 0) {
+    } else if (keepalive(a->ssh_get_fd(ss->s)), (n = check_host_key(L, ss, o.accept_new)) == 0) {
         n = authenticate(L, ss, o.identity);
     }
     if (n > 0) {
