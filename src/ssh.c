@@ -631,8 +631,11 @@ static int lssh_connect(lua_State *L)
         n = ssh_fail(L, ss, o.host, "EINVAL");
     } else if (a->ssh_connect(ss->s) != SSH_OK) {
         n = ssh_fail(L, ss, o.host, "CONNECT");
-    } else if (keepalive(a->ssh_get_fd(ss->s)), (n = check_host_key(L, ss, o.accept_new)) == 0) {
-        n = authenticate(L, ss, o.identity);
+    } else {
+        keepalive(a->ssh_get_fd(ss->s));
+        if ((n = check_host_key(L, ss, o.accept_new)) == 0) {
+            n = authenticate(L, ss, o.identity);
+        }
     }
     if (n > 0) {
         session_release(ss); /* the connection goes now, not at __gc */
