@@ -8,6 +8,7 @@
  *   spawn(argv, opts) -> Process | nil, msg, code
  *   Process:communicate(opts) -> result | nil, msg, code
  *   Process:kill(signame) -> true | nil, msg, code
+ *   Process:poll() -> nil (running) | {code | signal, signal_name}
  *   Process:pid() -> integer
  *   Process:close() (also __gc, __close): kills and reaps a running child
  */
@@ -634,6 +635,32 @@ out:
     return 1;
 }
 
+/* Process:poll() -> nil (still running) | {code | signal, signal_name}
+ * A look without waiting, for callers that serve other input meanwhile
+ * (the MCP server); output is not read: give such a child files, not
+ * pipes. */
+static int process_poll(lua_State *L)
+{
+    Process *p = check_process(L);
+    if (p->pid > 0 && !process_reap(p, WNOHANG)) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_createtable(L, 0, 3);
+    if (WIFEXITED(p->status)) {
+        lua_pushinteger(L, WEXITSTATUS(p->status));
+        lua_setfield(L, -2, "code");
+    } else if (WIFSIGNALED(p->status)) {
+        int sig = WTERMSIG(p->status);
+        lua_pushinteger(L, sig);
+        lua_setfield(L, -2, "signal");
+        const char *name = sigabbrev_np(sig);
+        lua_pushstring(L, name ? name : "UNKNOWN");
+        lua_setfield(L, -2, "signal_name");
+    }
+    return 1;
+}
+
 /* The state of one communicate() call. */
 struct loop {
     const char *input;
@@ -908,6 +935,7 @@ static const luaL_Reg proc_funcs[] = {
     {NULL, NULL}};
 
 static const luaL_Reg process_methods[] = {
+    {"poll", process_poll},
     {"communicate", process_communicate},
     {"kill", process_kill},
     {"pid", process_pid},

@@ -19,6 +19,7 @@ local COMMANDS = {
   { "rollback", "undo an executed session from its checkpoint" },
   { "checkpoint", "list and show checkpoints" },
   { "remote", "add, list and remove remote hosts" },
+  { "mcp", "serve the Model Context Protocol to LLM agents" },
   { "profile", "list, show and check sandbox profiles" },
   { "status", "what this machine can do: bwrap, user namespaces, overlayfs" },
   { "config", "show, check and locate the configuration" },

@@ -39,6 +39,7 @@ options:
   --timeout S         kill the command and everything it started after S seconds
   --max-output SIZE   keep at most SIZE bytes of each stream (default 1M; half
                       from the start, half from the end) for --json and sessions
+  --interpreter I     run SCRIPT with I (e.g. bash, python3), not its #! line
   --target T          run on a remote host over SSH: a [remotes.T] of the
                       config, or USER@HOST[:PORT] (see "shannot remote")
   --accept-new        with --target: accept and remember an unknown host key
@@ -52,6 +53,7 @@ options:
     ["--max-output"] = { arg = "SIZE", type = "size" },
     ["--json"] = {},
     ["--target"] = { arg = "T" },
+    ["--interpreter"] = { arg = "I" },
     ["--accept-new"] = { key = "accept_new" },
   },
   stop_at_positional = true,
@@ -141,7 +143,7 @@ local function what_to_run(opts, args)
   local real = assert(fs.realpath(script))
   local name = real:match("([^/]+)$")
   local inside = SCRIPT_DIR .. "/" .. name
-  local argv = shebang(real) or { "/bin/sh" }
+  local argv = opts.interpreter and { opts.interpreter } or shebang(real) or { "/bin/sh" }
   argv[#argv + 1] = inside
   table.move(args, 2, #args, #argv + 1, argv)
   local command = { real }

@@ -1,0 +1,568 @@
+-- The MCP server (DESIGN §9): JSON-RPC 2.0, one message per line on
+-- stdin/stdout.  Tools run sandboxed commands and capture scripts into
+-- sessions; nothing is ever applied from here: a person approves with the
+-- CLI or the review UI.  Commands run in child processes whose output goes
+-- to files, never into the protocol stream, while the loop keeps reading
+-- stdin, so `ping` and cancellation are answered during a long call.
+local const = require("shannot.const")
+local err = require("shannot.err")
+local fs = require("shannot.fs")
+local json = require("shannot.json")
+local paths = require("shannot.paths")
+local proc = require("shannot.proc")
+local session = require("shannot.session")
+local term = require("shannot.core.term")
+local text = require("shannot.text")
+
+local M = {}
+
+-- Newest first: what the current TypeScript SDK speaks from 2024-11-05 on.
+M.VERSIONS = { "2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05" }
+M.MAX_LINE = 16 * 1024 * 1024
+M.MAX_OUTPUT = 256 * 1024
+
+local PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL = -32700, -32600, -32601,
+  -32602, -32603
+
+---------------------------------------------------------------------------
+-- Tools
+---------------------------------------------------------------------------
+
+local TARGET = { type = "string",
+  description = "A remote host configured for shannot (see list_remotes); omit to run on this machine." }
+
+M.TOOLS = {
+  {
+    name = "run_command",
+    title = "Run a read-only command",
+    description = "Runs one command in a read-only bubblewrap sandbox (no network, nothing on the " ..
+      "system can change) and returns its exit code and output.  The command is an argv array, " ..
+      "never a shell string.  For anything that should change the system, use run_script.",
+    inputSchema = {
+      type = "object",
+      properties = {
+        argv = { type = "array", items = { type = "string" }, minItems = 1,
+          description = 'The command and its arguments, e.g. ["df", "-h"].' },
+        target = TARGET,
+        timeout = { type = "number", minimum = 0.1, maximum = 3600, description = "Seconds (default 60)." },
+      },
+      required = { "argv" }, additionalProperties = false,
+    },
+  },
+  {
+    name = "run_script",
+    title = "Capture what a script would change",
+    description = "Runs a script in the sandbox against the real system, with every write captured " ..
+      "instead of made, and returns the session id, a summary of the captured operations with their " ..
+      "danger levels, and the command a person runs to review it.  Nothing is ever applied from " ..
+      "here: a person approves and executes the session.",
+    inputSchema = {
+      type = "object",
+      properties = {
+        script = { type = "string", description = "The script text." },
+        interpreter = { type = "string", description = 'The interpreter, e.g. "sh" (default), "bash", "python3".' },
+        target = TARGET,
+        timeout = { type = "number", minimum = 0.1, maximum = 3600, description = "Seconds (default 600)." },
+      },
+      required = { "script" }, additionalProperties = false,
+    },
+  },
+  {
+    name = "list_sessions",
+    title = "List sessions",
+    description = "Lists captured sessions, newest first, with status and operation counts.",
+    inputSchema = {
+      type = "object",
+      properties = { status = { type = "string", enum = session.STATUSES } },
+      additionalProperties = false,
+    },
+  },
+  {
+    name = "get_session",
+    title = "Show a session",
+    description = "Shows one session: status, command, every operation with its decision, danger " ..
+      "and reason, and optionally the diff of each write.",
+    inputSchema = {
+      type = "object",
+      properties = {
+        id = { type = "string", description = "The session id." },
+        diff = { type = "boolean", description = "Include unified diffs of writes." },
+      },
+      required = { "id" }, additionalProperties = false,
+    },
+  },
+  {
+    name = "list_profiles",
+    title = "List sandbox profiles",
+    description = "Lists the sandbox profiles, built in and the user's.",
+    inputSchema = { type = "object", properties = {}, additionalProperties = false },
+  },
+  {
+    name = "list_remotes",
+    title = "List remote hosts",
+    description = "Lists the remote hosts configured for shannot (the only targets allowed).",
+    inputSchema = { type = "object", properties = {}, additionalProperties = false },
+  },
+}
+
+local RESOURCES = {
+  { uri = "shannot://profiles", name = "profiles", title = "Sandbox profiles", mimeType = "application/json",
+    description = "The sandbox profiles and where each comes from." },
+  { uri = "shannot://remotes", name = "remotes", title = "Remote hosts", mimeType = "application/json",
+    description = "The configured remote hosts." },
+  { uri = "shannot://status", name = "status", title = "What this machine can do", mimeType = "application/json",
+    description = "bwrap, user namespaces and overlayfs on this machine." },
+}
+
+local PROMPTS = {
+  { name = "diagnose-disk", title = "Why is the disk full?",
+    description = "Look for what fills a file system, read-only.",
+    arguments = { { name = "path", description = "Where to look (default /).", required = false } },
+    text = "Find out what uses the most space under %s. Use run_command only (df -h, du -xh " ..
+      "--max-depth=2 ..., ls -la), change nothing, and summarise the biggest consumers." },
+  { name = "check-service", title = "Why is a service failing?",
+    description = "Inspect a systemd service and its logs, read-only.",
+    arguments = { { name = "service", description = "The unit name.", required = true } },
+    text = "Inspect the service %s with run_command (systemctl status, journalctl --no-pager -u " ..
+      "... -n 100, its config files). If a fix needs changes, write it as a script for run_script " ..
+      "and tell me the session id to review; never claim it was applied." },
+}
+
+---------------------------------------------------------------------------
+-- The server
+---------------------------------------------------------------------------
+
+local Server = {}
+Server.__index = Server
+
+-- new(opts) -> server.  opts: config, target (default target), profile
+-- (for run_script), bin (this binary), out (write function).
+function M.new(opts)
+  return setmetatable({
+    cfg = opts.config, target = opts.target, profile = opts.profile, bin = opts.bin,
+    out = opts.out or function(s) io.stdout:write(s); io.stdout:flush() end,
+    jobs = {}, version = nil, work = nil,
+  }, Server)
+end
+
+function Server:send(msg)
+  msg.jsonrpc = "2.0"
+  self.out(json.encode(msg) .. "\n")
+end
+
+function Server:reply(id, result)
+  self:send({ id = id, result = result })
+end
+
+function Server:fail(id, code, message, data)
+  self:send({ id = id == nil and json.null or id, error = { code = code, message = message, data = data } })
+end
+
+local function valid_id(id)
+  return type(id) == "number" or type(id) == "string"
+end
+
+local function tool_result(self, structured, is_error)
+  local body = type(structured) == "string" and structured or json.encode(structured, { indent = "  " })
+  local r = { content = json.array({ { type = "text", text = body } }) }
+  if is_error then r.isError = true end
+  if type(structured) == "table" and self.version and self.version >= "2025-06-18" then
+    r.structuredContent = structured
+  end
+  return r
+end
+
+function Server:tool_error(id, fmt, ...)
+  self:reply(id, tool_result(self, string.format(fmt, ...), true))
+end
+
+-- target(name) -> name | nil, why: a configured remote only
+function Server:check_target(name)
+  name = name or self.target
+  if name == nil or name == "local" then return "local" end
+  local values = self.cfg and self.cfg.values
+  local e = values and values.executor[name]
+  if values and (values.remotes[name] or (e and e.type == "ssh")) then return name end
+  return nil, string.format('unknown target "%s": only remotes configured for shannot (list_remotes)',
+    text.inert(tostring(name)))
+end
+
+function Server:workdir()
+  if not self.work then
+    local base = paths.data_dir() .. "/mcp"
+    assert(fs.mkdir_p(base, 448))
+    self.work = assert(fs.mkdtemp(base .. "/run-"))
+  end
+  return self.work
+end
+
+-- Starts `shannot ARGS` with stdout and stderr in files; the job finishes
+-- in poll_jobs().
+function Server:start_job(id, args, finish)
+  local dir = self:workdir()
+  local n = #self.jobs + math.random(1, 1e9)
+  local out, errf = string.format("%s/out-%d", dir, n), string.format("%s/err-%d", dir, n)
+  local argv = { "sh", "-c", 'o=$1 e=$2; shift 2; exec "$@" >"$o" 2>"$e"', "sh", out, errf, self.bin }
+  table.move(args, 1, #args, #argv + 1, argv)
+  local p, msg = proc.spawn(argv, { stdin = "null", stdout = "null", stderr = "null" })
+  if not p then return self:tool_error(id, "cannot start shannot: %s", msg) end
+  self.jobs[#self.jobs + 1] = { id = id, proc = p, out = out, err = errf, finish = finish }
+end
+
+function Server:poll_jobs()
+  local i = 1
+  while i <= #self.jobs do
+    local job = self.jobs[i]
+    local st = job.proc:poll()
+    if st then
+      table.remove(self.jobs, i)
+      local stdout = fs.read_file(job.out, M.MAX_LINE) or ""
+      local stderr = fs.read_file(job.err, M.MAX_OUTPUT) or ""
+      fs.remove(job.out)
+      fs.remove(job.err)
+      job.proc:close()
+      local ok, e = pcall(job.finish, st, stdout, stderr)
+      if not ok then self:tool_error(job.id, "internal error: %s", tostring(e)) end
+    else
+      i = i + 1
+    end
+  end
+end
+
+function Server:cancel(request_id)
+  for i, job in ipairs(self.jobs) do
+    if job.id == request_id then
+      job.proc:kill("TERM")
+      job.proc:close()
+      fs.remove(job.out)
+      fs.remove(job.err)
+      table.remove(self.jobs, i)
+      return true
+    end
+  end
+  return false
+end
+
+function Server:close()
+  for _, job in ipairs(self.jobs) do job.proc:close() end
+  self.jobs = {}
+  if self.work then fs.rmtree(self.work) end
+end
+
+---------------------------------------------------------------------------
+-- Tool calls
+---------------------------------------------------------------------------
+
+local TOOL = {}
+
+local function check_strings(list)
+  if type(list) ~= "table" or #list == 0 then return false end
+  for k, v in pairs(list) do
+    if math.type(k) ~= "integer" or type(v) ~= "string" then return false end
+  end
+  return true
+end
+
+local function run_args(target, timeout)
+  local args = { "run", "--json" }
+  if target ~= "local" then table.move({ "--target", target }, 1, 2, #args + 1, args) end
+  if timeout then table.move({ "--timeout", tostring(timeout) }, 1, 2, #args + 1, args) end
+  return args
+end
+
+local function output_of(doc)
+  return {
+    exit_code = doc.exit_code, signal = doc.signal, timed_out = doc.timed_out,
+    stdout = doc.stdout, stderr = doc.stderr, stdout_truncated = doc.stdout_truncated,
+    stderr_truncated = doc.stderr_truncated, duration = doc.duration,
+  }
+end
+
+-- The shannot run finished: its JSON document, or a tool error.
+local function run_document(self, id, st, stdout, stderr)
+  local doc = json.decode(stdout)
+  if type(doc) ~= "table" then
+    local why = stderr:match("[^\n]+") or ("shannot exited " .. tostring(st.code or st.signal_name))
+    self:tool_error(id, "%s", text.inert(why))
+    return nil
+  end
+  return doc
+end
+
+function TOOL.run_command(self, id, a)
+  if not check_strings(a.argv) then return "argv must be a non-empty array of strings" end
+  local target, why = self:check_target(a.target)
+  if not target then return self:tool_error(id, "%s", why) end
+  local args = run_args(target, a.timeout or 60)
+  -- read-only: a profile that captures nothing
+  table.move({ "--profile", "readonly", "--" }, 1, 3, #args + 1, args)
+  table.move(a.argv, 1, #a.argv, #args + 1, args)
+  self:start_job(id, args, function(st, stdout, stderr)
+    local doc = run_document(self, id, st, stdout, stderr)
+    if doc then self:reply(id, tool_result(self, output_of(doc), doc.exit_code ~= 0)) end
+  end)
+end
+
+local function op_summary(op)
+  return {
+    id = op.id, kind = op.kind, path = op.path, argv = op.argv and json.array(op.argv) or nil,
+    decision = op.decision, danger = op.danger, reason = op.reason,
+  }
+end
+
+function TOOL.run_script(self, id, a)
+  if type(a.script) ~= "string" then return "script must be a string" end
+  local interp = a.interpreter or "sh"
+  if type(interp) ~= "string" or not interp:match("^[%w_./+-]+$") then
+    return 'interpreter must be a command name or path such as "sh" or "python3"'
+  end
+  local target, why = self:check_target(a.target)
+  if not target then return self:tool_error(id, "%s", why) end
+  local sub = fs.mkdtemp(self:workdir() .. "/script-")
+  if not sub then return self:tool_error(id, "cannot make a place for the script") end
+  local file = sub .. "/mcp-script"  -- the session's name
+  local ok, msg = fs.write_new(file, a.script, 384)
+  if not ok then return self:tool_error(id, "cannot keep the script: %s", msg) end
+  local args = run_args(target, a.timeout or 600)
+  if self.profile then table.move({ "--profile", self.profile }, 1, 2, #args + 1, args) end
+  table.move({ "--interpreter", interp, file }, 1, 3, #args + 1, args)
+  self:start_job(id, args, function(st, stdout, stderr)
+    fs.rmtree(sub)
+    local doc = run_document(self, id, st, stdout, stderr)
+    if not doc then return end
+    local result = output_of(doc)
+    if doc.session == json.null or doc.session == nil then
+      result.session = json.null
+      result.summary = "The script changed nothing; no session was made."
+    else
+      local s = session.load(doc.session.id)
+      local ops = {}
+      for i, op in ipairs(s and s.operations or {}) do ops[i] = op_summary(op) end
+      result.session = doc.session.id
+      result.operations = json.array(ops)
+      result.counts = doc.session.counts
+      result.review = "shannot show " .. doc.session.id .. " --diff"
+      result.approve = "shannot approve " .. doc.session.id
+      result.summary = string.format("Captured %d operation(s) as session %s (pending). Nothing was applied: " ..
+        "a person reviews it with `%s` and approves it with `%s`.", #ops, doc.session.id, result.review,
+        result.approve)
+    end
+    self:reply(id, tool_result(self, result, false))
+  end)
+end
+
+function TOOL.list_sessions(self, id, a)
+  if a.status ~= nil and type(a.status) ~= "string" then return "status must be a string" end
+  local list = session.list({ status = a.status, config = self.cfg })
+  local out = {}
+  for i, s in ipairs(list) do
+    out[i] = { id = s.id, status = s.status, created_at = s.created_at, expires_at = s.expires_at,
+      command = s.command, target = s.target, operations = #s.operations, counts = s.counts }
+  end
+  self:reply(id, tool_result(self, { sessions = json.array(out) }, false))
+end
+
+function TOOL.get_session(self, id, a)
+  if type(a.id) ~= "string" then return "id must be a string" end
+  local s, e = session.load(a.id, { config = self.cfg })
+  if not s then return self:tool_error(id, "%s", e.message) end
+  local ops = {}
+  for i, op in ipairs(s.operations) do
+    ops[i] = op_summary(op)
+    if a.diff and op.kind == "write" then
+      local body, why = require("shannot.opview").diff(s, op)
+      ops[i].diff = body or why
+    end
+  end
+  self:reply(id, tool_result(self, {
+    id = s.id, status = s.status, command = s.command, target = s.target, profile = s.profile,
+    created_at = s.created_at, expires_at = s.expires_at, exit_code = s.exit_code,
+    operations = json.array(ops), review = "shannot show " .. s.id .. " --diff",
+  }, false))
+end
+
+function TOOL.list_profiles(self, id)
+  self:reply(id, tool_result(self, { profiles = json.array(require("shannot.profile").list()) }, false))
+end
+
+local function remotes_of(cfg)
+  local out = {}
+  local values = cfg and cfg.values or { remotes = {}, executor = {} }
+  for name, r in pairs(values.remotes) do
+    out[#out + 1] = { name = name, host = r.host, user = r.user, port = r.port, profile = r.profile }
+  end
+  for name, e in pairs(values.executor) do
+    if e.type == "ssh" then
+      out[#out + 1] = { name = name, host = e.host, user = e.username, port = e.port, profile = e.profile }
+    end
+  end
+  table.sort(out, function(x, y) return x.name < y.name end)
+  return json.array(out)
+end
+
+function TOOL.list_remotes(self, id)
+  self:reply(id, tool_result(self, { remotes = remotes_of(self.cfg) }, false))
+end
+
+---------------------------------------------------------------------------
+-- Methods
+---------------------------------------------------------------------------
+
+local METHOD = {}
+
+function METHOD.initialize(self, id, params)
+  local asked = params.protocolVersion
+  if type(asked) ~= "string" then return "protocolVersion must be a string" end
+  local version = M.VERSIONS[1]
+  for _, v in ipairs(M.VERSIONS) do
+    if v == asked then version = v end
+  end
+  self.version = version
+  self:reply(id, {
+    protocolVersion = version,
+    capabilities = { tools = { listChanged = false }, resources = { listChanged = false },
+      prompts = { listChanged = false } },
+    serverInfo = { name = "shannot", version = const.VERSION },
+    instructions = "shannot runs commands read-only in a sandbox (run_command) and captures what a script " ..
+      "would change (run_script) into a session that a person reviews and approves; nothing is applied " ..
+      "from here.",
+  })
+end
+
+function METHOD.ping(self, id)
+  self:reply(id, {})
+end
+
+function METHOD.tools_list(self, id)
+  local tools = {}
+  for i, t in ipairs(M.TOOLS) do
+    tools[i] = { name = t.name, description = t.description, inputSchema = t.inputSchema }
+    if self.version and self.version >= "2025-06-18" then tools[i].title = t.title end
+  end
+  self:reply(id, { tools = json.array(tools) })
+end
+
+function METHOD.tools_call(self, id, params)
+  local name = params.name
+  local fn = type(name) == "string" and TOOL[name]
+  if not fn then return string.format('unknown tool "%s"', text.inert(tostring(name))) end
+  local a = params.arguments
+  if a == nil or a == json.null then a = {} end
+  if type(a) ~= "table" then return "arguments must be an object" end
+  return fn(self, id, a)
+end
+
+function METHOD.resources_list(self, id)
+  self:reply(id, { resources = json.array(RESOURCES) })
+end
+
+function METHOD.resources_read(self, id, params)
+  local uri = params.uri
+  local data
+  if uri == "shannot://profiles" then
+    data = require("shannot.profile").list()
+  elseif uri == "shannot://remotes" then
+    data = remotes_of(self.cfg)
+  elseif uri == "shannot://status" then
+    data = require("shannot.status").gather()
+  else
+    return string.format('unknown resource "%s"', text.inert(tostring(uri)))
+  end
+  self:reply(id, { contents = json.array({ { uri = uri, mimeType = "application/json",
+    text = json.encode(data, { indent = "  " }) } }) })
+end
+
+function METHOD.prompts_list(self, id)
+  local out = {}
+  for i, p in ipairs(PROMPTS) do
+    out[i] = { name = p.name, title = p.title, description = p.description, arguments = json.array(p.arguments) }
+  end
+  self:reply(id, { prompts = json.array(out) })
+end
+
+function METHOD.prompts_get(self, id, params)
+  for _, p in ipairs(PROMPTS) do
+    if p.name == params.name then
+      local args = type(params.arguments) == "table" and params.arguments or {}
+      local value = args[p.arguments[1].name]
+      if p.arguments[1].required and type(value) ~= "string" then
+        return string.format('argument "%s" is required', p.arguments[1].name)
+      end
+      return self:reply(id, { description = p.description, messages = json.array({
+        { role = "user", content = { type = "text", text = string.format(p.text, value or "/") } } }) })
+    end
+  end
+  return string.format('unknown prompt "%s"', text.inert(tostring(params.name)))
+end
+
+local METHOD_NAMES = {
+  initialize = "initialize", ping = "ping", ["tools/list"] = "tools_list", ["tools/call"] = "tools_call",
+  ["resources/list"] = "resources_list", ["resources/read"] = "resources_read",
+  ["prompts/list"] = "prompts_list", ["prompts/get"] = "prompts_get",
+}
+
+function Server:notification(method, params)
+  if method == "notifications/cancelled" and type(params) == "table" then
+    self:cancel(params.requestId)
+  end
+  -- everything else (initialized, progress, ...) needs no answer
+end
+
+function Server:handle(line)
+  if line:match("^%s*$") then return end
+  local msg = json.decode(line)
+  if msg == nil then return self:fail(nil, PARSE_ERROR, "parse error: not JSON") end
+  if type(msg) ~= "table" or (#msg > 0) then
+    return self:fail(nil, INVALID_REQUEST, "invalid request: a JSON-RPC message is one object (no batches)")
+  end
+  local id = msg.id
+  if type(id) == "number" then id = math.tointeger(id) or id end  -- cjson gives floats
+  if msg.jsonrpc ~= "2.0" or (msg.method ~= nil and type(msg.method) ~= "string")
+    or (id ~= nil and id ~= json.null and not valid_id(id)) then
+    return self:fail(valid_id(id) and id or nil, INVALID_REQUEST, 'invalid request: needs jsonrpc "2.0" and a method')
+  end
+  if msg.method == nil then return end  -- a response to us: we send no requests
+  if id == nil then return self:notification(msg.method, msg.params) end
+  if id == json.null then return self:fail(nil, INVALID_REQUEST, "invalid request: id must not be null") end
+  local name = METHOD_NAMES[msg.method]
+  if not name then return self:fail(id, METHOD_NOT_FOUND, "method not found: " .. text.inert(msg.method)) end
+  local params = msg.params
+  if params == nil or params == json.null then params = {} end
+  if type(params) ~= "table" then return self:fail(id, INVALID_PARAMS, "params must be an object") end
+  local ok, problem = pcall(METHOD[name], self, id, params)
+  if not ok then return self:fail(id, INTERNAL, "internal error: " .. tostring(problem)) end
+  if problem then return self:fail(id, INVALID_PARAMS, "invalid params: " .. problem) end
+end
+
+-- serve(server, fd) -> exit code: until stdin ends or a signal arrives
+function Server:serve(fd)
+  local buf = ""
+  while true do
+    local data, _, code = term.read_key(fd, #self.jobs > 0 and 50 or 500)
+    if data == nil then
+      if code ~= "EINTR" then break end  -- EIO: stdin ended
+      self:close()
+      return err.failed("interrupted")
+    end
+    buf = buf .. data
+    while true do
+      local nl = buf:find("\n", 1, true)
+      if not nl then break end
+      local line = buf:sub(1, nl - 1)
+      buf = buf:sub(nl + 1)
+      self:handle(line)
+    end
+    if #buf > M.MAX_LINE then
+      buf = ""
+      self:fail(nil, PARSE_ERROR, "parse error: a line longer than " .. M.MAX_LINE .. " bytes")
+    end
+    self:poll_jobs()
+  end
+  -- stdin ended: finish what is running (its answers still go out), then stop
+  for _, job in ipairs(self.jobs) do job.proc:communicate({}) end
+  self:poll_jobs()
+  self:close()
+  return const.EXIT.OK
+end
+
+return M
