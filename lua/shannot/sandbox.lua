@@ -108,6 +108,29 @@ local function read_status(text_)
   return status
 end
 
+-- Everything bwrap wrote on its status pipe, waiting at most `seconds`:
+-- a sandbox orphaned before bwrap armed --die-with-parent (an early
+-- Ctrl-C) may hold the pipe open, and a plain read would wait for ever.
+local function drain(file, seconds)
+  local term = require("shannot.core.term")
+  local parts, deadline = {}, sys.monotonic() + seconds
+  repeat
+    local data = term.read_key(file:fd(), 50)
+    if data == nil then break end  -- every writer closed it, or a signal
+    parts[#parts + 1] = data
+  until sys.monotonic() >= deadline
+  return table.concat(parts)
+end
+
+-- Our children now: while a sandbox runs we are a subreaper, and all of
+-- them are sandboxes whose bwrap is gone.
+local function children()
+  local list = fs.read_file("/proc/self/task/" .. sys.ids().pid .. "/children", 65536) or ""
+  local out = {}
+  for pid in list:gmatch("%d+") do out[#out + 1] = math.tointeger(tonumber(pid)) end
+  return out
+end
+
 local function close_all(files)
   for _, f in ipairs(files) do f:close() end
 end
@@ -137,8 +160,9 @@ function M.run(p, argv, opts)
   local status
   local function finish()
     if status then return end
-    status = read_status(status_r:read_all(65536) or "")
+    status = read_status(drain(status_r, 0.5))
     if math.type(status["child-pid"]) == "integer" then proc.kill_orphan(status["child-pid"]) end
+    for _, pid in ipairs(children()) do proc.kill_orphan(pid) end
     proc.set_subreaper(false)
   end
   local _ <close> = setmetatable({}, { __close = finish })
