@@ -23,6 +23,11 @@ int sh_interrupted(void)
     return sig_caught;
 }
 
+void sh_clear_interrupt(void)
+{
+    sig_caught = 0;
+}
+
 static void stop_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;

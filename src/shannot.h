@@ -77,6 +77,8 @@ int sh_ns_child(const struct sh_ns_setup *s, int *failed);
 
 /* main.c: the signal that interrupted us (SIGINT, SIGTERM) or 0. */
 int sh_interrupted(void);
+/* main.c: forgets the interrupt (the REPL handled a Ctrl-C itself). */
+void sh_clear_interrupt(void);
 
 /* Cleanup helpers for plain-C paths (as bubblewrap's utils.h does). */
 static inline void sh_freep(void *p)

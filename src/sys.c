@@ -101,6 +101,15 @@ static int sys_isatty(lua_State *L)
 }
 
 /* interrupted() -> number of the signal (SIGINT, SIGTERM) caught, or nil */
+/* clear_interrupt(): the interrupt was handled (the REPL cancels a line
+ * or a command on Ctrl-C and goes on) */
+static int sys_clear_interrupt(lua_State *L)
+{
+    (void)L;
+    sh_clear_interrupt();
+    return 0;
+}
+
 static int sys_interrupted(lua_State *L)
 {
     int sig = sh_interrupted();
@@ -113,6 +122,7 @@ static int sys_interrupted(lua_State *L)
 
 static const luaL_Reg sys_funcs[] = {
     {"interrupted", sys_interrupted},
+    {"clear_interrupt", sys_clear_interrupt},
     {"ids", sys_ids},
     {"uname", sys_uname},
     {"monotonic", sys_monotonic},

@@ -24,6 +24,7 @@ local COMMANDS = {
   { "status", "what this machine can do: bwrap, user namespaces, overlayfs" },
   { "config", "show, check and locate the configuration" },
   { "lua", "run a Lua file with the shannot API" },
+  { "repl", "an interactive Lua prompt with the shannot API" },
   { "help", "show help for shannot or one command" },
 }
 

@@ -7,9 +7,18 @@ local PUBLIC = {
   fs = "shannot.fs", proc = "shannot.proc", json = "shannot.json", paths = "shannot.paths",
   text = "shannot.text", toml = "shannot.toml", session = "shannot.session",
   capture = "shannot.capture", stage = "shannot.stage", store = "shannot.store",
+  config = "shannot.config", policy = "shannot.policy", remote = "shannot.remote",
+  apply = "shannot.apply", executor = "shannot.executor", events = "shannot.events",
+  audit = "shannot.audit",
 }
 
-return setmetatable({ version = const.VERSION }, {
+-- The submodule names, sorted (for listings and completion: the members
+-- themselves appear only once loaded).
+local modules = {}
+for name in pairs(PUBLIC) do modules[#modules + 1] = name end
+table.sort(modules)
+
+return setmetatable({ version = const.VERSION, modules = modules }, {
   __index = function(t, key)
     local name = PUBLIC[key]
     if not name then error("shannot has no member '" .. tostring(key) .. "'", 2) end
