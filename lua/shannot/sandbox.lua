@@ -125,7 +125,7 @@ end
 -- Our children now: while a sandbox runs we are a subreaper, and all of
 -- them are sandboxes whose bwrap is gone.
 local function children()
-  local list = fs.read_file("/proc/self/task/" .. sys.ids().pid .. "/children", 65536) or ""
+  local list = fs.read_file("/proc/thread-self/children", 65536) or ""
   local out = {}
   for pid in list:gmatch("%d+") do out[#out + 1] = math.tointeger(tonumber(pid)) end
   return out
