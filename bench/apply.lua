@@ -10,23 +10,13 @@ local proc = shannot.proc
 local fs = shannot.fs
 local json = shannot.json
 local sys = require("shannot.core.sys")
+package.path = "bench/?.lua;" .. package.path
+local lib = require("lib")
+local run, median = lib.run, lib.median
 
 local ROUNDS = tonumber(arg[1]) or 3
 local BIN = arg[2] or "build/shannot"
 local FILES = tonumber(arg[3]) or 10000
-
-local function median(xs)
-  table.sort(xs)
-  local n = #xs
-  if n % 2 == 1 then return xs[(n + 1) // 2] end
-  return (xs[n // 2] + xs[n // 2 + 1]) / 2
-end
-
-local function run(argv, opts)
-  local r = assert(proc.run(argv, opts or { stdout = "null", stderr = "pipe", stdin = "null" }))
-  assert(r.code == 0, table.concat(argv, " ") .. ": " .. (r.stderr or "") .. proc.describe_end(r))
-  return r
-end
 
 local work = assert(fs.mkdtemp((os.getenv("TMPDIR") or "/var/tmp") .. "/shannot-bench-apply-"))
 local ok, problem = pcall(function()

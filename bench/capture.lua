@@ -9,48 +9,15 @@
 -- Prints medians and ratios.  Run as root (the util-linux chain uses the
 -- initial user namespace, as shannot does as root).
 local shannot = require("shannot")
-local proc = shannot.proc
 local fs = shannot.fs
 local sys = require("shannot.core.sys")
+package.path = "bench/?.lua;" .. package.path
+local lib = require("lib")
+local run, compare = lib.run, lib.compare
 
 local N = tonumber(arg[1]) or 100
 local BIN = arg[2] or "build/shannot"
 local FILES = tonumber(arg[3]) or 10000
-
-local function median(xs)
-  table.sort(xs)
-  local n = #xs
-  if n % 2 == 1 then return xs[(n + 1) // 2] end
-  return (xs[n // 2] + xs[n // 2 + 1]) / 2
-end
-
-local function run(argv, opts)
-  local r = assert(proc.run(argv, opts or { stdout = "null", stderr = "pipe", stdin = "null" }))
-  assert(r.code == 0, table.concat(argv, " ") .. ": " .. (r.stderr or "") .. proc.describe_end(r))
-end
-
-local function timed(fn)
-  local t0 = sys.monotonic()
-  fn()
-  return sys.monotonic() - t0
-end
-
--- Runs each case n times, interleaved so drift hits them alike; each case
--- is {run = fn, prepare = fn (untimed, optional)}.
-local function compare(cases, n)
-  local samples = {}
-  for i = 1, #cases do samples[i] = {} end
-  for round = 1, n + 3 do
-    for i, c in ipairs(cases) do
-      if c.prepare then c.prepare() end
-      local dt = timed(c.run)
-      if round > 3 then samples[i][#samples[i] + 1] = dt end  -- 3 warm-up rounds
-    end
-  end
-  local out = {}
-  for i = 1, #cases do out[i] = median(samples[i]) end
-  return out
-end
 
 local function quote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"

@@ -6,45 +6,19 @@
 --      lines in one go.  Target <= 1.1.
 --   2. warm: one command on a connection already up (libssh, from a
 --      `shannot lua` loop) vs `ssh` through a ControlMaster.  Target <= 1.1.
-package.path = "spec/?.lua;" .. package.path
+package.path = "spec/?.lua;bench/?.lua;" .. package.path
 local shannot = require("shannot")
 local proc = shannot.proc
 local sys = require("shannot.core.sys")
 local sshd = require("support.sshd")
+local lib = require("lib")
+local run, compare, median = lib.run, lib.compare, lib.median
 local h = require("support.h")
 local rscript = require("shannot.remote_script")
 local stage = require("shannot.stage")
 
 local N = tonumber(arg[1]) or 30
 local BIN = arg[2] or "build/shannot"
-
-local function median(xs)
-  table.sort(xs)
-  local n = #xs
-  if n % 2 == 1 then return xs[(n + 1) // 2] end
-  return (xs[n // 2] + xs[n // 2 + 1]) / 2
-end
-
-local function run(argv, opts)
-  local r = assert(proc.run(argv, opts or { stdout = "null", stderr = "pipe", stdin = "null" }))
-  assert(r.code == 0, table.concat(argv, " ") .. ": " .. (r.stderr or "") .. proc.describe_end(r))
-  return r
-end
-
-local function compare(cases, n)
-  local samples = {}
-  for i = 1, #cases do samples[i] = {} end
-  for round = 1, n + 2 do
-    for i, c in ipairs(cases) do
-      local t0 = sys.monotonic()
-      c()
-      if round > 2 then samples[i][#samples[i] + 1] = sys.monotonic() - t0 end
-    end
-  end
-  local out = {}
-  for i = 1, #cases do out[i] = median(samples[i]) end
-  return out
-end
 
 local server = sshd.start()
 local ok, problem = pcall(function()
@@ -83,7 +57,7 @@ local ok, problem = pcall(function()
     function() run({ BIN, "run", "--target", target, "--profile", "readonly", "--", "true" },
       { env = env, stdout = "null", stderr = "pipe", stdin = "null" }) end,
     function() run(cold_ssh) end,
-  }, N)
+  }, N, 2)
   -- warm: a loop of K commands in one process each way, per command
   local K = 50
   local loop = h.write(home .. "/loop.lua", string.format([[

@@ -9,6 +9,8 @@
 local shannot = require("shannot")
 local proc = shannot.proc
 local sys = require("shannot.core.sys")
+package.path = "bench/?.lua;" .. package.path
+local median = require("lib").median
 
 local N = tonumber(arg[1]) or 200
 local BIN = arg[2] or "build/shannot"
@@ -19,13 +21,6 @@ local function time_once(argv, keep)
   local dt = sys.monotonic() - t0
   assert(r.code == 0, table.concat(argv, " ") .. ": " .. (r.stderr or "") .. proc.describe_end(r))
   return dt
-end
-
-local function median(xs)
-  table.sort(xs)
-  local n = #xs
-  if n % 2 == 1 then return xs[(n + 1) // 2] end
-  return (xs[n // 2] + xs[n // 2 + 1]) / 2
 end
 
 -- Runs each case N times, interleaved so drift hits them alike.

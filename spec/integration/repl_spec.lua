@@ -5,97 +5,22 @@
 -- a terminal, --target (one SSH connection for every command), and the
 -- pieces under it (pretty, compile, complete, decode).
 local fs = require("shannot.fs")
-local proc = require("shannot.proc")
 local repl = require("shannot.repl")
 local h = require("support.h")
 
-local TIMEOUT = 15  -- seconds a screen may take to show (ASan is slow)
 local READY = "Ctrl-D leaves\n>\n"
 
-local function have_tmux()
-  return h.need(fs.which("tmux", os.getenv("PATH")) ~= nil, "tmux (a test dependency)")
-end
+local tmux_mod = require("support.tmux")
+local have_tmux, sleep = tmux_mod.available, tmux_mod.sleep
 
-local Tmux = {}
-Tmux.__index = Tmux
-local serial = 0
-
-local function sleep(s)
-  proc.run({ "sleep", tostring(s) })
-end
-
--- tmux(home, args) -> a tmux server of its own (unique socket) running
--- `shannot ARGS` in an 80x24 pane with that home; after shannot ends,
--- the pane shows "shannot-exit=N" and stays.  The shell ignores SIGINT,
--- so a Ctrl-C reaches only shannot (which sets its own handler).
 local function tmux(home, args)
-  serial = serial + 1
-  local t = setmetatable({
-    sock = string.format("shannot-repl-%d-%d", require("shannot.core.sys").ids().pid, serial),
-    env = h.env({ HOME = home, XDG_CONFIG_HOME = home .. "/config", XDG_DATA_HOME = home .. "/data",
-      SHANNOT_CONFIG = false, TERM = "xterm-256color" }),
-  }, Tmux)
-  local cmd = { "sh", "-c", 'trap "" INT; "$@"; echo "shannot-exit=$?"; exec sleep 600', "sh", h.BIN }
-  table.move(args, 1, #args, #cmd + 1, cmd)
-  t:run({ "new-session", "-d", "-s", "main", "-x", "80", "-y", "24", table.unpack(cmd) })
-  t.socket_path = t:run({ "display", "-p", "#{socket_path}" }):gsub("\n$", "")
+  local t = tmux_mod.start(home, args, { name = "repl", ignore_int = true, trim = true })
+  -- line(s): s typed and entered
+  function t.line(self, s)
+    self:type(s)
+    self:keys("Enter")
+  end
   return t
-end
-
-function Tmux:run(args)
-  local argv = { "tmux", "-L", self.sock, "-f", "/dev/null" }
-  table.move(args, 1, #args, #argv + 1, argv)
-  local r = assert(proc.run(argv, { env = self.env, timeout = 20 }))
-  assert.equal(0, r.code, "tmux " .. table.concat(args, " ") .. ": " .. r.stderr)
-  return r.stdout
-end
-
--- screen() -> the pane's text, each line without its trailing blanks
--- (so the empty prompt "> " reads ">")
-function Tmux:screen()
-  return (self:run({ "capture-pane", "-p", "-t", "main" }):gsub(" +\n", "\n"))
-end
-
--- keys(...): tmux key names (Enter, Up, Tab, C-c)
-function Tmux:keys(...)
-  self:run({ "send-keys", "-t", "main", ... })
-end
-
--- type(s): s as literal text ("end" is not the End key)
-function Tmux:type(s)
-  self:run({ "send-keys", "-t", "main", "-l", s })
-end
-
-function Tmux:title()
-  return (self:run({ "display", "-p", "-t", "main", "#{pane_title}" }):gsub("\n$", ""))
-end
-
--- wait(text or predicate) -> the screen once it shows text (plain)
-function Tmux:wait(want, what)
-  local screen
-  local deadline = os.time() + TIMEOUT
-  repeat
-    screen = self:screen()
-    local ok
-    if type(want) == "function" then ok = want(screen) else ok = screen:find(want, 1, true) ~= nil end
-    if ok then return screen end
-    sleep(0.05)
-  until os.time() > deadline
-  error(string.format("timed out waiting for %s; the screen:\n%s", what or want, screen), 2)
-end
-
--- line(s) -> s typed and entered, once the prompt is back after what came
--- before (keys typed while something runs are flushed when the line
--- editor takes the terminal again).
-function Tmux:line(s)
-  self:type(s)
-  self:keys("Enter")
-end
-
--- kill(): the server, and its socket (tmux leaves the file behind)
-function Tmux:kill()
-  proc.run({ "tmux", "-L", self.sock, "kill-server" }, { env = self.env })
-  if self.socket_path and self.socket_path:find(self.sock, 1, true) then fs.remove(self.socket_path) end
 end
 
 -- The screen ends with an empty prompt: what was entered has been handled.

@@ -4,83 +4,20 @@
 -- terminal the command says so.  Also the pieces under it: key decoding,
 -- clean(), and shannot.core.term's failures.
 local fs = require("shannot.fs")
-local proc = require("shannot.proc")
 local term = require("shannot.term")
 local tui = require("shannot.tui")
 local h = require("support.h")
 local cap = require("support.cap")
 
-local TIMEOUT = 15  -- seconds a screen may take to show (ASan is slow)
 local ESC_NAME = "a\27]0;pwned\7\27[2Jb"
 local ESC_SHOWN = [[a\x1b]0;pwned\x07\x1b[2Jb]]
 
-local function have_tmux()
-  return h.need(fs.which("tmux", os.getenv("PATH")) ~= nil, "tmux (a test dependency)")
-end
+local tmux_mod = require("support.tmux")
+local have_tmux = tmux_mod.available
 
-local Tmux = {}
-Tmux.__index = Tmux
-local serial = 0
-
-local function sleep(s)
-  proc.run({ "sleep", tostring(s) })
-end
-
--- tmux(e, args) -> a tmux server of its own (unique socket) running
--- `shannot ARGS` in an 80x24 pane with the test bed's home; after
--- shannot ends, the pane shows "shannot-exit=N" and stays.
 local function tmux(e, args)
-  serial = serial + 1
-  local t = setmetatable({
-    sock = string.format("shannot-tui-%d-%d", require("shannot.core.sys").ids().pid, serial),
-    env = h.env({ HOME = e.home, XDG_CONFIG_HOME = e.home .. "/config", XDG_DATA_HOME = e.home .. "/data",
-      TERM = "xterm-256color" }),
-  }, Tmux)
-  local cmd = { "sh", "-c", '"$@"; echo "shannot-exit=$?"; exec sleep 600', "sh", h.BIN }
-  table.move(args, 1, #args, #cmd + 1, cmd)
-  t:run({ "new-session", "-d", "-s", "main", "-x", "80", "-y", "24", table.unpack(cmd) })
-  t.socket_path = t:run({ "display", "-p", "#{socket_path}" }):gsub("\n$", "")
+  local t = tmux_mod.start(e.home, args, { name = "tui", ignore_int = false, trim = false })
   return t
-end
-
-function Tmux:run(args)
-  local argv = { "tmux", "-L", self.sock, "-f", "/dev/null" }
-  table.move(args, 1, #args, #argv + 1, argv)
-  local r = assert(proc.run(argv, { env = self.env, timeout = 20 }))
-  assert.equal(0, r.code, "tmux " .. table.concat(args, " ") .. ": " .. r.stderr)
-  return r.stdout
-end
-
-function Tmux:screen()
-  return self:run({ "capture-pane", "-p", "-t", "main" })
-end
-
-function Tmux:keys(...)
-  self:run({ "send-keys", "-t", "main", ... })
-end
-
-function Tmux:title()
-  return (self:run({ "display", "-p", "-t", "main", "#{pane_title}" }):gsub("\n$", ""))
-end
-
--- wait(text or predicate) -> the screen once it shows text (plain)
-function Tmux:wait(want, what)
-  local screen
-  local deadline = os.time() + TIMEOUT
-  repeat
-    screen = self:screen()
-    local ok
-    if type(want) == "function" then ok = want(screen) else ok = screen:find(want, 1, true) ~= nil end
-    if ok then return screen end
-    sleep(0.05)
-  until os.time() > deadline
-  error(string.format("timed out waiting for %s; the screen:\n%s", what or want, screen), 2)
-end
-
--- kill(): the server, and its socket (tmux leaves the file behind)
-function Tmux:kill()
-  proc.run({ "tmux", "-L", self.sock, "kill-server" }, { env = self.env })
-  if self.socket_path and self.socket_path:find(self.sock, 1, true) then fs.remove(self.socket_path) end
 end
 
 local function lines(screen)
