@@ -91,17 +91,7 @@ function M.timestamp(now)
   return os.date("!%Y-%m-%dT%H:%M:%S", secs) .. string.format(".%03dZ", ms)
 end
 
--- JSON numbers come back as floats; integers are made integers again.
-local function integers(t)
-  for k, v in pairs(t) do
-    if type(v) == "number" then
-      t[k] = math.tointeger(v) or v
-    elseif type(v) == "table" then
-      integers(v)
-    end
-  end
-  return t
-end
+local integers = json.integers
 
 -- decode(text, name) -> value (integers restored) | nil, msg
 local function decode(text, name)

@@ -211,18 +211,7 @@ function M.is_expired(s, now)
   return s.status == "pending" and t ~= nil and (now or os.time()) >= t
 end
 
--- JSON numbers come back as floats; counts, ids, modes and sizes are
--- integers again.
-local function integers(t)
-  for k, v in pairs(t) do
-    if type(v) == "number" then
-      t[k] = math.tointeger(v) or v
-    elseif type(v) == "table" then
-      integers(v)
-    end
-  end
-  return t
-end
+local integers = json.integers
 
 local function validate(s, file)
   if type(s) ~= "table" then return string.format("%s: not a session (a JSON object)", file) end
