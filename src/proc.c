@@ -635,6 +635,23 @@ out:
     return 1;
 }
 
+/* [-0, +0, m] code, or signal and signal_name, of a wait status into the
+ * table on top. */
+static void set_status(lua_State *L, int status)
+{
+    if (WIFEXITED(status)) {
+        lua_pushinteger(L, WEXITSTATUS(status));
+        lua_setfield(L, -2, "code");
+    } else if (WIFSIGNALED(status)) {
+        int sig = WTERMSIG(status);
+        lua_pushinteger(L, sig);
+        lua_setfield(L, -2, "signal");
+        const char *name = sigabbrev_np(sig);
+        lua_pushstring(L, name ? name : "UNKNOWN");
+        lua_setfield(L, -2, "signal_name");
+    }
+}
+
 /* Process:poll() -> nil (still running) | {code | signal, signal_name}
  * A look without waiting, for callers that serve other input meanwhile
  * (the MCP server); output is not read: give such a child files, not
@@ -647,17 +664,7 @@ static int process_poll(lua_State *L)
         return 1;
     }
     lua_createtable(L, 0, 3);
-    if (WIFEXITED(p->status)) {
-        lua_pushinteger(L, WEXITSTATUS(p->status));
-        lua_setfield(L, -2, "code");
-    } else if (WIFSIGNALED(p->status)) {
-        int sig = WTERMSIG(p->status);
-        lua_pushinteger(L, sig);
-        lua_setfield(L, -2, "signal");
-        const char *name = sigabbrev_np(sig);
-        lua_pushstring(L, name ? name : "UNKNOWN");
-        lua_setfield(L, -2, "signal_name");
-    }
+    set_status(L, p->status);
     return 1;
 }
 
@@ -794,17 +801,7 @@ static int loop_step(Process *p, struct loop *s)
 static void push_result(lua_State *L, Process *p, struct loop *s, double t0)
 {
     lua_createtable(L, 0, 16);
-    if (WIFEXITED(p->status)) {
-        lua_pushinteger(L, WEXITSTATUS(p->status));
-        lua_setfield(L, -2, "code");
-    } else if (WIFSIGNALED(p->status)) {
-        int sig = WTERMSIG(p->status);
-        lua_pushinteger(L, sig);
-        lua_setfield(L, -2, "signal");
-        const char *name = sigabbrev_np(sig);
-        lua_pushstring(L, name ? name : "UNKNOWN");
-        lua_setfield(L, -2, "signal_name");
-    }
+    set_status(L, p->status);
     lua_pushboolean(L, s->timed_out);
     lua_setfield(L, -2, "timed_out");
     if (s->interrupted) {
