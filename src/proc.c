@@ -40,11 +40,7 @@ struct capture {
     int fd;     /* our read end, -1 when closed or not piped */
     int tee_fd; /* copy each chunk here as it arrives, -1 for none */
     int piped;
-    char *head;
-    size_t head_len, head_cap, head_limit;
-    char *ring;
-    size_t ring_start, ring_len, ring_limit;
-    unsigned long long total;
+    struct sh_keep keep;
 };
 
 typedef struct {
@@ -69,79 +65,18 @@ static void capture_free(struct capture *c)
     if (c->fd >= 0) {
         close(c->fd);
     }
-    free(c->head);
-    free(c->ring);
+    sh_keep_free(&c->keep);
     int piped = c->piped;
     capture_init(c);
     c->piped = piped;
 }
 
-static void capture_head(struct capture *c, const char **p, size_t *n)
-{
-    size_t take = c->head_limit - c->head_len;
-    if (take > *n) {
-        take = *n;
-    }
-    if (take == 0) {
-        return;
-    }
-    if (c->head_len + take > c->head_cap) {
-        size_t cap = c->head_cap ? c->head_cap * 2 : 4096;
-        while (cap < c->head_len + take) {
-            cap *= 2;
-        }
-        if (cap > c->head_limit) {
-            cap = c->head_limit;
-        }
-        char *nh = realloc(c->head, cap);
-        if (nh == NULL) { /* keep what we have: the rest counts as dropped */
-            c->head_limit = c->head_len;
-            return;
-        }
-        c->head = nh;
-        c->head_cap = cap;
-    }
-    memcpy(c->head + c->head_len, *p, take);
-    c->head_len += take;
-    *p += take;
-    *n -= take;
-}
-
-static void capture_tail(struct capture *c, const char *p, size_t n)
-{
-    size_t cap = c->ring_limit;
-    if (n == 0 || cap == 0) {
-        return;
-    }
-    if (c->ring == NULL && (c->ring = malloc(cap)) == NULL) {
-        c->ring_limit = 0;
-        return;
-    }
-    if (n >= cap) { /* only the last `cap` bytes survive */
-        memcpy(c->ring, p + n - cap, cap);
-        c->ring_start = 0;
-        c->ring_len = cap;
-        return;
-    }
-    size_t end = (c->ring_start + c->ring_len) % cap;
-    size_t first = cap - end < n ? cap - end : n;
-    memcpy(c->ring + end, p, first);
-    memcpy(c->ring, p + first, n - first);
-    c->ring_len += n;
-    if (c->ring_len > cap) {
-        c->ring_start = (c->ring_start + c->ring_len - cap) % cap;
-        c->ring_len = cap;
-    }
-}
-
 static void capture_add(struct capture *c, const char *p, size_t n)
 {
-    c->total += n;
     if (c->tee_fd >= 0 && sh_write_all(c->tee_fd, p, n) < 0) {
         c->tee_fd = -1; /* reader went away: keep capturing, stop copying */
     }
-    capture_head(c, &p, &n);
-    capture_tail(c, p, n);
+    sh_keep_add(&c->keep, p, n);
 }
 
 /* [-1, +0, m] Pops a value into field NAME_SUFFIX of the table below it. */
@@ -158,23 +93,23 @@ static void capture_push(lua_State *L, struct capture *c, const char *name)
     if (!c->piped) {
         return;
     }
-    lua_pushlstring(L, c->head ? c->head : "", c->head_len);
+    lua_pushlstring(L, c->keep.head ? c->keep.head : "", c->keep.head_len);
     set_suffixed(L, name, "");
     luaL_Buffer b;
     luaL_buffinit(L, &b);
-    if (c->ring_len > 0) {
-        size_t first = c->ring_limit - c->ring_start;
-        if (first > c->ring_len) {
-            first = c->ring_len;
+    if (c->keep.ring_len > 0) {
+        size_t first = c->keep.ring_limit - c->keep.ring_start;
+        if (first > c->keep.ring_len) {
+            first = c->keep.ring_len;
         }
-        luaL_addlstring(&b, c->ring + c->ring_start, first);
-        luaL_addlstring(&b, c->ring, c->ring_len - first);
+        luaL_addlstring(&b, c->keep.ring + c->keep.ring_start, first);
+        luaL_addlstring(&b, c->keep.ring, c->keep.ring_len - first);
     }
     luaL_pushresult(&b);
     set_suffixed(L, name, "_tail");
-    lua_pushinteger(L, (lua_Integer)(c->total - c->head_len - c->ring_len));
+    lua_pushinteger(L, (lua_Integer)(c->keep.total - c->keep.head_len - c->keep.ring_len));
     set_suffixed(L, name, "_dropped");
-    lua_pushinteger(L, (lua_Integer)c->total);
+    lua_pushinteger(L, (lua_Integer)c->keep.total);
     set_suffixed(L, name, "_bytes");
 }
 
@@ -826,8 +761,8 @@ static void loop_read_opts(lua_State *L, Process *p, struct loop *s)
     luaL_argcheck(L, cap >= 0, 2, "max_capture must not be negative");
     struct capture *cs[2] = {&p->out, &p->err};
     for (int i = 0; i < 2; i++) {
-        cs[i]->head_limit = (size_t)cap / 2;
-        cs[i]->ring_limit = (size_t)cap - (size_t)cap / 2;
+        cs[i]->keep.head_limit = (size_t)cap / 2;
+        cs[i]->keep.ring_limit = (size_t)cap - (size_t)cap / 2;
     }
     p->out.tee_fd = (int)sh_optfield_number(L, 2, "tee_stdout", -1);
     p->err.tee_fd = (int)sh_optfield_number(L, 2, "tee_stderr", -1);

@@ -75,6 +75,19 @@ int sh_ns_parent(const struct sh_ns_setup *s, pid_t child);
  * with errno and *failed = the mount's index (-1: the propagation step). */
 int sh_ns_child(const struct sh_ns_setup *s, int *failed);
 
+/* util.c: what is kept of a stream: the first head_limit bytes and a ring
+ * of the last ring_limit bytes; total counts everything seen. */
+struct sh_keep {
+    char *head;
+    size_t head_len, head_cap, head_limit;
+    char *ring;
+    size_t ring_start, ring_len, ring_limit;
+    unsigned long long total;
+};
+void sh_keep_add(struct sh_keep *k, const char *p, size_t n);
+/* Frees the buffers; the limits stay. */
+void sh_keep_free(struct sh_keep *k);
+
 /* main.c: the signal that interrupted us (SIGINT, SIGTERM) or 0. */
 int sh_interrupted(void);
 /* main.c: forgets the interrupt (the REPL handled a Ctrl-C itself). */

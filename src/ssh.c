@@ -124,11 +124,7 @@ struct Sftp {
  * or everything written to fd. */
 struct capture {
     int fd; /* stream here instead of capturing, -1 for none */
-    char *head;
-    size_t head_len, head_cap, head_limit;
-    char *ring;
-    size_t ring_start, ring_len, ring_limit;
-    unsigned long long total;
+    struct sh_keep keep;
 };
 
 struct Channel {
@@ -649,64 +645,9 @@ static int lssh_connect(lua_State *L)
 
 static void capture_free(struct capture *c)
 {
-    free(c->head);
-    free(c->ring);
+    sh_keep_free(&c->keep);
     memset(c, 0, sizeof *c);
     c->fd = -1;
-}
-
-static void capture_head(struct capture *c, const char **p, size_t *n)
-{
-    size_t take = c->head_limit - c->head_len;
-    take = take < *n ? take : *n;
-    if (take == 0) {
-        return;
-    }
-    if (c->head_len + take > c->head_cap) {
-        size_t cap = c->head_cap ? c->head_cap * 2 : 4096;
-        while (cap < c->head_len + take) {
-            cap *= 2;
-        }
-        cap = cap < c->head_limit ? cap : c->head_limit;
-        char *nh = realloc(c->head, cap);
-        if (nh == NULL) { /* keep what we have: the rest counts as dropped */
-            c->head_limit = c->head_len;
-            return;
-        }
-        c->head = nh;
-        c->head_cap = cap;
-    }
-    memcpy(c->head + c->head_len, *p, take);
-    c->head_len += take;
-    *p += take;
-    *n -= take;
-}
-
-static void capture_tail(struct capture *c, const char *p, size_t n)
-{
-    size_t cap = c->ring_limit;
-    if (n == 0 || cap == 0) {
-        return;
-    }
-    if (c->ring == NULL && (c->ring = malloc(cap)) == NULL) {
-        c->ring_limit = 0;
-        return;
-    }
-    if (n >= cap) { /* only the last `cap` bytes survive */
-        memcpy(c->ring, p + n - cap, cap);
-        c->ring_start = 0;
-        c->ring_len = cap;
-        return;
-    }
-    size_t end = (c->ring_start + c->ring_len) % cap;
-    size_t first = cap - end < n ? cap - end : n;
-    memcpy(c->ring + end, p, first);
-    memcpy(c->ring, p + first, n - first);
-    c->ring_len += n;
-    if (c->ring_len > cap) {
-        c->ring_start = (c->ring_start + c->ring_len - cap) % cap;
-        c->ring_len = cap;
-    }
 }
 
 /* [-0, +0, m] Sets NAME (head and tail joined), NAME_bytes, NAME_dropped,
@@ -715,7 +656,7 @@ static void capture_tail(struct capture *c, const char *p, size_t n)
 static void capture_push(lua_State *L, struct capture *c, const char *name)
 {
     char key[32];
-    lua_pushinteger(L, (lua_Integer)c->total);
+    lua_pushinteger(L, (lua_Integer)c->keep.total);
     snprintf(key, sizeof key, "%s_bytes", name);
     lua_setfield(L, -2, key);
     if (c->fd >= 0) {
@@ -723,14 +664,14 @@ static void capture_push(lua_State *L, struct capture *c, const char *name)
     }
     luaL_Buffer b;
     luaL_buffinit(L, &b);
-    luaL_addlstring(&b, c->head ? c->head : "", c->head_len);
-    size_t first = c->ring_limit - c->ring_start;
-    first = first < c->ring_len ? first : c->ring_len;
-    luaL_addlstring(&b, c->ring ? c->ring + c->ring_start : "", first);
-    luaL_addlstring(&b, c->ring ? c->ring : "", c->ring_len - first);
+    luaL_addlstring(&b, c->keep.head ? c->keep.head : "", c->keep.head_len);
+    size_t first = c->keep.ring_limit - c->keep.ring_start;
+    first = first < c->keep.ring_len ? first : c->keep.ring_len;
+    luaL_addlstring(&b, c->keep.ring ? c->keep.ring + c->keep.ring_start : "", first);
+    luaL_addlstring(&b, c->keep.ring ? c->keep.ring : "", c->keep.ring_len - first);
     luaL_pushresult(&b);
     lua_setfield(L, -2, name);
-    lua_Integer dropped = (lua_Integer)(c->total - c->head_len - c->ring_len);
+    lua_Integer dropped = (lua_Integer)(c->keep.total - c->keep.head_len - c->keep.ring_len);
     lua_pushinteger(L, dropped);
     snprintf(key, sizeof key, "%s_dropped", name);
     lua_setfield(L, -2, key);
@@ -738,7 +679,7 @@ static void capture_push(lua_State *L, struct capture *c, const char *name)
     snprintf(key, sizeof key, "%s_truncated", name);
     lua_setfield(L, -2, key);
     if (dropped > 0) {
-        lua_pushinteger(L, (lua_Integer)c->head_len);
+        lua_pushinteger(L, (lua_Integer)c->keep.head_len);
         snprintf(key, sizeof key, "%s_dropped_at", name);
         lua_setfield(L, -2, key);
     }
@@ -756,14 +697,13 @@ static int on_data(ssh_session s, ssh_channel ch, void *data, uint32_t len,
     struct capture *cap = is_stderr ? &c->err : &c->out;
     const char *p = data;
     size_t n = len;
-    cap->total += n;
     if (cap->fd >= 0) {
+        cap->keep.total += n;
         if (c->write_err == 0 && sh_write_all(cap->fd, p, n) < 0) {
             c->write_err = errno;
         }
     } else {
-        capture_head(cap, &p, &n);
-        capture_tail(cap, p, n);
+        sh_keep_add(&cap->keep, p, n);
     }
     return (int)len; /* all consumed: libssh grows the window */
 }
@@ -873,8 +813,8 @@ static Channel *chan_new(lua_State *L, Session *ss, const struct exec_opts *o)
     c->status = -1;
     c->out.fd = o->out_fd;
     c->err.fd = -1;
-    c->out.head_limit = c->err.head_limit = o->cap / 2;
-    c->out.ring_limit = c->err.ring_limit = o->cap - o->cap / 2;
+    c->out.keep.head_limit = c->err.keep.head_limit = o->cap / 2;
+    c->out.keep.ring_limit = c->err.keep.ring_limit = o->cap - o->cap / 2;
     luaL_setmetatable(L, SH_SSH_CHANNEL_MT);
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1); /* the session outlives it */

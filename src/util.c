@@ -126,3 +126,77 @@ int sh_optfield_boolean(lua_State *L, int idx, const char *key, int def)
     lua_pop(L, 1);
     return v;
 }
+
+/* The head and the tail of a stream, within fixed limits (proc.c, ssh.c). */
+static void keep_head(struct sh_keep *c, const char **p, size_t *n)
+{
+    size_t take = c->head_limit - c->head_len;
+    if (take > *n) {
+        take = *n;
+    }
+    if (take == 0) {
+        return;
+    }
+    if (c->head_len + take > c->head_cap) {
+        size_t cap = c->head_cap ? c->head_cap * 2 : 4096;
+        while (cap < c->head_len + take) {
+            cap *= 2;
+        }
+        if (cap > c->head_limit) {
+            cap = c->head_limit;
+        }
+        char *nh = realloc(c->head, cap);
+        if (nh == NULL) { /* keep what we have: the rest counts as dropped */
+            c->head_limit = c->head_len;
+            return;
+        }
+        c->head = nh;
+        c->head_cap = cap;
+    }
+    memcpy(c->head + c->head_len, *p, take);
+    c->head_len += take;
+    *p += take;
+    *n -= take;
+}
+
+static void keep_tail(struct sh_keep *c, const char *p, size_t n)
+{
+    size_t cap = c->ring_limit;
+    if (n == 0 || cap == 0) {
+        return;
+    }
+    if (c->ring == NULL && (c->ring = malloc(cap)) == NULL) {
+        c->ring_limit = 0;
+        return;
+    }
+    if (n >= cap) { /* only the last `cap` bytes survive */
+        memcpy(c->ring, p + n - cap, cap);
+        c->ring_start = 0;
+        c->ring_len = cap;
+        return;
+    }
+    size_t end = (c->ring_start + c->ring_len) % cap;
+    size_t first = cap - end < n ? cap - end : n;
+    memcpy(c->ring + end, p, first);
+    memcpy(c->ring, p + first, n - first);
+    c->ring_len += n;
+    if (c->ring_len > cap) {
+        c->ring_start = (c->ring_start + c->ring_len - cap) % cap;
+        c->ring_len = cap;
+    }
+}
+
+void sh_keep_add(struct sh_keep *k, const char *p, size_t n)
+{
+    k->total += n;
+    keep_head(k, &p, &n);
+    keep_tail(k, p, n);
+}
+
+void sh_keep_free(struct sh_keep *k)
+{
+    free(k->head);
+    free(k->ring);
+    k->head = k->ring = NULL;
+    k->head_len = k->head_cap = k->ring_start = k->ring_len = 0;
+}
