@@ -177,7 +177,7 @@ function M.run(p, job, t, opts)
   local plan = { dir = root .. "/shannot-" .. random_hex(12), root = f.root, shim = stage.SHIM_TEXT,
     defer = p.defer, overlays = stage.overlays_for(f.tops, f.mounts) }
   for i, o in ipairs(plan.overlays) do
-    o.upper, o.work = plan.dir .. "/upper/" .. i, plan.dir .. "/work/" .. i
+    o.upper, o.work = plan.dir .. "/upper/" .. i, plan.dir .. "/wd/" .. i
   end
   local cleanup = setmetatable({}, { __close = function()
     s:exec(rscript.cleanup_command(plan.dir), { timeout = 120 })

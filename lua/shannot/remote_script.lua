@@ -68,7 +68,7 @@ function M.prepare_command(plan)
   local lines = {
     "set -eu", "umask 077",
     "mkdir -m 700 " .. q(d),
-    "mkdir " .. q(d .. "/upper") .. " " .. q(d .. "/work") .. " " .. q(d .. "/defer") .. " " ..
+    "mkdir " .. q(d .. "/upper") .. " " .. q(d .. "/wd") .. " " .. q(d .. "/defer") .. " " ..
       q(d .. "/defer/bin"),
   }
   for _, o in ipairs(plan.overlays) do

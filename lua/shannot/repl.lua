@@ -365,56 +365,8 @@ end
 -- The line editor
 ---------------------------------------------------------------------------
 
--- Controls term.decode does not name.
-local EXTRA = { ["\1"] = "ctrl-a", ["\5"] = "ctrl-e", ["\11"] = "ctrl-k", ["\23"] = "ctrl-w" }
-
-local function append(dst, src)
-  table.move(src, 1, #src, #dst + 1, dst)
-end
-
--- decode(bytes) -> keys, rest: term.decode plus the EXTRA controls
-function M.decode(s)
-  local keys, start = {}, 1
-  for i = 1, #s do
-    local name = EXTRA[s:sub(i, i)]
-    if name then
-      local part, rest = term.decode(s:sub(start, i - 1))
-      append(keys, part)
-      if rest ~= "" then  -- an escape cut short by a control: Escape
-        keys[#keys + 1] = "escape"
-        append(keys, (term.decode(rest:sub(2))))
-      end
-      keys[#keys + 1] = name
-      start = i + 1
-    end
-  end
-  local part, rest = term.decode(s:sub(start))
-  append(keys, part)
-  return keys, rest
-end
-
--- read_keys(fd, ms) -> keys (none on a timeout) | nil, msg, code: as
--- term.read_keys, with the EXTRA controls
-local function read_keys(fd, ms)
-  local data, msg, code = term.read_key(fd, ms)
-  if not data then return nil, msg, code end
-  if data == "" then return {} end
-  local keys, rest = M.decode(data)
-  for _ = 1, 4 do
-    if rest == "" then break end
-    local more, mmsg, mcode = term.read_key(fd, term.ESC_WAIT_MS)
-    if not more then return nil, mmsg, mcode end
-    if more == "" then
-      keys[#keys + 1] = "escape"
-      append(keys, (M.decode(rest:sub(2))))
-      return keys
-    end
-    local next_keys
-    next_keys, rest = M.decode(rest .. more)
-    append(keys, next_keys)
-  end
-  return keys
-end
+local read_keys = term.read_keys
+M.decode = term.decode  -- (the specs check the keys the editor gets)
 
 local Editor = {}
 Editor.__index = Editor
@@ -590,7 +542,7 @@ function Editor:read(prompt)
       -- The rest of a paste: the next raw() would flush what is unread.
       repeat
         local more = read_keys(IN, 0)
-        if more then append(self.queue, more) end
+        if more then table.move(more, 1, #more, #self.queue + 1, self.queue) end
       until not more or #more == 0
       return result
     end

@@ -227,12 +227,12 @@ function M.create(p, opts)
   local fail = function(m) M.remove(stage); return nil, err.env("staging: %s", m) end
   ok, msg = fs.write_new(dir .. "/pid", ids.pid .. "\n", 384)
   if not ok then return fail(msg) end
-  for _, sub in ipairs({ "upper", "work", "defer" }) do
+  for _, sub in ipairs({ "upper", "wd", "defer" }) do
     ok, msg = fs.mkdir(dir .. "/" .. sub, 448)
     if not ok then return fail(msg) end
   end
   for i, o in ipairs(overlays) do
-    o.upper, o.work = dir .. "/upper/" .. i, dir .. "/work/" .. i
+    o.upper, o.work = dir .. "/upper/" .. i, dir .. "/wd/" .. i
     ok, msg = make_upper(o.upper, o.target, stage.full_map)
     if ok then ok, msg = fs.mkdir(o.work, 448) end
     if not ok then return fail(msg) end

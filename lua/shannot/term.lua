@@ -16,7 +16,8 @@ local TILDE = { ["1"] = "home", ["2"] = "insert", ["3"] = "delete", ["4"] = "end
   ["6"] = "pgdn", ["7"] = "home", ["8"] = "end" }
 local SINGLE = { ["\r"] = "enter", ["\n"] = "enter", ["\t"] = "tab", ["\127"] = "backspace",
   ["\8"] = "backspace", [" "] = "space", ["\3"] = "ctrl-c", ["\4"] = "ctrl-d", ["\2"] = "ctrl-b",
-  ["\6"] = "ctrl-f", ["\12"] = "ctrl-l", ["\14"] = "ctrl-n", ["\16"] = "ctrl-p", ["\21"] = "ctrl-u" }
+  ["\6"] = "ctrl-f", ["\12"] = "ctrl-l", ["\14"] = "ctrl-n", ["\16"] = "ctrl-p", ["\21"] = "ctrl-u",
+  ["\1"] = "ctrl-a", ["\5"] = "ctrl-e", ["\11"] = "ctrl-k", ["\23"] = "ctrl-w" }
 
 -- An escape sequence at i: key, next index (nil when incomplete).
 local function sequence(s, i)
