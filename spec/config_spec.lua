@@ -47,13 +47,13 @@ describe("config", function()
 
     it("lets the nearest project file override the user file key by key", function()
       user_config(home, '[session]\nttl = "2h"\n[audit]\nmax_files = 5\nrotation = "none"\n')
-      local dir = project('[audit]\nmax_files = 9\n')
+      local dir = project('[session]\nttl = "30m"\n')
       local doc = show_json(home, dir .. "/a/b")
-      assert.equal(7200, doc.config.session.ttl)           -- user file
+      assert.equal(1800, doc.config.session.ttl)           -- project wins (shorter)
       assert.equal("none", doc.config.audit.rotation)      -- user file
-      assert.equal(9, doc.config.audit.max_files)          -- project wins
-      assert.equal(dir .. "/.shannot/config.toml:2", doc.sources["audit.max_files"])
-      assert.equal(home .. "/config/shannot/config.toml:2", doc.sources["session.ttl"])
+      assert.equal(5, doc.config.audit.max_files)          -- user file
+      assert.equal(dir .. "/.shannot/config.toml:2", doc.sources["session.ttl"])
+      assert.equal(home .. "/config/shannot/config.toml:4", doc.sources["audit.max_files"])
     end)
 
     it("reads the file SHANNOT_CONFIG names, and refuses a missing one", function()
@@ -73,7 +73,7 @@ describe("config", function()
       local deny = doc.config.profile.always_deny
       assert.is_true(contains(deny, "curl *"))
       assert.is_true(contains(deny, "rm -r /"))
-      assert.is_true(contains(doc.config.profile.auto_approve, "tail *"))
+      assert.is_false(contains(doc.config.profile.auto_approve, "tail *"))  -- refused
       local p2 = project('[profile]\nalways_deny = ["wget *"]\n')
       local deny2 = show_json(home, p2).config.profile.always_deny
       assert.is_true(contains(deny2, "curl *") and contains(deny2, "wget *") and contains(deny2, "mkfs"))
@@ -94,6 +94,138 @@ describe("config", function()
       assert.matches("config%s+" .. home:gsub("%p", "%%%0") .. "/config/shannot/config.toml %(not present%)", r.stdout)
       assert.matches("project%s+" .. dir:gsub("%p", "%%%0") .. "/.shannot/config.toml\n", r.stdout)
       assert.matches("policy%s+.-/.shannot/policy.lua %(not present%)", r.stdout)
+    end)
+  end)
+
+  describe("project files found by walking up (issue 11)", function()
+    local ROOT = require("shannot.core.sys").ids().euid == 0
+
+    it("may only make things stricter: everything else is refused and listed", function()
+      local dir = project(table.concat({
+        'default_executor = "box"',
+        "[executor.local]", 'bwrap_path = "/tmp/evil-bwrap"',
+        "[executor.box]", 'type = "ssh"', 'host = "evil.example"',
+        "[remotes.web]", 'host = "evil.example"',
+        "[audit]", "enabled = false", 'path = "/tmp/elsewhere"',
+        "[profile]", 'auto_approve = ["rm *"]', 'always_deny = ["curl *"]', 'defer = ["apachectl"]',
+        "[policy]", 'auto_approve = ["/etc/**"]', 'deny = ["/etc/shadow"]', 'review = ["/srv/**"]',
+        "[session]", "ttl = 999999",
+      }, "\n") .. "\n")
+      local doc = show_json(home, dir)
+      assert.equal("local", doc.config.default_executor)
+      assert.is_nil(doc.config.executor["local"])
+      assert.is_nil(doc.config.executor.box)
+      assert.is_nil(doc.config.remotes.web)
+      assert.is_true(doc.config.audit.enabled)
+      assert.equal(home .. "/data/shannot/audit", doc.config.audit.path)
+      assert.is_false(contains(doc.config.profile.auto_approve, "rm *"))
+      assert.is_false(contains(doc.config.policy.auto_approve, "/etc/**"))
+      assert.equal(3600, doc.config.session.ttl)
+      -- what it may do, it does
+      assert.is_true(contains(doc.config.profile.always_deny, "curl *"))
+      assert.is_true(contains(doc.config.profile.defer, "apachectl"))
+      assert.is_true(contains(doc.config.policy.deny, "/etc/shadow"))
+      assert.is_true(contains(doc.config.policy.review, "/srv/**"))
+      local c = h.shannot({ "config", "check" }, { home = home, cwd = dir })
+      assert.equal(0, c.code, c.stderr)
+      for _, key in ipairs({ "default_executor", "executor.local.bwrap_path", "executor.box.host", "remotes.web.host",
+        "audit.enabled", "audit.path", "profile.auto_approve", "policy.auto_approve", "session.ttl" }) do
+        assert.matches("# refused " .. key:gsub("%p", "%%%0") .. " = .-config.toml:%d+: ", c.stdout)
+      end
+      local r = h.shannot({ "sessions" }, { home = home, cwd = dir })
+      assert.equal(0, r.code, r.stderr)
+      assert.matches("config.toml: 10 settings ignored: a project file may only make things stricter", r.stderr)
+    end)
+
+    it("may choose a profile only among those that capture, never one binding / writable", function()
+      h.write(home .. "/config/shannot/profiles/rwroot.json", [[{"name": "rwroot",
+        "binds": [{"source": "/", "target": "/", "read_only": false}], "capture": ["/etc"]}]])
+      local marker = h.tmpdir() .. "/written-directly"
+      for _, case in ipairs({ { "rwroot", "binds / writable" }, { "readonly", "captures nothing" },
+        { "/tmp/x.json", "may name a profile, not a profile file" } }) do
+        local dir = project('[executor.local]\nprofile = "' .. case[1] .. '"\n')
+        local c = h.shannot({ "config", "check" }, { home = home, cwd = dir })
+        assert.matches("# refused executor.local.profile = .-" .. case[2]:gsub("%p", "%%%0"), c.stdout)
+        local r = h.shannot({ "run", "--json", "-c", "echo x > " .. marker }, { home = home, cwd = dir })
+        assert.is_nil(fs.lstat(marker), "the host was written through profile " .. case[1])
+        assert.equal("system", json.decode(r.stdout).profile, r.stderr)
+      end
+      local ok = project('[executor.local]\nprofile = "system"\n')
+      assert.equal("system", show_json(home, ok).config.executor["local"].profile)
+    end)
+
+    it("adds deferred commands ([profile] defer)", function()
+      local dir = project('[profile]\ndefer = ["mytool"]\n')
+      local r = h.shannot({ "run", "--json", "-c", "mytool reload now" }, { home = home, cwd = dir })
+      assert.equal(0, r.code, r.stderr)
+      local s = json.decode(r.stdout).session
+      assert.is_table(s, r.stderr)
+      local show = h.shannot({ "show", s.id, "--json" }, { home = home })
+      local ops = json.decode(show.stdout).operations
+      assert.equal("exec", ops[#ops].kind)
+      assert.same({ "mytool", "reload", "now" }, ops[#ops].argv)
+    end)
+
+    it("a project policy.lua may deny or ask for review, never approve", function()
+      local approve_all = "return function(op) return 'approve', 'trust me' end\n"
+      local function decision(cwd)
+        local r = h.shannot({ "run", "--json", "-c", "echo x > /etc/shannot-spec-policy" }, { home = home, cwd = cwd })
+        assert.equal(0, r.code, r.stderr)
+        local id = json.decode(r.stdout).session.id
+        return json.decode(h.shannot({ "show", id, "--json" }, { home = home }).stdout).operations[1]
+      end
+      local dir = project(nil, approve_all)
+      local op = decision(dir)
+      assert.equal("review", op.decision)
+      h.write(home .. "/config/shannot/policy.lua", approve_all)   -- the user's own file may
+      op = decision(h.tmpdir())
+      assert.equal("approve", op.decision)
+      assert.equal("trust me", op.reason)
+      local c = h.shannot({ "config", "check" }, { home = home, cwd = dir })
+      assert.matches("policy.lua: 1 rule %(a project's: its approve decisions are ignored%)", c.stdout)
+    end)
+
+    it("is refused, naming it, when someone else owns it or may write it", function()
+      if not h.need(ROOT, "root (files owned by another user)") then return end
+      local cases = {
+        { function(d) assert(fs.lchown(d .. "/.shannot/config.toml", 4242, 4242)) end,
+          "config.toml: refused: it is owned by uid 4242, not by you or root" },
+        { function(d) assert(fs.chmod(d .. "/.shannot/config.toml", 438)) end,
+          "config.toml: refused: group or others may write it" },
+        { function(d) assert(fs.lchown(d .. "/.shannot", 4242, 4242)) end,
+          "/.shannot: refused: it is owned by uid 4242" },
+        { function(d) assert(fs.chmod(d .. "/.shannot", 511)) end, "/.shannot: refused: group or others may write it" },
+        { function(d) h.write(d .. "/.shannot/policy.lua", "return function() end\n")
+          assert(fs.chmod(d .. "/.shannot/policy.lua", 436)) end,
+          "policy.lua: refused: group or others may write it" },
+        { function(d) assert(fs.remove(d .. "/.shannot/config.toml"))
+          assert(fs.symlink("/etc/hostname", d .. "/.shannot/config.toml")) end,
+          "config.toml: refused: it is a symlink" },
+      }
+      for _, c in ipairs(cases) do
+        local dir = project("[session]\nttl = 60\n")
+        c[1](dir)
+        local r = h.shannot({ "run", "--", "true" }, { home = home, cwd = dir .. "/a" })
+        assert.equal(2, r.code, r.stderr)
+        assert.is_true(h.one_line_error(r), r.stderr)
+        assert.matches(dir:gsub("%p", "%%%0") .. ".-" .. c[2]:gsub("%p", "%%%0"), r.stderr)
+      end
+    end)
+
+    it("stops at a directory someone else owns, and at the user's home", function()
+      if not h.need(ROOT, "root (a directory owned by another user)") then return end
+      local dir = project("[session]\nttl = 60\n")
+      assert(fs.mkdir_p(dir .. "/theirs/mine"))
+      assert(fs.lchown(dir .. "/theirs", 4242, 4242))
+      local r = h.shannot({ "config", "path" }, { home = home, cwd = dir .. "/theirs/mine" })
+      assert.equal(0, r.code, r.stderr)
+      assert.not_matches("project", r.stdout)
+      -- a home inside the project: the walk never leaves it upwards
+      local inner = dir .. "/a"
+      local r2 = h.shannot({ "config", "path" }, { home = home, cwd = inner .. "/b", env = { HOME = inner } })
+      assert.not_matches("project", r2.stdout)
+      local r3 = h.shannot({ "config", "path" }, { home = home, cwd = inner .. "/b" })
+      assert.matches("project", r3.stdout)
     end)
   end)
 
@@ -151,7 +283,7 @@ describe("config", function()
       local r = check_with("return { function() end, function() return 'deny', 'no' end }\n")
       assert.equal(0, r.code, r.stderr)
       assert.matches("# policy .-/config/shannot/policy.lua: 1 rule\n", r.stdout)
-      assert.matches("# policy .-/.shannot/policy.lua: 2 rules\n", r.stdout)
+      assert.matches("# policy .-/.shannot/policy.lua: 2 rules ", r.stdout)
       assert.matches("# built%-in", r.stdout)
     end)
 

@@ -183,9 +183,13 @@ function M.main(argv)
     -- (exit 2) instead of falling back to defaults, deny list included.
     local cfg, cerr = require("shannot.config").load()
     if not cfg then return nil, cerr end
-    local policies, perr = require("shannot.policyfile").load_all(cfg.files.policies)
+    local policies, perr = require("shannot.policyfile").load_all(cfg.files)
     if not policies then return nil, perr end
     cfg.policies = policies
+    if #cfg.refused > 0 then
+      M.warn("%s: %d setting%s ignored: a project file may only make things stricter " ..
+        '(see "shannot config check")', cfg.files.project, #cfg.refused, #cfg.refused == 1 and "" or "s")
+    end
     opts.config = cfg
   end
   return cmd.run(opts, positional)

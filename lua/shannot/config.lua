@@ -8,6 +8,13 @@
 -- pattern lists ([profile], [policy]) only ever grow, so a project file can
 -- add to always_deny but never remove from it.  Every value remembers
 -- where it came from ("built-in" or FILE:LINE).
+--
+-- A project file is found by walking up from the current directory, so it
+-- may have been planted by someone else: it is read only when it and its
+-- .shannot/ belong to the user (or root) and nobody else may write them,
+-- the walk stops at the user's home and at a directory someone else owns,
+-- and it may only make things stricter (PROJECT_KEYS); anything else it
+-- sets is refused and listed in cfg.refused.
 local cmdpattern = require("shannot.cmdpattern")
 local err = require("shannot.err")
 local fs = require("shannot.fs")
@@ -128,6 +135,11 @@ local function command_pattern(v)
   return v
 end
 
+local function command_name(v)
+  if type(v) == "string" and v:match("^[%w_.+-]+$") and v ~= "." and v ~= ".." then return v end
+  return nil, "a command name (no slash)"
+end
+
 local function path_glob(v)
   if type(v) ~= "string" then return nil, "a string" end
   if v:sub(1, 1) ~= "/" then return nil, string.format('an absolute path glob, not "%s"', text.inert(v)) end
@@ -153,6 +165,7 @@ local SCHEMA = {
   profile = {
     auto_approve = list_of(command_pattern, "command patterns"),
     always_deny = list_of(command_pattern, "command patterns"),
+    defer = list_of(command_name, "command names"),
   },
   policy = {
     deny = list_of(path_glob, "path globs"),
@@ -168,7 +181,7 @@ local SCHEMA = {
 
 -- Keys whose values are lists that merge by union (all the lists there are).
 local GROWING = {
-  ["profile.auto_approve"] = true, ["profile.always_deny"] = true,
+  ["profile.auto_approve"] = true, ["profile.always_deny"] = true, ["profile.defer"] = true,
   ["policy.deny"] = true, ["policy.review"] = true, ["policy.auto_approve"] = true,
 }
 
@@ -184,6 +197,7 @@ local function defaults()
       profile = {
         auto_approve = table.move(M.DEFAULT_AUTO_APPROVE, 1, #M.DEFAULT_AUTO_APPROVE, 1, {}),
         always_deny = table.move(M.DEFAULT_ALWAYS_DENY, 1, #M.DEFAULT_ALWAYS_DENY, 1, {}),
+        defer = {},
       },
       policy = { deny = {}, review = {}, auto_approve = {} },
       audit = { enabled = true, path = paths.data_dir() .. "/audit", rotation = "daily", max_files = 30 },
@@ -270,19 +284,71 @@ end
 -- Finding and merging the files
 ---------------------------------------------------------------------------
 
--- project_dir(cwd) -> the nearest directory holding .shannot/, or nil
-function M.project_dir(cwd)
+-- The invoking user, for the trust checks: euid and real home.
+local function invoker()
+  local home = paths.home()
+  return { uid = sys.ids().euid, home = fs.realpath(home) or home }
+end
+
+local function parent_of(dir)
+  local up = dir:match("^(.*)/[^/]*$")
+  return up == "" and "/" or up
+end
+
+local function owned_by_trusted(st, who)
+  return st.uid == who.uid or st.uid == 0
+end
+
+-- Why a project path (its lstat) cannot be trusted, or nil.
+local function distrust(st, kind, who)
+  if st.type ~= kind then
+    return st.type == "link" and "it is a symlink" or ("it is a " .. st.type .. ", not a " .. kind)
+  end
+  if not owned_by_trusted(st, who) then
+    return string.format("it is owned by uid %d, not by you or root", st.uid)
+  end
+  if st.mode & 18 ~= 0 then return "group or others may write it" end  -- 022
+end
+
+local function refuse(path, why)
+  return err.usage("%s: refused: %s; a project's .shannot files must be yours (or root's) " ..
+    "and writable only by their owner", path, why)
+end
+
+-- project_dir(cwd[, who]) -> the nearest directory holding .shannot/ |
+-- nil | nil, err (a .shannot/ that cannot be trusted).  The walk never
+-- leaves the user's home upwards, and stops at a directory owned by
+-- someone else: what they keep above us is not our project.
+function M.project_dir(cwd, who)
+  who = who or invoker()
   local dir = cwd
-  while dir do
-    if fs.is_dir(dir .. "/.shannot") then return dir end
-    if dir == "/" then return nil end
-    dir = dir:match("^(.*)/[^/]*$")
-    if dir == "" then dir = "/" end
+  while true do
+    local st = fs.lstat(dir)
+    if not st or not owned_by_trusted(st, who) then return nil end
+    local dot = (dir == "/" and "" or dir) .. "/.shannot"
+    local dst = fs.lstat(dot)
+    if dst then
+      local why = distrust(dst, "dir", who)
+      if why then return nil, refuse(dot, why) end
+      return dir
+    end
+    if dir == who.home or dir == "/" then return nil end
+    dir = parent_of(dir)
   end
 end
 
+-- A file in a trusted .shannot/: absent is fine, anything else must pass.
+local function check_project_file(path, who)
+  local st = fs.lstat(path)
+  if not st then return true end
+  local why = distrust(st, "file", who)
+  if why then return nil, refuse(path, why) end
+  return true
+end
+
 -- files(cwd) -> {user = path, user_explicit = bool, project = path|nil,
--- policies = {paths...}} (paths that may or may not exist)
+-- project_policy = path|nil, policies = {paths...}, project_error = err|nil}
+-- (paths that may or may not exist)
 function M.files(cwd)
   local explicit = os.getenv("SHANNOT_CONFIG")
   local f = {
@@ -290,10 +356,16 @@ function M.files(cwd)
     user_explicit = explicit ~= nil and explicit ~= "",
     policies = { paths.config_dir() .. "/policy.lua" },
   }
-  local project = M.project_dir(cwd)
+  local who = invoker()
+  local project, perr = M.project_dir(cwd, who)
+  if perr then f.project_error = perr end
   if project then
-    f.project = project .. "/.shannot/config.toml"
-    f.policies[#f.policies + 1] = project .. "/.shannot/policy.lua"
+    local base = (project == "/" and "" or project) .. "/.shannot/"
+    f.project, f.project_policy = base .. "config.toml", base .. "policy.lua"
+    local ok, ferr = check_project_file(f.project, who)
+    if ok then ok, ferr = check_project_file(f.project_policy, who) end
+    if not ok then f.project_error = ferr end
+    f.policies[#f.policies + 1] = f.project_policy
   end
   return f
 end
@@ -318,10 +390,54 @@ local function get(values, key)
   return t
 end
 
+-- What a project file may set: only what makes things stricter.  Deny
+-- and review lists and deferred commands grow; a TTL may only shrink; a
+-- profile may be chosen only among those that capture (checked in
+-- check_project_profile).  Never bwrap_path, executors, remotes, audit
+-- settings or approve lists.
+local PROJECT_KEYS = {
+  ["profile.always_deny"] = true, ["profile.defer"] = true,
+  ["policy.deny"] = true, ["policy.review"] = true,
+  ["session.ttl"] = true, ["executor.local.profile"] = true,
+}
+
+-- A profile a project may choose: named (not a file of the project's),
+-- built in or the user's, capturing, with no writable bind.
+local function check_project_profile(name)
+  if name:find("/", 1, true) or name:match("%.json$") then
+    return "a project file may name a profile, not a profile file"
+  end
+  local p = require("shannot.profile").load(name)
+  if not p then return string.format('there is no profile "%s"', text.inert(name)) end
+  if #p.capture == 0 then
+    return string.format('profile "%s" captures nothing, so its writes would not be reviewed', name)
+  end
+  for _, b in ipairs(p.binds) do
+    if not b.read_only then
+      return string.format('profile "%s" binds %s writable', name, text.inert(b.target))
+    end
+  end
+end
+
+-- Why a project file may not set this leaf (in cfg as merged so far), or nil.
+local function project_refusal(cfg, leaf)
+  if not PROJECT_KEYS[leaf.key] then
+    return "a project file may only add deny/review rules and deferred commands, " ..
+      "shorten the session TTL or choose a capturing profile"
+  end
+  if leaf.key == "session.ttl" and leaf.value > cfg.values.session.ttl then
+    return "a project file may only shorten the session TTL"
+  end
+  if leaf.key == "executor.local.profile" then return check_project_profile(leaf.value) end
+end
+
 -- Only the key's schema can say whether it grows: [executor.x] keys never do.
-local function apply(cfg, leaves)
+local function apply(cfg, leaves, project)
   for _, leaf in ipairs(leaves) do
-    if GROWING[leaf.key] then
+    local refusal = project and project_refusal(cfg, leaf)
+    if refusal then
+      cfg.refused[#cfg.refused + 1] = { key = leaf.key, value = leaf.value, source = leaf.source, why = refusal }
+    elseif GROWING[leaf.key] then
       local list = get(cfg.values, leaf.key)
       local from = cfg.origin[leaf.key] or {}
       cfg.origin[leaf.key] = from
@@ -374,12 +490,16 @@ local function validate(cfg)
 end
 
 -- load({cwd}) -> cfg | nil, err.  cfg.values (the merged config),
--- cfg.origin (where each value came from), cfg.files (which files exist).
+-- cfg.origin (where each value came from), cfg.files (which files exist),
+-- cfg.refused (what the project file set and may not: {key, value,
+-- source, why}).
 function M.load(opts)
   opts = opts or {}
   local cwd = opts.cwd or sys.getcwd() or "/"
   local cfg = defaults()
+  cfg.refused = {}
   cfg.files = M.files(cwd)
+  if cfg.files.project_error then return nil, cfg.files.project_error end
   local user, uerr = M.read_file(cfg.files.user)
   if uerr then return nil, uerr end
   if not user and cfg.files.user_explicit then
@@ -391,7 +511,7 @@ function M.load(opts)
     local project, perr = M.read_file(cfg.files.project)
     if perr then return nil, perr end
     cfg.files.project_exists = project ~= nil
-    if project then apply(cfg, project) end
+    if project then apply(cfg, project, true) end
   end
   local ok, verr = validate(cfg)
   if not ok then return nil, verr end

@@ -118,7 +118,11 @@ local function votes_for(op, cfg, ctx)
     for i in ipairs(file.rules) do
       local decision, reason = policyfile.call(file, i, frozen(op), ctx.frozen_ctx)
       if decision == nil then return nil, reason end
-      if decision then vote(decision, reason or ("policy " .. file.where[i]), file.where[i]) end
+      -- A project's policy file was found by walking up from the current
+      -- directory: it may make things stricter, never approve.
+      if decision and not (file.project and decision == "approve") then
+        vote(decision, reason or ("policy " .. file.where[i]), file.where[i])
+      end
     end
   end
   return votes

@@ -127,13 +127,18 @@ function M.load(path)
   return { path = path, rules = rules, where = where }
 end
 
--- load_all(paths) -> {loaded files...} | nil, err
-function M.load_all(paths)
+-- load_all(files) -> {loaded files...} | nil, err.  files: config.files()'s
+-- result; the project's policy file is marked `project` (its rules may
+-- deny or ask for review, never approve: see policy.lua).
+function M.load_all(files)
   local out = {}
-  for _, path in ipairs(paths) do
+  for _, path in ipairs(files.policies) do
     local f, e = M.load(path)
     if e then return nil, e end
-    if f then out[#out + 1] = f end
+    if f then
+      f.project = path == files.project_policy
+      out[#out + 1] = f
+    end
   end
   return out
 end

@@ -14,12 +14,22 @@ local M = {
   help = [[
 shannot reads ~/.config/shannot/config.toml ($XDG_CONFIG_HOME, or the file
 named by $SHANNOT_CONFIG), then .shannot/config.toml in the current
-directory or the nearest parent, which overrides it key by key.  Pattern
-lists ([profile] auto_approve / always_deny, [policy] deny / review /
-auto_approve) only grow: a project file can add to always_deny, never
-remove from it.  Lua policy files: ~/.config/shannot/policy.lua and
-.shannot/policy.lua, each returning function(op, ctx) -> decision, reason
-(or a list of such functions).
+directory or the nearest parent (never above your home, never through a
+directory someone else owns).  Pattern lists ([profile] auto_approve /
+always_deny / defer, [policy] deny / review / auto_approve) only grow.
+Lua policy files: ~/.config/shannot/policy.lua and .shannot/policy.lua,
+each returning function(op, ctx) -> decision, reason (or a list of such
+functions).
+
+A project file (.shannot/) may have been put there by someone else, so it
+is read only when it and its directory are yours (or root's) and nobody
+else may write them (otherwise: an error naming it), and it may only make
+things stricter: [profile] always_deny and defer, [policy] deny and
+review, a shorter [session] ttl, and [executor.local] profile naming a
+profile that captures.  Anything else it sets (bwrap_path, executors,
+remotes, [audit], approve lists) is ignored, with a warning; "check"
+lists it.  A project policy.lua may deny or ask for review; its approve
+decisions are ignored.
 
   show     the effective configuration (--json: values and their sources)
   check    validates every file and prints the effective configuration
@@ -133,11 +143,15 @@ end
 local function check()
   local cfg, e = config.load()
   if not cfg then return nil, e end
-  local policies, perr = policyfile.load_all(cfg.files.policies)
+  local policies, perr = policyfile.load_all(cfg.files)
   if not policies then return nil, perr end
   cli.out("# effective configuration; each value's source after #\n", render(cfg, true), "\n")
   for _, p in ipairs(policies) do
-    cli.out(string.format("# policy %s: %d rule%s\n", p.path, #p.rules, #p.rules == 1 and "" or "s"))
+    cli.out(string.format("# policy %s: %d rule%s%s\n", p.path, #p.rules, #p.rules == 1 and "" or "s",
+      p.project and " (a project's: its approve decisions are ignored)" or ""))
+  end
+  for _, r in ipairs(cfg.refused) do
+    cli.out(string.format("# refused %s = %s  # %s: %s\n", r.key, text.inert(toml_value(r.value)), r.source, r.why))
   end
   local checked = {}
   if cfg.files.user_exists then checked[#checked + 1] = cfg.files.user end

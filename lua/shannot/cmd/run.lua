@@ -161,10 +161,25 @@ local function remote_target(opts)
   if not opts.target and (e and e.type == "ssh" or (cfg and cfg.values.remotes[name])) then return name end
 end
 
+-- The profile, with the config's extra deferred commands ([profile] defer).
+local function load_profile(name, cfg)
+  local p, perr = profile.load(name)
+  if not p then return nil, perr end
+  local extra = cfg and cfg.values.profile.defer or {}
+  if #extra > 0 then
+    local seen = {}
+    for _, n in ipairs(p.defer) do seen[n] = true end
+    for _, n in ipairs(extra) do
+      if not seen[n] then seen[n] = true; p.defer[#p.defer + 1] = n end
+    end
+  end
+  return p
+end
+
 local function run_remote(opts, job, target)
   local t, terr = require("shannot.remote").resolve(target, opts.config)
   if not t then return nil, terr end
-  local p, perr = profile.load(opts.profile or t.profile)
+  local p, perr = load_profile(opts.profile or t.profile, opts.config)
   if not p then return nil, perr end
   local ttl = opts.config and opts.config.values.session.ttl
   local r, captured = require("shannot.remote_dryrun").run(p, job, t, {
@@ -185,7 +200,7 @@ function M.run(opts, args)
     return M.finish(opts, job, r, captured)
   end
   local executor = local_executor(opts.config)
-  local p, perr = profile.load(opts.profile or executor.profile)
+  local p, perr = load_profile(opts.profile or executor.profile, opts.config)
   if not p then return nil, perr end
   local run_opts = {
     timeout = opts.timeout, bwrap = executor.bwrap_path,
