@@ -92,7 +92,10 @@ function M.run_command(plan)
   local inner = M.mount_lines(plan.overlays)
   local bw = {}
   for i, a in ipairs(plan.bwrap_argv) do bw[i] = q(a) end
-  inner[#inner + 1] = "exec " .. table.concat(bw, " ")
+  -- bwrap runs with an empty environment: the SSH session's (client
+  -- address, user, paths) would show inside as /proc/1/environ.
+  bw[1] = '"$(command -v ' .. bw[1] .. ')"'
+  inner[#inner + 1] = "exec env -i " .. table.concat(bw, " ")
   local unshare = plan.root and "unshare -m --propagation private" or
     "unshare -U -m --map-current-user --propagation private"
   -- OpenSSH refuses to signal a root login's command when the channel

@@ -171,6 +171,9 @@ function M.run(p, argv, opts)
     stdout = opts.capture and "pipe" or "inherit",
     stderr = opts.capture and "pipe" or "inherit",
     keep_fds = keep, die_with_parent = true, namespace = opts.namespace,
+    -- bwrap needs no environment, and whatever it has shows inside as
+    -- /proc/1/environ: the command's own comes from the profile alone.
+    env = {},
   })
   local child <close> = p_  -- bound at once: an interrupt may land on the next line
   status_w:close()
