@@ -502,7 +502,8 @@ static int spawn_fail(lua_State *L, const struct spawn_req *r,
     }
     if (se->where >= 0 && r->has_ns && se->where < r->ns.nmounts) {
         const struct sh_ns_mount *m = &r->ns.mounts[se->where];
-        return sh_failf(L, se->err, "mount overlay on %s", m->target);
+        return sh_failf(L, se->err, m->rebind ? "bind %s back over its overlay"
+                                               : "mount overlay on %s", m->target);
     }
     return sh_failf(L, se->err, "%s", r->argv[0]);
 }

@@ -8,7 +8,8 @@
  * Lua: shannot.core.sandbox
  *   probe(dir | nil) -> true | nil, msg, code
  * and proc.spawn(argv, {namespace = {full_map =, mounts = {{target =,
- *   lower =, upper =, work =}...}}}) for the setup itself.
+ *   lower =, upper =, work =} | {target =, rebind = true}...}}}) for the
+ * setup itself.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -49,8 +50,11 @@ void sh_ns_read(lua_State *L, int idx, struct sh_ns_setup *s)
         m->lower = sh_optfield_string(L, -1, "lower");
         m->upper = sh_optfield_string(L, -1, "upper");
         m->work = sh_optfield_string(L, -1, "work");
-        if (m->target == NULL || m->lower == NULL || m->upper == NULL || m->work == NULL) {
-            luaL_error(L, "namespace.mounts[%d]: needs target, lower, upper and work", (int)i);
+        m->rebind = sh_optfield_boolean(L, -1, "rebind", 0);
+        if (m->target == NULL ||
+            (!m->rebind && (m->lower == NULL || m->upper == NULL || m->work == NULL))) {
+            luaL_error(L, "namespace.mounts[%d]: needs target, lower, upper and work "
+                          "(or target and rebind)", (int)i);
         }
         lua_pop(L, 1); /* the strings stay referenced by the table */
     }
@@ -96,6 +100,38 @@ static int open_dir_path(const char *path)
     return open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
 }
 
+/* Opens what mount i needs: lower, upper, work, or (a rebind) the target. */
+static int open_mount_dirs(const struct sh_ns_mount *m, int fds[3])
+{
+    if (m->rebind) {
+        return (fds[0] = open_dir_path(m->target)) < 0 ? -1 : 0;
+    }
+    if ((fds[0] = open_dir_path(m->lower)) < 0 ||
+        (fds[1] = open_dir_path(m->upper)) < 0 ||
+        (fds[2] = open_dir_path(m->work)) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static int mount_one(const struct sh_ns_mount *m, const int fds[3])
+{
+    char src[64];
+    if (m->rebind) {
+        /* Why: the real directory (staging) back at its own path, so the
+         * binds bwrap makes from paths under it never reach the overlay's
+         * copy of it. */
+        snprintf(src, sizeof src, "/proc/self/fd/%d", fds[0]);
+        return mount(src, m->target, NULL, MS_BIND | MS_REC, NULL);
+    }
+    char opts[160];
+    snprintf(opts, sizeof opts,
+             "lowerdir=/proc/self/fd/%d,upperdir=/proc/self/fd/%d,"
+             "workdir=/proc/self/fd/%d,userxattr",
+             fds[0], fds[1], fds[2]);
+    return mount("overlay", m->target, "overlay", 0, opts);
+}
+
 /* Every directory is opened before the first mount: an overlay on a parent
  * hides the submounts below it, whose own lower dirs it would shadow.
  * Paths go to overlayfs as /proc/self/fd/N, which needs no escaping of
@@ -109,22 +145,13 @@ int sh_ns_child(const struct sh_ns_setup *s, int *failed)
         return -1;
     }
     for (int i = 0; i < s->nmounts; i++) {
-        const struct sh_ns_mount *m = &s->mounts[i];
-        if ((fds[i][0] = open_dir_path(m->lower)) < 0 ||
-            (fds[i][1] = open_dir_path(m->upper)) < 0 ||
-            (fds[i][2] = open_dir_path(m->work)) < 0) {
+        if (open_mount_dirs(&s->mounts[i], fds[i]) < 0) {
             *failed = i;
             return -1;
         }
     }
     for (int i = 0; i < s->nmounts && rc == 0; i++) {
-        const struct sh_ns_mount *m = &s->mounts[i];
-        char opts[160];
-        snprintf(opts, sizeof opts,
-                 "lowerdir=/proc/self/fd/%d,upperdir=/proc/self/fd/%d,"
-                 "workdir=/proc/self/fd/%d,userxattr",
-                 fds[i][0], fds[i][1], fds[i][2]);
-        rc = mount("overlay", m->target, "overlay", 0, opts);
+        rc = mount_one(&s->mounts[i], fds[i]);
         if (rc < 0) {
             *failed = i;
         }

@@ -56,9 +56,10 @@ int sh_optfield_boolean(lua_State *L, int idx, const char *key, int def);
  * the child mounts. */
 struct sh_ns_mount {
     const char *target;
-    const char *lower;
+    const char *lower; /* lower, upper, work: NULL for a rebind */
     const char *upper;
     const char *work;
+    int rebind; /* bind target's own directory back over an overlay */
 };
 struct sh_ns_setup {
     int full_map;      /* map every uid and gid onto itself (real root) */

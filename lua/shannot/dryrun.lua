@@ -101,8 +101,8 @@ function M.run(p, job, run_opts, opts)
   if not ok then return nil, err.env("staging: %s", msg) end
   local w, cerr = capture.operations(st.overlays, st.dir .. "/blobs")
   if not w then return nil, err.env("capturing what the run changed: %s", cerr) end
-  local records, derr = stage.deferred(st)
-  if not records then return nil, err.env("reading the deferred commands: %s", derr) end
+  local records, derr = stage.deferred(st, stage.allowed_deferred(p.defer, profile.search_path(p)))
+  if not records then return nil, err.refused("%s", derr) end
   capture.add_deferred(w, records)
   for _, skipped in ipairs(w.skipped) do
     cli.warn("%s: a %s is not captured", text.inert(skipped.path), skipped.type)

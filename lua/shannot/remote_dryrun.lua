@@ -131,6 +131,21 @@ local function host_tree(s, sftp, scratch)
   }
 end
 
+-- The variables a profile's ${VAR} take on the remote.
+local function remote_getenv(f)
+  local env = { HOME = f.home, USER = f.user, LOGNAME = f.user }
+  return function(k) return env[k] end
+end
+
+-- What the remote's deferred channel may hold: the profile's deferred
+-- commands, by name or from a directory of the remote PATH or one the
+-- probe found them in (remote paths: resolved there, not here).
+local function allowed_deferred(p, f)
+  local allowed = stage.allowed_deferred(p.defer, profile.search_path(p, remote_getenv(f)), function(d) return d end)
+  for _, path in ipairs(f.defer) do allowed.dirs[path:match("^(.*)/[^/]*$")] = true end
+  return allowed
+end
+
 local function bwrap_argv(p, job, f, plan)
   local d = plan.dir
   local binds = {
@@ -149,9 +164,8 @@ local function bwrap_argv(p, job, f, plan)
       if c ~= "CAP_MKNOD" then caps[#caps + 1] = c end
     end
   end
-  local env = { HOME = f.home, USER = f.user, LOGNAME = f.user }
   local args = profile.bwrap_args(p, {
-    cwd = f.home, getenv = function(k) return env[k] end, var_run_is_link = f.var_run_link == "yes",
+    cwd = f.home, getenv = remote_getenv(f), var_run_is_link = f.var_run_link == "yes",
     capture_targets = f.tops, late_binds = binds, path_prefix = stage.SHIM_BIN, caps = caps,
   })
   local argv = { "bwrap" }
@@ -237,7 +251,11 @@ function M.run(p, job, t, opts)
   local w, werr = capture.operations(overlays, ldir .. "/blobs",
     { up = replica_tree(meta), host = host_tree(s, sftp, ldir) })
   if not w then return nil, err.env("%s: capturing what the run changed: %s", t.name, werr) end
-  local records = stage.read_deferred(ldir .. "/deferred") or {}
+  local records, derr = {}
+  if fs.lstat(ldir .. "/deferred") then
+    records, derr = stage.read_deferred(ldir .. "/deferred", allowed_deferred(p, f))
+    if not records then return nil, err.refused("%s: %s", t.name, derr) end
+  end
   capture.add_deferred(w, records)
   if #w.ops == 0 then return result end
   local st = { dir = ldir }

@@ -257,12 +257,17 @@ local function hidden_dirs(stage)
   return {}
 end
 
--- namespace(stage) -> the table proc.spawn's `namespace` option takes
+-- namespace(stage) -> the table proc.spawn's `namespace` option takes.
+-- A data directory under a capture path is bound back over its overlay:
+-- bwrap resolves the sources of its binds (the shims, the deferred
+-- record) by path once our overlays are up, and through the overlay a
+-- write to the record would become a captured write of it instead.
 function M.namespace(stage)
   local mounts = {}
   for _, o in ipairs(stage.overlays) do
     mounts[#mounts + 1] = { target = o.target, lower = o.target, upper = o.upper, work = o.work }
   end
+  for _, dir in ipairs(hidden_dirs(stage)) do mounts[#mounts + 1] = { target = dir, rebind = true } end
   return { full_map = stage.full_map, mounts = mounts }
 end
 
@@ -300,27 +305,76 @@ function M.describe_failure(stage, msg)
   return msg
 end
 
--- deferred(stage) -> {{cwd =, argv = {...}}...} in the order recorded
-function M.deferred(stage)
-  return M.read_deferred(stage.dir .. "/defer/deferred")
+-- deferred(stage, allowed) -> {{cwd =, argv = {...}}...} in the order
+-- recorded | nil, msg (see read_deferred)
+function M.deferred(stage, allowed)
+  return M.read_deferred(stage.dir .. "/defer/deferred", allowed)
 end
 
--- read_deferred(file) -> records | nil, msg (see the shim)
-function M.read_deferred(file)
-  local data, msg, code = fs.read_file(file, M.MAX_DEFERRED_BYTES + 1)
-  if not data then return nil, msg, code end
-  if #data > M.MAX_DEFERRED_BYTES then
-    return nil, string.format("the deferred-command record is larger than %d bytes", M.MAX_DEFERRED_BYTES)
+-- allowed_deferred(defer, search_path[, resolve]) -> what read_deferred
+-- accepts: the profile's deferred command names, and the directories of
+-- the sandbox's PATH (where a deferred command may be called by full
+-- path), as given and as resolve (default fs.realpath; remotely the
+-- remote's view is not ours) makes them.
+function M.allowed_deferred(defer, search_path, resolve)
+  resolve = resolve or fs.realpath
+  local names, dirs = {}, {}
+  for _, n in ipairs(defer) do names[n] = true end
+  for d in search_path:gmatch("[^:]+") do
+    dirs[d] = true
+    dirs[resolve(d) or d] = true
   end
+  return { names = names, dirs = dirs, resolve = resolve }
+end
+
+M.MAX_DEFERRED_ARGS = 65536
+
+-- Why a record's command is not a deferred command, or nil.  The channel
+-- is writable from inside the sandbox, so a script may write records of
+-- its own: it may add a call of a listed deferred command (reviewed like
+-- any other), nothing else.
+local function unlisted(cmd, cwd, allowed)
+  if cwd:sub(1, 1) ~= "/" then return "has a relative working directory" end
+  local dir, name = cmd:match("^(.*)/([^/]+)$")
+  if not dir then name = cmd end
+  if not allowed.names[name] then
+    return string.format('calls "%s", which is not a deferred command', text.inert(cmd))
+  end
+  if dir then
+    if dir == "" then dir = "/" end
+    if dir:sub(1, 1) ~= "/" then dir = cwd .. "/" .. dir end  -- ./systemctl
+    if not (allowed.dirs[dir] or allowed.dirs[allowed.resolve(dir) or dir]) then
+      return string.format('calls "%s", outside the sandbox\'s PATH', text.inert(cmd))
+    end
+  end
+end
+
+local function malformed(why)
+  return nil, "the deferred-command channel is malformed (" .. why .. "); a script wrote it directly? " ..
+    "The capture is refused"
+end
+
+-- read_deferred(file, allowed) -> records | nil, msg.  allowed: from
+-- allowed_deferred(); a record of anything else refuses the whole channel.
+function M.read_deferred(file, allowed)
+  local st = fs.lstat(file)
+  if st and st.type ~= "file" then return malformed("not a regular file") end
+  local data, msg, code = fs.read_file(file, M.MAX_DEFERRED_BYTES)
+  if code == "EFBIG" then return malformed(string.format("larger than %d bytes", M.MAX_DEFERRED_BYTES)) end
+  if not data then return nil, msg, code end
+  if data ~= "" and data:sub(-1) ~= "\0" then return malformed("an unterminated record") end
   local fields = {}
   for field in data:gmatch("([^%z]*)%z") do fields[#fields + 1] = field end
   local out, i = {}, 1
   while i <= #fields do
-    if fields[i] ~= "shannot-deferred" then return nil, "the deferred-command record is malformed" end
-    local cwd, cmd, n = fields[i + 1], fields[i + 2], math.tointeger(tonumber(fields[i + 3] or ""))
-    if not (cwd and cmd and n and n >= 0 and i + 3 + n <= #fields) then
-      return nil, "the deferred-command record is malformed"
+    if fields[i] ~= "shannot-deferred" then return malformed("record " .. (#out + 1) .. " has no header") end
+    local cwd, cmd, n = fields[i + 1], fields[i + 2], fields[i + 3]
+    n = n and n:match("^%d+$") and math.tointeger(tonumber(n))
+    if not (cwd and cmd and cmd ~= "" and n and n <= M.MAX_DEFERRED_ARGS and i + 3 + n <= #fields) then
+      return malformed("record " .. (#out + 1) .. " is incomplete")
     end
+    local why = unlisted(cmd, cwd, allowed)
+    if why then return malformed("record " .. (#out + 1) .. " " .. why) end
     local argv = { cmd }
     for k = 1, n do argv[k + 1] = fields[i + 3 + k] end
     out[#out + 1] = { cwd = cwd, argv = argv }

@@ -80,4 +80,58 @@ describe("security (issue 11)", function()
       assert.falsy(out:find("SSH_CONNECTION", 1, true), out)
     end)
   end)
+
+  describe("the deferred-command channel", function()
+    local function sessions()
+      local r = h.shannot({ "sessions", "--json" }, { home = home })
+      return #json.decode(r.stdout)
+    end
+
+    it("records deferred calls when the session store lies under a capture path", function()
+      local dir = h.tmpdir()
+      local data_home = dir .. "/home"
+      assert(fs.mkdir_p(data_home .. "/data"))
+      local prof = cap.profile_file(dir, dir)
+      local r = run({ "--profile", prof, "--json", "-c", "systemctl restart 'my unit'; /usr/bin/systemctl stop x" },
+        { home = data_home })
+      assert.equal(0, r.code, r.stderr)
+      local id = json.decode(r.stdout).session.id
+      local s = json.decode(h.shannot({ "show", id, "--json" }, { home = data_home }).stdout)
+      local ops = {}
+      for _, op in ipairs(s.operations) do ops[#ops + 1] = op.kind .. " " .. (op.path or table.concat(op.argv, " ")) end
+      assert.same({ "exec systemctl restart my unit", "exec /usr/bin/systemctl stop x" }, ops)
+    end)
+
+    it("refuses a capture whose channel holds anything but a listed deferred command", function()
+      local forged = {
+        { [[printf 'shannot-deferred\0/\0rm\0002\0-rf\0/\0']], 'calls "rm", which is not a deferred command' },
+        { [[printf 'shannot-deferred\0/\0/tmp/evil/systemctl\0001\0start\0']], "outside the sandbox's PATH" },
+        { [[printf 'shannot-deferred\0relative\0systemctl\0000\0']], "has a relative working directory" },
+        { [[printf 'garbage\0']], "has no header" },
+        { [[printf 'shannot-deferred\0/\0systemctl\0009\0x\0']], "is incomplete" },
+        { [[printf 'shannot-deferred\0/\0systemctl']], "an unterminated record" },
+        { [[head -c 17000000 /dev/zero | tr '\0' x]], "larger than 16777216 bytes" },
+      }
+      for _, case in ipairs(forged) do
+        local r = run({ "-c", "echo x > /etc/shannot-spec-forged; " .. case[1] .. " >> /run/shannot/deferred" },
+          { home = home })
+        assert.equal(3, r.code, case[1] .. "\n" .. r.stderr)
+        assert.matches("shannot: the deferred%-command channel is malformed %(.-" .. case[2]:gsub("%p", "%%%0"),
+          r.stderr)
+        assert.equal(0, sessions(), "a session was kept")
+      end
+      assert.same({}, fs.readdir(home .. "/data/shannot/staging") or {})
+    end)
+
+    it("accepts a listed deferred command written directly, for review like any other", function()
+      local r = run({ "--json", "-c",
+        [[printf 'shannot-deferred\0/srv\0systemctl\0002\0restart\0web\0' >> /run/shannot/deferred]] },
+        { home = home })
+      assert.equal(0, r.code, r.stderr)
+      local id = json.decode(r.stdout).session.id
+      local op = json.decode(h.shannot({ "show", id, "--json" }, { home = home }).stdout).operations[1]
+      assert.same({ "systemctl", "restart", "web" }, op.argv)
+      assert.equal("review", op.decision)
+    end)
+  end)
 end)

@@ -26,7 +26,10 @@ into overlays: nothing on the host changes.  What it wrote, deleted or
 re-moded, and the deferred commands it called (systemctl, service,
 reboot, ...: recorded, not run), becomes a session in status pending,
 shown with "shannot show ID --diff" and applied only once approved.  A
-run that changed nothing makes no session.  As root the dry-run may do
+run that changed nothing makes no session.  Deferred calls reach shannot
+through a record the sandboxed code can also write directly: such a
+script can add calls of the profile's deferred commands (reviewed like
+any other), and anything else found there refuses the capture (exit 3).  As root the dry-run may do
 whatever root may (other users' files, chown); as another user only
 that user's files can change.
 
