@@ -405,6 +405,48 @@ static int fs_lchown(lua_State *L)
     return 1;
 }
 
+/* Sets mode through an O_PATH descriptor: the magic link names that very
+ * inode, never what a path resolves to now.  fchmod refuses O_PATH. */
+static int chmod_fd(int fd, mode_t mode)
+{
+    char proc_path[64];
+    snprintf(proc_path, sizeof proc_path, "/proc/self/fd/%d", fd);
+    return chmod(proc_path, mode);
+}
+
+/* set_meta(path, {uid =, gid =, mode =}) -> type | nil, msg, code
+ * Owner, then mode (the chown clears setuid bits), of the entry itself: the
+ * last component is opened O_PATH|O_NOFOLLOW and everything goes through
+ * that descriptor.  Why: a name swapped for a symlink between a check and
+ * the change (renameat2 RENAME_EXCHANGE by whoever may write the parent)
+ * would otherwise carry a chmod to the link's target.  A mode for a
+ * symlink is refused (ELOOP); its owner is set on the link itself. */
+static int fs_set_meta(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_Integer uid = sh_optfield_number(L, 2, "uid", -1);
+    lua_Integer gid = sh_optfield_number(L, 2, "gid", -1);
+    lua_Integer mode = sh_optfield_number(L, 2, "mode", -1);
+    sh_autoclose int fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        return sh_fail(L, path, errno);
+    }
+    if ((uid >= 0 || gid >= 0) &&
+        fchownat(fd, "", (uid_t)uid, (gid_t)gid, AT_EMPTY_PATH) < 0) {
+        return sh_fail(L, path, errno);
+    }
+    if (mode >= 0 && S_ISLNK(st.st_mode)) {
+        return sh_fail(L, path, ELOOP);
+    }
+    if (mode >= 0 && chmod_fd(fd, (mode_t)mode) < 0) {
+        return sh_fail(L, path, errno);
+    }
+    lua_pushstring(L, type_name(st.st_mode));
+    return 1;
+}
+
 /* rename(from, to) -> true | nil, msg, code (rename(2): same file system) */
 static int fs_rename(lua_State *L)
 {
@@ -629,6 +671,7 @@ static const luaL_Reg fs_funcs[] = {
     {"getxattr", fs_getxattr},
     {"rename", fs_rename},
     {"lchown", fs_lchown},
+    {"set_meta", fs_set_meta},
     {"write_new", fs_write_new},
     {"symlink", fs_symlink},
     {"syncfs", fs_syncfs},

@@ -257,6 +257,29 @@ describe("fs", function()
     assert.equal("ENOENT", select(3, fs.lchown(dir .. "/missing", 0, 0)))
   end)
 
+  it("set_meta acts on the entry itself, never on what a symlink names", function()
+    h.write(dir .. "/target", "t")
+    assert(fs.chmod(dir .. "/target", 384))  -- 0600
+    assert(fs.symlink(dir .. "/target", dir .. "/link"))
+    local _, msg, code = fs.set_meta(dir .. "/link", { mode = 511 })
+    assert.equal("ELOOP", code)
+    assert.matches("/link: ", msg)
+    assert.equal(384, fs.lstat(dir .. "/target").mode)
+    h.write(dir .. "/f", "f")
+    assert.equal("file", fs.set_meta(dir .. "/f", { mode = 2541 }))  -- 04755
+    assert.equal(2541, fs.lstat(dir .. "/f").mode)
+    local _, _, missing = fs.set_meta(dir .. "/nothing", { mode = 420 })
+    assert.equal("ENOENT", missing)
+    if require("shannot.core.sys").ids().euid == 0 then
+      assert.equal("link", fs.set_meta(dir .. "/link", { uid = 4242, gid = 4243 }))
+      assert.equal(4242, fs.lstat(dir .. "/link").uid)
+      assert.equal(0, fs.lstat(dir .. "/target").uid)
+      assert.equal("file", fs.set_meta(dir .. "/f", { uid = 4242, gid = 4242, mode = 3565 }))  -- 06755
+      local st = fs.lstat(dir .. "/f")
+      assert.same({ 4242, 4242, 3565 }, { st.uid, st.gid, st.mode })  -- setuid set after the chown
+    end
+  end)
+
   it("rename moves and replaces, and names both paths when it fails", function()
     h.write(dir .. "/a", "A")
     h.write(dir .. "/b", "B")

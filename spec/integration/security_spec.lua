@@ -134,4 +134,60 @@ describe("security (issue 11)", function()
       assert.equal("review", op.decision)
     end)
   end)
+
+  describe("mode changes at execute and rollback", function()
+    local proc = require("shannot.proc")
+    local N = 400
+
+    local function swapper()
+      local bin = h.tmpdir() .. "/swapper"
+      local r = assert(proc.run({ "cc", "-std=c11", "-O2", "-o", bin, h.ROOT .. "/spec/support/c/swapper.c" }))
+      assert.equal(0, r.code, r.stderr)
+      return bin
+    end
+
+    local function modes(dir)
+      local out = {}
+      for i = 1, N do out[i] = fs.lstat(dir .. "/v" .. i).mode end
+      return out
+    end
+
+    -- One round: a fresh bed, execute and rollback each under attack.
+    local function round(bin)
+      local e = cap.env(nil, { short = true })  -- in /tmp: the attacker can reach it
+      local shared, victims = e.host .. "/shared", e.dir .. "/victims"
+      assert(fs.mkdir_p(shared))
+      assert(fs.mkdir_p(victims))
+      assert(fs.chmod(e.dir, 493))
+      for i = 1, N do
+        h.write(victims .. "/v" .. i, "secret\n")
+        assert(fs.chmod(victims .. "/v" .. i, 384))
+        h.write(shared .. "/f" .. i, "mine\n")
+        assert(fs.chmod(shared .. "/f" .. i, 420))
+        assert(fs.symlink(victims .. "/v" .. i, shared .. "/l" .. i))
+        assert(fs.lchown(shared .. "/l" .. i, 4242, 4242))
+      end
+      assert(fs.lchown(shared, 4242, 4242))  -- the attacker may rename in here
+      local before = modes(victims)
+      local _, _, s = e:run("chmod 640 shared/f*")
+      assert.equal(N, #s.operations)
+      assert.equal(0, h.shannot({ "approve", s.id, "--yes" }, { home = e.home }).code)
+      for _, step in ipairs({ { { "execute", s.id }, "640" }, { { "rollback", s.id, "--force" }, "644" } }) do
+        local attacker = assert(proc.spawn({ "setpriv", "--reuid=4242", "--regid=4242", "--clear-groups", "--",
+          bin, shared, tostring(N), step[2], "30" }, { stdout = "pipe", stderr = "pipe" }))
+        local r = h.shannot(step[1], { home = e.home })
+        attacker:kill("TERM")
+        local swaps = attacker:communicate({ timeout = 5 }).stdout
+        assert.truthy(tonumber(swaps:match("^(%d+) swaps")) > 1000, "the attack did not run: " .. swaps)
+        assert.same(before, modes(victims), step[1][1] .. " changed a symlink's target: " .. r.stdout .. r.stderr)
+      end
+      cap.cleanup()
+    end
+
+    it("never follow a name another user swaps for a symlink (renameat2 RENAME_EXCHANGE)", function()
+      if not h.need(cap.ROOT, "root (an attacker of another uid)") then return end
+      local bin = swapper()
+      for _ = 1, 3 do round(bin) end
+    end)
+  end)
 end)

@@ -141,10 +141,13 @@ local function remove_tree(path)
   check(fs.rmtree(path))
 end
 
+-- Owner and mode of the entry itself (fs.set_meta: a name swapped for a
+-- symlink meanwhile is never followed); a mode for what is now a symlink
+-- is an error, not a change elsewhere.
 local function set_owner_mode(path, n, is_link)
-  if n.uid and n.gid then check(fs.lchown(path, n.uid, n.gid)) end
-  -- after the chown, which clears setuid/setgid bits
-  if not is_link and n.mode then check(fs.chmod(path, n.mode)) end
+  local _, msg, code = fs.set_meta(path, { uid = n.uid, gid = n.gid, mode = not is_link and n.mode or nil })
+  if code == "ELOOP" then error({ apply_error = "is now a symlink" }, 0) end
+  check(msg == nil, msg)
 end
 
 local function temp_name(ctx, op)
@@ -198,9 +201,7 @@ function APPLY.delete(a)
 end
 
 function APPLY.chmod(a, op)
-  local st = check(fs.lstat(a.path))
-  if st.type == "link" then error({ apply_error = "is now a symlink" }, 0) end
-  check(fs.chmod(a.path, op.new.mode))
+  set_owner_mode(a.path, { mode = op.new.mode }, false)
 end
 
 function APPLY.chown(a, op)
