@@ -116,13 +116,14 @@ describe("profile", function()
       assert.truthy(s:find("--clearenv --setenv A bc --setenv HOME /home/me", 1, true))
       local unset = table.concat(args_for('{"name": "x", "environment": {"U": "${NOPE}", "E": ""}}',
         { getenv = function() return nil end }), " ")
-      assert.truthy(unset:find("--clearenv --setenv E  --chdir", 1, true), unset)
+      assert.truthy(unset:find("--clearenv --setenv E  --add-seccomp-fd FD --chdir", 1, true), unset)
     end)
 
-    it("passes the seccomp fd and additional args last", function()
+    it("stacks the seccomp filters (never --seccomp, which would replace) and passes additional args last", function()
       local a = args_for('{"name": "x", "seccomp_profile": "/f.bpf", "additional_args": ["--hostname", "h"]}',
-        { seccomp_fd = 9 })
-      assert.equal("9", a[index_of(a, "--seccomp") + 1])
+        { seccomp_fds = { 8, 9 } })
+      assert.truthy(table.concat(a, " "):find("--add-seccomp-fd 8 --add-seccomp-fd 9", 1, true))
+      assert.is_nil(index_of(a, "--seccomp"))
       assert.same({ "--hostname", "h" }, { a[#a - 1], a[#a] })
     end)
   end)

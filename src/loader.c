@@ -55,6 +55,7 @@ void sh_open_libs(lua_State *L)
         {"shannot.core.term", luaopen_shannot_core_term},
         {"shannot.core.tar", luaopen_shannot_core_tar},
         {"shannot.core.ssh", luaopen_shannot_core_ssh},
+        {"shannot.core.seccomp", luaopen_shannot_core_seccomp},
         {"cjson", luaopen_cjson},
         {NULL, NULL}};
     for (const luaL_Reg *lib = std_libs; lib->func; lib++) {

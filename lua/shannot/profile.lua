@@ -345,7 +345,7 @@ end
 local UNSHARE = { "--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try" }
 
 -- bwrap_args(profile, ctx) -> the bwrap arguments before the command.
--- ctx: cwd, getenv (for ${VAR} in environment values), seccomp_fd,
+-- ctx: cwd, getenv (for ${VAR} in environment values), seccomp_fds,
 -- var_run_is_link (the host's /var/run is a symlink to /run),
 -- capture_targets (overlaid paths, bound writable), late_binds (argument
 -- lists such as {op, src, dst}, after the fresh mounts), path_prefix (put before PATH), caps
@@ -363,7 +363,9 @@ function M.bwrap_args(p, ctx)
   for _, cap in ipairs(ctx.caps or {}) do add(args, "--cap-add", cap) end
   add(args, "--die-with-parent", "--new-session")
   env_args(args, p, ctx.getenv or os.getenv, ctx.path_prefix)
-  if p.seccomp_profile then add(args, "--seccomp", tostring(ctx.seccomp_fd or "FD")) end
+  -- Filters stack (the kernel takes the strictest answer): shannot's
+  -- default first, then the profile's own (sandbox.seccomp_fds).
+  for _, fd in ipairs(ctx.seccomp_fds or { "FD" }) do add(args, "--add-seccomp-fd", tostring(fd)) end
   add(args, "--chdir", working_dir(p, ctx.cwd))
   for _, a in ipairs(p.additional_args) do args[#args + 1] = a end
   return args

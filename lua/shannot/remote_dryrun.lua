@@ -146,6 +146,20 @@ local function allowed_deferred(p, f)
   return allowed
 end
 
+-- The system call filters for the remote's architecture: the default,
+-- then the profile's own (a compiled filter, as locally).
+local function remote_filters(p, f)
+  local bpf, msg = require("shannot.seccomp").program(f.arch)
+  if not bpf then return nil, err.env("the system call filter for %s: %s", text.inert(f.arch or "?"), msg) end
+  local out = { bpf }
+  if p.seccomp_profile then
+    local own, oerr = fs.read_file(p.seccomp_profile, 1024 * 1024)
+    if not own then return nil, err.usage('profile "%s": seccomp_profile: %s', p.name, oerr) end
+    out[2] = own
+  end
+  return out
+end
+
 local function bwrap_argv(p, job, f, plan)
   local d = plan.dir
   local binds = {
@@ -164,8 +178,10 @@ local function bwrap_argv(p, job, f, plan)
       if c ~= "CAP_MKNOD" then caps[#caps + 1] = c end
     end
   end
+  local fds = {}
+  for i = 1, #plan.seccomp do fds[i] = rscript.SECCOMP_FD0 + i - 1 end
   local args = profile.bwrap_args(p, {
-    cwd = f.home, getenv = remote_getenv(f), var_run_is_link = f.var_run_link == "yes",
+    cwd = f.home, getenv = remote_getenv(f), seccomp_fds = fds, var_run_is_link = f.var_run_link == "yes",
     capture_targets = f.tops, late_binds = binds, path_prefix = stage.SHIM_BIN, caps = caps,
   })
   local argv = { "bwrap" }
@@ -188,8 +204,10 @@ function M.run(p, job, t, opts)
   end
   local root = rscript.staging_root(f.tops)
   if not root then return nil, err.env("%s: no staging place outside the capture paths", t.name) end
+  local filters, ferr = remote_filters(p, f)
+  if not filters then return nil, ferr end
   local plan = { dir = root .. "/shannot-" .. random_hex(12), root = f.root, shim = stage.SHIM_TEXT,
-    defer = p.defer, overlays = stage.overlays_for(f.tops, f.mounts) }
+    defer = p.defer, overlays = stage.overlays_for(f.tops, f.mounts), seccomp = filters }
   for i, o in ipairs(plan.overlays) do
     o.upper, o.work = plan.dir .. "/upper/" .. i, plan.dir .. "/wd/" .. i
   end

@@ -50,7 +50,7 @@ function M.probe_command(capture, search_path, defer)
   for d in search_path:gmatch("[^:]+") do dirs[#dirs + 1] = q(d) end
   for i, n in ipairs(defer) do names[i] = q(n) end
   return table.concat({
-    'echo "uid=$(id -u)"', 'echo "user=$(id -un)"', 'echo "home=$HOME"',
+    'echo "uid=$(id -u)"', 'echo "user=$(id -un)"', 'echo "home=$HOME"', 'echo "arch=$(uname -m)"',
     '[ -L /var/run ] && echo "var_run_link=yes"',
     "for p in " .. table.concat(caps, " ") .. "; do r=$(realpath -e -- \"$p\" 2>/dev/null) && " ..
       "[ -d \"$r\" ] && printf 'top=%s\\n' \"$r\"; done",
@@ -60,6 +60,15 @@ function M.probe_command(capture, search_path, defer)
     'echo "---mountinfo"', "cat /proc/self/mountinfo",
   }, "\n")
 end
+
+-- octal(bytes) -> the bytes as printf escapes (\ooo each): any byte, NUL
+-- included, through any POSIX sh's printf, with nothing to quote.
+function M.octal(bytes)
+  return (bytes:gsub(".", function(c) return string.format("\\%03o", c:byte()) end))
+end
+
+-- SECCOMP_FD0: the first of the descriptors the filters reach bwrap on.
+M.SECCOMP_FD0 = 7
 
 -- prepare_command(plan) -> makes the staging directory (mode 700, a name
 -- that must not exist), the uppers (as their host directories), the shims
@@ -79,6 +88,9 @@ function M.prepare_command(plan)
   lines[#lines + 1] = "printf '%s' " .. q(plan.shim) .. " > " .. q(d .. "/defer/shim")
   lines[#lines + 1] = "chmod 755 " .. q(d .. "/defer/shim") .. " " .. q(d .. "/defer/bin")
   lines[#lines + 1] = ": > " .. q(d .. "/defer/deferred") .. " && chmod 666 " .. q(d .. "/defer/deferred")
+  for i, bpf in ipairs(plan.seccomp or {}) do
+    lines[#lines + 1] = "printf '" .. M.octal(bpf) .. "' > " .. q(d .. "/seccomp-" .. i)
+  end
   for _, name in ipairs(plan.defer) do
     lines[#lines + 1] = "ln -s /run/shannot/shim " .. q(d .. "/defer/bin/" .. name)
   end
@@ -95,7 +107,12 @@ function M.run_command(plan)
   -- bwrap runs with an empty environment: the SSH session's (client
   -- address, user, paths) would show inside as /proc/1/environ.
   bw[1] = '"$(command -v ' .. bw[1] .. ')"'
-  inner[#inner + 1] = "exec env -i " .. table.concat(bw, " ")
+  local redirects = {}
+  for i = 1, #(plan.seccomp or {}) do
+    redirects[i] = (M.SECCOMP_FD0 + i - 1) .. "<" .. q(plan.dir .. "/seccomp-" .. i)
+  end
+  inner[#inner + 1] = "exec env -i " .. table.concat(bw, " ") ..
+    (#redirects > 0 and " " .. table.concat(redirects, " ") or "")
   local unshare = plan.root and "unshare -m --propagation private" or
     "unshare -U -m --map-current-user --propagation private"
   -- OpenSSH refuses to signal a root login's command when the channel

@@ -59,6 +59,34 @@ local function var_run_is_link()
   return st ~= nil and st.type == "link"
 end
 
+-- The default filter in a pipe bwrap reads, then the profile's own file.
+local function default_filter()
+  local bpf, msg = require("shannot.seccomp").program()
+  if not bpf then return nil, err.env("%s", msg) end
+  local r, w = fs.pipe()
+  if not r then return nil, err.env("cannot make a pipe: %s", w) end
+  local ok, werr = w:write(bpf)  -- a few hundred bytes: the pipe holds them
+  w:close()
+  if not ok then r:close(); return nil, err.env("seccomp: %s", werr) end
+  return r
+end
+
+-- seccomp_fds(profile, keep) -> fds for --add-seccomp-fd | nil, err; the
+-- files are added to keep (open until bwrap has read them).
+function M.seccomp_fds(p, keep)
+  local f, e = default_filter()
+  if not f then return nil, e end
+  keep[#keep + 1] = f
+  local fds = { f:fd() }
+  if p.seccomp_profile then
+    local own, msg = fs.open(p.seccomp_profile)
+    if not own then return nil, err.usage('profile "%s": seccomp_profile: %s', p.name, msg) end
+    keep[#keep + 1] = own
+    fds[2] = own:fd()
+  end
+  return fds
+end
+
 -- prepare(profile, argv, opts) -> plan | nil, err.  The plan holds the full
 -- command line and the files that must stay open while it runs.
 function M.prepare(p, argv, opts)
@@ -71,17 +99,12 @@ function M.prepare(p, argv, opts)
   local bwrap, berr = M.find_bwrap(opts.bwrap)
   if not bwrap then return nil, berr end
   local plan = { bwrap = bwrap, keep = {} }
-  local seccomp_fd
-  if p.seccomp_profile then
-    local f, msg = fs.open(p.seccomp_profile)
-    if not f then return nil, err.usage('profile "%s": seccomp_profile: %s', p.name, msg) end
-    plan.keep[#plan.keep + 1] = f
-    seccomp_fd = f:fd()
-  end
+  local seccomp_fds, serr = M.seccomp_fds(p, plan.keep)
+  if not seccomp_fds then return nil, serr end
   local ctx = {}
   for k, v in pairs(opts.ctx or {}) do ctx[k] = v end
   ctx.cwd = opts.cwd or sys.getcwd()
-  ctx.seccomp_fd = seccomp_fd
+  ctx.seccomp_fds = seccomp_fds
   ctx.var_run_is_link = var_run_is_link()
   local args = profile.bwrap_args(p, ctx)
   plan.argv = { bwrap }

@@ -190,4 +190,103 @@ describe("security (issue 11)", function()
       for _ = 1, 3 do round(bin) end
     end)
   end)
+
+  describe("the system call filter", function()
+    local proc = require("shannot.proc")
+    local WANT = {
+      add_key = "EPERM", keyctl = "EPERM", request_key = "EPERM", bpf = "EPERM", userfaultfd = "EPERM",
+      perf_event_open = "EPERM", kexec_load = "EPERM", open_by_handle_at = "EPERM", unshare = "EPERM",
+      setns = "EPERM", mount = "EPERM", io_uring_setup = "EPERM", socket_unix = "EACCES",
+      socket_unix_high_bits = "EACCES", clone3 = "ENOSYS", clone_newuser = "EPERM", ptrace_attach = "EPERM",
+      tiocsti = "EPERM", tiocsti_high_bits = "EPERM", socketpair_unix = "ok", socket_inet = "ok",
+    }
+
+    local function probe_bin()
+      local bin = h.tmpdir() .. "/syscalls"
+      local r = assert(proc.run({ "cc", "-std=c11", "-o", bin, h.ROOT .. "/spec/support/c/syscalls.c" }))
+      assert.equal(0, r.code, r.stderr)
+      return bin
+    end
+
+    local function parse(out)
+      local got = {}
+      for k, v in out:gmatch("([%w_]+)=(%a+)") do got[k] = v end
+      return got
+    end
+
+    it("refuses Docker's list, AF_UNIX sockets, the keyring, io_uring and TIOCSTI in every profile", function()
+      local bin = probe_bin()
+      for _, prof in ipairs({ "readonly", "system" }) do
+        local r = run({ "--profile", prof, "--json", "--", bin }, { home = home })
+        assert.equal(0, r.code, r.stderr)
+        assert.same(WANT, parse(json.decode(r.stdout).stdout), prof)
+      end
+      local text = mcp_call(home, "run_command", { argv = { bin } })
+      assert.same(WANT, parse((text:gsub("\\n", "\n"))))  -- the output, JSON-escaped in the text
+    end)
+
+    it("lets a profile's own filter add refusals, never lift the default ones", function()
+      local bin = probe_bin()
+      local sc = require("shannot.core.seccomp")
+      local dir = h.tmpdir()
+      local allow_all = assert(sc.compile({}))
+      local deny_inet = assert(sc.compile({ { "socket", errno = 1, args = { { 0, "masked_eq", 0xffffffff, 2 } } } }))
+      h.write(dir .. "/allow.bpf", allow_all)
+      h.write(dir .. "/inet.bpf", deny_inet)
+      for name, want_inet in pairs({ allow = "ok", inet = "EPERM" }) do
+        local prof = { name = name, seccomp_profile = dir .. "/" .. name .. ".bpf" }
+        h.write(dir .. "/" .. name .. ".json", json.encode(prof))
+        local r = run({ "--profile", dir .. "/" .. name .. ".json", "--json", "--", bin }, { home = home })
+        assert.equal(0, r.code, r.stderr)
+        local got = parse(json.decode(r.stdout).stdout)
+        assert.equal("EACCES", got.socket_unix, name)
+        assert.equal("EPERM", got.keyctl, name)
+        assert.equal(want_inet, got.socket_inet, name)
+      end
+    end)
+
+    it("refuses them on a remote host too", function()
+      if not h.need(sshd.available(), "sshd") then return end
+      if not cap.ROOT then return pending("the spec sshd runs as root") end
+      local bin = probe_bin()
+      local server = sshd.start()
+      finally(server.stop)
+      local target = server.user .. "@127.0.0.1:" .. server.port
+      assert.equal(0, h.shannot({ "remote", "add", "box", target, "--key", server.key }, { home = home }).code)
+      for _, prof in ipairs({ "readonly", "system" }) do
+        local r = run({ "--target", "box", "--accept-new", "--profile", prof, "--json", "--", bin }, { home = home })
+        assert.equal(0, r.code, r.stderr)
+        assert.same(WANT, parse(json.decode(r.stdout).stdout), prof)
+      end
+    end)
+
+    it("lets no sandbox reach a host unix socket, wherever it lies", function()
+      if not h.need(fs.which("nc", os.getenv("PATH")), "nc (netcat-openbsd)") then return end
+      local places = { h.tmpdir() }
+      if cap.ROOT then
+        local var = "/var/lib/shannot-spec-" .. math.random(1e9)
+        assert(fs.mkdir_p(var))
+        finally(function() fs.rmtree(var) end)
+        places[#places + 1] = var
+      end
+      for _, dir in ipairs(places) do
+        local sock, got = dir .. "/s.sock", dir .. "/received"
+        local listener = assert(proc.spawn({ "sh", "-c", 'exec nc -lkU "$1" > "$2"', "sh", sock, got },
+          { stdout = "null", stderr = "null" }))
+        h.eventually(function() return fs.lstat(sock) ~= nil end, "the listener's socket")
+        for _, prof in ipairs({ "readonly", "system" }) do
+          local r = run({ "--profile", prof, "--", "sh", "-c", 'echo escaped | nc -N -U "$1"', "sh", sock },
+            { home = home })
+          assert.equal(1, r.code, prof .. ": " .. r.stderr)
+        end
+        mcp_call(home, "run_command", { argv = { "sh", "-c", 'echo escaped | nc -N -U "$1"', "sh", sock } })
+        -- the host itself can connect: the socket is real
+        assert.equal(0, assert(proc.run({ "sh", "-c", 'echo host | nc -N -U "$1"', "sh", sock })).code)
+        h.eventually(function() return fs.read_file(got) == "host\n" end, "the host's own line")
+        listener:kill("TERM")
+        listener:communicate({ timeout = 5 })
+        assert.equal("host\n", fs.read_file(got))
+      end
+    end)
+  end)
 end)
