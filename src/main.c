@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 
 #include <lua.h>
 #include <lauxlib.h>
@@ -82,6 +83,9 @@ static int pmain(lua_State *L)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], SH_SANDBOX_ENTER) == 0) {
+        return sh_sandbox_enter(argc - 2, argv + 2); /* no Lua: it only execs */
+    }
     lua_State *L = luaL_newstate();
     if (L == NULL) {
         fputs("shannot: cannot create Lua state: not enough memory\n", stderr);

@@ -76,6 +76,12 @@ int sh_ns_parent(const struct sh_ns_setup *s, pid_t child);
  * with errno and *failed = the mount's index (-1: the propagation step). */
 int sh_ns_child(const struct sh_ns_setup *s, int *failed);
 
+/* The first program inside a sandbox (argv after "__sandbox-enter"):
+ * restricts writes to the given directories, then execs the command.
+ * Returns an exit status only when it could not. */
+int sh_sandbox_enter(int argc, char **argv);
+#define SH_SANDBOX_ENTER "__sandbox-enter" /* see lua/shannot/const.lua */
+
 /* util.c: what is kept of a stream: the first head_limit bytes and a ring
  * of the last ring_limit bytes; total counts everything seen. */
 struct sh_keep {

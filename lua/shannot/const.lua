@@ -18,4 +18,5 @@ return {
   SSH_CHANNEL_MT = "shannot.ssh.Channel",
   SSH_SFTPFILE_MT = "shannot.ssh.SftpFile",
   FILE_MT = "shannot.fs.File",
+  SANDBOX_ENTER = "__sandbox-enter",  -- argv[1] of the sandbox's first program
 }

@@ -2,6 +2,7 @@
 -- bubblewrap profiles (plus `capture` and `defer`), built in or in
 -- ~/.config/shannot/profiles/, validated field by field, and turned into
 -- the bwrap argument list.
+local const = require("shannot.const")
 local err = require("shannot.err")
 local fs = require("shannot.fs")
 local glob = require("shannot.glob")
@@ -285,8 +286,48 @@ local function expand(value, getenv)
   return (value:gsub("%${([%a_][%w_]*)}", function(name) return getenv(name) or "" end))
 end
 
+-- Where shannot's own binary appears in a local sandbox, as its first
+-- program (src/sandbox.c, sh_sandbox_enter: Landlock, then exec).
+M.ENTER = "/run/shannot/enter"
+
+local BIND_OPS = { ["--bind"] = true, ["--bind-try"] = true, ["--dev-bind"] = true, ["--dev-bind-try"] = true }
+
+-- writable_dirs(profile, ctx) -> where the sandboxed command may open
+-- files for writing: its fresh /dev, /proc, /tmp and /run, the profile's
+-- tmpfs paths and writable binds, the capture overlays.  Elsewhere the
+-- host is read-only, and Landlock also refuses its FIFOs and devices.
+function M.writable_dirs(p, ctx)
+  local out = { "/dev", "/proc", "/tmp", "/run" }
+  if not ctx.var_run_is_link then out[#out + 1] = "/var/run" end
+  for _, path in ipairs(p.tmpfs_paths) do out[#out + 1] = path end
+  for _, b in ipairs(p.binds) do
+    if not b.read_only then out[#out + 1] = b.target end
+  end
+  for _, t in ipairs(ctx.capture_targets or {}) do out[#out + 1] = t end
+  for _, b in ipairs(ctx.late_binds or {}) do
+    if BIND_OPS[b[1]] then out[#out + 1] = b[3] end
+  end
+  local extra = p.additional_args
+  for i = 1, #extra - 2 do
+    if BIND_OPS[extra[i]] then out[#out + 1] = extra[i + 2] end
+  end
+  return out
+end
+
+-- command_argv(profile, ctx, argv) -> what bwrap runs: argv, behind
+-- shannot's own entry program when ctx.enter_exe names it.
+function M.command_argv(p, ctx, argv)
+  if not ctx.enter_exe then return argv end
+  local dirs = M.writable_dirs(p, ctx)
+  local out = { M.ENTER, const.SANDBOX_ENTER, tostring(#dirs) }
+  table.move(dirs, 1, #dirs, #out + 1, out)
+  table.move(argv, 1, #argv, #out + 1, out)
+  return out
+end
+
 local function mount_args(args, p, ctx)
   local late = {}
+  if ctx.enter_exe then late[1] = { source = ctx.enter_exe, target = M.ENTER, read_only = true } end
   if #p.binds == 0 then add(args, "--ro-bind", "/", "/") end
   -- The capture overlays, set up before bwrap, are writable again here
   -- (the read-only root bind is recursive).
@@ -349,7 +390,8 @@ local UNSHARE = { "--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-
 -- var_run_is_link (the host's /var/run is a symlink to /run),
 -- capture_targets (overlaid paths, bound writable), late_binds (argument
 -- lists such as {op, src, dst}, after the fresh mounts), path_prefix (put before PATH), caps
--- (capabilities kept; default none).
+-- (capabilities kept; default none), enter_exe (shannot's binary, bound
+-- as the sandbox's first program: see command_argv).
 function M.bwrap_args(p, ctx)
   ctx = ctx or {}
   local args = {}

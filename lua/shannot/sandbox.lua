@@ -87,6 +87,14 @@ function M.seccomp_fds(p, keep)
   return fds
 end
 
+-- shannot's own binary, the sandbox's first program (profile.ENTER).
+local function own_binary()
+  local exe = fs.readlink("/proc/self/exe")
+  if exe and fs.stat(exe) then return exe end
+  return nil, err.env("shannot's own binary is gone (%s): it was replaced while running; start shannot again",
+    text.inert(exe or "?"))
+end
+
 -- prepare(profile, argv, opts) -> plan | nil, err.  The plan holds the full
 -- command line and the files that must stay open while it runs.
 function M.prepare(p, argv, opts)
@@ -106,6 +114,9 @@ function M.prepare(p, argv, opts)
   ctx.cwd = opts.cwd or sys.getcwd()
   ctx.seccomp_fds = seccomp_fds
   ctx.var_run_is_link = var_run_is_link()
+  local exe, eerr = own_binary()
+  if not exe then return nil, eerr end
+  ctx.enter_exe = exe
   local args = profile.bwrap_args(p, ctx)
   plan.argv = { bwrap }
   table.move(args, 1, #args, 2, plan.argv)
@@ -113,7 +124,8 @@ function M.prepare(p, argv, opts)
   plan.argv[#plan.argv + 1] = "--json-status-fd"
   plan.argv[#plan.argv + 1] = "STATUS_FD"
   plan.argv[#plan.argv + 1] = "--"
-  table.move(argv, 1, #argv, #plan.argv + 1, plan.argv)
+  local command = profile.command_argv(p, ctx, argv)
+  table.move(command, 1, #command, #plan.argv + 1, plan.argv)
   return plan
 end
 

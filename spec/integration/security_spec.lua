@@ -260,6 +260,48 @@ describe("security (issue 11)", function()
       end
     end)
 
+    it("lets no sandbox write into a host FIFO, wherever it lies (Landlock)", function()
+      local places = { h.tmpdir() }
+      if cap.ROOT then
+        local var = "/var/lib/shannot-spec-" .. math.random(1e9)
+        assert(fs.mkdir_p(var))
+        finally(function() fs.rmtree(var) end)
+        places[#places + 1] = var
+      end
+      local write = 'timeout 3 sh -c \'echo escaped > "$1"\' sh "$1" && echo WROTE'
+      for _, dir in ipairs(places) do
+        local fifo, got = dir .. "/fifo", dir .. "/received"
+        assert.equal(0, assert(proc.run({ "mkfifo", fifo })).code)
+        local reader = assert(proc.spawn({ "sh", "-c", 'exec cat "$1" > "$2"', "sh", fifo, got },
+          { stdout = "null", stderr = "null" }))
+        for _, prof in ipairs({ "readonly", "system" }) do
+          local r = run({ "--profile", prof, "--json", "--", "sh", "-c", write, "sh", fifo }, { home = home })
+          local out = json.decode(r.stdout)
+          assert.falsy(out.stdout:find("WROTE", 1, true), prof .. ": " .. out.stderr)
+        end
+        local text = mcp_call(home, "run_command", { argv = { "sh", "-c", write, "sh", fifo } })
+        assert.falsy(text:find("WROTE", 1, true), text)
+        -- the FIFO is real: the host's own write reaches the reader
+        assert.equal(0, assert(proc.run({ "sh", "-c", 'echo host > "$1"', "sh", fifo })).code)
+        reader:communicate({ timeout = 5 })
+        assert.equal("host\n", fs.read_file(got))
+      end
+    end)
+
+    it("still lets the command reopen its own stdout and stderr", function()
+      local log = h.tmpdir() .. "/log"
+      local r = h.shannot({ "run", "--profile", "readonly", "--", "sh", "-c",
+        'echo out > /dev/stdout; echo err > /dev/stderr; echo "$?"' }, { home = home })
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("out\n0\n", r.stdout)
+      assert.equal("err\n", r.stderr)
+      local to_file = '"$1" run --profile readonly -- sh -c "echo to-file > /dev/stdout" > "$2"'
+      local env = h.env({ HOME = home, XDG_DATA_HOME = home .. "/data", XDG_CONFIG_HOME = home .. "/config" })
+      local f = assert(proc.run({ "sh", "-c", to_file, "sh", h.BIN, log }, { env = env }))
+      assert.equal(0, f.code, f.stderr)
+      assert.equal("to-file\n", fs.read_file(log))
+    end)
+
     it("lets no sandbox reach a host unix socket, wherever it lies", function()
       if not h.need(fs.which("nc", os.getenv("PATH")), "nc (netcat-openbsd)") then return end
       local places = { h.tmpdir() }
