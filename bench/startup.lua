@@ -15,11 +15,16 @@ local median = require("lib").median
 local N = tonumber(arg[1]) or 200
 local BIN = arg[2] or "build/shannot"
 
-local function time_once(argv, keep)
+-- A case is {argv, keep} or {prepare = function() -> argv, keep, files}
+-- (made afresh, outside the timing: the seccomp filter's pipe is read once).
+local function time_once(c)
+  local argv, keep, files = c.argv, c.keep, nil
+  if c.prepare then argv, keep, files = c.prepare() end
   local t0 = sys.monotonic()
   local r = assert(proc.run(argv, { stdout = "null", stderr = "pipe", stdin = "null", keep_fds = keep }))
   local dt = sys.monotonic() - t0
   assert(r.code == 0, table.concat(argv, " ") .. ": " .. (r.stderr or "") .. proc.describe_end(r))
+  for _, f in ipairs(files or {}) do f:close() end
   return dt
 end
 
@@ -27,9 +32,9 @@ end
 local function compare(cases)
   local samples = {}
   for i = 1, #cases do samples[i] = {} end
-  for _ = 1, 5 do for _, c in ipairs(cases) do time_once(c.argv, c.keep) end end  -- warm up
+  for _ = 1, 5 do for _, c in ipairs(cases) do time_once(c) end end  -- warm up
   for _ = 1, N do
-    for i, c in ipairs(cases) do samples[i][#samples[i] + 1] = time_once(c.argv, c.keep) end
+    for i, c in ipairs(cases) do samples[i][#samples[i] + 1] = time_once(c) end
   end
   local out = {}
   for i = 1, #cases do out[i] = median(samples[i]) end
@@ -39,16 +44,25 @@ end
 -- The exact command line shannot runs for `run --profile readonly -- true`
 -- (a plain sandbox; the capturing system profile is bench/capture's).
 local p = assert(shannot.profile.load("readonly"))
-local plan = assert(shannot.sandbox.prepare(p, { "true" }))
 local devnull <close> = assert(shannot.fs.open("/dev/null", "w"))
-plan.argv[plan.status_arg + 1] = tostring(devnull:fd())
 
-local floor_argv = { "timeout", "0" }
-table.move(plan.argv, 1, #plan.argv, 3, floor_argv)
+-- bwrap's argument list as shannot builds it, behind `prefix`.
+local function bwrap_case(prefix)
+  return function()
+    local plan = assert(shannot.sandbox.prepare(p, { "true" }))
+    plan.argv[plan.status_arg + 1] = tostring(devnull:fd())
+    local argv = table.move(prefix, 1, #prefix, 1, {})
+    table.move(plan.argv, 1, #plan.argv, #argv + 1, argv)
+    local keep = { devnull:fd() }
+    for _, f in ipairs(plan.keep) do keep[#keep + 1] = f:fd() end
+    return argv, keep, plan.keep
+  end
+end
+
 local m1 = compare({
   { argv = { BIN, "run", "--profile", "readonly", "--", "true" } },
-  { argv = plan.argv, keep = { devnull:fd() } },
-  { argv = floor_argv, keep = { devnull:fd() } },
+  { prepare = bwrap_case({}) },
+  { prepare = bwrap_case({ "timeout", "0" }) },
 })
 local m2 = compare({
   { argv = { BIN, "--version" } },
