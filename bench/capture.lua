@@ -43,13 +43,25 @@ local ok, problem = pcall(function()
     table.insert(covers and last or mounts, m)
   end
   table.move(last, 1, #last, #mounts + 1, mounts)
+  local fd = 8
   for _, m in ipairs(mounts) do
-    script[#script + 1] = string.format("mount -t overlay overlay -o lowerdir=%s,upperdir=%s,workdir=%s,userxattr %s",
-      m.lower, m.upper, m.work, quote(m.target))
+    if m.rebind then  -- opened before the overlays, bound back after them
+      table.insert(script, 1, string.format("exec %d<%s", fd, quote(m.target)))
+      script[#script + 1] = string.format("mount --bind /proc/self/fd/%d %s", fd, quote(m.target))
+      fd = fd - 1
+    else
+      script[#script + 1] = string.format("mount -t overlay overlay -o lowerdir=%s,upperdir=%s,workdir=%s,userxattr %s",
+        m.lower, m.upper, m.work, quote(m.target))
+    end
   end
+  -- the system call filter from a file on fd 9, as shannot's pipe
+  local bpf_file = work .. "/filter.bpf"
+  assert(fs.write_atomic(bpf_file, assert(shannot.seccomp.program())))
   local bw = {}
-  for i, a in ipairs(plan.argv) do bw[i] = quote(a) end
-  script[#script + 1] = "exec " .. table.concat(bw, " ")
+  for i, a in ipairs(plan.argv) do
+    bw[i] = plan.argv[i - 1] == "--add-seccomp-fd" and "9" or quote(a)
+  end
+  script[#script + 1] = "exec " .. table.concat(bw, " ") .. " 9<" .. quote(bpf_file)
   local unshare = sys.ids().euid == 0 and { "unshare", "-m" } or { "unshare", "-Urm" }
   local chain = { unshare[1], unshare[2], "sh", "-c", table.concat(script, " && ") }
   local m1 = compare({

@@ -38,9 +38,11 @@ local ok, problem = pcall(function()
   -- The remote command lines shannot sends for `--profile readonly -- true`.
   local p = assert(shannot.profile.load("readonly"))
   local dir = "/tmp/shannot-bench-remote"
-  local plan = { dir = dir, root = sys.ids().euid == 0, shim = stage.SHIM_TEXT, defer = {}, overlays = {} }
+  local plan = { dir = dir, root = sys.ids().euid == 0, shim = stage.SHIM_TEXT, defer = {}, overlays = {},
+    seccomp = { assert(shannot.seccomp.program()) } }
   local vr = shannot.fs.lstat("/var/run")
-  local args = shannot.profile.bwrap_args(p, { cwd = home, var_run_is_link = vr and vr.type == "link", late_binds = {
+  local args = shannot.profile.bwrap_args(p, { cwd = home, var_run_is_link = vr and vr.type == "link",
+    seccomp_fds = { rscript.SECCOMP_FD0 }, late_binds = {
     { "--ro-bind", dir .. "/defer/shim", stage.SHIM }, { "--ro-bind", dir .. "/defer/bin", stage.SHIM_BIN },
     { "--bind", dir .. "/defer/deferred", stage.DEFERRED } }, path_prefix = stage.SHIM_BIN })
   plan.bwrap_argv = { "bwrap", table.unpack(args) }

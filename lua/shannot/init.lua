@@ -9,7 +9,7 @@ local PUBLIC = {
   capture = "shannot.capture", stage = "shannot.stage", store = "shannot.store",
   config = "shannot.config", policy = "shannot.policy", remote = "shannot.remote",
   apply = "shannot.apply", executor = "shannot.executor", events = "shannot.events",
-  audit = "shannot.audit",
+  audit = "shannot.audit", seccomp = "shannot.seccomp",
 }
 
 -- The submodule names, sorted (for listings and completion: the members
