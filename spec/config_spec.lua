@@ -350,9 +350,10 @@ describe("config", function()
 
   describe("command patterns", function()
     local function denied(argv)
-      local n = cmdpattern.normalise(argv)
-      for _, p in ipairs(config.DEFAULT_ALWAYS_DENY) do
-        if cmdpattern.match_contains(assert(cmdpattern.compile(p)), n) then return true end
+      for _, n in ipairs(cmdpattern.normalise_all(argv)) do
+        for _, p in ipairs(config.DEFAULT_ALWAYS_DENY) do
+          if cmdpattern.match_contains(assert(cmdpattern.compile(p)), n) then return true end
+        end
       end
       return false
     end
@@ -386,6 +387,58 @@ describe("config", function()
         { "dd", "if=/dev/sda", "of=disk.img" } }) do
         assert.is_false(denied(argv), table.concat(argv, " "))
       end
+    end)
+
+    it("see through shells, busybox, timeout, xargs, find, eval, env -S, path spellings and long-option prefixes",
+      function()
+      for _, argv in ipairs({
+        { "sh", "-c", "rm -rf /" }, { "bash", "-c", "cd /tmp; rm -rf /" }, { "dash", "-ec", "rm -fr //" },
+        { "sh", "-c", "echo $(rm -rf /) done" }, { "sh", "-c", "true && `rm -rf /`" },
+        { "sh", "-c", "if true; then X=1 rm -r -f /; fi" }, { "bash", "-lc", "sh -c 'rm -rf /'" },
+        { "busybox", "rm", "-rf", "/" }, { "busybox", "sh", "-c", "rm -rf /" }, { "/bin/busybox", "mkfs.ext4", "/dev/sda" },
+        { "timeout", "5", "rm", "-rf", "/" }, { "timeout", "-s", "KILL", "5", "rm", "-rf", "/" },
+        { "xargs", "rm", "-rf", "/" }, { "xargs", "-0", "-n", "1", "rm", "-rf", "/" },
+        { "find", "/", "-delete" }, { "find", "/", "-name", "*.log", "-delete" }, { "find", "//", "-delete" },
+        { "find", "/etc", "-exec", "rm", "-rf", "/", ";" }, { "eval", "rm -rf /" },
+        { "env", "-S", "rm -rf /" }, { "env", "-Srm -rf", "/" }, { "env", "--split-string=rm -rf /" },
+        { "rm", "-rf", "/usr/.." }, { "rm", "-rf", "/." }, { "rm", "-rf", "///" }, { "rm", "-rf", "/usr/../etc/.." },
+        { "rm", "--recur", "--forc", "/" }, { "rm", "-r", "--no-pres", "/tmp" },
+        { "kill", "-9", "-1" }, { "kill", "-KILL", "-1" }, { "kill", "-s", "KILL", "-1" }, { "kill", "--", "-1" },
+        { "kill", "-9", "1" }, { "cp", "/dev/zero", "/dev/sda" }, { "sh", "-c", "cat /dev/zero > /dev/nvme0n1" },
+        { "sh", "-c", "dd if=/dev/zero of=/dev/vda bs=1M" }, { "nice", "timeout", "3", "sudo", "rm", "-rf", "/" },
+      }) do
+        assert.is_true(denied(argv), table.concat(argv, " "))
+      end
+      for _, argv in ipairs({ { "sh", "-c", "rm -rf /tmp/x" }, { "sh", "-c", "ls / > /dev/null" },
+        { "find", "/tmp", "-delete" }, { "kill", "1234" }, { "kill", "-9", "1234" }, { "cp", "a", "/dev/null" },
+        { "busybox", "ls", "/" }, { "timeout", "5", "rm", "/tmp/x" }, { "rm", "-rf", "/usr/local/x/.." } }) do
+        assert.is_false(denied(argv), table.concat(argv, " "))
+      end
+    end)
+
+    it("never auto-approve a command line with commands inside it", function()
+      local policy = require("shannot.policy")
+      local cfg = assert(config.load({ cwd = h.tmpdir() }))
+      local s = { id = "x", operations = {
+        { kind = "exec", argv = { "ls", "/etc" } }, { kind = "exec", argv = { "xargs", "ls" } },
+        { kind = "exec", argv = { "sh", "-c", "ls" } } } }
+      assert(policy.evaluate(s, cfg))
+      assert.equal("approve", s.operations[1].decision)
+      assert.equal("review", s.operations[2].decision)
+      assert.equal("review", s.operations[3].decision)
+    end)
+
+    it("rate replacing a directory by a file or symlink, and writes in /usr/local/bin, as danger", function()
+      local policy = require("shannot.policy")
+      local dir = { exists = true, type = "dir" }
+      assert.equal("danger", (policy.builtin({ kind = "write", path = "/srv/app", base = dir, new = { mode = 420 } })))
+      assert.equal("danger", (policy.builtin({ kind = "symlink", path = "/srv/app", base = dir, new = {} })))
+      assert.equal("caution", (policy.builtin({ kind = "write", path = "/srv/app", base = { exists = true,
+        type = "file" }, new = { mode = 420 } })))
+      for _, path in ipairs({ "/usr/local/bin/systemctl", "/usr/local/sbin/service" }) do
+        assert.equal("danger", (policy.builtin({ kind = "write", path = path, new = { mode = 493 } })), path)
+      end
+      assert.equal("danger", (policy.builtin({ kind = "exec", argv = { "sh", "-c", "reboot" } })))
     end)
 
     it("approve only commands that cannot execute, write or wait forever", function()

@@ -4,8 +4,14 @@
 -- slipped past "rm -rf /"); here both sides are normalised the same way:
 --
 --   * wrappers go: sudo/doas (and their options), env [-i] [-u N] [VAR=x],
---     nice [-n N], nohup, ionice, stdbuf, time, command, exec, builtin;
+--     nice [-n N], nohup, ionice, stdbuf, time, command, exec, builtin,
+--     timeout [opts] DURATION, chroot DIR, setsid, flock FILE;
 --   * the command is its base name (/usr/bin/rm and \rm are rm);
+--   * a unique prefix of a long option is the option (--recur is
+--     --recursive); path operands are written the shortest way (//,
+--     /usr/.. and /. are /); kill's signal is dropped, its pids kept;
+--   * normalise_all also finds the commands inside (sh -c, busybox,
+--     xargs, find -exec, eval, env -S) for the deny list;
 --   * bundled short flags split and flags are sorted and de-duplicated
 --     (-rf, -fr, -r -f and --recursive --force are all -f -r), operands
 --     keep their order after the flags; "--" ends flags.
@@ -34,6 +40,56 @@ local LONG = {
   shred = { ["--remove"] = "-u", ["--zero"] = "-z" },
 }
 
+-- Every long option of the commands the deny list watches, so that a
+-- unique prefix (GNU getopt takes --recur, --no-pres) means the option.
+local LONG_NAMES = {
+  rm = { "--recursive", "--force", "--dir", "--no-preserve-root", "--preserve-root", "--one-file-system",
+    "--interactive", "--verbose", "--help", "--version" },
+  cp = { "--recursive", "--force", "--archive", "--no-dereference", "--preserve", "--verbose",
+    "--target-directory", "--no-target-directory", "--update", "--remove-destination", "--sparse" },
+  mv = { "--force", "--no-clobber", "--verbose", "--target-directory", "--update", "--backup" },
+  shred = { "--remove", "--zero", "--force", "--iterations", "--size", "--exact", "--verbose" },
+}
+for _, cmd in ipairs({ "chmod", "chown", "chgrp" }) do
+  LONG_NAMES[cmd] = { "--recursive", "--no-preserve-root", "--preserve-root", "--reference", "--verbose",
+    "--changes", "--silent", "--quiet", "--dereference", "--no-dereference", "--from" }
+end
+
+-- long_option(command, arg) -> arg with a unique prefix spelled out
+local function long_option(command, a)
+  local names = LONG_NAMES[command]
+  if not names or a:sub(1, 2) ~= "--" then return a end
+  local name, value = a:match("^([^=]*)(=?.*)$")
+  local found
+  for _, n in ipairs(names) do
+    if n == name then return a end
+    if n:sub(1, #name) == name then
+      if found then return a end  -- ambiguous: getopt refuses it too
+      found = n
+    end
+  end
+  return found and (found .. value) or a
+end
+
+-- clean_path(word) -> a path operand written the shortest way: "//",
+-- "/." and ".." resolved lexically (/usr/../ is /), so no spelling of
+-- a path dodges a pattern.  Other words as they are; "of=/x" too.
+function M.clean_path(word)
+  local prefix, path = word:match("^(%w+=)(/.*)$")
+  if not prefix then prefix, path = "", word end
+  if path:sub(1, 1) ~= "/" then return word end
+  local parts = {}
+  for part in path:gmatch("[^/]+") do
+    if part == ".." then
+      parts[#parts] = nil
+    elseif part ~= "." then
+      parts[#parts + 1] = part
+    end
+  end
+  local trailing = path:sub(-1) == "/" and #parts > 0 and "/" or ""
+  return prefix .. "/" .. table.concat(parts, "/") .. trailing
+end
+
 -- Short flags that are the same thing, per command.
 local SAME = { rm = { ["-R"] = "-r" }, cp = { ["-R"] = "-r" } }
 
@@ -47,7 +103,14 @@ local WRAPPERS = {
   ionice = { ["-c"] = true, ["-n"] = true, ["-p"] = true },
   stdbuf = { ["-i"] = true, ["-o"] = true, ["-e"] = true },
   nohup = {}, time = {}, command = {}, exec = {}, builtin = {},
+  -- and one positional (the duration) after its options
+  timeout = { ["-s"] = true, ["-k"] = true, ["--signal"] = true, ["--kill-after"] = true },
+  chroot = { ["--userspec"] = true, ["--groups"] = true },
+  setsid = {}, unbuffer = {}, chronic = {}, flock = { ["-w"] = true, ["-E"] = true },
 }
+
+-- Wrappers that take positionals before the command: how many.
+local POSITIONALS = { timeout = 1, chroot = 1, flock = 1 }
 
 local function basename(word)
   word = word:gsub("^\\", "")
@@ -73,6 +136,7 @@ local function skip_wrappers(argv)
         break
       end
     end
+    i = i + (POSITIONALS[name] or 0)
   end
   return i
 end
@@ -93,10 +157,11 @@ function M.normalise(argv)
   local long, same = LONG[command] or {}, SAME[command] or {}
   local flags, operands, seen = {}, {}, {}
   local only_operands = false
+  if command == "kill" then return M.normalise_kill(argv, start) end
   for i = start + 1, #argv do
-    local a = argv[i]
+    local a = long_option(command, argv[i])
     if only_operands or a == "-" or a:sub(1, 1) ~= "-" then
-      operands[#operands + 1] = a
+      operands[#operands + 1] = M.clean_path(a)
     elseif a == "--" then
       only_operands = true
     elseif a:find("^%-%a+$") then  -- bundled short flags: -rf
@@ -110,6 +175,154 @@ function M.normalise(argv)
   end
   table.sort(flags)
   return { command = command, flags = flags, operands = operands }
+end
+
+-- kill's first argument may name the signal (-9, -KILL, -s KILL, -n 9,
+-- --signal KILL); the rest are process ids, so -1 (every process) is an
+-- operand: "kill -- -1" matches `kill -9 -1` and `kill -s KILL -1`.
+local function names_signal(a, more)
+  if not a or a == "--" or not a:match("^%-%w+$") then return false end
+  return more or not a:match("^%-%d+$")  -- a lone -N is a pid: kill -1
+end
+
+function M.normalise_kill(argv, start)
+  local i = start + 1
+  local a = argv[i]
+  if a == "-s" or a == "-n" or a == "--signal" then
+    i = i + 2
+  elseif names_signal(a, argv[i + 1] ~= nil) then
+    i = i + 1
+  end
+  if argv[i] == "--" then i = i + 1 end
+  local operands = table.move(argv, i, #argv, 1, {})
+  return { command = "kill", flags = {}, operands = operands }
+end
+
+---------------------------------------------------------------------------
+-- Commands inside commands: sh -c, busybox, xargs, find -exec, eval,
+-- env -S.  The deny list looks at every one of them.
+---------------------------------------------------------------------------
+
+M.MAX_NESTING = 4
+
+local SHELLS = { sh = true, bash = true, dash = true, zsh = true, ksh = true, mksh = true,
+  ash = true, yash = true, posh = true }
+
+-- xargs options that take a value as the next word
+local XARGS_VALUE = { ["-a"] = true, ["-d"] = true, ["-E"] = true, ["-I"] = true, ["-L"] = true,
+  ["-n"] = true, ["-P"] = true, ["-s"] = true, ["--arg-file"] = true, ["--delimiter"] = true,
+  ["--max-lines"] = true, ["--max-args"] = true, ["--max-procs"] = true, ["--max-chars"] = true,
+  ["--process-slot-var"] = true, ["--replace"] = false }
+
+-- sh [options] -c CODE [arg0 [args]]: the CODE, or nil.
+local function shell_code(argv, start)
+  local i = start + 1
+  local wants_code = false
+  while argv[i] do
+    local a = argv[i]
+    if a == "--" then i = i + 1; break end
+    if not a:match("^[-+]") then break end
+    if a:match("^[-+]%a*c%a*$") and a:sub(1, 1) == "-" then wants_code = true end
+    i = i + ((a == "-o" or a == "+o" or a == "-O" or a == "+O") and 2 or 1)
+  end
+  if wants_code then return argv[i] end
+end
+
+local function split_code(code)
+  return require("shannot.shellsplit").split(code)
+end
+
+local function xargs_command(argv, start)
+  local i = start + 1
+  while argv[i] and argv[i]:sub(1, 1) == "-" and argv[i] ~= "--" do
+    i = i + (XARGS_VALUE[argv[i]] and 2 or 1)
+  end
+  if argv[i] == "--" then i = i + 1 end
+  if argv[i] then return { table.move(argv, i, #argv, 1, {}) } end
+  return {}
+end
+
+local FIND_EXEC = { ["-exec"] = true, ["-execdir"] = true, ["-ok"] = true, ["-okdir"] = true }
+
+local function find_commands(argv, start)
+  local out, i = {}, start + 1
+  while argv[i] do
+    if FIND_EXEC[argv[i]] then
+      local cmd = {}
+      i = i + 1
+      while argv[i] and argv[i] ~= ";" and argv[i] ~= "+" do
+        cmd[#cmd + 1] = argv[i]
+        i = i + 1
+      end
+      if #cmd > 0 then out[#out + 1] = cmd end
+    end
+    i = i + 1
+  end
+  return out
+end
+
+-- nested(argv, start) -> the argv lists argv[start] runs inside itself
+local function nested(argv, start)
+  local name = basename(argv[start])
+  if SHELLS[name] then
+    local code = shell_code(argv, start)
+    return code and split_code(code) or {}
+  elseif name == "eval" then
+    return split_code(table.concat(argv, " ", start + 1))
+  elseif name == "busybox" or name == "toybox" then
+    return { table.move(argv, start + 1, #argv, 1, {}) }
+  elseif name == "xargs" then
+    return xargs_command(argv, start)
+  elseif name == "find" then
+    return find_commands(argv, start)
+  end
+  return {}
+end
+
+-- env -S STRING (-SSTRING, --split-string[=]STRING) is the words of
+-- STRING in its place: `env -S 'rm -rf' /` runs rm -rf /.
+local function split_env_s(argv)
+  for k, a in ipairs(argv) do
+    if basename(a) == "env" then
+      for j = k + 1, #argv do
+        local v = argv[j]
+        local str, used
+        if v == "-S" or v == "--split-string" then
+          str, used = argv[j + 1], 2
+        elseif v:match("^%-S.") then
+          str, used = v:sub(3), 1
+        elseif v:match("^%-%-split%-string=") then
+          str, used = v:match("=(.*)$"), 1
+        end
+        if str then
+          local out = table.move(argv, 1, j - 1, 1, {})
+          for _, w in ipairs(require("shannot.shellsplit").words(str)) do out[#out + 1] = w end
+          return table.move(argv, j + used, #argv, #out + 1, out)
+        end
+        if v:sub(1, 1) ~= "-" and not v:find("=", 1, true) then break end
+      end
+    end
+  end
+  return argv
+end
+
+-- normalise_all(argv) -> {normalised...}: the command argv runs and every
+-- command inside it (sh -c code, busybox applets, xargs and find -exec
+-- commands, eval, env -S), each normalised, nested ones up to
+-- MAX_NESTING deep.  A shell redirection's target is a command ">" TARGET.
+function M.normalise_all(argv, depth)
+  depth = depth or 0
+  argv = split_env_s(argv)
+  local out = {}
+  local n = M.normalise(argv)
+  if n then out[1] = n end
+  local start = skip_wrappers(argv)
+  if depth < M.MAX_NESTING and argv[start] then
+    for _, inner in ipairs(nested(argv, start)) do
+      for _, m in ipairs(M.normalise_all(inner, depth + 1)) do out[#out + 1] = m end
+    end
+  end
+  return out
 end
 
 -- Splits a pattern into words (no quoting: a pattern is not shell code).

@@ -22,6 +22,9 @@ local DANGER_PATHS = {
   "/etc/cron*", "/etc/cron*/**", "/var/spool/cron/**", "/etc/apt/sources.list*",
   "/etc/apt/trusted.gpg*", "/etc/apt/keyrings/**", "/root/.ssh/**", "/home/*/.ssh/**",
   "/bin/**", "/sbin/**", "/usr/bin/**", "/usr/sbin/**", "/lib/**", "/lib64/**", "/usr/lib/**",
+  -- first in root's PATH: a command here shadows the deferred commands
+  -- execute runs (systemctl, service) and every later root shell
+  "/usr/local/bin/**", "/usr/local/sbin/**",
   "/etc/hosts", "/etc/resolv.conf", "/etc/network/**", "/etc/netplan/**",
 }
 
@@ -56,11 +59,19 @@ local function first_match(list, normalised, how)
   end
 end
 
+-- The first pattern of list that any command argv runs (nested ones
+-- included: sh -c, busybox, xargs, find -exec) contains.
+local function first_contained(list, all)
+  for _, n in ipairs(all) do
+    local hit = first_match(list, n, "match_contains")
+    if hit then return hit end
+  end
+end
+
 -- Built-in: the danger of an operation, and why.
 function M.builtin(op)
   if op.kind == "exec" then
-    local n = cmdpattern.normalise(op.argv or {})
-    local hit = first_match(DANGER_COMMAND_PATTERNS, n, "match_contains")
+    local hit = first_contained(DANGER_COMMAND_PATTERNS, cmdpattern.normalise_all(op.argv or {}))
     if hit then return "danger", string.format('"%s" stops or reconfigures the running system', hit) end
     return "caution", "runs a command on the host"
   end
@@ -71,6 +82,9 @@ function M.builtin(op)
     return "danger", "deletes a whole directory"
   end
   if op.kind == "replace_dir" then return "danger", "replaces a whole directory" end
+  if (op.kind == "write" or op.kind == "symlink") and op.base and op.base.type == "dir" then
+    return "danger", string.format("replaces a whole directory with a %s", op.kind == "write" and "file" or "symlink")
+  end
   local mode = op.new and op.new.mode
   if mode and (op.kind == "chmod" or op.kind == "write" or op.kind == "mkdir") then
     if mode & 3072 ~= 0 then return "danger", string.format("sets setuid/setgid (%04o)", mode) end
@@ -100,10 +114,12 @@ local function votes_for(op, cfg, ctx)
   local function vote(decision, reason, source) votes[#votes + 1] = { decision, reason, source } end
   local values = cfg and cfg.values
   if op.kind == "exec" then
-    local n = cmdpattern.normalise(op.argv or {})
-    local deny = first_match(ctx.deny_patterns, n, "match_contains")
+    local all = cmdpattern.normalise_all(op.argv or {})
+    local deny = first_contained(ctx.deny_patterns, all)
     if deny then vote("deny", string.format('matches always_deny "%s"', deny), "config") end
-    local allow = first_match(ctx.approve_patterns, n, "match_exact")
+    -- Only a plain command line is approved by pattern: one with commands
+    -- inside it (sh -c, xargs, ...) is for a person to read.
+    local allow = #all == 1 and first_match(ctx.approve_patterns, all[1], "match_exact")
     if allow then vote("approve", string.format('matches auto_approve "%s"', allow), "config") end
   elseif values then
     local path = op.path or ""

@@ -57,6 +57,7 @@ function M.environment()
     glob = { match = glob.match },
     command = {
       normalise = cmdpattern.normalise,
+      normalise_all = cmdpattern.normalise_all,
       matches = function(pattern, argv)
         local p = assert(cmdpattern.compile(pattern))
         local n = cmdpattern.normalise(argv)

@@ -331,4 +331,22 @@ describe("security (issue 11)", function()
       end
     end)
   end)
+
+  describe("the review", function()
+    it("denies a wrapped dangerous command and rates a directory replaced by a file as danger", function()
+      local e = cap.env({ defer = { "timeout", "busybox" } })
+      e:sh('mkdir "$1/d" "$1/e"; echo k > "$1/d/k"; echo k > "$1/e/k"')
+      local _, _, s = e:run("timeout 5 rm -rf /; busybox rm -rf --no-pres /; rm -r d e && echo x > d && ln -s d e")
+      local by = {}
+      for _, op in ipairs(s.operations) do
+        by[op.kind == "exec" and op.argv[1] or op.path:sub(#e.host + 2)] = op
+      end
+      assert.equal("deny", by.timeout.decision)
+      assert.matches('always_deny "rm %-r /"', by.timeout.reason)
+      assert.equal("deny", by.busybox.decision)
+      assert.equal("danger", by.d.danger)
+      assert.equal("danger", by.e.danger)
+      assert.matches("replaces a whole directory", by.e.reason)
+    end)
+  end)
 end)
