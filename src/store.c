@@ -18,6 +18,7 @@
  *     opts: compress_max (default 1 MiB), move (put_file only)
  *     info: {hash, size, stored, compressed, new, moved}
  *   read(dir, hex [, max]) -> data
+ *   peek(dir, hex, n) -> head, tail, size (a preview: see store_peek)
  *   copy_out(dir, hex, dest [, mode [, {verify}]]) -> true
  *   has(dir, hex) -> boolean
  * A blob whose content does not match its name is refused with code
@@ -1094,6 +1095,91 @@ static int store_read(lua_State *L)
     return 1;
 }
 
+/* Reads len bytes at off of the open raw blob into dst; 0 or -1. */
+static int pread_all(Job *j, Blob *b, unsigned char *dst, size_t len, off_t off)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = pread(j->in, dst + got, len - got, off + (off_t)got);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return failed(&b->fail, n < 0 ? errno : EIO, b->path, NULL);
+        }
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+/* [-0, +3, m] head, tail and size of data[0..len) (see store_peek). */
+static int push_peek(lua_State *L, const unsigned char *data, size_t len, size_t n)
+{
+    size_t head = len < n ? len : n;
+    lua_pushlstring(L, data ? (const char *)data : "", head);
+    if (len > 2 * n) {
+        lua_pushlstring(L, (const char *)data + len - n, n);
+    } else {
+        lua_pushlstring(L, data ? (const char *)data + head : "", len - head);
+    }
+    lua_pushinteger(L, (lua_Integer)len);
+    return 3;
+}
+
+/* peek(dir, hex, n) -> head, tail, size | nil, msg, code
+ * The first n bytes of a blob's content, the n after them or its last n
+ * (whichever come later: head .. tail is the whole content up to 2n
+ * bytes), and its size: what a person sees of a file too large or too
+ * binary to diff.  Not checked against the name: a preview, never what
+ * is applied.  A raw blob is read at both ends only, whatever its size. */
+static int store_peek(lua_State *L)
+{
+    Blob b;
+    blob_init(&b, luaL_checkstring(L, 1), check_hash(L, 2));
+    lua_Integer n = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, n >= 0 && n <= DEFAULT_READ_MAX, 3, "n out of range");
+    Job *j = new_job(L);
+    if (j == NULL) {
+        return 3;
+    }
+    j->trust = 1;
+    struct stat st;
+    if (open_blob(j, &b) < 0) {
+        job_release(j);
+        return push_fail(L, &b.fail);
+    }
+    if (b.compressed) { /* small (compress_max): read it whole, verified */
+        size_t len = 0;
+        job_release(j);
+        j->trust = 0;
+        if (read_blob(j, &b, DEFAULT_READ_MAX, &len) < 0) {
+            job_release(j);
+            return push_fail(L, &b.fail);
+        }
+        int r = push_peek(L, j->data, len, (size_t)n);
+        job_release(j);
+        return r;
+    }
+    if (fstat(j->in, &st) < 0) {
+        failed(&b.fail, errno, b.path, NULL);
+        job_release(j);
+        return push_fail(L, &b.fail);
+    }
+    size_t size = (size_t)st.st_size, k = (size_t)n;
+    size_t head = size < k ? size : k, tail = size > 2 * k ? k : size - head;
+    unsigned char *buf = lua_newuserdatauv(L, head + tail + 1, 0);
+    if (pread_all(j, &b, buf, head, 0) < 0 ||
+        pread_all(j, &b, buf + head, tail, (off_t)(size - tail)) < 0) {
+        job_release(j);
+        return push_fail(L, &b.fail);
+    }
+    job_release(j);
+    lua_pushlstring(L, (const char *)buf, head);
+    lua_pushlstring(L, (const char *)buf + head, tail);
+    lua_pushinteger(L, (lua_Integer)size);
+    return 3;
+}
+
 /* copy_out(dir, hex, dest [, mode [, {verify = false}]]) -> true | nil, msg, code
  * verify = false skips the SHA-256 of the content (a raw blob is then
  * copied by the kernel): for callers that checked the blob otherwise.
@@ -1149,6 +1235,7 @@ static const luaL_Reg store_funcs[] = {
     {"put_file", store_put_file},
     {"put_string", store_put_string},
     {"read", store_read},
+    {"peek", store_peek},
     {"copy_out", store_copy_out},
     {"has", store_has},
     {NULL, NULL}};

@@ -2,6 +2,7 @@
 -- the host, entry by entry (DESIGN §2 step 4), contents moved into the
 -- session's blob store, and the host's state of every touched path kept
 -- as `base` for the drift checks before anything is applied.
+local diff = require("shannot.diff")
 local fs = require("shannot.fs")
 local store = require("shannot.store")
 
@@ -102,6 +103,9 @@ function Walk:file(path, up, host, ust, hst)
   local info = self:check(self.up:store(self.blobs, up, true))
   local new = new_meta(ust)
   new.hash, new.size = info.hash, info.size
+  -- whether a person can read it as text (policy rates what they cannot)
+  local head = store.peek(self.blobs, info.hash, 8192)
+  new.content = diff.content_kind(head or "", info.size)
   self.bytes = self.bytes + info.size
   self:add({ kind = "write", path = path, new = new, base = base })
 end

@@ -50,32 +50,49 @@ function M.describe(op)
   return ""
 end
 
--- diff(s, op) -> unified diff text | nil, one line saying why there is none
+-- What can be shown of a content that cannot be diffed (diff.preview):
+-- kind ("binary" | "text"), text | nil.
+local function preview(blobs, hash)
+  local diff = require("shannot.diff")
+  local head, tail, size = require("shannot.store").peek(blobs, hash, diff.PREVIEW_TEXT_BYTES)
+  if not head then return nil end
+  return diff.preview(head, tail, size)
+end
+
+local SHOWN = { binary = "; its first and last bytes:", text = "; its first and last lines:" }
+
+-- diff(s, op) -> text [, why] | nil, why.  text: the unified diff of a
+-- write; or, for a content that cannot be diffed (binary, too large), a
+-- preview of the new content (hex or its first and last lines) with why
+-- saying what it is; nil when there is nothing to show.  Raw text:
+-- callers make it inert.
 function M.diff(s, op)
   local diff = require("shannot.diff")
   local store = require("shannot.store")
   local blobs = assert(session.dir(s.id)) .. "/blobs"
-  local function blob(hash)
-    if not hash then return nil end
-    return store.read(blobs, hash, diff.MAX_BYTES)
-  end
   local new_meta, base = op.new or {}, op.base or {}
+  local old_file = base.exists and base.type == "file"
+  local small = (new_meta.size or 0) <= diff.MAX_BYTES and (not old_file or (base.size or 0) <= diff.MAX_BYTES)
+  if not small or (old_file and not base.stored) then
+    local why = string.format("too large to diff: %s -> %s", M.size(old_file and base.size or 0),
+      M.size(new_meta.size))
+    if not old_file then why = string.format("new file too large to diff, %s", M.size(new_meta.size)) end
+    if not new_meta.hash then return nil, why end
+    local kind, text = preview(blobs, new_meta.hash)
+    return text, why .. (SHOWN[kind] or "")
+  end
   local old, oerr
-  if base.exists and base.type == "file" then
-    if not base.stored then
-      return nil, string.format("the old file, %s, is too large to diff", M.size(base.size))
-    end
-    old, oerr = blob(base.hash)
-  end
-  local new, nerr = blob(new_meta.hash)
-  if oerr or nerr then
-    if (new_meta.size or 0) > diff.MAX_BYTES or (base.size or 0) > diff.MAX_BYTES then
-      return nil, string.format("too large to diff: %s -> %s", M.size(base.size), M.size(new_meta.size))
-    end
-    return nil, "cannot show the diff: " .. tostring(oerr or nerr)
-  end
-  local d = diff.describe(old, new, { a_label = "a" .. op.path, b_label = "b" .. op.path })
+  if old_file then old, oerr = store.read(blobs, base.hash, diff.MAX_BYTES) end
+  local new, nerr
+  if new_meta.hash then new, nerr = store.read(blobs, new_meta.hash, diff.MAX_BYTES) end
+  if oerr or nerr then return nil, "cannot show the diff: " .. tostring(oerr or nerr) end
+  local d = diff.describe(old, new, { a_label = "a" .. require("shannot.text").inert(op.path),
+    b_label = "b" .. require("shannot.text").inert(op.path) })
   if d.kind == "text" then return d.text end
+  if d.kind ~= "same" and new_meta.hash then  -- binary, or too costly to diff
+    local kind, text = preview(blobs, new_meta.hash)
+    return text, d.summary .. (SHOWN[kind] or "")
+  end
   return nil, d.summary
 end
 

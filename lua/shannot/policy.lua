@@ -28,6 +28,14 @@ local DANGER_PATHS = {
   "/etc/hosts", "/etc/resolv.conf", "/etc/network/**", "/etc/netplan/**",
 }
 
+-- Where a file is a program or its configuration: a content there that
+-- no person can read (binary, too large to diff) is for a person to
+-- judge with care.
+local EXEC_CONFIG_PATHS = {
+  "/etc/**", "/usr/**", "/bin/**", "/sbin/**", "/lib*/**", "/boot/**", "/opt/**", "/root/.*",
+  "/root/.*/**", "/home/*/.*", "/home/*/.*/**", "/var/spool/cron/**", "/var/lib/dpkg/info/**",
+}
+
 -- Scratch and cache places: changing them harms nothing that matters.
 local SAFE_PATHS = { "/tmp/**", "/var/tmp/**", "/var/cache/**" }
 
@@ -90,6 +98,14 @@ function M.builtin(op)
     if mode & 3072 ~= 0 then return "danger", string.format("sets setuid/setgid (%04o)", mode) end
     if mode & 2 ~= 0 and not (op.new.type == "dir" and mode & 512 ~= 0) then
       return "danger", string.format("makes it writable by everyone (%04o)", mode)
+    end
+  end
+  if op.kind == "write" and op.new and op.new.content and op.new.content ~= "text" then
+    local executable = (op.new.mode or 0) & 73 ~= 0  -- 0111
+    if executable or any_glob(EXEC_CONFIG_PATHS, path) then
+      return "danger", string.format("its content cannot be reviewed as text (%s) and it is %s",
+        op.new.content == "binary" and "binary" or "too large to diff",
+        executable and "executable" or "a program's or its configuration's place")
     end
   end
   if any_glob(SAFE_PATHS, path) then return "safe", "scratch or cache space" end

@@ -5,6 +5,33 @@ local core = require("shannot.core.term")
 
 local M = setmetatable({}, { __index = core })
 
+-- What a command's output may have left a terminal in, undone before
+-- shannot speaks after it, so no script can hide or disguise shannot's
+-- own lines: attributes (colour, conceal, reverse), the character set,
+-- insert mode, line wrap, a hidden cursor, the alternate screen (left
+-- without restoring a cursor position), the colour palette.
+M.RESET_AFTER_OUTPUT = "\27[0m\27(B\27[4l\27[?7h\27[?25h\27[?1047l\27]104\7"
+
+-- reset_after_output(tails): on each of stdout and stderr that is a
+-- terminal, the reset above; then a newline if the output passed through
+-- (tails: the last bytes of each stream, when known) ended mid-line.
+function M.reset_after_output(tails)
+  local reset = false
+  for fd = 1, 2 do
+    if core.isatty(fd) then
+      core.write(fd, M.RESET_AFTER_OUTPUT)
+      reset = true
+    end
+  end
+  if not reset then return end
+  for _, t in ipairs(tails or {}) do
+    if t ~= "" and t:sub(-1) ~= "\n" then
+      core.write(2, "\n")
+      return
+    end
+  end
+end
+
 -- How long a lone ESC waits for the rest of an escape sequence.
 M.ESC_WAIT_MS = 25
 

@@ -165,7 +165,8 @@ end
 -- The diff of one write as text, or a line saying why there is none.
 local function op_diff(s, op)
   local body, why = opview.diff(s, op)
-  return body or ("(" .. why .. ")")
+  if not body then return "(" .. why .. ")" end
+  return why and ("(" .. why .. ")\n" .. body) or body
 end
 
 local function diff_lines(body)

@@ -242,14 +242,39 @@ describe("diff", function()
       assert.equal("same", diff.describe(nil, nil).kind)
     end)
 
-    it("does not diff binary files", function()
-      local d = diff.describe(string.rep("x", 1229) .. "\0", string.rep("y", 3482))
+    it("does not diff binary files, but does diff a text with a stray NUL", function()
+      local d = diff.describe("\127ELF" .. string.rep("x", 1224), string.rep("y", 3482))
       assert.same({ kind = "binary", summary = "binary file, 1.2 KiB -> 3.4 KiB" }, d)
-      assert.equal("new binary file, 5 B", diff.describe(nil, "a\0b\0c").summary)
-      assert.is_true(diff.is_binary("\0"))
-      assert.is_false(diff.is_binary(string.rep("x", 8192) .. "\0"))
-      assert.is_true(diff.is_binary(string.rep("x", 8191) .. "\0"))
+      assert.equal("new binary file, 8 B", diff.describe(nil, "a\0b\1c\2d\3").summary)
+      local t = diff.describe("hello world\n", "hello\0world\n")
+      assert.equal("text", t.kind)
+      assert.matches("%+hello%zworld", t.text)
+      for _, magic in ipairs({ "\127ELF", "\31\139", "PK\3\4", "\137PNG", "!<arch>\n" }) do
+        assert.is_true(diff.is_binary(magic .. "rest of it"), magic)
+      end
+      assert.is_false(diff.is_binary("\0"))
+      assert.is_false(diff.is_binary("text\0with\0two NULs and escapes \27[1m"))
+      assert.is_true(diff.is_binary(string.rep("\0\1\2 x", 100)))
+      assert.is_false(diff.is_binary(string.rep("x", 8192) .. string.rep("\0", 100)))
       assert.is_false(diff.is_binary("plain \255 text"))
+    end)
+
+    it("previews what cannot be diffed: hex ends of a binary, first and last lines of a text", function()
+      local bin = "\127ELF" .. string.rep("\0\1", 1000)
+      local kind, text = diff.preview(bin:sub(1, 4096), "", #bin)
+      assert.equal("binary", kind)
+      assert.matches("^00000000  7f 45 4c 46 00 01 00 01  00 01 00 01 00 01 00 01  |%.ELF" ..
+        string.rep("%.", 12) .. "|\n", text)
+      assert.matches("%.%.%. 1492 bytes not shown %.%.%.\n", text)
+      assert.matches("\n000006d4  00 01 ", text)
+      local numbers = {}
+      for i = 1, 100000 do numbers[i] = tostring(i) end
+      local big = table.concat(numbers, "\n") .. "\n"
+      kind, text = diff.preview(big:sub(1, 4096), big:sub(-4096), #big)
+      assert.equal("text", kind)
+      assert.matches("^1\n2\n3\n", text)
+      assert.matches("\n99999\n100000\n$", text)
+      assert.matches("\n%.%.%. [%d.]+ KiB not shown %.%.%.\n", text)
     end)
 
     it("gives sizes only for huge inputs", function()

@@ -107,6 +107,23 @@ describe("store", function()
     assert.is_false(store.has(blobs, EMPTY))
   end)
 
+  it("peek gives both ends of a content, raw or compressed, without reading the middle", function()
+    for _, data in ipairs({ "", "short", string.rep("0123456789", 300), string.rep("line\n", 400000) }) do
+      local info = assert(store.put_string(blobs, data))
+      local head, tail, size = assert(store.peek(blobs, info.hash, 100))
+      assert.equal(#data, size)
+      if #data <= 200 then
+        assert.equal(data, head .. tail)
+      else
+        assert.equal(data:sub(1, 100), head)
+        assert.equal(data:sub(-100), tail)
+      end
+    end
+    local _, msg, code = store.peek(blobs, string.rep("a", 64), 10)
+    assert.equal("ENOENT", code)
+    assert.matches("aa/a+", msg)
+  end)
+
   it("stores random bytes and tiny contents raw", function()
     local path = random_file(dir .. "/random", 100000)
     local info = assert(store.put_file(blobs, path))

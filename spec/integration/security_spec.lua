@@ -349,4 +349,48 @@ describe("security (issue 11)", function()
       assert.matches("replaces a whole directory", by.e.reason)
     end)
   end)
+
+  describe("what shannot prints after a script's output", function()
+    it("cannot be hidden or disguised by the script's escape sequences", function()
+      local tmux = require("support.tmux")
+      if not tmux.available() then return end
+      local e = cap.env()
+      local code = "H=" .. e.host .. "; printf 'partial\\033[8m\\033[30;40m\\033[?25l'; echo x > $H/f"
+      local t = tmux.start(e.home, { "run", "--profile", e.profile, "-c", code })
+      finally(function() t:kill() end)
+      local screen = t:wait("shannot-exit=0")
+      assert.matches("partial\nshannot: captured 1 operation", screen)  -- on a line of its own
+      local raw = t:run({ "capture-pane", "-e", "-p", "-t", "main" })
+      local before = raw:sub(1, raw:find("shannot: captured", 1, true) - 1)
+      local last_hide = select(2, before:find(".*\27%[[%d;]*8m")) or 0
+      local last_reset = select(2, before:find(".*\27%[0?m")) or -1
+      assert.truthy(last_hide == 0 or last_reset > last_hide, "the summary is concealed: " .. raw:sub(1, 300))
+      assert.equal("on", t:run({ "display", "-p", "-t", "main", "#{?cursor_flag,on,off}" }):gsub("\n", ""))
+    end)
+
+    it("keeps a file name's newline and escapes out of show --diff's lines", function()
+      local e = cap.env()
+      local _, _, s = e:run("printf 'a\\n' > \"$(printf 'x\\n+++ b-etc-shadow\\033[2J')\"")
+      local out = e:show(s.id, { "--diff" })
+      assert.falsy(out:find("\n+++ b-etc-shadow", 1, true), out)
+      assert.falsy(out:find("\27", 1, true), out)
+      assert.truthy(out:find("x\\n+++ b-etc-shadow\\x1b[2J", 1, true), out)
+    end)
+
+    it("shows a text with a stray NUL as text, a binary as hex, a huge file's first and last lines", function()
+      local e = cap.env()
+      local _, _, s = e:run("printf 'hello\\000world\\n' > nul.txt; head -c 3000 /bin/sh > bin; " ..
+        "seq 1 1200000 > huge.txt; cp /bin/true " .. e.host .. "/tool")
+      local out = e:show(s.id, { "--diff" })
+      assert.truthy(out:find("+hello\\x00world", 1, true), out)
+      assert.matches("00000000  7f 45 4c 46 ", out)
+      assert.matches("new file too large to diff, [%d.]+ MiB; its first and last lines:%)\n1\n2\n3\n", out)
+      assert.matches("\n1199999\n1200000\n", out)
+      local tool = cap.op_at(s, "/tool")
+      assert.equal("binary", tool.new.content)
+      assert.equal("danger", tool.danger)
+      assert.matches("cannot be reviewed as text %(binary%) and it is executable", tool.reason)
+      assert.equal("text", cap.op_at(s, "/nul.txt").new.content)
+    end)
+  end)
 end)

@@ -232,6 +232,9 @@ function M.finish(opts, job, r, captured)
     cli.out(json.encode(json_document(r, captured), { indent = "  " }), "\n")
     return r.exit_code == 0 and const.EXIT.OK or const.EXIT.FAILED
   end
+  -- The command's output came through as it was; whatever state it left
+  -- the terminal in must not hide or disguise what shannot says now.
+  require("shannot.term").reset_after_output({ r.stdout or "", r.stderr or "" })
   if captured then require("shannot.dryrun").print_summary(captured) end
   if r.exit_code == nil then return abnormal_end(r, opts) end
   if r.exit_code ~= 0 then

@@ -38,11 +38,13 @@ local function op_line(op)
   return line
 end
 
--- The diff of one write, or a line saying why there is none.
+-- The diff of one write, or a line saying why there is none and what can
+-- be shown instead.
 local function op_diff(s, op)
   local body, why = opview.diff(s, op)
-  if body then return text.inert_lines(body) end
-  return "  (" .. text.inert(why) .. ")\n"
+  local out = why and ("  (" .. text.inert(why) .. ")\n") or ""
+  if body then out = out .. text.inert_lines(body) end
+  return out
 end
 
 local function render(s, with_diff)
