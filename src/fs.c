@@ -340,6 +340,195 @@ static int fs_remove(lua_State *L)
     return 1;
 }
 
+static int chmod_fd(int fd, mode_t mode);
+
+/* A stack of directory names: where rmtree is, below its top. */
+struct name_stack {
+    char **names;
+    size_t n, cap;
+};
+
+static int names_push(struct name_stack *s, const char *name)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 64;
+        char **grown = realloc(s->names, cap * sizeof *grown);
+        if (grown == NULL) {
+            return -1;
+        }
+        s->names = grown;
+        s->cap = cap;
+    }
+    if ((s->names[s->n] = strdup(name)) == NULL) {
+        return -1;
+    }
+    s->n++;
+    return 0;
+}
+
+static void names_free(struct name_stack *s)
+{
+    while (s->n > 0) {
+        free(s->names[--s->n]);
+    }
+    free(s->names);
+}
+
+/* The subdirectory `name` of dir, opened to be emptied: made searchable
+ * and writable first (overlayfs leaves work/work at mode 000), through an
+ * O_PATH descriptor, never a symlink. */
+static int open_subdir(int dir, const char *name)
+{
+    int fd = openat(dir, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        int e = errno;
+        if (fd >= 0) {
+            close(fd);
+        }
+        errno = e;
+        return -1;
+    }
+    if ((st.st_mode & 0700) != 0700 && chmod_fd(fd, (st.st_mode & 07777) | 0700) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    close(fd);
+    return openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+/* Unlinks every non-directory in dir.  1 with *sub = a subdirectory's
+ * name (malloc'd) to descend into, 0 when dir is empty, -1 with errno. */
+static int empty_level(int dir, char **sub)
+{
+    *sub = NULL;
+    int fd = dup(dir);
+    if (fd < 0 || lseek(fd, 0, SEEK_SET) < 0) {
+        int e = errno;
+        if (fd >= 0) {
+            close(fd);
+        }
+        errno = e;
+        return -1;
+    }
+    DIR *d = fdopendir(fd);
+    if (d == NULL) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    int rc = 0;
+    struct dirent *e;
+    while (rc == 0 && (errno = 0, e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
+            continue;
+        }
+        struct stat st;
+        int is_dir = e->d_type == DT_DIR;
+        if (e->d_type == DT_UNKNOWN &&
+            fstatat(dir, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+            is_dir = S_ISDIR(st.st_mode);
+        }
+        if (is_dir) {
+            rc = (*sub = strdup(e->d_name)) == NULL ? -1 : 1;
+        } else if (unlinkat(dir, e->d_name, 0) < 0 && errno != ENOENT) {
+            rc = -1;
+        }
+    }
+    if (rc == 0 && errno != 0) {
+        rc = -1;
+    }
+    int saved = errno;
+    closedir(d);
+    errno = saved;
+    return rc;
+}
+
+/* Removes the directory open as top (path) and all below it, holding one
+ * descriptor at a time: no depth is too deep (PATH_MAX does not apply). */
+static int remove_below(int top, const char *path)
+{
+    struct name_stack stack = {NULL, 0, 0};
+    int cur = top, rc;
+    char *sub;
+    while ((rc = empty_level(cur, &sub)) >= 0) {
+        if (rc == 1) {
+            int next = open_subdir(cur, sub);
+            if (next < 0 || names_push(&stack, sub) < 0) {
+                free(sub);
+                rc = -1;
+                break;
+            }
+            free(sub);
+            close(cur);
+            cur = next;
+            continue;
+        }
+        if (stack.n == 0) { /* top is empty */
+            close(cur);
+            cur = -1;
+            rc = rmdir(path);
+            break;
+        }
+        int up = openat(cur, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (up < 0) {
+            rc = -1;
+            break;
+        }
+        close(cur);
+        cur = up;
+        char *name = stack.names[--stack.n];
+        rc = unlinkat(cur, name, AT_REMOVEDIR);
+        free(name);
+        if (rc < 0) {
+            break;
+        }
+    }
+    int e = errno;
+    if (cur >= 0) {
+        close(cur);
+    }
+    names_free(&stack);
+    errno = e;
+    return rc < 0 ? -1 : 0;
+}
+
+/* rmtree(path) -> true | nil, msg, code
+ * path and everything below it, at any depth: never through a symlink (a
+ * symlink is removed itself), directories made writable first.  A path
+ * that is already gone is fine. */
+static int fs_rmtree(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct stat st;
+    if (lstat(path, &st) < 0) {
+        if (errno == ENOENT) {
+            lua_pushboolean(L, 1);
+            return 1;
+        }
+        return sh_fail(L, path, errno);
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        if (unlink(path) < 0) {
+            return sh_fail(L, path, errno);
+        }
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    if ((st.st_mode & 0700) != 0700) {
+        chmod(path, (st.st_mode & 07777) | 0700);
+    }
+    int top = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (top < 0 || remove_below(top, path) < 0) {
+        return sh_fail(L, path, errno);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* write_new(path, data [, mode]) -> true | nil, msg, code
  * A new file (never over an existing one or through a symlink), without
  * fsync: for scratch files whose loss in a crash costs nothing. */
@@ -667,6 +856,7 @@ static const luaL_Reg fs_funcs[] = {
     {"realpath", fs_realpath},
     {"readlink", fs_readlink},
     {"remove", fs_remove},
+    {"rmtree", fs_rmtree},
     {"chmod", fs_chmod},
     {"getxattr", fs_getxattr},
     {"rename", fs_rename},

@@ -53,6 +53,10 @@ local function fail(fmt, ...)
   error({ capture_error = string.format(fmt, ...) }, 0)
 end
 
+-- The longest path the kernel takes (PATH_MAX, with its NUL): a deeper
+-- tree could be neither reviewed nor applied by path.
+M.MAX_PATH = 4095
+
 function Walk.check(_, ok, msg, ...)
   if not ok then fail("%s", msg) end
   return ok, msg, ...
@@ -133,6 +137,10 @@ end
 
 function Walk:entry(name, up_dir, path_dir, host_dir)
   local up, path = join(up_dir, name), join(path_dir, name)
+  if #up > M.MAX_PATH or #path > M.MAX_PATH then
+    error({ capture_error = string.format("the run made a path longer than %d bytes (%s): it can be neither " ..
+      "reviewed nor applied", M.MAX_PATH, require("shannot.text").middle(path, 80)), refused = true }, 0)
+  end
   local host = host_dir and join(host_dir, name)
   local ust = self:check(self.up:lstat(up))
   local hst = host and self.host:lstat(host)
@@ -156,7 +164,7 @@ function Walk:tree(up_dir, path_dir, host_dir)
 end
 
 -- operations(overlays, blobs_dir [, trees]) -> {ops =, counts =, bytes =,
--- skipped =} | nil, msg.  overlays: {{target =, upper =}...}, as
+-- skipped =} | nil, msg [, "refused" (what the run made cannot be captured)].  overlays: {{target =, upper =}...}, as
 -- stage.create made them; trees: {up =, host =} (default: both local).
 function M.operations(overlays, blobs, trees)
   local w = setmetatable({ ops = {}, counts = {}, bytes = 0, skipped = {}, blobs = blobs,
@@ -169,7 +177,7 @@ function M.operations(overlays, blobs, trees)
     end
   end)
   if not ok then
-    if type(e) == "table" and e.capture_error then return nil, e.capture_error end
+    if type(e) == "table" and e.capture_error then return nil, e.capture_error, e.refused and "refused" end
     error(e, 0)
   end
   return w

@@ -99,8 +99,11 @@ function M.run(p, job, run_opts, opts)
   if r.interrupted or (r.exit_code == nil and not r.timed_out) then return r end
   local ok, msg = fs.mkdir(st.dir .. "/blobs", 448)
   if not ok then return nil, err.env("staging: %s", msg) end
-  local w, cerr = capture.operations(st.overlays, st.dir .. "/blobs")
-  if not w then return nil, err.env("capturing what the run changed: %s", cerr) end
+  local w, cerr, why = capture.operations(st.overlays, st.dir .. "/blobs")
+  if not w then
+    if why == "refused" then return nil, err.refused("%s", text.inert(cerr)) end
+    return nil, err.env("capturing what the run changed: %s", text.inert(text.middle(cerr, 400)))
+  end
   local records, derr = stage.deferred(st, stage.allowed_deferred(p.defer, profile.search_path(p)))
   if not records then return nil, err.refused("%s", derr) end
   capture.add_deferred(w, records)

@@ -1,5 +1,5 @@
--- File system helpers over shannot.core.fs: the raw primitives plus the
--- few compositions the rest of shannot needs (which, rmtree).
+-- File system helpers over shannot.core.fs: the raw primitives (rmtree
+-- among them) plus the few compositions the rest of shannot needs.
 local core = require("shannot.core.fs")
 
 local M = setmetatable({}, { __index = core })
@@ -41,26 +41,6 @@ function M.read_user_file(path, max, what)
     return nil, string.format("%s: larger than %d bytes; not a %s", path, max, what)
   end
   return nil, msg  -- already names the path
-end
-
--- rmtree(path) -> true | nil, msg, code.  Never follows symlinks; makes
--- directories writable first (overlayfs leaves work/work at mode 000).
-function M.rmtree(path)
-  local st, msg, code = core.lstat(path)
-  if not st then
-    if code == "ENOENT" then return true end
-    return nil, msg, code
-  end
-  if st.type == "dir" then
-    if st.mode & 448 ~= 448 then core.chmod(path, st.mode | 448) end  -- u+rwx
-    local names, lmsg, lcode = core.readdir(path)
-    if not names then return nil, lmsg, lcode end
-    for _, name in ipairs(names) do
-      local ok, emsg, ecode = M.rmtree(path .. "/" .. name)
-      if not ok then return nil, emsg, ecode end
-    end
-  end
-  return core.remove(path)
 end
 
 return M

@@ -266,9 +266,12 @@ function M.run(p, job, t, opts)
   assert(fs.mkdir(ldir .. "/blobs", 448))
   local overlays = {}
   for i, o in ipairs(plan.overlays) do overlays[i] = { target = o.target, upper = ldir .. "/upper/" .. i } end
-  local w, werr = capture.operations(overlays, ldir .. "/blobs",
+  local w, werr, why = capture.operations(overlays, ldir .. "/blobs",
     { up = replica_tree(meta), host = host_tree(s, sftp, ldir) })
-  if not w then return nil, err.env("%s: capturing what the run changed: %s", t.name, werr) end
+  if not w then
+    if why == "refused" then return nil, err.refused("%s: %s", t.name, text.inert(werr)) end
+    return nil, err.env("%s: capturing what the run changed: %s", t.name, text.inert(text.middle(werr, 400)))
+  end
   local records, derr = {}
   if fs.lstat(ldir .. "/deferred") then
     records, derr = stage.read_deferred(ldir .. "/deferred", allowed_deferred(p, f))

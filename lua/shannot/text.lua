@@ -101,6 +101,13 @@ function M.inert_lines(s)
   return (tostring(s):gsub("[^\n]+", M.inert))
 end
 
+-- middle(s, max) -> s, or its first and last max/2 bytes around "..."
+-- when longer (a path too long to show whole in a one-line message)
+function M.middle(s, max)
+  if #s <= max then return s end
+  return s:sub(1, max // 2) .. "..." .. s:sub(-(max // 2))
+end
+
 -- quote(s) -> s as a POSIX shell word (for showing command lines)
 function M.quote(s)
   if s ~= "" and not s:find("[^%w%%+,./:=@_%-]") then return s end

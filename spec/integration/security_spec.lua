@@ -393,4 +393,28 @@ describe("security (issue 11)", function()
       assert.equal("text", cap.op_at(s, "/nul.txt").new.content)
     end)
   end)
+
+  describe("resources", function()
+    -- cd step by step: the full path grows longer than PATH_MAX
+    local DEEP = "cd \"$H\"; i=0; while [ $i -lt 1200 ]; do mkdir abcdefgh && cd -P abcdefgh || exit 9; " ..
+      "i=$((i+1)); done; echo x > f"
+
+    it("removes a staging tree deeper than PATH_MAX, at the end of a run and by prune", function()
+      local e = cap.env()
+      local r = h.shannot({ "run", "--profile", e.profile, "-c", "H=" .. e.host .. "; " .. DEEP }, { home = e.home })
+      assert.equal(3, r.code, r.stderr)
+      assert.is_true(h.one_line_error(r), r.stderr)
+      assert.matches("the run made a path longer than 4095 bytes %(.-%.%.%..-%): it can be neither", r.stderr)
+      assert.equal("", table.concat(fs.readdir(e.home .. "/data/shannot/staging") or {}, " "), r.stderr)
+      -- a killed run's staging, left behind: prune removes it whatever its depth
+      local stale = e.home .. "/data/shannot/staging/20260101-000000-deadbeef"
+      assert(fs.mkdir_p(stale .. "/upper/1"))
+      h.write(stale .. "/pid", "999999999\n")
+      local mk = assert(require("shannot.proc").run({ "sh", "-c", "H=$1; " .. DEEP, "sh", stale .. "/upper/1" }))
+      assert.equal(0, mk.code, mk.stderr)
+      local p = h.shannot({ "prune" }, { home = e.home })
+      assert.equal(0, p.code, p.stderr)
+      assert.is_nil(fs.lstat(stale))
+    end)
+  end)
 end)
