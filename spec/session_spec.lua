@@ -32,6 +32,22 @@ describe("session", function()
   before_each(function() home = h.tmpdir() end)
   after_each(h.cleanup)
 
+  it("never writes a session.json larger than it may be: the one on disk stays", function()
+    local id = make(home, {})
+    local r = lua(home, [[
+      local session = require("shannot.session")
+      local s = assert(session.load("]] .. id .. [["))
+      for i = 2, 2000 do s.operations[i] = { id = i, kind = "write", path = "/etc/x" .. i } end
+      local ok, e = session.save(s, 10000)
+      io.write(tostring(ok), "|", e.message, "|", e.exit)]])
+    assert.equal(0, r.code, r.stderr)
+    assert.matches("^nil|session " .. id:gsub("%p", "%%%0") .. " would be 0%.%d MiB of JSON %(2000 operations%), " ..
+      "more than the 0%.0 MiB", r.stdout)
+    assert.matches("|3$", r.stdout)
+    local shown = h.shannot({ "show", id, "--json" }, { home = home })
+    assert.equal(1, #json.decode(shown.stdout).operations)
+  end)
+
   it("accepts only ids of the documented form", function()
     assert.is_true(session.valid_id("20261122-101010-setup-web-ab12"))
     assert.is_true(session.valid_id("20261122-101010-" .. string.rep("a", 40) .. "-0000"))

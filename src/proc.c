@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -207,6 +208,9 @@ struct spawn_req {
     int die_with_parent;
     int has_ns; /* a sandbox namespace to set up before exec (sandbox.c) */
     struct sh_ns_setup ns;
+    int *join; /* cgroup.procs files the child moves itself into */
+    int njoin;
+    lua_Integer nproc, data; /* RLIMIT_NPROC, RLIMIT_DATA; -1: unchanged */
 };
 
 /* What a child that did not reach exec reports through its error pipe. */
@@ -217,6 +221,7 @@ struct spawn_error {
 #define SPAWN_AT_EXEC (-1)
 #define SPAWN_AT_NS (-2)
 #define SPAWN_AT_PROPAGATION (-3)
+#define SPAWN_AT_LIMITS (-4)
 
 /* [-0, +1, m] A NULL-terminated char*[] from an array of strings. */
 static char **string_array(lua_State *L, int idx, const char *what)
@@ -242,6 +247,26 @@ static int stream_mode(lua_State *L, int opts, const char *key)
     int m = luaL_checkoption(L, -1, "inherit", modes);
     lua_pop(L, 1);
     return m;
+}
+
+/* [-0, +1|2, e] The integers of the array opts[key] (NULL, *n = 0 when
+ * absent); pushes it and the memory holding them. */
+static int *int_array(lua_State *L, int opts, const char *key, int *n)
+{
+    *n = 0;
+    if (lua_getfield(L, opts, key) == LUA_TNIL) {
+        return NULL;
+    }
+    luaL_checktype(L, -1, LUA_TTABLE);
+    int t = lua_gettop(L);
+    *n = (int)luaL_len(L, t);
+    int *v = lua_newuserdatauv(L, sizeof(int) * (size_t)*n + 1, 0);
+    for (int i = 0; i < *n; i++) {
+        lua_geti(L, t, i + 1);
+        v[i] = (int)luaL_checkinteger(L, -1);
+        lua_pop(L, 1);
+    }
+    return v;
 }
 
 /* Reads argv and opts (args 1, 2); pushes the temporary arrays. */
@@ -271,18 +296,14 @@ static void spawn_read(lua_State *L, struct spawn_req *r)
         sh_ns_read(L, lua_gettop(L), &r->ns);
         r->has_ns = 1;
     }
-    r->nkeep = 0;
-    r->keep = NULL;
-    if (lua_getfield(L, 2, "keep_fds") != LUA_TNIL) {
+    r->keep = int_array(L, 2, "keep_fds", &r->nkeep);
+    r->join = int_array(L, 2, "join_fds", &r->njoin);
+    r->nproc = -1;
+    r->data = -1;
+    if (lua_getfield(L, 2, "rlimits") != LUA_TNIL) {
         luaL_checktype(L, -1, LUA_TTABLE);
-        int t = lua_gettop(L);
-        r->nkeep = (int)luaL_len(L, t);
-        r->keep = lua_newuserdatauv(L, sizeof(int) * (size_t)r->nkeep + 1, 0);
-        for (int i = 0; i < r->nkeep; i++) {
-            lua_geti(L, t, i + 1);
-            r->keep[i] = (int)luaL_checkinteger(L, -1);
-            lua_pop(L, 1);
-        }
+        r->nproc = (lua_Integer)sh_optfield_number(L, lua_gettop(L), "nproc", -1);
+        r->data = (lua_Integer)sh_optfield_number(L, lua_gettop(L), "data", -1);
     }
 }
 
@@ -294,6 +315,27 @@ static void child_fail(int errfd, int where)
     struct spawn_error se = {errno, where};
     sh_write_all(errfd, &se, sizeof se);
     _exit(127);
+}
+
+/* In the child, first: into the cgroups, under the rlimits.  Before any
+ * namespace, so the moves are checked against the parent's credentials. */
+static void child_limits(const struct spawn_req *r, int errfd)
+{
+    for (int i = 0; i < r->njoin; i++) {
+        if (sh_write_all(r->join[i], "0", 1) < 0) {
+            child_fail(errfd, SPAWN_AT_LIMITS);
+        }
+    }
+    const struct {
+        int resource;
+        lua_Integer value;
+    } limits[] = {{RLIMIT_NPROC, r->nproc}, {RLIMIT_DATA, r->data}};
+    for (size_t i = 0; i < sizeof limits / sizeof *limits; i++) {
+        struct rlimit rl = {(rlim_t)limits[i].value, (rlim_t)limits[i].value};
+        if (limits[i].value >= 0 && setrlimit(limits[i].resource, &rl) < 0) {
+            child_fail(errfd, SPAWN_AT_LIMITS);
+        }
+    }
 }
 
 static void child_exec(const struct spawn_req *r, const int fds[3], int errfd,
@@ -432,6 +474,7 @@ static pid_t spawn_ns_child(const struct spawn_req *r, const int fds[3],
     if (pid == 0) {
         close(down[1]);
         close(up[0]);
+        child_limits(r, errfd);
         ns_child(r, errfd, down[0], up[1]);
         child_exec(r, fds, errfd, parent);
     }
@@ -468,6 +511,7 @@ static pid_t spawn_child(const struct spawn_req *r, const int fds[3],
     if (r->has_ns) {
         pid = spawn_ns_child(r, fds, errfd, parent);
     } else if ((pid = vfork()) == 0) {
+        child_limits(r, errfd);
         child_exec(r, fds, errfd, parent);
     }
     int e = errno;
@@ -500,6 +544,9 @@ static int spawn_fail(lua_State *L, const struct spawn_req *r,
     if (se->where == SPAWN_AT_PROPAGATION) {
         return sh_fail(L, "make the mounts private", se->err);
     }
+    if (se->where == SPAWN_AT_LIMITS) {
+        return sh_fail(L, "set the sandbox's limits (cgroup, rlimits)", se->err);
+    }
     if (se->where >= 0 && r->has_ns && se->where < r->ns.nmounts) {
         const struct sh_ns_mount *m = &r->ns.mounts[se->where];
         return sh_failf(L, se->err, m->rebind ? "bind %s back over its overlay"
@@ -511,7 +558,9 @@ static int spawn_fail(lua_State *L, const struct spawn_req *r,
 /* spawn(argv, opts) -> Process | nil, msg, code
  * opts: env (array of "K=V"; default inherit), cwd, stdin/stdout/stderr
  * ("inherit" | "null" | "pipe"), keep_fds (array of fds passed as is),
- * new_pgroup (default true), die_with_parent (default false). */
+ * new_pgroup (default true), die_with_parent (default false), join_fds
+ * (cgroup.procs files the child writes itself into first), rlimits
+ * ({nproc =, data =}: set in the child). */
 static int proc_spawn(lua_State *L)
 {
     struct spawn_req r;
@@ -604,12 +653,21 @@ static int process_poll(lua_State *L)
     return 1;
 }
 
+/* A file system a run may only fill so far (a capture's staging). */
+struct fs_watch {
+    const char *path; /* NULL: none */
+    double max_growth, min_free, next;
+    double used0;
+};
+
 /* The state of one communicate() call. */
 struct loop {
     const char *input;
     size_t input_len, input_off;
     double deadline, grace, kill_at;
     int timed_out, term_sent, kill_sent, interrupted;
+    struct fs_watch watch;
+    const char *limit; /* which limit ended the run, or NULL */
 };
 
 static void loop_terminate(Process *p, struct loop *s)
@@ -618,6 +676,39 @@ static void loop_terminate(Process *p, struct loop *s)
         process_signal(p, SIGTERM);
         s->term_sent = 1;
         s->kill_at = sh_monotonic() + s->grace;
+    }
+}
+
+#define WATCH_EVERY 0.1 /* seconds between looks at the watched file system */
+
+/* Bytes in use and bytes free for the unprivileged on path's file system. */
+static int fs_usage(const char *path, double *used, double *avail)
+{
+    struct statvfs v;
+    if (statvfs(path, &v) < 0) {
+        return -1;
+    }
+    *used = (double)(v.f_blocks - v.f_bfree) * (double)v.f_frsize;
+    *avail = (double)v.f_bavail * (double)v.f_frsize;
+    return 0;
+}
+
+/* Ends the run once it has written more than it may (or left too little
+ * free) on the watched file system. */
+static void loop_watch(Process *p, struct loop *s)
+{
+    struct fs_watch *w = &s->watch;
+    double now = sh_monotonic(), used, avail;
+    if (w->path == NULL || s->limit != NULL || now < w->next) {
+        return;
+    }
+    w->next = now + WATCH_EVERY;
+    if (fs_usage(w->path, &used, &avail) < 0) {
+        return;
+    }
+    if (used - w->used0 > w->max_growth || avail < w->min_free) {
+        s->limit = "staging";
+        loop_terminate(p, s);
     }
 }
 
@@ -645,6 +736,9 @@ static int loop_timeout_ms(const Process *p, const struct loop *s)
     }
     if (p->pid > 0 && p->pidfd < 0 && (ms < 0 || ms > 50)) {
         ms = 50; /* no pidfd: poll for the exit instead */
+    }
+    if (s->watch.path != NULL && (ms < 0 || ms > (int)(WATCH_EVERY * 1000))) {
+        ms = (int)(WATCH_EVERY * 1000);
     }
     return ms;
 }
@@ -727,6 +821,7 @@ static int loop_step(Process *p, struct loop *s)
         process_reap(p, WNOHANG);
     }
     loop_clock(p, s);
+    loop_watch(p, s);
     if (p->pid <= 0 && s->kill_sent && sh_monotonic() >= s->kill_at) {
         return 1; /* stray holders of our pipes: stop waiting */
     }
@@ -743,6 +838,10 @@ static void push_result(lua_State *L, Process *p, struct loop *s, double t0)
     if (s->interrupted) {
         lua_pushinteger(L, s->interrupted);
         lua_setfield(L, -2, "interrupted");
+    }
+    if (s->limit) {
+        lua_pushstring(L, s->limit);
+        lua_setfield(L, -2, "limit");
     }
     lua_pushnumber(L, sh_monotonic() - t0);
     lua_setfield(L, -2, "duration");
@@ -767,6 +866,22 @@ static void loop_read_opts(lua_State *L, Process *p, struct loop *s)
     }
     p->out.tee_fd = (int)sh_optfield_number(L, 2, "tee_stdout", -1);
     p->err.tee_fd = (int)sh_optfield_number(L, 2, "tee_stderr", -1);
+    if (lua_getfield(L, 2, "watch") != LUA_TNIL) {
+        luaL_checktype(L, -1, LUA_TTABLE);
+        int w = lua_gettop(L);
+        struct fs_watch *fw = &s->watch;
+        fw->path = sh_optfield_string(L, w, "path");
+        fw->max_growth = sh_optfield_number(L, w, "max_growth", 1e300);
+        fw->min_free = sh_optfield_number(L, w, "min_free", 0);
+        double avail;
+        luaL_argcheck(L, fw->path != NULL, 2, "watch needs a path");
+        if (fs_usage(fw->path, &fw->used0, &avail) < 0) {
+            fw->path = NULL; /* nothing to measure there: no watch */
+        }
+        lua_replace(L, 4); /* keep it (and its path) referenced */
+    } else {
+        lua_pop(L, 1);
+    }
     if (lua_getfield(L, 2, "input") != LUA_TNIL) {
         s->input = luaL_checklstring(L, -1, &s->input_len);
         lua_replace(L, 3); /* keep it referenced for the whole loop */
@@ -778,7 +893,10 @@ static void loop_read_opts(lua_State *L, Process *p, struct loop *s)
 /* Process:communicate(opts) -> result | nil, msg, code
  * opts: input (string for a piped stdin), timeout (s), kill_grace (s,
  * default 2), max_capture (bytes kept per stream, default 1 MiB: half from
- * the start, half from the end), tee_stdout, tee_stderr (fds to copy to).
+ * the start, half from the end), tee_stdout, tee_stderr (fds to copy to),
+ * watch ({path, max_growth, min_free} bytes: the run is ended, and
+ * result.limit = "staging", once it has filled path's file system by more
+ * than max_growth or left less than min_free).
  * result: code | signal, signal_name, timed_out, interrupted, duration,
  * maxrss_kb, and for piped streams stdout, stdout_tail, stdout_dropped,
  * stdout_bytes (likewise stderr). */
@@ -790,7 +908,7 @@ static int process_communicate(lua_State *L)
         lua_newtable(L);
     }
     luaL_checktype(L, 2, LUA_TTABLE);
-    lua_settop(L, 3);
+    lua_settop(L, 4);
     struct loop s;
     loop_read_opts(L, p, &s);
     luaL_argcheck(L, s.input == NULL || p->in_fd >= 0, 2,

@@ -93,6 +93,16 @@ static int sys_getcwd(lua_State *L)
     return 1;
 }
 
+/* sleep(seconds): a pause (a signal ends it early) */
+static int sys_sleep(lua_State *L)
+{
+    double t = luaL_checknumber(L, 1);
+    luaL_argcheck(L, t >= 0 && t <= 3600, 1, "0 to 3600 seconds");
+    struct timespec ts = {(time_t)t, (long)((t - (double)(time_t)t) * 1e9)};
+    nanosleep(&ts, NULL);
+    return 0;
+}
+
 /* isatty(fd) -> boolean */
 static int sys_isatty(lua_State *L)
 {
@@ -128,6 +138,7 @@ static const luaL_Reg sys_funcs[] = {
     {"monotonic", sys_monotonic},
     {"time", sys_time},
     {"isatty", sys_isatty},
+    {"sleep", sys_sleep},
     {"getcwd", sys_getcwd},
     {NULL, NULL}};
 

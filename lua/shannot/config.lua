@@ -93,6 +93,29 @@ function check.count(v)
   return nil, "a positive integer"
 end
 
+local SIZES = { K = 1024, M = 1024 ^ 2, G = 1024 ^ 3, T = 1024 ^ 4 }
+
+-- size: bytes, or a string such as "512M", "8G"
+function check.size(v)
+  if math.type(v) == "integer" and v > 0 then return v end
+  if type(v) == "string" then
+    local n, unit = v:match("^(%d+)([KMGT])i?B?$")
+    if n and tonumber(n) > 0 then return math.tointeger(tonumber(n) * SIZES[unit]) end
+  end
+  return nil, 'a size: bytes, or a string such as "512M", "8G"'
+end
+
+-- size_or_share: a size, or a share of the machine's memory such as "50%"
+function check.size_or_share(v)
+  if type(v) == "string" then
+    local pct = v:match("^(%d+)%%$")
+    if pct and tonumber(pct) >= 1 and tonumber(pct) <= 100 then return v end
+  end
+  local size = check.size(v)
+  if size then return size end
+  return nil, 'a size ("4G") or a share of the memory ("50%")'
+end
+
 local UNITS = { s = 1, m = 60, h = 3600, d = 86400 }
 
 -- ttl: seconds, or a string such as "90s", "30m", "1h", "7d"
@@ -183,6 +206,10 @@ local SCHEMA = {
     rotation = enum("daily", "session", "none"), max_files = check.count,
   },
   session = { ttl = check.duration },
+  limits = {
+    processes = check.count, memory = check.size_or_share, staging = check.size,
+    mcp_sandboxes = check.count,
+  },
 }
 
 -- Keys whose values are lists that merge by union (all the lists there are).
@@ -208,6 +235,9 @@ local function defaults()
       policy = { deny = {}, review = {}, auto_approve = {} },
       audit = { enabled = true, path = paths.data_dir() .. "/audit", rotation = "daily", max_files = 30 },
       session = { ttl = 3600 },
+      limits = {
+        processes = 4096, memory = "50%", staging = 8 * 1024 * 1024 * 1024, mcp_sandboxes = 4,
+      },
     },
     origin = {},  -- dotted key -> "FILE:LINE"; list keys -> {per item}
   }
@@ -405,6 +435,17 @@ local PROJECT_KEYS = {
   ["profile.always_deny"] = true, ["profile.defer"] = true,
   ["policy.deny"] = true, ["policy.review"] = true,
   ["session.ttl"] = true, ["executor.local.profile"] = true,
+  ["limits.processes"] = true, ["limits.memory"] = true, ["limits.staging"] = true,
+  ["limits.mcp_sandboxes"] = true,
+}
+
+-- Values a project file may only lower: key -> their comparable amount.
+local LOWER_ONLY = {
+  ["session.ttl"] = function(v) return v end,
+  ["limits.processes"] = function(v) return v end,
+  ["limits.staging"] = function(v) return v end,
+  ["limits.mcp_sandboxes"] = function(v) return v end,
+  ["limits.memory"] = function(v) return require("shannot.limits").memory_bytes(v) end,
 }
 
 -- A profile a project may choose: named (not a file of the project's),
@@ -429,10 +470,11 @@ end
 local function project_refusal(cfg, leaf)
   if not PROJECT_KEYS[leaf.key] then
     return "a project file may only add deny/review rules and deferred commands, " ..
-      "shorten the session TTL or choose a capturing profile"
+      "lower the session TTL and limits or choose a capturing profile"
   end
-  if leaf.key == "session.ttl" and leaf.value > cfg.values.session.ttl then
-    return "a project file may only shorten the session TTL"
+  local amount = LOWER_ONLY[leaf.key]
+  if amount and amount(leaf.value) > amount(get(cfg.values, leaf.key)) then
+    return "a project file may only lower it"
   end
   if leaf.key == "executor.local.profile" then return check_project_profile(leaf.value) end
 end

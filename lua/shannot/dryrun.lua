@@ -3,8 +3,11 @@
 -- Nothing on the host changes; the staging area goes on every way out.
 local capture = require("shannot.capture")
 local cli = require("shannot.cli")
+local const = require("shannot.const")
 local err = require("shannot.err")
 local fs = require("shannot.fs")
+local limits = require("shannot.limits")
+local opview = require("shannot.opview")
 local policy = require("shannot.policy")
 local profile = require("shannot.profile")
 local sandbox = require("shannot.sandbox")
@@ -62,8 +65,16 @@ function M.save(job, p, r, w, st, opts)
         op.decision, op.reason = "review", "policy error: " .. (err.is(perr) and perr.message or tostring(perr))
       end
     end
-    local saved, serr = session.save(s)
-    if not saved then ok, msg = nil, serr.message end
+    -- Half of what a session may grow to: execute adds the checkpoint
+    -- and a result per operation later.
+    local saved, serr = session.save(s, session.MAX_JSON_BYTES // 2)
+    if not saved then
+      fs.rmtree(dir)
+      if serr.exit == const.EXIT.REFUSED then
+        return nil, err.refused("the capture is too large to keep: %s", serr.message)
+      end
+      ok, msg = nil, serr.message
+    end
   end
   if not ok then
     fs.rmtree(dir)
@@ -89,10 +100,16 @@ function M.run(p, job, run_opts, opts)
   run_opts.namespace = stage.namespace(st)
   run_opts.ctx = merged_ctx(run_opts.ctx, stage.bwrap_ctx(st))
   run_opts.capture, run_opts.tee = true, not opts.json
+  if run_opts.limits then run_opts.watch = limits.watch(run_opts.limits, st.dir) end
   local r, rerr = sandbox.run(p, job.argv, run_opts)
   if not r then
     if err.is(rerr) then rerr.message = stage.describe_failure(st, rerr.message) or rerr.message end
     return nil, rerr
+  end
+  if r.limit == "staging" then
+    return nil, err.refused("the run wrote more than %s into staging ([limits] staging), or left less than %s " ..
+      "free there: it was stopped and nothing was kept", opview.size(run_opts.limits.staging),
+      opview.size(limits.MIN_FREE))
   end
   -- No exit code and no timeout: the sandbox never started, or the user
   -- interrupted it; neither is a run worth a session.

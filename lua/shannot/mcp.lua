@@ -198,15 +198,28 @@ end
 
 -- Starts `shannot ARGS` with stdout and stderr in files; the job finishes
 -- in poll_jobs().
+-- start_job(id, args, finish) -> true when it started (else the tool
+-- error is sent): a `shannot run` child, at most [limits] mcp_sandboxes
+-- of them at a time.
 function Server:start_job(id, args, finish)
+  local max = require("shannot.limits").of(self.cfg).mcp_sandboxes
+  if #self.jobs >= max then
+    self:tool_error(id, "%d sandbox%s running already, the most this server runs at once ([limits] " ..
+      "mcp_sandboxes): wait for one to finish, then call again", #self.jobs, #self.jobs == 1 and " is" or "es are")
+    return false
+  end
   local dir = self:workdir()
   local n = #self.jobs + math.random(1, 1e9)
   local out, errf = string.format("%s/out-%d", dir, n), string.format("%s/err-%d", dir, n)
   local argv = { "sh", "-c", 'o=$1 e=$2; shift 2; exec "$@" >"$o" 2>"$e"', "sh", out, errf, self.bin }
   table.move(args, 1, #args, #argv + 1, argv)
   local p, msg = proc.spawn(argv, { stdin = "null", stdout = "null", stderr = "null" })
-  if not p then return self:tool_error(id, "cannot start shannot: %s", msg) end
+  if not p then
+    self:tool_error(id, "cannot start shannot: %s", msg)
+    return false
+  end
   self.jobs[#self.jobs + 1] = { id = id, proc = p, out = out, err = errf, finish = finish }
+  return true
 end
 
 function Server:poll_jobs()
@@ -326,7 +339,7 @@ function TOOL.run_script(self, id, a)
   local args = run_args(target, a.timeout or 600)
   if self.profile then table.move({ "--profile", self.profile }, 1, 2, #args + 1, args) end
   table.move({ "--interpreter", interp, file }, 1, 3, #args + 1, args)
-  self:start_job(id, args, function(st, stdout, stderr)
+  local started = self:start_job(id, args, function(st, stdout, stderr)
     fs.rmtree(sub)
     local doc = run_document(self, id, st, stdout, stderr)
     if not doc then return end
@@ -349,6 +362,7 @@ function TOOL.run_script(self, id, a)
     end
     self:reply(id, tool_result(self, result, false))
   end)
+  if not started then fs.rmtree(sub) end
 end
 
 function TOOL.list_sessions(self, id, a)

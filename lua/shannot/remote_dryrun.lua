@@ -207,7 +207,8 @@ function M.run(p, job, t, opts)
   local filters, ferr = remote_filters(p, f)
   if not filters then return nil, ferr end
   local plan = { dir = root .. "/shannot-" .. random_hex(12), root = f.root, shim = stage.SHIM_TEXT,
-    defer = p.defer, overlays = stage.overlays_for(f.tops, f.mounts), seccomp = filters }
+    defer = p.defer, overlays = stage.overlays_for(f.tops, f.mounts), seccomp = filters,
+    limits = require("shannot.limits").of(opts.config, tonumber(f.memtotal_kb or "")) }
   for i, o in ipairs(plan.overlays) do
     o.upper, o.work = plan.dir .. "/upper/" .. i, plan.dir .. "/wd/" .. i
   end

@@ -51,6 +51,7 @@ function M.probe_command(capture, search_path, defer)
   for i, n in ipairs(defer) do names[i] = q(n) end
   return table.concat({
     'echo "uid=$(id -u)"', 'echo "user=$(id -un)"', 'echo "home=$HOME"', 'echo "arch=$(uname -m)"',
+    "sed -n 's/^MemTotal: *\\([0-9]*\\) kB/memtotal_kb=\\1/p' /proc/meminfo",
     '[ -L /var/run ] && echo "var_run_link=yes"',
     "for p in " .. table.concat(caps, " ") .. "; do r=$(realpath -e -- \"$p\" 2>/dev/null) && " ..
       "[ -d \"$r\" ] && printf 'top=%s\\n' \"$r\"; done",
@@ -111,7 +112,13 @@ function M.run_command(plan)
   for i = 1, #(plan.seccomp or {}) do
     redirects[i] = (M.SECCOMP_FD0 + i - 1) .. "<" .. q(plan.dir .. "/seccomp-" .. i)
   end
-  inner[#inner + 1] = "exec env -i " .. table.concat(bw, " ") ..
+  -- Processes and memory per process, as rlimits (util-linux prlimit):
+  -- no cgroup of ours on a host where nothing of shannot is installed.
+  local rlimits = ""
+  if plan.limits then
+    rlimits = string.format("prlimit --nproc=%d --data=%d -- ", plan.limits.processes, plan.limits.memory)
+  end
+  inner[#inner + 1] = "exec env -i " .. rlimits .. table.concat(bw, " ") ..
     (#redirects > 0 and " " .. table.concat(redirects, " ") or "")
   local unshare = plan.root and "unshare -m --propagation private" or
     "unshare -U -m --map-current-user --propagation private"

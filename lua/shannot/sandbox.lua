@@ -4,6 +4,7 @@
 local err = require("shannot.err")
 local fs = require("shannot.fs")
 local json = require("shannot.json")
+local limits = require("shannot.limits")
 local proc = require("shannot.proc")
 local profile = require("shannot.profile")
 local sys = require("shannot.core.sys")
@@ -175,7 +176,8 @@ end
 -- tee (with capture: also pass it through as it comes), max_output
 -- (bytes kept per stream), timeout (s), stdin ("inherit" | "null"), cwd,
 -- bwrap (explicit path), namespace (proc.spawn's: a capture's overlays),
--- ctx (more fields for profile.bwrap_args).
+-- ctx (more fields for profile.bwrap_args), limits (limits.of's: processes
+-- and memory), watch (communicate's: a capture's staging).
 function M.run(p, argv, opts)
   opts = opts or {}
   local plan, perr = M.prepare(p, argv, opts)
@@ -201,6 +203,11 @@ function M.run(p, argv, opts)
     proc.set_subreaper(false)
   end
   local _ <close> = setmetatable({}, { __close = finish })
+  -- Processes and memory: a cgroup of the sandbox's own where this
+  -- machine lets us make one, rlimits otherwise.
+  local group = opts.limits and limits.group(opts.limits, string.format("run-%d-%d", sys.ids().pid,
+    math.floor(sys.monotonic() * 1000)))
+  local _ <close> = setmetatable({}, { __close = function() if group then limits.remove(group) end end })
   local p_, msg = proc.spawn(plan.argv, {
     stdin = opts.stdin or "inherit",
     stdout = opts.capture and "pipe" or "inherit",
@@ -209,6 +216,8 @@ function M.run(p, argv, opts)
     -- bwrap needs no environment, and whatever it has shows inside as
     -- /proc/1/environ: the command's own comes from the profile alone.
     env = {},
+    join_fds = group and limits.join_fds(group) or nil,
+    rlimits = opts.limits and not group and limits.rlimits(opts.limits) or nil,
   })
   local child <close> = p_  -- bound at once: an interrupt may land on the next line
   status_w:close()
@@ -220,10 +229,11 @@ function M.run(p, argv, opts)
   local tee = opts.capture and opts.tee
   local r, cmsg = child:communicate({
     timeout = opts.timeout, max_capture = opts.max_output or proc.DEFAULT_MAX_OUTPUT,
-    tee_stdout = tee and 1 or nil, tee_stderr = tee and 2 or nil,
+    tee_stdout = tee and 1 or nil, tee_stderr = tee and 2 or nil, watch = opts.watch,
   })
   child:close()  -- idempotent; bwrap must be gone before finish() reads its status
   finish()
+  if group and r then r.limits_hit = limits.hit(group) end
   if not r then return nil, err.env("waiting for the sandbox: %s", cmsg) end
   r.command = argv
   r.profile = p.name

@@ -178,13 +178,22 @@ local function restore_session(s)
   end
 end
 
-function M.save(s)
+-- save(s [, max_bytes]) -> true | nil, err.  A session.json larger than
+-- max_bytes (default MAX_JSON_BYTES, what load() takes) is refused and
+-- the file on disk left as it was: a session is never made unloadable.
+function M.save(s, max_bytes)
   protect_session(s)
   local dir, e = M.dir(s.id)
   if not dir then return nil, e end
   -- Compact: a session of 10 000 operations is 40% smaller so, and has
   -- to be read and written whole at every change.
-  local ok, msg = fs.write_atomic(dir .. "/session.json", json.encode(s) .. "\n", 384)
+  local data = json.encode(s) .. "\n"
+  max_bytes = max_bytes or M.MAX_JSON_BYTES
+  if #data > max_bytes then
+    return nil, err.refused("session %s would be %.1f MiB of JSON (%d operations), more than the %.1f MiB it " ..
+      "may be", s.id, #data / 1048576, #s.operations, max_bytes / 1048576)
+  end
+  local ok, msg = fs.write_atomic(dir .. "/session.json", data, 384)
   if not ok then return nil, err.env("cannot write session %s: %s", s.id, msg) end
   return true
 end

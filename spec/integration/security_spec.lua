@@ -395,6 +395,77 @@ describe("security (issue 11)", function()
   end)
 
   describe("resources", function()
+    local function limited(text)
+      h.write(home .. "/config/shannot/config.toml", "[limits]\n" .. text .. "\n")
+    end
+    local FORKS = "for i in $(seq 300); do sleep 5 & done; echo forked $(jobs -p | wc -l); kill $(jobs -p)"
+
+    it("bound the processes and the memory of every sandbox", function()
+      limited('processes = 40\nmemory = "64M"')
+      for _, prof in ipairs({ "readonly", "system" }) do
+        local r = run({ "--profile", prof, "--", "sh", "-c", FORKS }, { home = home })
+        assert.matches("Cannot fork", r.stderr, prof)
+        assert.matches("shannot: the sandbox ran into its processes limit %(%[limits%] processes = 40%)", r.stderr)
+        local m = run({ "--profile", prof, "--", "sh", "-c", "head -c 300000000 /dev/zero | sort > /dev/null" },
+          { home = home })
+        assert.are_not.equal(0, m.code, prof)
+        assert.matches("its memory limit %(%[limits%] memory = 64%.0 MiB%)", m.stderr, prof)
+      end
+      -- and as another user than root, where no cgroup is ours: rlimits
+      if cap.ROOT then
+        local theirs = h.home()
+        h.write(theirs .. "/config/shannot/config.toml", "[limits]\nprocesses = 40\n")
+        assert(require("shannot.proc").run({ "chown", "-R", "nobody:nogroup", theirs }))
+        assert(fs.chmod(theirs:match("^(.*)/[^/]+$"), 493))
+        local u = run({ "--profile", "readonly", "--", "sh", "-c", FORKS }, { home = theirs,
+          prefix = { "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--" } })
+        assert.matches("Cannot fork", u.stderr)
+      end
+    end)
+
+    it("stop a capture that writes more than it may into staging, and keep nothing", function()
+      limited('staging = "20M"')
+      local e = cap.env()
+      local r = h.shannot({ "run", "--profile", e.profile, "-c",
+        "head -c 100000000 /dev/zero > " .. e.host .. "/big; echo done" }, { home = home })
+      assert.equal(3, r.code, r.stderr)
+      assert.matches("shannot: the run wrote more than 20%.0 MiB into staging", r.stderr)
+      assert.equal("[]\n", h.shannot({ "sessions", "--json" }, { home = home }).stdout)
+      assert.same({}, fs.readdir(home .. "/data/shannot/staging") or {})
+      assert.is_nil(fs.lstat(e.host .. "/big"))
+    end)
+
+    it("let a project file lower a limit, never raise it", function()
+      limited("processes = 100")
+      local dir = h.tmpdir()
+      assert(fs.mkdir_p(dir .. "/.shannot"))
+      h.write(dir .. "/.shannot/config.toml", '[limits]\nprocesses = 5000\nmemory = "1G"\n')
+      local doc = json.decode(h.shannot({ "config", "show", "--json" }, { home = home, cwd = dir }).stdout)
+      assert.equal(100, doc.config.limits.processes)
+      assert.equal(1024 * 1024 * 1024, doc.config.limits.memory)
+    end)
+
+    it("run at most [limits] mcp_sandboxes sandboxes for MCP at once", function()
+      limited("mcp_sandboxes = 1")
+      local call = function(n)
+        return json.encode({ jsonrpc = "2.0", id = n, method = "tools/call",
+          params = { name = "run_command", arguments = { argv = { "sleep", "2" } } } })
+      end
+      local lines = {
+        '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25",' ..
+          '"capabilities":{},"clientInfo":{"name":"spec","version":"0"}}}', call(2), call(3),
+      }
+      local r = h.shannot({ "mcp" }, { home = home, input = table.concat(lines, "\n") .. "\n" })
+      local answers = {}
+      for line in r.stdout:gmatch("[^\n]+") do
+        local msg = json.decode(line)
+        answers[msg.id] = msg
+      end
+      assert.is_not_true(answers[2].result.isError)
+      assert.is_true(answers[3].result.isError)
+      assert.matches("1 sandbox is running already", answers[3].result.content[1].text)
+    end)
+
     -- cd step by step: the full path grows longer than PATH_MAX
     local DEEP = "cd \"$H\"; i=0; while [ $i -lt 1200 ]; do mkdir abcdefgh && cd -P abcdefgh || exit 9; " ..
       "i=$((i+1)); done; echo x > f"

@@ -208,7 +208,7 @@ function M.run(opts, args)
   local run_opts = {
     timeout = opts.timeout, bwrap = executor.bwrap_path,
     max_output = opts.max_output or proc.DEFAULT_MAX_OUTPUT,
-    ctx = { late_binds = job.binds },
+    ctx = { late_binds = job.binds }, limits = require("shannot.limits").of(opts.config),
   }
   local r, captured
   if #p.capture > 0 then
@@ -235,6 +235,11 @@ function M.finish(opts, job, r, captured)
   -- The command's output came through as it was; whatever state it left
   -- the terminal in must not hide or disguise what shannot says now.
   require("shannot.term").reset_after_output({ r.stdout or "", r.stderr or "" })
+  for _, which in ipairs(r.limits_hit or {}) do
+    local v = opts.config and opts.config.values.limits[which]
+    if math.type(v) == "integer" and which == "memory" then v = require("shannot.opview").size(v) end
+    cli.warn("the sandbox ran into its %s limit ([limits] %s = %s)", which, which, tostring(v))
+  end
   if captured then require("shannot.dryrun").print_summary(captured) end
   if r.exit_code == nil then return abnormal_end(r, opts) end
   if r.exit_code ~= 0 then

@@ -1,0 +1,183 @@
+-- What one sandbox may use ([limits] in config.toml): processes and
+-- memory, enforced by a cgroup of its own where this machine lets shannot
+-- make one (as root: cgroup v2, or the v1 pids and memory hierarchies),
+-- otherwise by rlimits per process; and how much a capture may write into
+-- staging (proc's communicate watches the file system).
+local fs = require("shannot.fs")
+local sys = require("shannot.core.sys")
+
+local M = {}
+
+-- The cgroup directory shannot makes its sandboxes' groups in.
+M.PARENT = "shannot"
+-- What staging always keeps free, whatever [limits] staging says.
+M.MIN_FREE = 256 * 1024 * 1024
+
+-- memory_bytes(value [, memtotal_kb]) -> bytes: a size, or "N%" of this
+-- machine's memory (or of memtotal_kb, a remote's)
+function M.memory_bytes(v, memtotal_kb)
+  if math.type(v) == "integer" then return v end
+  local pct = tonumber(tostring(v):match("^(%d+)%%$") or "100")
+  local kb = memtotal_kb
+  if not kb then
+    local info = fs.read_file("/proc/meminfo", 65536) or ""
+    kb = tonumber(info:match("MemTotal:%s*(%d+) kB") or "0")
+  end
+  return math.floor(kb * 1024 * pct / 100)
+end
+
+-- of(cfg [, memtotal_kb]) -> {processes, memory (bytes), staging (bytes),
+-- mcp_sandboxes}; memtotal_kb: the memory of the host the sandbox runs on
+function M.of(cfg, memtotal_kb)
+  local l = cfg and cfg.values.limits or {}
+  return {
+    processes = l.processes or 4096, memory = M.memory_bytes(l.memory or "50%", memtotal_kb),
+    staging = l.staging or 8 * 1024 * 1024 * 1024, mcp_sandboxes = l.mcp_sandboxes or 4,
+  }
+end
+
+-- Mount points of the cgroup hierarchies: {v2 = path, pids = path,
+-- memory = path} (v1 ones by the controller they carry).
+local function mounts()
+  local out = {}
+  for line in (fs.read_file("/proc/self/mountinfo", 1024 * 1024) or ""):gmatch("[^\n]+") do
+    local point, fstype, opts = line:match("^%S+ %S+ %S+ %S+ (%S+) .- %- (%S+) %S+ (%S+)$")
+    if fstype == "cgroup2" and not out.v2 then
+      out.v2 = point
+    elseif fstype == "cgroup" then
+      for opt in opts:gmatch("[^,]+") do
+        if (opt == "pids" or opt == "memory") and not out[opt] then out[opt] = point end
+      end
+    end
+  end
+  return out
+end
+
+local function write(path, value)
+  local f, msg = fs.open(path, "w")
+  if not f then return nil, msg end
+  local ok, werr = f:write(tostring(value))
+  f:close()
+  return ok, werr
+end
+
+local function has_words(path, words)
+  local have = " " .. (fs.read_file(path, 4096) or ""):gsub("%s+", " ") .. " "
+  for _, w in ipairs(words) do
+    if not have:find(" " .. w .. " ", 1, true) then return false end
+  end
+  return true
+end
+
+-- Where this machine's groups go and how each limit is written there:
+-- {{dir =, files = {name = value}}...} | nil (no cgroup for us here).
+local function plan(lim, name)
+  if sys.ids().euid ~= 0 then return nil end
+  local m = mounts()
+  if m.v2 and has_words(m.v2 .. "/cgroup.controllers", { "pids", "memory" }) then
+    local parent = m.v2 .. "/" .. M.PARENT
+    return {
+      { dir = parent, files = {}, enable = "+pids +memory" },
+      { dir = parent .. "/" .. name, files = { ["pids.max"] = lim.processes, ["memory.max"] = lim.memory } },
+    }
+  end
+  if m.pids and m.memory then
+    return {
+      { dir = m.pids .. "/" .. M.PARENT, files = {} },
+      { dir = m.pids .. "/" .. M.PARENT .. "/" .. name, files = { ["pids.max"] = lim.processes } },
+      { dir = m.memory .. "/" .. M.PARENT, files = {} },
+      { dir = m.memory .. "/" .. M.PARENT .. "/" .. name, files = { ["memory.limit_in_bytes"] = lim.memory } },
+    }
+  end
+end
+
+-- group(lim, name) -> {dirs = {...}, join = {File...}} | nil, why.  The
+-- cgroups of one sandbox, made and set; spawn's join_fds are the
+-- cgroup.procs files in join; remove() takes them away.
+function M.group(lim, name)
+  local steps = plan(lim, name)
+  if not steps then return nil, "no cgroup for shannot here (not root, or no pids and memory controllers)" end
+  local g = { dirs = {}, join = {} }
+  for _, step in ipairs(steps) do
+    local ok, msg, code = fs.mkdir(step.dir, 493)
+    if not ok and code ~= "EEXIST" then M.remove(g); return nil, msg end
+    if step.enable then write(step.dir .. "/cgroup.subtree_control", step.enable) end
+    if next(step.files) then
+      g.dirs[#g.dirs + 1] = step.dir
+      for file, value in pairs(step.files) do
+        ok, msg = write(step.dir .. "/" .. file, value)
+        if not ok then M.remove(g); return nil, msg end
+      end
+      local procs, perr = fs.open(step.dir .. "/cgroup.procs", "w")
+      if not procs then M.remove(g); return nil, perr end
+      g.join[#g.join + 1] = procs
+    end
+  end
+  return g
+end
+
+-- join_fds(group) -> the descriptors spawn's join_fds takes
+function M.join_fds(g)
+  local fds = {}
+  for i, f in ipairs(g.join) do fds[i] = f:fd() end
+  return fds
+end
+
+local function counter(file, key)
+  local data = fs.read_file(file, 65536) or ""
+  return tonumber(data:match("%f[%w]" .. key .. " (%d+)") or "0")
+end
+
+-- hit(group) -> {"memory" | "processes"...}: the limits the sandbox ran
+-- into (its kernel counters: OOM kills, refused forks)
+function M.hit(g)
+  local out = {}
+  for _, dir in ipairs(g.dirs) do
+    if counter(dir .. "/memory.events", "oom_kill") + counter(dir .. "/memory.oom_control", "oom_kill") > 0 then
+      out[#out + 1] = "memory"
+    end
+    if counter(dir .. "/pids.events", "max") > 0 then out[#out + 1] = "processes" end
+  end
+  return out
+end
+
+-- remove(group): the sandbox's groups, once every process in them is
+-- gone (they may take a moment to leave after the last one was killed).
+function M.remove(g)
+  for _, f in ipairs(g.join) do f:close() end
+  g.join = {}
+  for i = #g.dirs, 1, -1 do
+    for _ = 1, 50 do
+      local ok, _, code = fs.remove(g.dirs[i])
+      if ok or code == "ENOENT" or code ~= "EBUSY" then break end
+      sys.sleep(0.02)
+    end
+  end
+end
+
+-- prune() -> the groups of runs that are gone (empty ones), removed
+function M.prune()
+  local removed = {}
+  local m = mounts()
+  for _, key in ipairs({ "v2", "pids", "memory" }) do
+    local parent = (m[key] or "/nonexistent") .. "/" .. M.PARENT
+    for _, name in ipairs(fs.readdir(parent) or {}) do
+      local dir = parent .. "/" .. name
+      if fs.is_dir(dir) and fs.remove(dir) then removed[#removed + 1] = dir end
+    end
+  end
+  return removed
+end
+
+-- rlimits(lim) -> spawn's rlimits where no cgroup holds the sandbox:
+-- processes for the user (root is exempt from it), memory per process.
+function M.rlimits(lim)
+  return { nproc = lim.processes, data = lim.memory }
+end
+
+-- watch(lim, dir) -> communicate's watch for a capture staged in dir
+function M.watch(lim, dir)
+  return { path = dir, max_growth = lim.staging, min_free = M.MIN_FREE }
+end
+
+return M
