@@ -2,6 +2,7 @@
 -- bwrap argument list and allowed_commands.
 local profile = require("shannot.profile")
 local glob = require("shannot.glob")
+local h = require("support.h")
 
 local function parse(text)
   return profile.parse(text, "p.json", "/profiles")
@@ -156,5 +157,20 @@ describe("profile", function()
     assert.is_true(glob.match("a.b", "a.b"))
     assert.is_false(glob.match("a.b", "axb"))
     assert.is_true(glob.match("50%", "50%"))
+  end)
+
+  it("says allowed_commands is a convenience, not a boundary (awk system() runs other programs)", function()
+    local r = h.shannot({ "profile", "--help" })
+    assert.matches("allowed_commands is a convenience, not a boundary", r.stdout)
+    assert.matches("awk's system%(%)", r.stdout)
+    -- and it is so: a listed awk starts an unlisted program
+    local dir = h.tmpdir()
+    finally(h.cleanup)
+    h.write(dir .. "/p.json", '{"name": "awk-only", "allowed_commands": ["awk"]}')
+    local run = h.shannot({ "run", "--profile", dir .. "/p.json", "--", "awk", 'BEGIN { system("id -u") }' })
+    assert.equal(0, run.code, run.stderr)
+    assert.matches("^%d+\n$", run.stdout)
+    local refused = h.shannot({ "run", "--profile", dir .. "/p.json", "--", "id" })
+    assert.equal(2, refused.code)
   end)
 end)

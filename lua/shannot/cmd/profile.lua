@@ -21,8 +21,15 @@ diagnostics, systemd, system) and yours in ~/.config/shannot/profiles/
 Fields: name, description, allowed_commands (globs on the command; empty
 means any), binds [{source, target, read_only, create_target, optional}],
 tmpfs_paths, environment (values may use ${VAR} from your environment),
-network_isolation, seccomp_profile (compiled BPF; relative to the file),
-additional_args (passed to bwrap), capture, defer.]],
+network_isolation, seccomp_profile (compiled BPF, relative to the file,
+added to shannot's own filter: it can refuse more, never less),
+additional_args (passed to bwrap), capture, defer.
+
+allowed_commands is a convenience, not a boundary: it checks only the
+command shannot starts, which may start any other program the sandbox can
+see (a shell, awk's system(), sed's e command, find -exec, xargs).  What a
+sandbox can reach is set by its binds and capture paths, the read-only
+host, the system call filter and Landlock.]],
   options = { ["--json"] = {} },
 }
 
