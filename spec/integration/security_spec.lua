@@ -146,15 +146,18 @@ describe("security (issue 11)", function()
       return bin
     end
 
-    local function modes(dir)
-      local out = {}
-      for i = 1, N do out[i] = fs.lstat(dir .. "/v" .. i).mode end
-      return out
-    end
-
     -- One round: a fresh bed, execute and rollback each under attack.
-    local function round(bin)
+    -- server: the spec sshd to capture and execute on, or nil (locally)
+    local function round(bin, server, n)
+      local N = n or N  -- luacheck: ignore 431
       local e = cap.env(nil, { short = true })  -- in /tmp: the attacker can reach it
+      local target = server and "box"
+      if server then
+        assert(fs.mkdir_p(e.home .. "/.ssh"))
+        local a = h.shannot({ "remote", "add", "box", server.user .. "@127.0.0.1:" .. server.port,
+          "--key", server.key }, { home = e.home })
+        assert.equal(0, a.code, a.stderr)
+      end
       local shared, victims = e.host .. "/shared", e.dir .. "/victims"
       assert(fs.mkdir_p(shared))
       assert(fs.mkdir_p(victims))
@@ -168,8 +171,17 @@ describe("security (issue 11)", function()
         assert(fs.lchown(shared .. "/l" .. i, 4242, 4242))
       end
       assert(fs.lchown(shared, 4242, 4242))  -- the attacker may rename in here
-      local before = modes(victims)
-      local _, _, s = e:run("chmod 640 shared/f*")
+      local before = {}
+      for i = 1, N do before[i] = fs.lstat(victims .. "/v" .. i).mode end
+      local s
+      if target then
+        local r = h.shannot({ "run", "--target", target, "--accept-new", "--json", "--profile", e.profile, "-c",
+          "cd " .. e.host .. " && chmod 640 shared/f*" }, { home = e.home })
+        assert.equal(0, r.code, r.stderr)
+        s = e:show(json.decode(r.stdout).session.id)
+      else
+        s = select(3, e:run("chmod 640 shared/f*"))
+      end
       assert.equal(N, #s.operations)
       assert.equal(0, h.shannot({ "approve", s.id, "--yes" }, { home = e.home }).code)
       for _, step in ipairs({ { { "execute", s.id }, "640" }, { { "rollback", s.id, "--force" }, "644" } }) do
@@ -179,7 +191,9 @@ describe("security (issue 11)", function()
         attacker:kill("TERM")
         local swaps = attacker:communicate({ timeout = 5 }).stdout
         assert.truthy(tonumber(swaps:match("^(%d+) swaps")) > 1000, "the attack did not run: " .. swaps)
-        assert.same(before, modes(victims), step[1][1] .. " changed a symlink's target: " .. r.stdout .. r.stderr)
+        local after = {}
+        for i = 1, N do after[i] = fs.lstat(victims .. "/v" .. i).mode end
+        assert.same(before, after, step[1][1] .. " changed a symlink's target: " .. r.stdout .. r.stderr)
       end
       cap.cleanup()
     end
@@ -188,6 +202,15 @@ describe("security (issue 11)", function()
       if not h.need(cap.ROOT, "root (an attacker of another uid)") then return end
       local bin = swapper()
       for _ = 1, 3 do round(bin) end
+    end)
+
+    it("never follow one on a remote host either (chmod through an O_PATH descriptor there)", function()
+      if not h.need(cap.ROOT, "root (an attacker of another uid)") then return end
+      if not h.need(sshd.available(), "sshd") then return end
+      local bin = swapper()
+      local server = sshd.start()
+      finally(server.stop)
+      round(bin, server, 60)
     end)
   end)
 

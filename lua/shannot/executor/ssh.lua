@@ -169,11 +169,34 @@ function M:remove_tree(path)
   check(self:run("rm -rf -- " .. q(path)))
 end
 
+-- A mode set on the entry itself: opened O_PATH|O_NOFOLLOW (010000000 is
+-- O_PATH on every Linux architecture shannot targets) and changed through
+-- /proc/self/fd, so a name swapped for a symlink is never followed.  perl
+-- is on every Debian (perl-base is essential); without it, SFTP after an
+-- lstat (a narrow race: design note 31).
+local CHMOD_NOFOLLOW = [[perl -MFcntl -e 'sysopen(my $f, $ARGV[1], 010000000 | O_NOFOLLOW) or die "$ARGV[1]: $!\n";]] ..
+  [[ my @s = stat($f) or die "$ARGV[1]: $!\n"; if (($s[2] & 0170000) == 0120000) { print "symlink"; exit 3 }]] ..
+  [[ chmod(oct($ARGV[0]), "/proc/self/fd/" . fileno($f)) or die "$ARGV[1]: $!\n"' ]]
+
+function M:chmod_entry(path, mode)
+  if self.perl ~= false then
+    local r, msg = self.s:exec(CHMOD_NOFOLLOW .. string.format("%o", mode) .. " " .. q(path), { timeout = 120 })
+    if not r then fail(msg) end
+    if r.code == 3 and r.stdout == "symlink" then fail("is now a symlink") end
+    if r.code == 0 then self.perl = true; return end
+    if r.code ~= 127 or self.perl then fail(text.inert((r.stderr or ""):match("[^\n]*") or "chmod failed")) end
+    self.perl = false
+  end
+  local st = check(self.sftp:lstat(path))
+  if st.type == "link" then fail("is now a symlink") end
+  check(self.sftp:chmod(path, mode))
+end
+
 function M:owner_mode(path, n, is_link)
   if n.uid and n.gid then
     check(self:run(string.format("chown -h %d:%d -- %s", n.uid, n.gid, q(path))))
   end
-  if not is_link and n.mode then check(self.sftp:chmod(path, n.mode)) end
+  if not is_link and n.mode then self:chmod_entry(path, n.mode) end
 end
 
 -- put_content(blobs, hash, remote_tmp): a blob to a new remote file
@@ -224,9 +247,7 @@ function APPLY.delete(self, op)
 end
 
 function APPLY.chmod(self, op)
-  local st = check(self.sftp:lstat(op.path))
-  if st.type == "link" then fail("is now a symlink") end
-  check(self.sftp:chmod(op.path, op.new.mode))
+  self:chmod_entry(op.path, op.new.mode)
 end
 
 function APPLY.chown(self, op)
