@@ -7,6 +7,7 @@
  *
  * Lua: shannot.core.sandbox
  *   probe(dir | nil) -> true | nil, msg, code
+ *   landlock_abi() -> version, 0 without Landlock
  * and proc.spawn(argv, {namespace = {full_map =, mounts = {{target =,
  *   lower =, upper =, work =} | {target =, rebind = true}...}}}) for the
  * setup itself.
@@ -386,7 +387,16 @@ static int sandbox_probe(lua_State *L)
     return 1;
 }
 
+/* landlock_abi() -> version (0: the kernel has no Landlock) */
+static int sandbox_landlock_abi(lua_State *L)
+{
+    long v = syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
+    lua_pushinteger(L, v < 0 ? 0 : v);
+    return 1;
+}
+
 static const luaL_Reg sandbox_funcs[] = {
+    {"landlock_abi", sandbox_landlock_abi},
     {"probe", sandbox_probe},
     {NULL, NULL}};
 

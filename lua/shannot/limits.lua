@@ -91,6 +91,14 @@ local function plan(lim, name)
   end
 end
 
+-- kind() -> how this machine bounds a sandbox's processes and memory:
+-- "cgroup v2", "cgroup v1" or "rlimits"
+function M.kind()
+  local steps = plan({ processes = 1, memory = 1 }, "x")
+  if not steps then return "rlimits" end
+  return #steps == 2 and "cgroup v2" or "cgroup v1"
+end
+
 -- group(lim, name) -> {dirs = {...}, join = {File...}} | nil, why.  The
 -- cgroups of one sandbox, made and set; spawn's join_fds are the
 -- cgroup.procs files in join; remove() takes them away.

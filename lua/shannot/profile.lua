@@ -269,6 +269,9 @@ local function add(args, ...)
 end
 
 local function bind_args(args, b)
+  if b.data_fd then  -- a copy of what the descriptor holds, executable
+    return add(args, "--perms", "0555", "--ro-bind-data", tostring(b.data_fd), b.target)
+  end
   local op = b.read_only and "--ro-bind" or "--bind"
   add(args, op .. (b.optional and "-try" or ""), b.source, b.target)
 end
@@ -317,7 +320,7 @@ end
 -- command_argv(profile, ctx, argv) -> what bwrap runs: argv, behind
 -- shannot's own entry program when ctx.enter_exe names it.
 function M.command_argv(p, ctx, argv)
-  if not ctx.enter_exe then return argv end
+  if not (ctx.enter_exe or ctx.enter_fd) then return argv end
   local dirs = M.writable_dirs(p, ctx)
   local out = { M.ENTER, const.SANDBOX_ENTER, tostring(#dirs) }
   table.move(dirs, 1, #dirs, #out + 1, out)
@@ -328,6 +331,7 @@ end
 local function mount_args(args, p, ctx)
   local late = {}
   if ctx.enter_exe then late[1] = { source = ctx.enter_exe, target = M.ENTER, read_only = true } end
+  if ctx.enter_fd then late[1] = { data_fd = ctx.enter_fd, target = M.ENTER } end
   if #p.binds == 0 then add(args, "--ro-bind", "/", "/") end
   -- The capture overlays, set up before bwrap, are writable again here
   -- (the read-only root bind is recursive).
@@ -391,7 +395,8 @@ local UNSHARE = { "--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-
 -- capture_targets (overlaid paths, bound writable), late_binds (argument
 -- lists such as {op, src, dst}, after the fresh mounts), path_prefix (put before PATH), caps
 -- (capabilities kept; default none), enter_exe (shannot's binary, bound
--- as the sandbox's first program: see command_argv).
+-- as the sandbox's first program: see command_argv) or enter_fd (the
+-- running binary, copied in when its file was replaced).
 function M.bwrap_args(p, ctx)
   ctx = ctx or {}
   local args = {}

@@ -88,12 +88,16 @@ function M.seccomp_fds(p, keep)
   return fds
 end
 
--- shannot's own binary, the sandbox's first program (profile.ENTER).
-local function own_binary()
+-- shannot's own binary, the sandbox's first program (profile.ENTER): its
+-- path, or (replaced on disk since this shannot started: an upgrade) the
+-- running copy, open for bwrap to copy in.
+local function own_binary(keep)
   local exe = fs.readlink("/proc/self/exe")
   if exe and fs.stat(exe) then return exe end
-  return nil, err.env("shannot's own binary is gone (%s): it was replaced while running; start shannot again",
-    text.inert(exe or "?"))
+  local f, msg = fs.open("/proc/self/exe")
+  if not f then return nil, nil, err.env("shannot's own binary: %s", msg) end
+  keep[#keep + 1] = f
+  return nil, f:fd()
 end
 
 -- prepare(profile, argv, opts) -> plan | nil, err.  The plan holds the full
@@ -115,9 +119,9 @@ function M.prepare(p, argv, opts)
   ctx.cwd = opts.cwd or sys.getcwd()
   ctx.seccomp_fds = seccomp_fds
   ctx.var_run_is_link = var_run_is_link()
-  local exe, eerr = own_binary()
-  if not exe then return nil, eerr end
-  ctx.enter_exe = exe
+  local exe, exe_fd, eerr = own_binary(plan.keep)
+  if eerr then return nil, eerr end
+  ctx.enter_exe, ctx.enter_fd = exe, exe_fd
   local args = profile.bwrap_args(p, ctx)
   plan.argv = { bwrap }
   table.move(args, 1, #args, 2, plan.argv)

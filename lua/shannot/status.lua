@@ -68,6 +68,11 @@ function M.gather()
   info.sandbox = sandbox_probe(info.bwrap)
   info.user_namespaces = check(core_sandbox.probe())
   info.overlayfs = overlay_probe(paths.data_dir() .. "/staging")
+  local bpf, serr = require("shannot.seccomp").program()
+  info.syscall_filter = bpf and { ok = true, arch = require("shannot.core.seccomp").native_arch() }
+    or { ok = false, error = serr }
+  info.landlock_abi = core_sandbox.landlock_abi()
+  info.limits = require("shannot.limits").kind()
   info.usable = info.bwrap.ok and info.sandbox.ok
   return info
 end

@@ -23,6 +23,12 @@ local function render(s)
   lines[#lines + 1] = "  user namespaces  " .. yes_no(s.user_namespaces)
   lines[#lines + 1] = "  overlayfs        " .. yes_no(s.overlayfs) ..
     (s.overlayfs.ok and (" (userxattr, staging in " .. s.overlayfs.staging .. ")") or "")
+  lines[#lines + 1] = "  syscall filter   " .. (s.syscall_filter.ok and ("yes (" .. s.syscall_filter.arch .. ")")
+    or ("no: " .. tostring(s.syscall_filter.error)))
+  lines[#lines + 1] = "  landlock         " .. (s.landlock_abi > 0
+    and string.format("yes (ABI %d): host FIFOs and devices cannot be opened for writing", s.landlock_abi)
+    or "no: a sandbox can write into a host FIFO it sees")
+  lines[#lines + 1] = "  limits           " .. s.limits .. " (processes and memory of each sandbox)"
   lines[#lines + 1] = "  config           " .. s.paths.config_file ..
     (s.paths.config_file_exists and "" or " (not present)")
   lines[#lines + 1] = "  profiles         " .. s.paths.profiles_dir
