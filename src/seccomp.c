@@ -67,10 +67,7 @@ static int api_gc(lua_State *L)
 /* Resolves every function or none; 0 or -1 (dlerror() says why). */
 static int api_load(struct seccomp_api *a)
 {
-    a->lib = dlopen("libseccomp.so.2", RTLD_NOW | RTLD_LOCAL);
-    if (a->lib == NULL) {
-        return -1;
-    }
+    static const char *const sonames[] = {"libseccomp.so.2", NULL};
     static const char *const names[NFUNCS] = {
         "seccomp_init", "seccomp_release", "seccomp_attr_set",
         "seccomp_arch_resolve_name", "seccomp_arch_native", "seccomp_arch_add",
@@ -78,10 +75,8 @@ static int api_load(struct seccomp_api *a)
         "seccomp_syscall_resolve_name_arch", "seccomp_rule_add_array",
         "seccomp_export_bpf"};
     void *f[NFUNCS];
-    for (int i = 0; i < NFUNCS; i++) {
-        if ((f[i] = dlsym(a->lib, names[i])) == NULL) {
-            return -1;
-        }
+    if ((a->lib = sh_dlopen_all(sonames, names, f, NFUNCS)) == NULL) {
+        return -1;
     }
     /* Why the memcpy: ISO C has no cast from void * to a function pointer. */
     memcpy(&a->init, &f[0], sizeof a->init);
@@ -124,6 +119,15 @@ static const struct seccomp_api *seccomp_api(lua_State *L)
     }
     lua_rawsetp(L, LUA_REGISTRYINDEX, &API_KEY);
     return a;
+}
+
+/* [-1, +3, m] nil, the reason seccomp_api pushed, "ELIBACC". */
+static int api_failure(lua_State *L)
+{
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    lua_pushliteral(L, "ELIBACC");
+    return 3;
 }
 
 /* A filter being built; released by the Lua-side guard on every way out. */
@@ -264,10 +268,7 @@ static int seccomp_compile(lua_State *L)
     lua_settop(L, 2);
     const struct seccomp_api *api = seccomp_api(L);
     if (api == NULL) {
-        lua_pushnil(L);
-        lua_insert(L, -2);
-        lua_pushliteral(L, "ELIBACC");
-        return 3;
+        return api_failure(L);
     }
     uint32_t arch = arch_name ? api->arch_resolve_name(arch_name) : api->arch_native();
     if (arch == 0) {
@@ -322,10 +323,7 @@ static int seccomp_native_arch(lua_State *L)
                  {SCMP_ARCH_RISCV64, "riscv64"}};
     const struct seccomp_api *api = seccomp_api(L);
     if (api == NULL) {
-        lua_pushnil(L);
-        lua_insert(L, -2);
-        lua_pushliteral(L, "ELIBACC");
-        return 3;
+        return api_failure(L);
     }
     uint32_t native = api->arch_native();
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {

@@ -82,6 +82,14 @@ int sh_ns_child(const struct sh_ns_setup *s, int *failed);
 int sh_sandbox_enter(int argc, char **argv);
 #define SH_SANDBOX_ENTER "__sandbox-enter" /* see lua/shannot/const.lua */
 
+/* util.c: the first of sonames (NULL-terminated) that dlopen()s, with
+ * f[i] = the symbol names[i] for each of n; the handle, or NULL when no
+ * library has them all (dlerror() says why).  For the libraries loaded on
+ * first use (libcrypto, libseccomp): linked, they would cost every
+ * command its start-up time. */
+void *sh_dlopen_all(const char *const *sonames, const char *const *names,
+                    void **f, size_t n);
+
 /* util.c: what is kept of a stream: the first head_limit bytes and a ring
  * of the last ring_limit bytes; total counts everything seen. */
 struct sh_keep {

@@ -190,22 +190,14 @@ static int sha_gc(lua_State *L)
 /* Resolves every function or none; 0 or -1 (dlerror() says why). */
 static int sha_load(struct sha_api *a)
 {
-    static const char *const sonames[] = {"libcrypto.so.3", "libcrypto.so"};
-    for (size_t i = 0; i < sizeof sonames / sizeof *sonames && a->lib == NULL; i++) {
-        a->lib = dlopen(sonames[i], RTLD_NOW | RTLD_LOCAL);
-    }
-    if (a->lib == NULL) {
+    static const char *const sonames[] = {"libcrypto.so.3", "libcrypto.so", NULL};
+    static const char *const names[] = {"EVP_MD_CTX_new", "EVP_MD_CTX_free",
+        "EVP_DigestInit_ex", "EVP_DigestUpdate", "EVP_DigestFinal_ex", "EVP_sha256"};
+    void *f[6];
+    if ((a->lib = sh_dlopen_all(sonames, names, f, 6)) == NULL) {
         return -1;
     }
     /* Why the memcpy: ISO C has no cast from void * to a function pointer. */
-    void *f[6];
-    static const char *const names[] = {"EVP_MD_CTX_new", "EVP_MD_CTX_free",
-        "EVP_DigestInit_ex", "EVP_DigestUpdate", "EVP_DigestFinal_ex", "EVP_sha256"};
-    for (int i = 0; i < 6; i++) {
-        if ((f[i] = dlsym(a->lib, names[i])) == NULL) {
-            return -1;
-        }
-    }
     memcpy(&a->ctx_new, &f[0], sizeof a->ctx_new);
     memcpy(&a->ctx_free, &f[1], sizeof a->ctx_free);
     memcpy(&a->init, &f[2], sizeof a->init);

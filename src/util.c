@@ -4,6 +4,7 @@
  * table readers.  Nothing here is visible to Lua by itself.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -199,4 +200,20 @@ void sh_keep_free(struct sh_keep *k)
     free(k->ring);
     k->head = k->ring = NULL;
     k->head_len = k->head_cap = k->ring_start = k->ring_len = 0;
+}
+
+void *sh_dlopen_all(const char *const *sonames, const char *const *names,
+                    void **f, size_t n)
+{
+    void *lib = NULL;
+    for (size_t i = 0; sonames[i] != NULL && lib == NULL; i++) {
+        lib = dlopen(sonames[i], RTLD_NOW | RTLD_LOCAL);
+    }
+    for (size_t i = 0; lib != NULL && i < n; i++) {
+        if ((f[i] = dlsym(lib, names[i])) == NULL) {
+            dlclose(lib);
+            return NULL;
+        }
+    }
+    return lib;
 }

@@ -83,6 +83,16 @@ function Parser:substitution(closer)
   return inner
 end
 
+-- A $( or ` here: the substitution split and kept in the word as written.
+function Parser:substituted()
+  local opener = self:peek(2) == "$(" and "$(" or (self:peek() == "`" and "`")
+  if not opener then return false end
+  local closer = opener == "$(" and ")" or "`"
+  self.i = self.i + #opener
+  self:add_char(opener .. self:substitution(closer) .. closer)
+  return true
+end
+
 function Parser:double_quoted()
   self.i = self.i + 1
   self.word = self.word or ""
@@ -92,13 +102,7 @@ function Parser:double_quoted()
     if c == "\\" and self.code:sub(self.i + 1, self.i + 1):match('[\\"$`\n]') then
       self:add_char(self.code:sub(self.i + 1, self.i + 1))
       self.i = self.i + 2
-    elseif self:peek(2) == "$(" then
-      self.i = self.i + 2
-      self:add_char("$(" .. self:substitution(")") .. ")")
-    elseif c == "`" then
-      self.i = self.i + 1
-      self:add_char("`" .. self:substitution("`") .. "`")
-    else
+    elseif not self:substituted() then
       self:add_char(c)
       self.i = self.i + 1
     end
@@ -119,12 +123,8 @@ function Parser:step()
     self.i = close + 1
   elseif c == '"' then
     self:double_quoted()
-  elseif self:peek(2) == "$(" then
-    self.i = self.i + 2
-    self:add_char("$(" .. self:substitution(")") .. ")")
-  elseif c == "`" then
-    self.i = self.i + 1
-    self:add_char("`" .. self:substitution("`") .. "`")
+  elseif self:substituted() then  -- luacheck: ignore 542
+    -- the word goes on after it
   elseif c == "#" and self.word == nil then
     self.i = (self.code:find("\n", self.i, true) or #self.code + 1)
   elseif c:match("[<>]") then
