@@ -1,8 +1,8 @@
 -- What one sandbox may use ([limits] in config.toml): processes and
 -- memory, enforced by a cgroup of its own where this machine lets shannot
 -- make one (as root: cgroup v2, or the v1 pids and memory hierarchies),
--- otherwise by rlimits per process; and how much a capture may write into
--- staging (proc's communicate watches the file system).
+-- otherwise processes only, by RLIMIT_NPROC; and how much a capture may
+-- write into staging (proc's communicate watches the file system).
 local fs = require("shannot.fs")
 local sys = require("shannot.core.sys")
 
@@ -178,9 +178,12 @@ function M.prune()
 end
 
 -- rlimits(lim) -> spawn's rlimits where no cgroup holds the sandbox:
--- processes for the user (root is exempt from it), memory per process.
+-- processes for the user (root is exempt from it).  Not memory: a limit
+-- per process on its mappings (RLIMIT_DATA, RLIMIT_AS) breaks programs
+-- that reserve large sparse areas (sanitizers, some runtimes), and bounds
+-- nothing across processes anyway.
 function M.rlimits(lim)
-  return { nproc = lim.processes, data = lim.memory }
+  return { nproc = lim.processes }
 end
 
 -- watch(lim, dir) -> communicate's watch for a capture staged in dir

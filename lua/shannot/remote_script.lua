@@ -112,12 +112,10 @@ function M.run_command(plan)
   for i = 1, #(plan.seccomp or {}) do
     redirects[i] = (M.SECCOMP_FD0 + i - 1) .. "<" .. q(plan.dir .. "/seccomp-" .. i)
   end
-  -- Processes and memory per process, as rlimits (util-linux prlimit):
-  -- no cgroup of ours on a host where nothing of shannot is installed.
+  -- Processes as an rlimit (util-linux prlimit; limits.rlimits says why
+  -- not memory): no cgroup of ours where nothing of shannot is installed.
   local rlimits = ""
-  if plan.limits then
-    rlimits = string.format("prlimit --nproc=%d --data=%d -- ", plan.limits.processes, plan.limits.memory)
-  end
+  if plan.limits then rlimits = string.format("prlimit --nproc=%d -- ", plan.limits.processes) end
   inner[#inner + 1] = "exec env -i " .. rlimits .. table.concat(bw, " ") ..
     (#redirects > 0 and " " .. table.concat(redirects, " ") or "")
   local unshare = plan.root and "unshare -m --propagation private" or
