@@ -210,7 +210,7 @@ struct spawn_req {
     struct sh_ns_setup ns;
     int *join; /* cgroup.procs files the child moves itself into */
     int njoin;
-    lua_Integer nproc, data; /* RLIMIT_NPROC, RLIMIT_DATA; -1: unchanged */
+    lua_Integer nproc; /* RLIMIT_NPROC; -1: unchanged */
 };
 
 /* What a child that did not reach exec reports through its error pipe. */
@@ -299,11 +299,9 @@ static void spawn_read(lua_State *L, struct spawn_req *r)
     r->keep = int_array(L, 2, "keep_fds", &r->nkeep);
     r->join = int_array(L, 2, "join_fds", &r->njoin);
     r->nproc = -1;
-    r->data = -1;
     if (lua_getfield(L, 2, "rlimits") != LUA_TNIL) {
         luaL_checktype(L, -1, LUA_TTABLE);
         r->nproc = (lua_Integer)sh_optfield_number(L, lua_gettop(L), "nproc", -1);
-        r->data = (lua_Integer)sh_optfield_number(L, lua_gettop(L), "data", -1);
     }
 }
 
@@ -326,15 +324,9 @@ static void child_limits(const struct spawn_req *r, int errfd)
             child_fail(errfd, SPAWN_AT_LIMITS);
         }
     }
-    const struct {
-        int resource;
-        lua_Integer value;
-    } limits[] = {{RLIMIT_NPROC, r->nproc}, {RLIMIT_DATA, r->data}};
-    for (size_t i = 0; i < sizeof limits / sizeof *limits; i++) {
-        struct rlimit rl = {(rlim_t)limits[i].value, (rlim_t)limits[i].value};
-        if (limits[i].value >= 0 && setrlimit(limits[i].resource, &rl) < 0) {
-            child_fail(errfd, SPAWN_AT_LIMITS);
-        }
+    struct rlimit rl = {(rlim_t)r->nproc, (rlim_t)r->nproc};
+    if (r->nproc >= 0 && setrlimit(RLIMIT_NPROC, &rl) < 0) {
+        child_fail(errfd, SPAWN_AT_LIMITS);
     }
 }
 
@@ -560,7 +552,7 @@ static int spawn_fail(lua_State *L, const struct spawn_req *r,
  * ("inherit" | "null" | "pipe"), keep_fds (array of fds passed as is),
  * new_pgroup (default true), die_with_parent (default false), join_fds
  * (cgroup.procs files the child writes itself into first), rlimits
- * ({nproc =, data =}: set in the child). */
+ * ({nproc =}: set in the child). */
 static int proc_spawn(lua_State *L)
 {
     struct spawn_req r;
