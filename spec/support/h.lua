@@ -30,6 +30,28 @@ function M.cleanup()
   end
 end
 
+-- Places every sandbox replaces with a fresh tmpfs of its own.
+local FRESH = { "/tmp", "/run", "/dev", "/var/tmp", "/var/run" }
+
+local function in_fresh(path)
+  for _, d in ipairs(FRESH) do
+    if path == d or path:sub(1, #d + 1) == d .. "/" then return true end
+  end
+  return false
+end
+
+-- visible_dir() -> a new directory a sandbox sees at the same path (a
+-- checkout under /tmp is not seen inside: /tmp is fresh there), removed by
+-- cleanup(); nil when there is none to be had (not root).
+function M.visible_dir()
+  if not in_fresh(tmp_base) then return M.tmpdir() end
+  if require("shannot.core.sys").ids().euid ~= 0 then return nil end
+  local d = assert(fs.mkdtemp("/var/lib/shannot-spec-"))
+  assert(fs.chmod(d, 493))
+  made[#made + 1] = d
+  return d
+end
+
 -- A private home (config, data) for the binary under test.
 function M.home()
   local home = M.tmpdir()
