@@ -77,6 +77,7 @@ local function plan(lim, name)
   if m.v2 and has_words(m.v2 .. "/cgroup.controllers", { "pids", "memory" }) then
     local parent = m.v2 .. "/" .. M.PARENT
     return {
+      { dir = m.v2, files = {}, enable = "+pids +memory" },  -- the root may always enable them
       { dir = parent, files = {}, enable = "+pids +memory" },
       { dir = parent .. "/" .. name, files = { ["pids.max"] = lim.processes, ["memory.max"] = lim.memory } },
     }
@@ -96,7 +97,7 @@ end
 function M.kind()
   local steps = plan({ processes = 1, memory = 1 }, "x")
   if not steps then return "rlimits" end
-  return #steps == 2 and "cgroup v2" or "cgroup v1"
+  return #steps == 3 and "cgroup v2" or "cgroup v1"
 end
 
 -- group(lim, name) -> {dirs = {...}, join = {File...}} | nil, why.  The
