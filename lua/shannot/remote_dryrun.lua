@@ -67,41 +67,81 @@ local function replica_tree(meta)
   return t
 end
 
--- unpack(tar_file, dir) -> meta | nil, msg: upper/ and defer/deferred
+-- Where entry `name` of the stream goes under dir: its parent opened with
+-- no symlink on the way (a hostile stream's "upper/x" symlink followed by
+-- "upper/x/f" must not write through it), the entry named through that
+-- descriptor.  {dir = File, path =} | nil, why
+local function place(dir, name)
+  local parent, base = name:match("^(.*)/([^/]+)$")
+  if not parent then parent, base = "", name end
+  local d, msg, code = fs.open_dir(parent == "" and dir or (dir .. "/" .. parent))
+  if not d then
+    if code == "ELOOP" then return nil, "it lies below a symlink of the stream" end
+    return nil, msg
+  end
+  return { dir = d, path = "/proc/self/fd/" .. d:fd() .. "/" .. base }
+end
+
+local function refuse(name, why)
+  return nil, string.format("the capture stream's entry %s: %s; the whole capture is refused",
+    text.inert(text.middle(name, 200)), text.inert(why)), "refused"
+end
+
+-- One entry of the upper trees, made in the replica at p.path.
+-- files: the regular files of the stream so far (name -> replica path).
+local function make_entry(reader, e, p, files)
+  if e.type == "dir" then return fs.mkdir(p.path, 448) end
+  if e.type == "file" then return reader:extract(p.path) end
+  if e.type == "link" then return fs.symlink(e.linkname, p.path) end
+  if e.type == "hardlink" then
+    -- a second name of a file of this same stream, nothing else
+    local src = files[e.linkname or ""]
+    if not src then return nil, "a hard link to " .. text.inert(e.linkname or "?") .. ", not a file of the stream" end
+    local data, msg = fs.read_file(src, 64 * 1024 * 1024)
+    if not data then return nil, msg end
+    return fs.write_new(p.path, data, 384)
+  end
+  -- whiteouts (char 0/0) and what is never captured (devices, fifos):
+  -- an empty placeholder, never the thing itself
+  return fs.write_new(p.path, "", 384)
+end
+
+-- unpack(tar_file, dir) -> meta | nil, msg: upper/ and defer/deferred,
+-- each entry made beneath dir only (tar.c refuses absolute names and
+-- ".."; place() refuses symlinks on the way; hard links only to files of
+-- the stream), anything else refusing the whole capture.
 local function unpack(tar_file, dir)
   local tar = require("shannot.tar")
   local reader <close>, msg = tar.open(tar_file)
   if not reader then return nil, msg end
-  local meta = {}
+  local meta, files = {}, {}
   for e, emsg in tar.entries(reader) do
-    if not e then return nil, emsg end
+    if not e then  -- a malformed or hostile stream (tar.c says which entry)
+      return nil, "the capture stream: " .. text.inert(emsg) .. "; the whole capture is refused", "refused"
+    end
     local name = e.name
     if name == "defer/deferred" then
+      if e.type ~= "file" then return refuse(name, "a " .. e.type .. ", not a regular file") end
       local ok, xmsg = reader:extract(dir .. "/deferred")
       if not ok then return nil, xmsg end
     elseif name == "upper" or name:match("^upper/") then
+      local p, why = place(dir, name)
+      if not p then return refuse(name, why) end
+      local ok, xmsg = make_entry(reader, e, p, files)
+      p.dir:close()
+      if not ok then
+        if e.type == "hardlink" then return refuse(name, xmsg) end
+        return nil, xmsg
+      end
       local path = dir .. "/" .. name
+      if e.type == "file" then files[name] = path end
       local m = { mode = e.mode, uid = e.uid, gid = e.gid,
         opaque = (e.xattrs or {})["user.overlay.opaque"] == "y" }
-      local ok, xmsg
-      if e.type == "dir" then
-        ok, xmsg = fs.mkdir(path, 448)
-      elseif e.type == "file" then
-        ok, xmsg = reader:extract(path)
-      elseif e.type == "link" then
-        ok, xmsg = fs.symlink(e.linkname, path)
-      elseif e.type == "char" and e.devmajor == 0 and e.devminor == 0 then
-        ok, xmsg = fs.write_new(path, "", 384)
+      if e.type == "char" and e.devmajor == 0 and e.devminor == 0 then
         m.type, m.rdev = "char", 0
-      elseif e.type == "hardlink" then
-        -- a second name of a captured file: its content again
-        local src = fs.read_file(dir .. "/" .. e.linkname, 64 * 1024 * 1024)
-        ok, xmsg = src and fs.write_new(path, src, 384), not src and ("cannot follow hard link " .. name)
-      else
-        ok, xmsg = fs.write_new(path, "", 384)
+      elseif not ({ dir = true, file = true, link = true, hardlink = true })[e.type] then
         m.type = e.type
       end
-      if not ok then return nil, xmsg end
       meta[path] = m
     end
   end
@@ -262,8 +302,11 @@ function M.run(p, job, t, opts)
       text.inert(col and (col.stderr or ""):match("[^\n]*") or colerr))
   end
   out:close()
-  local meta, uerr = unpack(stream, ldir)
-  if not meta then return nil, err.env("%s: the capture stream: %s", t.name, uerr) end
+  local meta, uerr, unpack_why = unpack(stream, ldir)
+  if not meta then
+    if unpack_why == "refused" then return nil, err.refused("%s: %s", t.name, uerr) end
+    return nil, err.env("%s: unpacking the capture stream: %s", t.name, text.inert(uerr))
+  end
   assert(fs.mkdir(ldir .. "/blobs", 448))
   local overlays = {}
   for i, o in ipairs(plan.overlays) do overlays[i] = { target = o.target, upper = ldir .. "/upper/" .. i } end
@@ -279,6 +322,9 @@ function M.run(p, job, t, opts)
     if not records then return nil, err.refused("%s: %s", t.name, derr) end
   end
   capture.add_deferred(w, records)
+  for _, skipped in ipairs(w.skipped) do
+    cli.warn("%s: %s: a %s is not captured", t.name, text.inert(skipped.path), skipped.type)
+  end
   if #w.ops == 0 then return result end
   local st = { dir = ldir }
   assert(fs.mkdir_p(ldir .. "/defer", 448))

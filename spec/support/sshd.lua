@@ -40,7 +40,10 @@ function M.known_hosts_line(port, pub)
   return string.format("[%s]:%d %s\n", M.HOST, port, key)
 end
 
-local function config(dir, port)
+local function config(dir, port, env)
+  local vars = { "SHLVL=1" }
+  for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. v end
+  table.sort(vars)
   return table.concat({
     "ListenAddress " .. M.HOST,
     "Port " .. port,
@@ -56,7 +59,7 @@ local function config(dir, port)
     -- sshd runs every command through the user's shell; Debian's bash then
     -- sources ~/.bashrc (at shell level 1 only), which on a developer's
     -- machine can cost 100 ms per command and would swamp the timings.
-    "SetEnv SHLVL=1",
+    "SetEnv " .. table.concat(vars, " "),
     "LogLevel INFO",                        -- "Server listening on ..." says it is up
     "",
   }, "\n")
@@ -77,8 +80,8 @@ local function wait_listening(log, port)
 end
 
 -- One attempt on one port: the Process, or nil and sshd's log.
-local function spawn(dir, port)
-  h.write(dir .. "/sshd_config", config(dir, port))
+local function spawn(dir, port, env)
+  h.write(dir .. "/sshd_config", config(dir, port, env))
   local log = dir .. "/sshd.log"
   local p = assert(proc.spawn({ "sh", "-c", 'exec "$0" -D -e -f "$1" 2>>"$2"',
     M.SSHD, dir .. "/sshd_config", log },
@@ -89,11 +92,13 @@ local function spawn(dir, port)
   return nil, why
 end
 
--- start() -> {host, port, user, key, known_hosts, host_key_pub, dir, log, stop}
+-- start([opts]) -> {host, port, user, key, known_hosts, host_key_pub, dir, log, stop}
 -- key: the client's private key; known_hosts: a file with the host key's
 -- line; host_key_pub: the host's public key file; stop(): kills sshd and
--- removes dir.
-function M.start()
+-- removes dir.  opts.env: variables every session gets (a PATH with a
+-- hostile tar first, say).
+function M.start(opts)
+  local env = opts and opts.env
   if not fs.stat("/run/sshd") then fs.mkdir_p("/run/sshd", 493) end  -- privsep dir, 0755
   local dir = h.tmpdir()
   M.keygen(dir .. "/host_key")
@@ -102,7 +107,7 @@ function M.start()
   local p, why
   for _ = 1, 10 do
     local port = math.random(20000, 59999)
-    p, why = spawn(dir, port)
+    p, why = spawn(dir, port, env)
     if p then
       local srv = {
         host = M.HOST, port = port, user = assert(sys.ids().user), dir = dir,
@@ -113,7 +118,7 @@ function M.start()
       -- restart(): the same sshd again, same port and keys
       function srv.restart()
         assert(fs.write_atomic(srv.log, ""))
-        local again, rwhy = spawn(dir, port)
+        local again, rwhy = spawn(dir, port, env)
         assert(again, rwhy)
         p = again
       end

@@ -1,0 +1,141 @@
+-- Issue 12: what was reviewed is what executes, and nothing from outside
+-- (a hostile remote, a tampered store, a concurrent command) can bend it.
+local fs = require("shannot.fs")
+local proc = require("shannot.proc")
+local h = require("support.h")
+local cap = require("support.cap")
+local sshd = require("support.sshd")
+
+local function sh(code, ...)
+  local r = assert(proc.run({ "sh", "-c", code, "sh", ... }))
+  assert.equal(0, r.code, code .. ": " .. r.stderr)
+  return r.stdout
+end
+
+describe("integrity (issue 12)", function()
+  after_each(function()
+    h.cleanup()
+    cap.cleanup()
+  end)
+
+  describe("a hostile remote's capture stream", function()
+    local server, home, work, outside
+
+    -- The stream the remote's `tar` sends back for a capture is
+    -- work/stream.tar (a fake tar first in the sshd session's PATH);
+    -- every other tar call goes to the real one.
+    before_each(function()
+      if not h.need(sshd.available(), "sshd") then return end
+      work = h.tmpdir()
+      assert(fs.mkdir_p(work .. "/bin"))
+      h.write(work .. "/bin/tar", table.concat({
+        "#!/bin/sh",
+        'case " $* " in *" -cf - upper defer/deferred "*) exec cat ' .. work .. "/stream.tar ;; esac",
+        'exec /bin/tar "$@"', "" }, "\n"))
+      assert(fs.chmod(work .. "/bin/tar", 493))
+      server = sshd.start({ env = { PATH = work .. "/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin" } })
+      home = h.home()
+      assert(fs.mkdir_p(home .. "/.ssh"))
+      local a = h.shannot({ "remote", "add", "box", server.user .. "@127.0.0.1:" .. server.port,
+        "--key", server.key }, { home = home })
+      assert.equal(0, a.code, a.stderr)
+      outside = h.tmpdir()  -- a local directory the stream aims at
+      h.write(outside .. "/secret", "local secret\n")
+    end)
+    after_each(function() if server then server.stop() end end)
+
+    -- A stream made of tar archives built from trees (t1, t2, ...), each
+    -- appended to the last with GNU tar's --concatenate.
+    local function stream(build)
+      local parts = build(work)
+      sh('cd "$1" && tar --format=posix -cf stream.tar -T /dev/null', work)
+      for _, part in ipairs(parts) do sh('cd "$1" && tar -Af stream.tar "$2"', work, part) end
+    end
+
+    local function capture()
+      if not cap.ROOT then return pending("the spec sshd runs as root") end
+      local e = cap.env()
+      return h.shannot({ "run", "--target", "box", "--accept-new", "--profile", e.profile, "-c",
+        "echo x > " .. e.host .. "/f" }, { home = home })
+    end
+
+    local function refused(r, entry, why)
+      assert.equal(3, r.code, r.stderr)
+      assert.is_true(h.one_line_error(r), r.stderr)
+      assert.matches("the capture stream's entry " .. entry .. ": " .. why, r.stderr)
+      assert.equal("[]\n", h.shannot({ "sessions", "--json" }, { home = home }).stdout)
+    end
+
+    it("never writes through a symlink of the stream", function()
+      if not server then return end
+      stream(function(w)
+        sh('mkdir -p "$1/a/upper/1" && ln -s "$2" "$1/a/upper/1/x" && cd "$1/a" && tar -cf ../a.tar upper', w, outside)
+        sh('mkdir -p "$1/b/upper/1/x" && echo pwned > "$1/b/upper/1/x/secret" && ' ..
+          'cd "$1/b" && tar -cf ../b.tar upper/1/x/secret', w)
+        return { "a.tar", "b.tar" }
+      end)
+      refused(capture(), "upper/1/x/secret", "it lies below a symlink of the stream")  -- (a pattern)
+      assert.equal("local secret\n", fs.read_file(outside .. "/secret"))
+    end)
+
+    it("takes hard links only to files of the same stream", function()
+      if not server then return end
+      stream(function(w)
+        -- a hard link entry naming a local file: tar records the name as given
+        sh('mkdir -p "$1/c/upper/1" && cd "$1/c" && echo a > upper/1/a && ln upper/1/a upper/1/h && ' ..
+          'tar --format=posix -cf ../c.tar upper && cd .. && ' ..
+          'python3 - "$1/c.tar" "$2/secret" <<"PY"\n' ..
+          'import sys, tarfile\n' ..
+          'src = tarfile.open(sys.argv[1]); members = src.getmembers()\n' ..
+          'out = tarfile.open(sys.argv[1] + ".new", "w", format=tarfile.PAX_FORMAT)\n' ..
+          'for m in members:\n' ..
+          '    if m.islnk(): m.linkname = sys.argv[2].lstrip("/")\n' ..
+          '    out.addfile(m, src.extractfile(m) if m.isfile() else None)\n' ..
+          'out.close()\nPY\nmv "$1/c.tar.new" "$1/c.tar"', w, outside)
+        return { "c.tar" }
+      end)
+      -- whichever name tar made the link, it names the local file
+      refused(capture(), "upper/1/[ah]", "a hard link to .-secret, not a file of the stream")
+    end)
+
+    it("refuses absolute names, '..' and a deferred record that is not a file", function()
+      if not server then return end
+      local cases = {
+        { function(w)
+            sh('cd "$1" && mkdir -p d && echo x > d/f && tar -P --transform "s,^d,/upper/1," -cf e.tar d/f', w)
+            return { "e.tar" }
+          end, "absolute name" },
+        { function(w)
+            sh('cd "$1" && mkdir -p d && echo x > d/f && ' ..
+              'tar -P --transform "s,^d,upper/../../escape," -cf g.tar d/f', w)
+            return { "g.tar" }
+          end, "'%.%.'" },
+        { function(w)
+            sh('mkdir -p "$1/h/defer" && ln -s /etc/passwd "$1/h/defer/deferred" && cd "$1/h" && ' ..
+              'tar -cf ../h.tar defer/deferred', w)
+            return { "h.tar" }
+          end, "defer/deferred: a link, not a regular file" },
+      }
+      for _, c in ipairs(cases) do
+        stream(c[1])
+        local r = capture()
+        assert.are_not.equal(0, r.code, r.stderr)
+        assert.is_true(h.one_line_error(r), r.stderr)
+        assert.matches(c[2], r.stderr)
+      end
+    end)
+
+    it("never makes a device node here", function()
+      if not server then return end
+      stream(function(w)
+        sh('mkdir -p "$1/k/upper/1" && mknod "$1/k/upper/1/disk" b 8 0 && mkfifo "$1/k/upper/1/pipe" && ' ..
+          'echo x > "$1/k/upper/1/f" && cd "$1/k" && tar -cf ../k.tar upper', w)
+        return { "k.tar" }
+      end)
+      local r = capture()
+      assert.equal(0, r.code, r.stderr)
+      assert.matches("/disk: a block is not captured", r.stderr)
+      assert.matches("/pipe: a fifo is not captured", r.stderr)
+    end)
+  end)
+end)
