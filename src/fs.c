@@ -767,14 +767,16 @@ static int file_write(lua_State *L)
     return 1;
 }
 
-/* File:lock() -> true | nil, msg, code: an exclusive flock, held until
- * the File is closed (waits for other holders) */
+/* File:lock([nowait]) -> true | nil, msg, code: an exclusive flock, held
+ * until the File is closed; waits for other holders, or with nowait
+ * fails at once (code "EWOULDBLOCK") */
 static int file_lock(lua_State *L)
 {
     File *f = check_file(L);
+    int op = lua_toboolean(L, 2) ? LOCK_EX | LOCK_NB : LOCK_EX;
     int r;
     do {
-        r = flock(f->fd, LOCK_EX);
+        r = flock(f->fd, op);
     } while (r < 0 && errno == EINTR && !sh_interrupted());
     if (r < 0) {
         return sh_fail(L, "flock", errno);

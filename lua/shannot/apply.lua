@@ -166,6 +166,8 @@ end
 -- execute(id, opts) -> session | nil, err.  opts.config: for the audit log
 -- of an expiry found on the way.
 function M.execute(id, opts)
+  local lock <close>, lerr = session.lock(id, "executed")
+  if not lock then return nil, lerr end
   local s, e = session.load(id, opts)
   if not s then return nil, e end
   if s.status ~= "approved" or s.execution then return nil, refuse_status(s) end
@@ -277,6 +279,8 @@ end
 -- rollback(id, opts) -> session, report | nil, err.  opts: force, dry_run.
 function M.rollback(id, opts)
   opts = opts or {}
+  local lock <close>, lerr = session.lock(id, "rolled back")
+  if not lock then return nil, lerr end
   local s, e = session.load(id, opts)
   if not s then return nil, e end
   local can = s.status == "executed" or s.status == "failed" or (s.status == "approved" and s.execution)

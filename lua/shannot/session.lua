@@ -267,6 +267,42 @@ function M.load(id, opts)
   return s
 end
 
+-- How long a second command waits for a session another one holds.
+M.LOCK_WAIT = 3
+
+-- lock(id, action [, wait]) -> a handle (close it: <close>) | nil, err.
+-- action: what the holder does, as in "being executed".
+-- One command at a time changes a session (execute, rollback, approve,
+-- deny, prune): an exclusive flock on DIR/lock, with who holds it and why
+-- in DIR/lock.info; a second one waits up to `wait` seconds (default
+-- LOCK_WAIT), then fails naming the holder.
+function M.lock(id, action, wait)
+  local dir, e = M.dir(id)
+  if not dir then return nil, e end
+  if not fs.is_dir(dir) then return nil, err.usage('unknown session "%s"; "shannot sessions" lists them', id) end
+  local f, msg = fs.open(dir .. "/lock", "a", 384)
+  if not f then return nil, err.env("cannot lock session %s: %s", id, msg) end
+  local sys = require("shannot.core.sys")
+  local deadline = sys.monotonic() + (wait or M.LOCK_WAIT)
+  while true do
+    local ok, lmsg, code = f:lock(true)
+    if ok then break end
+    if code ~= "EWOULDBLOCK" and code ~= "EAGAIN" then
+      f:close()
+      return nil, err.env("cannot lock session %s: %s", id, lmsg)
+    end
+    if sys.monotonic() >= deadline then
+      f:close()
+      local pid, what = (fs.read_file(dir .. "/lock.info", 256) or ""):match("^(%d+) ([^\n]+)")
+      return nil, err.refused("session %s is being %s by pid %s; try again once it is done", id,
+        text.inert(what or "changed"), pid or "?")
+    end
+    sys.sleep(0.05)
+  end
+  fs.write_atomic(dir .. "/lock.info", string.format("%d %s\n", sys.ids().pid, action), 384)
+  return setmetatable({}, { __close = function() f:close() end, __index = { close = function() f:close() end } })
+end
+
 -- ids() -> every session id in the store, newest first
 function M.ids()
   local names = fs.readdir(M.root()) or {}
@@ -314,8 +350,11 @@ function M.prune(now)
     elseif s and FINISHED[s.status] and now - last_change(s) >= M.KEEP_FINISHED then
       why = s.status .. " more than " .. (M.KEEP_FINISHED // 86400) .. " days ago"
     end
-    if why then
+    -- never one another command holds (executing it, say)
+    local lock = why and M.lock(id, "pruned", 0)
+    if lock then
       local ok, msg = fs.rmtree(M.root() .. "/" .. id)
+      lock:close()
       if ok then removed[#removed + 1] = { id = id, why = why } else problems[#problems + 1] = msg end
     end
   end

@@ -138,4 +138,40 @@ describe("integrity (issue 12)", function()
       assert.matches("/pipe: a fifo is not captured", r.stderr)
     end)
   end)
+
+  describe("one command per session at a time", function()
+    it("loses no original when execute races execute, rollback or prune (20 pairs)", function()
+      local json = require("shannot.json")
+      local e = cap.env()
+      e:sh('i=0; while [ $i -lt 100 ]; do echo "$i" > "$1/f$i"; i=$((i+1)); done')
+      local original = cap.tree_state(e.host)
+      local outcomes = {}
+      for round = 1, 20 do
+        local other = ({ "execute", "rollback", "prune" })[round % 3 + 1]
+        local _, _, s = e:run('for f in f*; do echo "round ' .. round .. '" >> "$f"; done')
+        assert.equal(0, h.shannot({ "approve", s.id, "--yes" }, { home = e.home }).code)
+        local a = h.spawn({ "execute", s.id }, { home = e.home })
+        local b = h.spawn(other == "prune" and { "prune" } or { other, s.id }, { home = e.home })
+        local ra, rb = a:communicate({ timeout = 60 }), b:communicate({ timeout = 60 })
+        a:close(); b:close()
+        outcomes[#outcomes + 1] = other .. ":" .. tostring(ra.code) .. "/" .. tostring(rb.code)
+        for _, r in ipairs({ ra, rb }) do
+          assert.falsy((r.stderr or ""):find("traceback", 1, true), r.stderr)
+          if r.code ~= 0 and r.code ~= 3 then error("unexpected exit " .. tostring(r.code) .. ": " .. r.stderr) end
+        end
+        local status = json.decode(h.shannot({ "show", s.id, "--json" }, { home = e.home }).stdout).status
+        if status ~= "rolled_back" then
+          local rb2 = h.shannot({ "rollback", s.id }, { home = e.home })
+          assert.equal(0, rb2.code, status .. ": " .. rb2.stderr)
+        end
+        assert.equal(original, cap.tree_state(e.host), "round " .. round .. " (" .. other .. ") lost an original")
+      end
+      -- both sides really raced: a second execute was refused while the first held the session
+      local refused = 0
+      for _, o in ipairs(outcomes) do
+        if o:match("^execute:%d/3$") or o:match("^execute:3/%d$") then refused = refused + 1 end
+      end
+      assert.truthy(refused > 0, table.concat(outcomes, " "))
+    end)
+  end)
 end)

@@ -103,10 +103,20 @@ function M.run(opts, args)
       return const.EXIT.OK
     end
   end
-  local ids = sys.ids()
-  local n = M.approve_all(s, ids.user or ("uid " .. ids.uid))
-  local ok, terr = session.transition(s, "approved", string.format("%d operations approved", n))
-  if not ok then return nil, terr end
+  local n
+  do  -- one command at a time: the session as it is now, under its lock
+    local lock <close>, lerr = session.lock(s.id, "approved")
+    if not lock then return nil, lerr end
+    s, e = session.load(s.id, { config = opts.config })
+    if not s then return nil, e end
+    if s.status ~= "pending" then
+      return nil, err.refused("session %s is %s; only a pending session can be approved", s.id, s.status)
+    end
+    local ids = sys.ids()
+    n = M.approve_all(s, ids.user or ("uid " .. ids.uid))
+    local ok, terr = session.transition(s, "approved", string.format("%d operations approved", n))
+    if not ok then return nil, terr end
+  end
   require("shannot.events").session(opts.config, "approved", s)
   if opts.execute then
     return require("shannot.cmd.execute").run({ json = opts.json, config = opts.config }, { s.id })

@@ -19,6 +19,9 @@ options:
 
 function M.run(opts, args)
   if #args ~= 1 then return nil, err.usage("deny: give one session id; usage: %s", M.usage) end
+  if not session.valid_id(args[1]) then return nil, select(2, session.dir(args[1])) end
+  local lock <close>, lerr = session.lock(args[1], "denied")
+  if not lock then return nil, lerr end
   local s, e = session.load(args[1], { config = opts.config })
   if not s then return nil, e end
   if s.status ~= "pending" then
