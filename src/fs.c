@@ -147,10 +147,17 @@ static int fs_read_file(lua_State *L)
     const char *path = luaL_checkstring(L, 1);
     lua_Integer max = luaL_optinteger(L, 2, LUA_MAXINTEGER);
     File *f = new_file(L);
-    f->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (f->fd < 0) {
+    /* Why O_NONBLOCK: a FIFO planted where a file is expected must not
+     * block the open; it is refused below. */
+    f->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    struct stat st;
+    if (f->fd < 0 || fstat(f->fd, &st) < 0) {
         return sh_fail(L, path, errno);
     }
+    if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) {
+        return sh_failf(L, EINVAL, "%s: a %s, not a file", path, S_ISFIFO(st.st_mode) ? "FIFO" : "socket");
+    }
+    fcntl(f->fd, F_SETFL, fcntl(f->fd, F_GETFL) & ~O_NONBLOCK);
     return push_fd_contents(L, f->fd, max, path);
 }
 

@@ -171,6 +171,11 @@ function M.execute(id, opts)
   local s, e = session.load(id, opts)
   if not s then return nil, e end
   if s.status ~= "approved" or s.execution then return nil, refuse_status(s) end
+  local sealed, why = require("shannot.approval").check(s)
+  if not sealed then
+    require("shannot.events").session(opts and opts.config, "execute_refused", s, { reason = why })
+    return nil, err.refused("session %s was changed after it was approved: %s; nothing was done", s.id, why)
+  end
   -- The session's JSON text and its decoding scratch are garbage now; a
   -- session of 10 000 operations keeps its peak RSS under 64 MiB so.
   collectgarbage()

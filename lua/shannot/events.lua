@@ -7,15 +7,17 @@ local M = {}
 local EVENT = {
   session_created = "session_created", approved = "session_approved", rejected = "session_denied",
   executed = "session_executed", failed = "session_failed", rolled_back = "session_rolled_back",
-  expired = "session_expired",
+  expired = "session_expired", execute_refused = "session_execute_refused",
 }
 
--- session(cfg, what, s, extra, actor): what is "session_created" or the
--- status the session moved to.
+-- session(cfg, what, s, extra, actor): what is "session_created",
+-- "execute_refused" or the status the session moved to.
 function M.session(cfg, what, s, extra, actor)
   if not cfg then return true end
   local e = { event = assert(EVENT[what], what), session = s.id, status = s.status, actor = actor or "cli",
     operations = #s.operations, command = s.command, target = s.target }
+  -- what an approval bound, for whoever reads the log later
+  if what == "approved" and type(s.approval) == "table" then e.digest = s.approval.digest end
   for k, v in pairs(extra or {}) do e[k] = v end
   local ok, aerr = require("shannot.audit").record(cfg, e)
   if not ok then

@@ -198,17 +198,15 @@ function M.save(s, max_bytes)
   return true
 end
 
-local function known_status(status)
-  for _, s in ipairs(M.STATUSES) do
-    if s == status then return true end
-  end
-  return false
-end
-
 -- transition(s, to, note, now) -> true | nil, err: the only way a status changes
 function M.transition(s, to, note, now)
   if not (TRANSITIONS[s.status] or {})[to] then
     return nil, err.refused('session %s is %s; it cannot become %s', s.id, s.status, to)
+  end
+  if to == "approved" then
+    -- what is approved is bound here: execute checks it (approval.lua)
+    local ok, msg = require("shannot.approval").seal(s)
+    if not ok then return nil, err.env("cannot seal the approval of %s: %s", s.id, msg) end
   end
   s.status = to
   s.history[#s.history + 1] = { at = iso(now or os.time()), status = to, note = note }
@@ -222,13 +220,90 @@ end
 
 local integers = json.integers
 
+---------------------------------------------------------------------------
+-- The schema of session.json: every field anything reads, checked before
+-- anything is done, so a damaged or hand-edited file is one line naming
+-- the field, never a traceback halfway through an execute.
+---------------------------------------------------------------------------
+
+-- A rule: a kind name ("string", "integer", "boolean", "number", "hash",
+-- "table"), a table {list = rule}, {fields = {name = rule}}, {one_of =
+-- {...}}; `opt(rule)` lets the field be absent (or null).
+local function opt(rule) return { optional = rule } end
+
+local STATE = { fields = {
+  exists = opt("boolean"), type = opt("string"), mode = opt("integer"), uid = opt("integer"),
+  gid = opt("integer"), hash = opt("hash"), size = opt("integer"), link = opt("string"),
+  stored = opt("boolean"), content = opt("string"),
+} }
+
+local OPERATION = { fields = {
+  id = "integer",
+  kind = { one_of = { "write", "mkdir", "replace_dir", "symlink", "delete", "chmod", "chown", "exec" } },
+  path = opt("string"), decision = opt({ one_of = { "approve", "deny", "review" } }),
+  danger = opt("string"), reason = opt("string"), new = opt(STATE), base = opt(STATE),
+  argv = opt({ list = "string" }), cwd = opt("string"),
+} }
+
+local CHECKPOINT_ENTRY = { fields = {
+  path = "string", exists = "boolean", type = opt("string"), mode = opt("integer"), uid = opt("integer"),
+  gid = opt("integer"), hash = opt("hash"), size = opt("integer"), link = opt("string"),
+  op = opt("integer"), below = opt("integer"),
+} }
+
+local SCHEMA = { fields = {
+  id = "string", name = opt("string"), status = { one_of = M.STATUSES }, created_at = "string",
+  expires_at = "string", target = opt("string"), profile = opt("string"), command = opt({ list = "string" }),
+  exit_code = opt("integer"), operations = { list = OPERATION }, counts = opt("table"),
+  checkpoint = opt({ fields = { created_at = opt("string"), entries = opt({ list = CHECKPOINT_ENTRY }) } }),
+  results = opt({ list = { fields = { id = "integer", ok = "boolean", error = opt("string") } } }),
+  history = opt({ list = { fields = { at = "string", status = "string", note = opt("string") } } }),
+  approval = opt({ fields = { digest = "string", target = opt("string"), operations = { list = "string" } } }),
+  execution = opt("table"), skipped = opt("table"),
+} }
+
+local KINDS = {
+  string = function(v) return type(v) == "string" end,
+  integer = function(v) return math.type(v) == "integer" end,
+  number = function(v) return type(v) == "number" end,
+  boolean = function(v) return type(v) == "boolean" end,
+  table = function(v) return type(v) == "table" end,
+  hash = function(v) return type(v) == "string" and #v == 64 and v:find("^[0-9a-f]+$") ~= nil end,
+}
+local KIND_WORDS = { string = "a string", integer = "an integer", number = "a number", boolean = "true or false",
+  table = "an object", hash = "a SHA-256 (64 hex digits)" }
+
+-- check(v, rule, where) -> nil | what is wrong (naming where)
+local function check(v, rule, where)
+  if type(rule) == "table" and rule.optional then
+    if v == nil or v == json.null then return nil end
+    rule = rule.optional
+  end
+  if type(rule) == "string" then
+    if not KINDS[rule](v) then return string.format("%s must be %s", where, KIND_WORDS[rule]) end
+  elseif rule.one_of then
+    for _, x in ipairs(rule.one_of) do if v == x then return nil end end
+    return string.format('%s must be one of %s, not "%s"', where, table.concat(rule.one_of, ", "),
+      text.inert(tostring(v)))
+  elseif rule.list then
+    if type(v) ~= "table" then return where .. " must be a list" end
+    for i, x in ipairs(v) do
+      local bad = check(x, rule.list, string.format("%s[%d]", where, i))
+      if bad then return bad end
+    end
+  elseif rule.fields then
+    if type(v) ~= "table" then return where .. " must be an object" end
+    for name, r in pairs(rule.fields) do
+      local bad = check(v[name], r, where == "" and name or (where .. "." .. name))
+      if bad then return bad end
+    end
+  end
+end
+
 local function validate(s, file)
   if type(s) ~= "table" then return string.format("%s: not a session (a JSON object)", file) end
-  for _, key in ipairs({ "id", "status", "created_at", "expires_at" }) do
-    if type(s[key]) ~= "string" then return string.format('%s: field "%s" is missing or not a string', file, key) end
-  end
-  if not known_status(s.status) then return string.format('%s: unknown status "%s"', file, text.inert(s.status)) end
-  if type(s.operations) ~= "table" then return string.format('%s: field "operations" is not a list', file) end
+  local bad = check(s, SCHEMA, "")
+  if bad then return string.format("%s: field %s", file, bad) end
 end
 
 -- load(id, opts) -> session | nil, err.  A pending session past its TTL
@@ -237,6 +312,8 @@ function M.load(id, opts)
   local dir, e = M.dir(id)
   if not dir then return nil, e end
   local file = dir .. "/session.json"
+  local st = fs.lstat(file)
+  if st and st.type ~= "file" then return nil, err.usage("%s: a %s, not a session file", file, st.type) end
   local data, msg, code = fs.read_file(file, M.MAX_JSON_BYTES)
   if not data then
     if code == "ENOENT" then

@@ -174,4 +174,114 @@ describe("integrity (issue 12)", function()
       assert.truthy(refused > 0, table.concat(outcomes, " "))
     end)
   end)
+
+  describe("approval binds the reviewed content", function()
+    local json = require("shannot.json")
+
+    local function approved_session(e)
+      e:sh('echo old > "$1/a"; echo old > "$1/b"')
+      local _, _, s = e:run("echo new > a; echo new > b; echo made > c")
+      assert.equal(0, h.shannot({ "approve", s.id, "--yes" }, { home = e.home }).code)
+      return s.id, e.home .. "/data/shannot/sessions/" .. s.id
+    end
+
+    local function edit(dir, fn)
+      local file = dir .. "/session.json"
+      local doc = json.decode(assert(fs.read_file(file)))
+      fn(doc)
+      h.write(file, json.encode(doc))
+    end
+
+    it("refuses an execute after session.json was edited, and audits it", function()
+      local edits = {
+        { function(d) d.operations[1].path = d.operations[1].path:gsub("/a$", "/elsewhere") end,
+          "operation 1 %(write .-/elsewhere%) is not the one approved" },
+        { function(d) d.operations[2].decision = "deny" end, "operation 2 .- is not the one approved" },
+        { function(d)
+            d.operations[#d.operations + 1] = { id = 4, kind = "delete", path = "/etc/hostname",
+              decision = "approve", base = { exists = true, type = "file" } }
+          end, "it now has 4 operations, 3 were approved" },
+        { function(d) d.target = "root@elsewhere" end, 'its target is now "root@elsewhere"' },
+        { function(d) d.operations[1].new.mode = 2541 end, "operation 1 .- is not the one approved" },
+        { function(d) d.approval.operations[1] = string.rep("0", 64)
+          d.operations[1].new.hash = string.rep("0", 64) end, "operation 1 .- is not the one approved" },
+      }
+      for _, c in ipairs(edits) do
+        local e = cap.env()
+        local id, dir = approved_session(e)
+        local before = cap.tree_state(e.host)
+        edit(dir, c[1])
+        local r = h.shannot({ "execute", id }, { home = e.home })
+        assert.equal(3, r.code, r.stdout .. r.stderr)
+        assert.is_true(h.one_line_error(r), r.stderr)
+        assert.matches("was changed after it was approved: " .. c[2], r.stderr)
+        assert.equal(before, cap.tree_state(e.host))
+        local log = h.shannot({ "audit", "--json", "--session", id }, { home = e.home })
+        assert.matches("session_execute_refused", log.stdout)
+      end
+    end)
+
+    it("refuses a seal made again without the user's approval key", function()
+      local e = cap.env()
+      local id, dir = approved_session(e)
+      edit(dir, function(d)
+        d.operations[1].path = d.operations[1].path:gsub("/a$", "/elsewhere")
+        -- an attacker recomputes every digest, but has no key: a seal of their own
+        local approval = require("shannot.approval")
+        json.integers(d)
+        for i, op in ipairs(d.operations) do d.approval.operations[i] = approval.op_digest(op) end
+        d.approval.digest = approval.hmac(string.rep("k", 32), "forged")
+      end)
+      local r = h.shannot({ "execute", id }, { home = e.home })
+      assert.equal(3, r.code, r.stderr)
+      assert.matches("its seal does not match its operations", r.stderr)
+    end)
+
+    it("writes nothing of a blob swapped for another of the same size", function()
+      local e = cap.env()
+      local id, dir = approved_session(e)
+      local s = json.decode(assert(fs.read_file(dir .. "/session.json")))
+      local hash = s.operations[1].new.hash
+      local blob = dir .. "/blobs/" .. hash:sub(1, 2) .. "/" .. hash
+      if not fs.lstat(blob) then blob = blob .. ".z" end
+      assert(fs.lstat(blob), "no blob at " .. blob)
+      fs.remove(blob)
+      h.write(dir .. "/blobs/" .. hash:sub(1, 2) .. "/" .. hash, "bad\n")  -- "new\n" was 4 bytes too
+      local r = h.shannot({ "execute", id }, { home = e.home })
+      assert.are_not.equal(0, r.code)
+      assert.matches("blob is corrupt", r.stdout .. r.stderr)
+      assert.are_not.equal("bad\n", fs.read_file(e.host .. "/a"))
+    end)
+
+    it("validates session.json field by field: one line naming the field, never a traceback", function()
+      local cases = {
+        { function(d) d.operations = "x" end, 'field operations must be a list' },
+        { function(d) d.operations[1].new.mode = "0644" end, "field operations%[1%]%.new%.mode must be an integer" },
+        { function(d) d.operations[2].kind = "format-disk" end, 'field operations%[2%]%.kind must be one of' },
+        { function(d) d.operations[1].new.hash = "../../etc/passwd" end,
+          "field operations%[1%]%.new%.hash must be a SHA%-256" },
+        { function(d) d.history[1].at = 5 end, "field history%[1%]%.at must be a string" },
+        { function(d) d.status = "done" end, "field status must be one of pending" },
+      }
+      for _, c in ipairs(cases) do
+        local e = cap.env()
+        local id, dir = approved_session(e)
+        edit(dir, c[1])
+        for _, cmd in ipairs({ { "show", id }, { "execute", id }, { "rollback", id } }) do
+          local r = h.shannot(cmd, { home = e.home })
+          assert.equal(2, r.code, r.stderr)
+          assert.is_true(h.one_line_error(r), r.stderr)
+          assert.matches("session%.json: " .. c[2], r.stderr)
+        end
+      end
+      -- a FIFO where session.json should be: refused at once, not waited on
+      local e = cap.env()
+      local id, dir = approved_session(e)
+      assert(fs.remove(dir .. "/session.json"))
+      sh('mkfifo "$1"', dir .. "/session.json")
+      local r = h.shannot({ "show", id }, { home = e.home, timeout = 10 })
+      assert.equal(2, r.code, r.stderr)
+      assert.matches("session%.json: a fifo, not a session file", r.stderr)
+    end)
+  end)
 end)

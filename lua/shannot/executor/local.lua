@@ -159,9 +159,9 @@ local APPLY = {}
 function APPLY.write(a, op, ctx)
   local tmp = a.dirpath .. "/" .. temp_name(ctx, op)
   remove_tree(tmp)
-  -- Not hashed again: the blob was hashed when captured, and its size
-  -- is checked here; a full SHA-256 would halve apply's throughput.
-  check(store.copy_out(ctx.blobs, op.new.hash, tmp, 384, { verify = false }))
+  -- Hashed again as it streams: what lands is exactly the content the
+  -- approval bound (a blob swapped after review is refused here).
+  check(store.copy_out(ctx.blobs, op.new.hash, tmp, 384))
   local st_tmp = check(fs.lstat(tmp))
   if st_tmp.size ~= op.new.size then
     error({ apply_error = string.format("the stored content is %d bytes, not %d", st_tmp.size, op.new.size) }, 0)

@@ -1,0 +1,130 @@
+-- What an approval binds: a digest over everything execute will use (the
+-- target, and each operation's kind, path, decision, new and base state,
+-- content hash, deferred command line), sealed into the session when it
+-- becomes approved and checked again before anything is applied.  A
+-- session.json edited after approval (a path redirected, a decision
+-- flipped, an operation added, a content hash swapped) is refused,
+-- naming the first difference.  The seal is an HMAC under a key of the
+-- user's own (DATA/approval.key, 0600), so whoever can edit the session
+-- store but not read that key cannot make a new seal to match an edit;
+-- blobs are bound by their hash, which execute checks as it copies.
+local fs = require("shannot.fs")
+local paths = require("shannot.paths")
+local store = require("shannot.store")
+
+local M = {}
+
+M.KEY_BYTES = 32
+
+local function unhex(h)
+  return (h:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end))
+end
+
+local function xor_pad(key, byte)
+  return (key:gsub(".", function(c) return string.char(c:byte() ~ byte) end)) ..
+    string.rep(string.char(byte), 64 - #key)
+end
+
+-- hmac(key, message) -> HMAC-SHA256 hex (RFC 2104; key of at most 64 bytes)
+function M.hmac(key, message)
+  local inner = unhex(store.hash_string(xor_pad(key, 0x36) .. message))
+  return store.hash_string(xor_pad(key, 0x5c) .. inner)
+end
+
+-- key() -> this user's approval key | nil, msg (made on first use)
+function M.key()
+  local file = paths.data_dir() .. "/approval.key"
+  local data = fs.read_file(file, 1024)
+  if data and #data == M.KEY_BYTES then return data end
+  local rnd = io.open("/dev/urandom", "rb")
+  local fresh = rnd and rnd:read(M.KEY_BYTES)
+  if rnd then rnd:close() end
+  if not fresh or #fresh ~= M.KEY_BYTES then return nil, "cannot read /dev/urandom" end
+  local ok, msg = fs.mkdir_p(paths.data_dir(), 448)
+  if ok then ok, msg = fs.write_new(file, fresh, 384) end
+  if not ok then
+    -- another shannot made it first: theirs it is
+    data = fs.read_file(file, 1024)
+    if data and #data == M.KEY_BYTES then return data end
+    return nil, "cannot keep the approval key: " .. tostring(msg)
+  end
+  return fresh
+end
+
+local OP_FIELDS = { "id", "kind", "path", "decision", "cwd" }
+local STATE_FIELDS = { "exists", "type", "mode", "uid", "gid", "hash", "size", "link" }
+
+-- A value as one unambiguous string: its type, its length, its text.
+local function put(out, name, v)
+  local t = type(v)
+  local s = (t == "string" or t == "number" or t == "boolean") and tostring(v) or "-"
+  out[#out + 1] = string.format("%s=%s:%d:%s", name, t:sub(1, 1), #s, s)
+end
+
+local function put_state(out, prefix, st)
+  if type(st) ~= "table" then return put(out, prefix, nil) end
+  for _, f in ipairs(STATE_FIELDS) do put(out, prefix .. "." .. f, st[f]) end
+end
+
+-- canonical(op) -> the operation as the string its digest is taken of
+function M.canonical(op)
+  local out = {}
+  for _, f in ipairs(OP_FIELDS) do put(out, f, op[f]) end
+  put_state(out, "new", op.new)
+  put_state(out, "base", op.base)
+  local argv = type(op.argv) == "table" and op.argv or {}
+  put(out, "argc", #argv)
+  for i, a in ipairs(argv) do put(out, "argv" .. i, a) end
+  return table.concat(out, "\n")
+end
+
+function M.op_digest(op)
+  return store.hash_string(M.canonical(op))
+end
+
+local function session_digest(key, target, digests)
+  return M.hmac(key, "target=" .. tostring(target) .. "\n" .. table.concat(digests, "\n"))
+end
+
+-- seal(s) -> true | nil, msg: s.approval, for the operations as they are now
+function M.seal(s)
+  local key, kerr = M.key()
+  if not key then return nil, kerr end
+  local digests = {}
+  for i, op in ipairs(s.operations) do digests[i] = M.op_digest(op) end
+  s.approval = {
+    digest = session_digest(key, s.target, digests), target = s.target,
+    operations = require("shannot.json").array(digests),
+  }
+  return true
+end
+
+-- check(s) -> true | nil, what differs from what was approved
+function M.check(s)
+  local a = s.approval
+  if type(a) ~= "table" or type(a.digest) ~= "string" or type(a.operations) ~= "table" then
+    return nil, "it carries no seal of its approval"
+  end
+  if s.target ~= a.target then
+    return nil, string.format('its target is now "%s", approved for "%s"', tostring(s.target), tostring(a.target))
+  end
+  if #s.operations ~= #a.operations then
+    return nil, string.format("it now has %d operations, %d were approved", #s.operations, #a.operations)
+  end
+  local digests = {}
+  for i, op in ipairs(s.operations) do
+    digests[i] = M.op_digest(op)
+    if digests[i] ~= a.operations[i] then
+      return nil, string.format("operation %d (%s %s) is not the one approved", i, tostring(op.kind),
+        require("shannot.text").inert(tostring(op.path or table.concat(op.argv or {}, " "))))
+    end
+  end
+  local key, kerr = M.key()
+  if not key then return nil, kerr end
+  if session_digest(key, s.target, digests) ~= a.digest then
+    return nil, "its seal does not match its operations (made without this user's approval key)"
+  end
+  return true
+end
+
+return M
