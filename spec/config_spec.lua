@@ -373,7 +373,9 @@ describe("config", function()
         { "sudo", "-u", "root", "rm", "-rf", "/" }, { "doas", "rm", "-rf", "--", "/" },
         { "env", "-i", "A=1", "rm", "-rf", "/" },
         { "sudo", "env", "X=y", "nice", "-n", "5", "rm", "-r", "-f", "-r", "/" } }) do
-        assert.same(want, cmdpattern.normalise(argv), table.concat(argv, " "))
+        local n = cmdpattern.normalise(argv)
+        n.sets_env = nil
+        assert.same(want, n, table.concat(argv, " "))
       end
     end)
 
@@ -407,6 +409,11 @@ describe("config", function()
         { "kill", "-9", "-1" }, { "kill", "-KILL", "-1" }, { "kill", "-s", "KILL", "-1" }, { "kill", "--", "-1" },
         { "kill", "-9", "1" }, { "cp", "/dev/zero", "/dev/sda" }, { "sh", "-c", "cat /dev/zero > /dev/nvme0n1" },
         { "sh", "-c", "dd if=/dev/zero of=/dev/vda bs=1M" }, { "nice", "timeout", "3", "sudo", "rm", "-rf", "/" },
+        -- found by the red team: su -c, tracers, watch, find -exec {}, a cd in the code
+        { "su", "-c", "rm -rf /" }, { "runuser", "-u", "root", "--", "sh", "-c", "rm -rf /" },
+        { "strace", "-o", "/dev/null", "rm", "-rf", "/" }, { "watch", "-n1", "rm", "-rf", "/" },
+        { "find", "/", "-maxdepth", "0", "-exec", "rm", "-rf", "{}", "+" },
+        { "sh", "-c", "cd / && rm -rf *" }, { "dd", "if=/dev/zero", "of=/dev/disk/by-id/wwn-0x5000" },
       }) do
         assert.is_true(denied(argv), table.concat(argv, " "))
       end
@@ -417,15 +424,29 @@ describe("config", function()
       end
     end)
 
-    it("never auto-approve a command line with commands inside it", function()
+    it("never auto-approve a command line with commands inside it, or variables set for it", function()
       local policy = require("shannot.policy")
       local cfg = assert(config.load({ cwd = h.tmpdir() }))
       local s = { id = "x", operations = {
         { kind = "exec", argv = { "ls", "/etc" } }, { kind = "exec", argv = { "xargs", "ls" } },
-        { kind = "exec", argv = { "sh", "-c", "ls" } } } }
+        { kind = "exec", argv = { "sh", "-c", "ls" } }, { kind = "exec", argv = { "env", "LD_PRELOAD=/x.so", "date" } },
+        { kind = "exec", argv = { "env", "PATH=/tmp/evil", "date" } }, { kind = "exec", argv = { "date" } } } }
       assert(policy.evaluate(s, cfg))
-      assert.equal("approve", s.operations[1].decision)
-      assert.equal("review", s.operations[2].decision)
+      local got = {}
+      for i, op in ipairs(s.operations) do got[i] = op.decision end
+      assert.same({ "approve", "review", "review", "review", "review", "approve" }, got)
+    end)
+
+    it("take the deny list's paths below a cd in the same shell code", function()
+      local cfg = assert(config.load({ cwd = h.tmpdir() }))
+      cfg.values.profile.always_deny[#cfg.values.profile.always_deny + 1] = "rm -r /srv/data/d*"
+      local s = { id = "x", operations = {
+        { kind = "exec", argv = { "sh", "-c", "cd /srv/data && rm -rf d3*" } },
+        { kind = "exec", argv = { "find", "/srv/data/d2", "-maxdepth", "0", "-exec", "rm", "-rf", "{}", "+" } },
+        { kind = "exec", argv = { "sh", "-c", "cd /srv/other && rm -rf d3*" } } } }
+      assert(require("shannot.policy").evaluate(s, cfg))
+      assert.equal("deny", s.operations[1].decision)
+      assert.equal("deny", s.operations[2].decision)
       assert.equal("review", s.operations[3].decision)
     end)
 

@@ -738,6 +738,30 @@ static int fs_open_dir(lua_State *L)
     return 1;
 }
 
+/* open_dir_at(dir, name) -> File | nil, msg, code: the directory `name`
+ * (one component or more) below the open directory File `dir`, reached
+ * without any symlink and without leaving dir (openat2 RESOLVE_BENEATH |
+ * RESOLVE_NO_SYMLINKS; ELOOP when a component is a symlink, EXDEV when it
+ * would leave): a walk down a tree another user may change under it. */
+static int fs_open_dir_at(lua_State *L)
+{
+    File *dir = luaL_checkudata(L, 1, SH_FILE_MT);
+    const char *name = luaL_checkstring(L, 2);
+    if (dir->fd < 0) {
+        return luaL_error(L, "attempt to use a closed File");
+    }
+    File *f = new_file(L);
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    f->fd = (int)syscall(SYS_openat2, dir->fd, name, &how, sizeof how);
+    if (f->fd < 0) {
+        return sh_fail(L, name, errno);
+    }
+    return 1;
+}
+
 /* pipe() -> File (read end), File (write end) | nil, msg, code
  * Both ends close-on-exec; pass one to a child with spawn's keep_fds. */
 static int fs_pipe(lua_State *L)
@@ -877,6 +901,7 @@ static const luaL_Reg fs_funcs[] = {
     {"mkdtemp", fs_mkdtemp},
     {"open", fs_open},
     {"open_dir", fs_open_dir},
+    {"open_dir_at", fs_open_dir_at},
     {"pipe", fs_pipe},
     {NULL, NULL}};
 

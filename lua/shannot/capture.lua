@@ -103,6 +103,13 @@ function Walk:file(path, up, host, ust, hst)
     local same = self:check(self.up:hash(up)) == self:check(self.host:hash(host))
     if same then return self:metadata(path, host, ust, hst) end
   end
+  if self.max_bytes and self.bytes + ust.size > self.max_bytes then
+    -- apparent sizes: a sparse file costs no disk in staging, but would
+    -- be read, hashed and stored whole
+    error({ capture_error = string.format("the run wrote more than %d bytes of files (%s is %d bytes): more " ..
+      "than [limits] staging lets a capture keep", self.max_bytes, require("shannot.text").middle(path, 80),
+      ust.size), refused = true }, 0)
+  end
   local base = self:base(host, hst)
   local info = self:check(self.up:store(self.blobs, up, true))
   local new = new_meta(ust)
@@ -163,12 +170,14 @@ function Walk:tree(up_dir, path_dir, host_dir)
   for _, name in ipairs(names) do self:entry(name, up_dir, path_dir, host_dir) end
 end
 
--- operations(overlays, blobs_dir [, trees]) -> {ops =, counts =, bytes =,
--- skipped =} | nil, msg [, "refused" (what the run made cannot be captured)].  overlays: {{target =, upper =}...}, as
+-- operations(overlays, blobs_dir [, trees [, opts]]) -> {ops =, counts =,
+-- bytes =, skipped =} | nil, msg [, "refused" (what the run made cannot be
+-- captured)].  opts.max_bytes: the most file content a capture keeps.  overlays: {{target =, upper =}...}, as
 -- stage.create made them; trees: {up =, host =} (default: both local).
-function M.operations(overlays, blobs, trees)
+function M.operations(overlays, blobs, trees, opts)
   local w = setmetatable({ ops = {}, counts = {}, bytes = 0, skipped = {}, blobs = blobs,
-    up = trees and trees.up or M.local_tree, host = trees and trees.host or M.local_tree }, Walk)
+    up = trees and trees.up or M.local_tree, host = trees and trees.host or M.local_tree,
+    max_bytes = opts and opts.max_bytes }, Walk)
   local ok, e = pcall(function()
     for _, o in ipairs(overlays) do
       -- The root itself: a chmod or chown of the captured directory.

@@ -107,6 +107,10 @@ local WRAPPERS = {
   timeout = { ["-s"] = true, ["-k"] = true, ["--signal"] = true, ["--kill-after"] = true },
   chroot = { ["--userspec"] = true, ["--groups"] = true },
   setsid = {}, unbuffer = {}, chronic = {}, flock = { ["-w"] = true, ["-E"] = true },
+  -- tracers run the command they are given
+  strace = { ["-o"] = true, ["-e"] = true, ["-p"] = true, ["-s"] = true, ["-u"] = true, ["-E"] = true,
+    ["-P"] = true, ["-a"] = true, ["-b"] = true, ["-I"] = true, ["-X"] = true, ["-O"] = true, ["-S"] = true },
+  ltrace = { ["-o"] = true, ["-e"] = true, ["-p"] = true, ["-s"] = true, ["-u"] = true, ["-n"] = true },
 }
 
 -- Wrappers that take positionals before the command: how many.
@@ -117,18 +121,20 @@ local function basename(word)
   return word:match("([^/]*)$")
 end
 
--- Skips wrappers; returns the index of the real command in argv.
+-- Skips wrappers; returns the index of the real command in argv, and
+-- whether an `env VAR=value` on the way sets a variable for it.
 local function skip_wrappers(argv)
-  local i = 1
+  local i, sets_env = 1, false
   while argv[i] do
     local name = basename(argv[i])
     local takes_value = WRAPPERS[name]
-    if not takes_value then return i end
+    if not takes_value then return i, sets_env end
     i = i + 1
     while argv[i] do
       local a = argv[i]
       if a == "--" then i = i + 1; break end
       if name == "env" and a:find("^[%a_][%w_]*=") then
+        sets_env = true
         i = i + 1
       elseif a:sub(1, 1) == "-" and #a > 1 then
         i = i + ((takes_value[a] and 2) or 1)
@@ -138,7 +144,7 @@ local function skip_wrappers(argv)
     end
     i = i + (POSITIONALS[name] or 0)
   end
-  return i
+  return i, sets_env
 end
 
 local function add_flag(flags, seen, flag)
@@ -148,10 +154,10 @@ local function add_flag(flags, seen, flag)
   end
 end
 
--- normalise(argv) -> {command, flags = {...}, operands = {...}}, or nil
--- for an empty command line.
+-- normalise(argv) -> {command, flags = {...}, operands = {...}, sets_env},
+-- or nil for an empty command line.
 function M.normalise(argv)
-  local start = skip_wrappers(argv)
+  local start, sets_env = skip_wrappers(argv)
   if argv[start] == nil then return nil end
   local command = basename(argv[start])
   local long, same = LONG[command] or {}, SAME[command] or {}
@@ -174,7 +180,8 @@ function M.normalise(argv)
     end
   end
   table.sort(flags)
-  return { command = command, flags = flags, operands = operands }
+  -- sets_env: `env LD_PRELOAD=... cmd` is not cmd (policy never approves it)
+  return { command = command, flags = flags, operands = operands, sets_env = sets_env or nil }
 end
 
 -- kill's first argument may name the signal (-9, -KILL, -s KILL, -n 9,
@@ -244,7 +251,9 @@ end
 
 local FIND_EXEC = { ["-exec"] = true, ["-execdir"] = true, ["-ok"] = true, ["-okdir"] = true }
 
-local function find_commands(argv, start)
+-- find -exec CMD ... {} ;: CMD once per start path, {} being that path
+-- (what it names below the start paths is not known here).
+local function find_commands(argv, start, roots)
   local out, i = {}, start + 1
   while argv[i] do
     if FIND_EXEC[argv[i]] then
@@ -254,11 +263,68 @@ local function find_commands(argv, start)
         cmd[#cmd + 1] = argv[i]
         i = i + 1
       end
-      if #cmd > 0 then out[#out + 1] = cmd end
+      for _, root in ipairs(#roots > 0 and roots or { "." }) do
+        local one = {}
+        for k, w in ipairs(cmd) do one[k] = (w:gsub("{}", function() return root end)) end
+        if #one > 0 then out[#out + 1] = one end
+      end
     end
     i = i + 1
   end
   return out
+end
+
+-- Relative operands of commands after a `cd DIR` in the same shell code
+-- are taken below DIR, so `cd / && rm -rf *` is seen as rm -rf /*.
+local function follow_cd(commands)
+  local cwd
+  for _, cmd in ipairs(commands) do
+    if cmd[1] == "cd" and cmd[2] and cmd[2] ~= "-" then
+      local dir = cmd[2]
+      if dir:sub(1, 1) == "/" then cwd = dir elseif cwd then cwd = cwd .. "/" .. dir end
+    elseif cwd then
+      for i = 2, #cmd do
+        local w = cmd[i]
+        if w ~= "" and not w:match("^[-/$~]") and not w:find("=", 1, true) then cmd[i] = cwd .. "/" .. w end
+      end
+    end
+  end
+  return commands
+end
+
+local function shell_commands(code)
+  return follow_cd(split_code(code))
+end
+
+-- su [options] -c CMD, runuser: the shell code given to -c (--command)
+local function su_code(argv, start)
+  for i = start + 1, #argv do
+    local a = argv[i]
+    if a == "-c" or a == "--command" then return argv[i + 1] end
+    local v = a:match("^%-%-command=(.*)$") or a:match("^%-c(.+)$")
+    if v then return v end
+  end
+end
+
+-- watch [options] CMD...: the command is run as `sh -c "CMD..."`
+local function watch_code(argv, start)
+  local i = start + 1
+  while argv[i] and argv[i]:sub(1, 1) == "-" do
+    local a = argv[i]
+    i = i + ((a == "-n" or a == "--interval" or a == "-q" or a == "--equexit") and 2 or 1)
+  end
+  return table.concat(argv, " ", i)
+end
+
+-- find's start paths: its operands before the first test or action
+local function find_roots(argv, start)
+  local roots = {}
+  for i = start + 1, #argv do
+    local a = argv[i]
+    if a:match("^[-(!]") then break end
+    roots[#roots + 1] = a
+  end
+  return roots
 end
 
 -- nested(argv, start) -> the argv lists argv[start] runs inside itself
@@ -266,7 +332,12 @@ local function nested(argv, start)
   local name = basename(argv[start])
   if SHELLS[name] then
     local code = shell_code(argv, start)
-    return code and split_code(code) or {}
+    return code and shell_commands(code) or {}
+  elseif name == "su" or name == "runuser" then
+    local code = su_code(argv, start)
+    return code and shell_commands(code) or {}
+  elseif name == "watch" then
+    return shell_commands(watch_code(argv, start))
   elseif name == "eval" then
     return split_code(table.concat(argv, " ", start + 1))
   elseif name == "busybox" or name == "toybox" then
@@ -274,7 +345,7 @@ local function nested(argv, start)
   elseif name == "xargs" then
     return xargs_command(argv, start)
   elseif name == "find" then
-    return find_commands(argv, start)
+    return find_commands(argv, start, find_roots(argv, start))
   end
   return {}
 end

@@ -56,14 +56,14 @@ M.DEFAULT_ALWAYS_DENY = {
   "rm -r /", "rm -r /*", "rm -r ~", "rm --no-preserve-root",
   "chmod -R * /", "chown -R * /", "chgrp -R * /",
   "mkfs", "mkfs.*", "mke2fs", "mkswap", "wipefs", "fdisk", "sfdisk", "cfdisk", "parted",
-  "sgdisk", "blkdiscard", "dd of=/dev/*", "dd of=/dev/*/*", "shred /dev/*",
+  "sgdisk", "blkdiscard", "dd of=/dev/**", "shred /dev/**",
   "crontab -r", "passwd -d *", "userdel root", "kill -- 1", "kill -- -1", "pkill init",
   "mv / *", "mv /* *", "find / -delete",
   -- a disk written through the shell, cp or tee
   "> /dev/sd*", "> /dev/hd*", "> /dev/vd*", "> /dev/xvd*", "> /dev/nvme*", "> /dev/mmcblk*",
-  "> /dev/md*", "> /dev/dm-*", "> /dev/mapper/*",
+  "> /dev/md*", "> /dev/dm-*", "> /dev/mapper/*", "> /dev/disk/**",
   "cp /dev/sd*", "cp /dev/hd*", "cp /dev/vd*", "cp /dev/xvd*", "cp /dev/nvme*",
-  "cp /dev/mmcblk*", "tee /dev/sd*", "tee /dev/vd*", "tee /dev/nvme*",
+  "cp /dev/mmcblk*", "cp /dev/disk/**", "tee /dev/sd*", "tee /dev/vd*", "tee /dev/nvme*",
 }
 
 ---------------------------------------------------------------------------

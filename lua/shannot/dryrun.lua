@@ -116,7 +116,8 @@ function M.run(p, job, run_opts, opts)
   if r.interrupted or (r.exit_code == nil and not r.timed_out) then return r end
   local ok, msg = fs.mkdir(st.dir .. "/blobs", 448)
   if not ok then return nil, err.env("staging: %s", msg) end
-  local w, cerr, why = capture.operations(st.overlays, st.dir .. "/blobs")
+  local w, cerr, why = capture.operations(st.overlays, st.dir .. "/blobs", nil,
+    { max_bytes = run_opts.limits and run_opts.limits.staging })
   if not w then
     if why == "refused" then return nil, err.refused("%s", text.inert(cerr)) end
     return nil, err.env("capturing what the run changed: %s", text.inert(text.middle(cerr, 400)))

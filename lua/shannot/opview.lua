@@ -29,7 +29,15 @@ function M.describe(op)
     and string.format(", replaces a %s", base.type) or ""
   if op.kind == "write" then
     if base.exists and base.type == "file" then
-      return string.format("modified, %s -> %s, %s", size(base.size), size(new.size), octal(new.mode))
+      -- a write may change mode and owner too: said, never folded away
+      local also = ""
+      if base.mode and new.mode ~= base.mode then
+        also = also .. ", mode " .. octal(base.mode) .. " -> " .. octal(new.mode)
+      end
+      if base.uid and (new.uid ~= base.uid or new.gid ~= base.gid) then
+        also = also .. ", owner " .. owner(base) .. " -> " .. owner(new)
+      end
+      return string.format("modified, %s -> %s, %s%s", size(base.size), size(new.size), octal(new.mode), also)
     end
     return string.format("new file, %s, %s %s%s", size(new.size), octal(new.mode), owner(new), replaced)
   elseif op.kind == "mkdir" then

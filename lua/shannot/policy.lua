@@ -100,6 +100,10 @@ function M.builtin(op)
       return "danger", string.format("makes it writable by everyone (%04o)", mode)
     end
   end
+  local base, new = op.base or {}, op.new or {}
+  if base.exists and base.uid == 0 and new.uid and new.uid ~= 0 and op.kind ~= "delete" then
+    return "danger", string.format("hands a root-owned %s to uid %d", base.type or "file", new.uid)
+  end
   if op.kind == "write" and op.new and op.new.content and op.new.content ~= "text" then
     local executable = (op.new.mode or 0) & 73 ~= 0  -- 0111
     if executable or any_glob(EXEC_CONFIG_PATHS, path) then
@@ -135,7 +139,8 @@ local function votes_for(op, cfg, ctx)
     if deny then vote("deny", string.format('matches always_deny "%s"', deny), "config") end
     -- Only a plain command line is approved by pattern: one with commands
     -- inside it (sh -c, xargs, ...) is for a person to read.
-    local allow = #all == 1 and first_match(ctx.approve_patterns, all[1], "match_exact")
+    -- Nor one that sets variables for it (env LD_PRELOAD=..., PATH=...).
+    local allow = #all == 1 and not all[1].sets_env and first_match(ctx.approve_patterns, all[1], "match_exact")
     if allow then vote("approve", string.format('matches auto_approve "%s"', allow), "config") end
   elseif values then
     local path = op.path or ""

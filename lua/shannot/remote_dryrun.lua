@@ -210,7 +210,7 @@ local function bwrap_argv(p, job, f, plan)
   for _, path in ipairs(f.defer) do binds[#binds + 1] = { "--ro-bind", d .. "/defer/shim", path } end
   if job.script then binds[#binds + 1] = { "--ro-bind", d .. "/script", job.script_inside } end
   local caps
-  if f.root then
+  if f.root and #p.capture > 0 then  -- a plain sandbox keeps no capability
     -- no user namespace of ours remotely (util-linux cannot map every id
     -- without newuidmap), so no capability that could make a device node
     caps = {}
@@ -296,7 +296,8 @@ function M.run(p, job, t, opts)
   local stream = ldir .. "/stream.tar"
   local out <close>, oerr = fs.open(stream, "a", 384)
   if not out then return nil, err.env("%s", oerr) end
-  local col, colerr = s:exec(rscript.collect_command(plan.dir), { stdout_fd = out:fd(), timeout = 3600 })
+  local col, colerr = s:exec(rscript.collect_command(plan.dir, 2 * plan.limits.staging),
+    { stdout_fd = out:fd(), timeout = 3600 })
   if not col or col.code ~= 0 then
     return nil, err.env("%s: cannot collect what the run wrote: %s", t.name,
       text.inert(col and (col.stderr or ""):match("[^\n]*") or colerr))
@@ -311,7 +312,7 @@ function M.run(p, job, t, opts)
   local overlays = {}
   for i, o in ipairs(plan.overlays) do overlays[i] = { target = o.target, upper = ldir .. "/upper/" .. i } end
   local w, werr, why = capture.operations(overlays, ldir .. "/blobs",
-    { up = replica_tree(meta), host = host_tree(s, sftp, ldir) })
+    { up = replica_tree(meta), host = host_tree(s, sftp, ldir) }, { max_bytes = plan.limits.staging })
   if not w then
     if why == "refused" then return nil, err.refused("%s: %s", t.name, text.inert(werr)) end
     return nil, err.env("%s: capturing what the run changed: %s", t.name, text.inert(text.middle(werr, 400)))

@@ -127,11 +127,15 @@ function M.run_command(plan)
   return "exec " .. limit .. unshare .. " sh -c " .. q("set -e; " .. table.concat(inner, "; "))
 end
 
--- collect_command(dir) -> the command line that streams the upper
--- trees and the deferred record back as one GNU tar stream on stdout
-function M.collect_command(dir)
-  return "cd " .. q(dir) .. " && exec tar --xattrs --xattrs-include='user.*' --numeric-owner " ..
-    "--format=posix -cf - upper defer/deferred"
+-- collect_command(dir [, max_bytes]) -> the command line that streams
+-- the upper trees and the deferred record back as one GNU tar stream on
+-- stdout (holes kept as holes), cut after max_bytes: a longer stream
+-- arrives truncated and is refused, rather than filling the disk here.
+function M.collect_command(dir, max_bytes)
+  local tar = "tar --xattrs --xattrs-include='user.*' --numeric-owner --sparse --format=posix -cf - upper " ..
+    "defer/deferred"
+  if not max_bytes then return "cd " .. q(dir) .. " && exec " .. tar end
+  return "cd " .. q(dir) .. " && " .. tar .. string.format(" | head -c %d", max_bytes + 1)
 end
 
 -- cleanup_command(dir): the staging gone, 000-mode work dirs included

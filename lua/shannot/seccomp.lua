@@ -10,7 +10,7 @@ local core = require("shannot.core.seccomp")
 local M = {}
 
 local EPERM, EACCES, ENOSYS = 1, 13, 38
-local AF_UNIX = 1
+local AF_UNIX, AF_VSOCK = 1, 40
 local LOW32 = 0xffffffff  -- int arguments: the kernel reads 32 bits only
 local TIOCSTI, TIOCLINUX = 0x5412, 0x541C
 local PTRACE_ATTACH, PTRACE_SEIZE = 16, 0x4206
@@ -48,6 +48,9 @@ function M.rules()
   -- abstract one here (connect's address is in memory), and every host
   -- socket outside the fresh /run and /tmp would be reachable.
   rules[#rules + 1] = { "socket", errno = EACCES, args = { { 0, "masked_eq", LOW32, AF_UNIX } } }
+  -- vsock is not namespaced: a port in it is the whole VM's, and CID 2 is
+  -- the hypervisor (Docker refuses it too)
+  rules[#rules + 1] = { "socket", errno = EACCES, args = { { 0, "masked_eq", LOW32, AF_VSOCK } } }
   for _, flag in ipairs(CLONE_NEW) do
     rules[#rules + 1] = { "clone", errno = EPERM, args = { { 0, "masked_eq", flag, flag } } }
   end

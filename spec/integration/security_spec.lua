@@ -222,6 +222,7 @@ describe("security (issue 11)", function()
       setns = "EPERM", mount = "EPERM", io_uring_setup = "EPERM", socket_unix = "EACCES",
       socket_unix_high_bits = "EACCES", clone3 = "ENOSYS", clone_newuser = "EPERM", ptrace_attach = "EPERM",
       tiocsti = "EPERM", tiocsti_high_bits = "EPERM", socketpair_unix = "ok", socket_inet = "ok",
+      socket_vsock = "EACCES",
     }
 
     local function probe_bin()

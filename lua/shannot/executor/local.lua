@@ -68,18 +68,32 @@ local function state(path, known)
 end
 
 
--- Everything under dir (which is not followed into), parent first.
-local function subtree(path, real, into)
-  local names = fs.readdir(real) or {}
+-- visit(path, real, st) for everything under the directory open as dirf
+-- (path names it), parent first.  Each level is opened from the one above
+-- with no symlink on the way (fs.open_dir_at) and named through its own
+-- descriptor while visited: a directory swapped for a symlink by whoever
+-- may write there is refused, never followed (into a root-only place,
+-- whose files would then reach the checkpoint and, at rollback, them).
+local function subtree(path, dirf, visit)
+  local base = "/proc/self/fd/" .. dirf:fd()
+  local names = fs.readdir(base) or {}
   table.sort(names)
   for _, name in ipairs(names) do
-    local child, child_real = path .. "/" .. name, real .. "/" .. name
-    local st = fs.lstat(child_real)
+    local child, real = path .. "/" .. name, base .. "/" .. name
+    local st = fs.lstat(real)
     if st then
-      into[#into + 1] = { path = child, real = child_real, st = st }
-      if st.type == "dir" then subtree(child, child_real, into) end
+      local ok, msg = visit(child, real, st)
+      if not ok then return nil, msg end
+      if st.type == "dir" then
+        local sub, serr = fs.open_dir_at(dirf, name)
+        if not sub then return nil, string.format("%s: %s", child, serr) end
+        ok, msg = subtree(child, sub, visit)
+        sub:close()
+        if not ok then return nil, msg end
+      end
     end
   end
+  return true
 end
 
 local function entry_of(path, real, st, cpdir)
@@ -89,7 +103,9 @@ local function entry_of(path, real, st, cpdir)
     if not info then return nil, msg end
     e.hash, e.size = info.hash, info.size
   elseif st.type == "link" then
-    e.link = fs.readlink(real)
+    local link, msg = fs.readlink(real)
+    if not link then return nil, msg end
+    e.link = link
   end
   return e
 end
@@ -116,14 +132,17 @@ local function originals(op, cpdir)
   local replaces_dir = st.type == "dir" and (op.kind == "delete" or op.kind == "replace_dir"
     or (op.new and op.new.type ~= "dir"))
   if replaces_dir then
-    local below = {}
-    subtree(op.path, a.path, below)
-    for _, x in ipairs(below) do
-      local be, berr = entry_of(x.path, x.real, x.st, cpdir)
-      if not be then close_at(a); return nil, berr end
+    local top, terr = fs.open_dir_at(a.dir, a.name)
+    if not top then close_at(a); return nil, terr end
+    local ok, werr = subtree(op.path, top, function(path, real, est)
+      local be, berr = entry_of(path, real, est, cpdir)
+      if not be then return nil, berr end
       be.below = op.id
       out[#out + 1] = be
-    end
+      return true
+    end)
+    top:close()
+    if not ok then close_at(a); return nil, werr end
   end
   close_at(a)
   return out
@@ -159,18 +178,24 @@ local APPLY = {}
 function APPLY.write(a, op, ctx)
   local tmp = a.dirpath .. "/" .. temp_name(ctx, op)
   remove_tree(tmp)
-  -- Hashed again as it streams: what lands is exactly the content the
-  -- approval bound (a blob swapped after review is refused here).
-  check(store.copy_out(ctx.blobs, op.new.hash, tmp, 384))
-  local st_tmp = check(fs.lstat(tmp))
-  if st_tmp.size ~= op.new.size then
-    error({ apply_error = string.format("the stored content is %d bytes, not %d", st_tmp.size, op.new.size) }, 0)
+  local ok, e = pcall(function()
+    -- Hashed again as it streams: what lands is exactly the content the
+    -- approval bound (a blob swapped after review is refused here).
+    check(store.copy_out(ctx.blobs, op.new.hash, tmp, 384))
+    local st_tmp = check(fs.lstat(tmp))
+    if st_tmp.size ~= op.new.size then
+      error({ apply_error = string.format("the stored content is %d bytes, not %d", st_tmp.size, op.new.size) }, 0)
+    end
+    ctx.step()
+    set_owner_mode(tmp, op.new, false)
+    local st = fs.lstat(a.path)
+    if st and st.type == "dir" then remove_tree(a.path) end
+    check(fs.rename(tmp, a.path))
+  end)
+  if not ok then
+    fs.rmtree(tmp)  -- no temp file is left beside the target
+    error(e, 0)
   end
-  ctx.step()
-  set_owner_mode(tmp, op.new, false)
-  local st = fs.lstat(a.path)
-  if st and st.type == "dir" then remove_tree(a.path) end
-  check(fs.rename(tmp, a.path))
 end
 
 function APPLY.symlink(a, op, ctx)
@@ -254,8 +279,10 @@ local function restore_entry(e, cpdir, temp_prefix)
       remove_tree(tmp)
       if e.type == "file" then
         check(store.copy_out(cpdir, e.hash, tmp, 384))
-      else
+      elseif type(e.link) == "string" then
         check(fs.symlink(e.link, tmp))
+      else
+        error({ apply_error = "the checkpoint holds no target for this symlink" }, 0)
       end
       set_owner_mode(tmp, e, e.type == "link")
       if st and st.type == "dir" then remove_tree(a.path) end

@@ -56,5 +56,6 @@ int main(void)
     int sv[2];
     report("socketpair_unix", socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
     report("socket_inet", socket(AF_INET, SOCK_STREAM, 0));
+    report("socket_vsock", socket(40 /* AF_VSOCK */, SOCK_STREAM, 0));
     return 0;
 }
