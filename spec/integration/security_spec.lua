@@ -214,6 +214,43 @@ describe("security (issue 11)", function()
     end)
   end)
 
+  describe("the checkpoint of a tree another user owns", function()
+    it("never follows a directory swapped for a symlink into a root-only place (10 rounds)", function()
+      if not h.need(cap.ROOT, "root (an attacker of another uid)") then return end
+      local proc = require("shannot.proc")
+      local bin = h.tmpdir() .. "/xchg"
+      local r = assert(proc.run({ "cc", "-std=c11", "-O2", "-o", bin, h.ROOT .. "/spec/support/c/xchg.c" }))
+      assert.equal(0, r.code, r.stderr)
+      for round = 1, 10 do
+        local e = cap.env(nil, { short = true })
+        assert(fs.chmod(e.dir, 493))
+        local secret, tree = e.dir .. "/rootonly", e.host .. "/tree"
+        assert(fs.mkdir_p(secret))
+        h.write(secret .. "/secret.txt", "TOPSECRET-ROOT\n")
+        assert(fs.chmod(secret, 448))
+        assert(fs.mkdir_p(tree .. "/sub"))
+        for i = 1, 50 do h.write(tree .. "/sub/f" .. i, "x\n") end
+        assert(fs.symlink(secret, tree .. "/zlink"))
+        assert(proc.run({ "chown", "-hR", "4242:4242", tree }))
+        local _, _, s = e:run("rm -rf tree")
+        assert.equal(0, h.shannot({ "approve", s.id, "--yes" }, { home = e.home }).code)
+        local attacker = assert(proc.spawn({ "setpriv", "--reuid=4242", "--regid=4242", "--clear-groups", "--",
+          bin, tree .. "/sub", tree .. "/zlink", "30" }, { stdout = "pipe", stderr = "pipe" }))
+        local x = h.shannot({ "execute", s.id }, { home = e.home })
+        attacker:kill("TERM")
+        attacker:communicate({ timeout = 5 })
+        local rb = h.shannot({ "rollback", s.id, "--force" }, { home = e.home })
+        local said = x.stdout .. x.stderr .. rb.stdout .. rb.stderr
+        assert.falsy(said:find("secret.txt", 1, true), "round " .. round .. ": the walk went into root's place: " .. said)
+        assert.are_not.equal(70, x.code, said)
+        assert.are_not.equal(70, rb.code, said)
+        local found = assert(proc.run({ "grep", "-rl", "TOPSECRET", e.host, e.home .. "/data/shannot/sessions" }))
+        assert.equal("", found.stdout, "round " .. round .. ": root's secret reached " .. found.stdout)
+        cap.cleanup()
+      end
+    end)
+  end)
+
   describe("the system call filter", function()
     local proc = require("shannot.proc")
     local WANT = {
@@ -363,6 +400,18 @@ describe("security (issue 11)", function()
   end)
 
   describe("the review", function()
+    it("shows a write's owner and mode change, and rates handing a root file to another uid as danger", function()
+      local e = cap.env()
+      e:sh('echo secret > "$1/rootonly"; chmod 600 "$1/rootonly"')
+      local _, _, s = e:run("echo changed > rootonly; chown 65534:65534 rootonly; chmod 644 rootonly")
+      local op = cap.op_at(s, "/rootonly")
+      assert.equal("write", op.kind)
+      assert.equal("danger", op.danger)
+      assert.matches("hands a root%-owned file to uid 65534", op.reason)
+      local shown = e:show(s.id, {})
+      assert.matches("modified, 7 B %-> 8 B, 0644, mode 0600 %-> 0644, owner 0:0 %-> 65534:65534", shown)
+    end)
+
     it("denies a wrapped dangerous command and rates a directory replaced by a file as danger", function()
       local e = cap.env({ defer = { "timeout", "busybox" } })
       e:sh('mkdir "$1/d" "$1/e"; echo k > "$1/d/k"; echo k > "$1/e/k"')
@@ -396,6 +445,18 @@ describe("security (issue 11)", function()
       local last_reset = select(2, before:find(".*\27%[0?m")) or -1
       assert.truthy(last_hide == 0 or last_reset > last_hide, "the summary is concealed: " .. raw:sub(1, 300))
       assert.equal("on", t:run({ "display", "-p", "-t", "main", "#{?cursor_flag,on,off}" }):gsub("\n", ""))
+    end)
+
+    it("sets no clipboard or title on the reviewer's terminal while passing the output through", function()
+      local e = cap.env()
+      local r = h.shannot({ "run", "--profile", e.profile, "-c",
+        "printf 'a\\033]52;c;ZWNobyBwd25lZA==\\007b\\033]0;title\\033\\\\c\\033[31mred\\033[0m\\n'; " ..
+        "echo x > " .. e.host .. "/f" }, { home = e.home })
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("abc\27[31mred\27[0m\n", r.stdout)
+      local s = json.decode(h.shannot({ "sessions", "--json" }, { home = e.home }).stdout)[1]
+      local kept = fs.read_file(e.home .. "/data/shannot/sessions/" .. s.id .. "/stdout")
+      assert.matches("\27%]52;c;", kept)  -- the session keeps the output as it was
     end)
 
     it("keeps a file name's newline and escapes out of show --diff's lines", function()
@@ -451,6 +512,16 @@ describe("security (issue 11)", function()
           prefix = { "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--" } })
         assert.matches("Cannot fork", u.stderr)
       end
+    end)
+
+    it("refuse a capture whose files are larger than it may keep, however sparse", function()
+      limited('staging = "20M"')
+      local e = cap.env()
+      local r = h.shannot({ "run", "--profile", e.profile, "-c", "truncate -s 1T " .. e.host .. "/sparse" },
+        { home = home, timeout = 60 })
+      assert.equal(3, r.code, r.stderr)
+      assert.matches("the run wrote more than 20971520 bytes of files %(.-sparse is 1099511627776 bytes%)", r.stderr)
+      assert.same({}, fs.readdir(home .. "/data/shannot/staging") or {})
     end)
 
     it("stop a capture that writes more than it may into staging, and keep nothing", function()
