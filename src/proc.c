@@ -40,6 +40,9 @@ extern char **environ;
 struct capture {
     int fd;     /* our read end, -1 when closed or not piped */
     int tee_fd; /* copy each chunk here as it arrives, -1 for none */
+    int tee_strings; /* leave terminal strings (OSC, DCS, ...) out of the copy */
+    int fstate;      /* where the copy's filter is: see tee_filtered */
+    size_t fstring;  /* bytes of the string being left out */
     int piped;
     struct sh_keep keep;
 };
@@ -72,10 +75,67 @@ static void capture_free(struct capture *c)
     c->piped = piped;
 }
 
+enum { F_TEXT, F_ESC, F_STRING, F_STRING_ESC };
+#define MAX_STRING 4096 /* a longer "string" is text the terminal shows */
+
+/* The copy for a terminal without its control strings: OSC (title,
+ * clipboard: OSC 52, hyperlinks), DCS, APC, PM and SOS, each from its
+ * ESC to BEL or ST.  Colours and cursor movement (CSI) pass.  Why: a
+ * command's output must not set the reviewer's clipboard or title.  The
+ * kept copy is untouched.  Returns the length written to out (<= n + 1). */
+static size_t tee_filtered(struct capture *c, const char *p, size_t n, char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char b = (unsigned char)p[i];
+        switch (c->fstate) {
+        case F_TEXT:
+            if (b == 0x1b) {
+                c->fstate = F_ESC;
+            } else {
+                out[o++] = (char)b;
+            }
+            break;
+        case F_ESC:
+            if (b == ']' || b == 'P' || b == '_' || b == '^' || b == 'X') {
+                c->fstate = F_STRING;
+                c->fstring = 0;
+            } else if (b != 0x1b) {
+                out[o++] = 0x1b;
+                out[o++] = (char)b;
+                c->fstate = F_TEXT;
+            } else {
+                out[o++] = 0x1b; /* ESC ESC: the first is lone */
+            }
+            break;
+        default: /* F_STRING, F_STRING_ESC */
+            if (b == 0x07 || (c->fstate == F_STRING_ESC && b == '\\')) {
+                c->fstate = F_TEXT;
+            } else {
+                c->fstate = b == 0x1b ? F_STRING_ESC : F_STRING;
+                if (++c->fstring > MAX_STRING) {
+                    c->fstate = F_TEXT; /* never terminated: plain text */
+                }
+            }
+            break;
+        }
+    }
+    return o;
+}
+
 static void capture_add(struct capture *c, const char *p, size_t n)
 {
-    if (c->tee_fd >= 0 && sh_write_all(c->tee_fd, p, n) < 0) {
-        c->tee_fd = -1; /* reader went away: keep capturing, stop copying */
+    if (c->tee_fd >= 0) {
+        char buf[2 * CHUNK + 2];
+        const char *q = p;
+        size_t m = n;
+        if (c->tee_strings && n <= CHUNK) {
+            m = tee_filtered(c, p, n, buf);
+            q = buf;
+        }
+        if (m > 0 && sh_write_all(c->tee_fd, q, m) < 0) {
+            c->tee_fd = -1; /* reader went away: keep capturing, stop copying */
+        }
     }
     sh_keep_add(&c->keep, p, n);
 }
@@ -858,6 +918,7 @@ static void loop_read_opts(lua_State *L, Process *p, struct loop *s)
     }
     p->out.tee_fd = (int)sh_optfield_number(L, 2, "tee_stdout", -1);
     p->err.tee_fd = (int)sh_optfield_number(L, 2, "tee_stderr", -1);
+    p->out.tee_strings = p->err.tee_strings = sh_optfield_boolean(L, 2, "tee_no_strings", 0);
     if (lua_getfield(L, 2, "watch") != LUA_TNIL) {
         luaL_checktype(L, -1, LUA_TTABLE);
         int w = lua_gettop(L);
@@ -886,6 +947,7 @@ static void loop_read_opts(lua_State *L, Process *p, struct loop *s)
  * opts: input (string for a piped stdin), timeout (s), kill_grace (s,
  * default 2), max_capture (bytes kept per stream, default 1 MiB: half from
  * the start, half from the end), tee_stdout, tee_stderr (fds to copy to),
+ * tee_no_strings (leave terminal control strings out of those copies),
  * watch ({path, max_growth, min_free} bytes: the run is ended, and
  * result.limit = "staging", once it has filled path's file system by more
  * than max_growth or left less than min_free).

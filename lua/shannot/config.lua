@@ -449,7 +449,8 @@ local LOWER_ONLY = {
 }
 
 -- A profile a project may choose: named (not a file of the project's),
--- built in or the user's, capturing, with no writable bind.
+-- built in or the user's, capturing, with no writable bind, no network
+-- and no bwrap arguments of its own.
 local function check_project_profile(name)
   if name:find("/", 1, true) or name:match("%.json$") then
     return "a project file may name a profile, not a profile file"
@@ -463,6 +464,10 @@ local function check_project_profile(name)
     if not b.read_only then
       return string.format('profile "%s" binds %s writable', name, text.inert(b.target))
     end
+  end
+  if p.network_isolation == false then return string.format('profile "%s" lets the network in', name) end
+  if #p.additional_args > 0 then
+    return string.format('profile "%s" passes bwrap arguments of its own', name)
   end
 end
 

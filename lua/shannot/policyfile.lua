@@ -10,13 +10,35 @@ local err = require("shannot.err")
 local fs = require("shannot.fs")
 local glob = require("shannot.glob")
 local sys = require("shannot.core.sys")
+local text = require("shannot.text")
 
 local M = {}
 
 local MAX_POLICY_BYTES = 1024 * 1024
--- A policy file that runs this many VM instructions while loading is
--- stuck, not thinking.
+-- A policy file that runs this many VM instructions while loading, or a
+-- rule this many for one operation, is stuck, not thinking.
 local LOAD_BUDGET = 50 * 1000 * 1000
+local CALL_BUDGET = 10 * 1000 * 1000
+
+-- What the budget's hook throws.  The pcall and xpcall a policy file gets
+-- throw it on, so no rule can catch it and go on looping.
+local OVER_BUDGET = setmetatable({}, { __tostring = function() return "over budget" end })
+
+local function rethrow_budget(ok, ...)
+  if not ok and (...) == OVER_BUDGET then error(OVER_BUDGET, 0) end
+  return ok, ...
+end
+
+local function guarded_pcall(f, ...)
+  return rethrow_budget(pcall(f, ...))
+end
+
+local function guarded_xpcall(f, handler, ...)
+  return rethrow_budget(xpcall(f, function(e)
+    if e == OVER_BUDGET then return e end
+    return handler(e)
+  end, ...))
+end
 
 M.DECISIONS = { approve = true, deny = true, review = true }
 
@@ -47,8 +69,8 @@ end
 function M.environment()
   local env = {
     assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
-    pcall = pcall, select = select, tonumber = tonumber, tostring = tostring,
-    type = type, rawequal = rawequal, rawlen = rawlen, xpcall = xpcall,
+    pcall = guarded_pcall, select = select, tonumber = tonumber, tostring = tostring,
+    type = type, rawequal = rawequal, rawlen = rawlen, xpcall = guarded_xpcall,
     string = copy(string), table = copy(table), math = copy(math), utf8 = copy(utf8),
     os = { time = os.time, date = os.date, clock = os.clock },
   }
@@ -69,15 +91,16 @@ function M.environment()
   return env
 end
 
-local function run_limited(fn)
-  local hook_fn = function() error("took too long to load (an endless loop?)", 2) end
-  debug.sethook(hook_fn, "", LOAD_BUDGET)
-  local ok, res = pcall(fn)
+-- run_limited(budget, fn, ...) -> pcall's results, fn stopped (ok false,
+-- OVER_BUDGET) after budget VM instructions
+local function run_limited(budget, fn, ...)
+  debug.sethook(function() error(OVER_BUDGET, 0) end, "", budget)
+  local r = table.pack(pcall(fn, ...))
   debug.sethook()
   -- Clearing the hook also cleared the host's interrupt hook, if a signal
   -- set it meanwhile: honour the signal here instead of losing it.
   if sys.interrupted() then error("interrupted", 0) end
-  return ok, res
+  return table.unpack(r, 1, r.n)
 end
 
 -- Lua cuts a chunk name to 60 bytes in messages ("...tail of the path"),
@@ -102,7 +125,10 @@ function M.load(path)
   if not source then return nil, msg and err.usage("%s", msg) end
   local chunk, lerr = load(source, "=" .. CHUNK_TAG, "t", M.environment())
   if not chunk then return nil, err.usage("%s", with_path(lerr, path)) end
-  local ok, res = run_limited(chunk)
+  local ok, res = run_limited(LOAD_BUDGET, chunk)
+  if not ok and res == OVER_BUDGET then
+    return nil, err.usage("%s: took too long to load (an endless loop?) (while loading the policy file)", path)
+  end
   if not ok then
     return nil, err.usage("%s (while loading the policy file)", with_path(res, path))
   end
@@ -147,7 +173,11 @@ end
 -- call(file, i, op, ctx) -> decision, reason | false (no opinion) | nil, err:
 -- one rule, a bad result reported as the policy's error (file and line).
 function M.call(file, i, op, ctx)
-  local ok, decision, reason = pcall(file.rules[i], op, ctx)
+  local ok, decision, reason = run_limited(CALL_BUDGET, file.rules[i], op, ctx)
+  if not ok and decision == OVER_BUDGET then
+    return nil, err.usage("%s: the rule took too long on %s (an endless loop?)", file.where[i],
+      text.inert(tostring(op.path or op.kind)))
+  end
   if not ok then return nil, err.usage("%s", with_path(decision, file.path)) end
   if decision == nil then return false end
   if not M.DECISIONS[decision] then

@@ -234,6 +234,7 @@ function M.run(p, argv, opts)
   local r, cmsg = child:communicate({
     timeout = opts.timeout, max_capture = opts.max_output or proc.DEFAULT_MAX_OUTPUT,
     tee_stdout = tee and 1 or nil, tee_stderr = tee and 2 or nil, watch = opts.watch,
+    tee_no_strings = tee and true or nil,  -- no clipboard or title set on the reviewer's terminal
   })
   child:close()  -- idempotent; bwrap must be gone before finish() reads its status
   finish()

@@ -53,10 +53,21 @@ end
 
 -- Code points shown escaped: C1 controls (U+0080-U+009F: CSI, OSC, ...)
 -- and the invisible ones that reorder or hide text (bidi overrides,
--- zero-width characters, line separators, BOM).
+-- zero-width characters, line separators, BOM, soft hyphen, fillers,
+-- variation selectors, tag characters).
+local INVISIBLE = {  -- ranges of code points that show nothing (or nearly)
+  { 0x00ad, 0x00ad }, { 0x034f, 0x034f }, { 0x115f, 0x1160 }, { 0x17b4, 0x17b5 }, { 0x180b, 0x180f },
+  { 0x200b, 0x200f }, { 0x2028, 0x202e }, { 0x2060, 0x206f }, { 0x3164, 0x3164 }, { 0xfe00, 0xfe0f },
+  { 0xfeff, 0xfeff }, { 0xffa0, 0xffa0 }, { 0xfff9, 0xfffb }, { 0x1d173, 0x1d17a }, { 0xe0000, 0xe007f },
+  { 0xe0100, 0xe01ef },
+}
+
 local function hidden(cp)
-  return cp <= 0x9f or (cp >= 0x200b and cp <= 0x200f) or (cp >= 0x2028 and cp <= 0x202e)
-    or (cp >= 0x2060 and cp <= 0x206f) or cp == 0xfeff or (cp >= 0xfff9 and cp <= 0xfffb)
+  if cp <= 0x9f then return true end
+  for _, r in ipairs(INVISIBLE) do
+    if cp >= r[1] and cp <= r[2] then return true end
+  end
+  return false
 end
 
 local NAMED = { ["\n"] = "\\n", ["\t"] = "\\t", ["\r"] = "\\r" }

@@ -241,7 +241,8 @@ describe("security (issue 11)", function()
         attacker:communicate({ timeout = 5 })
         local rb = h.shannot({ "rollback", s.id, "--force" }, { home = e.home })
         local said = x.stdout .. x.stderr .. rb.stdout .. rb.stderr
-        assert.falsy(said:find("secret.txt", 1, true), "round " .. round .. ": the walk went into root's place: " .. said)
+        assert.falsy(said:find("secret.txt", 1, true),
+          "round " .. round .. ": the walk went into root's place: " .. said)
         assert.are_not.equal(70, x.code, said)
         assert.are_not.equal(70, rb.code, said)
         local found = assert(proc.run({ "grep", "-rl", "TOPSECRET", e.host, e.home .. "/data/shannot/sessions" }))
