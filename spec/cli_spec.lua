@@ -49,6 +49,15 @@ describe("shannot cli", function()
     assert.truthy(r.stderr:find("\\x1b]0;pwned\\x07", 1, true))
   end)
 
+  it("shows invisible code points escaped: soft hyphen, fillers, variation selectors, tags", function()
+    local text = require("shannot.text")
+    for _, cp in ipairs({ 0xad, 0x115f, 0x3164, 0xfe0f, 0xffa0, 0xe0041, 0xe0100, 0x200b, 0x202e }) do
+      local shown = text.inert("a" .. utf8.char(cp) .. "b")
+      assert.equal(string.format("a\\u{%x}b", cp), shown)
+    end
+    assert.equal("caf\u{e9}", text.inert("caf\u{e9}"))  -- visible text stays as it is
+  end)
+
   describe("profile", function()
     it("lists built-in and user profiles, and reports a broken one", function()
       h.write(home .. "/config/shannot/profiles/mine.json", '{"name": "mine", "description": "my own"}')

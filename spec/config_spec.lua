@@ -154,6 +154,18 @@ describe("config", function()
       assert.equal("system", show_json(home, ok).config.executor["local"].profile)
     end)
 
+    it("may not choose a profile that lets the network in or passes bwrap arguments of its own", function()
+      h.write(home .. "/config/shannot/profiles/net.json", '{"name": "net", "capture": ["/etc"], ' ..
+        '"network_isolation": false}')
+      h.write(home .. "/config/shannot/profiles/args.json", '{"name": "args", "capture": ["/etc"], ' ..
+        '"additional_args": ["--bind", "/", "/mnt"]}')
+      for name, why in pairs({ net = "lets the network in", args = "passes bwrap arguments of its own" }) do
+        local dir = project('[executor.local]\nprofile = "' .. name .. '"\n')
+        local c = h.shannot({ "config", "check" }, { home = home, cwd = dir })
+        assert.matches("# refused executor.local.profile = .-" .. why, c.stdout)
+      end
+    end)
+
     it("adds deferred commands ([profile] defer)", function()
       local dir = project('[profile]\ndefer = ["mytool"]\n')
       local r = h.shannot({ "run", "--json", "-c", "mytool reload now" }, { home = home, cwd = dir })
@@ -339,6 +351,20 @@ describe("config", function()
         "assert(n.command == 'rm' and n.flags[1] == '-f')\nassert(os.time() > 0)\n" ..
         "return function(op) if shannot.glob.match('/etc/*', op.path) then return 'review' end end\n")
       assert.equal(0, ok.code, ok.stderr)
+    end)
+
+    it("stops a rule that loops, even one that catches its own errors, and leaves the run for review", function()
+      h.write(home .. "/config/shannot/policy.lua",
+        "return function(op) while true do pcall(function() while true do end end) end end\n")
+      local dir = h.tmpdir()
+      local r = h.shannot({ "run", "--json", "-c", "echo x > /etc/shannot-spec-loop" },
+        { home = home, cwd = dir, timeout = 60 })
+      assert.equal(0, r.code, r.stderr)
+      assert.matches("policy%.lua:1: the rule took too long on /etc/shannot%-spec%-loop %(an endless loop%?%)",
+        r.stderr)
+      local id = json.decode(r.stdout).session.id
+      local op = json.decode(h.shannot({ "show", id, "--json" }, { home = home }).stdout).operations[1]
+      assert.equal("review", op.decision)
     end)
 
     it("gives up on a file that never finishes loading", function()

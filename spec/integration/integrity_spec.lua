@@ -251,6 +251,9 @@ describe("integrity (issue 12)", function()
       assert.are_not.equal(0, r.code)
       assert.matches("blob is corrupt", r.stdout .. r.stderr)
       assert.are_not.equal("bad\n", fs.read_file(e.host .. "/a"))
+      for _, name in ipairs(fs.readdir(e.host)) do  -- and no temp file is left beside it
+        assert.falsy(name:find("^%.shannot%-"), name)
+      end
     end)
 
     it("validates session.json field by field: one line naming the field, never a traceback", function()
