@@ -326,8 +326,8 @@ describe("security (issue 11)", function()
         assert.same(WANT, parse(json.decode(r.stdout).stdout), prof)
       end
       -- and a plain remote sandbox keeps no capability, as locally
-      local c = run({ "--target", "box", "--profile", "readonly", "--json", "--", "grep", "CapEff", "/proc/self/status" },
-        { home = home })
+      local c = run({ "--target", "box", "--profile", "readonly", "--json", "--", "grep", "CapEff",
+        "/proc/self/status" }, { home = home })
       assert.matches("CapEff:%s+0000000000000000", json.decode(c.stdout).stdout)
     end)
 
