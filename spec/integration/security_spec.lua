@@ -252,6 +252,52 @@ describe("security (issue 11)", function()
     end)
   end)
 
+  describe("a remote execute in a directory another user owns", function()
+    it("never writes through a parent swapped for a symlink", function()
+      if not h.need(cap.ROOT, "root (an attacker of another uid)") then return end
+      if not h.need(sshd.available(), "sshd") then return end
+      local proc = require("shannot.proc")
+      local bin = h.tmpdir() .. "/xchg"
+      local cc = assert(proc.run({ "cc", "-std=c11", "-O2", "-o", bin, h.ROOT .. "/spec/support/c/xchg.c" }))
+      assert.equal(0, cc.code, cc.stderr)
+      local server = sshd.start()
+      finally(server.stop)
+      for round = 1, 3 do
+        local e = cap.env(nil, { short = true })
+        assert(fs.chmod(e.dir, 493))
+        assert(fs.mkdir_p(e.home .. "/.ssh"))
+        assert.equal(0, h.shannot({ "remote", "add", "box", server.user .. "@127.0.0.1:" .. server.port, "--key",
+          server.key }, { home = e.home }).code)
+        local outside, nbd, go = e.dir .. "/rootonly", e.host .. "/nbd", e.dir .. "/go"
+        assert(fs.mkdir_p(outside))
+        assert(fs.chmod(outside, 448))
+        assert(fs.mkdir_p(nbd .. "/sub"))
+        for i = 1, 40 do h.write(nbd .. "/sub/f" .. i, "old\n") end
+        assert(fs.symlink(outside, nbd .. "/link"))
+        assert(proc.run({ "chown", "-hR", "4242:4242", nbd }))
+        local r = h.shannot({ "run", "--target", "box", "--accept-new", "--json", "--profile", e.profile, "-c",
+          "for i in $(seq 40); do echo new$i > " .. nbd .. "/sub/f$i; done" }, { home = e.home })
+        assert.equal(0, r.code, r.stderr)
+        local id = json.decode(r.stdout).session.id
+        assert.equal(0, h.shannot({ "approve", id, "--yes" }, { home = e.home }).code)
+        -- the attacker swaps once told the drift check is over (the checkpoint is being made)
+        local attacker = assert(proc.spawn({ "setpriv", "--reuid=4242", "--regid=4242", "--clear-groups", "--",
+          bin, nbd .. "/sub", nbd .. "/link", "60", go }, { stdout = "pipe", stderr = "pipe" }))
+        local x = h.spawn({ "execute", id }, { home = e.home })
+        h.eventually(function() return fs.lstat(e.home .. "/data/shannot/sessions/" .. id .. "/checkpoint") end,
+          "the checkpoint")
+        h.write(go, "")
+        local xr = x:communicate({ timeout = 120 })
+        x:close()
+        attacker:kill("TERM")
+        local swaps = attacker:communicate({ timeout = 5 }).stdout
+        assert.same({}, fs.readdir(outside), "round " .. round .. ": root's writes landed in " .. outside ..
+          " (" .. swaps .. "): " .. xr.stdout .. xr.stderr)
+        cap.cleanup()
+      end
+    end)
+  end)
+
   describe("the system call filter", function()
     local proc = require("shannot.proc")
     local WANT = {
