@@ -190,7 +190,7 @@ describe("security (issue 11)", function()
         local r = h.shannot(step[1], { home = e.home })
         attacker:kill("TERM")
         local swaps = attacker:communicate({ timeout = 5 }).stdout
-        assert.truthy(tonumber(swaps:match("^(%d+) swaps")) > 1000, "the attack did not run: " .. swaps)
+        assert.truthy(tonumber(swaps:match("^(%d+) swaps")) > 100, "the attack did not run: " .. swaps)
         local after = {}
         for i = 1, N do after[i] = fs.lstat(victims .. "/v" .. i).mode end
         assert.same(before, after, step[1][1] .. " changed a symlink's target: " .. r.stdout .. r.stderr)
@@ -280,12 +280,11 @@ describe("security (issue 11)", function()
         assert.equal(0, r.code, r.stderr)
         local id = json.decode(r.stdout).session.id
         assert.equal(0, h.shannot({ "approve", id, "--yes" }, { home = e.home }).code)
-        -- the attacker swaps once told the drift check is over (the checkpoint is being made)
+        -- the attacker swaps once told the writes have begun (drift check and checkpoint are over)
         local attacker = assert(proc.spawn({ "setpriv", "--reuid=4242", "--regid=4242", "--clear-groups", "--",
           bin, nbd .. "/sub", nbd .. "/link", "60", go }, { stdout = "pipe", stderr = "pipe" }))
         local x = h.spawn({ "execute", id }, { home = e.home })
-        h.eventually(function() return fs.lstat(e.home .. "/data/shannot/sessions/" .. id .. "/checkpoint") end,
-          "the checkpoint")
+        h.eventually(function() return fs.read_file(nbd .. "/sub/f1") == "new1\n" end, "the first write")
         h.write(go, "")
         local xr = x:communicate({ timeout = 120 })
         x:close()

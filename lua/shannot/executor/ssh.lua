@@ -1,9 +1,8 @@
 -- The SSH executor (DESIGN §6): the same operations as the local one, on
--- a remote host through one connection: SFTP for metadata and contents,
--- exec for what SFTP cannot do without following symlinks (chown -h,
--- rm -rf, sha256sum).  SFTP resolves every path from the root, so before
--- each operation every directory on its path is checked with lstat: a
--- symlink there is refused (ELOOP), never followed.
+-- a remote host through one connection: SFTP to read state and carry
+-- contents, and every change through the AT perl script below (a walk to
+-- the parent that no swapped symlink can redirect, then relative calls).
+-- Reads check every directory on a path with lstat first.
 local fs = require("shannot.fs")
 local store = require("shannot.store")
 local text = require("shannot.text")
@@ -37,6 +36,10 @@ function M.new(session, target, scratch)
 end
 
 function M:close()
+  if self.private and self.s then
+    self.s:exec("rm -rf -- " .. q(self.private), { timeout = 120 })
+    self.private = nil
+  end
   if self.sftp then self.sftp:close(); self.sftp = nil end
   if self.s then self.s:close(); self.s = nil end
   if self.scratch then fs.rmtree(self.scratch); self.scratch = nil end
@@ -166,80 +169,141 @@ function M:sync(cpdir) -- luacheck: ignore 212/self
 end
 
 function M:remove_tree(path)
-  check(self:run("rm -rf -- " .. q(path)))
+  self:at("rmtree", path)
 end
 
--- A mode set on the entry itself: opened O_PATH|O_NOFOLLOW (010000000 is
--- O_PATH on every Linux architecture shannot targets) and changed through
--- /proc/self/fd, so a name swapped for a symlink is never followed.  perl
--- is on every Debian (perl-base is essential); without it, SFTP after an
--- lstat (a narrow race: design note 31).
-local CHMOD_NOFOLLOW = [[perl -MFcntl -e 'sysopen(my $f, $ARGV[1], 010000000 | O_NOFOLLOW) or die "$ARGV[1]: $!\n";]] ..
-  [[ my @s = stat($f) or die "$ARGV[1]: $!\n"; if (($s[2] & 0170000) == 0120000) { print "symlink"; exit 3 }]] ..
-  [[ chmod(oct($ARGV[0]), "/proc/self/fd/" . fileno($f)) or die "$ARGV[1]: $!\n"' ]]
+-- Every change on the remote goes through this perl script (perl-base is
+-- essential on Debian): it walks to the parent directory one component
+-- at a time (lstat, chdir, then the dev and inode of "." must be the
+-- lstat'd ones: a component swapped for a symlink meanwhile is refused,
+-- never followed) and then acts relative to that directory, which no
+-- rename of a path can move: new files O_EXCL|O_NOFOLLOW, owner and mode
+-- through the open descriptor, renames within the directory.  SFTP alone
+-- resolves every path from the root at each call, so another user who
+-- may write a directory on the way could redirect root's writes.
+local AT = [==[
+use strict; use Fcntl;
+my ($act, $parent, $name, @a) = @ARGV;
+chdir "/" or die "/: $!\n";
+for my $p (grep { length } split m{/}, $parent) {
+  my @l = lstat($p) or die "$parent: $p: $!\n";
+  die "$parent: $p is a symlink (refused)\n" if -l _;
+  die "$parent: $p is not a directory\n" unless -d _;
+  chdir($p) or die "$parent: $p: $!\n";
+  my @s = stat(".");
+  die "$parent: $p changed while walking (refused)\n" unless $s[0] == $l[0] && $s[1] == $l[1];
+}
+sub own { my ($fh, $uid, $gid, $mode) = @_;
+  chown($uid, $gid, $fh) or die "$name: chown: $!\n" if $uid ne "";
+  chmod(oct($mode), $fh) or die "$name: chmod: $!\n" if $mode ne ""; }
+sub lown { my ($n, $uid, $gid) = @_; return if $uid eq "";
+  system("chown", "-h", "$uid:$gid", "--", "./$n") == 0 or die "$n: chown -h failed\n"; }
+sub gone { my $n = shift; if (lstat($n)) { system("rm", "-rf", "--", "./$n") == 0 or die "$n: rm failed\n" } }
+if ($act eq "put") {            # SRC TMP UID GID MODE
+  my ($src, $tmp, $uid, $gid, $mode) = @a; gone($tmp);
+  open(my $in, "<", $src) or die "$src: $!\n";
+  sysopen(my $out, $tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600) or die "$tmp: $!\n";
+  binmode $in; binmode $out; my $buf;
+  while (my $n = sysread($in, $buf, 1 << 20)) { syswrite($out, $buf) == $n or die "$tmp: $!\n" }
+  own($out, $uid, $gid, $mode); close($out) or die "$tmp: $!\n";
+  gone($name) if -d $name && !-l $name; rename($tmp, $name) or die "$name: $!\n";
+} elsif ($act eq "symlink") {   # TARGET TMP UID GID
+  my ($target, $tmp, $uid, $gid) = @a; gone($tmp);
+  symlink($target, $tmp) or die "$tmp: $!\n"; lown($tmp, $uid, $gid);
+  gone($name) if -d $name && !-l $name; rename($tmp, $name) or die "$name: $!\n";
+} elsif ($act eq "mkdir") {     # UID GID MODE
+  my ($uid, $gid, $mode) = @a;
+  gone($name) if lstat($name) && !-d _;
+  mkdir($name, 0700) or die "$name: $!\n" unless -d $name;
+  sysopen(my $d, $name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW) or die "$name: $!\n";
+  own($d, $uid, $gid, $mode);
+} elsif ($act eq "meta") {      # UID GID MODE (of the entry itself)
+  my ($uid, $gid, $mode) = @a;
+  sysopen(my $f, $name, 010000000 | O_NOFOLLOW) or die "$name: $!\n";
+  my @s = stat($f) or die "$name: $!\n";
+  if (($s[2] & 0170000) == 0120000) { die "is now a symlink\n" if $mode ne ""; lown($name, $uid, $gid); exit 0 }
+  my $via = "/proc/self/fd/" . fileno($f);
+  chown($uid, $gid, $via) or die "$name: chown: $!\n" if $uid ne "";
+  chmod(oct($mode), $via) or die "$name: chmod: $!\n" if $mode ne "";
+} elsif ($act eq "rmtree") {
+  gone($name);
+} else { die "unknown action $act\n" }
+]==]
+
+-- at(action, path, ...) -> true | raises apply_error: the AT script's
+-- action on path (its parent walked safely, then relative)
+function M:at(action, path, ...)
+  local parent, name = split(path)
+  if not parent then fail(path .. ": not an absolute path below /") end
+  local words = { "perl", "-e", q(AT), action, q(parent), q(name) }
+  for _, v in ipairs({ ... }) do words[#words + 1] = q(tostring(v)) end
+  local r, msg = self.s:exec(table.concat(words, " "), { timeout = 3600 })
+  if not r then fail(msg) end
+  if r.code ~= 0 then
+    fail(text.inert(((r.stderr or "") ~= "" and r.stderr or ("exit " .. r.code)):match("[^\n]*")))
+  end
+  return true
+end
+
+local function owner_args(n)
+  return n.uid or "", n.gid or "", n.mode and string.format("%o", n.mode) or ""
+end
 
 function M:chmod_entry(path, mode)
-  if self.perl ~= false then
-    local r, msg = self.s:exec(CHMOD_NOFOLLOW .. string.format("%o", mode) .. " " .. q(path), { timeout = 120 })
-    if not r then fail(msg) end
-    if r.code == 3 and r.stdout == "symlink" then fail("is now a symlink") end
-    if r.code == 0 then self.perl = true; return end
-    if r.code ~= 127 or self.perl then fail(text.inert((r.stderr or ""):match("[^\n]*") or "chmod failed")) end
-    self.perl = false
-  end
-  local st = check(self.sftp:lstat(path))
-  if st.type == "link" then fail("is now a symlink") end
-  check(self.sftp:chmod(path, mode))
+  self:at("meta", path, "", "", string.format("%o", mode))
 end
 
 function M:owner_mode(path, n, is_link)
-  if n.uid and n.gid then
-    check(self:run(string.format("chown -h %d:%d -- %s", n.uid, n.gid, q(path))))
-  end
-  if not is_link and n.mode then self:chmod_entry(path, n.mode) end
+  local uid, gid, mode = owner_args(n)
+  self:at("meta", path, uid, gid, is_link and "" or mode)
 end
 
--- put_content(blobs, hash, remote_tmp): a blob to a new remote file
-function M:put_content(blobs, hash, tmp)
+-- upload(blobs, hash) -> a remote path holding the content, in a private
+-- directory of this executor's (made on first use, removed by close)
+function M:upload(blobs, hash)
+  if not self.private then
+    local r = check(self:run("mktemp -d /tmp/shannot-exec-XXXXXXXXXX"))
+    self.private = r.stdout:match("^(%S+)")
+    if not self.private then fail("cannot make a private directory on the remote") end
+  end
   local lfile = self:scratch_file()
   check(store.copy_out(blobs, hash, lfile, 384))
-  local ok, msg = self.sftp:put(lfile, tmp, 384)
+  self.n = self.n + 1
+  local remote = self.private .. "/c" .. self.n
+  local ok, msg = self.sftp:put(lfile, remote, 384)
   fs.remove(lfile)
   check(ok, msg)
+  return remote
+end
+
+-- place(blobs, hash, path, tmp_name, meta): the content at path, written
+-- beside it under tmp_name with meta's owner and mode, then renamed over
+function M:place(blobs, hash, path, tmp_name, n)
+  local src = self:upload(blobs, hash)
+  local uid, gid, mode = owner_args(n)
+  self:at("put", path, src, tmp_name, uid, gid, mode)
+  self.s:exec("rm -f -- " .. q(src), { timeout = 60 })
 end
 
 local APPLY = {}
 
-function APPLY.write(self, op, ctx, tmp)
-  self:remove_tree(tmp)
-  self:put_content(ctx.blobs, op.new.hash, tmp)
+function APPLY.write(self, op, ctx, tmp_name)
   ctx.step()
-  self:owner_mode(tmp, op.new, false)
-  local st = self.sftp:lstat(op.path)
-  if st and st.type == "dir" then self:remove_tree(op.path) end
-  check(self.sftp:rename(tmp, op.path))
+  self:place(ctx.blobs, op.new.hash, op.path, tmp_name, op.new)
 end
 
-function APPLY.symlink(self, op, _, tmp)
-  self:remove_tree(tmp)
-  check(self.sftp:symlink(op.new.link, tmp))
-  self:owner_mode(tmp, op.new, true)
-  local st = self.sftp:lstat(op.path)
-  if st and st.type == "dir" then self:remove_tree(op.path) end
-  check(self.sftp:rename(tmp, op.path))
+function APPLY.symlink(self, op, _, tmp_name)
+  self:at("symlink", op.path, op.new.link, tmp_name, op.new.uid or "", op.new.gid or "")
 end
 
 function APPLY.mkdir(self, op)
-  local st = self.sftp:lstat(op.path)
-  if st and st.type ~= "dir" then self:remove_tree(op.path) end
-  if not st or st.type ~= "dir" then check(self.sftp:mkdir(op.path, 448)) end
-  self:owner_mode(op.path, op.new, false)
+  local uid, gid, mode = owner_args(op.new)
+  self:at("mkdir", op.path, uid, gid, mode)
 end
 
 function APPLY.replace_dir(self, op)
   self:remove_tree(op.path)
-  check(self.sftp:mkdir(op.path, 448))
-  self:owner_mode(op.path, op.new, false)
+  APPLY.mkdir(self, op)
 end
 
 function APPLY.delete(self, op)
@@ -251,8 +315,9 @@ function APPLY.chmod(self, op)
 end
 
 function APPLY.chown(self, op)
-  local st = check(self.sftp:lstat(op.path))
-  self:owner_mode(op.path, op.new, st.type == "link")
+  local uid, gid = owner_args(op.new)
+  local is_link = (op.base or {}).type == "link"
+  self:at("meta", op.path, uid, gid, not is_link and op.new.mode and string.format("%o", op.new.mode) or "")
 end
 
 local function guarded(fn)
@@ -266,9 +331,7 @@ end
 function M:apply(op, ctx)
   local ok, msg = self:parents_ok(op.path)
   if not ok then return nil, msg or (op.path .. ": its directory is gone") end
-  local parent = split(op.path)
-  local tmp = (parent == "/" and "" or parent) .. "/" .. ctx.temp_prefix .. op.id
-  return guarded(function() APPLY[op.kind](self, op, ctx, tmp) end)
+  return guarded(function() APPLY[op.kind](self, op, ctx, ctx.temp_prefix .. op.id) end)
 end
 
 -- ex:exec(op, timeout) -> result
@@ -290,25 +353,17 @@ function M:restore(e, cpdir, temp_prefix)
     if not e.exists then return true end
     return nil, e.path .. ": its directory is gone"
   end
-  local parent = split(e.path)
-  local tmp = (parent == "/" and "" or parent) .. "/" .. temp_prefix .. "restore"
+  local tmp_name = temp_prefix .. "restore"
   return guarded(function()
     if not e.exists then return self:remove_tree(e.path) end
-    local st = self.sftp:lstat(e.path)
     if e.type == "dir" then
-      if st and st.type ~= "dir" then self:remove_tree(e.path); st = nil end
-      if not st then check(self.sftp:mkdir(e.path, 448)) end
-      self:owner_mode(e.path, e, false)
-    elseif e.type == "file" or e.type == "link" then
-      self:remove_tree(tmp)
-      if e.type == "file" then
-        self:put_content(cpdir, e.hash, tmp)
-      else
-        check(self.sftp:symlink(e.link, tmp))
-      end
-      self:owner_mode(tmp, e, e.type == "link")
-      if st and st.type == "dir" then self:remove_tree(e.path) end
-      check(self.sftp:rename(tmp, e.path))
+      local uid, gid, mode = owner_args(e)
+      self:at("mkdir", e.path, uid, gid, mode)
+    elseif e.type == "file" then
+      self:place(cpdir, e.hash, e.path, tmp_name, e)
+    elseif e.type == "link" then
+      if type(e.link) ~= "string" then fail("the checkpoint holds no target for this symlink") end
+      self:at("symlink", e.path, e.link, tmp_name, e.uid or "", e.gid or "")
     end
   end)
 end
