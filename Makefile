@@ -28,7 +28,7 @@ PROFILES := $(wildcard profiles/*.json)
 BUSTED := scripts/busted.lua
 
 .PHONY: all demo test check asan lint deps deps-test install clean
-all: build/shannot
+all: build/shannot build/shannot-enter
 
 deps:
 	@vendor/install-deps build run
@@ -51,6 +51,14 @@ build/embedded_lua.o: build/embedded_lua.c $(HDRS)
 build/shannot: $(SRCS:src/%.c=build/%.o) build/embedded_lua.o
 	$(CC) $(OPT) -o $@ $^ $(PKG_LIBS)
 
+# The sandbox's first program alone, static: a remote sandbox gets it for
+# its run (Landlock there too), as nothing of shannot is installed there.
+build/shannot-enter: src/enter.c $(HDRS) | build
+	$(CC) $(WARN) -Os -static -s -DSH_ENTER_MAIN $(PKG_CFLAGS) -Isrc -o $@ src/enter.c
+
+build/asan/shannot-enter: build/shannot-enter | build/asan
+	cp $< $@
+
 build/asan/%.o: src/%.c $(HDRS) | build/asan
 	$(CC) $(WARN) $(ASAN_OPT) $(PKG_CFLAGS) -Isrc -c -o $@ $<
 
@@ -63,11 +71,11 @@ TEST_ENV = SHANNOT_TEST_LUA_PATH="$$($(LUA) -e 'io.write(package.path)')" \
 	SHANNOT_TEST_LUA_CPATH="$$($(LUA) -e 'io.write(package.cpath)')"
 
 test: deps-test lint
-	@$(MAKE) --no-print-directory build/shannot
+	@$(MAKE) --no-print-directory build/shannot build/shannot-enter
 	@$(TEST_ENV) SHANNOT_BIN=build/shannot build/shannot lua $(BUSTED) $(BUSTED_ARGS)
 
 asan: deps-test
-	@$(MAKE) --no-print-directory build/asan/shannot
+	@$(MAKE) --no-print-directory build/asan/shannot build/asan/shannot-enter
 	@$(TEST_ENV) SHANNOT_BIN=build/asan/shannot \
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

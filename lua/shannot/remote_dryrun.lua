@@ -186,6 +186,29 @@ local function allowed_deferred(p, f)
   return allowed
 end
 
+-- The sandbox's first program for the remote (build/shannot-enter, a
+-- static build of src/enter.c: Landlock there too), uploaded into the
+-- staging for the run when the remote's architecture is this machine's.
+-- -> its remote path | nil (none: said once) | nil, err
+local function upload_enter(sftp, f, dir)
+  local sc = require("shannot.core.seccomp")
+  local exe = fs.readlink("/proc/self/exe") or ""
+  local here = exe:match("^(.*)/[^/]*$") or "."
+  local helper
+  for _, candidate in ipairs({ here .. "/shannot-enter", here .. "/../lib/shannot/shannot-enter" }) do
+    if fs.stat(candidate) then helper = candidate; break end
+  end
+  if not helper or f.arch ~= sc.native_arch() then
+    cli.warn("%s: no Landlock in the remote sandbox (%s): FIFOs there can be opened for writing",
+      text.inert(f.arch or "?"), helper and "another architecture" or "shannot-enter is not installed")
+    return nil
+  end
+  local there = dir .. "/enter"
+  local ok, msg = sftp:put(helper, there, 493)
+  if not ok then return nil, err.env("cannot upload the sandbox's first program: %s", msg) end
+  return there
+end
+
 -- The system call filters for the remote's architecture: the default,
 -- then the profile's own (a compiled filter, as locally).
 local function remote_filters(p, f)
@@ -220,14 +243,17 @@ local function bwrap_argv(p, job, f, plan)
   end
   local fds = {}
   for i = 1, #plan.seccomp do fds[i] = rscript.SECCOMP_FD0 + i - 1 end
-  local args = profile.bwrap_args(p, {
+  local ctx = {
     cwd = f.home, getenv = remote_getenv(f), seccomp_fds = fds, var_run_is_link = f.var_run_link == "yes",
     capture_targets = f.tops, late_binds = binds, path_prefix = stage.SHIM_BIN, caps = caps,
-  })
+    enter_exe = plan.enter,
+  }
+  local args = profile.bwrap_args(p, ctx)
   local argv = { "bwrap" }
   table.move(args, 1, #args, 2, argv)
   argv[#argv + 1] = "--"
-  table.move(job.argv, 1, #job.argv, #argv + 1, argv)
+  local command = profile.command_argv(p, ctx, job.argv)
+  table.move(command, 1, #command, #argv + 1, argv)
   return argv
 end
 
@@ -267,6 +293,9 @@ function M.run(p, job, t, opts)
     local ok, uerr = sftp:put(job.script, plan.dir .. "/script", 448)
     if not ok then return nil, err.env("%s: cannot upload the script: %s", t.name, uerr) end
   end
+  local eerr
+  plan.enter, eerr = upload_enter(sftp, f, plan.dir)
+  if eerr then return nil, eerr end
   plan.bwrap_argv = bwrap_argv(p, job, f, plan)
   plan.timeout = opts.timeout
   local run, rerr = s:exec(rscript.run_command(plan), {

@@ -385,6 +385,17 @@ describe("security (issue 11)", function()
         places[#places + 1] = var
       end
       if not h.need(#places > 0, "a directory sandboxes see") then return end
+      local remote_home
+      if cap.ROOT and sshd.available() then
+        local server = sshd.start()
+        finally(server.stop)
+        remote_home = h.home()
+        assert(fs.mkdir_p(remote_home .. "/.ssh"))
+        assert.equal(0, h.shannot({ "remote", "add", "box", server.user .. "@127.0.0.1:" .. server.port, "--key",
+          server.key }, { home = remote_home }).code)
+        assert.equal(0, run({ "--target", "box", "--accept-new", "--profile", "readonly", "--", "true" },
+          { home = remote_home }).code)
+      end
       local write = 'timeout 3 sh -c \'echo escaped > "$1"\' sh "$1" && echo WROTE'
       for _, dir in ipairs(places) do
         local fifo, got = dir .. "/fifo", dir .. "/received"
@@ -398,6 +409,15 @@ describe("security (issue 11)", function()
         end
         local text = mcp_call(home, "run_command", { argv = { "sh", "-c", write, "sh", fifo } })
         assert.falsy(text:find("WROTE", 1, true), text)
+        if remote_home then  -- and over SSH, where shannot-enter is uploaded for the run
+          for _, prof in ipairs({ "readonly", "system" }) do
+            local r = run({ "--target", "box", "--profile", prof, "--json", "--", "sh", "-c", write, "sh", fifo },
+              { home = remote_home })
+            local out = json.decode(r.stdout)
+            assert.falsy(out.stdout:find("WROTE", 1, true), "remote " .. prof .. ": " .. out.stderr)
+            assert.falsy(r.stderr:find("no Landlock", 1, true), r.stderr)
+          end
+        end
         -- the FIFO is real: the host's own write reaches the reader
         assert.equal(0, assert(proc.run({ "sh", "-c", 'echo host > "$1"', "sh", fifo })).code)
         reader:communicate({ timeout = 5 })
