@@ -1,8 +1,9 @@
 /*
  * enter.c: the first program inside a sandbox, run before any Lua state:
- *   shannot __sandbox-enter N DIR1..DIRN CMD [ARGS...]
+ *   shannot __sandbox-enter CHANNEL N DIR1..DIRN CMD [ARGS...]
  * restricts opening files for writing to beneath DIR1..DIRN (Landlock),
- * then execs CMD.  No Lua and nothing else of shannot's, so it also builds
+ * hands its socket calls over to shannot when CHANNEL is an fd (a
+ * profile's unix_sockets allow list), then execs CMD.  No Lua and nothing else of shannot's, so it also builds
  * alone as a small static program (make build/shannot-enter, with
  * -DSH_ENTER_MAIN) that a remote sandbox gets for the run: there is no
  * shannot installed on a remote host.
@@ -10,15 +11,21 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <linux/audit.h>
+#include <linux/filter.h>
 #include <linux/landlock.h>
+#include <linux/seccomp.h>
 
 #include "shannot.h"
 
@@ -98,21 +105,125 @@ static int restrict_writes(char *const *dirs, long n)
     return rc;
 }
 
+#if defined(__x86_64__)
+#define NATIVE_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define NATIVE_ARCH AUDIT_ARCH_AARCH64
+#endif
+
+/* What the sender thread needs: the channel, the pipe the listener's
+ * number comes on, and how its sendmsg went. */
+struct handoff {
+    int channel;
+    int pipe[2];
+    int listener;
+    int err;
+};
+
+/* The sender thread: the listener's descriptor over the channel. */
+static void *send_listener(void *arg)
+{
+    struct handoff *h = arg;
+    ssize_t got;
+    do {
+        got = read(h->pipe[0], &h->listener, sizeof h->listener);
+    } while (got < 0 && errno == EINTR);
+    if (got != (ssize_t)sizeof h->listener || h->listener < 0) {
+        h->err = EIO;
+        return NULL;
+    }
+    char byte = 'L';
+    struct iovec iov = {&byte, 1};
+    union {
+        struct cmsghdr c;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1,
+                         .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &h->listener, sizeof(int));
+    h->err = sendmsg(h->channel, &msg, 0) == 1 ? 0 : errno;
+    return NULL;
+}
+
+/* Hands the socket calls that may reach a host socket (connect, sendto,
+ * sendmsg, sendmmsg) to shannot, outside the sandbox, which answers each
+ * (design note 43): a filter whose listener goes back over `channel`
+ * (SCM_RIGHTS).  0 or -1 with errno. */
+static int hand_over_sockets(int channel)
+{
+#ifdef NATIVE_ARCH
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, NATIVE_ARCH, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW), /* the default filter refuses them */
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_connect, 4, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_sendto, 3, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_sendmsg, 2, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_sendmmsg, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+    };
+    struct sock_fprog prog = {sizeof code / sizeof *code, code};
+    struct handoff h = {channel, {-1, -1}, -1, 0};
+    pthread_t sender;
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || pipe2(h.pipe, O_CLOEXEC) < 0) {
+        return -1;
+    }
+    /* Why a thread: the filter holds only the thread that installs it (no
+     * TSYNC), so this one, made before, may still sendmsg the listener. */
+    if ((errno = pthread_create(&sender, NULL, send_listener, &h)) != 0) {
+        return -1;
+    }
+    int listener = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+                                SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+    int e = errno;
+    ssize_t put;
+    do {
+        put = write(h.pipe[1], &listener, sizeof listener);
+    } while (put < 0 && errno == EINTR);
+    pthread_join(sender, NULL);
+    close(h.pipe[0]);
+    close(h.pipe[1]);
+    if (listener >= 0) {
+        close(listener);
+    }
+    close(channel);
+    errno = listener < 0 ? e : h.err;
+    return listener < 0 || h.err != 0 ? -1 : 0;
+#else
+    (void)channel;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+/* argv: CHANNEL N DIR1..DIRN CMD [ARGS...]; CHANNEL is "-" or the fd the
+ * socket calls' listener goes back on. */
 int sh_sandbox_enter(int argc, char **argv)
 {
     char *end = NULL;
-    long n = argc > 0 ? strtol(argv[0], &end, 10) : -1;
-    if (end == NULL || *end != '\0' || n < 0 || n > argc - 2) {
-        fputs("shannot: __sandbox-enter N DIR... CMD [ARGS...] (run by shannot itself)\n",
+    long n = argc > 1 ? strtol(argv[1], &end, 10) : -1;
+    if (end == NULL || *end != '\0' || n < 0 || n > argc - 3) {
+        fputs("shannot: __sandbox-enter CHANNEL N DIR... CMD [ARGS...] (run by shannot itself)\n",
               stderr);
         return 2;
     }
-    if (restrict_writes(argv + 1, n) < 0) {
+    if (strcmp(argv[0], "-") != 0 && hand_over_sockets(atoi(argv[0])) < 0) {
+        fprintf(stderr, "shannot: cannot hand the sandbox's socket calls over: %s\n", strerror(errno));
+        return 126;
+    }
+    if (restrict_writes(argv + 2, n) < 0) {
         fprintf(stderr, "shannot: cannot restrict writes in the sandbox (Landlock): %s\n",
                 strerror(errno));
         return 126;
     }
-    char **cmd = argv + 1 + n;
+    char **cmd = argv + 2 + n;
     execvp(cmd[0], cmd);
     fprintf(stderr, "shannot: cannot run %s: %s\n", cmd[0], strerror(errno));
     return errno == ENOENT ? 127 : 126;
@@ -124,7 +235,7 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], SH_SANDBOX_ENTER) == 0) {
         return sh_sandbox_enter(argc - 2, argv + 2);
     }
-    fputs("shannot-enter: run by shannot itself, as " SH_SANDBOX_ENTER " N DIR... CMD\n", stderr);
+    fputs("shannot-enter: run by shannot itself, as " SH_SANDBOX_ENTER " CHANNEL N DIR... CMD\n", stderr);
     return 2;
 }
 #endif

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <linux/openat2.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
@@ -777,6 +778,22 @@ static int fs_pipe(lua_State *L)
     return 2;
 }
 
+/* socketpair() -> File, File | nil, msg, code: a connected pair of
+ * AF_UNIX datagram sockets (close-on-exec), e.g. to pass a descriptor
+ * from a child back with SCM_RIGHTS */
+static int fs_socketpair(lua_State *L)
+{
+    File *a = new_file(L);
+    File *b = new_file(L);
+    int fds[2];
+    if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, fds) < 0) {
+        return sh_fail(L, "socketpair", errno);
+    }
+    a->fd = fds[0];
+    b->fd = fds[1];
+    return 2;
+}
+
 /* File:read_all([max]) -> data | nil, msg, code (EFBIG past max bytes) */
 static int file_read_all(lua_State *L)
 {
@@ -903,6 +920,7 @@ static const luaL_Reg fs_funcs[] = {
     {"open_dir", fs_open_dir},
     {"open_dir_at", fs_open_dir_at},
     {"pipe", fs_pipe},
+    {"socketpair", fs_socketpair},
     {NULL, NULL}};
 
 static const luaL_Reg file_methods[] = {

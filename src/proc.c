@@ -720,6 +720,7 @@ struct loop {
     int timed_out, term_sent, kill_sent, interrupted;
     struct fs_watch watch;
     const char *limit; /* which limit ended the run, or NULL */
+    struct sh_notify notify; /* channel -1: no socket supervision */
 };
 
 static void loop_terminate(Process *p, struct loop *s)
@@ -839,7 +840,7 @@ static void loop_write(Process *p, struct loop *s)
 /* One poll round; returns 0 to go on, 1 when done, -1 with errno. */
 static int loop_step(Process *p, struct loop *s)
 {
-    struct pollfd fds[4];
+    struct pollfd fds[6];
     int n = 0, io_open = p->out.fd >= 0 || p->err.fd >= 0;
     if (p->pid <= 0 && !io_open) {
         return 1;
@@ -852,6 +853,7 @@ static int loop_step(Process *p, struct loop *s)
         fds[n].revents = 0;
         n++;
     }
+    n += sh_notify_pollfds(&s->notify, fds + n);
     int r = poll(fds, (nfds_t)n, loop_timeout_ms(p, s));
     if (r < 0 && errno != EINTR) {
         return -1;
@@ -868,6 +870,9 @@ static int loop_step(Process *p, struct loop *s)
     }
     if (p->in_fd >= 0 && fds[2].revents) {
         loop_write(p, s);
+    }
+    if (r > 0) {
+        sh_notify_step(&s->notify, fds + 4);
     }
     if (p->pid > 0 && (p->pidfd < 0 || fds[3].revents)) {
         process_reap(p, WNOHANG);
@@ -919,6 +924,28 @@ static void loop_read_opts(lua_State *L, Process *p, struct loop *s)
     p->out.tee_fd = (int)sh_optfield_number(L, 2, "tee_stdout", -1);
     p->err.tee_fd = (int)sh_optfield_number(L, 2, "tee_stderr", -1);
     p->out.tee_strings = p->err.tee_strings = sh_optfield_boolean(L, 2, "tee_no_strings", 0);
+    s->notify.channel = s->notify.listener = -1;
+    if (lua_getfield(L, 2, "sockets") != LUA_TNIL) {
+        luaL_checktype(L, -1, LUA_TTABLE);
+        int t = lua_gettop(L);
+        int fd = (int)sh_optfield_number(L, t, "channel", -1);
+        lua_getfield(L, t, "allow");
+        luaL_checktype(L, -1, LUA_TTABLE);
+        int a = lua_gettop(L);
+        int n = (int)luaL_len(L, a);
+        s->notify.allow = lua_newuserdatauv(L, sizeof(char *) * (size_t)n + 1, 0);
+        for (int i = 0; i < n; i++) {
+            lua_geti(L, a, i + 1);
+            s->notify.allow[i] = luaL_checkstring(L, -1);
+            lua_pop(L, 1); /* still referenced by the table */
+        }
+        s->notify.nallow = n;
+        lua_replace(L, 5); /* the array, for the whole loop (the strings stay in opts) */
+        lua_settop(L, 5);
+        s->notify.channel = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 3) : -1;
+    } else {
+        lua_pop(L, 1);
+    }
     if (lua_getfield(L, 2, "watch") != LUA_TNIL) {
         luaL_checktype(L, -1, LUA_TTABLE);
         int w = lua_gettop(L);
@@ -948,6 +975,8 @@ static void loop_read_opts(lua_State *L, Process *p, struct loop *s)
  * default 2), max_capture (bytes kept per stream, default 1 MiB: half from
  * the start, half from the end), tee_stdout, tee_stderr (fds to copy to),
  * tee_no_strings (leave terminal control strings out of those copies),
+ * sockets ({channel = fd, allow = {path...}}: answer the sandbox's socket
+ * calls, see notify.c),
  * watch ({path, max_growth, min_free} bytes: the run is ended, and
  * result.limit = "staging", once it has filled path's file system by more
  * than max_growth or left less than min_free).
@@ -962,7 +991,7 @@ static int process_communicate(lua_State *L)
         lua_newtable(L);
     }
     luaL_checktype(L, 2, LUA_TTABLE);
-    lua_settop(L, 4);
+    lua_settop(L, 5);
     struct loop s;
     loop_read_opts(L, p, &s);
     luaL_argcheck(L, s.input == NULL || p->in_fd >= 0, 2,
@@ -975,6 +1004,7 @@ static int process_communicate(lua_State *L)
     int r;
     while ((r = loop_step(p, &s)) == 0) {
     }
+    sh_notify_close(&s.notify);
     if (r < 0) {
         return sh_fail(L, "poll", errno);
     }

@@ -8,6 +8,7 @@
 #define SHANNOT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -81,6 +82,21 @@ int sh_ns_child(const struct sh_ns_setup *s, int *failed);
  * Returns an exit status only when it could not. */
 int sh_sandbox_enter(int argc, char **argv);
 #define SH_SANDBOX_ENTER "__sandbox-enter" /* see lua/shannot/const.lua */
+
+/* notify.c: the supervisor of a sandbox's socket calls (a profile's
+ * unix_sockets allow list), driven by proc.c's communicate loop. */
+struct pollfd;
+struct sh_notify {
+    int channel;  /* where the listener comes from (owned), -1 once done */
+    int listener; /* the seccomp listener (owned), -1 before and after */
+    const char **allow; /* the host sockets a connect may reach */
+    int nallow;
+};
+/* Fills fds[0..1] to poll; returns 2. */
+int sh_notify_pollfds(const struct sh_notify *n, struct pollfd *fds);
+/* Acts on what the poll of those fds said. */
+void sh_notify_step(struct sh_notify *n, const struct pollfd *fds);
+void sh_notify_close(struct sh_notify *n);
 
 /* util.c: the first of sonames (NULL-terminated) that dlopen()s, with
  * f[i] = the symbol names[i] for each of n; the handle, or NULL when no

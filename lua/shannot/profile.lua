@@ -22,6 +22,7 @@ local FIELDS = {
   { "tmpfs_paths", "paths" }, { "environment", "env" },
   { "network_isolation", "boolean" }, { "seccomp_profile", "string" },
   { "additional_args", "strings" }, { "capture", "paths" }, { "defer", "strings" },
+  { "unix_sockets", "paths" },
 }
 local BIND_FIELDS = {
   { "source", "path" }, { "target", "path" }, { "read_only", "boolean" },
@@ -149,6 +150,7 @@ function M.from_table(obj, source, dir)
     network_isolation = default(obj.network_isolation, true),
     additional_args = default(obj.additional_args, {}),
     capture = default(obj.capture, {}), defer = default(obj.defer, {}),
+    unix_sockets = default(obj.unix_sockets, {}),
   }
   for _, b in ipairs(default(obj.binds, {})) do
     local bind, msg = normalise_bind(b)
@@ -318,11 +320,12 @@ function M.writable_dirs(p, ctx)
 end
 
 -- command_argv(profile, ctx, argv) -> what bwrap runs: argv, behind
--- shannot's own entry program when ctx.enter_exe names it.
+-- shannot's own entry program when ctx.enter_exe names it (ctx.sockets_fd:
+-- where it hands the socket calls' listener back, for unix_sockets).
 function M.command_argv(p, ctx, argv)
   if not (ctx.enter_exe or ctx.enter_fd) then return argv end
   local dirs = M.writable_dirs(p, ctx)
-  local out = { M.ENTER, const.SANDBOX_ENTER, tostring(#dirs) }
+  local out = { M.ENTER, const.SANDBOX_ENTER, tostring(ctx.sockets_fd or "-"), tostring(#dirs) }
   table.move(dirs, 1, #dirs, #out + 1, out)
   table.move(argv, 1, #argv, #out + 1, out)
   return out

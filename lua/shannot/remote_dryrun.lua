@@ -260,6 +260,10 @@ end
 -- run(p, job, target, opts) -> result, session | result | nil, err
 -- opts: json, ttl, config, accept_new, timeout, max_output.
 function M.run(p, job, t, opts)
+  if #p.unix_sockets > 0 then
+    return nil, err.usage('profile "%s": unix_sockets needs shannot beside the sandbox, on this machine; ' ..
+      "a remote sandbox reaches no host socket", p.name)
+  end
   local s <close>, cerr = remote.connect(t, { accept_new = opts.accept_new })
   if not s then return nil, cerr end
   local f, perr = probe(s, p)

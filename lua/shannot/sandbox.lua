@@ -61,8 +61,8 @@ local function var_run_is_link()
 end
 
 -- The default filter in a pipe bwrap reads, then the profile's own file.
-local function default_filter()
-  local bpf, msg = require("shannot.seccomp").program()
+local function default_filter(p)
+  local bpf, msg = require("shannot.seccomp").program(nil, { unix_sockets = #p.unix_sockets > 0 })
   if not bpf then return nil, err.env("%s", msg) end
   local r, w = fs.pipe()
   if not r then return nil, err.env("cannot make a pipe: %s", w) end
@@ -75,7 +75,7 @@ end
 -- seccomp_fds(profile, keep) -> fds for --add-seccomp-fd | nil, err; the
 -- files are added to keep (open until bwrap has read them).
 function M.seccomp_fds(p, keep)
-  local f, e = default_filter()
+  local f, e = default_filter(p)
   if not f then return nil, e end
   keep[#keep + 1] = f
   local fds = { f:fd() }
@@ -122,6 +122,14 @@ function M.prepare(p, argv, opts)
   local exe, exe_fd, eerr = own_binary(plan.keep)
   if eerr then return nil, eerr end
   ctx.enter_exe, ctx.enter_fd = exe, exe_fd
+  if #p.unix_sockets > 0 then
+    -- the sandbox's first program sends its socket calls' listener back here
+    local ours, theirs = fs.socketpair()
+    if not ours then return nil, err.env("cannot make a socket pair: %s", theirs) end
+    plan.sockets = { channel = ours, allow = p.unix_sockets }
+    plan.keep[#plan.keep + 1] = theirs
+    ctx.sockets_fd = theirs:fd()
+  end
   local args = profile.bwrap_args(p, ctx)
   plan.argv = { bwrap }
   table.move(args, 1, #args, 2, plan.argv)
@@ -235,7 +243,9 @@ function M.run(p, argv, opts)
     timeout = opts.timeout, max_capture = opts.max_output or proc.DEFAULT_MAX_OUTPUT,
     tee_stdout = tee and 1 or nil, tee_stderr = tee and 2 or nil, watch = opts.watch,
     tee_no_strings = tee and true or nil,  -- no clipboard or title set on the reviewer's terminal
+    sockets = plan.sockets and { channel = plan.sockets.channel:fd(), allow = plan.sockets.allow } or nil,
   })
+  if plan.sockets then plan.sockets.channel:close() end
   child:close()  -- idempotent; bwrap must be gone before finish() reads its status
   finish()
   if group and r then r.limits_hit = limits.hit(group) end

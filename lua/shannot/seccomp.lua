@@ -40,14 +40,19 @@ M.DENIED = {
   "vm86", "vm86old",
 }
 
--- rules() -> the default filter's rules, in shannot.core.seccomp's form
-function M.rules()
+-- rules([opts]) -> the default filter's rules, in shannot.core.seccomp's
+-- form.  opts.unix_sockets: AF_UNIX sockets may be made, because the
+-- sandbox's first program hands their connect and send calls to shannot,
+-- which lets through only the profile's allow list (notify.c).
+function M.rules(opts)
   local rules = {}
   for _, name in ipairs(M.DENIED) do rules[#rules + 1] = { name, errno = EPERM } end
-  -- No AF_UNIX socket at all: a path socket cannot be told from an
-  -- abstract one here (connect's address is in memory), and every host
+  -- No AF_UNIX socket at all otherwise: a path socket cannot be told from
+  -- an abstract one here (connect's address is in memory), and every host
   -- socket outside the fresh /run and /tmp would be reachable.
-  rules[#rules + 1] = { "socket", errno = EACCES, args = { { 0, "masked_eq", LOW32, AF_UNIX } } }
+  if not (opts and opts.unix_sockets) then
+    rules[#rules + 1] = { "socket", errno = EACCES, args = { { 0, "masked_eq", LOW32, AF_UNIX } } }
+  end
   -- vsock is not namespaced: a port in it is the whole VM's, and CID 2 is
   -- the hypervisor (Docker refuses it too)
   rules[#rules + 1] = { "socket", errno = EACCES, args = { { 0, "masked_eq", LOW32, AF_VSOCK } } }
@@ -65,10 +70,10 @@ function M.rules()
   return rules
 end
 
--- program([arch]) -> the compiled filter (bytes) for arch (a `uname -m`
--- name; default this machine's) | nil, msg
-function M.program(arch)
-  local bpf, msg = core.compile(M.rules(), arch)
+-- program([arch [, opts]]) -> the compiled filter (bytes) for arch (a
+-- `uname -m` name; default this machine's) | nil, msg; opts as rules()
+function M.program(arch, opts)
+  local bpf, msg = core.compile(M.rules(opts), arch)
   if not bpf then return nil, msg end
   return bpf
 end

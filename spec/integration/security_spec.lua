@@ -439,6 +439,36 @@ describe("security (issue 11)", function()
       assert.equal("to-file\n", fs.read_file(log))
     end)
 
+    it("reaches exactly the host sockets a profile's unix_sockets lists, no other", function()
+      if not h.need(fs.which("nc", os.getenv("PATH")), "nc (netcat-openbsd)") then return end
+      local dir = h.visible_dir()
+      if not h.need(dir, "a directory sandboxes see") then return end
+      local ok_sock, no_sock = dir .. "/ok.sock", dir .. "/no.sock"
+      local listeners = {}
+      for _, sock in ipairs({ ok_sock, no_sock }) do
+        listeners[#listeners + 1] = assert(proc.spawn({ "sh", "-c", 'exec nc -lkU "$1" > "$1.got"', "sh", sock },
+          { stdout = "null", stderr = "null" }))
+        h.eventually(function() return fs.lstat(sock) ~= nil end, "the listener's socket")
+      end
+      finally(function()
+        for _, l in ipairs(listeners) do l:kill("TERM"); l:communicate({ timeout = 5 }) end
+      end)
+      h.write(dir .. "/p.json", json.encode({ name = "sockets", unix_sockets = { ok_sock } }))
+      local code = 'echo allowed | nc -N -U "$1"; echo "ok=$?"; echo other | nc -N -U "$2"; echo "no=$?"; ' ..
+        'nc -N -U -u "$2" < /dev/null; echo "dgram=$?"'
+      local r = run({ "--profile", dir .. "/p.json", "--", "sh", "-c", code, "sh", ok_sock, no_sock }, { home = home })
+      assert.matches("ok=0\n", r.stdout)
+      assert.matches("no=1\n", r.stdout)
+      assert.matches("Permission denied", r.stderr)
+      h.eventually(function() return fs.read_file(ok_sock .. ".got") == "allowed\n" end, "the allowed line")
+      assert.equal("", fs.read_file(no_sock .. ".got"))
+      -- a remote sandbox has no shannot beside it to answer for it: refused
+      local remote = run({ "--target", "root@127.0.0.1:1", "--profile", dir .. "/p.json", "--", "true" },
+        { home = home })
+      assert.equal(2, remote.code, remote.stderr)
+      assert.matches("unix_sockets needs shannot beside the sandbox", remote.stderr)
+    end)
+
     it("lets no sandbox reach a host unix socket, wherever it lies", function()
       if not h.need(fs.which("nc", os.getenv("PATH")), "nc (netcat-openbsd)") then return end
       local places = { h.visible_dir() }

@@ -23,7 +23,9 @@ means any), binds [{source, target, read_only, create_target, optional}],
 tmpfs_paths, environment (values may use ${VAR} from your environment),
 network_isolation, seccomp_profile (compiled BPF, relative to the file,
 added to shannot's own filter: it can refuse more, never less),
-additional_args (passed to bwrap), capture, defer.
+additional_args (passed to bwrap), capture, defer, unix_sockets (host
+sockets a sandbox may connect to; every other one stays out of reach:
+shannot itself makes the connect for it, on this machine only).
 
 allowed_commands is a convenience, not a boundary: it checks only the
 command shannot starts, which may start any other program the sandbox can
