@@ -299,6 +299,20 @@ describe("security (issue 11)", function()
 
   describe("the system call filter", function()
     local proc = require("shannot.proc")
+
+    -- Directories of the host every sandbox sees: the checkout's (or one
+    -- under /var/lib), and as root also one under /var/lib (captured by
+    -- the system profile)
+    local function host_places()
+      local places = { h.visible_dir() }
+      if cap.ROOT then
+        local var = "/var/lib/shannot-spec-" .. math.random(1e9)
+        assert(fs.mkdir_p(var))
+        finally(function() fs.rmtree(var) end)
+        places[#places + 1] = var
+      end
+      return places
+    end
     local WANT = {
       add_key = "EPERM", keyctl = "EPERM", request_key = "EPERM", bpf = "EPERM", userfaultfd = "EPERM",
       perf_event_open = "EPERM", kexec_load = "EPERM", open_by_handle_at = "EPERM", unshare = "EPERM",
@@ -377,13 +391,7 @@ describe("security (issue 11)", function()
     end)
 
     it("lets no sandbox write into a host FIFO, wherever it lies (Landlock)", function()
-      local places = { h.visible_dir() }
-      if cap.ROOT then
-        local var = "/var/lib/shannot-spec-" .. math.random(1e9)
-        assert(fs.mkdir_p(var))
-        finally(function() fs.rmtree(var) end)
-        places[#places + 1] = var
-      end
+      local places = host_places()
       if not h.need(#places > 0, "a directory sandboxes see") then return end
       local remote_home
       if cap.ROOT and sshd.available() then
@@ -471,13 +479,7 @@ describe("security (issue 11)", function()
 
     it("lets no sandbox reach a host unix socket, wherever it lies", function()
       if not h.need(fs.which("nc", os.getenv("PATH")), "nc (netcat-openbsd)") then return end
-      local places = { h.visible_dir() }
-      if cap.ROOT then
-        local var = "/var/lib/shannot-spec-" .. math.random(1e9)
-        assert(fs.mkdir_p(var))
-        finally(function() fs.rmtree(var) end)
-        places[#places + 1] = var
-      end
+      local places = host_places()
       for _, dir in ipairs(places) do
         local sock, got = dir .. "/s.sock", dir .. "/received"
         local listener = assert(proc.spawn({ "sh", "-c", 'exec nc -lkU "$1" > "$2"', "sh", sock, got },
