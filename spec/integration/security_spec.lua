@@ -401,8 +401,9 @@ describe("security (issue 11)", function()
         assert(fs.mkdir_p(remote_home .. "/.ssh"))
         assert.equal(0, h.shannot({ "remote", "add", "box", server.user .. "@127.0.0.1:" .. server.port, "--key",
           server.key }, { home = remote_home }).code)
-        assert.equal(0, run({ "--target", "box", "--accept-new", "--profile", "readonly", "--", "true" },
-          { home = remote_home }).code)
+        local first = run({ "--target", "box", "--accept-new", "--profile", "readonly", "--", "true" },
+          { home = remote_home })
+        assert.equal(0, first.code, first.stderr)
       end
       local write = 'timeout 3 sh -c \'echo escaped > "$1"\' sh "$1" && echo WROTE'
       for _, dir in ipairs(places) do
