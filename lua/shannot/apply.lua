@@ -93,11 +93,26 @@ end
 -- checkpoint(ex, ops, dir) -> entries | nil, err: the original of every
 -- touched path (and of every entry below a directory an operation
 -- removes or replaces), contents in dir, durable before it returns.
+-- Whether a directory an earlier operation makes (where a file or a
+-- symlink is now) holds path: then path cannot exist yet, and the walk to
+-- it stops at that file or link (ENOTDIR, ELOOP).
+local function below_made_dir(made, path)
+  local dir = path:match("^(.*)/[^/]*$")
+  while dir and dir ~= "" do
+    if made[dir] then return true end
+    dir = dir:match("^(.*)/[^/]*$")
+  end
+  return false
+end
+
 local function checkpoint(ex, ops, cpdir)
-  local entries, seen = {}, {}
+  local entries, seen, made = {}, {}, {}
   for _, op in ipairs(ops) do
     if not seen[op.path] then
       local list, msg = ex:originals(op, cpdir)
+      if not list and below_made_dir(made, op.path) then
+        list = { { path = op.path, exists = false, op = op.id } }
+      end
       if not list then return nil, err.refused("checkpoint of %s: %s", text.inert(op.path), msg) end
       for _, e in ipairs(list) do
         if not seen[e.path] then
@@ -106,6 +121,7 @@ local function checkpoint(ex, ops, cpdir)
         end
       end
     end
+    if op.kind == "mkdir" or op.kind == "replace_dir" then made[op.path] = true end
   end
   local ok, msg = ex:sync(cpdir)
   if not ok then return nil, err.env("checkpoint: %s", msg) end

@@ -13,6 +13,9 @@ M.DEFAULT_TTL = 3600
 M.MAX_JSON_BYTES = 256 * 1024 * 1024
 -- Finished sessions older than this are removed by prune.
 M.KEEP_FINISHED = 30 * 24 * 3600
+-- A session directory without session.json this old is the remains of a
+-- killed run (a run saves its session within moments of reserving it).
+M.INCOMPLETE_AFTER = 600
 
 M.STATUSES = { "pending", "approved", "rejected", "expired", "executed", "failed", "rolled_back" }
 
@@ -422,7 +425,11 @@ function M.prune(now)
   for _, id in ipairs(M.ids()) do
     local s = M.load(id, { now = now })
     local why
-    if s and s.status == "expired" then
+    local dir_st = fs.lstat(M.root() .. "/" .. id)
+    if not s and not fs.lstat(M.root() .. "/" .. id .. "/session.json") and dir_st
+      and now - dir_st.mtime >= M.INCOMPLETE_AFTER then
+      why = "incomplete: its run was killed before the session was saved"
+    elseif s and s.status == "expired" then
       why = "expired"
     elseif s and FINISHED[s.status] and now - last_change(s) >= M.KEEP_FINISHED then
       why = s.status .. " more than " .. (M.KEEP_FINISHED // 86400) .. " days ago"

@@ -11,8 +11,9 @@ local M = {
   help = [[
 Removes expired sessions, finished ones (rejected, executed, failed,
 rolled back) last changed more than 30 days ago, with their blobs and
-checkpoints, staging directories left by runs that were killed, and the
-empty cgroups of sandboxes that ended.
+checkpoints, session directories a killed run left without a session,
+staging directories left by runs that were killed, and the empty cgroups
+of sandboxes that ended.
 Pending and approved sessions are never removed.  Says what it removed.]],
   options = {},
 }
