@@ -372,6 +372,60 @@ describe("config", function()
       assert.equal(2, r.code)
       assert.matches("took too long", r.stderr)
     end)
+
+    it("caps the memory loading takes, even when the file catches the error itself", function()
+      for _, body in ipairs({
+        "local s = string.rep('x', 2^30)",
+        "local s = ('x'):rep(1e9)",
+        "local t = {}\nwhile true do pcall(function() t[#t + 1] = ('x'):rep(1e6) .. #t end) end",
+        "local t = {}\nfor i = 1, 1e8 do t[i] = i end",
+      }) do
+        local r = check_with(body .. "\nreturn function() end\n")
+        assert.equal(2, r.code, body)
+        assert.is_true(h.one_line_error(r), r.stderr)
+        assert.matches("policy%.lua: used more than 64 MiB of memory %(while loading the policy file%)\n$", r.stderr)
+      end
+    end)
+
+    it("refuses pattern work in C that no instruction count would see", function()
+      for _, body in ipairs({
+        "local s = ('a'):rep(3000)\nlocal x = s:find('.-.-b')",
+        "local s = ('a'):rep(300)\nlocal x = string.match(s, '.-.-.-b')",
+        "local s = ('a'):rep(1e6)\nfor w in s:gmatch('a*b') do end",
+        "local s = ('a'):rep(5e5)\nlocal x = s:gsub('(a-)(a-)b', '%2')",
+        "local s = ('a'):rep(2e7)\nlocal x = s:find(('a'):rep(1e6) .. 'b', 1, true)",
+      }) do
+        local r = check_with(body .. "\nreturn function() end\n")
+        assert.equal(2, r.code, body)
+        assert.is_true(h.one_line_error(r), r.stderr)
+        assert.matches("policy%.lua:2: pattern .- is too costly on a string of %d+ bytes", r.stderr)
+      end
+      -- What policies do on paths stays allowed, and so does the host's own
+      -- matching (shannot.glob.match) on long strings.
+      local ok = check_with("local p = ('/usr/lib/x'):rep(10)\n" ..
+        "assert(p:find('/usr/.-/.-/x') and p:match('^/(.-)/(.-)/') and ('a'):rep(1e5):find('b', 1, true) == nil)\n" ..
+        "assert(select(2, p:gsub('/', '')) == 30 and string.rep('', 1e15) == '')\n" ..
+        "assert(shannot.glob.match('/a/**/b', '/a/' .. ('x/'):rep(5000) .. 'b'))\n" ..
+        "local t = table.move({1, 2, 3}, 1, 3, 2)\nassert(t[2] == 1 and t[4] == 3)\n" ..
+        "return function() end\n")
+      assert.equal(0, ok.code, ok.stderr)
+    end)
+
+    it("bounds table.move's loop and a rule's memory, and run leaves the operation for review", function()
+      local r = check_with("table.move({}, 1, math.maxinteger - 1, 2)\nreturn function() end\n")
+      assert.equal(2, r.code)
+      assert.matches("policy%.lua: took too long", r.stderr)
+      h.write(home .. "/config/shannot/policy.lua",
+        "return function(op)\n  local t = {}\n  while true do pcall(function() t[#t + 1] = op.path:rep(1e4) end) end\nend\n")
+      local run = h.shannot({ "run", "--json", "-c", "echo x > /etc/shannot-spec-mem" },
+        { home = home, cwd = h.tmpdir(), timeout = 60 })
+      assert.equal(0, run.code, run.stderr)
+      assert.matches("policy%.lua:1: the rule used more than 64 MiB of memory on /etc/shannot%-spec%-mem", run.stderr)
+      local id = json.decode(run.stdout).session.id
+      local op = json.decode(h.shannot({ "show", id, "--json" }, { home = home }).stdout).operations[1]
+      assert.equal("review", op.decision)
+      os.remove(home .. "/config/shannot/policy.lua")
+    end)
   end)
 
   describe("command patterns", function()

@@ -4,7 +4,9 @@
  * file that touches argv, signal dispositions or the exit code.
  */
 #define _GNU_SOURCE
+#include <limits.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -42,6 +44,28 @@ static void on_signal(int sig)
     /* As lua.c does: stop Lua at its next instruction, not inside C. */
     lua_sethook(sig_L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT,
                 1);
+}
+
+void *sh_heap_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    struct sh_heap *h = ud;
+    /* Without a block, osize names the kind of object, not a size. */
+    long long old = ptr != NULL ? (long long)osize : 0;
+    if (nsize == 0) {
+        free(ptr);
+        h->used -= old;
+        return NULL;
+    }
+    /* Lua needs shrinking to succeed; only growth can be refused. */
+    if ((long long)nsize > old && h->used + ((long long)nsize - old) > h->cap) {
+        h->refused = 1;
+        return NULL;
+    }
+    void *p = realloc(ptr, nsize);
+    if (p != NULL) {
+        h->used += (long long)nsize - old;
+    }
+    return p;
 }
 
 static int msghandler(lua_State *L)
@@ -91,6 +115,10 @@ int main(int argc, char **argv)
         fputs("shannot: cannot create Lua state: not enough memory\n", stderr);
         return EXIT_INTERNAL;
     }
+    /* luaL_newstate's allocator is realloc/free too, so the blocks it made
+     * can be freed through ours; the count starts here. */
+    struct sh_heap heap = {0, LLONG_MAX, 0};
+    lua_setallocf(L, sh_heap_alloc, &heap);
     sig_L = L;
     /* Start-up allocates what lives for the whole run (modules, the argv
      * table): collecting during it is wasted work.  cli.main restarts the

@@ -119,6 +119,16 @@ void sh_keep_add(struct sh_keep *k, const char *p, size_t n);
 /* Frees the buffers; the limits stay. */
 void sh_keep_free(struct sh_keep *k);
 
+/* main.c: the Lua state's allocator.  It counts what the state holds and
+ * refuses to grow past a cap, so a policy file's rules can be given a
+ * memory budget (sys.heap_cap). */
+struct sh_heap {
+    long long used;    /* bytes allocated since the count began (may be < 0) */
+    long long cap;     /* growth past this is refused; LLONG_MAX: no cap */
+    int refused;       /* a growth was refused since the cap was set */
+};
+void *sh_heap_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+
 /* main.c: the signal that interrupted us (SIGINT, SIGTERM) or 0. */
 int sh_interrupted(void);
 /* main.c: forgets the interrupt (the REPL handled a Ctrl-C itself). */

@@ -130,7 +130,41 @@ static int sys_interrupted(lua_State *L)
     return 1;
 }
 
+static struct sh_heap *heap_of(lua_State *L)
+{
+    void *ud;
+    if (lua_getallocf(L, &ud) != sh_heap_alloc) {
+        luaL_error(L, "the Lua state does not use shannot's allocator");
+    }
+    return ud;
+}
+
+/* heap_used() -> bytes the Lua state has allocated since it began counting */
+static int sys_heap_used(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)heap_of(L)->used);
+    return 1;
+}
+
+/* heap_cap(bytes | nil) -> refused: caps the state's allocations at bytes
+ * (nil: no cap); says whether an allocation was refused under the cap
+ * this call replaces */
+static int sys_heap_cap(lua_State *L)
+{
+    struct sh_heap *h = heap_of(L);
+    long long cap = LLONG_MAX;
+    if (!lua_isnoneornil(L, 1)) {
+        cap = (long long)luaL_checkinteger(L, 1);
+    }
+    lua_pushboolean(L, h->refused);
+    h->refused = 0;
+    h->cap = cap;
+    return 1;
+}
+
 static const luaL_Reg sys_funcs[] = {
+    {"heap_used", sys_heap_used},
+    {"heap_cap", sys_heap_cap},
     {"interrupted", sys_interrupted},
     {"clear_interrupt", sys_clear_interrupt},
     {"ids", sys_ids},

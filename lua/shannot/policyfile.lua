@@ -4,6 +4,7 @@
 -- standard library (no io, no os but the clock, no load, no debug) and a
 -- read-only view of the matching helpers, so a policy can only judge.
 -- The engine that calls the rules, in DESIGN §4's order, is policy.lua.
+local boundedlib = require("shannot.boundedlib")
 local cmdpattern = require("shannot.cmdpattern")
 local const = require("shannot.const")
 local err = require("shannot.err")
@@ -19,13 +20,25 @@ local MAX_POLICY_BYTES = 1024 * 1024
 -- rule this many for one operation, is stuck, not thinking.
 local LOAD_BUDGET = 50 * 1000 * 1000
 local CALL_BUDGET = 10 * 1000 * 1000
+-- What loading or one rule call may allocate on top of what the process
+-- holds: far more than judging paths needs, far less than the machine has.
+local MEMORY_BUDGET = 64 * 1024 * 1024
+
+-- The string library policy code sees, also through methods ("x"):find():
+-- run_limited swaps it into the string metatable while policy code runs.
+local STRING = boundedlib.library(string)
+local STRING_MT = getmetatable("")
 
 -- What the budget's hook throws.  The pcall and xpcall a policy file gets
 -- throw it on, so no rule can catch it and go on looping.
 local OVER_BUDGET = setmetatable({}, { __tostring = function() return "over budget" end })
 
+-- Memory refused under the cap surfaces as this error; a policy's pcall
+-- may not catch it and go on allocating either.
+local MEMORY_ERROR = "not enough memory"
+
 local function rethrow_budget(ok, ...)
-  if not ok and (...) == OVER_BUDGET then error(OVER_BUDGET, 0) end
+  if not ok and ((...) == OVER_BUDGET or (...) == MEMORY_ERROR) then error((...), 0) end
   return ok, ...
 end
 
@@ -35,12 +48,25 @@ end
 
 local function guarded_xpcall(f, handler, ...)
   return rethrow_budget(xpcall(f, function(e)
-    if e == OVER_BUDGET then return e end
+    if e == OVER_BUDGET or e == MEMORY_ERROR then return e end
     return handler(e)
   end, ...))
 end
 
 M.DECISIONS = { approve = true, deny = true, review = true }
+
+-- with_host_strings(fn) -> fn running with the real string methods: the
+-- host's helpers are bounded by what they are, not by the policy's limits
+local function with_host_strings(fn)
+  return function(...)
+    local policy_strings = STRING_MT.__index
+    STRING_MT.__index = string
+    local r = table.pack(pcall(fn, ...))
+    STRING_MT.__index = policy_strings
+    if not r[1] then error(r[2], 0) end
+    return table.unpack(r, 2, r.n)
+  end
+end
 
 -- read_only(t, name) -> a proxy that refuses writes, recursively
 local function read_only(t, name)
@@ -48,6 +74,7 @@ local function read_only(t, name)
     __index = function(_, k)
       local v = t[k]
       if type(v) == "table" then return read_only(v, name .. "." .. tostring(k)) end
+      if type(v) == "function" then return with_host_strings(v) end
       return v
     end,
     __newindex = function(_, k)
@@ -71,7 +98,7 @@ function M.environment()
     assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
     pcall = guarded_pcall, select = select, tonumber = tonumber, tostring = tostring,
     type = type, rawequal = rawequal, rawlen = rawlen, xpcall = guarded_xpcall,
-    string = copy(string), table = copy(table), math = copy(math), utf8 = copy(utf8),
+    string = copy(STRING), table = boundedlib.table_library(table), math = copy(math), utf8 = copy(utf8),
     os = { time = os.time, date = os.date, clock = os.clock },
   }
   env.shannot = read_only({
@@ -92,15 +119,31 @@ function M.environment()
 end
 
 -- run_limited(budget, fn, ...) -> pcall's results, fn stopped (ok false,
--- OVER_BUDGET) after budget VM instructions
+-- OVER_BUDGET) after budget VM instructions, (ok false, MEMORY_ERROR) when
+-- it allocated more than MEMORY_BUDGET, even if it caught that itself
 local function run_limited(budget, fn, ...)
+  local host_strings = STRING_MT.__index
+  STRING_MT.__index = STRING
+  sys.heap_cap(sys.heap_used() + MEMORY_BUDGET)
   debug.sethook(function() error(OVER_BUDGET, 0) end, "", budget)
   local r = table.pack(pcall(fn, ...))
   debug.sethook()
+  local refused = sys.heap_cap(nil)
+  STRING_MT.__index = host_strings
   -- Clearing the hook also cleared the host's interrupt hook, if a signal
   -- set it meanwhile: honour the signal here instead of losing it.
   if sys.interrupted() then error("interrupted", 0) end
+  if refused then return false, MEMORY_ERROR end
   return table.unpack(r, 1, r.n)
+end
+
+-- The message for a run stopped by a limit, or nil: what happened, and
+-- what it suggests.
+local function over_limit(res)
+  if res == OVER_BUDGET then return "took too long", " (an endless loop?)" end
+  if res == MEMORY_ERROR then
+    return string.format("used more than %d MiB of memory", MEMORY_BUDGET // (1024 * 1024)), ""
+  end
 end
 
 -- Lua cuts a chunk name to 60 bytes in messages ("...tail of the path"),
@@ -126,8 +169,9 @@ function M.load(path)
   local chunk, lerr = load(source, "=" .. CHUNK_TAG, "t", M.environment())
   if not chunk then return nil, err.usage("%s", with_path(lerr, path)) end
   local ok, res = run_limited(LOAD_BUDGET, chunk)
-  if not ok and res == OVER_BUDGET then
-    return nil, err.usage("%s: took too long to load (an endless loop?) (while loading the policy file)", path)
+  if not ok and over_limit(res) then
+    local what, hint = over_limit(res)
+    return nil, err.usage("%s: %s%s (while loading the policy file)", path, what, hint)
   end
   if not ok then
     return nil, err.usage("%s (while loading the policy file)", with_path(res, path))
@@ -174,9 +218,10 @@ end
 -- one rule, a bad result reported as the policy's error (file and line).
 function M.call(file, i, op, ctx)
   local ok, decision, reason = run_limited(CALL_BUDGET, file.rules[i], op, ctx)
-  if not ok and decision == OVER_BUDGET then
-    return nil, err.usage("%s: the rule took too long on %s (an endless loop?)", file.where[i],
-      text.inert(tostring(op.path or op.kind)))
+  if not ok and over_limit(decision) then
+    local what, hint = over_limit(decision)
+    return nil, err.usage("%s: the rule %s on %s%s", file.where[i], what,
+      text.inert(tostring(op.path or op.kind)), hint)
   end
   if not ok then return nil, err.usage("%s", with_path(decision, file.path)) end
   if decision == nil then return false end
