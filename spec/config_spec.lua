@@ -416,7 +416,8 @@ describe("config", function()
       assert.equal(2, r.code)
       assert.matches("policy%.lua: took too long", r.stderr)
       h.write(home .. "/config/shannot/policy.lua",
-        "return function(op)\n  local t = {}\n  while true do pcall(function() t[#t + 1] = op.path:rep(1e4) end) end\nend\n")
+        "return function(op)\n  local t = {}\n" ..
+        "  while true do pcall(function() t[#t + 1] = op.path:rep(1e4) end) end\nend\n")
       local run = h.shannot({ "run", "--json", "-c", "echo x > /etc/shannot-spec-mem" },
         { home = home, cwd = h.tmpdir(), timeout = 60 })
       assert.equal(0, run.code, run.stderr)
