@@ -154,12 +154,15 @@ describe("config", function()
       assert.equal("system", show_json(home, ok).config.executor["local"].profile)
     end)
 
-    it("may not choose a profile that lets the network in or passes bwrap arguments of its own", function()
+    it("may not choose a profile that lets the network in, reaches host sockets or passes bwrap arguments", function()
       h.write(home .. "/config/shannot/profiles/net.json", '{"name": "net", "capture": ["/etc"], ' ..
         '"network_isolation": false}')
       h.write(home .. "/config/shannot/profiles/args.json", '{"name": "args", "capture": ["/etc"], ' ..
         '"additional_args": ["--bind", "/", "/mnt"]}')
-      for name, why in pairs({ net = "lets the network in", args = "passes bwrap arguments of its own" }) do
+      h.write(home .. "/config/shannot/profiles/sock.json", '{"name": "sock", "capture": ["/etc"], ' ..
+        '"unix_sockets": ["/run/docker.sock"]}')
+      for name, why in pairs({ net = "lets the network in", args = "passes bwrap arguments of its own",
+        sock = "reaches host sockets %(unix_sockets%)" }) do
         local dir = project('[executor.local]\nprofile = "' .. name .. '"\n')
         local c = h.shannot({ "config", "check" }, { home = home, cwd = dir })
         assert.matches("# refused executor.local.profile = .-" .. why, c.stdout)

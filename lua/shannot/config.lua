@@ -466,6 +466,9 @@ local function check_project_profile(name)
     end
   end
   if p.network_isolation == false then return string.format('profile "%s" lets the network in', name) end
+  if #p.unix_sockets > 0 then
+    return string.format('profile "%s" reaches host sockets (unix_sockets)', name)
+  end
   if #p.additional_args > 0 then
     return string.format('profile "%s" passes bwrap arguments of its own', name)
   end

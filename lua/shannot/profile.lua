@@ -152,6 +152,11 @@ function M.from_table(obj, source, dir)
     capture = default(obj.capture, {}), defer = default(obj.defer, {}),
     unix_sockets = default(obj.unix_sockets, {}),
   }
+  if #p.unix_sockets > 0 and not p.network_isolation then
+    -- shannot makes the sandbox's connects itself (notify.c); with the
+    -- host's network it would wait on any host the sandbox names.
+    return nil, string.format('%s: "unix_sockets" needs "network_isolation": true', source)
+  end
   for _, b in ipairs(default(obj.binds, {})) do
     local bind, msg = normalise_bind(b)
     if not bind then return nil, string.format("%s: %s", source, msg) end

@@ -11,6 +11,7 @@ local M = {}
 
 local EPERM, EACCES, ENOSYS = 1, 13, 38
 local AF_UNIX, AF_VSOCK = 1, 40
+local SOCK_DGRAM, SOCK_TYPE_MASK = 2, 0xf  -- the type without NONBLOCK/CLOEXEC
 local LOW32 = 0xffffffff  -- int arguments: the kernel reads 32 bits only
 local TIOCSTI, TIOCLINUX = 0x5412, 0x541C
 local PTRACE_ATTACH, PTRACE_SEIZE = 16, 0x4206
@@ -41,9 +42,9 @@ M.DENIED = {
 }
 
 -- rules([opts]) -> the default filter's rules, in shannot.core.seccomp's
--- form.  opts.unix_sockets: AF_UNIX sockets may be made, because the
--- sandbox's first program hands their connect and send calls to shannot,
--- which lets through only the profile's allow list (notify.c).
+-- form.  opts.unix_sockets: AF_UNIX stream and seqpacket sockets may be
+-- made, because the sandbox's first program hands their connects to
+-- shannot, which makes only those to the profile's allow list (notify.c).
 function M.rules(opts)
   local rules = {}
   for _, name in ipairs(M.DENIED) do rules[#rules + 1] = { name, errno = EPERM } end
@@ -52,7 +53,15 @@ function M.rules(opts)
   -- socket outside the fresh /run and /tmp would be reachable.
   if not (opts and opts.unix_sockets) then
     rules[#rules + 1] = { "socket", errno = EACCES, args = { { 0, "masked_eq", LOW32, AF_UNIX } } }
+  else
+    -- A datagram socket sends to any address it is given, on every send;
+    -- only connect is handed over, so there are none.
+    rules[#rules + 1] = { "socket", errno = EACCES,
+      args = { { 0, "masked_eq", LOW32, AF_UNIX }, { 1, "masked_eq", SOCK_TYPE_MASK, SOCK_DGRAM } } }
   end
+  -- Nor from a socket pair: a datagram one also sends to any path.
+  rules[#rules + 1] = { "socketpair", errno = EACCES,
+    args = { { 0, "masked_eq", LOW32, AF_UNIX }, { 1, "masked_eq", SOCK_TYPE_MASK, SOCK_DGRAM } } }
   -- vsock is not namespaced: a port in it is the whole VM's, and CID 2 is
   -- the hypervisor (Docker refuses it too)
   rules[#rules + 1] = { "socket", errno = EACCES, args = { { 0, "masked_eq", LOW32, AF_VSOCK } } }

@@ -448,20 +448,35 @@ describe("security (issue 11)", function()
       assert.equal("to-file\n", fs.read_file(log))
     end)
 
-    it("reaches exactly the host sockets a profile's unix_sockets lists, no other", function()
-      if not h.need(fs.which("nc", os.getenv("PATH")), "nc (netcat-openbsd)") then return end
-      local dir = h.visible_dir()
-      if not h.need(dir, "a directory sandboxes see") then return end
-      local ok_sock, no_sock = dir .. "/ok.sock", dir .. "/no.sock"
+    -- nc listening on each path (stream, or datagram with dgram = true),
+    -- what each receives in PATH.got
+    local function listen_on(socks, dgram)
       local listeners = {}
-      for _, sock in ipairs({ ok_sock, no_sock }) do
-        listeners[#listeners + 1] = assert(proc.spawn({ "sh", "-c", 'exec nc -lkU "$1" > "$1.got"', "sh", sock },
-          { stdout = "null", stderr = "null" }))
+      for _, sock in ipairs(socks) do
+        local flags = dgram and "-lkuU" or "-lkU"
+        listeners[#listeners + 1] = assert(proc.spawn({ "sh", "-c", 'exec nc ' .. flags .. ' "$1" > "$1.got"',
+          "sh", sock }, { stdout = "null", stderr = "null" }))
         h.eventually(function() return fs.lstat(sock) ~= nil end, "the listener's socket")
       end
       finally(function()
         for _, l in ipairs(listeners) do l:kill("TERM"); l:communicate({ timeout = 5 }) end
       end)
+    end
+
+    local function sockets_bin(dir)
+      local bin = dir .. "/sockets"
+      local r = assert(proc.run({ "cc", "-std=c11", "-pthread", "-o", bin, h.ROOT .. "/spec/support/c/sockets.c" }))
+      assert.equal(0, r.code, r.stderr)
+      return bin
+    end
+
+    it("reaches exactly the host sockets a profile's unix_sockets lists, no other", function()
+      if not h.need(fs.which("nc", os.getenv("PATH")), "nc (netcat-openbsd)") then return end
+      local dir = h.visible_dir()
+      if not h.need(dir, "a directory sandboxes see") then return end
+      local ok_sock, no_sock = dir .. "/ok.sock", dir .. "/no.sock"
+      listen_on({ ok_sock, no_sock })
+      local bin = sockets_bin(dir)
       h.write(dir .. "/p.json", json.encode({ name = "sockets", unix_sockets = { ok_sock } }))
       local code = 'echo allowed | nc -N -U "$1"; echo "ok=$?"; echo other | nc -N -U "$2"; echo "no=$?"; ' ..
         'nc -N -U -u "$2" < /dev/null; echo "dgram=$?"'
@@ -470,12 +485,57 @@ describe("security (issue 11)", function()
       assert.matches("no=1\n", r.stdout)
       assert.matches("Permission denied", r.stderr)
       h.eventually(function() return fs.read_file(ok_sock .. ".got") == "allowed\n" end, "the allowed line")
+      -- The ways round it: from a thread, swapping the descriptor under the
+      -- check, datagrams (a socket or a socket pair sending to the path)
+      code = '"$1" conn "$2"; "$1" tconn "$2"; "$1" tconn "$3"; "$1" swap "$3" 3000; ' ..
+        '"$1" dgram "$3"; "$1" pairsend "$3"'
+      r = run({ "--profile", dir .. "/p.json", "--", "sh", "-c", code, "sh", bin, ok_sock, no_sock }, { home = home })
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("conn=ok\ntconn=ok\ntconn=EACCES\nswap=refused\ndgram=EACCES\npairsend=EACCES\n", r.stdout)
+      h.eventually(function() return fs.read_file(ok_sock .. ".got") == "allowed\nconn\ntconn\n" end, "the lines")
       assert.equal("", fs.read_file(no_sock .. ".got"))
       -- a remote sandbox has no shannot beside it to answer for it: refused
       local remote = run({ "--target", "root@127.0.0.1:1", "--profile", dir .. "/p.json", "--", "true" },
         { home = home })
       assert.equal(2, remote.code, remote.stderr)
       assert.matches("unix_sockets needs shannot beside the sandbox", remote.stderr)
+      -- nor with the host's network, where shannot would connect for it
+      h.write(dir .. "/net.json", json.encode({ name = "net", unix_sockets = { ok_sock }, network_isolation = false }))
+      local net = run({ "--profile", dir .. "/net.json", "--", "true" }, { home = home })
+      assert.equal(2, net.code, net.stderr)
+      assert.matches('"unix_sockets" needs "network_isolation": true', net.stderr)
+    end)
+
+    it("follows no symlink to an allowed socket, not even one the sandbox may write", function()
+      if not h.need(fs.which("nc", os.getenv("PATH")), "nc (netcat-openbsd)") then return end
+      local dir = h.visible_dir()
+      if not h.need(dir, "a directory sandboxes see") then return end
+      local rw, no_sock = dir .. "/rw", dir .. "/no.sock"
+      assert(fs.mkdir_p(rw))
+      listen_on({ no_sock })
+      local bin = sockets_bin(dir)
+      h.write(dir .. "/rw.json", json.encode({ name = "rw", unix_sockets = { rw .. "/app.sock" },
+        binds = { { source = "/", target = "/" }, { source = rw, target = rw, read_only = false } } }))
+      local r = run({ "--profile", dir .. "/rw.json", "--", "sh", "-c", 'ln -s "$3" "$2" && "$1" conn "$2"',
+        "sh", bin, rw .. "/app.sock", no_sock }, { home = home })
+      assert.equal("conn=EACCES\n", r.stdout, r.stderr)
+      assert.equal("", fs.read_file(no_sock .. ".got"))
+    end)
+
+    it("sends no datagram to a host socket, not even from a socket pair", function()
+      if not h.need(fs.which("nc", os.getenv("PATH")), "nc (netcat-openbsd)") then return end
+      local dir = h.visible_dir()
+      if not h.need(dir, "a directory sandboxes see") then return end
+      local sock = dir .. "/d.sock"
+      listen_on({ sock }, true)
+      local bin = sockets_bin(dir)
+      for _, prof in ipairs({ "readonly", "system" }) do
+        local r = run({ "--profile", prof, "--", "sh", "-c", '"$1" pairsend "$2"; "$1" dgram "$2"', "sh", bin, sock },
+          { home = home })
+        assert.equal("pairsend=EACCES\ndgram=EACCES\n", r.stdout, prof .. ": " .. r.stderr)
+      end
+      assert.equal(0, assert(proc.run({ "sh", "-c", 'echo host | nc -N -u -U -w1 "$1"', "sh", sock })).code)
+      h.eventually(function() return fs.read_file(sock .. ".got") == "host\n" end, "the host's own datagram")
     end)
 
     it("lets no sandbox reach a host unix socket, wherever it lies", function()
