@@ -110,60 +110,6 @@ function M:scratch_file()
   return self.scratch .. "/f" .. self.n
 end
 
-function M:entry(path, st, cpdir)
-  local e = { path = path, exists = true, type = st.type, mode = st.mode, uid = st.uid, gid = st.gid }
-  if st.type == "file" then
-    local tmp = self:scratch_file()
-    local ok, msg = self.sftp:get(path, tmp)
-    if not ok then return nil, msg end
-    local info, ierr = store.put_file(cpdir, tmp, { move = true })
-    fs.remove(tmp)
-    if not info then return nil, ierr end
-    e.hash, e.size = info.hash, info.size
-  elseif st.type == "link" then
-    e.link = self.sftp:readlink(path)
-  end
-  return e
-end
-
-function M:subtree(path, into)
-  local names = self.sftp:readdir(path) or {}
-  table.sort(names)
-  for _, name in ipairs(names) do
-    local child = path .. "/" .. name
-    local st = self.sftp:lstat(child)
-    if st then
-      into[#into + 1] = { path = child, st = st }
-      if st.type == "dir" then self:subtree(child, into) end
-    end
-  end
-end
-
--- ex:originals(op, cpdir) -> checkpoint entries | nil, msg
-function M:originals(op, cpdir)
-  local ok, msg = self:parents_ok(op.path)
-  if ok == nil then return nil, msg end
-  local st = ok and self.sftp:lstat(op.path)
-  if not st then return { { path = op.path, exists = false, op = op.id } } end
-  local e, emsg = self:entry(op.path, st, cpdir)
-  if not e then return nil, emsg end
-  e.op = op.id
-  local out = { e }
-  local replaces_dir = st.type == "dir" and (op.kind == "delete" or op.kind == "replace_dir"
-    or (op.new and op.new.type ~= "dir"))
-  if replaces_dir then
-    local below = {}
-    self:subtree(op.path, below)
-    for _, b in ipairs(below) do
-      local be, berr = self:entry(b.path, b.st, cpdir)
-      if not be then return nil, berr end
-      be.below = op.id
-      out[#out + 1] = be
-    end
-  end
-  return out
-end
-
 function M:sync(cpdir) -- luacheck: ignore 212/self
   return fs.syncfs(cpdir)
 end
@@ -186,7 +132,9 @@ use strict; use Fcntl;
 my ($act, $parent, $name, @a) = @ARGV;
 chdir "/" or die "/: $!\n";
 for my $p (grep { length } split m{/}, $parent) {
-  my @l = lstat($p) or die "$parent: $p: $!\n";
+  my @l = lstat($p);
+  exit 0 if $act eq "snap" && (!@l && $!{ENOENT} || @l && !-l _ && !-d _); # nothing there
+  @l or die "$parent: $p: $!\n";
   die "$parent: $p is a symlink (refused)\n" if -l _;
   die "$parent: $p is not a directory\n" unless -d _;
   chdir($p) or die "$parent: $p: $!\n";
@@ -198,6 +146,36 @@ sub own { my ($fh, $uid, $gid, $mode) = @_;
   chmod(oct($mode), $fh) or die "$name: chmod: $!\n" if $mode ne ""; }
 sub lown { my ($n, $uid, $gid) = @_; return if $uid eq "";
   system("chown", "-h", "$uid:$gid", "--", "./$n") == 0 or die "$n: chown -h failed\n"; }
+my %kind = (0100000, "file", 0040000, "dir", 0120000, "link", 0020000, "char",
+  0060000, "block", 0010000, "fifo", 0140000, "socket");
+sub rec { my ($t, $s, $rel, $link, $size) = @_;
+  printf "%s %o %d %d %d %d %d\n%s%s", $t, $s->[2] & 07777, $s->[4], $s->[5], $size,
+    length($rel), length($link), $rel, $link; }
+sub same { my ($a, $b) = @_; return $a->[0] == $b->[0] && $a->[1] == $b->[1] }
+sub snap { my ($n, $rel, $deep) = @_; my $shown = $rel eq "" ? $name : $rel;
+  my @l = lstat($n);
+  unless (@l) { return if $!{ENOENT}; die "$shown: $!\n" }
+  my $t = $kind{$l[2] & 0170000} or die "$shown: unknown type\n";
+  if ($t eq "link") {
+    my $to = readlink($n); defined $to or die "$shown: $!\n"; rec($t, \@l, $rel, $to, 0);
+  } elsif ($t eq "file") {
+    sysopen(my $f, $n, O_RDONLY | O_NOFOLLOW | O_NONBLOCK) or die "$shown: $!\n";
+    my @s = stat($f); die "$shown changed while read (refused)\n" unless same(\@s, \@l);
+    rec($t, \@s, $rel, "", $s[7]); my ($left, $buf) = ($s[7]);
+    while ($left > 0) {
+      my $got = sysread($f, $buf, $left < 1048576 ? $left : 1048576);
+      defined $got or die "$shown: $!\n"; die "$shown shrank while read (refused)\n" unless $got;
+      print $buf; $left -= $got; }
+  } elsif ($t eq "dir" && $deep) {
+    rec($t, \@l, $rel, "", 0); my @up = stat(".");
+    chdir($n) or die "$shown: $!\n"; my @in = stat(".");
+    die "$shown changed while walking (refused)\n" unless same(\@in, \@l);
+    opendir(my $dh, ".") or die "$shown: $!\n";
+    my @names = sort grep { $_ ne "." && $_ ne ".." } readdir($dh); closedir($dh);
+    snap($_, $rel eq "" ? $_ : "$rel/$_", 1) for @names;
+    chdir("..") or die "$shown: $!\n"; my @back = stat(".");
+    die "$shown moved while walking (refused)\n" unless same(\@back, \@up);
+  } else { rec($t, \@l, $rel, "", 0) } }
 sub gone { my $n = shift; if (lstat($n)) { system("rm", "-rf", "--", "./$n") == 0 or die "$n: rm failed\n" } }
 if ($act eq "put") {            # SRC TMP UID GID MODE
   my ($src, $tmp, $uid, $gid, $mode) = @a; gone($tmp);
@@ -227,6 +205,8 @@ if ($act eq "put") {            # SRC TMP UID GID MODE
   chmod(oct($mode), $via) or die "$name: chmod: $!\n" if $mode ne "";
 } elsif ($act eq "rmtree") {
   gone($name);
+} elsif ($act eq "snap") {      # DEEP: the entry (and, DEEP, all below it) as records on stdout
+  binmode STDOUT; snap($name, "", $a[0]);
 } else { die "unknown action $act\n" }
 ]==]
 
@@ -243,6 +223,100 @@ function M:at(action, path, ...)
     fail(text.inert(((r.stderr or "") ~= "" and r.stderr or ("exit " .. r.code)):match("[^\n]*")))
   end
   return true
+end
+
+-- A snapshot stream's records: "TYPE MODE UID GID SIZE RELLEN LINKLEN\n",
+-- the relative path, the link target, SIZE bytes of content for a file.
+local MAX_NAME = 4096
+
+local function bad_record(path, why)
+  return nil, string.format("%s: the remote's snapshot is malformed (%s)", path, why)
+end
+
+-- clean_rel(rel) -> rel is "" or names an entry below (no "", ".", "..")
+local function clean_rel(rel)
+  if rel == "" then return true end
+  for part in (rel .. "/"):gmatch("([^/]*)/") do
+    if part == "" or part == "." or part == ".." then return false end
+  end
+  return true
+end
+
+-- read_records(stream, path, cpdir, scratch) -> entries | nil, msg: the
+-- stream parsed, file contents put in the checkpoint's store
+local function read_records(stream, path, cpdir, scratch)
+  local f <close>, ferr = fs.open(stream, "r")
+  if not f then return nil, ferr end
+  local size = assert(f:stat()).size
+  local off, out = 0, {}
+  while off < size do
+    local head = f:pread(off, 128)
+    local line, t, mode, uid, gid, n, rl, ll = head:match("^(([a-z]+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+)\n)")
+    if not line then return bad_record(path, "a record header at byte " .. off) end
+    mode, n, rl, ll = tonumber(mode, 8), tonumber(n), tonumber(rl), tonumber(ll)
+    off = off + #line
+    if not mode or rl > MAX_NAME or ll > MAX_NAME or off + rl + ll + n > size then
+      return bad_record(path, "a record past the end at byte " .. off)
+    end
+    local rel, link = f:pread(off, rl), f:pread(off + rl, ll)
+    off = off + rl + ll
+    if not clean_rel(rel) or (#out == 0) ~= (rel == "") then return bad_record(path, "a path " .. text.inert(rel)) end
+    local e = { path = rel == "" and path or path .. "/" .. rel, exists = true, type = t, mode = mode,
+      uid = tonumber(uid), gid = tonumber(gid) }
+    if t == "link" then e.link = link end
+    if t == "file" then
+      local tmp <close> = assert(fs.open(scratch, "a", 384))
+      for at = off, off + n - 1, 1 << 20 do
+        assert(tmp:write(f:pread(at, math.min(1 << 20, off + n - at))))
+      end
+      tmp:close()
+      local info, ierr = store.put_file(cpdir, scratch, { move = true })
+      fs.remove(scratch)
+      if not info then return nil, ierr end
+      e.hash, e.size = info.hash, info.size
+      off = off + n
+    elseif n ~= 0 then
+      return bad_record(path, "content for a " .. t)
+    end
+    out[#out + 1] = e
+  end
+  return out
+end
+
+-- snapshot(path, deep, cpdir) -> entries (path first, then, deep and a
+-- directory, all below it; {} when absent) | nil, msg: read by the AT script's safe walk
+-- (SFTP would resolve each path from the root: a directory swapped for a
+-- symlink meanwhile would hand root's reads of another tree to the
+-- checkpoint, and rollback would restore them where they were read)
+function M:snapshot(path, deep, cpdir)
+  local parent, name = split(path)
+  if not parent then return nil, path .. ": not an absolute path below /" end
+  local stream = self:scratch_file()
+  local out <close>, oerr = fs.open(stream, "a", 384)
+  if not out then return nil, oerr end
+  local words = { "perl", "-e", q(AT), "snap", q(parent), q(name), deep and "1" or "0" }
+  local r, msg = self.s:exec(table.concat(words, " "), { stdout_fd = out:fd(), timeout = 3600 })
+  out:close()
+  if r and r.code ~= 0 then
+    msg = text.inert(((r.stderr or "") ~= "" and r.stderr or ("exit " .. r.code)):match("[^\n]*"))
+  end
+  local entries, rerr
+  if r and r.code == 0 then entries, rerr = read_records(stream, path, cpdir, self:scratch_file()) end
+  fs.remove(stream)
+  if not entries then return nil, rerr or msg end
+  return entries
+end
+
+-- ex:originals(op, cpdir) -> checkpoint entries | nil, msg
+function M:originals(op, cpdir)
+  -- what is below a directory goes too when the directory is replaced
+  local replaces_dir = op.kind == "delete" or op.kind == "replace_dir" or (op.new and op.new.type ~= "dir")
+  local entries, serr = self:snapshot(op.path, replaces_dir, cpdir)
+  if not entries then return nil, serr end
+  if #entries == 0 then return { { path = op.path, exists = false, op = op.id } } end
+  entries[1].op = op.id
+  for i = 2, #entries do entries[i].below = op.id end
+  return entries
 end
 
 local function owner_args(n)
