@@ -534,6 +534,57 @@ describe("config", function()
       assert.equal("review", s.operations[3].decision)
     end)
 
+    it("see the deny list through wrappers, options before the path, and programs it does not know", function()
+      local cfg = assert(config.load({ cwd = h.tmpdir() }))
+      cfg.values.profile.always_deny[#cfg.values.profile.always_deny + 1] = "rm -r /srv/data/d*"
+      local rm = { "rm", "-rf", "/srv/data/d1" }
+      local function with(...)
+        local argv = { ... }
+        return table.move(rm, 1, #rm, #argv + 1, argv)
+      end
+      local lines = {  -- found by the red team: each was left for review
+        with("runuser", "-u", "root", "--"), with("runuser", "-uroot"),
+        { "find", "-L", "/srv/data/d2", "-maxdepth", "0", "-exec", "rm", "-rf", "{}", "+" },
+        { "sh", "-c", "cd -P /srv/data && rm -rf d3*" }, { "flock", "/tmp/l", "-c", "rm -rf /srv/data/d4" },
+        with("chrt", "1"), with("chrt", "-f", "1"), with("taskset", "1"), with("taskset", "-c", "0-3"),
+        with("setpriv", "--reuid=0"), with("setpriv", "--reuid", "0", "--init-groups"),
+        with("prlimit", "--nofile=100"), with("nsenter", "-t", "1", "-m"), with("unshare", "-m"),
+        with("pkexec", "--user", "root"), with("systemd-run", "--unit", "x", "-p", "Nice=1"),
+        with("valgrind", "--tool=none"), with("gdb", "-q", "--args"),
+        { "sg", "root", "-c", "rm -rf /srv/data/d5" }, { "script", "-qc", "rm -rf /srv/data/d6", "/dev/null" },
+        -- programs shannot does not know: what they might run is a guess
+        with("mywrap", "--level", "3"), { "parallel", "rm", "-rf", ":::", "/srv/data/d7" },
+        { "my-runner", "--code", "cd /srv/data; rm -rf d8" },
+      }
+      local s = { id = "x", operations = {} }
+      for i, argv in ipairs(lines) do s.operations[i] = { kind = "exec", argv = argv } end
+      local fine = { { "systemctl", "restart", "nginx" }, { "chrt", "-p", "1", "1234" }, { "ls", "/srv/data/d1" },
+        { "runuser", "-u", "app", "--", "rm", "-rf", "/srv/data/cache" } }
+      for _, argv in ipairs(fine) do s.operations[#s.operations + 1] = { kind = "exec", argv = argv } end
+      assert(require("shannot.policy").evaluate(s, cfg))
+      for i, argv in ipairs(lines) do
+        assert.equal("deny", s.operations[i].decision, table.concat(argv, " "))
+      end
+      assert.matches('^may run "rm %-f %-r /srv/data/d1", which matches always_deny "rm %-r /srv/data/d%*"$',
+        s.operations[#lines - 2].reason)
+      for i = #lines + 1, #s.operations do
+        assert.are_not.equal("deny", s.operations[i].decision, table.concat(s.operations[i].argv, " "))
+      end
+    end)
+
+    it("look through a long command line, and deny one too large to look through", function()
+      -- (a word built a character at a time made this take hours)
+      local all = cmdpattern.normalise_all({ "sh", "-c", string.rep("a", 4000000) .. "; rm -rf /" })
+      assert.equal("rm", all[#all].command)
+      local argv = {}
+      for i = 1, 3000 do argv[i] = "rm" end
+      local cfg = assert(config.load({ cwd = h.tmpdir() }))
+      local s = { id = "x", operations = { { kind = "exec", argv = argv } } }
+      assert(require("shannot.policy").evaluate(s, cfg))
+      assert.equal("deny", s.operations[1].decision)
+      assert.matches("more nested commands than shannot looks through", s.operations[1].reason)
+    end)
+
     it("rate replacing a directory by a file or symlink, and writes in /usr/local/bin, as danger", function()
       local policy = require("shannot.policy")
       local dir = { exists = true, type = "dir" }

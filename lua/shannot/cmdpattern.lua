@@ -111,14 +111,69 @@ local WRAPPERS = {
   strace = { ["-o"] = true, ["-e"] = true, ["-p"] = true, ["-s"] = true, ["-u"] = true, ["-E"] = true,
     ["-P"] = true, ["-a"] = true, ["-b"] = true, ["-I"] = true, ["-X"] = true, ["-O"] = true, ["-S"] = true },
   ltrace = { ["-o"] = true, ["-e"] = true, ["-p"] = true, ["-s"] = true, ["-u"] = true, ["-n"] = true },
+  valgrind = {},
+  -- scheduling, limits, credentials and namespaces of the command they run
+  chrt = { ["-T"] = true, ["-P"] = true, ["-D"] = true, ["--sched-runtime"] = true,
+    ["--sched-period"] = true, ["--sched-deadline"] = true },
+  taskset = {},
+  prlimit = { ["-p"] = true, ["--pid"] = true, ["-o"] = true, ["--output"] = true },
+  setpriv = { ["--reuid"] = true, ["--regid"] = true, ["--ruid"] = true, ["--rgid"] = true,
+    ["--euid"] = true, ["--egid"] = true, ["--groups"] = true, ["--securebits"] = true,
+    ["--pdeathsig"] = true, ["--inh-caps"] = true, ["--ambient-caps"] = true, ["--bounding-set"] = true,
+    ["--selinux-label"] = true, ["--apparmor-profile"] = true, ["--landlock-access"] = true,
+    ["--landlock-rule"] = true, ["--seccomp-filter"] = true },
+  nsenter = { ["-t"] = true, ["--target"] = true, ["-S"] = true, ["--setuid"] = true, ["-G"] = true,
+    ["--setgid"] = true, ["-N"] = true, ["--env"] = false },
+  unshare = { ["-S"] = true, ["--setuid"] = true, ["-G"] = true, ["--setgid"] = true, ["-R"] = true,
+    ["--root"] = true, ["-w"] = true, ["--wd"] = true, ["--propagation"] = true, ["--map-user"] = true,
+    ["--map-group"] = true, ["--map-users"] = true, ["--map-groups"] = true, ["-l"] = true, ["--load-interp"] = true },
+  pkexec = { ["--user"] = true },
+  ["systemd-run"] = { ["-p"] = true, ["--property"] = true, ["-u"] = true, ["--unit"] = true,
+    ["-M"] = true, ["--machine"] = true, ["-H"] = true, ["--host"] = true, ["-E"] = true, ["--setenv"] = true,
+    ["--description"] = true, ["--slice"] = true, ["--uid"] = true, ["--gid"] = true, ["--nice"] = true,
+    ["--working-directory"] = true, ["--service-type"] = true, ["--on-active"] = true, ["--on-boot"] = true,
+    ["--on-startup"] = true, ["--on-unit-active"] = true, ["--on-unit-inactive"] = true,
+    ["--on-calendar"] = true, ["--timer-property"] = true, ["--path-property"] = true,
+    ["--socket-property"] = true },
+  -- runuser -u USER CMD... (runuser USER -c CODE is shell code: see nested)
+  runuser = { ["-u"] = true, ["--user"] = true, ["-g"] = true, ["--group"] = true, ["-G"] = true,
+    ["--supp-group"] = true, ["-s"] = true, ["--shell"] = true, ["-w"] = true,
+    ["--whitelist-environment"] = true },
 }
 
 -- Wrappers that take positionals before the command: how many.
-local POSITIONALS = { timeout = 1, chroot = 1, flock = 1 }
+local POSITIONALS = { timeout = 1, chroot = 1, flock = 1, chrt = 1, taskset = 1 }
 
 local function basename(word)
   word = word:gsub("^\\", "")
-  return word:match("([^/]*)$")
+  return word:match("^.*/(.*)$") or word  -- anchored: linear in a long word
+end
+
+-- The options given to a wrapper before its positionals or command
+-- (-uroot counts as -u too), and where they end.
+local function wrapper_options(name, argv, i)
+  local seen, takes_value = {}, WRAPPERS[name]
+  while argv[i] and argv[i] ~= "--" and argv[i]:sub(1, 1) == "-" and #argv[i] > 1 do
+    local a = argv[i]
+    seen[a:match("^([^=]*)")], seen[a:sub(1, 2)] = true, true
+    i = i + (takes_value[a] and 2 or 1)
+  end
+  return seen, i
+end
+
+-- Whether the wrapper at argv[i - 1] runs a command of argv: runuser only
+-- with -u (runuser USER -c CODE is shell code, see nested()), chrt -p and
+-- taskset -p change a running process, flock FILE -c CODE is shell code.
+local function wraps(name, argv, i)
+  local seen, after = wrapper_options(name, argv, i)
+  if name == "runuser" then return seen["-u"] or seen["--user"] end
+  if name == "chrt" or name == "taskset" then return not (seen["-p"] or seen["--pid"]) end
+  if name == "flock" then
+    if argv[after] == "--" then after = after + 1 end
+    local c = argv[after + 1]
+    return not (c and (c:match("^%-c") or c:match("^%-%-command")))
+  end
+  return true
 end
 
 -- Skips wrappers; returns the index of the real command in argv, and
@@ -128,7 +183,7 @@ local function skip_wrappers(argv)
   while argv[i] do
     local name = basename(argv[i])
     local takes_value = WRAPPERS[name]
-    if not takes_value then return i, sets_env end
+    if not takes_value or not wraps(name, argv, i + 1) then return i, sets_env end
     i = i + 1
     while argv[i] do
       local a = argv[i]
@@ -279,8 +334,11 @@ end
 local function follow_cd(commands)
   local cwd
   for _, cmd in ipairs(commands) do
-    if cmd[1] == "cd" and cmd[2] and cmd[2] ~= "-" then
-      local dir = cmd[2]
+    local is_cd, d = cmd[1] == "cd" or cmd[1] == "pushd", 2
+    while is_cd and cmd[d] and cmd[d]:match("^%-[PLe@]+$") do d = d + 1 end  -- cd -P DIR
+    if is_cd and cmd[d] == "--" then d = d + 1 end
+    if is_cd and cmd[d] and cmd[d] ~= "-" then
+      local dir = cmd[d]
       if dir:sub(1, 1) == "/" then cwd = dir elseif cwd then cwd = cwd .. "/" .. dir end
     elseif cwd then
       for i = 2, #cmd do
@@ -296,14 +354,32 @@ local function shell_commands(code)
   return follow_cd(split_code(code))
 end
 
--- su [options] -c CMD, runuser: the shell code given to -c (--command)
-local function su_code(argv, start)
+-- The value of option -X (also -abX VALUE, -XVALUE) or --long (--long
+-- VALUE, --long=VALUE) among argv's words after start, or nil.
+local function option_value(argv, start, letter, long)
   for i = start + 1, #argv do
     local a = argv[i]
-    if a == "-c" or a == "--command" then return argv[i + 1] end
-    local v = a:match("^%-%-command=(.*)$") or a:match("^%-c(.+)$")
+    if a == "--" then return nil end
+    if a == long then return argv[i + 1] end
+    local v = a:match("^" .. long:gsub("%-", "%%-") .. "=(.*)$")
+    if v then return v end
+    if a:match("^%-%a*" .. letter .. "$") then return argv[i + 1] end
+    v = a:match("^%-" .. letter .. "(.+)$")
     if v then return v end
   end
+end
+
+-- su [options] -c CMD, runuser USER -c CMD, script -c CMD, flock FILE -c
+-- CMD: the shell code given to -c (--command)
+local function su_code(argv, start)
+  return option_value(argv, start, "c", "--command")
+end
+
+-- sg GROUP [-c] COMMAND...: the command, run as shell code
+local function sg_code(argv, start)
+  local i = start + 2
+  if argv[i] == "-c" then i = i + 1 end
+  if argv[i] then return table.concat(argv, " ", i) end
 end
 
 -- watch [options] CMD...: the command is run as `sh -c "CMD..."`
@@ -316,11 +392,16 @@ local function watch_code(argv, start)
   return table.concat(argv, " ", i)
 end
 
--- find's start paths: its operands before the first test or action
+-- find's start paths: its operands after its options (-H -L -P -D X
+-- -O3) and before the first test or action
 local function find_roots(argv, start)
-  local roots = {}
-  for i = start + 1, #argv do
-    local a = argv[i]
+  local roots, i = {}, start + 1
+  while argv[i] and (argv[i]:match("^%-[HLP]+$") or argv[i]:match("^%-O%d*$") or argv[i] == "-D") do
+    i = i + (argv[i] == "-D" and 2 or 1)
+  end
+  if argv[i] == "--" then i = i + 1 end
+  for k = i, #argv do
+    local a = argv[k]
     if a:match("^[-(!]") then break end
     roots[#roots + 1] = a
   end
@@ -333,9 +414,17 @@ local function nested(argv, start)
   if SHELLS[name] then
     local code = shell_code(argv, start)
     return code and shell_commands(code) or {}
-  elseif name == "su" or name == "runuser" then
+  elseif name == "su" or name == "runuser" or name == "script" or name == "flock" then
     local code = su_code(argv, start)
     return code and shell_commands(code) or {}
+  elseif name == "sg" then
+    local code = sg_code(argv, start)
+    return code and shell_commands(code) or {}
+  elseif name == "gdb" then
+    for i = start + 1, #argv do
+      if argv[i] == "--args" then return { table.move(argv, i + 1, #argv, 1, {}) } end
+    end
+    return {}
   elseif name == "watch" then
     return shell_commands(watch_code(argv, start))
   elseif name == "eval" then
@@ -377,23 +466,64 @@ local function split_env_s(argv)
   return argv
 end
 
--- normalise_all(argv) -> {normalised...}: the command argv runs and every
--- command inside it (sh -c code, busybox applets, xargs and find -exec
--- commands, eval, env -S), each normalised, nested ones up to
--- MAX_NESTING deep.  A shell redirection's target is a command ">" TARGET.
-function M.normalise_all(argv, depth)
-  depth = depth or 0
+-- How many words the guesses of one normalise_all may look at in all.
+M.GUESS_BUDGET = 1000000
+
+-- A word that is more than one word to a shell: shell code given to some
+-- program that may run it (script -qc, sg, a wrapper not known here).
+local function looks_like_code(word)
+  return word:find("[%s;&|<>`$(){}]") ~= nil
+end
+
+-- collect(argv, depth, guess, st): argv's command and those inside it
+-- into st.out; with suffixes, also every command argv might run that is
+-- not known here (see normalise_all).
+local function collect(argv, depth, guess, suffixes, st)
   argv = split_env_s(argv)
-  local out = {}
   local n = M.normalise(argv)
-  if n then out[1] = n end
+  if n then
+    n.guess = guess or nil
+    st.out[#st.out + 1] = n
+  end
   local start = skip_wrappers(argv)
-  if depth < M.MAX_NESTING and argv[start] then
-    for _, inner in ipairs(nested(argv, start)) do
-      for _, m in ipairs(M.normalise_all(inner, depth + 1)) do out[#out + 1] = m end
+  if depth >= M.MAX_NESTING or not argv[start] then return end
+  for _, inner in ipairs(nested(argv, start)) do collect(inner, depth + 1, guess, true, st) end
+  if not suffixes then return end
+  for k = start + 1, #argv do
+    local w = argv[k]
+    local name = basename(w)
+    local code, command = looks_like_code(w), name ~= "" and w:sub(1, 1) ~= "-" and st.is_command(name)
+    if code or command then
+      st.budget = st.budget - (code and #w or #argv - k + 1)
+      if st.budget < 0 then
+        st.out.incomplete = true
+        return
+      end
+    end
+    if code then
+      for _, inner in ipairs(shell_commands(w)) do collect(inner, depth + 1, true, true, st) end
+    elseif command then
+      collect(table.move(argv, k, #argv, 1, {}), depth + 1, true, false, st)
     end
   end
-  return out
+end
+
+-- normalise_all(argv [, is_command]) -> {normalised...}: the command argv
+-- runs and every command inside it (sh -c code, busybox applets, xargs
+-- and find -exec commands, eval, env -S, su/runuser/script/flock -c,
+-- sg, gdb --args), each normalised, nested ones up to MAX_NESTING deep.
+-- A shell redirection's target is a command ">" TARGET.
+-- Then the guesses, marked guess = true: a program not known here may
+-- run the rest of its words (chrt 1 rm ..., pkexec rm ...) or a word of
+-- shell code (script -qc 'rm ...'), so each rest of argv that starts with
+-- a word is_command(basename) accepts (default: any), and each word that
+-- looks like shell code, is normalised too.  A list whose guesses would
+-- look at more than GUESS_BUDGET words in all stops and is marked
+-- incomplete = true.
+function M.normalise_all(argv, is_command)
+  local st = { out = {}, budget = M.GUESS_BUDGET, is_command = is_command or function() return true end }
+  collect(argv, 0, false, true, st)
+  return st.out
 end
 
 -- Splits a pattern into words (no quoting: a pattern is not shell code).

@@ -64,6 +64,7 @@ M.DEFAULT_ALWAYS_DENY = {
   "> /dev/md*", "> /dev/dm-*", "> /dev/mapper/*", "> /dev/disk/**",
   "cp /dev/sd*", "cp /dev/hd*", "cp /dev/vd*", "cp /dev/xvd*", "cp /dev/nvme*",
   "cp /dev/mmcblk*", "cp /dev/disk/**", "tee /dev/sd*", "tee /dev/vd*", "tee /dev/nvme*",
+  "truncate /dev/sd*", "truncate /dev/vd*", "truncate /dev/nvme*", "truncate /dev/xvd*", "truncate /dev/disk/**",
 }
 
 ---------------------------------------------------------------------------

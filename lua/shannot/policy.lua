@@ -68,19 +68,51 @@ local function first_match(list, normalised, how)
 end
 
 -- The first pattern of list that any command argv runs (nested ones
--- included: sh -c, busybox, xargs, find -exec) contains.
+-- included: sh -c, busybox, xargs, find -exec) contains, and that command.
 local function first_contained(list, all)
   for _, n in ipairs(all) do
     local hit = first_match(list, n, "match_contains")
-    if hit then return hit end
+    if hit then return hit, n end
   end
+end
+
+-- is_command(name) for cmdpattern.normalise_all: whether name may be the
+-- command of a pattern of these lists (only there is a guess worth it).
+local function commands_of(...)
+  local lists, known = { ... }, {}
+  return function(name)
+    if known[name] == nil then
+      known[name] = false
+      for _, list in ipairs(lists) do
+        for _, c in ipairs(list) do
+          if glob.match(c.pattern.command, name) then known[name] = true end
+        end
+      end
+    end
+    return known[name]
+  end
+end
+
+local IS_DANGER_COMMAND = commands_of(DANGER_COMMAND_PATTERNS)
+
+-- How a command found in argv is named in a reason: a guess (a word a
+-- program not known here may run) says so.
+local function found(source, n, what)
+  if not n.guess then return string.format('matches %s "%s"', what, source) end
+  local words = { n.command }
+  table.move(n.flags, 1, #n.flags, 2, words)
+  table.move(n.operands, 1, #n.operands, #words + 1, words)
+  return string.format('may run "%s", which matches %s "%s"', text.inert(table.concat(words, " ")), what, source)
 end
 
 -- Built-in: the danger of an operation, and why.
 function M.builtin(op)
   if op.kind == "exec" then
-    local hit = first_contained(DANGER_COMMAND_PATTERNS, cmdpattern.normalise_all(op.argv or {}))
+    local all = cmdpattern.normalise_all(op.argv or {}, IS_DANGER_COMMAND)
+    local hit, n = first_contained(DANGER_COMMAND_PATTERNS, all)
+    if hit and n.guess then return "danger", found(hit, n, "the built-in") .. ": it stops or reconfigures" end
     if hit then return "danger", string.format('"%s" stops or reconfigures the running system', hit) end
+    if all.incomplete then return "danger", "runs more nested commands than shannot looks through" end
     return "caution", "runs a command on the host"
   end
   local path = op.path or ""
@@ -134,13 +166,21 @@ local function votes_for(op, cfg, ctx)
   local function vote(decision, reason, source) votes[#votes + 1] = { decision, reason, source } end
   local values = cfg and cfg.values
   if op.kind == "exec" then
-    local all = cmdpattern.normalise_all(op.argv or {})
-    local deny = first_contained(ctx.deny_patterns, all)
-    if deny then vote("deny", string.format('matches always_deny "%s"', deny), "config") end
+    local all = cmdpattern.normalise_all(op.argv or {}, ctx.is_deny_command)
+    local deny, n = first_contained(ctx.deny_patterns, all)
+    if deny then vote("deny", found(deny, n, "always_deny"), "config") end
+    if all.incomplete and #ctx.deny_patterns > 0 then
+      vote("deny", "runs more nested commands than shannot looks through for always_deny", "config")
+    end
     -- Only a plain command line is approved by pattern: one with commands
     -- inside it (sh -c, xargs, ...) is for a person to read.
     -- Nor one that sets variables for it (env LD_PRELOAD=..., PATH=...).
-    local allow = #all == 1 and not all[1].sets_env and first_match(ctx.approve_patterns, all[1], "match_exact")
+    local certain = {}
+    for _, c in ipairs(all) do
+      if not c.guess then certain[#certain + 1] = c end
+    end
+    local allow = #certain == 1 and not all.incomplete and not certain[1].sets_env
+      and first_match(ctx.approve_patterns, certain[1], "match_exact")
     if allow then vote("approve", string.format('matches auto_approve "%s"', allow), "config") end
   elseif values then
     local path = op.path or ""
@@ -189,8 +229,10 @@ end
 -- context(cfg, session) -> what decide() needs, built once per session
 function M.context(cfg, s)
   local values = cfg and cfg.values
+  local deny_patterns = compiled(values and values.profile.always_deny or {})
   return {
-    deny_patterns = compiled(values and values.profile.always_deny or {}),
+    deny_patterns = deny_patterns,
+    is_deny_command = commands_of(deny_patterns),
     approve_patterns = compiled(values and values.profile.auto_approve or {}),
     frozen_ctx = frozen({
       session = s.id, command = s.command, profile = s.profile, target = s.target or "local",

@@ -28,18 +28,32 @@ end
 
 function Parser:peek(n) return self.code:sub(self.i, self.i + (n or 1) - 1) end
 
+-- The word grows as a list of pieces (a long word appended to one
+-- character at a time would be copied over and over).
 function Parser:add_char(c)
-  self.word = (self.word or "") .. c
+  local w = self.word or {}
+  w[#w + 1] = c
+  self.word = w
+end
+
+-- Characters here that are nothing but themselves, taken as one piece.
+function Parser:add_run(plain)
+  local run = self.code:match(plain, self.i)
+  if not run then return false end
+  self:add_char(run)
+  self.i = self.i + #run
+  return true
 end
 
 -- The word so far is complete: an argument, or a redirection's target.
 function Parser:end_word()
   if self.word == nil then return end
+  local word = table.concat(self.word)
   if self.redirect then
-    self.commands[#self.commands + 1] = { self.redirect, self.word }
+    self.commands[#self.commands + 1] = { self.redirect, word }
     self.redirect = nil
   else
-    self.words[#self.words + 1] = self.word
+    self.words[#self.words + 1] = word
   end
   self.word = nil
 end
@@ -95,10 +109,11 @@ end
 
 function Parser:double_quoted()
   self.i = self.i + 1
-  self.word = self.word or ""
+  self.word = self.word or {}
   while self.i <= #self.code do
     local c = self:peek()
     if c == '"' then self.i = self.i + 1; return end
+    if self:add_run('^[^"\\$`]+') then goto continue end
     if c == "\\" and self.code:sub(self.i + 1, self.i + 1):match('[\\"$`\n]') then
       self:add_char(self.code:sub(self.i + 1, self.i + 1))
       self.i = self.i + 2
@@ -106,6 +121,7 @@ function Parser:double_quoted()
       self:add_char(c)
       self.i = self.i + 1
     end
+    ::continue::
   end
 end
 
@@ -113,6 +129,7 @@ local OPERATORS = { ";", "&", "|", "(", ")", "\n" }
 
 -- One step: a character of a word, a quote, an operator or a blank.
 function Parser:step()
+  if self.word and self:add_run("^[^ \t\\'\"`$<>;&|()\n]+") then return end
   local c = self:peek()
   if c == "\\" then
     if self.code:sub(self.i + 1, self.i + 1) ~= "\n" then self:add_char(self.code:sub(self.i + 1, self.i + 1)) end
@@ -148,7 +165,7 @@ end
 -- 2>, >>, >|, &>, <, <<, >&2 ...: a digit word before it is the fd, not an
 -- argument; the next word is the target (">" names every kind of write).
 function Parser:redirection()
-  if self.word and self.word:match("^%d+$") then self.word = nil end
+  if self.word and table.concat(self.word):match("^%d+$") then self.word = nil end
   local op = self.code:match("^[<>]+[|&]?", self.i)
   self.i = self.i + #op
   if op:find(">", 1, true) then

@@ -623,6 +623,31 @@ describe("security (issue 11)", function()
       assert.equal("danger", by.e.danger)
       assert.matches("replaces a whole directory", by.e.reason)
     end)
+
+    it("denies a deny-listed command run through runuser, chrt, setpriv, flock -c or script -c", function()
+      local wrappers = { "runuser", "chrt", "setpriv", "flock", "script", "taskset" }
+      local e = cap.env({ defer = wrappers })
+      local victim = e.host .. "/d"
+      e:sh('mkdir "$1/d"; echo k > "$1/d/k"')
+      assert(fs.mkdir_p(e.home .. "/config/shannot"))
+      h.write(e.home .. "/config/shannot/config.toml", '[profile]\nalways_deny = ["rm -r ' .. e.host .. '/d*"]\n')
+      local rm = "rm -rf " .. victim
+      local _, _, s = e:run("runuser -u root -- " .. rm .. "; chrt 1 " .. rm .. "; setpriv --reuid=0 " .. rm ..
+        "; flock /tmp/l -c '" .. rm .. "'; script -qc '" .. rm .. "' /dev/null; taskset -c 0 " .. rm ..
+        "; touch " .. e.host .. "/marker")
+      local denied = {}
+      for _, op in ipairs(s.operations) do
+        if op.kind == "exec" then
+          assert.equal("deny", op.decision, table.concat(op.argv, " ") .. ": " .. tostring(op.reason))
+          denied[#denied + 1] = op.argv[1]
+        end
+      end
+      assert.same(wrappers, denied)
+      local r = h.shannot({ "approve", s.id, "--yes", "--execute" }, { home = e.home })
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("k\n", fs.read_file(victim .. "/k"))  -- nothing ran
+      assert.truthy(fs.lstat(e.host .. "/marker"))  -- the rest did
+    end)
   end)
 
   describe("what shannot prints after a script's output", function()
