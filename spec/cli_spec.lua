@@ -49,9 +49,10 @@ describe("shannot cli", function()
     assert.truthy(r.stderr:find("\\x1b]0;pwned\\x07", 1, true))
   end)
 
-  it("shows invisible code points escaped: soft hyphen, fillers, variation selectors, tags", function()
+  it("shows invisible code points escaped: soft hyphen, fillers, variation selectors, tags, blanks, marks", function()
     local text = require("shannot.text")
-    for _, cp in ipairs({ 0xad, 0x115f, 0x3164, 0xfe0f, 0xffa0, 0xe0041, 0xe0100, 0x200b, 0x202e }) do
+    for _, cp in ipairs({ 0xad, 0x115f, 0x3164, 0xfe0f, 0xffa0, 0xe0041, 0xe0100, 0x200b, 0x202e,
+      0xa0, 0x2800, 0x3000, 0x2007, 0x202f, 0x301, 0x20e3, 0x1ab0 }) do
       local shown = text.inert("a" .. utf8.char(cp) .. "b")
       assert.equal(string.format("a\\u{%x}b", cp), shown)
     end

@@ -680,6 +680,14 @@ describe("security (issue 11)", function()
       assert.matches("\27%]52;c;", kept)  -- the session keeps the output as it was
     end)
 
+    it("sets no clipboard or title either from a run whose profile captures nothing", function()
+      local home = h.tmpdir()
+      local r = h.shannot({ "run", "--profile", "readonly", "-c",
+        "printf 'a\\033]52;c;ZWNobyBwd25lZA==\\007b\\033]0;title\\033\\\\c\\n'" }, { home = home })
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("abc\n", r.stdout)
+    end)
+
     it("keeps a file name's newline and escapes out of show --diff's lines", function()
       local e = cap.env()
       local _, _, s = e:run("printf 'a\\n' > \"$(printf 'x\\n+++ b-etc-shadow\\033[2J')\"")
@@ -687,6 +695,13 @@ describe("security (issue 11)", function()
       assert.falsy(out:find("\n+++ b-etc-shadow", 1, true), out)
       assert.falsy(out:find("\27", 1, true), out)
       assert.truthy(out:find("x\\n+++ b-etc-shadow\\x1b[2J", 1, true), out)
+    end)
+
+    it("shows blanks that pass for a space and stacked marks in a file name escaped", function()
+      local e = cap.env()
+      local _, _, s = e:run("echo x > \"$(printf 'braille\\342\\240\\200x nbsp\\302\\240x mark\\314\\201x')\"")
+      local out = e:show(s.id, {})
+      assert.truthy(out:find("braille\\u{2800}x nbsp\\u{a0}x mark\\u{301}x", 1, true), out)
     end)
 
     it("shows a text with a stray NUL as text, a binary as hex, a huge file's first and last lines", function()

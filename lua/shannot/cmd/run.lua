@@ -218,7 +218,9 @@ function M.run(opts, args)
       { json = opts.json, ttl = ttl, config = opts.config })
     if not r then return nil, captured or rerr end
   else
-    run_opts.capture = opts.json
+    -- Through a pipe even to a terminal: a clipboard or title string the
+    -- command prints must not reach the user's terminal (as in a capture).
+    run_opts.capture, run_opts.tee = true, not opts.json
     local rerr
     r, rerr = sandbox.run(p, job.argv, run_opts)
     if not r then return nil, rerr end
