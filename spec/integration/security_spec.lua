@@ -681,9 +681,9 @@ describe("security (issue 11)", function()
     end)
 
     it("sets no clipboard or title either from a run whose profile captures nothing", function()
-      local home = h.tmpdir()
+      local own = h.tmpdir()
       local r = h.shannot({ "run", "--profile", "readonly", "-c",
-        "printf 'a\\033]52;c;ZWNobyBwd25lZA==\\007b\\033]0;title\\033\\\\c\\n'" }, { home = home })
+        "printf 'a\\033]52;c;ZWNobyBwd25lZA==\\007b\\033]0;title\\033\\\\c\\n'" }, { home = own })
       assert.equal(0, r.code, r.stderr)
       assert.equal("abc\n", r.stdout)
     end)
