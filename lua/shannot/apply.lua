@@ -217,6 +217,8 @@ function M.execute(id, opts)
   if not entries then return nil, cerr end
   s.checkpoint = { created_at = os.date("!%Y-%m-%dT%H:%M:%SZ"), entries = json.array(entries) }
   s.execution = { started_at = s.checkpoint.created_at }
+  ok, msg = require("shannot.approval").seal_checkpoint(s)
+  if not ok then return nil, err.env("checkpoint: %s", msg) end
   ok, msg = session.save(s)
   if not ok then return nil, msg end
   step()
@@ -314,6 +316,11 @@ function M.rollback(id, opts)
     local ok, terr = session.transition(s, "rolled_back", "nothing had been changed")
     if not ok then return nil, terr end
     return s, { restored = {}, conflicts = {} }
+  end
+  local sealed, why = require("shannot.approval").check_checkpoint(s)
+  if not sealed then
+    require("shannot.events").session(opts.config, "rollback_refused", s, { reason = why })
+    return nil, err.refused("session %s cannot be rolled back: %s; nothing was restored", s.id, why)
   end
   local ex, xerr = M.executor(s, opts)
   if not ex then return nil, xerr end

@@ -127,4 +127,39 @@ function M.check(s)
   return true
 end
 
+-- The checkpoint is sealed the same way when execute makes it: rollback
+-- writes what an entry names where it names it, so an entry edited
+-- afterwards (a path moved elsewhere, an owner, a mode, a content hash)
+-- must be refused, not restored.  Bound to the session's id, so no other
+-- session's checkpoint passes for it.
+local function checkpoint_text(s)
+  local copy = {}
+  for k, v in pairs(s.checkpoint) do
+    if k ~= "seal" then copy[k] = v end
+  end
+  local ok, text = pcall(require("shannot.json").encode, copy)
+  return ok and ("checkpoint\nsession=" .. tostring(s.id) .. "\n" .. text) or nil
+end
+
+-- seal_checkpoint(s) -> true | nil, msg: s.checkpoint.seal
+function M.seal_checkpoint(s)
+  local key, kerr = M.key()
+  if not key then return nil, kerr end
+  s.checkpoint.seal = M.hmac(key, assert(checkpoint_text(s)))
+  return true
+end
+
+-- check_checkpoint(s) -> true | nil, why it is not the one execute made
+function M.check_checkpoint(s)
+  local seal = s.checkpoint.seal
+  if type(seal) ~= "string" then return nil, "its checkpoint carries no seal" end
+  local key, kerr = M.key()
+  if not key then return nil, kerr end
+  local text = checkpoint_text(s)
+  if not text or M.hmac(key, text) ~= seal then
+    return nil, "its checkpoint is not the one execute made (edited, or sealed without this user's approval key)"
+  end
+  return true
+end
+
 return M

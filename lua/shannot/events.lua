@@ -8,10 +8,11 @@ local EVENT = {
   session_created = "session_created", approved = "session_approved", rejected = "session_denied",
   executed = "session_executed", failed = "session_failed", rolled_back = "session_rolled_back",
   expired = "session_expired", execute_refused = "session_execute_refused",
+  rollback_refused = "session_rollback_refused",
 }
 
 -- session(cfg, what, s, extra, actor): what is "session_created",
--- "execute_refused" or the status the session moved to.
+-- "execute_refused", "rollback_refused" or the status the session moved to.
 function M.session(cfg, what, s, extra, actor)
   if not cfg then return true end
   local e = { event = assert(EVENT[what], what), session = s.id, status = s.status, actor = actor or "cli",

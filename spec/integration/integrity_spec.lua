@@ -237,6 +237,33 @@ describe("integrity (issue 12)", function()
       assert.matches("its seal does not match its operations", r.stderr)
     end)
 
+    it("refuses a rollback from a checkpoint edited after execute, and audits it", function()
+      local edits = {
+        function(d, out) d.checkpoint.entries[1].path = out end,  -- the red team's: restore it elsewhere
+        function(d) d.checkpoint.entries[1].mode = 3565 end,  -- 06755
+        function(d) d.checkpoint.entries[1].uid = 4242 end,
+        function(d) table.remove(d.checkpoint.entries, 1) end,
+        function(d) d.checkpoint.seal = nil end,
+      }
+      for i, fn in ipairs(edits) do
+        local e = cap.env()
+        local id, dir = approved_session(e)
+        local r = h.shannot({ "execute", id }, { home = e.home })
+        assert.equal(0, r.code, r.stderr)
+        local after = cap.tree_state(e.host)
+        local out = e.dir .. "/planted"
+        edit(dir, function(d) fn(d, out) end)
+        r = h.shannot({ "rollback", id, "--force" }, { home = e.home })
+        assert.equal(3, r.code, i .. ": " .. r.stdout .. r.stderr)
+        assert.is_true(h.one_line_error(r), r.stderr)
+        assert.matches("cannot be rolled back: its checkpoint", r.stderr)
+        assert.equal(after, cap.tree_state(e.host))
+        assert.is_nil(fs.lstat(out))
+        local log = h.shannot({ "audit", "--json", "--session", id }, { home = e.home })
+        assert.matches("session_rollback_refused", log.stdout)
+      end
+    end)
+
     it("writes nothing of a blob swapped for another of the same size", function()
       local e = cap.env()
       local id, dir = approved_session(e)
