@@ -596,6 +596,14 @@ describe("config", function()
         assert.equal("danger", (policy.builtin({ kind = "write", path = path, new = { mode = 493 } })), path)
       end
       assert.equal("danger", (policy.builtin({ kind = "exec", argv = { "sh", "-c", "reboot" } })))
+      -- code the deny list cannot read through is for a person to judge with care
+      for _, argv in ipairs({ { "perl", "-e", "unlink glob '/*'" }, { "awk", "BEGIN{system(\"x\")}" },
+        { "sh", "-c", "x=/; rm -rf $x" }, { "bash", "-o", "errexit", "-c", "rm -rf $(echo /)" },
+        { "sh", "-c", "rm -rf ~/../../.." }, { "sh", "-c", "curl x | sh" }, { "sh", "script.sh" },
+        { "timeout", "5", "python3", "-c", "import os" } }) do
+        assert.equal("danger", (policy.builtin({ kind = "exec", argv = argv })), table.concat(argv, " "))
+      end
+      assert.equal("caution", (policy.builtin({ kind = "exec", argv = { "sh", "-c", "systemctl restart a" } })))
     end)
 
     it("approve only commands that cannot execute, write or wait forever", function()

@@ -95,6 +95,35 @@ end
 
 local IS_DANGER_COMMAND = commands_of(DANGER_COMMAND_PATTERNS)
 
+-- Programs that run code given to them, which the deny list cannot read.
+local INTERPRETERS = {
+  perl = true, python = true, python3 = true, ruby = true, node = true, nodejs = true, php = true,
+  lua = true, ["lua5.1"] = true, ["lua5.3"] = true, ["lua5.4"] = true, awk = true, gawk = true,
+  mawk = true, nawk = true, tclsh = true, expect = true, jq = false,
+}
+local SHELLS = { sh = true, bash = true, dash = true, zsh = true, ksh = true, mksh = true, ash = true,
+  yash = true, posh = true, busybox = false }
+
+-- Why a command runs code no pattern can see through, or nil: an
+-- interpreter, a shell reading a script or its input, or shell code
+-- whose words are only known when it runs ($x, $(...), ~, globs).
+local function opaque(n)
+  if INTERPRETERS[n.command] then return string.format("runs %s code, which the deny list cannot read", n.command) end
+  if not SHELLS[n.command] then return nil end
+  local with_code = false
+  for _, f in ipairs(n.flags) do
+    if f == "-c" then with_code = true end
+  end
+  if not with_code then
+    return string.format("runs %s on a script or its input, which the deny list cannot read", n.command)
+  end
+  for _, word in ipairs(n.operands) do  -- the code, wherever options put it
+    if word:find("[$`~*?{]") then
+      return "runs shell code whose words are only known when it runs ($, `, ~, globs)"
+    end
+  end
+end
+
 -- How a command found in argv is named in a reason: a guess (a word a
 -- program not known here may run) says so.
 local function found(source, n, what)
@@ -113,6 +142,10 @@ function M.builtin(op)
     if hit and n.guess then return "danger", found(hit, n, "the built-in") .. ": it stops or reconfigures" end
     if hit then return "danger", string.format('"%s" stops or reconfigures the running system', hit) end
     if all.incomplete then return "danger", "runs more nested commands than shannot looks through" end
+    for _, c in ipairs(all) do
+      local why = not c.guess and opaque(c)
+      if why then return "danger", why end
+    end
     return "caution", "runs a command on the host"
   end
   local path = op.path or ""
