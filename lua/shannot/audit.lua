@@ -49,7 +49,7 @@ local M = {}
 M.EVENTS = {
   "session_created", "session_approved", "session_denied", "session_executed",
   "session_failed", "session_rolled_back", "session_expired", "session_execute_refused",
-  "session_rollback_refused",
+  "session_rollback_refused", "session_revoked",
 }
 M.ACTORS = { "cli", "ui", "mcp" }
 M.HEAD = "head.json"

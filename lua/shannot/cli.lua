@@ -15,6 +15,7 @@ local COMMANDS = {
   { "audit", "show and verify the audit log" },
   { "approve", "approve a pending session (every operation not denied)" },
   { "deny", "reject a pending session" },
+  { "revoke", "take an approval back: the session is pending again" },
   { "execute", "apply an approved session, with a checkpoint" },
   { "rollback", "undo an executed session from its checkpoint" },
   { "checkpoint", "list and show checkpoints" },
@@ -45,7 +46,7 @@ function M.out(...)
 end
 
 function M.warn(fmt, ...)
-  io.stderr:write("shannot: ", string.format(fmt, ...), "\n")
+  io.stderr:write("shannot: ", text.inert(string.format(fmt, ...)), "\n")
 end
 
 -- parse(argv, first, spec) -> opts, positional | nil, err

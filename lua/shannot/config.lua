@@ -257,8 +257,11 @@ local function schema_names(schema)
   return out
 end
 
+-- A key's name in messages, origins and `config show`: its parts as TOML
+-- writes them, so [remotes."web.prod"] stays one table named web.prod.
 local function dotted(prefix, key)
-  return prefix == "" and key or (prefix .. "." .. key)
+  local part = require("shannot.toml").key_text(key)
+  return prefix == "" and part or (prefix .. "." .. part)
 end
 
 local function resolve_path(v, dir)
@@ -270,7 +273,8 @@ end
 
 -- Walks a parsed table against the schema, collecting leaf values as
 -- {key = dotted key, value, line} or returning the first error.
-local function walk(ctx, tbl, schema, prefix, out)
+local function walk(ctx, tbl, schema, prefix, out, parts)
+  parts = parts or {}
   local keys = {}
   for k in pairs(tbl) do keys[#keys + 1] = k end
   table.sort(keys)
@@ -279,6 +283,8 @@ local function walk(ctx, tbl, schema, prefix, out)
     local line, col = ctx.locate(tbl, k)
     local where = string.format("%s:%d:%d", ctx.file, line or 1, col or 1)
     local name = dotted(prefix, k)
+    local path = table.move(parts, 1, #parts, 1, {})
+    path[#path + 1] = k
     local rule = schema[k] or schema["*"]
     if rule == nil then
       return nil, string.format('%s: unknown key "%s"%s', where, text.inert(name),
@@ -288,7 +294,7 @@ local function walk(ctx, tbl, schema, prefix, out)
       if type(v) ~= "table" or getmetatable(v) ~= nil then
         return nil, string.format("%s: %s must be a table", where, text.inert(name))
       end
-      local ok, e = walk(ctx, v, rule, name, out)
+      local ok, e = walk(ctx, v, rule, name, out, path)
       if not ok then return nil, e end
     else
       local value, why = rule(v)
@@ -298,7 +304,7 @@ local function walk(ctx, tbl, schema, prefix, out)
         return nil, string.format("%s: %s must be %s%s", where, text.inert(name), why, shown)
       end
       if PATH_KEYS[k] then value = resolve_path(value, ctx.dir) end
-      out[#out + 1] = { key = name, value = value, source = string.format("%s:%d", ctx.file, line or 1) }
+      out[#out + 1] = { key = name, path = path, value = value, source = string.format("%s:%d", ctx.file, line or 1) }
     end
   end
   return true
@@ -407,20 +413,19 @@ function M.files(cwd)
   return f
 end
 
-local function set(values, key, value)
+-- set/get by a leaf's path: its key parts as parsed ("web.prod" is one)
+local function set(values, path, value)
   local t = values
-  local parts = {}
-  for part in key:gmatch("[^.]+") do parts[#parts + 1] = part end
-  for i = 1, #parts - 1 do
-    t[parts[i]] = t[parts[i]] or {}
-    t = t[parts[i]]
+  for i = 1, #path - 1 do
+    t[path[i]] = t[path[i]] or {}
+    t = t[path[i]]
   end
-  t[parts[#parts]] = value
+  t[path[#path]] = value
 end
 
-local function get(values, key)
+local function get(values, path)
   local t = values
-  for part in key:gmatch("[^.]+") do
+  for _, part in ipairs(path) do
     if type(t) ~= "table" then return nil end
     t = t[part]
   end
@@ -482,7 +487,7 @@ local function project_refusal(cfg, leaf)
       "lower the session TTL and limits or choose a capturing profile"
   end
   local amount = LOWER_ONLY[leaf.key]
-  if amount and amount(leaf.value) > amount(get(cfg.values, leaf.key)) then
+  if amount and amount(leaf.value) > amount(get(cfg.values, leaf.path)) then
     return "a project file may only lower it"
   end
   if leaf.key == "executor.local.profile" then return check_project_profile(leaf.value) end
@@ -495,7 +500,7 @@ local function apply(cfg, leaves, project)
     if refusal then
       cfg.refused[#cfg.refused + 1] = { key = leaf.key, value = leaf.value, source = leaf.source, why = refusal }
     elseif GROWING[leaf.key] then
-      local list = get(cfg.values, leaf.key)
+      local list = get(cfg.values, leaf.path)
       local from = cfg.origin[leaf.key] or {}
       cfg.origin[leaf.key] = from
       local have = {}
@@ -508,14 +513,15 @@ local function apply(cfg, leaves, project)
         end
       end
     else
-      set(cfg.values, leaf.key, leaf.value)
+      set(cfg.values, leaf.path, leaf.value)
       cfg.origin[leaf.key] = leaf.source
     end
   end
 end
 
--- Where some key of a table (e.g. "remotes.web") was set.
-local function table_origin(cfg, prefix)
+-- Where some key of a table (path {"remotes", "web"}) was set.
+local function table_origin(cfg, path)
+  local prefix = require("shannot.toml").keys_text(path)
   local best
   for key, o in pairs(cfg.origin) do
     if key:sub(1, #prefix + 1) == prefix .. "." and type(o) == "string" and (best == nil or o < best) then
@@ -525,22 +531,31 @@ local function table_origin(cfg, prefix)
   return best or "config"
 end
 
+-- Names a remote may not have: a target of that name means something else.
+M.RESERVED_REMOTE_NAMES = { ["local"] = "it names this machine", default = "it names the default executor" }
+
 -- Cross-key checks that no single value can make.
 local function validate(cfg)
   local name = cfg.values.default_executor
+  local keys = require("shannot.toml").keys_text
   if name ~= "local" and cfg.values.executor[name] == nil and cfg.values.remotes[name] == nil then
-    return nil, err.usage('%s: default_executor "%s" names no [executor.%s] or [remotes.%s]',
-      cfg.origin.default_executor or "config", text.inert(name), name, name)
+    return nil, err.usage('%s: default_executor "%s" names no [%s] or [%s]', cfg.origin.default_executor or "config",
+      text.inert(name), text.inert(keys({ "executor", name })), text.inert(keys({ "remotes", name })))
   end
   for rname, r in pairs(cfg.values.remotes) do
+    local header = text.inert(keys({ "remotes", rname }))
+    if M.RESERVED_REMOTE_NAMES[rname] then
+      return nil, err.usage('%s: [%s]: the name "%s" is reserved (%s)', table_origin(cfg, { "remotes", rname }),
+        header, rname, M.RESERVED_REMOTE_NAMES[rname])
+    end
     if r.host == nil then
-      return nil, err.usage("%s: [remotes.%s] needs a host", table_origin(cfg, "remotes." .. rname), rname)
+      return nil, err.usage("%s: [%s] needs a host", table_origin(cfg, { "remotes", rname }), header)
     end
   end
   for ename, e in pairs(cfg.values.executor) do
     if e.type == "ssh" and e.host == nil then
-      return nil, err.usage("%s: [executor.%s] has type ssh but no host",
-        table_origin(cfg, "executor." .. ename), ename)
+      return nil, err.usage("%s: [%s] has type ssh but no host", table_origin(cfg, { "executor", ename }),
+        text.inert(keys({ "executor", ename })))
     end
   end
   return true
@@ -582,7 +597,7 @@ function M.source(cfg, key, index)
   return o or "built-in"
 end
 
--- table_source(cfg, "remotes.web") -> FILE:LINE where that table was set
+-- table_source(cfg, {"remotes", "web"}) -> FILE:LINE where that table was set
 M.table_source = table_origin
 
 -- Compiled command patterns of one list ("auto_approve" | "always_deny").

@@ -8,7 +8,7 @@ local EVENT = {
   session_created = "session_created", approved = "session_approved", rejected = "session_denied",
   executed = "session_executed", failed = "session_failed", rolled_back = "session_rolled_back",
   expired = "session_expired", execute_refused = "session_execute_refused",
-  rollback_refused = "session_rollback_refused",
+  rollback_refused = "session_rollback_refused", revoked = "session_revoked",
 }
 
 -- session(cfg, what, s, extra, actor): what is "session_created",
@@ -22,7 +22,8 @@ function M.session(cfg, what, s, extra, actor)
   for k, v in pairs(extra or {}) do e[k] = v end
   local ok, aerr = require("shannot.audit").record(cfg, e)
   if not ok then
-    io.stderr:write("shannot: warning: the audit log was not written: ", tostring(aerr), "\n")
+    io.stderr:write("shannot: warning: the audit log was not written: ",
+      require("shannot.text").inert(tostring(aerr)), "\n")
   end
   return ok
 end

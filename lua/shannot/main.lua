@@ -6,8 +6,11 @@ local sys = require("shannot.core.sys")
 
 local M = {}
 
-local function report(message)
-  io.stderr:write("shannot: ", message, "\n")
+-- Every message may carry outside data (a remote's error, a tar entry's
+-- name, a policy file's error): nothing of it may drive the terminal.
+local function report(message, lines)
+  local text = require("shannot.text")
+  io.stderr:write("shannot: ", lines and text.inert_lines(message) or text.inert(message), "\n")
 end
 
 -- run(argv) -> exit code
@@ -22,7 +25,7 @@ function M.run(argv)
     return 128 + sig
   end
   if not ok then
-    report("internal error (a bug in shannot; please report it):\n" .. tostring(code))
+    report("internal error (a bug in shannot; please report it):\n" .. tostring(code), true)
     return const.EXIT.INTERNAL
   end
   if code == nil then

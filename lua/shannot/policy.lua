@@ -275,6 +275,26 @@ end
 
 -- evaluate(session, cfg) -> true | nil, err: sets decision, danger and
 -- reason on every operation.
+-- recheck(s, cfg) -> the operations the policy of now denies | nil, err.
+-- At approve: a deny rule added since the capture holds; each such
+-- operation becomes denied, its reason naming the rule.  Nothing else
+-- changes (what a person chose in the review stays chosen).
+function M.recheck(s, cfg)
+  local ctx, denied = M.context(cfg, s), {}
+  for _, op in ipairs(s.operations) do
+    if op.decision ~= "deny" then
+      local decision, danger, reason = M.decide(op, cfg, ctx)
+      if not decision then return nil, danger end
+      if decision == "deny" then
+        op.decision, op.danger = "deny", danger
+        op.reason = text.inert("denied at approval: " .. tostring(reason))
+        denied[#denied + 1] = op
+      end
+    end
+  end
+  return denied
+end
+
 function M.evaluate(s, cfg)
   local ctx = M.context(cfg, s)
   for _, op in ipairs(s.operations) do

@@ -52,9 +52,14 @@ function M.resolve(target, cfg)
   return t
 end
 
-local function where(t)
-  return (t.user and (t.user .. "@") or "") .. t.host .. (t.port and (":" .. t.port) or "")
+-- display(t) -> USER@HOST:PORT as it is written: an IPv6 address in
+-- brackets ([::1]:22), so that it reads back the same.
+function M.display(t)
+  local host = tostring(t.host)
+  if host:find(":", 1, true) then host = "[" .. host .. "]" end
+  return (t.user and (t.user .. "@") or "") .. host .. (t.port and (":" .. t.port) or "")
 end
+local where = M.display
 
 -- connect(target_table, opts) -> Session | nil, err.  opts: accept_new.
 function M.connect(t, opts)

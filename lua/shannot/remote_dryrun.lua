@@ -317,8 +317,9 @@ function M.run(p, job, t, opts)
     stderr_dropped = run.stderr_dropped,
   }
   if not opts.json then
-    io.stdout:write(run.stdout or "")
-    io.stderr:write(run.stderr or "")
+    -- as a local capture passes it: no clipboard or title strings
+    io.stdout:write(text.without_strings(run.stdout or ""))
+    io.stderr:write(text.without_strings(run.stderr or ""))
   end
   if run.interrupted then return result end
   -- The replica of the upper trees and the blob staging, locally.

@@ -22,8 +22,9 @@ M.STATUSES = { "pending", "approved", "rejected", "expired", "executed", "failed
 -- status -> the statuses it may move to
 local TRANSITIONS = {
   pending = { approved = true, rejected = true, expired = true },
-  -- approved -> rolled_back: an execution that was killed midway
-  approved = { executed = true, failed = true, rolled_back = true },
+  -- approved -> rolled_back: an execution that was killed midway;
+  -- -> pending: revoked; -> expired: its TTL passed before an execute
+  approved = { executed = true, failed = true, rolled_back = true, pending = true, expired = true },
   executed = { rolled_back = true },
   failed = { rolled_back = true },
 }
@@ -210,15 +211,20 @@ function M.transition(s, to, note, now)
     -- what is approved is bound here: execute checks it (approval.lua)
     local ok, msg = require("shannot.approval").seal(s)
     if not ok then return nil, err.env("cannot seal the approval of %s: %s", s.id, msg) end
+  elseif s.status == "approved" and (to == "pending" or to == "expired") then
+    s.approval = nil  -- revoked or expired: the seal approves nothing any more
   end
   s.status = to
   s.history[#s.history + 1] = { at = iso(now or os.time()), status = to, note = note }
   return M.save(s)
 end
 
+-- A pending session, and an approved one no execute has started, expire
+-- with their TTL: an approval is not a standing order.
 function M.is_expired(s, now)
   local t = parse_iso(s.expires_at)
-  return s.status == "pending" and t ~= nil and (now or os.time()) >= t
+  local open = s.status == "pending" or (s.status == "approved" and s.execution == nil)
+  return open and t ~= nil and (now or os.time()) >= t
 end
 
 local integers = json.integers

@@ -110,6 +110,29 @@ function M.inert(s)
   return table.concat(out)
 end
 
+-- without_strings(s) -> s without terminal control strings (OSC: title,
+-- clipboard; DCS, APC, PM, SOS), each from its ESC to BEL or ST, as the
+-- copy of a command's output for a terminal gets them (proc.c does the
+-- same while streaming).  Colours and cursor movement pass.
+M.MAX_STRING = 4096
+function M.without_strings(s)
+  if not s:find("\27", 1, true) then return s end
+  local out, i = {}, 1
+  while true do
+    local e = s:find("\27[%]P_%^X]", i)
+    if not e then break end
+    out[#out + 1] = s:sub(i, e - 1)
+    local bel = s:find("\7", e + 2, true)
+    local st = s:find("\27\\", e + 2, true)
+    local stop = bel and st and math.min(bel, st + 1) or bel or (st and st + 1)
+    -- never ended (or too long to be one): the rest is text, less the opener
+    if not stop or stop - e > M.MAX_STRING then stop = e + 1 end
+    i = stop + 1
+  end
+  out[#out + 1] = s:sub(i)
+  return table.concat(out)
+end
+
 -- inert_lines(s) -> s made inert line by line, its newlines kept (a diff
 -- or a log shown as it is, but never driving the terminal)
 function M.inert_lines(s)

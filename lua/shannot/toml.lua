@@ -89,6 +89,10 @@ local function keys_text(keys, n)
   return concat(parts, ".")
 end
 
+-- key_text("a.b") -> "\"a.b\"": a key as TOML writes it (bare when it can
+-- be); keys_text({...}) -> the dotted key of its parts.
+M.key_text, M.keys_text = key_text, keys_text
+
 local function is_plain(v)
   return type(v) == "table" and getmetatable(v) == nil
 end

@@ -474,11 +474,17 @@ local function result_lines(s, e, cols)
   return lines
 end
 
--- Approves what was chosen, moves the session to approved, executes it
--- and replaces this view with the results.
-function Ops:execute(ui)
+-- Approves what was chosen, under the session's lock, with the policy of
+-- now: a deny rule added since the capture denies.  -> s, approved, denied
+function Ops:approve_chosen(ui)
+  local lock <close>, lerr = session.lock(self.s.id, "approved")
+  if not lock then return ui:say("%s", lerr.message) end
   local s = fresh(ui, self.s.id)
   if not s then return end
+  local now_denied, perr = require("shannot.policy").recheck(s, ui.cfg)
+  if not now_denied then
+    return ui:say("not approved: the policy cannot be evaluated: %s", err.is(perr) and perr.message or tostring(perr))
+  end
   local approved, denied = 0, 0
   for _, op in ipairs(s.operations) do
     local c = self.choice[op.id]
@@ -492,13 +498,19 @@ function Ops:execute(ui)
       denied = denied + 1
     end
   end
-  local ok, terr = session.transition(s, "approved",
-    string.format("%d operations approved, %d denied in the review", approved, denied))
-  if not ok then
-    ui:say("%s", terr.message)
-    return
-  end
+  local note = string.format("%d operations approved, %d denied in the review", approved, denied)
+  if #now_denied > 0 then note = note .. string.format(" (%d by the policy of now)", #now_denied) end
+  local ok, terr = session.transition(s, "approved", note)
+  if not ok then return ui:say("%s", terr.message) end
   events.session(ui.cfg, "approved", s, nil, "ui")
+  return s, approved, denied
+end
+
+-- Approves what was chosen, moves the session to approved, executes it
+-- and replaces this view with the results.
+function Ops:execute(ui)
+  local s, approved, denied = self:approve_chosen(ui)
+  if not s then return end
   ui:say("executing %d operations of %s ...", approved, s.id)
   ui:draw()
   local done, e = apply.execute(s.id, { config = ui.cfg })

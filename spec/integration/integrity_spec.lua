@@ -52,11 +52,11 @@ describe("integrity (issue 12)", function()
       for _, part in ipairs(parts) do sh('cd "$1" && tar -Af stream.tar "$2"', work, part) end
     end
 
-    local function capture()
+    local function capture(code)
       if not cap.ROOT then return pending("the spec sshd runs as root") end
       local e = cap.env()
       return h.shannot({ "run", "--target", "box", "--accept-new", "--profile", e.profile, "-c",
-        "echo x > " .. e.host .. "/f" }, { home = home })
+        (code or "") .. "echo x > " .. e.host .. "/f" }, { home = home })
     end
 
     local function refused(r, entry, why)
@@ -123,6 +123,24 @@ describe("integrity (issue 12)", function()
         assert.is_true(h.one_line_error(r), r.stderr)
         assert.matches(c[2], r.stderr)
       end
+    end)
+
+    it("names a hostile entry inert, and passes the remote output on without terminal strings", function()
+      if not server then return end
+      stream(function(w)
+        sh('python3 - "$1/i.tar" <<"PY"\n' ..
+          'import io, sys, tarfile\n' ..
+          'out = tarfile.open(sys.argv[1], "w", format=tarfile.PAX_FORMAT)\n' ..
+          'info = tarfile.TarInfo("upper/1/\\x1b]0;pwned\\x07\\x1b[2J/../../../x"); info.size = 1\n' ..
+          'out.addfile(info, io.BytesIO(b"x")); out.close()\nPY', w)
+        return { "i.tar" }
+      end)
+      local r = capture("printf 'out\\033]52;c;cm0gLXJmIH4K\\007put\\n'; printf 'err\\033]0;title\\033\\\\or\\n' >&2; ")
+      assert.are_not.equal(0, r.code)
+      assert.falsy(r.stderr:find("\27", 1, true), r.stderr)
+      assert.truthy(r.stderr:find("\\x1b]0;pwned\\x07\\x1b[2J", 1, true), r.stderr)
+      assert.equal("output\n", r.stdout)
+      assert.truthy(r.stderr:find("error\n", 1, true), r.stderr)
     end)
 
     it("never makes a device node here", function()
@@ -312,6 +330,96 @@ describe("integrity (issue 12)", function()
       local r = h.shannot({ "show", id }, { home = e.home, timeout = 10 })
       assert.equal(2, r.code, r.stderr)
       assert.matches("session%.json: a fifo, not a session file", r.stderr)
+    end)
+  end)
+
+  describe("policy holds at approve, and an approval can be taken back", function()
+    local function conf(e, toml, policy)
+      assert(fs.mkdir_p(e.home .. "/config/shannot"))
+      if toml then h.write(e.home .. "/config/shannot/config.toml", toml) end
+      if policy then h.write(e.home .. "/config/shannot/policy.lua", policy) end
+    end
+
+    it("denies at approve what a rule added after the capture denies, naming the rule", function()
+      local e = cap.env()
+      e:sh('echo old > "$1/a"')
+      local _, _, s = e:run("echo new > a; echo new > b; systemctl restart shannot-spec")
+      for _, op in ipairs(s.operations) do assert.are_not.equal("deny", op.decision) end
+      conf(e, '[profile]\nalways_deny = ["systemctl restart shannot-spec"]\n',
+        "return function(op) if op.path and op.path:match('/a$') then return 'deny', 'a is frozen' end end\n")
+      local r = h.shannot({ "approve", s.id, "--yes" }, { home = e.home })
+      assert.equal(0, r.code, r.stderr)
+      assert.matches("write .-/a is denied now: denied at approval: a is frozen", r.stderr)
+      assert.matches('exec systemctl restart shannot%-spec is denied now: denied at approval: matches always_deny ' ..
+        '"systemctl restart shannot%-spec"', r.stderr)
+      r = h.shannot({ "execute", s.id }, { home = e.home })
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("old\n", fs.read_file(e.host .. "/a"))
+      assert.equal("new\n", fs.read_file(e.host .. "/b"))
+      local done = e:show(s.id)
+      for _, op in ipairs(done.operations) do
+        if op.path == e.host .. "/a" then assert.equal("denied at approval: a is frozen", op.reason) end
+      end
+      assert.equal(1, #done.results)  -- b only: neither a nor the deferred command
+      assert.truthy(done.results[1].ok)
+    end)
+
+    it("refuses to approve while the policy cannot be evaluated", function()
+      local e = cap.env()
+      local _, _, s = e:run("echo new > b")
+      conf(e, nil, "return function(op) error('broken\\27]0;title\\7\\27[2J rule') end\n")
+      local r = h.shannot({ "approve", s.id, "--yes" }, { home = e.home })
+      assert.equal(2, r.code, r.stderr)
+      assert.is_true(h.one_line_error(r), r.stderr)
+      assert.matches("was not approved: the policy cannot be evaluated: .*broken\\x1b%]0;title\\x07\\x1b%[2J rule",
+        r.stderr)
+      assert.falsy(r.stderr:find("\27", 1, true))  -- nothing raw reaches the terminal
+      assert.equal("pending", e:show(s.id).status)
+    end)
+
+    it("revoke returns an approved session to pending; execute refuses it until it is approved again", function()
+      local e = cap.env()
+      local _, _, s = e:run("echo new > b")
+      assert.equal(0, h.shannot({ "approve", s.id, "--yes" }, { home = e.home }).code)
+      local r = h.shannot({ "revoke", s.id, "--reason", "second thoughts" }, { home = e.home })
+      assert.equal(0, r.code, r.stderr)
+      local now = e:show(s.id)
+      assert.equal("pending", now.status)
+      assert.is_nil(now.approval)
+      assert.equal("review", now.operations[1].decision)
+      r = h.shannot({ "execute", s.id }, { home = e.home })
+      assert.equal(3, r.code)
+      assert.matches("is pending: approve it first", r.stderr)
+      assert.is_nil(fs.lstat(e.host .. "/b"))
+      local log = h.shannot({ "audit", "--json", "--session", s.id }, { home = e.home })
+      assert.matches("session_revoked", log.stdout)
+      assert.matches("second thoughts", log.stdout)
+      assert.equal(0, h.shannot({ "audit", "--verify" }, { home = e.home }).code)
+      r = h.shannot({ "revoke", s.id }, { home = e.home })  -- pending: nothing to revoke
+      assert.equal(3, r.code)
+      assert.matches("is pending; only an approved session can be revoked", r.stderr)
+      assert.equal(0, h.shannot({ "approve", s.id, "--yes", "--execute" }, { home = e.home }).code)
+      assert.equal("new\n", fs.read_file(e.host .. "/b"))
+      r = h.shannot({ "revoke", s.id }, { home = e.home })
+      assert.equal(3, r.code)
+      assert.matches("is executed", r.stderr)
+      assert.equal(2, h.shannot({ "revoke", "nonsense" }, { home = e.home }).code)
+    end)
+
+    it("lets an approval lapse with the session's TTL", function()
+      local e = cap.env()
+      conf(e, "[session]\nttl = 2\n")
+      local _, _, s = e:run("echo new > b")
+      assert.equal(0, h.shannot({ "approve", s.id, "--yes" }, { home = e.home }).code)
+      require("shannot.core.sys").sleep(2.5)
+      local r = h.shannot({ "execute", s.id }, { home = e.home })
+      assert.equal(3, r.code, r.stderr)
+      assert.matches("has expired", r.stderr)
+      assert.is_nil(fs.lstat(e.host .. "/b"))
+      local now = e:show(s.id)
+      assert.equal("expired", now.status)
+      assert.is_nil(now.approval)
+      assert.matches("session_expired", h.shannot({ "audit", "--json", "--session", s.id }, { home = e.home }).stdout)
     end)
   end)
 

@@ -13,7 +13,10 @@ local M = {
 Approves a pending session: every operation that is not denied (by the
 built-in rules, the config or your policy files) becomes approved, and the
 session moves to approved.  Denied operations stay denied and are never
-applied.
+applied.  The policy is evaluated again first: a deny rule added since
+the capture denies its operations now (each is named on stderr).  The
+approval lapses when the session's TTL passes before an execute;
+"shannot revoke ID" takes it back.
 
 On a terminal, without --yes or --json, it opens the review: without an
 ID, the list of pending sessions; with one, that session's operations
@@ -43,6 +46,22 @@ local function counts(s)
     c[d] = (c[d] or 0) + 1
   end
   return c
+end
+
+-- recheck(s, cfg) -> the operations denied now | nil, err: the policy of
+-- now, not only the one at capture, holds at approval; what it denies
+-- now is said.
+function M.recheck(s, cfg)
+  local denied, perr = require("shannot.policy").recheck(s, cfg)
+  if not denied then
+    return nil, err.usage("session %s was not approved: the policy cannot be evaluated: %s", s.id,
+      err.is(perr) and perr.message or tostring(perr))
+  end
+  for _, op in ipairs(denied) do
+    local what = op.kind == "exec" and text.command_line(op.argv or {}) or op.path
+    cli.warn("%s %s is denied now: %s", op.kind, text.inert(what or "?"), op.reason)
+  end
+  return denied
 end
 
 -- approve_all(s, who) -> number approved: every operation not denied
@@ -112,6 +131,8 @@ function M.run(opts, args)
     if s.status ~= "pending" then
       return nil, err.refused("session %s is %s; only a pending session can be approved", s.id, s.status)
     end
+    local denied, perr = M.recheck(s, opts.config)
+    if not denied then return nil, perr end
     local ids = sys.ids()
     n = M.approve_all(s, ids.user or ("uid " .. ids.uid))
     local ok, terr = session.transition(s, "approved", string.format("%d operations approved", n))

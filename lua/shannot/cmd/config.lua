@@ -53,7 +53,8 @@ local function flatten(t, prefix, out)
   for k in pairs(t) do keys[#keys + 1] = k end
   table.sort(keys)
   for _, k in ipairs(keys) do
-    local v, name = t[k], prefix == "" and k or (prefix .. "." .. k)
+    local part = require("shannot.toml").key_text(k)  -- "web.prod" stays one key
+    local v, name = t[k], prefix == "" and part or (prefix .. "." .. part)
     if type(v) == "table" and not config.LIST_KEYS[name] then
       flatten(v, name, out)
     else

@@ -30,7 +30,7 @@ the exit code is 1.]],
     _G.arg = script_arg
     local ok, e = xpcall(chunk, debug.traceback, table.unpack(rest))
     if not ok then
-      io.stderr:write("shannot: ", tostring(e), "\n")
+      io.stderr:write("shannot: ", require("shannot.text").inert_lines(tostring(e)), "\n")
       return const.EXIT.FAILED
     end
     return const.EXIT.OK

@@ -6,6 +6,7 @@ local err = require("shannot.err")
 local fs = require("shannot.fs")
 local json = require("shannot.json")
 local paths = require("shannot.paths")
+local remote = require("shannot.remote")
 local text = require("shannot.text")
 
 local M = {
@@ -31,8 +32,12 @@ the rest of the file (comments, order, spacing) byte for byte.
     ["--accept-new"] = { key = "accept_new" } },
 }
 
+-- A remote's name: any printable text of up to 64 bytes that does not
+-- look like an option (a TOML key may hold dots and spaces: it is
+-- written quoted, [remotes."web.prod"]).
 local function valid_name(name)
-  return name ~= nil and name:match("^[%w_-]+$") ~= nil and #name <= 64
+  return name ~= nil and #name > 0 and #name <= 64 and not name:find("%c") and name:sub(1, 1) ~= "-"
+    and name:match("^%s") == nil and name:match("%s$") == nil
 end
 
 local function user_config()
@@ -62,13 +67,18 @@ local function add(opts, args)
   local name, target = args[2], args[3]
   if #args ~= 3 then return nil, err.usage("remote add: usage: shannot remote add NAME [USER@]HOST[:PORT]") end
   if not valid_name(name) then
-    return nil, err.usage('remote add: bad name "%s" (letters, digits, "-" and "_")', text.inert(name))
+    return nil, err.usage('remote add: bad name "%s" (up to 64 printable characters, not starting with "-" ' ..
+      'or a blank)', text.inert(name))
   end
-  local t, why = require("shannot.remote").parse_target(target)
+  local reserved = require("shannot.config").RESERVED_REMOTE_NAMES[name]
+  if reserved then
+    return nil, err.usage('remote add: the name "%s" is reserved (%s); choose another', name, reserved)
+  end
+  local t, why = remote.parse_target(target)
   if not t then return nil, err.usage("remote add: %s", why) end
   local values = opts.config and opts.config.values
   if values and (values.remotes[name] or values.executor[name]) then
-    return nil, err.usage('remote add: "%s" exists already (shannot remote list); remove it first', name)
+    return nil, err.usage('remote add: "%s" exists already (shannot remote list); remove it first', text.inert(name))
   end
   local kv = { { "host", t.host } }
   if t.user then kv[#kv + 1] = { "user", t.user } end
@@ -90,7 +100,7 @@ local function add(opts, args)
   if not out then return nil, err.usage("%s", tostring(terr)) end
   local ok, werr = write_config(file, out)
   if not ok then return nil, werr end
-  cli.out(string.format("added remote %s (%s) to %s\n", name, text.inert(target), file))
+  cli.out(string.format("added remote %s (%s) to %s\n", text.inert(name), text.inert(target), file))
   return const.EXIT.OK
 end
 
@@ -107,15 +117,16 @@ local function remove(opts, args)
   if out and out:find("\n\n$") and not data:find("\n\n$") then out = out:gsub("\n+$", "\n") end
   if not out then
     local cfg = opts.config
-    local where = cfg and cfg.values.remotes[name] and require("shannot.config").table_source(cfg, "remotes." .. name)
+    local where = cfg and cfg.values.remotes[name] and require("shannot.config").table_source(cfg, { "remotes", name })
     if where and where ~= "config" then
-      return nil, err.usage('remote remove: "%s" is defined in %s, not in %s; edit that file', name, where, file)
+      return nil, err.usage('remote remove: "%s" is defined in %s, not in %s; edit that file', text.inert(name),
+        where, file)
     end
-    return nil, err.usage('remote remove: no remote "%s" in %s', name, file)
+    return nil, err.usage('remote remove: no remote "%s" in %s', text.inert(name), file)
   end
   local ok, werr = write_config(file, out)
   if not ok then return nil, werr end
-  cli.out(string.format("removed remote %s from %s\n", name, file))
+  cli.out(string.format("removed remote %s from %s\n", text.inert(name), file))
   return const.EXIT.OK
 end
 
@@ -128,7 +139,7 @@ local function list(opts)
   for _, name in ipairs(names) do
     local r = cfg.values.remotes[name]
     out[#out + 1] = { name = name, host = r.host, user = r.user, port = r.port, key_file = r.key_file,
-      profile = r.profile, source = require("shannot.config").table_source(cfg, "remotes." .. name) }
+      profile = r.profile, source = require("shannot.config").table_source(cfg, { "remotes", name }) }
   end
   if opts.json then
     cli.out(json.encode(json.array(out), { indent = "  " }), "\n")
@@ -136,7 +147,7 @@ local function list(opts)
     cli.out("no remotes; add one with: shannot remote add NAME [USER@]HOST[:PORT]\n")
   else
     for _, r in ipairs(out) do
-      local where = (r.user and (r.user .. "@") or "") .. r.host .. (r.port and (":" .. r.port) or "")
+      local where = remote.display(r)
       cli.out(string.format("%-16s %-32s %s\n", r.name, text.inert(where), r.source))
     end
   end
@@ -166,7 +177,6 @@ local function test(opts, args)
   if #args ~= 2 then
     return nil, err.usage("remote test: usage: shannot remote test NAME|USER@HOST[:PORT]")
   end
-  local remote = require("shannot.remote")
   local t, terr = remote.resolve(name, opts.config)
   if not t then return nil, terr end
   local s <close>, cerr = remote.connect(t, { accept_new = opts.accept_new })
