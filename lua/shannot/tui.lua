@@ -531,6 +531,11 @@ function Ops:execute(ui)
 end
 
 local function reject(ui, id)
+  local lock <close>, lerr = session.lock(id, "denied")
+  if not lock then
+    ui:say("%s", lerr.message)
+    return false
+  end
   local s = fresh(ui, id)
   if not s then return false end
   local ok, terr = session.transition(s, "rejected", "rejected in the review by " .. ui.user)
