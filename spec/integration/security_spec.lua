@@ -339,8 +339,7 @@ describe("security (issue 11)", function()
     local function host_places()
       local places = { h.visible_dir() }
       if cap.ROOT then
-        local var = assert(fs.mkdtemp("/var/lib/shannot-spec-"))  -- never one a run before left behind
-        finally(function() fs.rmtree(var) end)
+        local var = h.track(assert(fs.mkdtemp("/var/lib/shannot-spec-")))
         places[#places + 1] = var
       end
       return places

@@ -23,6 +23,13 @@ function M.tmpdir()
   return d
 end
 
+-- track(path) -> path, removed by cleanup() like a tmpdir (busted keeps
+-- one finally() per test: a second replaces the first)
+function M.track(path)
+  made[#made + 1] = path
+  return path
+end
+
 function M.cleanup()
   for i = #made, 1, -1 do
     fs.rmtree(made[i])
