@@ -458,7 +458,7 @@ describe("config", function()
         { "env", "-i", "A=1", "rm", "-rf", "/" },
         { "sudo", "env", "X=y", "nice", "-n", "5", "rm", "-r", "-f", "-r", "/" } }) do
         local n = cmdpattern.normalise(argv)
-        n.sets_env = nil
+        n.sets_env, n.words, n.wrapped = nil, nil, nil
         assert.same(want, n, table.concat(argv, " "))
       end
     end)
@@ -555,6 +555,13 @@ describe("config", function()
         -- programs shannot does not know: what they might run is a guess
         with("mywrap", "--level", "3"), { "parallel", "rm", "-rf", ":::", "/srv/data/d7" },
         { "my-runner", "--code", "cd /srv/data; rm -rf d8" },
+        -- the third red team's: a trailing slash, env -iS, code in --opt=CODE, su -s PROG, what find finds
+        { "rm", "-rf", "/srv/data/d2/" }, { "env", "-iS", "rm -rf /srv/data/d3" },
+        { "tar", "-cf", "/dev/null", "--checkpoint=1", "--checkpoint-action=exec=rm -rf /srv/data/d4", "/etc/x" },
+        { "git", "-c", "alias.x=!rm -rf /srv/data/d5", "x" },
+        { "su", "-s", "/bin/rm", "root", "--", "-rf", "/srv/data/d6" },
+        { "find", "/srv/data", "-maxdepth", "1", "-name", "d7", "-exec", "rm", "-rf", "{}", "+" },
+        { "strace", "-o", "|rm -rf /srv/data/d1", "true" }, { "ssh", "-oProxyCommand=rm -rf /srv/data/d9", "h" },
       }
       local s = { id = "x", operations = {} }
       for i, argv in ipairs(lines) do s.operations[i] = { kind = "exec", argv = argv } end
@@ -566,9 +573,44 @@ describe("config", function()
         assert.equal("deny", s.operations[i].decision, table.concat(argv, " "))
       end
       assert.matches('^may run "rm %-f %-r /srv/data/d1", which matches always_deny "rm %-r /srv/data/d%*"$',
-        s.operations[#lines - 2].reason)
+        s.operations[#lines - 10].reason)
       for i = #lines + 1, #s.operations do
         assert.are_not.equal("deny", s.operations[i].decision, table.concat(s.operations[i].argv, " "))
+      end
+    end)
+
+    it("take a deferred command's relative paths below the directory it was recorded in", function()
+      local cfg = assert(config.load({ cwd = h.tmpdir() }))
+      cfg.values.profile.always_deny[#cfg.values.profile.always_deny + 1] = "rm -r /srv/data/d*"
+      local s = { id = "x", operations = {
+        { kind = "exec", argv = { "rm", "-rf", "d1" }, cwd = "/srv/data" },
+        { kind = "exec", argv = { "rm", "-rf", "srv/data/d2" }, cwd = "/" },
+        { kind = "exec", argv = { "env", "-C", "/srv/data", "rm", "-rf", "d3" }, cwd = "/" },
+        { kind = "exec", argv = { "sh", "-c", "rm -rf d4*" }, cwd = "/srv/data" },
+        { kind = "exec", argv = { "find", ".", "-name", "d5", "-exec", "rm", "-rf", "{}", "+" }, cwd = "/srv/data" },
+        { kind = "exec", argv = { "rm", "-rf", "d1" }, cwd = "/srv/other" } } }
+      assert(require("shannot.policy").evaluate(s, cfg))
+      for i = 1, 5 do assert.equal("deny", s.operations[i].decision, table.concat(s.operations[i].argv, " ")) end
+      assert.equal("review", s.operations[6].decision)
+    end)
+
+    it("approve by pattern nothing behind a wrapper with options, nor flags a pattern does not name", function()
+      local cfg = assert(config.load({ cwd = h.tmpdir() }))
+      local list = cfg.values.profile.auto_approve
+      list[#list + 1] = "systemctl status *"
+      list[#list + 1] = "true"
+      local argvs = {
+        { "strace", "-o", "/tmp/x", "true" }, { "timeout", "-s", "KILL", "5", "date" }, { "nice", "-n", "5", "date" },
+        { "systemd-run", "-p", "ExecStartPre=/bin/touch /x", "date" }, { "systemctl", "-p", "status", "stop", "ssh" },
+        { "dpkg", "-l", "-i", "x.deb" }, { "journalctl", "--no-pager", "--vacuum-time=1s" },
+        -- still approved
+        { "systemctl", "status", "nginx" }, { "ls", "-la", "/etc" }, { "sudo", "df", "-h" }, { "dpkg", "-l", "foo" },
+      }
+      local s = { id = "x", operations = {} }
+      for i, argv in ipairs(argvs) do s.operations[i] = { kind = "exec", argv = argv } end
+      assert(require("shannot.policy").evaluate(s, cfg))
+      for i, op in ipairs(s.operations) do
+        assert.equal(i <= 7 and "review" or "approve", op.decision, table.concat(op.argv, " "))
       end
     end)
 

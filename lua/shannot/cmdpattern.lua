@@ -86,8 +86,8 @@ function M.clean_path(word)
       parts[#parts + 1] = part
     end
   end
-  local trailing = path:sub(-1) == "/" and #parts > 0 and "/" or ""
-  return prefix .. "/" .. table.concat(parts, "/") .. trailing
+  -- no trailing "/": `rm -rf /usr/` is rm -rf /usr (a pattern /* holds it)
+  return prefix .. "/" .. table.concat(parts, "/")
 end
 
 -- Short flags that are the same thing, per command.
@@ -178,12 +178,31 @@ end
 
 -- Skips wrappers; returns the index of the real command in argv, and
 -- whether an `env VAR=value` on the way sets a variable for it.
+-- Wrapper options that change the directory the command runs in.
+local CHDIR = {
+  env = { ["-C"] = true, ["--chdir"] = true }, sudo = { ["-D"] = true, ["--chdir"] = true },
+  nsenter = { ["-w"] = true, ["--wd"] = true }, unshare = { ["-w"] = true, ["--wd"] = true },
+  ["systemd-run"] = { ["--working-directory"] = true },
+}
+
+-- Wrappers that change nothing of what the command may do when given
+-- without options: a command line behind them may still be approved by
+-- pattern.  Any other wrapper (or option) may run code of its own:
+-- strace -o '|CMD', systemd-run -p ExecStartPre=..., timeout's signal.
+local PLAIN_WRAPPERS = { sudo = true, doas = true, command = true, builtin = true, exec = true, nohup = true,
+  time = true }
+
+-- skip_wrappers(argv) -> index of the real command, whether an `env
+-- VAR=value` sets a variable for it, whether a wrapper with options (or
+-- one that is more than plain) came first, and the directory a wrapper
+-- option named for it (or nil).
 local function skip_wrappers(argv)
-  local i, sets_env = 1, false
+  local i, sets_env, wrapped, cwd = 1, false, false, nil
   while argv[i] do
     local name = basename(argv[i])
     local takes_value = WRAPPERS[name]
-    if not takes_value or not wraps(name, argv, i + 1) then return i, sets_env end
+    if not takes_value or not wraps(name, argv, i + 1) then return i, sets_env, wrapped, cwd end
+    if not PLAIN_WRAPPERS[name] then wrapped = true end
     i = i + 1
     while argv[i] do
       local a = argv[i]
@@ -192,6 +211,9 @@ local function skip_wrappers(argv)
         sets_env = true
         i = i + 1
       elseif a:sub(1, 1) == "-" and #a > 1 then
+        wrapped = true
+        local opt, value = a:match("^(%-%-[^=]+)=(.*)$")
+        if CHDIR[name] and CHDIR[name][opt or a] then cwd = value or argv[i + 1] end
         i = i + ((takes_value[a] and 2) or 1)
       else
         break
@@ -199,7 +221,7 @@ local function skip_wrappers(argv)
     end
     i = i + (POSITIONALS[name] or 0)
   end
-  return i, sets_env
+  return i, sets_env, wrapped, cwd
 end
 
 local function add_flag(flags, seen, flag)
@@ -212,15 +234,16 @@ end
 -- normalise(argv) -> {command, flags = {...}, operands = {...}, sets_env},
 -- or nil for an empty command line.
 function M.normalise(argv)
-  local start, sets_env = skip_wrappers(argv)
+  local start, sets_env, wrapped = skip_wrappers(argv)
   if argv[start] == nil then return nil end
   local command = basename(argv[start])
   local long, same = LONG[command] or {}, SAME[command] or {}
-  local flags, operands, seen = {}, {}, {}
+  local flags, operands, seen, words = {}, {}, {}, {}
   local only_operands = false
   if command == "kill" then return M.normalise_kill(argv, start) end
   for i = start + 1, #argv do
     local a = long_option(command, argv[i])
+    words[#words + 1] = M.clean_path(a)
     if only_operands or a == "-" or a:sub(1, 1) ~= "-" then
       operands[#operands + 1] = M.clean_path(a)
     elseif a == "--" then
@@ -236,7 +259,11 @@ function M.normalise(argv)
   end
   table.sort(flags)
   -- sets_env: `env LD_PRELOAD=... cmd` is not cmd (policy never approves it)
-  return { command = command, flags = flags, operands = operands, sets_env = sets_env or nil }
+  -- words: everything after the command in its order (an approve
+  -- pattern's operands must come first: `systemctl -p status stop x` is
+  -- no `systemctl status *`); wrapped: see skip_wrappers
+  return { command = command, flags = flags, operands = operands, words = words, sets_env = sets_env or nil,
+    wrapped = wrapped or nil }
 end
 
 -- kill's first argument may name the signal (-9, -KILL, -s KILL, -n 9,
@@ -257,7 +284,7 @@ function M.normalise_kill(argv, start)
   end
   if argv[i] == "--" then i = i + 1 end
   local operands = table.move(argv, i, #argv, 1, {})
-  return { command = "kill", flags = {}, operands = operands }
+  return { command = "kill", flags = {}, operands = operands, words = operands }
 end
 
 ---------------------------------------------------------------------------
@@ -304,6 +331,13 @@ local function xargs_command(argv, start)
   return {}
 end
 
+-- An operand that stands for anything below the path before it (find's
+-- {}): a pattern operand naming a path below that one matches it.
+M.BELOW = "/\0"
+-- More commands than this from one find (start paths x -exec parts) are
+-- not spelt out: the list is marked incomplete.
+M.MAX_FIND_COMMANDS = 4096
+
 local FIND_EXEC = { ["-exec"] = true, ["-execdir"] = true, ["-ok"] = true, ["-okdir"] = true }
 
 -- find -exec CMD ... {} ;: CMD once per start path, {} being that path
@@ -319,9 +353,13 @@ local function find_commands(argv, start, roots)
         i = i + 1
       end
       for _, root in ipairs(#roots > 0 and roots or { "." }) do
-        local one = {}
-        for k, w in ipairs(cmd) do one[k] = (w:gsub("{}", function() return root end)) end
-        if #one > 0 then out[#out + 1] = one end
+        -- {} is the start path or anything found below it
+        for _, at in ipairs({ root, (root:gsub("/+$", "")) .. M.BELOW }) do
+          if #out >= M.MAX_FIND_COMMANDS then return out, true end
+          local one = {}
+          for k, w in ipairs(cmd) do one[k] = (w:gsub("{}", function() return at end)) end
+          if #one > 0 then out[#out + 1] = one end
+        end
       end
     end
     i = i + 1
@@ -329,10 +367,18 @@ local function find_commands(argv, start, roots)
   return out
 end
 
+-- absolute(word, cwd) -> a relative path operand taken below cwd (the
+-- directory a deferred command was recorded in); other words as they are.
+function M.absolute(word, cwd)
+  if not cwd or cwd:sub(1, 1) ~= "/" or word == "" or word:match("^[-/$~]") or word:find("=", 1, true) then
+    return word
+  end
+  return M.clean_path(cwd .. "/" .. word)
+end
+
 -- Relative operands of commands after a `cd DIR` in the same shell code
 -- are taken below DIR, so `cd / && rm -rf *` is seen as rm -rf /*.
-local function follow_cd(commands)
-  local cwd
+local function follow_cd(commands, cwd)
   for _, cmd in ipairs(commands) do
     local is_cd, d = cmd[1] == "cd" or cmd[1] == "pushd", 2
     while is_cd and cmd[d] and cmd[d]:match("^%-[PLe@]+$") do d = d + 1 end  -- cd -P DIR
@@ -350,8 +396,8 @@ local function follow_cd(commands)
   return commands
 end
 
-local function shell_commands(code)
-  return follow_cd(split_code(code))
+local function shell_commands(code, cwd)
+  return follow_cd(split_code(code), cwd)
 end
 
 -- The value of option -X (also -abX VALUE, -XVALUE) or --long (--long
@@ -373,6 +419,29 @@ end
 -- CMD: the shell code given to -c (--command)
 local function su_code(argv, start)
   return option_value(argv, start, "c", "--command")
+end
+
+-- su/runuser -s PROG [USER] [--] ARGS (no -c): PROG runs with ARGS.
+local SU_VALUE = { ["-s"] = true, ["--shell"] = true, ["-g"] = true, ["--group"] = true, ["-G"] = true,
+  ["--supp-group"] = true, ["-w"] = true, ["--whitelist-environment"] = true, ["-u"] = true, ["--user"] = true }
+local function su_shell(argv, start)
+  local prog = option_value(argv, start, "s", "--shell")
+  if not prog then return nil end
+  local i, user_seen = start + 1, false
+  while argv[i] do
+    local a = argv[i]
+    if a == "--" then i = i + 1; break end
+    if a:sub(1, 1) == "-" and a ~= "-" then
+      i = i + (SU_VALUE[a] and 2 or 1)
+    elseif not user_seen then
+      user_seen, i = true, i + 1
+    else
+      break
+    end
+  end
+  if argv[i] == "--" then i = i + 1 end
+  local out = { prog }
+  return table.move(argv, i, #argv, 2, out)
 end
 
 -- sg GROUP [-c] COMMAND...: the command, run as shell code
@@ -409,24 +478,26 @@ local function find_roots(argv, start)
 end
 
 -- nested(argv, start) -> the argv lists argv[start] runs inside itself
-local function nested(argv, start)
+local function nested(argv, start, cwd)
   local name = basename(argv[start])
   if SHELLS[name] then
     local code = shell_code(argv, start)
-    return code and shell_commands(code) or {}
+    return code and shell_commands(code, cwd) or {}
   elseif name == "su" or name == "runuser" or name == "script" or name == "flock" then
     local code = su_code(argv, start)
-    return code and shell_commands(code) or {}
+    if code then return shell_commands(code, cwd) end
+    local prog = (name == "su" or name == "runuser") and su_shell(argv, start)
+    return prog and { prog } or {}
   elseif name == "sg" then
     local code = sg_code(argv, start)
-    return code and shell_commands(code) or {}
+    return code and shell_commands(code, cwd) or {}
   elseif name == "gdb" then
     for i = start + 1, #argv do
       if argv[i] == "--args" then return { table.move(argv, i + 1, #argv, 1, {}) } end
     end
     return {}
   elseif name == "watch" then
-    return shell_commands(watch_code(argv, start))
+    return shell_commands(watch_code(argv, start), cwd)
   elseif name == "eval" then
     return split_code(table.concat(argv, " ", start + 1))
   elseif name == "busybox" or name == "toybox" then
@@ -434,7 +505,9 @@ local function nested(argv, start)
   elseif name == "xargs" then
     return xargs_command(argv, start)
   elseif name == "find" then
-    return find_commands(argv, start, find_roots(argv, start))
+    local roots = find_roots(argv, start)
+    for i, r in ipairs(roots) do roots[i] = M.absolute(r, cwd) end
+    return find_commands(argv, start, roots)
   end
   return {}
 end
@@ -449,8 +522,10 @@ local function split_env_s(argv)
         local str, used
         if v == "-S" or v == "--split-string" then
           str, used = argv[j + 1], 2
-        elseif v:match("^%-S.") then
-          str, used = v:sub(3), 1
+        elseif v:match("^%-[i0v]*S$") then  -- -S bundled after flags: -iS STRING
+          str, used = argv[j + 1], 2
+        elseif v:match("^%-[i0v]*S.") then
+          str, used = v:match("^%-[i0v]*S(.*)$"), 1
         elseif v:match("^%-%-split%-string=") then
           str, used = v:match("=(.*)$"), 1
         end
@@ -467,7 +542,7 @@ local function split_env_s(argv)
 end
 
 -- How many words the guesses of one normalise_all may look at in all.
-M.GUESS_BUDGET = 1000000
+M.GUESS_BUDGET = 200000
 
 -- A word that is more than one word to a shell: shell code given to some
 -- program that may run it (script -qc, sg, a wrapper not known here).
@@ -475,54 +550,108 @@ local function looks_like_code(word)
   return word:find("[%s;&|<>`$(){}]") ~= nil
 end
 
--- collect(argv, depth, guess, st): argv's command and those inside it
--- into st.out; with suffixes, also every command argv might run that is
--- not known here (see normalise_all).
-local function collect(argv, depth, guess, suffixes, st)
+-- The shell code a word may hold: the word itself, and what follows each
+-- "=" in it (--checkpoint-action=exec=CODE, -oProxyCommand=CODE,
+-- alias.x=!CODE), less a leading "!" or "|" (git's and strace's marks).
+local function code_in(word)
+  local out = {}
+  local function try(text)
+    text = text:gsub("^[!|]", "")
+    if looks_like_code(text) then out[#out + 1] = text end
+  end
+  try(word)
+  local from, n = 1, 0
+  while n < 4 do
+    local eq = word:find("=", from, true)
+    if not eq then break end
+    try(word:sub(eq + 1))
+    from, n = eq + 1, n + 1
+  end
+  return out
+end
+
+local function within(cwd, dir)
+  if not dir then return cwd end
+  if dir:sub(1, 1) == "/" then return dir end
+  return cwd and (cwd .. "/" .. dir) or nil
+end
+
+-- The command with its relative operands taken below cwd, if any was.
+local function below_cwd(n, cwd)
+  if not cwd then return nil end
+  local changed, operands = false, {}
+  for i, o in ipairs(n.operands) do
+    operands[i] = M.absolute(o, cwd)
+    changed = changed or operands[i] ~= o
+  end
+  if not changed then return nil end
+  return { command = n.command, flags = n.flags, operands = operands, words = n.words, guess = true }
+end
+
+-- collect(argv, depth, guess, suffixes, st, cwd): argv's command and
+-- those inside it into st.out; with suffixes, also every command argv
+-- might run that is not known here (see normalise_all).  cwd: the
+-- directory argv runs in, when known.
+local function collect(argv, depth, guess, suffixes, st, cwd)
+  if st.out.incomplete then return end  -- it is denied as it is: no more work
   argv = split_env_s(argv)
   local n = M.normalise(argv)
+  local start, _, _, wcwd = skip_wrappers(argv)
+  cwd = within(cwd, wcwd)
   if n then
     n.guess = guess or nil
     st.out[#st.out + 1] = n
+    st.out[#st.out + 1] = below_cwd(n, cwd)
   end
-  local start = skip_wrappers(argv)
   if depth >= M.MAX_NESTING or not argv[start] then return end
-  for _, inner in ipairs(nested(argv, start)) do collect(inner, depth + 1, guess, true, st) end
+  local inner_list, too_many = nested(argv, start, cwd)
+  if too_many then
+    st.out.incomplete = true
+    return
+  end
+  for _, inner in ipairs(inner_list) do collect(inner, depth + 1, guess, true, st, cwd) end
   if not suffixes then return end
-  for k = start + 1, #argv do
+  for k = 2, #argv do  -- a wrapper's own option may hold code too: strace -o '|CMD'
+    if k == start then goto next_word end
     local w = argv[k]
     local name = basename(w)
-    local code, command = looks_like_code(w), name ~= "" and w:sub(1, 1) ~= "-" and st.is_command(name)
-    if code or command then
-      st.budget = st.budget - (code and #w or #argv - k + 1)
+    local codes = code_in(w)
+    local command = name ~= "" and w:sub(1, 1) ~= "-" and st.is_command(name)
+    if #codes > 0 or command then
+      st.budget = st.budget - (#codes > 0 and #w * #codes or #argv - k + 1)
       if st.budget < 0 then
         st.out.incomplete = true
         return
       end
     end
-    if code then
-      for _, inner in ipairs(shell_commands(w)) do collect(inner, depth + 1, true, true, st) end
-    elseif command then
-      collect(table.move(argv, k, #argv, 1, {}), depth + 1, true, false, st)
+    for _, code in ipairs(codes) do
+      for _, inner in ipairs(shell_commands(code, cwd)) do collect(inner, depth + 1, true, true, st, cwd) end
     end
+    if command and #codes == 0 then
+      collect(table.move(argv, k, #argv, 1, {}), depth + 1, true, false, st, cwd)
+    end
+    ::next_word::
   end
 end
 
--- normalise_all(argv [, is_command]) -> {normalised...}: the command argv
--- runs and every command inside it (sh -c code, busybox applets, xargs
--- and find -exec commands, eval, env -S, su/runuser/script/flock -c,
--- sg, gdb --args), each normalised, nested ones up to MAX_NESTING deep.
--- A shell redirection's target is a command ">" TARGET.
+-- normalise_all(argv [, is_command [, cwd]]) -> {normalised...}: the
+-- command argv runs and every command inside it (sh -c code, busybox
+-- applets, xargs and find -exec commands, eval, env -S, su/runuser/
+-- script/flock -c, su -s PROG, sg, gdb --args), each normalised, nested
+-- ones up to MAX_NESTING deep.  A shell redirection's target is a command
+-- ">" TARGET.  With cwd (where the command runs), relative operands are
+-- also taken below it (env -C and a cd in shell code move it).
 -- Then the guesses, marked guess = true: a program not known here may
 -- run the rest of its words (chrt 1 rm ..., pkexec rm ...) or a word of
--- shell code (script -qc 'rm ...'), so each rest of argv that starts with
--- a word is_command(basename) accepts (default: any), and each word that
--- looks like shell code, is normalised too.  A list whose guesses would
--- look at more than GUESS_BUDGET words in all stops and is marked
+-- shell code (script -qc 'rm ...', --opt=CODE), so each rest of argv
+-- that starts with a word is_command(basename) accepts (default: any),
+-- and the code in each word that looks like shell code, is normalised
+-- too.  A list whose guesses would look at more than GUESS_BUDGET words
+-- in all, or a find with more than MAX_FIND_COMMANDS commands, is marked
 -- incomplete = true.
-function M.normalise_all(argv, is_command)
+function M.normalise_all(argv, is_command, cwd)
   local st = { out = {}, budget = M.GUESS_BUDGET, is_command = is_command or function() return true end }
-  collect(argv, 0, false, true, st)
+  collect(argv, 0, false, true, st, type(cwd) == "string" and cwd or nil)
   return st.out
 end
 
@@ -549,27 +678,43 @@ function M.compile(pattern)
   return n
 end
 
--- fnmatch with FNM_PATHNAME: in "rm -r /*", * stops at "/".
+-- fnmatch with FNM_PATHNAME: in "rm -r /*", * stops at "/".  A word
+-- standing for anything below a path (BELOW) matches a pattern that
+-- names a path below it.
 local function word_match(pattern, word)
+  if word:sub(-#M.BELOW) == M.BELOW then
+    local prefix = word:sub(1, -#M.BELOW) -- keeps the "/"
+    return pattern:sub(1, #prefix) == prefix and #pattern > #prefix
+  end
   return glob.match(pattern, word)
 end
 
 -- match_exact(compiled, normalised) -> boolean.  A command line that
 -- names no command (a bare `sudo` or `env`) matches nothing.
+-- A pattern ending in "*" takes any further operands, and any flags only
+-- when it names none itself ("ls *": ls -la /etc); one that names flags
+-- takes exactly those ("dpkg -l *" is not dpkg -l -i x), and its operands
+-- must be the first words after the command, before any flag (whose
+-- value they might be: "systemctl status *" is not systemctl -p status
+-- stop x).
+local function same_flags(p, n)
+  if #p.flags ~= #n.flags then return false end
+  for i, f in ipairs(p.flags) do
+    if not word_match(f, n.flags[i]) then return false end
+  end
+  return true
+end
+
 function M.match_exact(p, n)
   if n == nil then return false end
   if not word_match(p.command, n.command) then return false end
-  if not p.rest then
-    if #p.flags ~= #n.flags then return false end
-    for i, f in ipairs(p.flags) do
-      if not word_match(f, n.flags[i]) then return false end
-    end
-  end
+  if (not p.rest or #p.flags > 0) and not same_flags(p, n) then return false end
   if #n.operands < #p.operands or (not p.rest and #n.operands ~= #p.operands) then
     return false
   end
   for i, o in ipairs(p.operands) do
     if not word_match(o, n.operands[i]) then return false end
+    if p.rest and n.words and n.words[i] ~= n.operands[i] then return false end
   end
   return true
 end

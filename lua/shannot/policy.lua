@@ -137,7 +137,7 @@ end
 -- Built-in: the danger of an operation, and why.
 function M.builtin(op)
   if op.kind == "exec" then
-    local all = cmdpattern.normalise_all(op.argv or {}, IS_DANGER_COMMAND)
+    local all = cmdpattern.normalise_all(op.argv or {}, IS_DANGER_COMMAND, op.cwd)
     local hit, n = first_contained(DANGER_COMMAND_PATTERNS, all)
     if hit and n.guess then return "danger", found(hit, n, "the built-in") .. ": it stops or reconfigures" end
     if hit then return "danger", string.format('"%s" stops or reconfigures the running system', hit) end
@@ -199,7 +199,7 @@ local function votes_for(op, cfg, ctx)
   local function vote(decision, reason, source) votes[#votes + 1] = { decision, reason, source } end
   local values = cfg and cfg.values
   if op.kind == "exec" then
-    local all = cmdpattern.normalise_all(op.argv or {}, ctx.is_deny_command)
+    local all = cmdpattern.normalise_all(op.argv or {}, ctx.is_deny_command, op.cwd)
     local deny, n = first_contained(ctx.deny_patterns, all)
     if deny then vote("deny", found(deny, n, "always_deny"), "config") end
     if all.incomplete and #ctx.deny_patterns > 0 then
@@ -212,7 +212,9 @@ local function votes_for(op, cfg, ctx)
     for _, c in ipairs(all) do
       if not c.guess then certain[#certain + 1] = c end
     end
-    local allow = #certain == 1 and not all.incomplete and not certain[1].sets_env
+    -- Nor one behind a wrapper with options or of its own kind (strace -o
+    -- '|CMD' true, timeout -s, systemd-run -p ExecStartPre=...).
+    local allow = #certain == 1 and not all.incomplete and not certain[1].sets_env and not certain[1].wrapped
       and first_match(ctx.approve_patterns, certain[1], "match_exact")
     if allow then vote("approve", string.format('matches auto_approve "%s"', allow), "config") end
   elseif values then

@@ -623,6 +623,22 @@ describe("security (issue 11)", function()
       assert.matches("replaces a whole directory", by.e.reason)
     end)
 
+    it("denies a deny-listed command given a path relative to where it was recorded", function()
+      local e = cap.env({ defer = { "rm", "strace" } })
+      e:sh('mkdir "$1/d1" "$1/d2"')
+      assert(fs.mkdir_p(e.home .. "/config/shannot"))
+      h.write(e.home .. "/config/shannot/config.toml", '[profile]\nalways_deny = ["rm -r ' .. e.host .. '/d*"]\n' ..
+        'auto_approve = ["true"]\n')
+      local _, _, s = e:run("cd " .. e.host .. " && rm -rf d1; strace -o '|rm -rf " .. e.host .. "/d2' true")
+      assert.equal(2, #s.operations)
+      for _, op in ipairs(s.operations) do
+        assert.equal("deny", op.decision, table.concat(op.argv, " ") .. ": " .. tostring(op.reason))
+      end
+      assert.equal(0, h.shannot({ "approve", s.id, "--yes", "--execute" }, { home = e.home }).code)
+      assert.truthy(fs.lstat(e.host .. "/d1"))
+      assert.truthy(fs.lstat(e.host .. "/d2"))
+    end)
+
     it("denies a deny-listed command run through runuser, chrt, setpriv, flock -c or script -c", function()
       local wrappers = { "runuser", "chrt", "setpriv", "flock", "script", "taskset" }
       local e = cap.env({ defer = wrappers })
