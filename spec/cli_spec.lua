@@ -52,11 +52,13 @@ describe("shannot cli", function()
   it("shows invisible code points escaped: soft hyphen, fillers, variation selectors, tags, blanks, marks", function()
     local text = require("shannot.text")
     for _, cp in ipairs({ 0xad, 0x115f, 0x3164, 0xfe0f, 0xffa0, 0xe0041, 0xe0100, 0x200b, 0x202e,
-      0xa0, 0x2800, 0x3000, 0x2007, 0x202f, 0x301, 0x20e3, 0x1ab0 }) do
+      0xa0, 0x2800, 0x3000, 0x2007, 0x202f, 0x301, 0x20e3, 0x1ab0, 0x61c, 0x1bca0 }) do
       local shown = text.inert("a" .. utf8.char(cp) .. "b")
       assert.equal(string.format("a\\u{%x}b", cp), shown)
     end
     assert.equal("caf\u{e9}", text.inert("caf\u{e9}"))  -- visible text stays as it is
+    -- and JSON on a terminal carries no C1 control raw
+    assert.equal('"a\\u009d0;x\\u0007b\u{e9}"', require("shannot.json").encode("a\u{9d}0;x\7b\u{e9}"))
   end)
 
   describe("profile", function()

@@ -116,6 +116,15 @@ describe("remote", function()
     assert.equal(2, remote({ "remove", "web" }).code)  -- never part of "web.prod"
   end)
 
+  it("lists a hand-written remote name inert: no escape, no invisible character", function()
+    h.write(file, ORIGINAL .. '\n[remotes."l\\u200Bocal"]\nhost = "h1"\n\n' ..
+      '[remotes."t\\u001B]0;x\\u0007"]\nhost = "h2"\n')
+    local out = remote({ "list" }).stdout
+    assert.matches("l\\u{200b}ocal%s", out)
+    assert.truthy(out:find("t\\x1b]0;x\\x07", 1, true), out)
+    assert.falsy(out:find("\27", 1, true))
+  end)
+
   it("names quoted keys as written in its errors", function()
     local cases = {
       { '[remotes."no.host"]\nport = 22\n', '%[remotes%."no%.host"%] needs a host' },

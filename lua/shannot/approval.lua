@@ -138,7 +138,8 @@ local function checkpoint_text(s)
     if k ~= "seal" then copy[k] = v end
   end
   local ok, text = pcall(require("shannot.json").encode, copy)
-  return ok and ("checkpoint\nsession=" .. tostring(s.id) .. "\n" .. text) or nil
+  -- and to the target: rollback restores on the host the session names
+  return ok and ("checkpoint\nsession=" .. tostring(s.id) .. "\ntarget=" .. tostring(s.target) .. "\n" .. text) or nil
 end
 
 -- seal_checkpoint(s) -> true | nil, msg: s.checkpoint.seal

@@ -76,9 +76,15 @@ function M.valid_utf8(s)
   end
 end
 
+local function c1(b) return string.format("\\u%04x", b:byte()) end
+
+-- C1 controls (U+0080-U+009F) are escaped too: a JSON document printed
+-- on a terminal must not drive it.
 local function encode_string(s)
   s = M.valid_utf8(s)
-  return '"' .. s:gsub('[%c"\\]', escape_char) .. '"'
+  s = s:gsub('[%c"\\]', escape_char)
+  if s:find("\194", 1, true) then s = s:gsub("\194([\128-\159])", c1) end
+  return '"' .. s .. '"'
 end
 
 local function is_array(t)

@@ -162,6 +162,17 @@ function M.from_table(obj, source, dir)
     if not bind then return nil, string.format("%s: %s", source, msg) end
     p.binds[#p.binds + 1] = bind
   end
+  -- An allowed socket the sandbox could rename another socket onto (in a
+  -- directory it may write) would be any socket of that directory.
+  for _, path in ipairs(p.unix_sockets) do
+    for _, b in ipairs(p.binds) do
+      local t = b.target == "/" and "" or b.target
+      if not b.read_only and (path == b.target or path:sub(1, #t + 1) == t .. "/") then
+        return nil, string.format('%s: unix_sockets: %s lies in the writable bind %s, where the sandbox could put ' ..
+          'another socket in its place', source, text.inert(path), text.inert(b.target))
+      end
+    end
+  end
   if not absent(obj.seccomp_profile) then
     local s = obj.seccomp_profile
     if s:sub(1, 1) ~= "/" then

@@ -173,6 +173,18 @@ local function protect_session(s)
   end
 end
 
+-- An optional field written as null is as good as absent (the schema
+-- lets it be): nothing after load ever meets json.null in its place.
+local function drop_nulls(t)
+  for k, v in pairs(t) do
+    if v == json.null then
+      t[k] = nil
+    elseif type(v) == "table" then
+      drop_nulls(v)
+    end
+  end
+end
+
 local function restore_session(s)
   each_record(s, restore)
   for _, op in ipairs(s.operations) do
@@ -344,6 +356,7 @@ function M.load(id, opts)
   for _, op in ipairs(s.operations) do
     if type(op) == "table" and type(op.argv) == "table" then json.array(op.argv) end
   end
+  drop_nulls(s)
   restore_session(s)
   if M.is_expired(s, opts and opts.now) then
     local ok, terr = M.transition(s, "expired", "TTL passed", opts and opts.now)

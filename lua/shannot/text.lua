@@ -54,16 +54,18 @@ end
 -- Code points shown escaped: C1 controls (U+0080-U+009F: CSI, OSC, ...)
 -- and the invisible ones that reorder or hide text (bidi overrides,
 -- zero-width characters, line separators, BOM, soft hyphen, fillers,
--- variation selectors, tag characters), blanks that pass for a space
+-- variation selectors, tag characters, the Arabic letter mark and the
+-- shorthand format controls), blanks that pass for a space
 -- (no-break, ideographic, braille blank) and the combining marks of no
 -- script of their own (they stack on the character before: "f" and "f"
 -- with a mark above look alike at a glance).
 local INVISIBLE = {  -- ranges of code points that show nothing (or nearly)
-  { 0x00a0, 0x00a0 }, { 0x00ad, 0x00ad }, { 0x0300, 0x036f }, { 0x034f, 0x034f }, { 0x115f, 0x1160 },
+  { 0x00a0, 0x00a0 }, { 0x00ad, 0x00ad }, { 0x0300, 0x036f }, { 0x061c, 0x061c }, { 0x115f, 0x1160 },
   { 0x1680, 0x1680 }, { 0x17b4, 0x17b5 }, { 0x180b, 0x180f }, { 0x1ab0, 0x1aff }, { 0x1dc0, 0x1dff },
   { 0x2000, 0x200f }, { 0x2028, 0x202f }, { 0x205f, 0x206f }, { 0x20d0, 0x20ff }, { 0x2800, 0x2800 },
   { 0x3000, 0x3000 }, { 0x3164, 0x3164 }, { 0xfe00, 0xfe0f }, { 0xfe20, 0xfe2f }, { 0xfeff, 0xfeff },
-  { 0xffa0, 0xffa0 }, { 0xfff9, 0xfffb }, { 0x1d173, 0x1d17a }, { 0xe0000, 0xe007f }, { 0xe0100, 0xe01ef },
+  { 0xffa0, 0xffa0 }, { 0xfff9, 0xfffb }, { 0x1bca0, 0x1bca3 }, { 0x1d173, 0x1d17a }, { 0xe0000, 0xe007f },
+  { 0xe0100, 0xe01ef },
 }
 
 local function hidden(cp)

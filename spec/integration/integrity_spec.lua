@@ -262,6 +262,7 @@ describe("integrity (issue 12)", function()
         function(d) d.checkpoint.entries[1].uid = 4242 end,
         function(d) table.remove(d.checkpoint.entries, 1) end,
         function(d) d.checkpoint.seal = nil end,
+        function(d) d.target = "root@elsewhere" end,  -- the third red team's: restore on another host
       }
       for i, fn in ipairs(edits) do
         local e = cap.env()
@@ -323,6 +324,17 @@ describe("integrity (issue 12)", function()
         end
       end
       -- a FIFO where session.json should be: refused at once, not waited on
+      -- null where a field may be absent is absent (a fuzz run found show's traceback)
+      for _, field in ipairs({ "new", "base" }) do
+        local e = cap.env()
+        local id, dir = approved_session(e)
+        edit(dir, function(d) d.operations[1][field] = json.null end)
+        for _, cmd in ipairs({ { "show", id }, { "show", id, "--diff" }, { "execute", id } }) do
+          local r = h.shannot(cmd, { home = e.home })
+          assert.is_true(r.code == 0 or r.code == 2 or r.code == 3, r.stderr)
+          assert.falsy(r.stderr:find("internal error", 1, true), r.stderr)
+        end
+      end
       local e = cap.env()
       local id, dir = approved_session(e)
       assert(fs.remove(dir .. "/session.json"))
@@ -395,6 +407,15 @@ describe("integrity (issue 12)", function()
       assert.matches("session_revoked", log.stdout)
       assert.matches("second thoughts", log.stdout)
       assert.equal(0, h.shannot({ "audit", "--verify" }, { home = e.home }).code)
+      -- a denial stays a denial: one made at approval by a rule since removed
+      conf(e, nil, "return function(op) if op.path and op.path:match('/c$') then return 'deny', 'no c' end end\n")
+      local _, _, s2 = e:run("echo c > c; echo d > d")
+      assert.equal(0, h.shannot({ "approve", s2.id, "--yes" }, { home = e.home }).code)
+      os.remove(e.home .. "/config/shannot/policy.lua")
+      assert.equal(0, h.shannot({ "revoke", s2.id }, { home = e.home }).code)
+      assert.equal(0, h.shannot({ "approve", s2.id, "--yes", "--execute" }, { home = e.home }).code)
+      assert.is_nil(fs.lstat(e.host .. "/c"))
+      assert.equal("d\n", fs.read_file(e.host .. "/d"))
       r = h.shannot({ "revoke", s.id }, { home = e.home })  -- pending: nothing to revoke
       assert.equal(3, r.code)
       assert.matches("is pending; only an approved session can be revoked", r.stderr)

@@ -124,7 +124,7 @@ local function show(opts)
   if opts.json then
     cli.out(json.encode({ config = as_json_values(cfg.values, ""), sources = sources(cfg) }, { indent = "  " }), "\n")
   else
-    cli.out(render(cfg, false), "\n")
+    cli.out(text.inert_lines(render(cfg, false)), "\n")
   end
   return const.EXIT.OK
 end
@@ -142,7 +142,7 @@ local function path()
   for _, p in ipairs(f.policies) do
     lines[#lines + 1] = file_line("policy", p, fs.exists(p))
   end
-  cli.out(table.concat(lines, "\n"), "\n")
+  cli.out(text.inert_lines(table.concat(lines, "\n")), "\n")  -- a project's path is anyone's name
   return const.EXIT.OK
 end
 
@@ -151,13 +151,13 @@ local function check()
   if not cfg then return nil, e end
   local policies, perr = policyfile.load_all(cfg.files)
   if not policies then return nil, perr end
-  cli.out("# effective configuration; each value's source after #\n", render(cfg, true), "\n")
+  cli.out("# effective configuration; each value's source after #\n", text.inert_lines(render(cfg, true)), "\n")
   for _, p in ipairs(policies) do
-    cli.out(string.format("# policy %s: %d rule%s%s\n", p.path, #p.rules, #p.rules == 1 and "" or "s",
+    cli.out(string.format("# policy %s: %d rule%s%s\n", text.inert(p.path), #p.rules, #p.rules == 1 and "" or "s",
       p.project and " (a project's: its approve decisions are ignored)" or ""))
   end
   for _, r in ipairs(cfg.refused) do
-    cli.out(string.format("# refused %s = %s  # %s: %s\n", r.key, text.inert(toml_value(r.value)), r.source, r.why))
+    cli.out(text.inert(string.format("# refused %s = %s  # %s: %s", r.key, toml_value(r.value), r.source, r.why)), "\n")
   end
   local checked = {}
   if cfg.files.user_exists then checked[#checked + 1] = cfg.files.user end

@@ -148,7 +148,7 @@ local function list(opts)
   else
     for _, r in ipairs(out) do
       local where = remote.display(r)
-      cli.out(string.format("%-16s %-32s %s\n", r.name, text.inert(where), r.source))
+      cli.out(string.format("%-16s %-32s %s\n", text.inert(r.name), text.inert(where), text.inert(r.source)))
     end
   end
   return const.EXIT.OK

@@ -10,7 +10,8 @@ local M = {
   help = [[
 Takes an approval back: an approved session that no execute has started
 is pending again, its operations decided by the policy as at capture
-(what a person approved is for a person to approve again), and its seal
+(what a person approved is for a person to approve again; what anyone
+denied stays denied), and its seal
 is dropped, so "shannot execute" refuses it until it is approved anew.
 Kept in the session's history and the audit log.
 
@@ -21,12 +22,16 @@ options:
 }
 
 -- Back to what the policy decides; a person's approvals go first, so a
--- policy that cannot be evaluated now leaves them for review, not approved.
+-- policy that cannot be evaluated now leaves them for review, not
+-- approved.  A denial stays a denial, whoever made it.
 local function undecide(s, cfg)
+  local denied = {}
   for _, op in ipairs(s.operations) do
     if op.decision == "approve" then op.decision, op.reason = "review", "its approval was revoked" end
+    if op.decision == "deny" then denied[op] = op.reason end
   end
   local ok, perr = require("shannot.policy").evaluate(s, cfg)
+  for op, reason in pairs(denied) do op.decision, op.reason = "deny", reason end
   if not ok then
     for _, op in ipairs(s.operations) do
       if op.decision == "approve" then op.decision, op.reason = "review", "its approval was revoked" end
