@@ -43,6 +43,7 @@ struct capture {
     int tee_strings; /* leave terminal strings (OSC, DCS, ...) out of the copy */
     int fstate;      /* where the copy's filter is: see tee_filtered */
     size_t fstring;  /* bytes of the string being left out */
+    int fcont;       /* UTF-8 continuation bytes still due in the text */
     int piped;
     struct sh_keep keep;
 };
@@ -75,12 +76,62 @@ static void capture_free(struct capture *c)
     c->piped = piped;
 }
 
-enum { F_TEXT, F_ESC, F_STRING, F_STRING_ESC };
+enum { F_TEXT, F_ESC, F_C2, F_STRING, F_STRING_ESC };
 #define MAX_STRING 4096 /* a longer "string" is text the terminal shows */
+
+/* C1 controls that open a string: DCS, SOS, OSC, PM, APC (0x90 0x98
+ * 0x9d 0x9e 0x9f), as a raw byte or UTF-8 encoded (0xc2 then the byte). */
+static int c1_opens_string(unsigned char b)
+{
+    return b == 0x90 || b == 0x98 || b == 0x9d || b == 0x9e || b == 0x9f;
+}
+
+/* How many continuation bytes a UTF-8 lead byte announces (0: none). */
+static int utf8_continuations(unsigned char b)
+{
+    if (b >= 0xc3 && b <= 0xdf) {
+        return 1;
+    }
+    if (b >= 0xe0 && b <= 0xef) {
+        return 2;
+    }
+    return b >= 0xf0 && b <= 0xf4 ? 3 : 0;
+}
+
+static void open_string(struct capture *c)
+{
+    c->fstate = F_STRING;
+    c->fstring = 0;
+}
+
+/* One byte of text (F_TEXT): kept, or the start of something held back.
+ * A byte 0x80-0x9f inside a UTF-8 character is part of it, never a C1. */
+static size_t filter_text(struct capture *c, unsigned char b, char *out)
+{
+    if (c->fcont > 0 && (b & 0xc0) == 0x80) {
+        c->fcont--;
+        out[0] = (char)b;
+        return 1;
+    }
+    c->fcont = 0;
+    if (b == 0x1b) {
+        c->fstate = F_ESC;
+    } else if (b == 0xc2) {
+        c->fstate = F_C2;
+    } else if (c1_opens_string(b)) {
+        open_string(c);
+    } else {
+        c->fcont = utf8_continuations(b);
+        out[0] = (char)b;
+        return 1;
+    }
+    return 0;
+}
 
 /* The copy for a terminal without its control strings: OSC (title,
  * clipboard: OSC 52, hyperlinks), DCS, APC, PM and SOS, each from its
- * ESC to BEL or ST.  Colours and cursor movement (CSI) pass.  Why: a
+ * opener (ESC ] or the C1 control, raw or UTF-8 encoded) to BEL or ST
+ * (ESC \ or 0x9c).  Colours and cursor movement (CSI) pass.  Why: a
  * command's output must not set the reviewer's clipboard or title.  The
  * kept copy is untouched.  Returns the length written to out (<= n + 1). */
 static size_t tee_filtered(struct capture *c, const char *p, size_t n, char *out)
@@ -90,26 +141,31 @@ static size_t tee_filtered(struct capture *c, const char *p, size_t n, char *out
         unsigned char b = (unsigned char)p[i];
         switch (c->fstate) {
         case F_TEXT:
-            if (b == 0x1b) {
+            o += filter_text(c, b, out + o);
+            break;
+        case F_ESC:
+            c->fstate = F_TEXT;
+            if (b == ']' || b == 'P' || b == '_' || b == '^' || b == 'X') {
+                open_string(c);
+            } else if (b == 0x1b) {
+                out[o++] = 0x1b; /* ESC ESC: the first is lone */
                 c->fstate = F_ESC;
             } else {
+                out[o++] = 0x1b;
                 out[o++] = (char)b;
             }
             break;
-        case F_ESC:
-            if (b == ']' || b == 'P' || b == '_' || b == '^' || b == 'X') {
-                c->fstate = F_STRING;
-                c->fstring = 0;
-            } else if (b != 0x1b) {
-                out[o++] = 0x1b;
-                out[o++] = (char)b;
-                c->fstate = F_TEXT;
+        case F_C2:
+            c->fstate = F_TEXT;
+            if (c1_opens_string(b)) {
+                open_string(c);
             } else {
-                out[o++] = 0x1b; /* ESC ESC: the first is lone */
+                out[o++] = (char)0xc2;
+                o += filter_text(c, b, out + o);
             }
             break;
         default: /* F_STRING, F_STRING_ESC */
-            if (b == 0x07 || (c->fstate == F_STRING_ESC && b == '\\')) {
+            if (b == 0x07 || b == 0x9c || (c->fstate == F_STRING_ESC && b == '\\')) {
                 c->fstate = F_TEXT;
             } else {
                 c->fstate = b == 0x1b ? F_STRING_ESC : F_STRING;

@@ -113,20 +113,26 @@ function M.inert(s)
 end
 
 -- without_strings(s) -> s without terminal control strings (OSC: title,
--- clipboard; DCS, APC, PM, SOS), each from its ESC to BEL or ST, as the
+-- clipboard; DCS, APC, PM, SOS), each from its opener (ESC ], or the C1
+-- control UTF-8 encoded) to BEL or ST, as the
 -- copy of a command's output for a terminal gets them (proc.c does the
 -- same while streaming).  Colours and cursor movement pass.
 M.MAX_STRING = 4096
 function M.without_strings(s)
-  if not s:find("\27", 1, true) then return s end
+  if not s:find("[\27\194]") then return s end
   local out, i = {}, 1
   while true do
-    local e = s:find("\27[%]P_%^X]", i)
+    -- an opener: ESC ] P _ ^ X, or the C1 control UTF-8 encoded
+    local e1 = s:find("\27[%]P_%^X]", i)
+    local e2 = s:find("\194[\144\152\157\158\159]", i)
+    local e = e1 and e2 and math.min(e1, e2) or e1 or e2
     if not e then break end
     out[#out + 1] = s:sub(i, e - 1)
-    local bel = s:find("\7", e + 2, true)
-    local st = s:find("\27\\", e + 2, true)
-    local stop = bel and st and math.min(bel, st + 1) or bel or (st and st + 1)
+    local stop
+    for _, t in ipairs({ { "\7", 0 }, { "\27\\", 1 }, { "\194\156", 1 } }) do
+      local at = s:find(t[1], e + 2, true)
+      if at and (not stop or at + t[2] < stop) then stop = at + t[2] end
+    end
     -- never ended (or too long to be one): the rest is text, less the opener
     if not stop or stop - e > M.MAX_STRING then stop = e + 1 end
     i = stop + 1

@@ -697,9 +697,11 @@ describe("security (issue 11)", function()
     it("sets no clipboard or title either from a run whose profile captures nothing", function()
       local own = h.tmpdir()
       local r = h.shannot({ "run", "--profile", "readonly", "-c",
-        "printf 'a\\033]52;c;ZWNobyBwd25lZA==\\007b\\033]0;title\\033\\\\c\\n'" }, { home = own })
+        "printf 'a\\033]52;c;ZWNobyBwd25lZA==\\007b\\033]0;title\\033\\\\c\\n'; " ..
+        -- C1 openers, UTF-8 encoded and raw (third red team); a quote mark's own 0x9d byte stays
+        "printf 'd\\302\\2350;t\\302\\234e\\342\\200\\235f\\235x\\007g\\n'" }, { home = own })
       assert.equal(0, r.code, r.stderr)
-      assert.equal("abc\n", r.stdout)
+      assert.equal("abc\nde\u{201d}fg\n", r.stdout)
     end)
 
     it("keeps a file name's newline and escapes out of show --diff's lines", function()
