@@ -493,6 +493,8 @@ describe("config", function()
         { "kill", "-9", "-1" }, { "kill", "-KILL", "-1" }, { "kill", "-s", "KILL", "-1" }, { "kill", "--", "-1" },
         { "kill", "-9", "1" }, { "cp", "/dev/zero", "/dev/sda" }, { "sh", "-c", "cat /dev/zero > /dev/nvme0n1" },
         { "sh", "-c", "dd if=/dev/zero of=/dev/vda bs=1M" }, { "nice", "timeout", "3", "sudo", "rm", "-rf", "/" },
+        { "passwd", "--delete", "root" }, { "pkill", "systemd" }, { "sh", "-c", "cat x > /dev/root" },
+        { "dd", "if=/dev/zero", "of=/proc/1/root/dev/vda" },
         -- found by the red team: su -c, tracers, watch, find -exec {}, a cd in the code
         { "su", "-c", "rm -rf /" }, { "runuser", "-u", "root", "--", "sh", "-c", "rm -rf /" },
         { "strace", "-o", "/dev/null", "rm", "-rf", "/" }, { "watch", "-n1", "rm", "-rf", "/" },
@@ -562,6 +564,7 @@ describe("config", function()
         { "su", "-s", "/bin/rm", "root", "--", "-rf", "/srv/data/d6" },
         { "find", "/srv/data", "-maxdepth", "1", "-name", "d7", "-exec", "rm", "-rf", "{}", "+" },
         { "strace", "-o", "|rm -rf /srv/data/d1", "true" }, { "ssh", "-oProxyCommand=rm -rf /srv/data/d9", "h" },
+        { "sudo", "-s", "rm -rf /srv/data/d1" }, { "rm", "-rf", "/proc/self/root/srv/data/d2" },
       }
       local s = { id = "x", operations = {} }
       for i, argv in ipairs(lines) do s.operations[i] = { kind = "exec", argv = argv } end
@@ -573,7 +576,7 @@ describe("config", function()
         assert.equal("deny", s.operations[i].decision, table.concat(argv, " "))
       end
       assert.matches('^may run "rm %-f %-r /srv/data/d1", which matches always_deny "rm %-r /srv/data/d%*"$',
-        s.operations[#lines - 10].reason)
+        s.operations[#lines - 12].reason)
       for i = #lines + 1, #s.operations do
         assert.are_not.equal("deny", s.operations[i].decision, table.concat(s.operations[i].argv, " "))
       end

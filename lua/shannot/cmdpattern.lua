@@ -38,6 +38,7 @@ local LONG = {
   chown = { ["--recursive"] = "-R" },
   chgrp = { ["--recursive"] = "-R" },
   shred = { ["--remove"] = "-u", ["--zero"] = "-z" },
+  passwd = { ["--delete"] = "-d" },
 }
 
 -- Every long option of the commands the deny list watches, so that a
@@ -49,6 +50,7 @@ local LONG_NAMES = {
     "--target-directory", "--no-target-directory", "--update", "--remove-destination", "--sparse" },
   mv = { "--force", "--no-clobber", "--verbose", "--target-directory", "--update", "--backup" },
   shred = { "--remove", "--zero", "--force", "--iterations", "--size", "--exact", "--verbose" },
+  passwd = { "--delete", "--lock", "--unlock", "--expire", "--status", "--all", "--root", "--prefix", "--quiet" },
 }
 for _, cmd in ipairs({ "chmod", "chown", "chgrp" }) do
   LONG_NAMES[cmd] = { "--recursive", "--no-preserve-root", "--preserve-root", "--reference", "--verbose",
@@ -78,6 +80,12 @@ function M.clean_path(word)
   local prefix, path = word:match("^(%w+=)(/.*)$")
   if not prefix then prefix, path = "", word end
   if path:sub(1, 1) ~= "/" then return word end
+  -- /proc/self/root/dev/vda is /dev/vda (a process's root is / here)
+  local rest = path:match("^/+proc/+[%w-]+/+root(/.*)$") or path:match("^/+proc/+[%w-]+/+root$") and "/"
+  while rest do
+    path = rest
+    rest = path:match("^/+proc/+[%w-]+/+root(/.*)$")
+  end
   local parts = {}
   for part in path:gmatch("[^/]+") do
     if part == ".." then
@@ -612,11 +620,10 @@ local function collect(argv, depth, guess, suffixes, st, cwd)
   for _, inner in ipairs(inner_list) do collect(inner, depth + 1, guess, true, st, cwd) end
   if not suffixes then return end
   for k = 2, #argv do  -- a wrapper's own option may hold code too: strace -o '|CMD'
-    if k == start then goto next_word end
     local w = argv[k]
     local name = basename(w)
-    local codes = code_in(w)
-    local command = name ~= "" and w:sub(1, 1) ~= "-" and st.is_command(name)
+    local codes = code_in(w)  -- the command word too: sudo -s 'CODE'
+    local command = k ~= start and name ~= "" and w:sub(1, 1) ~= "-" and st.is_command(name)
     if #codes > 0 or command then
       st.budget = st.budget - (#codes > 0 and #w * #codes or #argv - k + 1)
       if st.budget < 0 then
@@ -630,7 +637,6 @@ local function collect(argv, depth, guess, suffixes, st, cwd)
     if command and #codes == 0 then
       collect(table.move(argv, k, #argv, 1, {}), depth + 1, true, false, st, cwd)
     end
-    ::next_word::
   end
 end
 

@@ -57,7 +57,8 @@ M.DEFAULT_ALWAYS_DENY = {
   "chmod -R * /", "chown -R * /", "chgrp -R * /",
   "mkfs", "mkfs.*", "mke2fs", "mkswap", "wipefs", "fdisk", "sfdisk", "cfdisk", "parted",
   "sgdisk", "blkdiscard", "dd of=/dev/**", "shred /dev/**",
-  "crontab -r", "passwd -d *", "userdel root", "kill -- 1", "kill -- -1", "pkill init",
+  "crontab -r", "passwd -d *", "userdel root", "kill -- 1", "kill -- -1", "pkill init", "pkill systemd",
+  "killall init", "killall systemd", "> /dev/root", "> /dev/block/**", "cp /dev/root", "truncate /dev/root",
   "mv / *", "mv /* *", "find / -delete",
   -- a disk written through the shell, cp or tee
   "> /dev/sd*", "> /dev/hd*", "> /dev/vd*", "> /dev/xvd*", "> /dev/nvme*", "> /dev/mmcblk*",
