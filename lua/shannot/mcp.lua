@@ -348,7 +348,7 @@ function TOOL.run_script(self, id, a)
       result.session = json.null
       result.summary = "The script changed nothing; no session was made."
     else
-      local s = session.load(doc.session.id)
+      local s = session.load(doc.session.id, { config = self.cfg })
       local ops = {}
       for i, op in ipairs(s and s.operations or {}) do ops[i] = op_summary(op) end
       result.session = doc.session.id

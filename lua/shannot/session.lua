@@ -435,14 +435,15 @@ local function last_change(s)
   return parse_iso(h and h.at or s.created_at) or 0
 end
 
--- prune(now) -> removed {{id, why}}, problems.  Expired sessions go; so do
--- finished ones untouched for KEEP_FINISHED (their checkpoints with them);
--- pending and approved ones never.
-function M.prune(now)
+-- prune(now [, cfg]) -> removed {{id, why}}, problems.  Expired sessions
+-- go; so do finished ones untouched for KEEP_FINISHED (their checkpoints
+-- with them); pending and approved ones never.  cfg: for the audit log
+-- of the expiries found on the way.
+function M.prune(now, cfg)
   now = now or os.time()
   local removed, problems = {}, {}
   for _, id in ipairs(M.ids()) do
-    local s = M.load(id, { now = now })
+    local s = M.load(id, { now = now, config = cfg })
     local why
     local dir_st = fs.lstat(M.root() .. "/" .. id)
     if not s and not fs.lstat(M.root() .. "/" .. id .. "/session.json") and dir_st

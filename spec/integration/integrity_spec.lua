@@ -427,6 +427,27 @@ describe("integrity (issue 12)", function()
       assert.equal(2, h.shannot({ "revoke", "nonsense" }, { home = e.home }).code)
     end)
 
+    it("audits an expiry found by prune, checkpoint list or sessions exactly once", function()
+      local e = cap.env()
+      conf(e, "[session]\nttl = 1\n")
+      local ids = {}
+      for i, cmd in ipairs({ { "checkpoint", "list" }, { "prune" }, { "sessions" } }) do
+        local _, _, s = e:run("echo " .. i .. " > f" .. i)
+        ids[i] = s.id
+        require("shannot.core.sys").sleep(1.5)  -- each command is the first to find its session overdue
+        assert.equal(0, h.shannot(cmd, { home = e.home }).code)
+      end
+      local log = require("shannot.json").decode(h.shannot({ "audit", "--json" }, { home = e.home }).stdout)
+      for _, id in ipairs(ids) do
+        local n = 0
+        for _, ev in ipairs(log) do
+          if ev.session_id == id and ev.event_type == "session_expired" then n = n + 1 end
+        end
+        assert.equal(1, n, id)
+      end
+      assert.equal(0, h.shannot({ "audit", "--verify" }, { home = e.home }).code)
+    end)
+
     it("lets an approval lapse with the session's TTL", function()
       local e = cap.env()
       conf(e, "[session]\nttl = 2\n")

@@ -17,9 +17,9 @@ Checkpoints are the originals an execution saved before changing anything.
   options = { ["--json"] = {} },
 }
 
-local function with_checkpoint()
+local function with_checkpoint(opts)
   local out = {}
-  for _, s in ipairs(session.list()) do
+  for _, s in ipairs(session.list({ config = opts.config })) do
     if s.checkpoint and s.checkpoint.entries then out[#out + 1] = s end
   end
   return out
@@ -28,7 +28,7 @@ end
 function M.run(opts, args)
   local sub = args[1]
   if sub == "list" and #args == 1 then
-    local list = with_checkpoint()
+    local list = with_checkpoint(opts)
     if opts.json then
       local out = {}
       for i, s in ipairs(list) do

@@ -18,9 +18,9 @@ Pending and approved sessions are never removed.  Says what it removed.]],
   options = {},
 }
 
-function M.run(_, args)
+function M.run(opts, args)
   if #args > 0 then return nil, err.usage("prune: unexpected argument \"%s\"", text.inert(args[1])) end
-  local removed, problems = session.prune()
+  local removed, problems = session.prune(nil, opts.config)
   local stale = stage.prune_stale()
   local groups = require("shannot.limits").prune()
   for _, r in ipairs(removed) do cli.out(string.format("removed %s (%s)\n", r.id, r.why)) end
