@@ -189,7 +189,8 @@ function M.execute(id, opts)
   if s.status ~= "approved" or s.execution then return nil, refuse_status(s) end
   local sealed, why = require("shannot.approval").check(s)
   if not sealed then
-    require("shannot.events").session(opts and opts.config, "execute_refused", s, { reason = why })
+    require("shannot.events").session(opts and opts.config, "execute_refused", s, { reason = why },
+      opts and opts.actor)
     return nil, err.refused("session %s was changed after it was approved: %s; nothing was done", s.id, why)
   end
   -- The session's JSON text and its decoding scratch are garbage now; a
@@ -251,8 +252,9 @@ function M.execute(id, opts)
   s.results = json.array(results)
   collectgarbage()
   s.execution.finished_at = os.date("!%Y-%m-%dT%H:%M:%SZ")
-  ok, msg = session.transition(s, failed == 0 and "executed" or "failed",
-    failed > 0 and (failed .. " operation(s) failed") or nil)
+  ok, msg = session.transition(s, failed == 0 and "executed" or "failed", {
+    note = failed > 0 and (failed .. " operation(s) failed") or nil, config = opts and opts.config,
+    actor = opts and opts.actor })
   if not ok then return nil, msg end
   return s
 end
@@ -313,13 +315,14 @@ function M.rollback(id, opts)
   if not (s.checkpoint and s.checkpoint.entries) then
     -- Interrupted before its checkpoint was saved: nothing had changed.
     if opts.dry_run then return s, { restored = {}, conflicts = {} } end
-    local ok, terr = session.transition(s, "rolled_back", "nothing had been changed")
+    local ok, terr = session.transition(s, "rolled_back", { note = "nothing had been changed",
+      config = opts.config, actor = opts.actor })
     if not ok then return nil, terr end
     return s, { restored = {}, conflicts = {} }
   end
   local sealed, why = require("shannot.approval").check_checkpoint(s)
   if not sealed then
-    require("shannot.events").session(opts.config, "rollback_refused", s, { reason = why })
+    require("shannot.events").session(opts.config, "rollback_refused", s, { reason = why }, opts.actor)
     return nil, err.refused("session %s cannot be rolled back: %s; nothing was restored", s.id, why)
   end
   local ex, xerr = M.executor(s, opts)
@@ -358,7 +361,8 @@ function M.rollback(id, opts)
     for _, f in ipairs(report.failed) do lines[#lines + 1] = text.inert(f.path) .. ": " .. tostring(f.error) end
     return nil, err.failed("rollback could not restore everything: %s", table.concat(lines, "; "))
   end
-  local ok, terr = session.transition(s, "rolled_back", opts.force and #conflicts > 0 and "forced" or nil)
+  local ok, terr = session.transition(s, "rolled_back", { note = opts.force and #conflicts > 0 and "forced" or nil,
+    config = opts.config, actor = opts.actor })
   if not ok then return nil, terr end
   return s, report
 end

@@ -1,6 +1,8 @@
--- Session events for the audit log: one call per status change, whoever
--- made it (the CLI, the review UI, the MCP server).  The change itself has
--- already happened, so a log that cannot be written is said, not fatal.
+-- Session events for the audit log: session.transition calls it for every
+-- status change, whoever made it (the CLI, the review UI, the MCP server);
+-- the other events (created, execute or rollback refused) are sent by
+-- their callers.  The change itself has already happened, so a log that
+-- cannot be written is said, not fatal.
 local M = {}
 
 -- status (or "session_created") -> the audit event name
@@ -14,7 +16,12 @@ local EVENT = {
 -- session(cfg, what, s, extra, actor): what is "session_created",
 -- "execute_refused", "rollback_refused" or the status the session moved to.
 function M.session(cfg, what, s, extra, actor)
-  if not cfg then return true end
+  -- A caller without a config (a Lua script, a listing) still leaves its
+  -- line: the default config says where the log is.
+  if not cfg then
+    cfg = require("shannot.config").load()
+    if not cfg then return true end  -- a broken config: the command itself reports it
+  end
   local e = { event = assert(EVENT[what], what), session = s.id, status = s.status, actor = actor or "cli",
     operations = #s.operations, command = s.command, target = s.target }
   -- what an approval bound, for whoever reads the log later

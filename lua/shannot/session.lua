@@ -214,8 +214,15 @@ function M.save(s, max_bytes)
   return true
 end
 
--- transition(s, to, note, now) -> true | nil, err: the only way a status changes
-function M.transition(s, to, note, now)
+-- transition(s, to, how) -> true | nil, err: the only way a status
+-- changes, and it writes the audit event of the change itself.  how:
+-- note (kept in the history), actor ("cli", "ui", "mcp", "lua"; default
+-- "cli"), config (whose [audit] settings; the default config when
+-- absent), extra (more fields for the event), now (for tests).
+function M.transition(s, to, how)
+  how = how or {}
+  local note, now = how.note, how.now
+  local from = s.status
   if not (TRANSITIONS[s.status] or {})[to] then
     return nil, err.refused('session %s is %s; it cannot become %s', s.id, s.status, to)
   end
@@ -228,7 +235,11 @@ function M.transition(s, to, note, now)
   end
   s.status = to
   s.history[#s.history + 1] = { at = iso(now or os.time()), status = to, note = note }
-  return M.save(s)
+  local ok, serr = M.save(s)
+  if not ok then return nil, serr end
+  local event = (from == "approved" and to == "pending") and "revoked" or to
+  require("shannot.events").session(how.config, event, s, how.extra, how.actor)
+  return true
 end
 
 -- A pending session, and an approved one no execute has started, expire
@@ -359,9 +370,9 @@ function M.load(id, opts)
   drop_nulls(s)
   restore_session(s)
   if M.is_expired(s, opts and opts.now) then
-    local ok, terr = M.transition(s, "expired", "TTL passed", opts and opts.now)
+    local ok, terr = M.transition(s, "expired", { note = "TTL passed", now = opts and opts.now,
+      config = opts and opts.config, actor = opts and opts.actor })
     if not ok then return nil, terr end
-    require("shannot.events").session(opts and opts.config, "expired", s)
   end
   return s
 end

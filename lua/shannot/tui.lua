@@ -10,7 +10,6 @@
 local apply = require("shannot.apply")
 local const = require("shannot.const")
 local err = require("shannot.err")
-local events = require("shannot.events")
 local session = require("shannot.session")
 local term = require("shannot.term")
 local opview = require("shannot.opview")
@@ -500,9 +499,8 @@ function Ops:approve_chosen(ui)
   end
   local note = string.format("%d operations approved, %d denied in the review", approved, denied)
   if #now_denied > 0 then note = note .. string.format(" (%d by the policy of now)", #now_denied) end
-  local ok, terr = session.transition(s, "approved", note)
+  local ok, terr = session.transition(s, "approved", { note = note, config = ui.cfg, actor = "ui" })
   if not ok then return ui:say("%s", terr.message) end
-  events.session(ui.cfg, "approved", s, nil, "ui")
   return s, approved, denied
 end
 
@@ -513,11 +511,10 @@ function Ops:execute(ui)
   if not s then return end
   ui:say("executing %d operations of %s ...", approved, s.id)
   ui:draw()
-  local done, e = apply.execute(s.id, { config = ui.cfg })
+  local done, e = apply.execute(s.id, { config = ui.cfg, actor = "ui" })
   ui.clear, ui.message = true, nil  -- wipe anything a warning wrote meanwhile
   local title
   if done then
-    events.session(ui.cfg, done.status, done, nil, "ui")
     title = string.format("results: %s %s", done.id, done.status)
     ui.log[#ui.log + 1] = string.format("session %s %s (%d approved, %d denied); undo with: shannot rollback %s",
       done.id, done.status, approved, denied, done.id)
@@ -538,12 +535,12 @@ local function reject(ui, id)
   end
   local s = fresh(ui, id)
   if not s then return false end
-  local ok, terr = session.transition(s, "rejected", "rejected in the review by " .. ui.user)
+  local ok, terr = session.transition(s, "rejected", { note = "rejected in the review by " .. ui.user,
+    config = ui.cfg, actor = "ui", extra = { reason = "rejected in the review" } })
   if not ok then
     ui:say("%s", terr.message)
     return false
   end
-  events.session(ui.cfg, "rejected", s, { reason = "rejected in the review" }, "ui")
   ui.log[#ui.log + 1] = "rejected " .. s.id
   ui:say("rejected %s", s.id)
   return true

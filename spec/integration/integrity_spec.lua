@@ -448,6 +448,26 @@ describe("integrity (issue 12)", function()
       assert.equal(0, h.shannot({ "audit", "--verify" }, { home = e.home }).code)
     end)
 
+    it("audits a Lua script's approve and execute, once each", function()
+      local e = cap.env()
+      local _, _, s = e:run("echo new > b")
+      local script = h.write(e.dir .. "/go.lua", table.concat({
+        'local session, apply = require("shannot.session"), require("shannot.apply")',
+        'local s = assert(session.load(...))',
+        'for _, op in ipairs(s.operations) do op.decision = "approve" end',
+        'assert(session.transition(s, "approved", { note = "by a script" }))',
+        'assert(apply.execute(s.id))', "" }, "\n"))
+      local r = h.shannot({ "lua", script, s.id }, { home = e.home })
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("new\n", fs.read_file(e.host .. "/b"))
+      local log = require("shannot.json").decode(h.shannot({ "audit", "--json", "--session", s.id },
+        { home = e.home }).stdout)
+      local seen = {}
+      for _, ev in ipairs(log) do seen[#seen + 1] = ev.event_type end
+      assert.same({ "session_created", "session_approved", "session_executed" }, seen)
+      assert.equal(0, h.shannot({ "audit", "--verify" }, { home = e.home }).code)
+    end)
+
     it("lets an approval lapse with the session's TTL", function()
       local e = cap.env()
       conf(e, "[session]\nttl = 2\n")

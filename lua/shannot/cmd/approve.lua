@@ -135,10 +135,10 @@ function M.run(opts, args)
     if not denied then return nil, perr end
     local ids = sys.ids()
     n = M.approve_all(s, ids.user or ("uid " .. ids.uid))
-    local ok, terr = session.transition(s, "approved", string.format("%d operations approved", n))
+    local ok, terr = session.transition(s, "approved", { note = string.format("%d operations approved", n),
+      config = opts.config })
     if not ok then return nil, terr end
   end
-  require("shannot.events").session(opts.config, "approved", s)
   if opts.execute then
     return require("shannot.cmd.execute").run({ json = opts.json, config = opts.config }, { s.id })
   end

@@ -27,9 +27,9 @@ function M.run(opts, args)
   if s.status ~= "pending" then
     return nil, err.refused("session %s is %s; only a pending session can be denied", s.id, s.status)
   end
-  local ok, terr = session.transition(s, "rejected", opts.reason or "denied")
+  local ok, terr = session.transition(s, "rejected", { note = opts.reason or "denied", config = opts.config,
+    extra = { reason = opts.reason } })
   if not ok then return nil, terr end
-  require("shannot.events").session(opts.config, "rejected", s, { reason = opts.reason })
   if opts.json then
     cli.out(json.encode(s, { indent = "  " }), "\n")
   else

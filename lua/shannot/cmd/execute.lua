@@ -42,7 +42,6 @@ function M.run(opts, args)
   if #args ~= 1 then return nil, err.usage("execute: give one session id; usage: %s", M.usage) end
   local s, e = apply.execute(args[1], { config = opts.config })
   if not s then return nil, e end
-  require("shannot.events").session(opts.config, s.status, s)
   if opts.json then
     cli.out(json.encode(s, { indent = "  " }), "\n")
   else

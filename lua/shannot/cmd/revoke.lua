@@ -56,9 +56,9 @@ function M.run(opts, args)
       s.id, s.id)
   end
   undecide(s, opts.config)
-  local ok, terr = session.transition(s, "pending", "approval revoked" .. (opts.reason and (": " .. opts.reason) or ""))
+  local ok, terr = session.transition(s, "pending", { config = opts.config, extra = { reason = opts.reason },
+    note = "approval revoked" .. (opts.reason and (": " .. opts.reason) or "") })
   if not ok then return nil, terr end
-  require("shannot.events").session(opts.config, "revoked", s, { reason = opts.reason })
   if opts.json then
     cli.out(json.encode(s, { indent = "  " }), "\n")
   else

@@ -25,7 +25,6 @@ function M.run(opts, args)
   if #args ~= 1 then return nil, err.usage("rollback: give one session id; usage: %s", M.usage) end
   local s, rep = apply.rollback(args[1], { force = opts.force, dry_run = opts.dry_run, config = opts.config })
   if not s then return nil, rep end
-  if not opts.dry_run then require("shannot.events").session(opts.config, "rolled_back", s) end
   if opts.json then
     cli.out(json.encode({ session = s, restored = json.array(rep.restored),
       conflicts = json.array(rep.conflicts) }, { indent = "  " }), "\n")
