@@ -65,6 +65,24 @@ describe("session", function()
     assert.equal("sh-c", session.name_from("sh-c"))
   end)
 
+  it("only reads in load; current expires an overdue session, saved and audited once", function()
+    local id = make(home, { ttl = 1, now = os.time() - 10 })
+    local r = lua(home, [[
+      local session = require("shannot.session")
+      local id = "]] .. id .. [["
+      local before = require("shannot.fs").read_file(session.dir(id) .. "/session.json")
+      local s = assert(session.load(id))
+      assert(s.status == "pending", s.status)
+      assert(require("shannot.fs").read_file(session.dir(id) .. "/session.json") == before, "load wrote")
+      io.write(assert(session.current(id)).status, " ", assert(session.load(id)).status, " ",
+        assert(session.current(id)).status)]])
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("expired expired expired", r.stdout)
+    local log = json.decode(h.shannot({ "audit", "--json", "--session", id }, { home = home }).stdout)
+    assert.equal(1, #log)
+    assert.equal("session_expired", log[1].event_type)
+  end)
+
   it("moves only along the documented transitions, recording each", function()
     local id = make(home, {})
     local r = lua(home, [[

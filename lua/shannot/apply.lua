@@ -184,7 +184,7 @@ end
 function M.execute(id, opts)
   local lock <close>, lerr = session.lock(id, "executed")
   if not lock then return nil, lerr end
-  local s, e = session.load(id, opts)
+  local s, e = session.current(id, opts)
   if not s then return nil, e end
   if s.status ~= "approved" or s.execution then return nil, refuse_status(s) end
   local sealed, why = require("shannot.approval").check(s)
@@ -306,7 +306,7 @@ function M.rollback(id, opts)
   opts = opts or {}
   local lock <close>, lerr = session.lock(id, "rolled back")
   if not lock then return nil, lerr end
-  local s, e = session.load(id, opts)
+  local s, e = session.current(id, opts)
   if not s then return nil, e end
   local can = s.status == "executed" or s.status == "failed" or (s.status == "approved" and s.execution)
   if not can then

@@ -348,7 +348,7 @@ function TOOL.run_script(self, id, a)
       result.session = json.null
       result.summary = "The script changed nothing; no session was made."
     else
-      local s = session.load(doc.session.id, { config = self.cfg })
+      local s = session.current(doc.session.id, { config = self.cfg })
       local ops = {}
       for i, op in ipairs(s and s.operations or {}) do ops[i] = op_summary(op) end
       result.session = doc.session.id
@@ -378,7 +378,7 @@ end
 
 function TOOL.get_session(self, id, a)
   if type(a.id) ~= "string" then return "id must be a string" end
-  local s, e = session.load(a.id, { config = self.cfg })
+  local s, e = session.current(a.id, { config = self.cfg })
   if not s then return self:tool_error(id, "%s", e.message) end
   local ops = {}
   for i, op in ipairs(s.operations) do

@@ -338,9 +338,9 @@ local function validate(s, file)
   if bad then return string.format("%s: field %s", file, bad) end
 end
 
--- load(id, opts) -> session | nil, err.  A pending session past its TTL
--- becomes expired here, on disk too, so it is never executed.
-function M.load(id, opts)
+-- load(id) -> session | nil, err: session.json read and checked against
+-- its schema; nothing is written (current() also expires it).
+function M.load(id)
   local dir, e = M.dir(id)
   if not dir then return nil, e end
   local file = dir .. "/session.json"
@@ -369,6 +369,17 @@ function M.load(id, opts)
   end
   drop_nulls(s)
   restore_session(s)
+  return s
+end
+
+-- current(id [, opts]) -> session | nil, err: the session as it is now:
+-- loaded, and expired (saved and audited, by transition) when its TTL
+-- has passed.  What every command acting on or listing sessions uses;
+-- load() alone only reads.  opts: now (for tests), and config and actor
+-- for the expiry's audit event.
+function M.current(id, opts)
+  local s, e = M.load(id)
+  if not s then return nil, e end
   if M.is_expired(s, opts and opts.now) then
     local ok, terr = M.transition(s, "expired", { note = "TTL passed", now = opts and opts.now,
       config = opts and opts.config, actor = opts and opts.actor })
@@ -429,7 +440,7 @@ function M.list(opts)
   opts = opts or {}
   local out, problems = {}, {}
   for _, id in ipairs(M.ids()) do
-    local s, e = M.load(id, opts)
+    local s, e = M.current(id, opts)
     if s then
       if not opts.status or s.status == opts.status then out[#out + 1] = s end
     else
@@ -454,7 +465,7 @@ function M.prune(now, cfg)
   now = now or os.time()
   local removed, problems = {}, {}
   for _, id in ipairs(M.ids()) do
-    local s = M.load(id, { now = now, config = cfg })
+    local s = M.current(id, { now = now, config = cfg })
     local why
     local dir_st = fs.lstat(M.root() .. "/" .. id)
     if not s and not fs.lstat(M.root() .. "/" .. id .. "/session.json") and dir_st

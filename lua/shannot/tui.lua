@@ -429,7 +429,7 @@ end
 
 -- The session as it is on disk now, still pending, or nil (said).
 local function fresh(ui, id)
-  local s, e = session.load(id, { config = ui.cfg })
+  local s, e = session.current(id, { config = ui.cfg })
   if not s then
     ui:say("%s", e.message)
     return nil
@@ -769,7 +769,7 @@ function M.run(opts)
   if not cols then return nil, err.env("review: %s", rows or serr) end
   ui.cols, ui.rows = cols, rows
   if opts.id then
-    local s, e = session.load(opts.id, { config = opts.config })
+    local s, e = session.current(opts.id, { config = opts.config })
     if not s then return nil, e end
     ui:push(new_ops(s))
   else

@@ -104,7 +104,7 @@ function M.run(opts, args)
     return nil, err.usage("approve: give one session id (shannot sessions --status pending lists them), " ..
       "or run it on a terminal for the review; usage: %s", M.usage)
   end
-  local s, e = session.load(args[1], { config = opts.config })
+  local s, e = session.current(args[1], { config = opts.config })
   if not s then return nil, e end
   if s.status ~= "pending" then
     return nil, err.refused("session %s is %s; only a pending session can be approved", s.id, s.status)
@@ -126,7 +126,7 @@ function M.run(opts, args)
   do  -- one command at a time: the session as it is now, under its lock
     local lock <close>, lerr = session.lock(s.id, "approved")
     if not lock then return nil, lerr end
-    s, e = session.load(s.id, { config = opts.config })
+    s, e = session.current(s.id, { config = opts.config })
     if not s then return nil, e end
     if s.status ~= "pending" then
       return nil, err.refused("session %s is %s; only a pending session can be approved", s.id, s.status)

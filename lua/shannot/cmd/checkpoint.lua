@@ -46,7 +46,7 @@ function M.run(opts, args)
     end
     return const.EXIT.OK
   elseif sub == "show" and #args == 2 then
-    local s, e = session.load(args[2], { config = opts.config })
+    local s, e = session.current(args[2], { config = opts.config })
     if not s then return nil, e end
     if not (s.checkpoint and s.checkpoint.entries) then
       return nil, err.usage("session %s has no checkpoint (it was never executed)", s.id)

@@ -22,7 +22,7 @@ function M.run(opts, args)
   if not session.valid_id(args[1]) then return nil, select(2, session.dir(args[1])) end
   local lock <close>, lerr = session.lock(args[1], "denied")
   if not lock then return nil, lerr end
-  local s, e = session.load(args[1], { config = opts.config })
+  local s, e = session.current(args[1], { config = opts.config })
   if not s then return nil, e end
   if s.status ~= "pending" then
     return nil, err.refused("session %s is %s; only a pending session can be denied", s.id, s.status)

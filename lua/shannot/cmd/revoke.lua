@@ -46,7 +46,7 @@ function M.run(opts, args)
   if not session.valid_id(args[1]) then return nil, select(2, session.dir(args[1])) end
   local lock <close>, lerr = session.lock(args[1], "revoked")
   if not lock then return nil, lerr end
-  local s, e = session.load(args[1], { config = opts.config })
+  local s, e = session.current(args[1], { config = opts.config })
   if not s then return nil, e end
   if s.status ~= "approved" then
     return nil, err.refused("session %s is %s; only an approved session can be revoked", s.id, s.status)
