@@ -138,7 +138,7 @@ end
 
 -- eventually(f, what): polls f for up to 10 s.
 function M.eventually(f, what)
-  for _ = 1, 200 do
+  for _ = 1, 400 do  -- 20 s and more: a loaded machine (make asan) is slow to start a sandbox
     if f() then return true end
     proc.run({ "sleep", "0.05" })
   end
