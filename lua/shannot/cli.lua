@@ -45,6 +45,13 @@ function M.out(...)
   io.stdout:write(...)
 end
 
+-- actor() -> who the audit log names for what this process does: "mcp"
+-- when the MCP server started it (SHANNOT_ACTOR=mcp, set on its `shannot
+-- run` children), else "cli".
+function M.actor()
+  return os.getenv("SHANNOT_ACTOR") == "mcp" and "mcp" or "cli"
+end
+
 function M.warn(fmt, ...)
   io.stderr:write("shannot: ", text.inert(string.format(fmt, ...)), "\n")
 end
@@ -193,6 +200,7 @@ function M.main(argv)
     end
     opts.config = cfg
   end
+  opts.actor = M.actor()
   return cmd.run(opts, positional)
 end
 

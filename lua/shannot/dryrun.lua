@@ -80,7 +80,7 @@ function M.save(job, p, r, w, st, opts)
     fs.rmtree(dir)
     return nil, err.env("cannot keep the session: %s", msg)
   end
-  require("shannot.events").session(opts.config, "session_created", s)
+  require("shannot.events").session(opts.config, "session_created", s, nil, opts.actor)
   return s
 end
 

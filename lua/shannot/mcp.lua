@@ -211,7 +211,9 @@ function Server:start_job(id, args, finish)
   local dir = self:workdir()
   local n = #self.jobs + math.random(1, 1e9)
   local out, errf = string.format("%s/out-%d", dir, n), string.format("%s/err-%d", dir, n)
-  local argv = { "sh", "-c", 'o=$1 e=$2; shift 2; exec "$@" >"$o" 2>"$e"', "sh", out, errf, self.bin }
+  -- SHANNOT_ACTOR: the audit log names this server for the sessions made
+  local argv = { "sh", "-c", 'o=$1 e=$2; shift 2; SHANNOT_ACTOR=mcp exec "$@" >"$o" 2>"$e"', "sh", out, errf,
+    self.bin }
   table.move(args, 1, #args, #argv + 1, argv)
   local p, msg = proc.spawn(argv, { stdin = "null", stdout = "null", stderr = "null" })
   if not p then

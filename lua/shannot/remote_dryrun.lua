@@ -365,7 +365,8 @@ function M.run(p, job, t, opts)
   assert(fs.mkdir_p(ldir .. "/defer", 448))
   fs.rename(ldir .. "/deferred", ldir .. "/defer/deferred")
   if not fs.exists(ldir .. "/defer/deferred") then fs.write_new(ldir .. "/defer/deferred", "", 384) end
-  local sess, e = dryrun.save(job, p, result, w, st, { ttl = opts.ttl, config = opts.config, target = t.name })
+  local sess, e = dryrun.save(job, p, result, w, st, { ttl = opts.ttl, config = opts.config, target = t.name,
+    actor = opts.actor })
   if not sess then return nil, e end
   return result, sess
 end

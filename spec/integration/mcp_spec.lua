@@ -92,6 +92,11 @@ describe("the MCP server", function()
     assert.equal(0, h.shannot({ "approve", id, "--yes" }, { home = e.home }).code)
     assert.equal(0, h.shannot({ "execute", id }, { home = e.home }).code)
     assert.equal("from-mcp\n", fs.read_file(e.host .. "/made"))
+    -- the audit log names who did what: the agent's server made it, a person approved it
+    local log = json.decode(h.shannot({ "audit", "--json", "--session", id }, { home = e.home }).stdout)
+    local who = {}
+    for _, ev in ipairs(log) do who[#who + 1] = ev.event_type .. ":" .. ev.actor end
+    assert.same({ "session_created:mcp", "session_approved:cli", "session_executed:cli" }, who)
   end)
 
   it("answers JSON-RPC errors and keeps serving", function()

@@ -186,7 +186,7 @@ local function run_remote(opts, job, target)
   if not p then return nil, perr end
   local ttl = opts.config and opts.config.values.session.ttl
   local r, captured = require("shannot.remote_dryrun").run(p, job, t, {
-    json = opts.json, ttl = ttl, config = opts.config, accept_new = opts.accept_new,
+    json = opts.json, ttl = ttl, config = opts.config, accept_new = opts.accept_new, actor = opts.actor,
     timeout = opts.timeout, max_output = opts.max_output or proc.DEFAULT_MAX_OUTPUT,
   })
   if not r then return nil, captured end
@@ -215,7 +215,7 @@ function M.run(opts, args)
     local ttl = opts.config and opts.config.values.session.ttl
     local rerr
     r, captured, rerr = require("shannot.dryrun").run(p, job, run_opts,
-      { json = opts.json, ttl = ttl, config = opts.config })
+      { json = opts.json, ttl = ttl, config = opts.config, actor = opts.actor })
     if not r then return nil, captured or rerr end
   else
     -- Through a pipe even to a terminal: a clipboard or title string the
