@@ -29,14 +29,8 @@ local TRANSITIONS = {
   failed = { rolled_back = true },
 }
 
-local ID_PATTERN = "^%d%d%d%d%d%d%d%d%-%d%d%d%d%d%d%-[a-z0-9-]+%-[0-9a-f][0-9a-f][0-9a-f][0-9a-f]$"
-
 -- valid_id(s) -> true | false: `^[0-9]{8}-[0-9]{6}-[a-z0-9-]{1,40}-[0-9a-f]{4}$`
-function M.valid_id(id)
-  if type(id) ~= "string" or not id:match(ID_PATTERN) then return false end
-  local name_len = #id - 8 - 1 - 6 - 1 - 1 - 4
-  return name_len >= 1 and name_len <= 40
-end
+M.valid_id = require("shannot.sessionid").valid
 
 function M.root()
   return paths.data_dir() .. "/sessions"
