@@ -84,6 +84,13 @@ describe("the review UI", function()
     local b = after.operations[index_of(s, "/b")]
     assert.equal("deny", b.decision)
     assert.matches("in the review", b.reason)
+    -- one event per change, the review's own named as such
+    local log = require("shannot.json").decode(h.shannot({ "audit", "--json", "--session", s.id },
+      { home = e.home }).stdout)
+    local who = {}
+    for _, ev in ipairs(log) do who[#who + 1] = ev.event_type .. ":" .. ev.actor end
+    assert.same({ "session_created:cli", "session_approved:ui", "session_executed:ui" }, who)
+    assert.equal(0, h.shannot({ "audit", "--verify" }, { home = e.home }).code)
   end)
 
   it("shows escape sequences from a script inert: no cursor move, no title change", function()
