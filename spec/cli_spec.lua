@@ -61,6 +61,12 @@ describe("shannot cli", function()
     assert.equal('"a\\u009d0;x\\u0007b\u{e9}"', require("shannot.json").encode("a\u{9d}0;x\7b\u{e9}"))
   end)
 
+  it("reads its test hooks (SHANNOT_TEST_*) in one module only", function()
+    local r = assert(require("shannot.proc").run({ "grep", "-rl", "SHANNOT_TEST_", h.ROOT .. "/lua",
+      h.ROOT .. "/src" }))
+    assert.equal(h.ROOT .. "/lua/shannot/testhooks.lua\n", r.stdout)
+  end)
+
   describe("profile", function()
     it("lists built-in and user profiles, and reports a broken one", function()
       h.write(home .. "/config/shannot/profiles/mine.json", '{"name": "mine", "description": "my own"}')

@@ -59,26 +59,6 @@ function M.executor(s, opts)
 end
 
 ---------------------------------------------------------------------------
--- The fault hook: a test stops execute hard after step N
----------------------------------------------------------------------------
-
-local function stepper()
-  local stop_after = math.tointeger(tonumber(os.getenv("SHANNOT_TEST_FAULT_AFTER") or ""))
-  -- SHANNOT_TEST_RUN_AFTER="N:COMMAND" runs COMMAND after step N (a test
-  -- cuts the SSH connection there, say)
-  local run_at, run_cmd = (os.getenv("SHANNOT_TEST_RUN_AFTER") or ""):match("^(%d+):(.+)$")
-  run_at = math.tointeger(tonumber(run_at or ""))
-  local n = 0
-  return function()
-    n = n + 1
-    if run_at == n then os.execute(run_cmd) end
-    -- Why os.exit(_, false): no close handler or finalizer may tidy up,
-    -- as after a kill -9.
-    if stop_after and n >= stop_after then os.exit(137, false) end
-  end
-end
-
----------------------------------------------------------------------------
 -- Checkpoint
 ---------------------------------------------------------------------------
 
@@ -210,7 +190,7 @@ function M.execute(id, opts)
     end
     return nil, err.refused("the host changed since the dry-run; nothing was done: %s", table.concat(lines, "; "))
   end
-  local step = stepper()
+  local step = require("shannot.testhooks").stepper()  -- a spec's kill -9 after step N
   local cpdir = dir .. "/checkpoint"
   local ok, msg = fs.mkdir_p(cpdir, 448)
   if not ok then return nil, err.env("checkpoint: %s", msg) end

@@ -15,7 +15,7 @@ local M = {}
 M.INSTALL_BWRAP = "apt-get install bubblewrap"
 
 function M.check_platform()
-  local sysname = os.getenv("SHANNOT_TEST_SYSNAME") or sys.uname().sysname
+  local sysname = require("shannot.testhooks").sysname(sys.uname().sysname)
   if sysname ~= "Linux" then
     return nil, err.env("this is %s, and the sandbox needs Linux: use --target to run on a Linux host over SSH",
       text.inert(sysname))
