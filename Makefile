@@ -27,7 +27,7 @@ LUA_SRCS := $(shell find lua -name '*.lua' | sort)
 PROFILES := $(wildcard profiles/*.json)
 BUSTED := scripts/busted.lua
 
-.PHONY: all demo test check asan lint deps deps-test install clean
+.PHONY: all demo test check asan lint deps deps-test install clean format-check
 all: build/shannot build/shannot-enter
 
 deps:
@@ -84,7 +84,12 @@ asan: deps-test
 lint:
 	luacheck -q lua spec scripts bench
 
-check: lint test
+# C formatting as .clang-format says (STYLE 22); clang-format -i src/*.[ch] fixes it
+format-check:
+	@vendor/install-deps check
+	clang-format --dry-run -Werror src/*.c src/*.h
+
+check: lint format-check test
 
 demo: deps
 	@$(MAKE) --no-print-directory build/shannot

@@ -38,15 +38,15 @@ typedef struct {
 } Box;
 
 typedef struct {
-    const char *s[2];    /* the texts */
-    lin n[2];            /* their line counts */
-    size_t *start[2];    /* line i is start[i] .. start[i + 1] */
-    lin *eq[2];          /* equivalence class of each line */
-    char *chg[2];        /* changed flags; [-1] and [n] are 0 */
-    lin *fd, *bd;        /* the diagonals, valid from -n[1]-1 to n[0]+1 */
-    void *scratch;       /* the hash table first, then fd and bd */
-    lin prefix, suffix;  /* common lines at either end */
-    lin lo, hi[2];       /* where changes may be shifted (GNU's horizon) */
+    const char *s[2];   /* the texts */
+    lin n[2];           /* their line counts */
+    size_t *start[2];   /* line i is start[i] .. start[i + 1] */
+    lin *eq[2];         /* equivalence class of each line */
+    char *chg[2];       /* changed flags; [-1] and [n] are 0 */
+    lin *fd, *bd;       /* the diagonals, valid from -n[1]-1 to n[0]+1 */
+    void *scratch;      /* the hash table first, then fd and bd */
+    lin prefix, suffix; /* common lines at either end */
+    lin lo, hi[2];      /* where changes may be shifted (GNU's horizon) */
     int64_t added, removed;
 } Diff;
 
@@ -288,12 +288,12 @@ static int middle_snake(Diff *d, const Box *b, lin *mid, int64_t max_cost)
 static int shrink(Diff *d, Box *b)
 {
     const lin *xv = d->eq[0], *yv = d->eq[1];
-    while (b->xoff < b->xlim && b->yoff < b->ylim
-           && xv[b->xoff] == yv[b->yoff]) {
+    while (b->xoff < b->xlim && b->yoff < b->ylim &&
+           xv[b->xoff] == yv[b->yoff]) {
         b->xoff++, b->yoff++;
     }
-    while (b->xoff < b->xlim && b->yoff < b->ylim
-           && xv[b->xlim - 1] == yv[b->ylim - 1]) {
+    while (b->xoff < b->xlim && b->yoff < b->ylim &&
+           xv[b->xlim - 1] == yv[b->ylim - 1]) {
         b->xlim--, b->ylim--;
     }
     if (b->xoff == b->xlim || b->yoff == b->ylim) {
@@ -312,8 +312,8 @@ static int compare(Diff *d, int64_t max_cost)
     Box stack[STACK_MAX];
     int top = 0;
     lin mid[2];
-    stack[top++] = (Box){d->prefix, d->n[0] - d->suffix, d->prefix,
-                         d->n[1] - d->suffix};
+    stack[top++] =
+        (Box){d->prefix, d->n[0] - d->suffix, d->prefix, d->n[1] - d->suffix};
     if (!shrink(d, &stack[0])) {
         return max_cost >= 0 && d->added + d->removed > max_cost ? -1 : 0;
     }
@@ -390,8 +390,7 @@ static void slide_run(Run *r)
  * hunks come out as GNU diff's do. */
 static void shift_runs(Diff *d, int f)
 {
-    Run r = {d->chg[f], d->chg[!f], d->eq[f], d->lo, d->hi[f], 0, d->lo,
-             d->lo};
+    Run r = {d->chg[f], d->chg[!f], d->eq[f], d->lo, d->hi[f], 0, d->lo, d->lo};
     for (;;) {
         for (; r.i < r.end && !r.chg[r.i]; r.i++) {
             while (r.other[r.j++]) {
@@ -454,8 +453,8 @@ static void add_range(luaL_Buffer *B, char tag, lin first, lin count)
     if (count == 1) {
         snprintf(buf, sizeof buf, "%c%ld", tag, (long)first + 1);
     } else {
-        snprintf(buf, sizeof buf, "%c%ld,%ld", tag,
-                 (long)first + (count > 0), (long)count);
+        snprintf(buf, sizeof buf, "%c%ld,%ld", tag, (long)first + (count > 0),
+                 (long)count);
     }
     luaL_addstring(B, buf);
 }
@@ -506,8 +505,8 @@ static void push_unified(lua_State *L, const Diff *d, const Args *a,
         last = c;
         /* Changes closer than 2 * context + 1 lines share a hunk. */
         while ((more = next_change(d, last.x + last.del, last.y + last.ins,
-                                   &next))
-               && next.x - (last.x + last.del) <= 2 * (int64_t)context) {
+                                   &next)) &&
+               next.x - (last.x + last.del) <= 2 * (int64_t)context) {
             last = next;
         }
         add_hunk(&B, d, &c, &last, context);
@@ -530,8 +529,11 @@ static lua_Integer opt_count(lua_State *L, const char *key, lua_Integer def)
     }
     lua_pop(L, 1);
     if (!ok) {
-        luaL_argerror(L, 3, lua_pushfstring(L, "'%s' must be a non-negative "
-                                               "integer", key));
+        luaL_argerror(L, 3,
+                      lua_pushfstring(L,
+                                      "'%s' must be a non-negative "
+                                      "integer",
+                                      key));
     }
     return v;
 }
@@ -580,8 +582,8 @@ static void new_diff(lua_State *L, Diff *d, const Args *a, lin n0, lin n1)
     }
     size_t table = nbuckets + 3 * lines, diags = 2 * (lines + 3);
     size_t scratch = table > diags ? table : diags;
-    size_t size = (lines + 2) * sizeof(size_t)
-                  + (lines + scratch) * sizeof(lin) + lines + 4;
+    size_t size = (lines + 2) * sizeof(size_t) +
+                  (lines + scratch) * sizeof(lin) + lines + 4;
     char *p = lua_newuserdatauv(L, size, 0);
     for (int f = 0; f < 2; f++) {
         d->s[f] = a->s[f];
@@ -641,9 +643,7 @@ static int diff_unified(lua_State *L)
     return 3;
 }
 
-static const luaL_Reg diff_funcs[] = {
-    {"unified", diff_unified},
-    {NULL, NULL}};
+static const luaL_Reg diff_funcs[] = {{"unified", diff_unified}, {NULL, NULL}};
 
 int luaopen_shannot_core_diff(lua_State *L)
 {

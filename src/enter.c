@@ -3,10 +3,10 @@
  *   shannot __sandbox-enter CHANNEL N DIR1..DIRN CMD [ARGS...]
  * restricts opening files for writing to beneath DIR1..DIRN (Landlock),
  * hands its socket calls over to shannot when CHANNEL is an fd (a
- * profile's unix_sockets allow list), then execs CMD.  No Lua and nothing else of shannot's, so it also builds
- * alone as a small static program (make build/shannot-enter, with
- * -DSH_ENTER_MAIN) that a remote sandbox gets for the run: there is no
- * shannot installed on a remote host.
+ * profile's unix_sockets allow list), then execs CMD.  No Lua and nothing else
+ * of shannot's, so it also builds alone as a small static program (make
+ * build/shannot-enter, with -DSH_ENTER_MAIN) that a remote sandbox gets for the
+ * run: there is no shannot installed on a remote host.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -40,8 +40,8 @@ static int allow_writes(int ruleset, const char *path)
     if (rule.parent_fd < 0) {
         return errno == ENOENT || errno == ENOTDIR ? 0 : -1;
     }
-    long rc = syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH,
-                      &rule, 0);
+    long rc = syscall(SYS_landlock_add_rule, ruleset,
+                      LANDLOCK_RULE_PATH_BENEATH, &rule, 0);
     int e = errno;
     close(rule.parent_fd);
     errno = e;
@@ -66,7 +66,8 @@ static void allow_stdio(int ruleset, int fd)
     /* An allowance, not a restriction: where Landlock takes no rule (a
      * pipe's inode: EBADFD), there is simply none. */
     if (fstat(rule.parent_fd, &st) == 0 && !S_ISDIR(st.st_mode)) {
-        syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &rule, 0);
+        syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH,
+                &rule, 0);
     }
     close(rule.parent_fd);
 }
@@ -82,9 +83,11 @@ static int restrict_writes(char *const *dirs, long n)
     struct landlock_ruleset_attr attr = {
         .handled_access_fs = LANDLOCK_ACCESS_FS_WRITE_FILE,
     };
-    int ruleset = (int)syscall(SYS_landlock_create_ruleset, &attr, sizeof attr, 0);
+    int ruleset =
+        (int)syscall(SYS_landlock_create_ruleset, &attr, sizeof attr, 0);
     if (ruleset < 0) {
-        return errno == ENOSYS || errno == EOPNOTSUPP ? 0 : -1; /* no Landlock */
+        return errno == ENOSYS || errno == EOPNOTSUPP ? 0
+                                                      : -1; /* no Landlock */
     }
     int rc = 0;
     for (long i = 0; i < n && rc == 0; i++) {
@@ -139,8 +142,10 @@ static void *send_listener(void *arg)
         char buf[CMSG_SPACE(sizeof(int))];
     } ctl;
     memset(&ctl, 0, sizeof ctl);
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1,
-                         .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
+    struct msghdr msg = {.msg_iov = &iov,
+                         .msg_iovlen = 1,
+                         .msg_control = ctl.buf,
+                         .msg_controllen = sizeof ctl.buf};
     struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
@@ -152,15 +157,17 @@ static void *send_listener(void *arg)
 
 /* Hands the calls that may reach a host socket to shannot, outside the
  * sandbox, which makes each itself (design note 43): connect, since the
- * default filter leaves no AF_UNIX datagram socket to send to an address: a filter whose listener goes back over `channel`
- * (SCM_RIGHTS).  0 or -1 with errno. */
+ * default filter leaves no AF_UNIX datagram socket to send to an address: a
+ * filter whose listener goes back over `channel` (SCM_RIGHTS).  0 or -1 with
+ * errno. */
 static int hand_over_sockets(int channel)
 {
 #ifdef NATIVE_ARCH
     struct sock_filter code[] = {
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, NATIVE_ARCH, 1, 0),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW), /* the default filter refuses them */
+        BPF_STMT(BPF_RET | BPF_K,
+                 SECCOMP_RET_ALLOW), /* the default filter refuses them */
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_connect, 1, 0),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
@@ -169,7 +176,8 @@ static int hand_over_sockets(int channel)
     struct sock_fprog prog = {sizeof code / sizeof *code, code};
     struct handoff h = {channel, {-1, -1}, -1, 0};
     pthread_t sender;
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || pipe2(h.pipe, O_CLOEXEC) < 0) {
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+        pipe2(h.pipe, O_CLOEXEC) < 0) {
         return -1;
     }
     /* Why a thread: the filter holds only the thread that installs it (no
@@ -207,17 +215,22 @@ int sh_sandbox_enter(int argc, char **argv)
     char *end = NULL;
     long n = argc > 1 ? strtol(argv[1], &end, 10) : -1;
     if (end == NULL || *end != '\0' || n < 0 || n > argc - 3) {
-        fputs("shannot: __sandbox-enter CHANNEL N DIR... CMD [ARGS...] (run by shannot itself)\n",
+        fputs("shannot: __sandbox-enter CHANNEL N DIR... CMD [ARGS...] (run by "
+              "shannot itself)\n",
               stderr);
         return 2;
     }
     if (strcmp(argv[0], "-") != 0 && hand_over_sockets(atoi(argv[0])) < 0) {
-        fprintf(stderr, "shannot: cannot hand the sandbox's socket calls over: %s\n", strerror(errno));
+        fprintf(stderr,
+                "shannot: cannot hand the sandbox's socket calls over: %s\n",
+                strerror(errno));
         return 126;
     }
     if (restrict_writes(argv + 2, n) < 0) {
-        fprintf(stderr, "shannot: cannot restrict writes in the sandbox (Landlock): %s\n",
-                strerror(errno));
+        fprintf(
+            stderr,
+            "shannot: cannot restrict writes in the sandbox (Landlock): %s\n",
+            strerror(errno));
         return 126;
     }
     char **cmd = argv + 2 + n;
@@ -232,7 +245,9 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], SH_SANDBOX_ENTER) == 0) {
         return sh_sandbox_enter(argc - 2, argv + 2);
     }
-    fputs("shannot-enter: run by shannot itself, as " SH_SANDBOX_ENTER " CHANNEL N DIR... CMD\n", stderr);
+    fputs("shannot-enter: run by shannot itself, as " SH_SANDBOX_ENTER
+          " CHANNEL N DIR... CMD\n",
+          stderr);
     return 2;
 }
 #endif

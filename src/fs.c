@@ -35,14 +35,22 @@ typedef struct {
 static const char *type_name(mode_t m)
 {
     switch (m & S_IFMT) {
-    case S_IFREG: return "file";
-    case S_IFDIR: return "dir";
-    case S_IFLNK: return "link";
-    case S_IFCHR: return "char";
-    case S_IFBLK: return "block";
-    case S_IFIFO: return "fifo";
-    case S_IFSOCK: return "socket";
-    default: return "unknown";
+    case S_IFREG:
+        return "file";
+    case S_IFDIR:
+        return "dir";
+    case S_IFLNK:
+        return "link";
+    case S_IFCHR:
+        return "char";
+    case S_IFBLK:
+        return "block";
+    case S_IFIFO:
+        return "fifo";
+    case S_IFSOCK:
+        return "socket";
+    default:
+        return "unknown";
     }
 }
 
@@ -156,7 +164,8 @@ static int fs_read_file(lua_State *L)
         return sh_fail(L, path, errno);
     }
     if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) {
-        return sh_failf(L, EINVAL, "%s: a %s, not a file", path, S_ISFIFO(st.st_mode) ? "FIFO" : "socket");
+        return sh_failf(L, EINVAL, "%s: a %s, not a file", path,
+                        S_ISFIFO(st.st_mode) ? "FIFO" : "socket");
     }
     fcntl(f->fd, F_SETFL, fcntl(f->fd, F_GETFL) & ~O_NONBLOCK);
     return push_fd_contents(L, f->fd, max, path);
@@ -397,7 +406,8 @@ static int open_subdir(int dir, const char *name)
         errno = e;
         return -1;
     }
-    if ((st.st_mode & 0700) != 0700 && chmod_fd(fd, (st.st_mode & 07777) | 0700) < 0) {
+    if ((st.st_mode & 0700) != 0700 &&
+        chmod_fd(fd, (st.st_mode & 07777) | 0700) < 0) {
         int e = errno;
         close(fd);
         errno = e;
@@ -546,12 +556,14 @@ static int fs_write_new(lua_State *L)
     size_t len;
     const char *data = luaL_checklstring(L, 2, &len);
     int mode = (int)luaL_optinteger(L, 3, 0666 & ~current_umask());
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, (mode_t)(mode & 07777));
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                  (mode_t)(mode & 07777));
     if (fd < 0) {
         return sh_fail(L, path, errno);
     }
     /* Why fchmod: the umask must not narrow a mode asked for explicitly. */
-    if (sh_write_all(fd, data, len) < 0 || fchmod(fd, (mode_t)(mode & 07777)) < 0) {
+    if (sh_write_all(fd, data, len) < 0 ||
+        fchmod(fd, (mode_t)(mode & 07777)) < 0) {
         int e = errno;
         close(fd);
         unlink(path);
@@ -895,50 +907,47 @@ static int file_close(lua_State *L)
     return 0;
 }
 
-static const luaL_Reg fs_funcs[] = {
-    {"stat", fs_stat},
-    {"lstat", fs_lstat},
-    {"read_file", fs_read_file},
-    {"write_atomic", fs_write_atomic},
-    {"readdir", fs_readdir},
-    {"mkdir", fs_mkdir},
-    {"mkdir_p", fs_mkdir_p},
-    {"realpath", fs_realpath},
-    {"readlink", fs_readlink},
-    {"remove", fs_remove},
-    {"rmtree", fs_rmtree},
-    {"chmod", fs_chmod},
-    {"getxattr", fs_getxattr},
-    {"rename", fs_rename},
-    {"lchown", fs_lchown},
-    {"set_meta", fs_set_meta},
-    {"write_new", fs_write_new},
-    {"symlink", fs_symlink},
-    {"syncfs", fs_syncfs},
-    {"mkdtemp", fs_mkdtemp},
-    {"open", fs_open},
-    {"open_dir", fs_open_dir},
-    {"open_dir_at", fs_open_dir_at},
-    {"pipe", fs_pipe},
-    {"socketpair", fs_socketpair},
-    {NULL, NULL}};
+static const luaL_Reg fs_funcs[] = {{"stat", fs_stat},
+                                    {"lstat", fs_lstat},
+                                    {"read_file", fs_read_file},
+                                    {"write_atomic", fs_write_atomic},
+                                    {"readdir", fs_readdir},
+                                    {"mkdir", fs_mkdir},
+                                    {"mkdir_p", fs_mkdir_p},
+                                    {"realpath", fs_realpath},
+                                    {"readlink", fs_readlink},
+                                    {"remove", fs_remove},
+                                    {"rmtree", fs_rmtree},
+                                    {"chmod", fs_chmod},
+                                    {"getxattr", fs_getxattr},
+                                    {"rename", fs_rename},
+                                    {"lchown", fs_lchown},
+                                    {"set_meta", fs_set_meta},
+                                    {"write_new", fs_write_new},
+                                    {"symlink", fs_symlink},
+                                    {"syncfs", fs_syncfs},
+                                    {"mkdtemp", fs_mkdtemp},
+                                    {"open", fs_open},
+                                    {"open_dir", fs_open_dir},
+                                    {"open_dir_at", fs_open_dir_at},
+                                    {"pipe", fs_pipe},
+                                    {"socketpair", fs_socketpair},
+                                    {NULL, NULL}};
 
-static const luaL_Reg file_methods[] = {
-    {"fd", file_fd},
-    {"write", file_write},
-    {"lock", file_lock},
-    {"stat", file_stat},
-    {"pread", file_pread},
-    {"sync", file_sync},
-    {"read_all", file_read_all},
-    {"close", file_close},
-    {NULL, NULL}};
+static const luaL_Reg file_methods[] = {{"fd", file_fd},
+                                        {"write", file_write},
+                                        {"lock", file_lock},
+                                        {"stat", file_stat},
+                                        {"pread", file_pread},
+                                        {"sync", file_sync},
+                                        {"read_all", file_read_all},
+                                        {"close", file_close},
+                                        {NULL, NULL}};
 
-static const luaL_Reg file_meta[] = {
-    {"__gc", file_close},
-    {"__close", file_close},
-    {"__index", NULL},
-    {NULL, NULL}};
+static const luaL_Reg file_meta[] = {{"__gc", file_close},
+                                     {"__close", file_close},
+                                     {"__index", NULL},
+                                     {NULL, NULL}};
 
 static void create_meta(lua_State *L)
 {

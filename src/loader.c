@@ -25,8 +25,8 @@ static int searcher_embedded(lua_State *L)
         }
         /* Bytecode made at build time by scripts/embed.lua from our own
          * sources; anything loaded from disk stays text-only. */
-        if (luaL_loadbufferx(L, (const char *)m->data, m->len, m->chunk, "b")
-            != LUA_OK) {
+        if (luaL_loadbufferx(L, (const char *)m->data, m->len, m->chunk, "b") !=
+            LUA_OK) {
             return lua_error(L);
         }
         lua_pushstring(L, m->chunk + 1); /* second loader argument */
@@ -38,14 +38,19 @@ static int searcher_embedded(lua_State *L)
 
 void sh_open_libs(lua_State *L)
 {
-    static const luaL_Reg std_libs[] = {
-        {LUA_GNAME, luaopen_base}, {LUA_LOADLIBNAME, luaopen_package},
-        {LUA_COLIBNAME, luaopen_coroutine}, {LUA_TABLIBNAME, luaopen_table},
-        {LUA_IOLIBNAME, luaopen_io}, {LUA_OSLIBNAME, luaopen_os},
-        {LUA_STRLIBNAME, luaopen_string}, {LUA_MATHLIBNAME, luaopen_math},
-        {LUA_UTF8LIBNAME, luaopen_utf8}, {LUA_DBLIBNAME, luaopen_debug},
-        {NULL, NULL}};
-    static const luaL_Reg modules[] = { /* requirable, never globals */
+    static const luaL_Reg std_libs[] = {{LUA_GNAME, luaopen_base},
+                                        {LUA_LOADLIBNAME, luaopen_package},
+                                        {LUA_COLIBNAME, luaopen_coroutine},
+                                        {LUA_TABLIBNAME, luaopen_table},
+                                        {LUA_IOLIBNAME, luaopen_io},
+                                        {LUA_OSLIBNAME, luaopen_os},
+                                        {LUA_STRLIBNAME, luaopen_string},
+                                        {LUA_MATHLIBNAME, luaopen_math},
+                                        {LUA_UTF8LIBNAME, luaopen_utf8},
+                                        {LUA_DBLIBNAME, luaopen_debug},
+                                        {NULL, NULL}};
+    static const luaL_Reg modules[] = {
+        /* requirable, never globals */
         {"shannot.core.proc", luaopen_shannot_core_proc},
         {"shannot.core.fs", luaopen_shannot_core_fs},
         {"shannot.core.sandbox", luaopen_shannot_core_sandbox},

@@ -49,11 +49,14 @@ static void receive_listener(struct sh_notify *n)
         struct cmsghdr h;
         char buf[CMSG_SPACE(sizeof(int))];
     } ctl;
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1,
-                         .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
+    struct msghdr msg = {.msg_iov = &iov,
+                         .msg_iovlen = 1,
+                         .msg_control = ctl.buf,
+                         .msg_controllen = sizeof ctl.buf};
     ssize_t got = recvmsg(n->channel, &msg, MSG_CMSG_CLOEXEC);
     struct cmsghdr *c = got == 1 ? CMSG_FIRSTHDR(&msg) : NULL;
-    if (c != NULL && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+    if (c != NULL && c->cmsg_level == SOL_SOCKET &&
+        c->cmsg_type == SCM_RIGHTS) {
         memcpy(&n->listener, CMSG_DATA(c), sizeof(int));
     }
     if (got <= 1) { /* the fd, or the sandbox went away: nothing more comes */
@@ -73,7 +76,8 @@ static int allowed(const struct sh_notify *n, const char *path)
 }
 
 /* The address the sandbox passed, read once into addr: its length, or -1. */
-static ssize_t read_address(const struct seccomp_notif *req, struct sockaddr_storage *addr)
+static ssize_t read_address(const struct seccomp_notif *req,
+                            struct sockaddr_storage *addr)
 {
     size_t len = (size_t)req->data.args[2];
     if (len < sizeof(sa_family_t) || len > sizeof *addr) {
@@ -82,7 +86,8 @@ static ssize_t read_address(const struct seccomp_notif *req, struct sockaddr_sto
     memset(addr, 0, sizeof *addr);
     struct iovec local = {addr, len};
     struct iovec remote = {(void *)(uintptr_t)req->data.args[1], len};
-    if (process_vm_readv((pid_t)req->pid, &local, 1, &remote, 1, 0) != (ssize_t)len) {
+    if (process_vm_readv((pid_t)req->pid, &local, 1, &remote, 1, 0) !=
+        (ssize_t)len) {
         return -1;
     }
     return (ssize_t)len;
@@ -106,14 +111,16 @@ static int connect_path(int sock, const char *path)
     if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode)) {
         struct sockaddr_un via = {.sun_family = AF_UNIX};
         snprintf(via.sun_path, sizeof via.sun_path, "/proc/self/fd/%d", fd);
-        rc = connect(sock, (struct sockaddr *)&via, sizeof via) < 0 ? -errno : 0;
+        rc =
+            connect(sock, (struct sockaddr *)&via, sizeof via) < 0 ? -errno : 0;
     }
     close(fd);
     return rc;
 }
 
 /* connect(sock, addr, len) on the sandbox's behalf: 0 or -errno. */
-static int connect_for(const struct sh_notify *n, const struct seccomp_notif *req, int sock)
+static int connect_for(const struct sh_notify *n,
+                       const struct seccomp_notif *req, int sock)
 {
     int domain = -1;
     socklen_t dl = sizeof domain;
@@ -129,13 +136,15 @@ static int connect_for(const struct sh_notify *n, const struct seccomp_notif *re
     if (domain != AF_UNIX) {
         /* The socket's family cannot change, and its namespace is the
          * sandbox's: the connect is what the sandbox asked for. */
-        return connect(sock, (struct sockaddr *)&addr, (socklen_t)len) < 0 ? -errno : 0;
+        return connect(sock, (struct sockaddr *)&addr, (socklen_t)len) < 0
+                   ? -errno
+                   : 0;
     }
     struct sockaddr_un *un = (struct sockaddr_un *)&addr;
     size_t plen = (size_t)len - offsetof(struct sockaddr_un, sun_path);
-    if ((size_t)len <= offsetof(struct sockaddr_un, sun_path) || un->sun_family != AF_UNIX ||
-        un->sun_path[0] != '/' || memchr(un->sun_path, '\0', plen) == NULL ||
-        !allowed(n, un->sun_path)) {
+    if ((size_t)len <= offsetof(struct sockaddr_un, sun_path) ||
+        un->sun_family != AF_UNIX || un->sun_path[0] != '/' ||
+        memchr(un->sun_path, '\0', plen) == NULL || !allowed(n, un->sun_path)) {
         return -EACCES;
     }
     return connect_path(sock, un->sun_path);
@@ -149,7 +158,9 @@ static void judge(const struct sh_notify *n, const struct seccomp_notif *req,
      * its own (clone without CLONE_FILES).  A kernel without PIDFD_THREAD
      * (before 6.9) fails here for threads, and the connect is refused. */
     int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)req->pid, PIDFD_THREAD);
-    int sock = pidfd < 0 ? -1 : (int)syscall(SYS_pidfd_getfd, pidfd, (int)req->data.args[0], 0);
+    int sock = pidfd < 0 ? -1
+                         : (int)syscall(SYS_pidfd_getfd, pidfd,
+                                        (int)req->data.args[0], 0);
     if (req->data.nr != SYS_connect) {
         resp->error = -EACCES;
     } else if (sock < 0) {
@@ -180,7 +191,8 @@ static void answer_one(struct sh_notify *n)
     memset(&resp, 0, sizeof resp);
     resp.id = req.id;
     judge(n, &req, &resp);
-    ioctl(n->listener, SECCOMP_IOCTL_NOTIF_SEND, &resp); /* ENOENT: it died meanwhile */
+    ioctl(n->listener, SECCOMP_IOCTL_NOTIF_SEND,
+          &resp); /* ENOENT: it died meanwhile */
 }
 
 int sh_notify_pollfds(const struct sh_notify *n, struct pollfd *fds)

@@ -38,9 +38,10 @@ extern char **environ;
 
 /* Output of one stream: the first bytes, then a ring of the last bytes. */
 struct capture {
-    int fd;     /* our read end, -1 when closed or not piped */
-    int tee_fd; /* copy each chunk here as it arrives, -1 for none */
-    int tee_strings; /* leave terminal strings (OSC, DCS, ...) out of the copy */
+    int fd;          /* our read end, -1 when closed or not piped */
+    int tee_fd;      /* copy each chunk here as it arrives, -1 for none */
+    int tee_strings; /* leave terminal strings (OSC, DCS, ...) out of the copy
+                      */
     int fstate;      /* where the copy's filter is: see tee_filtered */
     size_t fstring;  /* bytes of the string being left out */
     int fcont;       /* UTF-8 continuation bytes still due in the text */
@@ -134,7 +135,8 @@ static size_t filter_text(struct capture *c, unsigned char b, char *out)
  * (ESC \ or 0x9c).  Colours and cursor movement (CSI) pass.  Why: a
  * command's output must not set the reviewer's clipboard or title.  The
  * kept copy is untouched.  Returns the length written to out (<= n + 1). */
-static size_t tee_filtered(struct capture *c, const char *p, size_t n, char *out)
+static size_t tee_filtered(struct capture *c, const char *p, size_t n,
+                           char *out)
 {
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
@@ -165,7 +167,8 @@ static size_t tee_filtered(struct capture *c, const char *p, size_t n, char *out
             }
             break;
         default: /* F_STRING, F_STRING_ESC */
-            if (b == 0x07 || b == 0x9c || (c->fstate == F_STRING_ESC && b == '\\')) {
+            if (b == 0x07 || b == 0x9c ||
+                (c->fstate == F_STRING_ESC && b == '\\')) {
                 c->fstate = F_TEXT;
             } else {
                 c->fstate = b == 0x1b ? F_STRING_ESC : F_STRING;
@@ -224,7 +227,8 @@ static void capture_push(lua_State *L, struct capture *c, const char *name)
     }
     luaL_pushresult(&b);
     set_suffixed(L, name, "_tail");
-    lua_pushinteger(L, (lua_Integer)(c->keep.total - c->keep.head_len - c->keep.ring_len));
+    lua_pushinteger(
+        L, (lua_Integer)(c->keep.total - c->keep.head_len - c->keep.ring_len));
     set_suffixed(L, name, "_dropped");
     lua_pushinteger(L, (lua_Integer)c->keep.total);
     set_suffixed(L, name, "_bytes");
@@ -417,7 +421,8 @@ static void spawn_read(lua_State *L, struct spawn_req *r)
     r->nproc = -1;
     if (lua_getfield(L, 2, "rlimits") != LUA_TNIL) {
         luaL_checktype(L, -1, LUA_TTABLE);
-        r->nproc = (lua_Integer)sh_optfield_number(L, lua_gettop(L), "nproc", -1);
+        r->nproc =
+            (lua_Integer)sh_optfield_number(L, lua_gettop(L), "nproc", -1);
     }
 }
 
@@ -608,8 +613,7 @@ static pid_t spawn_ns_child(const struct spawn_req *r, const int fds[3],
 /* vfork + exec with every signal blocked around it: no page tables are
  * copied, which is most of the cost of starting a child from a process
  * holding a Lua state.  Returns the pid, or -1 with errno. */
-static pid_t spawn_child(const struct spawn_req *r, const int fds[3],
-                         int errfd)
+static pid_t spawn_child(const struct spawn_req *r, const int fds[3], int errfd)
 {
     sigset_t all, saved;
     sigfillset(&all);
@@ -653,12 +657,15 @@ static int spawn_fail(lua_State *L, const struct spawn_req *r,
         return sh_fail(L, "make the mounts private", se->err);
     }
     if (se->where == SPAWN_AT_LIMITS) {
-        return sh_fail(L, "set the sandbox's limits (cgroup, rlimits)", se->err);
+        return sh_fail(L, "set the sandbox's limits (cgroup, rlimits)",
+                       se->err);
     }
     if (se->where >= 0 && r->has_ns && se->where < r->ns.nmounts) {
         const struct sh_ns_mount *m = &r->ns.mounts[se->where];
-        return sh_failf(L, se->err, m->rebind ? "bind %s back over its overlay"
-                                               : "mount overlay on %s", m->target);
+        return sh_failf(L, se->err,
+                        m->rebind ? "bind %s back over its overlay"
+                                  : "mount overlay on %s",
+                        m->target);
     }
     return sh_failf(L, se->err, "%s", r->argv[0]);
 }
@@ -775,7 +782,7 @@ struct loop {
     double deadline, grace, kill_at;
     int timed_out, term_sent, kill_sent, interrupted;
     struct fs_watch watch;
-    const char *limit; /* which limit ended the run, or NULL */
+    const char *limit;       /* which limit ended the run, or NULL */
     struct sh_notify notify; /* channel -1: no socket supervision */
 };
 
@@ -979,7 +986,8 @@ static void loop_read_opts(lua_State *L, Process *p, struct loop *s)
     }
     p->out.tee_fd = (int)sh_optfield_number(L, 2, "tee_stdout", -1);
     p->err.tee_fd = (int)sh_optfield_number(L, 2, "tee_stderr", -1);
-    p->out.tee_strings = p->err.tee_strings = sh_optfield_boolean(L, 2, "tee_no_strings", 0);
+    p->out.tee_strings = p->err.tee_strings =
+        sh_optfield_boolean(L, 2, "tee_no_strings", 0);
     s->notify.channel = s->notify.listener = -1;
     if (lua_getfield(L, 2, "sockets") != LUA_TNIL) {
         luaL_checktype(L, -1, LUA_TTABLE);
@@ -989,14 +997,17 @@ static void loop_read_opts(lua_State *L, Process *p, struct loop *s)
         luaL_checktype(L, -1, LUA_TTABLE);
         int a = lua_gettop(L);
         int n = (int)luaL_len(L, a);
-        s->notify.allow = lua_newuserdatauv(L, sizeof(char *) * (size_t)n + 1, 0);
+        s->notify.allow =
+            lua_newuserdatauv(L, sizeof(char *) * (size_t)n + 1, 0);
         for (int i = 0; i < n; i++) {
             lua_geti(L, a, i + 1);
             s->notify.allow[i] = luaL_checkstring(L, -1);
             lua_pop(L, 1); /* still referenced by the table */
         }
         s->notify.nallow = n;
-        lua_replace(L, 5); /* the array, for the whole loop (the strings stay in opts) */
+        lua_replace(
+            L,
+            5); /* the array, for the whole loop (the strings stay in opts) */
         lua_settop(L, 5);
         s->notify.channel = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 3) : -1;
     } else {
@@ -1119,26 +1130,21 @@ static int proc_kill_orphan(lua_State *L)
     return 1;
 }
 
-static const luaL_Reg proc_funcs[] = {
-    {"spawn", proc_spawn},
-    {"set_subreaper", proc_set_subreaper},
-    {"kill_orphan", proc_kill_orphan},
-    {NULL, NULL}};
+static const luaL_Reg proc_funcs[] = {{"spawn", proc_spawn},
+                                      {"set_subreaper", proc_set_subreaper},
+                                      {"kill_orphan", proc_kill_orphan},
+                                      {NULL, NULL}};
 
 static const luaL_Reg process_methods[] = {
-    {"poll", process_poll},
-    {"communicate", process_communicate},
-    {"kill", process_kill},
-    {"pid", process_pid},
-    {"close", process_close},
-    {NULL, NULL}};
+    {"poll", process_poll},   {"communicate", process_communicate},
+    {"kill", process_kill},   {"pid", process_pid},
+    {"close", process_close}, {NULL, NULL}};
 
-static const luaL_Reg process_meta[] = {
-    {"__gc", process_close},
-    {"__close", process_close},
-    {"__tostring", process_tostring},
-    {"__index", NULL},
-    {NULL, NULL}};
+static const luaL_Reg process_meta[] = {{"__gc", process_close},
+                                        {"__close", process_close},
+                                        {"__tostring", process_tostring},
+                                        {"__index", NULL},
+                                        {NULL, NULL}};
 
 static void create_meta(lua_State *L)
 {

@@ -46,7 +46,8 @@ void sh_ns_read(lua_State *L, int idx, struct sh_ns_setup *s)
     if (n < 0 || n > NS_MAX_MOUNTS) {
         luaL_error(L, "namespace.mounts: at most %d mounts", NS_MAX_MOUNTS);
     }
-    s->mounts = lua_newuserdatauv(L, sizeof(struct sh_ns_mount) * (size_t)(n + 1), 0);
+    s->mounts =
+        lua_newuserdatauv(L, sizeof(struct sh_ns_mount) * (size_t)(n + 1), 0);
     for (lua_Integer i = 1; i <= n; i++) {
         lua_geti(L, t, i);
         luaL_checktype(L, -1, LUA_TTABLE);
@@ -57,9 +58,13 @@ void sh_ns_read(lua_State *L, int idx, struct sh_ns_setup *s)
         m->work = sh_optfield_string(L, -1, "work");
         m->rebind = sh_optfield_boolean(L, -1, "rebind", 0);
         if (m->target == NULL ||
-            (!m->rebind && (m->lower == NULL || m->upper == NULL || m->work == NULL))) {
-            luaL_error(L, "namespace.mounts[%d]: needs target, lower, upper and work "
-                          "(or target and rebind)", (int)i);
+            (!m->rebind &&
+             (m->lower == NULL || m->upper == NULL || m->work == NULL))) {
+            luaL_error(
+                L,
+                "namespace.mounts[%d]: needs target, lower, upper and work "
+                "(or target and rebind)",
+                (int)i);
         }
         lua_pop(L, 1); /* the strings stay referenced by the table */
     }
@@ -85,7 +90,10 @@ int sh_ns_parent(const struct sh_ns_setup *s, pid_t child)
         /* Why: as real root the dry-run must act as root does (files of
          * other users, chown, apt's _apt): every id maps onto itself. */
         snprintf(map, sizeof map, "0 0 %u\n", (unsigned)UINT32_MAX);
-        return write_map(child, "uid_map", map) < 0 || write_map(child, "gid_map", map) < 0 ? -1 : 0;
+        return write_map(child, "uid_map", map) < 0 ||
+                       write_map(child, "gid_map", map) < 0
+                   ? -1
+                   : 0;
     }
     /* Why: an unprivileged parent may map only its own ids, and only after
      * setgroups is denied; inside, the user keeps their own identity. */
@@ -171,10 +179,13 @@ struct probe_report {
 };
 
 /* The system call each probe step makes (Lua words the message). */
-static const char *const probe_steps[] = {
-    "ok", "unshare(CLONE_NEWUSER|CLONE_NEWNS)", "write uid_map/gid_map",
-    "mount(MS_REC|MS_PRIVATE)", "mount(overlay, userxattr)",
-    "open(O_CREAT) in the overlay", "stat() in the upper dir"};
+static const char *const probe_steps[] = {"ok",
+                                          "unshare(CLONE_NEWUSER|CLONE_NEWNS)",
+                                          "write uid_map/gid_map",
+                                          "mount(MS_REC|MS_PRIVATE)",
+                                          "mount(overlay, userxattr)",
+                                          "open(O_CREAT) in the overlay",
+                                          "stat() in the upper dir"};
 
 static int write_file(const char *path, const char *text)
 {
@@ -290,15 +301,15 @@ static int sandbox_probe(lua_State *L)
 /* landlock_abi() -> version (0: the kernel has no Landlock) */
 static int sandbox_landlock_abi(lua_State *L)
 {
-    long v = syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
+    long v = syscall(SYS_landlock_create_ruleset, NULL, 0,
+                     LANDLOCK_CREATE_RULESET_VERSION);
     lua_pushinteger(L, v < 0 ? 0 : v);
     return 1;
 }
 
-static const luaL_Reg sandbox_funcs[] = {
-    {"landlock_abi", sandbox_landlock_abi},
-    {"probe", sandbox_probe},
-    {NULL, NULL}};
+static const luaL_Reg sandbox_funcs[] = {{"landlock_abi", sandbox_landlock_abi},
+                                         {"probe", sandbox_probe},
+                                         {NULL, NULL}};
 
 int luaopen_shannot_core_sandbox(lua_State *L)
 {

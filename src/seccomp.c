@@ -8,9 +8,9 @@
  *
  * Lua: shannot.core.seccomp
  *   compile(rules, arch | nil) -> bpf bytes, skipped names | nil, msg, code
- *     rules: {{name, errno = N | kill = true, args = {{index, op, a [, b]}...}}...}
- *     op: "eq" | "ne" | "masked_eq" (a = mask, b = value); arch: a uname -m
- *     name ("x86_64", "aarch64", ...), default this machine's.  Everything
+ *     rules: {{name, errno = N | kill = true, args = {{index, op, a [,
+ * b]}...}}...} op: "eq" | "ne" | "masked_eq" (a = mask, b = value); arch: a
+ * uname -m name ("x86_64", "aarch64", ...), default this machine's.  Everything
  *     not ruled is allowed; a call of another architecture is refused
  *     (ENOSYS).  Names the architecture lacks are skipped and listed.
  *   native_arch() -> the uname -m name libseccomp gives this machine
@@ -69,10 +69,16 @@ static int api_load(struct seccomp_api *a)
 {
     static const char *const sonames[] = {"libseccomp.so.2", NULL};
     static const char *const names[NFUNCS] = {
-        "seccomp_init", "seccomp_release", "seccomp_attr_set",
-        "seccomp_arch_resolve_name", "seccomp_arch_native", "seccomp_arch_add",
-        "seccomp_arch_remove", "seccomp_syscall_resolve_name",
-        "seccomp_syscall_resolve_name_arch", "seccomp_rule_add_array",
+        "seccomp_init",
+        "seccomp_release",
+        "seccomp_attr_set",
+        "seccomp_arch_resolve_name",
+        "seccomp_arch_native",
+        "seccomp_arch_add",
+        "seccomp_arch_remove",
+        "seccomp_syscall_resolve_name",
+        "seccomp_syscall_resolve_name_arch",
+        "seccomp_rule_add_array",
         "seccomp_export_bpf"};
     void *f[NFUNCS];
     if ((a->lib = sh_dlopen_all(sonames, names, f, NFUNCS)) == NULL) {
@@ -113,7 +119,8 @@ static const struct seccomp_api *seccomp_api(lua_State *L)
         const char *why = dlerror();
         api_close(a);
         lua_pop(L, 1);
-        lua_pushfstring(L, "libseccomp (for the sandbox's system call filter): %s",
+        lua_pushfstring(L,
+                        "libseccomp (for the sandbox's system call filter): %s",
                         why ? why : "not found");
         return NULL;
     }
@@ -194,7 +201,8 @@ static uint32_t rule_action(lua_State *L, int idx)
         return SCMP_ACT_KILL_PROCESS;
     }
     lua_Integer e = (lua_Integer)sh_optfield_number(L, idx, "errno", -1);
-    luaL_argcheck(L, e > 0 && e < 4096, 1, "a rule needs errno = N or kill = true");
+    luaL_argcheck(L, e > 0 && e < 4096, 1,
+                  "a rule needs errno = N or kill = true");
     return SCMP_ACT_ERRNO((uint32_t)e);
 }
 
@@ -215,7 +223,8 @@ static int add_rule(lua_State *L, Build *b, uint32_t arch, int idx, int skipped)
      * for every architecture in the filter. */
     int nr = b->api->resolve_name(name);
     lua_pop(L, 1);
-    return b->api->rule_add_array(b->ctx, action, nr, nargs, nargs ? args : NULL);
+    return b->api->rule_add_array(b->ctx, action, nr, nargs,
+                                  nargs ? args : NULL);
 }
 
 /* [-0, +1, m] The program exported into b->fd, read back as a string. */
@@ -249,7 +258,8 @@ static int build_init(Build *b, uint32_t arch)
     if ((b->ctx = a->init(SCMP_ACT_ALLOW)) == NULL) {
         return -ENOMEM;
     }
-    int rc = a->attr_set(b->ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_ERRNO(ENOSYS));
+    int rc =
+        a->attr_set(b->ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_ERRNO(ENOSYS));
     uint32_t native = a->arch_native();
     if (rc == 0 && arch != native) {
         rc = a->arch_add(b->ctx, arch);
@@ -270,9 +280,11 @@ static int seccomp_compile(lua_State *L)
     if (api == NULL) {
         return api_failure(L);
     }
-    uint32_t arch = arch_name ? api->arch_resolve_name(arch_name) : api->arch_native();
+    uint32_t arch =
+        arch_name ? api->arch_resolve_name(arch_name) : api->arch_native();
     if (arch == 0) {
-        return sh_failf(L, EINVAL, "seccomp: unknown architecture %s", arch_name);
+        return sh_failf(L, EINVAL, "seccomp: unknown architecture %s",
+                        arch_name);
     }
     Build *b = lua_newuserdatauv(L, sizeof *b, 0); /* 3 */
     b->api = api;
@@ -317,8 +329,8 @@ static int seccomp_native_arch(lua_State *L)
     static const struct {
         uint32_t token;
         const char *name;
-    } names[] = {{SCMP_ARCH_X86_64, "x86_64"}, {SCMP_ARCH_AARCH64, "aarch64"},
-                 {SCMP_ARCH_X86, "i686"}, {SCMP_ARCH_ARM, "armv7l"},
+    } names[] = {{SCMP_ARCH_X86_64, "x86_64"},   {SCMP_ARCH_AARCH64, "aarch64"},
+                 {SCMP_ARCH_X86, "i686"},        {SCMP_ARCH_ARM, "armv7l"},
                  {SCMP_ARCH_PPC64LE, "ppc64le"}, {SCMP_ARCH_S390X, "s390x"},
                  {SCMP_ARCH_RISCV64, "riscv64"}};
     const struct seccomp_api *api = seccomp_api(L);

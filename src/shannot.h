@@ -123,9 +123,9 @@ void sh_keep_free(struct sh_keep *k);
  * refuses to grow past a cap, so a policy file's rules can be given a
  * memory budget (sys.heap_cap). */
 struct sh_heap {
-    long long used;    /* bytes allocated since the count began (may be < 0) */
-    long long cap;     /* growth past this is refused; LLONG_MAX: no cap */
-    int refused;       /* a growth was refused since the cap was set */
+    long long used; /* bytes allocated since the count began (may be < 0) */
+    long long cap;  /* growth past this is refused; LLONG_MAX: no cap */
+    int refused;    /* a growth was refused since the cap was set */
 };
 void *sh_heap_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 

@@ -58,15 +58,17 @@
 #define API_MT "shannot.ssh.Api"
 
 #define DEFAULT_CAPTURE (1024 * 1024)
-#define FEED_CHUNK 32768          /* stdin bytes per channel write */
-#define XFER_CHUNK 65536          /* SFTP read/write size */
-#define SLICE_MS 250              /* longest wait between checks */
+#define FEED_CHUNK 32768 /* stdin bytes per channel write */
+#define XFER_CHUNK 65536 /* SFTP read/write size */
+#define SLICE_MS 250     /* longest wait between checks */
 #define DEFAULT_READ_MAX (64 * 1024 * 1024)
-#define FP_LEN 128                /* "SHA256:" + 43 base64 digits */
+#define FP_LEN 128 /* "SHA256:" + 43 base64 digits */
 #define SSH_FXP_EXTENDED 200
 #define SSH_FXP_STATUS 101
 
-/* Every libssh function used, resolved by name at first use. */
+/* Every libssh function used, resolved by name at first use (a list laid
+ * out by hand, which the formatter leaves alone). */
+/* clang-format off */
 #define SSH_FUNCS(X)                                                        \
     X(ssh_new) X(ssh_free) X(ssh_options_set) X(ssh_options_get)            \
     X(ssh_options_get_port) X(ssh_options_parse_config) X(ssh_connect)      \
@@ -92,6 +94,7 @@
     X(sftp_rename) X(sftp_chmod) X(sftp_chown) X(sftp_opendir)              \
     X(sftp_readdir) X(sftp_dir_eof) X(sftp_closedir) X(sftp_open)           \
     X(sftp_read) X(sftp_write) X(sftp_close)
+/* clang-format on */
 
 struct ssh_api {
     void *lib;
@@ -110,7 +113,7 @@ typedef struct {
     Sftp *sftp;    /* its open Sftp, closed with it */
     Channel *chan; /* the exec in progress */
     char fp[FP_LEN], key_type[32];
-    int added;     /* accept_new added the host key */
+    int added; /* accept_new added the host key */
 } Session;
 
 struct Sftp {
@@ -145,8 +148,8 @@ struct SftpFile {
     sftp_file file;
     sftp_dir dir;
     sftp_attributes attr;
-    int fd;               /* the local file of get/put, -1 */
-    char *unlink;         /* get: local file to remove on failure */
+    int fd;       /* the local file of get/put, -1 */
+    char *unlink; /* get: local file to remove on failure */
     char *buf;
 };
 
@@ -173,10 +176,10 @@ static int api_load(struct ssh_api *a)
     }
     void *f;
     /* Why the memcpy: ISO C has no cast from void * to a function pointer. */
-#define X(fn)                                                               \
-    if ((f = dlsym(a->lib, #fn)) == NULL) {                                 \
-        return -1;                                                          \
-    }                                                                       \
+#define X(fn)                                                                  \
+    if ((f = dlsym(a->lib, #fn)) == NULL) {                                    \
+        return -1;                                                             \
+    }                                                                          \
     memcpy(&a->fn, &f, sizeof f);
     SSH_FUNCS(X)
 #undef X
@@ -214,8 +217,7 @@ static int ssh_fail(lua_State *L, const Session *ss, const char *what,
 {
     const char *why = ss->s ? ss->api->ssh_get_error(ss->s) : "";
     lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s", what,
-                    why && why[0] ? why : "connection lost");
+    lua_pushfstring(L, "%s: %s", what, why && why[0] ? why : "connection lost");
     lua_pushstring(L, code);
     return 3;
 }
@@ -281,9 +283,9 @@ static int session_host_key(lua_State *L)
 
 struct connect_opts {
     const char *host, *user, *identity, *config, *known_hosts;
-    int no_config;        /* config = false */
-    unsigned int port;    /* 0: from config or 22 */
-    double timeout;       /* < 0: none */
+    int no_config;     /* config = false */
+    unsigned int port; /* 0: from config or 22 */
+    double timeout;    /* < 0: none */
     int accept_new;
 };
 
@@ -352,18 +354,17 @@ static int connect_options(Session *ss, const struct connect_opts *o)
     } else if (a->ssh_options_parse_config(s, o->config) < 0) {
         return -1;
     }
-    if ((o->port && a->ssh_options_set(s, SSH_OPTIONS_PORT, &o->port) < 0)
-        || (o->user && a->ssh_options_set(s, SSH_OPTIONS_USER, o->user) < 0)
-        || (o->known_hosts
-            && a->ssh_options_set(s, SSH_OPTIONS_KNOWNHOSTS, o->known_hosts)
-                   < 0)) {
+    if ((o->port && a->ssh_options_set(s, SSH_OPTIONS_PORT, &o->port) < 0) ||
+        (o->user && a->ssh_options_set(s, SSH_OPTIONS_USER, o->user) < 0) ||
+        (o->known_hosts &&
+         a->ssh_options_set(s, SSH_OPTIONS_KNOWNHOSTS, o->known_hosts) < 0)) {
         return -1;
     }
     if (o->timeout >= 0) {
         long sec = (long)o->timeout;
         long usec = (long)((o->timeout - (double)sec) * 1e6);
-        if (a->ssh_options_set(s, SSH_OPTIONS_TIMEOUT, &sec) < 0
-            || a->ssh_options_set(s, SSH_OPTIONS_TIMEOUT_USEC, &usec) < 0) {
+        if (a->ssh_options_set(s, SSH_OPTIONS_TIMEOUT, &sec) < 0 ||
+            a->ssh_options_set(s, SSH_OPTIONS_TIMEOUT_USEC, &usec) < 0) {
             return -1;
         }
     }
@@ -385,8 +386,8 @@ static int key_fingerprint(const struct ssh_api *a, ssh_key key, char *out,
                                   &hlen) < 0) {
         return -1;
     }
-    char *fp = a->ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash,
-                                           hlen);
+    char *fp =
+        a->ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash, hlen);
     a->ssh_clean_pubkey_hash(&hash);
     if (fp == NULL) {
         return -1;
@@ -438,12 +439,12 @@ static void old_fingerprint(const struct ssh_api *a, ssh_session s,
         line[strcspn(line, "\r\n")] = '\0';
         const char *p = line + strspn(line, " \t");
         struct ssh_knownhosts_entry *e = NULL;
-        if (*p == '\0' || *p == '#' || *p == '@'
-            || a->ssh_known_hosts_parse_line(hp, p, &e) != SSH_OK) {
+        if (*p == '\0' || *p == '#' || *p == '@' ||
+            a->ssh_known_hosts_parse_line(hp, p, &e) != SSH_OK) {
             continue;
         }
-        if (key_fingerprint(a, e->publickey, out, len) == 0
-            && strcmp(out, now) == 0) {
+        if (key_fingerprint(a, e->publickey, out, len) == 0 &&
+            strcmp(out, now) == 0) {
             out[0] = '\0';
         }
         a->ssh_knownhosts_entry_free(e);
@@ -458,8 +459,8 @@ static int hostkey_fail(lua_State *L, const Session *ss, const char *hp,
                         const char *code, const char *old)
 {
     lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s host key %s", hp,
-                    old ? "changed" : "unknown", ss->fp);
+    lua_pushfstring(L, "%s: %s host key %s", hp, old ? "changed" : "unknown",
+                    ss->fp);
     lua_pushstring(L, code);
     lua_createtable(L, 0, 3);
     lua_pushstring(L, ss->fp);
@@ -557,8 +558,8 @@ static int authenticate(lua_State *L, Session *ss, const char *identity)
             return sh_fail(L, identity, errno);
         }
         /* No passphrase callback: an encrypted key fails, nothing prompts. */
-        if (a->ssh_pki_import_privkey_file(identity, NULL, NULL, NULL, &key)
-            != SSH_OK) {
+        if (a->ssh_pki_import_privkey_file(identity, NULL, NULL, NULL, &key) !=
+            SSH_OK) {
             lua_pushnil(L);
             lua_pushfstring(L, "%s: cannot load the private key", identity);
             lua_pushliteral(L, "IDENTITY");
@@ -575,8 +576,8 @@ static int authenticate(lua_State *L, Session *ss, const char *identity)
     if (rc == SSH_AUTH_ERROR) {
         return ssh_fail(L, ss, "authentication", "SSH");
     }
-    if (ss->api->ssh_userauth_list(ss->s, NULL) == 0
-        && a->ssh_userauth_none(ss->s, NULL) == SSH_AUTH_SUCCESS) {
+    if (ss->api->ssh_userauth_list(ss->s, NULL) == 0 &&
+        a->ssh_userauth_none(ss->s, NULL) == SSH_AUTH_SUCCESS) {
         return 0; /* no key was offered, and the server wants none */
     }
     return auth_fail(L, ss);
@@ -667,11 +668,14 @@ static void capture_push(lua_State *L, struct capture *c, const char *name)
     luaL_addlstring(&b, c->keep.head ? c->keep.head : "", c->keep.head_len);
     size_t first = c->keep.ring_limit - c->keep.ring_start;
     first = first < c->keep.ring_len ? first : c->keep.ring_len;
-    luaL_addlstring(&b, c->keep.ring ? c->keep.ring + c->keep.ring_start : "", first);
-    luaL_addlstring(&b, c->keep.ring ? c->keep.ring : "", c->keep.ring_len - first);
+    luaL_addlstring(&b, c->keep.ring ? c->keep.ring + c->keep.ring_start : "",
+                    first);
+    luaL_addlstring(&b, c->keep.ring ? c->keep.ring : "",
+                    c->keep.ring_len - first);
     luaL_pushresult(&b);
     lua_setfield(L, -2, name);
-    lua_Integer dropped = (lua_Integer)(c->keep.total - c->keep.head_len - c->keep.ring_len);
+    lua_Integer dropped =
+        (lua_Integer)(c->keep.total - c->keep.head_len - c->keep.ring_len);
     lua_pushinteger(L, dropped);
     snprintf(key, sizeof key, "%s_dropped", name);
     lua_setfield(L, -2, key);
@@ -708,8 +712,7 @@ static int on_data(ssh_session s, ssh_channel ch, void *data, uint32_t len,
     return (int)len; /* all consumed: libssh grows the window */
 }
 
-static void on_exit_status(ssh_session s, ssh_channel ch, int status,
-                           void *ud)
+static void on_exit_status(ssh_session s, ssh_channel ch, int status, void *ud)
 {
     (void)s;
     (void)ch;
@@ -827,8 +830,8 @@ static Channel *chan_new(lua_State *L, Session *ss, const struct exec_opts *o)
 static int exec_start(Channel *c, ssh_session s, const char *cmd)
 {
     const struct ssh_api *a = c->api;
-    if ((c->ch = a->ssh_channel_new(s)) == NULL
-        || a->ssh_channel_open_session(c->ch) != SSH_OK) {
+    if ((c->ch = a->ssh_channel_new(s)) == NULL ||
+        a->ssh_channel_open_session(c->ch) != SSH_OK) {
         return -1;
     }
     ssh_callbacks_init(&c->cb);
@@ -836,8 +839,8 @@ static int exec_start(Channel *c, ssh_session s, const char *cmd)
     c->cb.channel_data_function = on_data;
     c->cb.channel_exit_status_function = on_exit_status;
     c->cb.channel_exit_signal_function = on_exit_signal;
-    if (a->ssh_set_channel_callbacks(c->ch, &c->cb) != SSH_OK
-        || a->ssh_channel_request_exec(c->ch, cmd) != SSH_OK) {
+    if (a->ssh_set_channel_callbacks(c->ch, &c->cb) != SSH_OK ||
+        a->ssh_channel_request_exec(c->ch, cmd) != SSH_OK) {
         return -1;
     }
     if ((c->ev = a->ssh_event_new()) == NULL) {
@@ -861,8 +864,8 @@ static int exec_feed(Channel *c, struct exec_opts *o)
         if (n == 0) {
             return 0; /* wait for the window to open */
         }
-        int w = a->ssh_channel_write(c->ch, o->input + o->input_off,
-                                     (uint32_t)n);
+        int w =
+            a->ssh_channel_write(c->ch, o->input + o->input_off, (uint32_t)n);
         if (w < 0) {
             return a->ssh_channel_is_closed(c->ch) ? 0 : -1;
         }
@@ -886,8 +889,8 @@ static int exec_done(Channel *c)
     if (a->ssh_channel_is_closed(c->ch)) {
         return 1;
     }
-    return a->ssh_channel_is_eof(c->ch)
-           && (c->status >= 0 || c->signame[0] != '\0');
+    return a->ssh_channel_is_eof(c->ch) &&
+           (c->status >= 0 || c->signame[0] != '\0');
 }
 
 /* Pumps the session until the command ends or must be abandoned; returns
@@ -915,8 +918,8 @@ static int exec_loop(Channel *c, struct exec_opts *o, int *sig)
         int ms = left * 1000 < SLICE_MS ? (int)(left * 1000) + 1 : SLICE_MS;
         errno = 0;
         /* A signal interrupts the poll (EINTR): checked on the next turn. */
-        if (a->ssh_event_dopoll(c->ev, ms) == SSH_ERROR && errno != EINTR
-            && !a->ssh_is_connected(c->owner->s)) {
+        if (a->ssh_event_dopoll(c->ev, ms) == SSH_ERROR && errno != EINTR &&
+            !a->ssh_is_connected(c->owner->s)) {
             return END_SSH;
         }
     }
@@ -978,8 +981,8 @@ static int session_exec(lua_State *L)
         chan_release(c);
         return 3;
     }
-    if (end == END_DONE && c->status < 0 && c->signame[0] == '\0'
-        && !c->api->ssh_is_connected(ss->s)) {
+    if (end == END_DONE && c->status < 0 && c->signame[0] == '\0' &&
+        !c->api->ssh_is_connected(ss->s)) {
         ssh_fail(L, ss, "exec", "SSH"); /* the connection is gone */
         chan_release(c);
         return 3;
@@ -1069,17 +1072,28 @@ static int fx_errno(int status)
 {
     switch (status) {
     case SSH_FX_NO_SUCH_FILE:
-    case SSH_FX_NO_SUCH_PATH: return ENOENT;
-    case SSH_FX_PERMISSION_DENIED: return EACCES;
-    case SSH_FX_BAD_MESSAGE: return EBADMSG;
-    case SSH_FX_NO_CONNECTION: return ENOTCONN;
-    case SSH_FX_CONNECTION_LOST: return ECONNRESET;
-    case SSH_FX_OP_UNSUPPORTED: return EOPNOTSUPP;
-    case SSH_FX_INVALID_HANDLE: return EBADF;
-    case SSH_FX_FILE_ALREADY_EXISTS: return EEXIST;
-    case SSH_FX_WRITE_PROTECT: return EROFS;
-    case SSH_FX_NO_MEDIA: return ENOMEDIUM;
-    default: return 0;
+    case SSH_FX_NO_SUCH_PATH:
+        return ENOENT;
+    case SSH_FX_PERMISSION_DENIED:
+        return EACCES;
+    case SSH_FX_BAD_MESSAGE:
+        return EBADMSG;
+    case SSH_FX_NO_CONNECTION:
+        return ENOTCONN;
+    case SSH_FX_CONNECTION_LOST:
+        return ECONNRESET;
+    case SSH_FX_OP_UNSUPPORTED:
+        return EOPNOTSUPP;
+    case SSH_FX_INVALID_HANDLE:
+        return EBADF;
+    case SSH_FX_FILE_ALREADY_EXISTS:
+        return EEXIST;
+    case SSH_FX_WRITE_PROTECT:
+        return EROFS;
+    case SSH_FX_NO_MEDIA:
+        return ENOMEDIUM;
+    default:
+        return 0;
     }
 }
 
@@ -1130,19 +1144,34 @@ struct fx_stat {
 static void fx_stat_take(const struct ssh_api *a, sftp_attributes at,
                          struct fx_stat *st)
 {
-    static const char *const by_type[] = {"unknown", "file", "dir", "link",
-                                          "unknown", "unknown"};
+    static const char *const by_type[] = {"unknown", "file",    "dir",
+                                          "link",    "unknown", "unknown"};
     mode_t m = at->permissions;
     st->type = at->type <= 5 ? by_type[at->type] : "unknown";
     switch (m & S_IFMT) {
-    case S_IFREG: st->type = "file"; break;
-    case S_IFDIR: st->type = "dir"; break;
-    case S_IFLNK: st->type = "link"; break;
-    case S_IFCHR: st->type = "char"; break;
-    case S_IFBLK: st->type = "block"; break;
-    case S_IFIFO: st->type = "fifo"; break;
-    case S_IFSOCK: st->type = "socket"; break;
-    default: break;
+    case S_IFREG:
+        st->type = "file";
+        break;
+    case S_IFDIR:
+        st->type = "dir";
+        break;
+    case S_IFLNK:
+        st->type = "link";
+        break;
+    case S_IFCHR:
+        st->type = "char";
+        break;
+    case S_IFBLK:
+        st->type = "block";
+        break;
+    case S_IFIFO:
+        st->type = "fifo";
+        break;
+    case S_IFSOCK:
+        st->type = "socket";
+        break;
+    default:
+        break;
     }
     st->mode = m & 07777;
     st->uid = at->uid;
@@ -1288,8 +1317,8 @@ static uint8_t *put_str(uint8_t *p, const char *s, size_t n)
 
 static uint32_t get_u32(const uint8_t *p)
 {
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8
-           | p[3];
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
+           p[3];
 }
 
 /* Reads exactly n bytes of the SFTP channel; 0 or -1. */
@@ -1317,21 +1346,21 @@ static int posix_rename(Sftp *f, const char *from, const char *to)
     size_t nf = strlen(from), nt = strlen(to); /* < PATH_MAX: checked */
     uint8_t req[2 * PATH_MAX + 64], rep[512];
     uint32_t id = ++f->sftp->id_counter; /* as sftp_get_new_id() does */
-    uint8_t *p = req + 4; /* after the length, set last */
+    uint8_t *p = req + 4;                /* after the length, set last */
     *p++ = SSH_FXP_EXTENDED;
     p = put_u32(p, id);
     p = put_str(p, ext, sizeof ext - 1);
     p = put_str(p, from, nf);
     p = put_str(p, to, nt);
     put_u32(req, (uint32_t)(p - req - 4));
-    if (f->api->ssh_channel_write(f->sftp->channel, req, (uint32_t)(p - req))
-            != (int)(p - req)
-        || fx_read_exact(f, rep, 4) < 0) {
+    if (f->api->ssh_channel_write(f->sftp->channel, req, (uint32_t)(p - req)) !=
+            (int)(p - req) ||
+        fx_read_exact(f, rep, 4) < 0) {
         return -1;
     }
     uint32_t len = get_u32(rep);
-    if (len < 9 || len > sizeof rep || fx_read_exact(f, rep, len) < 0
-        || rep[0] != SSH_FXP_STATUS || get_u32(rep + 1) != id) {
+    if (len < 9 || len > sizeof rep || fx_read_exact(f, rep, len) < 0 ||
+        rep[0] != SSH_FXP_STATUS || get_u32(rep + 1) != id) {
         return -1;
     }
     return (int)get_u32(rep + 5);
@@ -1349,8 +1378,7 @@ static int lsftp_rename(lua_State *L)
     if (strlen(from) >= PATH_MAX || strlen(to) >= PATH_MAX) {
         return sh_fail(L, from, ENAMETOOLONG);
     }
-    if (a->sftp_extension_supported(f->sftp, "posix-rename@openssh.com",
-                                    "1")) {
+    if (a->sftp_extension_supported(f->sftp, "posix-rename@openssh.com", "1")) {
         int st = posix_rename(f, from, to);
         if (st == -1) {
             return ssh_fail(L, f->owner, from, "SSH");
@@ -1562,8 +1590,8 @@ static int lsftp_get(lua_State *L)
     if ((x->buf = malloc(XFER_CHUNK)) == NULL) {
         return file_sys_fail(L, x, "get", ENOMEM);
     }
-    x->fd = open(local, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY,
-                 0600);
+    x->fd =
+        open(local, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0600);
     if (x->fd < 0) {
         return file_sys_fail(L, x, local, errno);
     }
@@ -1633,8 +1661,8 @@ static int lsftp_put(lua_State *L)
     if ((x->fd = open(local, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0) {
         return file_sys_fail(L, x, local, errno);
     }
-    x->file = f->api->sftp_open(f->sftp, remote,
-                                O_WRONLY | O_CREAT | O_EXCL, mode);
+    x->file =
+        f->api->sftp_open(f->sftp, remote, O_WRONLY | O_CREAT | O_EXCL, mode);
     if (x->file == NULL) {
         file_release(x);
         return fx_fail_create(L, f, remote);
@@ -1661,59 +1689,44 @@ static int lsftp_put(lua_State *L)
 
 /* ---- registration -------------------------------------------------------- */
 
-static const luaL_Reg ssh_funcs[] = {
-    {"connect", lssh_connect},
-    {NULL, NULL}};
+static const luaL_Reg ssh_funcs[] = {{"connect", lssh_connect}, {NULL, NULL}};
 
-static const luaL_Reg session_methods[] = {
-    {"exec", session_exec},
-    {"sftp", session_sftp},
-    {"host_key", session_host_key},
-    {"close", session_close},
-    {NULL, NULL}};
+static const luaL_Reg session_methods[] = {{"exec", session_exec},
+                                           {"sftp", session_sftp},
+                                           {"host_key", session_host_key},
+                                           {"close", session_close},
+                                           {NULL, NULL}};
 
-static const luaL_Reg session_meta[] = {
-    {"__gc", session_close},
-    {"__close", session_close},
-    {"__tostring", session_tostring},
-    {"__index", NULL},
-    {NULL, NULL}};
+static const luaL_Reg session_meta[] = {{"__gc", session_close},
+                                        {"__close", session_close},
+                                        {"__tostring", session_tostring},
+                                        {"__index", NULL},
+                                        {NULL, NULL}};
 
 static const luaL_Reg sftp_methods[] = {
-    {"stat", lsftp_stat},
-    {"lstat", lsftp_lstat},
-    {"readlink", lsftp_readlink},
-    {"symlink", lsftp_symlink},
-    {"mkdir", lsftp_mkdir},
-    {"rmdir", lsftp_rmdir},
-    {"unlink", lsftp_unlink},
-    {"rename", lsftp_rename},
-    {"chmod", lsftp_chmod},
-    {"chown", lsftp_chown},
-    {"readdir", lsftp_readdir},
-    {"read", lsftp_read},
-    {"get", lsftp_get},
-    {"put", lsftp_put},
-    {"close", lsftp_close},
-    {NULL, NULL}};
+    {"stat", lsftp_stat},         {"lstat", lsftp_lstat},
+    {"readlink", lsftp_readlink}, {"symlink", lsftp_symlink},
+    {"mkdir", lsftp_mkdir},       {"rmdir", lsftp_rmdir},
+    {"unlink", lsftp_unlink},     {"rename", lsftp_rename},
+    {"chmod", lsftp_chmod},       {"chown", lsftp_chown},
+    {"readdir", lsftp_readdir},   {"read", lsftp_read},
+    {"get", lsftp_get},           {"put", lsftp_put},
+    {"close", lsftp_close},       {NULL, NULL}};
 
-static const luaL_Reg sftp_meta[] = {
-    {"__gc", lsftp_close},
-    {"__close", lsftp_close},
-    {"__index", NULL},
-    {NULL, NULL}};
+static const luaL_Reg sftp_meta[] = {{"__gc", lsftp_close},
+                                     {"__close", lsftp_close},
+                                     {"__index", NULL},
+                                     {NULL, NULL}};
 
-static const luaL_Reg chan_meta[] = {
-    {"__gc", chan_close},
-    {"__close", chan_close},
-    {"close", chan_close},
-    {NULL, NULL}};
+static const luaL_Reg chan_meta[] = {{"__gc", chan_close},
+                                     {"__close", chan_close},
+                                     {"close", chan_close},
+                                     {NULL, NULL}};
 
-static const luaL_Reg file_meta[] = {
-    {"__gc", file_close},
-    {"__close", file_close},
-    {"close", file_close},
-    {NULL, NULL}};
+static const luaL_Reg file_meta[] = {{"__gc", file_close},
+                                     {"__close", file_close},
+                                     {"close", file_close},
+                                     {NULL, NULL}};
 
 /* [-0, +0, m] A metatable `name` with meta, and methods as __index. */
 static void new_meta(lua_State *L, const char *name, const luaL_Reg *meta,

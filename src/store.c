@@ -72,8 +72,8 @@ struct sha_api {
 
 typedef struct {
     const struct sha_api *sha;
-    int in;              /* the file or blob being read, -1 for none */
-    int out;             /* the temp file or dest being written, -1 */
+    int in;  /* the file or blob being read, -1 for none */
+    int out; /* the temp file or dest being written, -1 */
     EVP_MD_CTX *md;
     z_stream z;
     int zmode;           /* Z_NONE or which of deflate/inflate owns z */
@@ -190,9 +190,11 @@ static int sha_gc(lua_State *L)
 /* Resolves every function or none; 0 or -1 (dlerror() says why). */
 static int sha_load(struct sha_api *a)
 {
-    static const char *const sonames[] = {"libcrypto.so.3", "libcrypto.so", NULL};
-    static const char *const names[] = {"EVP_MD_CTX_new", "EVP_MD_CTX_free",
-        "EVP_DigestInit_ex", "EVP_DigestUpdate", "EVP_DigestFinal_ex", "EVP_sha256"};
+    static const char *const sonames[] = {"libcrypto.so.3", "libcrypto.so",
+                                          NULL};
+    static const char *const names[] = {
+        "EVP_MD_CTX_new",   "EVP_MD_CTX_free",    "EVP_DigestInit_ex",
+        "EVP_DigestUpdate", "EVP_DigestFinal_ex", "EVP_sha256"};
     void *f[6];
     if ((a->lib = sh_dlopen_all(sonames, names, f, 6)) == NULL) {
         return -1;
@@ -227,7 +229,8 @@ static const struct sha_api *sha_api(lua_State *L)
         const char *why = dlerror();
         sha_close(a);
         lua_pop(L, 1);
-        lua_pushfstring(L, "libcrypto (for SHA-256): %s", why ? why : "not found");
+        lua_pushfstring(L, "libcrypto (for SHA-256): %s",
+                        why ? why : "not found");
         return NULL;
     }
     lua_rawsetp(L, LUA_REGISTRYINDEX, &SHA_KEY);
@@ -340,8 +343,8 @@ static int out_write(int fd, const unsigned char *p, size_t n, int *hole)
  * with every other file that is not a regular one. */
 static int open_regular(Job *j, const char *path, struct stat *st, Fail *f)
 {
-    j->in = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY |
-                           O_NONBLOCK);
+    j->in =
+        open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
     if (j->in < 0 || fstat(j->in, st) < 0) {
         return failed(f, errno, path, NULL);
     }
@@ -355,8 +358,7 @@ static int open_regular(Job *j, const char *path, struct stat *st, Fail *f)
 }
 
 /* SHA-256 and length of what is left to read from j->in. */
-static int hash_fd(Job *j, const char *what, char *hex, int64_t *size,
-                   Fail *f)
+static int hash_fd(Job *j, const char *what, char *hex, int64_t *size, Fail *f)
 {
     int64_t total = 0;
     if (md_begin(j) < 0) {
@@ -389,8 +391,8 @@ static void blob_init(Blob *b, const char *dir, const char *hex)
 /* Points b->path at the blob's raw (z = 0) or compressed name. */
 static int set_path(Blob *b, int z)
 {
-    int n = snprintf(b->path, sizeof b->path, "%s/%.2s/%s%s", b->dir,
-                     b->hex, b->hex, z ? ".z" : "");
+    int n = snprintf(b->path, sizeof b->path, "%s/%.2s/%s%s", b->dir, b->hex,
+                     b->hex, z ? ".z" : "");
     b->compressed = z;
     if (n < 0 || (size_t)n >= sizeof b->path) {
         return failed(&b->fail, ENAMETOOLONG, b->dir, NULL);
@@ -488,8 +490,7 @@ static void temp_discard(Job *j, Blob *b)
 
 /* Deflates n bytes into j->zbuf: 1 with *zlen when that saves 10% or
  * more, 0 when not, -1 when zlib fails (out of memory). */
-static int deflate_pays(Job *j, const unsigned char *p, size_t n,
-                        size_t *zlen)
+static int deflate_pays(Job *j, const unsigned char *p, size_t n, size_t *zlen)
 {
     size_t room = n - (n + 9) / 10; /* floor(0.9 n) */
     if (room == 0) {
@@ -692,8 +693,9 @@ static int open_blob(Job *j, Blob *b)
             return failed(&b->fail, errno, b->path, NULL);
         }
     }
-    int md = j->trust ? (j->buf == NULL && (j->buf = malloc(CHUNK)) == NULL ? -1 : 0)
-                      : md_begin(j);
+    int md = j->trust
+                 ? (j->buf == NULL && (j->buf = malloc(CHUNK)) == NULL ? -1 : 0)
+                 : md_begin(j);
     if (md < 0 || (b->compressed && (j->zbuf = malloc(CHUNK)) == NULL)) {
         return failed(&b->fail, ENOMEM, b->path, NULL);
     }
@@ -782,8 +784,7 @@ static int verify(Job *j, Blob *b)
     if (md_end(j, hex) < 0) {
         return failed(&b->fail, ENOMEM, b->path, NULL);
     }
-    return memcmp(hex, b->hex, HEX_LEN) == 0 ? 0
-                                             : corrupt(b, "hash mismatch");
+    return memcmp(hex, b->hex, HEX_LEN) == 0 ? 0 : corrupt(b, "hash mismatch");
 }
 
 /* Appends n bytes to j->data (*len used of *cap), growing it by doubling
@@ -877,8 +878,9 @@ static int copy_out(Job *j, Blob *b, const char *dest, int mode, int *made)
         return -1;
     }
     /* Why: O_EXCL|O_NOFOLLOW never writes through a planted symlink. */
-    j->out = open(dest, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-                            O_CLOEXEC | O_NOCTTY, 0600);
+    j->out = open(
+        dest, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
+        0600);
     if (j->out < 0) {
         return failed(&b->fail, errno, dest, NULL);
     }
@@ -1105,7 +1107,8 @@ static int pread_all(Job *j, Blob *b, unsigned char *dst, size_t len, off_t off)
 }
 
 /* [-0, +3, m] head, tail and size of data[0..len) (see store_peek). */
-static int push_peek(lua_State *L, const unsigned char *data, size_t len, size_t n)
+static int push_peek(lua_State *L, const unsigned char *data, size_t len,
+                     size_t n)
 {
     size_t head = len < n ? len : n;
     lua_pushlstring(L, data ? (const char *)data : "", head);
@@ -1172,8 +1175,8 @@ static int store_peek(lua_State *L)
     return 3;
 }
 
-/* copy_out(dir, hex, dest [, mode [, {verify = false}]]) -> true | nil, msg, code
- * verify = false skips the SHA-256 of the content (a raw blob is then
+/* copy_out(dir, hex, dest [, mode [, {verify = false}]]) -> true | nil, msg,
+ * code verify = false skips the SHA-256 of the content (a raw blob is then
  * copied by the kernel): for callers that checked the blob otherwise.
  * dest must not exist; it gets mode (default 0600) once whole and
  * verified, and is removed on any failure. */
@@ -1221,16 +1224,15 @@ static int store_has(lua_State *L)
     return 1;
 }
 
-static const luaL_Reg store_funcs[] = {
-    {"hash_file", store_hash_file},
-    {"hash_string", store_hash_string},
-    {"put_file", store_put_file},
-    {"put_string", store_put_string},
-    {"read", store_read},
-    {"peek", store_peek},
-    {"copy_out", store_copy_out},
-    {"has", store_has},
-    {NULL, NULL}};
+static const luaL_Reg store_funcs[] = {{"hash_file", store_hash_file},
+                                       {"hash_string", store_hash_string},
+                                       {"put_file", store_put_file},
+                                       {"put_string", store_put_string},
+                                       {"read", store_read},
+                                       {"peek", store_peek},
+                                       {"copy_out", store_copy_out},
+                                       {"has", store_has},
+                                       {NULL, NULL}};
 
 static void create_meta(lua_State *L)
 {

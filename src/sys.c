@@ -162,19 +162,18 @@ static int sys_heap_cap(lua_State *L)
     return 1;
 }
 
-static const luaL_Reg sys_funcs[] = {
-    {"heap_used", sys_heap_used},
-    {"heap_cap", sys_heap_cap},
-    {"interrupted", sys_interrupted},
-    {"clear_interrupt", sys_clear_interrupt},
-    {"ids", sys_ids},
-    {"uname", sys_uname},
-    {"monotonic", sys_monotonic},
-    {"time", sys_time},
-    {"isatty", sys_isatty},
-    {"sleep", sys_sleep},
-    {"getcwd", sys_getcwd},
-    {NULL, NULL}};
+static const luaL_Reg sys_funcs[] = {{"heap_used", sys_heap_used},
+                                     {"heap_cap", sys_heap_cap},
+                                     {"interrupted", sys_interrupted},
+                                     {"clear_interrupt", sys_clear_interrupt},
+                                     {"ids", sys_ids},
+                                     {"uname", sys_uname},
+                                     {"monotonic", sys_monotonic},
+                                     {"time", sys_time},
+                                     {"isatty", sys_isatty},
+                                     {"sleep", sys_sleep},
+                                     {"getcwd", sys_getcwd},
+                                     {NULL, NULL}};
 
 int luaopen_shannot_core_sys(lua_State *L)
 {

@@ -30,12 +30,11 @@
 
 #include "shannot.h"
 
-
 #define BLOCK 512
-#define NAME_LIMIT 4096         /* bytes in a name or link target */
-#define PAX_LIMIT (64 * 1024)   /* pax data before one entry; all 'g' data */
-#define XATTR_NAME_LIMIT 255    /* XATTR_NAME_MAX */
-#define CHUNK (64 * 1024)       /* content is streamed in chunks this size */
+#define NAME_LIMIT 4096       /* bytes in a name or link target */
+#define PAX_LIMIT (64 * 1024) /* pax data before one entry; all 'g' data */
+#define XATTR_NAME_LIMIT 255  /* XATTR_NAME_MAX */
+#define CHUNK (64 * 1024)     /* content is streamed in chunks this size */
 #define SIZE_LIMIT (INT64_MAX - BLOCK) /* padding arithmetic stays in range */
 
 enum { ST_HEADER, ST_ENTRY, ST_END, ST_FAILED };
@@ -111,8 +110,8 @@ static void escape(const char *s, size_t n, char *out, size_t outlen)
 
 /* Records a failure of the stream, naming the entry; the reader stays
  * failed.  Returns -1. */
-__attribute__((format(printf, 3, 4))) static int
-set_err(Reader *r, int errnum, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int set_err(Reader *r, int errnum,
+                                                         const char *fmt, ...)
 {
     char what[256], name[200];
     va_list ap;
@@ -148,8 +147,9 @@ static int read_exact(Reader *r, void *buf, size_t n)
             return set_err(r, errno, "read");
         }
         if (k == 0) {
-            return set_err(r, EBADMSG, "truncated archive (stream ends "
-                                       "after byte %llu)",
+            return set_err(r, EBADMSG,
+                           "truncated archive (stream ends "
+                           "after byte %llu)",
                            (unsigned long long)r->offset);
         }
         got += (size_t)k;
@@ -414,8 +414,8 @@ static int pax_xattr(lua_State *L, Reader *r, const char *name, size_t nlen,
 }
 
 /* A uid, gid or mtime record (empty value: back to the header's). */
-static int pax_number(Reader *r, const char *key, size_t klen,
-                      const char *val, size_t vlen, int global)
+static int pax_number(Reader *r, const char *key, size_t klen, const char *val,
+                      size_t vlen, int global)
 {
     int *has_uid = global ? &r->g.has_uid : &r->x.has_uid;
     int *has_gid = global ? &r->g.has_gid : &r->x.has_gid;
@@ -424,10 +424,9 @@ static int pax_number(Reader *r, const char *key, size_t klen,
 
     if (key_is(key, klen, "mtime")) {
         *has_mtime = vlen > 0;
-        if (vlen > 0 && parse_time(val, vlen, global ? &r->g.mtime_sec
-                                                     : &r->x.mtime_sec,
-                                   global ? &r->g.mtime_nsec
-                                          : &r->x.mtime_nsec) < 0) {
+        if (vlen > 0 &&
+            parse_time(val, vlen, global ? &r->g.mtime_sec : &r->x.mtime_sec,
+                       global ? &r->g.mtime_nsec : &r->x.mtime_nsec) < 0) {
             return set_err(r, EBADMSG, "bad pax mtime '%.*s'",
                            (int)(vlen < 40 ? vlen : 40), val);
         }
@@ -474,8 +473,7 @@ static int pax_apply(lua_State *L, Reader *r, const char *key, size_t klen,
     static const char xattr[] = "SCHILY.xattr.";
     static const char sparse[] = "GNU.sparse.";
 
-    if (klen >= sizeof xattr - 1 &&
-        memcmp(key, xattr, sizeof xattr - 1) == 0) {
+    if (klen >= sizeof xattr - 1 && memcmp(key, xattr, sizeof xattr - 1) == 0) {
         return pax_xattr(L, r, key + sizeof xattr - 1,
                          klen - (sizeof xattr - 1), val, vlen, tidx);
     }
@@ -499,8 +497,7 @@ static int pax_apply(lua_State *L, Reader *r, const char *key, size_t klen,
 }
 
 /* [-0, +0, m] Parses len bytes of pax records in r->buf. */
-static int pax_parse(lua_State *L, Reader *r, size_t len, int global,
-                     int tidx)
+static int pax_parse(lua_State *L, Reader *r, size_t len, int global, int tidx)
 {
     for (size_t at = 0; at < len;) {
         const char *rec = (const char *)r->buf + at;
@@ -541,8 +538,8 @@ static int read_meta(Reader *r, int64_t size, size_t limit, int errnum,
 
 /* [-0, +0, m] A metadata header: 'x', 'g', 'L' or 'K'; tidx is the
  * entry's xattr table, gidx the global one. */
-static int read_ext(lua_State *L, Reader *r, char type, int64_t size,
-                    int tidx, int gidx)
+static int read_ext(lua_State *L, Reader *r, char type, int64_t size, int tidx,
+                    int gidx)
 {
     if (type == 'x') {
         if (read_meta(r, size, PAX_LIMIT - r->x.pax_bytes, EFBIG,
@@ -574,14 +571,24 @@ static int read_ext(lua_State *L, Reader *r, char type, int64_t size,
 static const char *type_name(char t)
 {
     switch (t) {
-    case '0': case '\0': case '7': return "file";
-    case '1': return "hardlink";
-    case '2': return "link";
-    case '3': return "char";
-    case '4': return "block";
-    case '5': return "dir";
-    case '6': return "fifo";
-    default: return NULL;
+    case '0':
+    case '\0':
+    case '7':
+        return "file";
+    case '1':
+        return "hardlink";
+    case '2':
+        return "link";
+    case '3':
+        return "char";
+    case '4':
+        return "block";
+    case '5':
+        return "dir";
+    case '6':
+        return "fifo";
+    default:
+        return NULL;
     }
 }
 
@@ -605,7 +612,10 @@ static int read_header(Reader *r)
     if (!checksum_ok(r->hdr)) {
         return set_err(r, EBADMSG, "bad header checksum");
     }
-    if (memcmp(r->hdr + 257, "ustar\0" "00", 8) != 0 &&
+    if (memcmp(r->hdr + 257,
+               "ustar\0"
+               "00",
+               8) != 0 &&
         memcmp(r->hdr + 257, "ustar  \0", 8) != 0) {
         return set_err(r, EBADMSG, "not a ustar, pax or GNU tar header");
     }
@@ -642,8 +652,7 @@ static int header_name(Reader *r)
  * normalised when it names another member (a hard link). */
 static int link_target(Reader *r, const char *type, char *out)
 {
-    if (!r->x.has_link &&
-        header_str(r, H_LINK, r->x.link) < 0) {
+    if (!r->x.has_link && header_str(r, H_LINK, r->x.link) < 0) {
         return set_err(r, EINVAL, "link target contains a NUL byte");
     }
     if (r->x.link[0] == '\0') {
@@ -763,8 +772,8 @@ static int entry_names(Reader *r, const char *type, char *norm, char *link)
 
 /* [-0, +1, m] Pushes the entry table of the header in r->hdr (after its
  * metadata headers); xattrs from the table at tidx. */
-static int push_entry(lua_State *L, Reader *r, const char *type,
-                      int64_t size, int tidx, int gidx)
+static int push_entry(lua_State *L, Reader *r, const char *type, int64_t size,
+                      int tidx, int gidx)
 {
     char link[NAME_LIMIT + 1], norm[NAME_LIMIT + 2];
 
@@ -904,8 +913,8 @@ static int tar_next(lua_State *L)
     }
     reset_ext(r);
     lua_settop(L, 1);
-    lua_newtable(L);             /* 2: the entry's xattrs */
-    lua_getiuservalue(L, 1, 1);  /* 3: the global xattrs */
+    lua_newtable(L);            /* 2: the entry's xattrs */
+    lua_getiuservalue(L, 1, 1); /* 3: the global xattrs */
     int rc = read_entry(L, r, 2, 3);
     if (rc < 0) {
         return sh_fail(L, r->err, r->errnum);
@@ -977,8 +986,9 @@ static int tar_extract(lua_State *L)
     }
     /* Why: O_EXCL|O_NOFOLLOW: never write through a planted symlink or
      * into a file someone else made. */
-    int fd = open(dest, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-                            O_CLOEXEC | O_NOCTTY, (mode_t)mode);
+    int fd = open(
+        dest, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
+        (mode_t)mode);
     if (fd < 0) {
         return sh_fail(L, dest, errno);
     }
@@ -1011,22 +1021,18 @@ static int tar_close(lua_State *L)
     return 0;
 }
 
-static const luaL_Reg tar_funcs[] = {
-    {"open", tar_open},
-    {NULL, NULL}};
+static const luaL_Reg tar_funcs[] = {{"open", tar_open}, {NULL, NULL}};
 
-static const luaL_Reg reader_methods[] = {
-    {"next", tar_next},
-    {"skip", tar_skip},
-    {"extract", tar_extract},
-    {"close", tar_close},
-    {NULL, NULL}};
+static const luaL_Reg reader_methods[] = {{"next", tar_next},
+                                          {"skip", tar_skip},
+                                          {"extract", tar_extract},
+                                          {"close", tar_close},
+                                          {NULL, NULL}};
 
-static const luaL_Reg reader_meta[] = {
-    {"__gc", tar_close},
-    {"__close", tar_close},
-    {"__index", NULL},
-    {NULL, NULL}};
+static const luaL_Reg reader_meta[] = {{"__gc", tar_close},
+                                       {"__close", tar_close},
+                                       {"__index", NULL},
+                                       {NULL, NULL}};
 
 static void create_meta(lua_State *L)
 {

@@ -21,9 +21,9 @@
 #define READ_MAX 256
 
 typedef struct {
-    int fd;                /* the terminal in raw mode; -1 when closed */
-    int out;               /* where the leave string is written */
-    struct termios saved;  /* the settings to restore */
+    int fd;               /* the terminal in raw mode; -1 when closed */
+    int out;              /* where the leave string is written */
+    struct termios saved; /* the settings to restore */
 } Raw;
 
 /* isatty(fd) -> boolean */
@@ -52,8 +52,8 @@ static int term_size(lua_State *L)
  * leave the shell in our raw mode. */
 static void make_raw(struct termios *t)
 {
-    t->c_iflag &= ~(tcflag_t)(IGNBRK | BRKINT | PARMRK | ISTRIP | INLCR
-                              | IGNCR | ICRNL | IXON);
+    t->c_iflag &= ~(tcflag_t)(IGNBRK | BRKINT | PARMRK | ISTRIP | INLCR |
+                              IGNCR | ICRNL | IXON);
     t->c_lflag &= ~(tcflag_t)(ECHO | ECHONL | ICANON | IEXTEN);
     t->c_lflag |= ISIG;
     t->c_cflag &= ~(tcflag_t)(CSIZE | PARENB);
@@ -183,23 +183,16 @@ static int term_write(lua_State *L)
 }
 
 static const luaL_Reg term_funcs[] = {
-    {"isatty", term_isatty},
-    {"size", term_size},
-    {"raw", term_raw},
-    {"read_key", term_read_key},
-    {"write", term_write},
-    {NULL, NULL}};
+    {"isatty", term_isatty},     {"size", term_size},   {"raw", term_raw},
+    {"read_key", term_read_key}, {"write", term_write}, {NULL, NULL}};
 
 static const luaL_Reg raw_methods[] = {
-    {"active", raw_active},
-    {"close", raw_close},
-    {NULL, NULL}};
+    {"active", raw_active}, {"close", raw_close}, {NULL, NULL}};
 
-static const luaL_Reg raw_meta[] = {
-    {"__gc", raw_close},
-    {"__close", raw_close},
-    {"__index", NULL},
-    {NULL, NULL}};
+static const luaL_Reg raw_meta[] = {{"__gc", raw_close},
+                                    {"__close", raw_close},
+                                    {"__index", NULL},
+                                    {NULL, NULL}};
 
 static void create_meta(lua_State *L)
 {

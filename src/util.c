@@ -53,8 +53,8 @@ void sh_cloexec_from(int lowfd)
 {
     /* Why: a leaked fd inside the sandbox is the "Leaky Vessels" pattern
      * (runc CVE-2024-21626); nothing but what the caller keeps may pass. */
-    if (syscall(SYS_close_range, (unsigned)lowfd, ~0U, CLOSE_RANGE_CLOEXEC)
-        == 0) {
+    if (syscall(SYS_close_range, (unsigned)lowfd, ~0U, CLOSE_RANGE_CLOEXEC) ==
+        0) {
         return;
     }
     long max = sysconf(_SC_OPEN_MAX);
