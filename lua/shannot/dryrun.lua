@@ -1,8 +1,8 @@
 -- A capturing run, start to end: staging, the sandbox over overlays, the
 -- upper trees turned into operations, and the session that keeps them.
 -- Nothing on the host changes; the staging area goes on every way out.
+-- It prints nothing: warnings go to opts.warn(fmt, ...), the front end's.
 local capture = require("shannot.capture")
-local cli = require("shannot.cli")
 local const = require("shannot.const")
 local err = require("shannot.err")
 local fs = require("shannot.fs")
@@ -60,7 +60,7 @@ function M.save(job, p, r, w, st, opts)
     if not judged then
       -- The capture is kept whatever the policy files do: everything is
       -- left for a person to review, and the reason says why.
-      cli.warn("%s; every operation is left for review", err.is(perr) and perr.message or tostring(perr))
+      opts.warn("%s; every operation is left for review", err.is(perr) and perr.message or tostring(perr))
       for _, op in ipairs(s.operations) do
         op.decision, op.reason = "review", "policy error: " .. (err.is(perr) and perr.message or tostring(perr))
       end
@@ -94,7 +94,7 @@ function M.run(p, job, run_opts, opts)
     -- Said up front: a dry-run as another user than root cannot show
     -- what root would be allowed to do.
     local ids = require("shannot.core.sys").ids()
-    cli.warn("running as %s, not root: only files that user may change are captured (%s)",
+    opts.warn("running as %s, not root: only files that user may change are captured (%s)",
       ids.user or ("uid " .. ids.euid), #st.tops > 0 and table.concat(st.tops, ", ") or "none here")
   end
   run_opts.namespace = stage.namespace(st)
@@ -126,7 +126,7 @@ function M.run(p, job, run_opts, opts)
   if not records then return nil, err.refused("%s", derr) end
   capture.add_deferred(w, records)
   for _, skipped in ipairs(w.skipped) do
-    cli.warn("%s: a %s is not captured", text.inert(skipped.path), skipped.type)
+    opts.warn("%s: a %s is not captured", text.inert(skipped.path), skipped.type)
   end
   if #w.ops == 0 then return r end
   local s, e = M.save(job, p, r, w, st, opts)
@@ -147,12 +147,12 @@ local function plural(n, word)
   return n .. " " .. word .. (n == 1 and "" or "s")
 end
 
-function M.print_summary(s)
-  local n = #s.operations
-  io.stderr:write(string.format(
-    "shannot: captured %s (%s) as session %s, pending review\n" ..
+-- summary(s) -> what a front end says after a capture: the session made
+-- and the commands to review and apply it.
+function M.summary(s)
+  return string.format("shannot: captured %s (%s) as session %s, pending review\n" ..
     "  review: shannot show %s --diff\n  apply:  shannot approve %s\n",
-    plural(n, "operation"), M.count_line(s.counts), s.id, s.id, s.id))
+    plural(#s.operations, "operation"), M.count_line(s.counts), s.id, s.id, s.id)
 end
 
 return M

@@ -5,7 +5,6 @@
 -- stream (read by tar.c into a local replica), the staging removed.  The
 -- host's state comes over SFTP.  Then the same walk and session as local.
 local capture = require("shannot.capture")
-local cli = require("shannot.cli")
 local dryrun = require("shannot.dryrun")
 local err = require("shannot.err")
 local fs = require("shannot.fs")
@@ -190,7 +189,7 @@ end
 -- static build of src/enter.c: Landlock there too), uploaded into the
 -- staging for the run when the remote's architecture is this machine's.
 -- -> its remote path | nil (none: said once) | nil, err
-local function upload_enter(sftp, f, dir)
+local function upload_enter(sftp, f, dir, warn)
   local sc = require("shannot.core.seccomp")
   local exe = fs.readlink("/proc/self/exe") or ""
   local here = exe:match("^(.*)/[^/]*$") or "."
@@ -199,7 +198,7 @@ local function upload_enter(sftp, f, dir)
     if fs.stat(candidate) then helper = candidate; break end
   end
   if not helper or f.arch ~= sc.native_arch() then
-    cli.warn("%s: no Landlock in the remote sandbox (%s): FIFOs there can be opened for writing",
+    warn("%s: no Landlock in the remote sandbox (%s): FIFOs there can be opened for writing",
       text.inert(f.arch or "?"), helper and "another architecture" or "shannot-enter is not installed")
     return nil
   end
@@ -258,7 +257,9 @@ local function bwrap_argv(p, job, f, plan)
 end
 
 -- run(p, job, target, opts) -> result, session | result | nil, err
--- opts: json, ttl, config, accept_new, timeout, max_output.
+-- opts: json, ttl, config, accept_new, timeout, max_output, actor, and the
+-- front end's warn(fmt, ...) and output(stdout, stderr) (the command's
+-- output as it ran, unless json).
 function M.run(p, job, t, opts)
   if #p.unix_sockets > 0 then
     return nil, err.usage('profile "%s": unix_sockets needs shannot beside the sandbox, on this machine; ' ..
@@ -269,7 +270,7 @@ function M.run(p, job, t, opts)
   local f, perr = probe(s, p)
   if not f then return nil, perr end
   if not f.root then
-    cli.warn("%s: running as %s, not root: only files that user may change are captured",
+    opts.warn("%s: running as %s, not root: only files that user may change are captured",
       text.inert(t.name), text.inert(f.user or "?"))
   end
   local root = rscript.staging_root(f.tops)
@@ -298,7 +299,7 @@ function M.run(p, job, t, opts)
     if not ok then return nil, err.env("%s: cannot upload the script: %s", t.name, uerr) end
   end
   local eerr
-  plan.enter, eerr = upload_enter(sftp, f, plan.dir)
+  plan.enter, eerr = upload_enter(sftp, f, plan.dir, opts.warn)
   if eerr then return nil, eerr end
   plan.bwrap_argv = bwrap_argv(p, job, f, plan)
   plan.timeout = opts.timeout
@@ -316,11 +317,7 @@ function M.run(p, job, t, opts)
     stderr_truncated = run.stderr_truncated, stdout_dropped = run.stdout_dropped,
     stderr_dropped = run.stderr_dropped,
   }
-  if not opts.json then
-    -- as a local capture passes it: no clipboard or title strings
-    io.stdout:write(text.without_strings(run.stdout or ""))
-    io.stderr:write(text.without_strings(run.stderr or ""))
-  end
+  if not opts.json then opts.output(run.stdout or "", run.stderr or "") end
   if run.interrupted then return result end
   -- The replica of the upper trees and the blob staging, locally.
   local local_root = stage.staging_root()
@@ -358,7 +355,7 @@ function M.run(p, job, t, opts)
   end
   capture.add_deferred(w, records)
   for _, skipped in ipairs(w.skipped) do
-    cli.warn("%s: %s: a %s is not captured", t.name, text.inert(skipped.path), skipped.type)
+    opts.warn("%s: %s: a %s is not captured", t.name, text.inert(skipped.path), skipped.type)
   end
   if #w.ops == 0 then return result end
   local st = { dir = ldir }
@@ -366,7 +363,7 @@ function M.run(p, job, t, opts)
   fs.rename(ldir .. "/deferred", ldir .. "/defer/deferred")
   if not fs.exists(ldir .. "/defer/deferred") then fs.write_new(ldir .. "/defer/deferred", "", 384) end
   local sess, e = dryrun.save(job, p, result, w, st, { ttl = opts.ttl, config = opts.config, target = t.name,
-    actor = opts.actor })
+    actor = opts.actor, warn = opts.warn })
   if not sess then return nil, e end
   return result, sess
 end

@@ -179,6 +179,13 @@ local function load_profile(name, cfg)
   return p
 end
 
+-- A remote command's output, passed on as a local capture passes it: no
+-- clipboard or title strings reach the terminal.
+local function pass_output(stdout, stderr)
+  io.stdout:write(text.without_strings(stdout))
+  io.stderr:write(text.without_strings(stderr))
+end
+
 local function run_remote(opts, job, target)
   local t, terr = require("shannot.remote").resolve(target, opts.config)
   if not t then return nil, terr end
@@ -187,6 +194,7 @@ local function run_remote(opts, job, target)
   local ttl = opts.config and opts.config.values.session.ttl
   local r, captured = require("shannot.remote_dryrun").run(p, job, t, {
     json = opts.json, ttl = ttl, config = opts.config, accept_new = opts.accept_new, actor = opts.actor,
+    warn = cli.warn, output = pass_output,
     timeout = opts.timeout, max_output = opts.max_output or proc.DEFAULT_MAX_OUTPUT,
   })
   if not r then return nil, captured end
@@ -215,7 +223,7 @@ function M.run(opts, args)
     local ttl = opts.config and opts.config.values.session.ttl
     local rerr
     r, captured, rerr = require("shannot.dryrun").run(p, job, run_opts,
-      { json = opts.json, ttl = ttl, config = opts.config, actor = opts.actor })
+      { json = opts.json, ttl = ttl, config = opts.config, actor = opts.actor, warn = cli.warn })
     if not r then return nil, captured or rerr end
   else
     -- Through a pipe even to a terminal: a clipboard or title string the
@@ -242,7 +250,7 @@ function M.finish(opts, job, r, captured)
     if math.type(v) == "integer" and which == "memory" then v = require("shannot.opview").size(v) end
     cli.warn("the sandbox ran into its %s limit ([limits] %s = %s)", which, which, tostring(v))
   end
-  if captured then require("shannot.dryrun").print_summary(captured) end
+  if captured then io.stderr:write(require("shannot.dryrun").summary(captured)) end
   if r.exit_code == nil then return abnormal_end(r, opts) end
   if r.exit_code ~= 0 then
     cli.warn("command %s exited with code %d", text.inert(job.argv[1]), r.exit_code)
