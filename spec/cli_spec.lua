@@ -57,6 +57,10 @@ describe("shannot cli", function()
       assert.equal(string.format("a\\u{%x}b", cp), shown)
     end
     assert.equal("caf\u{e9}", text.inert("caf\u{e9}"))  -- visible text stays as it is
+    -- strings are left out of output in one pass (an opener without an end
+    -- searched the whole rest each time: 900 kB of them took minutes)
+    assert.equal(string.rep("x", 300000), text.without_strings(string.rep("\27]x", 300000)))
+    assert.equal("ab\u{201d}c", text.without_strings("a\27]0;t\7b\194\1570;t\194\156\u{201d}c"))
     -- and JSON on a terminal carries no C1 control raw
     assert.equal('"a\\u009d0;x\\u0007b\u{e9}"', require("shannot.json").encode("a\u{9d}0;x\7b\u{e9}"))
   end)

@@ -184,8 +184,6 @@ local function wraps(name, argv, i)
   return true
 end
 
--- Skips wrappers; returns the index of the real command in argv, and
--- whether an `env VAR=value` on the way sets a variable for it.
 -- Wrapper options that change the directory the command runs in.
 local CHDIR = {
   env = { ["-C"] = true, ["--chdir"] = true }, sudo = { ["-D"] = true, ["--chdir"] = true },
@@ -251,9 +249,10 @@ function M.normalise(argv)
   if command == "kill" then return M.normalise_kill(argv, start) end
   for i = start + 1, #argv do
     local a = long_option(command, argv[i])
-    words[#words + 1] = M.clean_path(a)
+    local cleaned = M.clean_path(a)
+    words[#words + 1] = cleaned
     if only_operands or a == "-" or a:sub(1, 1) ~= "-" then
-      operands[#operands + 1] = M.clean_path(a)
+      operands[#operands + 1] = cleaned
     elseif a == "--" then
       only_operands = true
     elseif a:find("^%-%a+$") then  -- bundled short flags: -rf
@@ -302,7 +301,7 @@ end
 
 M.MAX_NESTING = 4
 
-local SHELLS = { sh = true, bash = true, dash = true, zsh = true, ksh = true, mksh = true,
+M.SHELLS = { sh = true, bash = true, dash = true, zsh = true, ksh = true, mksh = true,
   ash = true, yash = true, posh = true }
 
 -- xargs options that take a value as the next word
@@ -395,10 +394,7 @@ local function follow_cd(commands, cwd)
       local dir = cmd[d]
       if dir:sub(1, 1) == "/" then cwd = dir elseif cwd then cwd = cwd .. "/" .. dir end
     elseif cwd then
-      for i = 2, #cmd do
-        local w = cmd[i]
-        if w ~= "" and not w:match("^[-/$~]") and not w:find("=", 1, true) then cmd[i] = cwd .. "/" .. w end
-      end
+      for i = 2, #cmd do cmd[i] = M.absolute(cmd[i], cwd) end
     end
   end
   return commands
@@ -488,7 +484,7 @@ end
 -- nested(argv, start) -> the argv lists argv[start] runs inside itself
 local function nested(argv, start, cwd)
   local name = basename(argv[start])
-  if SHELLS[name] then
+  if M.SHELLS[name] then
     local code = shell_code(argv, start)
     return code and shell_commands(code, cwd) or {}
   elseif name == "su" or name == "runuser" or name == "script" or name == "flock" then
@@ -507,7 +503,7 @@ local function nested(argv, start, cwd)
   elseif name == "watch" then
     return shell_commands(watch_code(argv, start), cwd)
   elseif name == "eval" then
-    return split_code(table.concat(argv, " ", start + 1))
+    return shell_commands(table.concat(argv, " ", start + 1), cwd)
   elseif name == "busybox" or name == "toybox" then
     return { table.move(argv, start + 1, #argv, 1, {}) }
   elseif name == "xargs" then
@@ -695,6 +691,14 @@ local function word_match(pattern, word)
   return glob.match(pattern, word)
 end
 
+local function same_flags(p, n)
+  if #p.flags ~= #n.flags then return false end
+  for i, f in ipairs(p.flags) do
+    if not word_match(f, n.flags[i]) then return false end
+  end
+  return true
+end
+
 -- match_exact(compiled, normalised) -> boolean.  A command line that
 -- names no command (a bare `sudo` or `env`) matches nothing.
 -- A pattern ending in "*" takes any further operands, and any flags only
@@ -703,13 +707,6 @@ end
 -- must be the first words after the command, before any flag (whose
 -- value they might be: "systemctl status *" is not systemctl -p status
 -- stop x).
-local function same_flags(p, n)
-  if #p.flags ~= #n.flags then return false end
-  for i, f in ipairs(p.flags) do
-    if not word_match(f, n.flags[i]) then return false end
-  end
-  return true
-end
 
 function M.match_exact(p, n)
   if n == nil then return false end

@@ -99,17 +99,15 @@ local IS_DANGER_COMMAND = commands_of(DANGER_COMMAND_PATTERNS)
 local INTERPRETERS = {
   perl = true, python = true, python3 = true, ruby = true, node = true, nodejs = true, php = true,
   lua = true, ["lua5.1"] = true, ["lua5.3"] = true, ["lua5.4"] = true, awk = true, gawk = true,
-  mawk = true, nawk = true, tclsh = true, expect = true, jq = false,
+  mawk = true, nawk = true, tclsh = true, expect = true,
 }
-local SHELLS = { sh = true, bash = true, dash = true, zsh = true, ksh = true, mksh = true, ash = true,
-  yash = true, posh = true, busybox = false }
 
 -- Why a command runs code no pattern can see through, or nil: an
 -- interpreter, a shell reading a script or its input, or shell code
 -- whose words are only known when it runs ($x, $(...), ~, globs).
 local function opaque(n)
   if INTERPRETERS[n.command] then return string.format("runs %s code, which the deny list cannot read", n.command) end
-  if not SHELLS[n.command] then return nil end
+  if not cmdpattern.SHELLS[n.command] then return nil end
   local with_code = false
   for _, f in ipairs(n.flags) do
     if f == "-c" then with_code = true end
@@ -275,8 +273,6 @@ function M.context(cfg, s)
   }
 end
 
--- evaluate(session, cfg) -> true | nil, err: sets decision, danger and
--- reason on every operation.
 -- recheck(s, cfg) -> the operations the policy of now denies | nil, err.
 -- At approve: a deny rule added since the capture holds; each such
 -- operation becomes denied, its reason naming the rule.  Nothing else
@@ -297,6 +293,8 @@ function M.recheck(s, cfg)
   return denied
 end
 
+-- evaluate(session, cfg) -> true | nil, err: sets decision, danger and
+-- reason on every operation.
 function M.evaluate(s, cfg)
   local ctx = M.context(cfg, s)
   for _, op in ipairs(s.operations) do

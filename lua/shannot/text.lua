@@ -118,19 +118,35 @@ end
 -- copy of a command's output for a terminal gets them (proc.c does the
 -- same while streaming).  Colours and cursor movement pass.
 M.MAX_STRING = 4096
+local STRING_OPENERS = { "\27[%]P_%^X]", "\194[\144\152\157\158\159]" }
+local STRING_ENDS = { { "\7", 0 }, { "\27\\", 1 }, { "\194\156", 1 } }  -- BEL, ST, C1 ST: last byte's offset
+
 function M.without_strings(s)
   if not s:find("[\27\194]") then return s end
   local out, i = {}, 1
+  -- where each kind of opener and end comes next (false: nowhere): found
+  -- again only once passed, so many strings cost one pass, not one each
+  local next_end, next_open = {}, {}
   while true do
     -- an opener: ESC ] P _ ^ X, or the C1 control UTF-8 encoded
-    local e1 = s:find("\27[%]P_%^X]", i)
-    local e2 = s:find("\194[\144\152\157\158\159]", i)
-    local e = e1 and e2 and math.min(e1, e2) or e1 or e2
+    local e
+    for k, pattern in ipairs(STRING_OPENERS) do
+      local at = next_open[k]
+      if at ~= false and (at == nil or at < i) then
+        at = s:find(pattern, i) or false
+        next_open[k] = at
+      end
+      if at and (not e or at < e) then e = at end
+    end
     if not e then break end
     out[#out + 1] = s:sub(i, e - 1)
     local stop
-    for _, t in ipairs({ { "\7", 0 }, { "\27\\", 1 }, { "\194\156", 1 } }) do
-      local at = s:find(t[1], e + 2, true)
+    for k, t in ipairs(STRING_ENDS) do
+      local at = next_end[k]
+      if at ~= false and (at == nil or at < e + 2) then
+        at = s:find(t[1], e + 2, true) or false
+        next_end[k] = at
+      end
       if at and (not stop or at + t[2] < stop) then stop = at + t[2] end
     end
     -- never ended (or too long to be one): the rest is text, less the opener
