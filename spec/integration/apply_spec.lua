@@ -61,6 +61,28 @@ describe("apply", function()
     assert.equal("rolled_back", shown.status)
   end)
 
+  it("leaves the tree the workload leaves when run directly (differential: paths, types, modes, owners, " ..
+    "links, contents)", function()
+    local e = bed()
+    local direct = e.dir .. "/direct"
+    local setup = 'echo old > "$1/f"; mkdir -p "$1/d/sub" "$1/keep" "$1/r"; echo k > "$1/d/sub/k"; ' ..
+      'ln -s f "$1/l"; chmod 640 "$1/f"; echo gone > "$1/gone"; echo x > "$1/r/x"'
+    e:sh(setup)
+    assert(fs.mkdir_p(direct))
+    local r0 = assert(require("shannot.proc").run({ "sh", "-c", setup, "sh", direct }))
+    assert.equal(0, r0.code, r0.stderr)
+    local workload = "echo new >> f && rm -r d gone && ln -sfn n l && printf 'a\\000b' > n && mkdir -p a/b && " ..
+      "echo z > a/b/z && chmod 700 keep && chmod 4755 a/b/z && mv r/x r/y && ln -s ../f a/up && " ..
+      "rm -r r && mkdir r && echo again > r/x"
+    local rd = assert(require("shannot.proc").run({ "sh", "-c", "cd \"$1\" && " .. workload, "sh", direct }))
+    assert.equal(0, rd.code, rd.stderr)
+    local id = capture(e, workload)
+    approve(e, id)
+    local r = cli(e, { "execute", id })
+    assert.equal(0, r.code, r.stderr)
+    assert.equal(cap.tree_state(direct), cap.tree_state(e.host))
+  end)
+
   it("refuses to execute when the host drifted, listing the paths, and changes nothing", function()
     local e = bed()
     e:sh('echo one > "$1/f"; echo two > "$1/g"')
