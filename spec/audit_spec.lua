@@ -152,7 +152,7 @@ describe("audit", function()
     assert.equal(0, r.code, r.stderr)
     assert.matches("^false false\n", r.stdout)
     assert.matches("unknown event session_nuked", r.stdout, 1, true)
-    assert.matches("actor must be cli, ui or mcp, not cron", r.stdout, 1, true)
+    assert.matches("actor must be cli, ui, mcp or lua, not cron", r.stdout, 1, true)
     assert.is_false(fs.exists(dir .. "/audit.jsonl"))
   end)
 

@@ -7,13 +7,13 @@ local h = require("support.h")
 local LAYERS = {
   -- 0: thin wrappers of the C core, and formats
   { "fs", "proc", "store", "tar", "ssh", "term", "seccomp", "const", "err", "json", "toml", "text", "glob",
-    "paths", "diff", "sessionid", "shellsplit", "boundedlib", "testhooks" },
+    "paths", "diff", "sessionid", "shellsplit", "boundedlib", "testhooks", "guard" },
   -- 1: the domain
   { "profile", "session", "policy", "policyfile", "cmdpattern", "config", "audit", "events", "approval",
-    "opview", "limits", "remote", "remote_script" },
+    "opview", "limits", "remote", "remote_script", "sandbox.bwrap" },
   -- 2: orchestration
-  { "capture", "stage", "sandbox", "dryrun", "remote_dryrun", "apply", "executor", "executor.local",
-    "executor.ssh", "status" },
+  { "capture", "capture.local", "capture.ssh", "stage", "sandbox", "dryrun", "apply", "executor", "executor.local",
+    "executor.ssh", "executor.common", "status" },
   -- 3: front ends
   { "init", "cli", "main", "tui", "repl", "mcp", "mcp_install", "cmd.*" },
 }

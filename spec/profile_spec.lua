@@ -76,7 +76,7 @@ describe("profile", function()
 
   describe("bwrap arguments", function()
     local function args_for(text, ctx)
-      return profile.bwrap_args(assert(parse(text)), ctx or { cwd = "/srv/project" })
+      return require("shannot.sandbox.bwrap").args(assert(parse(text)), ctx or { cwd = "/srv/project" }, "local")
     end
 
     it("gives a read-only root, fresh /dev /proc /tmp /run and no capabilities", function()

@@ -32,51 +32,12 @@ typedef struct {
     DIR *dir; /* NULL when closed */
 } Dir;
 
-static const char *type_name(mode_t m)
-{
-    switch (m & S_IFMT) {
-    case S_IFREG:
-        return "file";
-    case S_IFDIR:
-        return "dir";
-    case S_IFLNK:
-        return "link";
-    case S_IFCHR:
-        return "char";
-    case S_IFBLK:
-        return "block";
-    case S_IFIFO:
-        return "fifo";
-    case S_IFSOCK:
-        return "socket";
-    default:
-        return "unknown";
-    }
-}
-
-static void set_int(lua_State *L, const char *key, lua_Integer v)
-{
-    lua_pushinteger(L, v);
-    lua_setfield(L, -2, key);
-}
-
 /* [-0, +1, m] A table describing `st`. */
 static void push_stat(lua_State *L, const struct stat *st)
 {
-    lua_createtable(L, 0, 12);
-    lua_pushstring(L, type_name(st->st_mode));
-    lua_setfield(L, -2, "type");
-    set_int(L, "mode", st->st_mode & 07777);
-    set_int(L, "uid", st->st_uid);
-    set_int(L, "gid", st->st_gid);
-    set_int(L, "size", st->st_size);
-    set_int(L, "nlink", (lua_Integer)st->st_nlink);
-    set_int(L, "ino", (lua_Integer)st->st_ino);
-    set_int(L, "dev", (lua_Integer)st->st_dev);
-    set_int(L, "rdev", (lua_Integer)st->st_rdev);
-    lua_pushnumber(L, (double)st->st_mtim.tv_sec +
-                          (double)st->st_mtim.tv_nsec / 1e9);
-    lua_setfield(L, -2, "mtime");
+    struct sh_stat s;
+    sh_stat_from(&s, st);
+    sh_push_stat(L, &s);
 }
 
 /* stat(path) -> table | nil, msg, code (follows symlinks) */
@@ -652,7 +613,7 @@ static int fs_set_meta(lua_State *L)
     if (mode >= 0 && chmod_fd(fd, (mode_t)mode) < 0) {
         return sh_fail(L, path, errno);
     }
-    lua_pushstring(L, type_name(st.st_mode));
+    lua_pushstring(L, sh_type_name(st.st_mode));
     return 1;
 }
 

@@ -646,7 +646,9 @@ static void exec_result(int errfd, struct spawn_error *se)
     }
 }
 
-/* [-0, +3, m] The failure of a child that did not reach exec. */
+/* [-0, +3|4, m] The failure of a child that did not reach exec: nil,
+ * msg, code, and for a mount of the namespace, {mount = index, reason =
+ * strerror}. */
 static int spawn_fail(lua_State *L, const struct spawn_req *r,
                       const struct spawn_error *se)
 {
@@ -662,15 +664,22 @@ static int spawn_fail(lua_State *L, const struct spawn_req *r,
     }
     if (se->where >= 0 && r->has_ns && se->where < r->ns.nmounts) {
         const struct sh_ns_mount *m = &r->ns.mounts[se->where];
-        return sh_failf(L, se->err,
-                        m->rebind ? "bind %s back over its overlay"
-                                  : "mount overlay on %s",
-                        m->target);
+        sh_failf(L, se->err,
+                 m->rebind ? "bind %s back over its overlay"
+                           : "mount overlay on %s",
+                 m->target);
+        /* which mount, as a value: namespace.mounts[mount] (1-based) */
+        lua_createtable(L, 0, 2);
+        lua_pushinteger(L, se->where + 1);
+        lua_setfield(L, -2, "mount");
+        lua_pushstring(L, strerror(se->err));
+        lua_setfield(L, -2, "reason");
+        return 4;
     }
     return sh_failf(L, se->err, "%s", r->argv[0]);
 }
 
-/* spawn(argv, opts) -> Process | nil, msg, code
+/* spawn(argv, opts) -> Process | nil, msg, code [, {mount =, reason =}]
  * opts: env (array of "K=V"; default inherit), cwd, stdin/stdout/stderr
  * ("inherit" | "null" | "pipe"), keep_fds (array of fds passed as is),
  * new_pgroup (default true), die_with_parent (default false), join_fds

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -50,6 +51,24 @@ const char *sh_optfield_string(lua_State *L, int idx, const char *key);
 double sh_optfield_number(lua_State *L, int idx, const char *key, double def);
 /* [-0, +0, e] Field `key` of the table at `idx` as a boolean or `def`. */
 int sh_optfield_boolean(lua_State *L, int idx, const char *key, int def);
+/* [-0, +0, e] t[key] = v for the table on top. */
+void sh_set_int(lua_State *L, const char *key, lua_Integer v);
+/* The word Lua sees for a file type: "file", "dir", "link", ... */
+const char *sh_type_name(mode_t m);
+
+/* What a stat table holds, wherever it was read (a local stat, SFTP). */
+struct sh_stat {
+    mode_t mode; /* type and permission bits */
+    lua_Integer uid, gid, size;
+    double mtime;
+    int has_ids; /* nlink, ino, dev, rdev are known */
+    lua_Integer nlink, ino, dev, rdev;
+};
+/* A local struct stat as an sh_stat. */
+void sh_stat_from(struct sh_stat *out, const struct stat *st);
+/* [-0, +1, m] The one shape of a stat table: type, mode (permission bits),
+ * uid, gid, size, mtime, and nlink, ino, dev, rdev when known. */
+void sh_push_stat(lua_State *L, const struct sh_stat *st);
 
 /* sandbox.c: the user + mount namespace a sandbox child sets up before it
  * execs bwrap (DESIGN §2 step 1).  proc.c forks such a child with

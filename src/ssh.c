@@ -167,20 +167,25 @@ static int api_gc(lua_State *L)
     return 0;
 }
 
-/* Resolves every function or none; 0 or -1 (dlerror() says why). */
+#define SSH_NAME(fn) #fn,
+#define SSH_COUNT(fn) +1
+static const char *const SSH_NAMES[] = {SSH_FUNCS(SSH_NAME)};
+enum { SSH_NFUNCS = 0 SSH_FUNCS(SSH_COUNT) };
+#undef SSH_NAME
+#undef SSH_COUNT
+
+/* Resolves every function or none (sh_dlopen_all); 0 or -1 (dlerror()
+ * says why). */
 static int api_load(struct ssh_api *a)
 {
-    a->lib = dlopen("libssh.so.4", RTLD_NOW | RTLD_LOCAL);
-    if (a->lib == NULL) {
+    static const char *const sonames[] = {"libssh.so.4", NULL};
+    void *f[SSH_NFUNCS];
+    if ((a->lib = sh_dlopen_all(sonames, SSH_NAMES, f, SSH_NFUNCS)) == NULL) {
         return -1;
     }
-    void *f;
+    size_t i = 0;
     /* Why the memcpy: ISO C has no cast from void * to a function pointer. */
-#define X(fn)                                                                  \
-    if ((f = dlsym(a->lib, #fn)) == NULL) {                                    \
-        return -1;                                                             \
-    }                                                                          \
-    memcpy(&a->fn, &f, sizeof f);
+#define X(fn) memcpy(&a->fn, &f[i++], sizeof f[0]);
     SSH_FUNCS(X)
 #undef X
     return 0;
@@ -1134,69 +1139,23 @@ static int fx_fail_create(lua_State *L, Sftp *f, const char *path)
     return fx_fail(L, f, path, status);
 }
 
-struct fx_stat {
-    const char *type;
-    lua_Integer mode, uid, gid, size;
-    double mtime;
-};
-
-/* Copies what push_stat needs out of at, then frees at. */
+/* at as an sh_stat (no nlink, ino, dev, rdev over SFTP), then frees at.
+ * SFTP v3 carries the type in the permission bits; its own type field
+ * stands in when a server leaves them out. */
 static void fx_stat_take(const struct ssh_api *a, sftp_attributes at,
-                         struct fx_stat *st)
+                         struct sh_stat *st)
 {
-    static const char *const by_type[] = {"unknown", "file",    "dir",
-                                          "link",    "unknown", "unknown"};
-    mode_t m = at->permissions;
-    st->type = at->type <= 5 ? by_type[at->type] : "unknown";
-    switch (m & S_IFMT) {
-    case S_IFREG:
-        st->type = "file";
-        break;
-    case S_IFDIR:
-        st->type = "dir";
-        break;
-    case S_IFLNK:
-        st->type = "link";
-        break;
-    case S_IFCHR:
-        st->type = "char";
-        break;
-    case S_IFBLK:
-        st->type = "block";
-        break;
-    case S_IFIFO:
-        st->type = "fifo";
-        break;
-    case S_IFSOCK:
-        st->type = "socket";
-        break;
-    default:
-        break;
+    static const mode_t by_type[] = {0, S_IFREG, S_IFDIR, S_IFLNK, 0, 0};
+    memset(st, 0, sizeof *st);
+    st->mode = (mode_t)at->permissions;
+    if ((st->mode & S_IFMT) == 0 && at->type <= 5) {
+        st->mode |= by_type[at->type];
     }
-    st->mode = m & 07777;
     st->uid = at->uid;
     st->gid = at->gid;
     st->size = (lua_Integer)at->size;
     st->mtime = at->mtime64 ? (double)at->mtime64 : (double)at->mtime;
     a->sftp_attributes_free(at);
-}
-
-/* [-0, +1, m] As shannot.core.fs's stat tables (no nlink/ino/dev). */
-static void push_fx_stat(lua_State *L, const struct fx_stat *st)
-{
-    lua_createtable(L, 0, 6);
-    lua_pushstring(L, st->type);
-    lua_setfield(L, -2, "type");
-    lua_pushinteger(L, st->mode);
-    lua_setfield(L, -2, "mode");
-    lua_pushinteger(L, st->uid);
-    lua_setfield(L, -2, "uid");
-    lua_pushinteger(L, st->gid);
-    lua_setfield(L, -2, "gid");
-    lua_pushinteger(L, st->size);
-    lua_setfield(L, -2, "size");
-    lua_pushnumber(L, st->mtime);
-    lua_setfield(L, -2, "mtime");
 }
 
 static int stat_common(lua_State *L, int follow)
@@ -1208,9 +1167,9 @@ static int stat_common(lua_State *L, int follow)
     if (at == NULL) {
         return fx_fail(L, f, path, -1);
     }
-    struct fx_stat st;
+    struct sh_stat st;
     fx_stat_take(f->api, at, &st);
-    push_fx_stat(L, &st);
+    sh_push_stat(L, &st);
     return 1;
 }
 

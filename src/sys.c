@@ -14,12 +14,6 @@
 
 #include "shannot.h"
 
-static void set_int(lua_State *L, const char *key, lua_Integer v)
-{
-    lua_pushinteger(L, v);
-    lua_setfield(L, -2, key);
-}
-
 /* [-0, +0, m] Sets user and home from the password database, if found. */
 static void set_user(lua_State *L, uid_t uid)
 {
@@ -38,12 +32,12 @@ static int sys_ids(lua_State *L)
 {
     lua_createtable(L, 0, 8);
     set_user(L, getuid());
-    set_int(L, "uid", getuid());
-    set_int(L, "gid", getgid());
-    set_int(L, "euid", geteuid());
-    set_int(L, "egid", getegid());
-    set_int(L, "pid", getpid());
-    set_int(L, "ppid", getppid());
+    sh_set_int(L, "uid", getuid());
+    sh_set_int(L, "gid", getgid());
+    sh_set_int(L, "euid", geteuid());
+    sh_set_int(L, "egid", getegid());
+    sh_set_int(L, "pid", getpid());
+    sh_set_int(L, "ppid", getppid());
     return 1;
 }
 
@@ -101,13 +95,6 @@ static int sys_sleep(lua_State *L)
     struct timespec ts = {(time_t)t, (long)((t - (double)(time_t)t) * 1e9)};
     nanosleep(&ts, NULL);
     return 0;
-}
-
-/* isatty(fd) -> boolean */
-static int sys_isatty(lua_State *L)
-{
-    lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
-    return 1;
 }
 
 /* interrupted() -> number of the signal (SIGINT, SIGTERM) caught, or nil */
@@ -170,7 +157,6 @@ static const luaL_Reg sys_funcs[] = {{"heap_used", sys_heap_used},
                                      {"uname", sys_uname},
                                      {"monotonic", sys_monotonic},
                                      {"time", sys_time},
-                                     {"isatty", sys_isatty},
                                      {"sleep", sys_sleep},
                                      {"getcwd", sys_getcwd},
                                      {NULL, NULL}};

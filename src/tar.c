@@ -670,12 +670,6 @@ static int link_target(Reader *r, const char *type, char *out)
     return 0;
 }
 
-static void set_int(lua_State *L, const char *key, lua_Integer v)
-{
-    lua_pushinteger(L, v);
-    lua_setfield(L, -2, key);
-}
-
 /* uid, gid and mtime: pax 'x', else pax 'g', else the header. */
 static int entry_ids(Reader *r, int64_t *uid, int64_t *gid, int64_t *sec,
                      long *nsec)
@@ -706,10 +700,10 @@ static int entry_numbers(lua_State *L, Reader *r, const char *type,
         entry_ids(r, &uid, &gid, &sec, &nsec) < 0) {
         return -1;
     }
-    set_int(L, "mode", mode & 07777);
-    set_int(L, "uid", uid);
-    set_int(L, "gid", gid);
-    set_int(L, "size", strcmp(type, "file") == 0 ? size : 0);
+    sh_set_int(L, "mode", mode & 07777);
+    sh_set_int(L, "uid", uid);
+    sh_set_int(L, "gid", gid);
+    sh_set_int(L, "size", strcmp(type, "file") == 0 ? size : 0);
     lua_pushnumber(L, (double)sec + (double)nsec / 1e9);
     lua_setfield(L, -2, "mtime");
     if (strcmp(type, "char") == 0 || strcmp(type, "block") == 0) {
@@ -717,8 +711,8 @@ static int entry_numbers(lua_State *L, Reader *r, const char *type,
             header_num(r, H_DEVMINOR, "devminor", 0, UINT32_MAX, &minor) < 0) {
             return -1;
         }
-        set_int(L, "devmajor", major);
-        set_int(L, "devminor", minor);
+        sh_set_int(L, "devmajor", major);
+        sh_set_int(L, "devminor", minor);
     }
     return 0;
 }

@@ -1,7 +1,8 @@
 /*
  * util.c: helpers shared by the primitive families (sh_*): the uniform
- * `nil, msg, code` failure, the monotonic clock, fd hygiene and option
- * table readers.  Nothing here is visible to Lua by itself.
+ * `nil, msg, code` failure, the monotonic clock, fd hygiene, option
+ * table readers, the one stat table and the one lazy dlopen loader.  Nothing
+ * here is visible to Lua by itself.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -216,4 +217,65 @@ void *sh_dlopen_all(const char *const *sonames, const char *const *names,
         }
     }
     return lib;
+}
+
+void sh_set_int(lua_State *L, const char *key, lua_Integer v)
+{
+    lua_pushinteger(L, v);
+    lua_setfield(L, -2, key);
+}
+
+const char *sh_type_name(mode_t m)
+{
+    switch (m & S_IFMT) {
+    case S_IFREG:
+        return "file";
+    case S_IFDIR:
+        return "dir";
+    case S_IFLNK:
+        return "link";
+    case S_IFCHR:
+        return "char";
+    case S_IFBLK:
+        return "block";
+    case S_IFIFO:
+        return "fifo";
+    case S_IFSOCK:
+        return "socket";
+    default:
+        return "unknown";
+    }
+}
+
+void sh_stat_from(struct sh_stat *out, const struct stat *st)
+{
+    out->mode = st->st_mode;
+    out->uid = st->st_uid;
+    out->gid = st->st_gid;
+    out->size = st->st_size;
+    out->mtime = (double)st->st_mtim.tv_sec + (double)st->st_mtim.tv_nsec / 1e9;
+    out->has_ids = 1;
+    out->nlink = (lua_Integer)st->st_nlink;
+    out->ino = (lua_Integer)st->st_ino;
+    out->dev = (lua_Integer)st->st_dev;
+    out->rdev = (lua_Integer)st->st_rdev;
+}
+
+void sh_push_stat(lua_State *L, const struct sh_stat *st)
+{
+    lua_createtable(L, 0, 10);
+    lua_pushstring(L, sh_type_name(st->mode));
+    lua_setfield(L, -2, "type");
+    sh_set_int(L, "mode", st->mode & 07777);
+    sh_set_int(L, "uid", st->uid);
+    sh_set_int(L, "gid", st->gid);
+    sh_set_int(L, "size", st->size);
+    lua_pushnumber(L, st->mtime);
+    lua_setfield(L, -2, "mtime");
+    if (st->has_ids) {
+        sh_set_int(L, "nlink", st->nlink);
+        sh_set_int(L, "ino", st->ino);
+        sh_set_int(L, "dev", st->dev);
+        sh_set_int(L, "rdev", st->rdev);
+    }
 }

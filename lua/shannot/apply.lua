@@ -11,6 +11,7 @@ local json = require("shannot.json")
 local session = require("shannot.session")
 local text = require("shannot.text")
 
+local guard = require("shannot.guard")
 local M = {}
 
 -- A deferred command runs at most this long on the host.
@@ -139,7 +140,7 @@ function M.drift(ex, ops)
       now, msg = ex:state(op.path)
     end
     if not now then
-      out[#out + 1] = { path = op.path, why = msg }
+      out[#out + 1] = { path = op.path, why = msg.message }
     elseif not M.same(op.base or { exists = false }, now) then
       out[#out + 1] = { path = op.path, base = op.base, now = now }
     end
@@ -169,8 +170,8 @@ function M.execute(id, opts)
   if s.status ~= "approved" or s.execution then return nil, refuse_status(s) end
   local sealed, why = require("shannot.approval").check(s)
   if not sealed then
-    require("shannot.events").session(opts and opts.config, "execute_refused", s, { reason = why },
-      opts and opts.actor)
+    require("shannot.events").session({ what = "execute_refused", session = s, extra = { reason = why.message },
+      config = opts and opts.config, actor = opts and opts.actor, warn = opts and opts.warn })
     return nil, err.refused("session %s was changed after it was approved: %s; nothing was done", s.id, why)
   end
   -- The session's JSON text and its decoding scratch are garbage now; a
@@ -180,7 +181,7 @@ function M.execute(id, opts)
   local ops = approved_file_ops(s)
   local ex, xerr = M.executor(s, opts)
   if not ex then return nil, xerr end
-  local _ <close> = setmetatable({}, { __close = function() ex:close() end })
+  local _ <close> = guard(function() ex:close() end)
   local drifted = M.drift(ex, ops)
   if #drifted > 0 then
     local lines = {}
@@ -209,7 +210,7 @@ function M.execute(id, opts)
     local done, aerr = ex:apply(op, ctx)
     -- The state after is the one the operation describes (rollback checks
     -- against M.expected(op)); a write's post-apply hash is its blob's.
-    local r = { id = op.id, ok = done == true, error = aerr }
+    local r = { id = op.id, ok = done == true, error = aerr and aerr.message }
     if done and op.kind == "write" then r.hash = op.new.hash end
     if not done then failed = failed + 1 end
     results[#results + 1] = r
@@ -234,7 +235,7 @@ function M.execute(id, opts)
   s.execution.finished_at = os.date("!%Y-%m-%dT%H:%M:%SZ")
   ok, msg = session.transition(s, failed == 0 and "executed" or "failed", {
     note = failed > 0 and (failed .. " operation(s) failed") or nil, config = opts and opts.config,
-    actor = opts and opts.actor })
+    actor = opts and opts.actor, warn = opts and opts.warn })
   if not ok then return nil, msg end
   return s
 end
@@ -258,7 +259,7 @@ function M.conflicts(ex, s)
       local now, msg = ex:state(e.path)
       local op = ops[e.op]
       if not now then
-        out[#out + 1] = { path = e.path, why = msg }
+        out[#out + 1] = { path = e.path, why = msg.message }
       elseif not M.same(e, now) and not M.same(M.expected(op), now) then
         out[#out + 1] = { path = e.path, checkpoint = e, now = now, expected = M.expected(op) }
       end
@@ -296,18 +297,19 @@ function M.rollback(id, opts)
     -- Interrupted before its checkpoint was saved: nothing had changed.
     if opts.dry_run then return s, { restored = {}, conflicts = {} } end
     local ok, terr = session.transition(s, "rolled_back", { note = "nothing had been changed",
-      config = opts.config, actor = opts.actor })
+      config = opts.config, actor = opts.actor, warn = opts.warn })
     if not ok then return nil, terr end
     return s, { restored = {}, conflicts = {} }
   end
   local sealed, why = require("shannot.approval").check_checkpoint(s)
   if not sealed then
-    require("shannot.events").session(opts.config, "rollback_refused", s, { reason = why }, opts.actor)
+    require("shannot.events").session({ what = "rollback_refused", session = s, extra = { reason = why.message },
+      config = opts.config, actor = opts.actor, warn = opts.warn })
     return nil, err.refused("session %s cannot be rolled back: %s; nothing was restored", s.id, why)
   end
   local ex, xerr = M.executor(s, opts)
   if not ex then return nil, xerr end
-  local _ <close> = setmetatable({}, { __close = function() ex:close() end })
+  local _ <close> = guard(function() ex:close() end)
   local conflicts = M.conflicts(ex, s)
   if #conflicts > 0 and not opts.force then
     local lines = {}
@@ -333,7 +335,7 @@ function M.rollback(id, opts)
     if ok then
       report.restored[#report.restored + 1] = entry.path
     else
-      report.failed[#report.failed + 1] = { path = entry.path, error = rerr }
+      report.failed[#report.failed + 1] = { path = entry.path, error = rerr.message }
     end
   end
   if #report.failed > 0 then
@@ -342,7 +344,7 @@ function M.rollback(id, opts)
     return nil, err.failed("rollback could not restore everything: %s", table.concat(lines, "; "))
   end
   local ok, terr = session.transition(s, "rolled_back", { note = opts.force and #conflicts > 0 and "forced" or nil,
-    config = opts.config, actor = opts.actor })
+    config = opts.config, actor = opts.actor, warn = opts.warn })
   if not ok then return nil, terr end
   return s, report
 end

@@ -8,6 +8,7 @@
 -- user's own (DATA/approval.key, 0600), so whoever can edit the session
 -- store but not read that key cannot make a new seal to match an edit;
 -- blobs are bound by their hash, which execute checks as it copies.
+local err = require("shannot.err")
 local fs = require("shannot.fs")
 local paths = require("shannot.paths")
 local store = require("shannot.store")
@@ -31,7 +32,7 @@ function M.hmac(key, message)
   return store.hash_string(xor_pad(key, 0x5c) .. inner)
 end
 
--- key() -> this user's approval key | nil, msg (made on first use)
+-- key() -> this user's approval key | nil, err (made on first use)
 function M.key()
   local file = paths.data_dir() .. "/approval.key"
   local data = fs.read_file(file, 1024)
@@ -39,14 +40,14 @@ function M.key()
   local rnd = io.open("/dev/urandom", "rb")
   local fresh = rnd and rnd:read(M.KEY_BYTES)
   if rnd then rnd:close() end
-  if not fresh or #fresh ~= M.KEY_BYTES then return nil, "cannot read /dev/urandom" end
+  if not fresh or #fresh ~= M.KEY_BYTES then return nil, err.env("cannot read /dev/urandom") end
   local ok, msg = fs.mkdir_p(paths.data_dir(), 448)
   if ok then ok, msg = fs.write_new(file, fresh, 384) end
   if not ok then
     -- another shannot made it first: theirs it is
     data = fs.read_file(file, 1024)
     if data and #data == M.KEY_BYTES then return data end
-    return nil, "cannot keep the approval key: " .. tostring(msg)
+    return nil, err.env("cannot keep the approval key: %s", tostring(msg))
   end
   return fresh
 end
@@ -86,7 +87,12 @@ local function session_digest(key, target, digests)
   return M.hmac(key, "target=" .. tostring(target) .. "\n" .. table.concat(digests, "\n"))
 end
 
--- seal(s) -> true | nil, msg: s.approval, for the operations as they are now
+-- why a sealed session or checkpoint is refused
+local function refuse(fmt, ...)
+  return nil, err.refused(fmt, ...)
+end
+
+-- seal(s) -> true | nil, err: s.approval, for the operations as they are now
 function M.seal(s)
   local key, kerr = M.key()
   if not key then return nil, kerr end
@@ -99,30 +105,30 @@ function M.seal(s)
   return true
 end
 
--- check(s) -> true | nil, what differs from what was approved
+-- check(s) -> true | nil, err: what differs from what was approved
 function M.check(s)
   local a = s.approval
   if type(a) ~= "table" or type(a.digest) ~= "string" or type(a.operations) ~= "table" then
-    return nil, "it carries no seal of its approval"
+    return refuse("it carries no seal of its approval")
   end
   if s.target ~= a.target then
-    return nil, string.format('its target is now "%s", approved for "%s"', tostring(s.target), tostring(a.target))
+    return refuse('its target is now "%s", approved for "%s"', tostring(s.target), tostring(a.target))
   end
   if #s.operations ~= #a.operations then
-    return nil, string.format("it now has %d operations, %d were approved", #s.operations, #a.operations)
+    return refuse("it now has %d operations, %d were approved", #s.operations, #a.operations)
   end
   local digests = {}
   for i, op in ipairs(s.operations) do
     digests[i] = M.op_digest(op)
     if digests[i] ~= a.operations[i] then
-      return nil, string.format("operation %d (%s %s) is not the one approved", i, tostring(op.kind),
+      return refuse("operation %d (%s %s) is not the one approved", i, tostring(op.kind),
         require("shannot.text").inert(tostring(op.path or table.concat(op.argv or {}, " "))))
     end
   end
   local key, kerr = M.key()
   if not key then return nil, kerr end
   if session_digest(key, s.target, digests) ~= a.digest then
-    return nil, "its seal does not match its operations (made without this user's approval key)"
+    return refuse("its seal does not match its operations (made without this user's approval key)")
   end
   return true
 end
@@ -142,7 +148,7 @@ local function checkpoint_text(s)
   return ok and ("checkpoint\nsession=" .. tostring(s.id) .. "\ntarget=" .. tostring(s.target) .. "\n" .. text) or nil
 end
 
--- seal_checkpoint(s) -> true | nil, msg: s.checkpoint.seal
+-- seal_checkpoint(s) -> true | nil, err: s.checkpoint.seal
 function M.seal_checkpoint(s)
   local key, kerr = M.key()
   if not key then return nil, kerr end
@@ -150,15 +156,15 @@ function M.seal_checkpoint(s)
   return true
 end
 
--- check_checkpoint(s) -> true | nil, why it is not the one execute made
+-- check_checkpoint(s) -> true | nil, err: why it is not the one execute made
 function M.check_checkpoint(s)
   local seal = s.checkpoint.seal
-  if type(seal) ~= "string" then return nil, "its checkpoint carries no seal" end
+  if type(seal) ~= "string" then return refuse("its checkpoint carries no seal") end
   local key, kerr = M.key()
   if not key then return nil, kerr end
   local text = checkpoint_text(s)
   if not text or M.hmac(key, text) ~= seal then
-    return nil, "its checkpoint is not the one execute made (edited, or sealed without this user's approval key)"
+    return refuse("its checkpoint is not the one execute made (edited, or sealed without this user's approval key)")
   end
   return true
 end

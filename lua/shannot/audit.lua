@@ -51,7 +51,7 @@ M.EVENTS = {
   "session_failed", "session_rolled_back", "session_expired", "session_execute_refused",
   "session_rollback_refused", "session_revoked",
 }
-M.ACTORS = { "cli", "ui", "mcp" }
+M.ACTORS = { "cli", "ui", "mcp", "lua" }
 M.HEAD = "head.json"
 M.LOCK = ".lock"
 M.GENESIS = ""
@@ -112,7 +112,7 @@ local function check_event(event)
     error("audit.record: unknown event " .. tostring(event.event), 3)
   end
   if not member(M.ACTORS, event.actor) then
-    error("audit.record: actor must be cli, ui or mcp, not " .. tostring(event.actor), 3)
+    error("audit.record: actor must be cli, ui, mcp or lua, not " .. tostring(event.actor), 3)
   end
 end
 
@@ -260,7 +260,7 @@ local function append(dir, head, name, line)
 end
 
 -- record(cfg, event [, now]) -> true | nil, err
--- event: {event = one of M.EVENTS, actor = "cli"|"ui"|"mcp", session = ID,
+-- event: {event = one of M.EVENTS, actor = "cli"|"ui"|"mcp"|"lua", session = ID,
 -- target = T, ...payload fields}; now: seconds since the epoch (tests).
 -- Does nothing when [audit] enabled is false.
 function M.record(cfg, event, now)

@@ -3,8 +3,10 @@
 -- session's blob store, and the host's state of every touched path kept
 -- as `base` for the drift checks before anything is applied.
 local diff = require("shannot.diff")
+local err = require("shannot.err")
 local fs = require("shannot.fs")
 local store = require("shannot.store")
+local text = require("shannot.text")
 
 local M = {}
 
@@ -50,7 +52,12 @@ function Walk:add(op)
 end
 
 local function fail(fmt, ...)
-  error({ capture_error = string.format(fmt, ...) }, 0)
+  err.throw(err.env(fmt, ...))
+end
+
+-- what the run made, refused as a whole
+local function refuse(fmt, ...)
+  err.throw(err.with_code(err.refused(fmt, ...), "refused"))
 end
 
 -- The longest path the kernel takes (PATH_MAX, with its NUL): a deeper
@@ -106,9 +113,8 @@ function Walk:file(path, up, host, ust, hst)
   if self.max_bytes and self.bytes + ust.size > self.max_bytes then
     -- apparent sizes: a sparse file costs no disk in staging, but would
     -- be read, hashed and stored whole
-    error({ capture_error = string.format("the run wrote more than %d bytes of files (%s is %d bytes): more " ..
-      "than [limits] staging lets a capture keep", self.max_bytes, require("shannot.text").middle(path, 80),
-      ust.size), refused = true }, 0)
+    refuse("the run wrote more than %d bytes of files (%s is %d bytes): more than [limits] staging lets a " ..
+      "capture keep", self.max_bytes, text.middle(path, 80), ust.size)
   end
   local base = self:base(host, hst)
   local info = self:check(self.up:store(self.blobs, up, true))
@@ -145,8 +151,8 @@ end
 function Walk:entry(name, up_dir, path_dir, host_dir)
   local up, path = join(up_dir, name), join(path_dir, name)
   if #up > M.MAX_PATH or #path > M.MAX_PATH then
-    error({ capture_error = string.format("the run made a path longer than %d bytes (%s): it can be neither " ..
-      "reviewed nor applied", M.MAX_PATH, require("shannot.text").middle(path, 80)), refused = true }, 0)
+    refuse("the run made a path longer than %d bytes (%s): it can be neither reviewed nor applied",
+      M.MAX_PATH, text.middle(path, 80))
   end
   local host = host_dir and join(host_dir, name)
   local ust = self:check(self.up:lstat(up))
@@ -171,25 +177,22 @@ function Walk:tree(up_dir, path_dir, host_dir)
 end
 
 -- operations(overlays, blobs_dir [, trees [, opts]]) -> {ops =, counts =,
--- bytes =, skipped =} | nil, msg [, "refused" (what the run made cannot be
--- captured)].  opts.max_bytes: the most file content a capture keeps.  overlays: {{target =, upper =}...}, as
--- stage.create made them; trees: {up =, host =} (default: both local).
+-- bytes =, skipped =} | nil, err (code "refused": what the run made
+-- cannot be captured at all).  overlays: {{target =, upper =}...};
+-- trees: {up =, host =} (default: both this machine's); opts.max_bytes:
+-- the most file content a capture keeps.
 function M.operations(overlays, blobs, trees, opts)
   local w = setmetatable({ ops = {}, counts = {}, bytes = 0, skipped = {}, blobs = blobs,
     up = trees and trees.up or M.local_tree, host = trees and trees.host or M.local_tree,
     max_bytes = opts and opts.max_bytes }, Walk)
-  local ok, e = pcall(function()
+  return err.try(function()
     for _, o in ipairs(overlays) do
       -- The root itself: a chmod or chown of the captured directory.
       w:metadata(o.target, o.target, w:check(w.up:lstat(o.upper)), w:check(w.host:lstat(o.target)))
       w:tree(o.upper, o.target, o.target)
     end
+    return w
   end)
-  if not ok then
-    if type(e) == "table" and e.capture_error then return nil, e.capture_error, e.refused and "refused" end
-    error(e, 0)
-  end
-  return w
 end
 
 -- add_deferred(result, records): each deferred command as an exec

@@ -200,7 +200,7 @@ function M.main(argv)
     end
     opts.config = cfg
   end
-  opts.actor = M.actor()
+  opts.actor, opts.warn = M.actor(), M.warn
   return cmd.run(opts, positional)
 end
 

@@ -1,5 +1,7 @@
--- Expected failures as values: each carries the exit code it maps to, so
--- code below the CLI returns `nil, err` and only shannot.main prints.
+-- Expected failures as values: each carries the exit code it maps to (and
+-- may carry a code), so code below the CLI returns `nil, err` and only
+-- shannot.main prints.  STYLE 32: the one error shape above the wrappers,
+-- and the one throw/catch pair (throw, try).
 local const = require("shannot.const")
 
 local M = {}
@@ -22,6 +24,29 @@ M.env = make(const.EXIT.ENV)
 
 function M.is(value)
   return getmetatable(value) == Error
+end
+
+-- with_code(e, code) -> e, carrying a short machine name too ("ELOOP",
+-- "refused"): what callers may branch on, never the message text
+function M.with_code(e, code)
+  e.code = code
+  return e
+end
+
+-- throw(e): unwinds to the nearest err.try with the err object e.  Only
+-- where unwinding saves threading `nil, err` through a deep walk.
+function M.throw(e)
+  assert(M.is(e), "err.throw takes an err object")
+  error(e, 0)
+end
+
+-- try(fn, ...) -> fn's results | nil, err: an err object thrown inside
+-- becomes the return value; anything else is a bug and goes on up.
+function M.try(fn, ...)
+  local res = table.pack(pcall(fn, ...))
+  if res[1] then return table.unpack(res, 2, res.n) end
+  if M.is(res[2]) then return nil, res[2] end
+  error(res[2], 0)
 end
 
 return M

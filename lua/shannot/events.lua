@@ -3,6 +3,8 @@
 -- the other events (created, execute or rollback refused) are sent by
 -- their callers.  The change itself has already happened, so a log that
 -- cannot be written is said, not fatal.
+local err = require("shannot.err")
+
 local M = {}
 
 -- status (or "session_created") -> the audit event name
@@ -13,26 +15,30 @@ local EVENT = {
   rollback_refused = "session_rollback_refused", revoked = "session_revoked",
 }
 
--- session(cfg, what, s, extra, actor): what is "session_created",
--- "execute_refused", "rollback_refused" or the status the session moved to.
-function M.session(cfg, what, s, extra, actor)
+-- session(e) -> true | nil, err: the audit event of a session change.
+-- e: what ("session_created", "execute_refused", "rollback_refused" or
+-- the status the session moved to), session, actor (default "lua": every
+-- front end names itself), config, extra (more fields), and warn (the
+-- front end's warn(fmt, ...), told when the log could not be written).
+function M.session(ev)
+  local cfg, s, what = ev.config, ev.session, ev.what
   -- A caller without a config (a Lua script, a listing) still leaves its
   -- line: the default config says where the log is.
   if not cfg then
     cfg = require("shannot.config").load()
     if not cfg then return true end  -- a broken config: the command itself reports it
   end
-  local e = { event = assert(EVENT[what], what), session = s.id, status = s.status, actor = actor or "cli",
+  local e = { event = assert(EVENT[what], what), session = s.id, status = s.status, actor = ev.actor or "lua",
     operations = #s.operations, command = s.command, target = s.target }
   -- what an approval bound, for whoever reads the log later
   if what == "approved" and type(s.approval) == "table" then e.digest = s.approval.digest end
-  for k, v in pairs(extra or {}) do e[k] = v end
+  for k, v in pairs(ev.extra or {}) do e[k] = v end
   local ok, aerr = require("shannot.audit").record(cfg, e)
   if not ok then
-    io.stderr:write("shannot: warning: the audit log was not written: ",
-      require("shannot.text").inert(tostring(aerr)), "\n")
+    if ev.warn then ev.warn("warning: the audit log was not written: %s", tostring(aerr)) end
+    return nil, err.is(aerr) and aerr or err.env("the audit log was not written: %s", tostring(aerr))
   end
-  return ok
+  return true
 end
 
 return M

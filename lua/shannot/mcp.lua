@@ -141,6 +141,11 @@ function M.new(opts)
   return setmetatable({
     cfg = opts.config, target = opts.target, profile = opts.profile, bin = opts.bin,
     out = opts.out or function(s) io.stdout:write(s); io.stdout:flush() end,
+    -- stdout is the protocol's: the server's own troubles go to stderr,
+    -- which MCP clients keep as the server's log
+    warn = opts.warn or function(fmt, ...)
+      io.stderr:write("shannot: ", require("shannot.text").inert(string.format(fmt, ...)), "\n")
+    end,
     jobs = {}, version = nil, work = nil,
   }, Server)
 end
@@ -350,7 +355,7 @@ function TOOL.run_script(self, id, a)
       result.session = json.null
       result.summary = "The script changed nothing; no session was made."
     else
-      local s = session.current(doc.session.id, { config = self.cfg })
+      local s = session.current(doc.session.id, { config = self.cfg, actor = "mcp", warn = self.warn })
       local ops = {}
       for i, op in ipairs(s and s.operations or {}) do ops[i] = op_summary(op) end
       result.session = doc.session.id
@@ -369,7 +374,7 @@ end
 
 function TOOL.list_sessions(self, id, a)
   if a.status ~= nil and type(a.status) ~= "string" then return "status must be a string" end
-  local list = session.list({ status = a.status, config = self.cfg })
+  local list = session.list({ status = a.status, config = self.cfg, actor = "mcp", warn = self.warn })
   local out = {}
   for i, s in ipairs(list) do
     out[i] = { id = s.id, status = s.status, created_at = s.created_at, expires_at = s.expires_at,
@@ -380,7 +385,7 @@ end
 
 function TOOL.get_session(self, id, a)
   if type(a.id) ~= "string" then return "id must be a string" end
-  local s, e = session.current(a.id, { config = self.cfg })
+  local s, e = session.current(a.id, { config = self.cfg, actor = "mcp", warn = self.warn })
   if not s then return self:tool_error(id, "%s", e.message) end
   local ops = {}
   for i, op in ipairs(s.operations) do

@@ -3,8 +3,6 @@
 -- everything outside the "shannot" entry (and the "mcpServers" object it
 -- is added to) stays byte for byte; a malformed file is reported, never
 -- rewritten.
-local cli = require("shannot.cli")
-local const = require("shannot.const")
 local err = require("shannot.err")
 local fs = require("shannot.fs")
 local json = require("shannot.json")
@@ -387,18 +385,6 @@ local function clients(which)
     text.inert(which), text.did_you_mean(which, { "claude-desktop", "claude-code", "all" }))
 end
 
-local SAID = {
-  added = { "added shannot to %s (%s)", "would add shannot to %s (%s)" },
-  updated = { "updated shannot in %s (%s)", "would update shannot in %s (%s)" },
-  same = { "shannot in %s is already up to date (%s)", "shannot in %s is already up to date (%s)" },
-}
-
-local function say(p, client, dry_run)
-  local line = string.format(SAID[p.status][dry_run and 2 or 1], text.inert(p.path), client.name)
-  if p.old == nil and p.status ~= "same" then line = line .. (dry_run and "; would create it" or "; created it") end
-  cli.out(line, "\n")
-end
-
 local function show_diff(p)
   if p.status == "same" then return nil end
   local d = require("shannot.diff").describe(p.old, p.new,
@@ -406,19 +392,19 @@ local function show_diff(p)
   return d.kind == "text" and d.text or d.summary
 end
 
+-- What happened to one client's file, for the front end to say.
 local function report(p, client, opts)
   local doc = { client = client.id, name = client.name, path = p.path,
     status = p.status == "same" and "up-to-date" or p.status, created = p.old == nil and p.status ~= "same",
     changed = p.status ~= "same" and not opts.dry_run, dry_run = opts.dry_run == true }
   if opts.dry_run then doc.diff = show_diff(p) end
-  if opts.json then return doc end
-  say(p, client, opts.dry_run)
-  if doc.diff then cli.out(text.inert_lines(doc.diff), doc.diff:sub(-1) == "\n" and "" or "\n") end
   return doc
 end
 
--- install(opts) -> exit code | nil, err.  opts: bin, client ("all"
--- default), target, profile (already checked), dry_run, json, getenv.
+-- install(opts) -> {clients = {report...}, entry =} | nil, err [,
+-- warnings].  opts: bin, client ("all" default), target, profile (already
+-- checked), dry_run, getenv.  A report: client, name, path, status
+-- ("added", "updated", "up-to-date"), created, changed, dry_run, diff.
 -- Every file is read and edited before any is written: a malformed one
 -- means none is changed.
 function M.install(opts)
@@ -431,8 +417,9 @@ function M.install(opts)
     plans[i], errs[#errs + 1] = p, perr
   end
   if #errs > 0 then
-    for i = 1, #errs - 1 do cli.warn("%s", errs[i].message) end
-    return nil, errs[#errs]
+    local others = {}
+    for i = 1, #errs - 1 do others[i] = errs[i].message end
+    return nil, errs[#errs], others
   end
   local docs = {}
   for i, c in ipairs(list) do
@@ -442,14 +429,11 @@ function M.install(opts)
     end
     docs[i] = report(plans[i], c, opts)
   end
-  if opts.json then
-    cli.out(json.encode({ clients = json.array(docs), entry = { command = entry.command,
-      args = json.array(entry.args) } }, { indent = "  " }), "\n")
-  end
-  return const.EXIT.OK
+  return { clients = docs, entry = entry }
 end
 
--- run(opts, args) -> exit code | nil, err: `shannot mcp install`.
+-- run(opts, args) -> install's result | nil, err [, warnings]: `shannot
+-- mcp install`.
 -- opts: client, target, profile, dry_run, json, config (as parsed by
 -- cmd/mcp.lua); bin (the binary to install) defaults to this one.
 function M.run(opts, args)
@@ -467,7 +451,7 @@ function M.run(opts, args)
     return nil, err.env("mcp install: the binary's path %s is not UTF-8, which JSON cannot hold", text.inert(bin))
   end
   return M.install({ bin = bin, client = opts.client, target = opts.target, profile = profile,
-    dry_run = opts.dry_run, json = opts.json, getenv = opts.getenv })
+    dry_run = opts.dry_run, getenv = opts.getenv })
 end
 
 return M

@@ -104,4 +104,29 @@ function M.diff(s, op)
   return nil, d.summary
 end
 
+-- Operation kinds in the order summaries list them.
+M.KINDS = { "write", "mkdir", "replace_dir", "symlink", "delete", "chmod", "chown", "exec" }
+
+-- "2 write, 1 delete, 1 exec"
+function M.count_line(counts)
+  local parts = {}
+  for _, kind in ipairs(M.KINDS) do
+    if (counts[kind] or 0) > 0 then parts[#parts + 1] = counts[kind] .. " " .. kind end
+  end
+  return table.concat(parts, ", ")
+end
+
+local function plural(n, word)
+  return n .. " " .. word .. (n == 1 and "" or "s")
+end
+
+-- summary(s) -> what a front end says after a capture: the session made
+-- and the commands to review and apply it.
+function M.summary(s)
+  return string.format("shannot: captured %s (%s) as session %s, pending review\n" ..
+    "  review: shannot show %s --diff\n  apply:  shannot approve %s\n",
+    plural(#s.operations, "operation"), M.count_line(s.counts), s.id, s.id, s.id)
+end
+
+
 return M

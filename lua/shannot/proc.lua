@@ -28,7 +28,7 @@ function M.join_output(r)
   return r
 end
 
--- spawn(argv, opts) -> Process | nil, msg, code (see src/proc.c)
+-- spawn(argv, opts) -> Process | nil, msg, code [, {mount =, reason =}] (see src/proc.c)
 M.spawn = core.spawn
 
 -- run(argv, opts) -> result | nil, msg, code

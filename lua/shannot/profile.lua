@@ -1,8 +1,7 @@
 -- Sandbox profiles: JSON files in the schema of the earlier shannot's
 -- bubblewrap profiles (plus `capture` and `defer`), built in or in
--- ~/.config/shannot/profiles/, validated field by field, and turned into
--- the bwrap argument list.
-local const = require("shannot.const")
+-- ~/.config/shannot/profiles/, validated field by field.  sandbox/bwrap.lua
+-- turns one into the bwrap command line.
 local err = require("shannot.err")
 local fs = require("shannot.fs")
 local glob = require("shannot.glob")
@@ -28,12 +27,6 @@ local BIND_FIELDS = {
   { "source", "path" }, { "target", "path" }, { "read_only", "boolean" },
   { "create_target", "boolean" }, { "optional", "boolean" },
 }
-
--- Fresh in every sandbox; binds below them are mounted after them.
-local FRESH = { "/dev", "/proc", "/tmp", "/run", "/var/run" }
--- Host-reaching parts of /proc that even a capability-less uid 0 could
--- write through file permissions alone (sysctls, sysrq): kept read-only.
-local PROC_READ_ONLY = { "/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus" }
 
 local function names_of(fields)
   local out = {}
@@ -271,29 +264,6 @@ function M.list()
   return out
 end
 
-local function under(path, dir)
-  return path == dir or path:sub(1, #dir + 1) == dir .. "/"
-end
-
-local function under_fresh(path)
-  for _, d in ipairs(FRESH) do
-    if under(path, d) then return true end
-  end
-  return false
-end
-
-local function add(args, ...)
-  for i = 1, select("#", ...) do args[#args + 1] = select(i, ...) end
-end
-
-local function bind_args(args, b)
-  if b.data_fd then  -- a copy of what the descriptor holds, executable
-    return add(args, "--perms", "0555", "--ro-bind-data", tostring(b.data_fd), b.target)
-  end
-  local op = b.read_only and "--ro-bind" or "--bind"
-  add(args, op .. (b.optional and "-try" or ""), b.source, b.target)
-end
-
 -- Binds replaced by the fresh /dev and /proc every sandbox gets.
 function M.ignored_binds(p)
   local out = {}
@@ -303,144 +273,15 @@ function M.ignored_binds(p)
   return out
 end
 
-local function expand(value, getenv)
+-- expand(value, getenv) -> value with each ${VAR} replaced (unset: empty)
+function M.expand(value, getenv)
   return (value:gsub("%${([%a_][%w_]*)}", function(name) return getenv(name) or "" end))
-end
-
--- Where shannot's own binary appears in a local sandbox, as its first
--- program (src/sandbox.c, sh_sandbox_enter: Landlock, then exec).
-M.ENTER = "/run/shannot/enter"
-
-local BIND_OPS = { ["--bind"] = true, ["--bind-try"] = true, ["--dev-bind"] = true, ["--dev-bind-try"] = true }
-
--- writable_dirs(profile, ctx) -> where the sandboxed command may open
--- files for writing: its fresh /dev, /proc, /tmp and /run, the profile's
--- tmpfs paths and writable binds, the capture overlays.  Elsewhere the
--- host is read-only, and Landlock also refuses its FIFOs and devices.
-function M.writable_dirs(p, ctx)
-  local out = { "/dev", "/proc", "/tmp", "/run" }
-  if not ctx.var_run_is_link then out[#out + 1] = "/var/run" end
-  for _, path in ipairs(p.tmpfs_paths) do out[#out + 1] = path end
-  for _, b in ipairs(p.binds) do
-    if not b.read_only then out[#out + 1] = b.target end
-  end
-  for _, t in ipairs(ctx.capture_targets or {}) do out[#out + 1] = t end
-  for _, b in ipairs(ctx.late_binds or {}) do
-    if BIND_OPS[b[1]] then out[#out + 1] = b[3] end
-  end
-  local extra = p.additional_args
-  for i = 1, #extra - 2 do
-    if BIND_OPS[extra[i]] then out[#out + 1] = extra[i + 2] end
-  end
-  return out
-end
-
--- command_argv(profile, ctx, argv) -> what bwrap runs: argv, behind
--- shannot's own entry program when ctx.enter_exe names it (ctx.sockets_fd:
--- where it hands the socket calls' listener back, for unix_sockets).
-function M.command_argv(p, ctx, argv)
-  if not (ctx.enter_exe or ctx.enter_fd) then return argv end
-  local dirs = M.writable_dirs(p, ctx)
-  local out = { M.ENTER, const.SANDBOX_ENTER, tostring(ctx.sockets_fd or "-"), tostring(#dirs) }
-  table.move(dirs, 1, #dirs, #out + 1, out)
-  table.move(argv, 1, #argv, #out + 1, out)
-  return out
-end
-
-local function mount_args(args, p, ctx)
-  local late = {}
-  if ctx.enter_exe then late[1] = { source = ctx.enter_exe, target = M.ENTER, read_only = true } end
-  if ctx.enter_fd then late[1] = { data_fd = ctx.enter_fd, target = M.ENTER } end
-  if #p.binds == 0 then add(args, "--ro-bind", "/", "/") end
-  -- The capture overlays, set up before bwrap, are writable again here
-  -- (the read-only root bind is recursive).
-  for _, target in ipairs(ctx.capture_targets or {}) do
-    if under_fresh(target) then
-      late[#late + 1] = { source = target, target = target, read_only = false }
-    else
-      add(args, "--bind", target, target)
-    end
-  end
-  for _, b in ipairs(p.binds) do
-    if b.target == "/proc" or b.target == "/dev" then  -- luacheck: ignore 542
-      -- replaced by the fresh ones below (see ignored_binds)
-    elseif under_fresh(b.target) then
-      late[#late + 1] = b
-    else
-      bind_args(args, b)
-    end
-  end
-  add(args, "--dev", "/dev", "--proc", "/proc")
-  for _, path in ipairs(PROC_READ_ONLY) do add(args, "--ro-bind-try", path, path) end
-  add(args, "--tmpfs", "/tmp", "--tmpfs", "/run")
-  if not ctx.var_run_is_link then add(args, "--tmpfs", "/var/run") end
-  for _, b in ipairs(late) do bind_args(args, b) end
-  for _, path in ipairs(p.tmpfs_paths) do
-    if path ~= "/tmp" and path ~= "/run" and path ~= "/var/run" then add(args, "--tmpfs", path) end
-  end
-  for _, b in ipairs(ctx.late_binds or {}) do add(args, table.unpack(b)) end
-end
-
-local function env_args(args, p, getenv, path_prefix)
-  local keys = {}
-  for k in pairs(p.environment) do keys[#keys + 1] = k end
-  table.sort(keys)
-  add(args, "--clearenv")
-  for _, k in ipairs(keys) do
-    local value = expand(p.environment[k], getenv)
-    if k == "PATH" and path_prefix then value = path_prefix .. ":" .. value end
-    -- "${USER}" with USER unset leaves the variable out rather than empty
-    if value ~= "" or p.environment[k] == "" then add(args, "--setenv", k, value) end
-  end
-end
-
-local function working_dir(p, cwd)
-  if #p.binds == 0 and cwd and cwd:sub(1, 1) == "/" and not under_fresh(cwd) then
-    return cwd
-  end
-  return "/"
-end
-
--- Namespaces bwrap makes: --unshare-all less the user namespace, which
--- bwrap adds by itself where it needs one (not as uid 0).  Inside the
--- capture's own user namespace, whose map covers every id, a user
--- namespace of bwrap's would map only uid 0 and break the dry-run's
--- fidelity (files of other users, chown).
-local UNSHARE = { "--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try" }
-
--- bwrap_args(profile, ctx) -> the bwrap arguments before the command.
--- ctx: cwd, getenv (for ${VAR} in environment values), seccomp_fds,
--- var_run_is_link (the host's /var/run is a symlink to /run),
--- capture_targets (overlaid paths, bound writable), late_binds (argument
--- lists such as {op, src, dst}, after the fresh mounts), path_prefix (put before PATH), caps
--- (capabilities kept; default none), enter_exe (shannot's binary, bound
--- as the sandbox's first program: see command_argv) or enter_fd (the
--- running binary, copied in when its file was replaced).
-function M.bwrap_args(p, ctx)
-  ctx = ctx or {}
-  local args = {}
-  mount_args(args, p, ctx)
-  add(args, table.unpack(UNSHARE))
-  if p.network_isolation ~= false then add(args, "--unshare-net") end
-  -- Why: as real root bwrap makes no user namespace and would keep nearly
-  -- every capability (mount, mknod); the sandboxed command gets none, or
-  -- (ctx.caps) a Docker-like set inside the capture's user namespace.
-  add(args, "--cap-drop", "ALL")
-  for _, cap in ipairs(ctx.caps or {}) do add(args, "--cap-add", cap) end
-  add(args, "--die-with-parent", "--new-session")
-  env_args(args, p, ctx.getenv or os.getenv, ctx.path_prefix)
-  -- Filters stack (the kernel takes the strictest answer): shannot's
-  -- default first, then the profile's own (sandbox.seccomp_fds).
-  for _, fd in ipairs(ctx.seccomp_fds or { "FD" }) do add(args, "--add-seccomp-fd", tostring(fd)) end
-  add(args, "--chdir", working_dir(p, ctx.cwd))
-  for _, a in ipairs(p.additional_args) do args[#args + 1] = a end
-  return args
 end
 
 -- Resolves a bare command name through the sandbox's PATH.
 function M.search_path(p, getenv)
   local value = p.environment.PATH
-  if value then return expand(value, getenv or os.getenv) end
+  if value then return M.expand(value, getenv or os.getenv) end
   return "/usr/local/bin:/usr/bin:/bin"
 end
 

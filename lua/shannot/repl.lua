@@ -657,7 +657,7 @@ function M.run(opts)
   end
   local _ <close> = session
   local env = M.environment({ config = opts.config, target = session })
-  if sys.isatty(IN) and sys.isatty(OUT) then
+  if term.isatty(IN) and term.isatty(OUT) then
     return interactive(env, M.load_history(M.history_file()))
   end
   return plain(env)

@@ -6,10 +6,12 @@ local fs = require("shannot.fs")
 local json = require("shannot.json")
 local limits = require("shannot.limits")
 local proc = require("shannot.proc")
+local bwrap = require("shannot.sandbox.bwrap")
 local profile = require("shannot.profile")
 local sys = require("shannot.core.sys")
 local text = require("shannot.text")
 
+local guard = require("shannot.guard")
 local M = {}
 
 M.INSTALL_BWRAP = "apt-get install bubblewrap"
@@ -88,20 +90,21 @@ function M.seccomp_fds(p, keep)
   return fds
 end
 
--- shannot's own binary, the sandbox's first program (profile.ENTER): its
+-- shannot's own binary, the sandbox's first program (bwrap.ENTER): its
 -- path, or (replaced on disk since this shannot started: an upgrade) the
--- running copy, open for bwrap to copy in.
+-- running copy, open for bwrap to copy in.  -> {exe =} | {fd =} | nil, err
 local function own_binary(keep)
   local exe = fs.readlink("/proc/self/exe")
-  if exe and fs.stat(exe) then return exe end
+  if exe and fs.stat(exe) then return { exe = exe } end
   local f, msg = fs.open("/proc/self/exe")
-  if not f then return nil, nil, err.env("shannot's own binary: %s", msg) end
+  if not f then return nil, err.env("shannot's own binary: %s", msg) end
   keep[#keep + 1] = f
-  return nil, f:fd()
+  return { fd = f:fd() }
 end
 
--- prepare(profile, argv, opts) -> plan | nil, err.  The plan holds the full
--- command line and the files that must stay open while it runs.
+-- prepare(profile, argv, opts) -> plan | nil, err.  The plan is what
+-- sandbox/bwrap.lua builds the command line from, plus the files that
+-- must stay open while it runs (keep) and the unix_sockets channel.
 function M.prepare(p, argv, opts)
   opts = opts or {}
   if #argv == 0 then return nil, err.usage("no command given") end
@@ -109,36 +112,23 @@ function M.prepare(p, argv, opts)
   if not ok then return nil, e end
   ok, e = M.check_command(p, argv)
   if not ok then return nil, e end
-  local bwrap, berr = M.find_bwrap(opts.bwrap)
-  if not bwrap then return nil, berr end
-  local plan = { bwrap = bwrap, keep = {} }
-  local seccomp_fds, serr = M.seccomp_fds(p, plan.keep)
-  if not seccomp_fds then return nil, serr end
-  local ctx = {}
-  for k, v in pairs(opts.ctx or {}) do ctx[k] = v end
-  ctx.cwd = opts.cwd or sys.getcwd()
-  ctx.seccomp_fds = seccomp_fds
-  ctx.var_run_is_link = var_run_is_link()
-  local exe, exe_fd, eerr = own_binary(plan.keep)
-  if eerr then return nil, eerr end
-  ctx.enter_exe, ctx.enter_fd = exe, exe_fd
+  local path, berr = M.find_bwrap(opts.bwrap)
+  if not path then return nil, berr end
+  local plan = { bwrap = path, keep = {}, argv = argv, cwd = opts.cwd or sys.getcwd(),
+    var_run_is_link = var_run_is_link(), capture = opts.capture, script = opts.script, getenv = opts.getenv }
+  local serr
+  plan.seccomp_fds, serr = M.seccomp_fds(p, plan.keep)
+  if not plan.seccomp_fds then return nil, serr end
+  plan.enter, e = own_binary(plan.keep)
+  if not plan.enter then return nil, e end
   if #p.unix_sockets > 0 then
     -- the sandbox's first program sends its socket calls' listener back here
     local ours, theirs = fs.socketpair()
     if not ours then return nil, err.env("cannot make a socket pair: %s", theirs) end
     plan.sockets = { channel = ours, allow = p.unix_sockets }
     plan.keep[#plan.keep + 1] = theirs
-    ctx.sockets_fd = theirs:fd()
+    plan.sockets_fd = theirs:fd()
   end
-  local args = profile.bwrap_args(p, ctx)
-  plan.argv = { bwrap }
-  table.move(args, 1, #args, 2, plan.argv)
-  plan.status_arg = #plan.argv + 1
-  plan.argv[#plan.argv + 1] = "--json-status-fd"
-  plan.argv[#plan.argv + 1] = "STATUS_FD"
-  plan.argv[#plan.argv + 1] = "--"
-  local command = profile.command_argv(p, ctx, argv)
-  table.move(command, 1, #command, #plan.argv + 1, plan.argv)
   return plan
 end
 
@@ -184,11 +174,12 @@ local function close_all(files)
 end
 
 -- run(profile, argv, opts) -> result | nil, err
--- opts: capture (pipe and keep output instead of passing it through),
--- tee (with capture: also pass it through as it comes), max_output
+-- opts: keep_output (pipe and keep output instead of passing it through),
+-- tee (with keep_output: also pass it through as it comes), max_output
 -- (bytes kept per stream), timeout (s), stdin ("inherit" | "null"), cwd,
 -- bwrap (explicit path), namespace (proc.spawn's: a capture's overlays),
--- ctx (more fields for profile.bwrap_args), limits (limits.of's: processes
+-- capture (stage.sandbox_part's) and script ({source =, target =}) for
+-- sandbox/bwrap.lua, limits (limits.of's: processes
 -- and memory), watch (communicate's: a capture's staging).
 function M.run(p, argv, opts)
   opts = opts or {}
@@ -198,7 +189,8 @@ function M.run(p, argv, opts)
   if not r_end then return nil, err.env("cannot make a pipe: %s", w_end) end
   local status_r <close> = r_end
   local status_w <close> = w_end
-  plan.argv[plan.status_arg + 1] = tostring(status_w:fd())
+  plan.status_fd = status_w:fd()
+  local argv_full = bwrap.argv(p, plan, "local")
   local keep = { status_w:fd() }
   for _, f in ipairs(plan.keep) do keep[#keep + 1] = f:fd() end
   -- bwrap's --die-with-parent leaves a window at start-up in which the
@@ -214,16 +206,16 @@ function M.run(p, argv, opts)
     for _, pid in ipairs(children()) do proc.kill_orphan(pid) end
     proc.set_subreaper(false)
   end
-  local _ <close> = setmetatable({}, { __close = finish })
+  local _ <close> = guard(finish)
   -- Processes and memory: a cgroup of the sandbox's own where this
   -- machine lets us make one, rlimits otherwise.
   local group = opts.limits and limits.group(opts.limits, string.format("run-%d-%d", sys.ids().pid,
     math.floor(sys.monotonic() * 1000)))
-  local _ <close> = setmetatable({}, { __close = function() if group then limits.remove(group) end end })
-  local p_, msg = proc.spawn(plan.argv, {
+  local _ <close> = guard(function() if group then limits.remove(group) end end)
+  local p_, msg, _, where = proc.spawn(argv_full, {
     stdin = opts.stdin or "inherit",
-    stdout = opts.capture and "pipe" or "inherit",
-    stderr = opts.capture and "pipe" or "inherit",
+    stdout = opts.keep_output and "pipe" or "inherit",
+    stderr = opts.keep_output and "pipe" or "inherit",
     keep_fds = keep, die_with_parent = true, namespace = opts.namespace,
     -- bwrap needs no environment, and whatever it has shows inside as
     -- /proc/1/environ: the command's own comes from the profile alone.
@@ -235,10 +227,15 @@ function M.run(p, argv, opts)
   status_w:close()
   close_all(plan.keep)
   if not child then
-    if opts.namespace then return nil, err.env("cannot set the capture up: %s", msg) end
+    if opts.namespace then
+      -- which of opts.namespace.mounts failed, if one did: a value, not text
+      local e = err.env("cannot set the capture up: %s", msg)
+      if where then e.mount, e.reason = where.mount, where.reason end
+      return nil, e
+    end
     return nil, err.env("cannot start %s", msg)
   end
-  local tee = opts.capture and opts.tee
+  local tee = opts.keep_output and opts.tee
   local r, cmsg = child:communicate({
     timeout = opts.timeout, max_capture = opts.max_output or proc.DEFAULT_MAX_OUTPUT,
     tee_stdout = tee and 1 or nil, tee_stderr = tee and 2 or nil, watch = opts.watch,

@@ -7,6 +7,7 @@ local json = require("shannot.json")
 local paths = require("shannot.paths")
 local text = require("shannot.text")
 
+local guard = require("shannot.guard")
 local M = {}
 
 M.DEFAULT_TTL = 3600
@@ -210,9 +211,11 @@ end
 
 -- transition(s, to, how) -> true | nil, err: the only way a status
 -- changes, and it writes the audit event of the change itself.  how:
--- note (kept in the history), actor ("cli", "ui", "mcp", "lua"; default
--- "cli"), config (whose [audit] settings; the default config when
--- absent), extra (more fields for the event), now (for tests).
+-- note (kept in the history), actor ("cli", "ui", "mcp"; default "lua":
+-- every front end names itself, so an unnamed caller is an operator's
+-- script), config (whose [audit] settings; the default config when
+-- absent), extra (more fields for the event), warn (the front end's, told
+-- when the audit log could not be written), now (for tests).
 function M.transition(s, to, how)
   how = how or {}
   local note, now = how.note, how.now
@@ -232,7 +235,8 @@ function M.transition(s, to, how)
   local ok, serr = M.save(s)
   if not ok then return nil, serr end
   local event = (from == "approved" and to == "pending") and "revoked" or to
-  require("shannot.events").session(how.config, event, s, how.extra, how.actor)
+  require("shannot.events").session({ what = event, session = s, config = how.config, extra = how.extra,
+    actor = how.actor, warn = how.warn })
   return true
 end
 
@@ -369,14 +373,14 @@ end
 -- current(id [, opts]) -> session | nil, err: the session as it is now:
 -- loaded, and expired (saved and audited, by transition) when its TTL
 -- has passed.  What every command acting on or listing sessions uses;
--- load() alone only reads.  opts: now (for tests), and config and actor
--- for the expiry's audit event.
+-- load() alone only reads.  opts: now (for tests), and config, actor and
+-- warn for the expiry's audit event.
 function M.current(id, opts)
   local s, e = M.load(id)
   if not s then return nil, e end
   if M.is_expired(s, opts and opts.now) then
     local ok, terr = M.transition(s, "expired", { note = "TTL passed", now = opts and opts.now,
-      config = opts and opts.config, actor = opts and opts.actor })
+      config = opts and opts.config, actor = opts and opts.actor, warn = opts and opts.warn })
     if not ok then return nil, terr end
   end
   return s
@@ -415,7 +419,7 @@ function M.lock(id, action, wait)
     sys.sleep(0.05)
   end
   fs.write_atomic(dir .. "/lock.info", string.format("%d %s\n", sys.ids().pid, action), 384)
-  return setmetatable({}, { __close = function() f:close() end, __index = { close = function() f:close() end } })
+  return guard(function() f:close() end)
 end
 
 -- ids() -> every session id in the store, newest first
@@ -451,15 +455,16 @@ local function last_change(s)
   return parse_iso(h and h.at or s.created_at) or 0
 end
 
--- prune(now [, cfg]) -> removed {{id, why}}, problems.  Expired sessions
+-- prune([opts]) -> removed {{id, why}}, problems.  Expired sessions
 -- go; so do finished ones untouched for KEEP_FINISHED (their checkpoints
--- with them); pending and approved ones never.  cfg: for the audit log
--- of the expiries found on the way.
-function M.prune(now, cfg)
-  now = now or os.time()
+-- with them); pending and approved ones never.  opts: now (for tests),
+-- config and actor (for the audit events of the expiries found).
+function M.prune(opts)
+  opts = opts or {}
+  local now = opts.now or os.time()
   local removed, problems = {}, {}
   for _, id in ipairs(M.ids()) do
-    local s = M.current(id, { now = now, config = cfg })
+    local s = M.current(id, { now = now, config = opts.config, actor = opts.actor })
     local why
     local dir_st = fs.lstat(M.root() .. "/" .. id)
     if not s and not fs.lstat(M.root() .. "/" .. id .. "/session.json") and dir_st

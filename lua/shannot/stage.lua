@@ -8,25 +8,12 @@ local fs = require("shannot.fs")
 local paths = require("shannot.paths")
 local sys = require("shannot.core.sys")
 local text = require("shannot.text")
+local bwrap = require("shannot.sandbox.bwrap")
 
 local M = {}
 
--- Where the deferred-command machinery appears inside the sandbox (/run
--- is a fresh tmpfs there).
-M.SANDBOX_DIR = "/run/shannot"
-M.SHIM_BIN = M.SANDBOX_DIR .. "/bin"
-M.DEFERRED = M.SANDBOX_DIR .. "/deferred"
-M.SHIM = M.SANDBOX_DIR .. "/shim"
+local SHIM_BIN, DEFERRED, SHIM_PATH = bwrap.SHIM_BIN, bwrap.DEFERRED, bwrap.SHIM
 M.MAX_DEFERRED_BYTES = 16 * 1024 * 1024
-
--- Capabilities the dry-run keeps as real root (Docker's default set):
--- enough for package managers and chown, inside a user namespace of our
--- own, so none of them reaches the host.
-M.ROOT_CAPS = {
-  "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
-  "CAP_SETUID", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW", "CAP_SYS_CHROOT",
-  "CAP_MKNOD", "CAP_AUDIT_WRITE", "CAP_SETFCAP",
-}
 
 local function unescape_mount_path(s)
   return (s:gsub("\\(%d%d%d)", function(oct) return string.char(tonumber(oct, 8)) end))
@@ -133,13 +120,13 @@ local SHIM = [[
 # shannot: this command is deferred: recorded now, run on the host only
 # after the session is approved.
 case "$0" in
-  ]] .. M.SHIM_BIN .. [[/*) shannot_cmd=${0##*/} ;;
+  ]] .. SHIM_BIN .. [[/*) shannot_cmd=${0##*/} ;;
   *) shannot_cmd=$0 ;;
 esac
 {
   printf 'shannot-deferred\000%s\000%s\000%d\000' "$PWD" "$shannot_cmd" "$#"
   for shannot_arg in "$@"; do printf '%s\000' "$shannot_arg"; done
-} >> ]] .. M.DEFERRED .. [[
+} >> ]] .. DEFERRED .. [[
 
 echo "shannot: deferred: $shannot_cmd $* (recorded; runs only after approval)" >&2
 exit 0
@@ -179,7 +166,7 @@ local function write_shims(dir, names)
     if name:find("/", 1, true) or name == "" or name == "." or name == ".." then
       return nil, string.format('defer: "%s" is not a command name', text.inert(name))
     end
-    ok, msg = fs.symlink(M.SHIM, dir .. "/bin/" .. name)
+    ok, msg = fs.symlink(SHIM_PATH, dir .. "/bin/" .. name)
     if not ok then return nil, msg end
   end
   return true
@@ -271,42 +258,26 @@ function M.namespace(stage)
   return { full_map = stage.full_map, mounts = mounts }
 end
 
--- bwrap_ctx(stage) -> the fields profile.bwrap_args takes for a capture
-function M.bwrap_ctx(stage)
-  local defer = stage.dir .. "/defer"
-  local binds = {
-    { "--ro-bind", defer .. "/shim", M.SHIM },
-    { "--ro-bind", defer .. "/bin", M.SHIM_BIN },
-    { "--bind", defer .. "/deferred", M.DEFERRED },
-  }
-  for _, path in ipairs(stage.deferred_paths) do
-    binds[#binds + 1] = { "--ro-bind", defer .. "/shim", path }
-  end
-  for _, dir in ipairs(hidden_dirs(stage)) do
-    binds[#binds + 1] = { "--tmpfs", dir }
-    binds[#binds + 1] = { "--remount-ro", dir }
-  end
-  return {
-    capture_targets = stage.tops, late_binds = binds, path_prefix = M.SHIM_BIN,
-    caps = stage.full_map and M.ROOT_CAPS or nil,
-  }
+-- sandbox_part(stage) -> the capture part of a sandbox plan (see
+-- sandbox/bwrap.lua): the overlaid paths, the staging's shims, the data
+-- directory hidden, capabilities as root.
+function M.sandbox_part(stage)
+  return { staging = stage.dir, tops = stage.tops, deferred_paths = stage.deferred_paths,
+    hidden = hidden_dirs(stage), root = stage.full_map }
 end
 
--- The mount an overlay failed on, for the message of a failed start.
-function M.describe_failure(stage, msg)
-  for _, o in ipairs(stage.overlays) do
-    local _, stop = msg:find("mount overlay on " .. o.target .. ": ", 1, true)
-    if stop then
-      local what = o.fstype and string.format("the %s mount at %s", o.fstype, o.target) or o.target
-      return string.format("cannot capture writes under %s: overlayfs refuses it (%s); " ..
-        "use a profile whose capture paths leave it out", what, msg:sub(stop + 1))
-    end
-  end
-  return msg
+-- describe_failure(stage, e) -> the message of a capture that could not
+-- start: e.mount and e.reason (sandbox.run's) name the overlay refused.
+function M.describe_failure(stage, e)
+  local o = e.mount and stage.overlays[e.mount]
+  if not o then return e.message end
+  local what = o.fstype and string.format("the %s mount at %s", o.fstype, o.target) or o.target
+  return string.format("cannot capture writes under %s: overlayfs refuses it (%s); " ..
+    "use a profile whose capture paths leave it out", what, e.reason or "?")
 end
 
 -- deferred(stage, allowed) -> {{cwd =, argv = {...}}...} in the order
--- recorded | nil, msg (see read_deferred)
+-- recorded | nil, err (see read_deferred)
 function M.deferred(stage, allowed)
   return M.read_deferred(stage.dir .. "/defer/deferred", allowed)
 end
@@ -350,18 +321,18 @@ local function unlisted(cmd, cwd, allowed)
 end
 
 local function malformed(why)
-  return nil, "the deferred-command channel is malformed (" .. why .. "); a script wrote it directly? " ..
-    "The capture is refused"
+  return nil, err.refused("the deferred-command channel is malformed (%s); a script wrote it directly? " ..
+    "The capture is refused", why)
 end
 
--- read_deferred(file, allowed) -> records | nil, msg.  allowed: from
+-- read_deferred(file, allowed) -> records | nil, err.  allowed: from
 -- allowed_deferred(); a record of anything else refuses the whole channel.
 function M.read_deferred(file, allowed)
   local st = fs.lstat(file)
   if st and st.type ~= "file" then return malformed("not a regular file") end
   local data, msg, code = fs.read_file(file, M.MAX_DEFERRED_BYTES)
   if code == "EFBIG" then return malformed(string.format("larger than %d bytes", M.MAX_DEFERRED_BYTES)) end
-  if not data then return nil, msg, code end
+  if not data then return nil, err.env("the deferred-command channel: %s", msg) end
   if data ~= "" and data:sub(-1) ~= "\0" then return malformed("an unterminated record") end
   local fields = {}
   for field in data:gmatch("([^%z]*)%z") do fields[#fields + 1] = field end

@@ -45,7 +45,7 @@ end
 local function sandbox_probe(bwrap)
   if not bwrap.ok then return check(false, "bwrap is missing") end
   local p = assert(profile.load("readonly"))
-  local r, e = sandbox.run(p, { "true" }, { capture = true, timeout = 10, stdin = "null" })
+  local r, e = sandbox.run(p, { "true" }, { keep_output = true, timeout = 10, stdin = "null" })
   if not r then return check(false, e.message) end
   if r.exit_code == 0 then return check(true) end
   return check(false, (r.stderr or ""):match("[^\n]+") or proc.describe_end(r))

@@ -10,6 +10,9 @@ local M = setmetatable({}, { __index = core })
 -- own lines: attributes (colour, conceal, reverse), the character set,
 -- insert mode, line wrap, a hidden cursor, the alternate screen (left
 -- without restoring a cursor position), the colour palette.
+-- isatty(fd) -> whether fd is a terminal
+M.isatty = core.isatty
+
 M.RESET_AFTER_OUTPUT = "\27[0m\27(B\27[4l\27[?7h\27[?25h\27[?1047l\27]104\7"
 
 -- reset_after_output(tails): on each of stdout and stderr that is a

@@ -429,7 +429,7 @@ end
 
 -- The session as it is on disk now, still pending, or nil (said).
 local function fresh(ui, id)
-  local s, e = session.current(id, { config = ui.cfg })
+  local s, e = session.current(id, { config = ui.cfg, actor = "ui", warn = ui.warn })
   if not s then
     ui:say("%s", e.message)
     return nil
@@ -499,7 +499,8 @@ function Ops:approve_chosen(ui)
   end
   local note = string.format("%d operations approved, %d denied in the review", approved, denied)
   if #now_denied > 0 then note = note .. string.format(" (%d by the policy of now)", #now_denied) end
-  local ok, terr = session.transition(s, "approved", { note = note, config = ui.cfg, actor = "ui" })
+  local ok, terr = session.transition(s, "approved", { note = note, config = ui.cfg, actor = "ui",
+    warn = ui.warn })
   if not ok then return ui:say("%s", terr.message) end
   return s, approved, denied
 end
@@ -511,7 +512,7 @@ function Ops:execute(ui)
   if not s then return end
   ui:say("executing %d operations of %s ...", approved, s.id)
   ui:draw()
-  local done, e = apply.execute(s.id, { config = ui.cfg, actor = "ui" })
+  local done, e = apply.execute(s.id, { config = ui.cfg, actor = "ui", warn = ui.warn })
   ui.clear, ui.message = true, nil  -- wipe anything a warning wrote meanwhile
   local title
   if done then
@@ -536,7 +537,7 @@ local function reject(ui, id)
   local s = fresh(ui, id)
   if not s then return false end
   local ok, terr = session.transition(s, "rejected", { note = "rejected in the review by " .. ui.user,
-    config = ui.cfg, actor = "ui", extra = { reason = "rejected in the review" } })
+    config = ui.cfg, actor = "ui", warn = ui.warn, extra = { reason = "rejected in the review" } })
   if not ok then
     ui:say("%s", terr.message)
     return false
@@ -589,7 +590,8 @@ Sessions.__index = Sessions
 local DANGER_RANK = { safe = 1, caution = 2, danger = 3 }
 
 function Sessions:enter(ui)
-  local list, problems = session.list({ status = "pending", config = ui.cfg })
+  local list, problems = session.list({ status = "pending", config = ui.cfg, actor = "ui",
+    warn = ui.warn })
   self.items = list
   if #problems > 0 then ui:say("%d sessions could not be read: %s", #problems, problems[1]) end
 end
@@ -765,11 +767,12 @@ function M.run(opts)
   local ids = require("shannot.core.sys").ids()
   local ui = setmetatable({ cfg = opts.config, stack = {}, log = {}, exit = const.EXIT.OK,
     user = ids.user or ("uid " .. ids.uid) }, UI)
+  ui.warn = function(fmt, ...) ui:say(fmt, ...) end  -- the audit log's troubles, shown in the review
   local cols, rows, serr = term.size(OUT)
   if not cols then return nil, err.env("review: %s", rows or serr) end
   ui.cols, ui.rows = cols, rows
   if opts.id then
-    local s, e = session.current(opts.id, { config = opts.config })
+    local s, e = session.current(opts.id, { config = opts.config, actor = "ui", warn = ui.warn })
     if not s then return nil, e end
     ui:push(new_ops(s))
   else

@@ -5,6 +5,7 @@ local err = require("shannot.err")
 local json = require("shannot.json")
 local session = require("shannot.session")
 local sys = require("shannot.core.sys")
+local term = require("shannot.term")
 local text = require("shannot.text")
 
 local M = {
@@ -93,18 +94,18 @@ end
 
 -- The review UI needs the keyboard and the screen: stdin and stdout.
 local function can_review(opts)
-  return not opts.yes and not opts.json and sys.isatty(0) and sys.isatty(1)
+  return not opts.yes and not opts.json and term.isatty(0) and term.isatty(1)
 end
 
 function M.run(opts, args)
   if #args == 0 and can_review(opts) then
-    return require("shannot.tui").run({ config = opts.config })
+    return require("shannot.tui").run({ config = opts.config, actor = opts.actor, warn = opts.warn })
   end
   if #args ~= 1 then
     return nil, err.usage("approve: give one session id (shannot sessions --status pending lists them), " ..
       "or run it on a terminal for the review; usage: %s", M.usage)
   end
-  local s, e = session.current(args[1], { config = opts.config })
+  local s, e = session.current(args[1], { config = opts.config, actor = opts.actor, warn = opts.warn })
   if not s then return nil, e end
   if s.status ~= "pending" then
     return nil, err.refused("session %s is %s; only a pending session can be approved", s.id, s.status)
@@ -113,7 +114,7 @@ function M.run(opts, args)
     return require("shannot.tui").run({ config = opts.config, id = s.id })
   end
   if not opts.yes then
-    if not (sys.isatty(0) and sys.isatty(2)) then
+    if not (term.isatty(0) and term.isatty(2)) then
       return nil, err.usage("approve %s: not a terminal to ask on; add --yes to approve every operation not denied",
         s.id)
     end
@@ -126,7 +127,7 @@ function M.run(opts, args)
   do  -- one command at a time: the session as it is now, under its lock
     local lock <close>, lerr = session.lock(s.id, "approved")
     if not lock then return nil, lerr end
-    s, e = session.current(s.id, { config = opts.config })
+    s, e = session.current(s.id, { config = opts.config, actor = opts.actor, warn = opts.warn })
     if not s then return nil, e end
     if s.status ~= "pending" then
       return nil, err.refused("session %s is %s; only a pending session can be approved", s.id, s.status)
@@ -136,7 +137,7 @@ function M.run(opts, args)
     local ids = sys.ids()
     n = M.approve_all(s, ids.user or ("uid " .. ids.uid))
     local ok, terr = session.transition(s, "approved", { note = string.format("%d operations approved", n),
-      config = opts.config })
+      config = opts.config, actor = opts.actor, warn = opts.warn })
     if not ok then return nil, terr end
   end
   if opts.execute then

@@ -19,7 +19,7 @@ Checkpoints are the originals an execution saved before changing anything.
 
 local function with_checkpoint(opts)
   local out = {}
-  for _, s in ipairs(session.list({ config = opts.config })) do
+  for _, s in ipairs(session.list({ config = opts.config, actor = opts.actor, warn = opts.warn })) do
     if s.checkpoint and s.checkpoint.entries then out[#out + 1] = s end
   end
   return out
@@ -46,7 +46,7 @@ function M.run(opts, args)
     end
     return const.EXIT.OK
   elseif sub == "show" and #args == 2 then
-    local s, e = session.current(args[2], { config = opts.config })
+    local s, e = session.current(args[2], { config = opts.config, actor = opts.actor, warn = opts.warn })
     if not s then return nil, e end
     if not (s.checkpoint and s.checkpoint.entries) then
       return nil, err.usage("session %s has no checkpoint (it was never executed)", s.id)

@@ -22,13 +22,13 @@ function M.run(opts, args)
   if not session.valid_id(args[1]) then return nil, select(2, session.dir(args[1])) end
   local lock <close>, lerr = session.lock(args[1], "denied")
   if not lock then return nil, lerr end
-  local s, e = session.current(args[1], { config = opts.config })
+  local s, e = session.current(args[1], { config = opts.config, actor = opts.actor, warn = opts.warn })
   if not s then return nil, e end
   if s.status ~= "pending" then
     return nil, err.refused("session %s is %s; only a pending session can be denied", s.id, s.status)
   end
   local ok, terr = session.transition(s, "rejected", { note = opts.reason or "denied", config = opts.config,
-    extra = { reason = opts.reason } })
+    actor = opts.actor, warn = opts.warn, extra = { reason = opts.reason } })
   if not ok then return nil, terr end
   if opts.json then
     cli.out(json.encode(s, { indent = "  " }), "\n")

@@ -40,7 +40,7 @@ end
 
 function M.run(opts, args)
   if #args ~= 1 then return nil, err.usage("execute: give one session id; usage: %s", M.usage) end
-  local s, e = apply.execute(args[1], { config = opts.config })
+  local s, e = apply.execute(args[1], { config = opts.config, actor = opts.actor, warn = opts.warn })
   if not s then return nil, e end
   if opts.json then
     cli.out(json.encode(s, { indent = "  " }), "\n")

@@ -1,5 +1,8 @@
 -- shannot mcp [--target T] [--profile P] | mcp install [...]
+local cli = require("shannot.cli")
+local const = require("shannot.const")
 local err = require("shannot.err")
+local json = require("shannot.json")
 local text = require("shannot.text")
 
 local M = {
@@ -28,15 +31,40 @@ Claude Code), keeping everything else in the file:
   },
 }
 
-function M.run(opts, args)
-  if args[1] == "install" then
-    local rest = table.move(args, 2, #args, 1, {})
-    return require("shannot.mcp_install").run(opts, rest)
+local SAID = {
+  added = { "added shannot to %s (%s)", "would add shannot to %s (%s)" },
+  updated = { "updated shannot in %s (%s)", "would update shannot in %s (%s)" },
+  ["up-to-date"] = { "shannot in %s is already up to date (%s)", "shannot in %s is already up to date (%s)" },
+}
+
+local function said(doc)
+  local line = string.format(SAID[doc.status][doc.dry_run and 2 or 1], text.inert(doc.path), doc.name)
+  if doc.created then line = line .. (doc.dry_run and "; would create it" or "; created it") end
+  return line
+end
+
+local function install(opts, args)
+  local done, ierr, warnings = require("shannot.mcp_install").run(opts, args)
+  for _, w in ipairs(warnings or {}) do cli.warn("%s", w) end
+  if not done then return nil, ierr end
+  if opts.json then
+    cli.out(json.encode({ clients = json.array(done.clients), entry = { command = done.entry.command,
+      args = json.array(done.entry.args) } }, { indent = "  " }), "\n")
+    return const.EXIT.OK
   end
+  for _, doc in ipairs(done.clients) do
+    cli.out(said(doc), "\n")
+    if doc.diff then cli.out(text.inert_lines(doc.diff), doc.diff:sub(-1) == "\n" and "" or "\n") end
+  end
+  return const.EXIT.OK
+end
+
+function M.run(opts, args)
+  if args[1] == "install" then return install(opts, table.move(args, 2, #args, 1, {})) end
   if #args > 0 then return nil, err.usage('mcp: unexpected "%s"; usage: %s', text.inert(args[1]), M.usage) end
   local mcp = require("shannot.mcp")
   if opts.target then
-    local server = mcp.new({ config = opts.config })
+    local server = mcp.new({ config = opts.config, actor = opts.actor, warn = opts.warn })
     local ok, why = server:check_target(opts.target)
     if not ok then return nil, err.usage("mcp: %s", why) end
   end

@@ -99,10 +99,8 @@ local function check(file)
   end
   cli.out(string.format("%s: ok (profile %s)\n", text.inert(file), p.name))
   for _, w in ipairs(warnings) do cli.out("warning: ", w, "\n") end
-  local argv = { "bwrap" }
-  for _, a in ipairs(profile.bwrap_args(p, { cwd = require("shannot.core.sys").getcwd() })) do argv[#argv + 1] = a end
-  argv[#argv + 1] = "--"
-  argv[#argv + 1] = "CMD..."
+  local argv = require("shannot.sandbox.bwrap").argv(p, { cwd = require("shannot.core.sys").getcwd(),
+    argv = { "CMD..." } }, "local")
   cli.out(format_command(argv), "\n")
   return const.EXIT.OK
 end

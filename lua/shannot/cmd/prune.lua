@@ -20,7 +20,7 @@ Pending and approved sessions are never removed.  Says what it removed.]],
 
 function M.run(opts, args)
   if #args > 0 then return nil, err.usage("prune: unexpected argument \"%s\"", text.inert(args[1])) end
-  local removed, problems = session.prune(nil, opts.config)
+  local removed, problems = session.prune({ config = opts.config, actor = opts.actor, warn = opts.warn })
   local stale = stage.prune_stale()
   local groups = require("shannot.limits").prune()
   for _, r in ipairs(removed) do cli.out(string.format("removed %s (%s)\n", r.id, r.why)) end

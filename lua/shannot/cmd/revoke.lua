@@ -46,7 +46,7 @@ function M.run(opts, args)
   if not session.valid_id(args[1]) then return nil, select(2, session.dir(args[1])) end
   local lock <close>, lerr = session.lock(args[1], "revoked")
   if not lock then return nil, lerr end
-  local s, e = session.current(args[1], { config = opts.config })
+  local s, e = session.current(args[1], { config = opts.config, actor = opts.actor, warn = opts.warn })
   if not s then return nil, e end
   if s.status ~= "approved" then
     return nil, err.refused("session %s is %s; only an approved session can be revoked", s.id, s.status)
@@ -56,7 +56,8 @@ function M.run(opts, args)
       s.id, s.id)
   end
   undecide(s, opts.config)
-  local ok, terr = session.transition(s, "pending", { config = opts.config, extra = { reason = opts.reason },
+  local ok, terr = session.transition(s, "pending", { config = opts.config, actor = opts.actor, warn = opts.warn,
+    extra = { reason = opts.reason },
     note = "approval revoked" .. (opts.reason and (": " .. opts.reason) or "") })
   if not ok then return nil, terr end
   if opts.json then

@@ -23,7 +23,8 @@ options:
 
 function M.run(opts, args)
   if #args ~= 1 then return nil, err.usage("rollback: give one session id; usage: %s", M.usage) end
-  local s, rep = apply.rollback(args[1], { force = opts.force, dry_run = opts.dry_run, config = opts.config })
+  local s, rep = apply.rollback(args[1], { force = opts.force, dry_run = opts.dry_run, config = opts.config,
+    actor = opts.actor, warn = opts.warn })
   if not s then return nil, rep end
   if opts.json then
     cli.out(json.encode({ session = s, restored = json.array(rep.restored),

@@ -4,9 +4,11 @@ local const = require("shannot.const")
 local err = require("shannot.err")
 local fs = require("shannot.fs")
 local json = require("shannot.json")
+local dryrun = require("shannot.dryrun")
+local executor = require("shannot.executor")
+local opview = require("shannot.opview")
 local profile = require("shannot.profile")
 local proc = require("shannot.proc")
-local sandbox = require("shannot.sandbox")
 local text = require("shannot.text")
 
 local M = {
@@ -100,14 +102,6 @@ local function abnormal_end(r, opts)
   return nil, err.env("the sandbox could not be set up%s", why)
 end
 
--- The config's local executor settings (profile, bwrap_path), if any.
-local function local_executor(cfg)
-  if not cfg then return {} end
-  local e = cfg.values.executor[cfg.values.default_executor]
-  if e and (e.type or "local") == "local" then return e end
-  return cfg.values.executor["local"] or {}
-end
-
 -- The interpreter line of a script: {interp [, arg]} or nil.
 local function shebang(path)
   local head = fs.read_file(path, 256) or ""
@@ -151,17 +145,7 @@ local function what_to_run(opts, args)
   table.move(args, 2, #args, #argv + 1, argv)
   local command = { real }
   table.move(args, 2, #args, 2, command)
-  return { argv = argv, name = name, command = command, binds = { { "--ro-bind", real, inside } },
-    script = real, script_inside = inside }
-end
-
--- The remote a run goes to: --target, or an ssh default_executor.
-local function remote_target(opts)
-  if opts.target and opts.target ~= "local" then return opts.target end
-  local cfg = opts.config
-  local name = cfg and cfg.values.default_executor
-  local e = name and cfg.values.executor[name]
-  if not opts.target and (e and e.type == "ssh" or (cfg and cfg.values.remotes[name])) then return name end
+  return { argv = argv, name = name, command = command, script = real, script_inside = inside }
 end
 
 -- The profile, with the config's extra deferred commands ([profile] defer).
@@ -186,53 +170,21 @@ local function pass_output(stdout, stderr)
   io.stderr:write(text.without_strings(stderr))
 end
 
-local function run_remote(opts, job, target)
-  local t, terr = require("shannot.remote").resolve(target, opts.config)
-  if not t then return nil, terr end
-  local p, perr = load_profile(opts.profile or t.profile, opts.config)
-  if not p then return nil, perr end
-  local ttl = opts.config and opts.config.values.session.ttl
-  local r, captured = require("shannot.remote_dryrun").run(p, job, t, {
-    json = opts.json, ttl = ttl, config = opts.config, accept_new = opts.accept_new, actor = opts.actor,
-    warn = cli.warn, output = pass_output,
-    timeout = opts.timeout, max_output = opts.max_output or proc.DEFAULT_MAX_OUTPUT,
-  })
-  if not r then return nil, captured end
-  return r, captured
-end
-
 function M.run(opts, args)
   local job, jerr = what_to_run(opts, args)
   if not job then return nil, jerr end
-  local target = remote_target(opts)
-  if target then
-    local r, captured = run_remote(opts, job, target)
-    if not r then return nil, captured end
-    return M.finish(opts, job, r, captured)
-  end
-  local executor = local_executor(opts.config)
-  local p, perr = load_profile(opts.profile or executor.profile, opts.config)
+  local where, werr = executor.settings(executor.target_of(opts.target, opts.config), opts.config)
+  if not where then return nil, werr end
+  local p, perr = load_profile(opts.profile or where.profile, opts.config)
   if not p then return nil, perr end
-  local run_opts = {
-    timeout = opts.timeout, bwrap = executor.bwrap_path,
-    max_output = opts.max_output or proc.DEFAULT_MAX_OUTPUT,
-    ctx = { late_binds = job.binds }, limits = require("shannot.limits").of(opts.config),
-  }
-  local r, captured
-  if #p.capture > 0 then
-    local ttl = opts.config and opts.config.values.session.ttl
-    local rerr
-    r, captured, rerr = require("shannot.dryrun").run(p, job, run_opts,
-      { json = opts.json, ttl = ttl, config = opts.config, actor = opts.actor, warn = cli.warn })
-    if not r then return nil, captured or rerr end
-  else
-    -- Through a pipe even to a terminal: a clipboard or title string the
-    -- command prints must not reach the user's terminal (as in a capture).
-    run_opts.capture, run_opts.tee = true, not opts.json
-    local rerr
-    r, rerr = sandbox.run(p, job.argv, run_opts)
-    if not r then return nil, rerr end
-  end
+  local ex <close>, xerr = executor.open(where, { accept_new = opts.accept_new, profile = p })
+  if not ex then return nil, xerr end
+  local r, captured = dryrun.run(ex, p, job, {
+    json = opts.json, ttl = opts.config and opts.config.values.session.ttl, config = opts.config,
+    actor = opts.actor, timeout = opts.timeout, max_output = opts.max_output or proc.DEFAULT_MAX_OUTPUT,
+    warn = cli.warn, output = pass_output,
+  })
+  if not r then return nil, captured end
   return M.finish(opts, job, r, captured)
 end
 
@@ -247,10 +199,10 @@ function M.finish(opts, job, r, captured)
   require("shannot.term").reset_after_output({ r.stdout or "", r.stderr or "" })
   for _, which in ipairs(r.limits_hit or {}) do
     local v = opts.config and opts.config.values.limits[which]
-    if math.type(v) == "integer" and which == "memory" then v = require("shannot.opview").size(v) end
+    if math.type(v) == "integer" and which == "memory" then v = opview.size(v) end
     cli.warn("the sandbox ran into its %s limit ([limits] %s = %s)", which, which, tostring(v))
   end
-  if captured then io.stderr:write(require("shannot.dryrun").summary(captured)) end
+  if captured then io.stderr:write(opview.summary(captured)) end
   if r.exit_code == nil then return abnormal_end(r, opts) end
   if r.exit_code ~= 0 then
     cli.warn("command %s exited with code %d", text.inert(job.argv[1]), r.exit_code)

@@ -1,7 +1,7 @@
 -- shannot sessions [--status S] [--json]
 local cli = require("shannot.cli")
 local const = require("shannot.const")
-local dryrun = require("shannot.dryrun")
+local opview = require("shannot.opview")
 local err = require("shannot.err")
 local json = require("shannot.json")
 local session = require("shannot.session")
@@ -40,7 +40,8 @@ function M.run(opts, args)
         text.did_you_mean(opts.status, session.STATUSES))
     end
   end
-  local list, problems = session.list({ status = opts.status, config = opts.config })
+  local list, problems = session.list({ status = opts.status, config = opts.config, actor = opts.actor,
+    warn = opts.warn })
   for _, p in ipairs(problems) do cli.warn("%s", p) end
   if opts.json then
     local out = {}
@@ -56,7 +57,7 @@ function M.run(opts, args)
   for _, s in ipairs(list) do
     cli.out(string.format("%-40s %-11s %5d  %-20s  %s\n", s.id, s.status, #s.operations, s.created_at,
       text.inert(text.command_line(s.command or {}))))
-    local counts = dryrun.count_line(s.counts or {})
+    local counts = opview.count_line(s.counts or {})
     if counts ~= "" then cli.out(string.format("%-40s %s\n", "", counts)) end
   end
   return const.EXIT.OK

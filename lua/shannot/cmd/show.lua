@@ -64,7 +64,7 @@ end
 
 function M.run(opts, args)
   if #args ~= 1 then return nil, err.usage("show: give one session id; usage: %s", M.usage) end
-  local s, e = session.current(args[1], { config = opts.config })
+  local s, e = session.current(args[1], { config = opts.config, actor = opts.actor, warn = opts.warn })
   if not s then return nil, e end
   if opts.json then
     cli.out(json.encode(s, { indent = "  " }), "\n")

@@ -3,19 +3,18 @@
 -- parent opened by openat2 RESOLVE_NO_SYMLINKS and used through
 -- /proc/self/fd/N, so a symlink planted on a path is refused (ELOOP),
 -- never followed.  The ssh executor offers the same methods.
+local common = require("shannot.executor.common")
 local fs = require("shannot.fs")
+local guard = require("shannot.guard")
 local proc = require("shannot.proc")
 local store = require("shannot.store")
 
 local M = {}
 M.__index = M
+M.__close = function(self) self:close() end
 
 
-local function split(path)
-  local parent, name = path:match("^(.*)/([^/]+)$")
-  if not parent then return nil end
-  return parent == "" and "/" or parent, name
-end
+local split = common.split
 
 -- at(path) -> {dir = File, path = "/proc/self/fd/N/NAME"} | nil, msg, code.
 -- The parent is opened with no symlink on the way (ELOOP otherwise) and
@@ -35,38 +34,19 @@ end
 
 -- state(path [, known]) -> {exists, type, mode, uid, gid, size, hash, link}
 -- | nil, msg.  A symlink in a parent is refused (ELOOP), a missing parent
--- is absence.  known = {hash, size}: the content just written there, not
--- read again when the size agrees.
+-- is absence.
 local function state(path, known)
   local a, msg, code = at(path)
   if not a then
     if code == "ENOENT" or code == "ENOTDIR" then return { exists = false } end
     return nil, msg, code
   end
+  local _ <close> = guard(function() close_at(a) end)
   local st, smsg, scode = fs.lstat(a.path)
-  local out
-  if not st then
-    close_at(a)
-    if scode == "ENOENT" then return { exists = false } end
-    return nil, smsg, scode
-  end
-  out = { exists = true, type = st.type, mode = st.mode, uid = st.uid, gid = st.gid }
-  if st.type == "file" then
-    out.size = st.size
-    if known and known.hash and known.size == st.size then
-      out.hash = known.hash
-    else
-      local h, herr = store.hash_file(a.path)
-      if not h then close_at(a); return nil, herr end
-      out.hash = h
-    end
-  elseif st.type == "link" then
-    out.link = fs.readlink(a.path)
-  end
-  close_at(a)
-  return out
+  if not st and scode ~= "ENOENT" then return nil, smsg, scode end
+  return common.state_of(st, known, function() return store.hash_file(a.path) end,
+    function() return fs.readlink(a.path) end)
 end
-
 
 -- visit(path, real, st) for everything under the directory open as dirf
 -- (path names it), parent first.  Each level is opened from the one above
@@ -118,134 +98,116 @@ end
 local function originals(op, cpdir)
   local a, msg, code = at(op.path)
   if not a and code ~= "ENOENT" then return nil, msg end
+  local _ <close> = guard(function() close_at(a) end)
   -- A missing parent: an earlier operation creates it; absent before.
   local st = a and fs.lstat(a.path)
-  if not st then
-    close_at(a)
-    return { { path = op.path, exists = false, op = op.id } }
-  end
-  local out = {}
+  if not st then return common.originals(op, {}) end
   local e, emsg = entry_of(op.path, a.path, st, cpdir)
-  if not e then close_at(a); return nil, emsg end
-  e.op = op.id
-  out[1] = e
-  local replaces_dir = st.type == "dir" and (op.kind == "delete" or op.kind == "replace_dir"
-    or (op.new and op.new.type ~= "dir"))
-  if replaces_dir then
+  if not e then return nil, emsg end
+  local out = { e }
+  if st.type == "dir" and common.replaces_dir(op) then
     local top, terr = fs.open_dir_at(a.dir, a.name)
-    if not top then close_at(a); return nil, terr end
+    if not top then return nil, terr end
     local ok, werr = subtree(op.path, top, function(path, real, est)
       local be, berr = entry_of(path, real, est, cpdir)
       if not be then return nil, berr end
-      be.below = op.id
       out[#out + 1] = be
       return true
     end)
     top:close()
-    if not ok then close_at(a); return nil, werr end
+    if not ok then return nil, werr end
   end
-  close_at(a)
-  return out
+  return common.originals(op, out)
 end
 
+local check = common.check
 
-local function check(ok, msg, ...)
-  if not ok then error({ apply_error = msg }, 0) end
-  return ok, msg, ...
+-- pinned(path) -> at(path), closed with its scope; a refused or missing
+-- parent fails the primitive
+local function pinned(path)
+  local a, msg = at(path)
+  if not a then common.fail("%s", msg) end
+  return setmetatable(a, { __close = close_at })
 end
 
 local function remove_tree(path)
-  local st = fs.lstat(path)
-  if not st then return end
-  check(fs.rmtree(path))
+  if fs.lstat(path) then check(fs.rmtree(path)) end
 end
 
 -- Owner and mode of the entry itself (fs.set_meta: a name swapped for a
 -- symlink meanwhile is never followed); a mode for what is now a symlink
 -- is an error, not a change elsewhere.
-local function set_owner_mode(path, n, is_link)
-  local _, msg, code = fs.set_meta(path, { uid = n.uid, gid = n.gid, mode = not is_link and n.mode or nil })
-  if code == "ELOOP" then error({ apply_error = "is now a symlink" }, 0) end
+local function set_owner_mode(path, n)
+  local _, msg, code = fs.set_meta(path, { uid = n.uid, gid = n.gid, mode = n.mode })
+  if code == "ELOOP" then common.fail("is now a symlink") end
   check(msg == nil, msg)
 end
 
-local function temp_name(ctx, op)
-  return ctx.temp_prefix .. op.id
-end
-
-local APPLY = {}
-
-function APPLY.write(a, op, ctx)
-  local tmp = a.dirpath .. "/" .. temp_name(ctx, op)
+-- new contents go in beside the target under tmp, then over it: tmp is
+-- never left behind
+local function replace_with(a, tmp_name, make)
+  local tmp = a.dirpath .. "/" .. tmp_name
   remove_tree(tmp)
-  local ok, e = pcall(function()
-    -- Hashed again as it streams: what lands is exactly the content the
-    -- approval bound (a blob swapped after review is refused here).
-    check(store.copy_out(ctx.blobs, op.new.hash, tmp, 384))
-    local st_tmp = check(fs.lstat(tmp))
-    if st_tmp.size ~= op.new.size then
-      error({ apply_error = string.format("the stored content is %d bytes, not %d", st_tmp.size, op.new.size) }, 0)
-    end
-    ctx.step()
-    set_owner_mode(tmp, op.new, false)
-    local st = fs.lstat(a.path)
-    if st and st.type == "dir" then remove_tree(a.path) end
-    check(fs.rename(tmp, a.path))
-  end)
-  if not ok then
-    fs.rmtree(tmp)  -- no temp file is left beside the target
-    error(e, 0)
-  end
-end
-
-function APPLY.symlink(a, op, ctx)
-  local tmp = a.dirpath .. "/" .. temp_name(ctx, op)
-  remove_tree(tmp)
-  check(fs.symlink(op.new.link, tmp))
-  set_owner_mode(tmp, op.new, true)
+  local leftover <close> = guard(function() fs.rmtree(tmp) end)
+  make(tmp)
   local st = fs.lstat(a.path)
   if st and st.type == "dir" then remove_tree(a.path) end
   check(fs.rename(tmp, a.path))
+  leftover:cancel()
 end
 
-function APPLY.mkdir(a, op)
-  local st = fs.lstat(a.path)
-  if st and st.type ~= "dir" then check(fs.remove(a.path)) end
-  if not st or st.type ~= "dir" then check(fs.mkdir(a.path, 448)) end
-  set_owner_mode(a.path, op.new, false)
-end
+local X = {}
 
-function APPLY.replace_dir(a, op)
-  remove_tree(a.path)
-  check(fs.mkdir(a.path, 448))
-  set_owner_mode(a.path, op.new, false)
-end
-
-function APPLY.delete(a)
-  remove_tree(a.path)
-end
-
-function APPLY.chmod(a, op)
-  set_owner_mode(a.path, { mode = op.new.mode }, false)
-end
-
-function APPLY.chown(a, op)
-  local st = check(fs.lstat(a.path))
-  set_owner_mode(a.path, op.new, st.type == "link")
-end
-
-local function apply_op(op, ctx)
-  local a, msg = at(op.path)
-  if not a then return nil, msg end
-  local ok, e = pcall(APPLY[op.kind], a, op, ctx)
-  close_at(a)
-  if not ok then
-    if type(e) == "table" and e.apply_error then return nil, e.apply_error end
-    error(e, 0)
+function X.parent_state(_, path)
+  local parent = split(path)
+  if not parent then return nil, path .. ": not an absolute path below /" end
+  local d, msg, code = fs.open_dir(parent)
+  if not d then
+    if code == "ENOENT" or code == "ENOTDIR" then return false end
+    return nil, msg
   end
+  d:close()
   return true
 end
 
+function X.put_file(_, path, c)
+  local a <close> = pinned(path)
+  replace_with(a, c.tmp, function(tmp)
+    -- Hashed again as it streams: what lands is exactly the content the
+    -- approval bound (a blob swapped after review is refused here).
+    check(store.copy_out(c.blobs, c.hash, tmp, 384))
+    local st = check(fs.lstat(tmp))
+    if c.size and st.size ~= c.size then common.fail("the stored content is %d bytes, not %d", st.size, c.size) end
+    if c.step then c.step() end
+    set_owner_mode(tmp, c.meta)
+  end)
+end
+
+function X.put_symlink(_, path, target, meta, tmp_name)
+  local a <close> = pinned(path)
+  replace_with(a, tmp_name, function(tmp)
+    check(fs.symlink(target, tmp))
+    set_owner_mode(tmp, meta)
+  end)
+end
+
+function X.make_dir(_, path, meta)
+  local a <close> = pinned(path)
+  local st = fs.lstat(a.path)
+  if st and st.type ~= "dir" then remove_tree(a.path) end
+  if not st or st.type ~= "dir" then check(fs.mkdir(a.path, 448)) end
+  set_owner_mode(a.path, meta)
+end
+
+function X.remove_tree(_, path)
+  local a <close> = pinned(path)
+  remove_tree(a.path)
+end
+
+function X.set_meta(_, path, meta)
+  local a <close> = pinned(path)
+  set_owner_mode(a.path, meta)
+end
 
 local function run_exec(op, timeout)
   local cwd = op.cwd
@@ -259,43 +221,6 @@ local function run_exec(op, timeout)
   }
 end
 
-
-local function restore_entry(e, cpdir, temp_prefix)
-  local a, msg, code = at(e.path)
-  if not a then
-    -- Its parent is gone, so it is too: as it was before.
-    if not e.exists and (code == "ENOENT" or code == "ENOTDIR") then return true end
-    return nil, msg
-  end
-  local ok, perr = pcall(function()
-    if not e.exists then return remove_tree(a.path) end
-    local st = fs.lstat(a.path)
-    if e.type == "dir" then
-      if st and st.type ~= "dir" then remove_tree(a.path); st = nil end
-      if not st then check(fs.mkdir(a.path, 448)) end
-      set_owner_mode(a.path, e, false)
-    elseif e.type == "file" or e.type == "link" then
-      local tmp = a.dirpath .. "/" .. temp_prefix .. "restore"
-      remove_tree(tmp)
-      if e.type == "file" then
-        check(store.copy_out(cpdir, e.hash, tmp, 384))
-      elseif type(e.link) == "string" then
-        check(fs.symlink(e.link, tmp))
-      else
-        error({ apply_error = "the checkpoint holds no target for this symlink" }, 0)
-      end
-      set_owner_mode(tmp, e, e.type == "link")
-      if st and st.type == "dir" then remove_tree(a.path) end
-      check(fs.rename(tmp, a.path))
-    end
-  end)
-  close_at(a)
-  if not ok then
-    if type(perr) == "table" and perr.apply_error then return nil, perr.apply_error end
-    error(perr, 0)
-  end
-  return true
-end
 
 -- Temp files an interrupted execute may have left next to its paths.
 local function remove_temps(paths, prefix)
@@ -317,40 +242,46 @@ local function remove_temps(paths, prefix)
 end
 
 
--- new() -> executor
-function M.new()
-  return setmetatable({ target = "local" }, M)
+-- new([settings]) -> executor; settings: executor.settings' (profile,
+-- bwrap_path from the config's [executor.local])
+function M.new(settings)
+  settings = settings or {}
+  return setmetatable({ target = "local", default_profile = settings.profile, settings = settings }, M)
 end
 
--- ex:state(path [, known]) -> state | nil, msg, code
+-- ex:capture(plan) -> trees, deferred, result (see executor/init.lua)
+function M:capture(plan)
+  return require("shannot.capture.local").capture(plan, self.settings)
+end
+
+-- ex:state(path [, known]) -> state | nil, err
 function M:state(path, known) -- luacheck: ignore 212/self
-  return state(path, known)
+  return common.returns(state(path, known))
 end
 
--- ex:originals(op, cpdir) -> checkpoint entries | nil, msg
+-- ex:originals(op, cpdir) -> checkpoint entries | nil, err
 function M:originals(op, cpdir) -- luacheck: ignore 212/self
-  return originals(op, cpdir)
+  return common.returns(originals(op, cpdir))
 end
 
--- ex:sync(cpdir) -> true | nil, msg: the checkpoint durable
+-- ex:sync(cpdir) -> true | nil, err: the checkpoint durable
 function M:sync(cpdir) -- luacheck: ignore 212/self
-  return fs.syncfs(cpdir)
+  return common.returns(fs.syncfs(cpdir))
 end
 
--- ex:apply(op, ctx) -> true | nil, msg.  ctx: blobs, step, temp_prefix
-function M:apply(op, ctx) -- luacheck: ignore 212/self
-  return apply_op(op, ctx)
-end
+-- ex:apply(op, ctx) -> true | nil, err.  ctx: blobs, step, temp_prefix
+M.apply = common.apply
 
 -- ex:exec(op, timeout) -> result {id, ok, code, signal, stdout, stderr}
 function M:exec(op, timeout) -- luacheck: ignore 212/self
   return run_exec(op, timeout)
 end
 
--- ex:restore(entry, cpdir, temp_prefix) -> true | nil, msg
-function M:restore(entry, cpdir, temp_prefix) -- luacheck: ignore 212/self
-  return restore_entry(entry, cpdir, temp_prefix)
-end
+-- ex:restore(entry, cpdir, temp_prefix) -> true | nil, err
+M.restore = common.restore
+
+-- the primitives common.apply and common.restore work through
+for name, fn in pairs(X) do M[name] = fn end
 
 -- ex:remove_temps(paths, prefix): leftovers of an interrupted execute
 function M:remove_temps(paths, prefix) -- luacheck: ignore 212/self

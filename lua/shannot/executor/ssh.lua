@@ -3,36 +3,33 @@
 -- contents, and every change through the AT perl script below (a walk to
 -- the parent that no swapped symlink can redirect, then relative calls).
 -- Reads check every directory on a path with lstat first.
+local common = require("shannot.executor.common")
 local fs = require("shannot.fs")
+local guard = require("shannot.guard")
 local store = require("shannot.store")
 local text = require("shannot.text")
 
 local M = {}
 M.__index = M
+M.__close = function(self) self:close() end
 
 local q = text.quote
 
-local function split(path)
-  local parent, name = path:match("^(.*)/([^/]+)$")
-  if not parent then return nil end
-  return parent == "" and "/" or parent, name
-end
+local split, fail, check = common.split, common.fail, common.check
 
-local function fail(msg, code)
-  error({ apply_error = msg, code = code }, 0)
-end
-
-local function check(ok, msg, ...)
-  if not ok then fail(msg) end
-  return ok, msg, ...
-end
-
--- new(session, scratch_dir) -> executor; scratch: a local directory for
--- contents on their way (removed by close()).
-function M.new(session, target, scratch)
+-- new(session, remote, scratch_dir) -> executor; remote: remote.resolve's
+-- table; scratch: a local directory for contents on their way (removed by
+-- close()).
+function M.new(session, remote, scratch)
   local sftp, msg = session:sftp()
   if not sftp then return nil, msg end
-  return setmetatable({ s = session, sftp = sftp, target = target, scratch = scratch, n = 0 }, M)
+  return setmetatable({ s = session, sftp = sftp, target = remote.name, remote = remote,
+    default_profile = remote.profile, scratch = scratch, n = 0 }, M)
+end
+
+-- ex:capture(plan) -> trees, deferred, result (see executor/init.lua)
+function M:capture(plan)
+  return require("shannot.capture.ssh").capture(self, plan)
 end
 
 function M:close()
@@ -79,30 +76,15 @@ function M:hash(path)
   return r.stdout:match("^(%x+)")
 end
 
--- ex:state(path [, known]) -> state | nil, msg
+-- ex:state(path [, known]) -> state | nil, err
 function M:state(path, known)
   local ok, msg = self:parents_ok(path)
-  if ok == nil then return nil, msg end
+  if ok == nil then return common.failure(msg) end
   if ok == false then return { exists = false } end
   local st, smsg, code = self.sftp:lstat(path)
-  if not st then
-    if code == "ENOENT" then return { exists = false } end
-    return nil, smsg
-  end
-  local out = { exists = true, type = st.type, mode = st.mode, uid = st.uid, gid = st.gid }
-  if st.type == "file" then
-    out.size = st.size
-    if known and known.hash and known.size == st.size then
-      out.hash = known.hash
-    else
-      local h, herr = self:hash(path)
-      if not h then return nil, herr end
-      out.hash = h
-    end
-  elseif st.type == "link" then
-    out.link = self.sftp:readlink(path)
-  end
-  return out
+  if not st and code ~= "ENOENT" then return common.failure(smsg, code) end
+  return common.returns(common.state_of(st, known, function() return self:hash(path) end,
+    function() return self.sftp:readlink(path) end))
 end
 
 function M:scratch_file()
@@ -111,11 +93,7 @@ function M:scratch_file()
 end
 
 function M:sync(cpdir) -- luacheck: ignore 212/self
-  return fs.syncfs(cpdir)
-end
-
-function M:remove_tree(path)
-  self:at("rmtree", path)
+  return common.returns(fs.syncfs(cpdir))
 end
 
 -- Every change on the remote goes through this perl script (perl-base is
@@ -210,17 +188,17 @@ if ($act eq "put") {            # SRC TMP UID GID MODE
 } else { die "unknown action $act\n" }
 ]==]
 
--- at(action, path, ...) -> true | raises apply_error: the AT script's
+-- at(action, path, ...) -> true | throws an err object: the AT script's
 -- action on path (its parent walked safely, then relative)
 function M:at(action, path, ...)
   local parent, name = split(path)
-  if not parent then fail(path .. ": not an absolute path below /") end
+  if not parent then fail("%s: not an absolute path below /", path) end
   local words = { "perl", "-e", q(AT), action, q(parent), q(name) }
   for _, v in ipairs({ ... }) do words[#words + 1] = q(tostring(v)) end
   local r, msg = self.s:exec(table.concat(words, " "), { timeout = 3600 })
-  if not r then fail(msg) end
+  if not r then fail("%s", msg) end
   if r.code ~= 0 then
-    fail(text.inert(((r.stderr or "") ~= "" and r.stderr or ("exit " .. r.code)):match("[^\n]*")))
+    fail("%s", text.inert(((r.stderr or "") ~= "" and r.stderr or ("exit " .. r.code)):match("[^\n]*")))
   end
   return true
 end
@@ -307,29 +285,16 @@ function M:snapshot(path, deep, cpdir)
   return entries
 end
 
--- ex:originals(op, cpdir) -> checkpoint entries | nil, msg
+-- ex:originals(op, cpdir) -> checkpoint entries | nil, err
 function M:originals(op, cpdir)
   -- what is below a directory goes too when the directory is replaced
-  local replaces_dir = op.kind == "delete" or op.kind == "replace_dir" or (op.new and op.new.type ~= "dir")
-  local entries, serr = self:snapshot(op.path, replaces_dir, cpdir)
-  if not entries then return nil, serr end
-  if #entries == 0 then return { { path = op.path, exists = false, op = op.id } } end
-  entries[1].op = op.id
-  for i = 2, #entries do entries[i].below = op.id end
-  return entries
+  local entries, serr = self:snapshot(op.path, common.replaces_dir(op), cpdir)
+  if not entries then return common.failure(serr) end
+  return common.originals(op, entries)
 end
 
 local function owner_args(n)
   return n.uid or "", n.gid or "", n.mode and string.format("%o", n.mode) or ""
-end
-
-function M:chmod_entry(path, mode)
-  self:at("meta", path, "", "", string.format("%o", mode))
-end
-
-function M:owner_mode(path, n, is_link)
-  local uid, gid, mode = owner_args(n)
-  self:at("meta", path, uid, gid, is_link and "" or mode)
 end
 
 -- upload(blobs, hash) -> a remote path holding the content, in a private
@@ -350,63 +315,39 @@ function M:upload(blobs, hash)
   return remote
 end
 
--- place(blobs, hash, path, tmp_name, meta): the content at path, written
--- beside it under tmp_name with meta's owner and mode, then renamed over
-function M:place(blobs, hash, path, tmp_name, n)
-  local src = self:upload(blobs, hash)
-  local uid, gid, mode = owner_args(n)
-  self:at("put", path, src, tmp_name, uid, gid, mode)
-  self.s:exec("rm -f -- " .. q(src), { timeout = 60 })
+-- The primitives common.apply and common.restore work through: each one
+-- run of the AT script (its parent walked safely, then relative calls).
+
+function M:parent_state(path)
+  return self:parents_ok(path)
 end
 
-local APPLY = {}
-
-function APPLY.write(self, op, ctx, tmp_name)
-  ctx.step()
-  self:place(ctx.blobs, op.new.hash, op.path, tmp_name, op.new)
+function M:put_file(path, c)
+  if c.step then c.step() end
+  local src = self:upload(c.blobs, c.hash)
+  local _ <close> = guard(function() self.s:exec("rm -f -- " .. q(src), { timeout = 60 }) end)
+  local uid, gid, mode = owner_args(c.meta)
+  self:at("put", path, src, c.tmp, uid, gid, mode)
 end
 
-function APPLY.symlink(self, op, _, tmp_name)
-  self:at("symlink", op.path, op.new.link, tmp_name, op.new.uid or "", op.new.gid or "")
+function M:put_symlink(path, target, meta, tmp_name)
+  self:at("symlink", path, target, tmp_name, meta.uid or "", meta.gid or "")
 end
 
-function APPLY.mkdir(self, op)
-  local uid, gid, mode = owner_args(op.new)
-  self:at("mkdir", op.path, uid, gid, mode)
+function M:make_dir(path, meta)
+  self:at("mkdir", path, owner_args(meta))
 end
 
-function APPLY.replace_dir(self, op)
-  self:remove_tree(op.path)
-  APPLY.mkdir(self, op)
+function M:remove_tree(path)
+  self:at("rmtree", path)
 end
 
-function APPLY.delete(self, op)
-  self:remove_tree(op.path)
+function M:set_meta(path, meta)
+  self:at("meta", path, owner_args(meta))
 end
 
-function APPLY.chmod(self, op)
-  self:chmod_entry(op.path, op.new.mode)
-end
-
-function APPLY.chown(self, op)
-  local uid, gid = owner_args(op.new)
-  local is_link = (op.base or {}).type == "link"
-  self:at("meta", op.path, uid, gid, not is_link and op.new.mode and string.format("%o", op.new.mode) or "")
-end
-
-local function guarded(fn)
-  local ok, e = pcall(fn)
-  if ok then return true end
-  if type(e) == "table" and e.apply_error then return nil, e.apply_error end
-  error(e, 0)
-end
-
--- ex:apply(op, ctx) -> true | nil, msg
-function M:apply(op, ctx)
-  local ok, msg = self:parents_ok(op.path)
-  if not ok then return nil, msg or (op.path .. ": its directory is gone") end
-  return guarded(function() APPLY[op.kind](self, op, ctx, ctx.temp_prefix .. op.id) end)
-end
+M.apply = common.apply
+M.restore = common.restore
 
 -- ex:exec(op, timeout) -> result
 function M:exec(op, timeout)
@@ -417,29 +358,6 @@ function M:exec(op, timeout)
   if not r then return { id = op.id, ok = false, error = msg } end
   return { id = op.id, ok = r.code == 0, code = r.code, signal = r.signal,
     stdout = r.stdout, stderr = r.stderr, timed_out = r.timed_out or nil }
-end
-
--- ex:restore(entry, cpdir, temp_prefix) -> true | nil, msg
-function M:restore(e, cpdir, temp_prefix)
-  local ok, msg = self:parents_ok(e.path)
-  if ok == nil then return nil, msg end
-  if ok == false then
-    if not e.exists then return true end
-    return nil, e.path .. ": its directory is gone"
-  end
-  local tmp_name = temp_prefix .. "restore"
-  return guarded(function()
-    if not e.exists then return self:remove_tree(e.path) end
-    if e.type == "dir" then
-      local uid, gid, mode = owner_args(e)
-      self:at("mkdir", e.path, uid, gid, mode)
-    elseif e.type == "file" then
-      self:place(cpdir, e.hash, e.path, tmp_name, e)
-    elseif e.type == "link" then
-      if type(e.link) ~= "string" then fail("the checkpoint holds no target for this symlink") end
-      self:at("symlink", e.path, e.link, tmp_name, e.uid or "", e.gid or "")
-    end
-  end)
 end
 
 -- ex:remove_temps(paths, prefix)

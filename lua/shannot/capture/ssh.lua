@@ -1,15 +1,14 @@
--- A capturing run on a remote host (DESIGN §2, remotely): the same chain
--- as the local one, as shell command lines over one SSH connection: a
--- probe (ids, capture paths, mount table), the staging (mode 700, a name
--- nobody can guess), the run, the upper trees streamed back as one GNU tar
--- stream (read by tar.c into a local replica), the staging removed.  The
--- host's state comes over SFTP.  Then the same walk and session as local.
+-- The SSH executor's capture (DESIGN §2, remotely): the same chain as
+-- the local one, as shell command lines over the executor's connection:
+-- a probe (ids, capture paths, mount table), the staging (mode 700, a
+-- name nobody can guess), the run, the upper trees streamed back as one
+-- GNU tar stream (read by tar.c into a local replica), the staging
+-- removed.  The host's state comes over SFTP; the walk is capture.lua's.
+local bwrap = require("shannot.sandbox.bwrap")
 local capture = require("shannot.capture")
-local dryrun = require("shannot.dryrun")
 local err = require("shannot.err")
 local fs = require("shannot.fs")
 local profile = require("shannot.profile")
-local remote = require("shannot.remote")
 local rscript = require("shannot.remote_script")
 local stage = require("shannot.stage")
 local store = require("shannot.store")
@@ -222,150 +221,154 @@ local function remote_filters(p, f)
   return out
 end
 
-local function bwrap_argv(p, job, f, plan)
-  local d = plan.dir
-  local binds = {
-    { "--ro-bind", d .. "/defer/shim", stage.SHIM },
-    { "--ro-bind", d .. "/defer/bin", stage.SHIM_BIN },
-    { "--bind", d .. "/defer/deferred", stage.DEFERRED },
-  }
-  for _, path in ipairs(f.defer) do binds[#binds + 1] = { "--ro-bind", d .. "/defer/shim", path } end
-  if job.script then binds[#binds + 1] = { "--ro-bind", d .. "/script", job.script_inside } end
-  local caps
-  if f.root and #p.capture > 0 then  -- a plain sandbox keeps no capability
-    -- no user namespace of ours remotely (util-linux cannot map every id
-    -- without newuidmap), so no capability that could make a device node
-    caps = {}
-    for _, c in ipairs(stage.ROOT_CAPS) do
-      if c ~= "CAP_MKNOD" then caps[#caps + 1] = c end
-    end
-  end
+
+-- sandbox_plan(profile, job, facts, staging) -> the sandbox plan of a remote run
+-- (sandbox/bwrap.lua builds the line from it, as from a local one).
+function M.sandbox_plan(p, job, f, plan)
   local fds = {}
   for i = 1, #plan.seccomp do fds[i] = rscript.SECCOMP_FD0 + i - 1 end
-  local ctx = {
-    cwd = f.home, getenv = remote_getenv(f), seccomp_fds = fds, var_run_is_link = f.var_run_link == "yes",
-    capture_targets = f.tops, late_binds = binds, path_prefix = stage.SHIM_BIN, caps = caps,
-    enter_exe = plan.enter,
+  return {
+    argv = job.argv, cwd = f.home, getenv = remote_getenv(f), seccomp_fds = fds,
+    var_run_is_link = f.var_run_link == "yes", enter = plan.enter and { exe = plan.enter },
+    -- a plain sandbox (no capture paths) keeps no capability
+    capture = { staging = plan.dir, tops = f.tops, deferred_paths = f.defer, root = f.root and #p.capture > 0 },
+    script = job.script and { source = plan.dir .. "/script", target = job.script_inside },
   }
-  local args = profile.bwrap_args(p, ctx)
-  local argv = { "bwrap" }
-  table.move(args, 1, #args, 2, argv)
-  argv[#argv + 1] = "--"
-  local command = profile.command_argv(p, ctx, job.argv)
-  table.move(command, 1, #command, #argv + 1, argv)
-  return argv
 end
 
--- run(p, job, target, opts) -> result, session | result | nil, err
--- opts: json, ttl, config, accept_new, timeout, max_output, actor, and the
--- front end's warn(fmt, ...) and output(stdout, stderr) (the command's
--- output as it ran, unless json).
-function M.run(p, job, t, opts)
-  if #p.unix_sockets > 0 then
-    return nil, err.usage('profile "%s": unix_sockets needs shannot beside the sandbox, on this machine; ' ..
-      "a remote sandbox reaches no host socket", p.name)
-  end
-  local s <close>, cerr = remote.connect(t, { accept_new = opts.accept_new })
-  if not s then return nil, cerr end
-  local f, perr = probe(s, p)
-  if not f then return nil, perr end
-  if not f.root then
-    opts.warn("%s: running as %s, not root: only files that user may change are captured",
-      text.inert(t.name), text.inert(f.user or "?"))
-  end
-  local root = rscript.staging_root(f.tops)
-  if not root then return nil, err.env("%s: no staging place outside the capture paths", t.name) end
-  local filters, ferr = remote_filters(p, f)
-  if not filters then return nil, ferr end
-  local plan = { dir = root .. "/shannot-" .. random_hex(12), root = f.root, shim = stage.SHIM_TEXT,
-    defer = p.defer, overlays = stage.overlays_for(f.tops, f.mounts), seccomp = filters,
-    limits = require("shannot.limits").of(opts.config, tonumber(f.memtotal_kb or "")) }
-  for i, o in ipairs(plan.overlays) do
-    o.upper, o.work = plan.dir .. "/upper/" .. i, plan.dir .. "/wd/" .. i
-  end
-  local cleanup = setmetatable({}, { __close = function()
-    s:exec(rscript.cleanup_command(plan.dir), { timeout = 120 })
-  end })
-  local r, msg = s:exec(rscript.prepare_command(plan), { timeout = 120 })
-  if not r or r.code ~= 0 then
-    return nil, err.env("%s: cannot set the staging up: %s", t.name,
-      text.inert(r and (r.stderr or ""):match("[^\n]*") or msg))
-  end
-  local _ <close> = cleanup
-  local sftp, serr = s:sftp()
-  if not sftp then return nil, err.env("%s: sftp: %s", t.name, serr) end
-  if job.script then
-    local ok, uerr = sftp:put(job.script, plan.dir .. "/script", 448)
-    if not ok then return nil, err.env("%s: cannot upload the script: %s", t.name, uerr) end
-  end
-  local eerr
-  plan.enter, eerr = upload_enter(sftp, f, plan.dir, opts.warn)
-  if eerr then return nil, eerr end
-  plan.bwrap_argv = bwrap_argv(p, job, f, plan)
-  plan.timeout = opts.timeout
-  local run, rerr = s:exec(rscript.run_command(plan), {
-    timeout = opts.timeout and opts.timeout + 10, max_capture = opts.max_output,
-  })
-  if not run then return nil, err.env("%s: %s", t.name, rerr) end
+-- What a capture leaves: the replica of the upper trees (a local
+-- directory), the host over SFTP.  Closing it removes the replica.
+local Trees = {}
+Trees.__index = Trees
+Trees.__close = function(t) t:close() end
+
+function Trees:close()
+  if self.dir then fs.rmtree(self.dir); self.dir = nil end
+end
+
+-- The run's result, as a local sandbox.run gives it.
+local function run_result(job, p, run, timeout)
   -- timeout(1) -s KILL ends killed by KILL itself (or 137) when the limit struck
-  local timed_out = run.timed_out or (opts.timeout ~= nil and (run.signal == "KILL" or run.code == 137)
-    and run.duration >= opts.timeout)
-  local result = {
+  local timed_out = run.timed_out or (timeout ~= nil and (run.signal == "KILL" or run.code == 137)
+    and run.duration >= timeout)
+  return {
     command = job.argv, profile = p.name, exit_code = not timed_out and run.code or nil,
     signal_name = run.signal, timed_out = timed_out, interrupted = run.interrupted, duration = run.duration,
     stdout = run.stdout, stderr = run.stderr, stdout_truncated = run.stdout_truncated,
     stderr_truncated = run.stderr_truncated, stdout_dropped = run.stdout_dropped,
     stderr_dropped = run.stderr_dropped,
   }
-  if not opts.json then opts.output(run.stdout or "", run.stderr or "") end
-  if run.interrupted then return result end
-  -- The replica of the upper trees and the blob staging, locally.
-  local local_root = stage.staging_root()
-  assert(fs.mkdir_p(local_root, 448))
-  local ldir = assert(fs.mkdtemp(local_root .. "/remote-"))
-  local _ <close> = setmetatable({}, { __close = function() fs.rmtree(ldir) end })
+end
+
+-- Sets the remote staging up (removed again by the returned guard's close).
+local function prepare_staging(s, name, f, p, plan_limits)
+  local root = rscript.staging_root(f.tops)
+  if not root then return nil, err.env("%s: no staging place outside the capture paths", name) end
+  local filters, ferr = remote_filters(p, f)
+  if not filters then return nil, ferr end
+  local plan = { dir = root .. "/shannot-" .. random_hex(12), root = f.root, shim = stage.SHIM_TEXT,
+    defer = p.defer, overlays = stage.overlays_for(f.tops, f.mounts), seccomp = filters, limits = plan_limits }
+  for i, o in ipairs(plan.overlays) do
+    o.upper, o.work = plan.dir .. "/upper/" .. i, plan.dir .. "/wd/" .. i
+  end
+  local r, msg = s:exec(rscript.prepare_command(plan), { timeout = 120 })
+  local guard = require("shannot.guard")(function() s:exec(rscript.cleanup_command(plan.dir), { timeout = 120 }) end)
+  if not r or r.code ~= 0 then
+    guard:close()
+    return nil, err.env("%s: cannot set the staging up: %s", name,
+      text.inert(r and (r.stderr or ""):match("[^\n]*") or msg))
+  end
+  return plan, guard
+end
+
+-- Brings the upper trees home: the stream, unpacked into a local replica.
+local function collect(s, name, plan, ldir)
   local stream = ldir .. "/stream.tar"
   local out <close>, oerr = fs.open(stream, "a", 384)
   if not out then return nil, err.env("%s", oerr) end
   local col, colerr = s:exec(rscript.collect_command(plan.dir, 2 * plan.limits.staging),
     { stdout_fd = out:fd(), timeout = 3600 })
   if not col or col.code ~= 0 then
-    return nil, err.env("%s: cannot collect what the run wrote: %s", t.name,
+    return nil, err.env("%s: cannot collect what the run wrote: %s", name,
       text.inert(col and (col.stderr or ""):match("[^\n]*") or colerr))
   end
   out:close()
   local meta, uerr, unpack_why = unpack(stream, ldir)
+  fs.remove(stream)
   if not meta then
-    if unpack_why == "refused" then return nil, err.refused("%s: %s", t.name, uerr) end
-    return nil, err.env("%s: unpacking the capture stream: %s", t.name, text.inert(uerr))
+    if unpack_why == "refused" then return nil, err.refused("%s: %s", name, uerr) end
+    return nil, err.env("%s: unpacking the capture stream: %s", name, text.inert(uerr))
   end
-  assert(fs.mkdir(ldir .. "/blobs", 448))
-  local overlays = {}
-  for i, o in ipairs(plan.overlays) do overlays[i] = { target = o.target, upper = ldir .. "/upper/" .. i } end
-  local w, werr, why = capture.operations(overlays, ldir .. "/blobs",
-    { up = replica_tree(meta), host = host_tree(s, sftp, ldir) }, { max_bytes = plan.limits.staging })
-  if not w then
-    if why == "refused" then return nil, err.refused("%s: %s", t.name, text.inert(werr)) end
-    return nil, err.env("%s: capturing what the run changed: %s", t.name, text.inert(text.middle(werr, 400)))
+  return meta
+end
+
+-- check_profile(p) -> true | nil, err: whether a remote sandbox can be
+-- built from the profile at all (asked before connecting)
+function M.check_profile(p)
+  if #p.unix_sockets > 0 then
+    return nil, err.usage('profile "%s": unix_sockets needs shannot beside the sandbox, on this machine; ' ..
+      "a remote sandbox reaches no host socket", p.name)
   end
-  local records, derr = {}
-  if fs.lstat(ldir .. "/deferred") then
-    records, derr = stage.read_deferred(ldir .. "/deferred", allowed_deferred(p, f))
-    if not records then return nil, err.refused("%s: %s", t.name, derr) end
+  return true
+end
+
+-- capture(ex, plan) -> trees, deferred, result | false, nil, result |
+-- nil, err (see executor/init.lua).  ex: the SSH executor (its session s,
+-- sftp, remote and scratch directory).
+function M.capture(ex, plan)
+  local p, job, name = plan.profile, plan.job, ex.remote.name
+  local supported, serr = M.check_profile(p)
+  if not supported then return nil, serr end
+  local s, sftp = ex.s, ex.sftp
+  local f, perr = probe(s, p)
+  if not f then return nil, perr end
+  if not f.root then
+    plan.warn("%s: running as %s, not root: only files that user may change are captured",
+      text.inert(name), text.inert(f.user or "?"))
   end
-  capture.add_deferred(w, records)
-  for _, skipped in ipairs(w.skipped) do
-    opts.warn("%s: %s: a %s is not captured", t.name, text.inert(skipped.path), skipped.type)
+  local staging, guard = prepare_staging(s, name, f, p,
+    require("shannot.limits").of(plan.config, tonumber(f.memtotal_kb or "")))
+  if not staging then return nil, guard end
+  local _ <close> = guard
+  if job.script then
+    local ok, uerr = sftp:put(job.script, staging.dir .. "/script", 448)
+    if not ok then return nil, err.env("%s: cannot upload the script: %s", name, uerr) end
   end
-  if #w.ops == 0 then return result end
-  local st = { dir = ldir }
-  assert(fs.mkdir_p(ldir .. "/defer", 448))
-  fs.rename(ldir .. "/deferred", ldir .. "/defer/deferred")
-  if not fs.exists(ldir .. "/defer/deferred") then fs.write_new(ldir .. "/defer/deferred", "", 384) end
-  local sess, e = dryrun.save(job, p, result, w, st, { ttl = opts.ttl, config = opts.config, target = t.name,
-    actor = opts.actor, warn = opts.warn })
-  if not sess then return nil, e end
-  return result, sess
+  local eerr
+  staging.enter, eerr = upload_enter(sftp, f, staging.dir, plan.warn)
+  if eerr then return nil, eerr end
+  staging.bwrap_argv = bwrap.argv(p, M.sandbox_plan(p, job, f, staging), "remote")
+  staging.timeout = plan.timeout
+  local run, rerr = s:exec(rscript.run_command(staging), {
+    timeout = plan.timeout and plan.timeout + 10, max_capture = plan.max_output,
+  })
+  if not run then return nil, err.env("%s: %s", name, rerr) end
+  local result = run_result(job, p, run, plan.timeout)
+  if plan.show_output then plan.output(run.stdout or "", run.stderr or "") end
+  if run.interrupted then return false, nil, result end
+  local trees = setmetatable({ dir = assert(fs.mkdtemp(ex.scratch .. "/capture-")) }, Trees)
+  local owned <close> = require("shannot.guard")(function() trees:close() end)
+  local meta, cerr = collect(s, name, staging, trees.dir)
+  if not meta then return nil, cerr end
+  local records = {}
+  if fs.lstat(trees.dir .. "/deferred") then
+    local derr
+    records, derr = stage.read_deferred(trees.dir .. "/deferred", allowed_deferred(p, f))
+    if not records then
+      derr.message = name .. ": " .. derr.message
+      return nil, derr
+    end
+    trees.deferred_file = trees.dir .. "/deferred"
+  end
+  assert(fs.mkdir(trees.dir .. "/blobs", 448))
+  trees.overlays = {}
+  for i, o in ipairs(staging.overlays) do
+    trees.overlays[i] = { target = o.target, upper = trees.dir .. "/upper/" .. i }
+  end
+  trees.blobs, trees.max_bytes = trees.dir .. "/blobs", staging.limits.staging
+  trees.up, trees.host = replica_tree(meta), host_tree(s, sftp, trees.dir)
+  owned:cancel()
+  return trees, records, result
 end
 
 return M

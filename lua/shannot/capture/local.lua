@@ -1,0 +1,87 @@
+-- The local executor's capture: the staging, the sandbox over overlays,
+-- and what it leaves for the walk (capture.lua) to read.  A profile
+-- without capture paths runs plainly: there is nothing to capture.
+local err = require("shannot.err")
+local fs = require("shannot.fs")
+local guard = require("shannot.guard")
+local limits = require("shannot.limits")
+local opview = require("shannot.opview")
+local profile = require("shannot.profile")
+local sandbox = require("shannot.sandbox")
+local stage = require("shannot.stage")
+
+local M = {}
+
+-- What a capture leaves: the overlays' upper trees, a blob store for the
+-- walk, the deferred record.  Closing it removes the staging.
+local Trees = {}
+Trees.__index = Trees
+Trees.__close = function(t) t:close() end
+
+function Trees:close()
+  if self.stage then stage.remove(self.stage); self.stage = nil end
+end
+
+local function plain_run(p, plan, settings)
+  return sandbox.run(p, plan.job.argv, {
+    timeout = plan.timeout, bwrap = settings.bwrap_path, max_output = plan.max_output,
+    limits = limits.of(plan.config), script = plan.job.script and
+      { source = plan.job.script, target = plan.job.script_inside },
+    -- Through a pipe even to a terminal: a clipboard or title string the
+    -- command prints must not reach the user's terminal (as in a capture).
+    keep_output = true, tee = plan.show_output,
+  })
+end
+
+-- capture(plan, settings) -> trees, deferred, result | false, nil, result
+-- (the run ended with nothing to capture) | nil, err.  See executor/init.lua.
+function M.capture(plan, settings)
+  local p = plan.profile
+  if #p.capture == 0 then
+    local r, rerr = plain_run(p, plan, settings)
+    if not r then return nil, rerr end
+    return false, nil, r
+  end
+  local st, serr = stage.create(p, { search_path = profile.search_path(p) })
+  if not st then return nil, serr end
+  local trees = setmetatable({ stage = st }, Trees)
+  -- until it is handed back: an interrupt may unwind through the run
+  local owned <close> = guard(function() trees:close() end)
+  if not st.full_map then
+    -- Said up front: a dry-run as another user than root cannot show
+    -- what root would be allowed to do.
+    local ids = require("shannot.core.sys").ids()
+    plan.warn("running as %s, not root: only files that user may change are captured (%s)",
+      ids.user or ("uid " .. ids.euid), #st.tops > 0 and table.concat(st.tops, ", ") or "none here")
+  end
+  local lim = limits.of(plan.config)
+  local r, rerr = sandbox.run(p, plan.job.argv, {
+    timeout = plan.timeout, bwrap = settings.bwrap_path, max_output = plan.max_output, limits = lim,
+    namespace = stage.namespace(st), capture = stage.sandbox_part(st),
+    script = plan.job.script and { source = plan.job.script, target = plan.job.script_inside },
+    keep_output = true, tee = plan.show_output, watch = limits.watch(lim, st.dir),
+  })
+  if not r then
+    rerr.message = stage.describe_failure(st, rerr)
+    return nil, rerr
+  end
+  if r.limit == "staging" then
+    return nil, err.refused("the run wrote more than %s into staging ([limits] staging), or left less than %s " ..
+      "free there: it was stopped and nothing was kept", opview.size(lim.staging), opview.size(limits.MIN_FREE))
+  end
+  -- No exit code and no timeout: the sandbox never started, or the user
+  -- interrupted it; neither is a run worth a session.
+  if r.interrupted or (r.exit_code == nil and not r.timed_out) then
+    return false, nil, r
+  end
+  local records, derr = stage.deferred(st, stage.allowed_deferred(p.defer, profile.search_path(p)))
+  if not records then return nil, derr end
+  local ok, msg = fs.mkdir(st.dir .. "/blobs", 448)
+  if not ok then return nil, err.env("staging: %s", msg) end
+  trees.overlays, trees.blobs, trees.max_bytes = st.overlays, st.dir .. "/blobs", lim.staging
+  trees.deferred_file = st.dir .. "/defer/deferred"
+  owned:cancel()
+  return trees, records, r
+end
+
+return M
