@@ -14,8 +14,8 @@ local sshd = require("support.sshd")
 local lib = require("lib")
 local run, compare, median = lib.run, lib.compare, lib.median
 local h = require("support.h")
-local rscript = require("shannot.remote_script")
-local stage = require("shannot.stage")
+local remote_shell = require("shannot.capture.remote_shell")
+local staging = require("shannot.capture.staging")
 
 local N = tonumber(arg[1]) or 30
 local BIN = arg[2] or "build/shannot"
@@ -38,20 +38,17 @@ local ok, problem = pcall(function()
   -- The remote command lines shannot sends for `--profile readonly -- true`.
   local p = assert(shannot.profile.load("readonly"))
   local dir = "/tmp/shannot-bench-remote"
-  local plan = { dir = dir, root = sys.ids().euid == 0, shim = stage.SHIM_TEXT, defer = {}, overlays = {},
+  local plan = { dir = dir, root = sys.ids().euid == 0, shim = staging.SHIM_TEXT, defer = {}, overlays = {},
     seccomp = { assert(shannot.seccomp.program()) } }
   local vr = shannot.fs.lstat("/var/run")
-  local args = shannot.profile.bwrap_args(p, { cwd = home, var_run_is_link = vr and vr.type == "link",
-    seccomp_fds = { rscript.SECCOMP_FD0 }, late_binds = {
-    { "--ro-bind", dir .. "/defer/shim", stage.SHIM }, { "--ro-bind", dir .. "/defer/bin", stage.SHIM_BIN },
-    { "--bind", dir .. "/defer/deferred", stage.DEFERRED } }, path_prefix = stage.SHIM_BIN })
-  plan.bwrap_argv = { "bwrap", table.unpack(args) }
-  plan.bwrap_argv[#plan.bwrap_argv + 1] = "--"
-  plan.bwrap_argv[#plan.bwrap_argv + 1] = "true"
+  local facts = { home = home, user = sys.ids().user, tops = {}, defer = {}, root = plan.root,
+    var_run_link = vr and vr.type == "link" and "yes" or "no" }
+  plan.bwrap_argv = shannot.bwrap.argv(p,
+    require("shannot.capture.ssh").sandbox_plan(p, { argv = { "true" } }, facts, plan), "remote")
   local same = table.concat({
-    rscript.probe_command({}, shannot.profile.search_path(p), {}) .. " > /dev/null",
-    rscript.prepare_command(plan), "(" .. rscript.run_command(plan) .. ")",
-    "(" .. rscript.collect_command(dir) .. ") > /dev/null", rscript.cleanup_command(dir),
+    remote_shell.probe_command({}, shannot.profile.search_path(p), {}) .. " > /dev/null",
+    remote_shell.prepare_command(plan), "(" .. remote_shell.run_command(plan) .. ")",
+    "(" .. remote_shell.collect_command(dir) .. ") > /dev/null", remote_shell.cleanup_command(dir),
   }, "\n")
   local cold_ssh = table.move(ssh, 1, #ssh, 1, {})
   cold_ssh[#cold_ssh + 1] = same

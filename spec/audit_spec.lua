@@ -16,7 +16,7 @@ local T0 = 1700000000  -- 2023-11-14T22:13:20Z
 -- Records events with `shannot lua`: arg n, now ("" for the clock),
 -- session ("" for none).  Prints "ERR <exit> <message>" on a failure.
 local RECORDER = [[
-local audit = require("shannot.audit")
+local audit = require("shannot.session.audit")
 local cfg = assert(require("shannot.config").load())
 local n, now, session = tonumber(arg[1]), tonumber(arg[2]), arg[3]
 local events = { "session_created", "session_approved", "session_executed" }
@@ -131,7 +131,7 @@ describe("audit", function()
     assert.equal("no audit events\n", audit({ "audit" }).stdout)
     assert.equal("audit chain intact: 0 events in 0 files\n", audit({ "audit", "--verify" }).stdout)
     local r = h.shannot({ "lua", h.write(h.tmpdir() .. "/esc.lua", [[
-      local audit = require("shannot.audit")
+      local audit = require("shannot.session.audit")
       local cfg = assert(require("shannot.config").load())
       assert(audit.record(cfg, { event = "session_denied", actor = "ui", session = "]] .. ID_A .. [[",
         reason = "no\27[2J\nway \255" }))]]) }, { home = home })
@@ -144,7 +144,7 @@ describe("audit", function()
 
   it("refuses events and actors it does not know (a bug in the caller)", function()
     local r = h.shannot({ "lua", h.write(h.tmpdir() .. "/bad.lua", [[
-      local audit = require("shannot.audit")
+      local audit = require("shannot.session.audit")
       local cfg = assert(require("shannot.config").load())
       local ok1, e1 = pcall(audit.record, cfg, { event = "session_nuked", actor = "cli" })
       local ok2, e2 = pcall(audit.record, cfg, { event = "session_created", actor = "cron" })

@@ -1,6 +1,6 @@
 -- config.toml, project overrides, command patterns and Lua policy files,
 -- through the real binary where the behaviour is the CLI's.
-local cmdpattern = require("shannot.cmdpattern")
+local cmdpattern = require("shannot.policy.cmdpattern")
 local config = require("shannot.config")
 local fs = require("shannot.fs")
 local json = require("shannot.json")

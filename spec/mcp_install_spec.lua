@@ -3,7 +3,7 @@
 -- with a private HOME, and the module's functions with explicit paths.
 local fs = require("shannot.fs")
 local json = require("shannot.json")
-local mi = require("shannot.mcp_install")
+local mi = require("shannot.mcp.install")
 local h = require("support.h")
 
 local function desktop(home) return home .. "/config/Claude/claude_desktop_config.json" end

@@ -1,6 +1,6 @@
 -- shannot.profile: schema checks with file names in messages, defaults, the
 -- bwrap argument list and allowed_commands.
-local profile = require("shannot.profile")
+local profile = require("shannot.sandbox.profile")
 local glob = require("shannot.glob")
 local h = require("support.h")
 
@@ -59,8 +59,10 @@ describe("profile", function()
   }
   for _, case in ipairs(bad) do
     it("rejects " .. case[1]:gsub("\n", " "), function()
-      local p, msg = parse(case[1])
+      local p, e = parse(case[1])
       assert.is_nil(p)
+      assert.equal(2, e.exit)
+      local msg = e.message
       assert.truthy(msg:find("p.json", 1, true), msg)
       assert.truthy(msg:find(case[2], 1, true), msg)
     end)

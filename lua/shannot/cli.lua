@@ -191,7 +191,7 @@ function M.main(argv)
     -- (exit 2) instead of falling back to defaults, deny list included.
     local cfg, cerr = require("shannot.config").load()
     if not cfg then return nil, cerr end
-    local policies, perr = require("shannot.policyfile").load_all(cfg.files)
+    local policies, perr = require("shannot.policy.file").load_all(cfg.files)
     if not policies then return nil, perr end
     cfg.policies = policies
     if #cfg.refused > 0 then

@@ -15,7 +15,7 @@
 -- the walk stops at the user's home and at a directory someone else owns,
 -- and it may only make things stricter (PROJECT_KEYS); anything else it
 -- sets is refused and listed in cfg.refused.
-local cmdpattern = require("shannot.cmdpattern")
+local cmdpattern = require("shannot.policy.cmdpattern")
 local err = require("shannot.err")
 local fs = require("shannot.fs")
 local paths = require("shannot.paths")
@@ -272,10 +272,11 @@ local function resolve_path(v, dir)
   return v
 end
 
--- Walks a parsed table against the schema, collecting leaf values as
--- {key = dotted key, value, line} or returning the first error.
-local function walk(ctx, tbl, schema, prefix, out, parts)
-  parts = parts or {}
+-- Walks a parsed table against the schema, collecting leaf values into
+-- ctx.out as {key = dotted key, path, value, source} or returning the
+-- first error.  at: where tbl is, {prefix = dotted key, parts = keys}.
+local function walk(ctx, tbl, schema, at)
+  local prefix, parts = at.prefix, at.parts
   local keys = {}
   for k in pairs(tbl) do keys[#keys + 1] = k end
   table.sort(keys)
@@ -295,7 +296,7 @@ local function walk(ctx, tbl, schema, prefix, out, parts)
       if type(v) ~= "table" or getmetatable(v) ~= nil then
         return nil, string.format("%s: %s must be a table", where, text.inert(name))
       end
-      local ok, e = walk(ctx, v, rule, name, out, path)
+      local ok, e = walk(ctx, v, rule, { prefix = name, parts = path })
       if not ok then return nil, e end
     else
       local value, why = rule(v)
@@ -305,7 +306,8 @@ local function walk(ctx, tbl, schema, prefix, out, parts)
         return nil, string.format("%s: %s must be %s%s", where, text.inert(name), why, shown)
       end
       if PATH_KEYS[k] then value = resolve_path(value, ctx.dir) end
-      out[#out + 1] = { key = name, path = path, value = value, source = string.format("%s:%d", ctx.file, line or 1) }
+      ctx.out[#ctx.out + 1] = { key = name, path = path, value = value,
+        source = string.format("%s:%d", ctx.file, line or 1) }
     end
   end
   return true
@@ -318,8 +320,8 @@ function M.read_file(path)
   local root, locate = toml().parse_located(data, path)
   if not root then return nil, err.usage("%s", tostring(locate)) end
   local leaves = {}
-  local ok, e = walk({ file = path, dir = path:match("^(.*)/[^/]*$") or ".", locate = locate },
-    root, SCHEMA, "", leaves)
+  local ok, e = walk({ file = path, dir = path:match("^(.*)/[^/]*$") or ".", locate = locate, out = leaves },
+    root, SCHEMA, { prefix = "", parts = {} })
   if not ok then return nil, err.usage("%s", e) end
   return leaves
 end
@@ -452,7 +454,7 @@ local LOWER_ONLY = {
   ["limits.processes"] = function(v) return v end,
   ["limits.staging"] = function(v) return v end,
   ["limits.mcp_sandboxes"] = function(v) return v end,
-  ["limits.memory"] = function(v) return require("shannot.limits").memory_bytes(v) end,
+  ["limits.memory"] = function(v) return require("shannot.sandbox.limits").memory_bytes(v) end,
 }
 
 -- A profile a project may choose: named (not a file of the project's),
@@ -462,7 +464,7 @@ local function check_project_profile(name)
   if name:find("/", 1, true) or name:match("%.json$") then
     return "a project file may name a profile, not a profile file"
   end
-  local p = require("shannot.profile").load(name)
+  local p = require("shannot.sandbox.profile").load(name)
   if not p then return string.format('there is no profile "%s"', text.inert(name)) end
   if #p.capture == 0 then
     return string.format('profile "%s" captures nothing, so its writes would not be reviewed', name)

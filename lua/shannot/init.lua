@@ -3,13 +3,16 @@
 local const = require("shannot.const")
 
 local PUBLIC = {
-  profile = "shannot.profile", sandbox = "shannot.sandbox", status = "shannot.status",
+  profile = "shannot.sandbox.profile", sandbox = "shannot.sandbox", status = "shannot.sandbox.probe",
   fs = "shannot.fs", proc = "shannot.proc", json = "shannot.json", paths = "shannot.paths",
   text = "shannot.text", toml = "shannot.toml", session = "shannot.session",
-  capture = "shannot.capture", stage = "shannot.stage", store = "shannot.store",
+  capture = "shannot.capture", walk = "shannot.capture.walk", stage = "shannot.capture.staging",
+  store = "shannot.store",
   config = "shannot.config", policy = "shannot.policy", remote = "shannot.remote",
-  apply = "shannot.apply", executor = "shannot.executor", events = "shannot.events",
-  audit = "shannot.audit", seccomp = "shannot.seccomp",
+  apply = "shannot.session.apply", executor = "shannot.executor", events = "shannot.session.audit_event",
+  audit = "shannot.session.audit", seccomp = "shannot.sandbox.seccomp",
+  bwrap = "shannot.sandbox.bwrap", limits = "shannot.sandbox.limits", approval = "shannot.session.approval",
+  view = "shannot.session.view", err = "shannot.err", guard = "shannot.guard",
 }
 
 -- The submodule names, sorted (for listings and completion: the members

@@ -98,7 +98,9 @@ end
 
 local encode_value
 
-local function encode_table(t, indent, depth, seen, out)
+-- enc: {indent =, seen = (the tables open above: a cycle is an error)}
+local function encode_table(enc, t, depth, out)
+  local indent, seen = enc.indent, enc.seen
   if seen[t] then error("json: cannot encode a cycle", 0) end
   seen[t] = true
   local pad = indent and ("\n" .. string.rep(indent, depth + 1)) or ""
@@ -113,10 +115,10 @@ local function encode_table(t, indent, depth, seen, out)
           -- Each element of a big list (a session's operations) becomes one
           -- string at once, so the pieces never pile up for the whole list.
           local piece = {}
-          encode_value(t[i], indent, depth + 1, seen, piece)
+          encode_value(enc, t[i], depth + 1, piece)
           out[#out + 1] = table.concat(piece)
         else
-          encode_value(t[i], indent, depth + 1, seen, out)
+          encode_value(enc, t[i], depth + 1, out)
         end
       end
       out[#out + 1] = close_pad .. "]"
@@ -132,7 +134,7 @@ local function encode_table(t, indent, depth, seen, out)
       out[#out + 1] = "{"
       for i, k in ipairs(keys) do
         out[#out + 1] = (i > 1 and "," or "") .. pad .. encode_string(k) .. sep
-        encode_value(t[k], indent, depth + 1, seen, out)
+        encode_value(enc, t[k], depth + 1, out)
       end
       out[#out + 1] = close_pad .. "}"
     end
@@ -140,7 +142,7 @@ local function encode_table(t, indent, depth, seen, out)
   seen[t] = nil
 end
 
-function encode_value(v, indent, depth, seen, out)
+function encode_value(enc, v, depth, out)
   local ty = type(v)
   if ty == "string" then
     out[#out + 1] = encode_string(v)
@@ -157,7 +159,7 @@ function encode_value(v, indent, depth, seen, out)
   elseif v == nil or v == M.null then
     out[#out + 1] = "null"
   elseif ty == "table" then
-    encode_table(v, indent, depth, seen, out)
+    encode_table(enc, v, depth, out)
   else
     error("json: cannot encode a " .. ty, 0)
   end
@@ -166,7 +168,7 @@ end
 -- encode(value [, {indent = "  "}]) -> text
 function M.encode(value, opts)
   local out = {}
-  encode_value(value, opts and opts.indent, 0, {}, out)
+  encode_value({ indent = opts and opts.indent, seen = {} }, value, 0, out)
   return table.concat(out)
 end
 

@@ -9,22 +9,23 @@ local M = {}
 
 M.CONNECT_TIMEOUT = 15
 
--- parse_target("user@host:port") -> {user, host, port} | nil, why
+-- parse_target("user@host:port") -> {user, host, port} | nil, err (what
+-- is wrong with it: "bad host ...")
 function M.parse_target(s)
   local user, rest = s:match("^([^@]+)@(.+)$")
   rest = rest or s
-  if user and not user:match("^[%w._-]+$") then return nil, string.format('bad user name "%s"', text.inert(user)) end
+  if user and not user:match("^[%w._-]+$") then return nil, err.usage('bad user name "%s"', text.inert(user)) end
   local host, port = rest:match("^%[([%x:.]+)%]:?(%d*)$")  -- [IPv6]:PORT
   if not host then
     host, port = rest:match("^([%w.-]+):?(%d*)$")
   end
   if not host or host == "" or host:sub(1, 1) == "-" then
-    return nil, string.format('bad host "%s"', text.inert(rest))
+    return nil, err.usage('bad host "%s"', text.inert(rest))
   end
   local n
   if port ~= "" then
     n = math.tointeger(tonumber(port))
-    if not n or n < 1 or n > 65535 then return nil, string.format('bad port "%s"', port) end
+    if not n or n < 1 or n > 65535 then return nil, err.usage('bad port "%s"', port) end
   end
   return { user = user, host = host, port = n }
 end
@@ -46,7 +47,7 @@ function M.resolve(target, cfg)
   local t, why = M.parse_target(target)
   if not t then
     return nil, err.usage('unknown target "%s" (%s; "shannot remote list" shows the remotes)',
-      text.inert(target), why)
+      text.inert(target), why.message)
   end
   t.name = target
   return t

@@ -422,25 +422,31 @@ local function days_in(year, month)
   return DAYS[month]
 end
 
-local function check_range(v, lo, hi, what, tok, pos)
-  if v < lo or v > hi then fail(pos, "invalid %s in '%s'", what, tok) end
+-- in_range(v, {lo, hi}, what, src) -> v; src: {tok =, pos =}, the token
+-- read and where (for the error)
+local function in_range(v, range, what, src)
+  if v < range[1] or v > range[2] then fail(src.pos, "invalid %s in '%s'", what, src.tok) end
   return v
 end
 
-local function set_date(dt, y, mo, d, tok, pos)
+-- set_date(dt, {y, mo, d}, src) -> the date's text
+local function set_date(dt, ymd, src)
+  local y, mo, d = ymd[1], ymd[2], ymd[3]
   dt.year = tonumber(y)
-  dt.month = check_range(tonumber(mo), 1, 12, "month", tok, pos)
-  dt.day = check_range(tonumber(d), 1, days_in(dt.year, dt.month), "day", tok, pos)
+  dt.month = in_range(tonumber(mo), { 1, 12 }, "month", src)
+  dt.day = in_range(tonumber(d), { 1, days_in(dt.year, dt.month) }, "day", src)
   return format("%s-%s-%s", y, mo, d)
 end
 
-local function set_time(dt, h, mi, s, frac, tok, pos)
-  dt.hour = check_range(tonumber(h), 0, 23, "hour", tok, pos)
-  dt.min = check_range(tonumber(mi), 0, 59, "minute", tok, pos)
-  dt.sec = check_range(tonumber(s), 0, 60, "second", tok, pos)
+-- set_time(dt, {h, mi, s, frac}, src) -> the time's text
+local function set_time(dt, hms, src)
+  local h, mi, s, frac = hms[1], hms[2], hms[3], hms[4]
+  dt.hour = in_range(tonumber(h), { 0, 23 }, "hour", src)
+  dt.min = in_range(tonumber(mi), { 0, 59 }, "minute", src)
+  dt.sec = in_range(tonumber(s), { 0, 60 }, "second", src)
   local text = format("%s:%s:%s", h, mi, s)
   if frac == "" then return text end
-  if frac == "." then fail(pos, "invalid time '%s': the fraction needs digits", tok) end
+  if frac == "." then fail(src.pos, "invalid time '%s': the fraction needs digits", src.tok) end
   dt.frac = sub(frac, 2)
   -- toml-test's canonical form shows at least milliseconds
   return text .. "." .. dt.frac .. rep("0", 3 - #dt.frac)
@@ -453,8 +459,8 @@ local function set_offset(dt, off, tok, pos)
   end
   local sign, oh, om = match(off, "^([%+%-])(%d%d):(%d%d)$")
   if not sign then fail(pos, "invalid date-time '%s'", tok) end
-  check_range(tonumber(oh), 0, 23, "offset hour", tok, pos)
-  check_range(tonumber(om), 0, 59, "offset minute", tok, pos)
+  in_range(tonumber(oh), { 0, 23 }, "offset hour", { tok = tok, pos = pos })
+  in_range(tonumber(om), { 0, 59 }, "offset minute", { tok = tok, pos = pos })
   dt.offset = (tonumber(oh) * 60 + tonumber(om)) * (sign == "-" and -1 or 1)
   return off
 end
@@ -464,7 +470,8 @@ local TIME = "^(%d%d):(%d%d):(%d%d)(.*)$"
 local function parse_datetime(tok, pos)
   local dt = setmetatable({}, datetime_mt)
   local y, mo, d, rest = match(tok, "^(%d%d%d%d)%-(%d%d)%-(%d%d)(.*)$")
-  local date = y and set_date(dt, y, mo, d, tok, pos)
+  local src = { tok = tok, pos = pos }
+  local date = y and set_date(dt, { y, mo, d }, src)
   if date and rest == "" then
     dt.kind, dt.text = "local-date", date
     return dt
@@ -477,7 +484,7 @@ local function parse_datetime(tok, pos)
   if not h then fail(pos, "invalid date or time '%s'", tok) end
   local frac = match(after, "^%.%d*") or ""
   local off = sub(after, #frac + 1)
-  local time = set_time(dt, h, mi, s, frac, tok, pos)
+  local time = set_time(dt, { h, mi, s, frac }, src)
   if not date then
     if off ~= "" then fail(pos, "invalid time '%s': a local time cannot have an offset", tok) end
     dt.kind, dt.text = "local-time", time
@@ -564,7 +571,9 @@ local function mark(p, tbl, k, pos)
   if t[k] == nil then t[k] = pos end
 end
 
-local function assign(p, tbl, keys, where, value)
+-- assign(p, tbl, key, value): key = {keys, where} as parse_key read them
+local function assign(p, tbl, key, value)
+  local keys, where = key[1], key[2]
   local kind, n = p.kind, #keys
   for i = 1, n - 1 do
     local v = tbl[keys[i]]
@@ -592,7 +601,7 @@ local function parse_keyval(p, tbl)
   end
   p.pos = p.pos + 1
   skip_ws(p)
-  assign(p, tbl, keys, where, parse_value(p))
+  assign(p, tbl, { keys, where }, parse_value(p))
   return keys
 end
 

@@ -245,7 +245,7 @@ describe("integrity (issue 12)", function()
       edit(dir, function(d)
         d.operations[1].path = d.operations[1].path:gsub("/a$", "/elsewhere")
         -- an attacker recomputes every digest, but has no key: a seal of their own
-        local approval = require("shannot.approval")
+        local approval = require("shannot.session.approval")
         json.integers(d)
         for i, op in ipairs(d.operations) do d.approval.operations[i] = approval.op_digest(op) end
         d.approval.digest = approval.hmac(string.rep("k", 32), "forged")
@@ -452,7 +452,7 @@ describe("integrity (issue 12)", function()
       local e = cap.env()
       local _, _, s = e:run("echo new > b")
       local script = h.write(e.dir .. "/go.lua", table.concat({
-        'local session, apply = require("shannot.session"), require("shannot.apply")',
+        'local session, apply = require("shannot.session"), require("shannot.session.apply")',
         'local s = assert(session.load(...))',
         'for _, op in ipairs(s.operations) do op.decision = "approve" end',
         'assert(session.transition(s, "approved", { note = "by a script" }))',

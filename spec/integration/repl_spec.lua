@@ -5,7 +5,7 @@
 -- a terminal, --target (one SSH connection for every command), and the
 -- pieces under it (pretty, compile, complete, decode).
 local fs = require("shannot.fs")
-local repl = require("shannot.repl")
+local repl = require("shannot.ui.repl")
 local h = require("support.h")
 
 local READY = "Ctrl-D leaves\n>\n"
@@ -249,7 +249,7 @@ describe("shannot repl --target", function()
   end)
 end)
 
-describe("shannot.repl", function()
+describe("shannot.ui.repl", function()
   it("pretty-prints nested tables with sorted keys, cycles and inert strings", function()
     local t = { 1, 2, { "x" }, b = true, a = "q\"\\\27[2J", [5] = 0, [{}] = 1 }
     t.me = t
@@ -303,7 +303,7 @@ describe("shannot.repl", function()
     end
     assert.equal("session", names("x = shannot.ses"))
     assert.equal("list load lock", names("shannot.session.l"))
-    assert.equal("apply", names("shannot.ap"))
+    assert.equal("apply approval", names("shannot.ap"))
     assert.equal("tostring", names("tostr"))
     assert.equal("function", names("func"))
     assert.equal("", names("nothing.here"))

@@ -5,7 +5,7 @@
 -- clean(), and shannot.core.term's failures.
 local fs = require("shannot.fs")
 local term = require("shannot.term")
-local tui = require("shannot.tui")
+local tui = require("shannot.ui.review")
 local h = require("support.h")
 local cap = require("support.cap")
 

@@ -37,6 +37,22 @@ function M.cleanup()
   end
 end
 
+-- lua_sources(visit): visit(relative path, text) for every .lua file of
+-- lua/shannot, for the specs that read the source (layers, style, errors)
+function M.lua_sources(visit)
+  local function walk(dir)
+    for _, name in ipairs(fs.readdir(dir)) do
+      local path = dir .. "/" .. name
+      if fs.is_dir(path) then
+        walk(path)
+      elseif name:match("%.lua$") then
+        visit(path:sub(#M.ROOT + 2), fs.read_file(path))
+      end
+    end
+  end
+  walk(M.ROOT .. "/lua/shannot")
+end
+
 -- Places every sandbox replaces with a fresh tmpfs of its own.
 local FRESH = { "/tmp", "/run", "/dev", "/var/tmp", "/var/run" }
 

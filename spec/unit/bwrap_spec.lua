@@ -4,7 +4,7 @@
 -- remote sandbox without a user namespace of ours must not have.
 local bwrap = require("shannot.sandbox.bwrap")
 local fs = require("shannot.fs")
-local profile = require("shannot.profile")
+local profile = require("shannot.sandbox.profile")
 local sandbox = require("shannot.sandbox")
 local ssh_capture = require("shannot.capture.ssh")
 
@@ -90,21 +90,14 @@ describe("the bwrap command line", function()
 
   it("is built only by sandbox/bwrap.lua", function()
     -- STYLE 38: nobody else writes bwrap's mount or namespace options
-    local h = require("support.h")
     local found = {}
-    local function walk(dir)
-      for _, name in ipairs(fs.readdir(dir)) do
-        local path = dir .. "/" .. name
-        if fs.is_dir(path) then walk(path)
-        elseif name:match("%.lua$") and not path:match("sandbox/bwrap%.lua$") then
-          local src = fs.read_file(path)
-          for _, opt in ipairs({ '"--ro-bind"', '"--unshare', '"--cap-add"', '"--tmpfs"', '"--die-with-parent"' }) do
-            if src:find(opt, 1, true) then found[#found + 1] = path:sub(#h.ROOT + 2) .. " " .. opt end
-          end
+    require("support.h").lua_sources(function(path, src)
+      if path ~= "lua/shannot/sandbox/bwrap.lua" then
+        for _, opt in ipairs({ '"--ro-bind"', '"--unshare', '"--cap-add"', '"--tmpfs"', '"--die-with-parent"' }) do
+          if src:find(opt, 1, true) then found[#found + 1] = path .. " " .. opt end
         end
       end
-    end
-    walk(h.ROOT .. "/lua/shannot")
+    end)
     assert.same({}, found)
   end)
 end)

@@ -4,29 +4,16 @@ local err = require("shannot.err")
 local fs = require("shannot.fs")
 local h = require("support.h")
 
-local function sources()
-  local out = {}
-  local function walk(dir)
-    for _, name in ipairs(fs.readdir(dir)) do
-      local path = dir .. "/" .. name
-      if fs.is_dir(path) then walk(path)
-      elseif name:match("%.lua$") then out[path:sub(#h.ROOT + 2)] = fs.read_file(path) end
-    end
-  end
-  walk(h.ROOT .. "/lua/shannot")
-  return out
-end
-
 describe("errors", function()
   it("are never thrown as ad-hoc tables or strings caught by field name", function()
     local found = {}
-    for path, src in pairs(sources()) do
+    h.lua_sources(function(path, src)
       if path ~= "lua/shannot/err.lua" then
         for _, pattern in ipairs({ "error%(%s*{", "apply_error", "capture_error" }) do
           if src:find(pattern) then found[#found + 1] = path .. ": " .. pattern end
         end
       end
-    end
+    end)
     table.sort(found)
     assert.same({}, found)
   end)
@@ -45,7 +32,7 @@ describe("errors", function()
   it("come back from the walk, the executors and the approval checks as err objects", function()
     local dir = h.tmpdir()
     -- the walk: an upper tree that is not there
-    local w, werr = require("shannot.capture").operations({ { target = dir, upper = dir .. "/nope" } }, dir)
+    local w, werr = require("shannot.capture.walk").operations({ { target = dir, upper = dir .. "/nope" } }, dir)
     assert.is_nil(w)
     assert.is_true(err.is(werr), tostring(werr))
     -- an executor: a path below a symlink is refused
@@ -60,14 +47,14 @@ describe("errors", function()
     assert.is_nil(ok)
     assert.is_true(err.is(aerr))
     -- the approval seal: a session without one
-    local sealed, why = require("shannot.approval").check({ operations = {} })
+    local sealed, why = require("shannot.session.approval").check({ operations = {} })
     assert.is_nil(sealed)
     assert.is_true(err.is(why))
     assert.equal(3, why.exit)
     -- the deferred-command channel: a malformed record
     local file = dir .. "/deferred"
     h.write(file, "garbage\0")
-    local records, derr = require("shannot.stage").read_deferred(file, { names = {}, dirs = {} })
+    local records, derr = require("shannot.capture.staging").read_deferred(file, { names = {}, dirs = {} })
     assert.is_nil(records)
     assert.is_true(err.is(derr))
   end)

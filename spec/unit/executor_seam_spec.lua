@@ -7,7 +7,7 @@ local fs = require("shannot.fs")
 local h = require("support.h")
 
 local FAKE = [==[
-local capture = require("shannot.capture")
+local walk = require("shannot.capture.walk")
 local fs = require("shannot.fs")
 local lex = require("shannot.executor.local").new()
 local root, upper = arg[2], arg[3]
@@ -22,7 +22,7 @@ end
 
 -- the host as the walk reads it: the same calls, below root
 local host = {}
-for name, fn in pairs(capture.local_tree) do
+for name, fn in pairs(walk.local_tree) do
   host[name] = function(self, path, ...)
     if name == "store" then local blobs, p = path, ...; return fn(self, blobs, there(p), select(2, ...)) end
     return fn(self, there(path), ...)
@@ -31,9 +31,9 @@ end
 
 -- the upper tree as the walk reads it: a symlink to "(whiteout)" stands
 -- for a whiteout, as the SSH executor's replica keeps them beside it
-local up = setmetatable({}, { __index = capture.local_tree })
+local up = setmetatable({}, { __index = walk.local_tree })
 function up.lstat(self, path)
-  local st, msg, code = capture.local_tree.lstat(self, path)
+  local st, msg, code = walk.local_tree.lstat(self, path)
   if st and st.type == "link" and fs.readlink(path) == "(whiteout)" then return { type = "char", rdev = 0 } end
   return st, msg, code
 end
@@ -73,16 +73,16 @@ function Fake:close() end
 local ex = setmetatable({}, Fake)
 local step = arg[1]
 if step == "capture" then
-  local p = assert(require("shannot.profile").load(ex.default_profile))
-  local r, s = require("shannot.dryrun").run(ex, p, { argv = { "fake-script" }, name = "fake-job" },
+  local p = assert(require("shannot.sandbox.profile").load(ex.default_profile))
+  local r, s = require("shannot.capture").run(ex, p, { argv = { "fake-script" }, name = "fake-job" },
     { json = true, warn = function(...) io.stderr:write(string.format(...), "\n") end })
   assert(r, s)
   print(s.id, s.target, #s.operations, r.exit_code)
 elseif step == "execute" then
-  assert(require("shannot.apply").execute(arg[4], { executor = ex, actor = "lua" }))
+  assert(require("shannot.session.apply").execute(arg[4], { executor = ex, actor = "lua" }))
   print(table.concat(Fake.ran, ";"))
 elseif step == "rollback" then
-  assert(require("shannot.apply").rollback(arg[4], { executor = ex, actor = "lua" }))
+  assert(require("shannot.session.apply").rollback(arg[4], { executor = ex, actor = "lua" }))
   print("rolled back")
 end
 ]==]

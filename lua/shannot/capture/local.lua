@@ -1,26 +1,17 @@
 -- The local executor's capture: the staging, the sandbox over overlays,
--- and what it leaves for the walk (capture.lua) to read.  A profile
+-- and what it leaves for the walk (capture/walk.lua) to read.  A profile
 -- without capture paths runs plainly: there is nothing to capture.
 local err = require("shannot.err")
 local fs = require("shannot.fs")
 local guard = require("shannot.guard")
-local limits = require("shannot.limits")
-local opview = require("shannot.opview")
-local profile = require("shannot.profile")
+local limits = require("shannot.sandbox.limits")
+local view = require("shannot.session.view")
+local profile = require("shannot.sandbox.profile")
 local sandbox = require("shannot.sandbox")
-local stage = require("shannot.stage")
+local staging = require("shannot.capture.staging")
+local walk = require("shannot.capture.walk")
 
 local M = {}
-
--- What a capture leaves: the overlays' upper trees, a blob store for the
--- walk, the deferred record.  Closing it removes the staging.
-local Trees = {}
-Trees.__index = Trees
-Trees.__close = function(t) t:close() end
-
-function Trees:close()
-  if self.stage then stage.remove(self.stage); self.stage = nil end
-end
 
 local function plain_run(p, plan, settings)
   return sandbox.run(p, plan.job.argv, {
@@ -42,9 +33,11 @@ function M.capture(plan, settings)
     if not r then return nil, rerr end
     return false, nil, r
   end
-  local st, serr = stage.create(p, { search_path = profile.search_path(p) })
+  local st, serr = staging.create(p, { search_path = profile.search_path(p) })
   if not st then return nil, serr end
-  local trees = setmetatable({ stage = st }, Trees)
+  -- the overlays' upper trees, a blob store, the deferred record: all in
+  -- the staging, which closing the trees removes
+  local trees = walk.trees({}, function() staging.remove(st) end)
   -- until it is handed back: an interrupt may unwind through the run
   local owned <close> = guard(function() trees:close() end)
   if not st.full_map then
@@ -57,24 +50,24 @@ function M.capture(plan, settings)
   local lim = limits.of(plan.config)
   local r, rerr = sandbox.run(p, plan.job.argv, {
     timeout = plan.timeout, bwrap = settings.bwrap_path, max_output = plan.max_output, limits = lim,
-    namespace = stage.namespace(st), capture = stage.sandbox_part(st),
+    namespace = staging.namespace(st), capture = staging.sandbox_part(st),
     script = plan.job.script and { source = plan.job.script, target = plan.job.script_inside },
     keep_output = true, tee = plan.show_output, watch = limits.watch(lim, st.dir),
   })
   if not r then
-    rerr.message = stage.describe_failure(st, rerr)
+    rerr.message = staging.describe_failure(st, rerr)
     return nil, rerr
   end
   if r.limit == "staging" then
     return nil, err.refused("the run wrote more than %s into staging ([limits] staging), or left less than %s " ..
-      "free there: it was stopped and nothing was kept", opview.size(lim.staging), opview.size(limits.MIN_FREE))
+      "free there: it was stopped and nothing was kept", view.size(lim.staging), view.size(limits.MIN_FREE))
   end
   -- No exit code and no timeout: the sandbox never started, or the user
   -- interrupted it; neither is a run worth a session.
   if r.interrupted or (r.exit_code == nil and not r.timed_out) then
     return false, nil, r
   end
-  local records, derr = stage.deferred(st, stage.allowed_deferred(p.defer, profile.search_path(p)))
+  local records, derr = staging.deferred(st, staging.allowed_deferred(p.defer, profile.search_path(p)))
   if not records then return nil, derr end
   local ok, msg = fs.mkdir(st.dir .. "/blobs", 448)
   if not ok then return nil, err.env("staging: %s", msg) end

@@ -3,16 +3,16 @@
 -- a probe (ids, capture paths, mount table), the staging (mode 700, a
 -- name nobody can guess), the run, the upper trees streamed back as one
 -- GNU tar stream (read by tar.c into a local replica), the staging
--- removed.  The host's state comes over SFTP; the walk is capture.lua's.
+-- removed.  The host's state comes over SFTP; the walk is capture/walk.lua's.
 local bwrap = require("shannot.sandbox.bwrap")
-local capture = require("shannot.capture")
 local err = require("shannot.err")
 local fs = require("shannot.fs")
-local profile = require("shannot.profile")
-local rscript = require("shannot.remote_script")
-local stage = require("shannot.stage")
+local profile = require("shannot.sandbox.profile")
+local remote_shell = require("shannot.capture.remote_shell")
+local staging = require("shannot.capture.staging")
 local store = require("shannot.store")
 local text = require("shannot.text")
+local walk = require("shannot.capture.walk")
 
 local M = {}
 
@@ -27,7 +27,7 @@ end
 
 -- probe(session, p) -> facts {uid, user, home, var_run_link, tops, defer, mounts}
 local function probe(s, p)
-  local r, msg = s:exec(rscript.probe_command(p.capture, profile.search_path(p), p.defer),
+  local r, msg = s:exec(remote_shell.probe_command(p.capture, profile.search_path(p), p.defer),
     { timeout = M.PROBE_TIMEOUT, max_capture = 16 * 1024 * 1024 })
   if not r then return nil, err.env("probing the remote: %s", msg) end
   if r.code ~= 0 and not r.stdout:find("---mountinfo", 1, true) then
@@ -40,8 +40,8 @@ local function probe(s, p)
     elseif k == "defer" then f.defer[#f.defer + 1] = v
     else f[k] = v end
   end
-  f.tops = stage.outermost(f.tops)
-  f.mounts = stage.parse_mountinfo(mountinfo or "")
+  f.tops = staging.outermost(f.tops)
+  f.mounts = staging.parse_mountinfo(mountinfo or "")
   f.root = f.uid == "0"
   return f
 end
@@ -50,7 +50,7 @@ end
 -- file cannot hold (whiteouts, opaque markers, owners) kept beside it.
 local function replica_tree(meta)
   local t = {}
-  for k, v in pairs(capture.local_tree) do t[k] = v end
+  for k, v in pairs(walk.local_tree) do t[k] = v end
   function t.lstat(_, path)
     local st, msg, code = fs.lstat(path)
     if not st then return nil, msg, code end
@@ -107,7 +107,7 @@ end
 -- unpack(tar_file, dir) -> meta | nil, msg: upper/ and defer/deferred,
 -- each entry made beneath dir only (tar.c refuses absolute names and
 -- ".."; place() refuses symlinks on the way; hard links only to files of
--- the stream), anything else refusing the whole capture.
+-- the stream), anything else refusing the whole walk.
 local function unpack(tar_file, dir)
   local tar = require("shannot.tar")
   local reader <close>, msg = tar.open(tar_file)
@@ -179,7 +179,7 @@ end
 -- commands, by name or from a directory of the remote PATH or one the
 -- probe found them in (remote paths: resolved there, not here).
 local function allowed_deferred(p, f)
-  local allowed = stage.allowed_deferred(p.defer, profile.search_path(p, remote_getenv(f)), function(d) return d end)
+  local allowed = staging.allowed_deferred(p.defer, profile.search_path(p, remote_getenv(f)), function(d) return d end)
   for _, path in ipairs(f.defer) do allowed.dirs[path:match("^(.*)/[^/]*$")] = true end
   return allowed
 end
@@ -210,7 +210,7 @@ end
 -- The system call filters for the remote's architecture: the default,
 -- then the profile's own (a compiled filter, as locally).
 local function remote_filters(p, f)
-  local bpf, msg = require("shannot.seccomp").program(f.arch)
+  local bpf, msg = require("shannot.sandbox.seccomp").program(f.arch)
   if not bpf then return nil, err.env("the system call filter for %s: %s", text.inert(f.arch or "?"), msg) end
   local out = { bpf }
   if p.seccomp_profile then
@@ -226,7 +226,7 @@ end
 -- (sandbox/bwrap.lua builds the line from it, as from a local one).
 function M.sandbox_plan(p, job, f, plan)
   local fds = {}
-  for i = 1, #plan.seccomp do fds[i] = rscript.SECCOMP_FD0 + i - 1 end
+  for i = 1, #plan.seccomp do fds[i] = remote_shell.SECCOMP_FD0 + i - 1 end
   return {
     argv = job.argv, cwd = f.home, getenv = remote_getenv(f), seccomp_fds = fds,
     var_run_is_link = f.var_run_link == "yes", enter = plan.enter and { exe = plan.enter },
@@ -234,16 +234,6 @@ function M.sandbox_plan(p, job, f, plan)
     capture = { staging = plan.dir, tops = f.tops, deferred_paths = f.defer, root = f.root and #p.capture > 0 },
     script = job.script and { source = plan.dir .. "/script", target = job.script_inside },
   }
-end
-
--- What a capture leaves: the replica of the upper trees (a local
--- directory), the host over SFTP.  Closing it removes the replica.
-local Trees = {}
-Trees.__index = Trees
-Trees.__close = function(t) t:close() end
-
-function Trees:close()
-  if self.dir then fs.rmtree(self.dir); self.dir = nil end
 end
 
 -- The run's result, as a local sandbox.run gives it.
@@ -260,19 +250,23 @@ local function run_result(job, p, run, timeout)
   }
 end
 
--- Sets the remote staging up (removed again by the returned guard's close).
-local function prepare_staging(s, name, f, p, plan_limits)
-  local root = rscript.staging_root(f.tops)
+-- Sets the remote staging up on ex's host (removed again by the returned
+-- guard's close).
+local function prepare_staging(ex, f, p, plan_limits)
+  local s, name = ex.s, ex.remote.name
+  local root = remote_shell.staging_root(f.tops)
   if not root then return nil, err.env("%s: no staging place outside the capture paths", name) end
   local filters, ferr = remote_filters(p, f)
   if not filters then return nil, ferr end
-  local plan = { dir = root .. "/shannot-" .. random_hex(12), root = f.root, shim = stage.SHIM_TEXT,
-    defer = p.defer, overlays = stage.overlays_for(f.tops, f.mounts), seccomp = filters, limits = plan_limits }
+  local plan = { dir = root .. "/shannot-" .. random_hex(12), root = f.root, shim = staging.SHIM_TEXT,
+    defer = p.defer, overlays = staging.overlays_for(f.tops, f.mounts), seccomp = filters, limits = plan_limits }
   for i, o in ipairs(plan.overlays) do
     o.upper, o.work = plan.dir .. "/upper/" .. i, plan.dir .. "/wd/" .. i
   end
-  local r, msg = s:exec(rscript.prepare_command(plan), { timeout = 120 })
-  local guard = require("shannot.guard")(function() s:exec(rscript.cleanup_command(plan.dir), { timeout = 120 }) end)
+  local r, msg = s:exec(remote_shell.prepare_command(plan), { timeout = 120 })
+  local guard = require("shannot.guard")(function()
+    s:exec(remote_shell.cleanup_command(plan.dir), { timeout = 120 })
+  end)
   if not r or r.code ~= 0 then
     guard:close()
     return nil, err.env("%s: cannot set the staging up: %s", name,
@@ -286,7 +280,7 @@ local function collect(s, name, plan, ldir)
   local stream = ldir .. "/stream.tar"
   local out <close>, oerr = fs.open(stream, "a", 384)
   if not out then return nil, err.env("%s", oerr) end
-  local col, colerr = s:exec(rscript.collect_command(plan.dir, 2 * plan.limits.staging),
+  local col, colerr = s:exec(remote_shell.collect_command(plan.dir, 2 * plan.limits.staging),
     { stdout_fd = out:fd(), timeout = 3600 })
   if not col or col.code ~= 0 then
     return nil, err.env("%s: cannot collect what the run wrote: %s", name,
@@ -326,34 +320,37 @@ function M.capture(ex, plan)
     plan.warn("%s: running as %s, not root: only files that user may change are captured",
       text.inert(name), text.inert(f.user or "?"))
   end
-  local staging, guard = prepare_staging(s, name, f, p,
-    require("shannot.limits").of(plan.config, tonumber(f.memtotal_kb or "")))
-  if not staging then return nil, guard end
+  local remote_staging, guard = prepare_staging(ex, f, p,
+    require("shannot.sandbox.limits").of(plan.config, tonumber(f.memtotal_kb or "")))
+  if not remote_staging then return nil, guard end
   local _ <close> = guard
   if job.script then
-    local ok, uerr = sftp:put(job.script, staging.dir .. "/script", 448)
+    local ok, uerr = sftp:put(job.script, remote_staging.dir .. "/script", 448)
     if not ok then return nil, err.env("%s: cannot upload the script: %s", name, uerr) end
   end
   local eerr
-  staging.enter, eerr = upload_enter(sftp, f, staging.dir, plan.warn)
+  remote_staging.enter, eerr = upload_enter(sftp, f, remote_staging.dir, plan.warn)
   if eerr then return nil, eerr end
-  staging.bwrap_argv = bwrap.argv(p, M.sandbox_plan(p, job, f, staging), "remote")
-  staging.timeout = plan.timeout
-  local run, rerr = s:exec(rscript.run_command(staging), {
+  remote_staging.bwrap_argv = bwrap.argv(p, M.sandbox_plan(p, job, f, remote_staging), "remote")
+  remote_staging.timeout = plan.timeout
+  local run, rerr = s:exec(remote_shell.run_command(remote_staging), {
     timeout = plan.timeout and plan.timeout + 10, max_capture = plan.max_output,
   })
   if not run then return nil, err.env("%s: %s", name, rerr) end
   local result = run_result(job, p, run, plan.timeout)
   if plan.show_output then plan.output(run.stdout or "", run.stderr or "") end
   if run.interrupted then return false, nil, result end
-  local trees = setmetatable({ dir = assert(fs.mkdtemp(ex.scratch .. "/capture-")) }, Trees)
+  -- the replica of the upper trees (a local directory: closing the trees
+  -- removes it) and the host over SFTP
+  local dir = assert(fs.mkdtemp(ex.scratch .. "/capture-"))
+  local trees = walk.trees({ dir = dir }, function() fs.rmtree(dir) end)
   local owned <close> = require("shannot.guard")(function() trees:close() end)
-  local meta, cerr = collect(s, name, staging, trees.dir)
+  local meta, cerr = collect(s, name, remote_staging, trees.dir)
   if not meta then return nil, cerr end
   local records = {}
   if fs.lstat(trees.dir .. "/deferred") then
     local derr
-    records, derr = stage.read_deferred(trees.dir .. "/deferred", allowed_deferred(p, f))
+    records, derr = staging.read_deferred(trees.dir .. "/deferred", allowed_deferred(p, f))
     if not records then
       derr.message = name .. ": " .. derr.message
       return nil, derr
@@ -362,10 +359,10 @@ function M.capture(ex, plan)
   end
   assert(fs.mkdir(trees.dir .. "/blobs", 448))
   trees.overlays = {}
-  for i, o in ipairs(staging.overlays) do
+  for i, o in ipairs(remote_staging.overlays) do
     trees.overlays[i] = { target = o.target, upper = trees.dir .. "/upper/" .. i }
   end
-  trees.blobs, trees.max_bytes = trees.dir .. "/blobs", staging.limits.staging
+  trees.blobs, trees.max_bytes = trees.dir .. "/blobs", remote_staging.limits.staging
   trees.up, trees.host = replica_tree(meta), host_tree(s, sftp, trees.dir)
   owned:cancel()
   return trees, records, result

@@ -99,7 +99,7 @@ end
 
 function M.run(opts, args)
   if #args == 0 and can_review(opts) then
-    return require("shannot.tui").run({ config = opts.config, actor = opts.actor, warn = opts.warn })
+    return require("shannot.ui.review").run({ config = opts.config, actor = opts.actor, warn = opts.warn })
   end
   if #args ~= 1 then
     return nil, err.usage("approve: give one session id (shannot sessions --status pending lists them), " ..
@@ -111,7 +111,7 @@ function M.run(opts, args)
     return nil, err.refused("session %s is %s; only a pending session can be approved", s.id, s.status)
   end
   if can_review(opts) then
-    return require("shannot.tui").run({ config = opts.config, id = s.id })
+    return require("shannot.ui.review").run({ config = opts.config, id = s.id })
   end
   if not opts.yes then
     if not (term.isatty(0) and term.isatty(2)) then

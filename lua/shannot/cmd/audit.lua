@@ -1,5 +1,5 @@
 -- shannot audit [--json] [--verify] [--session ID]
-local audit = require("shannot.audit")
+local audit = require("shannot.session.audit")
 local cli = require("shannot.cli")
 local const = require("shannot.const")
 local err = require("shannot.err")

@@ -5,7 +5,7 @@ local const = require("shannot.const")
 local err = require("shannot.err")
 local fs = require("shannot.fs")
 local json = require("shannot.json")
-local policyfile = require("shannot.policyfile")
+local policyfile = require("shannot.policy.file")
 local sys = require("shannot.core.sys")
 local text = require("shannot.text")
 

@@ -44,7 +44,7 @@ local function said(doc)
 end
 
 local function install(opts, args)
-  local done, ierr, warnings = require("shannot.mcp_install").run(opts, args)
+  local done, ierr, warnings = require("shannot.mcp.install").run(opts, args)
   for _, w in ipairs(warnings or {}) do cli.warn("%s", w) end
   if not done then return nil, ierr end
   if opts.json then
@@ -62,14 +62,14 @@ end
 function M.run(opts, args)
   if args[1] == "install" then return install(opts, table.move(args, 2, #args, 1, {})) end
   if #args > 0 then return nil, err.usage('mcp: unexpected "%s"; usage: %s', text.inert(args[1]), M.usage) end
-  local mcp = require("shannot.mcp")
+  local mcp = require("shannot.mcp.server")
   if opts.target then
     local server = mcp.new({ config = opts.config, actor = opts.actor, warn = opts.warn })
     local ok, why = server:check_target(opts.target)
     if not ok then return nil, err.usage("mcp: %s", why) end
   end
   if opts.profile then
-    local p, perr = require("shannot.profile").load(opts.profile)
+    local p, perr = require("shannot.sandbox.profile").load(opts.profile)
     if not p then return nil, perr end
   end
   local bin = require("shannot.fs").realpath("/proc/self/exe")

@@ -4,7 +4,7 @@ local const = require("shannot.const")
 local err = require("shannot.err")
 local fs = require("shannot.fs")
 local json = require("shannot.json")
-local profile = require("shannot.profile")
+local profile = require("shannot.sandbox.profile")
 local text = require("shannot.text")
 
 local M = {

@@ -3,7 +3,7 @@ local cli = require("shannot.cli")
 local const = require("shannot.const")
 local err = require("shannot.err")
 local session = require("shannot.session")
-local stage = require("shannot.stage")
+local staging = require("shannot.capture.staging")
 local text = require("shannot.text")
 
 local M = {
@@ -21,8 +21,8 @@ Pending and approved sessions are never removed.  Says what it removed.]],
 function M.run(opts, args)
   if #args > 0 then return nil, err.usage("prune: unexpected argument \"%s\"", text.inert(args[1])) end
   local removed, problems = session.prune({ config = opts.config, actor = opts.actor, warn = opts.warn })
-  local stale = stage.prune_stale()
-  local groups = require("shannot.limits").prune()
+  local stale = staging.prune_stale()
+  local groups = require("shannot.sandbox.limits").prune()
   for _, r in ipairs(removed) do cli.out(string.format("removed %s (%s)\n", r.id, r.why)) end
   for _, dir in ipairs(stale) do cli.out(string.format("removed staging %s (its run is gone)\n", dir)) end
   for _, dir in ipairs(groups) do cli.out(string.format("removed cgroup %s (its sandbox ended)\n", dir)) end

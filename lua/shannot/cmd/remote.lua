@@ -75,7 +75,7 @@ local function add(opts, args)
     return nil, err.usage('remote add: the name "%s" is reserved (%s); choose another', name, reserved)
   end
   local t, why = remote.parse_target(target)
-  if not t then return nil, err.usage("remote add: %s", why) end
+  if not t then return nil, err.usage("remote add: %s", why.message) end
   local values = opts.config and opts.config.values
   if values and (values.remotes[name] or values.executor[name]) then
     return nil, err.usage('remote add: "%s" exists already (shannot remote list); remove it first', text.inert(name))

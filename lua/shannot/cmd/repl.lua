@@ -1,5 +1,5 @@
 -- shannot repl [--target T] [--accept-new]: an interactive Lua 5.4 prompt
--- with the shannot API (lua/shannot/repl.lua).
+-- with the shannot API (lua/shannot/ui/repl.lua).
 local err = require("shannot.err")
 local text = require("shannot.text")
 
@@ -36,7 +36,7 @@ options:
 
 function M.run(opts, args)
   if #args > 0 then return nil, err.usage('repl: unexpected "%s"; usage: %s', text.inert(args[1]), M.usage) end
-  return require("shannot.repl").run({ config = opts.config, target = opts.target, accept_new = opts.accept_new })
+  return require("shannot.ui.repl").run({ config = opts.config, target = opts.target, accept_new = opts.accept_new })
 end
 
 return M

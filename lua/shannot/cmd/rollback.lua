@@ -1,5 +1,5 @@
 -- shannot rollback ID [--force] [--dry-run] [--json]
-local apply = require("shannot.apply")
+local apply = require("shannot.session.apply")
 local cli = require("shannot.cli")
 local const = require("shannot.const")
 local err = require("shannot.err")

@@ -4,10 +4,10 @@ local const = require("shannot.const")
 local err = require("shannot.err")
 local fs = require("shannot.fs")
 local json = require("shannot.json")
-local dryrun = require("shannot.dryrun")
+local capture = require("shannot.capture")
 local executor = require("shannot.executor")
-local opview = require("shannot.opview")
-local profile = require("shannot.profile")
+local view = require("shannot.session.view")
+local profile = require("shannot.sandbox.profile")
 local proc = require("shannot.proc")
 local text = require("shannot.text")
 
@@ -179,7 +179,7 @@ function M.run(opts, args)
   if not p then return nil, perr end
   local ex <close>, xerr = executor.open(where, { accept_new = opts.accept_new, profile = p })
   if not ex then return nil, xerr end
-  local r, captured = dryrun.run(ex, p, job, {
+  local r, captured = capture.run(ex, p, job, {
     json = opts.json, ttl = opts.config and opts.config.values.session.ttl, config = opts.config,
     actor = opts.actor, timeout = opts.timeout, max_output = opts.max_output or proc.DEFAULT_MAX_OUTPUT,
     warn = cli.warn, output = pass_output,
@@ -199,10 +199,10 @@ function M.finish(opts, job, r, captured)
   require("shannot.term").reset_after_output({ r.stdout or "", r.stderr or "" })
   for _, which in ipairs(r.limits_hit or {}) do
     local v = opts.config and opts.config.values.limits[which]
-    if math.type(v) == "integer" and which == "memory" then v = opview.size(v) end
+    if math.type(v) == "integer" and which == "memory" then v = view.size(v) end
     cli.warn("the sandbox ran into its %s limit ([limits] %s = %s)", which, which, tostring(v))
   end
-  if captured then io.stderr:write(opview.summary(captured)) end
+  if captured then io.stderr:write(view.summary(captured)) end
   if r.exit_code == nil then return abnormal_end(r, opts) end
   if r.exit_code ~= 0 then
     cli.warn("command %s exited with code %d", text.inert(job.argv[1]), r.exit_code)

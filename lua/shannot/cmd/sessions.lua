@@ -1,7 +1,7 @@
 -- shannot sessions [--status S] [--json]
 local cli = require("shannot.cli")
 local const = require("shannot.const")
-local opview = require("shannot.opview")
+local view = require("shannot.session.view")
 local err = require("shannot.err")
 local json = require("shannot.json")
 local session = require("shannot.session")
@@ -57,7 +57,7 @@ function M.run(opts, args)
   for _, s in ipairs(list) do
     cli.out(string.format("%-40s %-11s %5d  %-20s  %s\n", s.id, s.status, #s.operations, s.created_at,
       text.inert(text.command_line(s.command or {}))))
-    local counts = opview.count_line(s.counts or {})
+    local counts = view.count_line(s.counts or {})
     if counts ~= "" then cli.out(string.format("%-40s %s\n", "", counts)) end
   end
   return const.EXIT.OK

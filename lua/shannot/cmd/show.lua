@@ -3,7 +3,7 @@ local cli = require("shannot.cli")
 local const = require("shannot.const")
 local err = require("shannot.err")
 local json = require("shannot.json")
-local opview = require("shannot.opview")
+local view = require("shannot.session.view")
 local session = require("shannot.session")
 local text = require("shannot.text")
 
@@ -32,7 +32,7 @@ local function op_line(op)
       text.inert(text.command_line(op.argv or {})), text.inert(op.cwd or "?"))
   else
     line = string.format("%4d  %s %-11s %s  %s", op.id, verdict(op), op.kind, text.inert(op.path or "?"),
-      text.inert(opview.describe(op)))
+      text.inert(view.describe(op)))
   end
   if op.reason then line = line .. "\n      " .. text.inert(op.reason) end
   return line
@@ -41,7 +41,7 @@ end
 -- The diff of one write, or a line saying why there is none and what can
 -- be shown instead.
 local function op_diff(s, op)
-  local body, why = opview.diff(s, op)
+  local body, why = view.diff(s, op)
   local out = why and ("  (" .. text.inert(why) .. ")\n") or ""
   if body then out = out .. text.inert_lines(body) end
   return out

@@ -2,7 +2,7 @@
 local cli = require("shannot.cli")
 local const = require("shannot.const")
 local json = require("shannot.json")
-local status = require("shannot.status")
+local probe = require("shannot.sandbox.probe")
 
 local function yes_no(c)
   if c.ok then return "yes" end
@@ -49,7 +49,7 @@ options:
   --json   one JSON document]],
   options = { ["--json"] = {} },
   run = function(opts)
-    local s = status.gather()
+    local s = probe.gather()
     if opts.json then
       cli.out(json.encode(s, { indent = "  " }), "\n")
     else

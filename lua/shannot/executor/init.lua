@@ -11,7 +11,7 @@
 --     config, timeout, max_output, show_output, warn(fmt, ...),
 --     output(stdout, stderr).  trees (to be closed: it owns the staging):
 --     overlays {{target, upper}}, blobs, max_bytes, deferred_file, and
---     up/host (capture.lua's tree readers; default: this machine's).
+--     up/host (capture/walk.lua's tree readers; default: this machine's).
 --   ex:state(path [, known]), ex:originals(op, cpdir), ex:sync(cpdir),
 --   ex:apply(op, ctx), ex:exec(op, timeout), ex:restore(entry, cpdir,
 --   prefix), ex:remove_temps(paths, prefix): execute and rollback

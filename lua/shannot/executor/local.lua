@@ -13,7 +13,6 @@ local M = {}
 M.__index = M
 M.__close = function(self) self:close() end
 
-
 local split = common.split
 
 -- at(path) -> {dir = File, path = "/proc/self/fd/N/NAME"} | nil, msg, code.

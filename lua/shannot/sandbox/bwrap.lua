@@ -3,7 +3,7 @@
 -- a remote host is the same sandbox: only paths differ, and the two
 -- choices a remote forces are made here, in caps_for and status_args.
 local const = require("shannot.const")
-local profile = require("shannot.profile")
+local profile = require("shannot.sandbox.profile")
 
 local M = {}
 

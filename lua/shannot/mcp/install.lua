@@ -35,7 +35,7 @@ function M.config_path(id, getenv)
     local dir = nonempty(getenv("CLAUDE_CONFIG_DIR")) or home
     return dir .. "/.claude.json"
   end
-  error("mcp_install: unknown client " .. tostring(id), 2)
+  error("mcp install: unknown client " .. tostring(id), 2)
 end
 
 -- entry(bin [, target [, profile]]) -> {command = bin, args = {"mcp", ...}}
@@ -173,9 +173,12 @@ local function file_style(s, top)
   return style
 end
 
--- Edits that give obj each {key, value} of wanted: existing members get a
--- new value in place, missing ones are appended after the last member.
-local function set_members(s, obj, wanted, g, edits)
+-- Edits (into doc.edits) that give obj each {key, value} of wanted:
+-- existing members get a new value in place, missing ones are appended
+-- after the last member.  doc: {text, style (the file's, file_style's),
+-- edits}.
+local function set_members(doc, obj, wanted)
+  local s, g, edits = doc.text, doc.style, doc.edits
   local list = members(s, obj)
   local first = list[1]
   local style = { unit = g.unit, sep = g.sep, comma = g.comma, multiline = g.multiline }
@@ -246,8 +249,10 @@ end
 
 -- The edit must change the "shannot" entry's command and args and nothing
 -- else; anything more is a bug here, and the file is not written.
--- keep: the old entry was an object, whose other members stay.
-local function verify(old_doc, new, entry, name, keep)
+-- how: entry, name (of the file), keep (the old entry was an object,
+-- whose other members stay).
+local function verify(old_doc, new, how)
+  local entry, name, keep = how.entry, how.name, how.keep
   local new_doc = json.decode(new, name)
   local want = old_doc
   want.mcpServers = type(want.mcpServers) == "table" and want.mcpServers or {}
@@ -255,7 +260,7 @@ local function verify(old_doc, new, entry, name, keep)
   want.mcpServers.shannot.command = entry.command
   want.mcpServers.shannot.args = entry.args
   if not new_doc or not deep_equal(want, new_doc) then
-    error("mcp_install: the edit of " .. name .. " changed more than the shannot entry")
+    error("mcp install: the edit of " .. name .. " changed more than the shannot entry")
   end
 end
 
@@ -285,16 +290,16 @@ function M.edit(old, entry, name)
   if servers and servers.node.kind ~= "object" then return kind_error(name, '"mcpServers"', servers.node) end
   local cur = servers and member(body, servers.node, "shannot")
   if cur and same_entry(doc.mcpServers.shannot, entry) then return old, "same" end
-  local g, edits = file_style(body, top), {}
+  local target = { text = body, style = file_style(body, top), edits = {} }
   if not servers then
-    set_members(body, top, { { "mcpServers", ordered({ { "shannot", ev } }) } }, g, edits)
+    set_members(target, top, { { "mcpServers", ordered({ { "shannot", ev } }) } })
   elseif cur and cur.node.kind == "object" then
-    set_members(body, cur.node, ev, g, edits)
+    set_members(target, cur.node, ev)
   else
-    set_members(body, servers.node, { { "shannot", ev } }, g, edits)
+    set_members(target, servers.node, { { "shannot", ev } })
   end
-  local new = apply_edits(body, edits)
-  verify(doc, new, entry, name, cur and cur.node.kind == "object")
+  local new = apply_edits(body, target.edits)
+  verify(doc, new, { entry = entry, name = name, keep = cur and cur.node.kind == "object" })
   return bom .. new, cur and "updated" or "added"
 end
 
@@ -369,7 +374,7 @@ end
 
 local function check_profile(profile)
   if profile == nil then return nil end
-  local p, perr = require("shannot.profile").load(profile)
+  local p, perr = require("shannot.sandbox.profile").load(profile)
   if not p then return nil, perr end
   -- the client starts shannot elsewhere: a profile file needs its full path
   if profile:find("/", 1, true) or profile:match("%.json$") then return fs.realpath(profile) or profile end

@@ -33,7 +33,7 @@ function M.session(ev)
   -- what an approval bound, for whoever reads the log later
   if what == "approved" and type(s.approval) == "table" then e.digest = s.approval.digest end
   for k, v in pairs(ev.extra or {}) do e[k] = v end
-  local ok, aerr = require("shannot.audit").record(cfg, e)
+  local ok, aerr = require("shannot.session.audit").record(cfg, e)
   if not ok then
     if ev.warn then ev.warn("warning: the audit log was not written: %s", tostring(aerr)) end
     return nil, err.is(aerr) and aerr or err.env("the audit log was not written: %s", tostring(aerr))

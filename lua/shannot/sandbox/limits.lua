@@ -3,6 +3,7 @@
 -- make one (as root: cgroup v2, or the v1 pids and memory hierarchies),
 -- otherwise processes only, by RLIMIT_NPROC; and how much a capture may
 -- write into staging (proc's communicate watches the file system).
+local err = require("shannot.err")
 local fs = require("shannot.fs")
 local sys = require("shannot.core.sys")
 
@@ -100,25 +101,25 @@ function M.kind()
   return #steps == 3 and "cgroup v2" or "cgroup v1"
 end
 
--- group(lim, name) -> {dirs = {...}, join = {File...}} | nil, why.  The
+-- group(lim, name) -> {dirs = {...}, join = {File...}} | nil, err.  The
 -- cgroups of one sandbox, made and set; spawn's join_fds are the
 -- cgroup.procs files in join; remove() takes them away.
 function M.group(lim, name)
   local steps = plan(lim, name)
-  if not steps then return nil, "no cgroup for shannot here (not root, or no pids and memory controllers)" end
+  if not steps then return nil, err.env("no cgroup for shannot here (not root, or no pids and memory controllers)") end
   local g = { dirs = {}, join = {} }
   for _, step in ipairs(steps) do
     local ok, msg, code = fs.mkdir(step.dir, 493)
-    if not ok and code ~= "EEXIST" then M.remove(g); return nil, msg end
+    if not ok and code ~= "EEXIST" then M.remove(g); return nil, err.env("%s", msg) end
     if step.enable then write(step.dir .. "/cgroup.subtree_control", step.enable) end
     if next(step.files) then
       g.dirs[#g.dirs + 1] = step.dir
       for file, value in pairs(step.files) do
         ok, msg = write(step.dir .. "/" .. file, value)
-        if not ok then M.remove(g); return nil, msg end
+        if not ok then M.remove(g); return nil, err.env("%s", msg) end
       end
       local procs, perr = fs.open(step.dir .. "/cgroup.procs", "w")
-      if not procs then M.remove(g); return nil, perr end
+      if not procs then M.remove(g); return nil, err.env("%s", perr) end
       g.join[#g.join + 1] = procs
     end
   end

@@ -31,7 +31,7 @@ local TRANSITIONS = {
 }
 
 -- valid_id(s) -> true | false: `^[0-9]{8}-[0-9]{6}-[a-z0-9-]{1,40}-[0-9a-f]{4}$`
-M.valid_id = require("shannot.sessionid").valid
+M.valid_id = require("shannot.session.id").valid
 
 function M.root()
   return paths.data_dir() .. "/sessions"
@@ -225,7 +225,7 @@ function M.transition(s, to, how)
   end
   if to == "approved" then
     -- what is approved is bound here: execute checks it (approval.lua)
-    local ok, msg = require("shannot.approval").seal(s)
+    local ok, msg = require("shannot.session.approval").seal(s)
     if not ok then return nil, err.env("cannot seal the approval of %s: %s", s.id, msg) end
   elseif s.status == "approved" and (to == "pending" or to == "expired") then
     s.approval = nil  -- revoked or expired: the seal approves nothing any more
@@ -235,7 +235,7 @@ function M.transition(s, to, how)
   local ok, serr = M.save(s)
   if not ok then return nil, serr end
   local event = (from == "approved" and to == "pending") and "revoked" or to
-  require("shannot.events").session({ what = event, session = s, config = how.config, extra = how.extra,
+  require("shannot.session.audit_event").session({ what = event, session = s, config = how.config, extra = how.extra,
     actor = how.actor, warn = how.warn })
   return true
 end

@@ -1,18 +1,22 @@
 -- A capturing run, start to end, the same for every executor: the
 -- executor runs the sandbox and hands back what it wrote (trees), the
--- deferred calls and the result; the walk (capture.lua) turns the trees
+-- deferred calls and the result; the walk (capture/walk.lua) turns the trees
 -- into operations; policy judges them; the session keeps them.  Nothing on
 -- the host changes, and the executor's staging goes on every way out.
 -- It prints nothing: warnings go to opts.warn(fmt, ...), the front end's.
-local capture = require("shannot.capture")
 local const = require("shannot.const")
 local err = require("shannot.err")
 local fs = require("shannot.fs")
 local policy = require("shannot.policy")
 local session = require("shannot.session")
 local text = require("shannot.text")
+local walk = require("shannot.capture.walk")
 
 local M = {}
+
+-- The walk's entry points, where operator scripts written before the
+-- regroup (require("shannot").capture.operations) find them.
+M.operations, M.add_deferred, M.local_tree = walk.operations, walk.add_deferred, walk.local_tree
 
 local function keep_output(dir, r)
   for _, name in ipairs({ "stdout", "stderr" }) do
@@ -43,7 +47,7 @@ local function judge(s, opts)
 end
 
 -- save(c, opts) -> session | nil, err: the session of a capture c = {job,
--- profile, result, walk (capture.operations'), trees, target}, judged by
+-- profile, result, walk (walk.operations'), trees, target}, judged by
 -- policy, its creation logged.  Either the whole session is on disk or
 -- none of it is.  opts: ttl, config, actor, warn.
 function M.save(c, opts)
@@ -73,19 +77,19 @@ function M.save(c, opts)
     fs.rmtree(dir)
     return nil, err.env("cannot keep the session: %s", msg)
   end
-  require("shannot.events").session({ what = "session_created", session = s, config = opts.config,
+  require("shannot.session.audit_event").session({ what = "session_created", session = s, config = opts.config,
     actor = opts.actor, warn = opts.warn })
   return s
 end
 
 -- The walk over the executor's trees, its failures as errors.
 local function operations(trees, records, where)
-  local w, cerr = capture.operations(trees.overlays, trees.blobs, trees, { max_bytes = trees.max_bytes })
+  local w, cerr = walk.operations(trees.overlays, trees.blobs, trees, { max_bytes = trees.max_bytes })
   if not w then
     if cerr.code == "refused" then return nil, err.refused("%s%s", where, text.inert(cerr.message)) end
     return nil, err.env("%scapturing what the run changed: %s", where, text.inert(text.middle(cerr.message, 400)))
   end
-  return capture.add_deferred(w, records)
+  return walk.add_deferred(w, records)
 end
 
 -- run(executor, profile, job, opts) -> result, session | result | nil, err

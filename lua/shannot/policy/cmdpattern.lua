@@ -592,18 +592,18 @@ local function below_cwd(n, cwd)
   return { command = n.command, flags = n.flags, operands = operands, words = n.words, guess = true }
 end
 
--- collect(argv, depth, guess, suffixes, st, cwd): argv's command and
--- those inside it into st.out; with suffixes, also every command argv
--- might run that is not known here (see normalise_all).  cwd: the
--- directory argv runs in, when known.
-local function collect(argv, depth, guess, suffixes, st, cwd)
+-- collect(argv, st, at): argv's command and those inside it into st.out.
+-- at: depth (of nesting), guess (argv itself is a guess), suffixes (also
+-- every command argv might run that is not known here: see
+-- normalise_all), cwd (the directory argv runs in, when known).
+local function collect(argv, st, at)
   if st.out.incomplete then return end  -- it is denied as it is: no more work
   argv = split_env_s(argv)
   local n = M.normalise(argv)
   local start, _, _, wcwd = skip_wrappers(argv)
-  cwd = within(cwd, wcwd)
+  local cwd, depth = within(at.cwd, wcwd), at.depth
   if n then
-    n.guess = guess or nil
+    n.guess = at.guess or nil
     st.out[#st.out + 1] = n
     st.out[#st.out + 1] = below_cwd(n, cwd)
   end
@@ -613,8 +613,10 @@ local function collect(argv, depth, guess, suffixes, st, cwd)
     st.out.incomplete = true
     return
   end
-  for _, inner in ipairs(inner_list) do collect(inner, depth + 1, guess, true, st, cwd) end
-  if not suffixes then return end
+  for _, inner in ipairs(inner_list) do
+    collect(inner, st, { depth = depth + 1, guess = at.guess, suffixes = true, cwd = cwd })
+  end
+  if not at.suffixes then return end
   for k = 2, #argv do  -- a wrapper's own option may hold code too: strace -o '|CMD'
     local w = argv[k]
     local name = basename(w)
@@ -628,10 +630,12 @@ local function collect(argv, depth, guess, suffixes, st, cwd)
       end
     end
     for _, code in ipairs(codes) do
-      for _, inner in ipairs(shell_commands(code, cwd)) do collect(inner, depth + 1, true, true, st, cwd) end
+      for _, inner in ipairs(shell_commands(code, cwd)) do
+        collect(inner, st, { depth = depth + 1, guess = true, suffixes = true, cwd = cwd })
+      end
     end
     if command and #codes == 0 then
-      collect(table.move(argv, k, #argv, 1, {}), depth + 1, true, false, st, cwd)
+      collect(table.move(argv, k, #argv, 1, {}), st, { depth = depth + 1, guess = true, suffixes = false, cwd = cwd })
     end
   end
 end
@@ -653,7 +657,7 @@ end
 -- incomplete = true.
 function M.normalise_all(argv, is_command, cwd)
   local st = { out = {}, budget = M.GUESS_BUDGET, is_command = is_command or function() return true end }
-  collect(argv, 0, false, true, st, type(cwd) == "string" and cwd or nil)
+  collect(argv, st, { depth = 0, guess = false, suffixes = true, cwd = type(cwd) == "string" and cwd or nil })
   return st.out
 end
 

@@ -127,9 +127,9 @@ local function normalise_bind(b)
   }
 end
 
--- from_table(obj, source, dir) -> profile | nil, message
--- source names the profile in messages; dir resolves a relative seccomp path.
-function M.from_table(obj, source, dir)
+-- from_table(obj, source, dir) -> profile | nil, problem: source names
+-- the profile in the problem; dir resolves a relative seccomp path.
+local function from_table(obj, source, dir)
   local problem = check_object(obj, FIELDS)
   if problem == "must be an object" then problem = "a profile must be a JSON object" end
   if problem then return nil, string.format("%s: %s", source, problem) end
@@ -179,14 +179,17 @@ function M.from_table(obj, source, dir)
   return p
 end
 
--- parse(json_text, source, dir) -> profile | nil, message
+-- parse(json_text, source, dir) -> profile | nil, err (usage: a bad
+-- profile is bad input)
 function M.parse(data, source, dir)
   local obj, msg = json.decode(data, source)
-  if obj == nil then return nil, msg end
-  if not data:match("^%s*{") then  -- cjson decodes [] and {} alike
-    return nil, source .. ": a profile must be a JSON object"
+  if obj ~= nil and not data:match("^%s*{") then  -- cjson decodes [] and {} alike
+    obj, msg = nil, source .. ": a profile must be a JSON object"
   end
-  return M.from_table(obj, source, dir)
+  local p
+  if obj ~= nil then p, msg = from_table(obj, source, dir) end
+  if not p then return nil, err.usage("bad profile %s", msg) end
+  return p
 end
 
 function M.load_file(path)
@@ -195,9 +198,7 @@ function M.load_file(path)
   local dir = path:match("^(.*)/[^/]*$") or "."
   if dir == "" then dir = "/" end
   local absdir = fs.realpath(dir) or dir
-  local p, perr = M.parse(data, path, absdir)
-  if not p then return nil, err.usage("bad profile %s", perr) end
-  return p
+  return M.parse(data, path, absdir)
 end
 
 local function builtin()
@@ -240,7 +241,7 @@ function M.load(spec)
       text.inert(spec), text.did_you_mean(spec, M.available()))
   end
   local p, msg = M.parse(data, "built-in profile " .. spec, nil)
-  if not p then error(msg) end  -- a broken built-in is a bug
+  if not p then error(msg.message) end  -- a broken built-in is a bug
   p.builtin = true
   return p
 end

@@ -207,7 +207,7 @@ end
 -- error is sent): a `shannot run` child, at most [limits] mcp_sandboxes
 -- of them at a time.
 function Server:start_job(id, args, finish)
-  local max = require("shannot.limits").of(self.cfg).mcp_sandboxes
+  local max = require("shannot.sandbox.limits").of(self.cfg).mcp_sandboxes
   if #self.jobs >= max then
     self:tool_error(id, "%d sandbox%s running already, the most this server runs at once ([limits] " ..
       "mcp_sandboxes): wait for one to finish, then call again", #self.jobs, #self.jobs == 1 and " is" or "es are")
@@ -298,11 +298,12 @@ local function output_of(doc)
   }
 end
 
--- The shannot run finished: its JSON document, or a tool error.
-local function run_document(self, id, st, stdout, stderr)
-  local doc = json.decode(stdout)
+-- The shannot run finished (out: {st, stdout, stderr}): its JSON
+-- document, or a tool error.
+local function run_document(self, id, out)
+  local doc = json.decode(out.stdout)
   if type(doc) ~= "table" then
-    local why = stderr:match("[^\n]+") or ("shannot exited " .. tostring(st.code or st.signal_name))
+    local why = out.stderr:match("[^\n]+") or ("shannot exited " .. tostring(out.st.code or out.st.signal_name))
     self:tool_error(id, "%s", text.inert(why))
     return nil
   end
@@ -318,7 +319,7 @@ function TOOL.run_command(self, id, a)
   table.move({ "--profile", "readonly", "--" }, 1, 3, #args + 1, args)
   table.move(a.argv, 1, #a.argv, #args + 1, args)
   self:start_job(id, args, function(st, stdout, stderr)
-    local doc = run_document(self, id, st, stdout, stderr)
+    local doc = run_document(self, id, { st = st, stdout = stdout, stderr = stderr })
     if doc then self:reply(id, tool_result(self, output_of(doc), doc.exit_code ~= 0)) end
   end)
 end
@@ -348,7 +349,7 @@ function TOOL.run_script(self, id, a)
   table.move({ "--interpreter", interp, file }, 1, 3, #args + 1, args)
   local started = self:start_job(id, args, function(st, stdout, stderr)
     fs.rmtree(sub)
-    local doc = run_document(self, id, st, stdout, stderr)
+    local doc = run_document(self, id, { st = st, stdout = stdout, stderr = stderr })
     if not doc then return end
     local result = output_of(doc)
     if doc.session == json.null or doc.session == nil then
@@ -391,7 +392,7 @@ function TOOL.get_session(self, id, a)
   for i, op in ipairs(s.operations) do
     ops[i] = op_summary(op)
     if a.diff and op.kind == "write" then
-      local body, why = require("shannot.opview").diff(s, op)
+      local body, why = require("shannot.session.view").diff(s, op)
       ops[i].diff = body or why
     end
   end
@@ -403,7 +404,7 @@ function TOOL.get_session(self, id, a)
 end
 
 function TOOL.list_profiles(self, id)
-  self:reply(id, tool_result(self, { profiles = json.array(require("shannot.profile").list()) }, false))
+  self:reply(id, tool_result(self, { profiles = json.array(require("shannot.sandbox.profile").list()) }, false))
 end
 
 local function remotes_of(cfg)
@@ -481,11 +482,11 @@ function METHOD.resources_read(self, id, params)
   local uri = params.uri
   local data
   if uri == "shannot://profiles" then
-    data = require("shannot.profile").list()
+    data = require("shannot.sandbox.profile").list()
   elseif uri == "shannot://remotes" then
     data = remotes_of(self.cfg)
   elseif uri == "shannot://status" then
-    data = require("shannot.status").gather()
+    data = require("shannot.sandbox.probe").gather()
   else
     return string.format('unknown resource "%s"', text.inert(tostring(uri)))
   end

@@ -4,10 +4,10 @@
 local err = require("shannot.err")
 local fs = require("shannot.fs")
 local json = require("shannot.json")
-local limits = require("shannot.limits")
+local limits = require("shannot.sandbox.limits")
 local proc = require("shannot.proc")
 local bwrap = require("shannot.sandbox.bwrap")
-local profile = require("shannot.profile")
+local profile = require("shannot.sandbox.profile")
 local sys = require("shannot.core.sys")
 local text = require("shannot.text")
 
@@ -64,7 +64,7 @@ end
 
 -- The default filter in a pipe bwrap reads, then the profile's own file.
 local function default_filter(p)
-  local bpf, msg = require("shannot.seccomp").program(nil, { unix_sockets = #p.unix_sockets > 0 })
+  local bpf, msg = require("shannot.sandbox.seccomp").program(nil, { unix_sockets = #p.unix_sockets > 0 })
   if not bpf then return nil, err.env("%s", msg) end
   local r, w = fs.pipe()
   if not r then return nil, err.env("cannot make a pipe: %s", w) end
@@ -178,7 +178,7 @@ end
 -- tee (with keep_output: also pass it through as it comes), max_output
 -- (bytes kept per stream), timeout (s), stdin ("inherit" | "null"), cwd,
 -- bwrap (explicit path), namespace (proc.spawn's: a capture's overlays),
--- capture (stage.sandbox_part's) and script ({source =, target =}) for
+-- capture (staging.sandbox_part's) and script ({source =, target =}) for
 -- sandbox/bwrap.lua, limits (limits.of's: processes
 -- and memory), watch (communicate's: a capture's staging).
 function M.run(p, argv, opts)

@@ -79,7 +79,7 @@ function M.file_name(rotation, event, now)
   if rotation == "none" then return "audit.jsonl" end
   if rotation == "session" then
     local id = event.session
-    if require("shannot.sessionid").valid(id) then return "audit-" .. id .. ".jsonl" end
+    if require("shannot.session.id").valid(id) then return "audit-" .. id .. ".jsonl" end
     return "audit-nosession.jsonl"
   end
   return "audit-" .. os.date("!%Y-%m-%d", math.floor(now)) .. ".jsonl"

@@ -4,9 +4,9 @@
 -- the config's [policy] path globs, then the user's Lua policy files.
 -- Deny always wins; then review; an operation nothing approves is
 -- reviewed; a dangerous one is never approved without a person.
-local cmdpattern = require("shannot.cmdpattern")
+local cmdpattern = require("shannot.policy.cmdpattern")
 local glob = require("shannot.glob")
-local policyfile = require("shannot.policyfile")
+local policyfile = require("shannot.policy.file")
 local text = require("shannot.text")
 
 local M = {}

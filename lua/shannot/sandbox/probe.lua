@@ -5,7 +5,7 @@ local const = require("shannot.const")
 local core_sandbox = require("shannot.core.sandbox")
 local fs = require("shannot.fs")
 local paths = require("shannot.paths")
-local profile = require("shannot.profile")
+local profile = require("shannot.sandbox.profile")
 local proc = require("shannot.proc")
 local sandbox = require("shannot.sandbox")
 local sys = require("shannot.core.sys")
@@ -68,11 +68,11 @@ function M.gather()
   info.sandbox = sandbox_probe(info.bwrap)
   info.user_namespaces = check(core_sandbox.probe())
   info.overlayfs = overlay_probe(paths.data_dir() .. "/staging")
-  local bpf, serr = require("shannot.seccomp").program()
+  local bpf, serr = require("shannot.sandbox.seccomp").program()
   info.syscall_filter = bpf and { ok = true, arch = require("shannot.core.seccomp").native_arch() }
     or { ok = false, error = serr }
   info.landlock_abi = core_sandbox.landlock_abi()
-  info.limits = require("shannot.limits").kind()
+  info.limits = require("shannot.sandbox.limits").kind()
   info.usable = info.bwrap.ok and info.sandbox.ok
   return info
 end

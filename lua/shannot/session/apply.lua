@@ -11,6 +11,7 @@ local json = require("shannot.json")
 local session = require("shannot.session")
 local text = require("shannot.text")
 
+local audit_event = require("shannot.session.audit_event")
 local guard = require("shannot.guard")
 local M = {}
 
@@ -168,9 +169,9 @@ function M.execute(id, opts)
   local s, e = session.current(id, opts)
   if not s then return nil, e end
   if s.status ~= "approved" or s.execution then return nil, refuse_status(s) end
-  local sealed, why = require("shannot.approval").check(s)
+  local sealed, why = require("shannot.session.approval").check(s)
   if not sealed then
-    require("shannot.events").session({ what = "execute_refused", session = s, extra = { reason = why.message },
+    audit_event.session({ what = "execute_refused", session = s, extra = { reason = why.message },
       config = opts and opts.config, actor = opts and opts.actor, warn = opts and opts.warn })
     return nil, err.refused("session %s was changed after it was approved: %s; nothing was done", s.id, why)
   end
@@ -199,7 +200,7 @@ function M.execute(id, opts)
   if not entries then return nil, cerr end
   s.checkpoint = { created_at = os.date("!%Y-%m-%dT%H:%M:%SZ"), entries = json.array(entries) }
   s.execution = { started_at = s.checkpoint.created_at }
-  ok, msg = require("shannot.approval").seal_checkpoint(s)
+  ok, msg = require("shannot.session.approval").seal_checkpoint(s)
   if not ok then return nil, err.env("checkpoint: %s", msg) end
   ok, msg = session.save(s)
   if not ok then return nil, msg end
@@ -301,9 +302,9 @@ function M.rollback(id, opts)
     if not ok then return nil, terr end
     return s, { restored = {}, conflicts = {} }
   end
-  local sealed, why = require("shannot.approval").check_checkpoint(s)
+  local sealed, why = require("shannot.session.approval").check_checkpoint(s)
   if not sealed then
-    require("shannot.events").session({ what = "rollback_refused", session = s, extra = { reason = why.message },
+    audit_event.session({ what = "rollback_refused", session = s, extra = { reason = why.message },
       config = opts.config, actor = opts.actor, warn = opts.warn })
     return nil, err.refused("session %s cannot be rolled back: %s; nothing was restored", s.id, why)
   end

@@ -105,7 +105,11 @@ function Walk:metadata(path, host, ust, hst)
   end
 end
 
-function Walk:file(path, up, host, ust, hst)
+-- file/symlink/dir(e): one entry of the upper tree, e = {path (what it
+-- stands for), up (its upper path), host (the host path, or nil when all
+-- is new there), ust, hst (their lstats)}
+function Walk:file(e)
+  local path, up, host, ust, hst = e.path, e.up, e.host, e.ust, e.hst
   if hst and hst.type == "file" and hst.size == ust.size then
     local same = self:check(self.up:hash(up)) == self:check(self.host:hash(host))
     if same then return self:metadata(path, host, ust, hst) end
@@ -127,7 +131,8 @@ function Walk:file(path, up, host, ust, hst)
   self:add({ kind = "write", path = path, new = new, base = base })
 end
 
-function Walk:symlink(path, up, host, ust, hst)
+function Walk:symlink(e)
+  local path, up, host, ust, hst = e.path, e.up, e.host, e.ust, e.hst
   local target = self:check(self.up:readlink(up))
   if hst and hst.type == "link" and self.host:readlink(host) == target then
     return self:metadata(path, host, ust, hst)
@@ -137,7 +142,8 @@ function Walk:symlink(path, up, host, ust, hst)
   self:add({ kind = "symlink", path = path, new = new, base = self:base(host, hst) })
 end
 
-function Walk:dir(path, up, host, ust, hst)
+function Walk:dir(e)
+  local path, up, host, ust, hst = e.path, e.up, e.host, e.ust, e.hst
   if hst and hst.type == "dir" and not self.up:opaque(up) then
     self:metadata(path, host, ust, hst)
     return self:tree(up, path, host)
@@ -160,11 +166,11 @@ function Walk:entry(name, up_dir, path_dir, host_dir)
   if is_whiteout(ust) then
     if hst then self:add({ kind = "delete", path = path, base = self:base(host, hst) }) end
   elseif ust.type == "dir" then
-    self:dir(path, up, host, ust, hst)
+    self:dir({ path = path, up = up, host = host, ust = ust, hst = hst })
   elseif ust.type == "file" then
-    self:file(path, up, host, ust, hst)
+    self:file({ path = path, up = up, host = host, ust = ust, hst = hst })
   elseif ust.type == "link" then
-    self:symlink(path, up, host, ust, hst)
+    self:symlink({ path = path, up = up, host = host, ust = ust, hst = hst })
   else
     self.skipped[#self.skipped + 1] = { path = path, type = ust.type }
   end
@@ -193,6 +199,26 @@ function M.operations(overlays, blobs, trees, opts)
     end
     return w
   end)
+end
+
+-- What an executor's capture hands back (see executor/init.lua): its
+-- fields, and the removal of what it staged, done once, at the end of the
+-- caller's scope (<close>) or by :close().
+local Trees = {}
+Trees.__index = Trees
+
+function Trees:close()
+  local remove = self.remove_staging
+  self.remove_staging = nil
+  if remove then remove() end
+end
+
+Trees.__close = Trees.close
+
+-- trees(fields, remove) -> fields as a to-be-closed Trees
+function M.trees(fields, remove)
+  fields.remove_staging = remove
+  return setmetatable(fields, Trees)
 end
 
 -- add_deferred(result, records): each deferred command as an exec

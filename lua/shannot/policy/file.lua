@@ -5,7 +5,7 @@
 -- read-only view of the matching helpers, so a policy can only judge.
 -- The engine that calls the rules, in DESIGN §4's order, is policy.lua.
 local boundedlib = require("shannot.boundedlib")
-local cmdpattern = require("shannot.cmdpattern")
+local cmdpattern = require("shannot.policy.cmdpattern")
 local const = require("shannot.const")
 local err = require("shannot.err")
 local fs = require("shannot.fs")

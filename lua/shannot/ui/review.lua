@@ -7,12 +7,12 @@
 -- Every string reaches the terminal through paint(), which passes it
 -- through clean(): a path, argv or output from a script can never move
 -- the cursor, set the title or otherwise drive the terminal.
-local apply = require("shannot.apply")
+local apply = require("shannot.session.apply")
 local const = require("shannot.const")
 local err = require("shannot.err")
 local session = require("shannot.session")
 local term = require("shannot.term")
-local opview = require("shannot.opview")
+local opview = require("shannot.session.view")
 local text = require("shannot.text")
 
 local M = {}

@@ -1,21 +1,22 @@
 -- STYLE 31: layers point one way.  Every require in lua/shannot, read from
 -- the source, goes to the same or a lower layer, and no module reaches
 -- itself again.  A new module must be placed in a layer here first.
-local fs = require("shannot.fs")
 local h = require("support.h")
 
 local LAYERS = {
   -- 0: thin wrappers of the C core, and formats
-  { "fs", "proc", "store", "tar", "ssh", "term", "seccomp", "const", "err", "json", "toml", "text", "glob",
-    "paths", "diff", "sessionid", "shellsplit", "boundedlib", "testhooks", "guard" },
-  -- 1: the domain
-  { "profile", "session", "policy", "policyfile", "cmdpattern", "config", "audit", "events", "approval",
-    "opview", "limits", "remote", "remote_script", "sandbox.bwrap" },
-  -- 2: orchestration
-  { "capture", "capture.local", "capture.ssh", "stage", "sandbox", "dryrun", "apply", "executor", "executor.local",
-    "executor.ssh", "executor.common", "status" },
+  { "fs", "proc", "store", "tar", "ssh", "term", "const", "err", "guard", "json", "toml", "text", "glob",
+    "paths", "diff", "shellsplit", "boundedlib", "testhooks", "session.id", "sandbox.seccomp" },
+  -- 1: the domain: profiles and the bwrap line, sessions and their log,
+  -- policy, config, remotes
+  { "sandbox.profile", "sandbox.bwrap", "sandbox.limits", "session", "session.audit", "session.audit_event",
+    "session.approval", "session.view", "policy", "policy.file", "policy.cmdpattern", "config", "remote",
+    "capture.remote_shell" },
+  -- 2: orchestration: running sandboxes, capturing, applying, executors
+  { "sandbox", "sandbox.probe", "capture", "capture.walk", "capture.staging", "capture.local", "capture.ssh",
+    "session.apply", "executor", "executor.local", "executor.ssh", "executor.common" },
   -- 3: front ends
-  { "init", "cli", "main", "tui", "repl", "mcp", "mcp_install", "cmd.*" },
+  { "init", "cli", "main", "ui.*", "mcp.*", "cmd.*" },
 }
 
 local function layer_of(name)
@@ -28,24 +29,15 @@ end
 
 -- module name (as LAYERS writes it) -> the shannot modules it requires
 local function graph()
-  local root = h.ROOT .. "/lua/shannot"
   local out = {}
-  local function walk(dir, prefix)
-    for _, entry in ipairs(fs.readdir(dir)) do
-      local path = dir .. "/" .. entry
-      if fs.is_dir(path) then
-        walk(path, prefix .. entry .. ".")
-      elseif entry:match("%.lua$") then
-        local deps = {}
-        for dep in fs.read_file(path):gmatch('require%("shannot%.([%w_.]+)"%)') do
-          if not dep:match("^core%.") then deps[#deps + 1] = dep end
-        end
-        local name = prefix .. entry:gsub("%.lua$", "")
-        out[(name:gsub("%.init$", ""))] = deps  -- executor/init.lua is shannot.executor
-      end
+  h.lua_sources(function(path, src)
+    local deps = {}
+    for dep in src:gmatch('require%("shannot%.([%w_.]+)"%)') do
+      if not dep:match("^core%.") then deps[#deps + 1] = dep end
     end
-  end
-  walk(root, "")
+    local name = path:gsub("^lua/shannot/", ""):gsub("%.lua$", ""):gsub("/", ".")
+    out[(name:gsub("%.init$", ""))] = deps  -- executor/init.lua is shannot.executor
+  end)
   return out
 end
 
@@ -54,7 +46,7 @@ describe("the Lua modules' layers", function()
     local up = {}
     for name, deps in pairs(graph()) do
       local mine = layer_of(name)
-      assert.is_not_nil(mine, "lua/shannot/" .. name .. ".lua is in no layer of spec/layers_spec.lua")
+      assert.is_not_nil(mine, "lua/shannot/" .. name .. ".lua is in no layer of spec/unit/layers_spec.lua")
       for _, dep in ipairs(deps) do
         local theirs = layer_of(dep)
         if theirs and theirs > mine then up[#up + 1] = name .. " -> " .. dep end
