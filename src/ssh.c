@@ -40,6 +40,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <signal.h>
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -930,6 +931,18 @@ static int exec_loop(Channel *c, struct exec_opts *o, int *sig)
     }
 }
 
+/* The number of signal NAME ("KILL"), or 0 when this machine has none. */
+static int signal_number(const char *name)
+{
+    for (int sig = 1; sig < NSIG; sig++) {
+        const char *abbrev = sigabbrev_np(sig);
+        if (abbrev != NULL && strcmp(abbrev, name) == 0) {
+            return sig;
+        }
+    }
+    return 0;
+}
+
 /* [-0, +1, m] The result table of exec. */
 static void exec_push(lua_State *L, Channel *c, const struct exec_opts *o,
                       int end, int sig)
@@ -940,7 +953,9 @@ static void exec_push(lua_State *L, Channel *c, const struct exec_opts *o,
         lua_setfield(L, -2, "code");
     }
     if (c->signame[0] != '\0') {
-        lua_pushstring(L, c->signame);
+        /* as proc.c's: signal the number (of this machine's numbering:
+         * Linux's on both ends), signal_name the name libssh gave */
+        lua_pushinteger(L, signal_number(c->signame));
         lua_setfield(L, -2, "signal");
         lua_pushstring(L, c->signame);
         lua_setfield(L, -2, "signal_name");

@@ -183,13 +183,35 @@ describe("shannot.ssh", function()
       assert.is_nil(r.stderr:find("Sanitizer", 1, true), r.stderr)
     end)
 
-    it("reports an exit by signal by name", function()
+    it("reports an exit by signal as proc does: number and name", function()
       if not server() then return end
       local s <close> = assert(connect())
       local r = assert(s:exec("kill -TERM $$"))
-      assert.equal("TERM", r.signal)
+      assert.equal(15, r.signal)
+      assert.equal("TERM", r.signal_name)
       assert.is_nil(r.code)
       assert.is_false(r.timed_out)
+    end)
+
+    it("returns a finished command in the shape proc.run does (STYLE 35)", function()
+      if not server() then return end
+      local s <close> = assert(connect())
+      local function shape(r)
+        local keys = {}
+        for k, v in pairs(r) do keys[#keys + 1] = k .. ":" .. (math.type(v) or type(v)) end
+        table.sort(keys)
+        return keys
+      end
+      for _, script in ipairs({ "echo out; echo err >&2; exit 3", "kill -TERM $$" }) do
+        local here = assert(proc.run({ "/bin/sh", "-c", script }))
+        local there = assert(s:exec(script))
+        -- what only a local process can tell (its peak memory, bytes seen)
+        here.maxrss_kb, here.stdout_bytes, here.stderr_bytes = nil, nil, nil
+        there.stdout_bytes, there.stderr_bytes = nil, nil
+        assert.same(shape(here), shape(there))
+        assert.same({ here.code, here.signal, here.signal_name, here.stdout, here.stderr },
+          { there.code, there.signal, there.signal_name, there.stdout, there.stderr })
+      end
     end)
 
     it("reports a lost connection with code SSH", function()

@@ -239,11 +239,11 @@ end
 -- The run's result, as a local sandbox.run gives it.
 local function run_result(job, p, run, timeout)
   -- timeout(1) -s KILL ends killed by KILL itself (or 137) when the limit struck
-  local timed_out = run.timed_out or (timeout ~= nil and (run.signal == "KILL" or run.code == 137)
+  local timed_out = run.timed_out or (timeout ~= nil and (run.signal_name == "KILL" or run.code == 137)
     and run.duration >= timeout)
   return {
     command = job.argv, profile = p.name, exit_code = not timed_out and run.code or nil,
-    signal_name = run.signal, timed_out = timed_out, interrupted = run.interrupted, duration = run.duration,
+    signal_name = run.signal_name, timed_out = timed_out, interrupted = run.interrupted, duration = run.duration,
     stdout = run.stdout, stderr = run.stderr, stdout_truncated = run.stdout_truncated,
     stderr_truncated = run.stderr_truncated, stdout_dropped = run.stdout_dropped,
     stderr_dropped = run.stderr_dropped,

@@ -356,7 +356,7 @@ function M:exec(op, timeout)
   local cmd = "cd " .. q(op.cwd or "/") .. " 2>/dev/null || cd /; exec " .. table.concat(words, " ")
   local r, msg = self.s:exec(cmd, { timeout = timeout })
   if not r then return { id = op.id, ok = false, error = msg } end
-  return { id = op.id, ok = r.code == 0, code = r.code, signal = r.signal,
+  return { id = op.id, ok = r.code == 0, code = r.code, signal = r.signal_name,
     stdout = r.stdout, stderr = r.stderr, timed_out = r.timed_out or nil }
 end
 
