@@ -162,7 +162,7 @@ end
 
 local function command_pattern(v)
   local ok, why = cmdpattern.compile(v)
-  if not ok then return nil, why end
+  if not ok then return nil, why.message end  -- a reason phrase: "must be ..."
   return v
 end
 

@@ -25,6 +25,7 @@
 --   deny (match_contains):  the command's flags must include the
 --     pattern's and every pattern operand must match some operand, so
 --     extra flags or operands (rm -rfv /tmp /) do not dodge it.
+local err = require("shannot.err")
 local glob = require("shannot.glob")
 
 local M = {}
@@ -668,18 +669,18 @@ local function words(pattern)
   return out
 end
 
--- compile(pattern) -> compiled | nil, msg
+-- compile(pattern) -> compiled | nil, err (usage: what is wrong with it)
 function M.compile(pattern)
-  if type(pattern) ~= "string" then return nil, "must be a string" end
+  if type(pattern) ~= "string" then return nil, err.usage("must be a string") end
   local w = words(pattern)
-  if #w == 0 then return nil, "is empty" end
+  if #w == 0 then return nil, err.usage("is empty") end
   local rest = false
   if #w > 1 and w[#w] == "*" then
     rest = true
     w[#w] = nil
   end
   local n = M.normalise(w)
-  if not n then return nil, "names no command" end
+  if not n then return nil, err.usage("names no command") end
   n.rest, n.text = rest, pattern
   return n
 end

@@ -178,9 +178,9 @@ end
 -- tee (with keep_output: also pass it through as it comes), max_output
 -- (bytes kept per stream), timeout (s), stdin ("inherit" | "null"), cwd,
 -- bwrap (explicit path), namespace (proc.spawn's: a capture's overlays),
--- capture (staging.sandbox_part's) and script ({source =, target =}) for
--- sandbox/bwrap.lua, limits (limits.of's: processes
--- and memory), watch (communicate's: a capture's staging).
+-- capture (staging.sandbox_part's), script ({source =, target =}) and
+-- getenv for sandbox/bwrap.lua, limits (limits.of's: processes and
+-- memory), watch (communicate's: a capture's staging).
 function M.run(p, argv, opts)
   opts = opts or {}
   local plan, perr = M.prepare(p, argv, opts)
