@@ -83,6 +83,47 @@ describe("apply", function()
     assert.equal(cap.tree_state(direct), cap.tree_state(e.host))
   end)
 
+  it("runs every deferred command in order whatever the others did, reports each, and rollback lists them " ..
+    "as not undone (issue 14.6)", function()
+    local e = cap.env({ defer = { "false", "touch" } })
+    -- false fails on the host (the shim said 0 in the sandbox); the script
+    -- went on, so execute goes on too
+    local id = capture(e, "echo v > f && (/usr/bin/false || true) && touch " .. e.host .. "/after")
+    approve(e, id)
+    local r = cli(e, { "execute", id })
+    assert.equal(1, r.code, r.stderr)
+    assert.matches("executed %(1 deferred command failed%)", r.stdout)
+    assert.matches("exec +/usr/bin/false +FAILED: exit 1", r.stdout)
+    assert.is_true(fs.exists(e.host .. "/after"), "the command after the failing one ran")
+    local s = json.decode(cli(e, { "show", id, "--json" }).stdout)
+    assert.equal("executed", s.status)
+    local ran = {}
+    for _, res in ipairs(s.results) do
+      if res.code then ran[#ran + 1] = tostring(res.id) .. ":" .. tostring(res.code) end
+    end
+    assert.equal(2, #ran)
+    local rb = cli(e, { "rollback", id })
+    assert.equal(0, rb.code, rb.stderr)
+    assert.matches("not undone /usr/bin/false %(a deferred command that ran", rb.stdout)
+    assert.matches("not undone touch [^\n]*/after", rb.stdout)
+    assert.is_nil(fs.lstat(e.host .. "/f"))
+
+    -- --stop-on-deferred-failure: nothing after the failing one
+    fs.remove(e.host .. "/after")
+    local id2 = capture(e, "echo w > g && (/usr/bin/false || true) && touch " .. e.host .. "/after")
+    approve(e, id2)
+    local r2 = cli(e, { "execute", id2, "--stop-on-deferred-failure", "--json" })
+    assert.equal(1, r2.code, r2.stderr)
+    local s2 = json.decode(r2.stdout)
+    assert.is_false(fs.exists(e.host .. "/after"), "nothing ran after the failing command")
+    local last = s2.results[#s2.results]
+    assert.is_true(last.not_run)
+    assert.matches("not run: deferred command %d+ failed %(%-%-stop%-on%-deferred%-failure%)", last.error)
+    local rb2 = json.decode(cli(e, { "rollback", id2, "--json" }).stdout)
+    assert.equal(1, #rb2.not_undone)
+    assert.equal("/usr/bin/false", rb2.not_undone[1].argv[1])
+  end)
+
   it("refuses to execute when the host drifted, listing the paths, and changes nothing", function()
     local e = bed()
     e:sh('echo one > "$1/f"; echo two > "$1/g"')

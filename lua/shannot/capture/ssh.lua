@@ -221,7 +221,6 @@ local function remote_filters(p, f)
   return out
 end
 
-
 -- sandbox_plan(profile, job, facts, staging) -> the sandbox plan of a remote run
 -- (sandbox/bwrap.lua builds the line from it, as from a local one).
 function M.sandbox_plan(p, job, f, plan)

@@ -5,6 +5,7 @@
 local diff = require("shannot.diff")
 local err = require("shannot.err")
 local fs = require("shannot.fs")
+local guard = require("shannot.guard")
 local store = require("shannot.store")
 local text = require("shannot.text")
 
@@ -208,16 +209,14 @@ local Trees = {}
 Trees.__index = Trees
 
 function Trees:close()
-  local remove = self.remove_staging
-  self.remove_staging = nil
-  if remove then remove() end
+  self.staging:close()
 end
 
 Trees.__close = Trees.close
 
 -- trees(fields, remove) -> fields as a to-be-closed Trees
 function M.trees(fields, remove)
-  fields.remove_staging = remove
+  fields.staging = guard(remove)
   return setmetatable(fields, Trees)
 end
 

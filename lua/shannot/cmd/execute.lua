@@ -7,7 +7,7 @@ local json = require("shannot.json")
 local text = require("shannot.text")
 
 local M = {
-  usage = "shannot execute ID [--json]",
+  usage = "shannot execute ID [--stop-on-deferred-failure] [--json]",
   help = [[
 Applies an approved session to this machine, exactly the approved
 operations and nothing else.  First it checks that every path is still as
@@ -17,14 +17,22 @@ owner, symlink, absence) into the session's checkpoint and makes that
 durable; then it applies each operation without following symlinks
 (new contents are written beside the path and renamed over it, mode and
 owner set first); then it runs the approved deferred commands in the
-order the script called them.  "shannot rollback ID" undoes it.
+order the script called them, each one whatever the others did (a
+script's "cmd || true" stays so), each reported with its exit status and
+output.  "shannot rollback ID" undoes the file changes.
 
-Exit codes: 0 all applied; 1 something failed (see the results; roll back
-with "shannot rollback ID"); 3 refused (not approved, expired, drift).
+The session ends "executed" when every file operation went through, even
+if deferred commands failed (they are listed), and "failed" when a file
+operation failed (then no deferred command runs).
+
+Exit codes: 0 all applied and every deferred command succeeded; 1
+something failed (see the results; roll back with "shannot rollback ID");
+3 refused (not approved, expired, drift).
 
 options:
+  --stop-on-deferred-failure   run no deferred command after one that failed
   --json   print the session (with results) as one JSON document]],
-  options = { ["--json"] = {} },
+  options = { ["--json"] = {}, ["--stop-on-deferred-failure"] = { key = "stop_on_deferred_failure" } },
 }
 
 local function report(s)
@@ -40,15 +48,19 @@ end
 
 function M.run(opts, args)
   if #args ~= 1 then return nil, err.usage("execute: give one session id; usage: %s", M.usage) end
-  local s, e = apply.execute(args[1], { config = opts.config, actor = opts.actor, warn = opts.warn })
+  local s, e = apply.execute(args[1], { config = opts.config, actor = opts.actor, warn = opts.warn,
+    stop_on_deferred_failure = opts.stop_on_deferred_failure })
   if not s then return nil, e end
+  local deferred_failed = s.execution.deferred_failed or 0
   if opts.json then
     cli.out(json.encode(s, { indent = "  " }), "\n")
   else
     report(s)
-    cli.out(string.format("session %s %s; undo with: shannot rollback %s\n", s.id, s.status, s.id))
+    local failures = deferred_failed > 0 and string.format(" (%d deferred command%s failed)", deferred_failed,
+      deferred_failed == 1 and "" or "s") or ""
+    cli.out(string.format("session %s %s%s; undo with: shannot rollback %s\n", s.id, s.status, failures, s.id))
   end
-  return s.status == "executed" and const.EXIT.OK or const.EXIT.FAILED
+  return (s.status == "executed" and deferred_failed == 0) and const.EXIT.OK or const.EXIT.FAILED
 end
 
 return M

@@ -12,12 +12,14 @@ local M = {
 Puts every path an execution touched back as its checkpoint recorded it:
 content, mode, owner, symlink target, or absence.  A path changed since the
 execution (by someone else) is a conflict: they are listed and nothing is
-restored, unless --force.  Deferred commands that ran cannot be undone.
+restored, unless --force.  Deferred commands that ran cannot be undone:
+each is listed ("not undone ...").
 
 options:
   --force     restore even over paths changed since the execution
   --dry-run   only list what would be restored, and the conflicts
-  --json      one JSON document: the session and what was restored]],
+  --json      one JSON document: the session, what was restored, the
+              conflicts and the deferred commands not undone]],
   options = { ["--force"] = {}, ["--dry-run"] = { key = "dry_run" }, ["--json"] = {} },
 }
 
@@ -27,8 +29,10 @@ function M.run(opts, args)
     actor = opts.actor, warn = opts.warn })
   if not s then return nil, rep end
   if opts.json then
+    local not_undone = {}
+    for i, op in ipairs(rep.not_undone) do not_undone[i] = { id = op.id, argv = json.array(op.argv) } end
     cli.out(json.encode({ session = s, restored = json.array(rep.restored),
-      conflicts = json.array(rep.conflicts) }, { indent = "  " }), "\n")
+      conflicts = json.array(rep.conflicts), not_undone = json.array(not_undone) }, { indent = "  " }), "\n")
     return const.EXIT.OK
   end
   for _, path in ipairs(rep.restored) do
@@ -36,6 +40,10 @@ function M.run(opts, args)
   end
   for _, c in ipairs(rep.conflicts) do
     cli.out("conflict " .. text.inert(c.path) .. (opts.force and " (restored anyway)" or "") .. "\n")
+  end
+  for _, op in ipairs(rep.not_undone) do
+    cli.out((opts.dry_run and "would not undo " or "not undone ") .. text.inert(text.command_line(op.argv)) ..
+      " (a deferred command that ran: what it did outside the files stays)\n")
   end
   if not opts.dry_run then cli.out(string.format("session %s rolled back\n", s.id)) end
   return const.EXIT.OK

@@ -89,8 +89,6 @@ local function entry_of(path, real, st, cpdir)
   return e
 end
 
-
-
 -- originals(op, cpdir) -> entries | nil, msg: the op's path as it is now
 -- (absent, or its content saved in cpdir) and, when the op removes or
 -- replaces a directory, every entry below it, parent first.
@@ -220,7 +218,6 @@ local function run_exec(op, timeout)
   }
 end
 
-
 -- Temp files an interrupted execute may have left next to its paths.
 local function remove_temps(paths, prefix)
   local seen = {}
@@ -239,7 +236,6 @@ local function remove_temps(paths, prefix)
     end
   end
 end
-
 
 -- new([settings]) -> executor; settings: executor.settings' (profile,
 -- bwrap_path from the config's [executor.local])

@@ -161,8 +161,59 @@ local function refuse_status(s)
   return err.refused("session %s is %s; only an approved session can be executed", s.id, s.status)
 end
 
--- execute(id, opts) -> session | nil, err.  opts.config: for the audit log
--- of an expiry found on the way.
+local function op_by_id(s)
+  local out = {}
+  for _, op in ipairs(s.operations) do out[op.id] = op end
+  return out
+end
+
+-- Runs the approved deferred commands in the order the script called
+-- them, each reported, none skipped because another failed (a script's
+-- `cmd || true` stays so) unless how.stop_on_failure.  Only when every
+-- file operation went through (how.files_failed == 0): they usually act
+-- on what was written (restart a service on a new config).  -> how many
+-- failed
+local function run_deferred(s, ex, how)
+  local failed, stopped_by = 0, nil
+  for _, op in ipairs(s.operations) do
+    if op.kind == "exec" and op.decision == "approve" then
+      local why_not
+      if how.files_failed > 0 then
+        why_not = "not run: a file operation failed"
+      elseif stopped_by then
+        why_not = string.format("not run: deferred command %d failed (--stop-on-deferred-failure)", stopped_by)
+      end
+      if why_not then
+        how.results[#how.results + 1] = { id = op.id, ok = false, not_run = true, error = why_not }
+      else
+        local r = ex:exec(op, M.EXEC_TIMEOUT)
+        if not r.ok then
+          failed = failed + 1
+          if how.stop_on_failure then stopped_by = op.id end
+        end
+        how.results[#how.results + 1] = r
+        how.step()
+      end
+    end
+  end
+  return failed
+end
+
+-- deferred_that_ran(s) -> the exec operations execute ran: what a
+-- rollback cannot undo
+function M.deferred_that_ran(s)
+  local ops, out = op_by_id(s), {}
+  for _, r in ipairs(s.results or {}) do
+    local op = ops[r.id]
+    local not_run = r.not_run or (type(r.error) == "string" and r.error:match("^not run:"))
+    if op and op.kind == "exec" and not not_run then out[#out + 1] = op end
+  end
+  return out
+end
+
+-- execute(id, opts) -> session | nil, err.  opts: config (for the audit
+-- log), actor, warn, stop_on_deferred_failure (the deferred commands after
+-- a failing one are not run).
 function M.execute(id, opts)
   local lock <close>, lerr = session.lock(id, "executed")
   if not lock then return nil, lerr end
@@ -217,26 +268,18 @@ function M.execute(id, opts)
     results[#results + 1] = r
     step()
   end
-  -- Deferred commands only when every file operation went through: they
-  -- usually act on what was written (restart a service on a new config).
-  for _, op in ipairs(s.operations) do
-    if op.kind == "exec" and op.decision == "approve" then
-      if failed > 0 then
-        results[#results + 1] = { id = op.id, ok = false, error = "not run: a file operation failed" }
-      else
-        local r = ex:exec(op, M.EXEC_TIMEOUT)
-        if not r.ok then failed = failed + 1 end
-        results[#results + 1] = r
-        step()
-      end
-    end
-  end
+  local deferred_failed = run_deferred(s, ex, { results = results, files_failed = failed, step = step,
+    stop_on_failure = opts and opts.stop_on_deferred_failure })
   s.results = json.array(results)
+  s.execution.deferred_failed = deferred_failed
   collectgarbage()
   s.execution.finished_at = os.date("!%Y-%m-%dT%H:%M:%SZ")
+  -- failed: the files are not as approved.  A deferred command that failed
+  -- leaves the session executed (its files are), with the failure listed.
+  local note = failed > 0 and (failed .. " file operation(s) failed") or
+    (deferred_failed > 0 and (deferred_failed .. " deferred command(s) failed") or nil)
   ok, msg = session.transition(s, failed == 0 and "executed" or "failed", {
-    note = failed > 0 and (failed .. " operation(s) failed") or nil, config = opts and opts.config,
-    actor = opts and opts.actor, warn = opts and opts.warn })
+    note = note, config = opts and opts.config, actor = opts and opts.actor, warn = opts and opts.warn })
   if not ok then return nil, msg end
   return s
 end
@@ -244,12 +287,6 @@ end
 ---------------------------------------------------------------------------
 -- Rollback
 ---------------------------------------------------------------------------
-
-local function op_by_id(s)
-  local out = {}
-  for _, op in ipairs(s.operations) do out[op.id] = op end
-  return out
-end
 
 -- conflicts(ex, s) -> list: a touched path now in neither its
 -- checkpointed state nor the state its operation leaves it in.
@@ -284,6 +321,8 @@ local function restore_order(entries)
 end
 
 -- rollback(id, opts) -> session, report | nil, err.  opts: force, dry_run.
+-- report: restored (paths), conflicts, not_undone (the deferred commands
+-- execute ran: their effects outside the files stay).
 function M.rollback(id, opts)
   opts = opts or {}
   local lock <close>, lerr = session.lock(id, "rolled back")
@@ -296,11 +335,11 @@ function M.rollback(id, opts)
   end
   if not (s.checkpoint and s.checkpoint.entries) then
     -- Interrupted before its checkpoint was saved: nothing had changed.
-    if opts.dry_run then return s, { restored = {}, conflicts = {} } end
+    if opts.dry_run then return s, { restored = {}, conflicts = {}, not_undone = {} } end
     local ok, terr = session.transition(s, "rolled_back", { note = "nothing had been changed",
       config = opts.config, actor = opts.actor, warn = opts.warn })
     if not ok then return nil, terr end
-    return s, { restored = {}, conflicts = {} }
+    return s, { restored = {}, conflicts = {}, not_undone = {} }
   end
   local sealed, why = require("shannot.session.approval").check_checkpoint(s)
   if not sealed then
@@ -322,7 +361,7 @@ function M.rollback(id, opts)
       table.concat(lines, "; "))
   end
   local order = restore_order(s.checkpoint.entries)
-  local report = { restored = {}, conflicts = conflicts, failed = {} }
+  local report = { restored = {}, conflicts = conflicts, failed = {}, not_undone = M.deferred_that_ran(s) }
   if opts.dry_run then
     for _, entry in ipairs(order) do report.restored[#report.restored + 1] = entry.path end
     return s, report

@@ -516,10 +516,12 @@ function Ops:execute(ui)
   ui.clear, ui.message = true, nil  -- wipe anything a warning wrote meanwhile
   local title
   if done then
-    title = string.format("results: %s %s", done.id, done.status)
-    ui.log[#ui.log + 1] = string.format("session %s %s (%d approved, %d denied); undo with: shannot rollback %s",
-      done.id, done.status, approved, denied, done.id)
-    if done.status ~= "executed" then ui.exit = const.EXIT.FAILED end
+    local deferred_failed = done.execution.deferred_failed or 0
+    local failures = deferred_failed > 0 and string.format(", %d deferred command(s) failed", deferred_failed) or ""
+    title = string.format("results: %s %s%s", done.id, done.status, failures)
+    ui.log[#ui.log + 1] = string.format("session %s %s%s (%d approved, %d denied); undo with: shannot rollback %s",
+      done.id, done.status, failures, approved, denied, done.id)
+    if done.status ~= "executed" or deferred_failed > 0 then ui.exit = const.EXIT.FAILED end
   else
     title = string.format("results: %s refused", s.id)
     ui.log[#ui.log + 1] = string.format("session %s approved but not executed: %s", s.id, e.message)
