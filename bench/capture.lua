@@ -30,9 +30,10 @@ local ok, problem = pcall(function()
     "XDG_CONFIG_HOME=" .. work .. "/config", "PATH=" .. os.getenv("PATH") }
   local p = assert(shannot.profile.load("system"))
   local st = assert(shannot.stage.create(p, { search_path = shannot.profile.search_path(p) }))
-  local _ <close> = setmetatable({}, { __close = function() shannot.stage.remove(st) end })
-  local plan = assert(shannot.sandbox.prepare(p, { "true" }, { ctx = shannot.stage.bwrap_ctx(st) }))
-  plan.argv[plan.status_arg + 1] = "1"
+  local _ <close> = shannot.guard(function() shannot.stage.remove(st) end)
+  local plan = assert(shannot.sandbox.prepare(p, { "true" }, { capture = shannot.stage.sandbox_part(st) }))
+  plan.status_fd = 1
+  plan.argv = shannot.bwrap.argv(p, plan, "local")
   local script, last = {}, {}
   -- A mount whose target holds the staging area goes last: after it, the
   -- upper paths below would resolve through it (shannot opens them all

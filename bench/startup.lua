@@ -50,9 +50,10 @@ local devnull <close> = assert(shannot.fs.open("/dev/null", "w"))
 local function bwrap_case(prefix)
   return function()
     local plan = assert(shannot.sandbox.prepare(p, { "true" }))
-    plan.argv[plan.status_arg + 1] = tostring(devnull:fd())
+    plan.status_fd = devnull:fd()
+    local line = shannot.bwrap.argv(p, plan, "local")
     local argv = table.move(prefix, 1, #prefix, 1, {})
-    table.move(plan.argv, 1, #plan.argv, #argv + 1, argv)
+    table.move(line, 1, #line, #argv + 1, argv)
     local keep = { devnull:fd() }
     for _, f in ipairs(plan.keep) do keep[#keep + 1] = f:fd() end
     return argv, keep, plan.keep

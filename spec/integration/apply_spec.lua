@@ -124,6 +124,19 @@ describe("apply", function()
     assert.equal("/usr/bin/false", rb2.not_undone[1].argv[1])
   end)
 
+  it("names the command line as the actor of every step, approve --execute included (issue 13.1)", function()
+    local e = bed()
+    local id = capture(e, "echo v > f")
+    assert.equal(0, cli(e, { "approve", id, "--yes", "--execute" }).code)
+    assert.equal(0, cli(e, { "rollback", id }).code)
+    local events = {}
+    for _, ev in ipairs(json.decode(cli(e, { "audit", "--session", id, "--json" }).stdout)) do
+      events[#events + 1] = ev.event_type .. ":" .. ev.actor
+    end
+    assert.same({ "session_created:cli", "session_approved:cli", "session_executed:cli",
+      "session_rolled_back:cli" }, events)
+  end)
+
   it("refuses to execute when the host drifted, listing the paths, and changes nothing", function()
     local e = bed()
     e:sh('echo one > "$1/f"; echo two > "$1/g"')

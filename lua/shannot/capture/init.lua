@@ -7,16 +7,21 @@
 local const = require("shannot.const")
 local err = require("shannot.err")
 local fs = require("shannot.fs")
-local policy = require("shannot.policy")
-local session = require("shannot.session")
 local text = require("shannot.text")
-local walk = require("shannot.capture.walk")
 
 local M = {}
 
+-- Loaded when a run captured something: a run that captured nothing (or
+-- a plain sandbox) pays for none of them.
+local function walk() return require("shannot.capture.walk") end
+local function policy() return require("shannot.policy") end
+local function session() return require("shannot.session") end
+
 -- The walk's entry points, where operator scripts written before the
 -- regroup (require("shannot").capture.operations) find them.
-M.operations, M.add_deferred, M.local_tree = walk.operations, walk.add_deferred, walk.local_tree
+function M.operations(...) return walk().operations(...) end
+function M.add_deferred(...) return walk().add_deferred(...) end
+setmetatable(M, { __index = function(_, key) if key == "local_tree" then return walk().local_tree end end })
 
 local function keep_output(dir, r)
   for _, name in ipairs({ "stdout", "stderr" }) do
@@ -39,7 +44,7 @@ end
 -- Every operation left for a person when the policy files fail: the
 -- capture is kept whatever they do, and the reason says why.
 local function judge(s, opts)
-  local judged, perr = policy.evaluate(s, opts.config)
+  local judged, perr = policy().evaluate(s, opts.config)
   if judged then return end
   local why = err.is(perr) and perr.message or tostring(perr)
   opts.warn("%s; every operation is left for review", why)
@@ -51,12 +56,12 @@ end
 -- policy, its creation logged.  Either the whole session is on disk or
 -- none of it is.  opts: ttl, config, actor, warn.
 function M.save(c, opts)
-  local id, dir = session.reserve(c.job.name)
+  local id, dir = session().reserve(c.job.name)
   if not id then return nil, dir end
   local ok, msg = keep_files(dir, c)
   local s
   if ok then
-    s = session.new({
+    s = session().new({
       id = id, name = c.job.name, ttl = opts.ttl, profile = c.profile.name, command = c.job.command or c.job.argv,
       exit_code = c.result.exit_code, operations = c.walk.ops, counts = c.walk.counts, target = c.target,
     })
@@ -64,7 +69,7 @@ function M.save(c, opts)
     judge(s, opts)
     -- Half of what a session may grow to: execute adds the checkpoint
     -- and a result per operation later.
-    local saved, serr = session.save(s, session.MAX_JSON_BYTES // 2)
+    local saved, serr = session().save(s, session().MAX_JSON_BYTES // 2)
     if not saved then
       fs.rmtree(dir)
       if serr.exit == const.EXIT.REFUSED then
@@ -84,12 +89,12 @@ end
 
 -- The walk over the executor's trees, its failures as errors.
 local function operations(trees, records, where)
-  local w, cerr = walk.operations(trees.overlays, trees.blobs, trees, { max_bytes = trees.max_bytes })
+  local w, cerr = walk().operations(trees.overlays, trees.blobs, trees, { max_bytes = trees.max_bytes })
   if not w then
     if cerr.code == "refused" then return nil, err.refused("%s%s", where, text.inert(cerr.message)) end
     return nil, err.env("%scapturing what the run changed: %s", where, text.inert(text.middle(cerr.message, 400)))
   end
-  return walk.add_deferred(w, records)
+  return walk().add_deferred(w, records)
 end
 
 -- run(executor, profile, job, opts) -> result, session | result | nil, err

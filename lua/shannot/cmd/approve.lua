@@ -141,7 +141,8 @@ function M.run(opts, args)
     if not ok then return nil, terr end
   end
   if opts.execute then
-    return require("shannot.cmd.execute").run({ json = opts.json, config = opts.config }, { s.id })
+    return require("shannot.cmd.execute").run({ json = opts.json, config = opts.config, actor = opts.actor,
+      warn = opts.warn }, { s.id })
   end
   if opts.json then
     cli.out(json.encode(s, { indent = "  " }), "\n")

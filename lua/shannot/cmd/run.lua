@@ -6,7 +6,6 @@ local fs = require("shannot.fs")
 local json = require("shannot.json")
 local capture = require("shannot.capture")
 local executor = require("shannot.executor")
-local view = require("shannot.session.view")
 local profile = require("shannot.sandbox.profile")
 local proc = require("shannot.proc")
 local text = require("shannot.text")
@@ -199,10 +198,10 @@ function M.finish(opts, job, r, captured)
   require("shannot.term").reset_after_output({ r.stdout or "", r.stderr or "" })
   for _, which in ipairs(r.limits_hit or {}) do
     local v = opts.config and opts.config.values.limits[which]
-    if math.type(v) == "integer" and which == "memory" then v = view.size(v) end
+    if math.type(v) == "integer" and which == "memory" then v = require("shannot.session.view").size(v) end
     cli.warn("the sandbox ran into its %s limit ([limits] %s = %s)", which, which, tostring(v))
   end
-  if captured then io.stderr:write(view.summary(captured)) end
+  if captured then io.stderr:write(require("shannot.session.view").summary(captured)) end
   if r.exit_code == nil then return abnormal_end(r, opts) end
   if r.exit_code ~= 0 then
     cli.warn("command %s exited with code %d", text.inert(job.argv[1]), r.exit_code)
