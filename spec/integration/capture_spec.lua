@@ -336,4 +336,47 @@ describe("capture", function()
     assert.equal(2, r.code)
     assert.matches('unknown session "20261122%-101010%-x%-abcd"', r.stderr)
   end)
+
+  it("marks a session whose run failed everywhere, and approve wants --allow-failed (issue 14.8)", function()
+    local e = cap.env()
+    local _, doc, s = e:run("echo x > f; exit 3")
+    assert.equal(3, doc.exit_code)
+    local id = s.id
+    local function cli(args) return h.shannot(args, { home = e.home }) end
+    -- sessions, text and JSON
+    assert.matches("FAILED RUN: the command exited with code 3", cli({ "sessions" }).stdout)
+    local listed = json.decode(cli({ "sessions", "--json" }).stdout)
+    assert.equal("exited with code 3", listed[1].run_failed)
+    -- show
+    assert.matches("FAILED RUN: the command exited with code 3", e:show(id, {}))
+    -- the MCP server's list_sessions and get_session
+    local calls = {
+      '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25",' ..
+        '"capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}',
+      '{"jsonrpc":"2.0","method":"notifications/initialized"}',
+      '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"list_sessions","arguments":{}}}',
+      '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"get_session","arguments":{"id":"' .. id ..
+        '"}}}',
+    }
+    local m = h.shannot({ "mcp" }, { home = e.home, input = table.concat(calls, "\n") .. "\n" })
+    local answers = {}
+    for line in m.stdout:gmatch("[^\n]+") do answers[#answers + 1] = assert(json.decode(line)) end
+    assert.equal("exited with code 3", answers[2].result.structuredContent.sessions[1].run_failed)
+    assert.equal("exited with code 3", answers[3].result.structuredContent.run_failed)
+    -- approve refuses, says why and how; --allow-failed approves
+    local r = cli({ "approve", id, "--yes" })
+    assert.equal(3, r.code)
+    assert.matches("its run exited with code 3", r.stderr)
+    assert.matches("%-%-allow%-failed", r.stderr)
+    assert.equal("pending", e:show(id).status)
+    assert.equal(0, cli({ "approve", id, "--yes", "--allow-failed" }).code)
+    assert.equal("approved", e:show(id).status)
+    -- a run that timed out is a failed run too
+    local _, _, t = e:run("echo y > g; sleep 30", { args = { "--timeout", "1" } })
+    assert.is_true(t.timed_out)
+    assert.matches("FAILED RUN: the command timed out", e:show(t.id, {}))
+    -- and a run that succeeded is not marked
+    local _, _, ok = e:run("echo z > k")
+    assert.is_nil(e:show(ok.id, {}):find("FAILED RUN", 1, true))
+  end)
 end)

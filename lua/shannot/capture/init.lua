@@ -64,6 +64,7 @@ function M.save(c, opts)
     s = session().new({
       id = id, name = c.job.name, ttl = opts.ttl, profile = c.profile.name, command = c.job.command or c.job.argv,
       exit_code = c.result.exit_code, operations = c.walk.ops, counts = c.walk.counts, target = c.target,
+      signal = c.result.exit_code == nil and c.result.signal_name or nil, timed_out = c.result.timed_out,
     })
     if #c.walk.skipped > 0 then s.skipped = c.walk.skipped end
     judge(s, opts)

@@ -9,7 +9,7 @@ local term = require("shannot.term")
 local text = require("shannot.text")
 
 local M = {
-  usage = "shannot approve [ID] [--yes] [--execute] [--json]",
+  usage = "shannot approve [ID] [--yes] [--execute] [--allow-failed] [--json]",
   help = [[
 Approves a pending session: every operation that is not denied (by the
 built-in rules, the config or your policy files) becomes approved, and the
@@ -33,11 +33,17 @@ Without a terminal for the review (stdout is not one) it lists the
 operations and asks y/N on stderr; without any terminal, add --yes.
 "shannot show ID --diff" shows what each write changes.
 
+A session whose run failed (exited non-zero, was killed or timed out) is
+marked FAILED RUN everywhere: what it captured may be only part of what it
+meant to do.  approve refuses it (exit 3) unless --allow-failed; in the
+review, execute's y/N question says so first.
+
 options:
-  --yes       approve without asking
-  --execute   execute right after approving (see "shannot help execute")
-  --json      print the session as one JSON document]],
-  options = { ["--yes"] = {}, ["--execute"] = {}, ["--json"] = {} },
+  --yes           approve without asking
+  --execute       execute right after approving (see "shannot help execute")
+  --allow-failed  approve even though the run failed
+  --json          print the session as one JSON document]],
+  options = { ["--yes"] = {}, ["--execute"] = {}, ["--json"] = {}, ["--allow-failed"] = { key = "allow_failed" } },
 }
 
 local function counts(s)
@@ -109,6 +115,12 @@ function M.run(opts, args)
   if not s then return nil, e end
   if s.status ~= "pending" then
     return nil, err.refused("session %s is %s; only a pending session can be approved", s.id, s.status)
+  end
+  local failure = session.run_failure(s)
+  if failure and not opts.allow_failed and not can_review(opts) then
+    return nil, err.refused("session %s was not approved: its run %s, so what it captured may be only part of " ..
+      "what it meant to do; review it (shannot show %s --diff) and approve with --allow-failed if it is what you " ..
+      "want", s.id, failure, s.id)
   end
   if can_review(opts) then
     return require("shannot.ui.review").run({ config = opts.config, id = s.id })

@@ -18,7 +18,8 @@ options:
   --status S   only sessions in status S (pending, approved, rejected,
                expired, executed, failed, rolled_back)
   --json       one JSON array of {id, status, created_at, expires_at,
-               command, profile, exit_code, operations, counts}]],
+               command, profile, exit_code, run_failed, operations,
+               counts}]],
   options = { ["--status"] = { arg = "S" }, ["--json"] = {} },
 }
 
@@ -26,6 +27,7 @@ local function summary(s)
   return {
     id = s.id, status = s.status, created_at = s.created_at, expires_at = s.expires_at,
     command = s.command, profile = s.profile, exit_code = s.exit_code,
+    run_failed = session.run_failure(s) or json.null,
     operations = #s.operations, counts = s.counts or {},
   }
 end
@@ -59,6 +61,8 @@ function M.run(opts, args)
       text.inert(text.command_line(s.command or {}))))
     local counts = view.count_line(s.counts or {})
     if counts ~= "" then cli.out(string.format("%-40s %s\n", "", counts)) end
+    local failure = session.run_failure(s)
+    if failure then cli.out(string.format("%-40s FAILED RUN: the command %s\n", "", failure)) end
   end
   return const.EXIT.OK
 end

@@ -55,6 +55,11 @@ local function render(s, with_diff)
       s.exit_code == json.null and "none" or tostring(s.exit_code), s.created_at),
     string.format("operations (%d):  id  decision danger  kind  path", #s.operations),
   }
+  local failure = session.run_failure(s)
+  if failure then
+    table.insert(lines, 2, string.format("FAILED RUN: the command %s; what it captured may be only part of what " ..
+      "it meant to do (approve needs --allow-failed)", failure))
+  end
   cli.out(table.concat(lines, "\n"), "\n")
   for _, op in ipairs(s.operations) do
     cli.out(op_line(op), "\n")

@@ -363,10 +363,13 @@ function TOOL.run_script(self, id, a)
       result.operations = json.array(ops)
       result.counts = doc.session.counts
       result.review = "shannot show " .. doc.session.id .. " --diff"
-      result.approve = "shannot approve " .. doc.session.id
+      local failure = s and session.run_failure(s)
+      result.run_failed = failure or json.null
+      result.approve = "shannot approve " .. doc.session.id .. (failure and " --allow-failed" or "")
       result.summary = string.format("Captured %d operation(s) as session %s (pending). Nothing was applied: " ..
-        "a person reviews it with `%s` and approves it with `%s`.", #ops, doc.session.id, result.review,
-        result.approve)
+        "a person reviews it with `%s` and approves it with `%s`.%s", #ops, doc.session.id, result.review,
+        result.approve, failure and (" The script's run failed (it " .. failure .. "), so the capture may be " ..
+        "only part of its work.") or "")
     end
     self:reply(id, tool_result(self, result, false))
   end)
@@ -379,7 +382,8 @@ function TOOL.list_sessions(self, id, a)
   local out = {}
   for i, s in ipairs(list) do
     out[i] = { id = s.id, status = s.status, created_at = s.created_at, expires_at = s.expires_at,
-      command = s.command, target = s.target, operations = #s.operations, counts = s.counts }
+      command = s.command, target = s.target, operations = #s.operations, counts = s.counts,
+      run_failed = session.run_failure(s) or json.null }
   end
   self:reply(id, tool_result(self, { sessions = json.array(out) }, false))
 end
@@ -399,6 +403,7 @@ function TOOL.get_session(self, id, a)
   self:reply(id, tool_result(self, {
     id = s.id, status = s.status, command = s.command, target = s.target, profile = s.profile,
     created_at = s.created_at, expires_at = s.expires_at, exit_code = s.exit_code,
+    run_failed = session.run_failure(s) or json.null,
     operations = json.array(ops), review = "shannot show " .. s.id .. " --diff",
   }, false))
 end

@@ -250,7 +250,8 @@ function M.run(p, argv, opts)
   r.command = argv
   r.profile = p.name
   r.started = status["child-pid"] ~= nil
-  r.exit_code = status["exit-code"]
+  local code = status["exit-code"]
+  r.exit_code = math.type(code) == "float" and math.tointeger(code) or code  -- JSON's 3 may decode as 3.0
   if r.exit_code == nil and not r.timed_out and not r.interrupted then
     r.setup_failed = true
   end

@@ -99,6 +99,16 @@ function M.reserve(name, now)
   return nil, err.env("cannot find a free session id")
 end
 
+-- run_failure(s) -> nil | how the captured run failed ("exited with code
+-- 1", "was killed by signal KILL", "timed out"): what it captured may be
+-- only part of what it meant to do
+function M.run_failure(s)
+  if s.timed_out then return "timed out" end
+  if type(s.signal) == "string" then return "was killed by signal " .. s.signal end
+  local code = math.type(s.exit_code) and math.tointeger(s.exit_code)
+  if code and code ~= 0 then return "exited with code " .. code end
+end
+
 -- new(fields) -> session table (not yet saved)
 function M.new(f)
   local now = f.now or os.time()
@@ -107,6 +117,7 @@ function M.new(f)
     created_at = iso(now), expires_at = iso(now + (f.ttl or M.DEFAULT_TTL)),
     target = f.target or "local", profile = f.profile, command = json.array(f.command or {}),
     exit_code = f.exit_code == nil and json.null or f.exit_code,
+    signal = f.signal, timed_out = f.timed_out or nil,
     operations = json.array(f.operations or {}), counts = f.counts or {},
     checkpoint = {}, results = json.array({}),
     history = json.array({ { at = iso(now), status = "pending" } }),
@@ -284,7 +295,8 @@ local CHECKPOINT_ENTRY = { fields = {
 local SCHEMA = { fields = {
   id = "string", name = opt("string"), status = { one_of = M.STATUSES }, created_at = "string",
   expires_at = "string", target = opt("string"), profile = opt("string"), command = opt({ list = "string" }),
-  exit_code = opt("integer"), operations = { list = OPERATION }, counts = opt("table"),
+  exit_code = opt("integer"), signal = opt("string"), timed_out = opt("boolean"),
+  operations = { list = OPERATION }, counts = opt("table"),
   checkpoint = opt({ fields = { created_at = opt("string"), entries = opt({ list = CHECKPOINT_ENTRY }) } }),
   results = opt({ list = { fields = { id = "integer", ok = "boolean", error = opt("string") } } }),
   history = opt({ list = { fields = { at = "string", status = "string", note = opt("string") } } }),

@@ -354,8 +354,9 @@ end
 
 function Ops:title()
   local c = self:counts()
-  return string.format("%s  %d ops: %d approve, %d deny, %d to review", self.s.id,
-    #self.s.operations, c.approve, c.deny, c.review)
+  local failure = session.run_failure(self.s)
+  return string.format("%s%s  %d ops: %d approve, %d deny, %d to review", self.s.id,
+    failure and ("  FAILED RUN: " .. failure) or "", #self.s.operations, c.approve, c.deny, c.review)
 end
 
 function Ops:rows(ui, h)
@@ -567,7 +568,10 @@ function Ops:key(ui, key)
     elseif c.approve == 0 then
       ui:say("no operation is approved; r rejects the session")
     else
-      ui:ask(string.format("execute %d operations (%d denied) on this machine? [y/N]", c.approve, c.deny),
+      local failure = session.run_failure(self.s)
+      local warning = failure and string.format("the run %s and may have captured only part of its work; ",
+        failure) or ""
+      ui:ask(string.format("%sexecute %d operations (%d denied) on this machine? [y/N]", warning, c.approve, c.deny),
         function() self:execute(ui) end)
     end
   elseif key == "r" then
@@ -616,6 +620,7 @@ function Sessions:rows(_, h)
       { s.id .. "  " },
       { string.format("%4d ops  ", #s.operations) },
       { string.format("%-8s", worst), SGR[worst] },
+      session.run_failure(s) and { "FAILED RUN  ", SGR.bad } or { "" },
       { command_line(s.command) },
     }, i == self.cursor }
   end
