@@ -68,6 +68,12 @@ function Fake:remove_temps(paths, prefix)
   for i, p in ipairs(paths) do mapped[i] = there(p) end
   return lex:remove_temps(mapped, prefix)
 end
+function Fake:below(path)
+  local out, msg = lex:below(there(path))
+  if not out then return nil, msg end
+  for i, p in ipairs(out) do out[i] = p:sub(#root + 1) end
+  return out
+end
 function Fake:close() end
 
 local ex = setmetatable({}, Fake)

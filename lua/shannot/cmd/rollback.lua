@@ -32,14 +32,19 @@ function M.run(opts, args)
     local not_undone = {}
     for i, op in ipairs(rep.not_undone) do not_undone[i] = { id = op.id, argv = json.array(op.argv) } end
     cli.out(json.encode({ session = s, restored = json.array(rep.restored),
-      conflicts = json.array(rep.conflicts), not_undone = json.array(not_undone) }, { indent = "  " }), "\n")
+      unchanged = json.array(rep.unchanged or {}), conflicts = json.array(rep.conflicts),
+      not_undone = json.array(not_undone) }, { indent = "  " }), "\n")
     return const.EXIT.OK
   end
   for _, path in ipairs(rep.restored) do
     cli.out((opts.dry_run and "would restore " or "restored ") .. text.inert(path) .. "\n")
   end
+  for _, path in ipairs(rep.unchanged or {}) do
+    cli.out("unchanged " .. text.inert(path) .. " (already as checkpointed: left alone)\n")
+  end
   for _, c in ipairs(rep.conflicts) do
-    cli.out("conflict " .. text.inert(c.path) .. (opts.force and " (restored anyway)" or "") .. "\n")
+    cli.out("conflict " .. text.inert(c.path) .. (c.why and (": " .. text.inert(c.why)) or "") ..
+      (opts.force and " (restored anyway)" or "") .. "\n")
   end
   for _, op in ipairs(rep.not_undone) do
     cli.out((opts.dry_run and "would not undo " or "not undone ") .. text.inert(text.command_line(op.argv)) ..

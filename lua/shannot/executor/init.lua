@@ -14,8 +14,9 @@
 --     up/host (capture/walk.lua's tree readers; default: this machine's).
 --   ex:state(path [, known]), ex:originals(op, cpdir), ex:sync(cpdir),
 --   ex:apply(op, ctx), ex:exec(op, timeout), ex:restore(entry, cpdir,
---   prefix), ex:remove_temps(paths, prefix): execute and rollback
---   (executor/local.lua), ex:close()
+--   prefix), ex:remove_temps(paths, prefix), ex:below(path) (every path
+--   below a directory): execute and rollback (executor/local.lua),
+--   ex:close()
 local M = {}
 
 -- The config's local executor settings (profile, bwrap_path), if any.

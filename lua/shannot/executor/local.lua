@@ -254,6 +254,26 @@ function M:state(path, known) -- luacheck: ignore 212/self
   return common.returns(state(path, known))
 end
 
+-- ex:below(path) -> every path below the directory at path ({} when it
+-- is not one) | nil, err: names only, walked without following symlinks
+function M:below(path) -- luacheck: ignore 212/self
+  local a, msg, code = at(path)
+  if not a then return common.failure(msg, code) end
+  local _ <close> = guard(function() close_at(a) end)
+  local st = fs.lstat(a.path)
+  if not (st and st.type == "dir") then return {} end
+  local top, terr = fs.open_dir_at(a.dir, a.name)
+  if not top then return common.failure(terr) end
+  local out = {}
+  local ok, werr = subtree(path, top, function(p)
+    out[#out + 1] = p
+    return true
+  end)
+  top:close()
+  if not ok then return common.failure(werr) end
+  return out
+end
+
 -- ex:originals(op, cpdir) -> checkpoint entries | nil, err
 function M:originals(op, cpdir) -- luacheck: ignore 212/self
   return common.returns(originals(op, cpdir))

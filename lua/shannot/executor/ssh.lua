@@ -154,6 +154,15 @@ sub snap { my ($n, $rel, $deep) = @_; my $shown = $rel eq "" ? $name : $rel;
     chdir("..") or die "$shown: $!\n"; my @back = stat(".");
     die "$shown moved while walking (refused)\n" unless same(\@back, \@up);
   } else { rec($t, \@l, $rel, "", 0) } }
+sub names { my ($n, $rel) = @_; my @l = lstat($n);
+  return unless @l && !-l _ && -d _;
+  my @up = stat("."); chdir($n) or die "$rel: $!\n"; my @in = stat(".");
+  die "$rel changed while walking (refused)\n" unless same(\@in, \@l);
+  opendir(my $dh, ".") or die "$rel: $!\n";
+  my @all = sort grep { $_ ne "." && $_ ne ".." } readdir($dh); closedir($dh);
+  for (@all) { print "$rel/$_\0"; names($_, "$rel/$_") }
+  chdir("..") or die "$rel: $!\n"; my @back = stat(".");
+  die "$rel moved while walking (refused)\n" unless same(\@back, \@up); }
 sub gone { my $n = shift; if (lstat($n)) { system("rm", "-rf", "--", "./$n") == 0 or die "$n: rm failed\n" } }
 if ($act eq "put") {            # SRC TMP UID GID MODE
   my ($src, $tmp, $uid, $gid, $mode) = @a; gone($tmp);
@@ -185,6 +194,8 @@ if ($act eq "put") {            # SRC TMP UID GID MODE
   gone($name);
 } elsif ($act eq "snap") {      # DEEP: the entry (and, DEEP, all below it) as records on stdout
   binmode STDOUT; snap($name, "", $a[0]);
+} elsif ($act eq "names") {     # PREFIX: every path below the directory, PREFIX/..., NUL-terminated
+  binmode STDOUT; names($name, $a[0]);
 } else { die "unknown action $act\n" }
 ]==]
 
@@ -283,6 +294,23 @@ function M:snapshot(path, deep, cpdir)
   fs.remove(stream)
   if not entries then return nil, rerr or msg end
   return entries
+end
+
+-- ex:below(path) -> every path below the directory at path ({} when it
+-- is not one) | nil, err: names only, read by the AT script's safe walk
+function M:below(path)
+  local parent, name = split(path)
+  if not parent then return common.failure(path .. ": not an absolute path below /") end
+  local words = { "perl", "-e", q(AT), "names", q(parent), q(name), q(path) }
+  local r, msg = self.s:exec(table.concat(words, " "), { timeout = 3600, max_capture = 256 * 1024 * 1024 })
+  if not r then return common.failure(msg) end
+  if r.code ~= 0 then
+    return common.failure(text.inert(((r.stderr or "") ~= "" and r.stderr or ("exit " .. r.code)):match("[^\n]*")))
+  end
+  if r.stdout_truncated then return common.failure(path .. ": too many entries below it to list") end
+  local out = {}
+  for p in r.stdout:gmatch("([^%z]*)%z") do out[#out + 1] = p end
+  return out
 end
 
 -- ex:originals(op, cpdir) -> checkpoint entries | nil, err

@@ -288,10 +288,37 @@ end
 -- Rollback
 ---------------------------------------------------------------------------
 
+-- The paths the session's file operations made or touched, and whether
+-- a path is one of execute's own temp files (an interrupted execute's).
+local function session_paths(s)
+  local out, prefix = {}, M.temp_prefix(s)
+  for _, op in ipairs(s.operations) do
+    if op.path and FILE_KINDS[op.kind] then out[op.path] = true end
+  end
+  return setmetatable(out, { __index = function(_, path)
+    return (path:match("([^/]*)$")):sub(1, #prefix) == prefix
+  end })
+end
+
+-- A directory the session made that now holds entries it did not make:
+-- removing it at rollback would delete someone else's files.  -> why | nil
+local function foreign_below(ex, e, mine)
+  local below, err_ = ex:below(e.path)
+  if not below then return err_.message end
+  local foreign = {}
+  for _, p in ipairs(below) do
+    if not mine[p] then foreign[#foreign + 1] = p end
+  end
+  if #foreign == 0 then return nil end
+  return string.format("a directory the session made now holds %d entr%s it did not make (%s%s)", #foreign,
+    #foreign == 1 and "y" or "ies", text.inert(foreign[1]), #foreign > 1 and ", ..." or "")
+end
+
 -- conflicts(ex, s) -> list: a touched path now in neither its
--- checkpointed state nor the state its operation leaves it in.
+-- checkpointed state nor the state its operation leaves it in, or a
+-- directory the session made holding what it did not make.
 function M.conflicts(ex, s)
-  local ops, out = op_by_id(s), {}
+  local ops, out, mine = op_by_id(s), {}, session_paths(s)
   for _, e in ipairs(s.checkpoint.entries) do
     if e.op then
       local now, msg = ex:state(e.path)
@@ -300,6 +327,9 @@ function M.conflicts(ex, s)
         out[#out + 1] = { path = e.path, why = msg.message }
       elseif not M.same(e, now) and not M.same(M.expected(op), now) then
         out[#out + 1] = { path = e.path, checkpoint = e, now = now, expected = M.expected(op) }
+      elseif not e.exists and now.exists and now.type == "dir" then
+        local why = foreign_below(ex, e, mine)
+        if why then out[#out + 1] = { path = e.path, why = why } end
       end
     end
   end
@@ -321,8 +351,9 @@ local function restore_order(entries)
 end
 
 -- rollback(id, opts) -> session, report | nil, err.  opts: force, dry_run.
--- report: restored (paths), conflicts, not_undone (the deferred commands
--- execute ran: their effects outside the files stay).
+-- report: restored (paths), unchanged (paths already as checkpointed,
+-- left alone), conflicts, not_undone (the deferred commands execute ran:
+-- their effects outside the files stay).
 function M.rollback(id, opts)
   opts = opts or {}
   local lock <close>, lerr = session.lock(id, "rolled back")
@@ -361,7 +392,8 @@ function M.rollback(id, opts)
       table.concat(lines, "; "))
   end
   local order = restore_order(s.checkpoint.entries)
-  local report = { restored = {}, conflicts = conflicts, failed = {}, not_undone = M.deferred_that_ran(s) }
+  local report = { restored = {}, unchanged = {}, conflicts = conflicts, failed = {},
+    not_undone = M.deferred_that_ran(s) }
   if opts.dry_run then
     for _, entry in ipairs(order) do report.restored[#report.restored + 1] = entry.path end
     return s, report
@@ -371,11 +403,19 @@ function M.rollback(id, opts)
   for i, entry in ipairs(s.checkpoint.entries) do touched[i] = entry.path end
   ex:remove_temps(touched, M.temp_prefix(s))
   for _, entry in ipairs(order) do
-    local ok, rerr = ex:restore(entry, cpdir, M.temp_prefix(s))
-    if ok then
-      report.restored[#report.restored + 1] = entry.path
+    -- A path already as its checkpoint holds it is left alone (an
+    -- operation that never ran, a file made immutable meanwhile).  Read
+    -- now, not at the conflict check: a restore before may have moved it.
+    local now = ex:state(entry.path)
+    if now and M.same(entry, now) then
+      report.unchanged[#report.unchanged + 1] = entry.path
     else
-      report.failed[#report.failed + 1] = { path = entry.path, error = rerr.message }
+      local ok, rerr = ex:restore(entry, cpdir, M.temp_prefix(s))
+      if ok then
+        report.restored[#report.restored + 1] = entry.path
+      else
+        report.failed[#report.failed + 1] = { path = entry.path, error = rerr.message }
+      end
     end
   end
   if #report.failed > 0 then
