@@ -248,6 +248,19 @@ static int fs_mkdir(lua_State *L)
     return 1;
 }
 
+/* mkfifo(path [, mode]) -> true | nil, msg, code (a new FIFO; the umask
+ * applies, set_meta sets the mode exactly) */
+static int fs_mkfifo(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    int mode = (int)luaL_optinteger(L, 2, 0600);
+    if (mkfifo(path, (mode_t)mode) < 0) {
+        return sh_fail(L, path, errno);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* mkdir_p(path [, mode]) -> true | nil, msg, code (existing dirs are fine) */
 static int fs_mkdir_p(lua_State *L)
 {
@@ -584,9 +597,19 @@ static int chmod_fd(int fd, mode_t mode)
     return chmod(proc_path, mode);
 }
 
-/* set_meta(path, {uid =, gid =, mode =}) -> type | nil, msg, code
- * Owner, then mode (the chown clears setuid bits), of the entry itself: the
- * last component is opened O_PATH|O_NOFOLLOW and everything goes through
+/* The modification time of the entry at path itself (a symlink's own, never
+ * its target's; the access time is left as it is).  0 or -1 with errno. */
+static int set_mtime(const char *path, struct timespec mtime)
+{
+    struct timespec ts[2] = {{0, UTIME_OMIT}, mtime};
+    return utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW);
+}
+
+/* set_meta(path, {uid =, gid =, mode =, mtime_sec =, mtime_nsec =}) -> type |
+ * nil, msg, code
+ * Owner, then mode (the chown clears setuid bits), then the modification
+ * time (a symlink's own: utimensat AT_SYMLINK_NOFOLLOW), of the entry itself:
+ * the last component is opened O_PATH|O_NOFOLLOW and everything goes through
  * that descriptor.  Why: a name swapped for a symlink between a check and
  * the change (renameat2 RENAME_EXCHANGE by whoever may write the parent)
  * would otherwise carry a chmod to the link's target.  A mode for a
@@ -598,6 +621,13 @@ static int fs_set_meta(lua_State *L)
     lua_Integer uid = sh_optfield_number(L, 2, "uid", -1);
     lua_Integer gid = sh_optfield_number(L, 2, "gid", -1);
     lua_Integer mode = sh_optfield_number(L, 2, "mode", -1);
+    lua_getfield(L, 2, "mtime_sec");
+    int has_mtime = lua_isinteger(L, -1);
+    struct timespec mtime = {(time_t)lua_tointeger(L, -1),
+                             (long)sh_optfield_number(L, 2, "mtime_nsec", 0)};
+    lua_pop(L, 1);
+    luaL_argcheck(L, mtime.tv_nsec >= 0 && mtime.tv_nsec < 1000000000, 2,
+                  "mtime_nsec out of range");
     sh_autoclose int fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) < 0) {
@@ -611,6 +641,9 @@ static int fs_set_meta(lua_State *L)
         return sh_fail(L, path, ELOOP);
     }
     if (mode >= 0 && chmod_fd(fd, (mode_t)mode) < 0) {
+        return sh_fail(L, path, errno);
+    }
+    if (has_mtime && set_mtime(path, mtime) < 0) {
         return sh_fail(L, path, errno);
     }
     lua_pushstring(L, sh_type_name(st.st_mode));
@@ -874,6 +907,7 @@ static const luaL_Reg fs_funcs[] = {{"stat", fs_stat},
                                     {"write_atomic", fs_write_atomic},
                                     {"readdir", fs_readdir},
                                     {"mkdir", fs_mkdir},
+                                    {"mkfifo", fs_mkfifo},
                                     {"mkdir_p", fs_mkdir_p},
                                     {"realpath", fs_realpath},
                                     {"readlink", fs_readlink},

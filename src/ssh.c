@@ -1170,6 +1170,9 @@ static void fx_stat_take(const struct ssh_api *a, sftp_attributes at,
     st->gid = at->gid;
     st->size = (lua_Integer)at->size;
     st->mtime = at->mtime64 ? (double)at->mtime64 : (double)at->mtime;
+    st->mtime_sec =
+        at->mtime64 ? (lua_Integer)at->mtime64 : (lua_Integer)at->mtime;
+    st->mtime_nsec = (lua_Integer)at->mtime_nseconds;
     a->sftp_attributes_free(at);
 }
 

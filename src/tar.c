@@ -706,6 +706,8 @@ static int entry_numbers(lua_State *L, Reader *r, const char *type,
     sh_set_int(L, "size", strcmp(type, "file") == 0 ? size : 0);
     lua_pushnumber(L, (double)sec + (double)nsec / 1e9);
     lua_setfield(L, -2, "mtime");
+    sh_set_int(L, "mtime_sec", sec);
+    sh_set_int(L, "mtime_nsec", nsec);
     if (strcmp(type, "char") == 0 || strcmp(type, "block") == 0) {
         if (header_num(r, H_DEVMAJOR, "devmajor", 0, UINT32_MAX, &major) < 0 ||
             header_num(r, H_DEVMINOR, "devminor", 0, UINT32_MAX, &minor) < 0) {

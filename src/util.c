@@ -254,6 +254,8 @@ void sh_stat_from(struct sh_stat *out, const struct stat *st)
     out->gid = st->st_gid;
     out->size = st->st_size;
     out->mtime = (double)st->st_mtim.tv_sec + (double)st->st_mtim.tv_nsec / 1e9;
+    out->mtime_sec = (lua_Integer)st->st_mtim.tv_sec;
+    out->mtime_nsec = (lua_Integer)st->st_mtim.tv_nsec;
     out->has_ids = 1;
     out->nlink = (lua_Integer)st->st_nlink;
     out->ino = (lua_Integer)st->st_ino;
@@ -272,6 +274,8 @@ void sh_push_stat(lua_State *L, const struct sh_stat *st)
     sh_set_int(L, "size", st->size);
     lua_pushnumber(L, st->mtime);
     lua_setfield(L, -2, "mtime");
+    sh_set_int(L, "mtime_sec", st->mtime_sec);
+    sh_set_int(L, "mtime_nsec", st->mtime_nsec);
     if (st->has_ids) {
         sh_set_int(L, "nlink", st->nlink);
         sh_set_int(L, "ino", st->ino);

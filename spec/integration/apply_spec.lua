@@ -141,6 +141,7 @@ describe("apply", function()
     "(issue 14.7)", function()
     local e = bed()
     e:sh('echo old > "$1/a"; chmod 640 "$1/a"')
+    local original = fs.lstat(e.host .. "/a")
     local id = capture(e, "echo new > a && mkdir -p made/sub && echo m > made/sub/m")
     approve(e, id)
     assert.equal(0, cli(e, { "execute", id }).code)
@@ -154,6 +155,7 @@ describe("apply", function()
     fs.remove(e.host .. "/made/sub/theirs")
     -- a path already as checkpointed is not rewritten (same inode after)
     assert(require("shannot.proc").run({ "sh", "-c", 'printf "old\\n" > "$1/a"', "sh", e.host }))
+    assert(fs.set_meta(e.host .. "/a", { mtime_sec = original.mtime_sec, mtime_nsec = original.mtime_nsec }))
     local inode = fs.lstat(e.host .. "/a").ino
     local rb = cli(e, { "rollback", id, "--json" })
     assert.equal(0, rb.code, rb.stderr)
@@ -174,6 +176,57 @@ describe("apply", function()
     assert.equal(0, r.code, r.stderr)
     assert.matches("conflict [^\n]*/made: a directory the session made now holds 1 entry", r.stdout)
     assert.is_nil(fs.lstat(e.host .. "/made"))
+  end)
+
+  it("gives every file, symlink and directory it makes the modification time the script gave it, and " ..
+    "rollback gives back the old ones (issue 14.1)", function()
+    local e = bed()
+    local direct = e.dir .. "/direct"
+    local setup = 'echo old > "$1/f"; touch -d "2000-01-01 00:00:00.5" "$1/f"'
+    e:sh(setup)
+    assert(fs.mkdir_p(direct))
+    assert.equal(0, assert(require("shannot.proc").run({ "sh", "-c", setup, "sh", direct })).code)
+    local before = fs.lstat(e.host .. "/f")
+    local workload = "echo new > f && touch -d '2001-02-03 04:05:06.123456789' f && mkdir -p d/e && " ..
+      "echo x > d/e/x && touch -d '2002-01-01 00:00:01' d/e/x && ln -s x d/e/l && " ..
+      "touch -h -d '2003-01-01 00:00:02' d/e/l && touch -d '2004-01-01 00:00:03' d/e d"
+    local rd = assert(require("shannot.proc").run({ "sh", "-c", "cd \"$1\" && " .. workload, "sh", direct }))
+    assert.equal(0, rd.code, rd.stderr)
+    local id = capture(e, workload)
+    approve(e, id)
+    local r = cli(e, { "execute", id })
+    assert.equal(0, r.code, r.stdout .. r.stderr)
+    for _, rel in ipairs({ "f", "d", "d/e", "d/e/x", "d/e/l" }) do
+      local here, there = fs.lstat(e.host .. "/" .. rel), fs.lstat(direct .. "/" .. rel)
+      assert.same({ there.mtime_sec, there.mtime_nsec }, { here.mtime_sec, here.mtime_nsec }, rel)
+    end
+    assert.equal(123456789, fs.lstat(e.host .. "/f").mtime_nsec)
+    local rb = cli(e, { "rollback", id })
+    assert.equal(0, rb.code, rb.stdout .. rb.stderr)
+    local after = fs.lstat(e.host .. "/f")
+    assert.same({ before.mtime_sec, before.mtime_nsec }, { after.mtime_sec, after.mtime_nsec })
+    assert.equal("old\n", fs.read_file(e.host .. "/f"))
+    assert.is_nil(fs.lstat(e.host .. "/d"))
+  end)
+
+  it("captures FIFOs and makes them at execute; rollback removes them (issue 14.2)", function()
+    local e = bed()
+    local id, s = capture(e, "mkfifo p && chmod 640 p && mkdir q && mkfifo q/r")
+    local kinds = {}
+    for _, op in ipairs(s.operations) do kinds[#kinds + 1] = op.kind end
+    table.sort(kinds)
+    assert.same({ "mkdir", "mkfifo", "mkfifo" }, kinds)
+    assert.matches("new FIFO %(named pipe%), 0640", e:show(id, { "--diff" }))
+    approve(e, id)
+    local r = cli(e, { "execute", id })
+    assert.equal(0, r.code, r.stdout .. r.stderr)
+    local p = fs.lstat(e.host .. "/p")
+    assert.equal("fifo", p.type)
+    assert.equal(416, p.mode)
+    assert.equal("fifo", fs.lstat(e.host .. "/q/r").type)
+    assert.equal(0, cli(e, { "rollback", id }).code)
+    assert.is_nil(fs.lstat(e.host .. "/p"))
+    assert.is_nil(fs.lstat(e.host .. "/q"))
   end)
 
   it("refuses to execute when the host drifted, listing the paths, and changes nothing", function()

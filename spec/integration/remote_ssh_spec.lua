@@ -106,7 +106,8 @@ describe("remote over SSH", function()
     local original = cap.tree_state(e.host)
     local r = h.shannot({ "run", "--target", "box", "--accept-new", "--json", "--profile", e.profile, "-c",
       "cd " .. e.host .. " && echo new >> f && rm old && rm -r d && ln -sfn n l && mkdir -p a/b && " ..
-      "echo z > a/b/z && touch " .. e.host .. "/mark" }, { home = home })
+      "echo z > a/b/z && touch -d '2001-02-03 04:05:06.5' a/b/z && mkfifo -m 640 a/p && touch " .. e.host ..
+      "/mark" }, { home = home })
     assert.equal(0, r.code, r.stderr)
     local id = json.decode(r.stdout).session.id
     assert.equal(0, h.shannot({ "approve", id, "--yes" }, { home = home }).code)
@@ -118,6 +119,12 @@ describe("remote over SSH", function()
     assert.is_nil(fs.lstat(e.host .. "/d"))
     assert.equal("n", fs.readlink(e.host .. "/l"))
     assert.equal("z\n", fs.read_file(e.host .. "/a/b/z"))
+    -- the modification time the script gave it, to the nanosecond (issue 14.1)
+    h.write(e.dir .. "/ref", "")
+    assert(require("shannot.proc").run({ "touch", "-d", "2001-02-03 04:05:06.5", e.dir .. "/ref" }))
+    local ref, z = fs.lstat(e.dir .. "/ref"), fs.lstat(e.host .. "/a/b/z")
+    assert.same({ ref.mtime_sec, ref.mtime_nsec }, { z.mtime_sec, z.mtime_nsec })
+    assert.same({ "fifo", 416 }, { fs.lstat(e.host .. "/a/p").type, fs.lstat(e.host .. "/a/p").mode })
     assert.is_true(fs.exists(e.host .. "/mark"), "the deferred touch ran on the remote")
     fs.remove(e.host .. "/mark")
     -- a file someone else put in a directory the session made is never

@@ -18,6 +18,14 @@ for _, where in ipairs({ "file", "describe" }) do
   end)
 end
 
+-- Nor does a failing hook (before_each, setup, ...): its tests never ran.
+local HOOKS = { before_each = true, after_each = true, setup = true, teardown = true, lazy_setup = true,
+  lazy_teardown = true, strict_setup = true, strict_teardown = true }
+busted.subscribe({ "error" }, function(element)
+  if type(element) == "table" and HOOKS[element.descriptor] then counts.error = counts.error + 1 end
+  return nil, true
+end)
+
 busted.subscribe({ "suite", "end" }, function()
   io.stdout:write(string.format("\n%d passed, %d failed, %d skipped\n",
     counts.success, counts.failure + counts.error, counts.pending))

@@ -83,6 +83,9 @@ end
 local function spawn(dir, port, env)
   h.write(dir .. "/sshd_config", config(dir, port, env))
   local log = dir .. "/sshd.log"
+  -- each attempt reads its own log: a stale "Cannot bind" of the attempt
+  -- before would fail every retry
+  h.write(log, "")
   local p = assert(proc.spawn({ "sh", "-c", 'exec "$0" -D -e -f "$1" 2>>"$2"',
     M.SSHD, dir .. "/sshd_config", log },
     { stdin = "null", stdout = "null", stderr = "null", die_with_parent = true }))

@@ -68,6 +68,13 @@ function Fake:remove_temps(paths, prefix)
   for i, p in ipairs(paths) do mapped[i] = there(p) end
   return lex:remove_temps(mapped, prefix)
 end
+function Fake:set_times(list)
+  local mapped = {}
+  for i, t in ipairs(list) do
+    mapped[i] = { path = there(t.path), mtime_sec = t.mtime_sec, mtime_nsec = t.mtime_nsec }
+  end
+  return lex:set_times(mapped)
+end
 function Fake:below(path)
   local out, msg = lex:below(there(path))
   if not out then return nil, msg end

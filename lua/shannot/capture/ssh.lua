@@ -57,6 +57,7 @@ local function replica_tree(meta)
     local m = meta[path]
     if m then
       st.mode, st.uid, st.gid = m.mode, m.uid, m.gid
+      st.mtime_sec, st.mtime_nsec = m.mtime_sec, m.mtime_nsec
       if m.type then st.type, st.rdev = m.type, m.rdev end
     end
     return st
@@ -133,7 +134,7 @@ local function unpack(tar_file, dir)
       end
       local path = dir .. "/" .. name
       if e.type == "file" then files[name] = path end
-      local m = { mode = e.mode, uid = e.uid, gid = e.gid,
+      local m = { mode = e.mode, uid = e.uid, gid = e.gid, mtime_sec = e.mtime_sec, mtime_nsec = e.mtime_nsec,
         opaque = (e.xattrs or {})["user.overlay.opaque"] == "y" }
       if e.type == "char" and e.devmajor == 0 and e.devminor == 0 then
         m.type, m.rdev = "char", 0

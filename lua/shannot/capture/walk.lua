@@ -89,8 +89,12 @@ function Walk:base(host, st)
   return b
 end
 
+-- What a path becomes: type, owner, mode, and the modification time the
+-- script gave it (execute gives it the same: dpkg's shipped times, a .pyc
+-- valid for its .py).
 local function new_meta(st)
-  return { type = st.type, mode = st.mode, uid = st.uid, gid = st.gid }
+  return { type = st.type, mode = st.mode, uid = st.uid, gid = st.gid, mtime_sec = st.mtime_sec,
+    mtime_nsec = st.mtime_nsec }
 end
 
 -- Metadata-only changes of a path that exists on both sides.
@@ -143,6 +147,14 @@ function Walk:symlink(e)
   self:add({ kind = "symlink", path = path, new = new, base = self:base(host, hst) })
 end
 
+-- A FIFO is made anew at execute (it holds no data worth keeping); one
+-- that is there already only changes owner or mode.
+function Walk:fifo(e)
+  local path, host, ust, hst = e.path, e.host, e.ust, e.hst
+  if hst and hst.type == "fifo" then return self:metadata(path, host, ust, hst) end
+  self:add({ kind = "mkfifo", path = path, new = new_meta(ust), base = self:base(host, hst) })
+end
+
 function Walk:dir(e)
   local path, up, host, ust, hst = e.path, e.up, e.host, e.ust, e.hst
   if hst and hst.type == "dir" and not self.up:opaque(up) then
@@ -172,6 +184,8 @@ function Walk:entry(name, up_dir, path_dir, host_dir)
     self:file({ path = path, up = up, host = host, ust = ust, hst = hst })
   elseif ust.type == "link" then
     self:symlink({ path = path, up = up, host = host, ust = ust, hst = hst })
+  elseif ust.type == "fifo" then
+    self:fifo({ path = path, up = up, host = host, ust = ust, hst = hst })
   else
     self.skipped[#self.skipped + 1] = { path = path, type = ust.type }
   end

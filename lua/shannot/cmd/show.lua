@@ -55,6 +55,9 @@ local function render(s, with_diff)
       s.exit_code == json.null and "none" or tostring(s.exit_code), s.created_at),
     string.format("operations (%d):  id  decision danger  kind  path", #s.operations),
   }
+  for _, line in ipairs(view.not_captured(s)) do
+    table.insert(lines, #lines, text.inert(line))  -- before the operations' header
+  end
   local failure = session.run_failure(s)
   if failure then
     table.insert(lines, 2, string.format("FAILED RUN: the command %s; what it captured may be only part of what " ..

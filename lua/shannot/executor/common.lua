@@ -8,10 +8,12 @@
 --       written beside path under tmp, owner and mode set, renamed over
 --       (a directory there goes first)
 --   x:put_symlink(path, target, meta, tmp): likewise, a symlink
+--   x:put_fifo(path, meta, tmp): likewise, a FIFO
 --   x:make_dir(path, meta): a directory there (anything else goes), its
 --       owner and mode set
---   x:remove_tree(path), x:set_meta(path, {uid, gid, mode}) (mode nil:
---       the owner only, as for a symlink)
+--   x:remove_tree(path), x:set_meta(path, {uid, gid, mode, mtime_sec,
+--       mtime_nsec})
+--       (mode nil: the owner only, as for a symlink)
 -- A primitive that fails throws an err object (err.throw).
 local err = require("shannot.err")
 
@@ -53,7 +55,8 @@ end
 -- size agrees.
 function M.state_of(st, known, hash, readlink)
   if not st then return { exists = false } end
-  local out = { exists = true, type = st.type, mode = st.mode, uid = st.uid, gid = st.gid }
+  local out = { exists = true, type = st.type, mode = st.mode, uid = st.uid, gid = st.gid,
+    mtime_sec = st.mtime_sec, mtime_nsec = st.mtime_nsec }
   if st.type == "file" then
     out.size = st.size
     if known and known.hash and known.size == st.size then
@@ -88,15 +91,26 @@ local function owner_mode(n, is_link)
   return { uid = n.uid, gid = n.gid, mode = not is_link and n.mode or nil }
 end
 
+-- The same and the modification time, for what is made anew.
+local function made(n, is_link)
+  local m = owner_mode(n, is_link)
+  m.mtime_sec, m.mtime_nsec = n.mtime_sec, n.mtime_nsec
+  return m
+end
+
 local APPLY = {}
 
 function APPLY.write(x, op, ctx, tmp)
-  x:put_file(op.path, { blobs = ctx.blobs, hash = op.new.hash, meta = owner_mode(op.new), tmp = tmp,
+  x:put_file(op.path, { blobs = ctx.blobs, hash = op.new.hash, meta = made(op.new), tmp = tmp,
     size = op.new.size, step = ctx.step })
 end
 
 function APPLY.symlink(x, op, _, tmp)
-  x:put_symlink(op.path, op.new.link, owner_mode(op.new, true), tmp)
+  x:put_symlink(op.path, op.new.link, made(op.new, true), tmp)
+end
+
+function APPLY.mkfifo(x, op, _, tmp)
+  x:put_fifo(op.path, made(op.new), tmp)
 end
 
 function APPLY.mkdir(x, op)
@@ -132,6 +146,22 @@ function M.apply(x, op, ctx)
   end)
 end
 
+-- set_times(x, list) -> failures {{path, error}}: each {path, mtime_sec,
+-- mtime_nsec}'s
+-- modification time set, after everything below it is in place (a
+-- directory's changes as its entries are made or removed)
+function M.set_times(x, list)
+  local failures = {}
+  for _, t in ipairs(list) do
+    local ok, e = err.try(function()
+      x:set_meta(t.path, { mtime_sec = t.mtime_sec, mtime_nsec = t.mtime_nsec })
+      return true
+    end)
+    if not ok then failures[#failures + 1] = { path = t.path, error = e.message } end
+  end
+  return failures
+end
+
 -- restore(x, entry, cpdir, temp_prefix) -> true | nil, err: the path as
 -- the checkpoint holds it
 function M.restore(x, e, cpdir, temp_prefix)
@@ -149,10 +179,12 @@ function M.restore(x, e, cpdir, temp_prefix)
     elseif e.type == "dir" then
       x:make_dir(e.path, owner_mode(e))
     elseif e.type == "file" then
-      x:put_file(e.path, { blobs = cpdir, hash = e.hash, meta = owner_mode(e), tmp = tmp })
+      x:put_file(e.path, { blobs = cpdir, hash = e.hash, meta = made(e), tmp = tmp })
     elseif e.type == "link" then
       if type(e.link) ~= "string" then M.fail("the checkpoint holds no target for this symlink") end
-      x:put_symlink(e.path, e.link, owner_mode(e, true), tmp)
+      x:put_symlink(e.path, e.link, made(e, true), tmp)
+    elseif e.type == "fifo" then
+      x:put_fifo(e.path, made(e), tmp)
     end
     return true
   end)

@@ -76,7 +76,8 @@ local function subtree(path, dirf, visit)
 end
 
 local function entry_of(path, real, st, cpdir)
-  local e = { path = path, exists = true, type = st.type, mode = st.mode, uid = st.uid, gid = st.gid }
+  local e = { path = path, exists = true, type = st.type, mode = st.mode, uid = st.uid, gid = st.gid,
+    mtime_sec = st.mtime_sec, mtime_nsec = st.mtime_nsec }
   if st.type == "file" then
     local info, msg = store.put_file(cpdir, real)
     if not info then return nil, msg end
@@ -135,7 +136,8 @@ end
 -- symlink meanwhile is never followed); a mode for what is now a symlink
 -- is an error, not a change elsewhere.
 local function set_owner_mode(path, n)
-  local _, msg, code = fs.set_meta(path, { uid = n.uid, gid = n.gid, mode = n.mode })
+  local _, msg, code = fs.set_meta(path, { uid = n.uid, gid = n.gid, mode = n.mode, mtime_sec = n.mtime_sec,
+    mtime_nsec = n.mtime_nsec })
   if code == "ELOOP" then common.fail("is now a symlink") end
   check(msg == nil, msg)
 end
@@ -184,6 +186,14 @@ function X.put_symlink(_, path, target, meta, tmp_name)
   local a <close> = pinned(path)
   replace_with(a, tmp_name, function(tmp)
     check(fs.symlink(target, tmp))
+    set_owner_mode(tmp, meta)
+  end)
+end
+
+function X.put_fifo(_, path, meta, tmp_name)
+  local a <close> = pinned(path)
+  replace_with(a, tmp_name, function(tmp)
+    check(fs.mkfifo(tmp, 384))
     set_owner_mode(tmp, meta)
   end)
 end
@@ -297,6 +307,9 @@ M.restore = common.restore
 
 -- the primitives common.apply and common.restore work through
 for name, fn in pairs(X) do M[name] = fn end
+
+-- ex:set_times(list) -> failures: modification times, set last
+M.set_times = common.set_times
 
 -- ex:remove_temps(paths, prefix): leftovers of an interrupted execute
 function M:remove_temps(paths, prefix) -- luacheck: ignore 212/self

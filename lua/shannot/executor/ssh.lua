@@ -122,13 +122,15 @@ for my $p (grep { length } split m{/}, $parent) {
 sub own { my ($fh, $uid, $gid, $mode) = @_;
   chown($uid, $gid, $fh) or die "$name: chown: $!\n" if $uid ne "";
   chmod(oct($mode), $fh) or die "$name: chmod: $!\n" if $mode ne ""; }
+sub stamp { my ($n, $t) = @_; return if !defined $t || $t eq "";
+  system("touch", "-h", "-c", "-d", "\@$t", "--", "./$n") == 0 or die "$n: touch failed\n"; }
 sub lown { my ($n, $uid, $gid) = @_; return if $uid eq "";
   system("chown", "-h", "$uid:$gid", "--", "./$n") == 0 or die "$n: chown -h failed\n"; }
 my %kind = (0100000, "file", 0040000, "dir", 0120000, "link", 0020000, "char",
   0060000, "block", 0010000, "fifo", 0140000, "socket");
 sub rec { my ($t, $s, $rel, $link, $size) = @_;
-  printf "%s %o %d %d %d %d %d\n%s%s", $t, $s->[2] & 07777, $s->[4], $s->[5], $size,
-    length($rel), length($link), $rel, $link; }
+  printf "%s %o %d %d %d %d %d %d\n%s%s", $t, $s->[2] & 07777, $s->[4], $s->[5], $size,
+    length($rel), length($link), $s->[9], $rel, $link; }
 sub same { my ($a, $b) = @_; return $a->[0] == $b->[0] && $a->[1] == $b->[1] }
 sub snap { my ($n, $rel, $deep) = @_; my $shown = $rel eq "" ? $name : $rel;
   my @l = lstat($n);
@@ -164,17 +166,26 @@ sub names { my ($n, $rel) = @_; my @l = lstat($n);
   chdir("..") or die "$rel: $!\n"; my @back = stat(".");
   die "$rel moved while walking (refused)\n" unless same(\@back, \@up); }
 sub gone { my $n = shift; if (lstat($n)) { system("rm", "-rf", "--", "./$n") == 0 or die "$n: rm failed\n" } }
-if ($act eq "put") {            # SRC TMP UID GID MODE
-  my ($src, $tmp, $uid, $gid, $mode) = @a; gone($tmp);
+if ($act eq "put") {            # SRC TMP UID GID MODE MTIME
+  my ($src, $tmp, $uid, $gid, $mode, $mtime) = @a; gone($tmp);
   open(my $in, "<", $src) or die "$src: $!\n";
   sysopen(my $out, $tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600) or die "$tmp: $!\n";
   binmode $in; binmode $out; my $buf;
   while (my $n = sysread($in, $buf, 1 << 20)) { syswrite($out, $buf) == $n or die "$tmp: $!\n" }
-  own($out, $uid, $gid, $mode); close($out) or die "$tmp: $!\n";
+  own($out, $uid, $gid, $mode); close($out) or die "$tmp: $!\n"; stamp($tmp, $mtime);
   gone($name) if -d $name && !-l $name; rename($tmp, $name) or die "$name: $!\n";
-} elsif ($act eq "symlink") {   # TARGET TMP UID GID
-  my ($target, $tmp, $uid, $gid) = @a; gone($tmp);
-  symlink($target, $tmp) or die "$tmp: $!\n"; lown($tmp, $uid, $gid);
+} elsif ($act eq "symlink") {   # TARGET TMP UID GID MTIME
+  my ($target, $tmp, $uid, $gid, $mtime) = @a; gone($tmp);
+  symlink($target, $tmp) or die "$tmp: $!\n"; lown($tmp, $uid, $gid); stamp($tmp, $mtime);
+  gone($name) if -d $name && !-l $name; rename($tmp, $name) or die "$name: $!\n";
+} elsif ($act eq "fifo") {      # TMP UID GID MODE MTIME
+  my ($tmp, $uid, $gid, $mode, $mtime) = @a; gone($tmp);
+  system("mkfifo", "-m", "600", "--", "./$tmp") == 0 or die "$tmp: mkfifo failed\n";
+  sysopen(my $f, $tmp, 010000000 | O_NOFOLLOW) or die "$tmp: $!\n";
+  my $via = "/proc/self/fd/" . fileno($f);
+  chown($uid, $gid, $via) or die "$tmp: chown: $!\n" if $uid ne "";
+  chmod(oct($mode), $via) or die "$tmp: chmod: $!\n" if $mode ne "";
+  stamp($tmp, $mtime);
   gone($name) if -d $name && !-l $name; rename($tmp, $name) or die "$name: $!\n";
 } elsif ($act eq "mkdir") {     # UID GID MODE
   my ($uid, $gid, $mode) = @a;
@@ -182,14 +193,16 @@ if ($act eq "put") {            # SRC TMP UID GID MODE
   mkdir($name, 0700) or die "$name: $!\n" unless -d $name;
   sysopen(my $d, $name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW) or die "$name: $!\n";
   own($d, $uid, $gid, $mode);
-} elsif ($act eq "meta") {      # UID GID MODE (of the entry itself)
-  my ($uid, $gid, $mode) = @a;
+} elsif ($act eq "meta") {      # UID GID MODE MTIME (of the entry itself)
+  my ($uid, $gid, $mode, $mtime) = @a;
   sysopen(my $f, $name, 010000000 | O_NOFOLLOW) or die "$name: $!\n";
   my @s = stat($f) or die "$name: $!\n";
-  if (($s[2] & 0170000) == 0120000) { die "is now a symlink\n" if $mode ne ""; lown($name, $uid, $gid); exit 0 }
+  if (($s[2] & 0170000) == 0120000) {
+    die "is now a symlink\n" if $mode ne ""; lown($name, $uid, $gid); stamp($name, $mtime); exit 0 }
   my $via = "/proc/self/fd/" . fileno($f);
   chown($uid, $gid, $via) or die "$name: chown: $!\n" if $uid ne "";
   chmod(oct($mode), $via) or die "$name: chmod: $!\n" if $mode ne "";
+  stamp($name, $mtime);
 } elsif ($act eq "rmtree") {
   gone($name);
 } elsif ($act eq "snap") {      # DEEP: the entry (and, DEEP, all below it) as records on stdout
@@ -214,7 +227,8 @@ function M:at(action, path, ...)
   return true
 end
 
--- A snapshot stream's records: "TYPE MODE UID GID SIZE RELLEN LINKLEN\n",
+-- A snapshot stream's records: "TYPE MODE UID GID SIZE RELLEN LINKLEN MTIME\n"
+-- (MTIME in whole seconds: perl-base's stat has no finer),
 -- the relative path, the link target, SIZE bytes of content for a file.
 local MAX_NAME = 4096
 
@@ -240,7 +254,8 @@ local function read_records(stream, path, cpdir, scratch)
   local off, out = 0, {}
   while off < size do
     local head = f:pread(off, 128)
-    local line, t, mode, uid, gid, n, rl, ll = head:match("^(([a-z]+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+)\n)")
+    local line, t, mode, uid, gid, n, rl, ll, mtime =
+      head:match("^(([a-z]+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+) (%-?%d+)\n)")
     if not line then return bad_record(path, "a record header at byte " .. off) end
     mode, n, rl, ll = tonumber(mode, 8), tonumber(n), tonumber(rl), tonumber(ll)
     off = off + #line
@@ -251,7 +266,7 @@ local function read_records(stream, path, cpdir, scratch)
     off = off + rl + ll
     if not clean_rel(rel) or (#out == 0) ~= (rel == "") then return bad_record(path, "a path " .. text.inert(rel)) end
     local e = { path = rel == "" and path or path .. "/" .. rel, exists = true, type = t, mode = mode,
-      uid = tonumber(uid), gid = tonumber(gid) }
+      uid = tonumber(uid), gid = tonumber(gid), mtime_sec = math.tointeger(tonumber(mtime)), mtime_nsec = 0 }
     if t == "link" then e.link = link end
     if t == "file" then
       local tmp <close> = assert(fs.open(scratch, "a", 384))
@@ -325,6 +340,12 @@ local function owner_args(n)
   return n.uid or "", n.gid or "", n.mode and string.format("%o", n.mode) or ""
 end
 
+-- A modification time as touch -d takes it after "@": SECONDS.NANOSECONDS
+local function touch_time(meta)
+  if math.type(meta.mtime_sec) ~= "integer" then return "" end
+  return string.format("%d.%09d", meta.mtime_sec, meta.mtime_nsec or 0)
+end
+
 -- upload(blobs, hash) -> a remote path holding the content, in a private
 -- directory of this executor's (made on first use, removed by close)
 function M:upload(blobs, hash)
@@ -355,11 +376,16 @@ function M:put_file(path, c)
   local src = self:upload(c.blobs, c.hash)
   local _ <close> = guard(function() self.s:exec("rm -f -- " .. q(src), { timeout = 60 }) end)
   local uid, gid, mode = owner_args(c.meta)
-  self:at("put", path, src, c.tmp, uid, gid, mode)
+  self:at("put", path, src, c.tmp, uid, gid, mode, touch_time(c.meta))
 end
 
 function M:put_symlink(path, target, meta, tmp_name)
-  self:at("symlink", path, target, tmp_name, meta.uid or "", meta.gid or "")
+  self:at("symlink", path, target, tmp_name, meta.uid or "", meta.gid or "", touch_time(meta))
+end
+
+function M:put_fifo(path, meta, tmp_name)
+  local uid, gid, mode = owner_args(meta)
+  self:at("fifo", path, tmp_name, uid, gid, mode, touch_time(meta))
 end
 
 function M:make_dir(path, meta)
@@ -371,11 +397,13 @@ function M:remove_tree(path)
 end
 
 function M:set_meta(path, meta)
-  self:at("meta", path, owner_args(meta))
+  local uid, gid, mode = owner_args(meta)
+  self:at("meta", path, uid, gid, mode, touch_time(meta))
 end
 
 M.apply = common.apply
 M.restore = common.restore
+M.set_times = common.set_times
 
 -- ex:exec(op, timeout) -> result
 function M:exec(op, timeout)

@@ -17,7 +17,7 @@ local M = {}
 
 -- A deferred command runs at most this long on the host.
 M.EXEC_TIMEOUT = 3600
-local FILE_KINDS = { write = true, mkdir = true, replace_dir = true, symlink = true,
+local FILE_KINDS = { write = true, mkdir = true, replace_dir = true, symlink = true, mkfifo = true,
   delete = true, chmod = true, chown = true }
 
 -- same(a, b): the same file system object, as far as the session cares.
@@ -268,6 +268,19 @@ function M.execute(id, opts)
     results[#results + 1] = r
     step()
   end
+  -- A directory's modification time, once nothing more is made in it.
+  local times = {}
+  for i, op in ipairs(ops) do
+    if (op.kind == "mkdir" or op.kind == "replace_dir") and results[i].ok and op.new.mtime_sec then
+      times[#times + 1] = { path = op.path, mtime_sec = op.new.mtime_sec, mtime_nsec = op.new.mtime_nsec }
+    end
+  end
+  for _, f in ipairs(ex:set_times(times)) do
+    for i, op in ipairs(ops) do
+      if op.path == f.path then results[i].ok, results[i].error = false, "its modification time: " .. f.error end
+    end
+    failed = failed + 1
+  end
   local deferred_failed = run_deferred(s, ex, { results = results, files_failed = failed, step = step,
     stop_on_failure = opts and opts.stop_on_deferred_failure })
   s.results = json.array(results)
@@ -407,7 +420,8 @@ function M.rollback(id, opts)
     -- operation that never ran, a file made immutable meanwhile).  Read
     -- now, not at the conflict check: a restore before may have moved it.
     local now = ex:state(entry.path)
-    if now and M.same(entry, now) then
+    if now and M.same(entry, now) and (entry.type == "dir" or entry.mtime_sec == nil
+      or (entry.mtime_sec == now.mtime_sec and entry.mtime_nsec == now.mtime_nsec)) then
       report.unchanged[#report.unchanged + 1] = entry.path
     else
       local ok, rerr = ex:restore(entry, cpdir, M.temp_prefix(s))
@@ -417,6 +431,16 @@ function M.rollback(id, opts)
         report.failed[#report.failed + 1] = { path = entry.path, error = rerr.message }
       end
     end
+  end
+  -- Directories last: restoring what is below one changes its time.
+  local times = {}
+  for _, entry in ipairs(order) do
+    if entry.exists and entry.type == "dir" and entry.mtime_sec then
+      times[#times + 1] = { path = entry.path, mtime_sec = entry.mtime_sec, mtime_nsec = entry.mtime_nsec }
+    end
+  end
+  for _, f in ipairs(ex:set_times(times)) do
+    report.failed[#report.failed + 1] = { path = f.path, error = "its modification time: " .. f.error }
   end
   if #report.failed > 0 then
     local lines = {}

@@ -65,6 +65,12 @@ end
 local function put_state(out, prefix, st)
   if type(st) ~= "table" then return put(out, prefix, nil) end
   for _, f in ipairs(STATE_FIELDS) do put(out, prefix .. "." .. f, st[f]) end
+  -- bound too when there is one (sessions captured before had none, and
+  -- their digests stay what they were)
+  if st.mtime_sec ~= nil then
+    put(out, prefix .. ".mtime_sec", st.mtime_sec)
+    put(out, prefix .. ".mtime_nsec", st.mtime_nsec)
+  end
 end
 
 -- canonical(op) -> the operation as the string its digest is taken of

@@ -275,12 +275,13 @@ local function opt(rule) return { optional = rule } end
 local STATE = { fields = {
   exists = opt("boolean"), type = opt("string"), mode = opt("integer"), uid = opt("integer"),
   gid = opt("integer"), hash = opt("hash"), size = opt("integer"), link = opt("string"),
-  stored = opt("boolean"), content = opt("string"),
+  stored = opt("boolean"), content = opt("string"), mtime_sec = opt("integer"),
+  mtime_nsec = opt("integer"),
 } }
 
 local OPERATION = { fields = {
   id = "integer",
-  kind = { one_of = { "write", "mkdir", "replace_dir", "symlink", "delete", "chmod", "chown", "exec" } },
+  kind = { one_of = { "write", "mkdir", "replace_dir", "symlink", "mkfifo", "delete", "chmod", "chown", "exec" } },
   path = opt("string"), decision = opt({ one_of = { "approve", "deny", "review" } }),
   danger = opt("string"), reason = opt("string"), new = opt(STATE), base = opt(STATE),
   argv = opt({ list = "string" }), cwd = opt("string"),
@@ -289,7 +290,8 @@ local OPERATION = { fields = {
 local CHECKPOINT_ENTRY = { fields = {
   path = "string", exists = "boolean", type = opt("string"), mode = opt("integer"), uid = opt("integer"),
   gid = opt("integer"), hash = opt("hash"), size = opt("integer"), link = opt("string"),
-  op = opt("integer"), below = opt("integer"),
+  op = opt("integer"), below = opt("integer"), mtime_sec = opt("integer"),
+  mtime_nsec = opt("integer"),
 } }
 
 local SCHEMA = { fields = {

@@ -46,6 +46,8 @@ function M.describe(op)
     return string.format("directory emptied and made anew, %s %s", octal(new.mode), owner(new))
   elseif op.kind == "symlink" then
     return "-> " .. tostring(new.link or "?") .. replaced
+  elseif op.kind == "mkfifo" then
+    return string.format("new FIFO (named pipe), %s %s%s", octal(new.mode), owner(new), replaced)
   elseif op.kind == "delete" then
     return base.type == "dir" and "directory and everything in it" or ("a " .. tostring(base.type))
   elseif op.kind == "chmod" then
@@ -105,7 +107,7 @@ function M.diff(s, op)
 end
 
 -- Operation kinds in the order summaries list them.
-M.KINDS = { "write", "mkdir", "replace_dir", "symlink", "delete", "chmod", "chown", "exec" }
+M.KINDS = { "write", "mkdir", "replace_dir", "symlink", "mkfifo", "delete", "chmod", "chown", "exec" }
 
 -- "2 write, 1 delete, 1 exec"
 function M.count_line(counts)
@@ -122,7 +124,24 @@ end
 
 -- summary(s) -> what a front end says after a capture: the session made
 -- and the commands to review and apply it.
+-- not_captured(s) -> lines saying what the run made that no operation
+-- holds (sockets, device nodes): never dropped silently
+function M.not_captured(s)
+  local out = {}
+  for _, sk in ipairs(type(s.skipped) == "table" and s.skipped or {}) do
+    out[#out + 1] = string.format("not captured: %s, a %s (it cannot be reviewed or made on the host by shannot)",
+      tostring(sk.path), tostring(sk.type))
+  end
+  return out
+end
+
 function M.summary(s)
+  local skipped = M.not_captured(s)
+  local tail = #skipped > 0 and ("  " .. table.concat(skipped, "\n  ") .. "\n") or ""
+  return M.summary_head(s) .. tail
+end
+
+function M.summary_head(s)
   local failure = session.run_failure(s)
   if failure then
     return string.format("shannot: captured %s (%s) as session %s, pending review; FAILED RUN: the command %s, " ..
