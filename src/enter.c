@@ -29,12 +29,12 @@
 
 #include "shannot.h"
 
-/* Adds "writes allowed beneath path" to a Landlock ruleset; a path that
+/* Adds "access allowed beneath path" to a Landlock ruleset; a path that
  * does not exist in this sandbox is no place to allow.  0 or -1. */
-static int allow_writes(int ruleset, const char *path)
+static int allow_beneath(int ruleset, const char *path, __u64 access)
 {
     struct landlock_path_beneath_attr rule = {
-        .allowed_access = LANDLOCK_ACCESS_FS_WRITE_FILE,
+        .allowed_access = access,
         .parent_fd = open(path, O_PATH | O_CLOEXEC),
     };
     if (rule.parent_fd < 0) {
@@ -80,8 +80,15 @@ static void allow_stdio(int ruleset, int fd)
  * errno when the kernel has Landlock and applying it failed. */
 static int restrict_writes(char *const *dirs, long n)
 {
+    /* Any ruleset refuses a link or rename into another directory (EXDEV)
+     * unless it handles REFER and allows it (Landlock ABI 2+): a script's
+     * `ln a dir/b` or `mv` must work as it does outside, so it is allowed
+     * everywhere (a file still cannot gain write access by moving). */
+    long abi = syscall(SYS_landlock_create_ruleset, NULL, 0,
+                       LANDLOCK_CREATE_RULESET_VERSION);
+    __u64 refer = abi >= 2 ? LANDLOCK_ACCESS_FS_REFER : 0;
     struct landlock_ruleset_attr attr = {
-        .handled_access_fs = LANDLOCK_ACCESS_FS_WRITE_FILE,
+        .handled_access_fs = LANDLOCK_ACCESS_FS_WRITE_FILE | refer,
     };
     int ruleset =
         (int)syscall(SYS_landlock_create_ruleset, &attr, sizeof attr, 0);
@@ -89,9 +96,9 @@ static int restrict_writes(char *const *dirs, long n)
         return errno == ENOSYS || errno == EOPNOTSUPP ? 0
                                                       : -1; /* no Landlock */
     }
-    int rc = 0;
+    int rc = refer ? allow_beneath(ruleset, "/", refer) : 0;
     for (long i = 0; i < n && rc == 0; i++) {
-        rc = allow_writes(ruleset, dirs[i]);
+        rc = allow_beneath(ruleset, dirs[i], LANDLOCK_ACCESS_FS_WRITE_FILE);
     }
     for (int fd = 0; fd <= 2 && rc == 0; fd++) {
         allow_stdio(ruleset, fd);

@@ -261,6 +261,20 @@ static int fs_mkfifo(lua_State *L)
     return 1;
 }
 
+/* link(existing, new) -> true | nil, msg, code: a second name for the file
+ * at existing (linkat without AT_SYMLINK_FOLLOW: a symlink there is linked
+ * as itself, never followed) */
+static int fs_link(lua_State *L)
+{
+    const char *existing = luaL_checkstring(L, 1);
+    const char *path = luaL_checkstring(L, 2);
+    if (linkat(AT_FDCWD, existing, AT_FDCWD, path, 0) < 0) {
+        return sh_failf(L, errno, "link %s to %s", path, existing);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* mkdir_p(path [, mode]) -> true | nil, msg, code (existing dirs are fine) */
 static int fs_mkdir_p(lua_State *L)
 {
@@ -908,6 +922,7 @@ static const luaL_Reg fs_funcs[] = {{"stat", fs_stat},
                                     {"readdir", fs_readdir},
                                     {"mkdir", fs_mkdir},
                                     {"mkfifo", fs_mkfifo},
+                                    {"link", fs_link},
                                     {"mkdir_p", fs_mkdir_p},
                                     {"realpath", fs_realpath},
                                     {"readlink", fs_readlink},

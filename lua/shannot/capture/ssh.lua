@@ -58,6 +58,11 @@ local function replica_tree(meta)
     if m then
       st.mode, st.uid, st.gid = m.mode, m.uid, m.gid
       st.mtime_sec, st.mtime_nsec = m.mtime_sec, m.mtime_nsec
+      if m.same_as then  -- a second name of a file of the stream: its inode, as on the remote
+        st.dev, st.ino, st.nlink = m.same_as.dev, m.same_as.ino, 2
+      elseif m.linked then
+        st.nlink = 2
+      end
       if m.type then st.type, st.rdev = m.type, m.rdev end
     end
     return st
@@ -140,6 +145,13 @@ local function unpack(tar_file, dir)
         m.type, m.rdev = "char", 0
       elseif not ({ dir = true, file = true, link = true, hardlink = true })[e.type] then
         m.type = e.type
+      end
+      if e.type == "hardlink" then  -- the walk sees one file with two names, as the remote has
+        -- (its inode read now: the walk moves the first name's content away)
+        local first = files[e.linkname]
+        m.same_as = fs.lstat(first)
+        meta[first] = meta[first] or {}
+        meta[first].linked = true
       end
       meta[path] = m
     end

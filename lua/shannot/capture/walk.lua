@@ -114,6 +114,20 @@ end
 -- stands for), up (its upper path), host (the host path, or nil when all
 -- is new there), ust, hst (their lstats)}
 function Walk:file(e)
+  local path, ust = e.path, e.ust
+  local first = #self.ops + 1
+  self:content(e)
+  if (ust.nlink or 1) > 1 and ust.ino then
+    -- one of several names of one file: made a hard link after the walk
+    local key = tostring(ust.dev) .. ":" .. tostring(ust.ino)
+    local group = self.linked[key] or {}
+    self.linked[key] = group
+    local op = self.ops[first]
+    group[#group + 1] = { path = path, write = op and op.kind == "write" and op or nil }
+  end
+end
+
+function Walk:content(e)
   local path, up, host, ust, hst = e.path, e.up, e.host, e.ust, e.hst
   if hst and hst.type == "file" and hst.size == ust.size then
     local same = self:check(self.up:hash(up)) == self:check(self.host:hash(host))
@@ -191,6 +205,46 @@ function Walk:entry(name, up_dir, path_dir, host_dir)
   end
 end
 
+-- Names the run gave one file (several upper paths, one inode) become
+-- hard links: every written name but one is an operation `link` to that
+-- one (the name whose content the host already has, if any, else the
+-- first written), applied after every other file operation so that what
+-- it links to is in place.  Op ids follow the new order.
+function Walk:hard_links()
+  local links, seen = {}, {}
+  local keys = {}
+  for key in pairs(self.linked) do keys[#keys + 1] = key end
+  table.sort(keys)
+  for _, key in ipairs(keys) do
+    local group = self.linked[key]
+    if #group > 1 then
+      local source
+      for _, m in ipairs(group) do
+        if not m.write then source = m; break end
+      end
+      source = source or group[1]
+      for _, m in ipairs(group) do
+        if m ~= source and m.write then
+          local op = m.write
+          op.kind = "link"
+          op.new.hardlink = source.path
+          self.counts.write = self.counts.write - 1
+          self.counts.link = (self.counts.link or 0) + 1
+          links[#links + 1], seen[op] = op, true
+        end
+      end
+    end
+  end
+  if #links == 0 then return end
+  local ordered = {}
+  for _, op in ipairs(self.ops) do
+    if not seen[op] then ordered[#ordered + 1] = op end
+  end
+  table.move(links, 1, #links, #ordered + 1, ordered)
+  for i, op in ipairs(ordered) do op.id = i end
+  self.ops = ordered
+end
+
 -- tree(upper dir, path it stands for, host dir or nil when all is new)
 function Walk:tree(up_dir, path_dir, host_dir)
   local names = self:check(self.up:names(up_dir))
@@ -203,7 +257,7 @@ end
 -- trees: {up =, host =} (default: both this machine's); opts.max_bytes:
 -- the most file content a capture keeps.
 function M.operations(overlays, blobs, trees, opts)
-  local w = setmetatable({ ops = {}, counts = {}, bytes = 0, skipped = {}, blobs = blobs,
+  local w = setmetatable({ ops = {}, counts = {}, bytes = 0, skipped = {}, blobs = blobs, linked = {},
     up = trees and trees.up or M.local_tree, host = trees and trees.host or M.local_tree,
     max_bytes = opts and opts.max_bytes }, Walk)
   return err.try(function()
@@ -212,6 +266,7 @@ function M.operations(overlays, blobs, trees, opts)
       w:metadata(o.target, o.target, w:check(w.up:lstat(o.upper)), w:check(w.host:lstat(o.target)))
       w:tree(o.upper, o.target, o.target)
     end
+    w:hard_links()
     return w
   end)
 end

@@ -9,6 +9,8 @@
 --       (a directory there goes first)
 --   x:put_symlink(path, target, meta, tmp): likewise, a symlink
 --   x:put_fifo(path, meta, tmp): likewise, a FIFO
+--   x:put_hardlink(path, {existing, hash, size, tmp}): likewise, a hard link
+--       to the file at existing, refused unless it holds hash
 --   x:make_dir(path, meta): a directory there (anything else goes), its
 --       owner and mode set
 --   x:remove_tree(path), x:set_meta(path, {uid, gid, mode, mtime_sec,
@@ -107,6 +109,12 @@ end
 
 function APPLY.symlink(x, op, _, tmp)
   x:put_symlink(op.path, op.new.link, made(op.new, true), tmp)
+end
+
+-- A second name for a file made or kept by this session: what it links to
+-- must hold the content the approval bound (checked, then linked).
+function APPLY.link(x, op, _, tmp)
+  x:put_hardlink(op.path, { existing = op.new.hardlink, hash = op.new.hash, size = op.new.size, tmp = tmp })
 end
 
 function APPLY.mkfifo(x, op, _, tmp)

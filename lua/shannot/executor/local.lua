@@ -190,6 +190,16 @@ function X.put_symlink(_, path, target, meta, tmp_name)
   end)
 end
 
+function X.put_hardlink(_, path, c)
+  local src <close> = pinned(c.existing)
+  local st = fs.lstat(src.path)
+  if not (st and st.type == "file" and st.size == c.size and check(store.hash_file(src.path)) == c.hash) then
+    common.fail("%s: what it links to is not the file approved", c.existing)
+  end
+  local a <close> = pinned(path)
+  replace_with(a, c.tmp, function(tmp) check(fs.link(src.path, tmp)) end)
+end
+
 function X.put_fifo(_, path, meta, tmp_name)
   local a <close> = pinned(path)
   replace_with(a, tmp_name, function(tmp)

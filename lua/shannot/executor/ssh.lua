@@ -108,17 +108,18 @@ end
 local AT = [==[
 use strict; use Fcntl;
 my ($act, $parent, $name, @a) = @ARGV;
-chdir "/" or die "/: $!\n";
-for my $p (grep { length } split m{/}, $parent) {
-  my @l = lstat($p);
-  exit 0 if $act eq "snap" && (!@l && $!{ENOENT} || @l && !-l _ && !-d _); # nothing there
-  @l or die "$parent: $p: $!\n";
-  die "$parent: $p is a symlink (refused)\n" if -l _;
-  die "$parent: $p is not a directory\n" unless -d _;
-  chdir($p) or die "$parent: $p: $!\n";
-  my @s = stat(".");
-  die "$parent: $p changed while walking (refused)\n" unless $s[0] == $l[0] && $s[1] == $l[1];
-}
+sub walkto { my ($dir, $lenient) = @_; chdir "/" or die "/: $!\n";
+  for my $p (grep { length } split m{/}, $dir) {
+    my @l = lstat($p);
+    exit 0 if $lenient && (!@l && $!{ENOENT} || @l && !-l _ && !-d _); # nothing there
+    @l or die "$dir: $p: $!\n";
+    die "$dir: $p is a symlink (refused)\n" if -l _;
+    die "$dir: $p is not a directory\n" unless -d _;
+    chdir($p) or die "$dir: $p: $!\n";
+    my @s = stat(".");
+    die "$dir: $p changed while walking (refused)\n" unless $s[0] == $l[0] && $s[1] == $l[1];
+  } }
+walkto($parent, $act eq "snap");
 sub own { my ($fh, $uid, $gid, $mode) = @_;
   chown($uid, $gid, $fh) or die "$name: chown: $!\n" if $uid ne "";
   chmod(oct($mode), $fh) or die "$name: chmod: $!\n" if $mode ne ""; }
@@ -177,6 +178,11 @@ if ($act eq "put") {            # SRC TMP UID GID MODE MTIME
 } elsif ($act eq "symlink") {   # TARGET TMP UID GID MTIME
   my ($target, $tmp, $uid, $gid, $mtime) = @a; gone($tmp);
   symlink($target, $tmp) or die "$tmp: $!\n"; lown($tmp, $uid, $gid); stamp($tmp, $mtime);
+  gone($name) if -d $name && !-l $name; rename($tmp, $name) or die "$name: $!\n";
+} elsif ($act eq "hardlink") {  # SRCPARENT SRCNAME TMP: a second name for SRCPARENT/SRCNAME
+  my ($sp, $sn, $tmp) = @a; gone($tmp);
+  walkto($sp); sysopen(my $sd, ".", O_RDONLY | O_DIRECTORY) or die "$sp: $!\n"; walkto($parent);
+  link("/proc/self/fd/" . fileno($sd) . "/$sn", $tmp) or die "$tmp: link: $!\n";
   gone($name) if -d $name && !-l $name; rename($tmp, $name) or die "$name: $!\n";
 } elsif ($act eq "fifo") {      # TMP UID GID MODE MTIME
   my ($tmp, $uid, $gid, $mode, $mtime) = @a; gone($tmp);
@@ -381,6 +387,16 @@ end
 
 function M:put_symlink(path, target, meta, tmp_name)
   self:at("symlink", path, target, tmp_name, meta.uid or "", meta.gid or "", touch_time(meta))
+end
+
+function M:put_hardlink(path, c)
+  local now, msg = self:state(c.existing)
+  if not now then fail("%s: %s", c.existing, msg.message) end
+  if now.type ~= "file" or now.size ~= c.size or now.hash ~= c.hash then
+    fail("%s: what it links to is not the file approved", c.existing)
+  end
+  local sp, sn = split(c.existing)
+  self:at("hardlink", path, sp, sn, c.tmp)
 end
 
 function M:put_fifo(path, meta, tmp_name)

@@ -157,6 +157,9 @@ function M.builtin(op)
     return "danger", string.format("replaces a whole directory with a %s", op.kind == "write" and "file" or "symlink")
   end
   local mode = op.new and op.new.mode
+  if op.kind == "link" and mode and mode & 3072 ~= 0 then
+    return "danger", string.format("a second name for a setuid/setgid file (%04o)", mode)
+  end
   if mode and (op.kind == "chmod" or op.kind == "write" or op.kind == "mkdir") then
     if mode & 3072 ~= 0 then return "danger", string.format("sets setuid/setgid (%04o)", mode) end
     if mode & 2 ~= 0 and not (op.new.type == "dir" and mode & 512 ~= 0) then

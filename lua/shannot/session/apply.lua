@@ -17,7 +17,7 @@ local M = {}
 
 -- A deferred command runs at most this long on the host.
 M.EXEC_TIMEOUT = 3600
-local FILE_KINDS = { write = true, mkdir = true, replace_dir = true, symlink = true, mkfifo = true,
+local FILE_KINDS = { write = true, mkdir = true, replace_dir = true, symlink = true, mkfifo = true, link = true,
   delete = true, chmod = true, chown = true }
 
 -- same(a, b): the same file system object, as far as the session cares.

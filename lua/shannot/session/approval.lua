@@ -67,6 +67,7 @@ local function put_state(out, prefix, st)
   for _, f in ipairs(STATE_FIELDS) do put(out, prefix .. "." .. f, st[f]) end
   -- bound too when there is one (sessions captured before had none, and
   -- their digests stay what they were)
+  if st.hardlink ~= nil then put(out, prefix .. ".hardlink", st.hardlink) end
   if st.mtime_sec ~= nil then
     put(out, prefix .. ".mtime_sec", st.mtime_sec)
     put(out, prefix .. ".mtime_nsec", st.mtime_nsec)

@@ -127,7 +127,7 @@ end
 -- JSON text is UTF-8 and the encoder replaces invalid bytes; a file name
 -- may be any bytes but "/" and NUL.  Such strings also go out as hex
 -- (KEY_hex), and load() puts the exact bytes back.
-local RAW_KEYS = { "path", "link", "cwd" }
+local RAW_KEYS = { "path", "link", "cwd", "hardlink" }
 
 local function hex(s)
   return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end))
@@ -276,12 +276,13 @@ local STATE = { fields = {
   exists = opt("boolean"), type = opt("string"), mode = opt("integer"), uid = opt("integer"),
   gid = opt("integer"), hash = opt("hash"), size = opt("integer"), link = opt("string"),
   stored = opt("boolean"), content = opt("string"), mtime_sec = opt("integer"),
-  mtime_nsec = opt("integer"),
+  mtime_nsec = opt("integer"), hardlink = opt("string"),
 } }
 
 local OPERATION = { fields = {
   id = "integer",
-  kind = { one_of = { "write", "mkdir", "replace_dir", "symlink", "mkfifo", "delete", "chmod", "chown", "exec" } },
+  kind = { one_of = { "write", "mkdir", "replace_dir", "symlink", "mkfifo", "link", "delete", "chmod", "chown",
+    "exec" } },
   path = opt("string"), decision = opt({ one_of = { "approve", "deny", "review" } }),
   danger = opt("string"), reason = opt("string"), new = opt(STATE), base = opt(STATE),
   argv = opt({ list = "string" }), cwd = opt("string"),

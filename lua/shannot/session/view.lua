@@ -46,6 +46,9 @@ function M.describe(op)
     return string.format("directory emptied and made anew, %s %s", octal(new.mode), owner(new))
   elseif op.kind == "symlink" then
     return "-> " .. tostring(new.link or "?") .. replaced
+  elseif op.kind == "link" then
+    return string.format("hard link to %s (the same file: %s, %s %s)%s", tostring(new.hardlink or "?"),
+      size(new.size), octal(new.mode), owner(new), replaced)
   elseif op.kind == "mkfifo" then
     return string.format("new FIFO (named pipe), %s %s%s", octal(new.mode), owner(new), replaced)
   elseif op.kind == "delete" then
@@ -107,7 +110,7 @@ function M.diff(s, op)
 end
 
 -- Operation kinds in the order summaries list them.
-M.KINDS = { "write", "mkdir", "replace_dir", "symlink", "mkfifo", "delete", "chmod", "chown", "exec" }
+M.KINDS = { "write", "mkdir", "replace_dir", "symlink", "mkfifo", "link", "delete", "chmod", "chown", "exec" }
 
 -- "2 write, 1 delete, 1 exec"
 function M.count_line(counts)
