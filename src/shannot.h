@@ -63,14 +63,15 @@ struct sh_stat {
     double mtime;
     lua_Integer mtime_sec, mtime_nsec; /* the same, exact (JSON's numbers
                                           hold each, not their product) */
-    int has_ids;                       /* nlink, ino, dev, rdev are known */
-    lua_Integer nlink, ino, dev, rdev;
+    int has_ids; /* nlink, ino, dev, rdev, blocks are known */
+    lua_Integer nlink, ino, dev, rdev, blocks;
 };
 /* A local struct stat as an sh_stat. */
 void sh_stat_from(struct sh_stat *out, const struct stat *st);
 /* [-0, +1, m] The one shape of a stat table: type, mode (permission bits),
  * uid, gid, size, mtime, mtime_sec, mtime_nsec, and nlink, ino, dev,
- * rdev when known. */
+ * rdev, blocks (512-byte units allocated: fewer than size in a sparse file)
+ * when known. */
 void sh_push_stat(lua_State *L, const struct sh_stat *st);
 
 /* sandbox.c: the user + mount namespace a sandbox child sets up before it

@@ -261,6 +261,7 @@ void sh_stat_from(struct sh_stat *out, const struct stat *st)
     out->ino = (lua_Integer)st->st_ino;
     out->dev = (lua_Integer)st->st_dev;
     out->rdev = (lua_Integer)st->st_rdev;
+    out->blocks = (lua_Integer)st->st_blocks;
 }
 
 void sh_push_stat(lua_State *L, const struct sh_stat *st)
@@ -281,5 +282,6 @@ void sh_push_stat(lua_State *L, const struct sh_stat *st)
         sh_set_int(L, "ino", st->ino);
         sh_set_int(L, "dev", st->dev);
         sh_set_int(L, "rdev", st->rdev);
+        sh_set_int(L, "blocks", st->blocks);
     }
 }

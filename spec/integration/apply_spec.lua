@@ -257,6 +257,23 @@ describe("apply", function()
     assert.equal(1, fs.lstat(e.host .. "/old").nlink)
   end)
 
+  it("keeps a sparse file sparse: it takes no more room than when the script made it (issue 14.2)", function()
+    local e = bed()
+    local direct = e.dir .. "/direct"
+    assert(fs.mkdir_p(direct))
+    local workload = "truncate -s 64M big && echo end >> big"
+    assert.equal(0, assert(require("shannot.proc").run({ "sh", "-c", "cd \"$1\" && " .. workload, "sh",
+      direct })).code)
+    local id = capture(e, workload)
+    approve(e, id)
+    assert.equal(0, cli(e, { "execute", id }).code)
+    local here, there = fs.lstat(e.host .. "/big"), fs.lstat(direct .. "/big")
+    assert.equal(there.size, here.size)
+    assert.is_true(here.blocks <= there.blocks + 8, string.format("%d blocks, directly %d", here.blocks,
+      there.blocks))
+    assert.equal("end\n", fs.read_file(e.host .. "/big"):sub(-4))
+  end)
+
   it("refuses to execute when the host drifted, listing the paths, and changes nothing", function()
     local e = bed()
     e:sh('echo one > "$1/f"; echo two > "$1/g"')

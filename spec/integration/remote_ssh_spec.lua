@@ -107,6 +107,7 @@ describe("remote over SSH", function()
     local r = h.shannot({ "run", "--target", "box", "--accept-new", "--json", "--profile", e.profile, "-c",
       "cd " .. e.host .. " && echo new >> f && rm old && rm -r d && ln -sfn n l && mkdir -p a/b && " ..
       "echo z > a/b/z && touch -d '2001-02-03 04:05:06.5' a/b/z && mkfifo -m 640 a/p && ln a/b/z a/zz && " ..
+      "truncate -s 16M a/sparse && " ..
       "touch " .. e.host .. "/mark" }, { home = home })
     assert.equal(0, r.code, r.stderr)
     local id = json.decode(r.stdout).session.id
@@ -126,6 +127,9 @@ describe("remote over SSH", function()
     assert.same({ ref.mtime_sec, ref.mtime_nsec }, { z.mtime_sec, z.mtime_nsec })
     assert.same({ "fifo", 416 }, { fs.lstat(e.host .. "/a/p").type, fs.lstat(e.host .. "/a/p").mode })
     assert.equal(fs.lstat(e.host .. "/a/b/z").ino, fs.lstat(e.host .. "/a/zz").ino, "a hard link, over SSH too")
+    -- a sparse file came over SSH (it was refused as a GNU sparse entry) and stays sparse
+    local sparse = fs.lstat(e.host .. "/a/sparse")
+    assert.same({ 16 * 1024 * 1024, true }, { sparse.size, sparse.blocks < 64 })
     assert.is_true(fs.exists(e.host .. "/mark"), "the deferred touch ran on the remote")
     fs.remove(e.host .. "/mark")
     -- a file someone else put in a directory the session made is never

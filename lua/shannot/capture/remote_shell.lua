@@ -129,10 +129,13 @@ end
 
 -- collect_command(dir [, max_bytes]) -> the command line that streams
 -- the upper trees and the deferred record back as one GNU tar stream on
--- stdout (holes kept as holes), cut after max_bytes: a longer stream
+-- stdout, cut after max_bytes: a longer stream
 -- arrives truncated and is refused, rather than filling the disk here.
 function M.collect_command(dir, max_bytes)
-  local tar = "tar --xattrs --xattrs-include='user.*' --numeric-owner --sparse --format=posix -cf - upper " ..
+  -- no --sparse: GNU's sparse records are not read here (tar.c refuses
+  -- them); the zeros come as zeros, and the replica and execute make
+  -- holes of them again
+  local tar = "tar --xattrs --xattrs-include='user.*' --numeric-owner --format=posix -cf - upper " ..
     "defer/deferred"
   if not max_bytes then return "cd " .. q(dir) .. " && exec " .. tar end
   return "cd " .. q(dir) .. " && " .. tar .. string.format(" | head -c %d", max_bytes + 1)

@@ -172,7 +172,12 @@ if ($act eq "put") {            # SRC TMP UID GID MODE MTIME
   open(my $in, "<", $src) or die "$src: $!\n";
   sysopen(my $out, $tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600) or die "$tmp: $!\n";
   binmode $in; binmode $out; my $buf;
-  while (my $n = sysread($in, $buf, 1 << 20)) { syswrite($out, $buf) == $n or die "$tmp: $!\n" }
+  my $total = 0;  # a block of zeros is a hole: a sparse file stays sparse
+  while (my $n = sysread($in, $buf, 1 << 16)) {
+    if ($buf =~ /\A\0*\z/) { defined sysseek($out, $n, 1) or die "$tmp: $!\n" }
+    else { syswrite($out, $buf) == $n or die "$tmp: $!\n" }
+    $total += $n; }
+  truncate($out, $total) or die "$tmp: $!\n";
   own($out, $uid, $gid, $mode); close($out) or die "$tmp: $!\n"; stamp($tmp, $mtime);
   gone($name) if -d $name && !-l $name; rename($tmp, $name) or die "$name: $!\n";
 } elsif ($act eq "symlink") {   # TARGET TMP UID GID MTIME
