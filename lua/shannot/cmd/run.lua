@@ -11,7 +11,7 @@ local proc = require("shannot.proc")
 local text = require("shannot.text")
 
 local M = {
-  usage = "shannot run [--profile P] [--target T] [--timeout S] [--max-output SIZE] [--json] " ..
+  usage = "shannot run [--profile P] [--target T] [--network] [--timeout S] [--max-output SIZE] [--json] " ..
     "SCRIPT [ARGS] | -c 'CODE' | -- CMD [ARGS...]",
   help = [[
 Runs a script (SCRIPT, run by its #! line or by /bin/sh), shell code (-c)
@@ -22,7 +22,7 @@ systemd or docker socket), the network is cut off unless the profile
 allows it, the environment is cleared and set from the profile.
 
 With a profile that has capture paths (the default "system" one: /etc,
-/var, /opt, /srv, /home, /root, /usr/local) the run really writes, but
+/var, /opt, /srv, /home, /root, /usr) the run really writes, but
 into overlays: nothing on the host changes.  What it wrote, deleted or
 re-moded, and the deferred commands it called (systemctl, service,
 reboot, ...: recorded, not run), becomes a session in status pending,
@@ -44,6 +44,9 @@ options:
   --max-output SIZE   keep at most SIZE bytes of each stream (default 1M; half
                       from the start, half from the end) for --json and sessions
   --interpreter I     run SCRIPT with I (e.g. bash, python3), not its #! line
+  --network           let the sandbox reach the network (downloads of a
+                      package install, say): what the script sends during a
+                      dry run is itself a side effect, and is not reviewed
   --target T          run on a remote host over SSH: a [remotes.T] of the
                       config, or USER@HOST[:PORT] (see "shannot remote")
   --accept-new        with --target: accept and remember an unknown host key
@@ -59,6 +62,7 @@ options:
     ["--target"] = { arg = "T" },
     ["--interpreter"] = { arg = "I" },
     ["--accept-new"] = { key = "accept_new" },
+    ["--network"] = {},
   },
   stop_at_positional = true,
 }
@@ -176,6 +180,15 @@ function M.run(opts, args)
   if not where then return nil, werr end
   local p, perr = load_profile(opts.profile or where.profile, opts.config)
   if not p then return nil, perr end
+  if opts.network then
+    if #p.unix_sockets > 0 then
+      return nil, err.usage('run: --network and profile "%s"\'s unix_sockets do not go together (unix_sockets ' ..
+        "needs network isolation)", p.name)
+    end
+    p.network_isolation = false
+    cli.warn("--network: the sandbox reaches the network; what the script sends or fetches now is not " ..
+      "captured or reviewed")
+  end
   local ex <close>, xerr = executor.open(where, { accept_new = opts.accept_new, profile = p })
   if not ex then return nil, xerr end
   local r, captured = capture.run(ex, p, job, {
