@@ -26,9 +26,45 @@ local function build_deb(dir)
   return dir .. "/hello.deb"
 end
 
-local function installed()
-  local r = assert(proc.run({ "dpkg-query", "-W", "-f", "${Status}", PKG }))
+local function installed(name)
+  local r = assert(proc.run({ "dpkg-query", "-W", "-f", "${Status}", name or PKG }))
   return r.code == 0 and r.stdout == "install ok installed"
+end
+
+local DAEMON = "shannot-spec-daemon"
+
+-- A package that ships a service the way Debian's daemons do: a unit, an
+-- init script, and a postinst enabling both and starting it.
+local function build_daemon_deb(dir)
+  local root = dir .. "/daemon"
+  for _, d in ipairs({ "/DEBIAN", "/lib/systemd/system", "/etc/init.d" }) do assert(fs.mkdir_p(root .. d)) end
+  h.write(root .. "/DEBIAN/control", "Package: " .. DAEMON .. "\nVersion: 1.0\nArchitecture: all\n" ..
+    "Maintainer: shannot specs <specs@example.invalid>\nDescription: a service the specs install\n")
+  h.write(root .. "/DEBIAN/postinst", "#!/bin/sh\nset -e\nif [ \"$1\" = configure ]; then\n" ..
+    "  deb-systemd-helper enable " .. DAEMON .. ".service\n" ..
+    "  update-rc.d " .. DAEMON .. " defaults\n" ..
+    "  systemctl enable " .. DAEMON .. ".service\n" ..
+    "  invoke-rc.d " .. DAEMON .. " start || true\nfi\n")
+  assert(fs.chmod(root .. "/DEBIAN/postinst", 493))
+  h.write(root .. "/lib/systemd/system/" .. DAEMON .. ".service",
+    "[Unit]\nDescription=spec daemon\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n")
+  h.write(root .. "/etc/init.d/" .. DAEMON, "#!/bin/sh\n### BEGIN INIT INFO\n# Provides: " .. DAEMON ..
+    "\n# Required-Start:\n# Required-Stop:\n# Default-Start: 2 3 4 5\n# Default-Stop: 0 1 6\n" ..
+    "# Short-Description: spec daemon\n### END INIT INFO\nexit 0\n")
+  assert(fs.chmod(root .. "/etc/init.d/" .. DAEMON, 493))
+  local r = assert(proc.run({ "dpkg-deb", "--root-owner-group", "--build", root, dir .. "/daemon.deb" }))
+  assert.equal(0, r.code, r.stderr)
+  return dir .. "/daemon.deb"
+end
+
+-- Every systemd or rc?.d link that names the daemon, anywhere in /etc.
+local function service_links()
+  local r = assert(proc.run({ "sh", "-c", "find /etc/systemd /etc/rc0.d /etc/rc1.d /etc/rc2.d /etc/rc3.d " ..
+    "/etc/rc4.d /etc/rc5.d /etc/rc6.d /var/lib/systemd/deb-systemd-helper-enabled -name '*" .. DAEMON ..
+    "*' 2>/dev/null | sort" }))
+  local out = {}
+  for line in r.stdout:gmatch("[^\n]+") do out[#out + 1] = line end
+  return out
 end
 
 describe("packages", function()
@@ -59,6 +95,41 @@ describe("packages", function()
     assert.is_nil(fs.lstat("/usr/bin/" .. PKG))
     assert.is_nil(fs.lstat("/usr/share/" .. PKG))
     assert.equal(status_before, fs.read_file("/var/lib/dpkg/status", 64 * 1024 * 1024))
+  end)
+
+  it("a service's enable runs in the sandbox and is captured; only its start is deferred; rollback leaves " ..
+    "no link behind (issue 14.4)", function()
+    if not h.need(require("shannot.core.sys").ids().euid == 0, "root (dpkg writes /usr and /var/lib/dpkg)") then
+      return
+    end
+    for _, tool in ipairs({ "dpkg", "systemctl", "deb-systemd-helper", "update-rc.d" }) do
+      if not h.need(fs.which(tool, "/usr/sbin:/usr/bin:/sbin:/bin") ~= nil, tool) then return end
+    end
+    assert.is_false(installed(DAEMON))
+    assert.same({}, service_links())
+    local home = h.tmpdir()
+    local deb = build_daemon_deb(h.tmpdir())
+    local r = h.shannot({ "run", "--json", "--", "dpkg", "-i", deb }, { home = home })
+    assert.equal(0, r.code, r.stderr)
+    assert.same({}, service_links(), "the capture enabled it on the host")
+    local id = json.decode(r.stdout).session.id
+    local s = json.decode(h.shannot({ "show", id, "--json" }, { home = home }).stdout)
+    local deferred = {}
+    for _, op in ipairs(s.operations) do
+      if op.kind == "exec" then deferred[#deferred + 1] = table.concat(op.argv, " ") end
+    end
+    assert.same({ "invoke-rc.d " .. DAEMON .. " start" }, deferred)
+    assert.equal(0, h.shannot({ "approve", id, "--yes" }, { home = home }).code)
+    local x = h.shannot({ "execute", id }, { home = home })
+    assert.equal(0, x.code, x.stdout .. x.stderr)
+    assert.is_true(installed(DAEMON))
+    local links = table.concat(service_links(), "\n")
+    assert.matches("multi%-user%.target%.wants/" .. DAEMON:gsub("%-", "%%-") .. "%.service", links)
+    assert.matches("/etc/rc2%.d/S%d%d" .. DAEMON:gsub("%-", "%%-"), links)
+    local rb = h.shannot({ "rollback", id }, { home = home })
+    assert.equal(0, rb.code, rb.stdout .. rb.stderr)
+    assert.is_false(installed(DAEMON))
+    assert.same({}, service_links())
   end)
 
   it("--network lets the sandbox reach the network, and says what that means", function()

@@ -12,7 +12,7 @@ local bwrap = require("shannot.sandbox.bwrap")
 
 local M = {}
 
-local SHIM_BIN, DEFERRED, SHIM_PATH = bwrap.SHIM_BIN, bwrap.DEFERRED, bwrap.SHIM
+local SHIM_BIN, DEFERRED, SHIM_PATH, REAL_DIR = bwrap.SHIM_BIN, bwrap.DEFERRED, bwrap.SHIM, bwrap.REAL_DIR
 M.MAX_DEFERRED_BYTES = 16 * 1024 * 1024
 
 local function unescape_mount_path(s)
@@ -114,7 +114,13 @@ end
 
 
 -- The shim bound over each deferred command: records the command line
--- (NUL-separated, so any byte survives) and says so on stderr.
+-- (NUL-separated, so any byte survives) and says so on stderr.  Except
+-- what systemctl does to files only (enable, disable, mask, preset,
+-- set-default, ... and the file queries is-enabled, cat, get-default,
+-- list-unit-files): that runs now, offline (systemctl --root=/, the real
+-- one bound at bwrap.REAL_DIR), so what it writes is captured, reviewed
+-- and rolled back like any write; with --now the call is recorded too,
+-- for its start or stop.
 local SHIM = [[
 #!/bin/sh
 # shannot: this command is deferred: recorded now, run on the host only
@@ -123,12 +129,41 @@ case "$0" in
   ]] .. SHIM_BIN .. [[/*) shannot_cmd=${0##*/} ;;
   *) shannot_cmd=$0 ;;
 esac
-{
-  printf 'shannot-deferred\000%s\000%s\000%d\000' "$PWD" "$shannot_cmd" "$#"
-  for shannot_arg in "$@"; do printf '%s\000' "$shannot_arg"; done
-} >> ]] .. DEFERRED .. [[
+shannot_record() {
+  {
+    printf 'shannot-deferred\000%s\000%s\000%d\000' "$PWD" "$shannot_cmd" "$#"
+    for shannot_arg in "$@"; do printf '%s\000' "$shannot_arg"; done
+  } >> ]] .. DEFERRED .. [[
 
-echo "shannot: deferred: $shannot_cmd $* (recorded; runs only after approval)" >&2
+  echo "shannot: deferred: $shannot_cmd $* (recorded; runs only after approval)" >&2
+}
+shannot_real=]] .. REAL_DIR .. [[/${shannot_cmd##*/}
+if [ "${shannot_cmd##*/}" = systemctl ] && [ -x "$shannot_real" ]; then
+  shannot_verb=
+  shannot_root=no
+  for shannot_arg in "$@"; do
+    case "$shannot_arg" in
+      --root|--root=*) shannot_root=yes ;;
+      -*) ;;
+      *) [ -n "$shannot_verb" ] || shannot_verb=$shannot_arg ;;
+    esac
+  done
+  case "$shannot_verb" in
+    enable|disable|reenable|mask|unmask|preset|preset-all|set-default|link|add-wants|add-requires|revert|\
+    is-enabled|cat|get-default|list-unit-files)
+      shannot_n=$#
+      shannot_now=no
+      for shannot_arg in "$@"; do
+        if [ "$shannot_arg" = --now ]; then shannot_now=yes; else set -- "$@" "$shannot_arg"; fi
+      done
+      shift "$shannot_n"
+      if [ "$shannot_now" = yes ]; then shannot_record "$@" --now; fi
+      if [ "$shannot_root" = yes ]; then exec "$shannot_real" "$@"; fi
+      exec "$shannot_real" --root=/ "$@"
+      ;;
+  esac
+fi
+shannot_record "$@"
 exit 0
 ]]
 M.SHIM_TEXT = SHIM  -- a remote staging writes the same shim

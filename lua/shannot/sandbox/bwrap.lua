@@ -15,6 +15,7 @@ M.ENTER = M.SANDBOX_DIR .. "/enter"
 M.SHIM_BIN = M.SANDBOX_DIR .. "/bin"
 M.DEFERRED = M.SANDBOX_DIR .. "/deferred"
 M.SHIM = M.SANDBOX_DIR .. "/shim"
+M.REAL_DIR = M.SANDBOX_DIR .. "/real"  -- the deferred commands themselves, for the shim's own use
 
 -- Capabilities a capture keeps as real root (Docker's default set):
 -- enough for package managers and chown, inside a user namespace of our
@@ -73,7 +74,15 @@ local function late_binds(plan)
     out[1] = { "--ro-bind", defer .. "/shim", M.SHIM }
     out[2] = { "--ro-bind", defer .. "/bin", M.SHIM_BIN }
     out[3] = { "--bind", defer .. "/deferred", M.DEFERRED }
-    for _, path in ipairs(c.deferred_paths or {}) do out[#out + 1] = { "--ro-bind", defer .. "/shim", path } end
+    local real = {}
+    for _, path in ipairs(c.deferred_paths or {}) do
+      local name = path:match("([^/]+)$")
+      if not real[name] then  -- the host's own, where the shim can reach it (bwrap binds from the old root)
+        real[name] = true
+        out[#out + 1] = { "--ro-bind", path, M.REAL_DIR .. "/" .. name }
+      end
+      out[#out + 1] = { "--ro-bind", defer .. "/shim", path }
+    end
     for _, dir in ipairs(c.hidden or {}) do
       out[#out + 1] = { "--tmpfs", dir }
       out[#out + 1] = { "--remount-ro", dir }
