@@ -24,6 +24,27 @@ local function approve(e, id)
   assert.equal(0, r.code, r.stderr)
 end
 
+-- both_ways(e, workload [, setup]) -> the directory the workload ran in
+-- directly, and the id of the session that ran it through capture,
+-- approve and execute in e.host (setup made in both first)
+local function both_ways(e, workload, setup)
+  local proc = require("shannot.proc")
+  local direct = e.dir .. "/direct"
+  assert(fs.mkdir_p(direct))
+  if setup then
+    e:sh(setup)
+    local r0 = assert(proc.run({ "sh", "-c", setup, "sh", direct }))
+    assert.equal(0, r0.code, r0.stderr)
+  end
+  local rd = assert(proc.run({ "sh", "-c", "cd \"$1\" && " .. workload, "sh", direct }))
+  assert.equal(0, rd.code, rd.stderr)
+  local id = capture(e, workload)
+  approve(e, id)
+  local r = cli(e, { "execute", id })
+  assert.equal(0, r.code, r.stdout .. r.stderr)
+  return direct, id
+end
+
 -- The default test profile defers `touch`, so a deferred command leaves
 -- a visible mark when (and only when) it runs on the host.
 local function bed()
@@ -64,22 +85,12 @@ describe("apply", function()
   it("leaves the tree the workload leaves when run directly (differential: paths, types, modes, owners, " ..
     "links, contents)", function()
     local e = bed()
-    local direct = e.dir .. "/direct"
     local setup = 'echo old > "$1/f"; mkdir -p "$1/d/sub" "$1/keep" "$1/r"; echo k > "$1/d/sub/k"; ' ..
       'ln -s f "$1/l"; chmod 640 "$1/f"; echo gone > "$1/gone"; echo x > "$1/r/x"'
-    e:sh(setup)
-    assert(fs.mkdir_p(direct))
-    local r0 = assert(require("shannot.proc").run({ "sh", "-c", setup, "sh", direct }))
-    assert.equal(0, r0.code, r0.stderr)
     local workload = "echo new >> f && rm -r d gone && ln -sfn n l && printf 'a\\000b' > n && mkdir -p a/b && " ..
       "echo z > a/b/z && chmod 700 keep && chmod 4755 a/b/z && mv r/x r/y && ln -s ../f a/up && " ..
       "rm -r r && mkdir r && echo again > r/x"
-    local rd = assert(require("shannot.proc").run({ "sh", "-c", "cd \"$1\" && " .. workload, "sh", direct }))
-    assert.equal(0, rd.code, rd.stderr)
-    local id = capture(e, workload)
-    approve(e, id)
-    local r = cli(e, { "execute", id })
-    assert.equal(0, r.code, r.stderr)
+    local direct = both_ways(e, workload, setup)
     assert.equal(cap.tree_state(direct), cap.tree_state(e.host))
   end)
 
@@ -181,21 +192,13 @@ describe("apply", function()
   it("gives every file, symlink and directory it makes the modification time the script gave it, and " ..
     "rollback gives back the old ones (issue 14.1)", function()
     local e = bed()
-    local direct = e.dir .. "/direct"
     local setup = 'echo old > "$1/f"; touch -d "2000-01-01 00:00:00.5" "$1/f"'
     e:sh(setup)
-    assert(fs.mkdir_p(direct))
-    assert.equal(0, assert(require("shannot.proc").run({ "sh", "-c", setup, "sh", direct })).code)
     local before = fs.lstat(e.host .. "/f")
     local workload = "echo new > f && touch -d '2001-02-03 04:05:06.123456789' f && mkdir -p d/e && " ..
       "echo x > d/e/x && touch -d '2002-01-01 00:00:01' d/e/x && ln -s x d/e/l && " ..
       "touch -h -d '2003-01-01 00:00:02' d/e/l && touch -d '2004-01-01 00:00:03' d/e d"
-    local rd = assert(require("shannot.proc").run({ "sh", "-c", "cd \"$1\" && " .. workload, "sh", direct }))
-    assert.equal(0, rd.code, rd.stderr)
-    local id = capture(e, workload)
-    approve(e, id)
-    local r = cli(e, { "execute", id })
-    assert.equal(0, r.code, r.stdout .. r.stderr)
+    local direct, id = both_ways(e, workload, setup)
     for _, rel in ipairs({ "f", "d", "d/e", "d/e/x", "d/e/l" }) do
       local here, there = fs.lstat(e.host .. "/" .. rel), fs.lstat(direct .. "/" .. rel)
       assert.same({ there.mtime_sec, there.mtime_nsec }, { here.mtime_sec, here.mtime_nsec }, rel)
@@ -259,14 +262,7 @@ describe("apply", function()
 
   it("keeps a sparse file sparse: it takes no more room than when the script made it (issue 14.2)", function()
     local e = bed()
-    local direct = e.dir .. "/direct"
-    assert(fs.mkdir_p(direct))
-    local workload = "truncate -s 64M big && echo end >> big"
-    assert.equal(0, assert(require("shannot.proc").run({ "sh", "-c", "cd \"$1\" && " .. workload, "sh",
-      direct })).code)
-    local id = capture(e, workload)
-    approve(e, id)
-    assert.equal(0, cli(e, { "execute", id }).code)
+    local direct = both_ways(e, "truncate -s 64M big && echo end >> big")
     local here, there = fs.lstat(e.host .. "/big"), fs.lstat(direct .. "/big")
     assert.equal(there.size, here.size)
     assert.is_true(here.blocks <= there.blocks + 8, string.format("%d blocks, directly %d", here.blocks,
