@@ -664,6 +664,71 @@ static int fs_set_meta(lua_State *L)
     return 1;
 }
 
+/* The value of one attribute of the entry at path itself, grown until it
+ * fits; pushes it, or returns -1 with errno. */
+static int push_xattr(lua_State *L, const char *path, const char *name)
+{
+    size_t cap = 256;
+    for (;;) {
+        char *buf = lua_newuserdatauv(L, cap, 0);
+        ssize_t n = lgetxattr(path, name, buf, cap);
+        if (n >= 0) {
+            lua_pushlstring(L, buf, (size_t)n);
+            lua_remove(L, -2);
+            return 0;
+        }
+        lua_pop(L, 1);
+        if (errno != ERANGE || cap >= 65536) {
+            return -1;
+        }
+        cap *= 4;
+    }
+}
+
+/* xattrs(path) -> {name = value} | nil, msg, code: every extended attribute
+ * of the entry itself (never a symlink's target), values as bytes */
+static int fs_xattrs(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    char names[65536];
+    ssize_t len = llistxattr(path, names, sizeof names);
+    if (len < 0) {
+        if (errno == ENOTSUP) {
+            lua_newtable(L);
+            return 1;
+        }
+        return sh_fail(L, path, errno);
+    }
+    lua_newtable(L);
+    for (ssize_t i = 0; i < len; i += (ssize_t)strlen(names + i) + 1) {
+        if (push_xattr(L, path, names + i) < 0) {
+            if (errno == ENODATA) {
+                continue; /* removed meanwhile */
+            }
+            return sh_fail(L, path, errno);
+        }
+        lua_setfield(L, -2, names + i);
+    }
+    return 1;
+}
+
+/* set_xattr(path, name [, value]) -> true | nil, msg, code: sets (value) or
+ * removes (no value; absent is fine) one attribute of the entry itself */
+static int fs_set_xattr(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    size_t n;
+    const char *value = luaL_optlstring(L, 3, NULL, &n);
+    int rc =
+        value ? lsetxattr(path, name, value, n, 0) : lremovexattr(path, name);
+    if (rc < 0 && !(value == NULL && errno == ENODATA)) {
+        return sh_failf(L, errno, "%s: %s", path, name);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* rename(from, to) -> true | nil, msg, code (rename(2): same file system) */
 static int fs_rename(lua_State *L)
 {
@@ -930,6 +995,8 @@ static const luaL_Reg fs_funcs[] = {{"stat", fs_stat},
                                     {"rmtree", fs_rmtree},
                                     {"chmod", fs_chmod},
                                     {"getxattr", fs_getxattr},
+                                    {"xattrs", fs_xattrs},
+                                    {"set_xattr", fs_set_xattr},
                                     {"rename", fs_rename},
                                     {"lchown", fs_lchown},
                                     {"set_meta", fs_set_meta},

@@ -270,6 +270,35 @@ describe("apply", function()
     assert.equal("end\n", fs.read_file(e.host .. "/big"):sub(-4))
   end)
 
+  it("carries extended attributes and file capabilities, reviews a capability as danger, and rollback " ..
+    "takes them back (issue 14.1)", function()
+    if not h.need(require("shannot.core.sys").ids().euid == 0, "root (file capabilities)") then return end
+    if not h.need(fs.which("setcap", "/usr/sbin:/sbin:/usr/bin") ~= nil, "setcap (libcap2-bin)") then return end
+    local e = bed()
+    e:sh('echo data > "$1/src"; echo old > "$1/old"')
+    assert(fs.set_xattr(e.host .. "/src", "user.k", "v1"))
+    local id, s = capture(e, "cp --preserve=xattr src new && cp --preserve=xattr --attributes-only src old && " ..
+      "cp /bin/true tool && /usr/sbin/setcap cap_net_raw+ep tool")
+    local ops = {}
+    for _, op in ipairs(s.operations) do ops[op.path:sub(#e.host + 2)] = op end
+    assert.equal("xattr", ops.old.kind)
+    assert.equal("danger", ops.tool.danger)
+    assert.matches("capabilities", ops.tool.reason)
+    assert.matches("extended attributes: %+user%.k", e:show(id, { "--diff" }))
+    approve(e, id)
+    local r = cli(e, { "execute", id })
+    assert.equal(0, r.code, r.stdout .. r.stderr)
+    assert.equal("v1", fs.xattrs(e.host .. "/new")["user.k"])
+    assert.equal("v1", fs.xattrs(e.host .. "/old")["user.k"])
+    assert.equal("old\n", fs.read_file(e.host .. "/old"))
+    local caps = assert(require("shannot.proc").run({ "/usr/sbin/getcap", e.host .. "/tool" }))
+    assert.matches("cap_net_raw=ep", caps.stdout)
+    assert.equal(0, cli(e, { "rollback", id }).code)
+    assert.is_nil(fs.xattrs(e.host .. "/old")["user.k"])
+    assert.is_nil(fs.lstat(e.host .. "/new"))
+    assert.is_nil(fs.lstat(e.host .. "/tool"))
+  end)
+
   it("refuses to execute when the host drifted, listing the paths, and changes nothing", function()
     local e = bed()
     e:sh('echo one > "$1/f"; echo two > "$1/g"')

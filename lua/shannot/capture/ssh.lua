@@ -51,6 +51,7 @@ end
 local function replica_tree(meta)
   local t = {}
   for k, v in pairs(walk.local_tree) do t[k] = v end
+  t.xattrs = nil  -- the stream's are not applied over SSH (no setfattr there): none is captured
   function t.lstat(_, path)
     local st, msg, code = fs.lstat(path)
     if not st then return nil, msg, code end

@@ -8,6 +8,7 @@ local fs = require("shannot.fs")
 local guard = require("shannot.guard")
 local store = require("shannot.store")
 local text = require("shannot.text")
+local xattrs = require("shannot.xattrs")
 
 local M = {}
 
@@ -37,6 +38,7 @@ M.local_tree = {
   lstat = function(_, path) return fs.lstat(path) end,
   opaque = function(_, path) return fs.getxattr(path, OPAQUE_XATTR) == "y" end,
   readlink = function(_, path) return fs.readlink(path) end,
+  xattrs = function(_, path) return fs.xattrs(path) end,
   hash = function(_, path) return store.hash_file(path) end,
   -- store(blobs, path, move) -> {hash, size} | nil, msg
   store = function(_, blobs, path, move) return store.put_file(blobs, path, { move = move }) end,
@@ -97,8 +99,17 @@ local function new_meta(st)
     mtime_nsec = st.mtime_nsec }
 end
 
--- Metadata-only changes of a path that exists on both sides.
-function Walk:metadata(path, host, ust, hst)
+-- The kept extended attributes of path in tree | nil: none, or a tree
+-- that cannot tell (a remote host over SFTP).
+function Walk:xattrs(tree, path)
+  if not tree.xattrs then return nil end
+  return xattrs.kept_of(self:check(tree:xattrs(path)))
+end
+
+-- Metadata-only changes of a path that exists on both sides (e: as for
+-- file/symlink/dir below).
+function Walk:metadata(e)
+  local path, host, ust, hst = e.path, e.host, e.ust, e.hst
   local base
   if ust.type ~= "link" and ust.mode ~= hst.mode then
     base = self:base(host, hst)
@@ -107,6 +118,16 @@ function Walk:metadata(path, host, ust, hst)
   if ust.uid ~= hst.uid or ust.gid ~= hst.gid then
     base = base or self:base(host, hst)
     self:add({ kind = "chown", path = path, new = new_meta(ust), base = base })
+  end
+  if ust.type ~= "link" and self.up.xattrs and self.host.xattrs then
+    local now, before = self:xattrs(self.up, e.up), self:xattrs(self.host, host)
+    if not xattrs.same(now, before) then
+      base = base or self:base(host, hst)
+      base.xattrs = before
+      local new = new_meta(ust)
+      new.xattrs = now
+      self:add({ kind = "xattr", path = path, new = new, base = base })
+    end
   end
 end
 
@@ -131,7 +152,7 @@ function Walk:content(e)
   local path, up, host, ust, hst = e.path, e.up, e.host, e.ust, e.hst
   if hst and hst.type == "file" and hst.size == ust.size then
     local same = self:check(self.up:hash(up)) == self:check(self.host:hash(host))
-    if same then return self:metadata(path, host, ust, hst) end
+    if same then return self:metadata(e) end
   end
   if self.max_bytes and self.bytes + ust.size > self.max_bytes then
     -- apparent sizes: a sparse file costs no disk in staging, but would
@@ -140,9 +161,10 @@ function Walk:content(e)
       "capture keep", self.max_bytes, text.middle(path, 80), ust.size)
   end
   local base = self:base(host, hst)
+  local attrs = self:xattrs(self.up, up)  -- read before the content moves away
   local info = self:check(self.up:store(self.blobs, up, true))
   local new = new_meta(ust)
-  new.hash, new.size = info.hash, info.size
+  new.hash, new.size, new.xattrs = info.hash, info.size, attrs
   -- whether a person can read it as text (policy rates what they cannot)
   local head = store.peek(self.blobs, info.hash, 8192)
   new.content = diff.content_kind(head or "", info.size)
@@ -154,7 +176,7 @@ function Walk:symlink(e)
   local path, up, host, ust, hst = e.path, e.up, e.host, e.ust, e.hst
   local target = self:check(self.up:readlink(up))
   if hst and hst.type == "link" and self.host:readlink(host) == target then
-    return self:metadata(path, host, ust, hst)
+    return self:metadata(e)
   end
   local new = new_meta(ust)
   new.link = target
@@ -165,18 +187,22 @@ end
 -- that is there already only changes owner or mode.
 function Walk:fifo(e)
   local path, host, ust, hst = e.path, e.host, e.ust, e.hst
-  if hst and hst.type == "fifo" then return self:metadata(path, host, ust, hst) end
-  self:add({ kind = "mkfifo", path = path, new = new_meta(ust), base = self:base(host, hst) })
+  if hst and hst.type == "fifo" then return self:metadata(e) end
+  local new = new_meta(ust)
+  new.xattrs = self:xattrs(self.up, e.up)
+  self:add({ kind = "mkfifo", path = path, new = new, base = self:base(host, hst) })
 end
 
 function Walk:dir(e)
   local path, up, host, ust, hst = e.path, e.up, e.host, e.ust, e.hst
   if hst and hst.type == "dir" and not self.up:opaque(up) then
-    self:metadata(path, host, ust, hst)
+    self:metadata(e)
     return self:tree(up, path, host)
   end
   local kind = (hst and hst.type == "dir") and "replace_dir" or "mkdir"
-  self:add({ kind = kind, path = path, new = new_meta(ust), base = self:base(host, hst) })
+  local new = new_meta(ust)
+  new.xattrs = self:xattrs(self.up, up)
+  self:add({ kind = kind, path = path, new = new, base = self:base(host, hst) })
   -- Everything below is new: the host's entries (if any) are gone.
   return self:tree(up, path, nil)
 end
@@ -263,7 +289,8 @@ function M.operations(overlays, blobs, trees, opts)
   return err.try(function()
     for _, o in ipairs(overlays) do
       -- The root itself: a chmod or chown of the captured directory.
-      w:metadata(o.target, o.target, w:check(w.up:lstat(o.upper)), w:check(w.host:lstat(o.target)))
+      w:metadata({ path = o.target, up = o.upper, host = o.target, ust = w:check(w.up:lstat(o.upper)),
+        hst = w:check(w.host:lstat(o.target)) })
       w:tree(o.upper, o.target, o.target)
     end
     w:hard_links()

@@ -14,7 +14,8 @@
 --   x:make_dir(path, meta): a directory there (anything else goes), its
 --       owner and mode set
 --   x:remove_tree(path), x:set_meta(path, {uid, gid, mode, mtime_sec,
---       mtime_nsec})
+--       mtime_nsec}), x:set_xattrs(path, {name = hex}): exactly those of
+--       the kept ones (xattrs.lua); a meta's xattrs are set that way too
 --       (mode nil: the owner only, as for a symlink)
 -- A primitive that fails throws an err object (err.throw).
 local err = require("shannot.err")
@@ -93,10 +94,12 @@ local function owner_mode(n, is_link)
   return { uid = n.uid, gid = n.gid, mode = not is_link and n.mode or nil }
 end
 
--- The same and the modification time, for what is made anew.
+-- The same, the modification time and the extended attributes, for what
+-- is made anew.
 local function made(n, is_link)
   local m = owner_mode(n, is_link)
   m.mtime_sec, m.mtime_nsec = n.mtime_sec, n.mtime_nsec
+  if not is_link then m.xattrs = n.xattrs end
   return m
 end
 
@@ -122,12 +125,18 @@ function APPLY.mkfifo(x, op, _, tmp)
 end
 
 function APPLY.mkdir(x, op)
-  x:make_dir(op.path, owner_mode(op.new))
+  x:make_dir(op.path, made(op.new))
 end
 
 function APPLY.replace_dir(x, op)
   x:remove_tree(op.path)
-  x:make_dir(op.path, owner_mode(op.new))
+  x:make_dir(op.path, made(op.new))
+end
+
+-- The extended attributes exactly as the script left them (added,
+-- changed, removed), content, owner and mode untouched.
+function APPLY.xattr(x, op)
+  x:set_xattrs(op.path, op.new.xattrs or {})
 end
 
 function APPLY.delete(x, op)
@@ -186,6 +195,7 @@ function M.restore(x, e, cpdir, temp_prefix)
       x:remove_tree(e.path)
     elseif e.type == "dir" then
       x:make_dir(e.path, owner_mode(e))
+      if e.xattrs then x:set_xattrs(e.path, e.xattrs) end
     elseif e.type == "file" then
       x:put_file(e.path, { blobs = cpdir, hash = e.hash, meta = made(e), tmp = tmp })
     elseif e.type == "link" then

@@ -8,6 +8,7 @@ local fs = require("shannot.fs")
 local guard = require("shannot.guard")
 local proc = require("shannot.proc")
 local store = require("shannot.store")
+local xattrs = require("shannot.xattrs")
 
 local M = {}
 M.__index = M
@@ -43,8 +44,13 @@ local function state(path, known)
   local _ <close> = guard(function() close_at(a) end)
   local st, smsg, scode = fs.lstat(a.path)
   if not st and scode ~= "ENOENT" then return nil, smsg, scode end
-  return common.state_of(st, known, function() return store.hash_file(a.path) end,
+  local out, serr = common.state_of(st, known, function() return store.hash_file(a.path) end,
     function() return fs.readlink(a.path) end)
+  if out and out.exists and out.type ~= "link" then
+    local all = fs.xattrs(a.path)
+    out.xattrs = all and (xattrs.kept_of(all) or {}) or nil
+  end
+  return out, serr
 end
 
 -- visit(path, real, st) for everything under the directory open as dirf
@@ -78,6 +84,11 @@ end
 local function entry_of(path, real, st, cpdir)
   local e = { path = path, exists = true, type = st.type, mode = st.mode, uid = st.uid, gid = st.gid,
     mtime_sec = st.mtime_sec, mtime_nsec = st.mtime_nsec }
+  if st.type ~= "link" then
+    local all, msg = fs.xattrs(real)
+    if not all then return nil, msg end
+    e.xattrs = xattrs.kept_of(all) or {}  -- {}: none, to be put back exactly so
+  end
   if st.type == "file" then
     local info, msg = store.put_file(cpdir, real)
     if not info then return nil, msg end
@@ -132,14 +143,28 @@ local function remove_tree(path)
   if fs.lstat(path) then check(fs.rmtree(path)) end
 end
 
+-- The kept extended attributes of path exactly want ({name = hex}):
+-- others of those namespaces removed.  After the owner: a chown clears
+-- security.capability.
+local function set_xattrs(path, want)
+  local now = xattrs.kept_of(check(fs.xattrs(path))) or {}
+  for name in pairs(now) do
+    if want[name] == nil then check(fs.set_xattr(path, name)) end
+  end
+  for name, value in pairs(want) do
+    if now[name] ~= value then check(fs.set_xattr(path, name, xattrs.unhex(value))) end
+  end
+end
+
 -- Owner and mode of the entry itself (fs.set_meta: a name swapped for a
 -- symlink meanwhile is never followed); a mode for what is now a symlink
--- is an error, not a change elsewhere.
+-- is an error, not a change elsewhere.  Then n.xattrs, if any.
 local function set_owner_mode(path, n)
   local _, msg, code = fs.set_meta(path, { uid = n.uid, gid = n.gid, mode = n.mode, mtime_sec = n.mtime_sec,
     mtime_nsec = n.mtime_nsec })
   if code == "ELOOP" then common.fail("is now a symlink") end
   check(msg == nil, msg)
+  if n.xattrs then set_xattrs(path, n.xattrs) end
 end
 
 -- new contents go in beside the target under tmp, then over it: tmp is
@@ -219,6 +244,11 @@ end
 function X.remove_tree(_, path)
   local a <close> = pinned(path)
   remove_tree(a.path)
+end
+
+function X.set_xattrs(_, path, want)
+  local a <close> = pinned(path)
+  set_xattrs(a.path, want)
 end
 
 function X.set_meta(_, path, meta)

@@ -156,6 +156,10 @@ function M.builtin(op)
   if (op.kind == "write" or op.kind == "symlink") and op.base and op.base.type == "dir" then
     return "danger", string.format("replaces a whole directory with a %s", op.kind == "write" and "file" or "symlink")
   end
+  local new_caps = op.new and op.new.xattrs and op.new.xattrs["security.capability"]
+  if new_caps and new_caps ~= (op.base and op.base.xattrs or {})["security.capability"] then
+    return "danger", "gives the file capabilities (security.capability): it runs with privileges"
+  end
   local mode = op.new and op.new.mode
   if op.kind == "link" and mode and mode & 3072 ~= 0 then
     return "danger", string.format("a second name for a setuid/setgid file (%04o)", mode)

@@ -18,6 +18,7 @@ local M = {}
 -- A deferred command runs at most this long on the host.
 M.EXEC_TIMEOUT = 3600
 local FILE_KINDS = { write = true, mkdir = true, replace_dir = true, symlink = true, mkfifo = true, link = true,
+  xattr = true,
   delete = true, chmod = true, chown = true }
 
 -- same(a, b): the same file system object, as far as the session cares.
@@ -43,7 +44,7 @@ function M.expected(op)
   if op.kind == "delete" then return { exists = false } end
   local n = op.new or {}
   local b = op.base or {}
-  if op.kind == "chmod" or op.kind == "chown" then
+  if op.kind == "chmod" or op.kind == "chown" or op.kind == "xattr" then
     return { exists = true, type = b.type, mode = n.mode, uid = n.uid, gid = n.gid, hash = b.hash, link = b.link }
   end
   return { exists = true, type = n.type, mode = n.mode, uid = n.uid, gid = n.gid, hash = n.hash, link = n.link }
@@ -421,7 +422,8 @@ function M.rollback(id, opts)
     -- now, not at the conflict check: a restore before may have moved it.
     local now = ex:state(entry.path)
     if now and M.same(entry, now) and (entry.type == "dir" or entry.mtime_sec == nil
-      or (entry.mtime_sec == now.mtime_sec and entry.mtime_nsec == now.mtime_nsec)) then
+      or (entry.mtime_sec == now.mtime_sec and entry.mtime_nsec == now.mtime_nsec))
+      and (entry.xattrs == nil or now.xattrs == nil or require("shannot.xattrs").same(entry.xattrs, now.xattrs)) then
       report.unchanged[#report.unchanged + 1] = entry.path
     else
       local ok, rerr = ex:restore(entry, cpdir, M.temp_prefix(s))

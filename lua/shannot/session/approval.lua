@@ -68,6 +68,11 @@ local function put_state(out, prefix, st)
   -- bound too when there is one (sessions captured before had none, and
   -- their digests stay what they were)
   if st.hardlink ~= nil then put(out, prefix .. ".hardlink", st.hardlink) end
+  if type(st.xattrs) == "table" then
+    for _, name in ipairs(require("shannot.xattrs").names(st.xattrs)) do
+      put(out, prefix .. ".xattrs." .. name, st.xattrs[name])
+    end
+  end
   if st.mtime_sec ~= nil then
     put(out, prefix .. ".mtime_sec", st.mtime_sec)
     put(out, prefix .. ".mtime_nsec", st.mtime_nsec)

@@ -276,13 +276,13 @@ local STATE = { fields = {
   exists = opt("boolean"), type = opt("string"), mode = opt("integer"), uid = opt("integer"),
   gid = opt("integer"), hash = opt("hash"), size = opt("integer"), link = opt("string"),
   stored = opt("boolean"), content = opt("string"), mtime_sec = opt("integer"),
-  mtime_nsec = opt("integer"), hardlink = opt("string"),
+  mtime_nsec = opt("integer"), hardlink = opt("string"), xattrs = opt("table"),
 } }
 
 local OPERATION = { fields = {
   id = "integer",
   kind = { one_of = { "write", "mkdir", "replace_dir", "symlink", "mkfifo", "link", "delete", "chmod", "chown",
-    "exec" } },
+    "xattr", "exec" } },
   path = opt("string"), decision = opt({ one_of = { "approve", "deny", "review" } }),
   danger = opt("string"), reason = opt("string"), new = opt(STATE), base = opt(STATE),
   argv = opt({ list = "string" }), cwd = opt("string"),
@@ -292,7 +292,7 @@ local CHECKPOINT_ENTRY = { fields = {
   path = "string", exists = "boolean", type = opt("string"), mode = opt("integer"), uid = opt("integer"),
   gid = opt("integer"), hash = opt("hash"), size = opt("integer"), link = opt("string"),
   op = opt("integer"), below = opt("integer"), mtime_sec = opt("integer"),
-  mtime_nsec = opt("integer"),
+  mtime_nsec = opt("integer"), xattrs = opt("table"),
 } }
 
 local SCHEMA = { fields = {

@@ -21,8 +21,32 @@ function M.owner(m)
   return string.format("%s:%s", tostring(m.uid), tostring(m.gid))
 end
 
+-- xattr_change(before, after) -> "+name, -name, ~name" (added, removed,
+-- changed; capabilities and ACLs by their names)
+function M.xattr_change(before, after)
+  local xattrs = require("shannot.xattrs")
+  local parts = {}
+  for _, name in ipairs(xattrs.names(after)) do
+    if (before or {})[name] == nil then parts[#parts + 1] = "+" .. name
+    elseif before[name] ~= after[name] then parts[#parts + 1] = "~" .. name end
+  end
+  for _, name in ipairs(xattrs.names(before)) do
+    if (after or {})[name] == nil then parts[#parts + 1] = "-" .. name end
+  end
+  return table.concat(parts, ", ")
+end
+
 -- describe(op) -> what the operation does, in one line
 function M.describe(op)
+  local line = M.describe_kind(op)
+  local x = op.kind ~= "xattr" and op.new and op.new.xattrs
+  if x and next(x) ~= nil then
+    line = line .. ", extended attributes " .. table.concat(require("shannot.xattrs").names(x), " ")
+  end
+  return line
+end
+
+function M.describe_kind(op)
   local new, base = op.new or {}, op.base or {}
   local octal, size, owner = M.octal, M.size, M.owner
   local replaced = base.exists and new.type and base.type ~= new.type
@@ -57,6 +81,8 @@ function M.describe(op)
     return string.format("%s -> %s", octal(base.mode), octal(new.mode))
   elseif op.kind == "chown" then
     return string.format("%s -> %s", owner(base), owner(new))
+  elseif op.kind == "xattr" then
+    return "extended attributes: " .. M.xattr_change(base.xattrs, new.xattrs)
   elseif op.kind == "exec" then
     return "run on the host after the file operations, in " .. tostring(op.cwd or "/")
   end
@@ -110,7 +136,8 @@ function M.diff(s, op)
 end
 
 -- Operation kinds in the order summaries list them.
-M.KINDS = { "write", "mkdir", "replace_dir", "symlink", "mkfifo", "link", "delete", "chmod", "chown", "exec" }
+M.KINDS = { "write", "mkdir", "replace_dir", "symlink", "mkfifo", "link", "delete", "chmod", "chown", "xattr",
+  "exec" }
 
 -- "2 write, 1 delete, 1 exec"
 function M.count_line(counts)
