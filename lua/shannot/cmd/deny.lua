@@ -19,11 +19,9 @@ options:
 
 function M.run(opts, args)
   if #args ~= 1 then return nil, err.usage("deny: give one session id; usage: %s", M.usage) end
-  if not session.valid_id(args[1]) then return nil, select(2, session.dir(args[1])) end
-  local lock <close>, lerr = session.lock(args[1], "denied")
-  if not lock then return nil, lerr end
-  local s, e = session.current(args[1], { config = opts.config, actor = opts.actor, warn = opts.warn })
-  if not s then return nil, e end
+  local lock <close>, s = session.acquire(args[1], "denied",
+    { config = opts.config, actor = opts.actor, warn = opts.warn })
+  if not lock then return nil, s end
   if s.status ~= "pending" then
     return nil, err.refused("session %s is %s; only a pending session can be denied", s.id, s.status)
   end

@@ -43,11 +43,9 @@ end
 
 function M.run(opts, args)
   if #args ~= 1 then return nil, err.usage("revoke: give one session id; usage: %s", M.usage) end
-  if not session.valid_id(args[1]) then return nil, select(2, session.dir(args[1])) end
-  local lock <close>, lerr = session.lock(args[1], "revoked")
-  if not lock then return nil, lerr end
-  local s, e = session.current(args[1], { config = opts.config, actor = opts.actor, warn = opts.warn })
-  if not s then return nil, e end
+  local lock <close>, s = session.acquire(args[1], "revoked",
+    { config = opts.config, actor = opts.actor, warn = opts.warn })
+  if not lock then return nil, s end
   if s.status ~= "approved" then
     return nil, err.refused("session %s is %s; only an approved session can be revoked", s.id, s.status)
   end

@@ -216,10 +216,8 @@ end
 -- log), actor, warn, stop_on_deferred_failure (the deferred commands after
 -- a failing one are not run).
 function M.execute(id, opts)
-  local lock <close>, lerr = session.lock(id, "executed")
-  if not lock then return nil, lerr end
-  local s, e = session.current(id, opts)
-  if not s then return nil, e end
+  local lock <close>, s = session.acquire(id, "executed", opts)
+  if not lock then return nil, s end
   if s.status ~= "approved" or s.execution then return nil, refuse_status(s) end
   local sealed, why = require("shannot.session.approval").check(s)
   if not sealed then
@@ -370,10 +368,8 @@ end
 -- their effects outside the files stay).
 function M.rollback(id, opts)
   opts = opts or {}
-  local lock <close>, lerr = session.lock(id, "rolled back")
-  if not lock then return nil, lerr end
-  local s, e = session.current(id, opts)
-  if not s then return nil, e end
+  local lock <close>, s = session.acquire(id, "rolled back", opts)
+  if not lock then return nil, s end
   local can = s.status == "executed" or s.status == "failed" or (s.status == "approved" and s.execution)
   if not can then
     return nil, err.refused("session %s is %s: there is nothing to roll back", s.id, s.status)

@@ -401,6 +401,21 @@ function M.current(id, opts)
   return s
 end
 
+-- acquire(id, action, opts) -> lock, session | nil, err: the session
+-- under its lock (action: what the lock says is going on), as it is now
+-- (current's opts).  What every command changing one session starts with.
+function M.acquire(id, action, opts)
+  if not M.valid_id(id) then return nil, select(2, M.dir(id)) end
+  local lock, lerr = M.lock(id, action)
+  if not lock then return nil, lerr end
+  local s, e = M.current(id, opts)
+  if not s then
+    lock:close()
+    return nil, e
+  end
+  return lock, s
+end
+
 -- How long a second command waits for a session another one holds.
 M.LOCK_WAIT = 3
 
