@@ -119,6 +119,13 @@ function Walk:metadata(e)
     base = base or self:base(host, hst)
     self:add({ kind = "chown", path = path, new = new_meta(ust), base = base })
   end
+  -- the time alone (touch -d, a tool restoring a shipped time): files and
+  -- symlinks; a directory's changes whenever anything in it does
+  if ust.type ~= "dir" and ust.mtime_sec and (ust.mtime_sec ~= hst.mtime_sec or ust.mtime_nsec ~= hst.mtime_nsec) then
+    base = base or self:base(host, hst)
+    base.mtime_sec, base.mtime_nsec = hst.mtime_sec, hst.mtime_nsec
+    self:add({ kind = "touch", path = path, new = new_meta(ust), base = base })
+  end
   if ust.type ~= "link" and self.up.xattrs and self.host.xattrs then
     local now, before = self:xattrs(self.up, e.up), self:xattrs(self.host, host)
     if not xattrs.same(now, before) then

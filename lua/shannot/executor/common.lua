@@ -133,6 +133,11 @@ function APPLY.replace_dir(x, op)
   x:make_dir(op.path, made(op.new))
 end
 
+-- The modification time alone (content, owner and mode as they are).
+function APPLY.touch(x, op)
+  x:set_meta(op.path, { mtime_sec = op.new.mtime_sec, mtime_nsec = op.new.mtime_nsec })
+end
+
 -- The extended attributes exactly as the script left them (added,
 -- changed, removed), content, owner and mode untouched.
 function APPLY.xattr(x, op)

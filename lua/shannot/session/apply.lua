@@ -18,7 +18,7 @@ local M = {}
 -- A deferred command runs at most this long on the host.
 M.EXEC_TIMEOUT = 3600
 local FILE_KINDS = { write = true, mkdir = true, replace_dir = true, symlink = true, mkfifo = true, link = true,
-  xattr = true,
+  xattr = true, touch = true,
   delete = true, chmod = true, chown = true }
 
 -- same(a, b): the same file system object, as far as the session cares.
@@ -44,7 +44,7 @@ function M.expected(op)
   if op.kind == "delete" then return { exists = false } end
   local n = op.new or {}
   local b = op.base or {}
-  if op.kind == "chmod" or op.kind == "chown" or op.kind == "xattr" then
+  if op.kind == "chmod" or op.kind == "chown" or op.kind == "xattr" or op.kind == "touch" then
     return { exists = true, type = b.type, mode = n.mode, uid = n.uid, gid = n.gid, hash = b.hash, link = b.link }
   end
   return { exists = true, type = n.type, mode = n.mode, uid = n.uid, gid = n.gid, hash = n.hash, link = n.link }

@@ -282,7 +282,7 @@ local STATE = { fields = {
 local OPERATION = { fields = {
   id = "integer",
   kind = { one_of = { "write", "mkdir", "replace_dir", "symlink", "mkfifo", "link", "delete", "chmod", "chown",
-    "xattr", "exec" } },
+    "xattr", "touch", "exec" } },
   path = opt("string"), decision = opt({ one_of = { "approve", "deny", "review" } }),
   danger = opt("string"), reason = opt("string"), new = opt(STATE), base = opt(STATE),
   argv = opt({ list = "string" }), cwd = opt("string"),

@@ -17,6 +17,13 @@ function M.size(n)
   return string.format("%.1f %s", v, units[i])
 end
 
+-- time(meta) -> "2001-02-03 04:05:06.5 UTC" from mtime_sec/nsec
+function M.time(m)
+  if math.type(m.mtime_sec) ~= "integer" then return "?" end
+  local frac = (m.mtime_nsec or 0) > 0 and string.format(".%09d", m.mtime_nsec):gsub("0+$", "") or ""
+  return os.date("!%Y-%m-%d %H:%M:%S", m.mtime_sec) .. frac .. " UTC"
+end
+
 function M.owner(m)
   return string.format("%s:%s", tostring(m.uid), tostring(m.gid))
 end
@@ -81,6 +88,8 @@ function M.describe_kind(op)
     return string.format("%s -> %s", octal(base.mode), octal(new.mode))
   elseif op.kind == "chown" then
     return string.format("%s -> %s", owner(base), owner(new))
+  elseif op.kind == "touch" then
+    return string.format("modification time %s -> %s", M.time(base), M.time(new))
   elseif op.kind == "xattr" then
     return "extended attributes: " .. M.xattr_change(base.xattrs, new.xattrs)
   elseif op.kind == "exec" then
@@ -137,7 +146,7 @@ end
 
 -- Operation kinds in the order summaries list them.
 M.KINDS = { "write", "mkdir", "replace_dir", "symlink", "mkfifo", "link", "delete", "chmod", "chown", "xattr",
-  "exec" }
+  "touch", "exec" }
 
 -- "2 write, 1 delete, 1 exec"
 function M.count_line(counts)
