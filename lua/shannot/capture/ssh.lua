@@ -164,7 +164,11 @@ end
 local function host_tree(s, sftp, scratch)
   local n = 0
   return {
-    lstat = function(_, path) return sftp:lstat(path) end,
+    lstat = function(_, path)
+      local st, msg, code = sftp:lstat(path)
+      if st then st.mtime_nsec = nil end  -- SFTP v3 carries whole seconds: none is known
+      return st, msg, code
+    end,
     readlink = function(_, path) return sftp:readlink(path) end,
     hash = function(_, path)
       local r, msg = s:exec("sha256sum -- " .. text.quote(path), { timeout = 600 })

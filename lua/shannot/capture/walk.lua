@@ -121,7 +121,9 @@ function Walk:metadata(e)
   end
   -- the time alone (touch -d, a tool restoring a shipped time): files and
   -- symlinks; a directory's changes whenever anything in it does
-  if ust.type ~= "dir" and ust.mtime_sec and (ust.mtime_sec ~= hst.mtime_sec or ust.mtime_nsec ~= hst.mtime_nsec) then
+  -- (a host tree without nanoseconds, SFTP's, is compared in seconds)
+  local moved = ust.mtime_sec ~= hst.mtime_sec or (hst.mtime_nsec ~= nil and ust.mtime_nsec ~= hst.mtime_nsec)
+  if ust.type ~= "dir" and ust.mtime_sec and moved then
     base = base or self:base(host, hst)
     base.mtime_sec, base.mtime_nsec = hst.mtime_sec, hst.mtime_nsec
     self:add({ kind = "touch", path = path, new = new_meta(ust), base = base })
