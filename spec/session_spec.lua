@@ -146,4 +146,24 @@ describe("session", function()
     end
     assert.is_true(fs.exists(file))
   end)
+
+  it("refuses hand-made metadata in an operation: attributes, times, hard-link sources (issue 14)", function()
+    local id = make(home, {})
+    local file = home .. "/data/shannot/sessions/" .. id .. "/session.json"
+    local doc = assert(json.decode(assert(fs.read_file(file))))
+    local op = { id = 1, kind = "write", path = "/etc/x", new = { type = "file", mode = 420 } }
+    for _, bad in ipairs({
+      { xattrs = { ["user.k"] = {} } }, { xattrs = { ["security.selinux"] = "00" } },
+      { xattrs = { ["user.k"] = "xyz" } }, { mtime_sec = "soon" }, { hardlink = 7 },
+    }) do
+      for k, v in pairs(bad) do op.new[k] = v end
+      doc.operations = { op }
+      h.write(file, json.encode(doc))
+      local r = h.shannot({ "show", id }, { home = home })
+      assert.equal(2, r.code, json.encode(bad))
+      assert.is_true(h.one_line_error(r), r.stderr)
+      assert.matches("operations%[1%]%.new%.", r.stderr)
+      for k in pairs(bad) do op.new[k] = nil end
+    end
+  end)
 end)

@@ -747,12 +747,9 @@ static int fs_getxattr(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     const char *name = luaL_checkstring(L, 2);
-    char buf[256];
-    ssize_t n = lgetxattr(path, name, buf, sizeof buf);
-    if (n < 0) {
+    if (push_xattr(L, path, name) < 0) {
         return sh_fail(L, path, errno);
     }
-    lua_pushlstring(L, buf, (size_t)n);
     return 1;
 }
 

@@ -68,6 +68,7 @@ function Fake:remove_temps(paths, prefix)
   for i, p in ipairs(paths) do mapped[i] = there(p) end
   return lex:remove_temps(mapped, prefix)
 end
+function Fake:xattrs(path) return lex:xattrs(there(path)) end
 function Fake:set_times(list)
   local mapped = {}
   for i, t in ipairs(list) do

@@ -15,7 +15,9 @@
 --   ex:state(path [, known]), ex:originals(op, cpdir), ex:sync(cpdir),
 --   ex:apply(op, ctx), ex:exec(op, timeout), ex:restore(entry, cpdir,
 --   prefix), ex:remove_temps(paths, prefix), ex:below(path) (every path
---   below a directory), ex:set_times({{path, mtime_sec, mtime_nsec}...}) (set last):
+--   below a directory), ex:xattrs(path) (the kept extended attributes, nil
+--   when the executor cannot tell), ex:set_times({{path, mtime_sec,
+--   mtime_nsec}...}) (set last):
 --   execute and rollback (executor/local.lua), ex:close()
 local M = {}
 

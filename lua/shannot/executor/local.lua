@@ -44,13 +44,8 @@ local function state(path, known)
   local _ <close> = guard(function() close_at(a) end)
   local st, smsg, scode = fs.lstat(a.path)
   if not st and scode ~= "ENOENT" then return nil, smsg, scode end
-  local out, serr = common.state_of(st, known, function() return store.hash_file(a.path) end,
+  return common.state_of(st, known, function() return store.hash_file(a.path) end,
     function() return fs.readlink(a.path) end)
-  if out and out.exists and out.type ~= "link" then
-    local all = fs.xattrs(a.path)
-    out.xattrs = all and (xattrs.kept_of(all) or {}) or nil
-  end
-  return out, serr
 end
 
 -- visit(path, real, st) for everything under the directory open as dirf
@@ -244,6 +239,16 @@ end
 function X.remove_tree(_, path)
   local a <close> = pinned(path)
   remove_tree(a.path)
+end
+
+-- ex:xattrs(path) -> the kept extended attributes ({} none) | nil (not
+-- known): what rollback compares, read only there (not on every state)
+function M:xattrs(path) -- luacheck: ignore 212/self
+  local a = at(path)
+  if not a then return nil end
+  local _ <close> = guard(function() close_at(a) end)
+  local all = fs.xattrs(a.path)
+  return all and (xattrs.kept_of(all) or {}) or nil
 end
 
 function X.set_xattrs(_, path, want)

@@ -419,6 +419,10 @@ end
 
 -- Extended attributes over SSH: none is captured from a remote (no
 -- setfattr there to apply them with), so there is never one to set.
+function M:xattrs() -- luacheck: ignore 212/self
+  return nil  -- not known over SFTP
+end
+
 function M:set_xattrs(path, want) -- luacheck: ignore 212/self
   if next(want) ~= nil then fail("%s: extended attributes cannot be set over SSH", path) end
 end

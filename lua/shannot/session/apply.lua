@@ -13,6 +13,7 @@ local text = require("shannot.text")
 
 local audit_event = require("shannot.session.audit_event")
 local guard = require("shannot.guard")
+local xattrs = require("shannot.xattrs")
 local M = {}
 
 -- A deferred command runs at most this long on the host.
@@ -300,16 +301,16 @@ end
 -- Rollback
 ---------------------------------------------------------------------------
 
--- The paths the session's file operations made or touched, and whether
--- a path is one of execute's own temp files (an interrupted execute's).
-local function session_paths(s)
-  local out, prefix = {}, M.temp_prefix(s)
+-- made_by(s) -> whether a path is one the session's file operations made
+-- or touched, or one of execute's own temp files (an interrupted one's)
+local function made_by(s)
+  local paths, prefix = {}, M.temp_prefix(s)
   for _, op in ipairs(s.operations) do
-    if op.path and FILE_KINDS[op.kind] then out[op.path] = true end
+    if op.path and FILE_KINDS[op.kind] then paths[op.path] = true end
   end
-  return setmetatable(out, { __index = function(_, path)
-    return (path:match("([^/]*)$")):sub(1, #prefix) == prefix
-  end })
+  return function(path)
+    return paths[path] or path:match("([^/]*)$"):sub(1, #prefix) == prefix
+  end
 end
 
 -- A directory the session made that now holds entries it did not make:
@@ -319,7 +320,7 @@ local function foreign_below(ex, e, mine)
   if not below then return err_.message end
   local foreign = {}
   for _, p in ipairs(below) do
-    if not mine[p] then foreign[#foreign + 1] = p end
+    if not mine(p) then foreign[#foreign + 1] = p end
   end
   if #foreign == 0 then return nil end
   return string.format("a directory the session made now holds %d entr%s it did not make (%s%s)", #foreign,
@@ -330,7 +331,7 @@ end
 -- checkpointed state nor the state its operation leaves it in, or a
 -- directory the session made holding what it did not make.
 function M.conflicts(ex, s)
-  local ops, out, mine = op_by_id(s), {}, session_paths(s)
+  local ops, out, mine = op_by_id(s), {}, made_by(s)
   for _, e in ipairs(s.checkpoint.entries) do
     if e.op then
       local now, msg = ex:state(e.path)
@@ -360,6 +361,21 @@ local function restore_order(entries)
   for _, e in ipairs(removals) do out[#out + 1] = e end
   for _, e in ipairs(restores) do out[#out + 1] = e end
   return out
+end
+
+-- Whether a path already is as its checkpoint entry holds it: content,
+-- owner, mode, its time (not a directory's: set last anyway) and, where
+-- the executor can tell, its extended attributes.
+local function as_checkpointed(ex, entry)
+  local now = ex:state(entry.path)
+  if not (now and M.same(entry, now)) then return false end
+  if entry.type ~= "dir" and entry.mtime_sec ~= nil
+    and (entry.mtime_sec ~= now.mtime_sec or entry.mtime_nsec ~= now.mtime_nsec) then
+    return false
+  end
+  if entry.xattrs == nil or not entry.exists then return true end
+  local attrs = ex:xattrs(entry.path)
+  return attrs == nil or xattrs.same(entry.xattrs, attrs)
 end
 
 -- rollback(id, opts) -> session, report | nil, err.  opts: force, dry_run.
@@ -416,10 +432,7 @@ function M.rollback(id, opts)
     -- A path already as its checkpoint holds it is left alone (an
     -- operation that never ran, a file made immutable meanwhile).  Read
     -- now, not at the conflict check: a restore before may have moved it.
-    local now = ex:state(entry.path)
-    if now and M.same(entry, now) and (entry.type == "dir" or entry.mtime_sec == nil
-      or (entry.mtime_sec == now.mtime_sec and entry.mtime_nsec == now.mtime_nsec))
-      and (entry.xattrs == nil or now.xattrs == nil or require("shannot.xattrs").same(entry.xattrs, now.xattrs)) then
+    if as_checkpointed(ex, entry) then
       report.unchanged[#report.unchanged + 1] = entry.path
     else
       local ok, rerr = ex:restore(entry, cpdir, M.temp_prefix(s))

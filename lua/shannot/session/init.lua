@@ -276,7 +276,7 @@ local STATE = { fields = {
   exists = opt("boolean"), type = opt("string"), mode = opt("integer"), uid = opt("integer"),
   gid = opt("integer"), hash = opt("hash"), size = opt("integer"), link = opt("string"),
   stored = opt("boolean"), content = opt("string"), mtime_sec = opt("integer"),
-  mtime_nsec = opt("integer"), hardlink = opt("string"), xattrs = opt("table"),
+  mtime_nsec = opt("integer"), hardlink = opt("string"), xattrs = opt("xattrs"),
 } }
 
 local OPERATION = { fields = {
@@ -292,7 +292,7 @@ local CHECKPOINT_ENTRY = { fields = {
   path = "string", exists = "boolean", type = opt("string"), mode = opt("integer"), uid = opt("integer"),
   gid = opt("integer"), hash = opt("hash"), size = opt("integer"), link = opt("string"),
   op = opt("integer"), below = opt("integer"), mtime_sec = opt("integer"),
-  mtime_nsec = opt("integer"), xattrs = opt("table"),
+  mtime_nsec = opt("integer"), xattrs = opt("xattrs"),
 } }
 
 local SCHEMA = { fields = {
@@ -314,9 +314,21 @@ local KINDS = {
   boolean = function(v) return type(v) == "boolean" end,
   table = function(v) return type(v) == "table" end,
   hash = function(v) return type(v) == "string" and #v == 64 and v:find("^[0-9a-f]+$") ~= nil end,
+  -- extended attributes: names of the kept namespaces, values in even hex
+  xattrs = function(v)
+    if type(v) ~= "table" then return false end
+    for name, value in pairs(v) do
+      if type(name) ~= "string" or not require("shannot.xattrs").kept(name) or type(value) ~= "string"
+        or #value % 2 ~= 0 or not value:find("^[0-9a-f]*$") then
+        return false
+      end
+    end
+    return true
+  end,
 }
 local KIND_WORDS = { string = "a string", integer = "an integer", number = "a number", boolean = "true or false",
-  table = "an object", hash = "a SHA-256 (64 hex digits)" }
+  table = "an object", hash = "a SHA-256 (64 hex digits)",
+  xattrs = "extended attributes (kept names, hex values)" }
 
 -- check(v, rule, where) -> nil | what is wrong (naming where)
 local function check(v, rule, where)

@@ -161,8 +161,6 @@ local function plural(n, word)
   return n .. " " .. word .. (n == 1 and "" or "s")
 end
 
--- summary(s) -> what a front end says after a capture: the session made
--- and the commands to review and apply it.
 -- not_captured(s) -> lines saying what the run made that no operation
 -- holds (sockets, device nodes): never dropped silently
 function M.not_captured(s)
@@ -174,13 +172,8 @@ function M.not_captured(s)
   return out
 end
 
-function M.summary(s)
-  local skipped = M.not_captured(s)
-  local tail = #skipped > 0 and ("  " .. table.concat(skipped, "\n  ") .. "\n") or ""
-  return M.summary_head(s) .. tail
-end
-
-function M.summary_head(s)
+-- The session made, and the commands to review and apply it.
+local function summary_head(s)
   local failure = session.run_failure(s)
   if failure then
     return string.format("shannot: captured %s (%s) as session %s, pending review; FAILED RUN: the command %s, " ..
@@ -191,6 +184,14 @@ function M.summary_head(s)
   return string.format("shannot: captured %s (%s) as session %s, pending review\n" ..
     "  review: shannot show %s --diff\n  apply:  shannot approve %s\n",
     plural(#s.operations, "operation"), M.count_line(s.counts), s.id, s.id, s.id)
+end
+
+-- summary(s) -> what a front end says after a capture: the session made,
+-- the commands to review and apply it, what was not captured.
+function M.summary(s)
+  local skipped = M.not_captured(s)
+  local tail = #skipped > 0 and ("  " .. table.concat(skipped, "\n  ") .. "\n") or ""
+  return summary_head(s) .. tail
 end
 
 return M
