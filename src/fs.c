@@ -729,12 +729,17 @@ static int fs_set_xattr(lua_State *L)
     return 1;
 }
 
-/* rename(from, to) -> true | nil, msg, code (rename(2): same file system) */
+/* rename(from, to [, "noreplace"]) -> true | nil, msg, code (rename(2):
+ * same file system; "noreplace": an existing `to` is EEXIST, atomically,
+ * where a check before the call could race) */
 static int fs_rename(lua_State *L)
 {
+    static const char *const flags[] = {"replace", "noreplace", NULL};
     const char *from = luaL_checkstring(L, 1);
     const char *to = luaL_checkstring(L, 2);
-    if (rename(from, to) < 0) {
+    int noreplace = luaL_checkoption(L, 3, "replace", flags);
+    int rc = noreplace ? renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) : rename(from, to);
+    if (rc < 0) {
         return sh_failf(L, errno, "rename %s to %s", from, to);
     }
     lua_pushboolean(L, 1);

@@ -318,6 +318,79 @@ describe("apply", function()
     assert.same({ before.mtime_sec, before.mtime_nsec }, { after.mtime_sec, after.mtime_nsec })
   end)
 
+  -- An app tree of 40 entries with old fixed times, a hard-linked pair,
+  -- a symlink and a 1 MiB file (the host side of the rename specs).
+  local APP = 'mkdir -p "$1/app/lib/deep" && for i in $(seq 1 30); do echo "file $i" > "$1/app/lib/f$i"; done && ' ..
+    'yes shannot | head -c 1048576 > "$1/app/big" && ln "$1/app/big" "$1/app/big.hard" && ' ..
+    'ln -s lib/f1 "$1/app/current" && echo conf > "$1/app/conf" && echo d > "$1/app/lib/deep/d" && ' ..
+    'chmod 640 "$1/app/conf" && chmod 750 "$1/app/lib" && ' ..
+    'find "$1/app" -exec touch -h -d "2011-11-11 11:11:11.5" {} +'
+
+  local function kinds_of(e, s)
+    local out = {}
+    for _, line in ipairs(e:ops(s)) do out[#out + 1] = line end
+    return out
+  end
+
+  it("reviews a moved directory as one rename, applies it with rename(2) and rollback moves it back, the " ..
+    "host's tree as when run directly (issue 14.3)", function()
+    local manifest = require("support.manifest")
+    local e = cap.env()
+    local direct = e.dir .. "/direct"
+    assert(fs.mkdir_p(direct))
+    e:sh(APP)
+    assert.equal(0, require("shannot.proc").run({ "sh", "-c", APP, "sh", direct }).code)
+    local original = manifest.text(e.host, { dir_times = true })
+    local inode = fs.lstat(e.host .. "/app/big").ino
+    local since = os.time()
+    local workload = "mv app app.old && mkdir app && echo v2 > app/conf"
+    assert.equal(0, require("shannot.proc").run({ "sh", "-c", "cd \"$1\" && " .. workload, "sh", direct }).code)
+    local id, s = capture(e, workload)
+    assert.same({ "rename app.old", "mkdir app", "write app/conf" }, kinds_of(e, s))
+    local rename = s.operations[1]
+    assert.equal(e.host .. "/app", rename.from)
+    assert.equal(38, rename.new.count)
+    local shown = e:show(id, {})
+    assert.matches("rename%s+[^\n]*/app%.old  [^\n]*/app %-> [^\n]*/app%.old, 38 entries, 2%.0 MiB, unchanged", shown)
+    approve(e, id)
+    local r = cli(e, { "execute", id })
+    assert.equal(0, r.code, r.stdout .. r.stderr)
+    assert.equal(inode, fs.lstat(e.host .. "/app.old/big").ino, "moved, not copied")
+    assert.same({}, manifest.differences(direct, e.host, { since = since }))
+    local rb = cli(e, { "rollback", id })
+    assert.equal(0, rb.code, rb.stdout .. rb.stderr)
+    assert.equal(inode, fs.lstat(e.host .. "/app/big").ino)
+    -- directories' times too: the host dir's, which the move changed
+    assert.equal(original, manifest.text(e.host, { dir_times = true }))
+  end)
+
+  it("reviews a moved file as a rename too, and a moved tree changed on the way as what it is " ..
+    "(issue 14.3)", function()
+    local e = cap.env()
+    e:sh(APP)
+    local _, s = capture(e, "mv app/big app/big.old")
+    assert.same({ "rename app/big.old" }, kinds_of(e, s))
+    local _, s2 = capture(e, "mv app app.old && echo edited >> app.old/conf")
+    local ops = kinds_of(e, s2)
+    assert.is_nil(table.concat(ops, "\n"):find("rename", 1, true), "a changed tree is no rename")
+    assert.equal("delete app", ops[1])
+  end)
+
+  it("refuses a rename whose source changed since the dry-run, naming it, and changes nothing " ..
+    "(issue 14.3)", function()
+    local e = cap.env()
+    e:sh(APP)
+    local id = capture(e, "mv app app.old")
+    approve(e, id)
+    e:sh('echo later >> "$1/app/lib/deep/d"')
+    local before = cap.tree_state(e.host)
+    local r = cli(e, { "execute", id })
+    assert.equal(3, r.code, r.stdout .. r.stderr)
+    assert.is_true(h.one_line_error(r), r.stderr)
+    assert.matches("/app %(the tree to move changed since the dry%-run %(38 entries then, 38 now%)%)", r.stderr)
+    assert.equal(before, cap.tree_state(e.host))
+  end)
+
   it("refuses to execute when the host drifted, listing the paths, and changes nothing", function()
     local e = bed()
     e:sh('echo one > "$1/f"; echo two > "$1/g"')
@@ -366,14 +439,15 @@ describe("apply", function()
 
   it("after a kill at any step of execute, rollback restores the original tree", function()
     local e = bed()
-    e:sh('echo old > "$1/f"; mkdir -p "$1/d/s"; echo k > "$1/d/s/k"; ln -s f "$1/l"; echo gone > "$1/x"')
+    e:sh('echo old > "$1/f"; mkdir -p "$1/d/s"; echo k > "$1/d/s/k"; ln -s f "$1/l"; echo gone > "$1/x"; ' ..
+      'mkdir -p "$1/app/lib"; echo a > "$1/app/lib/a"; echo c > "$1/app/c"')
     local original = cap.tree_state(e.host)
     local step, finished = 0, false
     while not finished do
       step = step + 1
       assert.is_true(step < 40, "execute never finished")
       local id = capture(e, "echo new >> f && rm -r d && ln -sfn f2 l && rm x && mkdir -p n/m && echo y > n/m/y && " ..
-        "echo f2 > f2")
+        "echo f2 > f2 && mv app app.old && mkdir app && echo v2 > app/c")
       approve(e, id)
       local r = cli(e, { "execute", id }, { env = { SHANNOT_TEST_FAULT_AFTER = tostring(step) } })
       if r.code == 0 then

@@ -241,6 +241,26 @@ describe("integrity (issue 12)", function()
       end
     end)
 
+    it("refuses an execute after a rename's source or moved tree was edited (issue 14.3)", function()
+      local edits = {
+        function(d) d.operations[1].from = d.operations[1].from:gsub("/app$", "/other") end,
+        function(d) d.operations[1].from_base.digest = string.rep("0", 64) end,
+      }
+      for _, fn in ipairs(edits) do
+        local e = cap.env()
+        e:sh('mkdir "$1/app" "$1/other"; echo a > "$1/app/a"; echo a > "$1/other/a"')
+        local _, _, s = e:run("mv app app.old")
+        assert.same({ "rename app.old" }, e:ops(s))
+        assert.equal(0, h.shannot({ "approve", s.id, "--yes" }, { home = e.home }).code)
+        local before = cap.tree_state(e.host)
+        edit(e.home .. "/data/shannot/sessions/" .. s.id, fn)
+        local r = h.shannot({ "execute", s.id }, { home = e.home })
+        assert.equal(3, r.code, r.stdout .. r.stderr)
+        assert.matches("was changed after it was approved: operation 1 %(rename ", r.stderr)
+        assert.equal(before, cap.tree_state(e.host))
+      end
+    end)
+
     it("refuses a seal made again without the user's approval key", function()
       local e = cap.env()
       local id, dir = approved_session(e)

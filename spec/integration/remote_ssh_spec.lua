@@ -102,19 +102,25 @@ describe("remote over SSH", function()
     local e = cap.env({ defer = { "touch" } })
     e:sh('echo old > "$1/f"; echo gone > "$1/old"; mkdir -p "$1/d/sub"; echo k > "$1/d/sub/k"; ' ..
       'ln -s f "$1/l"; chown 1234:1234 "$1/f"; chmod 640 "$1/f"; echo r > "$1/ref"; ' ..
-      'touch -d "2001-02-03 04:05:06.5" "$1/ref"')
+      'touch -d "2001-02-03 04:05:06.5" "$1/ref"; mkdir -p "$1/app/lib"; echo a > "$1/app/lib/a"; ' ..
+      'echo b > "$1/app/b"; ln -s lib/a "$1/app/cur"')
     add_remote("box")
+    local app_inode = fs.lstat(e.host .. "/app/lib/a").ino
     local original = cap.tree_state(e.host)
     local r = h.shannot({ "run", "--target", "box", "--accept-new", "--json", "--profile", e.profile, "-c",
       "cd " .. e.host .. " && echo new >> f && rm old && rm -r d && ln -sfn n l && mkdir -p a/b && " ..
       "echo z > a/b/z && cp --preserve=timestamps ref a/b/t && mkfifo -m 640 a/p && ln a/b/z a/zz && " ..
-      "truncate -s 16M a/sparse && " ..
+      "truncate -s 16M a/sparse && mv app app.old && mkdir app && echo v2 > app/conf && " ..
       "touch " .. e.host .. "/mark" }, { home = home })
     assert.equal(0, r.code, r.stderr)
     local id = json.decode(r.stdout).session.id
+    local shown = h.shannot({ "show", id }, { home = home }).stdout
+    assert.matches("rename%s+[^\n]*/app%.old  [^\n]*/app %-> [^\n]*/app%.old, 5 entries", shown)
     assert.equal(0, h.shannot({ "approve", id, "--yes" }, { home = home }).code)
     local x = h.shannot({ "execute", id }, { home = home })
     assert.equal(0, x.code, x.stdout .. x.stderr)
+    assert.equal(app_inode, fs.lstat(e.host .. "/app.old/lib/a").ino, "moved on the remote, not copied")
+    assert.equal("v2\n", fs.read_file(e.host .. "/app/conf"))
     assert.equal("old\nnew\n", fs.read_file(e.host .. "/f"))
     assert.equal(1234, fs.lstat(e.host .. "/f").uid)
     assert.is_nil(fs.lstat(e.host .. "/old"))
@@ -143,6 +149,7 @@ describe("remote over SSH", function()
     local rb = h.shannot({ "rollback", id }, { home = home })
     assert.equal(0, rb.code, rb.stdout .. rb.stderr)
     assert.equal(original, cap.tree_state(e.host))
+    assert.equal(app_inode, fs.lstat(e.host .. "/app/lib/a").ino, "moved back")
   end)
 
   it("fails clearly when the connection drops during execute, and rolls back once it is back", function()

@@ -170,6 +170,23 @@ local function host_tree(s, sftp, scratch)
       return st, msg, code
     end,
     readlink = function(_, path) return sftp:readlink(path) end,
+    names = function(_, dir)
+      local names, msg, code = sftp:readdir(dir)
+      if not names then return nil, msg, code end
+      table.sort(names)
+      return names
+    end,
+    -- hashes(root) -> {path = sha256} of every file below root, in one
+    -- exec (a moved tree's thousand files are not a thousand round trips)
+    hashes = function(_, root)
+      local r, msg = s:exec("find " .. text.quote(root) .. " -type f -print0 | xargs -0r sha256sum -z --",
+        { timeout = 3600, max_capture = 64 * 1024 * 1024 })
+      if not r then return nil, msg end
+      if r.code ~= 0 or r.stdout_truncated then return nil, root .. ": cannot hash its files on the remote" end
+      local out = {}
+      for h, path in r.stdout:gmatch("(%x+)  ([^%z]*)%z") do out[path] = h end
+      return out
+    end,
     hash = function(_, path)
       local r, msg = s:exec("sha256sum -- " .. text.quote(path), { timeout = 600 })
       if not r then return nil, msg end

@@ -6,6 +6,7 @@ local diff = require("shannot.diff")
 local err = require("shannot.err")
 local fs = require("shannot.fs")
 local guard = require("shannot.guard")
+local renames = require("shannot.capture.renames")
 local store = require("shannot.store")
 local text = require("shannot.text")
 local xattrs = require("shannot.xattrs")
@@ -303,6 +304,7 @@ function M.operations(overlays, blobs, trees, opts)
       w:tree(o.upper, o.target, o.target)
     end
     w:hard_links()
+    renames.detect(w)
     return w
   end)
 end

@@ -11,8 +11,9 @@ local M = {
   usage = "shannot show ID [--diff] [--json]",
   help = [[
 Shows a session: its status, the command that made it, and every
-operation it holds (write, mkdir, replace_dir, symlink, delete, chmod,
-chown, exec) with the path and what changes.
+operation it holds (write, mkdir, replace_dir, symlink, mkfifo, link,
+rename, delete, chmod, chown, touch, xattr, exec) with the path and what
+changes.
 
 options:
   --diff   the content changes of each write as a unified diff (binary

@@ -13,12 +13,14 @@
 --       to the file at existing, refused unless it holds hash
 --   x:make_dir(path, meta): a directory there (anything else goes), its
 --       owner and mode set
+--   x:move(from, to): rename(2), refused when something is at to
 --   x:remove_tree(path), x:set_meta(path, {uid, gid, mode, mtime_sec,
 --       mtime_nsec}), x:set_xattrs(path, {name = hex}): exactly those of
 --       the kept ones (xattrs.lua); a meta's xattrs are set that way too
 --       (mode nil: the owner only, as for a symlink)
 -- A primitive that fails throws an err object (err.throw).
 local err = require("shannot.err")
+local store = require("shannot.store")
 
 local M = {}
 
@@ -73,6 +75,24 @@ function M.state_of(st, known, hash, readlink)
     out.link = readlink()
   end
   return out
+end
+
+-- tree_digest(entries, root) -> sha256 hex, count: a tree as a rename
+-- keeps it, from its entries ({path, type, mode, uid, gid, hash, link,
+-- mtime_sec}, root first, any order below): names, types, owners, modes,
+-- contents, link targets, and the (whole-second) times of all but
+-- directories, which a copy standing in for a rename need not keep.
+function M.tree_digest(entries, root)
+  local lines = {}
+  for _, e in ipairs(entries) do
+    local rel = e.path == root and "" or e.path:sub(#root + 2)
+    local what = e.type == "file" and e.hash or (e.type == "link" and e.link) or ""
+    local time = e.type ~= "dir" and tostring(e.mtime_sec) or ""
+    lines[#lines + 1] = table.concat({ rel, e.type, tostring(e.mode), tostring(e.uid), tostring(e.gid), what, time },
+      "\0")
+  end
+  table.sort(lines)
+  return store.hash_string(table.concat(lines, "\n")), #lines
 end
 
 -- replaces_dir(op) -> whether a directory at op.path goes with op (and
@@ -142,6 +162,12 @@ end
 -- changed, removed), content, owner and mode untouched.
 function APPLY.xattr(x, op)
   x:set_xattrs(op.path, op.new.xattrs or {})
+end
+
+-- A move within the host (rename(2)): the approved tree, which the drift
+-- check found unchanged at its old name, is never copied.
+function APPLY.rename(x, op)
+  x:move(op.from, op.path)
 end
 
 function APPLY.delete(x, op)

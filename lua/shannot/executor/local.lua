@@ -236,6 +236,14 @@ function X.make_dir(_, path, meta)
   set_owner_mode(a.path, meta)
 end
 
+function X.move(_, from, to)
+  local src <close> = pinned(from)
+  local dst <close> = pinned(to)
+  local _, msg, code = fs.rename(src.path, dst.path, "noreplace")
+  if code == "EEXIST" then common.fail("%s: something is there now", to) end
+  check(msg == nil, msg)
+end
+
 function X.remove_tree(_, path)
   local a <close> = pinned(path)
   remove_tree(a.path)
@@ -326,6 +334,38 @@ function M:below(path) -- luacheck: ignore 212/self
   end)
   top:close()
   if not ok then return common.failure(werr) end
+  return out
+end
+
+-- ex:manifest(path) -> the states of path and everything below it
+-- ({path, type, mode, uid, gid, hash, link, mtime_sec}, {} when absent)
+-- | nil, err: what a rename's drift check compares
+function M:manifest(path) -- luacheck: ignore 212/self
+  local a, msg, code = at(path)
+  if not a then
+    if code == "ENOENT" then return {} end
+    return common.failure(msg, code)
+  end
+  local _ <close> = guard(function() close_at(a) end)
+  local out = {}
+  local function visit(p, real, st)
+    local e, serr = common.state_of(st, nil, function() return store.hash_file(real) end,
+      function() return fs.readlink(real) end)
+    if not e then return nil, serr end
+    e.path = p
+    out[#out + 1] = e
+    return true
+  end
+  local st = fs.lstat(a.path)
+  if not st then return out end
+  local ok, verr = visit(path, a.path, st)
+  if ok and st.type == "dir" then
+    local top, terr = fs.open_dir_at(a.dir, a.name)
+    if not top then return common.failure(terr) end
+    ok, verr = subtree(path, top, visit)
+    top:close()
+  end
+  if not ok then return common.failure(verr) end
   return out
 end
 

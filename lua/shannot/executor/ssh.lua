@@ -214,6 +214,11 @@ if ($act eq "put") {            # SRC TMP UID GID MODE MTIME
   chown($uid, $gid, $via) or die "$name: chown: $!\n" if $uid ne "";
   chmod(oct($mode), $via) or die "$name: chmod: $!\n" if $mode ne "";
   stamp($name, $mtime);
+} elsif ($act eq "move") {      # SRCPARENT SRCNAME: rename(2) of SRCPARENT/SRCNAME to here
+  my ($sp, $sn) = @a;
+  walkto($sp); sysopen(my $sd, ".", O_RDONLY | O_DIRECTORY) or die "$sp: $!\n"; walkto($parent);
+  die "$name: something is there now\n" if lstat($name);
+  rename("/proc/self/fd/" . fileno($sd) . "/$sn", $name) or die "$name: rename: $!\n";
 } elsif ($act eq "rmtree") {
   gone($name);
 } elsif ($act eq "snap") {      # DEEP: the entry (and, DEEP, all below it) as records on stdout
@@ -415,6 +420,25 @@ end
 
 function M:remove_tree(path)
   self:at("rmtree", path)
+end
+
+function M:move(from, to)
+  local sp, sn = split(from)
+  if not sp then fail("%s: not an absolute path below /", from) end
+  self:at("move", to, sp, sn)
+end
+
+-- ex:manifest(path) -> the states of path and everything below it ({}
+-- when absent) | nil, err: read by the AT script's safe walk, contents
+-- hashed on their way through a scratch store
+function M:manifest(path)
+  local scratch = self:scratch_file()
+  local _ <close> = guard(function() fs.rmtree(scratch) end)
+  local ok, msg = fs.mkdir_p(scratch, 448)
+  if not ok then return common.failure(msg) end
+  local entries, serr = self:snapshot(path, true, scratch)
+  if not entries then return common.failure(serr) end
+  return entries
 end
 
 -- Extended attributes over SSH: none is captured from a remote (no

@@ -149,6 +149,11 @@ function M.builtin(op)
   local path = op.path or ""
   local hit = any_glob(DANGER_PATHS, path)
   if hit then return "danger", string.format("%s is a sensitive path (%s)", path, hit) end
+  if op.kind == "rename" then
+    hit = any_glob(DANGER_PATHS, op.from or "")
+    if hit then return "danger", string.format("moves %s, a sensitive path (%s)", op.from, hit) end
+    if op.new and op.new.type == "dir" then return "caution", "moves a whole directory" end
+  end
   if op.kind == "delete" and op.base and op.base.type == "dir" then
     return "danger", "deletes a whole directory"
   end

@@ -19,7 +19,7 @@ local M = {}
 -- A deferred command runs at most this long on the host.
 M.EXEC_TIMEOUT = 3600
 local FILE_KINDS = { write = true, mkdir = true, replace_dir = true, symlink = true, mkfifo = true, link = true,
-  xattr = true, touch = true,
+  xattr = true, touch = true, rename = true,
   delete = true, chmod = true, chown = true }
 
 -- same(a, b): the same file system object, as far as the session cares.
@@ -89,11 +89,60 @@ local function below_made_dir(made, path)
   return false
 end
 
+-- at_or_below(path, roots) -> whether path is one of roots or below one
+local function at_or_below(path, roots)
+  for _, r in ipairs(roots) do
+    if path == r or path:sub(1, #r + 1) == r .. "/" then return true end
+  end
+  return false
+end
+
+-- A rename's two entries: its source (put back by moving it back, never
+-- copied) and its destination (absent before).
+local function moved_entries(op)
+  local b = op.from_base
+  return { { path = op.from, exists = true, type = b.type, mode = b.mode, uid = b.uid, gid = b.gid, hash = b.hash,
+    link = b.link, op = op.id, moved_to = op.path },
+    { path = op.path, exists = false, op = op.id, moved_from = op.from } }
+end
+
+-- parent_times(ex, ops, seen) -> {{path, mtime_sec, mtime_nsec}}: the
+-- modification times of the directories the operations change entries
+-- of (not entries themselves), which rollback puts back last: a new file
+-- in /etc moves the time of /etc, and rollback undoes all of it.
+local function parent_times(ex, ops, seen)
+  local out, done = {}, {}
+  local function add(path)
+    local parent = path and path:match("^(.*)/[^/]*$")
+    if parent == "" then parent = "/" end
+    if not parent or done[parent] or seen[parent] then return end
+    done[parent] = true
+    local st = ex:state(parent)
+    if st and st.exists and st.type == "dir" and st.mtime_sec then
+      out[#out + 1] = { path = parent, mtime_sec = st.mtime_sec, mtime_nsec = st.mtime_nsec or 0 }
+    end
+  end
+  for _, op in ipairs(ops) do
+    add(op.path)
+    add(op.from)
+  end
+  return out
+end
+
 local function checkpoint(ex, ops, cpdir)
-  local entries, seen, made = {}, {}, {}
+  local entries, seen, made, moved = {}, {}, {}, {}
   for _, op in ipairs(ops) do
     if not seen[op.path] then
-      local list, msg = ex:originals(op, cpdir)
+      local list, msg
+      if op.kind == "rename" then
+        list = moved_entries(op)
+        moved[#moved + 1] = op.from
+      elseif at_or_below(op.path, moved) then
+        -- where a rename took the host's tree away: nothing there before
+        list = { { path = op.path, exists = false, op = op.id } }
+      else
+        list, msg = ex:originals(op, cpdir)
+      end
       if not list and below_made_dir(made, op.path) then
         list = { { path = op.path, exists = false, op = op.id } }
       end
@@ -109,7 +158,7 @@ local function checkpoint(ex, ops, cpdir)
   end
   local ok, msg = ex:sync(cpdir)
   if not ok then return nil, err.env("checkpoint: %s", msg) end
-  return entries
+  return entries, parent_times(ex, ops, seen)
 end
 
 -- Directories an operation empties: below them every base is "absent" by
@@ -131,13 +180,27 @@ local function below_any(path, prefixes)
   return false
 end
 
+-- Why the tree a rename moves is not the one reviewed | nil: the whole
+-- tree compared, not just its top (a file changed inside it since would
+-- move along unseen).
+local function source_drift(ex, op)
+  local entries, merr = ex:manifest(op.from)
+  if not entries then return merr.message end
+  if #entries == 0 then return "the tree to move is gone" end
+  local digest, count = require("shannot.executor.common").tree_digest(entries, op.from)
+  if digest ~= op.from_base.digest then
+    return string.format("the tree to move changed since the dry-run (%d entries then, %d now)",
+      op.from_base.count or 0, count)
+  end
+end
+
 -- drift(ex, ops) -> list of {path, base, now} that differ from the dry-run
 function M.drift(ex, ops)
   local out = {}
-  local replaced = replaced_dirs(ops)
+  local replaced, moved = replaced_dirs(ops), {}
   for _, op in ipairs(ops) do
     local now, msg
-    if below_any(op.path, replaced) then
+    if below_any(op.path, replaced) or at_or_below(op.path, moved) then
       now = op.base or { exists = false }
     else
       now, msg = ex:state(op.path)
@@ -146,6 +209,11 @@ function M.drift(ex, ops)
       out[#out + 1] = { path = op.path, why = msg.message }
     elseif not M.same(op.base or { exists = false }, now) then
       out[#out + 1] = { path = op.path, base = op.base, now = now }
+    end
+    if op.kind == "rename" then
+      local why = source_drift(ex, op)
+      if why then out[#out + 1] = { path = op.from, why = why } end
+      moved[#moved + 1] = op.from
     end
   end
   return out
@@ -247,9 +315,10 @@ function M.execute(id, opts)
   local cpdir = dir .. "/checkpoint"
   local ok, msg = fs.mkdir_p(cpdir, 448)
   if not ok then return nil, err.env("checkpoint: %s", msg) end
-  local entries, cerr = checkpoint(ex, ops, cpdir)
-  if not entries then return nil, cerr end
-  s.checkpoint = { created_at = os.date("!%Y-%m-%dT%H:%M:%SZ"), entries = json.array(entries) }
+  local entries, parents = checkpoint(ex, ops, cpdir)
+  if not entries then return nil, parents end
+  s.checkpoint = { created_at = os.date("!%Y-%m-%dT%H:%M:%SZ"), entries = json.array(entries),
+    dir_times = json.array(parents) }
   s.execution = { started_at = s.checkpoint.created_at }
   ok, msg = require("shannot.session.approval").seal_checkpoint(s)
   if not ok then return nil, err.env("checkpoint: %s", msg) end
@@ -302,14 +371,16 @@ end
 ---------------------------------------------------------------------------
 
 -- made_by(s) -> whether a path is one the session's file operations made
--- or touched, or one of execute's own temp files (an interrupted one's)
+-- or touched (a tree it moved, all of it), or one of execute's own temp
+-- files (an interrupted one's)
 local function made_by(s)
-  local paths, prefix = {}, M.temp_prefix(s)
+  local paths, moved, prefix = {}, {}, M.temp_prefix(s)
   for _, op in ipairs(s.operations) do
     if op.path and FILE_KINDS[op.kind] then paths[op.path] = true end
+    if op.kind == "rename" then moved[#moved + 1] = op.path end
   end
   return function(path)
-    return paths[path] or path:match("([^/]*)$"):sub(1, #prefix) == prefix
+    return paths[path] or path:match("([^/]*)$"):sub(1, #prefix) == prefix or at_or_below(path, moved)
   end
 end
 
@@ -330,10 +401,47 @@ end
 -- conflicts(ex, s) -> list: a touched path now in neither its
 -- checkpointed state nor the state its operation leaves it in, or a
 -- directory the session made holding what it did not make.
-function M.conflicts(ex, s)
+-- A rename's source entry: fine where the move has not happened (the
+-- source as it was, nothing at the destination) or has (the tree at the
+-- destination, the source's name free or a directory the session made).
+-- -> why not | nil
+local function moved_conflict(ex, e, mine)
+  local at_src, serr = ex:state(e.path)
+  local at_dst, derr = ex:state(e.moved_to)
+  if not (at_src and at_dst) then return (serr or derr).message end
+  if M.same(e, at_src) and not at_dst.exists then return nil end
+  if M.same(e, at_dst) then
+    if not at_src.exists then return nil end
+    if at_src.type == "dir" and mine(e.path) then return foreign_below(ex, e, mine) end
+  end
+  return string.format("moved to %s by the session; now %s there and %s here", text.inert(e.moved_to),
+    describe_state(at_dst), describe_state(at_src))
+end
+
+-- unmoved(ex, entries) -> the sources of the renames execute never got
+-- to (the source as it was, nothing at the destination): what is below
+-- them is the host's own tree, which rollback leaves alone.
+local function unmoved(ex, entries)
+  local out = {}
+  for _, e in ipairs(entries) do
+    if e.moved_to then
+      local at_src, at_dst = ex:state(e.path), ex:state(e.moved_to)
+      if at_src and at_dst and not at_dst.exists and M.same(e, at_src) then out[#out + 1] = e.path end
+    end
+  end
+  return out
+end
+
+-- conflicts(ex, s [, still]) -> list (still: unmoved's, found if not given)
+function M.conflicts(ex, s, still)
   local ops, out, mine = op_by_id(s), {}, made_by(s)
+  still = still or unmoved(ex, s.checkpoint.entries)
   for _, e in ipairs(s.checkpoint.entries) do
-    if e.op then
+    if not e.moved_to and at_or_below(e.path, still) then -- luacheck: ignore 542
+    elseif e.moved_to then
+      local why = moved_conflict(ex, e, mine)
+      if why then out[#out + 1] = { path = e.path, why = why } end
+    elseif e.op and not e.moved_from then
       local now, msg = ex:state(e.path)
       local op = ops[e.op]
       if not now then
@@ -349,18 +457,58 @@ function M.conflicts(ex, s)
   return out
 end
 
--- plan_rollback(s) -> the restore order: absent-before paths removed
--- deepest first, then everything else parent first.
-local function restore_order(entries)
-  local removals, restores = {}, {}
+-- restore_order(entries, still) -> the order rollback goes in: what the
+-- session made where a rename's source was, removed deepest first; the
+-- renames moved back, last first; the other absent-before paths removed
+-- deepest first (a directory the session made for a moved tree is empty
+-- by then); everything else parent first.  A rename's destination is put
+-- back by its move, never removed; below a source still in place
+-- (still: unmoved's) nothing is touched.
+local function restore_order(entries, still)
+  local sources, moves, in_sources, removals, restores = {}, {}, {}, {}, {}
   for _, e in ipairs(entries) do
-    if e.exists then restores[#restores + 1] = e else removals[#removals + 1] = e end
+    if e.moved_to then
+      table.insert(moves, 1, e)
+      sources[#sources + 1] = e.path
+    end
   end
-  table.sort(removals, function(x, y) return #x.path > #y.path end)
+  for _, e in ipairs(entries) do
+    if e.moved_to or e.moved_from or at_or_below(e.path, still) then -- luacheck: ignore 542
+    elseif e.exists then
+      restores[#restores + 1] = e
+    elseif at_or_below(e.path, sources) then
+      in_sources[#in_sources + 1] = e
+    else
+      removals[#removals + 1] = e
+    end
+  end
+  local deepest = function(x, y) return #x.path > #y.path end
+  table.sort(in_sources, deepest)
+  table.sort(removals, deepest)
   local out = {}
-  for _, e in ipairs(removals) do out[#out + 1] = e end
-  for _, e in ipairs(restores) do out[#out + 1] = e end
+  for _, list in ipairs({ in_sources, moves, removals, restores }) do table.move(list, 1, #list, #out + 1, out) end
   return out
+end
+
+-- move_back(ex, e) -> "unchanged" | true | nil, err: a rename undone.
+-- What the session made at the source's name is gone by now (removed
+-- first); a directory left there empty goes too.
+local function move_back(ex, e)
+  local at_src, serr = ex:state(e.path)
+  local at_dst, derr = ex:state(e.moved_to)
+  if not (at_src and at_dst) then return nil, serr or derr end
+  if not at_dst.exists and M.same(e, at_src) then return "unchanged" end
+  return err.try(function()
+    if at_src.exists then
+      local left = at_src.type == "dir" and ex:below(e.path)
+      if not (left and #left == 0) then
+        err.throw(err.failed("%s: something is there now, where the moved tree goes back", e.path))
+      end
+      ex:remove_tree(e.path)
+    end
+    ex:move(e.moved_to, e.path)
+    return true
+  end)
 end
 
 -- Whether a path already is as its checkpoint entry holds it: content,
@@ -407,7 +555,8 @@ function M.rollback(id, opts)
   local ex, xerr = M.executor(s, opts)
   if not ex then return nil, xerr end
   local _ <close> = guard(function() ex:close() end)
-  local conflicts = M.conflicts(ex, s)
+  local still = unmoved(ex, s.checkpoint.entries)
+  local conflicts = M.conflicts(ex, s, still)
   if #conflicts > 0 and not opts.force then
     local lines = {}
     for _, c in ipairs(conflicts) do
@@ -417,7 +566,7 @@ function M.rollback(id, opts)
     return nil, err.refused("changed since the execution, so nothing was restored (--force restores anyway): %s",
       table.concat(lines, "; "))
   end
-  local order = restore_order(s.checkpoint.entries)
+  local order = restore_order(s.checkpoint.entries, still)
   local report = { restored = {}, unchanged = {}, conflicts = conflicts, failed = {},
     not_undone = M.deferred_that_ran(s) }
   if opts.dry_run then
@@ -432,15 +581,20 @@ function M.rollback(id, opts)
     -- A path already as its checkpoint holds it is left alone (an
     -- operation that never ran, a file made immutable meanwhile).  Read
     -- now, not at the conflict check: a restore before may have moved it.
-    if as_checkpointed(ex, entry) then
-      report.unchanged[#report.unchanged + 1] = entry.path
+    local done, rerr
+    if entry.moved_to then
+      done, rerr = move_back(ex, entry)
+    elseif as_checkpointed(ex, entry) then
+      done = "unchanged"
     else
-      local ok, rerr = ex:restore(entry, cpdir, M.temp_prefix(s))
-      if ok then
-        report.restored[#report.restored + 1] = entry.path
-      else
-        report.failed[#report.failed + 1] = { path = entry.path, error = rerr.message }
-      end
+      done, rerr = ex:restore(entry, cpdir, M.temp_prefix(s))
+    end
+    if done == "unchanged" then
+      report.unchanged[#report.unchanged + 1] = entry.path
+    elseif done then
+      report.restored[#report.restored + 1] = entry.path
+    else
+      report.failed[#report.failed + 1] = { path = entry.path, error = rerr.message }
     end
   end
   -- Directories last: restoring what is below one changes its time.
@@ -450,6 +604,11 @@ function M.rollback(id, opts)
       times[#times + 1] = { path = entry.path, mtime_sec = entry.mtime_sec, mtime_nsec = entry.mtime_nsec }
     end
   end
+  -- then the directories the entries are in, deepest first
+  local parents = {}
+  for i, t in ipairs(s.checkpoint.dir_times or {}) do parents[i] = t end
+  table.sort(parents, function(x, y) return #x.path > #y.path end)
+  table.move(parents, 1, #parents, #times + 1, times)
   for _, f in ipairs(ex:set_times(times)) do
     report.failed[#report.failed + 1] = { path = f.path, error = "its modification time: " .. f.error }
   end

@@ -85,6 +85,12 @@ function M.canonical(op)
   for _, f in ipairs(OP_FIELDS) do put(out, f, op[f]) end
   put_state(out, "new", op.new)
   put_state(out, "base", op.base)
+  if op.from ~= nil then
+    -- a rename: its source, and the tree it moves as the drift check knows it
+    put(out, "from", op.from)
+    put_state(out, "from_base", op.from_base)
+    put(out, "from_base.digest", type(op.from_base) == "table" and op.from_base.digest or nil)
+  end
   local argv = type(op.argv) == "table" and op.argv or {}
   put(out, "argc", #argv)
   for i, a in ipairs(argv) do put(out, "argv" .. i, a) end

@@ -127,7 +127,7 @@ end
 -- JSON text is UTF-8 and the encoder replaces invalid bytes; a file name
 -- may be any bytes but "/" and NUL.  Such strings also go out as hex
 -- (KEY_hex), and load() puts the exact bytes back.
-local RAW_KEYS = { "path", "link", "cwd", "hardlink" }
+local RAW_KEYS = { "path", "link", "cwd", "hardlink", "from" }
 
 local function hex(s)
   return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end))
@@ -159,6 +159,7 @@ local function each_record(s, fn)
       fn(op)
       if type(op.new) == "table" then fn(op.new) end
       if type(op.base) == "table" then fn(op.base) end
+      if type(op.from_base) == "table" then fn(op.from_base) end
     end
   end
 end
@@ -277,22 +278,23 @@ local STATE = { fields = {
   gid = opt("integer"), hash = opt("hash"), size = opt("integer"), link = opt("string"),
   stored = opt("boolean"), content = opt("string"), mtime_sec = opt("integer"),
   mtime_nsec = opt("integer"), hardlink = opt("string"), xattrs = opt("xattrs"),
+  digest = opt("hash"), count = opt("integer"), bytes = opt("integer"),
 } }
 
 local OPERATION = { fields = {
   id = "integer",
   kind = { one_of = { "write", "mkdir", "replace_dir", "symlink", "mkfifo", "link", "delete", "chmod", "chown",
-    "xattr", "touch", "exec" } },
+    "xattr", "touch", "rename", "exec" } },
   path = opt("string"), decision = opt({ one_of = { "approve", "deny", "review" } }),
   danger = opt("string"), reason = opt("string"), new = opt(STATE), base = opt(STATE),
-  argv = opt({ list = "string" }), cwd = opt("string"),
+  from = opt("string"), from_base = opt(STATE), argv = opt({ list = "string" }), cwd = opt("string"),
 } }
 
 local CHECKPOINT_ENTRY = { fields = {
   path = "string", exists = "boolean", type = opt("string"), mode = opt("integer"), uid = opt("integer"),
   gid = opt("integer"), hash = opt("hash"), size = opt("integer"), link = opt("string"),
   op = opt("integer"), below = opt("integer"), mtime_sec = opt("integer"),
-  mtime_nsec = opt("integer"), xattrs = opt("xattrs"),
+  mtime_nsec = opt("integer"), xattrs = opt("xattrs"), moved_to = opt("string"), moved_from = opt("string"),
 } }
 
 local SCHEMA = { fields = {
@@ -300,7 +302,8 @@ local SCHEMA = { fields = {
   expires_at = "string", target = opt("string"), profile = opt("string"), command = opt({ list = "string" }),
   exit_code = opt("integer"), signal = opt("string"), timed_out = opt("boolean"),
   operations = { list = OPERATION }, counts = opt("table"),
-  checkpoint = opt({ fields = { created_at = opt("string"), entries = opt({ list = CHECKPOINT_ENTRY }) } }),
+  checkpoint = opt({ fields = { created_at = opt("string"), entries = opt({ list = CHECKPOINT_ENTRY }),
+    dir_times = opt({ list = { fields = { path = "string", mtime_sec = "integer", mtime_nsec = "integer" } } }) } }),
   results = opt({ list = { fields = { id = "integer", ok = "boolean", error = opt("string") } } }),
   history = opt({ list = { fields = { at = "string", status = "string", note = opt("string") } } }),
   approval = opt({ fields = { digest = "string", target = opt("string"), operations = { list = "string" } } }),

@@ -82,6 +82,11 @@ function M.describe_kind(op)
       size(new.size), octal(new.mode), owner(new), replaced)
   elseif op.kind == "mkfifo" then
     return string.format("new FIFO (named pipe), %s %s%s", octal(new.mode), owner(new), replaced)
+  elseif op.kind == "rename" then
+    local n = new.count or 1
+    local what = new.type == "dir" and (n .. (n == 1 and " entry" or " entries")) or ("a " .. tostring(new.type))
+    return string.format("%s -> %s, %s, %s, unchanged (moved, not copied)", tostring(op.from or "?"),
+      tostring(op.path), what, size(new.bytes or new.size or 0))
   elseif op.kind == "delete" then
     return base.type == "dir" and "directory and everything in it" or ("a " .. tostring(base.type))
   elseif op.kind == "chmod" then
@@ -145,7 +150,7 @@ function M.diff(s, op)
 end
 
 -- Operation kinds in the order summaries list them.
-M.KINDS = { "write", "mkdir", "replace_dir", "symlink", "mkfifo", "link", "delete", "chmod", "chown", "xattr",
+M.KINDS = { "write", "mkdir", "replace_dir", "symlink", "mkfifo", "link", "rename", "delete", "chmod", "chown", "xattr",
   "touch", "exec" }
 
 -- "2 write, 1 delete, 1 exec"
