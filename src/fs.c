@@ -738,7 +738,9 @@ static int fs_rename(lua_State *L)
     const char *from = luaL_checkstring(L, 1);
     const char *to = luaL_checkstring(L, 2);
     int noreplace = luaL_checkoption(L, 3, "replace", flags);
-    int rc = noreplace ? renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) : rename(from, to);
+    int rc = noreplace
+                 ? renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE)
+                 : rename(from, to);
     if (rc < 0) {
         return sh_failf(L, errno, "rename %s to %s", from, to);
     }
