@@ -391,6 +391,46 @@ describe("apply", function()
     assert.equal(before, cap.tree_state(e.host))
   end)
 
+  it("answers a script's questions to the running system as the host does, records them, and refuses an " ..
+    "execute whose answer moved (issue 14.5)", function()
+    local proc = require("shannot.proc")
+    local e = cap.env()
+    -- a question no stand-in could guess: `systemctl is-active --quiet
+    -- nosuch && echo running` says nothing on any host, "running" if the
+    -- call were only recorded
+    local ask = "systemctl is-active --quiet nosuch && echo running; systemctl is-active nosuch; echo \"rc=$?\""
+    local direct = assert(proc.run({ "sh", "-c", ask }))
+    local r, doc, s = e:run(ask .. " > answers")
+    assert.equal(0, r.code, r.stderr)
+    assert.is_truthy(doc)
+    assert.equal(direct.stdout, require("shannot.store").read(
+      e.home .. "/data/shannot/sessions/" .. s.id .. "/blobs", cap.op_at(s, "/answers").new.hash, 4096))
+    assert.same({ "write answers", "query systemctl is-active --quiet nosuch", "query systemctl is-active nosuch" },
+      e:ops(s))
+    assert.equal("approve", s.operations[2].decision)
+    if not h.need(cap.ROOT, "root (an init script in /etc/init.d for `service NAME status`)") then return end
+    -- a service whose status the spec changes between the dry-run and execute
+    local name = "shannot-spec-" .. tostring(require("shannot.core.sys").ids().pid)
+    local state = e.dir .. "/state"
+    h.write(state, "running\n")
+    local script = "/etc/init.d/" .. name
+    assert(fs.write_new(script, "#!/bin/sh\ncat " .. state .. "\ngrep -q running " .. state .. " || exit 3\n", 493))
+    finally(function() fs.remove(script) end)
+    local id = capture(e, "service " .. name .. " status && echo ok > f")
+    approve(e, id)
+    h.write(state, "stopped\n")
+    local refused = cli(e, { "execute", id })
+    assert.equal(3, refused.code, refused.stdout .. refused.stderr)
+    assert.is_true(h.one_line_error(refused), refused.stderr)
+    assert.matches("the host answers differently since the dry%-run; nothing was done: service " .. name:gsub("%-", "%%-")
+      .. ' status %(was exit 0 "running", now exit 3 "stopped"%)', refused.stderr)
+    assert.is_nil(fs.lstat(e.host .. "/f"))
+    h.write(state, "running\n")
+    local x = cli(e, { "execute", id })
+    assert.equal(0, x.code, x.stdout .. x.stderr)
+    assert.equal("ok\n", fs.read_file(e.host .. "/f"))
+  end)
+
   it("refuses to execute when the host drifted, listing the paths, and changes nothing", function()
     local e = bed()
     e:sh('echo one > "$1/f"; echo two > "$1/g"')

@@ -99,7 +99,7 @@ describe("remote over SSH", function()
     if not require("support.cap").ROOT then return pending("the spec sshd runs as root") end
     local cap = require("support.cap")
     local json = require("shannot.json")
-    local e = cap.env({ defer = { "touch" } })
+    local e = cap.env({ defer = { "touch", "systemctl" } })
     e:sh('echo old > "$1/f"; echo gone > "$1/old"; mkdir -p "$1/d/sub"; echo k > "$1/d/sub/k"; ' ..
       'ln -s f "$1/l"; chown 1234:1234 "$1/f"; chmod 640 "$1/f"; echo r > "$1/ref"; ' ..
       'touch -d "2001-02-03 04:05:06.5" "$1/ref"; mkdir -p "$1/app/lib"; echo a > "$1/app/lib/a"; ' ..
@@ -111,6 +111,7 @@ describe("remote over SSH", function()
       "cd " .. e.host .. " && echo new >> f && rm old && rm -r d && ln -sfn n l && mkdir -p a/b && " ..
       "echo z > a/b/z && cp --preserve=timestamps ref a/b/t && mkfifo -m 640 a/p && ln a/b/z a/zz && " ..
       "truncate -s 16M a/sparse && mv app app.old && mkdir app && echo v2 > app/conf && " ..
+      "{ systemctl is-active --quiet nosuch || echo not-active > a/asked; } && " ..
       "touch " .. e.host .. "/mark" }, { home = home })
     assert.equal(0, r.code, r.stderr)
     local id = json.decode(r.stdout).session.id
@@ -121,6 +122,9 @@ describe("remote over SSH", function()
     assert.equal(0, x.code, x.stdout .. x.stderr)
     assert.equal(app_inode, fs.lstat(e.host .. "/app.old/lib/a").ino, "moved on the remote, not copied")
     assert.equal("v2\n", fs.read_file(e.host .. "/app/conf"))
+    -- the remote host answered the question (issue 14.5), and was asked again
+    assert.equal("not-active\n", fs.read_file(e.host .. "/a/asked"))
+    assert.matches("query%s+systemctl is%-active %-%-quiet nosuch  the host answered: exit [1-9]", shown)
     assert.equal("old\nnew\n", fs.read_file(e.host .. "/f"))
     assert.equal(1234, fs.lstat(e.host .. "/f").uid)
     assert.is_nil(fs.lstat(e.host .. "/old"))

@@ -103,8 +103,8 @@ end
 function Env:ops(s)
   local out = {}
   for _, op in ipairs(s.operations) do
-    if op.kind == "exec" then
-      out[#out + 1] = "exec " .. table.concat(op.argv, " ")
+    if op.argv then  -- a deferred command, a question
+      out[#out + 1] = op.kind .. " " .. table.concat(op.argv, " ")
     else
       local rel = op.path == self.host and "." or op.path:sub(#self.host + 2)
       out[#out + 1] = op.kind .. " " .. rel

@@ -13,8 +13,8 @@ local LAYERS = {
     "session.approval", "session.view", "policy", "policy.file", "policy.cmdpattern", "config", "remote",
     "capture.remote_shell" },
   -- 2: orchestration: running sandboxes, capturing, applying, executors
-  { "sandbox", "sandbox.probe", "capture", "capture.walk", "capture.renames", "capture.staging", "capture.local",
-    "capture.ssh",
+  { "sandbox", "sandbox.probe", "capture", "capture.walk", "capture.renames", "capture.queries", "capture.staging",
+    "capture.local", "capture.ssh",
     "session.apply", "executor", "executor.local", "executor.ssh", "executor.common" },
   -- 3: front ends
   { "init", "cli", "main", "ui.*", "mcp.*", "cmd.*" },

@@ -95,6 +95,7 @@ local function operations(trees, records, where)
     if cerr.code == "refused" then return nil, err.refused("%s%s", where, text.inert(cerr.message)) end
     return nil, err.env("%scapturing what the run changed: %s", where, text.inert(text.middle(cerr.message, 400)))
   end
+  walk().add_questions(w, trees.questions or {})
   return walk().add_deferred(w, records)
 end
 

@@ -7,6 +7,7 @@ local guard = require("shannot.guard")
 local limits = require("shannot.sandbox.limits")
 local view = require("shannot.session.view")
 local profile = require("shannot.sandbox.profile")
+local queries = require("shannot.capture.queries")
 local sandbox = require("shannot.sandbox")
 local staging = require("shannot.capture.staging")
 local walk = require("shannot.capture.walk")
@@ -48,6 +49,9 @@ function M.capture(plan, settings)
       ids.user or ("uid " .. ids.euid), #st.tops > 0 and table.concat(st.tops, ", ") or "none here")
   end
   local lim = limits.of(plan.config)
+  local server, qerr = queries.serve(p, st.dir)
+  if qerr then return nil, qerr end
+  local _ <close> = guard(function() if server then server:close() end end)
   local r, rerr = sandbox.run(p, plan.job.argv, {
     timeout = plan.timeout, bwrap = settings.bwrap_path, max_output = plan.max_output, limits = lim,
     namespace = staging.namespace(st), capture = staging.sandbox_part(st),
@@ -73,6 +77,11 @@ function M.capture(plan, settings)
   if not ok then return nil, err.env("staging: %s", msg) end
   trees.overlays, trees.blobs, trees.max_bytes = st.overlays, st.dir .. "/blobs", lim.staging
   trees.deferred_file = st.dir .. "/defer/deferred"
+  if server then
+    server:close()  -- every answer is in the record once it is gone
+    trees.questions, rerr = queries.read(st.dir .. "/queries")
+    if not trees.questions then return nil, err.env("staging: %s", rerr) end
+  end
   owned:cancel()
   return trees, records, r
 end

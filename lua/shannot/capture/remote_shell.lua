@@ -89,6 +89,9 @@ function M.prepare_command(plan)
   lines[#lines + 1] = "printf '%s' " .. q(plan.shim) .. " > " .. q(d .. "/defer/shim")
   lines[#lines + 1] = "chmod 755 " .. q(d .. "/defer/shim") .. " " .. q(d .. "/defer/bin")
   lines[#lines + 1] = ": > " .. q(d .. "/defer/deferred") .. " && chmod 666 " .. q(d .. "/defer/deferred")
+  -- the questions' channel (capture/queries.lua) and its record
+  lines[#lines + 1] = "mkdir -m 1777 " .. q(d .. "/defer/q") .. " && mkfifo -m 666 " .. q(d .. "/defer/q/ask") ..
+    " && : > " .. q(d .. "/queries")
   for i, bpf in ipairs(plan.seccomp or {}) do
     lines[#lines + 1] = "printf '" .. M.octal(bpf) .. "' > " .. q(d .. "/seccomp-" .. i)
   end
@@ -100,7 +103,8 @@ end
 
 -- run_command(plan) -> the run itself: a mount namespace (and, not as
 -- root, a user namespace), the overlays, then bwrap (plan.bwrap_argv),
--- killed after plan.timeout seconds if given
+-- killed after plan.timeout seconds if given; plan.server_argv: the
+-- questions' server (capture/queries.lua) started beside it
 function M.run_command(plan)
   local inner = M.mount_lines(plan.overlays)
   local bw = {}
@@ -124,7 +128,15 @@ function M.run_command(plan)
   -- times out, so the remote ends the run itself (bwrap's
   -- --die-with-parent takes the sandbox with it).
   local limit = plan.timeout and string.format("timeout -s KILL %g ", plan.timeout) or ""
-  return "exec " .. limit .. unshare .. " sh -c " .. q("set -e; " .. table.concat(inner, "; "))
+  -- the questions' server, outside the sandbox: it ends when the run does
+  -- (its parent, this shell exec'd into the run, is gone)
+  local server = ""
+  if plan.server_argv then
+    local argv = {}
+    for i, a in ipairs(plan.server_argv) do argv[i] = q(a) end
+    server = table.concat(argv, " ") .. " </dev/null >/dev/null 2>&1 & "
+  end
+  return server .. "exec " .. limit .. unshare .. " sh -c " .. q("set -e; " .. table.concat(inner, "; "))
 end
 
 -- collect_command(dir [, max_bytes]) -> the command line that streams
@@ -136,7 +148,7 @@ function M.collect_command(dir, max_bytes)
   -- them); the zeros come as zeros, and the replica and execute make
   -- holes of them again
   local tar = "tar --xattrs --xattrs-include='user.*' --numeric-owner --format=posix -cf - upper " ..
-    "defer/deferred"
+    "defer/deferred queries"
   if not max_bytes then return "cd " .. q(dir) .. " && exec " .. tar end
   return "cd " .. q(dir) .. " && " .. tar .. string.format(" | head -c %d", max_bytes + 1)
 end

@@ -8,6 +8,7 @@ local bwrap = require("shannot.sandbox.bwrap")
 local err = require("shannot.err")
 local fs = require("shannot.fs")
 local profile = require("shannot.sandbox.profile")
+local queries = require("shannot.capture.queries")
 local remote_shell = require("shannot.capture.remote_shell")
 local staging = require("shannot.capture.staging")
 local store = require("shannot.store")
@@ -125,9 +126,9 @@ local function unpack(tar_file, dir)
       return nil, "the capture stream: " .. text.inert(emsg) .. "; the whole capture is refused", "refused"
     end
     local name = e.name
-    if name == "defer/deferred" then
+    if name == "defer/deferred" or name == "queries" then
       if e.type ~= "file" then return refuse(name, "a " .. e.type .. ", not a regular file") end
-      local ok, xmsg = reader:extract(dir .. "/deferred")
+      local ok, xmsg = reader:extract(dir .. "/" .. name:match("[^/]*$"))
       if not ok then return nil, xmsg end
     elseif name == "upper" or name:match("^upper/") then
       local p, why = place(dir, name)
@@ -293,7 +294,9 @@ local function prepare_staging(ex, f, p, plan_limits)
   local filters, ferr = remote_filters(p, f)
   if not filters then return nil, ferr end
   local plan = { dir = root .. "/shannot-" .. random_hex(12), root = f.root, shim = staging.SHIM_TEXT,
-    defer = p.defer, overlays = staging.overlays_for(f.tops, f.mounts), seccomp = filters, limits = plan_limits }
+    defer = p.defer, overlays = staging.overlays_for(f.tops, f.mounts), seccomp = filters, limits = plan_limits,
+    asks = queries.asks(p) }
+  if plan.asks then plan.server_argv = queries.server_argv(plan.dir) end
   for i, o in ipairs(plan.overlays) do
     o.upper, o.work = plan.dir .. "/upper/" .. i, plan.dir .. "/wd/" .. i
   end
@@ -390,6 +393,11 @@ function M.capture(ex, plan)
       return nil, derr
     end
     trees.deferred_file = trees.dir .. "/deferred"
+  end
+  if remote_staging.asks then
+    local qerr
+    trees.questions, qerr = queries.read(trees.dir .. "/queries")
+    if not trees.questions then return nil, err.refused("%s: %s", name, qerr) end
   end
   assert(fs.mkdir(trees.dir .. "/blobs", 448))
   trees.overlays = {}

@@ -9,6 +9,7 @@ local paths = require("shannot.paths")
 local sys = require("shannot.core.sys")
 local text = require("shannot.text")
 local bwrap = require("shannot.sandbox.bwrap")
+local queries = require("shannot.capture.queries")
 
 local M = {}
 
@@ -137,6 +138,7 @@ shannot_record() {
 
   echo "shannot: deferred: $shannot_cmd $* (recorded; runs only after approval)" >&2
 }
+]] .. queries.SHIM_FUNCTION .. queries.SHIM_DISPATCH .. [[
 shannot_real=]] .. REAL_DIR .. [[/${shannot_cmd##*/}
 if [ "${shannot_cmd##*/}" = systemctl ] && [ -x "$shannot_real" ]; then
   shannot_verb=
@@ -196,6 +198,12 @@ local function write_shims(dir, names)
   if ok then ok, msg = fs.write_new(dir .. "/shim", SHIM, 493) end  -- 0755
   -- 0666: whichever uid the sandboxed code runs as may append
   if ok then ok, msg = fs.write_new(dir .. "/deferred", "", 438) end
+  -- the questions' channel: any uid may ask (1777, as /tmp), and the
+  -- server outside never follows what a script puts there
+  if ok then ok, msg = fs.mkdir(dir .. "/q", 448) end
+  if ok then ok, msg = fs.set_meta(dir .. "/q", { mode = 1023 }) end
+  if ok then ok, msg = fs.mkfifo(dir .. "/q/ask", 384) end
+  if ok then ok, msg = fs.set_meta(dir .. "/q/ask", { mode = 438 }) end
   if not ok then return nil, msg end
   for _, name in ipairs(names) do
     if name:find("/", 1, true) or name == "" or name == "." or name == ".." then

@@ -327,6 +327,19 @@ function M.trees(fields, remove)
   return setmetatable(fields, Trees)
 end
 
+-- add_questions(result, questions): each question the run asked the
+-- host (capture/queries.lua) as a query operation, with the answer it got
+-- (the output whole for review, its hash for the comparison at execute:
+-- output need not be UTF-8, which session.json's strings are).
+function M.add_questions(w, questions)
+  for _, q in ipairs(questions) do
+    w.counts.query = (w.counts.query or 0) + 1
+    w.ops[#w.ops + 1] = { id = #w.ops + 1, kind = "query", argv = q.argv,
+      answer = { code = q.code, stdout = q.stdout, sha256 = store.hash_string(q.stdout) } }
+  end
+  return w
+end
+
 -- add_deferred(result, records): each deferred command as an exec
 -- operation, after the file operations, in the order it was called.
 function M.add_deferred(w, records)

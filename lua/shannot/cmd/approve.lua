@@ -65,7 +65,7 @@ function M.recheck(s, cfg)
       err.is(perr) and perr.message or tostring(perr))
   end
   for _, op in ipairs(denied) do
-    local what = op.kind == "exec" and text.command_line(op.argv or {}) or op.path
+    local what = op.argv and text.command_line(op.argv) or op.path
     cli.warn("%s %s is denied now: %s", op.kind, text.inert(what or "?"), op.reason)
   end
   return denied
@@ -89,7 +89,7 @@ local function confirm(s)
   io.stderr:write(string.format("session %s: %d operations (%d to review, %d approved by policy, %d denied)\n",
     s.id, #s.operations, c.review, c.approve, c.deny))
   for _, op in ipairs(s.operations) do
-    local what = op.kind == "exec" and text.command_line(op.argv or {}) or op.path
+    local what = op.argv and text.command_line(op.argv) or op.path
     io.stderr:write(string.format("  %-7s %-8s %-11s %s\n", op.decision or "review", op.danger or "?",
       op.kind, text.inert(what or "?")))
   end

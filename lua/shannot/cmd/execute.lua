@@ -40,7 +40,7 @@ local function report(s)
   for _, op in ipairs(s.operations) do ops[op.id] = op end
   for _, r in ipairs(s.results) do
     local op = ops[r.id]
-    local what = op.kind == "exec" and text.command_line(op.argv or {}) or op.path
+    local what = op.argv and text.command_line(op.argv) or op.path
     local status = r.ok and "ok" or ("FAILED: " .. tostring(r.error or ("exit " .. tostring(r.code))))
     cli.out(string.format("%4d  %-11s %s  %s\n", r.id, op.kind, text.inert(what or "?"), text.inert(status)))
   end

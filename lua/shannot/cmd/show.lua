@@ -31,6 +31,9 @@ local function op_line(op)
   if op.kind == "exec" then
     line = string.format("%4d  %s %-11s %s  (in %s)", op.id, verdict(op), "exec",
       text.inert(text.command_line(op.argv or {})), text.inert(op.cwd or "?"))
+  elseif op.kind == "query" then
+    line = string.format("%4d  %s %-11s %s  %s", op.id, verdict(op), "query",
+      text.inert(text.command_line(op.argv or {})), text.inert(view.describe(op)))
   else
     line = string.format("%4d  %s %-11s %s  %s", op.id, verdict(op), op.kind, text.inert(op.path or "?"),
       text.inert(view.describe(op)))

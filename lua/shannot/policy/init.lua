@@ -134,6 +134,9 @@ end
 
 -- Built-in: the danger of an operation, and why.
 function M.builtin(op)
+  if op.kind == "query" then
+    return "safe", "a question to the running system: it changes nothing"
+  end
   if op.kind == "exec" then
     local all = cmdpattern.normalise_all(op.argv or {}, IS_DANGER_COMMAND, op.cwd)
     local hit, n = first_contained(DANGER_COMMAND_PATTERNS, all)
@@ -268,6 +271,8 @@ function M.decide(op, cfg, ctx)
   v = pick(votes, "approve")
   if v and danger ~= "danger" then return "approve", danger, v[2] end
   if v then return "review", danger, "dangerous, so a person decides: " .. why end
+  -- a question changes nothing: it only stops an execute whose answer moved
+  if op.kind == "query" then return "approve", danger, why end
   return "review", danger, why or "no rule approves it"
 end
 

@@ -16,6 +16,7 @@ M.SHIM_BIN = M.SANDBOX_DIR .. "/bin"
 M.DEFERRED = M.SANDBOX_DIR .. "/deferred"
 M.SHIM = M.SANDBOX_DIR .. "/shim"
 M.REAL_DIR = M.SANDBOX_DIR .. "/real"  -- the deferred commands themselves, for the shim's own use
+M.QUERIES = M.SANDBOX_DIR .. "/q"  -- where the shim asks the host (capture/queries.lua)
 
 -- Capabilities a capture keeps as real root (Docker's default set):
 -- enough for package managers and chown, inside a user namespace of our
@@ -74,6 +75,7 @@ local function late_binds(plan)
     out[1] = { "--ro-bind", defer .. "/shim", M.SHIM }
     out[2] = { "--ro-bind", defer .. "/bin", M.SHIM_BIN }
     out[3] = { "--bind", defer .. "/deferred", M.DEFERRED }
+    out[4] = { "--bind", defer .. "/q", M.QUERIES }
     local real = {}
     for _, path in ipairs(c.deferred_paths or {}) do
       local name = path:match("([^/]+)$")

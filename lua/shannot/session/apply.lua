@@ -219,6 +219,30 @@ function M.drift(ex, ops)
   return out
 end
 
+-- One line of an answer, as a refusal quotes it.
+local function answer_text(code, stdout)
+  local first = (stdout or ""):match("^[^\n]*") or ""
+  return string.format("exit %s%s", tostring(code), first ~= "" and (' "' .. text.inert(first) .. '"') or "")
+end
+
+-- answers_moved(ex, s) -> the approved questions (query operations) the
+-- host now answers differently, each "COMMAND (was ..., now ...)"
+function M.answers_moved(ex, s)
+  local queries = require("shannot.capture.queries")
+  local out = {}
+  for _, op in ipairs(s.operations) do
+    if op.kind == "query" and op.decision == "approve" then
+      local r = ex:exec(op, queries.TIMEOUT)
+      local now = { code = r.code or -1, stdout = r.stdout }
+      if not queries.same_answer(op, now) then
+        out[#out + 1] = string.format("%s (was %s, now %s)", text.inert(text.command_line(op.argv)),
+          answer_text(op.answer.code, op.answer.stdout), answer_text(now.code, now.stdout))
+      end
+    end
+  end
+  return out
+end
+
 local function refuse_status(s)
   if s.status == "expired" then return err.refused("session %s has expired; nothing was done", s.id) end
   if s.status == "pending" then
@@ -302,6 +326,11 @@ function M.execute(id, opts)
   local ex, xerr = M.executor(s, opts)
   if not ex then return nil, xerr end
   local _ <close> = guard(function() ex:close() end)
+  local moved = M.answers_moved(ex, s)
+  if #moved > 0 then
+    return nil, err.refused("the host answers differently since the dry-run; nothing was done: %s",
+      table.concat(moved, "; "))
+  end
   local drifted = M.drift(ex, ops)
   if #drifted > 0 then
     local lines = {}

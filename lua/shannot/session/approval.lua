@@ -91,6 +91,11 @@ function M.canonical(op)
     put_state(out, "from_base", op.from_base)
     put(out, "from_base.digest", type(op.from_base) == "table" and op.from_base.digest or nil)
   end
+  if type(op.answer) == "table" then
+    -- a question: the answer execute must get again
+    put(out, "answer.code", op.answer.code)
+    put(out, "answer.sha256", op.answer.sha256)
+  end
   local argv = type(op.argv) == "table" and op.argv or {}
   put(out, "argc", #argv)
   for i, a in ipairs(argv) do put(out, "argv" .. i, a) end

@@ -284,10 +284,12 @@ local STATE = { fields = {
 local OPERATION = { fields = {
   id = "integer",
   kind = { one_of = { "write", "mkdir", "replace_dir", "symlink", "mkfifo", "link", "delete", "chmod", "chown",
-    "xattr", "touch", "rename", "exec" } },
+    "xattr", "touch", "rename", "query", "exec" } },
   path = opt("string"), decision = opt({ one_of = { "approve", "deny", "review" } }),
   danger = opt("string"), reason = opt("string"), new = opt(STATE), base = opt(STATE),
-  from = opt("string"), from_base = opt(STATE), argv = opt({ list = "string" }), cwd = opt("string"),
+  from = opt("string"), from_base = opt(STATE),
+  answer = opt({ fields = { code = "integer", stdout = opt("string"), sha256 = "hash" } }),
+  argv = opt({ list = "string" }), cwd = opt("string"),
 } }
 
 local CHECKPOINT_ENTRY = { fields = {

@@ -97,6 +97,11 @@ function M.describe_kind(op)
     return string.format("modification time %s -> %s", M.time(base), M.time(new))
   elseif op.kind == "xattr" then
     return "extended attributes: " .. M.xattr_change(base.xattrs, new.xattrs)
+  elseif op.kind == "query" then
+    local a = op.answer or {}
+    local said = (a.stdout or ""):match("^[^\n]*") or ""
+    return string.format("the host answered: exit %s%s; asked again before execute", tostring(a.code),
+      said ~= "" and (', "' .. said .. '"') or "")
   elseif op.kind == "exec" then
     return "run on the host after the file operations, in " .. tostring(op.cwd or "/")
   end
@@ -151,7 +156,7 @@ end
 
 -- Operation kinds in the order summaries list them.
 M.KINDS = { "write", "mkdir", "replace_dir", "symlink", "mkfifo", "link", "rename", "delete", "chmod", "chown", "xattr",
-  "touch", "exec" }
+  "touch", "query", "exec" }
 
 -- "2 write, 1 delete, 1 exec"
 function M.count_line(counts)

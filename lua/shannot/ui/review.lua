@@ -157,7 +157,7 @@ local function tail_fit(s, room)
 end
 
 local function target(op, room)
-  if op.kind == "exec" then return command_line(op.argv) end
+  if op.argv then return command_line(op.argv) end  -- a deferred command, a question
   return room and tail_fit(op.path or "?", room) or (op.path or "?")
 end
 
@@ -302,6 +302,8 @@ local function details_lines(op)
   if op.kind == "exec" then
     add("command", command_line(op.argv))
     add("cwd", op.cwd or "/")
+  elseif op.kind == "query" then
+    add("question", command_line(op.argv))
   else
     add("path", op.path)
   end
