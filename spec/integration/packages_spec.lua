@@ -58,9 +58,9 @@ local function build_daemon_deb(dir)
 end
 
 -- Every systemd or rc?.d link that names the daemon, anywhere in /etc.
-local function service_links()
+local function service_links(name)
   local r = assert(proc.run({ "sh", "-c", "find /etc/systemd /etc/rc0.d /etc/rc1.d /etc/rc2.d /etc/rc3.d " ..
-    "/etc/rc4.d /etc/rc5.d /etc/rc6.d /var/lib/systemd/deb-systemd-helper-enabled -name '*" .. DAEMON ..
+    "/etc/rc4.d /etc/rc5.d /etc/rc6.d /var/lib/systemd/deb-systemd-helper-enabled -name '*" .. (name or DAEMON) ..
     "*' 2>/dev/null | sort" }))
   local out = {}
   for line in r.stdout:gmatch("[^\n]+") do out[#out + 1] = line end
@@ -130,6 +130,62 @@ describe("packages", function()
     assert.equal(0, rb.code, rb.stdout .. rb.stderr)
     assert.is_false(installed(DAEMON))
     assert.same({}, service_links())
+  end)
+
+  -- What a package install touches, as a full manifest: contents where
+  -- they are small enough to read every run, sizes and times in /usr.
+  local function system_manifest()
+    local manifest = require("support.manifest")
+    local parts = {}
+    for _, root in ipairs({ "/etc", "/var/lib/dpkg", "/var/lib/systemd", "/var/lib/apt/extended_states",
+      "/var/cache/apt", "/var/log" }) do
+      if fs.lstat(root) then parts[#parts + 1] = root .. "\n" .. manifest.text(root, { dir_times = true }) end
+    end
+    parts[#parts + 1] = "/usr\n" .. manifest.text("/usr", { dir_times = true, contents = false })
+    return table.concat(parts, "\n")
+  end
+
+  it("apt-get install --network of a real daemon from Debian's archive (memcached): execute installs it " ..
+    "with its service links, only its start deferred; rollback leaves the system as it was (issue 14.4, 14.9)",
+    function()
+    if not h.need(require("shannot.core.sys").ids().euid == 0, "root (apt-get installs into /usr and /etc)") then
+      return
+    end
+    local pkg = "memcached"
+    local policy = assert(proc.run({ "apt-cache", "policy", pkg }))
+    if not h.need(policy.stdout:match("Candidate: %d") ~= nil, pkg .. " in the apt lists (apt-get update)") then
+      return
+    end
+    if not h.need(not installed(pkg), pkg .. " not installed before the spec") then return end
+    local home = h.tmpdir()
+    local before = system_manifest()
+    local r = h.shannot({ "run", "--network", "--json", "--", "apt-get", "install", "-y", pkg },
+      { home = home, timeout = 600 })
+    assert.equal(0, r.code, r.stdout .. r.stderr)
+    assert.is_false(installed(pkg), "the capture installed it on the host")
+    assert.same({}, service_links(pkg), "the capture enabled it on the host")
+    local id = json.decode(r.stdout).session.id
+    local s = json.decode(h.shannot({ "show", id, "--json" }, { home = home }).stdout)
+    local deferred = {}
+    for _, op in ipairs(s.operations) do
+      if op.kind == "exec" then deferred[#deferred + 1] = table.concat(op.argv, " ") end
+    end
+    assert.equal(1, #deferred, table.concat(deferred, "\n"))
+    assert.matches("invoke%-rc%.d .*memcached start$", deferred[1])
+    assert.equal(0, h.shannot({ "approve", id, "--yes" }, { home = home }).code)
+    local x = h.shannot({ "execute", id }, { home = home })
+    assert.equal(0, x.code, x.stdout .. x.stderr)
+    -- the deferred start ran: the daemon is up; a person would stop it
+    proc.run({ "/etc/init.d/" .. pkg, "stop" })
+    assert.is_true(installed(pkg), "dpkg -s does not say installed after execute")
+    local links = table.concat(service_links(pkg), "\n")
+    assert.matches("multi%-user%.target%.wants/memcached%.service", links)
+    assert.matches("/etc/rc2%.d/S%d%dmemcached", links)
+    local rb = h.shannot({ "rollback", id }, { home = home })
+    assert.equal(0, rb.code, rb.stdout .. rb.stderr)
+    assert.is_false(installed(pkg), "still installed after rollback")
+    assert.same({}, service_links(pkg))
+    assert.same({}, require("support.manifest").changed(before, system_manifest()))
   end)
 
   it("--network lets the sandbox reach the network, and says what that means", function()

@@ -36,16 +36,17 @@ local function time_of(st, opts)
 end
 
 -- of(root [, opts]) -> {rel = line}, sorted rels.  opts: since (seconds:
--- later times read "new"), dir_times, ignore (a predicate on rel).
+-- later times read "new"), dir_times, ignore (a predicate on rel),
+-- contents (false: sizes and times only, for trees of gigabytes).
 function M.of(root, opts)
   opts = opts or {}
   local lines, rels = {}, {}
   local function visit(path, rel)
-    local st = assert(fs.lstat(path))
     if opts.ignore and opts.ignore(rel) then return end
+    local st = assert(fs.lstat(path))
     local sum, sparse = "-", "-"
     if st.type == "file" then
-      sum = assert(store.hash_file(path))
+      sum = opts.contents == false and "-" or assert(store.hash_file(path))
       sparse = st.blocks * 512 < st.size and "sparse" or "dense"
     end
     lines[rel] = table.concat({ st.type, string.format("%04o", st.mode), st.uid .. ":" .. st.gid,
@@ -86,6 +87,21 @@ function M.differences(a_root, b_root, opts)
     end
   end
   table.sort(out)
+  return out
+end
+
+-- changed(a, b) -> up to 20 lines of two manifest texts that differ
+-- ("- " only in a, "+ " only in b): what a failing spec shows
+function M.changed(a, b)
+  local in_a, in_b, out = {}, {}, {}
+  for line in a:gmatch("[^\n]+") do in_a[line] = true end
+  for line in b:gmatch("[^\n]+") do
+    in_b[line] = true
+    if not in_a[line] and #out < 20 then out[#out + 1] = "+ " .. line end
+  end
+  for line in a:gmatch("[^\n]+") do
+    if not in_b[line] and #out < 20 then out[#out + 1] = "- " .. line end
+  end
   return out
 end
 

@@ -327,7 +327,8 @@ end
 local function op_summary(op)
   return {
     id = op.id, kind = op.kind, path = op.path, argv = op.argv and json.array(op.argv) or nil,
-    decision = op.decision, danger = op.danger, reason = op.reason,
+    decision = op.decision, danger = op.danger, reason = op.reason, from = op.from,
+    answer = op.answer and { code = op.answer.code, stdout = op.answer.stdout } or nil,
   }
 end
 
