@@ -37,7 +37,8 @@ end
 
 -- of(root [, opts]) -> {rel = line}, sorted rels.  opts: since (seconds:
 -- later times read "new"), dir_times, ignore (a predicate on rel),
--- contents (false: sizes and times only, for trees of gigabytes).
+-- contents (false: sizes and times only, for trees of gigabytes;
+-- "small": the SHA-256 of files up to 4 MiB only).
 function M.of(root, opts)
   opts = opts or {}
   local lines, rels = {}, {}
@@ -46,7 +47,8 @@ function M.of(root, opts)
     local st = assert(fs.lstat(path))
     local sum, sparse = "-", "-"
     if st.type == "file" then
-      sum = opts.contents == false and "-" or assert(store.hash_file(path))
+      local skip = opts.contents == false or (opts.contents == "small" and st.size > 4 * 1024 * 1024)
+      sum = skip and "-" or assert(store.hash_file(path))
       sparse = st.blocks * 512 < st.size and "sparse" or "dense"
     end
     lines[rel] = table.concat({ st.type, string.format("%04o", st.mode), st.uid .. ":" .. st.gid,

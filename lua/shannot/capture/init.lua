@@ -67,6 +67,9 @@ function M.save(c, opts)
       signal = c.result.exit_code == nil and c.result.signal_name or nil, timed_out = c.result.timed_out,
     })
     if #c.walk.skipped > 0 then s.skipped = c.walk.skipped end
+    if #c.walk.dir_times > 0 then
+      s.dir_times = require("shannot.json").array(c.walk.dir_times)
+    end
     judge(s, opts)
     -- Half of what a session may grow to: execute adds the checkpoint
     -- and a result per operation later.

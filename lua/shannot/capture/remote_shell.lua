@@ -85,6 +85,7 @@ function M.prepare_command(plan)
     lines[#lines + 1] = "mkdir " .. q(o.upper) .. " " .. q(o.work)
     lines[#lines + 1] = "chmod --reference=" .. q(o.target) .. " " .. q(o.upper)
     if plan.root then lines[#lines + 1] = "chown --reference=" .. q(o.target) .. " " .. q(o.upper) end
+    lines[#lines + 1] = "touch -r " .. q(o.target) .. " " .. q(o.upper)
   end
   lines[#lines + 1] = "printf '%s' " .. q(plan.shim) .. " > " .. q(d .. "/defer/shim")
   lines[#lines + 1] = "chmod 755 " .. q(d .. "/defer/shim") .. " " .. q(d .. "/defer/bin")

@@ -231,6 +231,9 @@ local function make_upper(upper, target, full_map)
   ok, msg = fs.mkdir(upper, 448)
   if ok and full_map then ok, msg = fs.lchown(upper, st.uid, st.gid) end
   if ok then ok, msg = fs.chmod(upper, st.mode) end
+  -- its time too: the overlay's root shows the upper's, which is the
+  -- host's unless the script changes the directory (dir_times)
+  if ok then ok, msg = fs.set_meta(upper, { mtime_sec = st.mtime_sec, mtime_nsec = st.mtime_nsec }) end
   return ok, msg
 end
 

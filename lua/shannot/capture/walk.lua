@@ -203,10 +203,20 @@ function Walk:fifo(e)
   self:add({ kind = "mkfifo", path = path, new = new, base = self:base(host, hst) })
 end
 
+-- A directory that stays: its time as the script left it, set at execute
+-- once everything in it is done (an entry replaced by rename moves it;
+-- the script's own changes moved it in the sandbox).
+function Walk:dir_time(path, ust)
+  if ust.mtime_sec then
+    self.dir_times[#self.dir_times + 1] = { path = path, mtime_sec = ust.mtime_sec, mtime_nsec = ust.mtime_nsec or 0 }
+  end
+end
+
 function Walk:dir(e)
   local path, up, host, ust, hst = e.path, e.up, e.host, e.ust, e.hst
   if hst and hst.type == "dir" and not self.up:opaque(up) then
     self:metadata(e)
+    self:dir_time(path, ust)
     return self:tree(up, path, host)
   end
   local kind = (hst and hst.type == "dir") and "replace_dir" or "mkdir"
@@ -293,14 +303,15 @@ end
 -- trees: {up =, host =} (default: both this machine's); opts.max_bytes:
 -- the most file content a capture keeps.
 function M.operations(overlays, blobs, trees, opts)
-  local w = setmetatable({ ops = {}, counts = {}, bytes = 0, skipped = {}, blobs = blobs, linked = {},
+  local w = setmetatable({ ops = {}, counts = {}, bytes = 0, skipped = {}, blobs = blobs, linked = {}, dir_times = {},
     up = trees and trees.up or M.local_tree, host = trees and trees.host or M.local_tree,
     max_bytes = opts and opts.max_bytes }, Walk)
   return err.try(function()
     for _, o in ipairs(overlays) do
       -- The root itself: a chmod or chown of the captured directory.
-      w:metadata({ path = o.target, up = o.upper, host = o.target, ust = w:check(w.up:lstat(o.upper)),
-        hst = w:check(w.host:lstat(o.target)) })
+      local ust = w:check(w.up:lstat(o.upper))
+      w:metadata({ path = o.target, up = o.upper, host = o.target, ust = ust, hst = w:check(w.host:lstat(o.target)) })
+      w:dir_time(o.target, ust)
       w:tree(o.upper, o.target, o.target)
     end
     w:hard_links()

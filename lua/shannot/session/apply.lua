@@ -110,10 +110,10 @@ end
 -- modification times of the directories the operations change entries
 -- of (not entries themselves), which rollback puts back last: a new file
 -- in /etc moves the time of /etc, and rollback undoes all of it.
-local function parent_times(ex, ops, seen)
+local function parent_times(ex, ops, seen, dir_times)
   local out, done = {}, {}
-  local function add(path)
-    local parent = path and path:match("^(.*)/[^/]*$")
+  local function add(path, itself)
+    local parent = itself and path or (path and path:match("^(.*)/[^/]*$"))
     if parent == "" then parent = "/" end
     if not parent or done[parent] or seen[parent] then return end
     done[parent] = true
@@ -126,10 +126,11 @@ local function parent_times(ex, ops, seen)
     add(op.path)
     add(op.from)
   end
+  for _, t in ipairs(dir_times) do add(t.path, true) end
   return out
 end
 
-local function checkpoint(ex, ops, cpdir)
+local function checkpoint(ex, ops, cpdir, dir_times)
   local entries, seen, made, moved = {}, {}, {}, {}
   for _, op in ipairs(ops) do
     if not seen[op.path] then
@@ -158,7 +159,7 @@ local function checkpoint(ex, ops, cpdir)
   end
   local ok, msg = ex:sync(cpdir)
   if not ok then return nil, err.env("checkpoint: %s", msg) end
-  return entries, parent_times(ex, ops, seen)
+  return entries, parent_times(ex, ops, seen, dir_times)
 end
 
 -- Directories an operation empties: below them every base is "absent" by
@@ -344,7 +345,7 @@ function M.execute(id, opts)
   local cpdir = dir .. "/checkpoint"
   local ok, msg = fs.mkdir_p(cpdir, 448)
   if not ok then return nil, err.env("checkpoint: %s", msg) end
-  local entries, parents = checkpoint(ex, ops, cpdir)
+  local entries, parents = checkpoint(ex, ops, cpdir, s.dir_times or {})
   if not entries then return nil, parents end
   s.checkpoint = { created_at = os.date("!%Y-%m-%dT%H:%M:%SZ"), entries = json.array(entries),
     dir_times = json.array(parents) }
@@ -379,6 +380,12 @@ function M.execute(id, opts)
     end
     failed = failed + 1
   end
+  -- and the directories that stay, as the script left them (a file
+  -- replaced by rename moved their time; the script's changes moved it)
+  -- (a time that cannot be set is kept in the session, not a failure of
+  -- what the script wrote)
+  local stayed = ex:set_times(s.dir_times or {})
+  if #stayed > 0 then s.execution.dir_time_failures = json.array(stayed) end
   local deferred_failed = run_deferred(s, ex, { results = results, files_failed = failed, step = step,
     stop_on_failure = opts and opts.stop_on_deferred_failure })
   s.results = json.array(results)

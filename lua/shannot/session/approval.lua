@@ -106,8 +106,18 @@ function M.op_digest(op)
   return store.hash_string(M.canonical(op))
 end
 
-local function session_digest(key, target, digests)
-  return M.hmac(key, "target=" .. tostring(target) .. "\n" .. table.concat(digests, "\n"))
+-- The directory times execute sets, as one string ("" when none: the
+-- digests of sessions without them stay what they were).
+local function dir_times_text(s)
+  local out = {}
+  for _, t in ipairs(type(s.dir_times) == "table" and s.dir_times or {}) do
+    put(out, "dir_time", string.format("%s\0%s\0%s", tostring(t.path), tostring(t.mtime_sec), tostring(t.mtime_nsec)))
+  end
+  return #out > 0 and ("\n" .. table.concat(out, "\n")) or ""
+end
+
+local function session_digest(key, s, digests)
+  return M.hmac(key, "target=" .. tostring(s.target) .. "\n" .. table.concat(digests, "\n") .. dir_times_text(s))
 end
 
 -- why a sealed session or checkpoint is refused
@@ -122,7 +132,7 @@ function M.seal(s)
   local digests = {}
   for i, op in ipairs(s.operations) do digests[i] = M.op_digest(op) end
   s.approval = {
-    digest = session_digest(key, s.target, digests), target = s.target,
+    digest = session_digest(key, s, digests), target = s.target,
     operations = require("shannot.json").array(digests),
   }
   return true
@@ -150,8 +160,9 @@ function M.check(s)
   end
   local key, kerr = M.key()
   if not key then return nil, kerr end
-  if session_digest(key, s.target, digests) ~= a.digest then
-    return refuse("its seal does not match its operations (made without this user's approval key)")
+  if session_digest(key, s, digests) ~= a.digest then
+    return refuse("its seal does not match its operations and directory times (edited, or sealed without this " ..
+      "user's approval key)")
   end
   return true
 end

@@ -310,6 +310,7 @@ local SCHEMA = { fields = {
   history = opt({ list = { fields = { at = "string", status = "string", note = opt("string") } } }),
   approval = opt({ fields = { digest = "string", target = opt("string"), operations = { list = "string" } } }),
   execution = opt("table"), skipped = opt("table"),
+  dir_times = opt({ list = { fields = { path = "string", mtime_sec = "integer", mtime_nsec = "integer" } } }),
 } }
 
 local KINDS = {
