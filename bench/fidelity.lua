@@ -93,9 +93,28 @@ if SHANNOT == "--dump" then
   os.exit(0)
 end
 
--- compare(a, b) -> shannot's differences, the legitimate ones ({path =
--- reason}), each a list of paths
-local function compare(a, b)
+-- A compiled Python file that Python takes as it is, here and now: the
+-- time and size of its source written in its header are those of the
+-- source beside it (it embeds the time the run wrote the .py: no two runs
+-- share it, but each must be consistent).  -> the reason | nil
+local function valid_pyc(path)
+  local dir, name = path:match("^(.*)/__pycache__/([^/.]+)%.[^/]+%.pyc$")
+  if not dir then return nil end
+  local f = io.open(path, "rb")
+  local head = f and f:read(16)
+  if f then f:close() end
+  local src = fs.stat(dir .. "/" .. name .. ".py")
+  if not (head and #head == 16 and src) then return nil end
+  local flags, mtime, size = string.unpack("<I4I4I4", head, 5)
+  if flags == 0 and mtime == src.mtime_sec % (1 << 32) and size == src.size % (1 << 32) then
+    return "a .pyc: the time of its .py inside, which it matches"
+  end
+end
+
+-- compare(a, b [, legit_now]) -> shannot's differences, the legitimate
+-- ones ("path (reason)"), each a list; legit_now(path) -> reason | nil:
+-- a check of the host as it is now
+local function compare(a, b, legit_now)
   local real, fine = {}, {}
   local seen = {}
   for _, t in ipairs({ a, b }) do
@@ -103,7 +122,7 @@ local function compare(a, b)
       if not seen[path] then
         seen[path] = true
         if a[path] ~= b[path] then
-          local why = legit(path)
+          local why = legit(path) or (legit_now and legit_now(path))
           if why then fine[#fine + 1] = path .. " (" .. why .. ")" else real[#real + 1] = path end
         end
       end
@@ -260,7 +279,7 @@ local function shannot(args)
   return r
 end
 
-local function through_shannot(w, script, since)
+local function through_shannot(w, script, since, direct_tree)
   local r = shannot({ "run", "--json", "--", "sh", "-c", script })
   assert(r.code == 0, "run: " .. r.stderr)
   local doc = assert(json.decode(r.stdout))
@@ -269,10 +288,28 @@ local function through_shannot(w, script, since)
   assert(a.code == 0, "approve: " .. a.stderr)
   local x = shannot({ "execute", id })
   local executed = snapshot(since)
+  local real, fine = compare(direct_tree, executed, valid_pyc)  -- while the host holds what execute made
   if w.after then sh(w.after) end
   local rb = shannot({ "rollback", id })
   assert(rb.code == 0, "rollback: " .. rb.stdout .. rb.stderr)
-  return executed, x
+  return { tree = executed, x = x, real = real, fine = fine }
+end
+
+-- The legitimate differences, one line per reason: "N paths (reason), e.g. PATH"
+local function grouped(fine)
+  local by, order = {}, {}
+  for _, f in ipairs(fine) do
+    local path, why = f:match("^(.-) %((.*)%)$")
+    if not by[why] then by[why] = {}; order[#order + 1] = why end
+    table.insert(by[why], path)
+  end
+  local out = {}
+  for _, why in ipairs(order) do
+    local list = by[why]
+    out[#out + 1] = #list == 1 and string.format("%s (%s)", list[1], why) or
+      string.format("%d paths (%s), e.g. %s", #list, why, list[1])
+  end
+  return out
 end
 
 local function row(cells, widths)
@@ -295,12 +332,12 @@ for _, w in ipairs(WORKLOADS) do
       local before = snapshot()
       local since = os.time()
       local d = direct(w, script, since)
-      local ok, executed, x = pcall(through_shannot, w, script, since)
+      local ok, done = pcall(through_shannot, w, script, since, d)
       if not ok then
-        results[#results + 1] = { w.name, "-", "failed: " .. tostring(executed):match("[^\n]*"), "" }
+        results[#results + 1] = { w.name, "-", "failed: " .. tostring(done):match("[^\n]*"), "" }
       else
         local after = snapshot()
-        local real, fine = compare(d, executed)
+        local executed, x, real, fine = done.tree, done.x, done.real, done.fine
         local rreal, rfine = compare(before, after)
         local n = 0
         for _ in pairs(d) do n = n + 1 end
@@ -312,10 +349,10 @@ for _, w in ipairs(WORKLOADS) do
         if x.code ~= 0 then notes[#notes + 1] = w.name .. ": execute exited " .. x.code end
         for _, p in ipairs(real) do notes[#notes + 1] = w.name .. " execute vs direct: " .. p ..
           "\n    direct:  " .. tostring(d[p]) .. "\n    shannot: " .. tostring(executed[p]) end
-        for _, p in ipairs(fine) do notes[#notes + 1] = w.name .. " execute vs direct, legit: " .. p end
+        for _, p in ipairs(grouped(fine)) do notes[#notes + 1] = w.name .. " execute vs direct, legit: " .. p end
         for _, p in ipairs(rreal) do notes[#notes + 1] = w.name .. " rollback vs before: " .. p ..
           "\n    before: " .. tostring(before[p]) .. "\n    after:  " .. tostring(after[p]) end
-        for _, p in ipairs(rfine) do notes[#notes + 1] = w.name .. " rollback vs before, legit: " .. p end
+        for _, p in ipairs(grouped(rfine)) do notes[#notes + 1] = w.name .. " rollback vs before, legit: " .. p end
       end
       if w.cleanup then sh(w.cleanup) end
     end

@@ -12,8 +12,9 @@ local M = {
   help = [[
 Shows a session: its status, the command that made it, and every
 operation it holds (write, mkdir, replace_dir, symlink, mkfifo, link,
-rename, delete, chmod, chown, touch, xattr, exec) with the path and what
-changes.
+rename, delete, chmod, chown, touch, xattr, query, exec) with the path
+and what changes; a query is a question the script asked the running
+system, with the host's answer, asked again before execute.
 
 options:
   --diff   the content changes of each write as a unified diff (binary
