@@ -184,6 +184,19 @@ describe("shannot run", function()
       assert.equal(3, #lines, r.stdout)
     end)
 
+    it("captures /var/tmp like the rest of /var with the default profile (issue 14.9)", function()
+      local name = "/var/tmp/shannot-spec-" .. tostring(require("shannot.core.sys").ids().pid)
+      local r = h.shannot({ "run", "--json", "--", "sh", "-c", "echo kept > " .. name }, { home = home })
+      assert.equal(0, r.code, r.stderr)
+      assert.is_nil(fs.lstat(name), "the capture wrote the host's /var/tmp")
+      local doc = json.decode(r.stdout)
+      assert.is_table(doc.session, "nothing captured: " .. r.stdout)
+      local s = json.decode(h.shannot({ "show", doc.session.id, "--json" }, { home = home }).stdout)
+      local paths = {}
+      for _, op in ipairs(s.operations) do paths[#paths + 1] = op.kind .. " " .. tostring(op.path) end
+      assert.same({ "write " .. name }, paths)
+    end)
+
     it("does not show the host environment", function()
       local r = run({ "--", "env" }, { home = home, env = { SHANNOT_SPEC_SECRET = "hunter2-" .. math.random(1e6) } })
       assert.equal(0, r.code)

@@ -107,7 +107,11 @@ shannot_ask() {
   { printf '%s\000' "${shannot_cmd##*/}"; for shannot_arg in "$@"; do printf '%s\000' "$shannot_arg"; done; } \
     > "$shannot_q.req"
   printf 'q.%s\n' "$$" > ]] .. M.DIR_INSIDE .. [[/ask
-  read -r shannot_line < "$shannot_q" || true
+  if ! timeout 300 head -c 1 "$shannot_q" > /dev/null; then
+    echo "shannot: the host did not answer: ${shannot_cmd##*/} $*" >&2
+    rm -f "$shannot_q" "$shannot_q.req"
+    exit 1
+  fi
   cat "$shannot_q.out" 2>/dev/null
   cat "$shannot_q.err" >&2 2>/dev/null
   read -r shannot_code < "$shannot_q.code" || shannot_code=1
@@ -152,8 +156,11 @@ end
 -- nil when the profile asks nothing | nil, err
 function M.serve(p, dir)
   if not M.asks(p) then return nil end
-  local proc = require("shannot.proc")
-  local server, msg = proc.spawn(M.server_argv(dir), { stdin = "null", stdout = "null", stderr = "null" })
+  -- perl-base is essential on Debian: in its place whatever PATH says
+  local perl = require("shannot.fs").which("perl", "/usr/bin:/bin:" .. (os.getenv("PATH") or ""))
+  local argv = M.server_argv(dir)
+  argv[1] = perl or argv[1]
+  local server, msg = require("shannot.proc").spawn(argv, { stdin = "null", stdout = "null", stderr = "null" })
   if not server then return nil, require("shannot.err").env("cannot start the questions' server (perl): %s", msg) end
   return server
 end
