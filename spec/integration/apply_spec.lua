@@ -407,6 +407,12 @@ describe("apply", function()
       e.home .. "/data/shannot/sessions/" .. s.id .. "/blobs", cap.op_at(s, "/answers").new.hash, 4096))
     assert.same({ "write answers", "query systemctl is-active --quiet nosuch", "query systemctl is-active nosuch" },
       e:ops(s))
+    -- what only looks like a question is recorded as deferred, never run
+    -- on the host: -p takes the next word, so this would be a start
+    local _, _, tricked = e:run("systemctl -p is-active start shannot-spec-nosuch.service; " ..
+      "systemctl -qHroot@elsewhere is-active x; systemctl --hos=elsewhere is-active x; true")
+    assert.same({ "exec systemctl -p is-active start shannot-spec-nosuch.service",
+      "exec systemctl -qHroot@elsewhere is-active x", "exec systemctl --hos=elsewhere is-active x" }, e:ops(tricked))
     assert.equal("approve", s.operations[2].decision)
     if not h.need(cap.ROOT, "root (an init script in /etc/init.d for `service NAME status`)") then return end
     -- a service whose status the spec changes between the dry-run and execute

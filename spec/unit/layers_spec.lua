@@ -11,9 +11,9 @@ local LAYERS = {
   -- policy, config, remotes
   { "sandbox.profile", "sandbox.bwrap", "sandbox.limits", "session", "session.audit", "session.audit_event",
     "session.approval", "session.view", "policy", "policy.file", "policy.cmdpattern", "config", "remote",
-    "capture.remote_shell" },
+    "capture.remote_shell", "capture.queries" },
   -- 2: orchestration: running sandboxes, capturing, applying, executors
-  { "sandbox", "sandbox.probe", "capture", "capture.walk", "capture.renames", "capture.queries", "capture.staging",
+  { "sandbox", "sandbox.probe", "capture", "capture.walk", "capture.renames", "capture.staging",
     "capture.local", "capture.ssh",
     "session.apply", "executor", "executor.local", "executor.ssh", "executor.common" },
   -- 3: front ends

@@ -51,7 +51,7 @@ function M.capture(plan, settings)
   local lim = limits.of(plan.config)
   local server, qerr = queries.serve(p, st.dir)
   if qerr then return nil, qerr end
-  local _ <close> = guard(function() if server then server:close() end end)
+  local stop_server <close> = guard(function() if server then queries.stop(server) end end)
   local r, rerr = sandbox.run(p, plan.job.argv, {
     timeout = plan.timeout, bwrap = settings.bwrap_path, max_output = plan.max_output, limits = lim,
     namespace = staging.namespace(st), capture = staging.sandbox_part(st),
@@ -78,7 +78,7 @@ function M.capture(plan, settings)
   trees.overlays, trees.blobs, trees.max_bytes = st.overlays, st.dir .. "/blobs", lim.staging
   trees.deferred_file = st.dir .. "/defer/deferred"
   if server then
-    server:close()  -- every answer is in the record once it is gone
+    stop_server:close()  -- every answer is in the record once it is gone
     trees.questions, rerr = queries.read(st.dir .. "/queries")
     if not trees.questions then return nil, err.env("staging: %s", rerr) end
   end

@@ -51,15 +51,22 @@ sub slurp { my ($p, $limit) = @_; my $d = "";
 sub put { my ($p, $d) = @_;
   sysopen(my $f, $p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0644) or return 0;
   syswrite($f, $d); close($f); return 1; }
-# a query form shannot answers: nothing but these verbs and plain options
+# a question shannot asks the host: these verbs, these options exactly
+# (no value in a separate word, none bundled or abbreviated), unit names
+# (the same rules as allowed() in queries.lua)
+my %flag = map { $_ => 1 } qw(-q --quiet --no-pager -a --all --full -l --plain --no-legend --value);
 sub allowed { my @a = @_; my $cmd = shift(@a) // ""; $cmd =~ s{.*/}{};
   if ($cmd eq "systemctl") {
-    my @words = grep { !/^-/ } @a;
-    return 0 unless @words && $verb{$words[0]};
-    for (@a) { return 0 if /^--(root|host|machine|image|runtime|global|user)\b/ || /^-[HM]/ }
-    return 1 }
-  return 1 if $cmd eq "service" && @a == 2 && $a[0] =~ /^[\w@.:-]+$/ && $a[1] eq "status";
-  return 1 if $cmd eq "invoke-rc.d" && @a == 3 && $a[0] eq "--query" && $a[1] =~ /^[\w@.:-]+$/;
+    my @words;
+    for (@a) {
+      if (/\A-/) { next if $flag{$_} || /\A--(?:property|type|state)=[A-Za-z0-9,_-]+\z/ || /\A--lines=[0-9]{1,6}\z/;
+        return 0 }
+      return 0 unless /\A[A-Za-z0-9@._:*\\-]{1,256}\z/;
+      push @words, $_ }
+    return @words && $verb{$words[0]} ? 1 : 0 }
+  my $name = qr/\A[A-Za-z0-9_][A-Za-z0-9@._:-]{0,255}\z/;
+  return 1 if $cmd eq "service" && @a == 2 && $a[0] =~ $name && $a[1] eq "status";
+  return 1 if $cmd eq "invoke-rc.d" && @a == 3 && $a[0] eq "--query" && $a[1] =~ $name && $a[2] =~ /\A[a-z-]{1,32}\z/;
   return 0 }
 sub run { my @argv = @_; my $tmp = "$log.run";
   my $pid = fork(); die "fork: $!\n" unless defined $pid;
@@ -76,24 +83,27 @@ sub run { my @argv = @_; my $tmp = "$log.run";
 sub answer { my $name = shift;
   my $req = slurp("$dir/$name.req", 65536); return unless defined $req;
   my @argv = split /\0/, $req, -1; pop @argv if @argv && $argv[-1] eq "";
-  my ($code, $out, $err) = (1, "", "shannot: not a question shannot asks the host\n");
+  # not a question: "-", and the shim records the call as deferred instead
+  my ($code, $out, $err) = ("-", "", "");
   if (@argv && allowed(@argv)) {
-    my $cmd = $argv[0]; $cmd =~ s{.*/}{}; ($code, $out, $err) = run($cmd, @argv[1 .. $#argv]) }
-  put("$dir/$name.out", $out) && put("$dir/$name.err", $err) && put("$dir/$name.code", "$code\n") or return;
-  if (allowed(@argv)) {
+    my $cmd = $argv[0]; $cmd =~ s{.*/}{}; ($code, $out, $err) = run($cmd, @argv[1 .. $#argv]);
+    # recorded before the asker sees it: no answer is used unrecorded
     open(my $l, ">>", $log) or die "$log: $!\n";
     print $l join("\0", "shannot-query", scalar(@argv), @argv, $code, length($out)), "\0", $out;
-    close($l) }
+    close($l) or die "$log: $!\n" }
+  put("$dir/$name.out", $out) && put("$dir/$name.err", $err) && put("$dir/$name.code", "$code\n") or return;
   sysopen(my $wake, "$dir/$name", O_WRONLY | O_NONBLOCK | O_NOFOLLOW) or return;
   syswrite($wake, "\n"); close($wake) }
-my $buf = "";
-while (1) {
+my ($buf, $stop) = ("", 0);
+$SIG{TERM} = sub { $stop = 1 };  # between two questions, never inside a record
+while (!$stop) {
   my $in = ""; vec($in, fileno($ask), 1) = 1;
   my $ready = select(my $out = $in, undef, undef, 0.5);
   exit 0 if getppid() != $parent;
   next unless $ready > 0;
   my $n = sysread($ask, $buf, 4096, length $buf); next unless $n;
-  while ($buf =~ s/\A([^\n]*)\n//) { my $name = $1; answer($name) if $name =~ /\Aq\.\d{1,10}\z/ }
+  while ($buf =~ s/\A([^\n]*)\n//) {
+    my $name = $1; exit 0 if $name eq "stop"; answer($name) if $name =~ /\Aq\.\d{1,10}\z/ }
   $buf = "" if length($buf) > 4096; }
 ]==]
 
@@ -106,16 +116,23 @@ shannot_ask() {
   mkfifo -m 600 "$shannot_q" || return 1
   { printf '%s\000' "${shannot_cmd##*/}"; for shannot_arg in "$@"; do printf '%s\000' "$shannot_arg"; done; } \
     > "$shannot_q.req"
+  # open before asking (read-write: it never blocks, and the server's
+  # wake-up, opened without blocking, always finds a reader)
+  exec 3<> "$shannot_q"
   printf 'q.%s\n' "$$" > ]] .. M.DIR_INSIDE .. [[/ask
-  if ! timeout 300 head -c 1 "$shannot_q" > /dev/null; then
+  if ! timeout 300 head -c 1 <&3 > /dev/null; then
     echo "shannot: the host did not answer: ${shannot_cmd##*/} $*" >&2
     rm -f "$shannot_q" "$shannot_q.req"
     exit 1
   fi
-  cat "$shannot_q.out" 2>/dev/null
-  cat "$shannot_q.err" >&2 2>/dev/null
+  exec 3<&-
   read -r shannot_code < "$shannot_q.code" || shannot_code=1
+  if [ "$shannot_code" != - ]; then
+    cat "$shannot_q.out" 2>/dev/null
+    cat "$shannot_q.err" >&2 2>/dev/null
+  fi
   rm -f "$shannot_q" "$shannot_q.req" "$shannot_q.out" "$shannot_q.err" "$shannot_q.code"
+  [ "$shannot_code" = - ] && return 1  # not a question: recorded below
   exit "$shannot_code"
 }
 ]]
@@ -165,11 +182,68 @@ function M.serve(p, dir)
   return server
 end
 
+local FLAGS = { ["-q"] = true, ["--quiet"] = true, ["--no-pager"] = true, ["-a"] = true, ["--all"] = true,
+  ["--full"] = true, ["-l"] = true, ["--plain"] = true, ["--no-legend"] = true, ["--value"] = true }
+local VERBS = {}
+for _, v in ipairs(M.SYSTEMCTL_VERBS) do VERBS[v] = true end
+
+local function plain_option(a)
+  return FLAGS[a] or a:match("^%-%-property=[%w,_%-]+$") or a:match("^%-%-type=[%w,_%-]+$")
+    or a:match("^%-%-state=[%w,_%-]+$") or a:match("^%-%-lines=%d%d?%d?%d?%d?%d?$")
+end
+
+local function service_name(a)
+  return #a <= 256 and a:match("^[%w_][%w@._:%-]*$") ~= nil
+end
+
+-- allowed(argv) -> whether argv is a question shannot asks the host: a
+-- verb of SYSTEMCTL_VERBS with only the options above (each whole: none
+-- takes its value in a separate word, none bundled or abbreviated) and
+-- unit names; `service NAME status`; `invoke-rc.d --query NAME ACTION`.
+-- The server outside the sandbox checks the same (SERVER's allowed).
+function M.allowed(argv)
+  if type(argv) ~= "table" or type(argv[1]) ~= "string" then return false end
+  local cmd = argv[1]:match("[^/]*$")
+  if cmd == "systemctl" then
+    local words = {}
+    for i = 2, #argv do
+      local a = argv[i]
+      if type(a) ~= "string" then return false end
+      if a:sub(1, 1) == "-" then
+        if not plain_option(a) then return false end
+      elseif #a > 256 or not a:match("^[%w@._:*\\%-]+$") then
+        return false
+      else
+        words[#words + 1] = a
+      end
+    end
+    return words[1] ~= nil and VERBS[words[1]] == true
+  elseif cmd == "service" then
+    return #argv == 3 and type(argv[2]) == "string" and service_name(argv[2]) and argv[3] == "status"
+  elseif cmd == "invoke-rc.d" then
+    return #argv == 4 and argv[2] == "--query" and type(argv[3]) == "string" and service_name(argv[3])
+      and type(argv[4]) == "string" and argv[4]:match("^[a-z%-]+$") ~= nil and #argv[4] <= 32
+  end
+  return false
+end
+
+-- stop(server): the server ended once the question it is answering, if
+-- any, is recorded (TERM, then up to 5 s, then KILL)
+function M.stop(server)
+  server:kill("TERM")
+  for _ = 1, 500 do
+    if server:poll() then break end
+    require("shannot.core.sys").sleep(0.01)
+  end
+  server:close()
+end
+
 -- read(file) -> {{argv, code, stdout}...} | nil, msg: the server's log
 function M.read(file, max_bytes)
   local fs = require("shannot.fs")
-  local data = fs.read_file(file, max_bytes or 64 * 1024 * 1024)
-  if not data then return {} end
+  if not fs.lstat(file) then return {} end
+  local data, rerr = fs.read_file(file, max_bytes or 64 * 1024 * 1024)
+  if not data then return nil, "the record of questions: " .. tostring(rerr) end
   local out, pos = {}, 1
   local function field()
     local stop = data:find("\0", pos, true)
@@ -191,6 +265,7 @@ function M.read(file, max_bytes)
     if not code or not len or len < 0 or pos + len - 1 > #data then
       return nil, "the record of questions is malformed"
     end
+    if not M.allowed(argv) then return nil, "the record of questions holds a command that is no question" end
     out[#out + 1] = { argv = argv, code = code, stdout = data:sub(pos, pos + len - 1) }
     pos = pos + len
   end

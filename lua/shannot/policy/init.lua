@@ -135,6 +135,9 @@ end
 -- Built-in: the danger of an operation, and why.
 function M.builtin(op)
   if op.kind == "query" then
+    if not require("shannot.capture.queries").allowed(op.argv) then
+      return "danger", "not a question shannot asks the host: it may change things"
+    end
     return "safe", "a question to the running system: it changes nothing"
   end
   if op.kind == "exec" then
@@ -272,7 +275,7 @@ function M.decide(op, cfg, ctx)
   if v and danger ~= "danger" then return "approve", danger, v[2] end
   if v then return "review", danger, "dangerous, so a person decides: " .. why end
   -- a question changes nothing: it only stops an execute whose answer moved
-  if op.kind == "query" then return "approve", danger, why end
+  if op.kind == "query" and danger == "safe" then return "approve", danger, why end
   return "review", danger, why or "no rule approves it"
 end
 

@@ -232,7 +232,10 @@ function M.answers_moved(ex, s)
   local queries = require("shannot.capture.queries")
   local out = {}
   for _, op in ipairs(s.operations) do
-    if op.kind == "query" and op.decision == "approve" then
+    if op.kind == "query" and op.decision == "approve" and not queries.allowed(op.argv) then
+      out[#out + 1] = string.format("%s (no question shannot asks the host: not run)",
+        text.inert(text.command_line(op.argv or {})))
+    elseif op.kind == "query" and op.decision == "approve" then
       local r = ex:exec(op, queries.TIMEOUT)
       local now = { code = r.code or -1, stdout = r.stdout }
       if not queries.same_answer(op, now) then
