@@ -376,6 +376,42 @@ describe("apply", function()
     assert.equal("delete app", ops[1])
   end)
 
+  it("takes no move for a rename where the destination's directory is made, emptied or moved by the script, " ..
+    "and replays and rolls back each exactly (issue 14.3)", function()
+    local manifest = require("support.manifest")
+    local proc = require("shannot.proc")
+    local setup = 'mkdir -p "$1/a/in" "$1/b" "$1/app" "$1/data/d"; echo a > "$1/a/in/f"; echo b > "$1/b/old"; ' ..
+      'echo c > "$1/app/conf"; echo d > "$1/data/d/x"; find "$1" -mindepth 1 -exec touch -h -d "2012-12-12" {} +'
+    for _, workload in ipairs({
+      "rm -rf b && mkdir b && mv a b/a",
+      "mkdir releases && mv app releases/app-1 && mkdir app && echo v2 > app/conf",
+      "mv app app.old && mkdir -p app/shared && mv data app/shared/data",
+    }) do
+      local e = cap.env()
+      local direct = e.dir .. "/direct"
+      assert(fs.mkdir_p(direct))
+      e:sh(setup)
+      assert.equal(0, proc.run({ "sh", "-c", setup, "sh", direct }).code)
+      local before = manifest.text(e.host, { dir_times = true })
+      local since = os.time()
+      assert.equal(0, proc.run({ "sh", "-c", "cd \"$1\" && " .. workload, "sh", direct }).code)
+      local id, s = capture(e, workload)
+      for _, op in ipairs(s.operations) do
+        if op.kind == "rename" then
+          assert.is_nil(op.path:match("/b/a$") or op.path:match("/releases/") or op.path:match("/shared/"),
+            workload .. ": " .. op.path)
+        end
+      end
+      approve(e, id)
+      local r = cli(e, { "execute", id })
+      assert.equal(0, r.code, workload .. ": " .. r.stdout .. r.stderr)
+      assert.same({}, manifest.differences(direct, e.host, { since = since }), workload)
+      local rb = cli(e, { "rollback", id })
+      assert.equal(0, rb.code, workload .. ": " .. rb.stdout .. rb.stderr)
+      assert.equal(before, manifest.text(e.host, { dir_times = true }), workload)
+    end
+  end)
+
   it("refuses a rename whose source changed since the dry-run, naming it, and changes nothing " ..
     "(issue 14.3)", function()
     local e = cap.env()

@@ -7,6 +7,7 @@
 -- after a drift check of the source, nothing copied and no diff of a
 -- tree that did not change.
 local common = require("shannot.executor.common")
+local err = require("shannot.err")
 local xattrs = require("shannot.xattrs")
 
 local M = {}
@@ -39,10 +40,12 @@ local function made_tree(ops, top)
 end
 
 -- The host's tree at path (the walk's host reader), contents not yet
--- hashed: most sources match nothing, and a count tells first.
-local function host_tree(w, path)
+-- hashed: most sources match nothing, and a count tells first.  nil once
+-- it holds more than `most` entries (no new tree is that large).
+local function host_tree(w, path, most)
   local out = {}
   local function visit(p)
+    if #out >= most then err.throw(err.failed("larger than any new tree")) end
     local st = w:check(w.host:lstat(p))
     local e = { path = p, type = st.type, mode = st.mode, uid = st.uid, gid = st.gid, mtime_sec = st.mtime_sec,
       size = st.size }
@@ -52,7 +55,7 @@ local function host_tree(w, path)
       for _, name in ipairs(w:check(w.host:names(p))) do visit(join(p, name)) end
     end
   end
-  visit(path)
+  if not err.try(function() visit(path); return true end) then return nil end
   return out
 end
 
@@ -108,6 +111,46 @@ local function rename_op(src, dest, host)
       size = b.size, link = b.link, stored = b.stored, digest = digest, count = count } }
 end
 
+-- The overlay (capture path or mount below one) a path is in: a rename
+-- never crosses file systems.
+local function overlay_of(w, path)
+  local best
+  for _, o in ipairs(w.overlays or {}) do
+    if under(path, o.target) and (not best or #o.target > #best) then best = o.target end
+  end
+  return best
+end
+
+-- What moves a rename may stand for: none whose source or destination
+-- lies below a path another operation makes, removes or replaces (the
+-- destination's directory must be there on the host, as it is, for
+-- rename(2); the order of such operations and a rollback's removals
+-- would otherwise meet the moved tree), and none across overlays.
+local STRUCTURE = { mkdir = true, replace_dir = true, delete = true, write = true, symlink = true, link = true,
+  mkfifo = true }
+
+local function structural_paths(ops)
+  local out = {}
+  for _, op in ipairs(ops) do
+    if STRUCTURE[op.kind] then out[op.path] = true end
+  end
+  return out
+end
+
+local function clear_above(path, structural)
+  local p = path:match("^(.*)/[^/]*$")
+  while p and p ~= "" do
+    if structural[p] then return false end
+    p = p:match("^(.*)/[^/]*$")
+  end
+  return true
+end
+
+local function may_move(w, src, dest, structural)
+  return overlay_of(w, src) ~= nil and overlay_of(w, src) == overlay_of(w, dest)
+    and clear_above(src, structural) and clear_above(dest, structural)
+end
+
 -- How many operations are at or below each path (of those in want).
 local function counts_below(ops, want)
   local n = {}
@@ -131,29 +174,40 @@ function M.detect(w)
   end
   if #sources == 0 or next(dests) == nil then return end
   local below = counts_below(w.ops, dests)
-  local order = {}  -- of two equal copies, the first by name is the move
-  for path in pairs(dests) do order[#order + 1] = path end
+  local structural = structural_paths(w.ops)
+  local order, most = {}, 0  -- of two equal copies, the first by name is the move
+  for path in pairs(dests) do
+    order[#order + 1] = path
+    most = math.max(most, below[path] or 0)
+  end
   table.sort(order)
   local gone, renames, taken = {}, {}, {}
   for _, src in ipairs(sources) do
-    local host = host_tree(w, src.path)
-    local digest, count
-    for _, path in ipairs(order) do
-      local dest = dests[path]
-      if not taken[path] and below[path] == #host and dest.new.type == host[1].type
-        and not under(path, src.path) and not under(src.path, path) then
-        local t = made_tree(w.ops, dest)
-        if t and not digest then
-          finish_host_tree(w, host)
-          digest, count = common.tree_digest(host, src.path)
-        end
-        if t and common.tree_digest(t.entries, path) == digest and same_xattrs(t.entries, path, host, src.path) then
-          taken[path] = true
-          for op in pairs(t.ops) do gone[op] = true end
-          renames[src] = rename_op(src, t, { entries = host, digest = digest, count = count })
-          break
+    -- best effort: a source that cannot be read (gone meanwhile, not
+    -- readable) stays what it was, a delete
+    local match = err.try(function()
+      local host = clear_above(src.path, structural) and host_tree(w, src.path, most)
+      if not host then return nil end
+      local digest, count
+      for _, path in ipairs(order) do
+        local dest = dests[path]
+        if not taken[path] and below[path] == #host and dest.new.type == host[1].type
+          and not under(path, src.path) and not under(src.path, path) and may_move(w, src.path, path, structural) then
+          local t = made_tree(w.ops, dest)
+          if t and not digest then
+            finish_host_tree(w, host)
+            digest, count = common.tree_digest(host, src.path)
+          end
+          if t and common.tree_digest(t.entries, path) == digest and same_xattrs(t.entries, path, host, src.path) then
+            return { path = path, tree = t, op = rename_op(src, t, { entries = host, digest = digest, count = count }) }
+          end
         end
       end
+    end)
+    if match then
+      taken[match.path] = true
+      for op in pairs(match.tree.ops) do gone[op] = true end
+      renames[src] = match.op
     end
   end
   if next(renames) == nil then return end

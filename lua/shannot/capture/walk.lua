@@ -305,7 +305,7 @@ end
 function M.operations(overlays, blobs, trees, opts)
   local w = setmetatable({ ops = {}, counts = {}, bytes = 0, skipped = {}, blobs = blobs, linked = {}, dir_times = {},
     up = trees and trees.up or M.local_tree, host = trees and trees.host or M.local_tree,
-    max_bytes = opts and opts.max_bytes }, Walk)
+    max_bytes = opts and opts.max_bytes, overlays = overlays }, Walk)
   return err.try(function()
     for _, o in ipairs(overlays) do
       -- The root itself: a chmod or chown of the captured directory.

@@ -51,6 +51,26 @@ function M.expected(op)
   return { exists = true, type = n.type, mode = n.mode, uid = n.uid, gid = n.gid, hash = n.hash, link = n.link }
 end
 
+-- changed_dirs(dir_times, ops, results) -> those of the directories that
+-- stay whose entries an applied operation changed: the others keep the
+-- host's time, whatever it is by now.
+local function changed_dirs(dir_times, ops, results)
+  local parents = {}
+  for i, op in ipairs(ops) do
+    if results[i].ok then
+      for _, p in ipairs({ op.path, op.from }) do
+        local parent = p:match("^(.*)/[^/]*$")
+        parents[parent == "" and "/" or parent] = true
+      end
+    end
+  end
+  local out = {}
+  for _, t in ipairs(dir_times or {}) do
+    if parents[t.path] then out[#out + 1] = t end
+  end
+  return out
+end
+
 -- Temp files sit beside the paths they replace, named after the session.
 function M.temp_prefix(s)
   return ".shannot-" .. s.id:sub(-4) .. "-"
@@ -359,9 +379,19 @@ function M.execute(id, opts)
   if not ok then return nil, msg end
   step()
   local ctx = { blobs = dir .. "/blobs", step = step, temp_prefix = M.temp_prefix(s) }
-  local results, failed = {}, 0
+  local results, failed, stuck = {}, 0, {}
   for _, op in ipairs(ops) do
-    local done, aerr = ex:apply(op, ctx)
+    local done, aerr
+    if at_or_below(op.path, stuck) then
+      -- what was to go where a tree did not move away would land in it
+      done, aerr = nil, err.failed("not run: a rename it depends on failed")
+    else
+      done, aerr = ex:apply(op, ctx)
+    end
+    if not done and op.kind == "rename" then
+      stuck[#stuck + 1] = op.from
+      stuck[#stuck + 1] = op.path
+    end
     -- The state after is the one the operation describes (rollback checks
     -- against M.expected(op)); a write's post-apply hash is its blob's.
     local r = { id = op.id, ok = done == true, error = aerr and aerr.message }
@@ -387,7 +417,7 @@ function M.execute(id, opts)
   -- replaced by rename moved their time; the script's changes moved it)
   -- (a time that cannot be set is kept in the session, not a failure of
   -- what the script wrote)
-  local stayed = ex:set_times(s.dir_times or {})
+  local stayed = ex:set_times(changed_dirs(s.dir_times, ops, results))
   if #stayed > 0 then s.execution.dir_time_failures = json.array(stayed) end
   local deferred_failed = run_deferred(s, ex, { results = results, files_failed = failed, step = step,
     stop_on_failure = opts and opts.stop_on_deferred_failure })
@@ -416,7 +446,7 @@ local function made_by(s)
   local paths, moved, prefix = {}, {}, M.temp_prefix(s)
   for _, op in ipairs(s.operations) do
     if op.path and FILE_KINDS[op.kind] then paths[op.path] = true end
-    if op.kind == "rename" then moved[#moved + 1] = op.path end
+    if op.kind == "rename" and op.decision == "approve" then moved[#moved + 1] = op.path end
   end
   return function(path)
     return paths[path] or path:match("([^/]*)$"):sub(1, #prefix) == prefix or at_or_below(path, moved)

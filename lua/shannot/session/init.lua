@@ -363,10 +363,26 @@ local function check(v, rule, where)
   end
 end
 
+-- Fields an operation of a kind cannot do without.
+local NEEDS = {
+  rename = { from = "string", from_base = "table", base = "table", new = "table", path = "string" },
+  query = { argv = "table", answer = "table" }, exec = { argv = "table" },
+}
+
 local function validate(s, file)
   if type(s) ~= "table" then return string.format("%s: not a session (a JSON object)", file) end
   local bad = check(s, SCHEMA, "")
   if bad then return string.format("%s: field %s", file, bad) end
+  for i, op in ipairs(s.operations) do
+    for field, kind in pairs(NEEDS[op.kind] or {}) do
+      if type(op[field]) ~= kind then
+        return string.format("%s: field operations[%d].%s: a %s operation needs it", file, i, field, op.kind)
+      end
+    end
+    if op.kind == "rename" and type(op.from_base.digest) ~= "string" then
+      return string.format("%s: field operations[%d].from_base.digest: a rename needs it", file, i)
+    end
+  end
 end
 
 -- load(id) -> session | nil, err: session.json read and checked against
