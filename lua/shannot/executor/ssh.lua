@@ -217,8 +217,15 @@ if ($act eq "put") {            # SRC TMP UID GID MODE MTIME
 } elsif ($act eq "move") {      # SRCPARENT SRCNAME: rename(2) of SRCPARENT/SRCNAME to here
   my ($sp, $sn) = @a;
   walkto($sp); sysopen(my $sd, ".", O_RDONLY | O_DIRECTORY) or die "$sp: $!\n"; walkto($parent);
-  die "$name: something is there now\n" if lstat($name);
-  rename("/proc/self/fd/" . fileno($sd) . "/$sn", $name) or die "$name: rename: $!\n";
+  my $from = "/proc/self/fd/" . fileno($sd) . "/$sn";
+  # renameat2(RENAME_NOREPLACE) where the syscall's number is known: an
+  # entry made at the destination meanwhile is never replaced
+  require POSIX; my %nr = (x86_64 => 316, aarch64 => 276); my ($arch) = (POSIX::uname())[4];
+  if (defined $nr{$arch}) {
+    syscall($nr{$arch}, -100, $from, -100, $name, 1) == 0 or die "$name: rename: $!\n";
+  } else {
+    die "$name: something is there now\n" if lstat($name);
+    rename($from, $name) or die "$name: rename: $!\n"; }
 } elsif ($act eq "rmtree") {
   gone($name);
 } elsif ($act eq "snap") {      # DEEP: the entry (and, DEEP, all below it) as records on stdout
