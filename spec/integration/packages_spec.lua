@@ -67,6 +67,16 @@ local function service_links(name)
   return out
 end
 
+-- The deferred commands of a session, as command lines.
+local function deferred_of(id, home)
+  local s = json.decode(h.shannot({ "show", id, "--json" }, { home = home }).stdout)
+  local out = {}
+  for _, op in ipairs(s.operations) do
+    if op.kind == "exec" then out[#out + 1] = table.concat(op.argv, " ") end
+  end
+  return out
+end
+
 describe("packages", function()
   after_each(h.cleanup)
 
@@ -113,11 +123,7 @@ describe("packages", function()
     assert.equal(0, r.code, r.stdout .. r.stderr)
     assert.same({}, service_links(), "the capture enabled it on the host")
     local id = json.decode(r.stdout).session.id
-    local s = json.decode(h.shannot({ "show", id, "--json" }, { home = home }).stdout)
-    local deferred = {}
-    for _, op in ipairs(s.operations) do
-      if op.kind == "exec" then deferred[#deferred + 1] = table.concat(op.argv, " ") end
-    end
+    local deferred = deferred_of(id, home)
     assert.same({ "invoke-rc.d " .. DAEMON .. " start" }, deferred)
     assert.equal(0, h.shannot({ "approve", id, "--yes" }, { home = home }).code)
     local x = h.shannot({ "execute", id }, { home = home })
@@ -165,11 +171,7 @@ describe("packages", function()
     assert.is_false(installed(pkg), "the capture installed it on the host")
     assert.same({}, service_links(pkg), "the capture enabled it on the host")
     local id = json.decode(r.stdout).session.id
-    local s = json.decode(h.shannot({ "show", id, "--json" }, { home = home }).stdout)
-    local deferred = {}
-    for _, op in ipairs(s.operations) do
-      if op.kind == "exec" then deferred[#deferred + 1] = table.concat(op.argv, " ") end
-    end
+    local deferred = deferred_of(id, home)
     assert.equal(1, #deferred, table.concat(deferred, "\n"))
     assert.matches("invoke%-rc%.d .*memcached start$", deferred[1])
     assert.equal(0, h.shannot({ "approve", id, "--yes" }, { home = home }).code)

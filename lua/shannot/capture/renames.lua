@@ -24,9 +24,10 @@ local MADE = { mkdir = true, write = true, symlink = true, mkfifo = true, link =
 
 -- A new path's tree, from the operations that make it: {root op, entries,
 -- ops (set)} | nil when anything below it is not simply made.
-local function made_tree(ops, top)
+local function made_tree(ops, top, alone)
   local entries, set = {}, {}
-  for _, op in ipairs(ops) do
+  -- alone: nothing else at or below it (a file, a symlink), no scan
+  for _, op in ipairs(alone and { top } or ops) do
     if op.path and under(op.path, top.path) then
       if not MADE[op.kind] or (op.base and op.base.exists) then return nil end
       if op.kind == "link" and not under(op.new.hardlink or "", top.path) then return nil end
@@ -181,19 +182,36 @@ function M.detect(w)
     most = math.max(most, below[path] or 0)
   end
   table.sort(order)
+  -- a file or a symlink is matched through its content or target: an
+  -- upgrade that deletes thousands and makes thousands stays linear
+  local by_content = {}
+  for _, path in ipairs(order) do
+    local n = dests[path].new
+    local key = below[path] == 1 and (n.type == "file" and n.hash or (n.type == "link" and "->" .. tostring(n.link)))
+    if key then
+      by_content[key] = by_content[key] or {}
+      table.insert(by_content[key], path)
+    end
+  end
+  local function candidates(src)
+    local b = src.base
+    if b.type == "file" then return b.hash and by_content[b.hash] or {} end
+    if b.type == "link" then return by_content["->" .. tostring(b.link)] or {} end
+    return order
+  end
   local gone, renames, taken = {}, {}, {}
   for _, src in ipairs(sources) do
     -- best effort: a source that cannot be read (gone meanwhile, not
     -- readable) stays what it was, a delete
-    local match = err.try(function()
+    local match = #candidates(src) > 0 and err.try(function()
       local host = clear_above(src.path, structural) and host_tree(w, src.path, most)
       if not host then return nil end
       local digest, count
-      for _, path in ipairs(order) do
+      for _, path in ipairs(candidates(src)) do
         local dest = dests[path]
         if not taken[path] and below[path] == #host and dest.new.type == host[1].type
           and not under(path, src.path) and not under(src.path, path) and may_move(w, src.path, path, structural) then
-          local t = made_tree(w.ops, dest)
+          local t = made_tree(w.ops, dest, below[path] == 1)
           if t and not digest then
             finish_host_tree(w, host)
             digest, count = common.tree_digest(host, src.path)
