@@ -212,6 +212,29 @@ describe("apply", function()
     assert.is_nil(fs.lstat(e.host .. "/d"))
   end)
 
+  it("gives a directory the script changed without leaving an operation there its time, unless someone " ..
+    "changed it since; rollback gives the old time back (issue 14.10)", function()
+    local e = cap.env()
+    e:sh('mkdir "$1/d" "$1/other"; touch -d "2010-10-10" "$1/d" "$1/other"')
+    local old = fs.lstat(e.host .. "/d")
+    for _, someone in ipairs({ false, true }) do
+      local id = capture(e, "echo t > d/tmp && rm d/tmp && echo x > other/x")
+      approve(e, id)
+      if someone then e:sh('echo theirs > "$1/d/theirs"') end
+      local before = fs.lstat(e.host .. "/d")
+      assert.equal(0, cli(e, { "execute", id }).code)
+      local now = fs.lstat(e.host .. "/d")
+      if someone then
+        assert.same({ before.mtime_sec, before.mtime_nsec }, { now.mtime_sec, now.mtime_nsec }, "theirs kept")
+      else
+        assert.is_true(now.mtime_sec > old.mtime_sec, "the script's time")
+      end
+      assert.equal(0, cli(e, { "rollback", id }).code)
+      local back = fs.lstat(e.host .. "/d")
+      assert.same({ before.mtime_sec, before.mtime_nsec }, { back.mtime_sec, back.mtime_nsec })
+    end
+  end)
+
   it("captures FIFOs and makes them at execute; rollback removes them (issue 14.2)", function()
     local e = bed()
     local id, s = capture(e, "mkfifo p && chmod 640 p && mkdir q && mkfifo q/r")

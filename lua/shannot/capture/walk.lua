@@ -206,9 +206,12 @@ end
 -- A directory that stays: its time as the script left it, set at execute
 -- once everything in it is done (an entry replaced by rename moves it;
 -- the script's own changes moved it in the sandbox).
-function Walk:dir_time(path, ust)
+function Walk:dir_time(path, ust, hst)
   if ust.mtime_sec then
-    self.dir_times[#self.dir_times + 1] = { path = path, mtime_sec = ust.mtime_sec, mtime_nsec = ust.mtime_nsec or 0 }
+    -- base: the host's, which execute finds again unless someone else
+    -- changed the directory since
+    self.dir_times[#self.dir_times + 1] = { path = path, mtime_sec = ust.mtime_sec, mtime_nsec = ust.mtime_nsec or 0,
+      base_sec = hst and hst.mtime_sec, base_nsec = hst and hst.mtime_nsec }
   end
 end
 
@@ -216,7 +219,7 @@ function Walk:dir(e)
   local path, up, host, ust, hst = e.path, e.up, e.host, e.ust, e.hst
   if hst and hst.type == "dir" and not self.up:opaque(up) then
     self:metadata(e)
-    self:dir_time(path, ust)
+    self:dir_time(path, ust, hst)
     return self:tree(up, path, host)
   end
   local kind = (hst and hst.type == "dir") and "replace_dir" or "mkdir"
@@ -309,9 +312,9 @@ function M.operations(overlays, blobs, trees, opts)
   return err.try(function()
     for _, o in ipairs(overlays) do
       -- The root itself: a chmod or chown of the captured directory.
-      local ust = w:check(w.up:lstat(o.upper))
-      w:metadata({ path = o.target, up = o.upper, host = o.target, ust = ust, hst = w:check(w.host:lstat(o.target)) })
-      w:dir_time(o.target, ust)
+      local ust, hst = w:check(w.up:lstat(o.upper)), w:check(w.host:lstat(o.target))
+      w:metadata({ path = o.target, up = o.upper, host = o.target, ust = ust, hst = hst })
+      w:dir_time(o.target, ust, hst)
       w:tree(o.upper, o.target, o.target)
     end
     w:hard_links()

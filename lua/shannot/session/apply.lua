@@ -51,10 +51,21 @@ function M.expected(op)
   return { exists = true, type = n.type, mode = n.mode, uid = n.uid, gid = n.gid, hash = n.hash, link = n.link }
 end
 
--- changed_dirs(dir_times, ops, results) -> those of the directories that
--- stay whose entries an applied operation changed: the others keep the
--- host's time, whatever it is by now.
-local function changed_dirs(dir_times, ops, results)
+-- Whether a directory no applied operation changed still has the time
+-- the capture saw (nobody else changed it since), and the script gave it
+-- another (made and removed a temp file there, as dpkg in updates/).
+local function untouched_since(ex, t)
+  if not t.base_sec or (t.mtime_sec == t.base_sec and t.mtime_nsec == t.base_nsec) then return false end
+  local now = ex:state(t.path)
+  return now ~= nil and now.exists and now.type == "dir" and now.mtime_sec == t.base_sec
+    and (t.base_nsec == nil or now.mtime_nsec == nil or now.mtime_nsec == t.base_nsec)
+end
+
+-- changed_dirs(ex, dir_times, ops, results) -> the directories that stay
+-- whose time execute sets: those an applied operation changed, and those
+-- the script changed that nobody has since; the others keep the host's
+-- time, whatever it is by now.
+local function changed_dirs(ex, dir_times, ops, results)
   local parents = {}
   for i, op in ipairs(ops) do
     if results[i].ok then
@@ -66,7 +77,7 @@ local function changed_dirs(dir_times, ops, results)
   end
   local out = {}
   for _, t in ipairs(dir_times or {}) do
-    if parents[t.path] then out[#out + 1] = t end
+    if parents[t.path] or untouched_since(ex, t) then out[#out + 1] = t end
   end
   return out
 end
@@ -417,7 +428,7 @@ function M.execute(id, opts)
   -- replaced by rename moved their time; the script's changes moved it)
   -- (a time that cannot be set is kept in the session, not a failure of
   -- what the script wrote)
-  local stayed = ex:set_times(changed_dirs(s.dir_times, ops, results))
+  local stayed = ex:set_times(changed_dirs(ex, s.dir_times, ops, results))
   if #stayed > 0 then s.execution.dir_time_failures = json.array(stayed) end
   local deferred_failed = run_deferred(s, ex, { results = results, files_failed = failed, step = step,
     stop_on_failure = opts and opts.stop_on_deferred_failure })

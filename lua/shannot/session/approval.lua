@@ -111,7 +111,8 @@ end
 local function dir_times_text(s)
   local out = {}
   for _, t in ipairs(type(s.dir_times) == "table" and s.dir_times or {}) do
-    put(out, "dir_time", string.format("%s\0%s\0%s", tostring(t.path), tostring(t.mtime_sec), tostring(t.mtime_nsec)))
+    put(out, "dir_time", string.format("%s\0%s\0%s\0%s\0%s", tostring(t.path), tostring(t.mtime_sec),
+      tostring(t.mtime_nsec), tostring(t.base_sec), tostring(t.base_nsec)))
   end
   return #out > 0 and ("\n" .. table.concat(out, "\n")) or ""
 end
