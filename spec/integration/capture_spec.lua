@@ -319,6 +319,15 @@ describe("capture", function()
         { home = e.home, env = { H = e.host } })
       assert.equal(0, b.code, b.stderr)
       assert.same({ "write bang" }, e:ops(e:show(json.decode(b.stdout).session.id)))
+      -- any length: a 10 KiB python script runs by its #! line (issue 15.5)
+      h.write(tmp .. "/long.py", "#!/usr/bin/env python3\nimport os, sys\n" .. string.rep("# padding\n", 1024) ..
+        "open(os.environ['H'] + '/py', 'w').write('python %d\\n' % sys.version_info[0])\n")
+      local p = h.shannot({ "run", "--json", "--profile", e.profile, tmp .. "/long.py" },
+        { home = e.home, env = { H = e.host } })
+      assert.equal(0, p.code, p.stdout .. p.stderr)
+      local ps = e:show(json.decode(p.stdout).session.id)
+      assert.equal("python 3\n", require("shannot.store").read(e.home .. "/data/shannot/sessions/" .. ps.id ..
+        "/blobs", ps.operations[1].new.hash, 100))
     end)
     fs.rmtree(tmp)
     assert(ok, problem)

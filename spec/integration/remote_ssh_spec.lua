@@ -204,6 +204,13 @@ describe("remote over SSH", function()
     assert.equal(e.host .. "/out", s.operations[1].path)
     assert.equal(8, s.operations[1].new.size)
     assert.same({ script }, s.command)
+    -- any length: a 10 KiB python script runs by its #! line there too (issue 15.5)
+    local py = h.write(e.dir .. "/long.py", "#!/usr/bin/env python3\nimport sys\n" ..
+      string.rep("# padding\n", 1024) .. "open('" .. e.host .. "/py', 'w').write('python %d' % sys.version_info[0])\n")
+    local p = h.shannot({ "run", "--target", "box", "--json", "--profile", e.profile, py }, { home = home })
+    assert.equal(0, p.code, p.stdout .. p.stderr)
+    local ps = json.decode(h.shannot({ "show", json.decode(p.stdout).session.id, "--json" }, { home = home }).stdout)
+    assert.same({ e.host .. "/py", 8 }, { ps.operations[1].path, ps.operations[1].new.size })
   end)
 
   it("kills a remote run at its timeout and keeps what it wrote", function()

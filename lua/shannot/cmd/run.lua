@@ -105,9 +105,12 @@ local function abnormal_end(r, opts)
   return nil, err.env("the sandbox could not be set up%s", why)
 end
 
--- The interpreter line of a script: {interp [, arg]} or nil.
+-- The interpreter line of a script: {interp [, arg]} or nil.  Its first
+-- 256 bytes, as the kernel reads them (a script of any length).
 local function shebang(path)
-  local head = fs.read_file(path, 256) or ""
+  local f = io.open(path, "rb")
+  local head = f and f:read(256) or ""
+  if f then f:close() end
   local line = head:match("^#!([^\n]*)")
   if not line then return nil end
   local interp, arg = line:match("^%s*(%S+)%s*(.-)%s*$")
