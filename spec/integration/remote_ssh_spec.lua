@@ -156,6 +156,39 @@ describe("remote over SSH", function()
     assert.equal(app_inode, fs.lstat(e.host .. "/app/lib/a").ino, "moved back")
   end)
 
+  it("shows where a remote session lives, and executes only there (issue 15.3)", function()
+    if not require("support.cap").ROOT then return pending("the spec sshd runs as root") end
+    local cap = require("support.cap")
+    local json = require("shannot.json")
+    local e = cap.env()
+    add_remote("box")
+    local r = h.shannot({ "run", "--target", "box", "--accept-new", "--json", "--profile", e.profile, "-c",
+      "echo x > " .. e.host .. "/f" }, { home = home })
+    assert.equal(0, r.code, r.stderr)
+    local id = json.decode(r.stdout).session.id
+    local shown = h.shannot({ "show", id }, { home = home }).stdout
+    assert.matches("target   " .. server.user .. "@127%.0%.0%.1:" .. server.port .. " %(remote box, host key " ..
+      server.fingerprint:gsub("%p", "%%%0"), shown)
+    local s = json.decode(h.shannot({ "show", id, "--json" }, { home = home }).stdout)
+    assert.same({ "box", server.user, "127.0.0.1", server.port, server.fingerprint },
+      { s.where.name, s.where.user, s.where.host, s.where.port, s.where.fingerprint })
+    local listed = h.shannot({ "sessions" }, { home = home }).stdout
+    assert.matches("on " .. server.user .. "@127%.0%.0%.1:" .. server.port .. " %(remote box", listed)
+    local as_json = json.decode(h.shannot({ "sessions", "--json" }, { home = home }).stdout)
+    assert.same({ "box", server.fingerprint }, { as_json[1].target, as_json[1].where.fingerprint })
+    assert.equal(0, h.shannot({ "approve", id, "--yes" }, { home = home }).code)
+    -- the remote re-pointed (the same sshd by another name, its key accepted)
+    assert.equal(0, h.shannot({ "remote", "remove", "box" }, { home = home }).code)
+    assert.equal(0, h.shannot({ "remote", "add", "box", server.user .. "@localhost:" .. server.port, "--key",
+      server.key }, { home = home }).code)
+    h.shannot({ "remote", "test", "box", "--accept-new" }, { home = home })
+    local x = h.shannot({ "execute", id }, { home = home })
+    assert.equal(3, x.code, x.stdout .. x.stderr)
+    assert.is_true(h.one_line_error(x), x.stderr)
+    assert.matches('the remote "box" now points to ' .. server.user .. "@localhost:" .. server.port, x.stderr)
+    assert.is_nil(fs.lstat(e.host .. "/f"))
+  end)
+
   it("fails clearly when the connection drops during execute, and rolls back once it is back", function()
     if not require("support.cap").ROOT then return pending("the spec sshd runs as root") end
     local cap = require("support.cap")

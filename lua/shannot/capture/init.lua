@@ -67,6 +67,7 @@ function M.save(c, opts)
       signal = c.result.exit_code == nil and c.result.signal_name or nil, timed_out = c.result.timed_out,
     })
     if #c.walk.skipped > 0 then s.skipped = c.walk.skipped end
+    s.where = c.where
     if #c.walk.dir_times > 0 then
       s.dir_times = require("shannot.json").array(c.walk.dir_times)
     end
@@ -122,7 +123,7 @@ function M.run(ex, p, job, opts)
   end
   if #w.ops == 0 then return result end
   local s, serr = M.save({ job = job, profile = p, result = result, walk = w, trees = trees,
-    target = ex.target ~= "local" and ex.target or nil }, opts)
+    target = ex.target ~= "local" and ex.target or nil, where = ex.location and ex:location() or nil }, opts)
   if not s then return nil, serr end
   return result, s
 end

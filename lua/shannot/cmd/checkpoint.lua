@@ -33,15 +33,15 @@ function M.run(opts, args)
       local out = {}
       for i, s in ipairs(list) do
         out[i] = { id = s.id, status = s.status, created_at = s.checkpoint.created_at,
-          paths = #s.checkpoint.entries }
+          paths = #s.checkpoint.entries, target = s.target or "local", where = s.where or json.null }
       end
       cli.out(json.encode(json.array(out), { indent = "  " }), "\n")
     elseif #list == 0 then
       cli.out("no checkpoints\n")
     else
       for _, s in ipairs(list) do
-        cli.out(string.format("%-40s %-11s %5d paths  %s\n", s.id, s.status, #s.checkpoint.entries,
-          s.checkpoint.created_at))
+        cli.out(string.format("%-40s %-11s %5d paths  %s  on %s\n", s.id, s.status, #s.checkpoint.entries,
+          s.checkpoint.created_at, text.inert(require("shannot.session.view").where(s))))
       end
     end
     return const.EXIT.OK
@@ -54,6 +54,7 @@ function M.run(opts, args)
     if opts.json then
       cli.out(json.encode(s.checkpoint, { indent = "  " }), "\n")
     else
+      cli.out(string.format("on %s\n", text.inert(require("shannot.session.view").where(s))))
       for _, entry in ipairs(s.checkpoint.entries) do
         cli.out(string.format("%s  %s\n", text.inert(entry.path), apply.describe_state(entry)))
       end

@@ -29,6 +29,7 @@ local function summary(s)
     command = s.command, profile = s.profile, exit_code = s.exit_code,
     run_failed = session.run_failure(s) or json.null,
     operations = #s.operations, counts = s.counts or {},
+    target = s.target or "local", where = s.where or json.null,
   }
 end
 
@@ -63,6 +64,7 @@ function M.run(opts, args)
     if counts ~= "" then cli.out(string.format("%-40s %s\n", "", counts)) end
     local failure = session.run_failure(s)
     if failure then cli.out(string.format("%-40s FAILED RUN: the command %s\n", "", failure)) end
+    if s.target then cli.out(string.format("%-40s on %s\n", "", text.inert(view.where(s)))) end
   end
   return const.EXIT.OK
 end

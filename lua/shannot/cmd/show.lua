@@ -56,6 +56,7 @@ local function render(s, with_diff)
   local lines = {
     string.format("session %s  %s (expires %s)", s.id, s.status, s.expires_at),
     string.format("command  %s", text.inert(text.command_line(s.command or {}))),
+    string.format("target   %s", text.inert(view.where(s))),
     string.format("profile  %s   exit code %s   created %s", tostring(s.profile),
       s.exit_code == json.null and "none" or tostring(s.exit_code), s.created_at),
     string.format("operations (%d):  id  decision danger  kind  path", #s.operations),

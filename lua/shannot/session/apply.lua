@@ -90,7 +90,24 @@ end
 -- executor(s, opts) -> the executor of the session's target | nil, err
 function M.executor(s, opts)
   if opts and opts.executor then return opts.executor end
-  return require("shannot.executor").for_target(s.target or "local", opts and opts.config)
+  local ex, xerr = require("shannot.executor").for_target(s.target or "local", opts and opts.config)
+  if not ex then return nil, xerr end
+  -- the host the session was captured on, and no other: a remote
+  -- re-pointed since (another host, port, user or key) is refused
+  local w = s.where
+  if type(w) == "table" and ex.location then
+    local now = ex:location()
+    for _, k in ipairs({ "host", "port", "user", "fingerprint" }) do
+      if w[k] ~= nil and now[k] ~= w[k] then
+        ex:close()
+        local display = require("shannot.remote").display
+        return nil, err.refused('the remote "%s" now points to %s (%s), the session was captured on %s (%s); ' ..
+          "nothing was done", text.inert(tostring(w.name)), text.inert(display(now)), tostring(now.fingerprint),
+          text.inert(display(w)), tostring(w.fingerprint))
+      end
+    end
+  end
+  return ex
 end
 
 ---------------------------------------------------------------------------

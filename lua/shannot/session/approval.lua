@@ -114,6 +114,12 @@ local function dir_times_text(s)
     put(out, "dir_time", string.format("%s\0%s\0%s\0%s\0%s", tostring(t.path), tostring(t.mtime_sec),
       tostring(t.mtime_nsec), tostring(t.base_sec), tostring(t.base_nsec)))
   end
+  local w = type(s.where) == "table" and s.where
+  if w then
+    -- where it lives: execute goes there and nowhere else
+    put(out, "where", string.format("%s\0%s\0%s\0%s\0%s", tostring(w.name), tostring(w.user), tostring(w.host),
+      tostring(w.port), tostring(w.fingerprint)))
+  end
   return #out > 0 and ("\n" .. table.concat(out, "\n")) or ""
 end
 

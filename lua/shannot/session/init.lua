@@ -310,6 +310,8 @@ local SCHEMA = { fields = {
   history = opt({ list = { fields = { at = "string", status = "string", note = opt("string") } } }),
   approval = opt({ fields = { digest = "string", target = opt("string"), operations = { list = "string" } } }),
   execution = opt("table"), skipped = opt("table"),
+  where = opt({ fields = { name = "string", user = opt("string"), host = "string", port = opt("integer"),
+    fingerprint = opt("string") } }),
   dir_times = opt({ list = { fields = { path = "string", mtime_sec = "integer", mtime_nsec = "integer",
     base_sec = opt("integer"), base_nsec = opt("integer") } } }),
 } }

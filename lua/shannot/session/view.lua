@@ -154,6 +154,16 @@ function M.diff(s, op)
   return nil, d.summary
 end
 
+-- where(s) -> where the session's changes land: "this machine", or
+-- "deploy@web1:22 (remote web1, host key SHA256:...)"
+function M.where(s)
+  local w = s.where
+  if type(w) ~= "table" then return s.target and ("remote " .. tostring(s.target)) or "this machine" end
+  local at = require("shannot.remote").display(w)
+  return string.format("%s (remote %s%s)", at, tostring(w.name),
+    w.fingerprint and (", host key " .. tostring(w.fingerprint)) or "")
+end
+
 -- Operation kinds in the order summaries list them.
 M.KINDS = { "write", "mkdir", "replace_dir", "symlink", "mkfifo", "link", "rename", "delete", "chmod", "chown", "xattr",
   "touch", "query", "exec" }

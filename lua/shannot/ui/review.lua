@@ -573,7 +573,8 @@ function Ops:key(ui, key)
       local failure = session.run_failure(self.s)
       local warning = failure and string.format("the run %s and may have captured only part of its work; ",
         failure) or ""
-      ui:ask(string.format("%sexecute %d operations (%d denied) on this machine? [y/N]", warning, c.approve, c.deny),
+      ui:ask(string.format("%sexecute %d operations (%d denied) on %s? [y/N]", warning, c.approve, c.deny,
+        require("shannot.text").inert(require("shannot.session.view").where(self.s))),
         function() self:execute(ui) end)
     end
   elseif key == "r" then
