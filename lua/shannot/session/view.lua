@@ -164,6 +164,12 @@ function M.where(s)
     w.fingerprint and (", host key " .. tostring(w.fingerprint)) or "")
 end
 
+-- remote_at(s) -> "USER@HOST:PORT" of a remote session, nil for a local one
+function M.remote_at(s)
+  if type(s.where) == "table" then return require("shannot.remote").display(s.where) end
+  return s.target
+end
+
 -- Operation kinds in the order summaries list them.
 M.KINDS = { "write", "mkdir", "replace_dir", "symlink", "mkfifo", "link", "rename", "delete", "chmod", "chown", "xattr",
   "touch", "query", "exec" }

@@ -357,8 +357,10 @@ end
 function Ops:title()
   local c = self:counts()
   local failure = session.run_failure(self.s)
-  return string.format("%s%s  %d ops: %d approve, %d deny, %d to review", self.s.id,
-    failure and ("  FAILED RUN: " .. failure) or "", #self.s.operations, c.approve, c.deny, c.review)
+  local at = opview.remote_at(self.s)
+  return string.format("%s%s%s  %d ops: %d approve, %d deny, %d to review", self.s.id,
+    at and ("  on " .. text.inert(at)) or "", failure and ("  FAILED RUN: " .. failure) or "",
+    #self.s.operations, c.approve, c.deny, c.review)
 end
 
 function Ops:rows(ui, h)
@@ -574,7 +576,7 @@ function Ops:key(ui, key)
       local warning = failure and string.format("the run %s and may have captured only part of its work; ",
         failure) or ""
       ui:ask(string.format("%sexecute %d operations (%d denied) on %s? [y/N]", warning, c.approve, c.deny,
-        require("shannot.text").inert(require("shannot.session.view").where(self.s))),
+        text.inert(opview.where(self.s))),
         function() self:execute(ui) end)
     end
   elseif key == "r" then
@@ -624,6 +626,7 @@ function Sessions:rows(_, h)
       { string.format("%4d ops  ", #s.operations) },
       { string.format("%-8s", worst), SGR[worst] },
       session.run_failure(s) and { "FAILED RUN  ", SGR.bad } or { "" },
+      { s.target and ("on " .. text.inert(opview.remote_at(s)) .. "  ") or "" },
       { command_line(s.command) },
     }, i == self.cursor }
   end
