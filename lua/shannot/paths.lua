@@ -3,6 +3,17 @@ local sys = require("shannot.core.sys")
 
 local M = {}
 
+-- under(path, dir) -> whether path is dir or lies below it, by name
+-- ("/" holds every absolute path)
+function M.under(path, dir)
+  return dir == "/" or path == dir or path:sub(1, #dir + 1) == dir .. "/"
+end
+
+-- join(dir, name) -> the path of name in dir ("/" without a second slash)
+function M.join(dir, name)
+  return dir == "/" and "/" .. name or dir .. "/" .. name
+end
+
 local function nonempty(v)
   if v ~= nil and v ~= "" then return v end
 end

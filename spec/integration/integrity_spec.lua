@@ -333,6 +333,12 @@ describe("integrity (issue 12)", function()
           "field operations%[1%]%.new%.hash must be a SHA%-256" },
         { function(d) d.history[1].at = 5 end, "field history%[1%]%.at must be a string" },
         { function(d) d.status = "done" end, "field status must be one of pending" },
+        -- a kind without what it needs (issue 14.3, 14.5)
+        { function(d) d.operations[1].kind = "rename" end,
+          "field operations%[1%]%.from: a rename operation needs it" },
+        { function(d) d.operations[2].kind = "query" end, "field operations%[2%]%.argv: a query operation needs it" },
+        { function(d) d.dir_times = { { path = "/x", mtime_sec = "soon", mtime_nsec = 0 } } end,
+          "field dir_times%[1%]%.mtime_sec must be an integer" },
       }
       for _, c in ipairs(cases) do
         local e = cap.env()

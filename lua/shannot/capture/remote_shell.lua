@@ -13,9 +13,7 @@ M.STAGING_ROOTS = { "/tmp", "/var/tmp", "/dev/shm" }
 
 local q = text.quote
 
-local function under(path, dir)
-  return dir == "/" or path == dir or path:sub(1, #dir + 1) == dir .. "/"
-end
+local under = require("shannot.paths").under
 
 -- staging_root(tops) -> a directory for the remote staging | nil
 function M.staging_root(tops)

@@ -8,17 +8,12 @@
 -- tree that did not change.
 local common = require("shannot.executor.common")
 local err = require("shannot.err")
+local paths = require("shannot.paths")
 local xattrs = require("shannot.xattrs")
 
 local M = {}
 
-local function join(dir, name)
-  return dir == "/" and "/" .. name or dir .. "/" .. name
-end
-
-local function under(path, root)
-  return path == root or path:sub(1, #root + 1) == root .. "/"
-end
+local join, under = paths.join, paths.under
 
 local MADE = { mkdir = true, write = true, symlink = true, mkfifo = true, link = true }
 

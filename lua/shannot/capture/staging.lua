@@ -33,9 +33,7 @@ function M.parse_mountinfo(data)
   return out
 end
 
-local function under(path, dir)
-  return dir == "/" or path == dir or path:sub(1, #dir + 1) == dir .. "/"
-end
+local under = paths.under
 
 local function strictly_under(path, dir)
   return path ~= dir and under(path, dir)

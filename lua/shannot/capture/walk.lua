@@ -18,9 +18,7 @@ local M = {}
 M.BASE_CONTENT_MAX = 4 * 1024 * 1024
 local OPAQUE_XATTR = "user.overlay.opaque"
 
-local function join(dir, name)
-  return dir == "/" and "/" .. name or dir .. "/" .. name
-end
+local join = require("shannot.paths").join
 
 local function is_whiteout(st)
   return st.type == "char" and st.rdev == 0

@@ -41,9 +41,7 @@ local BIND_OPS = { ["--bind"] = true, ["--bind-try"] = true, ["--dev-bind"] = tr
 -- fidelity (files of other users, chown).
 local UNSHARE = { "--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try" }
 
-local function under(path, dir)
-  return path == dir or path:sub(1, #dir + 1) == dir .. "/"
-end
+local under = require("shannot.paths").under
 
 local function under_fresh(path)
   for _, d in ipairs(FRESH) do

@@ -8,6 +8,7 @@
 local err = require("shannot.err")
 local fs = require("shannot.fs")
 local json = require("shannot.json")
+local under = require("shannot.paths").under
 local session = require("shannot.session")
 local text = require("shannot.text")
 
@@ -140,7 +141,7 @@ end
 -- at_or_below(path, roots) -> whether path is one of roots or below one
 local function at_or_below(path, roots)
   for _, r in ipairs(roots) do
-    if path == r or path:sub(1, #r + 1) == r .. "/" then return true end
+    if under(path, r) then return true end
   end
   return false
 end
@@ -447,6 +448,9 @@ function M.execute(id, opts)
   -- what the script wrote)
   local stayed = ex:set_times(changed_dirs(ex, s.dir_times, ops, results))
   if #stayed > 0 then s.execution.dir_time_failures = json.array(stayed) end
+  for _, f in ipairs(stayed) do
+    if opts and opts.warn then opts.warn("%s: its modification time: %s", text.inert(f.path), f.error) end
+  end
   local deferred_failed = run_deferred(s, ex, { results = results, files_failed = failed, step = step,
     stop_on_failure = opts and opts.stop_on_deferred_failure })
   s.results = json.array(results)

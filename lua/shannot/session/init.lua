@@ -368,8 +368,9 @@ end
 
 -- Fields an operation of a kind cannot do without.
 local NEEDS = {
-  rename = { from = "string", from_base = "table", base = "table", new = "table", path = "string" },
-  query = { argv = "table", answer = "table" }, exec = { argv = "table" },
+  rename = { { "path", "string" }, { "from", "string" }, { "from_base", "table" }, { "base", "table" },
+    { "new", "table" } },
+  query = { { "argv", "table" }, { "answer", "table" } }, exec = { { "argv", "table" } },
 }
 
 local function validate(s, file)
@@ -377,7 +378,8 @@ local function validate(s, file)
   local bad = check(s, SCHEMA, "")
   if bad then return string.format("%s: field %s", file, bad) end
   for i, op in ipairs(s.operations) do
-    for field, kind in pairs(NEEDS[op.kind] or {}) do
+    for _, need in ipairs(NEEDS[op.kind] or {}) do
+      local field, kind = need[1], need[2]
       if type(op[field]) ~= kind then
         return string.format("%s: field operations[%d].%s: a %s operation needs it", file, i, field, op.kind)
       end
