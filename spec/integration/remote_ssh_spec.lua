@@ -270,9 +270,161 @@ describe("remote over SSH", function()
     assert.equal("hello there\n", r.stdout)
   end)
 
+  it("takes a sandbox that cannot be set up there as an environment error: exit 4, no session (issue 15.2)",
+    function()
+      if not require("support.cap").ROOT then return pending("the spec sshd runs as root") end
+      local cap = require("support.cap")
+      local e = cap.env()
+      -- a bwrap that cannot make its namespaces, first in the remote's PATH
+      server.stop()
+      local bin = h.tmpdir()
+      h.write(bin .. "/bwrap", '#!/bin/sh\n[ "$1" = --version ] && { echo "bubblewrap 0.8.0"; exit 0; }\n' ..
+        'echo "bwrap: Creating new namespace failed: Operation not permitted" >&2\nexit 1\n')
+      assert(fs.chmod(bin .. "/bwrap", 493))
+      server = sshd.start({ env = { PATH = bin .. ":/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin" } })
+      add_remote("box")
+      local t = h.shannot({ "remote", "test", "box", "--accept-new" }, { home = home })
+      assert.equal(4, t.code, t.stdout .. t.stderr)
+      -- what failed, as the probe met it; no guess about the kernel
+      assert.matches("sandbox%s+no: bwrap: Creating new namespace failed: Operation not permitted", t.stdout)
+      assert.not_matches("kernel with", t.stdout)
+      local r = h.shannot({ "run", "--target", "box", "--profile", e.profile, "-c", "echo x > " .. e.host .. "/f" },
+        { home = home })
+      assert.equal(4, r.code, r.stderr)
+      local last = r.stderr:match("([^\n]*)\n$")
+      assert.matches('^shannot: box: the sandbox could not be set up there: bwrap: Creating new namespace failed: ' ..
+        'Operation not permitted; "shannot remote test box" tells what the host lacks$', last)
+      assert.matches("no sessions", h.shannot({ "sessions" }, { home = home }).stdout)
+      -- nothing left of the remote's staging
+      for _, name in ipairs(assert(fs.readdir("/tmp"))) do assert.not_matches("^shannot%-%x+$", name) end
+    end)
+
+  it("overlays each mount under a capture path as it is, and takes one it cannot overlay as an environment error",
+    function()
+      if not require("support.cap").ROOT then return pending("the spec sshd runs as root") end
+      local cap = require("support.cap")
+      local proc = require("shannot.proc")
+      local e = cap.env()
+      e:sh('mkdir "$1/sub" "$1/p" && mount -t tmpfs shannot-test "$1/sub" && echo old > "$1/sub/o"')
+      local mounted = { e.host .. "/sub" }
+      local ok, problem = pcall(function()
+        add_remote("box")
+        local r = h.shannot({ "run", "--target", "box", "--accept-new", "--json", "--profile", e.profile, "-c",
+          "cd " .. e.host .. " && echo more >> sub/o && echo n > sub/n" }, { home = home })
+        assert.equal(0, r.code, r.stderr)
+        local json = require("shannot.json")
+        local s = json.decode(h.shannot({ "show", json.decode(r.stdout).session.id, "--json" }, { home = home }).stdout)
+        assert.same({ "write sub/n", "write sub/o" }, e:ops(s))
+        assert.same({ 4, 9 }, { s.operations[2].base.size, s.operations[2].new.size }, "the mount's own file")
+        e:sh('mount -t proc proc "$1/p"')
+        mounted[2] = e.host .. "/p"
+        local bad = h.shannot({ "run", "--target", "box", "--profile", e.profile, "-c", "echo x > " .. e.host .. "/f" },
+          { home = home })
+        assert.equal(4, bad.code, bad.stderr)
+        assert.matches("box: the sandbox could not be set up there: mount: [^\n]*" .. e.host:gsub("%p", "%%%0") ..
+          "/p", bad.stderr)
+        local listed = json.decode(h.shannot({ "sessions", "--json" }, { home = home }).stdout)
+        assert.equal(1, #listed, "the refused run saved no session")
+      end)
+      for i = #mounted, 1, -1 do proc.run({ "umount", mounted[i] }) end
+      assert(ok, problem)
+    end)
+
   it("names an unknown target", function()
     local r = h.shannot({ "remote", "test", "no such host!" }, { home = home })
     assert.equal(2, r.code)
     assert.matches('unknown target "no such host!"', r.stderr)
+  end)
+end)
+
+-- As an ordinary remote user (issue 15.1): a real account with its own
+-- key (support/sshd.lua's unprivileged), captured as a local non-root run
+-- is: what that user owns under the capture paths, its home by default.
+describe("remote over SSH as an ordinary user", function()
+  local json = require("shannot.json")
+  local manifest = require("support.manifest")
+  local proc = require("shannot.proc")
+  local server, home
+
+  before_each(function()
+    server = sshd.start({ unprivileged = true })
+    home = h.tmpdir()
+    assert(fs.mkdir_p(home .. "/.ssh"))
+    assert(fs.mkdir_p(home .. "/config/shannot/profiles"))
+    local r = h.shannot({ "remote", "add", "web", server.user .. "@127.0.0.1:" .. server.port, "--key", server.key },
+      { home = home })
+    assert.equal(0, r.code, r.stderr)
+    -- the default profile, capturing the account's home and /etc (not its own)
+    local p = json.decode(assert(fs.read_file(h.ROOT .. "/profiles/system.json")))
+    p.name, p.capture = "mine", { server.home, "/etc" }
+    h.write(home .. "/config/shannot/profiles/mine.json", json.encode(p))
+  end)
+  after_each(function()
+    server.stop()
+    h.cleanup()
+  end)
+
+  -- the same script, run as that user over plain ssh (no shannot)
+  local function ssh_direct(script)
+    return assert(proc.run({ "ssh", "-q", "-i", server.key, "-p", tostring(server.port),
+      "-o", "UserKnownHostsFile=" .. server.known_hosts, "-o", "StrictHostKeyChecking=yes",
+      "-o", "BatchMode=yes", server.user .. "@" .. server.host, script }))
+  end
+
+  -- files the account owns, made as it would make them
+  local function seed()
+    local r = ssh_direct('cd && echo old > f && echo gone > g && mkdir -p d/sub && echo k > d/sub/k && ' ..
+      'ln -s f l && echo keep > keep && chmod 600 keep && touch -d "2001-02-03 04:05:06" keep d/sub/k')
+    assert.equal(0, r.code, r.stderr)
+  end
+
+  local SCRIPT = "cd && echo new >> f && rm g && rm -r d && mkdir -p n/m && echo z > n/m/z && " ..
+    "chmod 700 n && ln -sfn keep l && ln f hard && touch -d '2010-01-01 00:00:00' f && " ..
+    "{ echo x > /etc/shannot-remote-user || true; } && systemctl restart nosuch.service"
+
+  it("tests, captures, shows, approves, executes and rolls back as that user, as a direct run would", function()
+    if not h.need(fs.which("ssh", os.getenv("PATH")), "ssh (openssh-client)") then return end
+    local t = h.shannot({ "remote", "test", "web", "--accept-new" }, { home = home })
+    assert.equal(0, t.code, t.stdout .. t.stderr)
+    assert.matches("user%s+uid " .. server.uid .. ": only that user's files", t.stdout)
+    assert.matches("overlayfs%s+yes", t.stdout)
+    assert.matches("sandbox%s+yes", t.stdout)
+    seed()
+    local before = manifest.text(server.home, { seconds = true })
+    local started = os.time()
+    local r = h.shannot({ "run", "--target", "web", "--json", "--profile", "mine", "-c", SCRIPT }, { home = home })
+    assert.equal(0, r.code, r.stderr)
+    assert.matches("running as " .. server.user:gsub("%p", "%%%0") .. ", not root", r.stderr)
+    assert.is_nil(fs.lstat("/etc/shannot-remote-user"))
+    local doc = json.decode(r.stdout)
+    local id = doc.session.id
+    local s = json.decode(h.shannot({ "show", id, "--json" }, { home = home }).stdout)
+    local ops = {}
+    for _, op in ipairs(s.operations) do
+      ops[#ops + 1] = op.kind .. " " .. (op.path and op.path:sub(#server.home + 2) or table.concat(op.argv, " "))
+    end
+    table.sort(ops)
+    -- only the home: nothing of /etc, no ownership change of a directory it cannot own
+    assert.same({ "delete d", "delete g", "exec systemctl restart nosuch.service", "link hard", "mkdir n",
+      "mkdir n/m", "symlink l", "write f", "write n/m/z" }, ops)
+    for _, op in ipairs(s.operations) do
+      if op.new and op.new.uid then assert.same({ server.uid, server.gid }, { op.new.uid, op.new.gid }) end
+    end
+    assert.same({ server.user, server.port }, { s.where.user, s.where.port })
+    assert.equal(before, manifest.text(server.home, { seconds = true }), "the capture changed nothing")
+    assert.equal(0, h.shannot({ "approve", id, "--yes" }, { home = home }).code)
+    local x = h.shannot({ "execute", id }, { home = home })
+    assert.equal(1, x.code, x.stdout .. x.stderr)  -- only the deferred restart of a unit that is not there fails
+    assert.matches("exec%s+systemctl restart nosuch%.service%s+FAILED", x.stdout)
+    local executed = manifest.text(server.home, { seconds = true, since = started })
+    local rb = h.shannot({ "rollback", id }, { home = home })
+    assert.equal(0, rb.code, rb.stdout .. rb.stderr)
+    local back = manifest.text(server.home, { seconds = true })
+    assert.equal(before, back, table.concat(manifest.changed(before, back), "\n"))
+    -- the same script run directly leaves the same tree
+    local direct = ssh_direct(SCRIPT:gsub(" && systemctl restart nosuch%.service$", ""))
+    assert.equal(0, direct.code, direct.stderr)
+    local by_hand = manifest.text(server.home, { seconds = true, since = started })
+    assert.equal(by_hand, executed, table.concat(manifest.changed(by_hand, executed), "\n"))
   end)
 end)

@@ -32,11 +32,13 @@ end
 local function time_of(st, opts)
   if st.type == "dir" and not opts.dir_times then return "-" end
   if opts.since and st.mtime_sec >= opts.since then return "new" end
+  if opts.seconds then return string.format("%d", st.mtime_sec) end
   return string.format("%d.%09d", st.mtime_sec, st.mtime_nsec)
 end
 
 -- of(root [, opts]) -> {rel = line}, sorted rels.  opts: since (seconds:
--- later times read "new"), dir_times, ignore (a predicate on rel),
+-- later times read "new"), dir_times, seconds (times to the second: what
+-- a remote checkpoint keeps), ignore (a predicate on rel),
 -- contents (false: sizes and times only, for trees of gigabytes;
 -- "small": the SHA-256 of files up to 4 MiB only).
 function M.of(root, opts)

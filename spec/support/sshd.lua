@@ -95,11 +95,38 @@ local function spawn(dir, port, env)
   return nil, why
 end
 
+-- The account of start({unprivileged = true}) when the specs run as root:
+-- an ordinary user made for the run (a real entry in /etc/passwd, as
+-- sshd and the remote's tools look it up), removed by stop().
+M.ACCOUNT = "shannot-spec"
+
+local function account(dir)
+  local home = dir .. "/home"
+  -- sshd reads authorized_keys as that user, who must reach it
+  assert(fs.chmod(dir, 457))  -- 0711
+  assert(fs.chmod(h.ROOT .. "/build/spec-tmp", 457))
+  assert(fs.chmod(dir .. "/authorized_keys", 420))  -- 0644: a public key
+  if proc.run({ "id", "-u", M.ACCOUNT }).code ~= 0 then
+    -- "*": no password, yet not locked (sshd without PAM refuses a locked one)
+    run({ "useradd", "--no-create-home", "--home-dir", home, "--shell", "/bin/sh", "--password", "*",
+      "--user-group", M.ACCOUNT })
+  else
+    run({ "usermod", "--home", home, M.ACCOUNT })
+  end
+  local uid = assert(math.tointeger(tonumber(run({ "id", "-u", M.ACCOUNT }))))
+  local gid = assert(math.tointeger(tonumber(run({ "id", "-g", M.ACCOUNT }))))
+  assert(fs.mkdir(home, 493))
+  assert(fs.lchown(home, uid, gid))
+  return { user = M.ACCOUNT, home = home, uid = uid, gid = gid }
+end
+
 -- start([opts]) -> {host, port, user, key, known_hosts, host_key_pub, dir, log, stop}
 -- key: the client's private key; known_hosts: a file with the host key's
 -- line; host_key_pub: the host's public key file; stop(): kills sshd and
 -- removes dir.  opts.env: variables every session gets (a PATH with a
--- hostile tar first, say).
+-- hostile tar first, say); opts.unprivileged: the key logs in as an
+-- ordinary user (M.ACCOUNT as root; otherwise the specs' own user, the
+-- only one a non-root sshd serves), with home and uid in the result.
 function M.start(opts)
   local env = opts and opts.env
   if not fs.stat("/run/sshd") then fs.mkdir_p("/run/sshd", 493) end  -- privsep dir, 0755
@@ -107,13 +134,24 @@ function M.start(opts)
   M.keygen(dir .. "/host_key")
   M.keygen(dir .. "/client_key")
   h.write(dir .. "/authorized_keys", assert(fs.read_file(dir .. "/client_key.pub")))
+  local as_root = sys.ids().euid == 0
+  local who
+  if opts and opts.unprivileged then
+    if as_root then
+      who = account(dir)
+    else
+      local ids = sys.ids()
+      who = { user = ids.user, home = assert(os.getenv("HOME")), uid = ids.euid, gid = ids.egid }
+    end
+  end
   local p, why
   for _ = 1, 10 do
     local port = math.random(20000, 59999)
     p, why = spawn(dir, port, env)
     if p then
       local srv = {
-        host = M.HOST, port = port, user = assert(sys.ids().user), dir = dir,
+        host = M.HOST, port = port, user = who and who.user or assert(sys.ids().user), dir = dir,
+        home = who and who.home, uid = who and who.uid, gid = who and who.gid,
         key = dir .. "/client_key", host_key_pub = dir .. "/host_key.pub",
         known_hosts = h.write(dir .. "/known_hosts", M.known_hosts_line(port, dir .. "/host_key.pub")),
         log = dir .. "/sshd.log",
@@ -131,6 +169,7 @@ function M.start(opts)
           p:close()
           p = nil
         end
+        if who and as_root then proc.run({ "userdel", "--force", M.ACCOUNT }) end
         fs.rmtree(dir)
       end
       return srv

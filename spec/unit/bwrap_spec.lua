@@ -60,7 +60,7 @@ describe("the bwrap command line", function()
   end
 
   local function remote_argv(root)
-    local facts = { home = home, user = os.getenv("USER"), tops = { "/etc", "/var" },
+    local facts = { home = home, user = os.getenv("USER"), tops = { "/etc", "/var" }, uid = "1001", gid = "1002",
       defer = { "/usr/bin/systemctl" }, root = root, var_run_link = var_run_link and "yes" or "no" }
     local staging = { dir = "/tmp/shannot-abc", seccomp = { "a", "b" }, enter = "/tmp/shannot-abc/enter" }
     if not p.seccomp_profile then staging.seccomp = { "a" } end
@@ -69,23 +69,47 @@ describe("the bwrap command line", function()
         ["/tmp/shannot-abc"] = "STAGING" })
   end
 
-  it("is the same locally and remotely for a capture as another user", function()
-    assert.same(local_argv(false), remote_argv(false))
+  -- argv less the run of words starting at the first `first`, and that run
+  local function without(argv, first, n)
+    for i = 1, #argv do
+      if argv[i] == first then
+        local out = table.move(argv, 1, i - 1, 1, {})
+        table.move(argv, i + n, #argv, #out + 1, out)
+        return out, table.move(argv, i, i + n - 1, 1, {})
+      end
+    end
+    return argv, {}
+  end
+
+  -- A remote run's bwrap writes its status to a file of the staging
+  -- (remote_shell.STATUS_FD); a local one's, to a pipe run() makes.
+  local function remote_argv_unstated(root)
+    local argv, status = without(remote_argv(root), "--json-status-fd", 2)
+    assert.same({ "--json-status-fd", "6" }, status)
+    return argv
+  end
+
+  it("is the same locally and remotely for a capture as another user, but for whose user namespace", function()
+    -- locally, bwrap makes one by itself; remotely, under util-linux's
+    -- (the user as 0, for the mounts), it is told to, with the user's ids
+    local there, ns = without(remote_argv_unstated(false), "--unshare-user", 5)
+    assert.same({ "--unshare-user", "--uid", "1001", "--gid", "1002" }, ns)
+    assert.same(local_argv(false), there)
   end)
 
   it("differs as root only in CAP_MKNOD, which a remote sandbox does not get", function()
-    local here, there = local_argv(true), remote_argv(true)
+    local here, there = local_argv(true), remote_argv_unstated(true)
     assert.same({ "--cap-add CAP_MKNOD" }, only_in(here, there))
     assert.same({}, only_in(there, here))
-    local without, i = {}, 1
+    local rest, i = {}, 1
     while i <= #here do
       if here[i] == "--cap-add" and here[i + 1] == "CAP_MKNOD" then
         i = i + 2
       else
-        without[#without + 1], i = here[i], i + 1
+        rest[#rest + 1], i = here[i], i + 1
       end
     end
-    assert.same(there, without)
+    assert.same(there, rest)
   end)
 
   it("is built only by sandbox/bwrap.lua", function()

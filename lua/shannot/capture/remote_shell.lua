@@ -29,12 +29,18 @@ local function opt_escape(path)
   return (path:gsub("[\\,:]", "\\%0"))
 end
 
--- mount_lines(overlays) -> shell lines mounting each overlay, parent first
+-- mount_lines(overlays) -> shell lines mounting each overlay, parent
+-- first.  A mount below a capture path is first bound aside (o.lower):
+-- once its parent's overlay is up, its path leads into that overlay's
+-- own (empty) directory, no longer to the mount itself.
 function M.mount_lines(overlays)
   local out = {}
   for _, o in ipairs(overlays) do
+    if o.lower then out[#out + 1] = "mount --bind " .. q(o.target) .. " " .. q(o.lower) end
+  end
+  for _, o in ipairs(overlays) do
     out[#out + 1] = "mount -t overlay overlay -o " ..
-      q("lowerdir=" .. opt_escape(o.target) .. ",upperdir=" .. opt_escape(o.upper) ..
+      q("lowerdir=" .. opt_escape(o.lower or o.target) .. ",upperdir=" .. opt_escape(o.upper) ..
         ",workdir=" .. opt_escape(o.work) .. ",userxattr") .. " " .. q(o.target)
   end
   return out
@@ -48,11 +54,15 @@ function M.probe_command(capture, search_path, defer)
   for d in search_path:gmatch("[^:]+") do dirs[#dirs + 1] = q(d) end
   for i, n in ipairs(defer) do names[i] = q(n) end
   return table.concat({
-    'echo "uid=$(id -u)"', 'echo "user=$(id -un)"', 'echo "home=$HOME"', 'echo "arch=$(uname -m)"',
+    'echo "uid=$(id -u)"', 'echo "gid=$(id -g)"', 'echo "user=$(id -un)"', 'echo "home=$HOME"',
+    'echo "arch=$(uname -m)"',
     "sed -n 's/^MemTotal: *\\([0-9]*\\) kB/memtotal_kb=\\1/p' /proc/meminfo",
     '[ -L /var/run ] && echo "var_run_link=yes"',
+    -- what the user owns (own=), for a capture as another user than root
+    "h=$(realpath -e -- \"$HOME\" 2>/dev/null) && [ -d \"$h\" ] && printf 'home_real=%s\\n' \"$h\" && " ..
+      "[ -O \"$h\" ] && printf 'own=%s\\n' \"$h\"",
     "for p in " .. table.concat(caps, " ") .. "; do r=$(realpath -e -- \"$p\" 2>/dev/null) && " ..
-      "[ -d \"$r\" ] && printf 'top=%s\\n' \"$r\"; done",
+      "[ -d \"$r\" ] && printf 'top=%s\\n' \"$r\" && [ -O \"$r\" ] && printf 'own=%s\\n' \"$r\"; done",
     "for d in " .. table.concat(dirs, " ") .. "; do rd=$(realpath -e -- \"$d\" 2>/dev/null) || continue; " ..
       "for n in " .. (#names > 0 and table.concat(names, " ") or "''") .. "; do " ..
       "[ -f \"$rd/$n\" ] && [ ! -L \"$rd/$n\" ] && printf 'defer=%s\\n' \"$rd/$n\"; done; done",
@@ -66,8 +76,11 @@ function M.octal(bytes)
   return (bytes:gsub(".", function(c) return string.format("\\%03o", c:byte()) end))
 end
 
--- SECCOMP_FD0: the first of the descriptors the filters reach bwrap on.
+-- SECCOMP_FD0: the first of the descriptors the filters reach bwrap on;
+-- STATUS_FD: where bwrap writes its JSON status (the staging's "status"
+-- file): no "child-pid" there means the sandbox was never set up.
 M.SECCOMP_FD0 = 7
+M.STATUS_FD = 6
 
 -- prepare_command(plan) -> makes the staging directory (mode 700, a name
 -- that must not exist), the uppers (as their host directories), the shims
@@ -76,18 +89,19 @@ function M.prepare_command(plan)
   local lines = {
     "set -eu", "umask 077",
     "mkdir -m 700 " .. q(d),
-    "mkdir " .. q(d .. "/upper") .. " " .. q(d .. "/wd") .. " " .. q(d .. "/defer") .. " " ..
+    "mkdir " .. q(d .. "/upper") .. " " .. q(d .. "/wd") .. " " .. q(d .. "/lower") .. " " .. q(d .. "/defer") .. " " ..
       q(d .. "/defer/bin"),
   }
   for _, o in ipairs(plan.overlays) do
-    lines[#lines + 1] = "mkdir " .. q(o.upper) .. " " .. q(o.work)
+    lines[#lines + 1] = "mkdir " .. q(o.upper) .. " " .. q(o.work) .. (o.lower and " " .. q(o.lower) or "")
     lines[#lines + 1] = "chmod --reference=" .. q(o.target) .. " " .. q(o.upper)
     if plan.root then lines[#lines + 1] = "chown --reference=" .. q(o.target) .. " " .. q(o.upper) end
     lines[#lines + 1] = "touch -r " .. q(o.target) .. " " .. q(o.upper)
   end
   lines[#lines + 1] = "printf '%s' " .. q(plan.shim) .. " > " .. q(d .. "/defer/shim")
   lines[#lines + 1] = "chmod 755 " .. q(d .. "/defer/shim") .. " " .. q(d .. "/defer/bin")
-  lines[#lines + 1] = ": > " .. q(d .. "/defer/deferred") .. " && chmod 666 " .. q(d .. "/defer/deferred")
+  lines[#lines + 1] = ": > " .. q(d .. "/defer/deferred") .. " && chmod 666 " .. q(d .. "/defer/deferred") ..
+    " && : > " .. q(d .. "/status")
   -- the questions' channel (capture/queries.lua) and its record
   lines[#lines + 1] = "mkdir -m 1777 " .. q(d .. "/defer/q") .. " && mkfifo -m 666 " .. q(d .. "/defer/q/ask") ..
     " && : > " .. q(d .. "/queries")
@@ -111,18 +125,20 @@ function M.run_command(plan)
   -- bwrap runs with an empty environment: the SSH session's (client
   -- address, user, paths) would show inside as /proc/1/environ.
   bw[1] = '"$(command -v ' .. bw[1] .. ')"'
-  local redirects = {}
+  local redirects = { M.STATUS_FD .. ">" .. q(plan.dir .. "/status") }
   for i = 1, #(plan.seccomp or {}) do
-    redirects[i] = (M.SECCOMP_FD0 + i - 1) .. "<" .. q(plan.dir .. "/seccomp-" .. i)
+    redirects[#redirects + 1] = (M.SECCOMP_FD0 + i - 1) .. "<" .. q(plan.dir .. "/seccomp-" .. i)
   end
   -- Processes as an rlimit (util-linux prlimit; limits.rlimits says why
   -- not memory): no cgroup of ours where nothing of shannot is installed.
   local rlimits = ""
   if plan.limits then rlimits = string.format("prlimit --nproc=%d -- ", plan.limits.processes) end
-  inner[#inner + 1] = "exec env -i " .. rlimits .. table.concat(bw, " ") ..
-    (#redirects > 0 and " " .. table.concat(redirects, " ") or "")
+  inner[#inner + 1] = "exec env -i " .. rlimits .. table.concat(bw, " ") .. " " .. table.concat(redirects, " ")
+  -- Not as root: a user namespace mapping the user to 0, as a mount needs
+  -- capabilities that exec keeps only for uid 0 (bwrap gives the command
+  -- its own ids back: bwrap.lua's user_ids).
   local unshare = plan.root and "unshare -m --propagation private" or
-    "unshare -U -m --map-current-user --propagation private"
+    "unshare -U -m --map-root-user --propagation private"
   -- OpenSSH refuses to signal a root login's command when the channel
   -- times out, so the remote ends the run itself (bwrap's
   -- --die-with-parent takes the sandbox with it).
@@ -147,7 +163,7 @@ function M.collect_command(dir, max_bytes)
   -- them); the zeros come as zeros, and the replica and execute make
   -- holes of them again
   local tar = "tar --xattrs --xattrs-include='user.*' --numeric-owner --format=posix -cf - upper " ..
-    "defer/deferred queries"
+    "defer/deferred queries status"
   if not max_bytes then return "cd " .. q(dir) .. " && exec " .. tar end
   return "cd " .. q(dir) .. " && " .. tar .. string.format(" | head -c %d", max_bytes + 1)
 end

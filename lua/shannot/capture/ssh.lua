@@ -35,15 +35,22 @@ local function probe(s, p)
     return nil, err.env("probing the remote failed: %s", text.inert((r.stderr or ""):match("[^\n]*")))
   end
   local head, mountinfo = r.stdout:match("^(.-)%-%-%-mountinfo\n(.*)$")
-  local f = { tops = {}, defer = {} }
+  local f, owned = { tops = {}, defer = {} }, {}
   for k, v in (head or ""):gmatch("([%w_]+)=([^\n]*)") do
     if k == "top" then f.tops[#f.tops + 1] = v
     elseif k == "defer" then f.defer[#f.defer + 1] = v
+    elseif k == "own" then owned[v] = true
     else f[k] = v end
   end
-  f.tops = staging.outermost(f.tops)
-  f.mounts = staging.parse_mountinfo(mountinfo or "")
+  if not (f.uid and f.uid:match("^%d+$") and f.gid and f.gid:match("^%d+$")) then
+    return nil, err.env("probing the remote: no user or group id in its answer")
+  end
   f.root = f.uid == "0"
+  f.tops = staging.outermost(f.tops)
+  if not f.root then  -- as locally: only what the user owns (staging.own_tops says why)
+    f.tops = staging.own_tops(f.tops, function(path) return owned[path] == true end, f.home_real)
+  end
+  f.mounts = staging.parse_mountinfo(mountinfo or "")
   return f
 end
 
@@ -126,7 +133,7 @@ local function unpack(tar_file, dir)
       return nil, "the capture stream: " .. text.inert(emsg) .. "; the whole capture is refused", "refused"
     end
     local name = e.name
-    if name == "defer/deferred" or name == "queries" then
+    if name == "defer/deferred" or name == "queries" or name == "status" then
       if e.type ~= "file" then return refuse(name, "a " .. e.type .. ", not a regular file") end
       local ok, xmsg = reader:extract(dir .. "/" .. name:match("[^/]*$"))
       if not ok then return nil, xmsg end
@@ -266,9 +273,31 @@ function M.sandbox_plan(p, job, f, plan)
     argv = job.argv, cwd = f.home, getenv = remote_getenv(f), seccomp_fds = fds,
     var_run_is_link = f.var_run_link == "yes", enter = plan.enter and { exe = plan.enter },
     -- a plain sandbox (no capture paths) keeps no capability
-    capture = { staging = plan.dir, tops = f.tops, deferred_paths = f.defer, root = f.root and #p.capture > 0 },
+    capture = { staging = plan.dir, tops = f.tops, deferred_paths = f.defer, root = f.root and #p.capture > 0,
+      user_ids = not f.root and { uid = f.uid, gid = f.gid } or nil },
+    status_fd = remote_shell.STATUS_FD,
     script = job.script and { source = plan.dir .. "/script", target = job.script_inside },
   }
+end
+
+-- Whether bwrap said it started the sandbox (its JSON status, one object
+-- a line: "child-pid" once the sandbox is up).
+local function sandbox_started(status_file)
+  local data = fs.read_file(status_file, 64 * 1024) or ""
+  for line in data:gmatch("[^\n]+") do
+    local obj = require("shannot.json").decode(line)
+    if type(obj) == "table" and math.type(obj["child-pid"]) then return true end
+  end
+  return false
+end
+
+local function first_line(s)
+  return (s or ""):match("[^\n]*%S[^\n]*")
+end
+
+local function proc_end(run)
+  if run.signal_name then return "killed by SIG" .. run.signal_name end
+  return "exit code " .. tostring(run.code)
 end
 
 -- The run's result, as a local sandbox.run gives it.
@@ -299,6 +328,7 @@ local function prepare_staging(ex, f, p, plan_limits)
   if plan.asks then plan.server_argv = queries.server_argv(plan.dir) end
   for i, o in ipairs(plan.overlays) do
     o.upper, o.work = plan.dir .. "/upper/" .. i, plan.dir .. "/wd/" .. i
+    if o.fstype then o.lower = plan.dir .. "/lower/" .. i end  -- a mount below a capture path
   end
   local r, msg = s:exec(remote_shell.prepare_command(plan), { timeout = 120 })
   local guard = require("shannot.guard")(function()
@@ -384,6 +414,10 @@ function M.capture(ex, plan)
   local owned <close> = require("shannot.guard")(function() trees:close() end)
   local meta, cerr = collect(s, name, remote_staging, trees.dir)
   if not meta then return nil, cerr end
+  if not result.timed_out and not sandbox_started(trees.dir .. "/status") then
+    return nil, err.env('%s: the sandbox could not be set up there: %s; "shannot remote test %s" tells what ' ..
+      "the host lacks", name, text.inert(first_line(run.stderr) or proc_end(run)), name)
+  end
   local records = {}
   if fs.lstat(trees.dir .. "/deferred") then
     local derr

@@ -53,19 +53,18 @@ end
 -- captured: a root-owned /etc overlaid with an upper of theirs would look
 -- writable to them inside, and what they wrote there could never apply.
 -- A top they do not own gives way to their home directory if it holds it.
-function M.own_tops(tops, uid, home)
+-- owns(path) -> whether the user owns it (lstat here, the probe's answer
+-- on a remote); real_home: the home directory's real path, or nil.
+function M.own_tops(tops, owns, real_home)
   local out, seen = {}, {}
   local function keep(path)
     if not seen[path] then seen[path] = true; out[#out + 1] = path end
   end
-  local real_home = home and fs.realpath(home)
   for _, top in ipairs(tops) do
-    local st = fs.lstat(top)
-    if st and st.uid == uid then
+    if owns(top) then
       keep(top)
-    elseif real_home and strictly_under(real_home, top) then
-      local hst = fs.lstat(real_home)
-      if hst and hst.uid == uid then keep(real_home) end
+    elseif real_home and strictly_under(real_home, top) and owns(real_home) then
+      keep(real_home)
     end
   end
   return out
@@ -76,7 +75,12 @@ end
 -- cross mounts), the last mount on a point being the one visible.
 function M.plan_overlays(capture, mounts, own)
   local tops = capture_tops(capture)
-  if own then tops = M.own_tops(tops, own.uid, own.home) end
+  if own then
+    tops = M.own_tops(tops, function(path)
+      local st = fs.lstat(path)
+      return st ~= nil and st.uid == own.uid
+    end, own.home and fs.realpath(own.home))
+  end
   return tops, M.overlays_for(tops, mounts)
 end
 
@@ -248,11 +252,15 @@ function M.create(p, opts)
   local own = ids.euid ~= 0 and { uid = ids.euid, home = paths.home() } or nil
   local tops, overlays = M.plan_overlays(p.capture, M.parse_mountinfo(info), own)
   local root = M.staging_root()
+  local function unmakeable(why)
+    return nil, err.env("cannot make the staging directory %s: %s; make the data directory writable, or set " ..
+      "XDG_DATA_HOME to a place that is", root, why)
+  end
   local ok, msg = fs.mkdir_p(root, 448)
-  if not ok then return nil, err.env("cannot make the staging directory %s", msg) end
+  if not ok then return unmakeable(msg) end
   local dir = root .. "/" .. os.date("!%Y%m%d-%H%M%S") .. "-" .. random_suffix()
   ok, msg = fs.mkdir(dir, 448)
-  if not ok then return nil, err.env("cannot make the staging directory %s", msg) end
+  if not ok then return unmakeable(msg) end
   local stage = { dir = dir, tops = tops, overlays = overlays, full_map = ids.euid == 0 }
   -- From here on the caller owns the stage and must remove() it.
   local fail = function(m) M.remove(stage); return nil, err.env("staging: %s", m) end

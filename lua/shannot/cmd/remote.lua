@@ -154,9 +154,11 @@ local function list(opts)
   return const.EXIT.OK
 end
 
--- What `remote test` asks the remote, one KEY=VALUE line each.  The
--- overlay probe is real: a user + mount namespace (or, as root, a mount
--- namespace) and an overlay with userxattr in a scratch directory.
+-- What `remote test` asks the remote, one KEY=VALUE line each.  Every
+-- probe is the real step a capture takes (capture/remote_shell.lua): the
+-- namespaces (as another user than root, a user namespace mapping that
+-- user to 0), an overlay with userxattr in a scratch directory, bwrap
+-- inside them; a failed one says its own first line of error.
 local PROBE = [=[
 d=$(mktemp -d) || exit 1
 echo "uid=$(id -u)"
@@ -165,12 +167,31 @@ b=$(command -v bwrap) && echo "bwrap=$b $(bwrap --version 2>/dev/null)"
 t=$(tar --version 2>/dev/null | head -n 1) && echo "tar=$t"
 u=$(unshare --version 2>/dev/null) && echo "unshare=$u"
 mkdir "$d/l" "$d/u" "$d/w" "$d/m"
-if [ "$(id -u)" = 0 ]; then ns="unshare -m"; else ns="unshare -U -m --map-current-user"; fi
-if $ns true 2>/dev/null; then echo "userns=yes"; else echo "userns=no: $($ns true 2>&1 | head -n 1)"; fi
+if [ "$(id -u)" = 0 ]; then ns="unshare -m"; args="@ROOT_ARGS@"
+else ns="unshare -U -m --map-root-user"; args="@USER_ARGS@"; fi
+said() { printf '%s' "$1" | tr '
+' ' ' | cut -c1-300; }
+if e=$($ns true 2>&1); then echo "userns=yes"; else echo "userns=no: $(said "$e")"; fi
 m="mount -t overlay overlay -o lowerdir=$d/l,upperdir=$d/u,workdir=$d/w,userxattr $d/m"
-if $ns sh -c "$m && touch $d/m/x" 2>/dev/null; then echo "overlay=yes"; else echo "overlay=no"; fi
+if e=$($ns sh -c "$m && touch $d/m/x" 2>&1); then echo "overlay=yes"; else echo "overlay=no: $(said "$e")"; fi
+if [ -n "$b" ]; then
+  if e=$($ns sh -c "exec bwrap $args -- true" 2>&1)
+  then echo "sandbox=yes"; else echo "sandbox=no: $(said "$e")"; fi
+fi
 chmod -R u+rwx "$d" 2>/dev/null; rm -rf "$d"
 ]=]
+
+-- the sandbox it tries: bwrap.lua's (every word a plain one: no quoting)
+PROBE = PROBE:gsub("@(%u+)_ARGS@", function(which)
+  local ids = which == "USER" and { uid = "$(id -u)", gid = "$(id -g)" } or nil
+  return table.concat(require("shannot.sandbox.bwrap").probe_args(ids), " ")
+end)
+
+-- A probe's row: "yes" as said, or "no: " and the error it met.
+local function probed(value, yes)
+  if value == "yes" then return yes end
+  return value and ("no: " .. (value:match("^no: *(.*)$") or value)) or "?"
+end
 
 local function test(opts, args)
   local name = args[2]
@@ -195,14 +216,15 @@ local function test(opts, args)
     { "bwrap", facts.bwrap or "missing: apt-get install bubblewrap" },
     { "util-linux", facts.unshare or "missing: apt-get install util-linux" },
     { "GNU tar", facts.tar or "missing: apt-get install tar" },
-    { "namespaces", facts.userns or "?" },
-    { "overlayfs", facts.overlay == "yes" and "yes (userxattr)" or
-      "no: a kernel with overlayfs in user namespaces (5.11+) is needed" },
+    { "namespaces", probed(facts.userns, "yes") },
+    { "overlayfs", probed(facts.overlay, "yes (userxattr)") },
+    { "sandbox", facts.bwrap and probed(facts.sandbox, "yes (bwrap runs there)") or "no: bwrap is missing" },
   }
   for _, row in ipairs(rows) do cli.out(string.format("  %-12s %s\n", row[1], text.inert(row[2]))) end
   local usable = facts.bwrap and facts.unshare and facts.tar and facts.userns == "yes" and facts.overlay == "yes"
+    and facts.sandbox == "yes"
   if not usable then
-    cli.warn("%s cannot run captures yet: install what is missing above", text.inert(name))
+    cli.warn("%s cannot run captures yet: see what failed above", text.inert(name))
     return const.EXIT.ENV
   end
   cli.out(string.format("%s is ready for shannot\n", text.inert(name)))

@@ -101,8 +101,9 @@ local function abnormal_end(r, opts)
   if r.timed_out then
     return nil, err.failed("timed out after %g s; the sandbox and everything in it were killed", opts.timeout)
   end
-  local why = opts.json and (": " .. text.inert(first_line(r.stderr))) or " (bwrap's message is above)"
-  return nil, err.env("the sandbox could not be set up%s", why)
+  local said = first_line(r.stderr)
+  return nil, err.env('the sandbox could not be set up%s; "shannot status" tells what this machine lacks',
+    said ~= "" and (": " .. text.inert(text.middle(said, 300))) or "")
 end
 
 -- The interpreter line of a script: {interp [, arg]} or nil.  Its first

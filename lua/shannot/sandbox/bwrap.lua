@@ -153,6 +153,20 @@ local function mount_args(args, p, plan)
   for _, b in ipairs(late_binds(plan)) do add(args, table.unpack(b)) end
 end
 
+local function user_ns_args(ids)
+  return { "--unshare-user", "--uid", tostring(ids.uid), "--gid", tostring(ids.gid) }
+end
+
+-- probe_args([user_ids]) -> the least of a capture's sandbox, for
+-- `remote test` to try: bwrap's namespaces over a read-only root (and,
+-- with user_ids, the command's own ids in a user namespace of bwrap's;
+-- ids may be shell words such as "$(id -u)", left unquoted by the caller)
+function M.probe_args(user_ids)
+  local out = { "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-pid" }
+  if user_ids then add(out, table.unpack(user_ns_args(user_ids))) end
+  return out
+end
+
 local function env_args(args, p, getenv, path_prefix)
   local keys = {}
   for k in pairs(p.environment) do keys[#keys + 1] = k end
@@ -191,7 +205,7 @@ end
 -- args(profile, plan, where) -> the bwrap arguments before the command.
 -- plan: cwd, getenv (for ${VAR} in environment values), seccomp_fds,
 -- var_run_is_link (the host's /var/run is a symlink to /run), capture
--- ({staging =, tops =, deferred_paths =, hidden =, root =}: the overlaid
+-- ({staging =, tops =, deferred_paths =, hidden =, root =, user_ids =}: the overlaid
 -- paths bound writable, the staging's shims bound in), script ({source =,
 -- target =}), enter ({exe =} or {fd =}: shannot's first program, see
 -- command).
@@ -201,6 +215,12 @@ function M.args(p, plan, where)
   local args = {}
   mount_args(args, p, plan)
   add(args, table.unpack(UNSHARE))
+  -- A remote capture as another user than root runs in util-linux's user
+  -- namespace mapping only that user to 0 (a mount needs capabilities
+  -- kept across exec): the command gets its own ids back in one of
+  -- bwrap's, as a local one keeps them.
+  local ids = plan.capture and plan.capture.user_ids
+  if ids then add(args, table.unpack(user_ns_args(ids))) end
   if p.network_isolation ~= false then add(args, "--unshare-net") end
   -- Why: as real root bwrap makes no user namespace and would keep nearly
   -- every capability (mount, mknod); the sandboxed command gets none, or
