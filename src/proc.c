@@ -39,12 +39,7 @@ extern char **environ;
 /* Output of one stream: the first bytes, then a ring of the last bytes. */
 struct capture {
     int fd;          /* our read end, -1 when closed or not piped */
-    int tee_fd;      /* copy each chunk here as it arrives, -1 for none */
-    int tee_strings; /* leave terminal strings (OSC, DCS, ...) out of the copy
-                      */
-    int fstate;      /* where the copy's filter is: see tee_filtered */
-    size_t fstring;  /* bytes of the string being left out */
-    int fcont;       /* UTF-8 continuation bytes still due in the text */
+    struct sh_tee tee; /* the copy passed on as it comes */
     int piped;
     struct sh_keep keep;
 };
@@ -63,7 +58,7 @@ static void capture_init(struct capture *c)
 {
     memset(c, 0, sizeof *c);
     c->fd = -1;
-    c->tee_fd = -1;
+    c->tee.fd = -1;
 }
 
 static void capture_free(struct capture *c)
@@ -77,125 +72,9 @@ static void capture_free(struct capture *c)
     c->piped = piped;
 }
 
-enum { F_TEXT, F_ESC, F_C2, F_STRING, F_STRING_ESC };
-#define MAX_STRING 4096 /* a longer "string" is text the terminal shows */
-
-/* C1 controls that open a string: DCS, SOS, OSC, PM, APC (0x90 0x98
- * 0x9d 0x9e 0x9f), as a raw byte or UTF-8 encoded (0xc2 then the byte). */
-static int c1_opens_string(unsigned char b)
-{
-    return b == 0x90 || b == 0x98 || b == 0x9d || b == 0x9e || b == 0x9f;
-}
-
-/* How many continuation bytes a UTF-8 lead byte announces (0: none). */
-static int utf8_continuations(unsigned char b)
-{
-    if (b >= 0xc3 && b <= 0xdf) {
-        return 1;
-    }
-    if (b >= 0xe0 && b <= 0xef) {
-        return 2;
-    }
-    return b >= 0xf0 && b <= 0xf4 ? 3 : 0;
-}
-
-static void open_string(struct capture *c)
-{
-    c->fstate = F_STRING;
-    c->fstring = 0;
-}
-
-/* One byte of text (F_TEXT): kept, or the start of something held back.
- * A byte 0x80-0x9f inside a UTF-8 character is part of it, never a C1. */
-static size_t filter_text(struct capture *c, unsigned char b, char *out)
-{
-    if (c->fcont > 0 && (b & 0xc0) == 0x80) {
-        c->fcont--;
-        out[0] = (char)b;
-        return 1;
-    }
-    c->fcont = 0;
-    if (b == 0x1b) {
-        c->fstate = F_ESC;
-    } else if (b == 0xc2) {
-        c->fstate = F_C2;
-    } else if (c1_opens_string(b)) {
-        open_string(c);
-    } else {
-        c->fcont = utf8_continuations(b);
-        out[0] = (char)b;
-        return 1;
-    }
-    return 0;
-}
-
-/* The copy for a terminal without its control strings: OSC (title,
- * clipboard: OSC 52, hyperlinks), DCS, APC, PM and SOS, each from its
- * opener (ESC ] or the C1 control, raw or UTF-8 encoded) to BEL or ST
- * (ESC \ or 0x9c).  Colours and cursor movement (CSI) pass.  Why: a
- * command's output must not set the reviewer's clipboard or title.  The
- * kept copy is untouched.  Returns the length written to out (<= n + 1). */
-static size_t tee_filtered(struct capture *c, const char *p, size_t n,
-                           char *out)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char b = (unsigned char)p[i];
-        switch (c->fstate) {
-        case F_TEXT:
-            o += filter_text(c, b, out + o);
-            break;
-        case F_ESC:
-            c->fstate = F_TEXT;
-            if (b == ']' || b == 'P' || b == '_' || b == '^' || b == 'X') {
-                open_string(c);
-            } else if (b == 0x1b) {
-                out[o++] = 0x1b; /* ESC ESC: the first is lone */
-                c->fstate = F_ESC;
-            } else {
-                out[o++] = 0x1b;
-                out[o++] = (char)b;
-            }
-            break;
-        case F_C2:
-            c->fstate = F_TEXT;
-            if (c1_opens_string(b)) {
-                open_string(c);
-            } else {
-                out[o++] = (char)0xc2;
-                o += filter_text(c, b, out + o);
-            }
-            break;
-        default: /* F_STRING, F_STRING_ESC */
-            if (b == 0x07 || b == 0x9c ||
-                (c->fstate == F_STRING_ESC && b == '\\')) {
-                c->fstate = F_TEXT;
-            } else {
-                c->fstate = b == 0x1b ? F_STRING_ESC : F_STRING;
-                if (++c->fstring > MAX_STRING) {
-                    c->fstate = F_TEXT; /* never terminated: plain text */
-                }
-            }
-            break;
-        }
-    }
-    return o;
-}
-
 static void capture_add(struct capture *c, const char *p, size_t n)
 {
-    if (c->tee_fd >= 0) {
-        char buf[2 * CHUNK + 2];
-        const char *q = p;
-        size_t m = n;
-        if (c->tee_strings && n <= CHUNK) {
-            m = tee_filtered(c, p, n, buf);
-            q = buf;
-        }
-        if (m > 0 && sh_write_all(c->tee_fd, q, m) < 0) {
-            c->tee_fd = -1; /* reader went away: keep capturing, stop copying */
-        }
-    }
+    sh_tee_write(&c->tee, p, n);
     sh_keep_add(&c->keep, p, n);
 }
 
@@ -993,9 +872,9 @@ static void loop_read_opts(lua_State *L, Process *p, struct loop *s)
         cs[i]->keep.head_limit = (size_t)cap / 2;
         cs[i]->keep.ring_limit = (size_t)cap - (size_t)cap / 2;
     }
-    p->out.tee_fd = (int)sh_optfield_number(L, 2, "tee_stdout", -1);
-    p->err.tee_fd = (int)sh_optfield_number(L, 2, "tee_stderr", -1);
-    p->out.tee_strings = p->err.tee_strings =
+    p->out.tee.fd = (int)sh_optfield_number(L, 2, "tee_stdout", -1);
+    p->err.tee.fd = (int)sh_optfield_number(L, 2, "tee_stderr", -1);
+    p->out.tee.no_strings = p->err.tee.no_strings =
         sh_optfield_boolean(L, 2, "tee_no_strings", 0);
     s->notify.channel = s->notify.listener = -1;
     if (lua_getfield(L, 2, "sockets") != LUA_TNIL) {

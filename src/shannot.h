@@ -142,6 +142,19 @@ void sh_keep_add(struct sh_keep *k, const char *p, size_t n);
 /* Frees the buffers; the limits stay. */
 void sh_keep_free(struct sh_keep *k);
 
+/* util.c: a copy of a command's output passed on as it comes, to fd (-1:
+ * none); no_strings leaves terminal control strings (OSC, DCS, APC, PM,
+ * SOS) out of it, so a command cannot set the reader's clipboard or title.
+ * The filter's state carries over from one chunk to the next. */
+struct sh_tee {
+    int fd;
+    int no_strings;
+    int state;     /* where the filter is in an escape or string */
+    size_t string; /* bytes of the string being left out */
+    int cont;      /* UTF-8 continuation bytes still due in the text */
+};
+void sh_tee_write(struct sh_tee *t, const char *p, size_t n);
+
 /* main.c: the Lua state's allocator.  It counts what the state holds and
  * refuses to grow past a cap, so a policy file's rules can be given a
  * memory budget (sys.heap_cap). */

@@ -129,6 +129,7 @@ struct Sftp {
 struct capture {
     int fd; /* stream here instead of capturing, -1 for none */
     struct sh_keep keep;
+    struct sh_tee tee; /* and copy here as it comes */
 };
 
 struct Channel {
@@ -713,6 +714,7 @@ static int on_data(ssh_session s, ssh_channel ch, void *data, uint32_t len,
             c->write_err = errno;
         }
     } else {
+        sh_tee_write(&cap->tee, p, n);
         sh_keep_add(&cap->keep, p, n);
     }
     return (int)len; /* all consumed: libssh grows the window */
@@ -784,9 +786,21 @@ struct exec_opts {
     double t0, deadline;
     size_t cap;
     int out_fd;
+    int tee_out, tee_err, tee_no_strings;
 };
 
 enum { END_DONE, END_TIMEOUT, END_INTERRUPTED, END_SSH, END_WRITE };
+
+/* The fd in field NAME of the options at index 3, or -1; raises on one
+ * that is not an fd. */
+static int opt_fd(lua_State *L, const char *name)
+{
+    double fd = sh_optfield_number(L, 3, name, -1);
+    if (!(fd >= -1 && fd <= INT_MAX && fd == (int)fd)) {
+        luaL_error(L, "%s: not an fd", name);
+    }
+    return (int)fd;
+}
 
 /* Reads exec's arguments (command, opts table); raises on misuse.  The
  * stdin string is kept at stack index 3. */
@@ -807,6 +821,9 @@ static void exec_read(lua_State *L, struct exec_opts *o)
     luaL_argcheck(L, fd >= -1 && fd <= INT_MAX && fd == (int)fd, 3,
                   "stdout_fd: not an fd");
     o->out_fd = (int)fd;
+    o->tee_out = opt_fd(L, "tee_stdout");
+    o->tee_err = opt_fd(L, "tee_stderr");
+    o->tee_no_strings = sh_optfield_boolean(L, 3, "tee_no_strings", 0);
     o->input = opt_string(L, 3, "stdin", &o->input_len);
     o->t0 = sh_monotonic();
     o->deadline = timeout >= 0 ? o->t0 + timeout : 1e308;
@@ -822,6 +839,9 @@ static Channel *chan_new(lua_State *L, Session *ss, const struct exec_opts *o)
     c->status = -1;
     c->out.fd = o->out_fd;
     c->err.fd = -1;
+    c->out.tee.fd = o->tee_out;
+    c->err.tee.fd = o->tee_err;
+    c->out.tee.no_strings = c->err.tee.no_strings = o->tee_no_strings;
     c->out.keep.head_limit = c->err.keep.head_limit = o->cap / 2;
     c->out.keep.ring_limit = c->err.keep.ring_limit = o->cap - o->cap / 2;
     luaL_setmetatable(L, SH_SSH_CHANNEL_MT);
@@ -979,7 +999,10 @@ static void exec_push(lua_State *L, Channel *c, const struct exec_opts *o,
  * and the channel closed, which closes the command's pipes: a command
  * that neither reads nor writes runs on); max_capture (bytes kept per
  * stream, default 1 MiB: half from the start, half from the end);
- * stdout_fd (stream stdout to this fd instead of capturing it).
+ * stdout_fd (stream stdout to this fd instead of capturing it);
+ * tee_stdout, tee_stderr (fds the streams are copied to as they come,
+ * as well as kept) and tee_no_strings (leave terminal control strings
+ * out of those copies: see sh_tee).
  * result: code (exit status) | signal (name, e.g. "TERM") and
  * signal_name, timed_out, interrupted (signal number, after SIGINT or
  * SIGTERM), duration (s), stdout, stderr, and for each stream NAME_bytes,

@@ -285,3 +285,132 @@ void sh_push_stat(lua_State *L, const struct sh_stat *st)
         sh_set_int(L, "blocks", st->blocks);
     }
 }
+
+/* ---- the pass-through copy of a command's output (proc.c, ssh.c) ---- */
+
+enum { F_TEXT, F_ESC, F_C2, F_STRING, F_STRING_ESC };
+#define MAX_STRING 4096 /* a longer "string" is text the terminal shows */
+
+/* C1 controls that open a string: DCS, SOS, OSC, PM, APC (0x90 0x98
+ * 0x9d 0x9e 0x9f), as a raw byte or UTF-8 encoded (0xc2 then the byte). */
+static int c1_opens_string(unsigned char b)
+{
+    return b == 0x90 || b == 0x98 || b == 0x9d || b == 0x9e || b == 0x9f;
+}
+
+/* How many continuation bytes a UTF-8 lead byte announces (0: none). */
+static int utf8_continuations(unsigned char b)
+{
+    if (b >= 0xc3 && b <= 0xdf) {
+        return 1;
+    }
+    if (b >= 0xe0 && b <= 0xef) {
+        return 2;
+    }
+    return b >= 0xf0 && b <= 0xf4 ? 3 : 0;
+}
+
+static void open_string(struct sh_tee *c)
+{
+    c->state = F_STRING;
+    c->string = 0;
+}
+
+/* One byte of text (F_TEXT): kept, or the start of something held back.
+ * A byte 0x80-0x9f inside a UTF-8 character is part of it, never a C1. */
+static size_t filter_text(struct sh_tee *c, unsigned char b, char *out)
+{
+    if (c->cont > 0 && (b & 0xc0) == 0x80) {
+        c->cont--;
+        out[0] = (char)b;
+        return 1;
+    }
+    c->cont = 0;
+    if (b == 0x1b) {
+        c->state = F_ESC;
+    } else if (b == 0xc2) {
+        c->state = F_C2;
+    } else if (c1_opens_string(b)) {
+        open_string(c);
+    } else {
+        c->cont = utf8_continuations(b);
+        out[0] = (char)b;
+        return 1;
+    }
+    return 0;
+}
+
+/* The copy for a terminal without its control strings: OSC (title,
+ * clipboard: OSC 52, hyperlinks), DCS, APC, PM and SOS, each from its
+ * opener (ESC ] or the C1 control, raw or UTF-8 encoded) to BEL or ST
+ * (ESC \ or 0x9c).  Colours and cursor movement (CSI) pass.  Why: a
+ * command's output must not set the reviewer's clipboard or title.  The
+ * kept copy is untouched.  Returns the length written to out (<= n + 1). */
+static size_t tee_filtered(struct sh_tee *c, const char *p, size_t n,
+                           char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char b = (unsigned char)p[i];
+        switch (c->state) {
+        case F_TEXT:
+            o += filter_text(c, b, out + o);
+            break;
+        case F_ESC:
+            c->state = F_TEXT;
+            if (b == ']' || b == 'P' || b == '_' || b == '^' || b == 'X') {
+                open_string(c);
+            } else if (b == 0x1b) {
+                out[o++] = 0x1b; /* ESC ESC: the first is lone */
+                c->state = F_ESC;
+            } else {
+                out[o++] = 0x1b;
+                out[o++] = (char)b;
+            }
+            break;
+        case F_C2:
+            c->state = F_TEXT;
+            if (c1_opens_string(b)) {
+                open_string(c);
+            } else {
+                out[o++] = (char)0xc2;
+                o += filter_text(c, b, out + o);
+            }
+            break;
+        default: /* F_STRING, F_STRING_ESC */
+            if (b == 0x07 || b == 0x9c ||
+                (c->state == F_STRING_ESC && b == '\\')) {
+                c->state = F_TEXT;
+            } else {
+                c->state = b == 0x1b ? F_STRING_ESC : F_STRING;
+                if (++c->string > MAX_STRING) {
+                    c->state = F_TEXT; /* never terminated: plain text */
+                }
+            }
+            break;
+        }
+    }
+    return o;
+}
+
+/* The copy: each chunk as it comes, filtered when asked (a chunk is cut
+ * into pieces the buffer holds: the filter writes at most n + 1 bytes). */
+void sh_tee_write(struct sh_tee *c, const char *p, size_t n)
+{
+    enum { PIECE = 65536 };
+    char buf[PIECE + 2];
+    while (c->fd >= 0 && n > 0) {
+        size_t piece = n < PIECE ? n : PIECE;
+        const char *q = p;
+        size_t m = piece;
+        if (c->no_strings) {
+            m = tee_filtered(c, p, piece, buf);
+            q = buf;
+        }
+        if (m > 0 && sh_write_all(c->fd, q, m) < 0) {
+            c->fd = -1; /* the reader went away: capture on, copy no more */
+        }
+        p += piece;
+        n -= piece;
+    }
+}

@@ -48,7 +48,7 @@ function M.run(argv, opts)
   local r, cmsg, ccode = p:communicate({
     input = opts.input, timeout = opts.timeout, kill_grace = opts.kill_grace,
     max_capture = opts.max_capture or M.DEFAULT_MAX_OUTPUT,
-    tee_stdout = opts.tee_stdout, tee_stderr = opts.tee_stderr,
+    tee_stdout = opts.tee_stdout, tee_stderr = opts.tee_stderr, tee_no_strings = opts.tee_no_strings,
   })
   if not r then return nil, cmsg, ccode end
   return M.join_output(r)

@@ -138,6 +138,24 @@ describe("shannot.ssh", function()
       assert.equal(0, assert(s:exec("true")).code)  -- the session still works
     end)
 
+    it("copies both streams to fds as they come, without terminal strings, and keeps them whole", function()
+      if not server() then return end
+      local s <close> = assert(connect())
+      local tmp = h.tmpdir()
+      local out <close> = assert(fs.open(tmp .. "/out", "a"))
+      local err <close> = assert(fs.open(tmp .. "/err", "a"))
+      -- an OSC 52 clipboard string, split over two writes; colours pass
+      local cmd = [[printf 'a\033]52;c;'; sleep 0.1; printf 'aGk=\007b\033[1mc\n'; ]] ..
+        [[head -c 200000 /dev/zero | tr '\0' x; echo e >&2]]
+      local r = assert(s:exec(cmd, { tee_stdout = out:fd(), tee_stderr = err:fd(), tee_no_strings = true,
+        max_capture = 1024 * 1024 }))
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("a\27]52;c;aGk=\7b\27[1mc\n" .. string.rep("x", 200000), r.stdout)  -- kept as it came
+      assert.equal("ab\27[1mc\n" .. string.rep("x", 200000), fs.read_file(tmp .. "/out"))
+      assert.equal("e\n", fs.read_file(tmp .. "/err"))
+      assert.has_error(function() s:exec("true", { tee_stdout = 1.5 }) end)
+    end)
+
     it("keeps the head and the tail of a large output", function()
       if not server() then return end
       local s <close> = assert(connect())

@@ -246,6 +246,53 @@ describe("remote over SSH", function()
     assert.same({ e.host .. "/py", 8 }, { ps.operations[1].path, ps.operations[1].new.size })
   end)
 
+  -- Starts shannot with its stdout in a file; waits (at most a minute)
+  -- for `first` there, then checks `second` is not yet, makes `mark`
+  -- (which the command waits for) and waits for the end.
+  local function streams(args, mark)
+    local proc = require("shannot.proc")
+    local out = h.tmpdir() .. "/out"
+    local p <close> = h.spawn(args, { home = home,
+      prefix = { "sh", "-c", 'out=$1; shift; exec "$@" > "$out" 2>&1', "sh", out } })
+    local seen = ""
+    for _ = 1, 600 do
+      seen = "\n" .. (fs.read_file(out) or "")
+      if seen:find("\nfirst\n", 1, true) then break end
+      proc.run({ "sleep", "0.1" })
+    end
+    assert.matches("\nfirst\n", seen, 1, true)
+    assert.not_matches("\nsecond\n", seen, 1, true)  -- the command is still waiting for the mark
+    h.write(mark, "")
+    local r = assert(p:communicate({ timeout = 120 }))
+    return r, assert(fs.read_file(out))
+  end
+
+  it("streams a remote run's output as it comes, and a remote execute's deferred commands' (issue 15.4)",
+    function()
+      if not require("support.cap").ROOT then return pending("the spec sshd runs as root") end
+      local cap = require("support.cap")
+      local json = require("shannot.json")
+      local e = cap.env({ defer = { "perl" } })
+      add_remote("box")
+      assert.equal(0, h.shannot({ "remote", "test", "box", "--accept-new" }, { home = home }).code)
+      local marks = h.tmpdir()
+      local wait = "i=0; while [ ! -e " .. marks .. "/run ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done"
+      local r, out = streams({ "run", "--target", "box", "--profile", e.profile, "-c",
+        "echo first; " .. wait .. "; echo second; echo x > " .. e.host .. "/f; " ..
+        "perl -e '$|=1; print qq(first\\n); for (1..600) { last if -e $ARGV[0]; select(undef,undef,undef,0.1) } " ..
+        "print qq(second\\n)' " .. marks .. "/execute" }, marks .. "/run")
+      assert.equal(0, r.code, out)
+      local id = assert(out:match("as session (%S+),"), out)
+      assert.equal(0, h.shannot({ "approve", id, "--yes" }, { home = home }).code)
+      local x, xout = streams({ "execute", id }, marks .. "/execute")
+      assert.equal(0, x.code, xout)
+      assert.matches("running deferred command %d+: perl %-e", xout)
+      assert.matches("first\nsecond\n", xout)
+      -- and kept: the session's result has it too
+      local s = json.decode(h.shannot({ "show", id, "--json" }, { home = home }).stdout)
+      assert.equal("first\nsecond\n", s.results[#s.results].stdout)
+    end)
+
   it("kills a remote run at its timeout and keeps what it wrote", function()
     if not require("support.cap").ROOT then return pending("the spec sshd runs as root") end
     local cap = require("support.cap")

@@ -400,12 +400,15 @@ function M.capture(ex, plan)
   if eerr then return nil, eerr end
   remote_staging.bwrap_argv = bwrap.argv(p, M.sandbox_plan(p, job, f, remote_staging), "remote")
   remote_staging.timeout = plan.timeout
+  -- the output passes through as it comes (no terminal control strings),
+  -- as a local run's does; plan.max_output bounds what is kept
+  local show = plan.show_output or nil
   local run, rerr = s:exec(remote_shell.run_command(remote_staging), {
     timeout = plan.timeout and plan.timeout + 10, max_capture = plan.max_output,
+    tee_stdout = show and 1, tee_stderr = show and 2, tee_no_strings = show,
   })
   if not run then return nil, err.env("%s: %s", name, rerr) end
   local result = run_result(job, p, run, plan.timeout)
-  if plan.show_output then plan.output(run.stdout or "", run.stderr or "") end
   if run.interrupted then return false, nil, result end
   -- the replica of the upper trees (a local directory: closing the trees
   -- removes it) and the host over SFTP

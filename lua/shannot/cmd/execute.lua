@@ -48,8 +48,22 @@ end
 
 function M.run(opts, args)
   if #args ~= 1 then return nil, err.usage("execute: give one session id; usage: %s", M.usage) end
+  local shown = {}
   local s, e = apply.execute(args[1], { config = opts.config, actor = opts.actor, warn = opts.warn,
-    stop_on_deferred_failure = opts.stop_on_deferred_failure })
+    stop_on_deferred_failure = opts.stop_on_deferred_failure,
+    -- in text, each deferred command's output as it comes, under its name
+    show_output = not opts.json and function(op)
+      shown[#shown + 1] = op
+      cli.warn("running deferred command %d: %s", op.id, text.inert(text.command_line(op.argv)))
+    end or nil })
+  if #shown > 0 then
+    -- whatever state their output left the terminal in must not disguise the report
+    local tails = {}
+    for _, r in ipairs(s and s.results or {}) do
+      tails[#tails + 1], tails[#tails + 2] = r.stdout or "", r.stderr or ""
+    end
+    require("shannot.term").reset_after_output(tails)
+  end
   if not s then return nil, e end
   local deferred_failed = s.execution.deferred_failed or 0
   if opts.json then

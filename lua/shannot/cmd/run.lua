@@ -170,13 +170,6 @@ local function load_profile(name, cfg)
   return p
 end
 
--- A remote command's output, passed on as a local capture passes it: no
--- clipboard or title strings reach the terminal.
-local function pass_output(stdout, stderr)
-  io.stdout:write(text.without_strings(stdout))
-  io.stderr:write(text.without_strings(stderr))
-end
-
 function M.run(opts, args)
   local job, jerr = what_to_run(opts, args)
   if not job then return nil, jerr end
@@ -198,7 +191,7 @@ function M.run(opts, args)
   local r, captured = capture.run(ex, p, job, {
     json = opts.json, ttl = opts.config and opts.config.values.session.ttl, config = opts.config,
     actor = opts.actor, timeout = opts.timeout, max_output = opts.max_output or proc.DEFAULT_MAX_OUTPUT,
-    warn = cli.warn, output = pass_output,
+    warn = cli.warn,
   })
   if not r then return nil, captured end
   return M.finish(opts, job, r, captured)

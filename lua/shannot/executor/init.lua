@@ -8,12 +8,12 @@
 --        | false, nil, result (the run ended with nothing to capture)
 --        | nil, err
 --     plan: profile, job {argv, name, command, script, script_inside},
---     config, timeout, max_output, show_output, warn(fmt, ...),
---     output(stdout, stderr).  trees (to be closed: it owns the staging):
+--     config, timeout, max_output, show_output (the output passes
+--     through as it comes), warn(fmt, ...).  trees (to be closed: it owns the staging):
 --     overlays {{target, upper}}, blobs, max_bytes, deferred_file, and
 --     up/host (capture/walk.lua's tree readers; default: this machine's).
 --   ex:state(path [, known]), ex:originals(op, cpdir), ex:sync(cpdir),
---   ex:apply(op, ctx), ex:exec(op, timeout), ex:restore(entry, cpdir,
+--   ex:apply(op, ctx), ex:exec(op, timeout [, show]), ex:restore(entry, cpdir,
 --   prefix), ex:remove_temps(paths, prefix), ex:below(path) (every path
 --   below a directory), ex:xattrs(path) (the kept extended attributes, nil
 --   when the executor cannot tell), ex:set_times({{path, mtime_sec,

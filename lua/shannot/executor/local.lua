@@ -269,11 +269,12 @@ function X.set_meta(_, path, meta)
   set_owner_mode(a.path, meta)
 end
 
-local function run_exec(op, timeout)
+local function run_exec(op, timeout, show)
   local cwd = op.cwd
   local st = cwd and fs.stat(cwd)
   if not (st and st.type == "dir") then cwd = "/" end
-  local r, msg = proc.run(op.argv, { cwd = cwd, stdin = "null", timeout = timeout })
+  local r, msg = proc.run(op.argv, { cwd = cwd, stdin = "null", timeout = timeout,
+    tee_stdout = show and 1 or nil, tee_stderr = show and 2 or nil, tee_no_strings = show or nil })
   if not r then return { id = op.id, ok = false, error = msg } end
   return {
     id = op.id, ok = r.code == 0, code = r.code, signal = r.signal_name,
@@ -382,9 +383,10 @@ end
 -- ex:apply(op, ctx) -> true | nil, err.  ctx: blobs, step, temp_prefix
 M.apply = common.apply
 
--- ex:exec(op, timeout) -> result {id, ok, code, signal, stdout, stderr}
-function M:exec(op, timeout) -- luacheck: ignore 212/self
-  return run_exec(op, timeout)
+-- ex:exec(op, timeout [, show]) -> result {id, ok, code, signal, stdout,
+-- stderr}; show: its output passes through as it comes, as well
+function M:exec(op, timeout, show) -- luacheck: ignore 212/self
+  return run_exec(op, timeout, show)
 end
 
 -- ex:restore(entry, cpdir, temp_prefix) -> true | nil, err

@@ -475,12 +475,14 @@ M.apply = common.apply
 M.restore = common.restore
 M.set_times = common.set_times
 
--- ex:exec(op, timeout) -> result
-function M:exec(op, timeout)
+-- ex:exec(op, timeout [, show]) -> result (show: the output passes
+-- through as it comes, as well)
+function M:exec(op, timeout, show)
   local words = {}
   for i, a in ipairs(op.argv) do words[i] = q(a) end
   local cmd = "cd " .. q(op.cwd or "/") .. " 2>/dev/null || cd /; exec " .. table.concat(words, " ")
-  local r, msg = self.s:exec(cmd, { timeout = timeout })
+  local r, msg = self.s:exec(cmd, { timeout = timeout,
+    tee_stdout = show and 1 or nil, tee_stderr = show and 2 or nil, tee_no_strings = show or nil })
   if not r then return { id = op.id, ok = false, error = msg } end
   return { id = op.id, ok = r.code == 0, code = r.code, signal = r.signal_name,
     stdout = r.stdout, stderr = r.stderr, timed_out = r.timed_out or nil }

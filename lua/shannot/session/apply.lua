@@ -333,7 +333,8 @@ local function run_deferred(s, ex, how)
       if why_not then
         how.results[#how.results + 1] = { id = op.id, ok = false, not_run = true, error = why_not }
       else
-        local r = ex:exec(op, M.EXEC_TIMEOUT)
+        if how.show_output then how.show_output(op) end
+        local r = ex:exec(op, M.EXEC_TIMEOUT, how.show_output ~= nil)
         if not r.ok then
           failed = failed + 1
           if how.stop_on_failure then stopped_by = op.id end
@@ -360,7 +361,9 @@ end
 
 -- execute(id, opts) -> session | nil, err.  opts: config (for the audit
 -- log), actor, warn, stop_on_deferred_failure (the deferred commands after
--- a failing one are not run).
+-- a failing one are not run), show_output(op) (called as each deferred
+-- command starts; its output then passes through as it comes, as well as
+-- being kept in the results).
 function M.execute(id, opts)
   local lock <close>, s = session.acquire(id, "executed", opts)
   if not lock then return nil, s end
@@ -452,7 +455,7 @@ function M.execute(id, opts)
     if opts and opts.warn then opts.warn("%s: its modification time: %s", text.inert(f.path), f.error) end
   end
   local deferred_failed = run_deferred(s, ex, { results = results, files_failed = failed, step = step,
-    stop_on_failure = opts and opts.stop_on_deferred_failure })
+    stop_on_failure = opts and opts.stop_on_deferred_failure, show_output = opts and opts.show_output })
   s.results = json.array(results)
   s.execution.deferred_failed = deferred_failed
   collectgarbage()
