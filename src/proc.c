@@ -38,7 +38,7 @@ extern char **environ;
 
 /* Output of one stream: the first bytes, then a ring of the last bytes. */
 struct capture {
-    int fd;          /* our read end, -1 when closed or not piped */
+    int fd;            /* our read end, -1 when closed or not piped */
     struct sh_tee tee; /* the copy passed on as it comes */
     int piped;
     struct sh_keep keep;

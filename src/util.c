@@ -346,8 +346,7 @@ static size_t filter_text(struct sh_tee *c, unsigned char b, char *out)
  * (ESC \ or 0x9c).  Colours and cursor movement (CSI) pass.  Why: a
  * command's output must not set the reviewer's clipboard or title.  The
  * kept copy is untouched.  Returns the length written to out (<= n + 1). */
-static size_t tee_filtered(struct sh_tee *c, const char *p, size_t n,
-                           char *out)
+static size_t tee_filtered(struct sh_tee *c, const char *p, size_t n, char *out)
 {
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
