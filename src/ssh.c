@@ -289,7 +289,7 @@ static int session_host_key(lua_State *L)
 /* ---- connect: options ---------------------------------------------------- */
 
 struct connect_opts {
-    const char *host, *user, *identity, *config, *known_hosts;
+    const char *host, *user, *identity, *config, *known_hosts, *ssh_dir;
     int no_config;     /* config = false */
     unsigned int port; /* 0: from config or 22 */
     double timeout;    /* < 0: none */
@@ -325,6 +325,7 @@ static void connect_read(lua_State *L, struct connect_opts *o)
     o->user = opt_string(L, 1, "user", NULL);
     o->identity = opt_string(L, 1, "identity", NULL);
     o->known_hosts = opt_string(L, 1, "known_hosts", NULL);
+    o->ssh_dir = opt_string(L, 1, "ssh_dir", NULL);
     double port = sh_optfield_number(L, 1, "port", 0);
     luaL_argcheck(L, port >= 0 && port <= 65535 && port == (int)port, 1,
                   "port must be an integer from 1 to 65535");
@@ -351,7 +352,9 @@ static int connect_options(Session *ss, const struct connect_opts *o)
     ssh_session s = ss->s;
     int one = 1;
     bool no = false;
-    if (a->ssh_options_set(s, SSH_OPTIONS_HOST, o->host) < 0) {
+    if (a->ssh_options_set(s, SSH_OPTIONS_HOST, o->host) < 0 ||
+        (o->ssh_dir &&
+         a->ssh_options_set(s, SSH_OPTIONS_SSH_DIR, o->ssh_dir) < 0)) {
         return -1;
     }
     if (o->no_config) {
@@ -609,7 +612,9 @@ static void keepalive(int fd)
 /* connect(opts) -> Session | nil, msg, code [, info]
  * opts: host (required), port, user, identity (private key file; default:
  * agent, default keys and IdentityFile), config (ssh config file; false:
- * none; default ~/.ssh/config), known_hosts (file), timeout (s, for the
+ * none; default ~/.ssh/config), ssh_dir (where the default keys and config
+ * are: libssh takes the passwd entry's home, not $HOME), known_hosts (file),
+ * timeout (s, for the
  * connection and each blocking protocol step), accept_new (add an unknown
  * host key to known_hosts).  info: HOSTKEY_* {fingerprint, key_type,
  * old_fingerprint (CHANGED, if known_hosts has it)}, AUTH {methods}. */

@@ -53,6 +53,15 @@ function M.resolve(target, cfg)
   return t
 end
 
+-- configured(name, cfg) -> whether the config names a remote so
+-- (a [remotes] entry or an ssh executor)
+function M.configured(name, cfg)
+  local values = cfg and cfg.values
+  if not values then return false end
+  local e = values.executor[name]
+  return values.remotes[name] ~= nil or (e ~= nil and e.type == "ssh")
+end
+
 -- display(t) -> USER@HOST:PORT as it is written: an IPv6 address in
 -- brackets ([::1]:22), so that it reads back the same.
 function M.display(t)
@@ -69,6 +78,7 @@ function M.connect(t, opts)
   local known = t.known_hosts or (paths.home() .. "/.ssh/known_hosts")
   local s, msg, code, info = ssh.connect({
     host = t.host, port = t.port, user = t.user, identity = t.key_file, known_hosts = known,
+    ssh_dir = paths.home() .. "/.ssh",  -- $HOME's, as known_hosts
     timeout = opts.timeout or M.CONNECT_TIMEOUT, accept_new = opts.accept_new == true,
     config = opts.ssh_config,
   })

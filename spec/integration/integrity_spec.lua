@@ -46,8 +46,12 @@ describe("integrity (issue 12)", function()
 
     -- A stream made of tar archives built from trees (t1, t2, ...), each
     -- appended to the last with GNU tar's --concatenate.
+    -- Each ends with the status bwrap writes once the sandbox is up.
     local function stream(build)
       local parts = build(work)
+      sh('mkdir -p "$1/st" && echo \'{ "child-pid": 2 }\' > "$1/st/status" && cd "$1/st" && tar -cf ../st.tar status',
+        work)
+      parts[#parts + 1] = "st.tar"
       sh('cd "$1" && tar --format=posix -cf stream.tar -T /dev/null', work)
       for _, part in ipairs(parts) do sh('cd "$1" && tar -Af stream.tar "$2"', work, part) end
     end

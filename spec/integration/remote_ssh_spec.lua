@@ -187,6 +187,54 @@ describe("remote over SSH", function()
     assert.is_true(h.one_line_error(x), x.stderr)
     assert.matches('the remote "box" now points to ' .. server.user .. "@localhost:" .. server.port, x.stderr)
     assert.is_nil(fs.lstat(e.host .. "/f"))
+    -- its name gone from the config: the recorded address, with the
+    -- user's own default key, and the host key checked as ever
+    assert.equal(0, h.shannot({ "remote", "remove", "box" }, { home = home }).code)
+    assert(fs.write_new(home .. "/.ssh/id_ed25519", assert(fs.read_file(server.key)), 384))
+    local y = h.shannot({ "execute", id }, { home = home })
+    assert.equal(0, y.code, y.stdout .. y.stderr)
+    assert.matches('the remote "box" is no longer configured; connecting to ' .. server.user ..
+      "@127%.0%.0%.1:" .. server.port, y.stderr)
+    assert.equal("x\n", fs.read_file(e.host .. "/f"))
+    local rb = h.shannot({ "rollback", id }, { home = home })
+    assert.equal(0, rb.code, rb.stdout .. rb.stderr)
+    assert.is_nil(fs.lstat(e.host .. "/f"))
+  end)
+
+  it("names the host in the review UI: the list, the header and the execute question (issue 15.3)", function()
+    if not require("support.cap").ROOT then return pending("the spec sshd runs as root") end
+    local tmux = require("support.tmux")
+    if not tmux.available() then return end
+    local cap = require("support.cap")
+    local e = cap.env()
+    add_remote("box")
+    local r = h.shannot({ "run", "--target", "box", "--accept-new", "--profile", e.profile, "-c",
+      "echo x > " .. e.host .. "/f" }, { home = home })
+    assert.equal(0, r.code, r.stderr)
+    local at = server.user .. "@127.0.0.1:" .. server.port
+    local t = tmux.start(home, { "approve" }, { name = "remote-tui" })
+    local ok, problem = pcall(function()
+      local screen = t:wait("pending sessions: 1")
+      assert.matches("on " .. at:gsub("%p", "%%%0"), screen)
+      t:keys("Enter")
+      screen = t:wait("1 ops: 0 approve")
+      assert.matches("on " .. at:gsub("%p", "%%%0") .. "  1 ops", screen)
+      t:keys("a")
+      t:keys("x")
+      -- the whole question, wrapped or not: read without the line breaks
+      screen = t:wait("[y/N]")
+      local flat = screen:gsub("%s+", " ")
+      assert.matches("execute 1 operations %(0 denied%) on " .. at:gsub("%p", "%%%0") .. " %(remote box, host key " ..
+        server.fingerprint:sub(1, 20):gsub("%p", "%%%0"), flat)
+      t:keys("n")
+      t:keys("q")
+      t:wait("pending sessions: 1")
+      t:keys("q")
+      t:wait("shannot-exit=0")
+    end)
+    t:kill()
+    assert(ok, problem)
+    assert.is_nil(fs.lstat(e.host .. "/f"))
   end)
 
   it("fails clearly when the connection drops during execute, and rolls back once it is back", function()

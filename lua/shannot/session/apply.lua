@@ -91,11 +91,21 @@ end
 -- executor(s, opts) -> the executor of the session's target | nil, err
 function M.executor(s, opts)
   if opts and opts.executor then return opts.executor end
-  local ex, xerr = require("shannot.executor").for_target(s.target or "local", opts and opts.config)
+  local remote = require("shannot.remote")
+  local target, w = s.target or "local", s.where
+  if type(w) == "table" and target ~= "local" and not remote.configured(target, opts and opts.config) then
+    -- its name is gone from the config: the address recorded at capture
+    -- (the host key is still checked against known_hosts, and below)
+    target = remote.display(w)
+    if opts and opts.warn then
+      opts.warn('the remote "%s" is no longer configured; connecting to %s, where session %s was captured',
+        text.inert(tostring(w.name)), text.inert(target), s.id)
+    end
+  end
+  local ex, xerr = require("shannot.executor").for_target(target, opts and opts.config)
   if not ex then return nil, xerr end
   -- the host the session was captured on, and no other: a remote
   -- re-pointed since (another host, port, user or key) is refused
-  local w = s.where
   if type(w) == "table" and ex.location then
     local now = ex:location()
     for _, k in ipairs({ "host", "port", "user", "fingerprint" }) do

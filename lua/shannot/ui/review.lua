@@ -672,6 +672,7 @@ function UI:say(fmt, ...)
   self.message = string.format(fmt, ...)
 end
 
+-- ask(question, yes): the question at the foot of the screen; yes() on "y"
 function UI:ask(question, yes)
   self.prompt = { text = question, yes = yes }
 end
@@ -692,6 +693,26 @@ function UI:replace(v)
   if v.enter then v:enter(self) end
 end
 
+-- wrapped(text, cols) -> text in lines of at most cols bytes, broken at
+-- spaces (a longer word cut where it must)
+local function wrapped(s, cols)
+  local out, line = {}, nil
+  for word in s:gmatch("%S+") do
+    while #word > cols do
+      if line then out[#out + 1], line = line, nil end
+      out[#out + 1], word = word:sub(1, cols), word:sub(cols + 1)
+    end
+    if line and #line + 1 + #word <= cols then
+      line = line .. " " .. word
+    else
+      if line then out[#out + 1] = line end
+      line = word
+    end
+  end
+  out[#out + 1] = line or ""
+  return out
+end
+
 function UI:draw()
   local cols, rows = self.cols, self.rows
   local buf = { self.clear and "\27[2J" or "" }
@@ -704,13 +725,17 @@ function UI:draw()
   local h = self:body_height()
   local lines = { M.paint({ { view:title() } }, cols, { base = SGR.title, fill = true }) }
   local body = view:rows(self, h)
-  for i = 1, h do
+  -- a question is shown whole, its "[y/N]" included: wrapped, over the
+  -- last rows of the list if it needs them
+  local question = self.prompt and wrapped(self.prompt.text, cols) or {}
+  local shown = math.min(#question, h + 1)
+  for i = 1, h + 1 - math.max(shown, 1) do
     local r = body[i]
     lines[#lines + 1] = r and M.paint(r[1], cols, { base = r[2] and SGR.cursor or nil, fill = r[2], left = r[3] })
       or M.paint({}, cols)
   end
   if self.prompt then
-    lines[#lines + 1] = M.paint({ { self.prompt.text, SGR.prompt } }, cols)
+    for i = 1, shown do lines[#lines + 1] = M.paint({ { question[i], SGR.prompt } }, cols) end
   elseif self.message then
     lines[#lines + 1] = M.paint({ { self.message, "1" } }, cols)
   else
