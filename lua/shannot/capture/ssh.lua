@@ -384,8 +384,9 @@ function M.capture(ex, plan)
   local f, perr = probe(s, p)
   if not f then return nil, perr end
   if not f.root then
-    plan.warn("%s: running as %s, not root: only files that user may change are captured",
-      text.inert(name), text.inert(f.user or "?"))
+    plan.warn("%s: running as %s, not root: only files that user may change are captured (%s)",
+      text.inert(name), text.inert(f.user or "?"), #f.tops > 0 and text.inert(table.concat(f.tops, ", ")) or
+      "none there")
   end
   local remote_staging, guard = prepare_staging(ex, f, p,
     require("shannot.sandbox.limits").of(plan.config, tonumber(f.memtotal_kb or "")))
