@@ -169,8 +169,7 @@ u=$(unshare --version 2>/dev/null) && echo "unshare=$u"
 mkdir "$d/l" "$d/u" "$d/w" "$d/m"
 if [ "$(id -u)" = 0 ]; then ns="unshare -m"; args="@ROOT_ARGS@"
 else ns="unshare -U -m --map-root-user"; args="@USER_ARGS@"; fi
-said() { printf '%s' "$1" | tr '
-' ' ' | cut -c1-300; }
+said() { printf '%s' "$1" | tr '\n' ' ' | cut -c1-300; }
 if e=$($ns true 2>&1); then echo "userns=yes"; else echo "userns=no: $(said "$e")"; fi
 m="mount -t overlay overlay -o lowerdir=$d/l,upperdir=$d/u,workdir=$d/w,userxattr $d/m"
 if e=$($ns sh -c "$m && touch $d/m/x" 2>&1); then echo "overlay=yes"; else echo "overlay=no: $(said "$e")"; fi
