@@ -27,7 +27,7 @@ LUA_SRCS := $(shell find lua -name '*.lua' | sort)
 PROFILES := $(wildcard profiles/*.json)
 BUSTED := scripts/busted.lua
 
-.PHONY: all demo test check asan lint deps deps-test install clean format-check
+.PHONY: all demo test check asan lint deps deps-test install clean format-check client client-check
 all: build/shannot build/shannot-enter
 
 deps:
@@ -66,16 +66,40 @@ build/asan/shannot: $(SRCS:src/%.c=build/asan/%.o) build/embedded_lua.c
 	$(CC) $(ASAN_OPT) -Isrc $(PKG_CFLAGS) -o $@ $(filter %.o,$^) \
 		build/embedded_lua.c $(PKG_LIBS)
 
+# The client (issue 15.6; design note 79): shannot for a machine without
+# the Linux sandbox (macOS, or any POSIX system), driving Linux hosts over
+# SSH.  POSIX.1-2008 (with XSI) only: no _GNU_SOURCE, no Linux header
+# (scripts/check-client-headers), no namespaces, seccomp or Landlock.
+CLIENT_SRCS := main loader util sys term diff tar store ssh fs proc
+CLIENT_CFLAGS := -DSH_CLIENT -D_POSIX_C_SOURCE=200809L
+# Linked dynamically: the static Lua of PKG_LIBS is a Debian layout.
+CLIENT_LIBS = $(shell $(PKG_CONFIG) --libs $(PKGS)) -lz -lm -ldl
+
+client: build/client/shannot
+
+build/client:
+	@mkdir -p $@
+
+build/client/%.o: src/%.c $(HDRS) | build/client
+	$(CC) $(WARN) $(OPT) $(CLIENT_CFLAGS) $(PKG_CFLAGS) -Isrc -c -o $@ $<
+
+build/client/embedded_lua.o: build/embedded_lua.c $(HDRS) | build/client
+	$(CC) $(OPT) $(CLIENT_CFLAGS) -Isrc $(PKG_CFLAGS) -c -o $@ $<
+
+build/client/shannot: $(CLIENT_SRCS:%=build/client/%.o) build/client/embedded_lua.o scripts/check-client-headers
+	scripts/check-client-headers $(CLIENT_SRCS:%=src/%.c) src/shannot.h
+	$(CC) $(OPT) -o $@ $(filter %.o,$^) $(CLIENT_LIBS)
+
 # Specs run inside the binary itself, so they exercise the embedded build.
 TEST_ENV = SHANNOT_TEST_LUA_PATH="$$($(LUA) -e 'io.write(package.path)')" \
 	SHANNOT_TEST_LUA_CPATH="$$($(LUA) -e 'io.write(package.cpath)')"
 
 test: deps-test lint
-	@$(MAKE) --no-print-directory build/shannot build/shannot-enter
+	@$(MAKE) --no-print-directory build/shannot build/shannot-enter build/client/shannot
 	@$(TEST_ENV) SHANNOT_BIN=build/shannot build/shannot lua $(BUSTED) $(BUSTED_ARGS)
 
 asan: deps-test
-	@$(MAKE) --no-print-directory build/asan/shannot build/asan/shannot-enter
+	@$(MAKE) --no-print-directory build/asan/shannot build/asan/shannot-enter build/client/shannot
 	@$(TEST_ENV) SHANNOT_BIN=build/asan/shannot \
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

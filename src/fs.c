@@ -7,20 +7,28 @@
  * Lua: shannot.core.fs; every function returns its value or
  * nil, msg, code (code is the errno name, e.g. "ENOENT").
  */
+#ifdef SH_CLIENT
+/* The client build (no local sandbox): POSIX.1-2008 with XSI (realpath,
+ * sync), nothing of Linux; what only Linux has falls back below. */
+#define _XOPEN_SOURCE 700
+#else
 #define _GNU_SOURCE
+#endif
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
-#include <linux/openat2.h>
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
+#ifndef SH_CLIENT
+#include <linux/openat2.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
-#include <unistd.h>
+#endif
 
 #include "shannot.h"
 
@@ -152,7 +160,7 @@ static int write_atomic(const char *path, const char *data, size_t len,
     }
     memcpy(tmp, path, plen);
     memcpy(tmp + plen, ".tmp-XXXXXX", 12);
-    fd = mkostemp(tmp, O_CLOEXEC);
+    fd = sh_mkstemp_cloexec(tmp);
     if (fd < 0) {
         *err = errno;
         return -1;
@@ -384,7 +392,11 @@ static void names_free(struct name_stack *s)
  * O_PATH descriptor, never a symlink. */
 static int open_subdir(int dir, const char *name)
 {
+#ifdef SH_CLIENT
+    int fd = openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+#else
     int fd = openat(dir, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+#endif
     struct stat st;
     if (fd < 0 || fstat(fd, &st) < 0) {
         int e = errno;
@@ -433,11 +445,16 @@ static int empty_level(int dir, char **sub)
             continue;
         }
         struct stat st;
+#ifdef SH_CLIENT /* d_type is not POSIX */
+        int is_dir = fstatat(dir, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                     S_ISDIR(st.st_mode);
+#else
         int is_dir = e->d_type == DT_DIR;
         if (e->d_type == DT_UNKNOWN &&
             fstatat(dir, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
             is_dir = S_ISDIR(st.st_mode);
         }
+#endif
         if (is_dir) {
             rc = (*sub = strdup(e->d_name)) == NULL ? -1 : 1;
         } else if (unlinkat(dir, e->d_name, 0) < 0 && errno != ENOENT) {
@@ -570,7 +587,14 @@ static int fs_syncfs(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     sh_autoclose int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+#ifdef SH_CLIENT
+    if (fd >= 0) {
+        sync(); /* no syncfs: every file system */
+    }
+    if (fd < 0) {
+#else
     if (fd < 0 || syncfs(fd) < 0) {
+#endif
         return sh_fail(L, path, errno);
     }
     lua_pushboolean(L, 1);
@@ -604,12 +628,20 @@ static int fs_lchown(lua_State *L)
 
 /* Sets mode through an O_PATH descriptor: the magic link names that very
  * inode, never what a path resolves to now.  fchmod refuses O_PATH. */
+#ifndef SH_CLIENT
 static int chmod_fd(int fd, mode_t mode)
 {
     char proc_path[64];
     snprintf(proc_path, sizeof proc_path, "/proc/self/fd/%d", fd);
     return chmod(proc_path, mode);
 }
+#else
+/* No O_PATH: the directory itself, opened for reading. */
+static int chmod_fd(int fd, mode_t mode)
+{
+    return fchmod(fd, mode);
+}
+#endif
 
 /* The modification time of the entry at path itself (a symlink's own, never
  * its target's; the access time is left as it is).  0 or -1 with errno. */
@@ -642,6 +674,25 @@ static int fs_set_meta(lua_State *L)
     lua_pop(L, 1);
     luaL_argcheck(L, mtime.tv_nsec >= 0 && mtime.tv_nsec < 1000000000, 2,
                   "mtime_nsec out of range");
+#ifdef SH_CLIENT
+    /* No O_PATH: by path, never following a symlink at the end (the
+     * client changes only its own files: sessions and checkpoints) */
+    struct stat st;
+    if (fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        return sh_fail(L, path, errno);
+    }
+    if ((uid >= 0 || gid >= 0) &&
+        fchownat(AT_FDCWD, path, (uid_t)uid, (gid_t)gid, AT_SYMLINK_NOFOLLOW) <
+            0) {
+        return sh_fail(L, path, errno);
+    }
+    if (mode >= 0 && S_ISLNK(st.st_mode)) {
+        return sh_fail(L, path, ELOOP);
+    }
+    if (mode >= 0 && fchmodat(AT_FDCWD, path, (mode_t)mode, 0) < 0) {
+        return sh_fail(L, path, errno);
+    }
+#else
     sh_autoclose int fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) < 0) {
@@ -657,6 +708,7 @@ static int fs_set_meta(lua_State *L)
     if (mode >= 0 && chmod_fd(fd, (mode_t)mode) < 0) {
         return sh_fail(L, path, errno);
     }
+#endif
     if (has_mtime && set_mtime(path, mtime) < 0) {
         return sh_fail(L, path, errno);
     }
@@ -664,6 +716,7 @@ static int fs_set_meta(lua_State *L)
     return 1;
 }
 
+#ifndef SH_CLIENT
 /* The value of one attribute of the entry at path itself, grown until it
  * fits; pushes it, or returns -1 with errno. */
 static int push_xattr(lua_State *L, const char *path, const char *name)
@@ -729,6 +782,8 @@ static int fs_set_xattr(lua_State *L)
     return 1;
 }
 
+#endif
+
 /* rename(from, to [, "noreplace"]) -> true | nil, msg, code (rename(2):
  * same file system; "noreplace": an existing `to` is EEXIST, atomically,
  * where a check before the call could race) */
@@ -738,9 +793,25 @@ static int fs_rename(lua_State *L)
     const char *from = luaL_checkstring(L, 1);
     const char *to = luaL_checkstring(L, 2);
     int noreplace = luaL_checkoption(L, 3, "replace", flags);
+#ifdef SH_CLIENT
+    /* No renameat2: a file gets its new name as a second link (which
+     * fails on an existing `to`, atomically), then loses the old one; a
+     * directory is renamed after a check, which can race. */
+    struct stat st;
+    int rc = 0;
+    if (noreplace && lstat(from, &st) == 0 && !S_ISDIR(st.st_mode)) {
+        rc = link(from, to) < 0 ? -1 : unlink(from);
+    } else if (noreplace && lstat(to, &st) == 0) {
+        errno = EEXIST;
+        rc = -1;
+    } else {
+        rc = rename(from, to);
+    }
+#else
     int rc = noreplace
                  ? renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE)
                  : rename(from, to);
+#endif
     if (rc < 0) {
         return sh_failf(L, errno, "rename %s to %s", from, to);
     }
@@ -748,6 +819,23 @@ static int fs_rename(lua_State *L)
     return 1;
 }
 
+#ifdef SH_CLIENT
+/* No extended attributes in the client build: none to read or set. */
+static int fs_xattrs(lua_State *L)
+{
+    return sh_fail(L, luaL_checkstring(L, 1), ENOTSUP);
+}
+
+static int fs_set_xattr(lua_State *L)
+{
+    return sh_fail(L, luaL_checkstring(L, 1), ENOTSUP);
+}
+
+static int fs_getxattr(lua_State *L)
+{
+    return sh_fail(L, luaL_checkstring(L, 1), ENOTSUP);
+}
+#else
 /* getxattr(path, name) -> value | nil, msg, code (of the link itself;
  * an absent attribute is code "ENODATA") */
 static int fs_getxattr(lua_State *L)
@@ -759,6 +847,7 @@ static int fs_getxattr(lua_State *L)
     }
     return 1;
 }
+#endif
 
 /* chmod(path, mode) -> true | nil, msg, code */
 static int fs_chmod(lua_State *L)
@@ -809,6 +898,56 @@ static int fs_open(lua_State *L)
     return 1;
 }
 
+#ifdef SH_CLIENT
+/* openat2's RESOLVE_NO_SYMLINKS (and, beneath, RESOLVE_BENEATH) where
+ * there is none: one component at a time, O_NOFOLLOW each (ELOOP at a
+ * symlink), ".." refused beneath (EXDEV).  A directory fd or -1. */
+static int open_nofollow(int start, const char *path, int beneath)
+{
+    if (beneath && path[0] == '/') {
+        errno = EXDEV;
+        return -1;
+    }
+    int cur =
+        open(path[0] == '/' ? "/" : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (start != AT_FDCWD && path[0] != '/') {
+        close(cur);
+        cur = dup(start);
+    }
+    const char *p = path;
+    while (cur >= 0 && *p != '\0') {
+        while (*p == '/') {
+            p++;
+        }
+        size_t n = strcspn(p, "/");
+        if (n == 0) {
+            break;
+        }
+        char part[NAME_MAX + 1];
+        if (n > NAME_MAX) {
+            close(cur);
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        memcpy(part, p, n);
+        part[n] = '\0';
+        p += n;
+        if (beneath && strcmp(part, "..") == 0) {
+            close(cur);
+            errno = EXDEV;
+            return -1;
+        }
+        int next =
+            openat(cur, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int e = errno;
+        close(cur);
+        errno = e;
+        cur = next;
+    }
+    return cur;
+}
+#endif
+
 /* open_dir(path) -> File | nil, msg, code: a directory reached without
  * following any symlink on the way (openat2 RESOLVE_NO_SYMLINKS; ELOOP
  * when a component is one), pinned: /proc/self/fd/N/NAME then names an
@@ -817,11 +956,15 @@ static int fs_open_dir(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     File *f = new_file(L);
+#ifdef SH_CLIENT
+    f->fd = open_nofollow(AT_FDCWD, path, 0);
+#else
     struct open_how how;
     memset(&how, 0, sizeof how);
     how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
     how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
     f->fd = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
+#endif
     if (f->fd < 0) {
         return sh_fail(L, path, errno);
     }
@@ -841,11 +984,15 @@ static int fs_open_dir_at(lua_State *L)
         return luaL_error(L, "attempt to use a closed File");
     }
     File *f = new_file(L);
+#ifdef SH_CLIENT
+    f->fd = open_nofollow(dir->fd, name, 1);
+#else
     struct open_how how;
     memset(&how, 0, sizeof how);
     how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
     how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
     f->fd = (int)syscall(SYS_openat2, dir->fd, name, &how, sizeof how);
+#endif
     if (f->fd < 0) {
         return sh_fail(L, name, errno);
     }
@@ -859,7 +1006,7 @@ static int fs_pipe(lua_State *L)
     File *r = new_file(L);
     File *w = new_file(L);
     int fds[2];
-    if (pipe2(fds, O_CLOEXEC) < 0) {
+    if (sh_pipe_cloexec(fds) < 0) {
         return sh_fail(L, "pipe", errno);
     }
     r->fd = fds[0];
@@ -875,9 +1022,17 @@ static int fs_socketpair(lua_State *L)
     File *a = new_file(L);
     File *b = new_file(L);
     int fds[2];
+#ifdef SH_CLIENT
+    if (socketpair(AF_UNIX, SOCK_DGRAM, 0, fds) < 0) {
+        return sh_fail(L, "socketpair", errno);
+    }
+    fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+    fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+#else
     if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, fds) < 0) {
         return sh_fail(L, "socketpair", errno);
     }
+#endif
     a->fd = fds[0];
     b->fd = fds[1];
     return 2;

@@ -3,7 +3,9 @@
  * library, the C primitives as requirable shannot.core.* modules, and a
  * package searcher that finds the Lua sources embedded at build time.
  */
+#ifndef SH_CLIENT
 #define _GNU_SOURCE
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,14 +55,18 @@ void sh_open_libs(lua_State *L)
         /* requirable, never globals */
         {"shannot.core.proc", luaopen_shannot_core_proc},
         {"shannot.core.fs", luaopen_shannot_core_fs},
+#ifndef SH_CLIENT /* the client build has no local sandbox */
         {"shannot.core.sandbox", luaopen_shannot_core_sandbox},
+#endif
         {"shannot.core.sys", luaopen_shannot_core_sys},
         {"shannot.core.store", luaopen_shannot_core_store},
         {"shannot.core.diff", luaopen_shannot_core_diff},
         {"shannot.core.term", luaopen_shannot_core_term},
         {"shannot.core.tar", luaopen_shannot_core_tar},
         {"shannot.core.ssh", luaopen_shannot_core_ssh},
+#ifndef SH_CLIENT
         {"shannot.core.seccomp", luaopen_shannot_core_seccomp},
+#endif
         {"cjson", luaopen_cjson},
         {NULL, NULL}};
     for (const luaL_Reg *lib = std_libs; lib->func; lib++) {
@@ -76,7 +82,12 @@ void sh_open_libs(lua_State *L)
 /* Module lookup: SHANNOT_LUA_DIR (if set), then the embedded sources. */
 void sh_setup_package(lua_State *L)
 {
+#ifdef SH_CLIENT
+    /* secure_getenv's rule where it is missing: never when set-id */
+    const char *dir = getuid() == geteuid() ? getenv("SHANNOT_LUA_DIR") : NULL;
+#else
     const char *dir = secure_getenv("SHANNOT_LUA_DIR");
+#endif
     lua_getglobal(L, LUA_LOADLIBNAME);
     if (dir != NULL && dir[0] != '\0') {
         lua_pushfstring(L, "%s/?.lua;%s/?/init.lua", dir, dir);

@@ -3,7 +3,9 @@
  * returns require("shannot.main").run(arg) as the exit code.  The only C
  * file that touches argv, signal dispositions or the exit code.
  */
+#ifndef SH_CLIENT
 #define _GNU_SOURCE
+#endif
 #include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -108,9 +110,11 @@ static int pmain(lua_State *L)
 
 int main(int argc, char **argv)
 {
+#ifndef SH_CLIENT /* the client build runs no sandbox */
     if (argc > 1 && strcmp(argv[1], SH_SANDBOX_ENTER) == 0) {
         return sh_sandbox_enter(argc - 2, argv + 2); /* no Lua: it only execs */
     }
+#endif
     lua_State *L = luaL_newstate();
     if (L == NULL) {
         fputs("shannot: cannot create Lua state: not enough memory\n", stderr);

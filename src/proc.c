@@ -12,24 +12,54 @@
  *   Process:pid() -> integer
  *   Process:close() (also __gc, __close): kills and reaps a running child
  */
+#ifndef SH_CLIENT
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/statvfs.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#ifndef SH_CLIENT
+#include <sched.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#endif
 
 #include "shannot.h"
+
+#ifdef SH_CLIENT
+/* The client build runs no sandbox: no namespaces (sandbox.c), no socket
+ * supervision (notify.c), no pidfd (the loop polls for the exit), no
+ * death signal, fork for vfork. */
+int sh_notify_pollfds(const struct sh_notify *n, struct pollfd *fds)
+{
+    (void)n;
+    (void)fds;
+    return 0;
+}
+
+void sh_notify_step(struct sh_notify *n, const struct pollfd *fds)
+{
+    (void)n;
+    (void)fds;
+}
+
+void sh_notify_close(struct sh_notify *n)
+{
+    if (n->channel >= 0) {
+        close(n->channel);
+        n->channel = -1;
+    }
+}
+#endif
 
 #define CHUNK 65536
 #define DEFAULT_CAPTURE (1024 * 1024)
@@ -136,7 +166,12 @@ static int process_reap(Process *p, int options)
     }
     pid_t r;
     do {
+#ifdef SH_CLIENT
+        memset(&p->usage, 0, sizeof p->usage); /* no wait4: no peak RSS */
+        r = waitpid(p->pid, &p->status, options);
+#else
         r = wait4(p->pid, &p->status, options, &p->usage);
+#endif
     } while (r < 0 && errno == EINTR);
     if (r == p->pid || (r < 0 && errno == ECHILD)) {
         if (p->own_pgroup) { /* descendants left in the group go with it */
@@ -292,8 +327,12 @@ static void spawn_read(lua_State *L, struct spawn_req *r)
     r->die_with_parent = sh_optfield_boolean(L, 2, "die_with_parent", 0);
     r->has_ns = 0;
     if (lua_getfield(L, 2, "namespace") != LUA_TNIL) {
+#ifdef SH_CLIENT
+        luaL_error(L, "namespace: the client build has no sandbox");
+#else
         sh_ns_read(L, lua_gettop(L), &r->ns);
         r->has_ns = 1;
+#endif
     }
     r->keep = int_array(L, 2, "keep_fds", &r->nkeep);
     r->join = int_array(L, 2, "join_fds", &r->njoin);
@@ -336,7 +375,7 @@ static void child_exec(const struct spawn_req *r, const int fds[3], int errfd,
     /* Handlers and ignored dispositions would survive into the new program
      * (ignored ones do); every signal is still blocked here, so none of
      * shannot's handlers can run in this shared-memory child. */
-    for (int sig = 1; sig < NSIG; sig++) {
+    for (int sig = 1; sig < sh_signal_max(); sig++) {
         signal(sig, SIG_DFL);
     }
     sigset_t none;
@@ -345,7 +384,9 @@ static void child_exec(const struct spawn_req *r, const int fds[3], int errfd,
         setpgid(0, 0);
     }
     if (r->die_with_parent) {
+#ifndef SH_CLIENT
         prctl(PR_SET_PDEATHSIG, SIGKILL);
+#endif
         if (getppid() != parent) {
             _exit(127);
         }
@@ -363,7 +404,14 @@ static void child_exec(const struct spawn_req *r, const int fds[3], int errfd,
         fcntl(r->keep[i], F_SETFD, 0); /* the caller asked for this one */
     }
     sigprocmask(SIG_SETMASK, &none, NULL);
+#ifdef SH_CLIENT
+    if (r->envp != NULL) {
+        environ = r->envp; /* a forked child's own copy */
+    }
+    execvp(r->argv[0], r->argv);
+#else
     execvpe(r->argv[0], r->argv, r->envp ? r->envp : environ);
+#endif
 fail:
     child_fail(errfd, SPAWN_AT_EXEC);
 }
@@ -389,7 +437,7 @@ static int open_streams(Process *p, const struct spawn_req *r, int child[3],
                 return -1;
             }
         } else if (r->mode[i] == 2) {
-            if (pipe2(pipes[i], O_CLOEXEC) < 0) {
+            if (sh_pipe_cloexec(pipes[i]) < 0) {
                 return -1;
             }
             child[i] = pipes[i][i == 0 ? 0 : 1];
@@ -407,6 +455,7 @@ static int open_streams(Process *p, const struct spawn_req *r, int child[3],
     return 0;
 }
 
+#ifndef SH_CLIENT
 static int read_byte(int fd)
 {
     char c;
@@ -489,6 +538,8 @@ static pid_t spawn_ns_child(const struct spawn_req *r, const int fds[3],
     return pid;
 }
 
+#endif
+
 /* vfork + exec with every signal blocked around it: no page tables are
  * copied, which is most of the cost of starting a child from a process
  * holding a Lua state.  Returns the pid, or -1 with errno. */
@@ -499,12 +550,19 @@ static pid_t spawn_child(const struct spawn_req *r, const int fds[3], int errfd)
     pthread_sigmask(SIG_SETMASK, &all, &saved);
     pid_t parent = getpid();
     pid_t pid;
+#ifdef SH_CLIENT
+    if ((pid = fork()) == 0) {
+        child_limits(r, errfd);
+        child_exec(r, fds, errfd, parent);
+    }
+#else
     if (r->has_ns) {
         pid = spawn_ns_child(r, fds, errfd, parent);
     } else if ((pid = vfork()) == 0) {
         child_limits(r, errfd);
         child_exec(r, fds, errfd, parent);
     }
+#endif
     int e = errno;
     pthread_sigmask(SIG_SETMASK, &saved, NULL);
     errno = e;
@@ -582,8 +640,7 @@ static int proc_spawn(lua_State *L)
     int errpipe[2] = {-1, -1};
     int e = 0;
     struct spawn_error se = {0, SPAWN_AT_EXEC};
-    if (open_streams(p, &r, child, pipes) < 0 ||
-        pipe2(errpipe, O_CLOEXEC) < 0) {
+    if (open_streams(p, &r, child, pipes) < 0 || sh_pipe_cloexec(errpipe) < 0) {
         e = errno;
         goto out;
     }
@@ -604,7 +661,9 @@ static int proc_spawn(lua_State *L)
         process_reap(p, 0);
         goto out;
     }
+#ifndef SH_CLIENT
     p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+#endif
 out:
     for (int i = 0; i < 3; i++) {
         if (r.mode[i] == 1 && child[i] >= 0) {
@@ -634,7 +693,7 @@ static void set_status(lua_State *L, int status)
         int sig = WTERMSIG(status);
         lua_pushinteger(L, sig);
         lua_setfield(L, -2, "signal");
-        const char *name = sigabbrev_np(sig);
+        const char *name = sh_signal_name(sig);
         lua_pushstring(L, name ? name : "UNKNOWN");
         lua_setfield(L, -2, "signal_name");
     }
@@ -990,9 +1049,13 @@ static int process_tostring(lua_State *L)
 static int proc_set_subreaper(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TBOOLEAN);
+#ifdef SH_CLIENT
+    return sh_fail(L, "subreaper", ENOSYS);
+#else
     if (prctl(PR_SET_CHILD_SUBREAPER, (unsigned long)lua_toboolean(L, 1)) < 0) {
         return sh_fail(L, "prctl(PR_SET_CHILD_SUBREAPER)", errno);
     }
+#endif
     lua_pushboolean(L, 1);
     return 1;
 }

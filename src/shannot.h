@@ -7,6 +7,11 @@
 #ifndef SHANNOT_H
 #define SHANNOT_H
 
+/* The client build (make client: no local sandbox) is POSIX.1-2008 with
+ * XSI and nothing of GNU or Linux: checked here. */
+#if defined(SH_CLIENT) && (defined(_GNU_SOURCE) || defined(_DEFAULT_SOURCE))
+#error "the client build takes POSIX interfaces only"
+#endif
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -141,6 +146,18 @@ struct sh_keep {
 void sh_keep_add(struct sh_keep *k, const char *p, size_t n);
 /* Frees the buffers; the limits stay. */
 void sh_keep_free(struct sh_keep *k);
+
+/* util.c: signals by their names without "SIG" ("TERM"): the number, 0
+ * for an unknown name; the name, NULL for an unknown number; one more
+ * than the highest signal number. */
+int sh_signal_number(const char *name);
+const char *sh_signal_name(int sig);
+int sh_signal_max(void);
+/* util.c: pipe2(O_CLOEXEC) and mkostemp(O_CLOEXEC), or their POSIX
+ * equivalents in the client build (not atomic there: it runs no
+ * sandbox that could inherit a descriptor meanwhile). */
+int sh_pipe_cloexec(int fds[2]);
+int sh_mkstemp_cloexec(char *template);
 
 /* util.c: a copy of a command's output passed on as it comes, to fd (-1:
  * none); no_strings leaves terminal control strings (OSC, DCS, APC, PM,

@@ -31,7 +31,9 @@
  * C names: libssh owns the ssh_, sftp_ and (legacy.h) channel_ prefixes,
  * so module functions are lssh_*, Sftp methods lsftp_*, Channel chan_*.
  */
+#ifndef SH_CLIENT
 #define _GNU_SOURCE
+#endif
 #include <ctype.h>
 #include <dlfcn.h>
 #include <errno.h>
@@ -956,18 +958,6 @@ static int exec_loop(Channel *c, struct exec_opts *o, int *sig)
     }
 }
 
-/* The number of signal NAME ("KILL"), or 0 when this machine has none. */
-static int signal_number(const char *name)
-{
-    for (int sig = 1; sig < NSIG; sig++) {
-        const char *abbrev = sigabbrev_np(sig);
-        if (abbrev != NULL && strcmp(abbrev, name) == 0) {
-            return sig;
-        }
-    }
-    return 0;
-}
-
 /* [-0, +1, m] The result table of exec. */
 static void exec_push(lua_State *L, Channel *c, const struct exec_opts *o,
                       int end, int sig)
@@ -980,7 +970,7 @@ static void exec_push(lua_State *L, Channel *c, const struct exec_opts *o,
     if (c->signame[0] != '\0') {
         /* as proc.c's: signal the number (of this machine's numbering:
          * Linux's on both ends), signal_name the name libssh gave */
-        lua_pushinteger(L, signal_number(c->signame));
+        lua_pushinteger(L, sh_signal_number(c->signame));
         lua_setfield(L, -2, "signal");
         lua_pushstring(L, c->signame);
         lua_setfield(L, -2, "signal_name");

@@ -29,7 +29,9 @@
  * runs without Lua calls, so only pushing the result can raise, and then
  * the Job's __gc frees what is left.
  */
+#ifndef SH_CLIENT
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -448,7 +450,7 @@ static int temp_open(Job *j, Blob *b)
     if (n < 0 || (size_t)n >= sizeof b->tmp) {
         return failed(&b->fail, ENAMETOOLONG, b->dir, NULL);
     }
-    j->out = mkostemp(b->tmp, O_CLOEXEC);
+    j->out = sh_mkstemp_cloexec(b->tmp);
     if (j->out < 0) {
         return failed(&b->fail, errno, b->dir, NULL);
     }
@@ -857,8 +859,17 @@ static int copy_raw(Job *j, Blob *b, const char *dest, int64_t *total)
         return failed(&b->fail, errno, b->path, NULL);
     }
     while (*total < (int64_t)st.st_size) {
+#ifdef SH_CLIENT
+        char buf[65536];
+        size_t want = (size_t)(st.st_size - *total);
+        ssize_t n = read(j->in, buf, want < sizeof buf ? want : sizeof buf);
+        if (n > 0 && sh_write_all(j->out, buf, (size_t)n) < 0) {
+            return failed(&b->fail, errno, dest, NULL);
+        }
+#else
         ssize_t n = copy_file_range(j->in, NULL, j->out, NULL,
                                     (size_t)(st.st_size - *total), 0);
+#endif
         if (n < 0 && errno == EINTR) {
             continue;
         }

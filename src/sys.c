@@ -4,7 +4,9 @@
  *
  * Lua: shannot.core.sys
  */
+#ifndef SH_CLIENT
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <limits.h>
 #include <pwd.h>
@@ -164,5 +166,13 @@ static const luaL_Reg sys_funcs[] = {{"heap_used", sys_heap_used},
 int luaopen_shannot_core_sys(lua_State *L)
 {
     luaL_newlib(L, sys_funcs);
+    /* client: true in the client build (make client), which has no local
+     * sandbox (no shannot.core.sandbox, shannot.core.seccomp) */
+#ifdef SH_CLIENT
+    lua_pushboolean(L, 1);
+#else
+    lua_pushboolean(L, 0);
+#endif
+    lua_setfield(L, -2, "client");
     return 1;
 }

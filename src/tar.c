@@ -17,7 +17,9 @@
  * EFBIG (oversize header or size) and EOPNOTSUPP (an entry type or pax
  * feature we cannot represent).
  */
+#ifndef SH_CLIENT
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -294,7 +296,8 @@ static const char *normalise(const char *in, char *out)
         return "absolute name";
     }
     for (const char *p = in; *p != '\0';) {
-        const char *e = strchrnul(p, '/');
+        const char *e = strchr(p, '/');
+        e = e != NULL ? e : p + strlen(p);
         size_t n = (size_t)(e - p);
         if (n == 2 && p[0] == '.' && p[1] == '.') {
             return "name has a '..' component";

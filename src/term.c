@@ -8,7 +8,9 @@
  * Lua: shannot.core.term; expected failures return nil, msg, code (code
  * is the errno name, e.g. "ENOTTY").
  */
+#ifndef SH_CLIENT
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <poll.h>
 #include <sys/ioctl.h>

@@ -4,23 +4,176 @@
  * table readers, the one stat table and the one lazy dlopen loader.  Nothing
  * here is visible to Lua by itself.
  */
+#ifndef SH_CLIENT
 #define _GNU_SOURCE
+#endif
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <signal.h>
+#ifndef SH_CLIENT
 #include <sys/syscall.h>
+#endif
 #include <time.h>
 #include <unistd.h>
 
 #include "shannot.h"
 
+#ifdef SH_CLIENT
+/* The names the Lua side tells failures apart by; glibc's
+ * strerrorname_np is not everywhere. */
+static const struct {
+    int err;
+    const char *name;
+} ERRNO_NAMES[] = {
+    {EPERM, "EPERM"},
+    {ENOENT, "ENOENT"},
+    {ESRCH, "ESRCH"},
+    {EINTR, "EINTR"},
+    {EIO, "EIO"},
+    {ENXIO, "ENXIO"},
+    {E2BIG, "E2BIG"},
+    {ENOEXEC, "ENOEXEC"},
+    {EBADF, "EBADF"},
+    {ECHILD, "ECHILD"},
+    {EAGAIN, "EAGAIN"},
+    {ENOMEM, "ENOMEM"},
+    {EACCES, "EACCES"},
+    {EFAULT, "EFAULT"},
+    {EBUSY, "EBUSY"},
+    {EEXIST, "EEXIST"},
+    {EXDEV, "EXDEV"},
+    {ENODEV, "ENODEV"},
+    {ENOTDIR, "ENOTDIR"},
+    {EISDIR, "EISDIR"},
+    {EINVAL, "EINVAL"},
+    {ENFILE, "ENFILE"},
+    {EMFILE, "EMFILE"},
+    {ENOTTY, "ENOTTY"},
+    {ETXTBSY, "ETXTBSY"},
+    {EFBIG, "EFBIG"},
+    {ENOSPC, "ENOSPC"},
+    {ESPIPE, "ESPIPE"},
+    {EROFS, "EROFS"},
+    {EMLINK, "EMLINK"},
+    {EPIPE, "EPIPE"},
+    {ERANGE, "ERANGE"},
+    {ENAMETOOLONG, "ENAMETOOLONG"},
+    {ENOSYS, "ENOSYS"},
+    {ENOTEMPTY, "ENOTEMPTY"},
+    {ELOOP, "ELOOP"},
+    {ENOTSUP, "ENOTSUP"},
+    {ETIMEDOUT, "ETIMEDOUT"},
+    {ECONNREFUSED, "ECONNREFUSED"},
+    {ECONNRESET, "ECONNRESET"},
+    {EHOSTUNREACH, "EHOSTUNREACH"},
+    {ENETUNREACH, "ENETUNREACH"},
+    {EDQUOT, "EDQUOT"},
+    {EOVERFLOW, "EOVERFLOW"},
+    {ENOTSOCK, "ENOTSOCK"},
+};
+
+static const char *sh_errname(int errnum)
+{
+    for (size_t i = 0; i < sizeof ERRNO_NAMES / sizeof ERRNO_NAMES[0]; i++) {
+        if (ERRNO_NAMES[i].err == errnum) {
+            return ERRNO_NAMES[i].name;
+        }
+    }
+    return "EUNKNOWN";
+}
+#else
 static const char *sh_errname(int errnum)
 {
     const char *name = strerrorname_np(errnum);
     return name ? name : "EUNKNOWN";
+}
+#endif
+
+#ifdef SH_CLIENT
+/* Signals by name, as libssh and the Lua side write them ("TERM"): the
+ * POSIX ones, with this system's numbers (glibc's sigabbrev_np is not
+ * everywhere). */
+static const struct {
+    int sig;
+    const char *name;
+} SIGNALS[] = {
+    {SIGHUP, "HUP"},       {SIGINT, "INT"},   {SIGQUIT, "QUIT"},
+    {SIGILL, "ILL"},       {SIGTRAP, "TRAP"}, {SIGABRT, "ABRT"},
+    {SIGBUS, "BUS"},       {SIGFPE, "FPE"},   {SIGKILL, "KILL"},
+    {SIGUSR1, "USR1"},     {SIGSEGV, "SEGV"}, {SIGUSR2, "USR2"},
+    {SIGPIPE, "PIPE"},     {SIGALRM, "ALRM"}, {SIGTERM, "TERM"},
+    {SIGCHLD, "CHLD"},     {SIGCONT, "CONT"}, {SIGSTOP, "STOP"},
+    {SIGTSTP, "TSTP"},     {SIGTTIN, "TTIN"}, {SIGTTOU, "TTOU"},
+    {SIGURG, "URG"},       {SIGXCPU, "XCPU"}, {SIGXFSZ, "XFSZ"},
+    {SIGVTALRM, "VTALRM"}, {SIGPROF, "PROF"}, {SIGSYS, "SYS"},
+};
+
+const char *sh_signal_name(int sig)
+{
+    for (size_t i = 0; i < sizeof SIGNALS / sizeof SIGNALS[0]; i++) {
+        if (SIGNALS[i].sig == sig) {
+            return SIGNALS[i].name;
+        }
+    }
+    return NULL;
+}
+
+int sh_signal_max(void)
+{
+    return 64;
+}
+#else
+const char *sh_signal_name(int sig)
+{
+    return sigabbrev_np(sig);
+}
+
+int sh_signal_max(void)
+{
+    return NSIG;
+}
+#endif
+
+int sh_signal_number(const char *name)
+{
+    for (int sig = 1; sig < sh_signal_max(); sig++) {
+        const char *abbrev = sh_signal_name(sig);
+        if (abbrev != NULL && strcmp(abbrev, name) == 0) {
+            return sig;
+        }
+    }
+    return 0;
+}
+
+int sh_pipe_cloexec(int fds[2])
+{
+#ifdef SH_CLIENT
+    if (pipe(fds) < 0) {
+        return -1;
+    }
+    fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+    fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+    return 0;
+#else
+    return pipe2(fds, O_CLOEXEC);
+#endif
+}
+
+int sh_mkstemp_cloexec(char *template)
+{
+#ifdef SH_CLIENT
+    int fd = mkstemp(template);
+    if (fd >= 0) {
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+    return fd;
+#else
+    return mkostemp(template, O_CLOEXEC);
+#endif
 }
 
 int sh_fail(lua_State *L, const char *what, int errnum)
@@ -54,10 +207,12 @@ void sh_cloexec_from(int lowfd)
 {
     /* Why: a leaked fd inside the sandbox is the "Leaky Vessels" pattern
      * (runc CVE-2024-21626); nothing but what the caller keeps may pass. */
+#ifndef SH_CLIENT
     if (syscall(SYS_close_range, (unsigned)lowfd, ~0U, CLOSE_RANGE_CLOEXEC) ==
         0) {
         return;
     }
+#endif
     long max = sysconf(_SC_OPEN_MAX);
     if (max < 0 || max > 65536) {
         max = 65536;
@@ -255,7 +410,12 @@ void sh_stat_from(struct sh_stat *out, const struct stat *st)
     out->size = st->st_size;
     out->mtime = (double)st->st_mtim.tv_sec + (double)st->st_mtim.tv_nsec / 1e9;
     out->mtime_sec = (lua_Integer)st->st_mtim.tv_sec;
+#if defined(__APPLE__) && !defined(_DARWIN_C_SOURCE)
+    /* macOS under _POSIX_C_SOURCE: no st_mtim (untried: no Mac here) */
+    out->mtime_nsec = (lua_Integer)st->st_mtimensec;
+#else
     out->mtime_nsec = (lua_Integer)st->st_mtim.tv_nsec;
+#endif
     out->has_ids = 1;
     out->nlink = (lua_Integer)st->st_nlink;
     out->ino = (lua_Integer)st->st_ino;

@@ -29,6 +29,8 @@ end
 -- (the run ended with nothing to capture) | nil, err.  See executor/init.lua.
 function M.capture(plan, settings)
   local p = plan.profile
+  local here, herr = sandbox.check_platform()
+  if not here then return nil, herr end
   if #p.capture == 0 then
     local r, rerr = plain_run(p, plan, settings)
     if not r then return nil, rerr end

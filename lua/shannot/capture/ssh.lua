@@ -92,6 +92,11 @@ local function place(dir, name)
     if code == "ELOOP" then return nil, "it lies below a symlink of the stream" end
     return nil, msg
   end
+  if require("shannot.core.sys").client then
+    -- no /proc where the client runs: the checked path itself, sound as
+    -- the replica is a private directory only this walk changes
+    return { dir = d, path = (parent == "" and dir or (dir .. "/" .. parent)) .. "/" .. base }
+  end
   return { dir = d, path = "/proc/self/fd/" .. d:fd() .. "/" .. base }
 end
 
@@ -232,6 +237,7 @@ end
 -- staging for the run when the remote's architecture is this machine's.
 -- -> its remote path | nil (none: said once) | nil, err
 local function upload_enter(sftp, f, dir, warn)
+  if require("shannot.core.sys").client then return nil end  -- said with the filters (remote_filters)
   local sc = require("shannot.core.seccomp")
   local exe = fs.readlink("/proc/self/exe") or ""
   local here = exe:match("^(.*)/[^/]*$") or "."
@@ -251,15 +257,22 @@ local function upload_enter(sftp, f, dir, warn)
 end
 
 -- The system call filters for the remote's architecture: the default,
--- then the profile's own (a compiled filter, as locally).
-local function remote_filters(p, f)
-  local bpf, msg = require("shannot.sandbox.seccomp").program(f.arch)
-  if not bpf then return nil, err.env("the system call filter for %s: %s", text.inert(f.arch or "?"), msg) end
-  local out = { bpf }
+-- then the profile's own (a compiled filter, as locally).  The client
+-- build has no libseccomp to compile the default: said, and left out.
+local function remote_filters(p, f, warn)
+  local out = {}
+  if require("shannot.core.sys").client then
+    warn("%s: the client build sends the remote sandbox no default system call filter and no Landlock rules " ..
+      "(a Linux shannot does)", text.inert(f.arch or "?"))
+  else
+    local bpf, msg = require("shannot.sandbox.seccomp").program(f.arch)
+    if not bpf then return nil, err.env("the system call filter for %s: %s", text.inert(f.arch or "?"), msg) end
+    out[1] = bpf
+  end
   if p.seccomp_profile then
     local own, oerr = fs.read_file(p.seccomp_profile, 1024 * 1024)
     if not own then return nil, err.usage('profile "%s": seccomp_profile: %s', p.name, oerr) end
-    out[2] = own
+    out[#out + 1] = own
   end
   return out
 end
@@ -316,11 +329,11 @@ end
 
 -- Sets the remote staging up on ex's host (removed again by the returned
 -- guard's close).
-local function prepare_staging(ex, f, p, plan_limits)
+local function prepare_staging(ex, f, p, plan_limits, warn)
   local s, name = ex.s, ex.remote.name
   local root = remote_shell.staging_root(f.tops)
   if not root then return nil, err.env("%s: no staging place outside the capture paths", name) end
-  local filters, ferr = remote_filters(p, f)
+  local filters, ferr = remote_filters(p, f, warn)
   if not filters then return nil, ferr end
   local plan = { dir = root .. "/shannot-" .. random_hex(12), root = f.root, shim = staging.SHIM_TEXT,
     defer = p.defer, overlays = staging.overlays_for(f.tops, f.mounts), seccomp = filters, limits = plan_limits,
@@ -389,7 +402,7 @@ function M.capture(ex, plan)
       "none there")
   end
   local remote_staging, guard = prepare_staging(ex, f, p,
-    require("shannot.sandbox.limits").of(plan.config, tonumber(f.memtotal_kb or "")))
+    require("shannot.sandbox.limits").of(plan.config, tonumber(f.memtotal_kb or "")), plan.warn)
   if not remote_staging then return nil, guard end
   local _ <close> = guard
   if job.script then

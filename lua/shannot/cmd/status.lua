@@ -16,6 +16,14 @@ local function render(s)
     string.format("  user             %s (uid %d)%s", s.user.name or "?", s.user.uid,
       s.user.root and "" or ": only your own files can be changed by a captured run"),
   }
+  if s.client then
+    lines[#lines + 1] = "  sandbox          none here: the client build runs commands on Linux hosts over SSH " ..
+      "(--target; shannot remote test NAME tells what a host can do)"
+    lines[#lines + 1] = "  config           " .. s.paths.config_file ..
+      (s.paths.config_file_exists and "" or " (not present)")
+    lines[#lines + 1] = "  data             " .. s.paths.data_dir
+    return table.concat(lines, "\n")
+  end
   local b = s.bwrap
   lines[#lines + 1] = "  bwrap            " ..
     (b.ok and string.format("%s (%s)", b.path, b.version or "version unknown") or ("missing: " .. b.error))

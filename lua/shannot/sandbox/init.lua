@@ -17,6 +17,10 @@ local M = {}
 M.INSTALL_BWRAP = "apt-get install bubblewrap"
 
 function M.check_platform()
+  if sys.client then
+    return nil, err.env("this shannot is the client build, without the local sandbox: use --target to run on a " ..
+      "Linux host over SSH")
+  end
   local sysname = require("shannot.testhooks").sysname(sys.uname().sysname)
   if sysname ~= "Linux" then
     return nil, err.env("this is %s, and the sandbox needs Linux: use --target to run on a Linux host over SSH",

@@ -2,7 +2,6 @@
 -- a user + mount namespace, an overlayfs with user xattrs where sessions
 -- will be staged.
 local const = require("shannot.const")
-local core_sandbox = require("shannot.core.sandbox")
 local fs = require("shannot.fs")
 local paths = require("shannot.paths")
 local profile = require("shannot.sandbox.profile")
@@ -36,7 +35,7 @@ local function overlay_probe(dir)
   for _, sub in ipairs({ "lower", "upper", "work", "merged" }) do
     fs.mkdir(probe_dir .. "/" .. sub, 448)
   end
-  local result = check(core_sandbox.probe(probe_dir))
+  local result = check(require("shannot.core.sandbox").probe(probe_dir))
   fs.rmtree(probe_dir)
   result.staging = dir
   return result
@@ -64,8 +63,17 @@ function M.gather()
     },
   }
   info.paths.config_file_exists = fs.exists(info.paths.config_file)
+  if sys.client then
+    -- the client build: no local sandbox to probe, remote hosts only
+    local no = { ok = false, error = "the client build has no local sandbox: use --target" }
+    info.client = true
+    info.bwrap, info.sandbox, info.user_namespaces, info.overlayfs, info.syscall_filter = no, no, no, no, no
+    info.usable = false
+    return info
+  end
   info.bwrap = bwrap_info()
   info.sandbox = sandbox_probe(info.bwrap)
+  local core_sandbox = require("shannot.core.sandbox")
   info.user_namespaces = check(core_sandbox.probe())
   info.overlayfs = overlay_probe(paths.data_dir() .. "/staging")
   local bpf, serr = require("shannot.sandbox.seccomp").program()
