@@ -328,15 +328,15 @@ local function run_result(job, p, run, timeout)
 end
 
 -- Sets the remote staging up on ex's host (removed again by the returned
--- guard's close).
-local function prepare_staging(ex, f, p, plan_limits, warn)
+-- guard's close).  how: limits (limits.of's), warn(fmt, ...).
+local function prepare_staging(ex, f, p, how)
   local s, name = ex.s, ex.remote.name
   local root = remote_shell.staging_root(f.tops)
   if not root then return nil, err.env("%s: no staging place outside the capture paths", name) end
-  local filters, ferr = remote_filters(p, f, warn)
+  local filters, ferr = remote_filters(p, f, how.warn)
   if not filters then return nil, ferr end
   local plan = { dir = root .. "/shannot-" .. random_hex(12), root = f.root, shim = staging.SHIM_TEXT,
-    defer = p.defer, overlays = staging.overlays_for(f.tops, f.mounts), seccomp = filters, limits = plan_limits,
+    defer = p.defer, overlays = staging.overlays_for(f.tops, f.mounts), seccomp = filters, limits = how.limits,
     asks = queries.asks(p) }
   if plan.asks then plan.server_argv = queries.server_argv(plan.dir) end
   for i, o in ipairs(plan.overlays) do
@@ -402,7 +402,7 @@ function M.capture(ex, plan)
       "none there")
   end
   local remote_staging, guard = prepare_staging(ex, f, p,
-    require("shannot.sandbox.limits").of(plan.config, tonumber(f.memtotal_kb or "")), plan.warn)
+    { limits = require("shannot.sandbox.limits").of(plan.config, tonumber(f.memtotal_kb or "")), warn = plan.warn })
   if not remote_staging then return nil, guard end
   local _ <close> = guard
   if job.script then
