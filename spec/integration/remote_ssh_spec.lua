@@ -394,6 +394,33 @@ describe("remote over SSH", function()
       for _, name in ipairs(assert(fs.readdir("/tmp"))) do assert.not_matches("^shannot%-%x+$", name) end
     end)
 
+  it("says bwrap is missing on the remote before running anything (exit 4, no session)", function()
+    if not require("support.cap").ROOT then return pending("the spec sshd runs as root") end
+    local cap = require("support.cap")
+    local e = cap.env()
+    -- every command of the remote's PATH but bwrap
+    local bin = h.tmpdir()
+    for _, dir in ipairs({ "/usr/bin", "/bin" }) do
+      for _, name in ipairs(fs.readdir(dir) or {}) do
+        if name ~= "bwrap" and not fs.lstat(bin .. "/" .. name) then
+          assert(fs.symlink(dir .. "/" .. name, bin .. "/" .. name))
+        end
+      end
+    end
+    server.stop()
+    server = sshd.start({ env = { PATH = bin .. ":/usr/sbin:/sbin" } })
+    add_remote("box")
+    local r = h.shannot({ "run", "--target", "box", "--accept-new", "--profile", e.profile, "-c",
+      "echo x > " .. e.host .. "/f" }, { home = home })
+    assert.equal(4, r.code, r.stderr)
+    assert.is_true(h.one_line_error(r), r.stderr)
+    assert.matches("box: bwrap is not installed there %(apt%-get install bubblewrap%); nothing was run", r.stderr)
+    assert.matches("no sessions", h.shannot({ "sessions" }, { home = home }).stdout)
+    local t = h.shannot({ "remote", "test", "box" }, { home = home })
+    assert.equal(4, t.code)
+    assert.matches("bwrap%s+missing: apt%-get install bubblewrap", t.stdout)
+  end)
+
   it("overlays each mount under a capture path as it is, and takes one it cannot overlay as an environment error",
     function()
       if not require("support.cap").ROOT then return pending("the spec sshd runs as root") end

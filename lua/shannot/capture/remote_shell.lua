@@ -55,7 +55,7 @@ function M.probe_command(capture, search_path, defer)
   for i, n in ipairs(defer) do names[i] = q(n) end
   return table.concat({
     'echo "uid=$(id -u)"', 'echo "gid=$(id -g)"', 'echo "user=$(id -un)"', 'echo "home=$HOME"',
-    'echo "arch=$(uname -m)"',
+    'echo "arch=$(uname -m)"', 'b=$(command -v bwrap) && echo "bwrap=$b"',
     "sed -n 's/^MemTotal: *\\([0-9]*\\) kB/memtotal_kb=\\1/p' /proc/meminfo",
     '[ -L /var/run ] && echo "var_run_link=yes"',
     -- what the user owns (own=), for a capture as another user than root

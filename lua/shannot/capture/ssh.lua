@@ -396,6 +396,9 @@ function M.capture(ex, plan)
   local s, sftp = ex.s, ex.sftp
   local f, perr = probe(s, p)
   if not f then return nil, perr end
+  if not f.bwrap then
+    return nil, err.env('%s: bwrap is not installed there (apt-get install bubblewrap); nothing was run', name)
+  end
   if not f.root then
     plan.warn("%s: running as %s, not root: only files that user may change are captured (%s)",
       text.inert(name), text.inert(f.user or "?"), #f.tops > 0 and text.inert(table.concat(f.tops, ", ")) or
