@@ -26,6 +26,15 @@ describe("remote over SSH", function()
     return server.user .. "@127.0.0.1:" .. server.port
   end
 
+  -- The spec sshd again, with bin first in every session's PATH (before
+  -- rest, or the usual directories), and the remote "box" added.
+  local function serve_with_path(bin, rest)
+    server.stop()
+    server = sshd.start({ env = { PATH = bin .. ":" .. (rest or "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin") } })
+    local r = h.shannot({ "remote", "add", "box", target(), "--key", server.key }, { home = home })
+    assert.equal(0, r.code, r.stderr)
+  end
+
   local function add_remote(name)
     local r = h.shannot({ "remote", "add", name, target(), "--key", server.key }, { home = home })
     assert.equal(0, r.code, r.stderr)
@@ -371,13 +380,11 @@ describe("remote over SSH", function()
       local cap = require("support.cap")
       local e = cap.env()
       -- a bwrap that cannot make its namespaces, first in the remote's PATH
-      server.stop()
       local bin = h.tmpdir()
       h.write(bin .. "/bwrap", '#!/bin/sh\n[ "$1" = --version ] && { echo "bubblewrap 0.8.0"; exit 0; }\n' ..
         'echo "bwrap: Creating new namespace failed: Operation not permitted" >&2\nexit 1\n')
       assert(fs.chmod(bin .. "/bwrap", 493))
-      server = sshd.start({ env = { PATH = bin .. ":/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin" } })
-      add_remote("box")
+      serve_with_path(bin)
       local t = h.shannot({ "remote", "test", "box", "--accept-new" }, { home = home })
       assert.equal(4, t.code, t.stdout .. t.stderr)
       -- what failed, as the probe met it; no guess about the kernel
@@ -407,9 +414,7 @@ describe("remote over SSH", function()
         end
       end
     end
-    server.stop()
-    server = sshd.start({ env = { PATH = bin .. ":/usr/sbin:/sbin" } })
-    add_remote("box")
+    serve_with_path(bin, "/usr/sbin:/sbin")
     local r = h.shannot({ "run", "--target", "box", "--accept-new", "--profile", e.profile, "-c",
       "echo x > " .. e.host .. "/f" }, { home = home })
     assert.equal(4, r.code, r.stderr)
