@@ -37,6 +37,18 @@ describe("config", function()
   after_each(h.cleanup)
 
   describe("files and merge", function()
+    it("keeps [groups.NAME] members for fleets", function()
+      user_config(home, '[groups.web]\nmembers = ["web1", "deploy@web2:2222"]\n' ..
+        '[groups.all]\nmembers = ["@web", "db1"]\n')
+      local doc = show_json(home)
+      assert.same({ "web1", "deploy@web2:2222" }, doc.config.groups.web.members)
+      assert.same({ "@web", "db1" }, doc.config.groups.all.members)
+      -- a list with its source per item, as config show and check print it
+      assert.equal(home .. "/config/shannot/config.toml:2", doc.sources["groups.web.members"][2])
+      local shown = h.shannot({ "config", "check" }, { home = home }).stdout
+      assert.matches('groups.web.members = %[\n  "web1",%s+# [^\n]*config.toml:2\n', shown)
+    end)
+
     it("uses the built-in defaults when there is no file", function()
       local doc = show_json(home)
       assert.equal("local", doc.config.default_executor)
@@ -257,6 +269,11 @@ describe("config", function()
       { "[session]\nttl = \"soon\"\n", ":2:1: session.ttl must be a duration" },
       { "default_executor = \"nowhere\"\n", ':1: default_executor "nowhere" names no' },
       { "[remotes.web]\nport = 22\n", ":2: %[remotes.web%] needs a host" },
+      -- fleets (issue 16.1): members are targets; a group may not include itself
+      { "[groups.web]\nmembers = [\"a b\"]\n", ":2:1: groups.web.members must be an array of targets %(item 1" },
+      { "[groups.a]\nmembers = [\"h1\", \"@b\"]\n[groups.b]\nmembers = [\"a\"]\n",
+        ':%d: %[groups.[ab]%]: group "[ab]" includes itself %([ab] %-> [ab] %-> [ab]%)' },
+      { "[groups.web]\nmembers = [\"@nope\"]\n", ':%d: %[groups.web%]: group "web": no group "nope"' },
       { "a = [1,\n", ":2:1: " },
     }
 

@@ -189,10 +189,19 @@ local REMOTE = {
   key_file = check.path, profile = check.string,
 }
 
+local function target_name(v)
+  if type(v) == "string" and v ~= "" and not v:find("[%s,]") then return v end
+  return nil, "a target (a remote name, USER@HOST[:PORT], or a group as @NAME)"
+end
+
+-- A fleet's hosts (issue 16): members are targets or other groups.
+local GROUP = { members = list_of(target_name, "targets") }
+
 local SCHEMA = {
   default_executor = check.string,
   executor = { ["*"] = EXECUTOR },
   remotes = { ["*"] = REMOTE },
+  groups = { ["*"] = GROUP },
   profile = {
     auto_approve = list_of(command_pattern, "command patterns"),
     always_deny = list_of(command_pattern, "command patterns"),
@@ -228,7 +237,7 @@ local function defaults()
   return {
     values = {
       default_executor = "local",
-      executor = {}, remotes = {},
+      executor = {}, remotes = {}, groups = {},
       profile = {
         auto_approve = table.move(M.DEFAULT_AUTO_APPROVE, 1, #M.DEFAULT_AUTO_APPROVE, 1, {}),
         always_deny = table.move(M.DEFAULT_ALWAYS_DENY, 1, #M.DEFAULT_ALWAYS_DENY, 1, {}),
@@ -553,6 +562,13 @@ local function validate(cfg)
     end
     if r.host == nil then
       return nil, err.usage("%s: [%s] needs a host", table_origin(cfg, { "remotes", rname }), header)
+    end
+  end
+  for gname in pairs(cfg.values.groups) do
+    local _, gerr = require("shannot.fleet.targets").expand("@" .. gname, cfg.values.groups)
+    if gerr then
+      return nil, err.usage("%s: [%s]: %s", table_origin(cfg, { "groups", gname }),
+        text.inert(keys({ "groups", gname })), gerr.message)
     end
   end
   for ename, e in pairs(cfg.values.executor) do

@@ -47,6 +47,12 @@ shannot never falls back to defaults behind your back.]],
   needs_config = false,  -- reports errors in the config itself
 }
 
+-- Whether the value at key name is a list (a growing one, or any array
+-- of the file, [groups.NAME] members say).
+local function is_list(v, name)
+  return config.LIST_KEYS[name] or (type(v) == "table" and getmetatable(v) == require("shannot.toml").array_mt)
+end
+
 -- Sorted dotted keys of the leaves of a nested table.
 local function flatten(t, prefix, out)
   local keys = {}
@@ -55,7 +61,7 @@ local function flatten(t, prefix, out)
   for _, k in ipairs(keys) do
     local part = require("shannot.toml").key_text(k)  -- "web.prod" stays one key
     local v, name = t[k], prefix == "" and part or (prefix .. "." .. part)
-    if type(v) == "table" and not config.LIST_KEYS[name] then
+    if type(v) == "table" and not is_list(v, name) then
       flatten(v, name, out)
     else
       out[#out + 1] = { key = name, value = v }
@@ -112,7 +118,7 @@ end
 
 local function as_json_values(v, name)
   if type(v) ~= "table" then return v end
-  if config.LIST_KEYS[name] then return json.array(v) end
+  if is_list(v, name) then return json.array(table.move(v, 1, #v, 1, {})) end  -- a copy: v keeps its own mark
   local out = {}
   for k, x in pairs(v) do out[k] = as_json_values(x, name == "" and k or (name .. "." .. k)) end
   return out
