@@ -9,6 +9,17 @@ function M.under(path, dir)
   return dir == "/" or path == dir or path:sub(1, #dir + 1) == dir .. "/"
 end
 
+-- below_one_of(path, set) -> whether a directory above path (not path
+-- itself, not "/") is a key of set
+function M.below_one_of(path, set)
+  local dir = path:match("^(.*)/[^/]*$")
+  while dir and dir ~= "" do
+    if set[dir] then return true end
+    dir = dir:match("^(.*)/[^/]*$")
+  end
+  return false
+end
+
 -- join(dir, name) -> the path of name in dir ("/" without a second slash)
 function M.join(dir, name)
   return dir == "/" and "/" .. name or dir .. "/" .. name

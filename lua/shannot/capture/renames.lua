@@ -134,12 +134,7 @@ local function structural_paths(ops)
 end
 
 local function clear_above(path, structural)
-  local p = path:match("^(.*)/[^/]*$")
-  while p and p ~= "" do
-    if structural[p] then return false end
-    p = p:match("^(.*)/[^/]*$")
-  end
-  return true
+  return not paths.below_one_of(path, structural)
 end
 
 local function may_move(w, src, dest, structural)

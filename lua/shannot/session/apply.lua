@@ -8,7 +8,8 @@
 local err = require("shannot.err")
 local fs = require("shannot.fs")
 local json = require("shannot.json")
-local under = require("shannot.paths").under
+local paths = require("shannot.paths")
+local under = paths.under
 local session = require("shannot.session")
 local text = require("shannot.text")
 
@@ -133,21 +134,6 @@ local function approved_file_ops(s)
   return out
 end
 
--- checkpoint(ex, ops, dir) -> entries | nil, err: the original of every
--- touched path (and of every entry below a directory an operation
--- removes or replaces), contents in dir, durable before it returns.
--- Whether a directory an earlier operation makes (where a file or a
--- symlink is now) holds path: then path cannot exist yet, and the walk to
--- it stops at that file or link (ENOTDIR, ELOOP).
-local function below_made_dir(made, path)
-  local dir = path:match("^(.*)/[^/]*$")
-  while dir and dir ~= "" do
-    if made[dir] then return true end
-    dir = dir:match("^(.*)/[^/]*$")
-  end
-  return false
-end
-
 -- at_or_below(path, roots) -> whether path is one of roots or below one
 local function at_or_below(path, roots)
   for _, r in ipairs(roots) do
@@ -189,6 +175,10 @@ local function parent_times(ex, ops, seen, dir_times)
   return out
 end
 
+-- checkpoint(ex, ops, cpdir, dir_times) -> entries | nil, err: the
+-- original of every touched path (and of every entry below a directory
+-- an operation removes or replaces), contents in cpdir, durable before
+-- it returns.
 local function checkpoint(ex, ops, cpdir, dir_times)
   local entries, seen, made, moved = {}, {}, {}, {}
   for _, op in ipairs(ops) do
@@ -203,7 +193,10 @@ local function checkpoint(ex, ops, cpdir, dir_times)
       else
         list, msg = ex:originals(op, cpdir)
       end
-      if not list and below_made_dir(made, op.path) then
+      -- below a directory an earlier operation makes (where a file or a
+      -- symlink is now): path cannot exist yet, and the walk to it stops
+      -- at that file or link (ENOTDIR, ELOOP)
+      if not list and paths.below_one_of(op.path, made) then
         list = { { path = op.path, exists = false, op = op.id } }
       end
       if not list then return nil, err.refused("checkpoint of %s: %s", text.inert(op.path), msg) end
@@ -488,13 +481,13 @@ end
 -- or touched (a tree it moved, all of it), or one of execute's own temp
 -- files (an interrupted one's)
 local function made_by(s)
-  local paths, moved, prefix = {}, {}, M.temp_prefix(s)
+  local touched, moved, prefix = {}, {}, M.temp_prefix(s)
   for _, op in ipairs(s.operations) do
-    if op.path and FILE_KINDS[op.kind] then paths[op.path] = true end
+    if op.path and FILE_KINDS[op.kind] then touched[op.path] = true end
     if op.kind == "rename" and op.decision == "approve" then moved[#moved + 1] = op.path end
   end
   return function(path)
-    return paths[path] or path:match("([^/]*)$"):sub(1, #prefix) == prefix or at_or_below(path, moved)
+    return touched[path] or path:match("([^/]*)$"):sub(1, #prefix) == prefix or at_or_below(path, moved)
   end
 end
 
