@@ -293,24 +293,11 @@ function M.sandbox_plan(p, job, f, plan)
   }
 end
 
--- Whether bwrap said it started the sandbox (its JSON status, one object
--- a line: "child-pid" once the sandbox is up).
+-- Whether bwrap said it started the sandbox (its JSON status, read as a
+-- local run's: "child-pid" once the sandbox is up).
 local function sandbox_started(status_file)
-  local data = fs.read_file(status_file, 64 * 1024) or ""
-  for line in data:gmatch("[^\n]+") do
-    local obj = require("shannot.json").decode(line)
-    if type(obj) == "table" and math.type(obj["child-pid"]) then return true end
-  end
-  return false
-end
-
-local function first_line(s)
-  return (s or ""):match("[^\n]*%S[^\n]*")
-end
-
-local function proc_end(run)
-  if run.signal_name then return "killed by SIG" .. run.signal_name end
-  return "exit code " .. tostring(run.code)
+  local status = require("shannot.sandbox").read_status(fs.read_file(status_file, 64 * 1024) or "")
+  return math.type(status["child-pid"]) ~= nil
 end
 
 -- The run's result, as a local sandbox.run gives it.
@@ -436,7 +423,8 @@ function M.capture(ex, plan)
   if not meta then return nil, cerr end
   if not result.timed_out and not sandbox_started(trees.dir .. "/status") then
     return nil, err.env('%s: the sandbox could not be set up there: %s; "shannot remote test %s" tells what ' ..
-      "the host lacks", name, text.inert(first_line(run.stderr) or proc_end(run)), name)
+      "the host lacks", name, text.inert((run.stderr or ""):match("[^\n]*%S[^\n]*") or
+      ("it " .. require("shannot.proc").describe_end(run))), name)
   end
   local records = {}
   if fs.lstat(trees.dir .. "/deferred") then

@@ -136,10 +136,11 @@ function M.prepare(p, argv, opts)
   return plan
 end
 
--- bwrap writes one JSON object per line: "child-pid" once the sandbox is
--- up, "exit-code" once the command has ended.  No exit-code means bwrap
+-- read_status(text) -> what bwrap wrote on its --json-status-fd: one
+-- JSON object per line, merged: "child-pid" once the sandbox is up,
+-- "exit-code" once the command has ended.  No exit-code means bwrap
 -- itself failed while setting the sandbox up.
-local function read_status(text_)
+function M.read_status(text_)
   local status = {}
   for line in text_:gmatch("[^\n]+") do
     local obj = json.decode(line)
@@ -205,7 +206,7 @@ function M.run(p, argv, opts)
   local status
   local function finish()
     if status then return end
-    status = read_status(drain(status_r, 0.5))
+    status = M.read_status(drain(status_r, 0.5))
     if math.type(status["child-pid"]) == "integer" then proc.kill_orphan(status["child-pid"]) end
     for _, pid in ipairs(children()) do proc.kill_orphan(pid) end
     proc.set_subreaper(false)
