@@ -119,6 +119,11 @@ describe("integrity (issue 12)", function()
               'tar -cf ../h.tar defer/deferred', w)
             return { "h.tar" }
           end, "defer/deferred: a link, not a regular file" },
+        -- bwrap's status (issue 15.2) is read from the stream too: a file, nothing else
+        { function(w)
+            sh('mkdir -p "$1/j" && ln -s /etc/passwd "$1/j/status" && cd "$1/j" && tar -cf ../j.tar status', w)
+            return { "j.tar" }
+          end, "entry status: a link, not a regular file" },
       }
       for _, c in ipairs(cases) do
         stream(c[1])
