@@ -97,6 +97,12 @@ void sh_setup_package(lua_State *L)
     lua_setfield(L, -2, "path");
     lua_pushliteral(L, "");
     lua_setfield(L, -2, "cpath");
+    /* Where this Lua's own installation keeps modules: not searched, but
+     * named for the one system library shannot may load (lyaml). */
+    lua_pushliteral(L, LUA_PATH_DEFAULT);
+    lua_setfield(L, -2, "system_path");
+    lua_pushliteral(L, LUA_CPATH_DEFAULT);
+    lua_setfield(L, -2, "system_cpath");
     lua_getfield(L, -1, "searchers"); /* package searchers */
     lua_pushcfunction(L, searcher_embedded);
     for (lua_Integer i = (lua_Integer)luaL_len(L, -2); i >= 3; i--) {

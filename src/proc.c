@@ -235,7 +235,8 @@ struct spawn_req {
     char **argv;
     char **envp; /* NULL: inherit */
     const char *cwd;
-    int mode[3]; /* 0 inherit, 1 null, 2 pipe */
+    int mode[3];           /* 0 inherit, 1 null, 2 pipe, 3 file */
+    const char *file[3];   /* mode 3: the file the stream goes to */
     int *keep;
     int nkeep;
     int new_pgroup;
@@ -323,6 +324,14 @@ static void spawn_read(lua_State *L, struct spawn_req *r)
     r->mode[0] = stream_mode(L, 2, "stdin");
     r->mode[1] = stream_mode(L, 2, "stdout");
     r->mode[2] = stream_mode(L, 2, "stderr");
+    r->file[0] = NULL;
+    r->file[1] = sh_optfield_string(L, 2, "stdout_file");
+    r->file[2] = sh_optfield_string(L, 2, "stderr_file");
+    for (int i = 1; i < 3; i++) {
+        if (r->file[i] != NULL) {
+            r->mode[i] = 3;
+        }
+    }
     r->new_pgroup = sh_optfield_boolean(L, 2, "new_pgroup", 1);
     r->die_with_parent = sh_optfield_boolean(L, 2, "die_with_parent", 0);
     r->has_ns = 0;
@@ -433,6 +442,16 @@ static int open_streams(Process *p, const struct spawn_req *r, int child[3],
     for (int i = 0; i < 3; i++) {
         if (r->mode[i] == 1) {
             child[i] = open("/dev/null", O_RDWR | O_CLOEXEC);
+            if (child[i] < 0) {
+                return -1;
+            }
+        } else if (r->mode[i] == 3) {
+            /* a new file of the caller's, or one it truncates: never
+             * through a link */
+            child[i] = open(r->file[i],
+                            O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW |
+                                O_CLOEXEC,
+                            0600);
             if (child[i] < 0) {
                 return -1;
             }
@@ -618,7 +637,8 @@ static int spawn_fail(lua_State *L, const struct spawn_req *r,
 
 /* spawn(argv, opts) -> Process | nil, msg, code [, {mount =, reason =}]
  * opts: env (array of "K=V"; default inherit), cwd, stdin/stdout/stderr
- * ("inherit" | "null" | "pipe"), keep_fds (array of fds passed as is),
+ * ("inherit" | "null" | "pipe"), stdout_file/stderr_file (a path the
+ * stream is written to, made 0600 or truncated), keep_fds (array of fds passed as is),
  * new_pgroup (default true), die_with_parent (default false), join_fds
  * (cgroup.procs files the child writes itself into first), rlimits
  * ({nproc =}: set in the child). */
@@ -666,7 +686,7 @@ static int proc_spawn(lua_State *L)
 #endif
 out:
     for (int i = 0; i < 3; i++) {
-        if (r.mode[i] == 1 && child[i] >= 0) {
+        if ((r.mode[i] == 1 || r.mode[i] == 3) && child[i] >= 0) {
             close(child[i]);
         }
         close_pair(pipes[i]);

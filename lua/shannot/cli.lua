@@ -35,10 +35,14 @@ local function command_names()
   return out
 end
 
+-- Commands shannot runs itself, never listed: a fleet's per-host child.
+local INTERNAL = { ["__fleet-host"] = "shannot.cmd.fleet_host" }
+
 local function find_command(name)
   for _, c in ipairs(COMMANDS) do
     if c[1] == name then return require("shannot.cmd." .. name) end
   end
+  if INTERNAL[name] then return require(INTERNAL[name]) end
 end
 
 function M.out(...)

@@ -202,6 +202,7 @@ local SCHEMA = {
   executor = { ["*"] = EXECUTOR },
   remotes = { ["*"] = REMOTE },
   groups = { ["*"] = GROUP },
+  inventory = check.path,
   profile = {
     auto_approve = list_of(command_pattern, "command patterns"),
     always_deny = list_of(command_pattern, "command patterns"),
@@ -231,7 +232,7 @@ local GROWING = {
 
 M.LIST_KEYS = GROWING
 
-local PATH_KEYS = { key_file = true, known_hosts = true, bwrap_path = true, path = true }
+local PATH_KEYS = { key_file = true, known_hosts = true, bwrap_path = true, path = true, inventory = true }
 
 local function defaults()
   return {

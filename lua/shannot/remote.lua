@@ -71,7 +71,27 @@ function M.display(t)
 end
 local where = M.display
 
+-- The error a failed connect gives, in words.  why: msg, code, info.
+local function connect_error(name, known, why)
+  local msg, code, info = why.msg, why.code, why.info or {}
+  if code == "HOSTKEY_UNKNOWN" then
+    return err.refused("%s: unknown host key %s %s (not in %s); if it is right, connect once with " ..
+      "--accept-new", name, info.key_type or "?", info.fingerprint or "?", known)
+  elseif code == "HOSTKEY_CHANGED" then
+    return err.refused("%s: the host key CHANGED: now %s, %s had %s; refused (remove the old key " ..
+      "from %s only if you know why it changed)", name, info.fingerprint or "?", known,
+      info.old_fingerprint or "another key", known)
+  elseif code == "AUTH" then
+    return err.refused("%s: authentication failed: %s", name, msg)
+  elseif code == "ELIBACC" then
+    return err.env("%s (install libssh-4)", msg)
+  end
+  return err.env("%s: cannot connect: %s", name, msg)
+end
+
 -- connect(target_table, opts) -> Session | nil, err.  opts: accept_new.
+-- The error's `connect` field says which way it failed (HOSTKEY_UNKNOWN,
+-- HOSTKEY_CHANGED, AUTH, ...): a fleet's per-host state.
 function M.connect(t, opts)
   opts = opts or {}
   local ssh = require("shannot.ssh")
@@ -83,21 +103,9 @@ function M.connect(t, opts)
     config = opts.ssh_config,
   })
   if s then return s end
-  local name = text.inert(where(t))
-  info = info or {}
-  if code == "HOSTKEY_UNKNOWN" then
-    return nil, err.refused("%s: unknown host key %s %s (not in %s); if it is right, connect once with " ..
-      "--accept-new", name, info.key_type or "?", info.fingerprint or "?", known)
-  elseif code == "HOSTKEY_CHANGED" then
-    return nil, err.refused("%s: the host key CHANGED: now %s, %s had %s; refused (remove the old key " ..
-      "from %s only if you know why it changed)", name, info.fingerprint or "?", known,
-      info.old_fingerprint or "another key", known)
-  elseif code == "AUTH" then
-    return nil, err.refused("%s: authentication failed: %s", name, msg)
-  elseif code == "ELIBACC" then
-    return nil, err.env("%s (install libssh-4)", msg)
-  end
-  return nil, err.env("%s: cannot connect: %s", name, msg)
+  local e = connect_error(text.inert(where(t)), known, { msg = msg, code = code, info = info })
+  e.connect = code or "CONNECT"
+  return nil, e
 end
 
 return M

@@ -79,15 +79,30 @@ local function wait_listening(log, port)
   return false, "sshd did not start within 10 s: " .. (fs.read_file(log) or "")
 end
 
+-- The command starting sshd: as it is, or (mounts: {{from, onto}...}) in
+-- a mount namespace of its own with those binds, so that every session
+-- of it sees its own tree there (a fleet's hosts, spec/support/fleet.lua).
+local function sshd_argv(dir, log, mounts)
+  local binds = {}
+  for _, m in ipairs(mounts or {}) do
+    binds[#binds + 1] = string.format("mount --bind '%s' '%s' && ", m[1], m[2])
+  end
+  local argv = { "sh", "-c", table.concat(binds) .. 'exec "$0" -D -e -f "$1" 2>>"$2"', M.SSHD,
+    dir .. "/sshd_config", log }
+  if mounts then
+    argv = table.move(argv, 1, #argv, 5, { "unshare", "-m", "--propagation", "private" })
+  end
+  return argv
+end
+
 -- One attempt on one port: the Process, or nil and sshd's log.
-local function spawn(dir, port, env)
-  h.write(dir .. "/sshd_config", config(dir, port, env))
+local function spawn(dir, port, opts)
+  h.write(dir .. "/sshd_config", config(dir, port, opts.env))
   local log = dir .. "/sshd.log"
   -- each attempt reads its own log: a stale "Cannot bind" of the attempt
   -- before would fail every retry
   h.write(log, "")
-  local p = assert(proc.spawn({ "sh", "-c", 'exec "$0" -D -e -f "$1" 2>>"$2"',
-    M.SSHD, dir .. "/sshd_config", log },
+  local p = assert(proc.spawn(sshd_argv(dir, log, opts.mounts),
     { stdin = "null", stdout = "null", stderr = "null", die_with_parent = true }))
   local ok, why = wait_listening(log, port)
   if ok then return p end
@@ -126,17 +141,19 @@ end
 -- removes dir.  opts.env: variables every session gets (a PATH with a
 -- hostile tar first, say); opts.unprivileged: the key logs in as an
 -- ordinary user (M.ACCOUNT as root; otherwise the specs' own user, the
--- only one a non-root sshd serves), with home and uid in the result.
+-- only one a non-root sshd serves), with home and uid in the result;
+-- opts.client_key: the key pair to authorize (one made otherwise);
+-- opts.mounts: binds in a mount namespace of sshd's own (sshd_argv).
 function M.start(opts)
-  local env = opts and opts.env
+  opts = opts or {}
   if not fs.stat("/run/sshd") then fs.mkdir_p("/run/sshd", 493) end  -- privsep dir, 0755
   local dir = h.tmpdir()
   M.keygen(dir .. "/host_key")
-  M.keygen(dir .. "/client_key")
-  h.write(dir .. "/authorized_keys", assert(fs.read_file(dir .. "/client_key.pub")))
+  local client_key = opts.client_key or M.keygen(dir .. "/client_key")
+  h.write(dir .. "/authorized_keys", assert(fs.read_file(client_key .. ".pub")))
   local as_root = sys.ids().euid == 0
   local who
-  if opts and opts.unprivileged then
+  if opts.unprivileged then
     if as_root then
       who = account(dir)
     else
@@ -147,19 +164,19 @@ function M.start(opts)
   local p, why
   for _ = 1, 10 do
     local port = math.random(20000, 59999)
-    p, why = spawn(dir, port, env)
+    p, why = spawn(dir, port, opts)
     if p then
       local srv = {
         host = M.HOST, port = port, user = who and who.user or assert(sys.ids().user), dir = dir,
         home = who and who.home, uid = who and who.uid, gid = who and who.gid,
-        key = dir .. "/client_key", host_key_pub = dir .. "/host_key.pub",
+        key = client_key, host_key_pub = dir .. "/host_key.pub",
         known_hosts = h.write(dir .. "/known_hosts", M.known_hosts_line(port, dir .. "/host_key.pub")),
         log = dir .. "/sshd.log",
       }
       -- restart(): the same sshd again, same port and keys
       function srv.restart()
         assert(fs.write_atomic(srv.log, ""))
-        local again, rwhy = spawn(dir, port, env)
+        local again, rwhy = spawn(dir, port, opts)
         assert(again, rwhy)
         p = again
       end

@@ -68,6 +68,8 @@ function M.save(c, opts)
     })
     if #c.walk.skipped > 0 then s.skipped = c.walk.skipped end
     s.where = c.where
+    -- one host of a fleet run (fleet/capture.lua): the run it belongs to
+    s.fleet_run = opts.fleet_run
     if #c.walk.dir_times > 0 then
       s.dir_times = require("shannot.json").array(c.walk.dir_times)
     end

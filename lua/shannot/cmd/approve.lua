@@ -9,7 +9,8 @@ local term = require("shannot.term")
 local text = require("shannot.text")
 
 local M = {
-  usage = "shannot approve [ID] [--yes] [--execute] [--allow-failed] [--json]",
+  usage = "shannot approve [ID] [--yes] [--execute] [--allow-failed] [--json]\n" ..
+    "shannot approve RUN --variant V|--all [--yes] [--allow-failed] [--json]",
   help = [[
 Approves a pending session: every operation that is not denied (by the
 built-in rules, the config or your policy files) becomes approved, and the
@@ -38,12 +39,20 @@ marked FAILED RUN everywhere: what it captured may be only part of what it
 meant to do.  approve refuses it (exit 3) unless --allow-failed; in the
 review, execute's y/N question says so first.
 
+A fleet run's id (shannot run --target @GROUP) approves per variant (see
+"shannot show RUN"): --variant A approves the sessions of every host of
+variant A, --all those of every variant; each host's policy is applied as
+for one session.  Hosts of other variants stay pending.
+
 options:
+  --variant V     with a RUN: the variant to approve (A, B, ...)
+  --all           with a RUN: every variant
   --yes           approve without asking
   --execute       execute right after approving (see "shannot help execute")
   --allow-failed  approve even though the run failed
   --json          print the session as one JSON document]],
-  options = { ["--yes"] = {}, ["--execute"] = {}, ["--json"] = {}, ["--allow-failed"] = { key = "allow_failed" } },
+  options = { ["--yes"] = {}, ["--execute"] = {}, ["--json"] = {}, ["--allow-failed"] = { key = "allow_failed" },
+    ["--variant"] = { arg = "V" }, ["--all"] = {} },
 }
 
 local function counts(s)
@@ -84,6 +93,26 @@ function M.approve_all(s, who)
   return n
 end
 
+-- approve_session(id, opts) -> session, number approved | nil, err: one
+-- command at a time, the session as it is now, under its lock; the policy
+-- of now evaluated again.  opts: config, actor, warn.
+function M.approve_session(id, opts)
+  local lock <close>, s = session.acquire(id, "approved", { config = opts.config, actor = opts.actor,
+    warn = opts.warn })
+  if not lock then return nil, s end
+  if s.status ~= "pending" then
+    return nil, err.refused("session %s is %s; only a pending session can be approved", s.id, s.status)
+  end
+  local denied, perr = M.recheck(s, opts.config)
+  if not denied then return nil, perr end
+  local ids = sys.ids()
+  local n = M.approve_all(s, ids.user or ("uid " .. ids.uid))
+  local ok, terr = session.transition(s, "approved", { note = string.format("%d operations approved", n),
+    config = opts.config, actor = opts.actor, warn = opts.warn })
+  if not ok then return nil, terr end
+  return s, n
+end
+
 local function confirm(s)
   local c = counts(s)
   io.stderr:write(string.format("session %s: %d operations (%d to review, %d approved by policy, %d denied)\n",
@@ -104,6 +133,12 @@ local function can_review(opts)
 end
 
 function M.run(opts, args)
+  if #args == 1 and require("shannot.fleet.runs").is_run(args[1]) then
+    return require("shannot.fleet.review").approve(opts, args[1])
+  end
+  if opts.variant or opts.all then
+    return nil, err.usage("approve: --variant and --all are for a fleet run's id (shannot sessions lists runs)")
+  end
   if #args == 0 and can_review(opts) then
     return require("shannot.ui.review").run({ config = opts.config, actor = opts.actor, warn = opts.warn })
   end
@@ -136,22 +171,8 @@ function M.run(opts, args)
     end
   end
   local n
-  do  -- one command at a time: the session as it is now, under its lock
-    local lock <close>, lerr = session.lock(s.id, "approved")
-    if not lock then return nil, lerr end
-    s, e = session.current(s.id, { config = opts.config, actor = opts.actor, warn = opts.warn })
-    if not s then return nil, e end
-    if s.status ~= "pending" then
-      return nil, err.refused("session %s is %s; only a pending session can be approved", s.id, s.status)
-    end
-    local denied, perr = M.recheck(s, opts.config)
-    if not denied then return nil, perr end
-    local ids = sys.ids()
-    n = M.approve_all(s, ids.user or ("uid " .. ids.uid))
-    local ok, terr = session.transition(s, "approved", { note = string.format("%d operations approved", n),
-      config = opts.config, actor = opts.actor, warn = opts.warn })
-    if not ok then return nil, terr end
-  end
+  s, n = M.approve_session(s.id, opts)
+  if not s then return nil, n end
   if opts.execute then
     return require("shannot.cmd.execute").run({ json = opts.json, config = opts.config, actor = opts.actor,
       warn = opts.warn }, { s.id })

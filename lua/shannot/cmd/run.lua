@@ -50,6 +50,22 @@ options:
   --target T          run on a remote host over SSH: a [remotes.T] of the
                       config, or USER@HOST[:PORT] (see "shannot remote")
   --accept-new        with --target: accept and remember an unknown host key
+
+fleets (many hosts; see "shannot help remote" for groups):
+  --target @GROUP     every host of a [groups.GROUP] of the config or of a
+                      group of the inventory; --target a,b,c: those hosts
+  --inventory FILE    an Ansible inventory (INI or YAML) whose hosts and
+                      groups targets may name (default: inventory = in
+                      config.toml); alone, every host in it
+  --limit PATTERN     only the hosts an Ansible pattern keeps: names,
+                      globs (web*), groups, ":" unions, "&" and "!"
+  --forks N           hosts captured at a time (default 8)
+  A fleet run captures on every host in parallel, each host's session its
+  own, grouped under one run id: "shannot show RUN" groups hosts by
+  identical changes (variant A, B, ...), "shannot approve RUN --variant A"
+  approves one variant.  First every host key is checked; unknown ones are
+  listed all at once and nothing runs (--accept-new accepts them).  Exit
+  code 1 when any host failed (unreachable, refused, its run failed).
   --json              print one JSON document: command, profile, exit_code,
                       signal, timed_out, stdout, stderr, *_truncated,
                       *_dropped_bytes, duration, session (id and counts or null)]],
@@ -63,6 +79,9 @@ options:
     ["--interpreter"] = { arg = "I" },
     ["--accept-new"] = { key = "accept_new" },
     ["--network"] = {},
+    ["--limit"] = { arg = "PATTERN" },
+    ["--inventory"] = { arg = "FILE" },
+    ["--forks"] = { arg = "N", type = "number" },
   },
   stop_at_positional = true,
 }
@@ -119,9 +138,10 @@ local function shebang(path)
   return arg ~= "" and { interp, arg } or { interp }
 end
 
--- What to run: argv inside the sandbox, the command as the user gave it
--- (for the session), a session name, extra binds.
-local function what_to_run(opts, args)
+-- what_to_run(opts, args) -> job | nil, err: argv inside the sandbox, the
+-- command as the user gave it (for the session), a session name, extra
+-- binds.
+function M.what_to_run(opts, args)
   if opts.code then
     if #args > 0 or opts["--"] then
       return nil, err.usage("run: -c takes the code alone: shannot run -c 'CODE'")
@@ -156,7 +176,7 @@ local function what_to_run(opts, args)
 end
 
 -- The profile, with the config's extra deferred commands ([profile] defer).
-local function load_profile(name, cfg)
+local function with_config_defer(name, cfg)
   local p, perr = profile.load(name)
   if not p then return nil, perr end
   local extra = cfg and cfg.values.profile.defer or {}
@@ -170,12 +190,10 @@ local function load_profile(name, cfg)
   return p
 end
 
-function M.run(opts, args)
-  local job, jerr = what_to_run(opts, args)
-  if not job then return nil, jerr end
-  local where, werr = executor.settings(executor.target_of(opts.target, opts.config), opts.config)
-  if not where then return nil, werr end
-  local p, perr = load_profile(opts.profile or where.profile, opts.config)
+-- profile_for(opts, where) -> the profile a run uses (--profile, the
+-- target's, the default), --network applied | nil, err
+function M.profile_for(opts, where)
+  local p, perr = with_config_defer(opts.profile or where.profile, opts.config)
   if not p then return nil, perr end
   if opts.network then
     if #p.unix_sockets > 0 then
@@ -183,9 +201,24 @@ function M.run(opts, args)
         "needs network isolation)", p.name)
     end
     p.network_isolation = false
-    cli.warn("--network: the sandbox reaches the network; what the script sends or fetches now is not " ..
-      "captured or reviewed")
+    if not opts.quiet_network then
+      cli.warn("--network: the sandbox reaches the network; what the script sends or fetches now is not " ..
+        "captured or reviewed")
+    end
   end
+  return p
+end
+
+function M.run(opts, args)
+  local job, jerr = M.what_to_run(opts, args)
+  if not job then return nil, jerr end
+  if require("shannot.fleet").is_fleet(opts.target, opts) then
+    return require("shannot.fleet.capture").command(opts, job)
+  end
+  local where, werr = executor.settings(executor.target_of(opts.target, opts.config), opts.config)
+  if not where then return nil, werr end
+  local p, perr = M.profile_for(opts, where)
+  if not p then return nil, perr end
   local ex <close>, xerr = executor.open(where, { accept_new = opts.accept_new, profile = p })
   if not ex then return nil, xerr end
   local r, captured = capture.run(ex, p, job, {

@@ -11,7 +11,9 @@ local M = {
   usage = "shannot sessions [--status S] [--json]",
   help = [[
 Lists the sessions captured runs made, newest first: id, status, how many
-operations, when it was made, and the command.  A pending session whose
+operations, when it was made, and the command.  The sessions of a fleet
+run (shannot run --target @GROUP) are listed under their run, one line
+per host.  A pending session whose
 time to live has passed is shown (and kept) as expired.
 
 options:
@@ -29,8 +31,30 @@ local function summary(s)
     command = s.command, profile = s.profile, exit_code = s.exit_code,
     run_failed = session.run_failure(s) or json.null,
     operations = #s.operations, counts = s.counts or {},
-    target = s.target or "local", where = s.where or json.null,
+    target = s.target or "local", where = s.where or json.null, fleet_run = s.fleet_run or json.null,
   }
+end
+
+-- The fleet runs holding listed sessions: one line per run, one per host.
+local function runs_section(list)
+  local listed = {}
+  for _, s in ipairs(list) do listed[s.id] = s end
+  local out = {}
+  for _, run in ipairs((require("shannot.fleet.review").listing({ warn = cli.warn }))) do
+    local any = false
+    for _, h in ipairs(run.hosts) do any = any or (h.session ~= nil and listed[h.session] ~= nil) end
+    if any then
+      out[#out + 1] = string.format("run %-36s %d hosts  %-20s  %s\n", run.id, #run.hosts, run.created_at,
+        text.inert(text.command_line(run.command)))
+      for _, h in ipairs(run.hosts) do
+        local s = h.session and listed[h.session]
+        out[#out + 1] = string.format("    %-20s %-11s %s\n", text.inert(h.name),
+          s and s.status or h.state, s and (s.id .. "  " .. #s.operations .. " operations") or
+          text.inert(h.error or ""))
+      end
+    end
+  end
+  return table.concat(out)
 end
 
 function M.run(opts, args)
@@ -56,8 +80,13 @@ function M.run(opts, args)
     cli.out(opts.status and ("no " .. opts.status .. " sessions\n") or "no sessions\n")
     return const.EXIT.OK
   end
-  cli.out(string.format("%-40s %-11s %5s  %-20s  %s\n", "ID", "STATUS", "OPS", "CREATED", "COMMAND"))
+  local alone = 0
+  for _, s in ipairs(list) do alone = alone + (s.fleet_run and 0 or 1) end
+  if alone > 0 then
+    cli.out(string.format("%-40s %-11s %5s  %-20s  %s\n", "ID", "STATUS", "OPS", "CREATED", "COMMAND"))
+  end
   for _, s in ipairs(list) do
+    if s.fleet_run then goto continue end
     cli.out(string.format("%-40s %-11s %5d  %-20s  %s\n", s.id, s.status, #s.operations, s.created_at,
       text.inert(text.command_line(s.command or {}))))
     local counts = view.count_line(s.counts or {})
@@ -65,6 +94,11 @@ function M.run(opts, args)
     local failure = session.run_failure(s)
     if failure then cli.out(string.format("%-40s FAILED RUN: the command %s\n", "", failure)) end
     if s.target then cli.out(string.format("%-40s on %s\n", "", text.inert(view.where(s)))) end
+    ::continue::
+  end
+  local fleet = runs_section(list)
+  if fleet ~= "" then
+    cli.out(alone > 0 and "\n" or "", "fleet runs (shannot show RUN groups their hosts by change):\n", fleet)
   end
   return const.EXIT.OK
 end

@@ -8,13 +8,18 @@ local session = require("shannot.session")
 local text = require("shannot.text")
 
 local M = {
-  usage = "shannot show ID [--diff] [--json]",
+  usage = "shannot show ID|RUN [--diff] [--json]",
   help = [[
 Shows a session: its status, the command that made it, and every
 operation it holds (write, mkdir, replace_dir, symlink, mkfifo, link,
 rename, delete, chmod, chown, touch, xattr, query, exec) with the path
 and what changes; a query is a question the script asked the running
 system, with the host's answer, asked again before execute.
+
+Given a fleet run's id (shannot run --target @GROUP), it groups the hosts
+by identical change sets: "6 hosts: variant A", "1 host: variant B
+(differs in /etc/hosts)", "1 host: unreachable".  With --diff each
+variant is shown once: A whole, the others only where they differ from A.
 
 options:
   --diff   the content changes of each write as a unified diff (binary
@@ -52,7 +57,9 @@ local function op_diff(s, op)
   return out
 end
 
-local function render(s, with_diff)
+-- render(s, with_diff [, only]): the session, each operation (only those
+-- `only(op)` keeps, when given) with its diff when asked
+local function render(s, with_diff, only)
   local lines = {
     string.format("session %s  %s (expires %s)", s.id, s.status, s.expires_at),
     string.format("command  %s", text.inert(text.command_line(s.command or {}))),
@@ -71,13 +78,17 @@ local function render(s, with_diff)
   end
   cli.out(table.concat(lines, "\n"), "\n")
   for _, op in ipairs(s.operations) do
-    cli.out(op_line(op), "\n")
-    if with_diff and op.kind == "write" then cli.out(op_diff(s, op)) end
+    if not only or only(op) then
+      cli.out(op_line(op), "\n")
+      if with_diff and op.kind == "write" then cli.out(op_diff(s, op)) end
+    end
   end
 end
+M.render = render
 
 function M.run(opts, args)
   if #args ~= 1 then return nil, err.usage("show: give one session id; usage: %s", M.usage) end
+  if require("shannot.fleet.runs").is_run(args[1]) then return require("shannot.fleet.review").show(opts, args[1]) end
   local s, e = session.current(args[1], { config = opts.config, actor = opts.actor, warn = opts.warn })
   if not s then return nil, e end
   if opts.json then

@@ -27,12 +27,13 @@ function M.new(session, remote, scratch)
     default_profile = remote.profile, scratch = scratch, n = 0 }, M)
 end
 
--- ex:location() -> {name, user, host, port, fingerprint}: where this
--- executor's changes land, as a session records it (issue 15.3)
+-- ex:location() -> {name, user, host, port, fingerprint, key_file}: where
+-- this executor's changes land, as a session records it (issue 15.3)
 function M:location()
   local key = self.s and self.s:host_key() or {}
   local r = self.remote
-  return { name = r.name, user = r.user, host = r.host, port = r.port, fingerprint = key.fingerprint }
+  return { name = r.name, user = r.user, host = r.host, port = r.port, fingerprint = key.fingerprint,
+    key_file = r.key_file }
 end
 
 -- ex:capture(plan) -> trees, deferred, result (see executor/init.lua)

@@ -1,6 +1,7 @@
--- Ansible inventories read as they are (issue 16.1), INI format here:
--- [group] host lines with host vars, [group:children], [group:vars];
--- "all" and "ungrouped" as Ansible has them.  What shannot takes of the
+-- Ansible inventories read as they are (issue 16.1), INI format (
+-- [group] host lines with host vars, [group:children], [group:vars]) and
+-- YAML (groups with hosts, children and vars maps, read by Debian's
+-- lyaml); "all" and "ungrouped" as Ansible has them.  What shannot takes of the
 -- vars: ansible_host, ansible_port, ansible_user,
 -- ansible_ssh_private_key_file; the rest is kept, unused.  A host's own
 -- vars win over its groups', a child group's over its parent's.
@@ -104,6 +105,130 @@ function M.parse_ini(data, file)
     end
   end
   return M.check(inv, file)
+end
+
+-- lyaml, from where this Lua's installation keeps it (Debian's lua-yaml):
+-- loaded on first use only, and never from a relative directory.
+local function lyaml()
+  local function absolute(list)
+    local out = {}
+    for part in list:gmatch("[^;]+") do
+      if part:sub(1, 1) == "/" then out[#out + 1] = part end
+    end
+    return table.concat(out, ";")
+  end
+  local saved_path, saved_cpath = package.path, package.cpath
+  package.path = absolute(package.system_path or "") .. ";" .. saved_path
+  package.cpath = absolute(package.system_cpath or "") .. ";" .. saved_cpath
+  local ok, mod = pcall(require, "lyaml")
+  package.path, package.cpath = saved_path, saved_cpath
+  if not ok then
+    return nil, err.env("YAML inventories need lyaml (apt-get install lua-yaml): %s", (tostring(mod):match("[^\n]*")))
+  end
+  return mod
+end
+
+-- Names in a stable order: YAML maps have none once read, so hosts and
+-- groups go by name, digits compared as numbers (web2 before web10).
+local function natural_less(a, b)
+  local function key(s) return (s:gsub("%d+", function(d) return string.format("%012d", #d > 12 and 0 or d) end)) end
+  local ka, kb = key(a), key(b)
+  if ka ~= kb then return ka < kb end
+  return a < b
+end
+
+local function sorted_keys(t)
+  local out = {}
+  for k in pairs(t) do out[#out + 1] = k end
+  table.sort(out, function(a, b) return natural_less(tostring(a), tostring(b)) end)
+  return out
+end
+
+-- One YAML group's definition into inv (children first defined here).
+local function yaml_group(inv, name, def, file)
+  local g = group(inv, name)
+  if def == nil or def == inv.null then return true end
+  if type(def) ~= "table" then
+    return nil, err.usage('%s: group "%s" must be a map', text.inert(file), text.inert(name))
+  end
+  for _, key in ipairs(sorted_keys(def)) do
+    if key ~= "hosts" and key ~= "children" and key ~= "vars" then
+      return nil, err.usage('%s: group "%s": unknown key "%s" (hosts, children, vars)', text.inert(file),
+        text.inert(name), text.inert(tostring(key)))
+    end
+  end
+  local function map_of(key)
+    local v = def[key]
+    if v == nil or v == inv.null then return {} end
+    if type(v) ~= "table" or (#v > 0) then
+      return nil, err.usage('%s: group "%s": %s must be a map', text.inert(file), text.inert(name), key)
+    end
+    return v
+  end
+  local hosts, herr = map_of("hosts")
+  if not hosts then return nil, herr end
+  for _, host in ipairs(sorted_keys(hosts)) do
+    host = tostring(host)
+    if host:find("[%[%]]") then
+      return nil, err.usage('%s: host ranges ("%s") are not read', text.inert(file), text.inert(host))
+    end
+    if not inv.hosts[host] then
+      inv.hosts[host] = {}
+      inv.order[#inv.order + 1] = host
+    end
+    local vars = hosts[host]
+    if vars ~= nil and vars ~= inv.null then
+      if type(vars) ~= "table" then
+        return nil, err.usage('%s: host "%s": its vars must be a map', text.inert(file), text.inert(host))
+      end
+      for k, v in pairs(vars) do inv.hosts[host][tostring(k)] = tostring(v) end
+    end
+    g.hosts[#g.hosts + 1] = host
+  end
+  local vars, verr = map_of("vars")
+  if not vars then return nil, verr end
+  for k, v in pairs(vars) do g.vars[tostring(k)] = tostring(v) end
+  local children, cerr = map_of("children")
+  if not children then return nil, cerr end
+  for _, child in ipairs(sorted_keys(children)) do
+    g.children[#g.children + 1] = tostring(child)
+    local ok, e = yaml_group(inv, tostring(child), children[child], file)
+    if not ok then return nil, e end
+  end
+  return true
+end
+
+-- parse_yaml(data, file) -> the same inventory as parse_ini | nil, err
+-- (FILE:LINE of a syntax error, as lyaml says it)
+function M.parse_yaml(data, file)
+  local y, yerr = lyaml()
+  if not y then return nil, yerr end
+  local ok, doc = pcall(y.load, data)
+  if not ok then
+    local line, msg = tostring(doc):match("^(%d+):%d+: (.*)$")
+    return bad(file, tonumber(line) or 0, "%s", text.inert(msg or tostring(doc)))
+  end
+  local inv = { hosts = {}, groups = {}, order = {}, null = y.null }
+  group(inv, "all")
+  if doc == nil or doc == y.null then return M.check(inv, file) end
+  if type(doc) ~= "table" then return nil, err.usage("%s: not an inventory (a map of groups)", text.inert(file)) end
+  for _, name in ipairs(sorted_keys(doc)) do
+    local gok, gerr = yaml_group(inv, tostring(name), doc[name], file)
+    if not gok then return nil, gerr end
+  end
+  inv.null = nil
+  return M.check(inv, file)
+end
+
+-- load(file) -> inventory | nil, err: INI or YAML, told by the name
+-- (.yml, .yaml) or, failing that, by a first line of "---" or "NAME:"
+function M.load(file)
+  local data, msg = require("shannot.fs").read_file(file, 16 * 1024 * 1024)
+  if not data then return nil, err.usage("cannot read the inventory %s", msg) end
+  local first = data:match("^%s*([^\n]*)") or ""
+  local yaml = file:match("%.ya?ml$") or first:match("^%-%-%-") or first:match("^[%w_.-]+:%s*$")
+  if yaml then return M.parse_yaml(data, file) end
+  return M.parse_ini(data, file)
 end
 
 -- check(inv, file): every child group defined, none including itself;

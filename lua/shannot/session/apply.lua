@@ -94,16 +94,22 @@ function M.executor(s, opts)
   if opts and opts.executor then return opts.executor end
   local remote = require("shannot.remote")
   local target, w = s.target or "local", s.where
+  local executor = require("shannot.executor")
+  local ex, xerr
   if type(w) == "table" and target ~= "local" and not remote.configured(target, opts and opts.config) then
-    -- its name is gone from the config: the address recorded at capture
-    -- (the host key is still checked against known_hosts, and below)
-    target = remote.display(w)
-    if opts and opts.warn then
+    -- its name is not (or no longer) in the config: the address recorded
+    -- at capture (the host key is still checked against known_hosts, and
+    -- below); a fleet run's host may come from an inventory, never from
+    -- the config
+    if opts and opts.warn and not s.fleet_run then
       opts.warn('the remote "%s" is no longer configured; connecting to %s, where session %s was captured',
-        text.inert(tostring(w.name)), text.inert(target), s.id)
+        text.inert(tostring(w.name)), text.inert(remote.display(w)), s.id)
     end
+    ex, xerr = executor.open({ target = w.name, remote = { name = w.name, host = w.host, port = w.port,
+      user = w.user, key_file = w.key_file } })
+  else
+    ex, xerr = executor.for_target(target, opts and opts.config)
   end
-  local ex, xerr = require("shannot.executor").for_target(target, opts and opts.config)
   if not ex then return nil, xerr end
   -- the host the session was captured on, and no other: a remote
   -- re-pointed since (another host, port, user or key) is refused

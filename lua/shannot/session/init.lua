@@ -311,7 +311,8 @@ local SCHEMA = { fields = {
   approval = opt({ fields = { digest = "string", target = opt("string"), operations = { list = "string" } } }),
   execution = opt("table"), skipped = opt("table"),
   where = opt({ fields = { name = "string", user = opt("string"), host = "string", port = opt("integer"),
-    fingerprint = opt("string") } }),
+    fingerprint = opt("string"), key_file = opt("string") } }),
+  fleet_run = opt("string"),
   dir_times = opt({ list = { fields = { path = "string", mtime_sec = "integer", mtime_nsec = "integer",
     base_sec = opt("integer"), base_nsec = opt("integer") } } }),
 } }

@@ -1,0 +1,68 @@
+-- Many shannot processes at once (issue 16.2): a fleet's hosts each get a
+-- child process of their own (as Ansible forks), at most `forks` at a
+-- time, so one host's hang, crash or memory stays its own and the
+-- controlling process only waits.  Each child's stdout and stderr go to
+-- files the caller names.
+local proc = require("shannot.core.proc")
+local sys = require("shannot.core.sys")
+
+local M = {}
+
+-- How often running children are looked at (seconds).
+M.TICK = 0.01
+
+-- self() -> the path of this very binary, so children run the same code
+function M.self()
+  return require("shannot.fs").realpath("/proc/self/exe") or "shannot"
+end
+
+-- run(jobs, opts) -> statuses ({code} | {signal, signal_name} | {error},
+-- by job index), interrupted.  jobs: {argv, stdout_file, stderr_file}.
+-- opts: forks (default 8), on_start(i), on_end(i, status), tick() (called
+-- between looks, for a live display).  An interrupt (Ctrl-C) kills every
+-- running child and starts no more.
+function M.run(jobs, opts)
+  opts = opts or {}
+  local forks = math.max(1, opts.forks or 8)
+  local running, statuses = {}, {}
+  local next_job, active = 1, 0
+  local function finish(i, status)
+    statuses[i] = status
+    if opts.on_end then opts.on_end(i, status) end
+  end
+  while next_job <= #jobs or active > 0 do
+    if sys.interrupted() then
+      for i, p in pairs(running) do
+        p:kill("KILL")
+        p:close()
+        finish(i, { error = "interrupted" })
+      end
+      return statuses, true
+    end
+    while active < forks and next_job <= #jobs do
+      local i, job = next_job, jobs[next_job]
+      next_job = next_job + 1
+      local p, msg = proc.spawn(job.argv, { stdin = "null", stdout_file = job.stdout_file,
+        stderr_file = job.stderr_file, die_with_parent = true })
+      if p then
+        running[i], active = p, active + 1
+        if opts.on_start then opts.on_start(i) end
+      else
+        finish(i, { error = msg })
+      end
+    end
+    for i, p in pairs(running) do
+      local status = p:poll()
+      if status then
+        running[i], active = nil, active - 1
+        p:close()
+        finish(i, status)
+      end
+    end
+    if opts.tick then opts.tick() end
+    if active > 0 then sys.sleep(M.TICK) end
+  end
+  return statuses, false
+end
+
+return M

@@ -1,0 +1,107 @@
+-- Fleets against real hosts (issue 16): 8 sshd on 127.0.0.1, each with
+-- its own /srv and /etc/opt (spec/support/fleet.lua); 6 identical, one
+-- whose /etc/opt/app.conf differs, one down.
+local fs = require("shannot.fs")
+local json = require("shannot.json")
+local h = require("support.h")
+local cap = require("support.cap")
+
+local SCRIPT = [[
+set -e
+v=$(cat /etc/opt/app.conf)
+mkdir -p /srv/app
+echo "deployed $v" > /srv/app/version
+echo "tuned" >> /etc/opt/app.conf
+systemctl restart app
+]]
+
+describe("a fleet run", function()
+  if not cap.ROOT then
+    it("needs root (mount namespaces for the hosts)", function() pending("run as root") end)
+    return
+  end
+  local fleet, home, script, profile, run_id
+
+  setup(function()
+    fleet = require("support.fleet").start(8, { seed = function(i, root)
+      h.write(root .. "/etc/app.conf", i == 7 and "v2\n" or "v1\n")
+    end })
+    fleet.hosts[8].stop()  -- down: its port answers no more
+    home = h.home()
+    local members = {}
+    for _, srv in ipairs(fleet.hosts) do members[#members + 1] = '"' .. srv.name .. '"' end
+    h.write(home .. "/config/shannot/config.toml", fleet.config() ..
+      "\n[groups.web]\nmembers = [" .. table.concat(members, ", ") .. "]\n")
+    assert(fs.mkdir_p(home .. "/.ssh"))
+    script = h.write(home .. "/deploy.sh", SCRIPT)
+    profile = cap.profile_file(home, "/srv", { capture = { "/srv", "/etc/opt" } })
+  end)
+  teardown(function()
+    fleet.stop()
+    h.cleanup()
+  end)
+
+  local function shannot(args)
+    return h.shannot(args, { home = home, timeout = 300 })
+  end
+
+  it("lists every unknown host key at once and runs nothing", function()
+    local r = shannot({ "run", "--target", "@web", "--profile", profile, script })
+    assert.equal(3, r.code, r.stderr)
+    assert.matches("7 hosts of 8 have an unknown host key; nothing ran", r.stderr)
+    for i = 1, 7 do assert.matches("127%.0%.0%.1:" .. fleet.hosts[i].port, r.stderr) end
+    assert.is_nil(fs.readdir(home .. "/data/shannot/sessions") and
+      next(fs.readdir(home .. "/data/shannot/sessions")))
+    assert.same({}, fs.readdir(home .. "/data/shannot/runs") or {})
+  end)
+
+  it("captures on every host in parallel and groups them by identical change", function()
+    local r = shannot({ "run", "--target", "@web", "--profile", profile, "--accept-new", script })
+    assert.equal(1, r.code, r.stderr)  -- one host is down
+    run_id = r.stdout:match("^run (%S+):")
+    assert.truthy(run_id, r.stdout)
+    assert.matches("6 hosts: variant A, 4 operations: web1 web2 web3 web4 web5 web6", r.stdout, 1, true)
+    assert.matches("1 host: variant B, 4 operations (differs in /etc/opt/app.conf, /srv/app/version): web7",
+      r.stdout, 1, true)
+    assert.matches("1 host: unreachable: web8", r.stdout, 1, true)
+    -- plain per-host lines (stderr is not a terminal)
+    assert.matches("web1: captured, 4 operations", r.stderr)
+    -- nothing changed on any host
+    for i = 1, 7 do
+      assert.equal(i == 7 and "v2\n" or "v1\n", fs.read_file(fleet.hosts[i].root .. "/etc/app.conf"))
+      assert.is_nil(fs.stat(fleet.hosts[i].root .. "/srv/app"))
+    end
+  end)
+
+  it("shows the run's variants, the diff once per variant, and JSON", function()
+    local r = shannot({ "show", run_id })
+    assert.equal(0, r.code, r.stderr)
+    assert.matches("6 hosts: variant A", r.stdout)
+    local d = shannot({ "show", run_id, "--diff" })
+    assert.equal(0, d.code, d.stderr)
+    local _, n = d.stdout:gsub("%+tuned", "")
+    assert.equal(2, n, d.stdout)  -- variant A's diff, and B's for what differs
+    assert.matches("%+deployed v2", d.stdout)
+    local j = json.decode(shannot({ "show", run_id, "--json" }).stdout)
+    assert.equal(2, #j.variants)
+    assert.same({ "web7" }, j.variants[2].hosts)
+    assert.same({ "/etc/opt/app.conf", "/srv/app/version" }, j.variants[2].differs_in)
+    local s = json.decode(shannot({ "sessions", "--json" }).stdout)
+    assert.equal(7, #s)
+    local listed = shannot({ "sessions" })
+    assert.matches("run " .. run_id:gsub("%p", "%%%0") .. ".-8 hosts", listed.stdout)
+  end)
+
+  it("approves one variant only", function()
+    local r = shannot({ "approve", run_id, "--variant", "A", "--yes" })
+    assert.equal(0, r.code, r.stderr)
+    local j = json.decode(shannot({ "show", run_id, "--json" }).stdout)
+    local status = {}
+    for _, sid in ipairs(j.variants[1].sessions) do
+      status[#status + 1] = json.decode(shannot({ "show", sid, "--json" }).stdout).status
+    end
+    assert.same({ "approved", "approved", "approved", "approved", "approved", "approved" }, status)
+    local b = json.decode(shannot({ "show", j.variants[2].sessions[1], "--json" }).stdout)
+    assert.equal("pending", b.status)
+  end)
+end)
