@@ -11,13 +11,14 @@ local LAYERS = {
   -- policy, config, remotes
   { "sandbox.profile", "sandbox.bwrap", "sandbox.limits", "session", "session.audit", "session.audit_event",
     "session.approval", "session.view", "policy", "policy.file", "policy.cmdpattern", "config", "remote",
-    "capture.remote_shell", "capture.queries", "fleet.targets", "fleet.inventory" },
+    "capture.remote_shell", "capture.queries", "fleet.targets", "fleet.inventory", "fleet.runs" },
   -- 2: orchestration: running sandboxes, capturing, applying, executors
   { "sandbox", "sandbox.probe", "capture", "capture.walk", "capture.renames", "capture.staging",
     "capture.local", "capture.ssh",
-    "session.apply", "executor", "executor.local", "executor.ssh", "executor.common" },
+    "session.apply", "executor", "executor.local", "executor.ssh", "executor.common", "fleet", "fleet.pool",
+    "fleet.variants" },
   -- 3: front ends
-  { "init", "cli", "main", "ui.*", "mcp.*", "cmd.*" },
+  { "init", "cli", "main", "ui.*", "mcp.*", "cmd.*", "fleet.capture", "fleet.review" },
 }
 
 local function layer_of(name)

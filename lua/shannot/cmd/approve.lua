@@ -134,7 +134,7 @@ end
 
 function M.run(opts, args)
   if #args == 1 and require("shannot.fleet.runs").is_run(args[1]) then
-    return require("shannot.fleet.review").approve(opts, args[1])
+    return require("shannot.fleet.review").approve(opts, args[1], M.approve_session)
   end
   if opts.variant or opts.all then
     return nil, err.usage("approve: --variant and --all are for a fleet run's id (shannot sessions lists runs)")

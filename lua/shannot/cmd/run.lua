@@ -175,40 +175,6 @@ function M.what_to_run(opts, args)
   return { argv = argv, name = name, command = command, script = real, script_inside = inside }
 end
 
--- The profile, with the config's extra deferred commands ([profile] defer).
-local function with_config_defer(name, cfg)
-  local p, perr = profile.load(name)
-  if not p then return nil, perr end
-  local extra = cfg and cfg.values.profile.defer or {}
-  if #extra > 0 then
-    local seen = {}
-    for _, n in ipairs(p.defer) do seen[n] = true end
-    for _, n in ipairs(extra) do
-      if not seen[n] then seen[n] = true; p.defer[#p.defer + 1] = n end
-    end
-  end
-  return p
-end
-
--- profile_for(opts, where) -> the profile a run uses (--profile, the
--- target's, the default), --network applied | nil, err
-function M.profile_for(opts, where)
-  local p, perr = with_config_defer(opts.profile or where.profile, opts.config)
-  if not p then return nil, perr end
-  if opts.network then
-    if #p.unix_sockets > 0 then
-      return nil, err.usage('run: --network and profile "%s"\'s unix_sockets do not go together (unix_sockets ' ..
-        "needs network isolation)", p.name)
-    end
-    p.network_isolation = false
-    if not opts.quiet_network then
-      cli.warn("--network: the sandbox reaches the network; what the script sends or fetches now is not " ..
-        "captured or reviewed")
-    end
-  end
-  return p
-end
-
 function M.run(opts, args)
   local job, jerr = M.what_to_run(opts, args)
   if not job then return nil, jerr end
@@ -217,7 +183,8 @@ function M.run(opts, args)
   end
   local where, werr = executor.settings(executor.target_of(opts.target, opts.config), opts.config)
   if not where then return nil, werr end
-  local p, perr = M.profile_for(opts, where)
+  local p, perr = profile.for_run({ profile = opts.profile, network = opts.network, config = opts.config,
+    warn = cli.warn }, where)
   if not p then return nil, perr end
   local ex <close>, xerr = executor.open(where, { accept_new = opts.accept_new, profile = p })
   if not ex then return nil, xerr end

@@ -84,11 +84,12 @@ local function render(s, with_diff, only)
     end
   end
 end
-M.render = render
 
 function M.run(opts, args)
   if #args ~= 1 then return nil, err.usage("show: give one session id; usage: %s", M.usage) end
-  if require("shannot.fleet.runs").is_run(args[1]) then return require("shannot.fleet.review").show(opts, args[1]) end
+  if require("shannot.fleet.runs").is_run(args[1]) then
+    return require("shannot.fleet.review").show(opts, args[1], render)
+  end
   local s, e = session.current(args[1], { config = opts.config, actor = opts.actor, warn = opts.warn })
   if not s then return nil, e end
   if opts.json then

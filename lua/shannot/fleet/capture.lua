@@ -47,8 +47,8 @@ end
 local function capture_host(opts, job)
   local t = job.target
   local where = { target = t.name, profile = t.profile, remote = t }
-  local p, perr = require("shannot.cmd.run").profile_for({ profile = job.profile, network = job.network,
-    config = opts.config, quiet_network = true }, where)
+  local p, perr = require("shannot.sandbox.profile").for_run({ profile = job.profile, network = job.network,
+    config = opts.config }, where)
   if not p then return { state = "error", error = perr.message } end
   local ex <close>, xerr = require("shannot.executor").open(where, { profile = p })
   if not ex then return { state = state_of(xerr), error = xerr.message } end
@@ -210,7 +210,8 @@ function M.capture(opts, job)
   local hosts, herr = require("shannot.fleet").hosts(opts.target, opts.config, opts)
   if not hosts then return nil, herr end
   -- the profile is checked here once, before any host is asked
-  local p, perr = require("shannot.cmd.run").profile_for(opts, {})
+  local p, perr = require("shannot.sandbox.profile").for_run({ profile = opts.profile, network = opts.network,
+    config = opts.config, warn = cli.warn }, {})
   if not p then return nil, perr end
   local id, dir = runs.reserve(job.name)
   if not id then return nil, dir end

@@ -28,8 +28,9 @@ local function differing(v)
   end
 end
 
--- show(opts, id) -> exit code | nil, err
-function M.show(opts, id)
+-- show(opts, id, render) -> exit code | nil, err.  render(s, with_diff,
+-- only): how `show` prints a session (cmd/show.lua's)
+function M.show(opts, id, render)
   local run, groups = open(opts, id)
   if not run then return nil, groups end
   if opts.json then
@@ -37,14 +38,13 @@ function M.show(opts, id)
     return const.EXIT.OK
   end
   cli.out(variants.render(run, groups))
-  local show = require("shannot.cmd.show")
   for _, v in ipairs(groups.variants) do
     if opts.diff then
       local first = v.label == "A"
       cli.out(string.format("\nvariant %s on %s, as captured on %s%s:\n", v.label,
         text.inert(table.concat(v.hosts, " ")), text.inert(v.hosts[1]),
         first and "" or (", only what differs from variant A (" .. variants.what_differs(v) .. ")")))
-      show.render(v.session, true, not first and differing(v) or nil)
+      render(v.session, true, not first and differing(v) or nil)
     end
   end
   return const.EXIT.OK
@@ -76,10 +76,11 @@ local function confirm(list)
   return answer ~= nil and answer:match("^%s*[yY]") ~= nil
 end
 
--- approve(opts, id) -> exit code | nil, err.  A session that cannot be
--- approved (no longer pending, its run failed) is said and left; the
--- others are approved.
-function M.approve(opts, id)
+-- approve(opts, id, approve_session) -> exit code | nil, err.  A session
+-- that cannot be approved (no longer pending, its run failed) is said and
+-- left; the others are approved, each by approve_session(id, opts)
+-- (cmd/approve.lua's).
+function M.approve(opts, id, approve_session)
   local run, groups = open(opts, id)
   if not run then return nil, groups end
   local list, lerr = chosen(opts, groups)
@@ -94,7 +95,6 @@ function M.approve(opts, id)
       return const.EXIT.OK
     end
   end
-  local approve = require("shannot.cmd.approve")
   local done, failed = {}, 0
   for _, v in ipairs(list) do
     for i, s in ipairs(v.sessions) do
@@ -103,7 +103,7 @@ function M.approve(opts, id)
       if failure and not opts.allow_failed then
         e = { message = string.format("its run %s (approve with --allow-failed)", failure) }
       else
-        ok, e = approve.approve_session(s.id, opts)
+        ok, e = approve_session(s.id, opts)
       end
       if ok then
         done[#done + 1] = { host = v.hosts[i], session = s.id, variant = v.label }

@@ -315,4 +315,40 @@ function M.to_table(p)
   return out
 end
 
+-- The profile, with the config's extra deferred commands ([profile] defer).
+local function with_config_defer(name, cfg)
+  local p, perr = M.load(name)
+  if not p then return nil, perr end
+  local extra = cfg and cfg.values.profile.defer or {}
+  if #extra > 0 then
+    local seen = {}
+    for _, n in ipairs(p.defer) do seen[n] = true end
+    for _, n in ipairs(extra) do
+      if not seen[n] then seen[n] = true; p.defer[#p.defer + 1] = n end
+    end
+  end
+  return p
+end
+
+-- for_run(opts, where) -> the profile a run uses (opts.profile, else the
+-- target's where.profile, else the default) with the config's deferred
+-- commands, opts.network applied (said through opts.warn when given) |
+-- nil, err
+function M.for_run(opts, where)
+  local p, perr = with_config_defer(opts.profile or where.profile, opts.config)
+  if not p then return nil, perr end
+  if opts.network then
+    if #p.unix_sockets > 0 then
+      return nil, err.usage('run: --network and profile "%s"\'s unix_sockets do not go together (unix_sockets ' ..
+        "needs network isolation)", p.name)
+    end
+    p.network_isolation = false
+    if opts.warn then
+      opts.warn("--network: the sandbox reaches the network; what the script sends or fetches now is not " ..
+        "captured or reviewed")
+    end
+  end
+  return p
+end
+
 return M
