@@ -12,7 +12,7 @@ v=$(cat /etc/opt/app.conf)
 mkdir -p /srv/app
 echo "deployed $v" > /srv/app/version
 echo "tuned" >> /etc/opt/app.conf
-systemctl restart app
+sync
 ]]
 
 describe("a fleet run", function()
@@ -21,6 +21,8 @@ describe("a fleet run", function()
     return
   end
   local fleet, home, script, profile, run_id
+  local manifest = require("support.manifest")
+  local before = {}
 
   setup(function()
     fleet = require("support.fleet").start(8, { seed = function(i, root)
@@ -34,7 +36,10 @@ describe("a fleet run", function()
       "\n[groups.web]\nmembers = [" .. table.concat(members, ", ") .. "]\n")
     assert(fs.mkdir_p(home .. "/.ssh"))
     script = h.write(home .. "/deploy.sh", SCRIPT)
-    profile = cap.profile_file(home, "/srv", { capture = { "/srv", "/etc/opt" } })
+    -- sync: a deferred command that succeeds on every host (systemctl
+    -- has no systemd to talk to there)
+    profile = cap.profile_file(home, "/srv", { capture = { "/srv", "/etc/opt" }, defer = { "sync" } })
+    for i, srv in ipairs(fleet.hosts) do before[i] = manifest.text(srv.root, { seconds = true }) end
   end)
   teardown(function()
     fleet.stop()
@@ -103,5 +108,51 @@ describe("a fleet run", function()
     assert.same({ "approved", "approved", "approved", "approved", "approved", "approved" }, status)
     local b = json.decode(shannot({ "show", j.variants[2].sessions[1], "--json" }).stdout)
     assert.equal("pending", b.status)
+  end)
+
+  -- remount(i, how): host i's /srv made read-only ("ro") or writable again
+  local function remount(i, how)
+    local pid = assert(fs.read_file(fleet.hosts[i].dir .. "/sshd.pid")):match("%d+")
+    local r = require("shannot.proc").run({ "nsenter", "-t", pid, "-m", "mount", "-o", "remount,bind," .. how,
+      "/srv" })
+    assert.equal(0, r.code, r.stderr)
+  end
+
+  it("executes two hosts at a time and stops at a failure, later hosts untouched", function()
+    remount(4, "ro")
+    local r = shannot({ "execute", run_id, "--serial", "2" })
+    remount(4, "rw")
+    assert.equal(1, r.code, r.stdout .. r.stderr)
+    assert.matches("stopped after 1 failed host", r.stderr)
+    local rows = {}
+    for name, result in r.stdout:gmatch("\n(web%d)%s+%S+%s+([^\n]+)") do rows[name] = result end
+    assert.equal("executed", rows.web1)
+    assert.equal("executed", rows.web3)
+    assert.matches("^FAILED", rows.web4)
+    assert.matches("^not run: stopped after 1 failure", rows.web5)
+    assert.matches("^not run", rows.web6)
+    assert.matches("^left: session pending", rows.web7)
+    assert.matches("^left: unreachable", rows.web8)
+    for i = 1, 3 do
+      assert.equal("deployed v1\n", fs.read_file(fleet.hosts[i].root .. "/srv/app/version"))
+    end
+    for i = 5, 8 do
+      assert.equal(before[i], manifest.text(fleet.hosts[i].root, { seconds = true }), "host " .. i)
+    end
+  end)
+
+  it("rolls back every host that executed, exactly", function()
+    local r = shannot({ "rollback", run_id, "--json" })
+    local doc = json.decode(r.stdout)
+    assert.equal(0, r.code, r.stdout .. r.stderr)
+    local names = {}
+    for _, host in ipairs(doc.hosts) do
+      if host.result == "ok" then names[#names + 1] = host.name end
+    end
+    assert.same({ "web1", "web2", "web3", "web4" }, names)
+    for i = 1, 8 do
+      assert.same({}, manifest.differences and manifest.changed(before[i],
+        manifest.text(fleet.hosts[i].root, { seconds = true })), "host " .. i)
+    end
   end)
 end)

@@ -7,7 +7,8 @@ local json = require("shannot.json")
 local text = require("shannot.text")
 
 local M = {
-  usage = "shannot execute ID [--stop-on-deferred-failure] [--json]",
+  usage = "shannot execute ID [--stop-on-deferred-failure] [--json]\n" ..
+    "shannot execute RUN [--serial N] [--max-fail N|P%] [--stop-on-deferred-failure] [--json]",
   help = [[
 Applies an approved session to this machine, exactly the approved
 operations and nothing else.  First it checks that every path is still as
@@ -29,10 +30,24 @@ Exit codes: 0 all applied and every deferred command succeeded; 1
 something failed (see the results; roll back with "shannot rollback ID");
 3 refused (not approved, expired, drift).
 
+A fleet run's id (shannot run --target @GROUP) executes its approved
+sessions host by host: --serial N hosts at a time (default 1), each
+exactly as above (drift check, checkpoint, apply); once more hosts failed
+than --max-fail allows (default 0: the first failure stops it), no
+further host is started and those are left untouched.  A results table
+(or --json) says what happened on every host; "shannot rollback RUN"
+undoes every host that executed.
+
 options:
   --stop-on-deferred-failure   run no deferred command after one that failed
-  --json   print the session (with results) as one JSON document]],
-  options = { ["--json"] = {}, ["--stop-on-deferred-failure"] = { key = "stop_on_deferred_failure" } },
+  --serial N        with a RUN: hosts executed at a time (default 1)
+  --max-fail N|P%   with a RUN: failed hosts tolerated before it stops
+                    (a number, or a share of the hosts; default 0)
+  --json   print the session (with results) as one JSON document; with a
+           RUN: {run, stopped, hosts: [{name, session, result, status,
+           error}]}]],
+  options = { ["--json"] = {}, ["--stop-on-deferred-failure"] = { key = "stop_on_deferred_failure" },
+    ["--serial"] = { arg = "N", type = "number" }, ["--max-fail"] = { arg = "N|P%", key = "max_fail" } },
 }
 
 local function report(s)
@@ -48,6 +63,10 @@ end
 
 function M.run(opts, args)
   if #args ~= 1 then return nil, err.usage("execute: give one session id; usage: %s", M.usage) end
+  if require("shannot.fleet.runs").is_run(args[1]) then return require("shannot.fleet.apply").execute(opts, args[1]) end
+  if opts.serial or opts.max_fail then
+    return nil, err.usage("execute: --serial and --max-fail are for a fleet run's id")
+  end
   local shown = {}
   local s, e = apply.execute(args[1], { config = opts.config, actor = opts.actor, warn = opts.warn,
     stop_on_deferred_failure = opts.stop_on_deferred_failure,

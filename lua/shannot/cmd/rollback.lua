@@ -7,7 +7,7 @@ local json = require("shannot.json")
 local text = require("shannot.text")
 
 local M = {
-  usage = "shannot rollback ID [--force] [--dry-run] [--json]",
+  usage = "shannot rollback ID [--force] [--dry-run] [--json]\nshannot rollback RUN [--force] [--forks N] [--json]",
   help = [[
 Puts every path an execution touched back as its checkpoint recorded it:
 content, mode, owner, symlink target, or absence.  A path changed since the
@@ -15,16 +15,25 @@ execution (by someone else) is a conflict: they are listed and nothing is
 restored, unless --force.  Deferred commands that ran cannot be undone:
 each is listed ("not undone ...").
 
+A fleet run's id rolls back every host whose session executed (or failed
+midway), --forks N at a time (default 8); each host's conflicts are its
+own and reported, and nothing is forced without --force.
+
 options:
   --force     restore even over paths changed since the execution
   --dry-run   only list what would be restored, and the conflicts
   --json      one JSON document: the session, what was restored, the
               conflicts and the deferred commands not undone]],
-  options = { ["--force"] = {}, ["--dry-run"] = { key = "dry_run" }, ["--json"] = {} },
+  options = { ["--force"] = {}, ["--dry-run"] = { key = "dry_run" }, ["--json"] = {},
+    ["--forks"] = { arg = "N", type = "number" } },
 }
 
 function M.run(opts, args)
   if #args ~= 1 then return nil, err.usage("rollback: give one session id; usage: %s", M.usage) end
+  if require("shannot.fleet.runs").is_run(args[1]) then
+    if opts.dry_run then return nil, err.usage("rollback: --dry-run is for one session") end
+    return require("shannot.fleet.apply").rollback(opts, args[1])
+  end
   local s, rep = apply.rollback(args[1], { force = opts.force, dry_run = opts.dry_run, config = opts.config,
     actor = opts.actor, warn = opts.warn })
   if not s then return nil, rep end

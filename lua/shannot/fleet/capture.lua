@@ -93,42 +93,6 @@ end
 -- The parent: every host
 ---------------------------------------------------------------------------
 
--- The live display: on a terminal one status line, redrawn, under the
--- plain lines of the hosts done; otherwise only the plain lines.
-local function display(hosts, what)
-  local term = require("shannot.term")
-  local tty = term.isatty(2)
-  local d = { started = {}, done = 0, shown = false }
-  local sys = require("shannot.core.sys")
-  local last = 0
-  local function clear()
-    if d.shown then io.stderr:write("\r\27[K") d.shown = false end
-  end
-  function d.line(s)
-    clear()
-    io.stderr:write(s, "\n")
-  end
-  function d.tick(force)
-    if not tty then return end
-    local now = sys.monotonic()
-    if not force and now - last < 0.1 then return end
-    last = now
-    local names, running = {}, 0
-    for i, t0 in pairs(d.started) do
-      running = running + 1
-      if #names < 4 then names[#names + 1] = string.format("%s %.0fs", hosts[i].name, now - t0) end
-    end
-    local cols = (term.size and term.size(2)) or 80
-    local s = string.format("%s: %d/%d done, %d running%s", what, d.done, #hosts, running,
-      #names > 0 and (" (" .. table.concat(names, ", ") .. (running > #names and ", ..." or "") .. ")") or "")
-    clear()
-    io.stderr:write(text.inert(s):sub(1, math.max(20, cols - 1)))
-    d.shown = true
-  end
-  d.clear = clear
-  return d
-end
-
 local function host_line(h)
   local what = h.state
   if h.state == "captured" then
@@ -157,7 +121,7 @@ local function phase(ctx, mode, hosts)
     jobs[i] = { argv = { ctx.self, "__fleet-host", base .. ".job.json" }, stdout_file = base .. ".out",
       stderr_file = base .. ".err", result = job.result }
   end
-  local d = mode == "capture" and display(hosts, "capturing") or nil
+  local d = mode == "capture" and require("shannot.fleet.pool").display(hosts, "capturing") or nil
   local results = {}
   local pool = require("shannot.fleet.pool")
   local _, interrupted = pool.run(jobs, {

@@ -65,4 +65,47 @@ function M.run(jobs, opts)
   return statuses, false
 end
 
+-- display(hosts, what) -> d: the live display of a pool over hosts (each
+-- with a name): on a terminal one status line ("capturing: 3/8 done, 4
+-- running (web1 2s, ...)"), redrawn, under the plain lines of the hosts
+-- done; otherwise only the plain lines.  d.started[i] = when host i
+-- started; d.done; d.line(s) prints a host's line; d.tick() redraws;
+-- d.clear() at the end.
+function M.display(hosts, what)
+  local term = require("shannot.term")
+  local text = require("shannot.text")
+  local tty = term.isatty(2)
+  local d = { started = {}, done = 0, shown = false }
+  local last = 0
+  local function clear()
+    if d.shown then io.stderr:write("\r\27[K") d.shown = false end
+  end
+  function d.line(s)
+    clear()
+    io.stderr:write(s, "\n")
+  end
+  function d.tick(force)
+    if not tty then return end
+    local now = sys.monotonic()
+    if not force and now - last < 0.1 then return end
+    last = now
+    local names, running = {}, 0
+    for i = 1, #hosts do
+      local t0 = d.started[i]
+      if t0 then
+        running = running + 1
+        if #names < 4 then names[#names + 1] = string.format("%s %.0fs", hosts[i].name, now - t0) end
+      end
+    end
+    local cols = (term.size and term.size(2)) or 80
+    local s = string.format("%s: %d/%d done, %d running%s", what, d.done, #hosts, running,
+      #names > 0 and (" (" .. table.concat(names, ", ") .. (running > #names and ", ..." or "") .. ")") or "")
+    clear()
+    io.stderr:write(text.inert(s):sub(1, math.max(20, cols - 1)))
+    d.shown = true
+  end
+  d.clear = clear
+  return d
+end
+
 return M
