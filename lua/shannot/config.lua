@@ -565,7 +565,10 @@ local function validate(cfg)
       return nil, err.usage("%s: [%s] needs a host", table_origin(cfg, { "remotes", rname }), header)
     end
   end
-  for gname in pairs(cfg.values.groups) do
+  local gnames = {}
+  for gname in pairs(cfg.values.groups) do gnames[#gnames + 1] = gname end
+  table.sort(gnames)  -- the same error every time
+  for _, gname in ipairs(gnames) do
     local _, gerr = require("shannot.fleet.targets").expand("@" .. gname, cfg.values.groups)
     if gerr then
       return nil, err.usage("%s: [%s]: %s", table_origin(cfg, { "groups", gname }),

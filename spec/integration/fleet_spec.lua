@@ -155,4 +155,69 @@ describe("a fleet run", function()
         manifest.text(fleet.hosts[i].root, { seconds = true })), "host " .. i)
     end
   end)
+
+  -- The hosts a run made sessions on, by their names in the run.
+  local function captured_hosts(r)
+    local out = {}
+    for name in r.stderr:gmatch("\n?([%w]+): captured") do out[#out + 1] = name end
+    table.sort(out)
+    return out
+  end
+
+  it("reads an INI inventory: children, group vars, host vars, --limit", function()
+    local p = fleet.hosts
+    local inv = h.write(home .. "/hosts.ini", string.format([[
+# the web tier
+[web]
+a1 ansible_host=127.0.0.1 ansible_port=%d
+a2 ansible_host=127.0.0.1 ansible_port=%d
+
+[db]
+a3 ansible_host=127.0.0.1 ansible_port=%d
+
+[prod:children]
+web
+db
+
+[prod:vars]
+ansible_user=root
+ansible_ssh_private_key_file="%s"
+]], p[1].port, p[2].port, p[3].port, fleet.key))
+    local r = shannot({ "run", "--inventory", inv, "--target", "@prod", "--limit", "a*:!a3", "--profile", profile,
+      script })
+    assert.equal(0, r.code, r.stderr)
+    assert.same({ "a1", "a2" }, captured_hosts(r))
+    assert.matches("2 hosts: variant A, 4 operations: a1 a2", r.stdout, 1, true)
+    local id = r.stdout:match("^run (%S+):")
+    local doc = json.decode(shannot({ "show", id, "--json" }).stdout)
+    local s = json.decode(shannot({ "show", doc.variants[1].sessions[1], "--json" }).stdout)
+    assert.equal("a1", s.where.name)
+    assert.equal(fleet.key, s.where.key_file)
+  end)
+
+  it("reads a YAML inventory, and a host listed twice runs once", function()
+    local p = fleet.hosts
+    local inv = h.write(home .. "/hosts.yml", string.format([[
+all:
+  vars:
+    ansible_user: root
+    ansible_ssh_private_key_file: %s
+  children:
+    prod:
+      children:
+        web:
+          hosts:
+            y1: {ansible_host: 127.0.0.1, ansible_port: %d}
+            y3:
+        db:
+          hosts:
+            y3:
+              ansible_host: 127.0.0.1
+              ansible_port: %d
+]], fleet.key, p[1].port, p[3].port))
+    local r = shannot({ "run", "--inventory", inv, "--target", "@prod", "--profile", profile, script })
+    assert.equal(0, r.code, r.stderr)
+    assert.same({ "y1", "y3" }, captured_hosts(r))
+    assert.matches("on 2 hosts", r.stdout, 1, true)
+  end)
 end)

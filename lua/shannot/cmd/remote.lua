@@ -11,7 +11,8 @@ local text = require("shannot.text")
 
 local M = {
   usage = "shannot remote add NAME [USER@]HOST[:PORT] [--key F] [--profile P]\n" ..
-    "shannot remote list [--json]\nshannot remote remove NAME\nshannot remote test NAME [--accept-new]",
+    "shannot remote list [--json]\nshannot remote remove NAME\nshannot remote test NAME [--accept-new]\n" ..
+    "shannot remote group add GROUP MEMBER... | list [--json] | remove GROUP [MEMBER...]",
   help = [[
 Remote hosts live in your config.toml as [remotes.NAME] tables (host, user,
 port, key_file, profile).  add and remove edit only that table and keep
@@ -27,7 +28,15 @@ the rest of the file (comments, order, spacing) byte for byte.
                                 ~/.ssh/known_hosts; --accept-new adds an
                                 unknown one) and checks that the remote has
                                 what captures need: bwrap, util-linux, GNU
-                                tar, namespaces, overlayfs]],
+                                tar, namespaces, overlayfs
+
+Groups of hosts (fleets: shannot run --target @GROUP) live in the same
+file as [groups.GROUP] members = [...]; a member is a remote's name,
+USER@HOST[:PORT], or another group as @NAME (a group naming itself,
+directly or through others, is refused).
+  group add GROUP MEMBER...     makes the group, or adds members to it
+  group list                    every group, its members and its hosts
+  group remove GROUP [MEMBER...]  removes members, or the whole group]],
   options = { ["--key"] = { arg = "F" }, ["--profile"] = { arg = "P" }, ["--json"] = {},
     ["--accept-new"] = { key = "accept_new" } },
 }
@@ -230,9 +239,155 @@ local function test(opts, args)
   return const.EXIT.OK
 end
 
+---------------------------------------------------------------------------
+-- Groups
+---------------------------------------------------------------------------
+
+-- The groups after a change, checked as the config would check them
+-- (unknown groups, cycles) before anything is written.
+local function check_groups(groups)
+  for name in pairs(groups) do
+    local _, e = require("shannot.fleet.targets").expand("@" .. name, groups)
+    if e then return nil, e end
+  end
+  return true
+end
+
+local function write_group(file, data, name, members)
+  local toml = require("shannot.toml")
+  local out, terr
+  if #members == 0 then
+    out, terr = toml.remove_table(data, { "groups", name }, file)
+    if out and out:find("\n\n$") and not data:find("\n\n$") then out = out:gsub("\n+$", "\n") end
+  else
+    out, terr = toml.set_table(data, { "groups", name }, { { "members", members } }, file)
+  end
+  if not out then return nil, err.usage("%s", tostring(terr and (terr.message or terr) or "cannot edit")) end
+  return write_config(file, out)
+end
+
+-- The groups of the config with one replaced (members nil: removed).
+local function groups_with(cfg, name, members)
+  local groups = {}
+  for k, v in pairs(cfg and cfg.values.groups or {}) do groups[k] = v end
+  groups[name] = members and { members = members } or nil
+  return groups
+end
+
+local function group_add(opts, args)
+  local name = args[3]
+  if #args < 4 or not valid_name(name) or name:find("[@,%s]") then
+    return nil, err.usage("remote group add: usage: shannot remote group add GROUP MEMBER... (a group name has " ..
+      "no @, comma or blank)")
+  end
+  local cfg = opts.config
+  local members = {}
+  local have = cfg and cfg.values.groups[name]
+  for _, m in ipairs(have and have.members or {}) do members[#members + 1] = m end
+  local seen = {}
+  for _, m in ipairs(members) do seen[m] = true end
+  for i = 4, #args do
+    local m = args[i]
+    if m == "" or m:find("[%s,]") then
+      return nil, err.usage('remote group add: bad member "%s" (a remote name, USER@HOST[:PORT] or @GROUP)',
+        text.inert(m))
+    end
+    if not m:find("^@") and not remote.configured(m, cfg) and not (cfg and cfg.values.groups[m]) then
+      local _, why = remote.parse_target(m)
+      if why then
+        return nil, err.usage('remote group add: "%s" is no remote of the config, and %s', text.inert(m),
+          why.message)
+      end
+    end
+    if not seen[m] then seen[m] = true; members[#members + 1] = m end
+  end
+  local ok, gerr = check_groups(groups_with(cfg, name, members))
+  if not ok then return nil, err.usage("remote group add: %s", gerr.message) end
+  local file = user_config()
+  local data, rerr = read_config(file)
+  if not data then return nil, rerr end
+  local written, werr = write_group(file, data, name, members)
+  if not written then return nil, werr end
+  cli.out(string.format("group %s: %s (in %s)\n", text.inert(name), text.inert(table.concat(members, " ")), file))
+  return const.EXIT.OK
+end
+
+local function group_remove(opts, args)
+  local name = args[3]
+  if #args < 3 or not valid_name(name) then
+    return nil, err.usage("remote group remove: usage: shannot remote group remove GROUP [MEMBER...]")
+  end
+  local cfg = opts.config
+  local have = cfg and cfg.values.groups[name]
+  if not have then return nil, err.usage('remote group remove: no group "%s"', text.inert(name)) end
+  local source = require("shannot.config").table_source(cfg, { "groups", name })
+  local file = user_config()
+  if source and source ~= "config" and not source:find(file, 1, true) then
+    return nil, err.usage('remote group remove: "%s" is defined in %s, not in %s; edit that file', text.inert(name),
+      source, file)
+  end
+  local members = {}
+  if #args > 3 then
+    local drop = {}
+    for i = 4, #args do drop[args[i]] = true end
+    for _, m in ipairs(have.members or {}) do
+      if drop[m] then drop[m] = nil else members[#members + 1] = m end
+    end
+    local missing = next(drop)
+    if missing then
+      return nil, err.usage('remote group remove: "%s" is no member of group %s', text.inert(missing), text.inert(name))
+    end
+  end
+  local ok, gerr = check_groups(groups_with(cfg, name, #members > 0 and members or nil))
+  if not ok then
+    return nil, err.usage("remote group remove: %s (another group names it)", gerr.message)
+  end
+  local data, rerr = read_config(file)
+  if not data then return nil, rerr end
+  local written, werr = write_group(file, data, name, members)
+  if not written then return nil, werr end
+  cli.out(#members > 0 and string.format("group %s: %s\n", text.inert(name), text.inert(table.concat(members, " ")))
+    or string.format("removed group %s from %s\n", text.inert(name), file))
+  return const.EXIT.OK
+end
+
+local function group_list(opts)
+  local cfg = opts.config
+  local names = {}
+  for name in pairs(cfg.values.groups) do names[#names + 1] = name end
+  table.sort(names)
+  local out = {}
+  for _, name in ipairs(names) do
+    local hosts = require("shannot.fleet.targets").expand("@" .. name, cfg.values.groups) or {}
+    out[#out + 1] = { name = name, members = json.array(cfg.values.groups[name].members or {}),
+      hosts = json.array(hosts), source = require("shannot.config").table_source(cfg, { "groups", name }) }
+  end
+  if opts.json then
+    cli.out(json.encode(json.array(out), { indent = "  " }), "\n")
+  elseif #out == 0 then
+    cli.out("no groups; make one with: shannot remote group add GROUP MEMBER...\n")
+  else
+    for _, g in ipairs(out) do
+      cli.out(string.format("%-16s %d host%s: %s   (%s)\n", text.inert(g.name), #g.hosts, #g.hosts == 1 and "" or "s",
+        text.inert(table.concat(g.hosts, " ")), text.inert(tostring(g.source))))
+    end
+  end
+  return const.EXIT.OK
+end
+
+local function group(opts, args)
+  local sub = args[2]
+  if sub == "add" then return group_add(opts, args) end
+  if sub == "remove" then return group_remove(opts, args) end
+  if sub == "list" and #args == 2 then return group_list(opts) end
+  return nil, err.usage("remote group: usage: shannot remote group add GROUP MEMBER... | list [--json] | " ..
+    "remove GROUP [MEMBER...]")
+end
+
 function M.run(opts, args)
   local sub = args[1]
   if sub == "test" then return test(opts, args) end
+  if sub == "group" then return group(opts, args) end
   if sub == "add" then return add(opts, args) end
   if sub == "remove" then return remove(opts, args) end
   if sub == "list" and #args == 1 then return list(opts) end
