@@ -97,3 +97,53 @@ ansible_port=22
     end
   end)
 end)
+
+describe("a YAML inventory", function()
+  local YAML = [[
+all:
+  hosts:
+    solo: {ansible_host: 10.0.0.9}
+  children:
+    prod:
+      vars: {ansible_user: root, ansible_port: 22}
+      children:
+        web:
+          vars:
+            ansible_user: ops
+            ansible_ssh_private_key_file: /keys/web
+          hosts:
+            web10:
+            web2: {ansible_user: "deploy user"}
+            web1: {ansible_host: 10.0.0.1, ansible_port: 2222}
+        db:
+          hosts:
+            db1:
+]]
+
+  it("reads what the INI form holds, the same way (hosts by name, web2 before web10)", function()
+    local inv = assert(inventory.parse_yaml(YAML, "hosts.yml"))
+    assert.same({ "web1", "web2", "web10" }, inventory.hosts_of(inv, "web"))
+    assert.same({ "solo" }, inv.groups.ungrouped.hosts)
+    assert.same({ "db1", "web1", "web10", "web2" }, (function()
+      local l = inventory.hosts_of(inv, "prod"); table.sort(l); return l end)())
+    assert.same({ name = "web1", host = "10.0.0.1", port = 2222, user = "ops", key_file = "/keys/web" },
+      inventory.target(inv, "web1"))
+    assert.same({ name = "web2", host = "web2", port = 22, user = "deploy user", key_file = "/keys/web" },
+      inventory.target(inv, "web2"))
+    assert.same({ name = "db1", host = "db1", port = 22, user = "root" }, inventory.target(inv, "db1"))
+  end)
+
+  it("names FILE:LINE of a syntax error, and what is not an inventory", function()
+    local cases = {
+      { "all:\n  hosts:\n    a: [\n", "inv.yml:3: " },
+      { "- a\n- b\n", "inv.yml: not an inventory" },
+      { "all:\n  hosts: [a, b]\n", 'group "all": hosts must be a map' },
+      { "all:\n  children:\n    a:\n      children:\n        a:\n", 'group "a" includes itself' },
+    }
+    for _, c in ipairs(cases) do
+      local inv, e = inventory.parse_yaml(c[1], "inv.yml")
+      assert.is_nil(inv, c[1])
+      assert.matches(c[2], e.message, 1, true)
+    end
+  end)
+end)

@@ -211,7 +211,9 @@ function M.parse_yaml(data, file)
   local inv = { hosts = {}, groups = {}, order = {}, null = y.null }
   group(inv, "all")
   if doc == nil or doc == y.null then return M.check(inv, file) end
-  if type(doc) ~= "table" then return nil, err.usage("%s: not an inventory (a map of groups)", text.inert(file)) end
+  if type(doc) ~= "table" or #doc > 0 then
+    return nil, err.usage("%s: not an inventory (a map of groups)", text.inert(file))
+  end
   for _, name in ipairs(sorted_keys(doc)) do
     local gok, gerr = yaml_group(inv, tostring(name), doc[name], file)
     if not gok then return nil, gerr end

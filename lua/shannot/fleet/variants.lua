@@ -77,12 +77,12 @@ end
 -- What a host without a change set became, in the order they are listed.
 local OTHER = { "unchanged", "failed", "unreachable", "refused", "error", "pending", "missing" }
 
--- of(run, opts) -> {variants = {{label, hosts, session, change, differs,
--- deferred_differ}}, others = {{state, hosts = {{name, error, session}}}},
--- problems}.  opts: session.current's.  A host whose run failed is
--- listed apart even when it captured something: it may be a partial change.
-function M.of(run, opts)
-  local sessions, problems = require("shannot.fleet.runs").sessions(run, opts)
+-- group(run, sessions) -> {variants = {{label, hosts, sessions, session,
+-- change, differs, deferred_differ}}, others = {{state, hosts = {{name,
+-- error, session}}}}}.  sessions: host name -> session.  A host whose run
+-- failed is listed apart even when it captured something: it may be a
+-- partial change.
+function M.group(run, sessions)
   local by_key, variants, others = {}, {}, {}
   for _, h in ipairs(run.hosts) do
     local s = h.session and sessions[h.name]
@@ -116,7 +116,16 @@ function M.of(run, opts)
   for _, state in ipairs(OTHER) do
     if others[state] then other_list[#other_list + 1] = { state = state, hosts = others[state] } end
   end
-  return { variants = variants, others = other_list, problems = problems }
+  return { variants = variants, others = other_list, problems = {} }
+end
+
+-- of(run, opts) -> group's, with problems (sessions that could not be
+-- read).  opts: session.current's.
+function M.of(run, opts)
+  local sessions, problems = require("shannot.fleet.runs").sessions(run, opts)
+  local groups = M.group(run, sessions)
+  groups.problems = problems
+  return groups
 end
 
 -- find(groups, label) -> the variant of that label, or nil
