@@ -12,7 +12,7 @@ local PUBLIC = {
   apply = "shannot.session.apply", executor = "shannot.executor", events = "shannot.session.audit_event",
   audit = "shannot.session.audit", seccomp = "shannot.sandbox.seccomp",
   bwrap = "shannot.sandbox.bwrap", limits = "shannot.sandbox.limits", approval = "shannot.session.approval",
-  view = "shannot.session.view", err = "shannot.err", guard = "shannot.guard",
+  view = "shannot.session.view", err = "shannot.err", guard = "shannot.guard", fleet = "shannot.fleet.api",
 }
 
 -- The submodule names, sorted (for listings and completion: the members

@@ -220,4 +220,71 @@ all:
     assert.same({ "y1", "y3" }, captured_hosts(r))
     assert.matches("on 2 hosts", r.stdout, 1, true)
   end)
+
+  it("does the same from Lua: open, run, variants, approve, execute, rollback", function()
+    local lua = h.write(home .. "/fleet.lua", string.format([==[
+local shannot = require("shannot")
+local f = assert(shannot.fleet.open("@web", { limit = "web1:web2:web7", profile = %q }))
+assert(#f.hosts == 3)
+local run = assert(f:run(%q))
+local variants, others = f:variants()
+assert(#variants == 2 and #others == 0, #variants)
+assert(variants[1].label == "A" and #variants[1].hosts == 2)
+for _, r in ipairs(f:results()) do assert(r.state == "captured", r.name .. " " .. r.state) end
+local approved = assert(f:approve("A"))
+assert(#approved == 2)
+local done = assert(f:execute({ serial = 2 }))
+assert(done.rows[1].state == "ok" and done.rows[2].state == "ok" and #done.left == 1, done.rows[1].error)
+local g = assert(shannot.fleet.load(run.id))
+local back = assert(g:rollback())
+assert(#back.rows == 2 and back.rows[1].state == "ok")
+print("fleet from lua: " .. run.id)
+]==], profile, script))
+    local r = shannot({ "lua", lua })
+    assert.equal(0, r.code, r.stderr)
+    assert.matches("fleet from lua: ", r.stdout)
+    for i = 1, 8 do
+      assert.same({}, manifest.changed(before[i], manifest.text(fleet.hosts[i].root, { seconds = true })),
+        "host " .. i)
+    end
+  end)
+
+  it("captures on a configured group through MCP, returning the run and its variants", function()
+    local function call(n, name, args)
+      return json.encode({ jsonrpc = "2.0", id = n, method = "tools/call", params = { name = name, arguments = args } })
+    end
+    local lines = {
+      '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18",' ..
+        '"capabilities":{},"clientInfo":{"name":"spec","version":"1"}}}',
+      '{"jsonrpc":"2.0","method":"notifications/initialized"}',
+      call(2, "run_script", { script = SCRIPT, target = "@web" }),
+      call(3, "run_script", { script = "true", target = "@nosuch" }),
+      call(4, "run_command", { argv = { "true" }, target = "@web" }),
+      call(5, "list_remotes", {}),
+    }
+    local r = h.shannot({ "mcp", "--profile", profile }, { home = home, input = table.concat(lines, "\n") .. "\n",
+      timeout = 300 })
+    assert.equal(0, r.code, r.stderr)
+    local replies = {}
+    for line in r.stdout:gmatch("[^\n]+") do
+      local m = json.decode(line)
+      replies[m.id] = m.result
+    end
+    local run = replies[2].structuredContent
+    assert.is_falsy(replies[2].isError)
+    assert.equal(8, run.hosts)
+    assert.same({ "web1", "web2", "web3", "web4", "web5", "web6" }, run.variants[1].hosts)
+    assert.same({ "web7" }, run.variants[2].hosts)
+    assert.matches("shannot approve " .. run.run .. " --variant A", run.summary, 1, true)
+    assert.is_true(replies[3].isError)
+    assert.matches("only groups configured", replies[3].content[1].text)
+    assert.is_true(replies[4].isError)
+    assert.equal("@web", replies[5].structuredContent.groups[1].name)
+    -- nothing applied: every session of the run pending
+    for _, v in ipairs(run.variants) do
+      for _, sid in ipairs(v.sessions) do
+        assert.equal("pending", json.decode(shannot({ "show", sid, "--json" }).stdout).status)
+      end
+    end
+  end)
 end)

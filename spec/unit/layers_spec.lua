@@ -18,7 +18,7 @@ local LAYERS = {
     "session.apply", "executor", "executor.local", "executor.ssh", "executor.common", "fleet", "fleet.pool",
     "fleet.variants" },
   -- 3: front ends
-  { "init", "cli", "main", "ui.*", "mcp.*", "cmd.*", "fleet.capture", "fleet.review", "fleet.apply" },
+  { "init", "cli", "main", "ui.*", "mcp.*", "cmd.*", "fleet.capture", "fleet.review", "fleet.apply", "fleet.api" },
 }
 
 local function layer_of(name)

@@ -59,7 +59,7 @@ end
 -- stop(results) after each batch says whether to go on.
 local function roll(ctx, hosts, action)
   local results, self = {}, pool.self()
-  local d = pool.display(hosts, action == "execute" and "executing" or "rolling back")
+  local d = pool.display(hosts, action == "execute" and "executing" or "rolling back", ctx.quiet)
   local i = 1
   while i <= #hosts do
     local batch = {}
@@ -79,7 +79,7 @@ local function roll(ctx, hosts, action)
         local r = outcome(jobs[k], status, action)
         results[offset + k] = r
         d.started[offset + k], d.done = nil, d.done + 1
-        if not ctx.json then d.line(line(batch[k].name, batch[k].session, r)) end
+        if not ctx.json and not ctx.quiet then d.line(line(batch[k].name, batch[k].session, r)) end
       end,
       tick = d.tick,
     })
@@ -137,9 +137,12 @@ local function report(ctx, rows, left)
   end
 end
 
--- execute(opts, id) -> exit code | nil, err.  opts: serial, max_fail,
--- json, stop_on_deferred_failure.
-function M.execute(opts, id)
+-- execute_run(opts, id) -> {rows = {{name, session, state ("ok",
+-- "failed", "skipped"), status, error}}, left = {{name, session, why}},
+-- stopped ("stopped", "interrupted" or nil), failures} | nil, err.
+-- opts: serial, max_fail, stop_on_deferred_failure, quiet (no display),
+-- config, actor, warn.
+function M.execute_run(opts, id)
   local run, e = runs.load(id)
   if not run then return nil, e end
   local dir, derr = run_dir(id)
@@ -153,7 +156,7 @@ function M.execute(opts, id)
   if not serial or serial < 1 then return nil, err.usage("--serial: a number of hosts, 1 or more") end
   local allowed, merr = M.max_failures(opts.max_fail, #hosts)
   if not allowed then return nil, merr end
-  local ctx = { id = id, dir = dir, batch = serial, json = opts.json, action = "execute",
+  local ctx = { id = id, dir = dir, batch = serial, json = opts.json, quiet = opts.quiet, action = "execute",
     extra = opts.stop_on_deferred_failure and { "--stop-on-deferred-failure" } or nil }
   local failures = 0
   ctx.stop = function(results)
@@ -170,20 +173,30 @@ function M.execute(opts, id)
     r.name, r.session = h.name, h.session
     rows[#rows + 1] = r
   end
-  ctx.stopped = why
-  report(ctx, rows, left)
-  if why == "stopped" and not opts.json then
-    cli.warn("run %s stopped after %d failed host%s; the hosts not run are untouched", id, failures,
-      failures == 1 and "" or "s")
-  end
+  return { rows = rows, left = left, stopped = why, failures = failures }
+end
+
+local function exit_of(rows)
   for _, r in ipairs(rows) do if r.state ~= "ok" then return const.EXIT.FAILED end end
   return const.EXIT.OK
 end
 
--- rollback(opts, id) -> exit code | nil, err: every host that executed
--- (or failed midway), --forks at a time; a host's conflicts are its own
--- and nothing is forced without --force.
-function M.rollback(opts, id)
+-- execute(opts, id) -> exit code | nil, err: `execute RUN`, its table
+function M.execute(opts, id)
+  local res, e = M.execute_run(opts, id)
+  if not res then return nil, e end
+  report({ id = id, json = opts.json, action = "execute", stopped = res.stopped }, res.rows, res.left)
+  if res.stopped == "stopped" and not opts.json then
+    cli.warn("run %s stopped after %d failed host%s; the hosts not run are untouched", id, res.failures,
+      res.failures == 1 and "" or "s")
+  end
+  return exit_of(res.rows)
+end
+
+-- rollback_run(opts, id) -> {rows, left} (as execute_run's) | nil, err:
+-- every host that executed (or failed midway), opts.forks at a time; a
+-- host's conflicts are its own and nothing is forced without opts.force.
+function M.rollback_run(opts, id)
   local run, e = runs.load(id)
   if not run then return nil, e end
   local dir, derr = run_dir(id)
@@ -191,7 +204,7 @@ function M.rollback(opts, id)
   local hosts, left = hosts_in(run, opts, { executed = true, failed = true })
   if #hosts == 0 then return nil, err.refused("run %s has no executed session to roll back", id) end
   local ctx = { id = id, dir = dir, batch = math.tointeger(opts.forks or 8) or 8, json = opts.json,
-    action = "rollback", extra = opts.force and { "--force" } or nil }
+    quiet = opts.quiet, action = "rollback", extra = opts.force and { "--force" } or nil }
   local results = roll(ctx, hosts, "rollback")
   local rows = {}
   for k, h in ipairs(hosts) do
@@ -199,9 +212,15 @@ function M.rollback(opts, id)
     r.name, r.session = h.name, h.session
     rows[#rows + 1] = r
   end
-  report(ctx, rows, left)
-  for _, r in ipairs(rows) do if r.state ~= "ok" then return const.EXIT.FAILED end end
-  return const.EXIT.OK
+  return { rows = rows, left = left }
+end
+
+-- rollback(opts, id) -> exit code | nil, err: `rollback RUN`, its table
+function M.rollback(opts, id)
+  local res, e = M.rollback_run(opts, id)
+  if not res then return nil, e end
+  report({ id = id, json = opts.json, action = "rollback" }, res.rows, res.left)
+  return exit_of(res.rows)
 end
 
 return M

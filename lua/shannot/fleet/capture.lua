@@ -121,7 +121,8 @@ local function phase(ctx, mode, hosts)
     jobs[i] = { argv = { ctx.self, "__fleet-host", base .. ".job.json" }, stdout_file = base .. ".out",
       stderr_file = base .. ".err", result = job.result }
   end
-  local d = mode == "capture" and require("shannot.fleet.pool").display(hosts, "capturing") or nil
+  local d = mode == "capture" and not ctx.opts.quiet and require("shannot.fleet.pool").display(hosts, "capturing")
+    or nil
   local results = {}
   local pool = require("shannot.fleet.pool")
   local _, interrupted = pool.run(jobs, {
@@ -199,7 +200,7 @@ function M.capture(opts, job)
     if keys[i].state == "pending" then reachable[#reachable + 1] = t else record(run.hosts[i], t, keys[i]) end
   end
   for i, t in ipairs(hosts) do
-    if keys[i].state ~= "pending" then
+    if keys[i].state ~= "pending" and not opts.quiet then
       io.stderr:write(host_line({ name = t.name, state = keys[i].state, error = keys[i].error }), "\n")
     end
   end

@@ -65,16 +65,16 @@ function M.run(jobs, opts)
   return statuses, false
 end
 
--- display(hosts, what) -> d: the live display of a pool over hosts (each
+-- display(hosts, what [, quiet]) -> d: the live display of a pool over hosts (each
 -- with a name): on a terminal one status line ("capturing: 3/8 done, 4
 -- running (web1 2s, ...)"), redrawn, under the plain lines of the hosts
 -- done; otherwise only the plain lines.  d.started[i] = when host i
 -- started; d.done; d.line(s) prints a host's line; d.tick() redraws;
 -- d.clear() at the end.
-function M.display(hosts, what)
+function M.display(hosts, what, quiet)
   local term = require("shannot.term")
   local text = require("shannot.text")
-  local tty = term.isatty(2)
+  local tty = not quiet and term.isatty(2)
   local d = { started = {}, done = 0, shown = false }
   local last = 0
   local function clear()

@@ -30,6 +30,9 @@ local PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL =
 
 local TARGET = { type = "string",
   description = "A remote host configured for shannot (see list_remotes); omit to run on this machine." }
+local SCRIPT_TARGET = { type = "string",
+  description = "A remote host configured for shannot, or @GROUP for every host of a configured group " ..
+    "(see list_remotes); omit to run on this machine." }
 
 M.TOOLS = {
   {
@@ -54,14 +57,15 @@ M.TOOLS = {
     title = "Capture what a script would change",
     description = "Runs a script in the sandbox against the real system, with every write captured " ..
       "instead of made, and returns the session id, a summary of the captured operations with their " ..
-      "danger levels, and the command a person runs to review it.  Nothing is ever applied from " ..
-      "here: a person approves and executes the session.",
+      "danger levels, and the command a person runs to review it.  With a group target (@GROUP) it " ..
+      "captures on every host of the group and returns the run id with its variants: the hosts grouped " ..
+      "by identical changes.  Nothing is ever applied from here: a person approves and executes.",
     inputSchema = {
       type = "object",
       properties = {
         script = { type = "string", description = "The script text." },
         interpreter = { type = "string", description = 'The interpreter, e.g. "sh" (default), "bash", "python3".' },
-        target = TARGET,
+        target = SCRIPT_TARGET,
         timeout = { type = "number", minimum = 0.1, maximum = 3600, description = "Seconds (default 600)." },
       },
       required = { "script" }, additionalProperties = false,
@@ -100,7 +104,8 @@ M.TOOLS = {
   {
     name = "list_remotes",
     title = "List remote hosts",
-    description = "Lists the remote hosts configured for shannot (the only targets allowed).",
+    description = "Lists the remote hosts and groups (@GROUP, for run_script) configured for shannot (the " ..
+      "only targets allowed).",
     inputSchema = { type = "object", properties = {}, additionalProperties = false },
   },
 }
@@ -181,11 +186,18 @@ function Server:tool_error(id, fmt, ...)
   self:reply(id, tool_result(self, string.format(fmt, ...), true))
 end
 
--- target(name) -> name | nil, why: a configured remote only
-function Server:check_target(name)
+-- target(name [, groups]) -> name | nil, why: a configured remote only,
+-- or (groups) a configured group as @NAME
+function Server:check_target(name, groups)
   name = name or self.target
   if name == nil or name == "local" then return "local" end
   local values = self.cfg and self.cfg.values
+  local g = type(name) == "string" and name:match("^@(.+)$")
+  if g then
+    if groups and values and values.groups[g] then return name end
+    return nil, string.format('unknown target "%s": %s', text.inert(name), groups and
+      "only groups configured for shannot (list_remotes)" or "this tool runs on one host; run_script takes a group")
+  end
   local e = values and values.executor[name]
   if values and (values.remotes[name] or (e and e.type == "ssh")) then return name end
   return nil, string.format('unknown target "%s": only remotes configured for shannot (list_remotes)',
@@ -332,13 +344,33 @@ local function op_summary(op)
   }
 end
 
+-- What run_script says of a fleet run: the run id, its variants (hosts
+-- grouped by identical changes) and the hosts that captured nothing.
+local function fleet_result(doc)
+  local variants = {}
+  for i, v in ipairs(doc.variants) do
+    variants[i] = { label = v.label, hosts = v.hosts, sessions = v.sessions, operations = v.operations,
+      differs_in = v.differs_in, deferred_differ = v.deferred_differ }
+  end
+  local failed = 0
+  for _, o in ipairs(doc.others) do
+    if o.state ~= "unchanged" then failed = failed + #o.hosts end
+  end
+  return { run = doc.id, hosts = #doc.hosts, variants = json.array(variants), others = doc.others,
+    review = "shannot show " .. doc.id .. " --diff", approve = "shannot approve " .. doc.id .. " --variant A",
+    summary = string.format("Captured on %d host(s) as run %s: %d variant(s) of the change%s. Nothing was " ..
+      "applied: a person reviews it with `shannot show %s --diff` and approves a variant with `shannot approve " ..
+      "%s --variant A`.", #doc.hosts, doc.id, #variants, failed > 0 and string.format("; %d host(s) failed", failed)
+      or "", doc.id, doc.id) }
+end
+
 function TOOL.run_script(self, id, a)
   if type(a.script) ~= "string" then return "script must be a string" end
   local interp = a.interpreter or "sh"
   if type(interp) ~= "string" or not interp:match("^[%w_./+-]+$") then
     return 'interpreter must be a command name or path such as "sh" or "python3"'
   end
-  local target, why = self:check_target(a.target)
+  local target, why = self:check_target(a.target, true)
   if not target then return self:tool_error(id, "%s", why) end
   local sub = fs.mkdtemp(self:workdir() .. "/script-")
   if not sub then return self:tool_error(id, "cannot make a place for the script") end
@@ -352,6 +384,7 @@ function TOOL.run_script(self, id, a)
     fs.rmtree(sub)
     local doc = run_document(self, id, { st = st, stdout = stdout, stderr = stderr })
     if not doc then return end
+    if doc.variants then return self:reply(id, tool_result(self, fleet_result(doc), false)) end
     local result = output_of(doc)
     if doc.session == json.null or doc.session == nil then
       result.session = json.null
@@ -428,8 +461,20 @@ local function remotes_of(cfg)
   return json.array(out)
 end
 
+-- The configured groups, with the hosts each stands for.
+local function groups_of(cfg)
+  local out = {}
+  local groups = cfg and cfg.values.groups or {}
+  for name, g in pairs(groups) do
+    local hosts = require("shannot.fleet.targets").expand("@" .. name, groups) or {}
+    out[#out + 1] = { name = "@" .. name, members = json.array(g.members or {}), hosts = json.array(hosts) }
+  end
+  table.sort(out, function(x, y) return x.name < y.name end)
+  return json.array(out)
+end
+
 function TOOL.list_remotes(self, id)
-  self:reply(id, tool_result(self, { remotes = remotes_of(self.cfg) }, false))
+  self:reply(id, tool_result(self, { remotes = remotes_of(self.cfg), groups = groups_of(self.cfg) }, false))
 end
 
 ---------------------------------------------------------------------------
