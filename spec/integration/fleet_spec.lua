@@ -20,7 +20,7 @@ describe("a fleet run", function()
     it("needs root (mount namespaces for the hosts)", function() pending("run as root") end)
     return
   end
-  local fleet, home, script, profile, run_id
+  local fleet, home, script, profile, run_id, mcp_run
   local manifest = require("support.manifest")
   local before = {}
 
@@ -286,5 +286,56 @@ print("fleet from lua: " .. run.id)
         assert.equal("pending", json.decode(shannot({ "show", sid, "--json" }).stdout).status)
       end
     end
+    mcp_run = run
+  end)
+
+  it("reviews a run by variant in the review UI and approves one there", function()
+    local tmux = require("support.tmux")
+    if not tmux.available() then return pending("tmux is missing") end
+    local t = tmux.start(home, { "approve" }, { name = "fleet-tui" })
+    local ok, problem = pcall(function()
+      local screen = t:wait("fleet run: 7 pending hosts")
+      assert.matches(mcp_run.run:gsub("%p", "%%%0"), screen)
+      t:keys("Enter")
+      screen = t:wait("variants")
+      assert.matches("A%s+6 hosts%s+4 ops%s+caution%s+6 pending%s+web1 web2", screen)
+      assert.matches("B%s+1 host%s+4 ops", screen)
+      assert.matches("1 host%s+unreachable%s+web8", screen)
+      t:keys("Enter")
+      t:wait("4 ops:")
+      t:keys("Space")
+      t:wait("a in the run's list approves the whole variant")
+      t:keys("q")
+      t:wait("6 pending")
+      t:keys("a")
+      t:wait("[y/N]")
+      t:keys("y")
+      screen = t:wait("6 approved")
+      assert.matches("variant A: 6 of 6 sessions approved", screen)
+      t:keys("q")
+      t:keys("q")
+      t:wait("shannot-exit=0")
+    end)
+    t:kill()
+    assert(ok, problem)
+    local doc = json.decode(shannot({ "show", mcp_run.run, "--json" }).stdout)
+    assert.equal("approved", json.decode(shannot({ "show", doc.variants[1].sessions[6], "--json" }).stdout).status)
+    assert.equal("pending", json.decode(shannot({ "show", doc.variants[2].sessions[1], "--json" }).stdout).status)
+  end)
+
+  it("shows a live status line on a terminal, and leaves only the per-host lines", function()
+    local tmux = require("support.tmux")
+    if not tmux.available() then return pending("tmux is missing") end
+    local t = tmux.start(home, { "run", "--target", "@web", "--limit", "web1:web2:web3", "--forks", "2",
+      "--profile", profile, "-c", "sleep 2; echo x > /srv/slow" }, { name = "fleet-live" })
+    local ok, problem = pcall(function()
+      local screen = t:wait("capturing: ")
+      assert.matches("capturing: %d/3 done, %d running %(web%d %ds", screen)
+      screen = t:wait("shannot-exit=0")
+      assert.not_matches("capturing:", screen)
+      for i = 1, 3 do assert.matches("web" .. i .. ": captured, 1 operation", screen) end
+    end)
+    t:kill()
+    assert(ok, problem)
   end)
 end)

@@ -15,8 +15,8 @@ local LAYERS = {
   -- 2: orchestration: running sandboxes, capturing, applying, executors
   { "sandbox", "sandbox.probe", "capture", "capture.walk", "capture.renames", "capture.staging",
     "capture.local", "capture.ssh",
-    "session.apply", "executor", "executor.local", "executor.ssh", "executor.common", "fleet", "fleet.pool",
-    "fleet.variants" },
+    "session.apply", "session.approve", "executor", "executor.local", "executor.ssh", "executor.common", "fleet",
+    "fleet.pool", "fleet.variants" },
   -- 3: front ends
   { "init", "cli", "main", "ui.*", "mcp.*", "cmd.*", "fleet.capture", "fleet.review", "fleet.apply", "fleet.api" },
 }

@@ -4,7 +4,6 @@ local const = require("shannot.const")
 local err = require("shannot.err")
 local json = require("shannot.json")
 local session = require("shannot.session")
-local sys = require("shannot.core.sys")
 local term = require("shannot.term")
 local text = require("shannot.text")
 
@@ -64,55 +63,6 @@ local function counts(s)
   return c
 end
 
--- recheck(s, cfg) -> the operations denied now | nil, err: the policy of
--- now, not only the one at capture, holds at approval; what it denies
--- now is said.
-function M.recheck(s, cfg)
-  local denied, perr = require("shannot.policy").recheck(s, cfg)
-  if not denied then
-    return nil, err.usage("session %s was not approved: the policy cannot be evaluated: %s", s.id,
-      err.is(perr) and perr.message or tostring(perr))
-  end
-  for _, op in ipairs(denied) do
-    local what = op.argv and text.command_line(op.argv) or op.path
-    cli.warn("%s %s is denied now: %s", op.kind, text.inert(what or "?"), op.reason)
-  end
-  return denied
-end
-
--- approve_all(s, who) -> number approved: every operation not denied
-function M.approve_all(s, who)
-  local n = 0
-  for _, op in ipairs(s.operations) do
-    if op.decision ~= "deny" then
-      if op.decision ~= "approve" then op.reason = "approved by " .. who end
-      op.decision = "approve"
-      n = n + 1
-    end
-  end
-  return n
-end
-
--- approve_session(id, opts) -> session, number approved | nil, err: one
--- command at a time, the session as it is now, under its lock; the policy
--- of now evaluated again.  opts: config, actor, warn.
-function M.approve_session(id, opts)
-  local lock <close>, s = session.acquire(id, "approved", { config = opts.config, actor = opts.actor,
-    warn = opts.warn })
-  if not lock then return nil, s end
-  if s.status ~= "pending" then
-    return nil, err.refused("session %s is %s; only a pending session can be approved", s.id, s.status)
-  end
-  local denied, perr = M.recheck(s, opts.config)
-  if not denied then return nil, perr end
-  local ids = sys.ids()
-  local n = M.approve_all(s, ids.user or ("uid " .. ids.uid))
-  local ok, terr = session.transition(s, "approved", { note = string.format("%d operations approved", n),
-    config = opts.config, actor = opts.actor, warn = opts.warn })
-  if not ok then return nil, terr end
-  return s, n
-end
-
 local function confirm(s)
   local c = counts(s)
   io.stderr:write(string.format("session %s: %d operations (%d to review, %d approved by policy, %d denied)\n",
@@ -134,7 +84,7 @@ end
 
 function M.run(opts, args)
   if #args == 1 and require("shannot.fleet.runs").is_run(args[1]) then
-    return require("shannot.fleet.review").approve(opts, args[1], M.approve_session)
+    return require("shannot.fleet.review").approve(opts, args[1])
   end
   if opts.variant or opts.all then
     return nil, err.usage("approve: --variant and --all are for a fleet run's id (shannot sessions lists runs)")
@@ -171,7 +121,8 @@ function M.run(opts, args)
     end
   end
   local n
-  s, n = M.approve_session(s.id, opts)
+  s, n = require("shannot.session.approve").session(s.id, { config = opts.config, actor = opts.actor,
+    warn = opts.warn })
   if not s then return nil, n end
   if opts.execute then
     return require("shannot.cmd.execute").run({ json = opts.json, config = opts.config, actor = opts.actor,

@@ -114,7 +114,7 @@ function Fleet:approve(label)
   local groups = groups_of(self)
   local list = label == "all" and groups.variants or { variants.find(groups, tostring(label)) }
   if #list == 0 then return nil, err.usage('no variant "%s" in run %s', tostring(label), self.run.id) end
-  local approve = require("shannot.cmd.approve").approve_session
+  local approve = require("shannot.session.approve").session
   local done = {}
   for _, v in ipairs(list) do
     for i, s in ipairs(v.sessions) do

@@ -76,17 +76,19 @@ local function confirm(list)
   return answer ~= nil and answer:match("^%s*[yY]") ~= nil
 end
 
--- approve(opts, id, approve_session) -> exit code | nil, err.  A session
--- that cannot be approved (no longer pending, its run failed) is said and
--- left; the others are approved, each by approve_session(id, opts)
--- (cmd/approve.lua's).
-function M.approve(opts, id, approve_session)
+-- approve(opts, id) -> exit code | nil, err.  A session that cannot be
+-- approved (no longer pending, its run failed) is said and left; the
+-- others are approved, each as `approve ID` would.
+function M.approve(opts, id)
+  local term = require("shannot.term")
+  if not (opts.variant or opts.all or opts.yes or opts.json) and term.isatty(0) and term.isatty(1) then
+    return require("shannot.ui.review").run({ config = opts.config, run = id })
+  end
   local run, groups = open(opts, id)
   if not run then return nil, groups end
   local list, lerr = chosen(opts, groups)
   if not list then return nil, lerr end
   if not opts.yes then
-    local term = require("shannot.term")
     if not (term.isatty(0) and term.isatty(2)) then
       return nil, err.usage("approve %s: not a terminal to ask on; add --yes", id)
     end
@@ -103,7 +105,8 @@ function M.approve(opts, id, approve_session)
       if failure and not opts.allow_failed then
         e = { message = string.format("its run %s (approve with --allow-failed)", failure) }
       else
-        ok, e = approve_session(s.id, opts)
+        ok, e = require("shannot.session.approve").session(s.id, { config = opts.config, actor = opts.actor,
+          warn = opts.warn })
       end
       if ok then
         done[#done + 1] = { host = v.hosts[i], session = s.id, variant = v.label }

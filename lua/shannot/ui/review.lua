@@ -554,9 +554,16 @@ local function reject(ui, id)
   return true
 end
 
+-- Keys that decide, which a variant's sample session only shows.
+local DECIDING = { space = true, a = true, n = true, x = true, r = true }
+
 function Ops:key(ui, key)
   local ops = self.s.operations
   if move_cursor(self, key, #ops, ui:body_height()) then return true end
+  if self.browse and DECIDING[key] then
+    ui:say("%s; a in the run's list approves the whole variant", self.browse)
+    return true
+  end
   if key == "space" then
     if ops[self.cursor] then self:toggle(ui, ops[self.cursor]) end
   elseif key == "enter" or key == "right" then
@@ -592,17 +599,160 @@ function Ops:key(ui, key)
 end
 
 ---------------------------------------------------------------------------
+-- A fleet run's variants
+---------------------------------------------------------------------------
+
+local Variants = {}
+Variants.__index = Variants
+
+local DANGER_RANK = { safe = 1, caution = 2, danger = 3 }
+
+local function new_variants(id)
+  return setmetatable({ id = id, items = {}, cursor = 1, top = 1,
+    hints = "j/k move  Enter look  a approve the variant  q back  ? keys" }, Variants)
+end
+
+function Variants:enter(ui)
+  local run, e = require("shannot.fleet.runs").load(self.id)
+  self.items = {}
+  if not run then return ui:say("%s", e.message) end
+  local g = require("shannot.fleet.variants").of(run, { config = ui.cfg, actor = "ui", warn = ui.warn })
+  self.run = run
+  for _, v in ipairs(g.variants) do self.items[#self.items + 1] = { variant = v } end
+  for _, o in ipairs(g.others) do self.items[#self.items + 1] = { other = o } end
+end
+
+function Variants:title()
+  return string.format("run %s: %d hosts, %d variants", self.id, self.run and #self.run.hosts or 0,
+    #self.items)
+end
+
+local function worst_danger(s)
+  local worst = #s.operations > 0 and "safe" or "-"
+  for _, op in ipairs(s.operations) do
+    if (DANGER_RANK[op.danger] or 0) > (DANGER_RANK[worst] or 0) then worst = op.danger end
+  end
+  return worst
+end
+
+-- "6 pending", "4 approved, 2 pending"
+local function statuses(v)
+  local n, order = {}, {}
+  for _, s in ipairs(v.sessions) do
+    if not n[s.status] then order[#order + 1] = s.status end
+    n[s.status] = (n[s.status] or 0) + 1
+  end
+  for i, st in ipairs(order) do order[i] = n[st] .. " " .. st end
+  return table.concat(order, ", ")
+end
+
+function Variants:rows(_, h)
+  local first, last = window(self, #self.items, h)
+  local out = {}
+  for i = first, last do
+    local it = self.items[i]
+    local v, o = it.variant, it.other
+    if v then
+      local worst = worst_danger(v.session)
+      out[#out + 1] = { {
+        { string.format("%-3s %3d host%s  %4d ops  ", v.label, #v.hosts, #v.hosts == 1 and " " or "s",
+          #v.session.operations) },
+        { string.format("%-8s", worst), SGR[worst] },
+        { string.format("%-12s  ", statuses(v)) },
+        { text.inert(table.concat(v.hosts, " ")) },
+      }, i == self.cursor }
+    else
+      out[#out + 1] = { {
+        { string.format("    %3d host%s  ", #o.hosts, #o.hosts == 1 and " " or "s") },
+        { string.format("%-12s  ", o.state), SGR.dim },
+        { text.inert(table.concat((function()
+          local names = {}
+          for k, x in ipairs(o.hosts) do names[k] = x.name end
+          return names
+        end)(), " ")) },
+      }, i == self.cursor }
+    end
+  end
+  if #self.items == 0 then out[1] = { { { "  no host of this run captured anything; q goes back" } } } end
+  return out
+end
+
+function Variants:detail()
+  local it = self.items[self.cursor]
+  if not it then return "" end
+  if it.variant then
+    local v = it.variant
+    return v.label == "A" and "the change most hosts share; Enter shows it as captured on " .. v.hosts[1]
+      or require("shannot.fleet.variants").what_differs(v)
+  end
+  local h1 = it.other.hosts[1]
+  return h1.error and (h1.name .. ": " .. h1.error) or ""
+end
+
+-- Approves every pending session of variant v (each under its lock, with
+-- the policy of now), and says how many.
+local function approve_variant(ui, v)
+  local approve = require("shannot.session.approve")
+  local ok_n, problems = 0, {}
+  for i, s in ipairs(v.sessions) do
+    local done, e
+    if session.run_failure(s) then
+      e = { message = "its run failed" }
+    else
+      done, e = approve.session(s.id, { config = ui.cfg, actor = "ui", warn = ui.warn, who = ui.user })
+    end
+    if done then ok_n = ok_n + 1 else problems[#problems + 1] = v.hosts[i] .. ": " .. e.message end
+  end
+  ui.log[#ui.log + 1] = string.format("variant %s: %d of %d sessions approved%s", v.label, ok_n, #v.sessions,
+    #problems > 0 and ("; not: " .. table.concat(problems, "; ")) or "")
+  ui:say("%s", ui.log[#ui.log])
+end
+
+function Variants:key(ui, key)
+  if move_cursor(self, key, #self.items, ui:body_height()) then return true end
+  local it = self.items[self.cursor]
+  local v = it and it.variant
+  if (key == "enter" or key == "right") and v then
+    local ops = new_ops(v.session)
+    ops.browse = string.format("variant %s as captured on %s", v.label, v.hosts[1])
+    ops.hints = "Enter diff  q back  ? keys"
+    ui:push(ops)
+  elseif key == "a" and v then
+    ui:ask(string.format("approve variant %s: every operation not denied, on %d host%s (%s)? [y/N]", v.label,
+      #v.hosts, #v.hosts == 1 and "" or "s", text.inert(table.concat(v.hosts, " "))), function()
+      approve_variant(ui, v)
+      self:enter(ui)
+    end)
+  else
+    return false
+  end
+  return true
+end
+
+---------------------------------------------------------------------------
 -- The pending sessions
 ---------------------------------------------------------------------------
 
 local Sessions = {}
 Sessions.__index = Sessions
 
-local DANGER_RANK = { safe = 1, caution = 2, danger = 3 }
-
 function Sessions:enter(ui)
   local list, problems = session.list({ status = "pending", config = ui.cfg, actor = "ui",
     warn = ui.warn })
+  -- a fleet run's sessions are one row, its run's: reviewed by variant
+  local items, runs = {}, {}
+  for _, s in ipairs(list) do
+    if s.fleet_run then
+      if not runs[s.fleet_run] then
+        runs[s.fleet_run] = { run = s.fleet_run, pending = 0, command = s.command }
+        items[#items + 1] = runs[s.fleet_run]
+      end
+      runs[s.fleet_run].pending = runs[s.fleet_run].pending + 1
+    else
+      items[#items + 1] = s
+    end
+  end
+  list = items
   self.items = list
   if #problems > 0 then ui:say("%d sessions could not be read: %s", #problems, problems[1]) end
 end
@@ -616,11 +766,13 @@ function Sessions:rows(_, h)
   local out = {}
   for i = first, last do
     local s = self.items[i]
-    local worst = "safe"
-    for _, op in ipairs(s.operations) do
-      if (DANGER_RANK[op.danger] or 0) > DANGER_RANK[worst] then worst = op.danger end
+    if s.run then
+      out[#out + 1] = { {
+        { s.run .. "  " }, { string.format("fleet run: %d pending host%s  ", s.pending, s.pending == 1 and "" or "s"),
+          SGR.title }, { command_line(s.command) } }, i == self.cursor }
+      goto continue
     end
-    if #s.operations == 0 then worst = "-" end
+    local worst = worst_danger(s)
     out[#out + 1] = { {
       { s.id .. "  " },
       { string.format("%4d ops  ", #s.operations) },
@@ -629,6 +781,7 @@ function Sessions:rows(_, h)
       { s.target and ("on " .. text.inert(opview.remote_at(s)) .. "  ") or "" },
       { command_line(s.command) },
     }, i == self.cursor }
+    ::continue::
   end
   if #self.items == 0 then out[1] = { { { "  no pending session; q quits" } } } end
   return out
@@ -637,13 +790,18 @@ end
 function Sessions:detail()
   local s = self.items[self.cursor]
   if not s then return "" end
+  if s.run then return "Enter: its variants (hosts grouped by identical change)" end
   return string.format("created %s, expires %s, profile %s", s.created_at, s.expires_at, tostring(s.profile))
 end
 
 function Sessions:key(ui, key)
   if move_cursor(self, key, #self.items, ui:body_height()) then return true end
   local s = self.items[self.cursor]
-  if (key == "enter" or key == "right") and s then
+  if (key == "enter" or key == "right") and s and s.run then
+    ui:push(new_variants(s.run))
+  elseif key == "r" and s and s.run then
+    ui:say("a fleet run is rejected host by host: shannot deny ID")
+  elseif (key == "enter" or key == "right") and s then
     local now = fresh(ui, s.id)
     if now then ui:push(new_ops(now)) else self:enter(ui) end
   elseif key == "r" and s then
@@ -800,7 +958,8 @@ function UI:loop()
 end
 
 -- run(opts) -> exit code | nil, err.  opts.config; opts.id opens that
--- session directly (it must be pending), else the list of pending ones.
+-- session directly (it must be pending), opts.run a fleet run's
+-- variants, else the list of pending ones.
 function M.run(opts)
   local ids = require("shannot.core.sys").ids()
   local ui = setmetatable({ cfg = opts.config, stack = {}, log = {}, exit = const.EXIT.OK,
@@ -809,7 +968,10 @@ function M.run(opts)
   local cols, rows, serr = term.size(OUT)
   if not cols then return nil, err.env("review: %s", rows or serr) end
   ui.cols, ui.rows = cols, rows
-  if opts.id then
+  if opts.run then
+    ui:push(new_variants(opts.run))
+    if #ui.stack[1].items == 0 and ui.message then return nil, err.usage("%s", ui.message) end
+  elseif opts.id then
     local s, e = session.current(opts.id, { config = opts.config, actor = "ui", warn = ui.warn })
     if not s then return nil, e end
     ui:push(new_ops(s))

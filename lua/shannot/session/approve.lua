@@ -1,0 +1,63 @@
+-- Approving a whole session: every operation not denied (by the policy
+-- of now, evaluated again: a deny rule added since the capture denies),
+-- under the session's lock, as it is now.  What `approve ID`, `approve RUN
+-- --variant`, the review's variant list and shannot.fleet share.
+local err = require("shannot.err")
+local session = require("shannot.session")
+local text = require("shannot.text")
+
+local M = {}
+
+-- approve_all(s, who) -> number approved: every operation not denied
+function M.approve_all(s, who)
+  local n = 0
+  for _, op in ipairs(s.operations) do
+    if op.decision ~= "deny" then
+      if op.decision ~= "approve" then op.reason = "approved by " .. who end
+      op.decision = "approve"
+      n = n + 1
+    end
+  end
+  return n
+end
+
+-- recheck(s, cfg [, warn]) -> the operations denied now | nil, err; each
+-- said through warn(fmt, ...) when given
+function M.recheck(s, cfg, warn)
+  local denied, perr = require("shannot.policy").recheck(s, cfg)
+  if not denied then
+    return nil, err.usage("session %s was not approved: the policy cannot be evaluated: %s", s.id,
+      err.is(perr) and perr.message or tostring(perr))
+  end
+  for _, op in ipairs(denied) do
+    local what = op.argv and text.command_line(op.argv) or op.path
+    if warn then warn("%s %s is denied now: %s", op.kind, text.inert(what or "?"), op.reason) end
+  end
+  return denied
+end
+
+-- session(id, opts) -> session, number approved | nil, err.  opts: config,
+-- actor, warn (the audit log's troubles and the operations denied now),
+-- who (default: this user).
+function M.session(id, opts)
+  local lock <close>, s = session.acquire(id, "approved", { config = opts.config, actor = opts.actor,
+    warn = opts.warn })
+  if not lock then return nil, s end
+  if s.status ~= "pending" then
+    return nil, err.refused("session %s is %s; only a pending session can be approved", s.id, s.status)
+  end
+  local denied, perr = M.recheck(s, opts.config, opts.warn)
+  if not denied then return nil, perr end
+  local who = opts.who
+  if not who then
+    local ids = require("shannot.core.sys").ids()
+    who = ids.user or ("uid " .. ids.uid)
+  end
+  local n = M.approve_all(s, who)
+  local ok, terr = session.transition(s, "approved", { note = string.format("%d operations approved", n),
+    config = opts.config, actor = opts.actor, warn = opts.warn })
+  if not ok then return nil, terr end
+  return s, n
+end
+
+return M
