@@ -47,8 +47,8 @@ local ok, problem = pcall(function()
     require("shannot.capture.ssh").sandbox_plan(p, { argv = { "true" } }, facts, plan), "remote")
   local same = table.concat({
     remote_shell.probe_command({}, shannot.profile.search_path(p), {}) .. " > /dev/null",
-    remote_shell.prepare_command(plan), "(" .. remote_shell.run_command(plan) .. ")",
-    "(" .. remote_shell.collect_command(dir) .. ") > /dev/null", remote_shell.cleanup_command(dir),
+    "mkdir -m 700 " .. dir, "(" .. remote_shell.prepare_and_run_command(plan) .. ")",
+    "(" .. remote_shell.collect_command(dir, nil, plan.root) .. ") > /dev/null",
   }, "\n")
   local cold_ssh = table.move(ssh, 1, #ssh, 1, {})
   cold_ssh[#cold_ssh + 1] = same

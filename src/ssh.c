@@ -296,6 +296,7 @@ struct connect_opts {
     unsigned int port; /* 0: from config or 22 */
     double timeout;    /* < 0: none */
     int accept_new;
+    int key_only; /* stop once the host key is checked: no login */
 };
 
 /* [-0, +0, e] Field key of the table at idx: a string (kept alive by the
@@ -334,6 +335,7 @@ static void connect_read(lua_State *L, struct connect_opts *o)
     o->port = (unsigned int)port;
     o->timeout = sh_optfield_number(L, 1, "timeout", -1);
     o->accept_new = sh_optfield_boolean(L, 1, "accept_new", 0);
+    o->key_only = sh_optfield_boolean(L, 1, "key_only", 0);
     int t = lua_getfield(L, 1, "config");
     if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
         o->no_config = 1;
@@ -618,7 +620,8 @@ static void keepalive(int fd)
  * are: libssh takes the passwd entry's home, not $HOME), known_hosts (file),
  * timeout (s, for the
  * connection and each blocking protocol step), accept_new (add an unknown
- * host key to known_hosts).  info: HOSTKEY_* {fingerprint, key_type,
+ * host key to known_hosts), key_only (no login: the session only says the
+ * host key is known; a fleet checks every host's key so, cheaply).  info: HOSTKEY_* {fingerprint, key_type,
  * old_fingerprint (CHANGED, if known_hosts has it)}, AUTH {methods}. */
 static int lssh_connect(lua_State *L)
 {
@@ -644,7 +647,7 @@ static int lssh_connect(lua_State *L)
         n = ssh_fail(L, ss, o.host, "CONNECT");
     } else {
         keepalive(a->ssh_get_fd(ss->s));
-        if ((n = check_host_key(L, ss, o.accept_new)) == 0) {
+        if ((n = check_host_key(L, ss, o.accept_new)) == 0 && !o.key_only) {
             n = authenticate(L, ss, o.identity);
         }
     }

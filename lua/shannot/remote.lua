@@ -89,7 +89,8 @@ local function connect_error(name, known, why)
   return err.env("%s: cannot connect: %s", name, msg)
 end
 
--- connect(target_table, opts) -> Session | nil, err.  opts: accept_new.
+-- connect(target_table, opts) -> Session | nil, err.  opts: accept_new,
+-- key_only (the host key checked, no login: the session is only closed).
 -- The error's `connect` field says which way it failed (HOSTKEY_UNKNOWN,
 -- HOSTKEY_CHANGED, AUTH, ...): a fleet's per-host state.
 function M.connect(t, opts)
@@ -100,7 +101,7 @@ function M.connect(t, opts)
     host = t.host, port = t.port, user = t.user, identity = t.key_file, known_hosts = known,
     ssh_dir = paths.home() .. "/.ssh",  -- $HOME's, as known_hosts
     timeout = opts.timeout or M.CONNECT_TIMEOUT, accept_new = opts.accept_new == true,
-    config = opts.ssh_config,
+    config = opts.ssh_config, key_only = opts.key_only == true,
   })
   if s then return s end
   local e = connect_error(text.inert(where(t)), known, { msg = msg, code = code, info = info })

@@ -47,26 +47,32 @@ function M.mount_lines(overlays)
 end
 
 -- probe_command(capture, search_path, defer) -> what the plan needs to
--- know of the remote, one KEY=VALUE line each, then its mount table
+-- know of the remote, one KEY=VALUE line each (id= is id(1)'s own line:
+-- uid=N(name) gid=N(name) ...), then its mount table.  Shell builtins
+-- wherever they do (cd -P for realpath, read for sed): every process a
+-- command starts there costs the remote a fork and an exec, and a fleet
+-- pays that on every host.
 function M.probe_command(capture, search_path, defer)
   local caps, dirs, names = {}, {}, {}
   for i, p in ipairs(capture) do caps[i] = q(p) end
   for d in search_path:gmatch("[^:]+") do dirs[#dirs + 1] = q(d) end
   for i, n in ipairs(defer) do names[i] = q(n) end
+  -- physical(VAR, PATH): the directory PATH resolved (no symlink), in
+  -- $PWD, without a process: cd -P, then back
   return table.concat({
-    'echo "uid=$(id -u)"', 'echo "gid=$(id -g)"', 'echo "user=$(id -un)"', 'echo "home=$HOME"',
-    'echo "arch=$(uname -m)"', 'b=$(command -v bwrap) && echo "bwrap=$b"',
-    "sed -n 's/^MemTotal: *\\([0-9]*\\) kB/memtotal_kb=\\1/p' /proc/meminfo",
+    "printf 'id='; id", 'echo "home=$HOME"', "printf 'arch='; uname -m",
+    "printf 'bwrap='; command -v bwrap || echo",
+    'while read -r k v _; do if [ "$k" = MemTotal: ]; then echo "memtotal_kb=$v"; break; fi; done < /proc/meminfo',
     '[ -L /var/run ] && echo "var_run_link=yes"',
     -- what the user owns (own=), for a capture as another user than root
-    "h=$(realpath -e -- \"$HOME\" 2>/dev/null) && [ -d \"$h\" ] && printf 'home_real=%s\\n' \"$h\" && " ..
-      "[ -O \"$h\" ] && printf 'own=%s\\n' \"$h\"",
-    "for p in " .. table.concat(caps, " ") .. "; do r=$(realpath -e -- \"$p\" 2>/dev/null) && " ..
-      "[ -d \"$r\" ] && printf 'top=%s\\n' \"$r\" && [ -O \"$r\" ] && printf 'own=%s\\n' \"$r\"; done",
-    "for d in " .. table.concat(dirs, " ") .. "; do rd=$(realpath -e -- \"$d\" 2>/dev/null) || continue; " ..
+    "if cd -P -- \"$HOME\" 2>/dev/null; then printf 'home_real=%s\\n' \"$PWD\"; " ..
+      "[ -O \"$PWD\" ] && printf 'own=%s\\n' \"$PWD\"; fi",
+    "for p in " .. table.concat(caps, " ") .. "; do if cd -P -- \"$p\" 2>/dev/null; then " ..
+      "printf 'top=%s\\n' \"$PWD\"; [ -O \"$PWD\" ] && printf 'own=%s\\n' \"$PWD\"; fi; done",
+    "for d in " .. table.concat(dirs, " ") .. "; do cd -P -- \"$d\" 2>/dev/null || continue; " ..
       "for n in " .. (#names > 0 and table.concat(names, " ") or "''") .. "; do " ..
-      "[ -f \"$rd/$n\" ] && [ ! -L \"$rd/$n\" ] && printf 'defer=%s\\n' \"$rd/$n\"; done; done",
-    'echo "---mountinfo"', "cat /proc/self/mountinfo",
+      "[ -f \"$PWD/$n\" ] && [ ! -L \"$PWD/$n\" ] && printf 'defer=%s\\n' \"$PWD/$n\"; done; done",
+    "cd /", 'echo "---mountinfo"', "cat /proc/self/mountinfo",
   }, "\n")
 end
 
@@ -82,29 +88,38 @@ end
 M.SECCOMP_FD0 = 7
 M.STATUS_FD = 6
 
--- prepare_command(plan) -> makes the staging directory (mode 700, a name
--- that must not exist), the uppers (as their host directories), the shims
+-- prepare_command(plan) -> fills the staging directory plan.dir (made
+-- before, mode 700, by a name that must not exist): the uppers (as their
+-- host directories), the shims, the records.  Few processes (one mkdir
+-- for every directory, modes by umask where it does); run in a subshell,
+-- so the run keeps the login's umask.
 function M.prepare_command(plan)
   local d = plan.dir
+  local dirs = { q(d .. "/upper"), q(d .. "/wd"), q(d .. "/lower") }
+  for _, o in ipairs(plan.overlays) do
+    dirs[#dirs + 1] = q(o.upper) .. " " .. q(o.work) .. (o.lower and " " .. q(o.lower) or "")
+  end
   local lines = {
     "set -eu", "umask 077",
-    "mkdir -m 700 " .. q(d),
-    "mkdir " .. q(d .. "/upper") .. " " .. q(d .. "/wd") .. " " .. q(d .. "/lower") .. " " .. q(d .. "/defer") .. " " ..
-      q(d .. "/defer/bin"),
+    "mkdir " .. table.concat(dirs, " "),
   }
   for _, o in ipairs(plan.overlays) do
-    lines[#lines + 1] = "mkdir " .. q(o.upper) .. " " .. q(o.work) .. (o.lower and " " .. q(o.lower) or "")
     lines[#lines + 1] = "chmod --reference=" .. q(o.target) .. " " .. q(o.upper)
     if plan.root then lines[#lines + 1] = "chown --reference=" .. q(o.target) .. " " .. q(o.upper) end
     lines[#lines + 1] = "touch -r " .. q(o.target) .. " " .. q(o.upper)
   end
+  -- the shims' directories 755 (umask 022), the records any sandboxed
+  -- user appends to 666 (umask 0), the rest 600
+  lines[#lines + 1] = "umask 022"
+  lines[#lines + 1] = "mkdir " .. q(d .. "/defer") .. " " .. q(d .. "/defer/bin")
   lines[#lines + 1] = "printf '%s' " .. q(plan.shim) .. " > " .. q(d .. "/defer/shim")
-  lines[#lines + 1] = "chmod 755 " .. q(d .. "/defer/shim") .. " " .. q(d .. "/defer/bin")
-  lines[#lines + 1] = ": > " .. q(d .. "/defer/deferred") .. " && chmod 666 " .. q(d .. "/defer/deferred") ..
-    " && : > " .. q(d .. "/status")
+  lines[#lines + 1] = "umask 0"
+  lines[#lines + 1] = ": > " .. q(d .. "/defer/deferred")
   -- the questions' channel (capture/queries.lua) and its record
-  lines[#lines + 1] = "mkdir -m 1777 " .. q(d .. "/defer/q") .. " && mkfifo -m 666 " .. q(d .. "/defer/q/ask") ..
-    " && : > " .. q(d .. "/queries")
+  lines[#lines + 1] = "mkdir -m 1777 " .. q(d .. "/defer/q") .. " && mkfifo -m 666 " .. q(d .. "/defer/q/ask")
+  lines[#lines + 1] = "umask 077"
+  lines[#lines + 1] = ": > " .. q(d .. "/status") .. " && : > " .. q(d .. "/queries")
+  lines[#lines + 1] = "chmod 755 " .. q(d .. "/defer/shim")
   for i, bpf in ipairs(plan.seccomp or {}) do
     lines[#lines + 1] = "printf '" .. M.octal(bpf) .. "' > " .. q(d .. "/seccomp-" .. i)
   end
@@ -154,23 +169,33 @@ function M.run_command(plan)
   return server .. "exec " .. limit .. unshare .. " sh -c " .. q("set -e; " .. table.concat(inner, "; "))
 end
 
--- collect_command(dir [, max_bytes]) -> the command line that streams
--- the upper trees and the deferred record back as one GNU tar stream on
--- stdout, cut after max_bytes: a longer stream
--- arrives truncated and is refused, rather than filling the disk here.
-function M.collect_command(dir, max_bytes)
+-- prepare_and_run_command(plan) -> the staging filled (prepare_command, in
+-- a subshell), then the run: one SSH channel for both
+function M.prepare_and_run_command(plan)
+  return "(\n" .. M.prepare_command(plan) .. "\n) || exit 125\n" .. M.run_command(plan)
+end
+
+-- cleanup_command(dir [, root]): the staging gone, 000-mode work dirs
+-- included (root removes them as they are)
+function M.cleanup_command(dir, root)
+  if root then return "rm -rf " .. q(dir) end
+  return "chmod -R u+rwx " .. q(dir) .. " 2>/dev/null; rm -rf " .. q(dir)
+end
+
+-- collect_command(dir [, max_bytes [, root]]) -> the command line that
+-- streams the upper trees and the deferred record back as one GNU tar
+-- stream on stdout, cut after max_bytes (a longer stream arrives
+-- truncated and is refused, rather than filling the disk here), then
+-- removes the staging (cleanup_command): one SSH channel for both.  Its
+-- exit status is the stream's.
+function M.collect_command(dir, max_bytes, root)
   -- no --sparse: GNU's sparse records are not read here (tar.c refuses
   -- them); the zeros come as zeros, and the replica and execute make
   -- holes of them again
   local tar = "tar --xattrs --xattrs-include='user.*' --numeric-owner --format=posix -cf - upper " ..
     "defer/deferred queries status"
-  if not max_bytes then return "cd " .. q(dir) .. " && exec " .. tar end
-  return "cd " .. q(dir) .. " && " .. tar .. string.format(" | head -c %d", max_bytes + 1)
-end
-
--- cleanup_command(dir): the staging gone, 000-mode work dirs included
-function M.cleanup_command(dir)
-  return "chmod -R u+rwx " .. q(dir) .. " 2>/dev/null; rm -rf " .. q(dir)
+  local stream = max_bytes and (tar .. string.format(" | head -c %d", max_bytes + 1)) or tar
+  return "cd " .. q(dir) .. " && " .. stream .. "; s=$?; cd / && " .. M.cleanup_command(dir, root) .. "; exit $s"
 end
 
 return M

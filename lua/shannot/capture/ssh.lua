@@ -37,7 +37,11 @@ local function probe(s, p)
   local head, mountinfo = r.stdout:match("^(.-)%-%-%-mountinfo\n(.*)$")
   local f, owned = { tops = {}, defer = {} }, {}
   for k, v in (head or ""):gmatch("([%w_]+)=([^\n]*)") do
-    if k == "top" then f.tops[#f.tops + 1] = v
+    if k == "id" then  -- id(1)'s line: uid=N(name) gid=N(name) groups=...
+      f.uid, f.gid = v:match("^uid=(%d+)"), v:match(" gid=(%d+)")
+      f.user = v:match("^uid=%d+%(([^)]*)%)")
+    elseif k == "bwrap" then f.bwrap = v ~= "" and v or nil
+    elseif k == "top" then f.tops[#f.tops + 1] = v
     elseif k == "defer" then f.defer[#f.defer + 1] = v
     elseif k == "own" then owned[v] = true
     else f[k] = v end
@@ -314,8 +318,11 @@ local function run_result(job, p, run, timeout)
   }
 end
 
--- Sets the remote staging up on ex's host (removed again by the returned
--- guard's close).  how: limits (limits.of's), warn(fmt, ...).
+-- Makes the remote staging directory on ex's host (mode 700, a name that
+-- must not exist: over SFTP, no process there) and plans what fills it
+-- (remote_shell.prepare_command, run in the run's own channel); the
+-- returned guard's close removes it unless the collect did (guard.done).
+-- how: limits (limits.of's), warn(fmt, ...).
 local function prepare_staging(ex, f, p, how)
   local s, name = ex.s, ex.remote.name
   local root = remote_shell.staging_root(f.tops)
@@ -330,15 +337,13 @@ local function prepare_staging(ex, f, p, how)
     o.upper, o.work = plan.dir .. "/upper/" .. i, plan.dir .. "/wd/" .. i
     if o.fstype then o.lower = plan.dir .. "/lower/" .. i end  -- a mount below a capture path
   end
-  local r, msg = s:exec(remote_shell.prepare_command(plan), { timeout = 120 })
+  local ok, msg = ex.sftp:mkdir(plan.dir, 448)
+  if not ok then return nil, err.env("%s: cannot set the staging up: %s", name, text.inert(msg)) end
+  local state = {}
   local guard = require("shannot.guard")(function()
-    s:exec(remote_shell.cleanup_command(plan.dir), { timeout = 120 })
+    if not state.done then s:exec(remote_shell.cleanup_command(plan.dir, plan.root), { timeout = 120 }) end
   end)
-  if not r or r.code ~= 0 then
-    guard:close()
-    return nil, err.env("%s: cannot set the staging up: %s", name,
-      text.inert(r and (r.stderr or ""):match("[^\n]*") or msg))
-  end
+  plan.cleaned = state
   return plan, guard
 end
 
@@ -347,8 +352,9 @@ local function collect(s, name, plan, ldir)
   local stream = ldir .. "/stream.tar"
   local out <close>, oerr = fs.open(stream, "a", 384)
   if not out then return nil, err.env("%s", oerr) end
-  local col, colerr = s:exec(remote_shell.collect_command(plan.dir, 2 * plan.limits.staging),
+  local col, colerr = s:exec(remote_shell.collect_command(plan.dir, 2 * plan.limits.staging, plan.root),
     { stdout_fd = out:fd(), timeout = 3600 })
+  if col then plan.cleaned.done = true end  -- the staging went with it
   if not col or col.code ~= 0 then
     return nil, err.env("%s: cannot collect what the run wrote: %s", name,
       text.inert(col and (col.stderr or ""):match("[^\n]*") or colerr))
@@ -407,7 +413,7 @@ function M.capture(ex, plan)
   -- the output passes through as it comes (no terminal control strings),
   -- as a local run's does; plan.max_output bounds what is kept
   local show = plan.show_output or nil
-  local run, rerr = s:exec(remote_shell.run_command(remote_staging), {
+  local run, rerr = s:exec(remote_shell.prepare_and_run_command(remote_staging), {
     timeout = plan.timeout and plan.timeout + 10, max_capture = plan.max_output,
     tee_stdout = show and 1, tee_stderr = show and 2, tee_no_strings = show,
   })

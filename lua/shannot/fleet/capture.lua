@@ -36,7 +36,7 @@ local function write_result(file, r)
 end
 
 local function check_key(job)
-  local s, e = require("shannot.remote").connect(job.target, { accept_new = job.accept_new })
+  local s, e = require("shannot.remote").connect(job.target, { accept_new = job.accept_new, key_only = true })
   if not s then
     return { state = state_of(e), error = e.message, hostkey = e.connect == "HOSTKEY_UNKNOWN" or nil }
   end

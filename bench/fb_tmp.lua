@@ -1,0 +1,98 @@
+-- bench/fleet HOSTS ROUNDS: a fleet capture of one script on HOSTS
+-- loopback sshd (default 16), measured in one run against
+--   (a) the ideal on this machine: HOSTS x the single-host capture time
+--       divided by the number of cores (loopback hosts share this CPU);
+--       target <= 1.25x;
+--   (b) Ansible running the same script on the same hosts (`ansible all -i
+--       INV -m script -f HOSTS`, Debian's ansible-core, installed here when
+--       missing); target <= 0.5x;
+-- and the peak RSS of the controlling process (a `shannot lua` driving
+-- shannot.fleet, its own VmHWM): target <= 64 MiB + 8 MiB per concurrent
+-- host.  Medians of ROUNDS rounds, the three cases interleaved.
+package.path = "spec/?.lua;bench/?.lua;" .. package.path
+local shannot = require("shannot")
+local fs, proc = shannot.fs, shannot.proc
+local sys = require("shannot.core.sys")
+local sshd = require("support.sshd")
+local h = require("support.h")
+local lib = require("lib")
+
+local HOSTS = math.tointeger(tonumber(arg[1])) or 16
+local ROUNDS = math.tointeger(tonumber(arg[2])) or 3
+local BIN = assert(fs.realpath(arg[3] or "build/shannot"))
+
+local function cores()
+  local r = proc.run({ "nproc" })
+  return math.tointeger(tonumber(r.stdout)) or 1
+end
+
+-- ansible-core from Debian when it is missing (as root), else nil and why
+local function ansible()
+  local have = fs.which("ansible", os.getenv("PATH"))
+  if have then return have end
+  if sys.ids().euid ~= 0 then return nil, "ansible is missing (as root: apt-get install ansible-core)" end
+  local r = proc.run({ "apt-get", "install", "-y", "-qq", "--no-install-recommends", "ansible-core" },
+    { env = { "DEBIAN_FRONTEND=noninteractive", "PATH=" .. os.getenv("PATH") }, timeout = 900 })
+  if r.code ~= 0 then
+    proc.run({ "apt-get", "update", "-qq" }, { timeout = 600 })
+    r = proc.run({ "apt-get", "install", "-y", "-qq", "--no-install-recommends", "ansible-core" },
+      { env = { "DEBIAN_FRONTEND=noninteractive", "PATH=" .. os.getenv("PATH") }, timeout = 900 })
+  end
+  if r.code ~= 0 then return nil, "cannot install ansible-core: " .. (r.stderr or "") end
+  return fs.which("ansible", "/usr/bin:" .. os.getenv("PATH"))
+end
+
+local servers = {}
+local ok, problem = pcall(function()
+  local home = h.tmpdir()
+  assert(fs.mkdir_p(home .. "/.ssh"))
+  assert(fs.mkdir_p(home .. "/config/shannot"))
+  local key = sshd.keygen(home .. "/client_key")
+  local known, remotes, members, inventory = {}, {}, {}, { "[web]" }
+  for i = 1, HOSTS do
+    local srv = sshd.start({ client_key = key })
+    servers[i] = srv
+    known[#known + 1] = sshd.known_hosts_line(srv.port, srv.host_key_pub)
+    remotes[#remotes + 1] = string.format('[remotes.web%d]\nhost = "%s"\nport = %d\nuser = "%s"\nkey_file = "%s"\n',
+      i, srv.host, srv.port, srv.user, key)
+    members[#members + 1] = '"web' .. i .. '"'
+    inventory[#inventory + 1] = string.format("web%d ansible_host=%s ansible_port=%d ansible_user=%s " ..
+      "ansible_ssh_private_key_file=%s", i, srv.host, srv.port, srv.user, key)
+  end
+  h.write(home .. "/.ssh/known_hosts", table.concat(known))
+  h.write(home .. "/config/shannot/config.toml", table.concat(remotes, "\n") ..
+    "\n[groups.web]\nmembers = [" .. table.concat(members, ", ") .. "]\n")
+  local inv = h.write(home .. "/hosts.ini", table.concat(inventory, "\n") .. "\n")
+  -- the script: a small deployment into a directory of its own on each host
+  local area = h.tmpdir()
+  h.write(area .. "/app.conf", "v1\n")
+  local script = h.write(home .. "/deploy.sh", string.format(
+    "#!/bin/sh\nset -e\nmkdir -p %s/app\necho deployed > %s/app/version\necho tuned >> %s/app.conf\n",
+    area, area, area))
+  local profile = h.write(home .. "/profile.json", shannot.json.encode({ name = "bench-fleet", capture = { area } }))
+  local env = { "HOME=" .. home, "XDG_CONFIG_HOME=" .. home .. "/config", "XDG_DATA_HOME=" .. home .. "/data",
+    "PATH=" .. os.getenv("PATH"), "ANSIBLE_HOST_KEY_CHECKING=False", "ANSIBLE_NOCOLOR=1",
+    "ANSIBLE_LOCAL_TEMP=" .. home .. "/ansible-local", "ANSIBLE_REMOTE_TEMP=/tmp/.ansible-bench" }
+  local quiet = { env = env, stdout = "null", stderr = "pipe", stdin = "null", timeout = 900 }
+  local ans, why = ansible()
+  -- the controlling process: a shannot lua run of the fleet, its own peak
+  local driver = h.write(home .. "/drive.lua", string.format([[
+    local f = assert(require("shannot").fleet.open("@web", { profile = %q, forks = %d }))
+    local run = assert(f:run(%q))
+    for _, r in ipairs(f:results()) do assert(r.state == "captured", r.name .. ": " .. tostring(r.error)) end
+    local status = io.open("/proc/self/status"):read("a")
+    io.write(status:match("VmHWM:%%s*(%%d+) kB"), " ", run.id, "\n")
+  ]], profile, HOSTS, script))
+  lib.run({ BIN, "run", "--target", "web1", "--profile", profile, script }, quiet)
+  local rec = assert(proc.spawn({ "perf", "record", "-a", "-g", "-o", "/tmp/perf16.data" }, { stdin = "null", stdout = "null", stderr = "null" }))
+  sys.sleep(0.5)
+  lib.run({ BIN, "run", "--target", "@web", "--profile", profile, script }, quiet)
+  rec:kill("INT"); rec:communicate({})
+  rec = assert(proc.spawn({ "perf", "record", "-a", "-g", "-o", "/tmp/perf1.data" }, { stdin = "null", stdout = "null", stderr = "null" }))
+  sys.sleep(0.5)
+  for _ = 1, 8 do lib.run({ BIN, "run", "--target", "web1", "--profile", profile, script }, quiet) end
+  rec:kill("INT"); rec:communicate({})
+end)
+for _, srv in ipairs(servers) do srv.stop() end
+h.cleanup()
+assert(ok, problem)
