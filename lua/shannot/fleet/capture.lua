@@ -44,14 +44,33 @@ local function check_key(job)
   return { state = "pending" }
 end
 
+-- The gate of a one-phase fleet run: every host connected (its key
+-- checked) before any capture starts.  A child says it is ready
+-- (JOB.ready), then waits for the parent's word: RUNDIR/go or RUNDIR/stop.
+-- -> true to go on
+function M.pass_gate(job)
+  local sys = require("shannot.core.sys")
+  assert(fs.write_atomic(job.gate.ready, "", 384))
+  while true do
+    if fs.lstat(job.gate.go) then return true end
+    if fs.lstat(job.gate.stop) then return false end
+    sys.sleep(0.005)
+  end
+end
+
 local function capture_host(opts, job)
   local t = job.target
   local where = { target = t.name, profile = t.profile, remote = t }
   local p, perr = require("shannot.sandbox.profile").for_run({ profile = job.profile, network = job.network,
     config = opts.config }, where)
   if not p then return { state = "error", error = perr.message } end
-  local ex <close>, xerr = require("shannot.executor").open(where, { profile = p })
-  if not ex then return { state = state_of(xerr), error = xerr.message } end
+  local ex <close>, xerr = require("shannot.executor").open(where, { profile = p, accept_new = job.accept_new })
+  if not ex then
+    return { state = state_of(xerr), error = xerr.message, hostkey = xerr.connect == "HOSTKEY_UNKNOWN" or nil }
+  end
+  if job.gate and not M.pass_gate(job) then
+    return { state = "pending", error = "not run: other hosts have unknown host keys" }
+  end
   local r, captured = require("shannot.capture").run(ex, p, job.job, {
     json = true, ttl = opts.config.values.session.ttl, config = opts.config, actor = opts.actor,
     timeout = job.timeout, max_output = job.max_output, warn = cli.warn, fleet_run = job.run,
@@ -108,23 +127,43 @@ end
 
 -- One phase over the hosts: a job file each, the children, their
 -- results.  hosts: the targets (with .index into run.hosts).
-local function phase(ctx, mode, hosts)
+-- gated: the one-phase run's gate (pass_gate): once every host is either
+-- ready or done, RUNDIR/go, or RUNDIR/stop when a key was unknown.
+local function gate_keeper(ctx, jobs, results)
+  local open = false
+  return function()
+    if open then return end
+    for i, job in ipairs(jobs) do
+      if not results[i] and not fs.lstat(job.gate.ready) then return end
+    end
+    open = true
+    local unknown = false
+    for _, r in pairs(results) do unknown = unknown or r.hostkey == true end
+    ctx.gate_closed = unknown
+    assert(fs.write_atomic(ctx.dir .. (unknown and "/stop" or "/go"), "", 384))
+  end
+end
+
+local function phase(ctx, mode, hosts, gated)
   local jobs = {}
   for i, t in ipairs(hosts) do
     local base = string.format("%s/hosts/%d.%s", ctx.dir, t.index, mode)
     local job = { mode = mode, run = ctx.run.id, target = t, accept_new = ctx.opts.accept_new,
       profile = ctx.opts.profile, network = ctx.opts.network, timeout = ctx.opts.timeout,
       max_output = ctx.opts.max_output or require("shannot.proc").DEFAULT_MAX_OUTPUT, job = ctx.job,
-      result = base .. ".result.json" }
+      result = base .. ".result.json",
+      gate = gated and { ready = base .. ".ready", go = ctx.dir .. "/go", stop = ctx.dir .. "/stop" } or nil }
     assert(fs.write_atomic(base .. ".job.json", json.encode(job), 384))
     fs.remove(job.result)
     jobs[i] = { argv = { ctx.self, "__fleet-host", base .. ".job.json" }, stdout_file = base .. ".out",
-      stderr_file = base .. ".err", result = job.result }
+      stderr_file = base .. ".err", result = job.result, gate = job.gate }
   end
   local d = mode == "capture" and not ctx.opts.quiet and require("shannot.fleet.pool").display(hosts, "capturing")
     or nil
   local results = {}
   local pool = require("shannot.fleet.pool")
+  local keeper = gated and gate_keeper(ctx, jobs, results)
+  local show = d and d.tick
   local _, interrupted = pool.run(jobs, {
     forks = ctx.opts.forks or M.DEFAULT_FORKS,
     on_start = function(i) if d then d.started[i] = require("shannot.core.sys").monotonic() end end,
@@ -137,13 +176,16 @@ local function phase(ctx, mode, hosts)
           (status.signal_name and ("by signal " .. status.signal_name) or ("with code " .. tostring(status.code)))) }
       end
       results[i] = r
-      if d then
+      if d and not (gated and ctx.gate_closed) then
         d.started[i], d.done = nil, d.done + 1
         r.name = hosts[i].name
         d.line(host_line(r))
       end
     end,
-    tick = d and d.tick or nil,
+    tick = function()
+      if keeper then keeper() end
+      if show then show() end
+    end,
   })
   if d then d.clear() end
   return results, interrupted
@@ -191,6 +233,7 @@ function M.capture(opts, job)
   local saved, serr = runs.save(run)
   if not saved then fs.rmtree(dir) return nil, serr end
   local ctx = { run = run, dir = dir, opts = opts, job = job, self = require("shannot.fleet.pool").self() }
+  if #hosts <= (opts.forks or M.DEFAULT_FORKS) then return M.one_phase(ctx, hosts) end
   local keys, interrupted = phase(ctx, "keys", hosts)
   if interrupted then fs.rmtree(dir) return nil, err.failed("interrupted; nothing ran") end
   local kerr = unknown_keys(ctx, hosts, keys)
@@ -213,6 +256,24 @@ function M.capture(opts, job)
   if not saved then return nil, serr end
   if interrupted then return nil, err.failed("interrupted; run %s keeps what was captured so far", id) end
   return run
+end
+
+-- one_phase(ctx, hosts) -> run | nil, err: every host at once, each
+-- child's own connection checking its key, the captures held at the gate
+-- until every key is known (one connection per host instead of two)
+function M.one_phase(ctx, hosts)
+  local results, interrupted = phase(ctx, "capture", hosts, true)
+  if ctx.gate_closed then
+    local kerr = unknown_keys(ctx, hosts, results)
+    if kerr then return nil, kerr end
+  end
+  for i, t in ipairs(hosts) do
+    record(ctx.run.hosts[t.index], t, results[i] or { state = "error", error = "interrupted" })
+  end
+  local saved, serr = runs.save(ctx.run)
+  if not saved then return nil, serr end
+  if interrupted then return nil, err.failed("interrupted; run %s keeps what was captured so far", ctx.run.id) end
+  return ctx.run
 end
 
 -- command(opts, job) -> exit code | nil, err: `shannot run` with a fleet
