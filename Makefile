@@ -58,8 +58,8 @@ build/shannot: $(SRCS:src/%.c=build/%.o) build/embedded_lua.o
 
 # The sandbox's first program alone, static: a remote sandbox gets it for
 # its run (Landlock there too), as nothing of shannot is installed there.
-build/shannot-enter: src/enter.c $(HDRS) | build
-	$(CC) $(WARN) -Os -static -s -DSH_ENTER_MAIN $(PKG_CFLAGS) -Isrc -o $@ src/enter.c
+build/shannot-enter: src/enter.c src/stage.c $(HDRS) | build
+	$(CC) $(WARN) -Os -static -s -DSH_ENTER_MAIN $(PKG_CFLAGS) -Isrc -o $@ src/enter.c src/stage.c
 
 build/asan/shannot-enter: build/shannot-enter | build/asan
 	cp $< $@

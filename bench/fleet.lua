@@ -8,7 +8,10 @@
 --       missing); target <= 0.5x;
 -- and the peak RSS of the controlling process (a `shannot lua` driving
 -- shannot.fleet, its own VmHWM): target <= 64 MiB + 8 MiB per concurrent
--- host.  Medians of ROUNDS rounds, the three cases interleaved.
+-- host.  A fourth row, HOSTS single-host runs started at once (no fleet
+-- code at all), shows what running that many captures side by side costs
+-- on this machine by itself, and the fleet's own share beside it.
+-- Medians of ROUNDS rounds, the cases interleaved.
 package.path = "spec/?.lua;bench/?.lua;" .. package.path
 local shannot = require("shannot")
 local fs, proc = shannot.fs, shannot.proc
@@ -92,8 +95,19 @@ local ok, problem = pcall(function()
       peaks[#peaks + 1] = tonumber(r.stdout:match("^(%d+)"))
     end,
   }
+  cases[3] = function()
+    local ps = {}
+    for i = 1, HOSTS do
+      ps[i] = assert(proc.spawn({ BIN, "run", "--target", "web" .. i, "--profile", profile, script },
+        { env = env, stdin = "null", stdout = "null", stderr = "null" }))
+    end
+    for i = 1, HOSTS do
+      local r = ps[i]:communicate({})
+      assert(r.code == 0, "single-host run " .. i .. " failed")
+    end
+  end
   if ans then
-    cases[3] = function()
+    cases[4] = function()
       lib.run({ ans, "all", "-i", inv, "-m", "script", "-a", script, "-f", tostring(HOSTS) }, quiet)
     end
   end
@@ -106,9 +120,11 @@ local ok, problem = pcall(function()
   print(string.format("%-58s %9.1f ms", string.format("ideal: %d x one host / %d cores", HOSTS, n), ideal * 1000))
   print(string.format("%-58s %9.1f ms  ratio %.2f vs ideal (target <= 1.25)",
     string.format("fleet: run --target @web --forks %d", HOSTS), m[2] * 1000, m[2] / ideal))
+  print(string.format("%-58s %9.1f ms  ratio %.2f fleet/this (the fleet's own share)",
+    string.format("%d single-host runs at once (no fleet code)", HOSTS), m[3] * 1000, m[2] / m[3]))
   if ans then
     print(string.format("%-58s %9.1f ms  ratio %.2f fleet/ansible (target <= 0.50)",
-      string.format("ansible all -m script -f %d", HOSTS), m[3] * 1000, m[2] / m[3]))
+      string.format("ansible all -m script -f %d", HOSTS), m[4] * 1000, m[2] / m[4]))
   else
     print("ansible: not measured: " .. tostring(why))
   end

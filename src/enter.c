@@ -5,8 +5,9 @@
  * hands its socket calls over to shannot when CHANNEL is an fd (a
  * profile's unix_sockets allow list), then execs CMD.  No Lua and nothing else
  * of shannot's, so it also builds alone as a small static program (make
- * build/shannot-enter, with -DSH_ENTER_MAIN) that a remote sandbox gets for the
- * run: there is no shannot installed on a remote host.
+ * build/shannot-enter, with -DSH_ENTER_MAIN, and stage.c: __stage fills the
+ * remote staging) that a remote sandbox gets for the run: there is no
+ * shannot installed on a remote host.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -252,8 +253,11 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], SH_SANDBOX_ENTER) == 0) {
         return sh_sandbox_enter(argc - 2, argv + 2);
     }
+    if (argc > 1 && strcmp(argv[1], "__stage") == 0) {
+        return sh_stage(argc - 2, argv + 2);
+    }
     fputs("shannot-enter: run by shannot itself, as " SH_SANDBOX_ENTER
-          " CHANNEL N DIR... CMD\n",
+          " CHANNEL N DIR... CMD, or __stage OP ARG ARG...\n",
           stderr);
     return 2;
 }

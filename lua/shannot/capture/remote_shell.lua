@@ -88,43 +88,71 @@ end
 M.SECCOMP_FD0 = 7
 M.STATUS_FD = 6
 
--- prepare_command(plan) -> fills the staging directory plan.dir (made
--- before, mode 700, by a name that must not exist): the uppers (as their
--- host directories), the shims, the records.  Few processes (one mkdir
--- for every directory, modes by umask where it does); run in a subshell,
--- so the run keeps the login's umask.
-function M.prepare_command(plan)
+-- stage_ops(plan) -> what fills the staging directory plan.dir (made
+-- before, mode 700, by a name that must not exist), as operations {op, a,
+-- path [, text]} (src/stage.c's): the uppers as their host directories
+-- (owner first, then mode and times), the shims, the records any
+-- sandboxed user appends to (666), the questions' channel.
+function M.stage_ops(plan)
   local d = plan.dir
-  local dirs = { q(d .. "/upper"), q(d .. "/wd"), q(d .. "/lower") }
+  local ops = { { "d", "700", d .. "/upper" }, { "d", "700", d .. "/wd" }, { "d", "700", d .. "/lower" } }
+  local function add(op, a, path, txt) ops[#ops + 1] = { op, a, path, txt } end
   for _, o in ipairs(plan.overlays) do
-    dirs[#dirs + 1] = q(o.upper) .. " " .. q(o.work) .. (o.lower and " " .. q(o.lower) or "")
+    add("d", "700", o.upper)
+    add("d", "700", o.work)
+    if o.lower then add("d", "700", o.lower) end
+    if plan.root then add("o", o.target, o.upper) end
+    add("r", o.target, o.upper)
   end
-  local lines = {
-    "set -eu", "umask 077",
-    "mkdir " .. table.concat(dirs, " "),
-  }
-  for _, o in ipairs(plan.overlays) do
-    lines[#lines + 1] = "chmod --reference=" .. q(o.target) .. " " .. q(o.upper)
-    if plan.root then lines[#lines + 1] = "chown --reference=" .. q(o.target) .. " " .. q(o.upper) end
-    lines[#lines + 1] = "touch -r " .. q(o.target) .. " " .. q(o.upper)
-  end
-  -- the shims' directories 755 (umask 022), the records any sandboxed
-  -- user appends to 666 (umask 0), the rest 600
-  lines[#lines + 1] = "umask 022"
-  lines[#lines + 1] = "mkdir " .. q(d .. "/defer") .. " " .. q(d .. "/defer/bin")
-  lines[#lines + 1] = "printf '%s' " .. q(plan.shim) .. " > " .. q(d .. "/defer/shim")
-  lines[#lines + 1] = "umask 0"
-  lines[#lines + 1] = ": > " .. q(d .. "/defer/deferred")
+  add("d", "755", d .. "/defer")
+  add("d", "755", d .. "/defer/bin")
+  add("w", "755", d .. "/defer/shim", plan.shim)
+  add("f", "666", d .. "/defer/deferred")
   -- the questions' channel (capture/queries.lua) and its record
-  lines[#lines + 1] = "mkdir -m 1777 " .. q(d .. "/defer/q") .. " && mkfifo -m 666 " .. q(d .. "/defer/q/ask")
-  lines[#lines + 1] = "umask 077"
-  lines[#lines + 1] = ": > " .. q(d .. "/status") .. " && : > " .. q(d .. "/queries")
-  lines[#lines + 1] = "chmod 755 " .. q(d .. "/defer/shim")
-  for i, bpf in ipairs(plan.seccomp or {}) do
-    lines[#lines + 1] = "printf '" .. M.octal(bpf) .. "' > " .. q(d .. "/seccomp-" .. i)
+  add("d", "1777", d .. "/defer/q")
+  add("p", "666", d .. "/defer/q/ask")
+  add("f", "600", d .. "/status")
+  add("f", "600", d .. "/queries")
+  for _, name in ipairs(plan.defer) do add("l", "/run/shannot/shim", d .. "/defer/bin/" .. name) end
+  return ops
+end
+
+-- The operations as shell commands, for a remote without the helper
+-- (another architecture, the client build): a process or two each.
+local SHELL_OPS = {
+  d = function(a, path) return "mkdir -m " .. a .. " " .. q(path) end,
+  f = function(a, path) return ": > " .. q(path) .. " && chmod " .. a .. " " .. q(path) end,
+  p = function(a, path) return "mkfifo -m " .. a .. " " .. q(path) end,
+  w = function(a, path, txt)
+    return "printf '%s' " .. q(txt) .. " > " .. q(path) .. " && chmod " .. a .. " " .. q(path)
+  end,
+  l = function(a, path) return "ln -s " .. q(a) .. " " .. q(path) end,
+  r = function(a, path)
+    return "chmod --reference=" .. q(a) .. " " .. q(path) .. " && touch -r " .. q(a) .. " " .. q(path)
+  end,
+  o = function(a, path) return "chown --reference=" .. q(a) .. " " .. q(path) end,
+}
+
+-- prepare_command(plan) -> fills the staging (stage_ops): through the
+-- uploaded helper when there is one (plan.enter: one process for all of
+-- it), else by shell commands; then the system call filters (printf, a
+-- builtin).  Run in a subshell, so the run keeps the login's umask.
+function M.prepare_command(plan)
+  local lines = { "set -eu", "umask 077" }
+  local ops = M.stage_ops(plan)
+  if plan.enter then
+    local words = { q(plan.enter), "__stage" }
+    for _, op in ipairs(ops) do
+      for i = 1, 4 do
+        if op[i] then words[#words + 1] = q(op[i]) end
+      end
+    end
+    lines[#lines + 1] = table.concat(words, " ")
+  else
+    for _, op in ipairs(ops) do lines[#lines + 1] = SHELL_OPS[op[1]](op[2], op[3], op[4]) end
   end
-  for _, name in ipairs(plan.defer) do
-    lines[#lines + 1] = "ln -s /run/shannot/shim " .. q(d .. "/defer/bin/" .. name)
+  for i, bpf in ipairs(plan.seccomp or {}) do
+    lines[#lines + 1] = "printf '" .. M.octal(bpf) .. "' > " .. q(plan.dir .. "/seccomp-" .. i)
   end
   return table.concat(lines, "\n")
 end
@@ -132,14 +160,15 @@ end
 -- run_command(plan) -> the run itself: a mount namespace (and, not as
 -- root, a user namespace), the overlays, then bwrap (plan.bwrap_argv),
 -- killed after plan.timeout seconds if given; plan.server_argv: the
--- questions' server (capture/queries.lua) started beside it
+-- questions' server (capture/queries.lua) started beside it; bwrap by
+-- plan.bwrap_path (the probe's) when known, else found on PATH
 function M.run_command(plan)
   local inner = M.mount_lines(plan.overlays)
   local bw = {}
   for i, a in ipairs(plan.bwrap_argv) do bw[i] = q(a) end
   -- bwrap runs with an empty environment: the SSH session's (client
   -- address, user, paths) would show inside as /proc/1/environ.
-  bw[1] = '"$(command -v ' .. bw[1] .. ')"'
+  bw[1] = plan.bwrap_path and q(plan.bwrap_path) or ('"$(command -v ' .. bw[1] .. ')"')
   local redirects = { M.STATUS_FD .. ">" .. q(plan.dir .. "/status") }
   for i = 1, #(plan.seccomp or {}) do
     redirects[#redirects + 1] = (M.SECCOMP_FD0 + i - 1) .. "<" .. q(plan.dir .. "/seccomp-" .. i)

@@ -410,6 +410,7 @@ function M.capture(ex, plan)
   if eerr then return nil, eerr end
   remote_staging.bwrap_argv = bwrap.argv(p, M.sandbox_plan(p, job, f, remote_staging), "remote")
   remote_staging.timeout = plan.timeout
+  remote_staging.bwrap_path = f.bwrap
   -- the output passes through as it comes (no terminal control strings),
   -- as a local run's does; plan.max_output bounds what is kept
   local show = plan.show_output or nil
