@@ -256,8 +256,11 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "__stage") == 0) {
         return sh_stage(argc - 2, argv + 2);
     }
+    if (argc > 1 && strcmp(argv[1], "__ns") == 0) {
+        return sh_ns_exec(argc - 2, argv + 2);
+    }
     fputs("shannot-enter: run by shannot itself, as " SH_SANDBOX_ENTER
-          " CHANNEL N DIR... CMD, or __stage OP ARG ARG...\n",
+          " CHANNEL N DIR... CMD, __stage OP ARG ARG... or __ns ...\n",
           stderr);
     return 2;
 }

@@ -109,7 +109,8 @@ int sh_ns_child(const struct sh_ns_setup *s, int *failed);
  * restricts writes to the given directories, then execs the command.
  * Returns an exit status only when it could not. */
 int sh_sandbox_enter(int argc, char **argv);
-int sh_stage(int argc, char **argv); /* stage.c: shannot-enter __stage */
+int sh_stage(int argc, char **argv);       /* stage.c: shannot-enter __stage */
+int sh_ns_exec(int argc, char **argv);     /* stage.c: shannot-enter __ns */
 #define SH_SANDBOX_ENTER "__sandbox-enter" /* see lua/shannot/const.lua */
 
 /* notify.c: the supervisor of a sandbox's socket calls (a profile's

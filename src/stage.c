@@ -1,10 +1,13 @@
 /*
- * stage.c: fills a remote capture's staging directory in one process,
+ * stage.c: a remote capture's steps outside the sandbox, each in one
+ * process of the uploaded helper (shannot-enter) instead of a dozen
+ * (mkdir, chmod, chown, touch, mkfifo, ln; unshare, sh, mount, env,
+ * prlimit: every process costs a host a fork and an exec, and a fleet
+ * pays that on every host).  Mechanism only.
+ *
  *   shannot-enter __stage OP ARG ARG [OP ARG ARG ...]
- * so that each host of a fleet starts one program for it instead of a
- * dozen (mkdir, chmod, chown, touch, mkfifo, ln: every process costs a
- * host a fork and an exec).  Mechanism only: the operations run in the
- * order given, on paths of a directory only the caller can reach.
+ * fills the staging directory, the operations in the order given, on
+ * paths of a directory only the caller can reach:
  *   d MODE PATH     a directory, exactly MODE (octal; no umask)
  *   f MODE PATH     an empty regular file that must not exist, exactly MODE
  *   p MODE PATH     a FIFO, exactly MODE
@@ -21,6 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -159,4 +165,106 @@ int sh_stage(int argc, char **argv)
         i += n;
     }
     return 0;
+}
+
+/*   shannot-enter __ns user|root NPROC [b FROM ONTO | o OPTIONS ONTO]... -- CMD
+ * [ARGS...] a mount namespace of its own (and, "user", a user namespace mapping
+ * the caller to 0, as `unshare -U --map-root-user`), every mount private,
+ * then each bind (b, MS_BIND) and overlay (o, its options) in order,
+ * RLIMIT_NPROC (when NPROC >= 0), an empty environment, and CMD exec'd
+ * (a path).  Any failure: one line on stderr, exit status 125. */
+
+static int ns_fail(const char *what, const char *arg)
+{
+    fprintf(stderr, "shannot-enter: %s%s%s: %s\n", what, arg ? " " : "",
+            arg ? arg : "", strerror(errno));
+    return 125;
+}
+
+static int write_file(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return -1;
+    }
+    int rc = write_all(fd, text, strlen(text));
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
+/* The caller as 0 in a new user namespace (and a new mount namespace). */
+static int user_ns(void)
+{
+    char map[64];
+    uid_t uid = geteuid();
+    gid_t gid = getegid();
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0) {
+        return -1;
+    }
+    if (write_file("/proc/self/setgroups", "deny") < 0 && errno != ENOENT) {
+        return -1;
+    }
+    snprintf(map, sizeof map, "0 %u 1", (unsigned)uid);
+    if (write_file("/proc/self/uid_map", map) < 0) {
+        return -1;
+    }
+    snprintf(map, sizeof map, "0 %u 1", (unsigned)gid);
+    return write_file("/proc/self/gid_map", map);
+}
+
+int sh_ns_exec(int argc, char **argv)
+{
+    if (argc < 3 ||
+        (strcmp(argv[0], "user") != 0 && strcmp(argv[0], "root") != 0)) {
+        fputs("shannot-enter: __ns user|root NPROC [b FROM ONTO | o OPTIONS "
+              "ONTO]... -- CMD\n",
+              stderr);
+        return 125;
+    }
+    char *end = NULL;
+    long nproc = strtol(argv[1], &end, 10);
+    if (end == argv[1] || *end != '\0') {
+        fputs("shannot-enter: __ns: bad NPROC\n", stderr);
+        return 125;
+    }
+    int rc = strcmp(argv[0], "user") == 0 ? user_ns() : unshare(CLONE_NEWNS);
+    if (rc < 0) {
+        return ns_fail("cannot make the namespaces", NULL);
+    }
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+        return ns_fail("cannot make the mounts private", NULL);
+    }
+    int i = 2;
+    for (; i < argc && strcmp(argv[i], "--") != 0; i += 3) {
+        if (i + 2 >= argc || strlen(argv[i]) != 1) {
+            fprintf(stderr, "shannot-enter: __ns: bad mount \"%s\"\n", argv[i]);
+            return 125;
+        }
+        const char *a = argv[i + 1], *onto = argv[i + 2];
+        if (argv[i][0] == 'b') {
+            rc = mount(a, onto, NULL, MS_BIND, NULL);
+        } else if (argv[i][0] == 'o') {
+            rc = mount("overlay", onto, "overlay", 0, a);
+        } else {
+            fprintf(stderr, "shannot-enter: __ns: bad mount \"%s\"\n", argv[i]);
+            return 125;
+        }
+        if (rc < 0) {
+            return ns_fail("cannot mount", onto);
+        }
+    }
+    if (i + 1 >= argc) {
+        fputs("shannot-enter: __ns: no command after --\n", stderr);
+        return 125;
+    }
+    struct rlimit rl = {(rlim_t)nproc, (rlim_t)nproc};
+    if (nproc >= 0 && setrlimit(RLIMIT_NPROC, &rl) < 0) {
+        return ns_fail("cannot limit the processes", NULL);
+    }
+    char *none[] = {NULL};
+    char **cmd = argv + i + 1;
+    execve(cmd[0], cmd, none);
+    return ns_fail("cannot run", cmd[0]);
 }

@@ -29,6 +29,12 @@ local function opt_escape(path)
   return (path:gsub("[\\,:]", "\\%0"))
 end
 
+-- overlay_options(o) -> the mount options of overlay o
+function M.overlay_options(o)
+  return "lowerdir=" .. opt_escape(o.lower or o.target) .. ",upperdir=" .. opt_escape(o.upper) ..
+    ",workdir=" .. opt_escape(o.work) .. ",userxattr"
+end
+
 -- mount_lines(overlays) -> shell lines mounting each overlay, parent
 -- first.  A mount below a capture path is first bound aside (o.lower):
 -- once its parent's overlay is up, its path leads into that overlay's
@@ -39,9 +45,7 @@ function M.mount_lines(overlays)
     if o.lower then out[#out + 1] = "mount --bind " .. q(o.target) .. " " .. q(o.lower) end
   end
   for _, o in ipairs(overlays) do
-    out[#out + 1] = "mount -t overlay overlay -o " ..
-      q("lowerdir=" .. opt_escape(o.lower or o.target) .. ",upperdir=" .. opt_escape(o.upper) ..
-        ",workdir=" .. opt_escape(o.work) .. ",userxattr") .. " " .. q(o.target)
+    out[#out + 1] = "mount -t overlay overlay -o " .. q(M.overlay_options(o)) .. " " .. q(o.target)
   end
   return out
 end
@@ -157,32 +161,58 @@ function M.prepare_command(plan)
   return table.concat(lines, "\n")
 end
 
--- run_command(plan) -> the run itself: a mount namespace (and, not as
--- root, a user namespace), the overlays, then bwrap (plan.bwrap_argv),
--- killed after plan.timeout seconds if given; plan.server_argv: the
--- questions' server (capture/queries.lua) started beside it; bwrap by
--- plan.bwrap_path (the probe's) when known, else found on PATH
-function M.run_command(plan)
-  local inner = M.mount_lines(plan.overlays)
-  local bw = {}
-  for i, a in ipairs(plan.bwrap_argv) do bw[i] = q(a) end
-  -- bwrap runs with an empty environment: the SSH session's (client
-  -- address, user, paths) would show inside as /proc/1/environ.
-  bw[1] = plan.bwrap_path and q(plan.bwrap_path) or ('"$(command -v ' .. bw[1] .. ')"')
-  local redirects = { M.STATUS_FD .. ">" .. q(plan.dir .. "/status") }
-  for i = 1, #(plan.seccomp or {}) do
-    redirects[#redirects + 1] = (M.SECCOMP_FD0 + i - 1) .. "<" .. q(plan.dir .. "/seccomp-" .. i)
+-- The namespaces and mounts through the uploaded helper, in the process
+-- that then becomes bwrap (src/stage.c's __ns): no unshare, sh, mount,
+-- env or prlimit of the host's.
+local function helper_words(plan, bw)
+  local words = { q(plan.enter), "__ns", plan.root and "root" or "user",
+    tostring(plan.limits and plan.limits.processes or -1) }
+  for _, o in ipairs(plan.overlays) do
+    if o.lower then table.move({ "b", q(o.target), q(o.lower) }, 1, 3, #words + 1, words) end
   end
+  for _, o in ipairs(plan.overlays) do
+    table.move({ "o", q(M.overlay_options(o)), q(o.target) }, 1, 3, #words + 1, words)
+  end
+  words[#words + 1] = "--"
+  table.move(bw, 1, #bw, #words + 1, words)
+  return table.concat(words, " ")
+end
+
+-- The same by the host's tools: unshare, sh, mount, env, prlimit.
+local function tool_words(plan, bw, redirects)
+  local inner = M.mount_lines(plan.overlays)
   -- Processes as an rlimit (util-linux prlimit; limits.rlimits says why
   -- not memory): no cgroup of ours where nothing of shannot is installed.
   local rlimits = ""
   if plan.limits then rlimits = string.format("prlimit --nproc=%d -- ", plan.limits.processes) end
-  inner[#inner + 1] = "exec env -i " .. rlimits .. table.concat(bw, " ") .. " " .. table.concat(redirects, " ")
+  inner[#inner + 1] = "exec env -i " .. rlimits .. table.concat(bw, " ") .. " " .. redirects
   -- Not as root: a user namespace mapping the user to 0, as a mount needs
   -- capabilities that exec keeps only for uid 0 (bwrap gives the command
   -- its own ids back: bwrap.lua's user_ids).
   local unshare = plan.root and "unshare -m --propagation private" or
     "unshare -U -m --map-root-user --propagation private"
+  return unshare .. " sh -c " .. q("set -e; " .. table.concat(inner, "; "))
+end
+
+-- run_command(plan) -> the run itself: a mount namespace (and, not as
+-- root, a user namespace), the overlays, then bwrap (plan.bwrap_argv) with
+-- an empty environment, killed after plan.timeout seconds if given;
+-- plan.server_argv: the questions' server (capture/queries.lua) started
+-- beside it.  Through the uploaded helper (plan.enter) when there is one
+-- and bwrap's path is known (plan.bwrap_path, the probe's), else by the
+-- host's tools.
+function M.run_command(plan)
+  local bw = {}
+  for i, a in ipairs(plan.bwrap_argv) do bw[i] = q(a) end
+  -- bwrap runs with an empty environment: the SSH session's (client
+  -- address, user, paths) would show inside as /proc/1/environ.
+  local helper = plan.enter and plan.bwrap_path and plan.bwrap_path:sub(1, 1) == "/"
+  bw[1] = plan.bwrap_path and q(plan.bwrap_path) or ('"$(command -v ' .. bw[1] .. ')"')
+  local redirects = { M.STATUS_FD .. ">" .. q(plan.dir .. "/status") }
+  for i = 1, #(plan.seccomp or {}) do
+    redirects[#redirects + 1] = (M.SECCOMP_FD0 + i - 1) .. "<" .. q(plan.dir .. "/seccomp-" .. i)
+  end
+  redirects = table.concat(redirects, " ")
   -- OpenSSH refuses to signal a root login's command when the channel
   -- times out, so the remote ends the run itself (bwrap's
   -- --die-with-parent takes the sandbox with it).
@@ -195,7 +225,8 @@ function M.run_command(plan)
     for i, a in ipairs(plan.server_argv) do argv[i] = q(a) end
     server = table.concat(argv, " ") .. " </dev/null >/dev/null 2>&1 & "
   end
-  return server .. "exec " .. limit .. unshare .. " sh -c " .. q("set -e; " .. table.concat(inner, "; "))
+  if helper then return server .. "exec " .. limit .. helper_words(plan, bw) .. " " .. redirects end
+  return server .. "exec " .. limit .. tool_words(plan, bw, redirects)
 end
 
 -- prepare_and_run_command(plan) -> the staging filled (prepare_command, in
