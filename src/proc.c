@@ -235,8 +235,8 @@ struct spawn_req {
     char **argv;
     char **envp; /* NULL: inherit */
     const char *cwd;
-    int mode[3];           /* 0 inherit, 1 null, 2 pipe, 3 file */
-    const char *file[3];   /* mode 3: the file the stream goes to */
+    int mode[3];         /* 0 inherit, 1 null, 2 pipe, 3 file */
+    const char *file[3]; /* mode 3: the file the stream goes to */
     int *keep;
     int nkeep;
     int new_pgroup;
@@ -448,10 +448,9 @@ static int open_streams(Process *p, const struct spawn_req *r, int child[3],
         } else if (r->mode[i] == 3) {
             /* a new file of the caller's, or one it truncates: never
              * through a link */
-            child[i] = open(r->file[i],
-                            O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW |
-                                O_CLOEXEC,
-                            0600);
+            child[i] = open(
+                r->file[i],
+                O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
             if (child[i] < 0) {
                 return -1;
             }
@@ -638,8 +637,8 @@ static int spawn_fail(lua_State *L, const struct spawn_req *r,
 /* spawn(argv, opts) -> Process | nil, msg, code [, {mount =, reason =}]
  * opts: env (array of "K=V"; default inherit), cwd, stdin/stdout/stderr
  * ("inherit" | "null" | "pipe"), stdout_file/stderr_file (a path the
- * stream is written to, made 0600 or truncated), keep_fds (array of fds passed as is),
- * new_pgroup (default true), die_with_parent (default false), join_fds
+ * stream is written to, made 0600 or truncated), keep_fds (array of fds passed
+ * as is), new_pgroup (default true), die_with_parent (default false), join_fds
  * (cgroup.procs files the child writes itself into first), rlimits
  * ({nproc =}: set in the child). */
 static int proc_spawn(lua_State *L)

@@ -621,8 +621,9 @@ static void keepalive(int fd)
  * timeout (s, for the
  * connection and each blocking protocol step), accept_new (add an unknown
  * host key to known_hosts), key_only (no login: the session only says the
- * host key is known; a fleet checks every host's key so, cheaply).  info: HOSTKEY_* {fingerprint, key_type,
- * old_fingerprint (CHANGED, if known_hosts has it)}, AUTH {methods}. */
+ * host key is known; a fleet checks every host's key so, cheaply).  info:
+ * HOSTKEY_* {fingerprint, key_type, old_fingerprint (CHANGED, if known_hosts
+ * has it)}, AUTH {methods}. */
 static int lssh_connect(lua_State *L)
 {
     struct connect_opts o;
