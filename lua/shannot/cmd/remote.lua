@@ -139,13 +139,18 @@ local function remove(opts, args)
   return const.EXIT.OK
 end
 
+-- The names of a table of the config, sorted.
+local function sorted_names(t)
+  local names = {}
+  for name in pairs(t) do names[#names + 1] = name end
+  table.sort(names)
+  return names
+end
+
 local function list(opts)
   local cfg = opts.config
-  local names = {}
-  for name in pairs(cfg.values.remotes) do names[#names + 1] = name end
-  table.sort(names)
   local out = {}
-  for _, name in ipairs(names) do
+  for _, name in ipairs(sorted_names(cfg.values.remotes)) do
     local r = cfg.values.remotes[name]
     out[#out + 1] = { name = name, host = r.host, user = r.user, port = r.port, key_file = r.key_file,
       profile = r.profile, source = require("shannot.config").table_source(cfg, { "remotes", name }) }
@@ -353,11 +358,8 @@ end
 
 local function group_list(opts)
   local cfg = opts.config
-  local names = {}
-  for name in pairs(cfg.values.groups) do names[#names + 1] = name end
-  table.sort(names)
   local out = {}
-  for _, name in ipairs(names) do
+  for _, name in ipairs(sorted_names(cfg.values.groups)) do
     local hosts = require("shannot.fleet.targets").expand("@" .. name, cfg.values.groups) or {}
     out[#out + 1] = { name = name, members = json.array(cfg.values.groups[name].members or {}),
       hosts = json.array(hosts), source = require("shannot.config").table_source(cfg, { "groups", name }) }

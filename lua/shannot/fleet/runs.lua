@@ -96,15 +96,8 @@ function M.load(id)
   local dir, e = M.dir(id)
   if not dir then return nil, e end
   local file = dir .. "/run.json"
-  local st = fs.lstat(file)
-  if st and st.type ~= "file" then return nil, err.usage("%s: a %s, not a run file", file, st.type) end
-  local data, msg, code = fs.read_file(file, M.MAX_JSON_BYTES)
-  if not data then
-    if code == "ENOENT" then return nil, err.usage('unknown run "%s"; "shannot sessions" lists them', id) end
-    return nil, err.usage("cannot read run %s", msg)
-  end
-  local r, jerr = json.decode(data, file)
-  if r == nil then return nil, err.usage("%s", jerr) end
+  local r, rerr = session.read_json(file, M.MAX_JSON_BYTES, "run", id)
+  if r == nil then return nil, rerr end
   -- JSON numbers come back as floats: the integers among them made so
   for _, h in ipairs(type(r) == "table" and type(r.hosts) == "table" and r.hosts or {}) do
     for _, k in ipairs({ "exit_code", "operations" }) do

@@ -391,23 +391,32 @@ local function validate(s, file)
   end
 end
 
+-- read_json(file, max_bytes, what, id) -> the decoded document of a
+-- store file | nil, err: a regular file only (never through a link), at
+-- most max_bytes; what ("session", "run") and id name it in the errors
+function M.read_json(file, max_bytes, what, id)
+  local st = fs.lstat(file)
+  if st and st.type ~= "file" then return nil, err.usage("%s: a %s, not a %s file", file, st.type, what) end
+  local data, msg, code = fs.read_file(file, max_bytes)
+  if not data then
+    if code == "ENOENT" then
+      return nil, err.usage('unknown %s "%s"; "shannot sessions" lists them', what, id)
+    end
+    return nil, err.usage("cannot read %s %s", what, msg)
+  end
+  local doc, jerr = json.decode(data, file)
+  if doc == nil then return nil, err.usage("%s", jerr) end
+  return doc
+end
+
 -- load(id) -> session | nil, err: session.json read and checked against
 -- its schema; nothing is written (current() also expires it).
 function M.load(id)
   local dir, e = M.dir(id)
   if not dir then return nil, e end
   local file = dir .. "/session.json"
-  local st = fs.lstat(file)
-  if st and st.type ~= "file" then return nil, err.usage("%s: a %s, not a session file", file, st.type) end
-  local data, msg, code = fs.read_file(file, M.MAX_JSON_BYTES)
-  if not data then
-    if code == "ENOENT" then
-      return nil, err.usage('unknown session "%s"; "shannot sessions" lists them', id)
-    end
-    return nil, err.usage("cannot read session %s", msg)
-  end
-  local s, jerr = json.decode(data, file)
-  if s == nil then return nil, err.usage("%s", jerr) end
+  local s, rerr = M.read_json(file, M.MAX_JSON_BYTES, "session", id)
+  if s == nil then return nil, rerr end
   if type(s) == "table" then integers(s) end
   local problem = validate(s, file)
   if problem then return nil, err.usage("%s", problem) end
