@@ -251,7 +251,7 @@ function M.check(inv, file)
     path[#path] = nil
     return true
   end
-  for name in pairs(inv.groups) do
+  for _, name in ipairs(sorted_keys(inv.groups)) do  -- the same error every time
     local ok, e = visit(name, {})
     if not ok then return nil, e end
   end
