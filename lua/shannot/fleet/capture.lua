@@ -247,15 +247,7 @@ function M.capture(opts, job)
       io.stderr:write(host_line({ name = t.name, state = keys[i].state, error = keys[i].error }), "\n")
     end
   end
-  local results
-  results, interrupted = phase(ctx, "capture", reachable)
-  for i, t in ipairs(reachable) do
-    record(run.hosts[t.index], t, results[i] or { state = "error", error = "interrupted" })
-  end
-  saved, serr = runs.save(run)
-  if not saved then return nil, serr end
-  if interrupted then return nil, err.failed("interrupted; run %s keeps what was captured so far", id) end
-  return run
+  return M.finish(ctx, reachable, phase(ctx, "capture", reachable))
 end
 
 -- one_phase(ctx, hosts) -> run | nil, err: every host at once, each
@@ -267,6 +259,12 @@ function M.one_phase(ctx, hosts)
     local kerr = unknown_keys(ctx, hosts, results)
     if kerr then return nil, kerr end
   end
+  return M.finish(ctx, hosts, results, interrupted)
+end
+
+-- finish(ctx, hosts, results, interrupted) -> run | nil, err: what the
+-- captures of hosts became, in the run record, saved
+function M.finish(ctx, hosts, results, interrupted)
   for i, t in ipairs(hosts) do
     record(ctx.run.hosts[t.index], t, results[i] or { state = "error", error = "interrupted" })
   end
