@@ -91,11 +91,13 @@ local function roll(ctx, hosts, action)
   return results
 end
 
-local function run_dir(id)
-  local dir, e = runs.dir(id)
-  if not dir then return nil, e end
+-- open_run(id) -> run, its directory (hosts/ made) | nil, err
+local function open_run(id)
+  local run, e = runs.load(id)
+  if not run then return nil, e end
+  local dir = runs.dir(id)
   fs.mkdir_p(dir .. "/hosts", 448)
-  return dir
+  return run, dir
 end
 
 -- The hosts of a run whose sessions are in one of `statuses`, each with
@@ -143,10 +145,8 @@ end
 -- opts: serial, max_fail, stop_on_deferred_failure, quiet (no display),
 -- config, actor, warn.
 function M.execute_run(opts, id)
-  local run, e = runs.load(id)
-  if not run then return nil, e end
-  local dir, derr = run_dir(id)
-  if not dir then return nil, derr end
+  local run, dir = open_run(id)
+  if not run then return nil, dir end
   local hosts, left = hosts_in(run, opts, { approved = true })
   if #hosts == 0 then
     return nil, err.refused('run %s has no approved session; approve a variant first ("shannot approve %s ' ..
@@ -197,10 +197,8 @@ end
 -- every host that executed (or failed midway), opts.forks at a time; a
 -- host's conflicts are its own and nothing is forced without opts.force.
 function M.rollback_run(opts, id)
-  local run, e = runs.load(id)
-  if not run then return nil, e end
-  local dir, derr = run_dir(id)
-  if not dir then return nil, derr end
+  local run, dir = open_run(id)
+  if not run then return nil, dir end
   local hosts, left = hosts_in(run, opts, { executed = true, failed = true })
   if #hosts == 0 then return nil, err.refused("run %s has no executed session to roll back", id) end
   local ctx = { id = id, dir = dir, batch = math.tointeger(opts.forks or 8) or 8, json = opts.json,
