@@ -21,7 +21,8 @@ PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS))
 PKG_LIBS = -Wl,-E -Wl,-Bstatic $(shell $(PKG_CONFIG) --libs-only-l $(PKGS)) \
 	-Wl,-Bdynamic -lz -lm -ldl
 
-SRCS := $(wildcard src/*.c)
+# stage.c is the remote helper's alone (build/shannot-enter)
+SRCS := $(filter-out src/stage.c,$(wildcard src/*.c))
 HDRS := src/shannot.h
 LUA_SRCS := $(shell find lua -name '*.lua' | sort)
 PROFILES := $(wildcard profiles/*.json)

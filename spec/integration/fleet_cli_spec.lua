@@ -76,3 +76,51 @@ describe("fleet targets", function()
     assert.is_nil(fs.stat(home .. "/data/shannot/runs"))
   end)
 end)
+
+describe("a fleet run record in the store", function()
+  after_each(function() h.cleanup() end)
+
+  it("is read as hostile: a bad record, a link or a stranger's session is one line, exit 2", function()
+    local home = h.home()
+    local id = "20260101-000000-deploy-abcd"
+    local dir = home .. "/data/shannot/runs/" .. id
+    assert(fs.mkdir_p(dir))
+    local cases = {
+      { "not json", "run.json" },
+      { '{"id":"' .. id .. '","created_at":"x","targets":"@web","command":[],"hosts":[{"name":"a","state":"owned"}]}',
+        "hosts[1].state must be one of" },
+      { '{"id":"' .. id .. '","created_at":"x","targets":"@web","command":[],' ..
+        '"hosts":[{"name":"a","state":"captured","session":"../../etc"}]}', "hosts[1].session must be a session id" },
+      { '{"id":"20260101-000000-other-abcd","created_at":"x","targets":"@web","command":[],"hosts":[]}',
+        "says its id is" },
+    }
+    for _, c in ipairs(cases) do
+      h.write(dir .. "/run.json", c[1])
+      for _, args in ipairs({ { "show", id }, { "approve", id, "--all", "--yes" }, { "execute", id },
+        { "rollback", id } }) do
+        local r = h.shannot(args, { home = home })
+        assert.equal(2, r.code, c[1])
+        assert.is_true(h.one_line_error(r), r.stderr)
+        assert.matches(c[2], r.stderr, 1, true)
+      end
+    end
+    os.remove(dir .. "/run.json")
+    assert(fs.symlink("/etc/passwd", dir .. "/run.json"))
+    local r = h.shannot({ "show", id }, { home = home })
+    assert.equal(2, r.code)
+    assert.matches("not a run file", r.stderr, 1, true)
+    -- a session the record names that belongs to no such run
+    os.remove(dir .. "/run.json")
+    local sid = "20260101-000000-deploy-0001"
+    h.write(dir .. "/run.json", '{"id":"' .. id .. '","created_at":"x","targets":"@web","command":[],' ..
+      '"hosts":[{"name":"a","state":"captured","session":"' .. sid .. '"}]}')
+    local sdir = home .. "/data/shannot/sessions/" .. sid
+    assert(fs.mkdir_p(sdir))
+    h.write(sdir .. "/session.json", json.encode({ id = sid, status = "pending", created_at = "2026-01-01T00:00:00Z",
+      expires_at = "2099-01-01T00:00:00Z", operations = json.array({}) }))
+    r = h.shannot({ "show", id }, { home = home })
+    assert.equal(0, r.code, r.stderr)
+    assert.matches("does not belong to run " .. id, r.stdout, 1, true)
+    assert.matches("session missing: a", r.stdout, 1, true)
+  end)
+end)

@@ -321,7 +321,7 @@ end
 -- Makes the remote staging directory on ex's host (mode 700, a name that
 -- must not exist: over SFTP, no process there) and plans what fills it
 -- (remote_shell.prepare_command, run in the run's own channel); the
--- returned guard's close removes it unless the collect did (guard.done).
+-- returned guard's close removes it unless the collect did (plan.cleaned.done).
 -- how: limits (limits.of's), warn(fmt, ...).
 local function prepare_staging(ex, f, p, how)
   local s, name = ex.s, ex.remote.name

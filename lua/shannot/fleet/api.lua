@@ -108,20 +108,18 @@ function Fleet:variants()
   return doc.variants, doc.others
 end
 
--- f:approve(label | "all") -> {{host, session}} | nil, err
+-- f:approve(label | "all") -> {{host, session, variant}} | nil, err (the
+-- first host that could not be approved; the others of its variant are)
 function Fleet:approve(label)
   local variants = require("shannot.fleet.variants")
   local groups = groups_of(self)
   local list = label == "all" and groups.variants or { variants.find(groups, tostring(label)) }
   if #list == 0 then return nil, err.usage('no variant "%s" in run %s', tostring(label), self.run.id) end
-  local approve = require("shannot.session.approve").session
   local done = {}
   for _, v in ipairs(list) do
-    for i, s in ipairs(v.sessions) do
-      local ok, e = approve(s.id, { config = self.opts.config, actor = "cli", warn = function() end })
-      if not ok then return nil, err.refused("%s: %s", v.hosts[i], e.message) end
-      done[#done + 1] = { host = v.hosts[i], session = s.id }
-    end
+    local approved, refused = variants.approve(v, { config = self.opts.config, actor = "cli", warn = function() end })
+    table.move(approved, 1, #approved, #done + 1, done)
+    if #refused > 0 then return nil, err.refused("%s: %s", refused[1].host, refused[1].message) end
   end
   return done
 end

@@ -43,15 +43,15 @@ local function outcome(job, status, action)
       or said or ("session " .. s.status)
     return { state = ok and "ok" or "failed", status = s.status, deferred_failed = failed,
       error = not ok and why or nil,
-      conflicts = type(doc.conflicts) == "table" and #doc.conflicts or nil }
+      conflicts = type(doc.conflicts) == "table" and #doc.conflicts > 0 and #doc.conflicts or nil }
   end
-  return { state = "failed", error = said or status.error or ("ended with code " .. tostring(status.code)),
-    refused = status.code == const.EXIT.REFUSED }
+  return { state = "failed", error = said or status.error or ("ended with code " .. tostring(status.code)) }
 end
 
 local function line(name, sid, r)
   local what = r.state == "ok" and (r.status or "ok") or ("FAILED: " .. (r.error or "?"))
   if r.state == "skipped" then what = "not run: " .. r.error end
+  if r.conflicts then what = what .. string.format(" (%d conflicting paths restored: --force)", r.conflicts) end
   return string.format("%-16s %-40s %s", text.inert(name), sid or "-", text.inert(what))
 end
 
@@ -73,15 +73,12 @@ local function roll(ctx, hosts, action)
     end
     local offset = i - 1
     local _, interrupted = pool.run(jobs, {
-      forks = #jobs,
-      on_start = function(k) d.started[offset + k] = require("shannot.core.sys").monotonic() end,
+      forks = #jobs, display = d, offset = offset,
       on_end = function(k, status)
         local r = outcome(jobs[k], status, action)
         results[offset + k] = r
-        d.started[offset + k], d.done = nil, d.done + 1
         if not ctx.json and not ctx.quiet then d.line(line(batch[k].name, batch[k].session, r)) end
       end,
-      tick = d.tick,
     })
     d.clear()
     i = i + #batch
@@ -123,7 +120,8 @@ local function report(ctx, rows, left)
     local hosts = {}
     for _, r in ipairs(rows) do
       hosts[#hosts + 1] = { name = r.name, session = r.session or json.null, result = r.state,
-        status = r.status or json.null, error = r.error or json.null, deferred_failed = r.deferred_failed }
+        status = r.status or json.null, error = r.error or json.null, deferred_failed = r.deferred_failed,
+        conflicts = r.conflicts }
     end
     for _, l in ipairs(left) do
       hosts[#hosts + 1] = { name = l.name, session = l.session or json.null, result = "left", error = l.why }

@@ -35,11 +35,15 @@ local function write_result(file, r)
   return const.EXIT.OK
 end
 
+-- A host's result when its connection failed: hostkey says the key was
+-- unknown (the run lists every such host at once).
+local function not_connected(e)
+  return { state = state_of(e), error = e.message, hostkey = e.connect == "HOSTKEY_UNKNOWN" or nil }
+end
+
 local function check_key(job)
   local s, e = require("shannot.remote").connect(job.target, { accept_new = job.accept_new, key_only = true })
-  if not s then
-    return { state = state_of(e), error = e.message, hostkey = e.connect == "HOSTKEY_UNKNOWN" or nil }
-  end
+  if not s then return not_connected(e) end
   s:close()
   return { state = "pending" }
 end
@@ -65,9 +69,7 @@ local function capture_host(opts, job)
     config = opts.config }, where)
   if not p then return { state = "error", error = perr.message } end
   local ex <close>, xerr = require("shannot.executor").open(where, { profile = p, accept_new = job.accept_new })
-  if not ex then
-    return { state = state_of(xerr), error = xerr.message, hostkey = xerr.connect == "HOSTKEY_UNKNOWN" or nil }
-  end
+  if not ex then return not_connected(xerr) end
   if job.gate and not M.pass_gate(job) then
     return { state = "pending", error = "not run: other hosts have unknown host keys" }
   end
@@ -125,10 +127,9 @@ local function host_line(h)
   return string.format("%s: %s", text.inert(h.name), text.inert(what))
 end
 
--- One phase over the hosts: a job file each, the children, their
--- results.  hosts: the targets (with .index into run.hosts).
--- gated: the one-phase run's gate (pass_gate): once every host is either
--- ready or done, RUNDIR/go, or RUNDIR/stop when a key was unknown.
+-- The one-phase run's gate (pass_gate), kept by the parent: once every
+-- host is either ready or done, RUNDIR/go, or RUNDIR/stop when a key was
+-- unknown.
 local function gate_keeper(ctx, jobs, results)
   local open = false
   return function()
@@ -144,6 +145,9 @@ local function gate_keeper(ctx, jobs, results)
   end
 end
 
+-- One phase over the hosts: a job file each, the children, their
+-- results.  hosts: the targets (with .index into run.hosts); gated: the
+-- captures wait at the gate.
 local function phase(ctx, mode, hosts, gated)
   local jobs = {}
   for i, t in ipairs(hosts) do
@@ -162,11 +166,8 @@ local function phase(ctx, mode, hosts, gated)
     or nil
   local results = {}
   local pool = require("shannot.fleet.pool")
-  local keeper = gated and gate_keeper(ctx, jobs, results)
-  local show = d and d.tick
   local _, interrupted = pool.run(jobs, {
-    forks = ctx.opts.forks or M.DEFAULT_FORKS,
-    on_start = function(i) if d then d.started[i] = require("shannot.core.sys").monotonic() end end,
+    forks = ctx.opts.forks or M.DEFAULT_FORKS, display = d, tick = gated and gate_keeper(ctx, jobs, results),
     on_end = function(i, status)
       local data = fs.read_file(jobs[i].result, 1024 * 1024)
       local r = data and json.decode(data, jobs[i].result)
@@ -177,14 +178,9 @@ local function phase(ctx, mode, hosts, gated)
       end
       results[i] = r
       if d and not (gated and ctx.gate_closed) then
-        d.started[i], d.done = nil, d.done + 1
         r.name = hosts[i].name
         d.line(host_line(r))
       end
-    end,
-    tick = function()
-      if keeper then keeper() end
-      if show then show() end
     end,
   })
   if d then d.clear() end
@@ -240,11 +236,12 @@ function M.capture(opts, job)
   if kerr then return nil, kerr end
   local reachable = {}
   for i, t in ipairs(hosts) do
-    if keys[i].state == "pending" then reachable[#reachable + 1] = t else record(run.hosts[i], t, keys[i]) end
-  end
-  for i, t in ipairs(hosts) do
-    if keys[i].state ~= "pending" and not opts.quiet then
-      io.stderr:write(host_line({ name = t.name, state = keys[i].state, error = keys[i].error }), "\n")
+    if keys[i].state == "pending" then
+      reachable[#reachable + 1] = t
+    else  -- unreachable or refused: recorded, and said now
+      record(run.hosts[i], t, keys[i])
+      keys[i].name = t.name
+      if not opts.quiet then io.stderr:write(host_line(keys[i]), "\n") end
     end
   end
   return M.finish(ctx, reachable, phase(ctx, "capture", reachable))

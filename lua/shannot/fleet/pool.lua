@@ -18,16 +18,19 @@ end
 
 -- run(jobs, opts) -> statuses ({code} | {signal, signal_name} | {error},
 -- by job index), interrupted.  jobs: {argv, stdout_file, stderr_file}.
--- opts: forks (default 8), on_start(i), on_end(i, status), tick() (called
--- between looks, for a live display).  An interrupt (Ctrl-C) kills every
--- running child and starts no more.
+-- opts: forks (default 8), on_end(i, status), tick() (called between
+-- looks), display (display()'s: told when each job starts and ends, job i
+-- being its host offset + i).  An interrupt (Ctrl-C) kills every running
+-- child and starts no more.
 function M.run(jobs, opts)
   opts = opts or {}
   local forks = math.max(1, opts.forks or 8)
   local running, statuses = {}, {}
   local next_job, active = 1, 0
+  local d, offset = opts.display, opts.offset or 0
   local function finish(i, status)
     statuses[i] = status
+    if d then d.started[offset + i], d.done = nil, d.done + 1 end
     if opts.on_end then opts.on_end(i, status) end
   end
   while next_job <= #jobs or active > 0 do
@@ -46,7 +49,7 @@ function M.run(jobs, opts)
         stderr_file = job.stderr_file, die_with_parent = true })
       if p then
         running[i], active = p, active + 1
-        if opts.on_start then opts.on_start(i) end
+        if d then d.started[offset + i] = sys.monotonic() end
       else
         finish(i, { error = msg })
       end
@@ -60,6 +63,7 @@ function M.run(jobs, opts)
       end
     end
     if opts.tick then opts.tick() end
+    if d then d.tick() end
     if active > 0 then sys.sleep(M.TICK) end
   end
   return statuses, false

@@ -99,21 +99,12 @@ function M.approve(opts, id)
   end
   local done, failed = {}, 0
   for _, v in ipairs(list) do
-    for i, s in ipairs(v.sessions) do
-      local failure = require("shannot.session").run_failure(s)
-      local ok, e
-      if failure and not opts.allow_failed then
-        e = { message = string.format("its run %s (approve with --allow-failed)", failure) }
-      else
-        ok, e = require("shannot.session.approve").session(s.id, { config = opts.config, actor = opts.actor,
-          warn = opts.warn })
-      end
-      if ok then
-        done[#done + 1] = { host = v.hosts[i], session = s.id, variant = v.label }
-      else
-        failed = failed + 1
-        cli.warn("%s (session %s): not approved: %s", text.inert(v.hosts[i]), s.id, e.message)
-      end
+    local approved, refused = variants.approve(v, { config = opts.config, actor = opts.actor, warn = opts.warn,
+      allow_failed = opts.allow_failed })
+    table.move(approved, 1, #approved, #done + 1, done)
+    failed = failed + #refused
+    for _, r in ipairs(refused) do
+      cli.warn("%s (session %s): not approved: %s", text.inert(r.host), r.session, r.message)
     end
   end
   if opts.json then

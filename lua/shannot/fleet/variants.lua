@@ -128,6 +128,32 @@ function M.of(run, opts)
   return groups
 end
 
+-- approve(v, opts) -> approved {{host, session, variant}}, refused {{host,
+-- session, message}}: every session of variant v approved as `approve
+-- ID` approves one (session/approve.lua: its lock, the policy of now); a
+-- session whose run failed only with opts.allow_failed; one that cannot
+-- be approved is left, the others are approved.  opts: config, actor,
+-- warn, who, allow_failed.
+function M.approve(v, opts)
+  local approve = require("shannot.session.approve")
+  local approved, refused = {}, {}
+  for i, s in ipairs(v.sessions) do
+    local failure = require("shannot.session").run_failure(s)
+    local ok, e
+    if failure and not opts.allow_failed then
+      e = { message = string.format("its run %s (approve it with --allow-failed)", failure) }
+    else
+      ok, e = approve.session(s.id, opts)
+    end
+    if ok then
+      approved[#approved + 1] = { host = v.hosts[i], session = s.id, variant = v.label }
+    else
+      refused[#refused + 1] = { host = v.hosts[i], session = s.id, message = e.message }
+    end
+  end
+  return approved, refused
+end
+
 -- find(groups, label) -> the variant of that label, or nil
 function M.find(groups, wanted)
   for _, v in ipairs(groups.variants) do

@@ -692,18 +692,11 @@ end
 -- Approves every pending session of variant v (each under its lock, with
 -- the policy of now), and says how many.
 local function approve_variant(ui, v)
-  local approve = require("shannot.session.approve")
-  local ok_n, problems = 0, {}
-  for i, s in ipairs(v.sessions) do
-    local done, e
-    if session.run_failure(s) then
-      e = { message = "its run failed" }
-    else
-      done, e = approve.session(s.id, { config = ui.cfg, actor = "ui", warn = ui.warn, who = ui.user })
-    end
-    if done then ok_n = ok_n + 1 else problems[#problems + 1] = v.hosts[i] .. ": " .. e.message end
-  end
-  ui.log[#ui.log + 1] = string.format("variant %s: %d of %d sessions approved%s", v.label, ok_n, #v.sessions,
+  local approved, refused = require("shannot.fleet.variants").approve(v, { config = ui.cfg, actor = "ui",
+    warn = ui.warn, who = ui.user })
+  local problems = {}
+  for i, r in ipairs(refused) do problems[i] = r.host .. ": " .. r.message end
+  ui.log[#ui.log + 1] = string.format("variant %s: %d of %d sessions approved%s", v.label, #approved, #v.sessions,
     #problems > 0 and ("; not: " .. table.concat(problems, "; ")) or "")
   ui:say("%s", ui.log[#ui.log])
 end
