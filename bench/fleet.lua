@@ -11,6 +11,13 @@
 -- host.  A fourth row, HOSTS single-host runs started at once (no fleet
 -- code at all), shows what running that many captures side by side costs
 -- on this machine by itself, and the fleet's own share beside it.
+-- A fifth pair of rows measures how this machine scales process creation,
+-- which is most of a capture's work (sshd forks, login shells, bwrap): the
+-- same fork+exec loop once, then once per core at the same time.  Where
+-- the parallel loops take longer than one loop, the cores do not add up
+-- for such work, and the ideal of (a) is out of reach whatever the fleet
+-- does; the ratio against the ideal at the measured parallelism is printed
+-- beside the one at the nominal core count.
 -- Medians of ROUNDS rounds, the cases interleaved.
 package.path = "spec/?.lua;bench/?.lua;" .. package.path
 local shannot = require("shannot")
@@ -106,14 +113,25 @@ local ok, problem = pcall(function()
       assert(r.code == 0, "single-host run " .. i .. " failed")
     end
   end
+  local execs = { "sh", "-c", "i=0; while [ $i -lt 200 ]; do /bin/true; i=$((i+1)); done" }
+  local n = cores()
+  cases[4] = function() lib.run(execs) end
+  cases[5] = function()
+    local ps = {}
+    for i = 1, n do ps[i] = assert(proc.spawn(execs, { stdin = "null", stdout = "null", stderr = "null" })) end
+    for i = 1, n do assert(ps[i]:communicate({}).code == 0, "exec loop failed") end
+  end
   if ans then
-    cases[4] = function()
+    cases[6] = function()
       lib.run({ ans, "all", "-i", inv, "-m", "script", "-a", script, "-f", tostring(HOSTS) }, quiet)
     end
   end
   local m = lib.compare(cases, ROUNDS, 1)
-  local n = cores()
   local ideal = HOSTS * m[1] / n
+  -- parallelism this machine gives process creation: n loops' work in the
+  -- time they took side by side, over one loop's time
+  local parallelism = n * m[4] / m[5]
+  local measured_ideal = HOSTS * m[1] / math.min(n, parallelism)
   print(string.format("fleet capture of one script on %d loopback hosts (%d cores), medians of %d rounds",
     HOSTS, n, ROUNDS))
   print(string.format("%-58s %9.1f ms", "one host: shannot run --target web1 SCRIPT", m[1] * 1000))
@@ -122,9 +140,15 @@ local ok, problem = pcall(function()
     string.format("fleet: run --target @web --forks %d", HOSTS), m[2] * 1000, m[2] / ideal))
   print(string.format("%-58s %9.1f ms  ratio %.2f fleet/this (the fleet's own share)",
     string.format("%d single-host runs at once (no fleet code)", HOSTS), m[3] * 1000, m[2] / m[3]))
+  print(string.format("%-58s %9.1f ms", "machine: 200 fork+exec of /bin/true, one loop", m[4] * 1000))
+  print(string.format("%-58s %9.1f ms  parallelism %.2f of %d cores", string.format("machine: %d such loops at once", n),
+    m[5] * 1000, parallelism, n))
+  print(string.format("%-58s %9.1f ms  ratio %.2f vs this ideal",
+    string.format("ideal at that parallelism: %d x one host / %.2f", HOSTS, math.min(n, parallelism)),
+    measured_ideal * 1000, m[2] / measured_ideal))
   if ans then
     print(string.format("%-58s %9.1f ms  ratio %.2f fleet/ansible (target <= 0.50)",
-      string.format("ansible all -m script -f %d", HOSTS), m[4] * 1000, m[2] / m[4]))
+      string.format("ansible all -m script -f %d", HOSTS), m[6] * 1000, m[2] / m[6]))
   else
     print("ansible: not measured: " .. tostring(why))
   end
