@@ -19,8 +19,11 @@
 
 #include "shannot.h"
 
-/* Bytes read_key returns at most: a burst of keys or one long sequence. */
+/* Bytes read_key returns at most by default: a burst of keys or one long
+ * sequence; a caller reading a stream (the MCP server) asks for more, up to
+ * READ_LIMIT, so a long line costs few reads. */
 #define READ_MAX 256
+#define READ_LIMIT (1024 * 1024)
 
 typedef struct {
     int fd;               /* the terminal in raw mode; -1 when closed */
@@ -126,13 +129,15 @@ static int raw_active(lua_State *L)
     return 1;
 }
 
-/* [-0, +1|3, m] Pushes what one read(2) of fd returned. */
-static int push_read(lua_State *L, int fd)
+/* [-0, +1|3, m] Pushes what one read(2) of at most max bytes of fd
+ * returned. */
+static int push_read(lua_State *L, int fd, size_t max)
 {
-    char buf[READ_MAX];
+    luaL_Buffer b;
+    char *buf = luaL_buffinitsize(L, &b, max);
     ssize_t n;
     do {
-        n = read(fd, buf, sizeof buf);
+        n = read(fd, buf, max);
     } while (n < 0 && errno == EINTR && sh_interrupted() == 0);
     if (n < 0) {
         return sh_fail(L, "read from the terminal", errno);
@@ -140,18 +145,21 @@ static int push_read(lua_State *L, int fd)
     if (n == 0) { /* the terminal hung up */
         return sh_fail(L, "read from the terminal", EIO);
     }
-    lua_pushlstring(L, buf, (size_t)n);
+    luaL_pushresultsize(&b, (size_t)n);
     return 1;
 }
 
-/* read_key(fd, timeout_ms) -> bytes | "" (timed out) | nil, msg, code
+/* read_key(fd, timeout_ms [, max]) -> bytes | "" (timed out) | nil, msg, code
  * Waits for input at most timeout_ms (negative: forever), then returns
- * the bytes one read(2) gives: a key, an escape sequence or several
- * keys.  A SIGINT or SIGTERM ends the wait: nil, msg, "EINTR". */
+ * the bytes one read(2) gives, at most max (default READ_MAX, at most
+ * READ_LIMIT): a key, an escape sequence or several keys.  A SIGINT or
+ * SIGTERM ends the wait: nil, msg, "EINTR". */
 static int term_read_key(lua_State *L)
 {
     int fd = (int)luaL_checkinteger(L, 1);
     lua_Integer ms = luaL_checkinteger(L, 2);
+    lua_Integer max = luaL_optinteger(L, 3, READ_MAX);
+    luaL_argcheck(L, max > 0 && max <= READ_LIMIT, 3, "between 1 and 1 MiB");
     int timeout = ms > 3600000 ? 3600000 : (int)(ms < 0 ? -1 : ms);
     struct pollfd p = {.fd = fd, .events = POLLIN};
     int n = poll(&p, 1, timeout);
@@ -168,7 +176,7 @@ static int term_read_key(lua_State *L)
         lua_pushliteral(L, "");
         return 1;
     }
-    return push_read(L, fd);
+    return push_read(L, fd, (size_t)max);
 }
 
 /* write(fd, s) -> true | nil, msg, code (all of s, retrying on EINTR) */

@@ -56,6 +56,16 @@ function M.actor()
   return os.getenv("SHANNOT_ACTOR") == "mcp" and "mcp" or "cli"
 end
 
+-- client() -> {name, version} | nil: the MCP client whose call started
+-- this process (SHANNOT_MCP_CLIENT, JSON, set by the MCP server beside
+-- SHANNOT_ACTOR), for the session and the audit log
+function M.client()
+  if M.actor() ~= "mcp" then return nil end
+  local c = require("shannot.json").decode(os.getenv("SHANNOT_MCP_CLIENT") or "")
+  if type(c) ~= "table" or type(c.name) ~= "string" or type(c.version) ~= "string" then return nil end
+  return { name = c.name:sub(1, 256), version = c.version:sub(1, 256) }
+end
+
 function M.warn(fmt, ...)
   io.stderr:write("shannot: ", text.inert(string.format(fmt, ...)), "\n")
 end

@@ -11,7 +11,7 @@ local LAYERS = {
   -- policy, config, remotes
   { "sandbox.profile", "sandbox.bwrap", "sandbox.limits", "session", "session.audit", "session.audit_event",
     "session.approval", "session.view", "policy", "policy.file", "policy.cmdpattern", "config", "remote",
-    "capture.remote_shell", "capture.queries", "fleet.targets", "fleet.inventory", "fleet.runs" },
+    "capture.remote_shell", "capture.queries", "capture.script", "fleet.targets", "fleet.inventory", "fleet.runs" },
   -- 2: orchestration: running sandboxes, capturing, applying, executors
   { "sandbox", "sandbox.probe", "capture", "capture.walk", "capture.renames", "capture.staging",
     "capture.local", "capture.ssh",

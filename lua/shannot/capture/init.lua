@@ -35,6 +35,10 @@ end
 -- the deferred record, then the command's output.
 local function keep_files(dir, c)
   local ok, msg = fs.rename(c.trees.blobs, dir .. "/blobs")
+  if ok then
+    c.script, msg = require("shannot.capture.script").save(c.job, dir .. "/blobs")
+    if msg then ok, msg = nil, "the script: " .. msg end
+  end
   if ok and c.trees.deferred_file then ok, msg = fs.rename(c.trees.deferred_file, dir .. "/deferred") end
   if ok and not c.trees.deferred_file then ok, msg = fs.write_new(dir .. "/deferred", "", 384) end
   if ok then ok, msg = keep_output(dir, c.result) end
@@ -67,6 +71,9 @@ function M.save(c, opts)
       signal = c.result.exit_code == nil and c.result.signal_name or nil, timed_out = c.result.timed_out,
     })
     if #c.walk.skipped > 0 then s.skipped = c.walk.skipped end
+    -- what a reviewer reads beside the changes: the script as it ran, why
+    -- it was run, and (MCP) which client asked
+    s.script, s.rationale, s.client = c.script, c.job.why, c.job.client
     s.where = c.where
     -- one host of a fleet run (fleet/capture.lua): the run it belongs to
     s.fleet_run = opts.fleet_run

@@ -11,7 +11,8 @@ local proc = require("shannot.proc")
 local text = require("shannot.text")
 
 local M = {
-  usage = "shannot run [--profile P] [--target T] [--network] [--timeout S] [--max-output SIZE] [--json] " ..
+  usage = "shannot run [--profile P] [--target T] [--network] [--timeout S] [--max-output SIZE] [--why TEXT] " ..
+    "[--json] " ..
     "SCRIPT [ARGS] | -c 'CODE' | -- CMD [ARGS...]",
   help = [[
 Runs a script (SCRIPT, run by its #! line or by /bin/sh), shell code (-c)
@@ -50,6 +51,8 @@ options:
   --target T          run on a remote host over SSH: a [remotes.T] of the
                       config, or USER@HOST[:PORT] (see "shannot remote")
   --accept-new        with --target: accept and remember an unknown host key
+  --why TEXT          why the change is wanted, kept with the session and
+                      shown to whoever reviews it (show, the review UI)
 
 fleets (many hosts; see "shannot help remote" for groups):
   --target @GROUP     every host of a [groups.GROUP] of the config or of a
@@ -82,6 +85,7 @@ fleets (many hosts; see "shannot help remote" for groups):
     ["--limit"] = { arg = "PATTERN" },
     ["--inventory"] = { arg = "FILE" },
     ["--forks"] = { arg = "N", type = "number" },
+    ["--why"] = { arg = "TEXT" },
   },
   stop_at_positional = true,
 }
@@ -146,7 +150,7 @@ function M.what_to_run(opts, args)
     if #args > 0 or opts["--"] then
       return nil, err.usage("run: -c takes the code alone: shannot run -c 'CODE'")
     end
-    return { argv = { "/bin/sh", "-c", opts.code }, name = "sh-c", command = { "-c", opts.code } }
+    return { argv = { "/bin/sh", "-c", opts.code }, name = "sh-c", command = { "-c", opts.code }, code = opts.code }
   end
   if opts["--"] then
     if #args > 0 then
@@ -175,9 +179,32 @@ function M.what_to_run(opts, args)
   return { argv = argv, name = name, command = command, script = real, script_inside = inside }
 end
 
+M.MAX_WHY = 16 * 1024
+
+-- why(text) -> text | nil, err: the reason given with --why, checked
+function M.why(why)
+  if why == nil then return nil end
+  if #why > M.MAX_WHY then
+    return nil, err.usage("run: --why is %d bytes long; at most %d are kept", #why, M.MAX_WHY)
+  end
+  if not utf8.len(why) then return nil, err.usage("run: --why is not valid UTF-8") end
+  return why
+end
+
 function M.run(opts, args)
   local job, jerr = M.what_to_run(opts, args)
   if not job then return nil, jerr end
+  local why, whyerr = M.why(opts.why)
+  if whyerr then return nil, whyerr end
+  job.why, job.client = why, cli.client()
+  local kept <close>, kerr = require("shannot.capture.script").keep(job)
+  if not kept then return nil, kerr end
+  if job.client and job.kept then
+    -- an MCP client's script lives in a directory gone after the call:
+    -- the session names the client instead
+    job.kept.name = "mcp-script"
+    job.command = { "mcp-script" }
+  end
   if require("shannot.fleet").is_fleet(opts.target, opts) then
     return require("shannot.fleet.capture").command(opts, job)
   end

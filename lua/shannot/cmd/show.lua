@@ -8,7 +8,7 @@ local session = require("shannot.session")
 local text = require("shannot.text")
 
 local M = {
-  usage = "shannot show ID|RUN [--diff] [--json]",
+  usage = "shannot show ID|RUN [--diff] [--json] | ID --script",
   help = [[
 Shows a session: its status, the command that made it, and every
 operation it holds (write, mkdir, replace_dir, symlink, mkfifo, link,
@@ -21,11 +21,18 @@ by identical change sets: "6 hosts: variant A", "1 host: variant B
 (differs in /etc/hosts)", "1 host: unreachable".  With --diff each
 variant is shown once: A whole, the others only where they differ from A.
 
+The header says why the change was wanted (run --why, an MCP client's
+rationale), the script that ran (its name, size and SHA-256: a session
+keeps the exact bytes that ran, whatever became of the file since) and,
+for a session an MCP client asked for, which client.
+
 options:
-  --diff   the content changes of each write as a unified diff (binary
-           and very large files are summarised)
-  --json   the whole session as one JSON document (DESIGN §3 fields)]],
-  options = { ["--diff"] = {}, ["--json"] = {} },
+  --diff     the content changes of each write as a unified diff (binary
+             and very large files are summarised)
+  --json     the whole session as one JSON document (DESIGN §3 fields)
+  --script   only the script the session ran, byte for byte (on a
+             terminal, control characters are shown escaped)]],
+  options = { ["--diff"] = {}, ["--json"] = {}, ["--script"] = {} },
 }
 
 local function verdict(op)
@@ -68,6 +75,17 @@ local function render(s, with_diff, only)
       s.exit_code == json.null and "none" or tostring(s.exit_code), s.created_at),
     string.format("operations (%d):  id  decision danger  kind  path", #s.operations),
   }
+  if s.script then
+    table.insert(lines, 3, string.format("script   %s  (%s, sha256 %s; shannot show %s --script)",
+      text.inert(s.script.name), view.size(s.script.size), s.script.sha256:sub(1, 16), s.id))
+  end
+  if s.client then
+    table.insert(lines, 3, string.format("asked by MCP client %s %s", text.inert(s.client.name),
+      text.inert(s.client.version)))
+  end
+  if s.rationale then
+    table.insert(lines, 2, "why      " .. text.inert_lines(s.rationale):gsub("\n$", ""):gsub("\n", "\n         "))
+  end
   for _, line in ipairs(view.not_captured(s)) do
     table.insert(lines, #lines, text.inert(line))  -- before the operations' header
   end
@@ -92,6 +110,13 @@ function M.run(opts, args)
   end
   local s, e = session.current(args[1], { config = opts.config, actor = opts.actor, warn = opts.warn })
   if not s then return nil, e end
+  if opts.script then
+    if opts.json or opts.diff then return nil, err.usage("show: --script shows the script alone") end
+    local data, serr = require("shannot.capture.script").read(session.dir(s.id), s)
+    if not data then return nil, serr end
+    cli.out(require("shannot.term").isatty(1) and text.inert_lines(data) or data)
+    return const.EXIT.OK
+  end
   if opts.json then
     cli.out(json.encode(s, { indent = "  " }), "\n")
   else

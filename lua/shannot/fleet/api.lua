@@ -73,6 +73,8 @@ function Fleet:run(script, args)
     error("fleet:run: give a script file, {code = ...} or {argv = {...}}", 2)
   end
   if not job then return nil, jerr end
+  local kept <close>, kerr = require("shannot.capture.script").keep(job)
+  if not kept then return nil, kerr end
   local o = {}
   for k, v in pairs(self.opts) do o[k] = v end
   o.quiet = self.opts.quiet ~= false

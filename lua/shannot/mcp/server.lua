@@ -10,7 +10,9 @@ local fs = require("shannot.fs")
 local json = require("shannot.json")
 local paths = require("shannot.paths")
 local proc = require("shannot.proc")
+local schema = require("shannot.mcp.schema")
 local session = require("shannot.session")
+local sys = require("shannot.core.sys")
 local term = require("shannot.core.term")
 local text = require("shannot.text")
 
@@ -34,6 +36,26 @@ local SCRIPT_TARGET = { type = "string",
   description = "A remote host configured for shannot, or @GROUP for every host of a configured group " ..
     "(see list_remotes); omit to run on this machine." }
 
+-- Output schemas: what structuredContent holds (JSON Schema); nullable
+-- fields say so, since a run that timed out has no exit code.
+local function nullable(t) return { type = { t, "null" } } end
+local STR, INT, BOOL, NUM, ARR, OBJ = { type = "string" }, { type = "integer" }, { type = "boolean" },
+  { type = "number" }, { type = "array" }, { type = "object" }
+local RUN_OUTPUT = {
+  exit_code = nullable("integer"), signal = nullable("string"), timed_out = BOOL, stdout = STR, stderr = STR,
+  stdout_truncated = BOOL, stderr_truncated = BOOL, duration = NUM,
+}
+local function output_schema(props, required)
+  return { type = "object", properties = props, required = required }
+end
+
+-- annotations(read_only, idempotent, open_world): hints a client shows
+-- and acts on; nothing here is destructive, since nothing is ever applied
+local function annotations(read_only, idempotent, open_world)
+  return { readOnlyHint = read_only, destructiveHint = false, idempotentHint = idempotent,
+    openWorldHint = open_world }
+end
+
 M.TOOLS = {
   {
     name = "run_command",
@@ -51,6 +73,9 @@ M.TOOLS = {
       },
       required = { "argv" }, additionalProperties = false,
     },
+    -- it reaches configured remote hosts over SSH: the open world
+    annotations = annotations(true, true, true),
+    outputSchema = output_schema(RUN_OUTPUT, { "exit_code", "stdout", "stderr" }),
   },
   {
     name = "run_script",
@@ -64,12 +89,24 @@ M.TOOLS = {
       type = "object",
       properties = {
         script = { type = "string", description = "The script text." },
+        rationale = { type = "string", maxLength = 16384, description = "Why this change is wanted: what " ..
+          "you found and what the script fixes.  The person reviewing the session reads it beside the script." },
         interpreter = { type = "string", description = 'The interpreter, e.g. "sh" (default), "bash", "python3".' },
         target = SCRIPT_TARGET,
         timeout = { type = "number", minimum = 0.1, maximum = 3600, description = "Seconds (default 600)." },
       },
       required = { "script" }, additionalProperties = false,
     },
+    -- not read-only: it stores a session; not destructive: it never applies;
+    -- each call makes a new session
+    annotations = annotations(false, false, true),
+    outputSchema = output_schema({
+      exit_code = nullable("integer"), signal = nullable("string"), timed_out = BOOL, stdout = STR, stderr = STR,
+      stdout_truncated = BOOL, stderr_truncated = BOOL, duration = NUM,
+      session = nullable("string"), operations = ARR, counts = OBJ, review = STR, approve = STR,
+      run_failed = nullable("string"), summary = STR, script_sha256 = STR,
+      run = STR, hosts = INT, variants = ARR, others = ARR,
+    }, { "summary" }),
   },
   {
     name = "list_sessions",
@@ -80,6 +117,8 @@ M.TOOLS = {
       properties = { status = { type = "string", enum = session.STATUSES } },
       additionalProperties = false,
     },
+    annotations = annotations(true, true, false),
+    outputSchema = output_schema({ sessions = ARR }, { "sessions" }),
   },
   {
     name = "get_session",
@@ -91,15 +130,24 @@ M.TOOLS = {
       properties = {
         id = { type = "string", description = "The session id." },
         diff = { type = "boolean", description = "Include unified diffs of writes." },
+        script = { type = "boolean", description = "Include the script the session ran." },
       },
       required = { "id" }, additionalProperties = false,
     },
+    annotations = annotations(true, true, false),
+    outputSchema = output_schema({
+      id = STR, status = STR, command = {}, target = {}, profile = {}, created_at = STR, expires_at = STR,
+      exit_code = nullable("integer"), run_failed = nullable("string"), operations = ARR, review = STR,
+      rationale = nullable("string"), script = nullable("object"), client = nullable("object"),
+    }, { "id", "status", "operations" }),
   },
   {
     name = "list_profiles",
     title = "List sandbox profiles",
     description = "Lists the sandbox profiles, built in and the user's.",
     inputSchema = { type = "object", properties = {}, additionalProperties = false },
+    annotations = annotations(true, true, false),
+    outputSchema = output_schema({ profiles = ARR }, { "profiles" }),
   },
   {
     name = "list_remotes",
@@ -107,6 +155,8 @@ M.TOOLS = {
     description = "Lists the remote hosts and groups (@GROUP, for run_script) configured for shannot (the " ..
       "only targets allowed).",
     inputSchema = { type = "object", properties = {}, additionalProperties = false },
+    annotations = annotations(true, true, false),
+    outputSchema = output_schema({ remotes = ARR, groups = ARR }, { "remotes", "groups" }),
   },
 }
 
@@ -118,6 +168,17 @@ local RESOURCES = {
   { uri = "shannot://status", name = "status", title = "What this machine can do", mimeType = "application/json",
     description = "bwrap, user namespaces and overlayfs on this machine." },
 }
+
+local TEMPLATES = {
+  { uriTemplate = "shannot://sessions/{id}", name = "session", title = "A session",
+    mimeType = "application/json",
+    description = "One session (an id from list_sessions or run_script): status, command, rationale, the " ..
+      "script it ran, every operation with its decision." },
+  { uriTemplate = "shannot://profiles/{name}", name = "profile", title = "A sandbox profile",
+    mimeType = "application/json", description = "One sandbox profile (a name from shannot://profiles) as JSON." },
+}
+
+local RESOURCE_NOT_FOUND = -32002
 
 local PROMPTS = {
   { name = "diagnose-disk", title = "Why is the disk full?",
@@ -152,6 +213,7 @@ function M.new(opts)
       io.stderr:write("shannot: ", require("shannot.text").inert(string.format(fmt, ...)), "\n")
     end,
     jobs = {}, version = nil, work = nil,
+    tokens = {},  -- request id -> its progressToken, while the call starts
   }, Server)
 end
 
@@ -172,11 +234,16 @@ local function valid_id(id)
   return type(id) == "number" or type(id) == "string"
 end
 
+-- speaks(version) -> whether the negotiated protocol is version or newer
+function Server:speaks(version)
+  return self.version ~= nil and self.version >= version
+end
+
 local function tool_result(self, structured, is_error)
   local body = type(structured) == "string" and structured or json.encode(structured, { indent = "  " })
   local r = { content = json.array({ { type = "text", text = body } }) }
   if is_error then r.isError = true end
-  if type(structured) == "table" and self.version and self.version >= "2025-06-18" then
+  if type(structured) == "table" and self:speaks("2025-06-18") then
     r.structuredContent = structured
   end
   return r
@@ -204,6 +271,12 @@ function Server:check_target(name, groups)
     text.inert(tostring(name)))
 end
 
+-- acting() -> the opts of a session call made for the client: the audit
+-- log names the MCP server and its client
+function Server:acting()
+  return { config = self.cfg, actor = "mcp", client = self.client, warn = self.warn }
+end
+
 function Server:workdir()
   if not self.work then
     local base = paths.data_dir() .. "/mcp"
@@ -229,16 +302,35 @@ function Server:start_job(id, args, finish)
   local n = #self.jobs + math.random(1, 1e9)
   local out, errf = string.format("%s/out-%d", dir, n), string.format("%s/err-%d", dir, n)
   -- SHANNOT_ACTOR: the audit log names this server for the sessions made
-  local argv = { "sh", "-c", 'o=$1 e=$2; shift 2; SHANNOT_ACTOR=mcp exec "$@" >"$o" 2>"$e"', "sh", out, errf,
-    self.bin }
+  -- SHANNOT_MCP_CLIENT: and the client that asked (initialize's clientInfo)
+  local argv = { "sh", "-c", 'o=$1 e=$2 c=$3; shift 3; SHANNOT_ACTOR=mcp SHANNOT_MCP_CLIENT=$c exec "$@" >"$o" 2>"$e"',
+    "sh", out, errf, self.client and json.encode(self.client) or "", self.bin }
   table.move(args, 1, #args, #argv + 1, argv)
   local p, msg = proc.spawn(argv, { stdin = "null", stdout = "null", stderr = "null" })
   if not p then
     self:tool_error(id, "cannot start shannot: %s", msg)
     return false
   end
-  self.jobs[#self.jobs + 1] = { id = id, proc = p, out = out, err = errf, finish = finish }
+  local job = { id = id, proc = p, out = out, err = errf, finish = finish, token = self.tokens[id],
+    started = sys.monotonic(), told = -1 }
+  self.jobs[#self.jobs + 1] = job
+  self:progress(job)
   return true
+end
+
+M.PROGRESS_EVERY = 1  -- seconds
+
+-- progress(job): notifications/progress for a call that asked for it
+-- (a progressToken in its _meta), at start and every PROGRESS_EVERY
+-- seconds while it runs: the seconds so far, rising, with no total (a
+-- capture's length is not known ahead).
+function Server:progress(job)
+  if job.token == nil then return end
+  local elapsed = math.floor((sys.monotonic() - job.started) / M.PROGRESS_EVERY) * M.PROGRESS_EVERY
+  if elapsed <= job.told then return end
+  job.told = elapsed
+  self:send({ method = "notifications/progress", params = { progressToken = job.token, progress = elapsed,
+    message = elapsed == 0 and "started" or string.format("running for %d s", elapsed) } })
 end
 
 function Server:poll_jobs()
@@ -256,6 +348,7 @@ function Server:poll_jobs()
       local ok, e = pcall(job.finish, st, stdout, stderr)
       if not ok then self:tool_error(job.id, "internal error: %s", tostring(e)) end
     else
+      self:progress(job)
       i = i + 1
     end
   end
@@ -379,6 +472,7 @@ function TOOL.run_script(self, id, a)
   if not ok then return self:tool_error(id, "cannot keep the script: %s", msg) end
   local args = run_args(target, a.timeout or 600)
   if self.profile then table.move({ "--profile", self.profile }, 1, 2, #args + 1, args) end
+  if a.rationale then table.move({ "--why", a.rationale }, 1, 2, #args + 1, args) end
   table.move({ "--interpreter", interp, file }, 1, 3, #args + 1, args)
   local started = self:start_job(id, args, function(st, stdout, stderr)
     fs.rmtree(sub)
@@ -390,7 +484,7 @@ function TOOL.run_script(self, id, a)
       result.session = json.null
       result.summary = "The script changed nothing; no session was made."
     else
-      local s = session.current(doc.session.id, { config = self.cfg, actor = "mcp", warn = self.warn })
+      local s = session.current(doc.session.id, self:acting())
       local ops = {}
       for i, op in ipairs(s and s.operations or {}) do ops[i] = op_summary(op) end
       result.session = doc.session.id
@@ -412,7 +506,9 @@ end
 
 function TOOL.list_sessions(self, id, a)
   if a.status ~= nil and type(a.status) ~= "string" then return "status must be a string" end
-  local list = session.list({ status = a.status, config = self.cfg, actor = "mcp", warn = self.warn })
+  local how = self:acting()
+  how.status = a.status
+  local list = session.list(how)
   local out = {}
   for i, s in ipairs(list) do
     out[i] = { id = s.id, status = s.status, created_at = s.created_at, expires_at = s.expires_at,
@@ -422,24 +518,41 @@ function TOOL.list_sessions(self, id, a)
   self:reply(id, tool_result(self, { sessions = json.array(out) }, false))
 end
 
-function TOOL.get_session(self, id, a)
-  if type(a.id) ~= "string" then return "id must be a string" end
-  local s, e = session.current(a.id, { config = self.cfg, actor = "mcp", warn = self.warn })
-  if not s then return self:tool_error(id, "%s", e.message) end
+M.MAX_SCRIPT = 1024 * 1024  -- of a script shown to a client
+
+-- session_document(s, opts) -> what a client is told of session s: opts
+-- diff (each write's diff), script (the script's text)
+local function session_document(s, opts)
   local ops = {}
   for i, op in ipairs(s.operations) do
     ops[i] = op_summary(op)
-    if a.diff and op.kind == "write" then
+    if opts.diff and op.kind == "write" then
       local body, why = require("shannot.session.view").diff(s, op)
       ops[i].diff = body or why
     end
   end
-  self:reply(id, tool_result(self, {
+  local script = json.null
+  if s.script then
+    script = { sha256 = s.script.sha256, size = s.script.size, name = s.script.name }
+    if opts.script then
+      local data, e = require("shannot.capture.script").read(session.dir(s.id), s, M.MAX_SCRIPT)
+      script.text = data or json.null
+      script.problem = not data and e.message or nil
+    end
+  end
+  return {
     id = s.id, status = s.status, command = s.command, target = s.target, profile = s.profile,
     created_at = s.created_at, expires_at = s.expires_at, exit_code = s.exit_code,
-    run_failed = session.run_failure(s) or json.null,
+    run_failed = session.run_failure(s) or json.null, rationale = s.rationale or json.null, script = script,
+    client = s.client or json.null,
     operations = json.array(ops), review = "shannot show " .. s.id .. " --diff",
-  }, false))
+  }
+end
+
+function TOOL.get_session(self, id, a)
+  local s, e = session.current(a.id, self:acting())
+  if not s then return self:tool_error(id, "%s", e.message) end
+  self:reply(id, tool_result(self, session_document(s, { diff = a.diff, script = a.script }), false))
 end
 
 function TOOL.list_profiles(self, id)
@@ -491,6 +604,11 @@ function METHOD.initialize(self, id, params)
     if v == asked then version = v end
   end
   self.version = version
+  local info = type(params.clientInfo) == "table" and params.clientInfo or {}
+  if type(info.name) == "string" then
+    self.client = { name = text.inert(info.name):sub(1, 256),
+      version = type(info.version) == "string" and text.inert(info.version):sub(1, 256) or "?" }
+  end
   self:reply(id, {
     protocolVersion = version,
     capabilities = { tools = { listChanged = false }, resources = { listChanged = false },
@@ -510,28 +628,70 @@ function METHOD.tools_list(self, id)
   local tools = {}
   for i, t in ipairs(M.TOOLS) do
     tools[i] = { name = t.name, description = t.description, inputSchema = t.inputSchema }
-    if self.version and self.version >= "2025-06-18" then tools[i].title = t.title end
+    -- each field from the protocol version that brought it
+    if self:speaks("2025-03-26") then tools[i].annotations = t.annotations end
+    if self:speaks("2025-06-18") then tools[i].title, tools[i].outputSchema = t.title, t.outputSchema end
   end
   self:reply(id, { tools = json.array(tools) })
 end
 
+local TOOL_BY_NAME = {}
+for _, t in ipairs(M.TOOLS) do TOOL_BY_NAME[t.name] = t end
+
+-- An unknown tool is a protocol error; arguments that do not fit the
+-- tool's schema are the tool's error (isError), which the model reads
+-- and can correct (MCP 2025-11-25, tools: error handling).
 function METHOD.tools_call(self, id, params)
   local name = params.name
   local fn = type(name) == "string" and TOOL[name]
   if not fn then return string.format('unknown tool "%s"', text.inert(tostring(name))) end
   local a = params.arguments
   if a == nil or a == json.null then a = {} end
-  if type(a) ~= "table" then return "arguments must be an object" end
-  return fn(self, id, a)
+  local problem = schema.arguments(TOOL_BY_NAME[name].inputSchema, a)
+  local meta = type(params._meta) == "table" and params._meta or {}
+  local token = meta.progressToken
+  if type(token) == "number" then token = math.tointeger(token) end
+  if type(token) == "string" or math.type(token) == "integer" then self.tokens[id] = token end
+  if not problem then problem = fn(self, id, a, params) end
+  self.tokens[id] = nil
+  if problem then self:tool_error(id, "invalid arguments for %s: %s", name, problem) end
 end
 
 function METHOD.resources_list(self, id)
   self:reply(id, { resources = json.array(RESOURCES) })
 end
 
+function METHOD.resources_templates_list(self, id)
+  self:reply(id, { resourceTemplates = json.array(TEMPLATES) })
+end
+
+-- A session or a profile named by a template's URI: data | nil, why
+local function templated(self, uri)
+  local sid = uri:match("^shannot://sessions/(.+)$")
+  if sid then
+    local s, e = session.current(sid, self:acting())
+    if not s then return nil, e.message end
+    return session_document(s, { script = true })
+  end
+  local name = uri:match("^shannot://profiles/(.+)$")
+  if name then
+    -- a name, never a path: profile.load reads files named by a path
+    if not name:match("^[%w_][%w_.-]*$") or name:match("%.json$") then
+      return nil, string.format('"%s" is not a profile name', text.inert(name))
+    end
+    local profile = require("shannot.sandbox.profile")
+    local p, e = profile.load(name)
+    if not p then return nil, e.message end
+    local doc = profile.to_table(p)
+    doc.source = p.builtin and "built-in" or p.source
+    return doc
+  end
+end
+
 function METHOD.resources_read(self, id, params)
   local uri = params.uri
-  local data
+  if type(uri) ~= "string" then return "uri must be a string" end
+  local data, why
   if uri == "shannot://profiles" then
     data = require("shannot.sandbox.profile").list()
   elseif uri == "shannot://remotes" then
@@ -539,7 +699,10 @@ function METHOD.resources_read(self, id, params)
   elseif uri == "shannot://status" then
     data = require("shannot.sandbox.probe").gather()
   else
-    return string.format('unknown resource "%s"', text.inert(tostring(uri)))
+    data, why = templated(self, uri)
+  end
+  if not data then
+    return self:fail(id, RESOURCE_NOT_FOUND, "resource not found: " .. (why or text.inert(uri)), { uri = uri })
   end
   self:reply(id, { contents = json.array({ { uri = uri, mimeType = "application/json",
     text = json.encode(data, { indent = "  " }) } }) })
@@ -571,6 +734,7 @@ end
 local METHOD_NAMES = {
   initialize = "initialize", ping = "ping", ["tools/list"] = "tools_list", ["tools/call"] = "tools_call",
   ["resources/list"] = "resources_list", ["resources/read"] = "resources_read",
+  ["resources/templates/list"] = "resources_templates_list",
   ["prompts/list"] = "prompts_list", ["prompts/get"] = "prompts_get",
 }
 
@@ -607,28 +771,62 @@ function Server:handle(line)
   if problem then return self:fail(id, INVALID_PARAMS, "invalid params: " .. problem) end
 end
 
+-- Splits the byte stream on stdin into lines in linear time: the bytes
+-- of an unfinished line are kept as chunks, only new bytes are searched
+-- for a newline, and a line over MAX_LINE is refused once and then
+-- skipped up to its newline, so nothing after the cut is ever read as a
+-- message of its own.
+local Lines = {}
+Lines.__index = Lines
+
+local function lines(max)
+  return setmetatable({ max = max, chunks = {}, size = 0, skipping = false }, Lines)
+end
+
+-- feed(data, on_line, on_too_long): on_line(line) for each line ended in
+-- data, on_too_long() once for a line that passes the limit
+function Lines:feed(data, on_line, on_too_long)
+  local pos = 1
+  while pos <= #data do
+    local nl = data:find("\n", pos, true)
+    local piece = data:sub(pos, (nl or #data + 1) - 1)
+    if not self.skipping then
+      self.chunks[#self.chunks + 1] = piece
+      self.size = self.size + #piece
+      if self.size > self.max then
+        self.chunks, self.size, self.skipping = {}, 0, true
+        on_too_long()
+      end
+    end
+    if not nl then break end
+    if self.skipping then
+      self.skipping = false
+    else
+      local line = table.concat(self.chunks)
+      self.chunks, self.size = {}, 0
+      on_line(line)
+    end
+    pos = nl + 1
+  end
+end
+
+M.READ_CHUNK = 1024 * 1024
+
 -- serve(server, fd) -> exit code: until stdin ends or a signal arrives
 function Server:serve(fd)
-  local buf = ""
+  local input = lines(M.MAX_LINE)
+  local function on_line(line) self:handle(line) end
+  local function on_too_long()
+    self:fail(nil, PARSE_ERROR, "parse error: a line longer than " .. M.MAX_LINE .. " bytes (skipped up to its end)")
+  end
   while true do
-    local data, _, code = term.read_key(fd, #self.jobs > 0 and 50 or 500)
+    local data, _, code = term.read_key(fd, #self.jobs > 0 and 50 or 500, M.READ_CHUNK)
     if data == nil then
       if code ~= "EINTR" then break end  -- EIO: stdin ended
       self:close()
       return err.failed("interrupted")
     end
-    buf = buf .. data
-    while true do
-      local nl = buf:find("\n", 1, true)
-      if not nl then break end
-      local line = buf:sub(1, nl - 1)
-      buf = buf:sub(nl + 1)
-      self:handle(line)
-    end
-    if #buf > M.MAX_LINE then
-      buf = ""
-      self:fail(nil, PARSE_ERROR, "parse error: a line longer than " .. M.MAX_LINE .. " bytes")
-    end
+    input:feed(data, on_line, on_too_long)
     self:poll_jobs()
   end
   -- stdin ended: finish what is running (its answers still go out), then stop
@@ -637,5 +835,7 @@ function Server:serve(fd)
   self:close()
   return const.EXIT.OK
 end
+
+M.lines = lines
 
 return M

@@ -32,6 +32,10 @@ function M.session(ev)
     operations = #s.operations, command = s.command, target = s.target }
   -- what an approval bound, for whoever reads the log later
   if what == "approved" and type(s.approval) == "table" then e.digest = s.approval.digest end
+  -- an MCP front end names its client (initialize's clientInfo); a
+  -- session's creation carries the client the session recorded
+  local client = ev.actor == "mcp" and (ev.client or (what == "session_created" and s.client))
+  if client then e.client = client.name .. " " .. client.version end
   for k, v in pairs(ev.extra or {}) do e[k] = v end
   local ok, aerr = require("shannot.session.audit").record(cfg, e)
   if not ok then

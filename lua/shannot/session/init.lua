@@ -248,7 +248,7 @@ function M.transition(s, to, how)
   if not ok then return nil, serr end
   local event = (from == "approved" and to == "pending") and "revoked" or to
   require("shannot.session.audit_event").session({ what = event, session = s, config = how.config, extra = how.extra,
-    actor = how.actor, warn = how.warn })
+    actor = how.actor, client = how.client, warn = how.warn })
   return true
 end
 
@@ -313,6 +313,9 @@ local SCHEMA = { fields = {
   where = opt({ fields = { name = "string", user = opt("string"), host = "string", port = opt("integer"),
     fingerprint = opt("string"), key_file = opt("string") } }),
   fleet_run = opt("string"),
+  script = opt({ fields = { sha256 = "hash", size = "integer", name = "string" } }),
+  rationale = opt("string"),
+  client = opt({ fields = { name = "string", version = "string" } }),
   dir_times = opt({ list = { fields = { path = "string", mtime_sec = "integer", mtime_nsec = "integer",
     base_sec = opt("integer"), base_nsec = opt("integer") } } }),
 } }
@@ -444,7 +447,8 @@ function M.current(id, opts)
   if not s then return nil, e end
   if M.is_expired(s, opts and opts.now) then
     local ok, terr = M.transition(s, "expired", { note = "TTL passed", now = opts and opts.now,
-      config = opts and opts.config, actor = opts and opts.actor, warn = opts and opts.warn })
+      config = opts and opts.config, actor = opts and opts.actor, client = opts and opts.client,
+      warn = opts and opts.warn })
     if not ok then return nil, terr end
   end
   return s

@@ -158,7 +158,9 @@ end
 -- "deploy@web1:22 (remote web1, host key SHA256:...)"
 function M.where(s)
   local w = s.where
-  if type(w) ~= "table" then return s.target and ("remote " .. tostring(s.target)) or "this machine" end
+  if type(w) ~= "table" then
+    return (s.target and s.target ~= "local") and ("remote " .. tostring(s.target)) or "this machine"
+  end
   local at = require("shannot.remote").display(w)
   return string.format("%s (remote %s%s)", at, tostring(w.name),
     w.fingerprint and (", host key " .. tostring(w.fingerprint)) or "")

@@ -232,6 +232,7 @@ local HELP = {
   "  n                 deny every operation",
   "  x                 execute the approved operations (asks y/N first)",
   "  r                 reject the whole session (asks y/N first)",
+  "  s                 the script the session ran, and why it was run",
   "  ?                 this help",
   "  q, Escape         back; quit from the first screen",
   "  Ctrl-L            redraw",
@@ -337,7 +338,7 @@ Ops.__index = Ops
 
 local function new_ops(s)
   local v = setmetatable({ s = s, choice = {}, cursor = 1, top = 1,
-    hints = "Space approve/deny  a all  n none  Enter diff  x execute  r reject  q back  ? keys" }, Ops)
+    hints = "Space approve/deny  a all  n none  Enter diff  s script  x execute  r reject  q back  ? keys" }, Ops)
   for _, op in ipairs(s.operations) do
     local d = op.decision
     v.choice[op.id] = (d == "deny" or d == "approve") and d or "review"
@@ -430,6 +431,37 @@ function Ops:open(ui)
   local t = new_text(nil, lines, "j/k scroll  Left/Right sideways  Space approve/deny  q back  ? keys")
   t.ops, t.op = self, op
   ui:push(setmetatable(t, OpText))
+end
+
+M.MAX_SCRIPT = 4 * 1024 * 1024  -- of a script shown in the review
+
+-- script_lines(s) -> the lines of the script view: why the session was
+-- made, then the script as it ran (control characters shown escaped)
+local function script_lines(s)
+  local lines = {}
+  local function add(l, sgr) lines[#lines + 1] = { { l, sgr } } end
+  if s.client then add(string.format("asked by MCP client %s %s", text.inert(s.client.name),
+    text.inert(s.client.version))) end
+  if s.rationale then
+    add("why:", SGR.caution)
+    for l in (s.rationale .. "\n"):gmatch("([^\n]*)\n") do add("  " .. text.inert(l)) end
+  else
+    add("why: (not given; run --why TEXT says it)")
+  end
+  add("")
+  if not s.script then
+    add("command: " .. text.inert(text.command_line(s.command or {})) .. " (a command, not a script)")
+    return lines
+  end
+  add(string.format("script %s, %s, sha256 %s", text.inert(s.script.name), opview.size(s.script.size),
+    s.script.sha256), SGR.caution)
+  local data, e = require("shannot.capture.script").read(session.dir(s.id), s, M.MAX_SCRIPT)
+  if not data then
+    add(e.message, SGR.danger)
+    return lines
+  end
+  for l in (data:sub(-1) == "\n" and data or data .. "\n"):gmatch("([^\n]*)\n") do add(text.inert(l)) end
+  return lines
 end
 
 -- The session as it is on disk now, still pending, or nil (said).
@@ -568,6 +600,8 @@ function Ops:key(ui, key)
     if ops[self.cursor] then self:toggle(ui, ops[self.cursor]) end
   elseif key == "enter" or key == "right" then
     self:open(ui)
+  elseif key == "s" then
+    ui:push(new_text("script and why of " .. self.s.id, script_lines(self.s)))
   elseif key == "a" then
     self:set_all(ui, "approve")
   elseif key == "n" then
