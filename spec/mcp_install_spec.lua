@@ -62,9 +62,11 @@ describe("mcp install", function()
 
   describe("through the binary", function()
     it("creates both missing files (and Claude Desktop's directory) with their modes", function()
-      local r = install(home)
+      local r = install(home, "--client", "claude-desktop")
       assert.equal(0, r.code, r.stderr)
       assert.matches("added shannot to " .. desktop(home) .. " (Claude Desktop); created it", r.stdout, 1, true)
+      r = install(home, "--client", "claude-code")
+      assert.equal(0, r.code, r.stderr)
       assert.matches("added shannot to " .. code(home) .. " (Claude Code); created it", r.stdout, 1, true)
       for _, f in ipairs({ desktop(home), code(home) }) do
         local e = entry_of(f)
@@ -113,6 +115,7 @@ describe("mcp install", function()
 
     it("is idempotent: a second install leaves the file alone", function()
       h.write(code(home), CLAUDE_JSON)
+      assert(fs.mkdir_p(home .. "/config/Claude"))
       assert.equal(0, install(home).code)
       local before, st = read(code(home)), fs.stat(code(home))
       local r = install(home)
@@ -130,6 +133,7 @@ describe("mcp install", function()
         { '{"mcpServers": "shannot"}', ': "mcpServers" is not a JSON object (it is a string)' },
         { '{"a": 1,}', ":1:" },
       }
+      assert(fs.mkdir_p(home .. "/config/Claude"))
       for _, c in ipairs(cases) do
         h.write(code(home), c[1])
         local st = fs.stat(code(home))
@@ -147,6 +151,7 @@ describe("mcp install", function()
 
     it("--dry-run shows the change as a diff and changes nothing", function()
       h.write(code(home), CLAUDE_JSON)
+      assert(fs.mkdir_p(home .. "/config/Claude"))
       local r = install(home, "--dry-run")
       assert.equal(0, r.code, r.stderr)
       assert.matches("would add shannot to " .. code(home) .. " (Claude Code)\n--- " .. code(home) ..
@@ -155,7 +160,7 @@ describe("mcp install", function()
       assert.matches("would add shannot to " .. desktop(home) .. " (Claude Desktop); would create it\n" ..
         "--- /dev/null\n", r.stdout, 1, true)
       assert.equal(CLAUDE_JSON, read(code(home)))
-      assert.is_false(fs.exists(home .. "/config/Claude"))
+      assert.is_false(fs.exists(desktop(home)))
     end)
 
     it("--json says what was done", function()
