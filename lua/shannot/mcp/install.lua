@@ -525,7 +525,8 @@ function M.run(opts, args)
   local bin = opts.bin or fs.realpath("/proc/self/exe")
   if not bin then return nil, err.env("mcp install: cannot find the shannot binary (/proc/self/exe)") end
   if not utf8.len(bin) then
-    return nil, err.env("mcp install: the binary's path %s is not UTF-8, which JSON and TOML cannot hold", text.inert(bin))
+    return nil, err.env("mcp install: the binary's path %s is not UTF-8, which JSON and TOML cannot hold",
+      text.inert(bin))
   end
   return M.install({ bin = bin, client = opts.client, target = opts.target, profile = profile,
     dry_run = opts.dry_run, getenv = opts.getenv })
