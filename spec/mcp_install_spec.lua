@@ -4,10 +4,13 @@
 local fs = require("shannot.fs")
 local json = require("shannot.json")
 local mi = require("shannot.mcp.install")
+local toml = require("shannot.toml")
 local h = require("support.h")
 
 local function desktop(home) return home .. "/config/Claude/claude_desktop_config.json" end
 local function code(home) return home .. "/.claude.json" end
+local function codex(home) return home .. "/.codex/config.toml" end
+local function lmstudio(home) return home .. "/.lmstudio/mcp.json" end
 
 local function install(home, ...)
   return h.shannot({ "mcp", "install", ... }, { home = home })
@@ -62,9 +65,11 @@ describe("mcp install", function()
 
   describe("through the binary", function()
     it("creates both missing files (and Claude Desktop's directory) with their modes", function()
-      local r = install(home)
+      local r = install(home, "--client", "claude-desktop")
       assert.equal(0, r.code, r.stderr)
       assert.matches("added shannot to " .. desktop(home) .. " (Claude Desktop); created it", r.stdout, 1, true)
+      r = install(home, "--client", "claude-code")
+      assert.equal(0, r.code, r.stderr)
       assert.matches("added shannot to " .. code(home) .. " (Claude Code); created it", r.stdout, 1, true)
       for _, f in ipairs({ desktop(home), code(home) }) do
         local e = entry_of(f)
@@ -113,6 +118,7 @@ describe("mcp install", function()
 
     it("is idempotent: a second install leaves the file alone", function()
       h.write(code(home), CLAUDE_JSON)
+      assert(fs.mkdir_p(home .. "/config/Claude"))
       assert.equal(0, install(home).code)
       local before, st = read(code(home)), fs.stat(code(home))
       local r = install(home)
@@ -130,6 +136,7 @@ describe("mcp install", function()
         { '{"mcpServers": "shannot"}', ': "mcpServers" is not a JSON object (it is a string)' },
         { '{"a": 1,}', ":1:" },
       }
+      assert(fs.mkdir_p(home .. "/config/Claude"))
       for _, c in ipairs(cases) do
         h.write(code(home), c[1])
         local st = fs.stat(code(home))
@@ -147,6 +154,7 @@ describe("mcp install", function()
 
     it("--dry-run shows the change as a diff and changes nothing", function()
       h.write(code(home), CLAUDE_JSON)
+      assert(fs.mkdir_p(home .. "/config/Claude"))
       local r = install(home, "--dry-run")
       assert.equal(0, r.code, r.stderr)
       assert.matches("would add shannot to " .. code(home) .. " (Claude Code)\n--- " .. code(home) ..
@@ -155,7 +163,7 @@ describe("mcp install", function()
       assert.matches("would add shannot to " .. desktop(home) .. " (Claude Desktop); would create it\n" ..
         "--- /dev/null\n", r.stdout, 1, true)
       assert.equal(CLAUDE_JSON, read(code(home)))
-      assert.is_false(fs.exists(home .. "/config/Claude"))
+      assert.is_false(fs.exists(desktop(home)))
     end)
 
     it("--json says what was done", function()
@@ -193,6 +201,163 @@ describe("mcp install", function()
       r = install(home, "now")
       assert.equal(2, r.code)
       assert.is_true(h.one_line_error(r), r.stderr)
+    end)
+  end)
+
+  describe("codex, lmstudio and --client all", function()
+    -- Codex's own shape: top-level keys, comments, other servers, a
+    -- profile, an inline table, a trailing comment.
+    local CODEX_TOML = table.concat({
+      "# Codex settings",
+      'model = "o3"  # the default',
+      'approval_policy = "on-request"',
+      "",
+      "[mcp_servers.docs]",
+      'command = "npx"',
+      'args = ["-y", "docs-server"]',
+      'env = { TOKEN = "s3cr\\u00e9t" }',
+      "",
+      "# a profile",
+      "[profiles.fast]",
+      "model = 'o4-mini'",
+      "",
+      "# the end",
+      "",
+    }, "\n")
+
+    local function block(bin, ...)
+      local args = { '"mcp"' }
+      for _, a in ipairs({ ... }) do args[#args + 1] = json.encode(a) end
+      return "[mcp_servers.shannot]\ncommand = " .. json.encode(bin) .. "\nargs = [" .. table.concat(args, ", ") ..
+        "]\n"
+    end
+
+    local function codex_entry(path)
+      return assert(toml.parse(read(path), path)).mcp_servers.shannot
+    end
+
+    it("creates a missing config.toml (and ~/.codex), mode 0600", function()
+      local r = install(home, "--client", "codex")
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("added shannot to " .. codex(home) .. " (Codex); created it\n", r.stdout)
+      assert.equal(block(h.BIN), read(codex(home)))
+      assert.equal(384, fs.stat(codex(home)).mode)
+      local e = codex_entry(codex(home))
+      assert.equal(h.BIN, e.command)
+      assert.same({ "mcp" }, { table.unpack(e.args) })
+    end)
+
+    it("adds a table to an existing config.toml, keeping the rest byte for byte and the mode", function()
+      put(codex(home), CODEX_TOML)
+      assert(fs.chmod(codex(home), 416))  -- 0640
+      local r = install(home, "--client", "codex")
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("added shannot to " .. codex(home) .. " (Codex)\n", r.stdout)
+      assert.equal(CODEX_TOML .. "\n" .. block(h.BIN), read(codex(home)))
+      assert.equal(416, fs.stat(codex(home)).mode)
+      local doc = assert(toml.parse(read(codex(home))))
+      assert.equal("o3", doc.model)
+      assert.equal("s3cr\u{e9}t", doc.mcp_servers.docs.env.TOKEN)
+      assert.equal("o4-mini", doc.profiles.fast.model)
+      assert.equal(h.BIN, doc.mcp_servers.shannot.command)
+    end)
+
+    it("is idempotent, and updates a different entry in place, keeping its other keys and comments", function()
+      put(codex(home), CODEX_TOML)
+      assert.equal(0, install(home, "--client", "codex").code)
+      local before, st = read(codex(home)), fs.stat(codex(home))
+      local r = install(home, "--client", "codex")
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("shannot in " .. codex(home) .. " is already up to date (Codex)\n", r.stdout)
+      assert.equal(before, read(codex(home)))
+      assert.equal(st.ino, fs.stat(codex(home)).ino)
+
+      local old = '[mcp_servers.shannot]  # ours\ncommand = "/old/shannot"  # moved\n' ..
+        'startup_timeout_sec = 20\nargs = [\n  "mcp",\n]\n\n[other]\nx = 1\n'
+      put(codex(home), old)
+      r = install(home, "--client", "codex", "--profile", "system")
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("updated shannot in " .. codex(home) .. " (Codex)\n", r.stdout)
+      assert.equal('[mcp_servers.shannot]  # ours\ncommand = ' .. json.encode(h.BIN) .. '  # moved\n' ..
+        'startup_timeout_sec = 20\nargs = ["mcp", "--profile", "system"]\n\n[other]\nx = 1\n', read(codex(home)))
+    end)
+
+    it("reports a malformed or uneditable config.toml in one line with FILE:LINE and changes nothing", function()
+      assert(fs.mkdir_p(home .. "/.lmstudio"))
+      local cases = {
+        { 'model = "o3"\n[mcp_servers\n', ":2:13: expected ']' to close the table header" },
+        { 'a = 1\na = 2\n', ':2:1: duplicate key "a"' },
+        { 'mcp_servers = { shannot = { command = "x" } }\n',
+          ":1:1: cannot edit table [mcp_servers.shannot]: mcp_servers is an inline table" },
+      }
+      for _, c in ipairs(cases) do
+        put(codex(home), c[1])
+        local st = fs.stat(codex(home))
+        local r = install(home)
+        assert.equal(2, r.code, c[1])
+        assert.is_true(h.one_line_error(r), r.stderr)
+        assert.matches("shannot: " .. codex(home) .. c[2], r.stderr, 1, true)
+        assert.matches("; not changed (Codex)", r.stderr, 1, true)
+        assert.equal(c[1], read(codex(home)))
+        assert.equal(st.ino, fs.stat(codex(home)).ino)
+        assert.is_false(fs.exists(lmstudio(home)))  -- --client all: none is written
+        assert.equal("", r.stdout)
+      end
+    end)
+
+    it("honours CODEX_HOME", function()
+      local dir = home .. "/elsewhere"
+      assert(fs.mkdir_p(dir))
+      local r = h.shannot({ "mcp", "install" }, { home = home, env = { CODEX_HOME = dir } })
+      assert.equal(0, r.code, r.stderr)
+      assert.matches("added shannot to " .. dir .. "/config.toml (Codex); created it", r.stdout, 1, true)
+      assert.equal(block(h.BIN), read(dir .. "/config.toml"))
+      assert.is_false(fs.exists(home .. "/.codex"))
+    end)
+
+    it("lmstudio: creates ~/.lmstudio/mcp.json and adds to an existing one, keeping the rest", function()
+      local r = install(home, "--client", "lmstudio")
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("added shannot to " .. lmstudio(home) .. " (LM Studio); created it\n", r.stdout)
+      assert.equal(mi.edit(nil, mi.entry(h.BIN), "x"), read(lmstudio(home)))
+      assert.equal(384, fs.stat(lmstudio(home)).mode)
+      local old = '{\n  "mcpServers": {\n    "other": {"command": "o", "env": {"K": "v"}}\n  }\n}\n'
+      h.write(lmstudio(home), old)
+      r = install(home, "--client", "lmstudio")
+      assert.equal(0, r.code, r.stderr)
+      assert.equal(old:gsub('"K": "v"}}', function(x) return x .. ",\n    " .. pretty_entry(h.BIN, "    ", "  ") end),
+        read(lmstudio(home)))
+      assert.equal(0, install(home, "--client", "lmstudio").code)
+      assert.matches("already up to date (LM Studio)", install(home, "--client", "lmstudio").stdout, 1, true)
+    end)
+
+    it("--client all touches only the clients whose config directory exists, and says which it skipped", function()
+      assert(fs.mkdir_p(home .. "/.codex"))
+      local r = install(home, "--client", "all")
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("added shannot to " .. codex(home) .. " (Codex); created it\n" ..
+        "skipped Claude Desktop: no " .. home .. "/config/Claude\n" ..
+        "skipped Claude Code: no " .. code(home) .. " or " .. home .. "/.claude\n" ..
+        "skipped LM Studio: no " .. home .. "/.lmstudio\n", r.stdout)
+      assert.equal(block(h.BIN), read(codex(home)))
+      for _, f in ipairs({ home .. "/config/Claude", code(home), home .. "/.claude", home .. "/.lmstudio" }) do
+        assert.is_false(fs.exists(f), f)
+      end
+      r = install(home, "--json")
+      local doc = assert(json.decode(r.stdout))
+      assert.equal("codex", doc.clients[1].client)
+      assert.equal(3, #doc.skipped)
+      assert(fs.mkdir_p(home .. "/.claude"))
+      assert.matches("added shannot to " .. code(home) .. " (Claude Code); created it", install(home).stdout, 1, true)
+    end)
+
+    it("--client all with no client found is an error naming what it looked for", function()
+      local r = install(home)
+      assert.equal(2, r.code)
+      assert.is_true(h.one_line_error(r), r.stderr)
+      assert.matches("found no MCP client (Claude Desktop: no " .. home .. "/config/Claude;", r.stderr, 1, true)
+      assert.matches("name one with --client (claude-desktop, claude-code, codex, lmstudio)", r.stderr, 1, true)
+      assert.equal("", r.stdout)
     end)
   end)
 
@@ -241,9 +406,12 @@ describe("mcp install", function()
       local function getenv(k) return env[k] end
       assert.equal("/h/.config/Claude/claude_desktop_config.json", mi.config_path("claude-desktop", getenv))
       assert.equal("/h/.claude.json", mi.config_path("claude-code", getenv))
-      env.XDG_CONFIG_HOME, env.CLAUDE_CONFIG_DIR = "/x", "/c"
+      assert.equal("/h/.codex/config.toml", mi.config_path("codex", getenv))
+      assert.equal("/h/.lmstudio/mcp.json", mi.config_path("lmstudio", getenv))
+      env.XDG_CONFIG_HOME, env.CLAUDE_CONFIG_DIR, env.CODEX_HOME = "/x", "/c", "/cx"
       assert.equal("/x/Claude/claude_desktop_config.json", mi.config_path("claude-desktop", getenv))
       assert.equal("/c/.claude.json", mi.config_path("claude-code", getenv))
+      assert.equal("/cx/config.toml", mi.config_path("codex", getenv))
     end)
 
     it("writes through a symlink, keeping the link", function()

@@ -594,6 +594,7 @@ local function assign(p, tbl, key, value)
   tbl[keys[n]] = value
 end
 
+-- parse_keyval(p, tbl) -> the key's parts, the position after the value
 local function parse_keyval(p, tbl)
   local keys, where = parse_key(p)
   if byte(p.src, p.pos) ~= 61 then
@@ -602,7 +603,7 @@ local function parse_keyval(p, tbl)
   p.pos = p.pos + 1
   skip_ws(p)
   assign(p, tbl, { keys, where }, parse_value(p))
-  return keys
+  return keys, p.pos
 end
 
 local function parse_inline_table(p)
@@ -723,8 +724,10 @@ local function parse_header(p)
 end
 
 -- Sections record where each [header] and its key/value lines sit, for the editor.
+-- lines: {keys, start, stop} of each key/value line (the key's first and
+-- the value's last byte + 1).
 local function new_section(p, keys, aot)
-  local s = {keys = keys, aot = aot, start = p.line_start}
+  local s = {keys = keys, aot = aot, start = p.line_start, lines = {}}
   p.sections[#p.sections + 1] = s
   return s
 end
@@ -749,7 +752,9 @@ local function parse_document(p)
     elseif c == 35 or c == 10 or c == 13 then
       end_of_line(p, "comment")
     else
-      parse_keyval(p, p.current)
+      local start = p.pos
+      local keys, stop = parse_keyval(p, p.current)
+      section.lines[#section.lines + 1] = {keys = keys, start = start, stop = stop}
       end_of_line(p, "value")
       section.body_end = p.pos
     end
@@ -990,6 +995,17 @@ local function replace_section(text, s, block, nl)
   return sub(text, 1, s.start - 1) .. block .. sub(text, body_end)
 end
 
+-- A check for verify: the table is a [header] table with each pair of kv.
+local function holds(kv)
+  return function(q, t)
+    if not is_plain(t) or q.kind[t] ~= "explicit" then return false end
+    for _, pair in ipairs(kv) do
+      if not same(t[pair[1]], pair[2]) then return false end
+    end
+    return true
+  end
+end
+
 function M.set_table(text, path, kv, filename)
   check_path(path)
   if type(kv) ~= "table" then error("toml: kv must be an array of {key, value} pairs", 2) end
@@ -1006,13 +1022,50 @@ function M.set_table(text, path, kv, filename)
   else
     out = append_table(text, block, nl)
   end
-  return verify(out, path, function(q, t)
-    if not is_plain(t) or q.kind[t] ~= "explicit" then return false end
-    for _, pair in ipairs(kv) do
-      if not same(t[pair[1]], pair[2]) then return false end
+  return verify(out, path, holds(kv), filename)
+end
+
+-- update_table(text, path, kv, filename) -> text | nil, err: like
+-- set_table, but a table that has a [header] keeps its other keys and
+-- every comment: a key of kv already there gets the new value on its own
+-- line, the others are added after the table's last key.
+function M.update_table(text, path, kv, filename)
+  check_path(path)
+  if type(kv) ~= "table" then error("toml: kv must be an array of {key, value} pairs", 2) end
+  local p, err = run_parser(text, filename)
+  if not p then return nil, err end
+  local where, lerr = locate(p, path, filename)
+  if not where then return nil, lerr end
+  if type(where) ~= "table" then return M.set_table(text, path, kv, filename) end
+  local nl, edits, added = newline_style(text), {}, {}
+  for i, pair in ipairs(kv) do
+    if type(pair) ~= "table" or type(pair[1]) ~= "string" then
+      error("toml: kv[" .. i .. "] must be a {key, value} pair", 2)
     end
-    return true
-  end, filename)
+    local key, kerr = check_utf8(pair[1], "key")
+    if not key then return nil, kerr end
+    local value, verr = emit_value(pair[2])
+    if not value then return nil, verr end
+    local line = key_text(key) .. " = " .. value
+    local found
+    for _, l in ipairs(where.lines) do
+      if #l.keys == 1 and l.keys[1] == key then found = l end
+    end
+    if found then
+      edits[#edits + 1] = {found.start, found.stop, line}
+    else
+      added[#added + 1] = line .. nl
+    end
+  end
+  if #added > 0 then
+    local at, block = where.body_end, concat(added)
+    if byte(text, at - 1) ~= 10 then block = nl .. sub(block, 1, -1 - #nl) end
+    edits[#edits + 1] = {at, at, block}
+  end
+  table.sort(edits, function(a, b) return a[1] > b[1] end)
+  local out = text
+  for _, e in ipairs(edits) do out = sub(out, 1, e[1] - 1) .. e[3] .. sub(out, e[2]) end
+  return verify(out, path, holds(kv), filename)
 end
 
 local function section_index(p, s)

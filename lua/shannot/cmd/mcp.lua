@@ -7,7 +7,7 @@ local text = require("shannot.text")
 
 local M = {
   usage = "shannot mcp [--target T] [--profile P]\n" ..
-    "shannot mcp install [--client claude-desktop|claude-code|all] [--target T] [--dry-run]",
+    "shannot mcp install [--client claude-desktop|claude-code|codex|lmstudio|all] [--target T] [--dry-run]",
   help = [[
 Serves the Model Context Protocol on stdin/stdout (one JSON-RPC message
 per line), for LLM agents.  Tools: run_command (a read-only sandboxed
@@ -21,9 +21,12 @@ options:
   --target T    run tools on this configured remote unless a call names one
   --profile P   the profile run_script uses (default: system)
 
-install adds shannot to an MCP client's configuration (Claude Desktop,
-Claude Code), keeping everything else in the file:
-  --client C    claude-desktop, claude-code or all (default)
+install adds shannot to an MCP client's configuration, keeping everything
+else in the file: Claude Desktop (claude_desktop_config.json), Claude
+Code (~/.claude.json), Codex (config.toml in $CODEX_HOME or ~/.codex),
+LM Studio (~/.lmstudio/mcp.json):
+  --client C    claude-desktop, claude-code, codex, lmstudio or all
+                (default: each whose configuration directory exists)
   --dry-run     show the change, make none]],
   options = {
     ["--target"] = { arg = "T" }, ["--profile"] = { arg = "P" }, ["--client"] = { arg = "C" },
@@ -48,13 +51,16 @@ local function install(opts, args)
   for _, w in ipairs(warnings or {}) do cli.warn("%s", w) end
   if not done then return nil, ierr end
   if opts.json then
-    cli.out(json.encode({ clients = json.array(done.clients), entry = { command = done.entry.command,
-      args = json.array(done.entry.args) } }, { indent = "  " }), "\n")
+    cli.out(json.encode({ clients = json.array(done.clients), skipped = json.array(done.skipped),
+      entry = { command = done.entry.command, args = json.array(done.entry.args) } }, { indent = "  " }), "\n")
     return const.EXIT.OK
   end
   for _, doc in ipairs(done.clients) do
     cli.out(said(doc), "\n")
     if doc.diff then cli.out(text.inert_lines(doc.diff), doc.diff:sub(-1) == "\n" and "" or "\n") end
+  end
+  for _, s in ipairs(done.skipped) do
+    cli.out(string.format("skipped %s: %s\n", s.name, text.inert(s.why)))
   end
   return const.EXIT.OK
 end

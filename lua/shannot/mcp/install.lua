@@ -1,8 +1,8 @@
--- shannot mcp install: adds a "shannot" server to an MCP client's JSON
--- config (Claude Desktop, Claude Code).  The file is edited as text, so
--- everything outside the "shannot" entry (and the "mcpServers" object it
--- is added to) stays byte for byte; a malformed file is reported, never
--- rewritten.
+-- shannot mcp install: adds a "shannot" server to an MCP client's config:
+-- JSON for Claude Desktop, Claude Code and LM Studio, TOML for Codex.
+-- The file is edited as text, so everything outside the "shannot" entry
+-- (and the "mcpServers" object it is added to) stays byte for byte; a
+-- malformed file is reported, never rewritten.
 local err = require("shannot.err")
 local fs = require("shannot.fs")
 local json = require("shannot.json")
@@ -13,29 +13,55 @@ local M = {}
 
 M.MAX_BYTES = 64 * 1024 * 1024  -- ~/.claude.json keeps history: it grows
 
--- mode: of a file we create (~/.claude.json holds OAuth account data)
+-- mode: of a file we create (~/.claude.json holds OAuth account data,
+-- the others may hold a server's tokens)
 M.CLIENTS = {
   { id = "claude-desktop", name = "Claude Desktop", mode = 420 },  -- 0644
   { id = "claude-code", name = "Claude Code", mode = 384 },        -- 0600
+  { id = "codex", name = "Codex", mode = 384, toml = true },
+  { id = "lmstudio", name = "LM Studio", mode = 384 },
 }
 
 local function nonempty(v)
   if v ~= nil and v ~= "" then return v end
 end
 
--- config_path(client_id [, getenv]) -> the client's config file
-function M.config_path(id, getenv)
+-- config_dir(client_id [, getenv]) -> the directory the client keeps its
+-- config in, the file's name there
+function M.config_dir(id, getenv)
   getenv = getenv or os.getenv
   local home = nonempty(getenv("HOME")) or paths.home()
   if id == "claude-desktop" then
-    local base = nonempty(getenv("XDG_CONFIG_HOME")) or (home .. "/.config")
-    return base .. "/Claude/claude_desktop_config.json"
+    return (nonempty(getenv("XDG_CONFIG_HOME")) or (home .. "/.config")) .. "/Claude", "claude_desktop_config.json"
   elseif id == "claude-code" then
     -- Claude Code keeps .claude.json in CLAUDE_CONFIG_DIR when that is set.
-    local dir = nonempty(getenv("CLAUDE_CONFIG_DIR")) or home
-    return dir .. "/.claude.json"
+    return nonempty(getenv("CLAUDE_CONFIG_DIR")) or home, ".claude.json"
+  elseif id == "codex" then
+    return nonempty(getenv("CODEX_HOME")) or (home .. "/.codex"), "config.toml"
+  elseif id == "lmstudio" then
+    return home .. "/.lmstudio", "mcp.json"
   end
   error("mcp install: unknown client " .. tostring(id), 2)
+end
+
+-- config_path(client_id [, getenv]) -> the client's config file
+function M.config_path(id, getenv)
+  local dir, file = M.config_dir(id, getenv)
+  return dir .. "/" .. file
+end
+
+-- present(client_id [, getenv]) -> true | nil, why: whether the client
+-- looks installed for this user (its config directory exists; for Claude
+-- Code, ~/.claude.json or ~/.claude).
+function M.present(id, getenv)
+  local dir = M.config_dir(id, getenv)
+  if id == "claude-code" then
+    local file, own = M.config_path(id, getenv), dir .. "/.claude"
+    if fs.lstat(file) or fs.is_dir(own) then return true end
+    return nil, string.format("no %s or %s", file, own)
+  end
+  if fs.is_dir(dir) then return true end
+  return nil, string.format("no %s", dir)
 end
 
 -- entry(bin [, target [, profile]]) -> {command = bin, args = {"mcp", ...}}
@@ -304,8 +330,29 @@ function M.edit(old, entry, name)
 end
 
 ---------------------------------------------------------------------------
+-- edit_toml(old, entry, name) -> new text, "added"|"updated"|"same" | nil,
+-- msg: the same for Codex's config.toml and its [mcp_servers.shannot]
+-- table, through the comment-preserving TOML editor (a table already
+-- there keeps its other keys).
+
+function M.edit_toml(old, entry, name)
+  local toml = require("shannot.toml")
+  local doc, perr = toml.parse(old or "", name)
+  if not doc then return nil, tostring(perr) .. "; not changed" end
+  local servers = doc.mcp_servers
+  local cur = type(servers) == "table" and servers.shannot or nil
+  if cur ~= nil and same_entry(cur, entry) then return old, "same" end
+  local args = setmetatable(table.move(entry.args, 1, #entry.args, 1, {}), toml.array_mt)
+  local new, terr = toml.update_table(old or "", { "mcp_servers", "shannot" },
+    { { "command", entry.command }, { "args", args } }, name)
+  if not new then return nil, tostring(terr) .. "; not changed" end
+  return new, cur ~= nil and "updated" or "added"
+end
+
+---------------------------------------------------------------------------
 -- plan(path, entry, opts) -> plan | nil, err
--- opts: mode (of a new file), client (its name, for messages).
+-- opts: mode (of a new file), client (its name, for messages), toml (the
+-- file is TOML, not JSON).
 -- plan: path, real (the file written: symlinks resolved), old (nil: no
 -- file), new, status ("added"|"updated"|"same"), mode.
 
@@ -331,7 +378,7 @@ function M.plan(path, entry, opts)
   opts = opts or {}
   local p, rerr = read(path)
   if not p then return nil, rerr end
-  local new, status = M.edit(p.old, entry, path)
+  local new, status = (opts.toml and M.edit_toml or M.edit)(p.old, entry, path)
   if not new then
     return nil, err.usage("%s%s", status, opts.client and (" (" .. opts.client .. ")") or "")
   end
@@ -381,13 +428,28 @@ local function check_profile(profile)
   return profile
 end
 
-local function clients(which)
-  if which == nil or which == "all" then return M.CLIENTS end
-  for _, c in ipairs(M.CLIENTS) do
-    if c.id == which then return { c } end
+local CLIENT_IDS = {}
+for i, c in ipairs(M.CLIENTS) do CLIENT_IDS[i] = c.id end
+M.CLIENT_LIST = table.concat(CLIENT_IDS, ", ") .. " or all"
+
+-- clients(which, getenv) -> the clients to install into, the skipped
+-- ({client, why}...) | nil, err.  "all": those that look installed.
+local function clients(which, getenv)
+  if which == nil or which == "all" then
+    local list, skipped = {}, {}
+    for _, c in ipairs(M.CLIENTS) do
+      local ok, why = M.present(c.id, getenv)
+      if ok then list[#list + 1] = c else skipped[#skipped + 1] = { client = c, why = why } end
+    end
+    return list, skipped
   end
-  return nil, err.usage('mcp install: unknown client "%s"%s; use claude-desktop, claude-code or all',
-    text.inert(which), text.did_you_mean(which, { "claude-desktop", "claude-code", "all" }))
+  for _, c in ipairs(M.CLIENTS) do
+    if c.id == which then return { c }, {} end
+  end
+  local ids = table.move(CLIENT_IDS, 1, #CLIENT_IDS, 1, {})
+  ids[#ids + 1] = "all"
+  return nil, err.usage('mcp install: unknown client "%s"%s; use %s', text.inert(which),
+    text.did_you_mean(which, ids), M.CLIENT_LIST)
 end
 
 local function show_diff(p)
@@ -406,19 +468,29 @@ local function report(p, client, opts)
   return doc
 end
 
--- install(opts) -> {clients = {report...}, entry =} | nil, err [,
--- warnings].  opts: bin, client ("all" default), target, profile (already
--- checked), dry_run, getenv.  A report: client, name, path, status
--- ("added", "updated", "up-to-date"), created, changed, dry_run, diff.
--- Every file is read and edited before any is written: a malformed one
--- means none is changed.
+-- install(opts) -> {clients = {report...}, skipped = {...}, entry =} |
+-- nil, err [, warnings].  opts: bin, client ("all" default: the clients
+-- whose config directory exists), target, profile (already checked),
+-- dry_run, getenv.  A report: client, name, path, status ("added",
+-- "updated", "up-to-date"), created, changed, dry_run, diff; a skipped
+-- one: client, name, why.  Every file is read and edited before any is
+-- written: a malformed one means none is changed.
 function M.install(opts)
-  local list, cerr = clients(opts.client)
-  if not list then return nil, cerr end
+  local list, skipped = clients(opts.client, opts.getenv)
+  if not list then return nil, skipped end
+  local passed = {}
+  for i, s in ipairs(skipped) do passed[i] = { client = s.client.id, name = s.client.name, why = s.why } end
+  if #list == 0 then
+    local whys = {}
+    for i, s in ipairs(passed) do whys[i] = s.name .. ": " .. s.why end
+    return nil, err.usage("mcp install: found no MCP client (%s); name one with --client (%s)",
+      table.concat(whys, "; "), table.concat(CLIENT_IDS, ", "))
+  end
   local entry = M.entry(opts.bin, opts.target, opts.profile)
   local plans, errs = {}, {}
   for i, c in ipairs(list) do
-    local p, perr = M.plan(M.config_path(c.id, opts.getenv), entry, { mode = c.mode, client = c.name })
+    local p, perr = M.plan(M.config_path(c.id, opts.getenv), entry,
+      { mode = c.mode, client = c.name, toml = c.toml })
     plans[i], errs[#errs + 1] = p, perr
   end
   if #errs > 0 then
@@ -434,7 +506,7 @@ function M.install(opts)
     end
     docs[i] = report(plans[i], c, opts)
   end
-  return { clients = docs, entry = entry }
+  return { clients = docs, skipped = passed, entry = entry }
 end
 
 -- run(opts, args) -> install's result | nil, err [, warnings]: `shannot
@@ -444,7 +516,7 @@ end
 function M.run(opts, args)
   if args and #args > 0 then
     return nil, err.usage('mcp install: unexpected "%s"; usage: shannot mcp install ' ..
-      "[--client claude-desktop|claude-code|all] [--target T] [--dry-run]", text.inert(args[1]))
+      "[--client C] [--target T] [--dry-run]", text.inert(args[1]))
   end
   local ok, terr = check_target(opts.target, opts.config)
   if not ok then return nil, terr end
@@ -453,7 +525,8 @@ function M.run(opts, args)
   local bin = opts.bin or fs.realpath("/proc/self/exe")
   if not bin then return nil, err.env("mcp install: cannot find the shannot binary (/proc/self/exe)") end
   if not utf8.len(bin) then
-    return nil, err.env("mcp install: the binary's path %s is not UTF-8, which JSON cannot hold", text.inert(bin))
+    return nil, err.env("mcp install: the binary's path %s is not UTF-8, which JSON and TOML cannot hold",
+      text.inert(bin))
   end
   return M.install({ bin = bin, client = opts.client, target = opts.target, profile = profile,
     dry_run = opts.dry_run, getenv = opts.getenv })
