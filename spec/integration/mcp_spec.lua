@@ -122,7 +122,9 @@ describe("the MCP server", function()
     assert.equal(json.null, answers[1].id)
     assert.equal("2025-11-25", answers[2].result.protocolVersion)  -- never an unknown version echoed
     assert.equal(-32601, answers[3].error.code)
-    assert.equal(-32602, answers[4].error.code)
+    -- arguments that do not fit the schema: the tool's error, for the model to correct
+    assert.is_true(answers[4].result.isError)
+    assert.matches('"argv" must be an array, not a string', answers[4].result.content[1].text, 1, true)
     assert.equal(-32602, answers[5].error.code)
     assert.equal(-32600, answers[6].error.code)
     assert.equal(-32600, answers[7].error.code)
