@@ -9,6 +9,9 @@
 #endif
 #include <errno.h>
 #include <limits.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <pwd.h>
 #include <sys/utsname.h>
 #include <time.h>
@@ -151,7 +154,42 @@ static int sys_heap_cap(lua_State *L)
     return 1;
 }
 
-static const luaL_Reg sys_funcs[] = {{"heap_used", sys_heap_used},
+/* keep_freed(bytes) -> true | false (not glibc)
+ * Asks malloc to keep up to bytes of freed memory for reuse instead of
+ * giving it back to the kernel at once, and to take blocks below that
+ * (at most glibc's 32 MiB cap) from the heap, not from mmap: a process
+ * that handles one long message after another (the MCP server) then
+ * reuses its pages rather than faulting fresh ones in for each. */
+static int sys_keep_freed(lua_State *L)
+{
+    lua_Integer bytes = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, bytes > 0 && bytes <= INT_MAX, 1, "a positive size");
+#ifdef __GLIBC__
+    int mmap_max = 32 * 1024 * 1024;
+    int ok =
+        mallopt(M_TRIM_THRESHOLD, (int)bytes) &&
+        mallopt(M_MMAP_THRESHOLD, bytes < mmap_max ? (int)bytes : mmap_max);
+    lua_pushboolean(L, ok);
+#else
+    lua_pushboolean(L, 0);
+#endif
+    return 1;
+}
+
+/* release_freed() -> true: gives the memory malloc keeps back to the
+ * kernel (malloc_trim), once the work that needed it is over */
+static int sys_release_freed(lua_State *L)
+{
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static const luaL_Reg sys_funcs[] = {{"keep_freed", sys_keep_freed},
+                                     {"release_freed", sys_release_freed},
+                                     {"heap_used", sys_heap_used},
                                      {"heap_cap", sys_heap_cap},
                                      {"interrupted", sys_interrupted},
                                      {"clear_interrupt", sys_clear_interrupt},

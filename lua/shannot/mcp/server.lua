@@ -22,6 +22,7 @@ local M = {}
 M.VERSIONS = { "2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05" }
 M.MAX_LINE = 16 * 1024 * 1024
 M.MAX_OUTPUT = 256 * 1024
+M.IDLE_KEEP = 1024 * 1024  -- after a longer line, memory goes back once idle
 
 local PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL = -32700, -32600, -32601,
   -32602, -32603
@@ -771,62 +772,37 @@ function Server:handle(line)
   if problem then return self:fail(id, INVALID_PARAMS, "invalid params: " .. problem) end
 end
 
--- Splits the byte stream on stdin into lines in linear time: the bytes
--- of an unfinished line are kept as chunks, only new bytes are searched
--- for a newline, and a line over MAX_LINE is refused once and then
--- skipped up to its newline, so nothing after the cut is ever read as a
--- message of its own.
-local Lines = {}
-Lines.__index = Lines
-
-local function lines(max)
-  return setmetatable({ max = max, chunks = {}, size = 0, skipping = false }, Lines)
-end
-
--- feed(data, on_line, on_too_long): on_line(line) for each line ended in
--- data, on_too_long() once for a line that passes the limit
-function Lines:feed(data, on_line, on_too_long)
-  local pos = 1
-  while pos <= #data do
-    local nl = data:find("\n", pos, true)
-    local piece = data:sub(pos, (nl or #data + 1) - 1)
-    if not self.skipping then
-      self.chunks[#self.chunks + 1] = piece
-      self.size = self.size + #piece
-      if self.size > self.max then
-        self.chunks, self.size, self.skipping = {}, 0, true
-        on_too_long()
-      end
-    end
-    if not nl then break end
-    if self.skipping then
-      self.skipping = false
-    else
-      local line = table.concat(self.chunks)
-      self.chunks, self.size = {}, 0
-      on_line(line)
-    end
-    pos = nl + 1
-  end
-end
-
-M.READ_CHUNK = 1024 * 1024
-
--- serve(server, fd) -> exit code: until stdin ends or a signal arrives
+-- serve(server, fd) -> exit code: until stdin ends or a signal arrives.
+-- Lines are read in linear time into one buffer (shannot.core.term's
+-- line reader); a line over MAX_LINE is refused once and skipped up to
+-- its newline, so nothing after the cut is ever read as a message.
 function Server:serve(fd)
-  local input = lines(M.MAX_LINE)
-  local function on_line(line) self:handle(line) end
-  local function on_too_long()
-    self:fail(nil, PARSE_ERROR, "parse error: a line longer than " .. M.MAX_LINE .. " bytes (skipped up to its end)")
-  end
+  local input <close> = term.lines(fd, M.MAX_LINE)
+  -- a client's long request crosses a 1 MiB pipe in few reads (the
+  -- default 64 KiB costs a round trip per 64 KiB); not a pipe: as it is
+  term.grow_pipe(fd, 1024 * 1024)
+  -- and its line, decoded, leaves pages to reuse for the next: a fresh
+  -- page costs a fault each (a 16 MiB line touches 4096 several times),
+  -- given back once the server is idle
+  sys.keep_freed(16 * M.MAX_LINE)
+  local holding = false
   while true do
-    local data, _, code = term.read_key(fd, #self.jobs > 0 and 50 or 500, M.READ_CHUNK)
-    if data == nil then
+    local got, dropped, code = input:read(#self.jobs > 0 and 50 or 500)
+    if got == nil then
       if code ~= "EINTR" then break end  -- EIO: stdin ended
       self:close()
       return err.failed("interrupted")
     end
-    input:feed(data, on_line, on_too_long)
+    if code == true and holding then  -- idle
+      input:shrink()
+      sys.release_freed()
+      holding = false
+    end
+    holding = holding or dropped > 0 or (got[1] and #got[1] > M.IDLE_KEEP)
+    for _ = 1, dropped do
+      self:fail(nil, PARSE_ERROR, "parse error: a line longer than " .. M.MAX_LINE .. " bytes (skipped to its end)")
+    end
+    for _, line in ipairs(got) do self:handle(line) end
     self:poll_jobs()
   end
   -- stdin ended: finish what is running (its answers still go out), then stop
@@ -835,7 +811,5 @@ function Server:serve(fd)
   self:close()
   return const.EXIT.OK
 end
-
-M.lines = lines
 
 return M
