@@ -293,8 +293,9 @@ static int lines_split(lua_State *L, Lines *r, size_t from)
  * Waits for input at most timeout_ms, reads once and returns the lines
  * that ended (a table, empty on a timeout; without their newlines), how
  * many lines over max were dropped (each counted once, when it passes
- * max or ends), and true when nothing came in time.  At the end of the stream: nil, msg, "EIO" (an
- * unfinished last line is dropped); SIGINT or SIGTERM: "EINTR". */
+ * max or ends), and true when nothing came in time.  At the end of the
+ * stream: nil, msg, "EIO" (an unfinished last line is dropped); SIGINT
+ * or SIGTERM: "EINTR". */
 static int lines_read(lua_State *L)
 {
     Lines *r = luaL_checkudata(L, 1, SH_TERM_LINES_MT);
