@@ -122,7 +122,9 @@ local function hide_part(plan, patterns)
       if ok then plan.scratch, msg = fs.mkdtemp(base .. "/hide-") end
       if not plan.scratch then return nil, err.env("cannot make a place for hidden paths: %s", msg) end
       plan.hide.empty = plan.scratch .. "/empty"
-      ok, msg = fs.write_new(plan.hide.empty, "", 292)
+      -- the pid: `shannot prune` leaves the directory of a live run alone
+      ok, msg = fs.write_new(plan.scratch .. "/pid", sys.ids().pid .. "\n", 384)
+      if ok then ok, msg = fs.write_new(plan.hide.empty, "", 292) end
       if not ok then return nil, err.env("cannot make the empty file hidden paths show: %s", msg) end
       break
     end
@@ -195,8 +197,9 @@ local function drain(file, seconds)
   return table.concat(parts)
 end
 
--- Our children now: while a sandbox runs we are a subreaper, and all of
--- them are sandboxes whose bwrap is gone.
+-- Our children now: while a sandbox runs we are a subreaper, and those
+-- that were not our children before it started are sandboxes whose bwrap
+-- is gone (a process running many, the MCP server, has others: its jobs).
 local function children()
   local list = fs.read_file("/proc/thread-self/children", 65536) or ""
   local out = {}
@@ -233,13 +236,17 @@ function M.run(p, argv, opts)
   -- sandbox outlives a killed bwrap (an early Ctrl-C, say).  As subreaper
   -- we inherit such a sandbox, and finish() ends it on every way out,
   -- after `child` (declared later, closed first) has killed bwrap.
+  local before = {}
+  for _, pid in ipairs(children()) do before[pid] = true end
   proc.set_subreaper(true)
   local status
   local function finish()
     if status then return end
     status = M.read_status(drain(status_r, 0.5))
     if math.type(status["child-pid"]) == "integer" then proc.kill_orphan(status["child-pid"]) end
-    for _, pid in ipairs(children()) do proc.kill_orphan(pid) end
+    for _, pid in ipairs(children()) do
+      if not before[pid] then proc.kill_orphan(pid) end
+    end
     proc.set_subreaper(false)
   end
   local _ <close> = guard(finish)
