@@ -141,7 +141,8 @@ local ok, problem = pcall(function()
   print(string.format("%-58s %9.1f ms  ratio %.2f fleet/this (the fleet's own share)",
     string.format("%d single-host runs at once (no fleet code)", HOSTS), m[3] * 1000, m[2] / m[3]))
   print(string.format("%-58s %9.1f ms", "machine: 200 fork+exec of /bin/true, one loop", m[4] * 1000))
-  print(string.format("%-58s %9.1f ms  parallelism %.2f of %d cores", string.format("machine: %d such loops at once", n),
+  print(string.format("%-58s %9.1f ms  parallelism %.2f of %d cores",
+    string.format("machine: %d such loops at once", n),
     m[5] * 1000, parallelism, n))
   print(string.format("%-58s %9.1f ms  ratio %.2f vs this ideal",
     string.format("ideal at that parallelism: %d x one host / %.2f", HOSTS, math.min(n, parallelism)),

@@ -62,7 +62,8 @@ describe("MCP: hidden paths", function()
       run_command({ "ls", "-A", "/root/.ssh" }),
       run_command({ "ls", "-A", "/root" }),
       run_command({ "sh", "-c", "cat /etc/gshadow /etc/shadow- /etc/gshadow- /proc/1/root/etc/shadow 2>/dev/null; " ..
-        "ls -A /etc/ssl/private 2>/dev/null; for k in /etc/ssh/ssh_host_*_key; do [ -s \"$k\" ] && echo \"$k\"; done; :" }),
+        "ls -A /etc/ssl/private 2>/dev/null; " ..
+        "for k in /etc/ssh/ssh_host_*_key; do [ -s \"$k\" ] && echo \"$k\"; done; :" }),
       STATUS,
     })
     local shadow = a[2].result.structuredContent or error(json.encode(a[2]))
