@@ -71,7 +71,8 @@ function M.warn(fmt, ...)
 end
 
 -- parse(argv, first, spec) -> opts, positional | nil, err
--- spec.options: { ["--name"] = {key=, arg="WHAT", type="number"|"size"} }
+-- spec.options: { ["--name"] = {key=, arg="WHAT", type="number"|"size",
+-- many = true (repeatable: a list of the values)} }
 -- spec.stop_at_positional: everything from the first positional on is
 -- positional (for commands that take a command or a script and its args).
 -- "--" always ends the options; what follows is returned as opts["--"].
@@ -108,7 +109,13 @@ function M.parse(argv, first, spec)
       elseif inline then
         return nil, err.usage("%s: %s takes no value", spec.name, name)
       end
-      opts[o.key or name:sub(3):gsub("%-", "_")] = value
+      local key = o.key or name:sub(3):gsub("%-", "_")
+      if o.many then  -- repeatable: every value, in order
+        opts[key] = opts[key] or {}
+        table.insert(opts[key], value)
+      else
+        opts[key] = value
+      end
     else
       if spec.stop_at_positional then
         table.move(argv, i, #argv, #positional + 1, positional)

@@ -177,6 +177,13 @@ local function path_glob(v)
   return v
 end
 
+-- A path hidden from the MCP server's read-only runs (sandbox/hide.lua).
+local function hide_glob(v)
+  local ok, why = require("shannot.sandbox.hide").check(v)
+  if not ok then return nil, type(v) == "string" and string.format('%s, not "%s"', why, text.inert(v)) or why end
+  return v
+end
+
 -- A table's keys: name -> checker, or a nested schema table.
 local EXECUTOR = {
   type = enum("local", "ssh"), host = check.string, username = check.string,
@@ -222,12 +229,14 @@ local SCHEMA = {
     processes = check.count, memory = check.size_or_share, staging = check.size,
     mcp_sandboxes = check.count,
   },
+  mcp = { hide = list_of(hide_glob, "absolute path globs") },
 }
 
 -- Keys whose values are lists that merge by union (all the lists there are).
 local GROWING = {
   ["profile.auto_approve"] = true, ["profile.always_deny"] = true, ["profile.defer"] = true,
   ["policy.deny"] = true, ["policy.review"] = true, ["policy.auto_approve"] = true,
+  ["mcp.hide"] = true,
 }
 
 M.LIST_KEYS = GROWING
@@ -250,6 +259,7 @@ local function defaults()
       limits = {
         processes = 4096, memory = "50%", staging = 8 * 1024 * 1024 * 1024, mcp_sandboxes = 4,
       },
+      mcp = { hide = {} },  -- added to the built-in list of mcp/hide.lua
     },
     origin = {},  -- dotted key -> "FILE:LINE"; list keys -> {per item}
   }
@@ -455,7 +465,7 @@ local PROJECT_KEYS = {
   ["policy.deny"] = true, ["policy.review"] = true,
   ["session.ttl"] = true, ["executor.local.profile"] = true,
   ["limits.processes"] = true, ["limits.memory"] = true, ["limits.staging"] = true,
-  ["limits.mcp_sandboxes"] = true,
+  ["limits.mcp_sandboxes"] = true, ["mcp.hide"] = true,
 }
 
 -- Values a project file may only lower: key -> their comparable amount.
@@ -496,7 +506,7 @@ end
 -- Why a project file may not set this leaf (in cfg as merged so far), or nil.
 local function project_refusal(cfg, leaf)
   if not PROJECT_KEYS[leaf.key] then
-    return "a project file may only add deny/review rules and deferred commands, " ..
+    return "a project file may only add deny/review rules, deferred commands and hidden paths, " ..
       "lower the session TTL and limits or choose a capturing profile"
   end
   local amount = LOWER_ONLY[leaf.key]

@@ -374,6 +374,35 @@ describe("remote over SSH", function()
     assert.equal("hello there\n", r.stdout)
   end)
 
+  it("hides --hide globs there, expanded on the remote, and MCP run_command on a target hides its list (issue 17.3)",
+    function()
+    if not require("support.cap").ROOT then return pending("the spec sshd runs as root") end
+    add_remote("box")
+    local dir = assert(h.visible_dir())
+    assert(fs.chmod(dir, 493))
+    h.write(dir .. "/secret-file", "the secret\n")
+    assert(fs.mkdir(dir .. "/secret-dir", 493))
+    h.write(dir .. "/secret-dir/inside", "also secret\n")
+    assert(fs.symlink(dir .. "/secret-file", dir .. "/public-link"))
+    h.write(dir .. "/public", "visible\n")
+    local r = h.shannot({ "run", "--target", "box", "--accept-new", "--profile", "readonly",
+      "--hide", dir .. "/secret*", "--hide", "/etc/shadow", "--", "sh", "-c",
+      "cd " .. dir .. " && cat secret-file public-link public /etc/shadow && ls -A secret-dir" }, { home = home })
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("visible\n", r.stdout)
+    local json = require("shannot.json")
+    local lines = {
+      '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}',
+      json.encode({ jsonrpc = "2.0", id = 2, method = "tools/call", params = { name = "run_command",
+        arguments = { target = "box", argv = json.array({ "sh", "-c", "cat /etc/shadow; ls -A /root" }) } } }),
+    }
+    local m = h.shannot({ "mcp" }, { home = home, input = table.concat(lines, "\n") .. "\n" })
+    assert.equal(0, m.code, m.stderr)
+    local answer = assert(json.decode(m.stdout:match('[^\n]*"id":2[^\n]*')))
+    assert.equal("", answer.result.structuredContent.stdout, json.encode(answer))
+    assert.equal(0, answer.result.structuredContent.exit_code)
+  end)
+
   it("takes a sandbox that cannot be set up there as an environment error: exit 4, no session (issue 15.2)",
     function()
       if not require("support.cap").ROOT then return pending("the spec sshd runs as root") end

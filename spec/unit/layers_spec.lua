@@ -9,7 +9,8 @@ local LAYERS = {
     "paths", "diff", "shellsplit", "boundedlib", "testhooks", "session.id", "sandbox.seccomp", "xattrs" },
   -- 1: the domain: profiles and the bwrap line, sessions and their log,
   -- policy, config, remotes
-  { "sandbox.profile", "sandbox.bwrap", "sandbox.limits", "session", "session.audit", "session.audit_event",
+  { "sandbox.profile", "sandbox.bwrap", "sandbox.limits", "sandbox.hide", "session", "session.audit",
+    "session.audit_event",
     "session.approval", "session.view", "policy", "policy.file", "policy.cmdpattern", "config", "remote",
     "capture.remote_shell", "capture.queries", "capture.script", "fleet.targets", "fleet.inventory", "fleet.runs" },
   -- 2: orchestration: running sandboxes, capturing, applying, executors

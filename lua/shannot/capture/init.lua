@@ -115,11 +115,12 @@ end
 -- run(executor, profile, job, opts) -> result, session | result | nil, err
 -- job: {argv, name, command, script, script_inside}; opts: json (no
 -- pass-through of the output), ttl, config, actor, timeout, max_output,
--- and the front end's warn(fmt, ...).
+-- hide (absolute globs hidden inside the sandbox, sandbox/hide.lua), and
+-- the front end's warn(fmt, ...).
 function M.run(ex, p, job, opts)
   local trees <close>, records, result = ex:capture({
     profile = p, job = job, config = opts.config, timeout = opts.timeout, max_output = opts.max_output,
-    show_output = not opts.json, warn = opts.warn,
+    show_output = not opts.json, warn = opts.warn, hide = opts.hide,
   })
   if trees == nil then return nil, records end
   if not trees then return result end

@@ -21,7 +21,7 @@ local function plain_run(p, plan, settings)
       { source = plan.job.script, target = plan.job.script_inside },
     -- Through a pipe even to a terminal: a clipboard or title string the
     -- command prints must not reach the user's terminal (as in a capture).
-    keep_output = true, tee = plan.show_output,
+    keep_output = true, tee = plan.show_output, hide = plan.hide,
   })
 end
 
@@ -58,7 +58,7 @@ function M.capture(plan, settings)
     timeout = plan.timeout, bwrap = settings.bwrap_path, max_output = plan.max_output, limits = lim,
     namespace = staging.namespace(st), capture = staging.sandbox_part(st),
     script = plan.job.script and { source = plan.job.script, target = plan.job.script_inside },
-    keep_output = true, tee = plan.show_output, watch = limits.watch(lim, st.dir),
+    keep_output = true, tee = plan.show_output, watch = limits.watch(lim, st.dir), hide = plan.hide,
   })
   if not r then
     rerr.message = staging.describe_failure(st, rerr)

@@ -96,7 +96,8 @@ M.STATUS_FD = 6
 -- before, mode 700, by a name that must not exist), as operations {op, a,
 -- path [, text]} (src/stage.c's): the uppers as their host directories
 -- (owner first, then mode and times), the shims, the records any
--- sandboxed user appends to (666), the questions' channel.
+-- sandboxed user appends to (666), the questions' channel, the empty
+-- file hidden files show (plan.empty).
 function M.stage_ops(plan)
   local d = plan.dir
   local ops = { { "d", "700", d .. "/upper" }, { "d", "700", d .. "/wd" }, { "d", "700", d .. "/lower" } }
@@ -117,6 +118,8 @@ function M.stage_ops(plan)
   add("p", "666", d .. "/defer/q/ask")
   add("f", "600", d .. "/status")
   add("f", "600", d .. "/queries")
+  -- what a hidden file shows inside the sandbox (bwrap.lua's hide_args)
+  if plan.empty then add("f", "444", d .. "/empty") end
   for _, name in ipairs(plan.defer) do add("l", "/run/shannot/shim", d .. "/defer/bin/" .. name) end
   return ops
 end

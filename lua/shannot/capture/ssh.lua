@@ -294,6 +294,7 @@ function M.sandbox_plan(p, job, f, plan)
       user_ids = not f.root and { uid = f.uid, gid = f.gid } or nil },
     status_fd = remote_shell.STATUS_FD,
     script = job.script and { source = plan.dir .. "/script", target = job.script_inside },
+    hide = plan.hidden and { paths = plan.hidden, empty = plan.dir .. "/empty" },
   }
 end
 
@@ -322,7 +323,8 @@ end
 -- must not exist: over SFTP, no process there) and plans what fills it
 -- (remote_shell.prepare_command, run in the run's own channel); the
 -- returned guard's close removes it unless the collect did (plan.cleaned.done).
--- how: limits (limits.of's), warn(fmt, ...).
+-- how: limits (limits.of's), warn(fmt, ...), hidden (hide.expand's, on
+-- the remote: an empty file joins the staging for them).
 local function prepare_staging(ex, f, p, how)
   local s, name = ex.s, ex.remote.name
   local root = remote_shell.staging_root(f.tops)
@@ -337,6 +339,7 @@ local function prepare_staging(ex, f, p, how)
     o.upper, o.work = plan.dir .. "/upper/" .. i, plan.dir .. "/wd/" .. i
     if o.fstype then o.lower = plan.dir .. "/lower/" .. i end  -- a mount below a capture path
   end
+  plan.hidden, plan.empty = how.hidden, how.hidden ~= nil
   local ok, msg = ex.sftp:mkdir(plan.dir, 448)
   if not ok then return nil, err.env("%s: cannot set the staging up: %s", name, text.inert(msg)) end
   local state = {}
@@ -397,8 +400,17 @@ function M.capture(ex, plan)
       text.inert(name), text.inert(f.user or "?"), #f.tops > 0 and text.inert(table.concat(f.tops, ", ")) or
       "none there")
   end
+  -- Hidden paths, expanded on the remote (over SFTP, as the run's user
+  -- sees them) just before its run.
+  local hidden
+  if plan.hide and #plan.hide > 0 then
+    local herr
+    hidden, herr = require("shannot.sandbox.hide").expand(plan.hide, require("shannot.sandbox.hide").over_sftp(sftp))
+    if not hidden then return nil, err.usage("%s: %s", name, herr) end
+  end
   local remote_staging, guard = prepare_staging(ex, f, p,
-    { limits = require("shannot.sandbox.limits").of(plan.config, tonumber(f.memtotal_kb or "")), warn = plan.warn })
+    { limits = require("shannot.sandbox.limits").of(plan.config, tonumber(f.memtotal_kb or "")), warn = plan.warn,
+      hidden = hidden })
   if not remote_staging then return nil, guard end
   local _ <close> = guard
   if job.script then

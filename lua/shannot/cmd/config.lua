@@ -26,11 +26,16 @@ of RAM, or a size such as "4G"), staging (what a capture may write,
 default "8G") and mcp_sandboxes (sandboxes an MCP server runs at once,
 default 4).
 
+[mcp] hide lists absolute path globs that the MCP server's read-only
+runs (run_command) hide, besides its built-in list (shadow files, SSH
+host keys and keys, /root, /etc/ssl/private, shannot's data directory);
+"shannot://status" shows them and what they match.
+
 A project file (.shannot/) may have been put there by someone else, so it
 is read only when it and its directory are yours (or root's) and nobody
 else may write them (otherwise: an error naming it), and it may only make
 things stricter: [profile] always_deny and defer, [policy] deny and
-review, a shorter [session] ttl, lower [limits], and [executor.local]
+review, more [mcp] hide globs, a shorter [session] ttl, lower [limits], and [executor.local]
 profile naming a profile that captures.  Anything else it sets (bwrap_path, executors,
 remotes, [audit], approve lists) is ignored, with a warning; "check"
 lists it.  A project policy.lua may deny or ask for review; its approve

@@ -11,8 +11,8 @@ local proc = require("shannot.proc")
 local text = require("shannot.text")
 
 local M = {
-  usage = "shannot run [--profile P] [--target T] [--network] [--timeout S] [--max-output SIZE] [--why TEXT] " ..
-    "[--json] " ..
+  usage = "shannot run [--profile P] [--target T] [--network] [--hide GLOB]... [--timeout S] [--max-output SIZE] " ..
+    "[--why TEXT] [--json] " ..
     "SCRIPT [ARGS] | -c 'CODE' | -- CMD [ARGS...]",
   help = [[
 Runs a script (SCRIPT, run by its #! line or by /bin/sh), shell code (-c)
@@ -45,6 +45,12 @@ options:
   --max-output SIZE   keep at most SIZE bytes of each stream (default 1M; half
                       from the start, half from the end) for --json and sessions
   --interpreter I     run SCRIPT with I (e.g. bash, python3), not its #! line
+  --hide GLOB         hide what an absolute glob matches (repeatable): a
+                      file reads as empty, a directory as an empty
+                      read-only one; expanded where the sandbox runs
+                      (this machine, or the --target host), symlinks
+                      resolved (a link's target is hidden); *, ? and [...]
+                      match within one component, dot files included
   --network           let the sandbox reach the network (downloads of a
                       package install, say): what the script sends during a
                       dry run is itself a side effect, and is not reviewed
@@ -82,6 +88,7 @@ fleets (many hosts; see "shannot help remote" for groups):
     ["--interpreter"] = { arg = "I" },
     ["--accept-new"] = { key = "accept_new" },
     ["--network"] = {},
+    ["--hide"] = { arg = "GLOB", many = true },
     ["--limit"] = { arg = "PATTERN" },
     ["--inventory"] = { arg = "FILE" },
     ["--forks"] = { arg = "N", type = "number" },
@@ -194,6 +201,10 @@ end
 function M.run(opts, args)
   local job, jerr = M.what_to_run(opts, args)
   if not job then return nil, jerr end
+  for _, pattern in ipairs(opts.hide or {}) do
+    local ok, why = require("shannot.sandbox.hide").check(pattern)
+    if not ok then return nil, err.usage('run: --hide "%s" must be %s', text.inert(pattern), why) end
+  end
   local why, whyerr = M.why(opts.why)
   if whyerr then return nil, whyerr end
   job.why, job.client = why, cli.client()
@@ -218,7 +229,7 @@ function M.run(opts, args)
   local r, captured = capture.run(ex, p, job, {
     json = opts.json, ttl = opts.config and opts.config.values.session.ttl, config = opts.config,
     actor = opts.actor, timeout = opts.timeout, max_output = opts.max_output or proc.DEFAULT_MAX_OUTPUT,
-    warn = cli.warn,
+    warn = cli.warn, hide = opts.hide,
   })
   if not r then return nil, captured end
   return M.finish(opts, job, r, captured)

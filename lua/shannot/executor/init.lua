@@ -9,7 +9,8 @@
 --        | nil, err
 --     plan: profile, job {argv, name, command, script, script_inside},
 --     config, timeout, max_output, show_output (the output passes
---     through as it comes), warn(fmt, ...).  trees (to be closed: it owns the staging):
+--     through as it comes), hide (absolute globs: paths hidden inside
+--     the sandbox, expanded where it runs), warn(fmt, ...).  trees (to be closed: it owns the staging):
 --     overlays {{target, upper}}, blobs, max_bytes, deferred_file, and
 --     up/host (capture/walk.lua's tree readers; default: this machine's).
 --   ex:state(path [, known]), ex:originals(op, cpdir), ex:sync(cpdir),

@@ -75,7 +75,7 @@ local function capture_host(opts, job)
   end
   local r, captured = require("shannot.capture").run(ex, p, job.job, {
     json = true, ttl = opts.config.values.session.ttl, config = opts.config, actor = opts.actor,
-    timeout = job.timeout, max_output = job.max_output, warn = cli.warn, fleet_run = job.run,
+    timeout = job.timeout, max_output = job.max_output, warn = cli.warn, fleet_run = job.run, hide = job.hide,
   })
   if not r then return { state = state_of(captured), error = captured.message } end
   local out = { session = captured and captured.id or nil, exit_code = r.exit_code, timed_out = r.timed_out,
@@ -155,7 +155,7 @@ local function phase(ctx, mode, hosts, gated)
     local job = { mode = mode, run = ctx.run.id, target = t, accept_new = ctx.opts.accept_new,
       profile = ctx.opts.profile, network = ctx.opts.network, timeout = ctx.opts.timeout,
       max_output = ctx.opts.max_output or require("shannot.proc").DEFAULT_MAX_OUTPUT, job = ctx.job,
-      result = base .. ".result.json",
+      hide = ctx.opts.hide and json.array(ctx.opts.hide), result = base .. ".result.json",
       gate = gated and { ready = base .. ".ready", go = ctx.dir .. "/go", stop = ctx.dir .. "/stop" } or nil }
     assert(fs.write_atomic(base .. ".job.json", json.encode(job), 384))
     fs.remove(job.result)

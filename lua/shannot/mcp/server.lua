@@ -63,7 +63,9 @@ M.TOOLS = {
     title = "Run a read-only command",
     description = "Runs one command in a read-only bubblewrap sandbox (no network, nothing on the " ..
       "system can change) and returns its exit code and output.  The command is an argv array, " ..
-      "never a shell string.  For anything that should change the system, use run_script.",
+      "never a shell string.  Secrets are hidden (password hashes, private keys, /root, ~/.ssh: " ..
+      "shannot://status lists them): a hidden file reads as empty, a hidden directory as empty.  " ..
+      "For anything that should change the system, use run_script.",
     inputSchema = {
       type = "object",
       properties = {
@@ -167,7 +169,8 @@ local RESOURCES = {
   { uri = "shannot://remotes", name = "remotes", title = "Remote hosts", mimeType = "application/json",
     description = "The configured remote hosts." },
   { uri = "shannot://status", name = "status", title = "What this machine can do", mimeType = "application/json",
-    description = "bwrap, user namespaces and overlayfs on this machine." },
+    description = "bwrap, user namespaces and overlayfs on this machine, and what run_command hides " ..
+      "(hidden: the patterns and what they match here)." },
 }
 
 local TEMPLATES = {
@@ -421,6 +424,9 @@ function TOOL.run_command(self, id, a)
   local target, why = self:check_target(a.target)
   if not target then return self:tool_error(id, "%s", why) end
   local args = run_args(target, a.timeout or 60)
+  -- what an agent has no business reading, hidden (mcp/hide.lua)
+  local hide = require("shannot.mcp.hide").run_args(self.cfg)
+  table.move(hide, 1, #hide, #args + 1, args)
   -- read-only: a profile that captures nothing
   table.move({ "--profile", "readonly", "--" }, 1, 3, #args + 1, args)
   table.move(a.argv, 1, #a.argv, #args + 1, args)
@@ -699,6 +705,7 @@ function METHOD.resources_read(self, id, params)
     data = remotes_of(self.cfg)
   elseif uri == "shannot://status" then
     data = require("shannot.sandbox.probe").gather()
+    data.hidden = require("shannot.mcp.hide").status(self.cfg)
   else
     data, why = templated(self, uri)
   end

@@ -121,6 +121,43 @@ local function enter_bind(plan)
   return { source = e.exe, target = M.ENTER, read_only = true }
 end
 
+-- Where a host path shows inside the sandbox: itself under a read-only
+-- root, below a bind's target when it lies below the bind's source; never
+-- below a fresh mount or a tmpfs of the profile (not the host's there).
+local function sandbox_places(p, path)
+  local out = {}
+  if #p.binds == 0 then
+    out[1] = path
+  else
+    for _, b in ipairs(p.binds) do
+      if b.source and under(path, b.source) then out[#out + 1] = b.target .. path:sub(#b.source + 1) end
+    end
+  end
+  local visible = {}
+  for _, place in ipairs(out) do
+    local covered = under_fresh(place)
+    for _, t in ipairs(p.tmpfs_paths) do covered = covered or under(place, t) end
+    if not covered then visible[#visible + 1] = place end
+  end
+  return visible
+end
+
+-- Hidden paths (sandbox/hide.lua's, {paths =, empty =}), last of the
+-- mounts so no bind lays them open again: a directory becomes an empty
+-- read-only tmpfs, anything else the empty file hide.empty (a host file)
+-- bound read-only.
+local function hide_args(args, p, hide)
+  for _, h in ipairs(hide and hide.paths or {}) do
+    for _, place in ipairs(sandbox_places(p, h.path)) do
+      if h.dir then
+        add(args, "--tmpfs", place, "--remount-ro", place)
+      else
+        add(args, "--ro-bind", hide.empty, place)
+      end
+    end
+  end
+end
+
 local function mount_args(args, p, plan)
   local late = { enter_bind(plan) }
   if #p.binds == 0 then add(args, "--ro-bind", "/", "/") end
@@ -151,6 +188,7 @@ local function mount_args(args, p, plan)
     if path ~= "/tmp" and path ~= "/run" and path ~= "/var/run" then add(args, "--tmpfs", path) end
   end
   for _, b in ipairs(late_binds(plan)) do add(args, table.unpack(b)) end
+  hide_args(args, p, plan.hide)
 end
 
 local function user_ns_args(ids)
@@ -208,7 +246,7 @@ end
 -- ({staging =, tops =, deferred_paths =, hidden =, root =, user_ids =}: the overlaid
 -- paths bound writable, the staging's shims bound in), script ({source =,
 -- target =}), enter ({exe =} or {fd =}: shannot's first program, see
--- command).
+-- command), hide ({paths =, empty =}: see hide_args).
 function M.args(p, plan, where)
   where = where or "local"
   assert(where == "local" or where == "remote", "where: local or remote")

@@ -106,9 +106,36 @@ local function own_binary(keep)
   return { fd = f:fd() }
 end
 
+-- The hidden paths of a run (opts.hide: globs, sandbox/hide.lua),
+-- expanded here and now, and the empty file bound over the files among
+-- them: in a directory of its own (mode 700) that plan.scratch names, for
+-- run() to remove.  -> true | nil, err
+local function hide_part(plan, patterns)
+  if not patterns or #patterns == 0 then return true end
+  local hidden, why = require("shannot.sandbox.hide").expand(patterns)
+  if not hidden then return nil, err.usage("%s", why) end
+  plan.hide = { paths = hidden }
+  for _, h in ipairs(hidden) do
+    if not h.dir then
+      local base = require("shannot.paths").data_dir() .. "/staging"
+      local ok, msg = fs.mkdir_p(base, 448)
+      if ok then plan.scratch, msg = fs.mkdtemp(base .. "/hide-") end
+      if not plan.scratch then return nil, err.env("cannot make a place for hidden paths: %s", msg) end
+      plan.hide.empty = plan.scratch .. "/empty"
+      -- the pid: `shannot prune` leaves the directory of a live run alone
+      ok, msg = fs.write_new(plan.scratch .. "/pid", sys.ids().pid .. "\n", 384)
+      if ok then ok, msg = fs.write_new(plan.hide.empty, "", 292) end
+      if not ok then return nil, err.env("cannot make the empty file hidden paths show: %s", msg) end
+      break
+    end
+  end
+  return true
+end
+
 -- prepare(profile, argv, opts) -> plan | nil, err.  The plan is what
 -- sandbox/bwrap.lua builds the command line from, plus the files that
--- must stay open while it runs (keep) and the unix_sockets channel.
+-- must stay open while it runs (keep), the unix_sockets channel and a
+-- scratch directory to remove after the run (hidden paths).
 function M.prepare(p, argv, opts)
   opts = opts or {}
   if #argv == 0 then return nil, err.usage("no command given") end
@@ -132,6 +159,11 @@ function M.prepare(p, argv, opts)
     plan.sockets = { channel = ours, allow = p.unix_sockets }
     plan.keep[#plan.keep + 1] = theirs
     plan.sockets_fd = theirs:fd()
+  end
+  ok, e = hide_part(plan, opts.hide)  -- last: nothing after it fails and leaves its scratch behind
+  if not ok then
+    if plan.scratch then fs.rmtree(plan.scratch) end
+    return nil, e
   end
   return plan
 end
@@ -165,8 +197,9 @@ local function drain(file, seconds)
   return table.concat(parts)
 end
 
--- Our children now: while a sandbox runs we are a subreaper, and all of
--- them are sandboxes whose bwrap is gone.
+-- Our children now: while a sandbox runs we are a subreaper, and those
+-- that were not our children before it started are sandboxes whose bwrap
+-- is gone (a process running many, the MCP server, has others: its jobs).
 local function children()
   local list = fs.read_file("/proc/thread-self/children", 65536) or ""
   local out = {}
@@ -184,12 +217,13 @@ end
 -- (bytes kept per stream), timeout (s), stdin ("inherit" | "null"), cwd,
 -- bwrap (explicit path), namespace (proc.spawn's: a capture's overlays),
 -- capture (staging.sandbox_part's), script ({source =, target =}) and
--- getenv for sandbox/bwrap.lua, limits (limits.of's: processes and
+-- getenv for sandbox/bwrap.lua, hide (absolute globs: paths hidden inside), limits (limits.of's: processes and
 -- memory), watch (communicate's: a capture's staging).
 function M.run(p, argv, opts)
   opts = opts or {}
   local plan, perr = M.prepare(p, argv, opts)
   if not plan then return nil, perr end
+  local _ <close> = guard(function() if plan.scratch then fs.rmtree(plan.scratch) end end)
   local r_end, w_end = fs.pipe()
   if not r_end then return nil, err.env("cannot make a pipe: %s", w_end) end
   local status_r <close> = r_end
@@ -202,13 +236,17 @@ function M.run(p, argv, opts)
   -- sandbox outlives a killed bwrap (an early Ctrl-C, say).  As subreaper
   -- we inherit such a sandbox, and finish() ends it on every way out,
   -- after `child` (declared later, closed first) has killed bwrap.
+  local before = {}
+  for _, pid in ipairs(children()) do before[pid] = true end
   proc.set_subreaper(true)
   local status
   local function finish()
     if status then return end
     status = M.read_status(drain(status_r, 0.5))
     if math.type(status["child-pid"]) == "integer" then proc.kill_orphan(status["child-pid"]) end
-    for _, pid in ipairs(children()) do proc.kill_orphan(pid) end
+    for _, pid in ipairs(children()) do
+      if not before[pid] then proc.kill_orphan(pid) end
+    end
     proc.set_subreaper(false)
   end
   local _ <close> = guard(finish)
