@@ -9,13 +9,18 @@ local M = {
   usage = "shannot mcp [--target T] [--profile P]\n" ..
     "shannot mcp install [--client claude-desktop|claude-code|codex|lmstudio|all] [--target T] [--dry-run]",
   help = [[
-Serves the Model Context Protocol on stdin/stdout (one JSON-RPC message
-per line), for LLM agents.  Tools: run_command (a read-only sandboxed
-command), run_script (captures what a script would change into a pending
-session and returns its id and summary: nothing is ever applied from
-MCP; a person approves it), list_sessions, get_session, list_profiles,
-list_remotes.  Resources: shannot://profiles, shannot://remotes,
-shannot://status.  An agent may name only remotes configured here.
+Serves the Model Context Protocol (2025-11-25, and earlier versions a
+client asks for) on stdin/stdout, one JSON-RPC message per line, for LLM
+agents.  Tools: run_command (a read-only sandboxed command, with secrets
+hidden: see [mcp] hide in "shannot config help"), run_script (captures
+what a script would change into a pending session and returns its id
+and summary: nothing is ever applied from MCP; a person approves it; an
+optional rationale is kept with the session and the script),
+list_sessions, get_session, list_profiles, list_remotes.  Resources:
+shannot://profiles, shannot://remotes, shannot://status, and the
+templates shannot://sessions/{id} and shannot://profiles/{name}.  An
+agent may name only remotes configured here.  The audit log names the
+client (its name and version from initialize).
 
 options:
   --target T    run tools on this configured remote unless a call names one
