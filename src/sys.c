@@ -9,7 +9,7 @@
 #endif
 #include <errno.h>
 #include <limits.h>
-#ifdef __GLIBC__
+#ifndef SH_CLIENT
 #include <malloc.h>
 #endif
 #include <pwd.h>
@@ -164,7 +164,7 @@ static int sys_keep_freed(lua_State *L)
 {
     lua_Integer bytes = luaL_checkinteger(L, 1);
     luaL_argcheck(L, bytes > 0 && bytes <= INT_MAX, 1, "a positive size");
-#ifdef __GLIBC__
+#if !defined(SH_CLIENT) && defined(__GLIBC__)
     int mmap_max = 32 * 1024 * 1024;
     int ok =
         mallopt(M_TRIM_THRESHOLD, (int)bytes) &&
@@ -180,7 +180,7 @@ static int sys_keep_freed(lua_State *L)
  * kernel (malloc_trim), once the work that needed it is over */
 static int sys_release_freed(lua_State *L)
 {
-#ifdef __GLIBC__
+#if !defined(SH_CLIENT) && defined(__GLIBC__)
     malloc_trim(0);
 #endif
     lua_pushboolean(L, 1);

@@ -354,12 +354,17 @@ static int term_grow_pipe(lua_State *L)
     int fd = (int)luaL_checkinteger(L, 1);
     lua_Integer want = luaL_checkinteger(L, 2);
     luaL_argcheck(L, want > 0 && want <= INT32_MAX, 2, "a positive size");
+#ifdef F_SETPIPE_SZ
     int got = fcntl(fd, F_SETPIPE_SZ, (int)want);
     if (got < 0) {
         return sh_fail(L, "grow the pipe", errno);
     }
     lua_pushinteger(L, got);
     return 1;
+#else
+    (void)fd;
+    return sh_fail(L, "grow the pipe", ENOSYS);
+#endif
 }
 
 static const luaL_Reg term_funcs[] = {

@@ -265,7 +265,7 @@ print("fleet from lua: " .. run.id)
       '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18",' ..
         '"capabilities":{},"clientInfo":{"name":"spec","version":"1"}}}',
       '{"jsonrpc":"2.0","method":"notifications/initialized"}',
-      call(2, "run_script", { script = SCRIPT, target = "@web" }),
+      call(2, "run_script", { script = SCRIPT, target = "@web", rationale = "roll out v2" }),
       call(3, "run_script", { script = "true", target = "@nosuch" }),
       call(4, "run_command", { argv = { "true" }, target = "@web" }),
       call(5, "list_remotes", {}),
@@ -288,10 +288,15 @@ print("fleet from lua: " .. run.id)
     assert.matches("only groups configured", replies[3].content[1].text)
     assert.is_true(replies[4].isError)
     assert.equal("@web", replies[5].structuredContent.groups[1].name)
-    -- nothing applied: every session of the run pending
+    -- nothing applied: every session of the run pending, each with the
+    -- script that ran on its host and the agent's reason
     for _, v in ipairs(run.variants) do
       for _, sid in ipairs(v.sessions) do
-        assert.equal("pending", json.decode(shannot({ "show", sid, "--json" }).stdout).status)
+        local s = json.decode(shannot({ "show", sid, "--json" }).stdout)
+        assert.equal("pending", s.status)
+        assert.equal("roll out v2", s.rationale)
+        assert.same({ name = "spec", version = "1" }, s.client)
+        assert.equal(SCRIPT, shannot({ "show", sid, "--script" }).stdout)
       end
     end
     mcp_run = run
