@@ -186,10 +186,17 @@ end)
 describe("shannot.term", function()
   it("decodes keys and escape sequences", function()
     local keys, rest = term.decode("jk\r \27[A\27[B\27OC\27[5~\27[1;5D?\127\3é\27[99x\27")
-    assert.same({ "j", "k", "enter", "space", "up", "down", "right", "pgup", "left", "?", "backspace",
+    assert.same({ "j", "k", "enter", "space", "up", "down", "right", "pgup", "ctrl-left", "?", "backspace",
       "ctrl-c", "é", "unknown" }, keys)
     assert.equal("\27", rest)
     assert.same({ {}, "\27[1;" }, { term.decode("\27[1;") })
+    -- Alt (ESC, then the key), modified arrows, the editing controls
+    assert.same({ "alt-b", "alt-f", "alt-backspace", "alt-right", "ctrl-right", "left", "ctrl-r", "ctrl-g",
+      "ctrl-y" }, (term.decode("\27b\27f\27\127\27[1;3C\27[1;5C\27[1;2D\18\7\25")))
+    -- bytes that are not UTF-8 are keys of their own; a character cut
+    -- short at the end waits for its rest
+    assert.same({ { "\255", "a", "\226", "b", "日" }, "" }, { term.decode("\255a\226b日") })
+    assert.same({ { "x" }, "\230\151" }, { term.decode("x\230\151") })
   end)
 
   it("fails as nil, msg, code where there is no terminal", function()
@@ -206,6 +213,8 @@ describe("shannot.term", function()
     assert.equal("xy", term.read_key(r:fd(), 10))
     term.write(w:fd(), "q\27[B")
     assert.same({ "q", "down" }, term.read_keys(r:fd(), 10))
+    term.write(w:fd(), "q\230\151")  -- a character that never completes: its bytes
+    assert.same({ "q", "\230", "\151" }, term.read_keys(r:fd(), 10))
     w:close()
     local data, emsg, ecode = term.read_key(r:fd(), 10)
     assert.is_nil(data)

@@ -1,10 +1,11 @@
 -- The interactive Lua prompt (`shannot repl`): an environment with the
--- shannot API, a line editor with history and completion written over
--- shannot.term's primitives, multi-line input, and a pretty-printer for
--- results.  Without a terminal it reads plain lines and prints results.
+-- shannot API, the line editor (shannot.ui.lineedit) with history and
+-- completion, multi-line input, and a pretty-printer for results.
+-- Without a terminal it reads plain lines and prints results.
 local const = require("shannot.const")
 local err = require("shannot.err")
 local fs = require("shannot.fs")
+local lineedit = require("shannot.ui.lineedit")
 local paths = require("shannot.paths")
 local sys = require("shannot.core.sys")
 local term = require("shannot.term")
@@ -297,17 +298,6 @@ function M.complete(before, env)
   return out, partial
 end
 
-local function common_prefix(list)
-  local p = list[1] or ""
-  for i = 2, #list do
-    local s = list[i]
-    local n = 0
-    while n < #p and n < #s and p:byte(n + 1) == s:byte(n + 1) do n = n + 1 end
-    p = p:sub(1, n)
-  end
-  return p
-end
-
 ---------------------------------------------------------------------------
 -- History: one entry a line in $XDG_DATA_HOME/shannot/repl_history
 ---------------------------------------------------------------------------
@@ -362,205 +352,12 @@ function History:add(line)
 end
 
 ---------------------------------------------------------------------------
--- The line editor
----------------------------------------------------------------------------
-
-local read_keys = term.read_keys
-M.decode = term.decode  -- (the specs check the keys the editor gets)
-
-local Editor = {}
-Editor.__index = Editor
-
--- editor(history, env) -> an Editor reading keys from fd IN
-function M.editor(history, env)
-  return setmetatable({ history = history, env = env, queue = {}, buf = {}, cursor = 1, prompt = "" }, Editor)
-end
-
-local function chars(s)
-  local out = {}
-  for ch in s:gmatch(utf8.charpattern) do out[#out + 1] = ch end
-  return out
-end
-
-function Editor:line()
-  return table.concat(self.buf)
-end
-
-function Editor:set(s)
-  self.buf = chars(s)
-  self.cursor = #self.buf + 1
-end
-
--- The prompt and the part of the line around the cursor that fits.
-function Editor:refresh()
-  local cols = term.size(OUT) or 80
-  local room = math.max(1, cols - #self.prompt - 1)
-  local first = self.first or 1
-  if self.cursor < first then first = self.cursor end
-  if self.cursor - first >= room then first = self.cursor - room + 1 end
-  if #self.buf < room then first = 1 end
-  self.first = first
-  local last = math.min(#self.buf, first + room - 1)
-  local at = #self.prompt + self.cursor - first
-  local out = "\r" .. self.prompt .. table.concat(self.buf, "", first, last) .. "\27[K\r" ..
-    (at > 0 and ("\27[" .. at .. "C") or "")
-  return term.write(OUT, out)
-end
-
-function Editor:insert(s)
-  for _, ch in ipairs(chars(s)) do
-    table.insert(self.buf, self.cursor, ch)
-    self.cursor = self.cursor + 1
-  end
-end
-
--- Deletes buf[from .. to-1] and puts the cursor at from.
-function Editor:cut(from, to)
-  for _ = from, to - 1 do table.remove(self.buf, from) end
-  self.cursor = from
-end
-
-function Editor:word_start()
-  local i = self.cursor
-  while i > 1 and self.buf[i - 1]:find("^%s$") do i = i - 1 end
-  while i > 1 and not self.buf[i - 1]:find("^%s$") do i = i - 1 end
-  return i
-end
-
-function Editor:recall(step)
-  local entries = self.history.entries
-  local i = self.hist_at + step
-  if i < 1 or i > #entries + 1 then return end
-  if self.hist_at == #entries + 1 then self.draft = self:line() end
-  self.hist_at = i
-  self:set(i == #entries + 1 and self.draft or entries[i])
-end
-
--- The candidates in columns under the line, then the line again.
-local function list(names)
-  local cols = term.size(OUT) or 80
-  local widest = 0
-  for _, n in ipairs(names) do widest = math.max(widest, #n) end
-  local per_row = math.max(1, (cols - 1) // (widest + 2))
-  local shown = math.min(#names, 200)
-  local rows = {}
-  for i = 1, shown, per_row do
-    local row = {}
-    for j = i, math.min(shown, i + per_row - 1) do
-      row[#row + 1] = names[j] .. string.rep(" ", widest + 2 - #names[j])
-    end
-    rows[#rows + 1] = table.concat(row):gsub("%s+$", "")
-  end
-  if shown < #names then rows[#rows + 1] = string.format("...(%d more)", #names - shown) end
-  term.write(OUT, "\r\n" .. table.concat(rows, "\r\n") .. "\r\n")
-end
-
-function Editor:complete()
-  local before = table.concat(self.buf, "", 1, self.cursor - 1)
-  local names, partial = M.complete(before, self.env)
-  if before:find("^%s*$") then
-    self:insert("  ")
-  elseif #names == 1 then
-    self:insert(names[1]:sub(#partial + 1))
-  elseif #names > 1 then
-    local common = common_prefix(names)
-    if #common > #partial then
-      self:insert(common:sub(#partial + 1))
-    else
-      list(names)
-    end
-  end
-end
-
--- What each key does; a handler returning a value ends the line with it:
--- the line, false (cancelled) or EOF.
-local EOF = {}
-local KEYS = {
-  left = function(e) e.cursor = math.max(1, e.cursor - 1) end,
-  right = function(e) e.cursor = math.min(#e.buf + 1, e.cursor + 1) end,
-  home = function(e) e.cursor = 1 end,
-  ["end"] = function(e) e.cursor = #e.buf + 1 end,
-  backspace = function(e) if e.cursor > 1 then e:cut(e.cursor - 1, e.cursor) end end,
-  delete = function(e) if e.cursor <= #e.buf then e:cut(e.cursor, e.cursor + 1) end end,
-  ["ctrl-u"] = function(e) e:cut(1, e.cursor) end,
-  ["ctrl-k"] = function(e) e:cut(e.cursor, #e.buf + 1) end,
-  ["ctrl-w"] = function(e) e:cut(e:word_start(), e.cursor) end,
-  up = function(e) e:recall(-1) end,
-  down = function(e) e:recall(1) end,
-  tab = function(e) e:complete() end,
-  space = function(e) e:insert(" ") end,
-  ["ctrl-l"] = function() term.write(OUT, "\27[H\27[2J") end,
-  ["ctrl-c"] = function() return false end,
-  enter = function(e) return e:line() end,
-  ["ctrl-d"] = function(e)
-    if #e.buf == 0 then return EOF end
-    if e.cursor <= #e.buf then e:cut(e.cursor, e.cursor + 1) end
-  end,
-}
-KEYS["ctrl-a"], KEYS["ctrl-e"] = KEYS.home, KEYS["end"]
-KEYS["ctrl-b"], KEYS["ctrl-f"] = KEYS.left, KEYS.right
-KEYS["ctrl-p"], KEYS["ctrl-n"] = KEYS.up, KEYS.down
-
-local function typed(key)
-  if utf8.len(key) ~= 1 then return false end
-  local cp = utf8.codepoint(key)
-  return cp >= 32 and cp ~= 127 and not (cp >= 0x80 and cp <= 0x9f)
-end
-
--- Editor:read(prompt) -> line | false (Ctrl-C) | nil (Ctrl-D) | nil, msg.
--- Keys that came after Enter (a paste) wait in the queue for the next line.
-function Editor:read(prompt)
-  io.stdout:flush()
-  local raw <close>, rmsg = term.raw(IN)
-  if not raw then return nil, rmsg end
-  self.prompt, self.buf, self.cursor, self.first = prompt, {}, 1, 1
-  self.hist_at, self.draft = #self.history.entries + 1, ""
-  while true do
-    local ok, werr = self:refresh()
-    if not ok then return nil, werr end
-    if #self.queue == 0 then
-      local keys, msg, code = read_keys(IN, -1)
-      if not keys and code ~= "EINTR" then return nil, msg end
-      self.queue = keys or { "ctrl-c" }
-    end
-    local key = table.remove(self.queue, 1)
-    local handler = KEYS[key]
-    local result
-    if handler then
-      result = handler(self)
-    elseif typed(key) then
-      self:insert(key)
-    end
-    if result == false then
-      self:cancelled()
-      return false
-    elseif result ~= nil then
-      self.cursor = #self.buf + 1
-      self:refresh()
-      term.write(OUT, "\r\n")
-      if result == EOF then return nil end
-      -- The rest of a paste: the next raw() would flush what is unread.
-      repeat
-        local more = read_keys(IN, 0)
-        if more then table.move(more, 1, #more, #self.queue + 1, self.queue) end
-      until not more or #more == 0
-      return result
-    end
-  end
-end
-
--- After an interrupt unwound read(): the line as it was, "^C", a new line.
-function Editor:cancelled()
-  self.cursor, self.queue = #self.buf + 1, {}
-  self:refresh()
-  term.write(OUT, "^C\r\n")
-end
-
----------------------------------------------------------------------------
 -- The loops
 ---------------------------------------------------------------------------
 
 -- say(file, s): s and a newline, unless s is empty
+M.decode = term.decode  -- (the specs check the keys the editor gets)
+
 local function say(f, s)
   if s ~= "" then
     f:write(s, "\n")
@@ -570,7 +367,7 @@ end
 
 -- The terminal: the editor, history, Ctrl-C cancelling a line or a run.
 local function interactive(env, history)
-  local ed = M.editor(history, env)
+  local ed = lineedit.new({ history = history, complete = function(before) return M.complete(before, env) end })
   term.write(OUT, string.format("shannot %s, %s: shannot, config, target, p(v); Ctrl-D leaves\n",
     const.VERSION, _VERSION))
   local lines, phase = {}, "read"

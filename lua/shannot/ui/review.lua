@@ -14,6 +14,7 @@ local session = require("shannot.session")
 local term = require("shannot.term")
 local opview = require("shannot.session.view")
 local text = require("shannot.text")
+local wcwidth = require("shannot.wcwidth")
 
 local M = {}
 
@@ -38,35 +39,11 @@ local SGR = {
 -- clean(s): see text.inert
 M.clean = text.inert
 
--- Columns a code point takes: 0 for combining marks, 2 for East Asian
--- wide and emoji, else 1 (an approximation of wcwidth).
-local WIDE = { { 0x1100, 0x115f }, { 0x2e80, 0x303e }, { 0x3041, 0x33ff }, { 0x3400, 0x4dbf },
-  { 0x4e00, 0x9fff }, { 0xa000, 0xa4cf }, { 0xac00, 0xd7a3 }, { 0xf900, 0xfaff }, { 0xfe30, 0xfe4f },
-  { 0xff00, 0xff60 }, { 0xffe0, 0xffe6 }, { 0x1f300, 0x1f64f }, { 0x1f900, 0x1f9ff },
-  { 0x20000, 0x3fffd } }
-local ZERO = { { 0x0300, 0x036f }, { 0x1ab0, 0x1aff }, { 0x1dc0, 0x1dff }, { 0x20d0, 0x20ff },
-  { 0xfe00, 0xfe0f }, { 0xfe20, 0xfe2f } }
-
-local function within(cp, ranges)
-  for _, r in ipairs(ranges) do
-    if cp >= r[1] and cp <= r[2] then return true end
-  end
-  return false
-end
-
-local function char_width(cp)
-  if cp < 0x300 then return 1 end
-  if within(cp, ZERO) then return 0 end
-  return within(cp, WIDE) and 2 or 1
-end
+-- Columns a code point takes (shannot.wcwidth, as the REPL's editor counts them).
+local char_width = wcwidth.char
 
 -- width(s) -> columns of a clean string
-function M.width(s)
-  if not s:find("[\128-\255]") then return #s end
-  local w = 0
-  for _, cp in utf8.codes(s) do w = w + char_width(cp) end
-  return w
-end
+M.width = wcwidth.width
 
 -- cut(s, skip, room) -> piece, its width, columns of skip left over: the
 -- part of clean s after `skip` columns that fits in `room` columns.
