@@ -188,6 +188,174 @@ describe("shannot repl on a terminal", function()
   end)
 end)
 
+describe("shannot repl's line editor on a terminal", function()
+  local t
+  after_each(function()
+    if t then t:kill() end
+    t = nil
+    h.cleanup()
+  end)
+
+  local function start()
+    t = tmux(h.home(), { "repl" })
+    t:wait(READY)
+  end
+
+  it("searches history backwards with Ctrl-R: refine, next older, Backspace, Enter runs, Escape cancels", function()
+    if not have_tmux() then return end
+    start()
+    t:line("10 + 1")
+    t:wait(prompt_after("11\n"))
+    t:line("'beta'")
+    t:wait(prompt_after('"beta"\n'))
+    t:line("10 + 2")
+    t:wait(prompt_after("12\n"))
+    t:keys("C-r")
+    t:wait("(reverse-i-search)'':\n")
+    t:type("10 +")
+    t:wait("(reverse-i-search)'10 +': 10 + 2\n")
+    t:wait_cursor(#"(reverse-i-search)'10 +': ")  -- at the match
+    t:keys("Enter")
+    t:wait(prompt_after("> 10 + 2\n12\n"))
+    -- Ctrl-R again: the next older match (the same line twice counts once)
+    t:keys("C-r")
+    t:type("10")
+    t:wait("(reverse-i-search)'10': 10 + 2\n")
+    t:keys("C-r")
+    t:wait("(reverse-i-search)'10': 10 + 1\n")
+    t:keys("C-r")  -- nothing older
+    t:wait("(failed reverse-i-search)'10': 10 + 1\n")
+    t:keys("Enter")
+    t:wait(prompt_after("> 10 + 1\n11\n"))
+    -- Backspace shortens the query; a key that edits accepts the match
+    t:keys("C-r")
+    t:type("bex")
+    t:wait("(failed reverse-i-search)'bex': 'beta'\n")  -- the last match stays
+    t:keys("BSpace")
+    t:wait("(reverse-i-search)'be': 'beta'\n")
+    t:keys("C-e")
+    t:type(" .. 'x'")
+    t:wait("> 'beta' .. 'x'\n")
+    t:keys("Enter")
+    t:wait(prompt_after('"betax"\n'))
+    -- Escape and Ctrl-G cancel: the line as it was
+    t:type("x = 5")
+    t:keys("C-r")
+    t:type("beta")
+    t:wait("(reverse-i-search)'beta': 'beta' .. 'x'\n")
+    t:keys("Escape")
+    t:wait("> x = 5\n")
+    t:wait_cursor(7)
+    t:keys("C-r")
+    t:type("10")
+    t:wait("(reverse-i-search)'10': 10 + 1\n")
+    t:keys("C-g")
+    t:wait("> x = 5\n")
+    t:keys("Enter")
+    t:wait(prompt_after("> x = 5\n"))
+    t:line("x")
+    t:wait(prompt_after("> x\n5\n"))
+  end)
+
+  it("moves over wide characters by character, and the cursor is where the character is", function()
+    if not have_tmux() then return end
+    start()
+    t:type('s = "日本語"')
+    t:wait_cursor(2 + 5 + 6 + 1)
+    t:keys("Left", "Left")
+    t:wait_cursor(2 + 5 + 4)  -- before 語
+    t:type("X")
+    t:wait('> s = "日本X語"\n')
+    t:wait_cursor(2 + 5 + 4 + 1)
+    t:keys("Enter")
+    t:wait(prompt_after('> s = "日本X語"\n'))
+    t:line("s")
+    t:wait(prompt_after('> s\n"日本X語"\n'))
+    -- Backspace and Delete take an emoji whole
+    t:type("'a😀b😀'")
+    t:wait_cursor(2 + 8)
+    t:keys("Left", "BSpace")
+    t:wait("> 'a😀b'\n")
+    t:wait_cursor(2 + 5)
+    t:keys("Home", "Right", "Right", "Delete")
+    t:wait("> 'ab'\n")
+    t:wait_cursor(2 + 2)
+    t:keys("Enter")
+    t:wait(prompt_after('"ab"\n'))
+  end)
+
+  it("keeps a combining mark with its character, and scrolls a line wider than the terminal", function()
+    if not have_tmux() then return end
+    start()
+    t:type("'e\u{301}x'")  -- e and a combining acute: one column, one character
+    t:wait_cursor(2 + 4)
+    t:keys("Left", "Left")
+    t:wait_cursor(2 + 2)
+    t:type("Y")
+    t:wait_cursor(2 + 3)
+    t:keys("Left", "Left")
+    t:wait_cursor(2 + 1)  -- before e and its mark
+    t:keys("Right", "BSpace")  -- the mark goes with its e
+    t:wait("> 'Yx'\n")
+    t:keys("C-y")  -- (nothing was killed: nothing comes)
+    t:type("e\u{301}")
+    t:keys("Enter")
+    t:wait(prompt_after("> 'e\u{301}Yx'\n\"e\\u{301}Yx\"\n"))  -- (results show marks escaped)
+    -- 45 wide characters in quotes (92 columns) in an 80-column pane: the
+    -- line scrolls, the cursor stays on it and where the character is
+    local long = "'" .. string.rep("日", 45) .. "'"
+    t:type(long)
+    local screen = t:wait_cursor(77)
+    assert.truthy(screen:find("\n> " .. string.rep("日", 37) .. "'\n", 1, true), screen)
+    t:keys("Home")
+    screen = t:wait_cursor(2)
+    assert.truthy(screen:find("\n> '" .. string.rep("日", 38) .. "\n", 1, true), screen)
+    t:keys("Enter")
+    t:line("#" .. long)
+    t:wait(prompt_after("\n135\n"))
+  end)
+
+  it("moves by words with Alt-B/Alt-F and Ctrl-Left/Ctrl-Right, kills with Alt-D, Ctrl-W and yanks", function()
+    if not have_tmux() then return end
+    start()
+    t:type("'alpha beta gamma'")
+    t:keys("M-b")
+    t:type("X")  -- before gamma
+    t:keys("C-a", "M-f", "M-f")
+    t:type("Y")  -- after beta
+    t:wait("> 'alpha betaY Xgamma'\n")
+    t:wait_cursor(2 + 12)
+    t:keys("Enter")
+    t:wait(prompt_after('"alpha betaY Xgamma"\n'))
+    t:type("'héllo wörld 日本 go'")
+    t:keys("C-Left", "C-Left")
+    t:type("1")  -- before 日本
+    t:wait_cursor(2 + 14)
+    t:keys("C-a", "C-Right", "C-Right")
+    t:type("2")  -- after wörld
+    t:wait("> 'héllo wörld2 1日本 go'\n")
+    t:keys("Enter")
+    t:wait(prompt_after('"héllo wörld2 1日本 go"\n'))
+    -- Alt-D kills the word after, Ctrl-Y puts it back elsewhere
+    t:type("'one two three'")
+    t:keys("C-a", "M-f", "M-d", "C-e", "Left", "C-y")
+    t:wait("> 'one three two'\n")
+    t:keys("Enter")
+    t:wait(prompt_after('"one three two"\n'))
+    -- Ctrl-W kills back to a blank, Alt-Backspace back to a word start
+    t:type("x.y = 1 + foo.bar")
+    t:keys("C-w")
+    t:wait("> x.y = 1 +\n")
+    t:keys("C-u")
+    t:type("foo.bar")
+    t:keys("M-BSpace")
+    t:wait("> foo.\n")
+    t:keys("C-u")
+    t:line("'ok'")
+    t:wait(prompt_after('"ok"\n'))
+  end)
+end)
+
 describe("shannot repl without a terminal", function()
   after_each(h.cleanup)
 

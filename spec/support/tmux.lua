@@ -87,6 +87,25 @@ function Tmux:wait(want, what)
   error(string.format("timed out waiting for %s; the screen:\n%s", what or want, screen), 2)
 end
 
+-- cursor() -> the cursor's column and row (from 0)
+function Tmux:cursor()
+  local x, y = self:run({ "display", "-p", "-t", "main", "#{cursor_x} #{cursor_y}" }):match("(%d+) (%d+)")
+  return tonumber(x), tonumber(y)
+end
+
+-- wait_cursor(x) -> the screen once the cursor is in column x
+function Tmux:wait_cursor(x)
+  local got
+  local deadline = os.time() + M.TIMEOUT
+  repeat
+    got = self:cursor()
+    if got == x then return self:screen() end
+    M.sleep(0.05)
+  until os.time() > deadline
+  error(string.format("timed out waiting for the cursor in column %d (it is in %s); the screen:\n%s", x,
+    tostring(got), self:screen()), 2)
+end
+
 -- kill(): the server, and its socket (tmux leaves the file behind)
 function Tmux:kill()
   proc.run({ "tmux", "-L", self.sock, "kill-server" }, { env = self.env })
