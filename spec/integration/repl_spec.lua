@@ -1,7 +1,10 @@
 -- `shannot repl`, driven through tmux against the real binary: results,
 -- multi-line input, tables (nested, with a cycle, escape sequences inert),
 -- history (Up, and kept across two runs), Tab completion, Ctrl-C on a
--- half-typed line and on a running loop, Ctrl-D; then plain lines without
+-- half-typed line and on a running loop, Ctrl-D; the line editor (Ctrl-R
+-- search, the cursor over wide characters, emoji, combining marks and
+-- bytes that are not UTF-8, a line wider than the pane, word motions,
+-- kill and yank; cursor columns read from tmux); then plain lines without
 -- a terminal, --target (one SSH connection for every command), and the
 -- pieces under it (pretty, compile, complete, decode).
 local fs = require("shannot.fs")
@@ -282,6 +285,17 @@ describe("shannot repl's line editor on a terminal", function()
     t:wait_cursor(2 + 2)
     t:keys("Enter")
     t:wait(prompt_after('"ab"\n'))
+    -- a byte that is not UTF-8 shows as \xff, four columns, one character
+    t:run({ "send-keys", "-t", "main", "-H", "27", "61", "ff", "62", "27" })
+    t:wait("> 'a\\xffb'\n")
+    t:wait_cursor(2 + 8)
+    t:keys("Left", "Left")
+    t:wait_cursor(2 + 6)
+    t:keys("Left")
+    t:wait_cursor(2 + 2)
+    t:type("c")
+    t:keys("Enter")
+    t:wait(prompt_after('"ac\\xffb"\n'))
   end)
 
   it("keeps a combining mark with its character, and scrolls a line wider than the terminal", function()
