@@ -85,7 +85,8 @@ fleets (many hosts; see "shannot help remote" for groups):
   else, with --exit-code, 10 when any host's changes were captured.
   --json              print one JSON document: command, profile, exit_code,
                       signal, timed_out, stdout, stderr, *_truncated,
-                      *_dropped_bytes, duration, session (id and counts or null)]],
+                      *_dropped_bytes, duration, session (id and counts or null),
+                      ignored (paths [capture] ignore left out)]],
   options = {
     ["--profile"] = { arg = "P" },
     ["-c"] = { arg = "CODE", key = "code" },
@@ -114,7 +115,7 @@ local function json_document(r, captured)
   local doc = {
     command = json.array(r.command), profile = r.profile,
     exit_code = r.exit_code or json.null, signal = r.signal_name or json.null,
-    timed_out = r.timed_out, duration = r.duration, session = json.null,
+    timed_out = r.timed_out, duration = r.duration, session = json.null, ignored = r.ignored or 0,
   }
   for _, name in ipairs({ "stdout", "stderr" }) do
     doc[name] = r[name]
@@ -265,6 +266,9 @@ function M.finish(opts, job, r, captured)
     cli.warn("the sandbox ran into its %s limit ([limits] %s = %s)", which, which, tostring(v))
   end
   if captured then io.stderr:write(require("shannot.session.view").summary(captured)) end
+  if not captured and (r.ignored or 0) > 0 then
+    cli.warn("nothing captured: %s", require("shannot.session.view").ignored_line(r.ignored))
+  end
   if r.exit_code == nil then return abnormal_end(r, opts) end
   if r.exit_code ~= 0 then
     cli.warn("command %s exited with code %d", text.inert(job.argv[1]), r.exit_code)
