@@ -320,7 +320,9 @@ end
 
 assert(require("shannot.core.sys").ids().euid == 0, "bench/fidelity runs as root (dpkg, adduser, setcap)")
 assert(fs.mkdir_p(DEBS))
-assert(fs.mkdir_p(WORK .. "/home"))
+assert(fs.mkdir_p(WORK .. "/home/.config/shannot"))
+-- fidelity is of everything: nothing left out by [capture] ignore
+assert(fs.write_atomic(WORK .. "/home/.config/shannot/config.toml", "[capture]\nignore = []\n"))
 local widths = { 17, 8, 24, 24 }
 local results, notes = {}, {}
 for _, w in ipairs(WORKLOADS) do

@@ -57,6 +57,26 @@ describe("config", function()
       assert.equal("built-in", doc.sources["session.ttl"])
     end)
 
+    it("has a built-in [capture] ignore list that a file replaces, or empties (issue 18.6)", function()
+      local doc = show_json(home)
+      assert.same(require("shannot.config").DEFAULT_CAPTURE_IGNORE, doc.config.capture.ignore)
+      assert.is_true(contains(doc.config.capture.ignore, "/var/log/**"))
+      assert.is_true(contains(doc.config.capture.ignore, "**/__pycache__/**"))
+      for _, g in ipairs(doc.config.capture.ignore) do
+        assert.is_nil(g:find("^/etc"), "never /etc: " .. g)
+        assert.is_nil(g:find("^/var/cache/%*%*"), "not all of /var/cache (debconf): " .. g)
+      end
+      assert.equal("built-in", doc.sources["capture.ignore"][1])
+      user_config(home, '[capture]\nignore = ["/srv/tmp/**"]\n')
+      assert.same({ "/srv/tmp/**" }, show_json(home).config.capture.ignore)
+      user_config(home, "[capture]\nignore = []\n")
+      assert.same({}, show_json(home).config.capture.ignore)
+      -- a project file may not: what it leaves out nobody reviews
+      user_config(home, "")
+      local dir = project('[capture]\nignore = ["/etc/**"]\n')
+      assert.same(require("shannot.config").DEFAULT_CAPTURE_IGNORE, show_json(home, dir).config.capture.ignore)
+    end)
+
     it("lets the nearest project file override the user file key by key", function()
       user_config(home, '[session]\nttl = "2h"\n[audit]\nmax_files = 5\nrotation = "none"\n')
       local dir = project('[session]\nttl = "30m"\n')
@@ -267,6 +287,9 @@ describe("config", function()
       { "[policy]\ndeny = [\"etc/*\"]\n",
         ':2:1: policy.deny must be an array of path globs %(item 1: an absolute path glob, not "etc/%*"%)' },
       { "[session]\nttl = \"soon\"\n", ":2:1: session.ttl must be a duration" },
+      { "[capture]\nignore = [\"var/log/*\"]\n", ':2:1: capture.ignore must be an array of path globs %(item 1: ' ..
+        'an absolute path glob or a "%*%*/" one, not "var/log/%*"%)' },
+      { "[capture]\nignore = \"/var/log/**\"\n", ":2:1: capture.ignore must be an array of path globs" },
       { "default_executor = \"nowhere\"\n", ':1: default_executor "nowhere" names no' },
       { "[remotes.web]\nport = 22\n", ":2: %[remotes.web%] needs a host" },
       -- fleets (issue 16.1): members are targets; a group may not include itself

@@ -11,6 +11,7 @@ local COMMANDS = {
   { "run", "run a script or command in the sandbox, capturing what it would change" },
   { "sessions", "list the sessions captured runs made" },
   { "show", "show a session's operations and diffs" },
+  { "shell", "a read-only shell in a session's captured state over the host" },
   { "prune", "remove expired and old finished sessions" },
   { "audit", "show and verify the audit log" },
   { "approve", "approve a pending session (every operation not denied)" },

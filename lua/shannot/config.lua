@@ -68,6 +68,16 @@ M.DEFAULT_ALWAYS_DENY = {
   "truncate /dev/sd*", "truncate /dev/vd*", "truncate /dev/nvme*", "truncate /dev/xvd*", "truncate /dev/disk/**",
 }
 
+-- What a capture leaves out ([capture] ignore; capture/walk.lua): noise
+-- nobody reviews and nothing needs applied, since the system makes it
+-- again: log files, the caches of apt, man, ldconfig and fontconfig, and
+-- Python's byte code.  Not all of /var/cache: debconf keeps its answers
+-- database there.  Never /etc, /var/lib or /var/tmp.
+M.DEFAULT_CAPTURE_IGNORE = {
+  "/var/log/**", "/var/cache/apt/**", "/var/cache/man/**", "/var/cache/ldconfig/**",
+  "/var/cache/fontconfig/**", "**/__pycache__/**",
+}
+
 ---------------------------------------------------------------------------
 -- Schema
 ---------------------------------------------------------------------------
@@ -177,6 +187,16 @@ local function path_glob(v)
   return v
 end
 
+-- A path a capture leaves out: an absolute glob, or one for any depth
+-- ("**/__pycache__/**"); glob.match_path's meaning.
+local ignore_glob = function(v)
+  if type(v) ~= "string" then return nil, "a string" end
+  if not (v:sub(1, 1) == "/" or v:sub(1, 3) == "**/") or v:find("\0", 1, true) then
+    return nil, string.format('an absolute path glob or a "**/" one, not "%s"', text.inert(v))
+  end
+  return v
+end
+
 -- A path hidden from the MCP server's read-only runs (sandbox/hide.lua).
 local function hide_glob(v)
   local ok, why = require("shannot.sandbox.hide").check(v)
@@ -230,6 +250,7 @@ local SCHEMA = {
     mcp_sandboxes = check.count,
   },
   mcp = { hide = list_of(hide_glob, "absolute path globs") },
+  capture = { ignore = list_of(ignore_glob, "path globs") },
 }
 
 -- Keys whose values are lists that merge by union (all the lists there are).
@@ -239,7 +260,9 @@ local GROWING = {
   ["mcp.hide"] = true,
 }
 
-M.LIST_KEYS = GROWING
+-- Keys whose values are lists (`config show` prints them as lists):
+-- the growing ones, and those a file replaces whole.
+M.LIST_KEYS = setmetatable({ ["capture.ignore"] = true }, { __index = GROWING })
 
 local PATH_KEYS = { key_file = true, known_hosts = true, bwrap_path = true, path = true, inventory = true }
 
@@ -260,6 +283,8 @@ local function defaults()
         processes = 4096, memory = "50%", staging = 8 * 1024 * 1024 * 1024, mcp_sandboxes = 4,
       },
       mcp = { hide = {} },  -- added to the built-in list of mcp/hide.lua
+      -- replaced, not grown, by a file's list: `ignore = []` keeps everything
+      capture = { ignore = table.move(M.DEFAULT_CAPTURE_IGNORE, 1, #M.DEFAULT_CAPTURE_IGNORE, 1, {}) },
     },
     origin = {},  -- dotted key -> "FILE:LINE"; list keys -> {per item}
   }

@@ -8,6 +8,7 @@ return {
     USAGE = 2,       -- usage or bad input: one line naming the thing
     REFUSED = 3,     -- expired, drift, conflict, denied, host key
     ENV = 4,         -- environment: bwrap missing, not Linux, ...
+    CHANGES = 10,    -- run --exit-code: the command succeeded and a session was made
     INTERNAL = 70,   -- a bug in shannot: reported with a traceback
   },
   PROCESS_MT = "shannot.proc.Process",

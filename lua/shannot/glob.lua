@@ -51,4 +51,45 @@ function M.match(glob, s)
   return s:find(pat) ~= nil
 end
 
+-- Where "/**/" may also stand for a single "/" (gitignore's "zero or more
+-- directories"), each way: the first MAX_ZERO of them; any further one
+-- matches one directory or more only.
+local MAX_ZERO = 4
+local variants_cache = {}
+
+local function zero_dir_variants(glob)
+  local out = { glob }
+  local from, n = 1, 0
+  while n < MAX_ZERO do
+    local i = glob:find("/**/", from, true)
+    if not i then break end
+    n = n + 1
+    local more = {}
+    for _, g in ipairs(out) do
+      -- the same occurrence in every variant: variants only shorten after it
+      local at = i - (#glob - #g)
+      more[#more + 1] = g:sub(1, at) .. g:sub(at + 4)
+    end
+    table.move(more, 1, #more, #out + 1, out)
+    from = i + 3
+  end
+  return out
+end
+
+-- match_path(glob, path) -> like match, but "/**/" also matches "/" (as
+-- in .gitignore: "/a/**/b" matches "/a/b"), and a leading "**/" any
+-- directory, the root included ("**/x" matches "/x").  For capture's
+-- ignore list; policy and profile globs keep match's meaning.
+function M.match_path(glob, path)
+  local list = variants_cache[glob]
+  if not list then
+    list = zero_dir_variants(glob)
+    variants_cache[glob] = list
+  end
+  for _, g in ipairs(list) do
+    if M.match(g, path) then return true end
+  end
+  return false
+end
+
 return M

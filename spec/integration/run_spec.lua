@@ -71,6 +71,23 @@ describe("shannot run", function()
       assert.equal("shannot: command sh exited with code 3\n", r.stderr)
     end)
 
+    it("--exit-code: 0 nothing captured, 10 captured, 1 failed with or without changes", function()
+      local file = "/etc/shannot-spec-exit-code-" .. tostring(require("shannot.core.sys").ids().pid)
+      assert.equal(0, run({ "--exit-code", "--", "true" }, { home = home }).code)
+      local r = run({ "--exit-code", "--", "sh", "-c", "echo x > " .. file }, { home = home })
+      assert.equal(10, r.code, r.stderr)
+      assert.is_nil(fs.lstat(file), "the capture wrote the host")
+      r = run({ "--exit-code", "--json", "--", "sh", "-c", "echo x > " .. file }, { home = home })
+      assert.equal(10, r.code, r.stderr)
+      assert.is_table(json.decode(r.stdout).session)
+      assert.equal(1, run({ "--exit-code", "--", "sh", "-c", "echo x > " .. file .. "; exit 3" }, { home = home }).code)
+      assert.equal(1, run({ "--exit-code", "--", "false" }, { home = home }).code)
+      -- without the flag a capture is plain success
+      assert.equal(0, run({ "--", "sh", "-c", "echo x > " .. file }, { home = home }).code)
+      -- errors keep their codes
+      assert.equal(2, run({ "--exit-code", "--profile", "gone", "--", "true" }, { home = home }).code)
+    end)
+
     it("--json prints one document with everything", function()
       local r, doc = json_run({ "--", "sh", "-c", "echo out; printf 'e\\377' >&2; exit 5" }, { home = home })
       assert.equal(1, r.code)

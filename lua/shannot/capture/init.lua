@@ -71,6 +71,7 @@ function M.save(c, opts)
       signal = c.result.exit_code == nil and c.result.signal_name or nil, timed_out = c.result.timed_out,
     })
     if #c.walk.skipped > 0 then s.skipped = c.walk.skipped end
+    if (c.walk.ignored or 0) > 0 then s.ignored = c.walk.ignored end  -- paths [capture] ignore left out
     -- what a reviewer reads beside the changes: the script as it ran, why
     -- it was run, and (MCP) which client asked
     s.script, s.rationale, s.client = c.script, c.job.why, c.job.client
@@ -102,8 +103,9 @@ function M.save(c, opts)
 end
 
 -- The walk over the executor's trees, its failures as errors.
-local function operations(trees, records, where)
-  local w, cerr = walk().operations(trees.overlays, trees.blobs, trees, { max_bytes = trees.max_bytes })
+local function operations(trees, records, where, ignore)
+  local w, cerr = walk().operations(trees.overlays, trees.blobs, trees, { max_bytes = trees.max_bytes,
+    ignore = ignore })
   if not w then
     if cerr.code == "refused" then return nil, err.refused("%s%s", where, text.inert(cerr.message)) end
     return nil, err.env("%scapturing what the run changed: %s", where, text.inert(text.middle(cerr.message, 400)))
@@ -125,11 +127,15 @@ function M.run(ex, p, job, opts)
   if trees == nil then return nil, records end
   if not trees then return result end
   local where = ex.target ~= "local" and (ex.target .. ": ") or ""
-  local w, werr = operations(trees, records, where)
+  -- [capture] ignore, the built-in list without a config (the Lua API)
+  local set = opts.config and opts.config.values.capture
+  local ignore = set and set.ignore or require("shannot.config").DEFAULT_CAPTURE_IGNORE
+  local w, werr = operations(trees, records, where, ignore)
   if not w then return nil, werr end
   for _, skipped in ipairs(w.skipped) do
     opts.warn("%s%s: a %s is not captured", where, text.inert(skipped.path), skipped.type)
   end
+  result.ignored = w.ignored
   if #w.ops == 0 then return result end
   local s, serr = M.save({ job = job, profile = p, result = result, walk = w, trees = trees,
     target = ex.target ~= "local" and ex.target or nil, where = ex.location and ex:location() or nil }, opts)

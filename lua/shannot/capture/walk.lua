@@ -5,6 +5,7 @@
 local diff = require("shannot.diff")
 local err = require("shannot.err")
 local fs = require("shannot.fs")
+local glob = require("shannot.glob")
 local guard = require("shannot.guard")
 local renames = require("shannot.capture.renames")
 local store = require("shannot.store")
@@ -213,19 +214,78 @@ function Walk:dir_time(path, ust, hst)
   end
 end
 
+-- Whether the walk below a directory kept nothing and left something
+-- out ([capture] ignore): before = {ops =, ignored =, skipped =} as they
+-- were when it started.
+function Walk:only_ignored(before)
+  return #self.ops == before.ops and self.ignored > before.ignored and #self.skipped == before.skipped
+end
+
+function Walk:marks()
+  return { ops = #self.ops, ignored = self.ignored, skipped = #self.skipped }
+end
+
 function Walk:dir(e)
   local path, up, host, ust, hst = e.path, e.up, e.host, e.ust, e.hst
   if hst and hst.type == "dir" and not self.up:opaque(up) then
     self:metadata(e)
     self:dir_time(path, ust, hst)
-    return self:tree(up, path, host)
+    local time, before = self.dir_times[#self.dir_times], self:marks()
+    self:tree(up, path, host)
+    -- only ignored paths changed in it: its time stays the host's
+    if self:only_ignored(before) and time and self.dir_times[#self.dir_times] == time then
+      self.dir_times[#self.dir_times] = nil
+    end
+    return
   end
   local kind = (hst and hst.type == "dir") and "replace_dir" or "mkdir"
   local new = new_meta(ust)
   new.xattrs = self:xattrs(self.up, up)
-  self:add({ kind = kind, path = path, new = new, base = self:base(host, hst) })
+  local before = self:marks()
+  local op = self:add({ kind = kind, path = path, new = new, base = self:base(host, hst) })
+  before.ops = #self.ops
   -- Everything below is new: the host's entries (if any) are gone.
-  return self:tree(up, path, nil)
+  self:tree(up, path, nil)
+  if kind == "mkdir" and self:only_ignored(before) then
+    -- a new directory holding only what is left out (a __pycache__)
+    self.ops[#self.ops] = nil
+    self.counts.mkdir = self.counts.mkdir - 1
+    if self.counts.mkdir == 0 then self.counts.mkdir = nil end
+    self.ignored = self.ignored + 1
+    assert(op.id == before.ops)
+  end
+end
+
+-- ignores(path) -> whether [capture] ignore leaves path out
+function Walk:ignores(path)
+  for _, g in ipairs(self.ignore) do
+    if glob.match_path(g, path) then return true end
+  end
+  return false
+end
+
+-- left_out(up, ust) -> the number of upper entries an ignored one stands
+-- for: itself and everything below it
+function Walk:left_out(up, ust)
+  local n = 1
+  if ust.type == "dir" then
+    for _, name in ipairs(self:check(self.up:names(up))) do
+      local below = join(up, name)
+      n = n + self:left_out(below, self:check(self.up:lstat(below)))
+    end
+  end
+  return n
+end
+
+-- An ignored entry is left out with everything below it, but for an
+-- empty directory the run made: that is structure a program may need (a
+-- package's /var/log/NAME), not noise.
+function Walk:ignored_entry(up, ust, host)
+  if ust.type == "dir" and #self:check(self.up:names(up)) == 0 and not (host and self.host:lstat(host)) then
+    return false
+  end
+  self.ignored = self.ignored + self:left_out(up, ust)
+  return true
 end
 
 function Walk:entry(name, up_dir, path_dir, host_dir)
@@ -236,6 +296,8 @@ function Walk:entry(name, up_dir, path_dir, host_dir)
   end
   local host = host_dir and join(host_dir, name)
   local ust = self:check(self.up:lstat(up))
+  -- before the host is asked anything (a remote's lstat is a round trip)
+  if self.ignore[1] and self:ignores(path) and self:ignored_entry(up, ust, host) then return end
   local hst = host and self.host:lstat(host)
   if is_whiteout(ust) then
     if hst then self:add({ kind = "delete", path = path, base = self:base(host, hst) }) end
@@ -299,14 +361,15 @@ function Walk:tree(up_dir, path_dir, host_dir)
 end
 
 -- operations(overlays, blobs_dir [, trees [, opts]]) -> {ops =, counts =,
--- bytes =, skipped =} | nil, err (code "refused": what the run made
--- cannot be captured at all).  overlays: {{target =, upper =}...};
+-- bytes =, skipped =, ignored =} | nil, err (code "refused": what the run
+-- made cannot be captured at all).  overlays: {{target =, upper =}...};
 -- trees: {up =, host =} (default: both this machine's); opts.max_bytes:
--- the most file content a capture keeps.
+-- the most file content a capture keeps; opts.ignore: path globs
+-- (glob.match_path) left out, counted in ignored.
 function M.operations(overlays, blobs, trees, opts)
   local w = setmetatable({ ops = {}, counts = {}, bytes = 0, skipped = {}, blobs = blobs, linked = {}, dir_times = {},
     up = trees and trees.up or M.local_tree, host = trees and trees.host or M.local_tree,
-    max_bytes = opts and opts.max_bytes, overlays = overlays }, Walk)
+    max_bytes = opts and opts.max_bytes, overlays = overlays, ignore = opts and opts.ignore or {}, ignored = 0 }, Walk)
   return err.try(function()
     for _, o in ipairs(overlays) do
       -- The root itself: a chmod or chown of the captured directory.

@@ -12,7 +12,7 @@ local text = require("shannot.text")
 
 local M = {
   usage = "shannot run [--profile P] [--target T] [--network] [--hide GLOB]... [--timeout S] [--max-output SIZE] " ..
-    "[--why TEXT] [--json] " ..
+    "[--why TEXT] [--json] [--exit-code] " ..
     "SCRIPT [ARGS] | -c 'CODE' | -- CMD [ARGS...]",
   help = [[
 Runs a script (SCRIPT, run by its #! line or by /bin/sh), shell code (-c)
@@ -36,7 +36,11 @@ whatever root may (other users' files, chown); as another user only
 that user's files can change.
 
 shannot exits 0 when the command succeeded and 1 when it failed (its exit
-code is shown on stderr); a session is kept either way.
+code is shown on stderr); a session is kept either way.  With --exit-code
+(for CI, like terraform plan -detailed-exitcode) it exits 0 when the
+command succeeded and nothing was captured, 10 when it succeeded and a
+session was made, 1 when it failed (with or without a session: a failure
+wins); errors keep their codes (2 usage, 3 refused, 4 environment).
 
 options:
   --profile P         a profile name (see "shannot profile list") or a JSON file
@@ -59,6 +63,9 @@ options:
   --accept-new        with --target: accept and remember an unknown host key
   --why TEXT          why the change is wanted, kept with the session and
                       shown to whoever reviews it (show, the review UI)
+  --exit-code         exit 10 when the command succeeded and changes were
+                      captured (a session was made), 0 when nothing was;
+                      1 when it failed, changes or not
 
 fleets (many hosts; see "shannot help remote" for groups):
   --target @GROUP     every host of a [groups.GROUP] of the config or of a
@@ -74,10 +81,12 @@ fleets (many hosts; see "shannot help remote" for groups):
   identical changes (variant A, B, ...), "shannot approve RUN --variant A"
   approves one variant.  First every host key is checked; unknown ones are
   listed all at once and nothing runs (--accept-new accepts them).  Exit
-  code 1 when any host failed (unreachable, refused, its run failed).
+  code 1 when any host failed (unreachable, refused, its run failed);
+  else, with --exit-code, 10 when any host's changes were captured.
   --json              print one JSON document: command, profile, exit_code,
                       signal, timed_out, stdout, stderr, *_truncated,
-                      *_dropped_bytes, duration, session (id and counts or null)]],
+                      *_dropped_bytes, duration, session (id and counts or null),
+                      ignored (paths [capture] ignore left out)]],
   options = {
     ["--profile"] = { arg = "P" },
     ["-c"] = { arg = "CODE", key = "code" },
@@ -93,6 +102,7 @@ fleets (many hosts; see "shannot help remote" for groups):
     ["--inventory"] = { arg = "FILE" },
     ["--forks"] = { arg = "N", type = "number" },
     ["--why"] = { arg = "TEXT" },
+    ["--exit-code"] = { key = "exit_code" },
   },
   stop_at_positional = true,
 }
@@ -105,7 +115,7 @@ local function json_document(r, captured)
   local doc = {
     command = json.array(r.command), profile = r.profile,
     exit_code = r.exit_code or json.null, signal = r.signal_name or json.null,
-    timed_out = r.timed_out, duration = r.duration, session = json.null,
+    timed_out = r.timed_out, duration = r.duration, session = json.null, ignored = r.ignored or 0,
   }
   for _, name in ipairs({ "stdout", "stderr" }) do
     doc[name] = r[name]
@@ -235,11 +245,17 @@ function M.run(opts, args)
   return M.finish(opts, job, r, captured)
 end
 
+-- The exit code of a run whose command succeeded: with --exit-code,
+-- whether it captured anything (const.EXIT.CHANGES: a session was made).
+local function success(opts, captured)
+  return (opts.exit_code and captured) and const.EXIT.CHANGES or const.EXIT.OK
+end
+
 -- finish(opts, job, result, session) -> exit code | nil, err
 function M.finish(opts, job, r, captured)
   if opts.json and (r.exit_code or r.timed_out) then
     cli.out(json.encode(json_document(r, captured), { indent = "  " }), "\n")
-    return r.exit_code == 0 and const.EXIT.OK or const.EXIT.FAILED
+    return r.exit_code == 0 and success(opts, captured) or const.EXIT.FAILED
   end
   -- The command's output came through as it was; whatever state it left
   -- the terminal in must not hide or disguise what shannot says now.
@@ -250,12 +266,15 @@ function M.finish(opts, job, r, captured)
     cli.warn("the sandbox ran into its %s limit ([limits] %s = %s)", which, which, tostring(v))
   end
   if captured then io.stderr:write(require("shannot.session.view").summary(captured)) end
+  if not captured and (r.ignored or 0) > 0 then
+    cli.warn("nothing captured: %s", require("shannot.session.view").ignored_line(r.ignored))
+  end
   if r.exit_code == nil then return abnormal_end(r, opts) end
   if r.exit_code ~= 0 then
     cli.warn("command %s exited with code %d", text.inert(job.argv[1]), r.exit_code)
     return const.EXIT.FAILED
   end
-  return const.EXIT.OK
+  return success(opts, captured)
 end
 
 return M

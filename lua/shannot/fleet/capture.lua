@@ -285,10 +285,13 @@ function M.command(opts, job)
     cli.out(string.format('review with "shannot show %s --diff", approve with "shannot approve %s --variant A"\n',
       run.id, run.id))
   end
+  local changed = false
   for _, h in ipairs(run.hosts) do
     if h.state ~= "captured" and h.state ~= "unchanged" then return const.EXIT.FAILED end
+    changed = changed or h.state == "captured"
   end
-  return const.EXIT.OK
+  -- run --exit-code: any host's changes captured (every host succeeded)
+  return (opts.exit_code and changed) and const.EXIT.CHANGES or const.EXIT.OK
 end
 
 return M

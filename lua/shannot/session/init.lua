@@ -309,7 +309,7 @@ local SCHEMA = { fields = {
   results = opt({ list = { fields = { id = "integer", ok = "boolean", error = opt("string") } } }),
   history = opt({ list = { fields = { at = "string", status = "string", note = opt("string") } } }),
   approval = opt({ fields = { digest = "string", target = opt("string"), operations = { list = "string" } } }),
-  execution = opt("table"), skipped = opt("table"),
+  execution = opt("table"), skipped = opt("table"), ignored = opt("integer"),
   where = opt({ fields = { name = "string", user = opt("string"), host = "string", port = opt("integer"),
     fingerprint = opt("string"), key_file = opt("string") } }),
   fleet_run = opt("string"),

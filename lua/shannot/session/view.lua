@@ -189,6 +189,12 @@ local function plural(n, word)
   return n .. " " .. word .. (n == 1 and "" or "s")
 end
 
+-- "12 paths ignored ([capture] ignore)": left out of a capture, neither
+-- shown nor applied
+function M.ignored_line(n)
+  return plural(n, "path") .. " ignored ([capture] ignore)"
+end
+
 -- not_captured(s) -> lines saying what the run made that no operation
 -- holds (sockets, device nodes): never dropped silently
 function M.not_captured(s)
@@ -197,6 +203,7 @@ function M.not_captured(s)
     out[#out + 1] = string.format("not captured: %s, a %s (it cannot be reviewed or made on the host by shannot)",
       tostring(sk.path), tostring(sk.type))
   end
+  if math.type(s.ignored) == "integer" and s.ignored > 0 then out[#out + 1] = M.ignored_line(s.ignored) end
   return out
 end
 
