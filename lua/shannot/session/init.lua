@@ -516,6 +516,45 @@ function M.ids()
   return out
 end
 
+local STATUS_SET = {}
+for _, st in ipairs(M.STATUSES) do STATUS_SET[st] = true end
+
+-- peek_status(id [, now]) -> the session's status | nil, read without
+-- decoding session.json: save() writes its keys sorted, so the top-level
+-- "status" is the last one in the file (only target, timed_out and where
+-- follow it; history's come before), and a few KiB from the end hold it.
+-- A pending or approved session whose expires_at (near the start) has
+-- passed and that no execute started reads "expired", as current() would
+-- make it.  For listings that must stay fast (shell completion); anything
+-- that acts on a session loads it.
+function M.peek_status(id, now)
+  if not M.valid_id(id) then return nil end
+  local f = io.open(M.root() .. "/" .. id .. "/session.json", "rb")
+  if not f then return nil end
+  local size = f:seek("end") or 0
+  local head, tail
+  if size <= 8192 then
+    f:seek("set", 0)
+    head = f:read(size) or ""
+    tail = head
+  else
+    f:seek("set", 0)
+    head = f:read(4096) or ""
+    f:seek("set", size - 4096)
+    tail = f:read(4096) or ""
+  end
+  f:close()
+  local status
+  for st in tail:gmatch('"status":"([%l_]+)"') do status = st end
+  if not STATUS_SET[status] then return nil end
+  if status == "pending" or status == "approved" then
+    local started = status == "approved" and head:find('"execution":{', 1, true)
+    local t = parse_iso(head:match('"expires_at":"([^"]*)"'))
+    if not started and t and (now or os.time()) >= t then return "expired" end
+  end
+  return status
+end
+
 -- list(opts) -> sessions, problems (sessions that could not be read)
 function M.list(opts)
   opts = opts or {}
