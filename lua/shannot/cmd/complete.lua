@@ -119,9 +119,12 @@ local function runs()
   return out
 end
 
+-- A broken config answers nothing at all (run() prints nothing): the
+-- command itself will say what is wrong.
 local function config_values()
-  local ok, cfg = pcall(require("shannot.config").load)
-  return ok and cfg and cfg.values or nil
+  local cfg = require("shannot.config").load()
+  if not cfg then error("no config", 0) end
+  return cfg.values
 end
 
 local function sorted_keys(t)
@@ -146,7 +149,6 @@ end
 
 local function targets(kinds)
   local values, out = config_values(), {}
-  if not values then return out end
   if kinds.remotes then remotes(values, out) end
   if kinds.executors then
     for _, name in ipairs(sorted_keys(values.executor)) do
@@ -213,7 +215,7 @@ M.FREE_OPTIONS = {
 }
 
 -- Values an option's usage lists itself: "[--client a|b|c]".
-local function listed_values(usage, option)
+function M.listed_values(usage, option)
   local list = usage:match("%[" .. option:gsub("%-", "%%-") .. " ([%w|-]+)%]")
   if not list or not list:find("|", 1, true) then return nil end
   local out = {}
@@ -291,7 +293,7 @@ end
 local function value_candidates(cmd, ctx, option, out)
   local fn = M.OPTION_VALUES[option]
   if fn then return gather(out, fn(ctx)) end
-  return gather(out, listed_values(cmd.usage or "", option))
+  return gather(out, M.listed_values(cmd.usage or "", option))
 end
 
 local function positional_candidates(ctx, state, out)
