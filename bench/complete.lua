@@ -79,7 +79,7 @@ local t = lib.compare({
   case({ BIN, "--version" }),
 }, N)
 
-if not os.getenv("KEEP") then fs.rmtree(base) end
+fs.rmtree(base)
 local function ms(x) return string.format("%6.2f ms", x * 1000) end
 print(string.format("%d sessions, %.1f MiB of session.json; medians of %d runs", COUNT, bytes / 1048576, N))
 print(string.format("  ls of the store (floor)          %s", ms(t[1])))
