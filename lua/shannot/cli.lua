@@ -36,13 +36,22 @@ local function command_names()
   return out
 end
 
--- Commands shannot runs itself, never listed: a fleet's per-host child.
-local INTERNAL = { ["__fleet-host"] = "shannot.cmd.fleet_host" }
+-- Commands shannot runs itself, never listed: a fleet's per-host child,
+-- and what the shell completions ask (completions/).
+local INTERNAL = { ["__fleet-host"] = "shannot.cmd.fleet_host", ["__complete"] = "shannot.cmd.complete" }
 
-local function find_command(name)
+-- commands() -> {{name, summary}}: the listed commands, in help order;
+-- command(name) -> its module | nil (a listed one only)
+function M.commands() return COMMANDS end
+function M.command(name)
   for _, c in ipairs(COMMANDS) do
     if c[1] == name then return require("shannot.cmd." .. name) end
   end
+end
+
+local function find_command(name)
+  local cmd = M.command(name)
+  if cmd then return cmd end
   if INTERNAL[name] then return require(INTERNAL[name]) end
 end
 

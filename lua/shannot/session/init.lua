@@ -516,6 +516,61 @@ function M.ids()
   return out
 end
 
+local STATUS_SET = {}
+for _, st in ipairs(M.STATUSES) do STATUS_SET[st] = true end
+
+-- last(data, needle) -> the position of needle's last occurrence | nil
+local function last(data, needle)
+  local at, found = 1, nil
+  while true do
+    local i = data:find(needle, at, true)
+    if not i then return found end
+    found, at = i, i + 1
+  end
+end
+
+-- peek(f, size, from_end, needle) -> the 40 bytes after needle's last
+-- occurrence in the file's first (from_end: last) KiB, else 16 KiB | nil
+local PEEK_SIZES = { 1024, 16384 }
+local function peek(f, size, from_end, needle)
+  for _, len in ipairs(PEEK_SIZES) do
+    local data = f:pread(from_end and math.max(0, size - len) or 0, len)
+    local i = data and last(data, needle)
+    if i then return data:sub(i + #needle, i + #needle + 40) end
+    if len >= size then return nil end
+  end
+end
+
+-- peek_status(id [, now]) -> the session's status | nil, read without
+-- decoding session.json: save() writes its keys sorted, so the top-level
+-- "status" is the last one in the file (only target, timed_out and where
+-- follow it; history's come before), and a few KiB from the end hold it.
+-- A pending or approved session whose expires_at (near the start) has
+-- passed and that no execute started reads "expired", as current() would
+-- make it (an "execution" far from the start is not seen: such a session
+-- may read expired).  For listings that must stay fast (shell
+-- completion, bench/complete); anything acting on a session loads it.
+function M.peek_status(id, now)
+  if not M.valid_id(id) then return nil end
+  local f = fs.open(M.root() .. "/" .. id .. "/session.json", "r")
+  if not f then return nil end
+  local st = f:stat()
+  local size = st and st.type == "file" and st.size or 0
+  local status = peek(f, size, true, '"status":"')
+  status = status and status:match('^([%l_]+)"')
+  if status == "pending" or status == "approved" then
+    local head = f:pread(0, 4096) or ""
+    local expires = (peek(f, size, false, '"expires_at":"') or ""):match('^([^"]*)"')
+    local started = status == "approved" and head:find('"execution":{', 1, true)
+    -- ISO 8601 UTC times of one width compare as strings
+    if expires and not started and os.date("!%Y-%m-%dT%H:%M:%SZ", now or os.time()) >= expires then
+      status = "expired"
+    end
+  end
+  f:close()
+  return STATUS_SET[status] and status or nil
+end
+
 -- list(opts) -> sessions, problems (sessions that could not be read)
 function M.list(opts)
   opts = opts or {}
