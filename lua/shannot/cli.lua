@@ -35,6 +35,16 @@ local function command_names()
   return out
 end
 
+-- commands() -> {{name, summary}...}: the listed commands, as help lists
+-- them (scripts/man.lua writes a page for each)
+function M.commands()
+  local out = {}
+  for _, c in ipairs(COMMANDS) do
+    if not c.hidden then out[#out + 1] = { c[1], c[2] } end
+  end
+  return out
+end
+
 -- Commands shannot runs itself, never listed: a fleet's per-host child.
 local INTERNAL = { ["__fleet-host"] = "shannot.cmd.fleet_host" }
 
