@@ -28,7 +28,7 @@ LUA_SRCS := $(shell find lua -name '*.lua' | sort)
 PROFILES := $(wildcard profiles/*.json)
 BUSTED := scripts/busted.lua
 
-.PHONY: all demo test check asan lint deps deps-test install clean format-check client client-check
+.PHONY: all demo test check asan lint deps deps-test install uninstall man deb clean format-check client client-check
 # On another system than Linux, the client build (no local sandbox).
 ifeq ($(shell uname -s),Linux)
 all: build/shannot build/shannot-enter
@@ -40,7 +40,7 @@ deps:
 	@vendor/install-deps build run
 
 deps-test:
-	@vendor/install-deps build run test
+	@vendor/install-deps build run test man
 
 build/embedded_lua.c: $(LUA_SRCS) $(PROFILES) scripts/embed.lua | build
 	$(LUA) scripts/embed.lua $@ $(LUA_SRCS) $(PROFILES)
@@ -125,10 +125,29 @@ demo: deps
 	@$(MAKE) --no-print-directory build/shannot
 	@scripts/demo
 
-install: build/shannot
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/shannot/profiles
-	install -m 0755 build/shannot $(DESTDIR)$(PREFIX)/bin/shannot
-	install -m 0644 $(PROFILES) $(DESTDIR)$(PREFIX)/share/shannot/profiles/
+# Man pages, written by the binary from the text `shannot help` prints
+# (scripts/man.lua), so the two cannot drift.
+man: build/man/.stamp
+
+build/man/.stamp: build/shannot scripts/man.lua
+	@vendor/install-deps man
+	@rm -rf build/man && mkdir -p build/man
+	build/shannot lua scripts/man.lua build/man
+	@for f in build/man/*.[15]; do groff -ww -z -man "$$f" || exit 1; done
+	@touch $@
+
+# The binary, the remote helper, profiles, man pages and completions, all
+# below $(DESTDIR)$(PREFIX); uninstall removes what install listed.
+install: build/shannot build/shannot-enter man
+	@DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" scripts/install install
+
+uninstall:
+	@DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" scripts/install uninstall
+
+# build/shannot_VERSION_ARCH.deb: a DESTDIR install with PREFIX=/usr
+deb: build/shannot build/shannot-enter man
+	@vendor/install-deps deb
+	scripts/deb
 
 clean:
 	rm -rf build

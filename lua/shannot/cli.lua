@@ -36,13 +36,21 @@ local function command_names()
   return out
 end
 
+-- commands() -> {{name, summary}...}: the listed commands, as help lists
+-- them (scripts/man.lua writes a page for each, the completions offer them)
+function M.commands()
+  local out = {}
+  for _, c in ipairs(COMMANDS) do
+    if not c.hidden then out[#out + 1] = { c[1], c[2] } end
+  end
+  return out
+end
+
 -- Commands shannot runs itself, never listed: a fleet's per-host child,
 -- and what the shell completions ask (completions/).
 local INTERNAL = { ["__fleet-host"] = "shannot.cmd.fleet_host", ["__complete"] = "shannot.cmd.complete" }
 
--- commands() -> {{name, summary}}: the listed commands, in help order;
 -- command(name) -> its module | nil (a listed one only)
-function M.commands() return COMMANDS end
 function M.command(name)
   for _, c in ipairs(COMMANDS) do
     if c[1] == name then return require("shannot.cmd." .. name) end

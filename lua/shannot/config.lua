@@ -1,4 +1,5 @@
 -- config.toml: the schema, the built-in defaults, and the merge of the
+-- system files (/etc/shannot/config.toml, $XDG_CONFIG_DIRS/shannot/), the
 -- user file ($XDG_CONFIG_HOME/shannot/config.toml, or $SHANNOT_CONFIG)
 -- with the project file (.shannot/config.toml in the current directory or
 -- the nearest parent).  Nothing falls back silently: a malformed file, an
@@ -437,12 +438,13 @@ local function check_project_file(path, who)
   return true
 end
 
--- files(cwd) -> {user = path, user_explicit = bool, project = path|nil,
+-- files(cwd) -> {system = {paths...}, user = path, user_explicit = bool, project = path|nil,
 -- project_policy = path|nil, policies = {paths...}, project_error = err|nil}
 -- (paths that may or may not exist)
 function M.files(cwd)
   local explicit = os.getenv("SHANNOT_CONFIG")
   local f = {
+    system = paths.system_config_files(),
     user = paths.config_file(),
     user_explicit = explicit ~= nil and explicit ~= "",
     policies = { paths.config_dir() .. "/policy.lua" },
@@ -630,6 +632,15 @@ function M.load(opts)
   cfg.refused = {}
   cfg.files = M.files(cwd)
   if cfg.files.project_error then return nil, cfg.files.project_error end
+  cfg.files.system_present = {}  -- below the user's file: the user wins
+  for _, path in ipairs(cfg.files.system) do
+    local leaves, serr = M.read_file(path)
+    if serr then return nil, serr end
+    if leaves then
+      apply(cfg, leaves)
+      cfg.files.system_present[#cfg.files.system_present + 1] = path
+    end
+  end
   local user, uerr = M.read_file(cfg.files.user)
   if uerr then return nil, uerr end
   if not user and cfg.files.user_explicit then

@@ -51,4 +51,23 @@ function M.config_file()
   return nonempty(os.getenv("SHANNOT_CONFIG")) or (M.config_dir() .. "/config.toml")
 end
 
+-- system_config_files() -> the system-wide config files, read below the
+-- user's, the least important first: $SHANNOT_SYSCONFDIR (default /etc)
+-- /shannot/config.toml, then DIR/shannot/config.toml of each absolute
+-- $XDG_CONFIG_DIRS entry (default /etc/xdg), the first entry last: it
+-- wins, as the XDG spec orders them.
+function M.system_config_files()
+  local out, seen = {}, {}
+  local function add(path)
+    if not seen[path] then seen[path] = true; out[#out + 1] = path end
+  end
+  add((nonempty(os.getenv("SHANNOT_SYSCONFDIR")) or "/etc") .. "/shannot/config.toml")
+  local dirs = {}
+  for d in (nonempty(os.getenv("XDG_CONFIG_DIRS")) or "/etc/xdg"):gmatch("[^:]+") do
+    if d:sub(1, 1) == "/" then dirs[#dirs + 1] = d:gsub("/+$", "") end
+  end
+  for i = #dirs, 1, -1 do add(dirs[i] .. "/shannot/config.toml") end
+  return out
+end
+
 return M

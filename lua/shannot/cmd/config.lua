@@ -12,8 +12,11 @@ local text = require("shannot.text")
 local M = {
   usage = "shannot config show [--json]\nshannot config check\nshannot config path",
   help = [[
-shannot reads ~/.config/shannot/config.toml ($XDG_CONFIG_HOME, or the file
-named by $SHANNOT_CONFIG), then .shannot/config.toml in the current
+shannot reads the system files /etc/shannot/config.toml ($SHANNOT_SYSCONFDIR
+instead of /etc) and shannot/config.toml in each of $XDG_CONFIG_DIRS
+(default /etc/xdg; the first one wins), then ~/.config/shannot/config.toml
+($XDG_CONFIG_HOME, or the file named by $SHANNOT_CONFIG), which wins over
+them, then .shannot/config.toml in the current
 directory or the nearest parent (never above your home, never through a
 directory someone else owns).  Pattern lists ([profile] auto_approve /
 always_deny / defer, [policy] deny / review / auto_approve) only grow.
@@ -148,7 +151,9 @@ local function path()
   local f = config.files(sys.getcwd() or "/")
   f.user_exists = fs.exists(f.user)
   f.project_exists = f.project ~= nil and fs.exists(f.project)
-  local lines = { file_line("config", f.user, f.user_exists) }
+  local lines = {}
+  for _, p in ipairs(f.system) do lines[#lines + 1] = file_line("system", p, fs.exists(p)) end
+  lines[#lines + 1] = file_line("config", f.user, f.user_exists)
   if f.project then lines[#lines + 1] = file_line("project", f.project, f.project_exists) end
   for _, p in ipairs(f.policies) do
     lines[#lines + 1] = file_line("policy", p, fs.exists(p))
@@ -170,7 +175,7 @@ local function check()
   for _, r in ipairs(cfg.refused) do
     cli.out(text.inert(string.format("# refused %s = %s  # %s: %s", r.key, toml_value(r.value), r.source, r.why)), "\n")
   end
-  local checked = {}
+  local checked = table.move(cfg.files.system_present, 1, #cfg.files.system_present, 1, {})
   if cfg.files.user_exists then checked[#checked + 1] = cfg.files.user end
   if cfg.files.project_exists then checked[#checked + 1] = cfg.files.project end
   for _, p in ipairs(policies) do checked[#checked + 1] = p.path end

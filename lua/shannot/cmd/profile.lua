@@ -7,17 +7,18 @@ local json = require("shannot.json")
 local profile = require("shannot.sandbox.profile")
 local text = require("shannot.text")
 
-local M = {
-  usage = "shannot profile list [--json]\nshannot profile show P [--json]\nshannot profile check FILE",
-  help = [[
+-- The file format, shared by the help and shannot-profile(5) (scripts/man.lua).
+local WHERE = [[
 Sandbox profiles are JSON files: the built-in ones (minimal, readonly,
 diagnostics, systemd, system) and yours in ~/.config/shannot/profiles/
-(NAME.json; a user profile of the same name wins over a built-in one).
+(NAME.json; a user profile of the same name wins over a built-in one).]]
 
+local SUBCOMMANDS = [[
   list         every profile, where it comes from, and any problem with it
   show P       the profile P (a name or a file) with defaults filled in
-  check FILE   validates FILE and prints the bwrap command line it gives
+  check FILE   validates FILE and prints the bwrap command line it gives]]
 
+local FIELDS = [[
 Fields: name, description, allowed_commands (globs on the command; empty
 means any), binds [{source, target, read_only, create_target, optional}],
 tmpfs_paths, environment (values may use ${VAR} from your environment),
@@ -31,7 +32,12 @@ allowed_commands is a convenience, not a boundary: it checks only the
 command shannot starts, which may start any other program the sandbox can
 see (a shell, awk's system(), sed's e command, find -exec, xargs).  What a
 sandbox can reach is set by its binds and capture paths, the read-only
-host, the system call filter and Landlock.]],
+host, the system call filter and Landlock.]]
+
+local M = {
+  usage = "shannot profile list [--json]\nshannot profile show P [--json]\nshannot profile check FILE",
+  help = WHERE .. "\n\n" .. SUBCOMMANDS .. "\n\n" .. FIELDS,
+  format = WHERE .. "\n\n" .. FIELDS,
   options = { ["--json"] = {} },
 }
 
