@@ -12,7 +12,7 @@ local text = require("shannot.text")
 
 local M = {
   usage = "shannot run [--profile P] [--target T] [--network] [--hide GLOB]... [--timeout S] [--max-output SIZE] " ..
-    "[--why TEXT] [--json] " ..
+    "[--why TEXT] [--quiet] [--json] " ..
     "SCRIPT [ARGS] | -c 'CODE' | -- CMD [ARGS...]",
   help = [[
 Runs a script (SCRIPT, run by its #! line or by /bin/sh), shell code (-c)
@@ -59,6 +59,8 @@ options:
   --accept-new        with --target: accept and remember an unknown host key
   --why TEXT          why the change is wanted, kept with the session and
                       shown to whoever reviews it (show, the review UI)
+  --quiet             no progress line (on a terminal, storing what a run
+                      wrote shows one on stderr when it lasts over a second)
 
 fleets (many hosts; see "shannot help remote" for groups):
   --target @GROUP     every host of a [groups.GROUP] of the config or of a
@@ -93,6 +95,7 @@ fleets (many hosts; see "shannot help remote" for groups):
     ["--inventory"] = { arg = "FILE" },
     ["--forks"] = { arg = "N", type = "number" },
     ["--why"] = { arg = "TEXT" },
+    ["--quiet"] = {},
   },
   stop_at_positional = true,
 }
@@ -226,11 +229,13 @@ function M.run(opts, args)
   if not p then return nil, perr end
   local ex <close>, xerr = executor.open(where, { accept_new = opts.accept_new, profile = p })
   if not ex then return nil, xerr end
+  local progress <close> = cli.progress(opts)
   local r, captured = capture.run(ex, p, job, {
     json = opts.json, ttl = opts.config and opts.config.values.session.ttl, config = opts.config,
     actor = opts.actor, timeout = opts.timeout, max_output = opts.max_output or proc.DEFAULT_MAX_OUTPUT,
-    warn = cli.warn, hide = opts.hide,
+    warn = opts.warn, hide = opts.hide, progress = progress,
   })
+  progress:finish()
   if not r then return nil, captured end
   return M.finish(opts, job, r, captured)
 end
