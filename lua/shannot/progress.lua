@@ -61,13 +61,14 @@ function M.new(how)
     interval = how.interval or M.INTERVAL, shown = false, last = -math.huge }, Reporter)
 end
 
--- start(what, total_ops, total_bytes): a phase of the work begins (counts
--- from zero; either total may be nil: not known beforehand).  The delay
--- runs from the first phase of all.
-function Reporter:start(what, total_ops, total_bytes)
+-- start(what, total_ops, total_bytes [, unit]): a phase of the work
+-- begins (counts from zero; either total may be nil: not known
+-- beforehand; unit: what is counted, default "ops").  The delay runs from
+-- the first phase of all.
+function Reporter:start(what, total_ops, total_bytes, unit)
   local now = self.now()
   self.born = self.born or now
-  self.what, self.total_ops, self.total_bytes = what, total_ops, total_bytes
+  self.what, self.total_ops, self.total_bytes, self.unit = what, total_ops, total_bytes, unit or "ops"
   self.ops, self.bytes, self.since, self.path = 0, 0, now, nil
 end
 
@@ -102,8 +103,8 @@ end
 function Reporter:line(now, columns)
   local elapsed = now - self.since
   local parts = {}
-  parts[1] = self.total_ops and string.format("%s: %d/%d ops", self.what, self.ops, self.total_ops)
-    or string.format("%s: %d", self.what, self.ops)
+  parts[1] = self.total_ops and string.format("%s: %d/%d %s", self.what, self.ops, self.total_ops, self.unit)
+    or string.format("%s: %d %s", self.what, self.ops, self.unit)
   if self.total_bytes and self.total_bytes > 0 then
     parts[#parts + 1] = M.size(self.bytes) .. "/" .. M.size(self.total_bytes)
   elseif self.bytes > 0 then

@@ -137,7 +137,7 @@ local function unpack(tar_file, dir, progress)
   local reader <close>, msg = tar.open(tar_file)
   if not reader then return nil, msg end
   local meta, files = {}, {}
-  progress:start("unpacking")
+  progress:start("unpacking", nil, nil, "entries")
   for e, emsg in tar.entries(reader) do
     progress:add(1, e and e.type == "file" and e.size or 0, e and e.name)
     if not e then  -- a malformed or hostile stream (tar.c says which entry)

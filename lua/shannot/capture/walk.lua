@@ -311,7 +311,7 @@ function M.operations(overlays, blobs, trees, opts)
     up = trees and trees.up or M.local_tree, host = trees and trees.host or M.local_tree,
     max_bytes = opts and opts.max_bytes, overlays = overlays,
     progress = opts and opts.progress or require("shannot.progress").none }, Walk)
-  w.progress:start("capturing")
+  w.progress:start("capturing", nil, nil, "entries")
   return err.try(function()
     for _, o in ipairs(overlays) do
       -- The root itself: a chmod or chown of the captured directory.

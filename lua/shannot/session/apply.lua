@@ -707,7 +707,7 @@ function M.rollback(id, opts)
   ex:remove_temps(touched, M.temp_prefix(s))
   local progress, bytes = opts.progress or require("shannot.progress").none, 0
   for _, entry in ipairs(order) do bytes = bytes + (entry.type == "file" and entry.size or 0) end
-  progress:start("restoring", #order, bytes)
+  progress:start("restoring", #order, bytes, "paths")
   for _, entry in ipairs(order) do
     -- A path already as its checkpoint holds it is left alone (an
     -- operation that never ran, a file made immutable meanwhile).  Read
