@@ -353,7 +353,7 @@ local function prepare_staging(ex, f, p, how)
 end
 
 -- Brings the upper trees home: the stream, unpacked into a local replica.
-local function collect(s, name, plan, ldir, progress)
+local function collect(s, name, plan, ldir)
   local stream = ldir .. "/stream.tar"
   local out <close>, oerr = fs.open(stream, "a", 384)
   if not out then return nil, err.env("%s", oerr) end
@@ -365,8 +365,8 @@ local function collect(s, name, plan, ldir, progress)
       text.inert(col and (col.stderr or ""):match("[^\n]*") or colerr))
   end
   out:close()
-  local meta, uerr, unpack_why = unpack(stream, ldir, progress)
-  progress:finish()
+  local meta, uerr, unpack_why = unpack(stream, ldir, plan.progress)
+  plan.progress:finish()
   fs.remove(stream)
   if not meta then
     if unpack_why == "refused" then return nil, err.refused("%s: %s", name, uerr) end
@@ -441,9 +441,9 @@ function M.capture(ex, plan)
   local dir = assert(fs.mkdtemp(ex.scratch .. "/capture-"))
   local trees = walk.trees({ dir = dir }, function() fs.rmtree(dir) end)
   local owned <close> = require("shannot.guard")(function() trees:close() end)
-  local progress = plan.progress or require("shannot.progress").none
-  if show then progress:after_output({ run.stdout or "", run.stderr or "" }) end
-  local meta, cerr = collect(s, name, remote_staging, trees.dir, progress)
+  remote_staging.progress = plan.progress or require("shannot.progress").none
+  if show then remote_staging.progress:after_output({ run.stdout or "", run.stderr or "" }) end
+  local meta, cerr = collect(s, name, remote_staging, trees.dir)
   if not meta then return nil, cerr end
   if not result.timed_out and not sandbox_started(trees.dir .. "/status") then
     return nil, err.env('%s: the sandbox could not be set up there: %s; "shannot remote test %s" tells what ' ..

@@ -181,11 +181,12 @@ local function parent_times(ex, ops, seen, dir_times)
   return out
 end
 
--- checkpoint(ex, ops, cpdir, dir_times) -> entries | nil, err: the
+-- checkpoint(ex, ops, cpdir, {dir_times, progress}) -> entries | nil, err: the
 -- original of every touched path (and of every entry below a directory
 -- an operation removes or replaces), contents in cpdir, durable before
 -- it returns.
-local function checkpoint(ex, ops, cpdir, dir_times, progress)
+local function checkpoint(ex, ops, cpdir, how)
+  local dir_times, progress = how.dir_times, how.progress
   local entries, seen, made, moved = {}, {}, {}, {}
   progress:start("saving originals", #ops)
   for _, op in ipairs(ops) do
@@ -417,7 +418,7 @@ function M.execute(id, opts)
   local cpdir = dir .. "/checkpoint"
   local ok, msg = fs.mkdir_p(cpdir, 448)
   if not ok then return nil, err.env("checkpoint: %s", msg) end
-  local entries, parents = checkpoint(ex, ops, cpdir, s.dir_times or {}, progress)
+  local entries, parents = checkpoint(ex, ops, cpdir, { dir_times = s.dir_times or {}, progress = progress })
   progress:finish()
   if not entries then return nil, parents end
   s.checkpoint = { created_at = os.date("!%Y-%m-%dT%H:%M:%SZ"), entries = json.array(entries),
