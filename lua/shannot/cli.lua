@@ -78,7 +78,8 @@ function M.progress(opts)
   local progress = require("shannot.progress")
   local term = require("shannot.term")
   if opts.quiet or opts.json or not term.isatty(2) then return progress.none end
-  local p = progress.new({ write = function(s) io.stderr:write(s) end, width = function() return (term.size(2)) end })
+  local p = progress.new({ write = function(s) io.stderr:write(s) end, width = function() return (term.size(2)) end,
+    delay = require("shannot.testhooks").progress_delay() })
   local warn = opts.warn or M.warn
   opts.warn = function(...)
     p:clear()

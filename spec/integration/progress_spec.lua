@@ -62,7 +62,9 @@ describe("the progress line", function()
     assert.equal(0, r.code, r.stderr)
     local s3 = approved(e)
 
-    t = tmux_mod.start(e.home, { "execute", s1.id }, { name = "progress", trim = true })
+    -- drawn from 0.2 s on (not 1 s): a fast disk writes 1 GiB in two
+    t = tmux_mod.start(e.home, { "execute", s1.id }, { name = "progress", trim = true,
+      env = { SHANNOT_TEST_PROGRESS_DELAY = "0.2" } })
     local first = line_of(t:wait(line_of, "a progress line"))
     tmux_mod.sleep(0.2)
     local second = line_of(t:wait(function(screen)
@@ -87,7 +89,7 @@ describe("the progress line", function()
     rollback(e, s1)
 
     -- stderr a pipe: no \r, no progress text
-    r = h.shannot({ "execute", id2 }, { home = e.home, timeout = 300 })
+    r = h.shannot({ "execute", id2 }, { home = e.home, timeout = 300, env = { SHANNOT_TEST_PROGRESS_DELAY = "0" } })
     assert.equal(0, r.code, r.stderr)
     assert.falsy(r.stderr:find("\r", 1, true), r.stderr)
     assert.falsy(r.stderr:find("applying", 1, true), r.stderr)
@@ -96,7 +98,8 @@ describe("the progress line", function()
     assert.falsy(r.stderr:find("\r", 1, true), r.stderr)
 
     -- --json on a terminal: the document and nothing drawn
-    t = tmux_mod.start(e.home, { "execute", s3.id, "--json" }, { name = "progress", trim = true })
+    t = tmux_mod.start(e.home, { "execute", s3.id, "--json" }, { name = "progress", trim = true,
+      env = { SHANNOT_TEST_PROGRESS_DELAY = "0.2" } })
     local seen = {}
     local screen3 = t:wait(function(sc)
       seen[#seen + 1] = sc
