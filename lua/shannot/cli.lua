@@ -88,6 +88,24 @@ function M.warn(fmt, ...)
   io.stderr:write("shannot: ", text.inert(string.format(fmt, ...)), "\n")
 end
 
+-- progress(opts) -> a progress reporter (shannot.progress) drawing on
+-- stderr when it is a terminal and neither --quiet nor --json was given,
+-- else progress.none; opts.warn then clears the line before it speaks.
+-- To be closed: the line goes on every way out.
+function M.progress(opts)
+  local progress = require("shannot.progress")
+  local term = require("shannot.term")
+  if opts.quiet or opts.json or not term.isatty(2) then return progress.none end
+  local p = progress.new({ write = function(s) io.stderr:write(s) end, width = function() return (term.size(2)) end,
+    delay = require("shannot.testhooks").progress_delay() })
+  local warn = opts.warn or M.warn
+  opts.warn = function(...)
+    p:clear()
+    warn(...)
+  end
+  return p
+end
+
 -- parse(argv, first, spec) -> opts, positional | nil, err
 -- spec.options: { ["--name"] = {key=, arg="WHAT", type="number"|"size",
 -- many = true (repeatable: a list of the values)} }

@@ -21,6 +21,13 @@ function M.stepper()
   end
 end
 
+-- progress_delay() -> seconds before a progress line is first drawn, as
+-- a spec sets it (SHANNOT_TEST_PROGRESS_DELAY: a fast disk ends a 1 GiB
+-- execute within two seconds), or nil
+function M.progress_delay()
+  return tonumber(os.getenv("SHANNOT_TEST_PROGRESS_DELAY") or "")
+end
+
 -- sysname(real) -> the system's name as a spec pretends it (SHANNOT_TEST_SYSNAME), or real
 function M.sysname(real)
   return os.getenv("SHANNOT_TEST_SYSNAME") or real

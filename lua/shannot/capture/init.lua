@@ -103,9 +103,9 @@ function M.save(c, opts)
 end
 
 -- The walk over the executor's trees, its failures as errors.
-local function operations(trees, records, where, ignore)
+local function operations(trees, records, where, opts)
   local w, cerr = walk().operations(trees.overlays, trees.blobs, trees, { max_bytes = trees.max_bytes,
-    ignore = ignore })
+    ignore = opts.ignore, progress = opts.progress })
   if not w then
     if cerr.code == "refused" then return nil, err.refused("%s%s", where, text.inert(cerr.message)) end
     return nil, err.env("%scapturing what the run changed: %s", where, text.inert(text.middle(cerr.message, 400)))
@@ -117,12 +117,13 @@ end
 -- run(executor, profile, job, opts) -> result, session | result | nil, err
 -- job: {argv, name, command, script, script_inside}; opts: json (no
 -- pass-through of the output), ttl, config, actor, timeout, max_output,
--- hide (absolute globs hidden inside the sandbox, sandbox/hide.lua), and
--- the front end's warn(fmt, ...).
+-- hide (absolute globs hidden inside the sandbox, sandbox/hide.lua),
+-- progress (shannot.progress's reporter, for the stream and the walk
+-- after the run) and the front end's warn(fmt, ...).
 function M.run(ex, p, job, opts)
   local trees <close>, records, result = ex:capture({
     profile = p, job = job, config = opts.config, timeout = opts.timeout, max_output = opts.max_output,
-    show_output = not opts.json, warn = opts.warn, hide = opts.hide,
+    show_output = not opts.json, warn = opts.warn, hide = opts.hide, progress = opts.progress,
   })
   if trees == nil then return nil, records end
   if not trees then return result end
@@ -130,7 +131,9 @@ function M.run(ex, p, job, opts)
   -- [capture] ignore, the built-in list without a config (the Lua API)
   local set = opts.config and opts.config.values.capture
   local ignore = set and set.ignore or require("shannot.config").DEFAULT_CAPTURE_IGNORE
-  local w, werr = operations(trees, records, where, ignore)
+  if opts.progress then opts.progress:after_output({ result.stdout or "", result.stderr or "" }) end
+  local w, werr = operations(trees, records, where, { ignore = ignore, progress = opts.progress })
+  if opts.progress then opts.progress:finish() end
   if not w then return nil, werr end
   for _, skipped in ipairs(w.skipped) do
     opts.warn("%s%s: a %s is not captured", where, text.inert(skipped.path), skipped.type)

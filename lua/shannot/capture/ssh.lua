@@ -132,12 +132,14 @@ end
 -- each entry made beneath dir only (tar.c refuses absolute names and
 -- ".."; place() refuses symlinks on the way; hard links only to files of
 -- the stream), anything else refusing the whole walk.
-local function unpack(tar_file, dir)
+local function unpack(tar_file, dir, progress)
   local tar = require("shannot.tar")
   local reader <close>, msg = tar.open(tar_file)
   if not reader then return nil, msg end
   local meta, files = {}, {}
+  progress:start("unpacking", nil, nil, "entries")
   for e, emsg in tar.entries(reader) do
+    progress:add(1, e and e.type == "file" and e.size or 0, e and e.name)
     if not e then  -- a malformed or hostile stream (tar.c says which entry)
       return nil, "the capture stream: " .. text.inert(emsg) .. "; the whole capture is refused", "refused"
     end
@@ -363,7 +365,8 @@ local function collect(s, name, plan, ldir)
       text.inert(col and (col.stderr or ""):match("[^\n]*") or colerr))
   end
   out:close()
-  local meta, uerr, unpack_why = unpack(stream, ldir)
+  local meta, uerr, unpack_why = unpack(stream, ldir, plan.progress)
+  plan.progress:finish()
   fs.remove(stream)
   if not meta then
     if unpack_why == "refused" then return nil, err.refused("%s: %s", name, uerr) end
@@ -438,6 +441,8 @@ function M.capture(ex, plan)
   local dir = assert(fs.mkdtemp(ex.scratch .. "/capture-"))
   local trees = walk.trees({ dir = dir }, function() fs.rmtree(dir) end)
   local owned <close> = require("shannot.guard")(function() trees:close() end)
+  remote_staging.progress = plan.progress or require("shannot.progress").none
+  if show then remote_staging.progress:after_output({ run.stdout or "", run.stderr or "" }) end
   local meta, cerr = collect(s, name, remote_staging, trees.dir)
   if not meta then return nil, cerr end
   if not result.timed_out and not sandbox_started(trees.dir .. "/status") then

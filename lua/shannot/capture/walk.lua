@@ -178,6 +178,7 @@ function Walk:content(e)
   local head = store.peek(self.blobs, info.hash, 8192)
   new.content = diff.content_kind(head or "", info.size)
   self.bytes = self.bytes + info.size
+  self.progress:add(0, info.size)
   self:add({ kind = "write", path = path, new = new, base = base })
 end
 
@@ -312,6 +313,7 @@ function Walk:entry(name, up_dir, path_dir, host_dir)
   else
     self.skipped[#self.skipped + 1] = { path = path, type = ust.type }
   end
+  self.progress:add(1, 0, path)
 end
 
 -- Names the run gave one file (several upper paths, one inode) become
@@ -365,11 +367,14 @@ end
 -- made cannot be captured at all).  overlays: {{target =, upper =}...};
 -- trees: {up =, host =} (default: both this machine's); opts.max_bytes:
 -- the most file content a capture keeps; opts.ignore: path globs
--- (glob.match_path) left out, counted in ignored.
+-- (glob.match_path) left out, counted in ignored; opts.progress:
+-- shannot.progress's reporter (entries walked, bytes stored).
 function M.operations(overlays, blobs, trees, opts)
   local w = setmetatable({ ops = {}, counts = {}, bytes = 0, skipped = {}, blobs = blobs, linked = {}, dir_times = {},
     up = trees and trees.up or M.local_tree, host = trees and trees.host or M.local_tree,
-    max_bytes = opts and opts.max_bytes, overlays = overlays, ignore = opts and opts.ignore or {}, ignored = 0 }, Walk)
+    max_bytes = opts and opts.max_bytes, overlays = overlays, ignore = opts and opts.ignore or {}, ignored = 0,
+    progress = opts and opts.progress or require("shannot.progress").none }, Walk)
+  w.progress:start("capturing", nil, nil, "entries")
   return err.try(function()
     for _, o in ipairs(overlays) do
       -- The root itself: a chmod or chown of the captured directory.

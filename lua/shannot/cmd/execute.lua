@@ -7,7 +7,7 @@ local json = require("shannot.json")
 local text = require("shannot.text")
 
 local M = {
-  usage = "shannot execute ID [--stop-on-deferred-failure] [--json]\n" ..
+  usage = "shannot execute ID [--stop-on-deferred-failure] [--quiet] [--json]\n" ..
     "shannot execute RUN [--serial N] [--max-fail N|P%] [--stop-on-deferred-failure] [--json]",
   help = [[
 Applies an approved session to this machine, exactly the approved
@@ -40,13 +40,16 @@ undoes every host that executed.
 
 options:
   --stop-on-deferred-failure   run no deferred command after one that failed
+  --quiet           no progress line (on a terminal, work lasting more
+                    than a second shows one on stderr: operations,
+                    bytes, rate, time left)
   --serial N        with a RUN: hosts executed at a time (default 1)
   --max-fail N|P%   with a RUN: failed hosts tolerated before it stops
                     (a number, or a share of the hosts; default 0)
   --json   print the session (with results) as one JSON document; with a
            RUN: {run, stopped, hosts: [{name, session, result, status,
            error}]}]],
-  options = { ["--json"] = {}, ["--stop-on-deferred-failure"] = { key = "stop_on_deferred_failure" },
+  options = { ["--json"] = {}, ["--quiet"] = {}, ["--stop-on-deferred-failure"] = { key = "stop_on_deferred_failure" },
     ["--serial"] = { arg = "N", type = "number" }, ["--max-fail"] = { arg = "N|P%", key = "max_fail" } },
 }
 
@@ -68,13 +71,15 @@ function M.run(opts, args)
     return nil, err.usage("execute: --serial and --max-fail are for a fleet run's id")
   end
   local shown = {}
+  local progress <close> = cli.progress(opts)
   local s, e = apply.execute(args[1], { config = opts.config, actor = opts.actor, warn = opts.warn,
-    stop_on_deferred_failure = opts.stop_on_deferred_failure,
+    stop_on_deferred_failure = opts.stop_on_deferred_failure, progress = progress,
     -- in text, each deferred command's output as it comes, under its name
     show_output = not opts.json and function(op)
       shown[#shown + 1] = op
       cli.warn("running deferred command %d: %s", op.id, text.inert(text.command_line(op.argv)))
     end or nil })
+  progress:finish()
   if #shown > 0 then
     -- whatever state their output left the terminal in must not disguise the report
     local tails = {}

@@ -7,7 +7,8 @@ local json = require("shannot.json")
 local text = require("shannot.text")
 
 local M = {
-  usage = "shannot rollback ID [--force] [--dry-run] [--json]\nshannot rollback RUN [--force] [--forks N] [--json]",
+  usage = "shannot rollback ID [--force] [--dry-run] [--quiet] [--json]\n" ..
+    "shannot rollback RUN [--force] [--forks N] [--json]",
   help = [[
 Puts every path an execution touched back as its checkpoint recorded it:
 content, mode, owner, symlink target, or absence.  A path changed since the
@@ -22,9 +23,11 @@ own and reported, and nothing is forced without --force.
 options:
   --force     restore even over paths changed since the execution
   --dry-run   only list what would be restored, and the conflicts
+  --quiet     no progress line (on a terminal, a rollback lasting more
+              than a second shows one on stderr)
   --json      one JSON document: the session, what was restored, the
               conflicts and the deferred commands not undone]],
-  options = { ["--force"] = {}, ["--dry-run"] = { key = "dry_run" }, ["--json"] = {},
+  options = { ["--force"] = {}, ["--dry-run"] = { key = "dry_run" }, ["--json"] = {}, ["--quiet"] = {},
     ["--forks"] = { arg = "N", type = "number" } },
 }
 
@@ -34,8 +37,10 @@ function M.run(opts, args)
     if opts.dry_run then return nil, err.usage("rollback: --dry-run is for one session") end
     return require("shannot.fleet.apply").rollback(opts, args[1])
   end
+  local progress <close> = cli.progress(opts)
   local s, rep = apply.rollback(args[1], { force = opts.force, dry_run = opts.dry_run, config = opts.config,
-    actor = opts.actor, warn = opts.warn })
+    actor = opts.actor, warn = opts.warn, progress = progress })
+  progress:finish()
   if not s then return nil, rep end
   if opts.json then
     local not_undone = {}

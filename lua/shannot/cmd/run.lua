@@ -12,7 +12,7 @@ local text = require("shannot.text")
 
 local M = {
   usage = "shannot run [--profile P] [--target T] [--network] [--hide GLOB]... [--timeout S] [--max-output SIZE] " ..
-    "[--why TEXT] [--json] [--exit-code] " ..
+    "[--why TEXT] [--quiet] [--json] [--exit-code] " ..
     "SCRIPT [ARGS] | -c 'CODE' | -- CMD [ARGS...]",
   help = [[
 Runs a script (SCRIPT, run by its #! line or by /bin/sh), shell code (-c)
@@ -66,6 +66,8 @@ options:
   --exit-code         exit 10 when the command succeeded and changes were
                       captured (a session was made), 0 when nothing was;
                       1 when it failed, changes or not
+  --quiet             no progress line (on a terminal, storing what a run
+                      wrote shows one on stderr when it lasts over a second)
 
 fleets (many hosts; see "shannot help remote" for groups):
   --target @GROUP     every host of a [groups.GROUP] of the config or of a
@@ -103,6 +105,7 @@ fleets (many hosts; see "shannot help remote" for groups):
     ["--forks"] = { arg = "N", type = "number" },
     ["--why"] = { arg = "TEXT" },
     ["--exit-code"] = { key = "exit_code" },
+    ["--quiet"] = {},
   },
   stop_at_positional = true,
 }
@@ -236,11 +239,13 @@ function M.run(opts, args)
   if not p then return nil, perr end
   local ex <close>, xerr = executor.open(where, { accept_new = opts.accept_new, profile = p })
   if not ex then return nil, xerr end
+  local progress <close> = cli.progress(opts)
   local r, captured = capture.run(ex, p, job, {
     json = opts.json, ttl = opts.config and opts.config.values.session.ttl, config = opts.config,
     actor = opts.actor, timeout = opts.timeout, max_output = opts.max_output or proc.DEFAULT_MAX_OUTPUT,
-    warn = cli.warn, hide = opts.hide,
+    warn = opts.warn, hide = opts.hide, progress = progress,
   })
+  progress:finish()
   if not r then return nil, captured end
   return M.finish(opts, job, r, captured)
 end

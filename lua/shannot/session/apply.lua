@@ -181,13 +181,16 @@ local function parent_times(ex, ops, seen, dir_times)
   return out
 end
 
--- checkpoint(ex, ops, cpdir, dir_times) -> entries | nil, err: the
+-- checkpoint(ex, ops, cpdir, {dir_times, progress}) -> entries | nil, err: the
 -- original of every touched path (and of every entry below a directory
 -- an operation removes or replaces), contents in cpdir, durable before
 -- it returns.
-local function checkpoint(ex, ops, cpdir, dir_times)
+local function checkpoint(ex, ops, cpdir, how)
+  local dir_times, progress = how.dir_times, how.progress
   local entries, seen, made, moved = {}, {}, {}, {}
+  progress:start("saving originals", #ops)
   for _, op in ipairs(ops) do
+    progress:add(1, 0, op.path)
     if not seen[op.path] then
       local list, msg
       if op.kind == "rename" then
@@ -253,11 +256,15 @@ local function source_drift(ex, op)
   end
 end
 
--- drift(ex, ops) -> list of {path, base, now} that differ from the dry-run
-function M.drift(ex, ops)
+-- drift(ex, ops [, progress]) -> list of {path, base, now} that differ
+-- from the dry-run
+function M.drift(ex, ops, progress)
   local out = {}
   local replaced, moved = replaced_dirs(ops), {}
+  progress = progress or require("shannot.progress").none
+  progress:start("checking", #ops)
   for _, op in ipairs(ops) do
+    progress:add(1, 0, op.path)
     local now, msg
     if below_any(op.path, replaced) or at_or_below(op.path, moved) then
       now = op.base or { exists = false }
@@ -372,7 +379,7 @@ end
 -- log), actor, warn, stop_on_deferred_failure (the deferred commands after
 -- a failing one are not run), show_output(op) (called as each deferred
 -- command starts; its output then passes through as it comes, as well as
--- being kept in the results).
+-- being kept in the results), progress (shannot.progress's reporter).
 function M.execute(id, opts)
   local lock <close>, s = session.acquire(id, "executed", opts)
   if not lock then return nil, s end
@@ -396,7 +403,9 @@ function M.execute(id, opts)
     return nil, err.refused("the host answers differently since the dry-run; nothing was done: %s",
       table.concat(moved, "; "))
   end
-  local drifted = M.drift(ex, ops)
+  local progress = opts and opts.progress or require("shannot.progress").none
+  local drifted = M.drift(ex, ops, progress)
+  progress:finish()
   if #drifted > 0 then
     local lines = {}
     for _, d in ipairs(drifted) do
@@ -409,7 +418,8 @@ function M.execute(id, opts)
   local cpdir = dir .. "/checkpoint"
   local ok, msg = fs.mkdir_p(cpdir, 448)
   if not ok then return nil, err.env("checkpoint: %s", msg) end
-  local entries, parents = checkpoint(ex, ops, cpdir, s.dir_times or {})
+  local entries, parents = checkpoint(ex, ops, cpdir, { dir_times = s.dir_times or {}, progress = progress })
+  progress:finish()
   if not entries then return nil, parents end
   s.checkpoint = { created_at = os.date("!%Y-%m-%dT%H:%M:%SZ"), entries = json.array(entries),
     dir_times = json.array(parents) }
@@ -421,6 +431,9 @@ function M.execute(id, opts)
   step()
   local ctx = { blobs = dir .. "/blobs", step = step, temp_prefix = M.temp_prefix(s) }
   local results, failed, stuck = {}, 0, {}
+  local bytes = 0
+  for _, op in ipairs(ops) do bytes = bytes + (op.kind == "write" and op.new.size or 0) end
+  progress:start("applying", #ops, bytes)
   for _, op in ipairs(ops) do
     local done, aerr
     if at_or_below(op.path, stuck) then
@@ -439,8 +452,10 @@ function M.execute(id, opts)
     if done and op.kind == "write" then r.hash = op.new.hash end
     if not done then failed = failed + 1 end
     results[#results + 1] = r
+    progress:add(1, op.kind == "write" and op.new.size or 0, op.path)
     step()
   end
+  progress:finish()
   -- A directory's modification time, once nothing more is made in it.
   local times = {}
   for i, op in ipairs(ops) do
@@ -639,7 +654,8 @@ local function as_checkpointed(ex, entry)
   return attrs == nil or xattrs.same(entry.xattrs, attrs)
 end
 
--- rollback(id, opts) -> session, report | nil, err.  opts: force, dry_run.
+-- rollback(id, opts) -> session, report | nil, err.  opts: force, dry_run,
+-- progress (shannot.progress's reporter).
 -- report: restored (paths), unchanged (paths already as checkpointed,
 -- left alone), conflicts, not_undone (the deferred commands execute ran:
 -- their effects outside the files stay).
@@ -690,6 +706,9 @@ function M.rollback(id, opts)
   local touched = {}
   for i, entry in ipairs(s.checkpoint.entries) do touched[i] = entry.path end
   ex:remove_temps(touched, M.temp_prefix(s))
+  local progress, bytes = opts.progress or require("shannot.progress").none, 0
+  for _, entry in ipairs(order) do bytes = bytes + (entry.type == "file" and entry.size or 0) end
+  progress:start("restoring", #order, bytes, "paths")
   for _, entry in ipairs(order) do
     -- A path already as its checkpoint holds it is left alone (an
     -- operation that never ran, a file made immutable meanwhile).  Read
@@ -709,7 +728,9 @@ function M.rollback(id, opts)
     else
       report.failed[#report.failed + 1] = { path = entry.path, error = rerr.message }
     end
+    progress:add(1, entry.type == "file" and entry.size or 0, entry.path)
   end
+  progress:finish()
   -- Directories last: restoring what is below one changes its time.
   local times = {}
   for _, entry in ipairs(order) do
