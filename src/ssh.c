@@ -802,6 +802,42 @@ struct exec_opts {
 
 enum { END_DONE, END_TIMEOUT, END_INTERRUPTED, END_SSH, END_WRITE };
 
+/* The progress of a long transfer: the function at stack index fn (0:
+ * none) is called with the bytes so far, at most every REPORT_EVERY
+ * seconds and once at the end.  Its errors are ignored: a display must
+ * never end a transfer. */
+#define REPORT_EVERY 0.1
+struct report {
+    lua_State *L;
+    int fn;
+    double at;
+    long long told;
+};
+
+static struct report report_at(lua_State *L, int idx)
+{
+    struct report r = {L, lua_isfunction(L, idx) ? idx : 0, 0, -1};
+    return r;
+}
+
+static void report_bytes(struct report *r, long long n, int last)
+{
+    if (r->fn == 0 || n == r->told) {
+        return;
+    }
+    double now = sh_monotonic();
+    if (!last && now - r->at < REPORT_EVERY) {
+        return;
+    }
+    r->at = now;
+    r->told = n;
+    lua_pushvalue(r->L, r->fn);
+    lua_pushinteger(r->L, (lua_Integer)n);
+    if (lua_pcall(r->L, 1, 0, 0) != LUA_OK) {
+        lua_pop(r->L, 1);
+    }
+}
+
 /* The fd in field NAME of the options at index 3, or -1; raises on one
  * that is not an fd. */
 static int opt_fd(lua_State *L, const char *name)
@@ -932,11 +968,14 @@ static int exec_done(Channel *c)
 
 /* Pumps the session until the command ends or must be abandoned; returns
  * END_* (*sig: the interrupting signal). */
-static int exec_loop(Channel *c, struct exec_opts *o, int *sig)
+static int exec_loop(Channel *c, struct exec_opts *o, int *sig,
+                     struct report *rep)
 {
     const struct ssh_api *a = c->api;
     for (;;) {
+        report_bytes(rep, (long long)c->out.keep.total, 0);
         if (exec_done(c)) {
+            report_bytes(rep, (long long)c->out.keep.total, 1);
             return END_DONE;
         }
         if (c->write_err != 0) {
@@ -1001,7 +1040,8 @@ static void exec_push(lua_State *L, Channel *c, const struct exec_opts *o,
  * stdout_fd (stream stdout to this fd instead of capturing it);
  * tee_stdout, tee_stderr (fds the streams are copied to as they come,
  * as well as kept) and tee_no_strings (leave terminal control strings
- * out of those copies: see sh_tee).
+ * out of those copies: see sh_tee); on_stdout_bytes (with stdout_fd: a
+ * function called with the bytes streamed so far, a few times a second).
  * result: code (exit status) | signal (name, e.g. "TERM") and
  * signal_name, timed_out, interrupted (signal number, after SIGINT or
  * SIGTERM), duration (s), stdout, stderr, and for each stream NAME_bytes,
@@ -1013,10 +1053,12 @@ static int session_exec(lua_State *L)
     Session *ss = check_session(L);
     struct exec_opts o;
     exec_read(L, &o);
-    Channel *c = chan_new(L, ss, &o); /* 4 */
+    Channel *c = chan_new(L, ss, &o);      /* 4 */
+    lua_getfield(L, 3, "on_stdout_bytes"); /* 5 */
+    struct report rep = report_at(L, 5);
     int sig = 0, end = END_SSH;
     if (exec_start(c, ss->s, o.cmd) == 0) {
-        end = exec_loop(c, &o, &sig);
+        end = exec_loop(c, &o, &sig, &rep);
     }
     if (end == END_SSH) {
         ssh_fail(L, ss, "exec", "SSH");
@@ -1558,7 +1600,7 @@ static int lsftp_read(lua_State *L)
 
 /* Copies the open remote file to x->fd in fixed chunks; bytes or -1
  * (-2: the local write failed, errno set; -3: interrupted). */
-static long long xfer_get(SftpFile *x)
+static long long xfer_get(SftpFile *x, struct report *rep)
 {
     long long total = 0;
     for (;;) {
@@ -1567,25 +1609,29 @@ static long long xfer_get(SftpFile *x)
         }
         ssize_t n = x->api->sftp_read(x->file, x->buf, XFER_CHUNK);
         if (n <= 0) {
+            report_bytes(rep, total, 1);
             return n == 0 ? total : -1;
         }
         if (sh_write_all(x->fd, x->buf, (size_t)n) < 0) {
             return -2;
         }
         total += n;
+        report_bytes(rep, total, 0);
     }
 }
 
-/* Sftp:get(remote, local_path) -> bytes | nil, msg, code.  local_path is
- * created (O_EXCL, mode 0600) and removed again on failure; memory stays
- * at one chunk whatever the size. */
+/* Sftp:get(remote, local_path [, on_bytes]) -> bytes | nil, msg, code.
+ * local_path is created (O_EXCL, mode 0600) and removed again on failure;
+ * memory stays at one chunk whatever the size.  on_bytes: a function
+ * called with the bytes so far, a few times a second. */
 static int lsftp_get(lua_State *L)
 {
     Sftp *f = check_sftp(L);
     const char *remote = luaL_checkstring(L, 2);
     const char *local = luaL_checkstring(L, 3);
-    lua_settop(L, 3);
-    SftpFile *x = file_new(L, f); /* 4 */
+    lua_settop(L, 4);
+    struct report rep = report_at(L, 4);
+    SftpFile *x = file_new(L, f); /* 5 */
     if ((x->buf = malloc(XFER_CHUNK)) == NULL) {
         return file_sys_fail(L, x, "get", ENOMEM);
     }
@@ -1601,7 +1647,7 @@ static int lsftp_get(lua_State *L)
     if ((x->file = f->api->sftp_open(f->sftp, remote, O_RDONLY, 0)) == NULL) {
         return file_fx_fail(L, x, remote);
     }
-    long long n = xfer_get(x);
+    long long n = xfer_get(x, &rep);
     if (n == -2 || n == -3) {
         return file_sys_fail(L, x, local, n == -3 ? EINTR : errno);
     }
@@ -1622,7 +1668,7 @@ static int lsftp_get(lua_State *L)
 
 /* Copies x->fd to the open remote file in fixed chunks; bytes or -1
  * (-2: the local read failed, errno set; -3: interrupted). */
-static long long xfer_put(SftpFile *x)
+static long long xfer_put(SftpFile *x, struct report *rep)
 {
     long long total = 0;
     for (;;) {
@@ -1634,26 +1680,30 @@ static long long xfer_put(SftpFile *x)
             continue;
         }
         if (n <= 0) {
+            report_bytes(rep, total, 1);
             return n == 0 ? total : -2;
         }
         if (x->api->sftp_write(x->file, x->buf, (size_t)n) != n) {
             return -1;
         }
         total += n;
+        report_bytes(rep, total, 0);
     }
 }
 
-/* Sftp:put(local_path, remote [, mode = 0600]) -> bytes | nil, msg, code.
- * remote is created (O_EXCL: an existing file is EEXIST, never replaced)
- * and removed again on failure; memory stays at one chunk. */
+/* Sftp:put(local_path, remote [, mode = 0600 [, on_bytes]]) -> bytes | nil,
+ * msg, code.  remote is created (O_EXCL: an existing file is EEXIST, never
+ * replaced) and removed again on failure; memory stays at one chunk.
+ * on_bytes: a function called with the bytes so far, a few times a second. */
 static int lsftp_put(lua_State *L)
 {
     Sftp *f = check_sftp(L);
     const char *local = luaL_checkstring(L, 2);
     const char *remote = luaL_checkstring(L, 3);
     mode_t mode = (mode_t)luaL_optinteger(L, 4, 0600);
-    lua_settop(L, 4);
-    SftpFile *x = file_new(L, f); /* 5 */
+    lua_settop(L, 5);
+    struct report rep = report_at(L, 5);
+    SftpFile *x = file_new(L, f); /* 6 */
     if ((x->buf = malloc(XFER_CHUNK)) == NULL) {
         return file_sys_fail(L, x, "put", ENOMEM);
     }
@@ -1666,7 +1716,7 @@ static int lsftp_put(lua_State *L)
         file_release(x);
         return fx_fail_create(L, f, remote);
     }
-    long long n = xfer_put(x);
+    long long n = xfer_put(x, &rep);
     int err = errno;
     int status = f->api->sftp_get_error(f->sftp);
     int rc = f->api->sftp_close(x->file); /* reports late write errors */

@@ -17,13 +17,13 @@ M.INTERVAL = 0.1
 
 -- The reporter that reports nothing (what the work uses when given none).
 local function nothing() end
-M.none = setmetatable({ start = nothing, add = nothing, finish = nothing, clear = nothing, hold = nothing,
-  after_output = nothing },
+M.none = setmetatable({ start = nothing, add = nothing, partial = nothing, finish = nothing, clear = nothing,
+  hold = nothing, after_output = nothing },
   { __close = nothing })
 
 -- size(bytes) -> "512 B", "3.4 KiB", "1.0 GiB"
 function M.size(n)
-  if n < 1024 then return string.format("%d B", n) end
+  if n < 1024 then return string.format("%d B", math.floor(n)) end
   local units = { "KiB", "MiB", "GiB", "TiB" }
   local i = 0
   repeat
@@ -75,8 +75,20 @@ end
 -- add(ops, bytes [, path]): so much more done (path: what was last done)
 function Reporter:add(ops, bytes, path)
   if not self.what then return end
-  self.ops, self.bytes = self.ops + (ops or 0), self.bytes + (bytes or 0)
+  self.ops, self.bytes, self.partial = self.ops + (ops or 0), self.bytes + (bytes or 0), 0
   if path then self.path = path end
+  self:tick()
+end
+
+-- partial(bytes [, path]): so much of one operation still under way (a
+-- file crossing to a remote host), shown until add() counts it whole
+function Reporter:partial(bytes, path)
+  if not self.what then return end
+  self.partial, self.path = bytes, path or self.path
+  self:tick()
+end
+
+function Reporter:tick()
   local now = self.now()
   if self.held or now - self.born < self.delay or now - self.last < self.interval then return end
   self.last = now
@@ -102,19 +114,25 @@ end
 -- line(now, columns) -> the text of the line, at most columns - 1 wide
 function Reporter:line(now, columns)
   local elapsed = now - self.since
+  local bytes = self.bytes + (self.partial or 0)
   local parts = {}
-  parts[1] = self.total_ops and string.format("%s: %d/%d %s", self.what, self.ops, self.total_ops, self.unit)
-    or string.format("%s: %d %s", self.what, self.ops, self.unit)
-  if self.total_bytes and self.total_bytes > 0 then
-    parts[#parts + 1] = M.size(self.bytes) .. "/" .. M.size(self.total_bytes)
-  elseif self.bytes > 0 then
-    parts[#parts + 1] = M.size(self.bytes)
+  if self.unit == "bytes" then  -- a stream: its bytes are the count
+    parts[1] = self.what .. ": " .. M.size(bytes)
+  else
+    parts[1] = self.total_ops and string.format("%s: %d/%d %s", self.what, self.ops, self.total_ops, self.unit)
+      or string.format("%s: %d %s", self.what, self.ops, self.unit)
   end
-  local rate = elapsed > 0 and self.bytes / elapsed or 0
+  local stream = self.unit == "bytes"  -- its bytes counted above
+  if not stream and self.total_bytes and self.total_bytes > 0 then
+    parts[#parts + 1] = M.size(bytes) .. "/" .. M.size(self.total_bytes)
+  elseif not stream and bytes > 0 then
+    parts[#parts + 1] = M.size(bytes)
+  end
+  local rate = elapsed > 0 and bytes / elapsed or 0
   if rate > 0 then parts[#parts + 1] = M.size(rate) .. "/s" end
   local left
   if self.total_bytes and self.total_bytes > 0 and rate > 0 then
-    left = (self.total_bytes - self.bytes) / rate
+    left = (self.total_bytes - bytes) / rate
   elseif self.total_ops and self.ops > 0 then
     left = (self.total_ops - self.ops) * elapsed / self.ops
   end

@@ -435,6 +435,35 @@ describe("shannot.ssh", function()
       assert.is_nil(fs.lstat(dir .. "/nothing"))
     end)
 
+    it("tells how far a transfer is, and a failing teller ends nothing", function()
+      if not server() then return end
+      finally(function() fs.rmtree(dir) end)
+      local src = dir .. "/src"
+      sh('head -c 8388608 /dev/urandom > "$1"', src)
+      local function teller()
+        local seen = {}
+        return seen, function(n)
+          assert.is_true(n > (seen[#seen] or 0), "the count must rise")
+          seen[#seen + 1] = n
+        end
+      end
+      local puts, on_put = teller()
+      assert.equal(8388608, f:put(src, dir .. "/remote", 384, on_put))
+      assert.equal(8388608, puts[#puts])  -- the last call says all of it
+      local gets, on_get = teller()
+      assert.equal(8388608, f:get(dir .. "/remote", dir .. "/back", on_get))
+      assert.equal(8388608, gets[#gets])
+      local streamed, on_stream = teller()
+      local out <close> = assert(fs.open(dir .. "/stream", "a"))
+      local r = assert(s:exec('cat "' .. src .. '"', { stdout_fd = out:fd(), on_stdout_bytes = on_stream }))
+      assert.equal(0, r.code)
+      assert.equal(8388608, streamed[#streamed])
+      -- a display that fails is not the transfer's failure
+      local function broken() error("the terminal went away") end
+      assert.equal(8388608, f:put(src, dir .. "/again", 384, broken))
+      sh('cmp "$1" "$2"', src, dir .. "/again")
+    end)
+
     it("stats, links, makes, renames, removes and lists", function()
       if not server() then return end
       h.write(dir .. "/a", "A")

@@ -155,6 +155,22 @@ describe("shannot.progress", function()
     assert.truthy(utf8.len(line))
   end)
 
+  it("shows a file under way until it is counted, and a stream by its bytes", function()
+    local p, out, tick = fake({ width = 100 })
+    p:start("applying", 2, 2048)
+    tick(5)
+    p:partial(512, "/big")
+    assert.matches("applying: 0/2 ops, 512 B/2.0 KiB", out[#out], 1, true)
+    tick(1)
+    p:add(1, 1024, "/big")
+    assert.matches("applying: 1/2 ops, 1.0 KiB/2.0 KiB", out[#out], 1, true)
+    p:finish()
+    p:start("receiving", nil, nil, "bytes")
+    tick(1)
+    p:add(0, 3 * 1024 * 1024)
+    assert.matches("^\rreceiving: 3.0 MiB, 3.0 MiB/s", out[#out])
+  end)
+
   it("holds after output that ended mid-line, and none does nothing", function()
     local p, out, tick = fake({ width = 80 })
     p:after_output({ "done\n", "half a line" })
@@ -162,7 +178,7 @@ describe("shannot.progress", function()
     tick(5)
     p:add(1, 0)
     assert.same({}, out)
-    for _, m in ipairs({ "start", "add", "finish", "clear", "hold", "after_output" }) do
+    for _, m in ipairs({ "start", "add", "partial", "finish", "clear", "hold", "after_output" }) do
       assert.is_nil(progress.none[m](progress.none))
     end
     do local _ <close> = progress.none end

@@ -357,8 +357,14 @@ local function collect(s, name, plan, ldir)
   local stream = ldir .. "/stream.tar"
   local out <close>, oerr = fs.open(stream, "a", 384)
   if not out then return nil, err.env("%s", oerr) end
+  plan.progress:start("receiving", nil, nil, "bytes")
+  local got = 0
   local col, colerr = s:exec(remote_shell.collect_command(plan.dir, 2 * plan.limits.staging, plan.root),
-    { stdout_fd = out:fd(), timeout = 3600 })
+    { stdout_fd = out:fd(), timeout = 3600, on_stdout_bytes = function(n)
+      plan.progress:add(0, n - got)
+      got = n
+    end })
+  plan.progress:finish()
   if col then plan.cleaned.done = true end  -- the staging went with it
   if not col or col.code ~= 0 then
     return nil, err.env("%s: cannot collect what the run wrote: %s", name,

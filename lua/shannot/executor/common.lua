@@ -4,7 +4,7 @@
 -- checkpoint's entries.  An executor provides:
 --   x:parent_state(path) -> true | false (a directory on the way is
 --       missing) | nil, msg (a symlink or worse on the way: refused)
---   x:put_file(path, {blobs, hash, meta, tmp, size, step}): the content
+--   x:put_file(path, {blobs, hash, meta, tmp, size, step, progress}): the content
 --       written beside path under tmp, owner and mode set, renamed over
 --       (a directory there goes first)
 --   x:put_symlink(path, target, meta, tmp): likewise, a symlink
@@ -127,7 +127,7 @@ local APPLY = {}
 
 function APPLY.write(x, op, ctx, tmp)
   x:put_file(op.path, { blobs = ctx.blobs, hash = op.new.hash, meta = made(op.new), tmp = tmp,
-    size = op.new.size, step = ctx.step })
+    size = op.new.size, step = ctx.step, progress = ctx.progress })
 end
 
 function APPLY.symlink(x, op, _, tmp)

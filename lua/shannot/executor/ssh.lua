@@ -378,9 +378,9 @@ local function touch_time(meta)
   return string.format("%d.%09d", meta.mtime_sec, meta.mtime_nsec or 0)
 end
 
--- upload(blobs, hash) -> a remote path holding the content, in a private
+-- upload(blobs, hash [, progress]) -> a remote path holding the content, in a private
 -- directory of this executor's (made on first use, removed by close)
-function M:upload(blobs, hash)
+function M:upload(blobs, hash, progress)
   if not self.private then
     local r = check(self:run("mktemp -d /tmp/shannot-exec-XXXXXXXXXX"))
     self.private = r.stdout:match("^(%S+)")
@@ -390,7 +390,8 @@ function M:upload(blobs, hash)
   check(store.copy_out(blobs, hash, lfile, 384))
   self.n = self.n + 1
   local remote = self.private .. "/c" .. self.n
-  local ok, msg = self.sftp:put(lfile, remote, 384)
+  -- a big file takes a while to cross: the progress line shows how far
+  local ok, msg = self.sftp:put(lfile, remote, 384, progress and function(n) progress:partial(n) end)
   fs.remove(lfile)
   check(ok, msg)
   return remote
@@ -405,7 +406,7 @@ end
 
 function M:put_file(path, c)
   if c.step then c.step() end
-  local src = self:upload(c.blobs, c.hash)
+  local src = self:upload(c.blobs, c.hash, c.progress)
   local _ <close> = guard(function() self.s:exec("rm -f -- " .. q(src), { timeout = 60 }) end)
   local uid, gid, mode = owner_args(c.meta)
   self:at("put", path, src, c.tmp, uid, gid, mode, touch_time(c.meta))

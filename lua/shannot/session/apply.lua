@@ -429,7 +429,7 @@ function M.execute(id, opts)
   ok, msg = session.save(s)
   if not ok then return nil, msg end
   step()
-  local ctx = { blobs = dir .. "/blobs", step = step, temp_prefix = M.temp_prefix(s) }
+  local ctx = { blobs = dir .. "/blobs", step = step, temp_prefix = M.temp_prefix(s), progress = progress }
   local results, failed, stuck = {}, 0, {}
   local bytes = 0
   for _, op in ipairs(ops) do bytes = bytes + (op.kind == "write" and op.new.size or 0) end
