@@ -81,7 +81,9 @@ describe("the progress line", function()
     assert.falsy(final:find("applying:", 1, true), final)
     assert.falsy(final:find("/s, ETA", 1, true), final)
     -- the line just above the summary is the last operation's, whole
-    local before = final:match("([^\n]*)\nsession " .. s1.id:gsub("%-", "%%-"))
+    -- (joined: a deep checkout's paths wrap in the 80-column pane)
+    local joined = t:run({ "capture-pane", "-p", "-J", "-t", "main" }):gsub(" +\n", "\n")
+    local before = joined:match("([^\n]*)\nsession " .. s1.id:gsub("%-", "%%-"))
     assert.truthy(before:match("^ *%d+  write +%S+/f%d+  ok$"), before)
     t:kill()
     t = nil
