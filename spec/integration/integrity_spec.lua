@@ -348,6 +348,12 @@ describe("integrity (issue 12)", function()
         { function(d) d.operations[2].kind = "query" end, "field operations%[2%]%.argv: a query operation needs it" },
         { function(d) d.dir_times = { { path = "/x", mtime_sec = "soon", mtime_nsec = 0 } } end,
           "field dir_times%[1%]%.mtime_sec must be an integer" },
+        -- a path that leads elsewhere than it says (execute, rollback, shell)
+        { function(d) d.operations[1].path = "/home/../../etc/passwd" end,
+          "field operations%[1%]%.path must be a clean absolute path" },
+        { function(d) d.operations[1].path = "etc/x" end, "field operations%[1%]%.path must be a clean" },
+        { function(d) d.operations[1].path = "/etc//x" end, "field operations%[1%]%.path must be a clean" },
+        { function(d) d.operations[2].from = "/a/./b" end, "field operations%[2%]%.from must be a clean" },
       }
       for _, c in ipairs(cases) do
         local e = cap.env()

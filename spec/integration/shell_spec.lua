@@ -65,6 +65,37 @@ describe("shannot shell", function()
     assert.equal("host\n", fs.read_file(dir .. "/keep.txt"))
   end)
 
+  it("shows a directory's new mode without copying it, and refuses a session that leads elsewhere", function()
+    if not h.need(require("shannot.core.sys").ids().euid == 0, "root (a capture of /srv)") then return end
+    assert(fs.mkdir_p(dir .. "/tree/deep", 493))
+    h.write(dir .. "/tree/deep/file", "x\n")
+    local r = h.shannot({ "run", "--json", "--", "chmod", "700", dir .. "/tree" }, { home = home })
+    assert.equal(0, r.code, r.stderr)
+    local id = json.decode(r.stdout).session.id
+    r = h.shannot({ "shell", id, "--", "sh", "-c", "stat -c %a " .. dir .. "/tree; cat " .. dir .. "/tree/deep/file" },
+      { home = home })
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("700\nx\n", r.stdout)
+    assert.equal(493, fs.stat(dir .. "/tree").mode & 4095)
+    -- a hand-made session: a symlink to / it made, then a delete below it
+    local victim = dir .. "/victim"
+    h.write(victim, "keep me\n")
+    r = h.shannot({ "run", "--json", "--", "sh", "-c", "ln -s / " .. dir .. "/link; echo y > " .. dir .. "/y" },
+      { home = home })
+    assert.equal(0, r.code, r.stderr)
+    local bad = json.decode(r.stdout).session.id
+    local file = home .. "/data/shannot/sessions/" .. bad .. "/session.json"
+    local doc = json.decode(fs.read_file(file))
+    for _, op in ipairs(doc.operations) do
+      if op.path == dir .. "/y" then op.kind, op.path, op.new = "delete", dir .. "/link" .. victim, nil end
+    end
+    h.write(file, json.encode(doc))
+    r = h.shannot({ "shell", bad, "--", "true" }, { home = home })
+    assert.is_true(r.code ~= 0, r.stderr)
+    assert.matches("below a link it made; refused", r.stderr)
+    assert.equal("keep me\n", fs.read_file(victim))
+  end)
+
   it("refuses an unknown id and a missing one in one line, exit 2", function()
     for _, args in ipairs({ { "shell", "20990101-000000-x-abcd" }, { "shell" }, { "shell", "nope" } }) do
       local r = h.shannot(args, { home = home })

@@ -58,10 +58,15 @@ function View:where(path)
   local dir, host = o.upper, o.target
   for part in rel:match("^(.*)/[^/]*$"):gmatch("[^/]+") do
     dir, host = dir .. "/" .. part, host .. "/" .. part
-    if not fs.lstat(dir) then
+    local here = fs.lstat(dir)
+    if not here then
       local st = fs.lstat(host)
       self:check(fs.mkdir(dir, 448))
       if st then self:meta(dir, st) end
+    elseif here.type ~= "dir" then
+      -- a capture never puts anything below a symlink or a file it made:
+      -- a session that does would lead the view's writes elsewhere
+      self:check(nil, string.format("the session puts %s below a %s it made; refused", text.inert(path), here.type))
     end
   end
   return o.upper .. rel
@@ -131,7 +136,16 @@ function View:op(op)
       self:check(whiteout(from))
     end
   else  -- chmod, chown, touch, xattr: the host's entry with the new metadata
-    if not fs.lstat(dst) then self:copy(op.path, dst) end
+    if not fs.lstat(dst) then
+      local st = fs.lstat(op.path)
+      if st and st.type == "dir" then
+        -- a directory in the upper tree merges with the host's: its
+        -- contents need no copy (a chown -R of /var/www copies nothing)
+        self:check(fs.mkdir(dst, 448))
+      else
+        self:copy(op.path, dst)
+      end
+    end
     self:meta(dst, new)
   end
 end

@@ -285,9 +285,9 @@ local OPERATION = { fields = {
   id = "integer",
   kind = { one_of = { "write", "mkdir", "replace_dir", "symlink", "mkfifo", "link", "delete", "chmod", "chown",
     "xattr", "touch", "rename", "query", "exec" } },
-  path = opt("string"), decision = opt({ one_of = { "approve", "deny", "review" } }),
+  path = opt("path"), decision = opt({ one_of = { "approve", "deny", "review" } }),
   danger = opt("string"), reason = opt("string"), new = opt(STATE), base = opt(STATE),
-  from = opt("string"), from_base = opt(STATE),
+  from = opt("path"), from_base = opt(STATE),
   answer = opt({ fields = { code = "integer", stdout = opt("string"), sha256 = "hash" } }),
   argv = opt({ list = "string" }), cwd = opt("string"),
 } }
@@ -327,6 +327,18 @@ local KINDS = {
   boolean = function(v) return type(v) == "boolean" end,
   table = function(v) return type(v) == "table" end,
   hash = function(v) return type(v) == "string" and #v == 64 and v:find("^[0-9a-f]+$") ~= nil end,
+  -- a path an operation acts on, as a capture writes it: absolute and
+  -- clean, so no consumer (execute, rollback, shell) can be led outside
+  -- by "..", "." or an empty component
+  path = function(v)
+    if type(v) ~= "string" or v:sub(1, 1) ~= "/" or v:find("\0", 1, true) then return false end
+    if v == "/" then return true end
+    if v:sub(-1) == "/" or v:find("//", 1, true) then return false end
+    for part in v:gmatch("[^/]+") do
+      if part == "." or part == ".." then return false end
+    end
+    return true
+  end,
   -- extended attributes: names of the kept namespaces, values in even hex
   xattrs = function(v)
     if type(v) ~= "table" then return false end
@@ -341,6 +353,7 @@ local KINDS = {
 }
 local KIND_WORDS = { string = "a string", integer = "an integer", number = "a number", boolean = "true or false",
   table = "an object", hash = "a SHA-256 (64 hex digits)",
+  path = 'a clean absolute path (no ".", ".." or empty component)',
   xattrs = "extended attributes (kept names, hex values)" }
 
 -- check(v, rule, where) -> nil | what is wrong (naming where)
