@@ -88,6 +88,28 @@ describe("MCP: hidden paths", function()
     assert.is_nil(matched["/root/.ssh"])  -- inside a hidden directory already
   end)
 
+  it("run_script hides the same, and a person's own script stays theirs", function()
+    if not h.need(ROOT, "root (the secrets are root's)") then return end
+    local home = h.home()
+    -- a person's session: shell code with a secret, and a new password hash
+    local cli = h.shannot({ "run", "-c", "echo TOKEN=s3cret > /root/.shannot-hide-spec; " ..
+      "sed -i 's/^root:[^:]*:/root:$6$spechash:/' /etc/shadow" }, { home = home })
+    assert.equal(0, cli.code, cli.stderr)
+    local id = cli.stderr:match("session (%d+%-%d+%-[%w-]+%-%x%x%x%x)")
+    assert(id, cli.stderr)
+    local a = mcp(home, {
+      { "tools/call", { name = "run_script", arguments = { script = "cat /etc/shadow; ls -A /root\n" } } },
+      { "tools/call", { name = "get_session", arguments = { id = id, script = true, diff = true } } },
+    })
+    local out = a[2].result.structuredContent or error(json.encode(a[2]))
+    assert.equal("", out.stdout)  -- no hash, nothing of /root
+    local got = a[3].result.structuredContent or error(json.encode(a[3]))
+    assert.is_nil(got.script.text)  -- metadata only: the CLI made it
+    assert.matches("^%x+$", got.script.sha256)
+    assert.falsy(json.encode(a[3]):find("s3cret", 1, true))  -- neither in the command line
+    assert.falsy(json.encode(a[3]):find("spechash", 1, true))  -- nor in a diff of /etc/shadow
+  end)
+
   it("leaves the CLI's own runs alone: the operator decides", function()
     if not h.need(ROOT, "root (to read /etc/shadow at all)") then return end
     local r = h.shannot({ "run", "--profile", "readonly", "--", "cat", "/etc/shadow" })

@@ -11,7 +11,9 @@ local M = {}
 -- TLS private keys.  shannot's own data directory joins them (patterns).
 M.DEFAULTS = {
   "/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-",
-  "/etc/ssh/ssh_host_*_key", "/root", "/home/*/.ssh", "/etc/ssl/private",
+  "/var/backups/shadow.bak", "/var/backups/gshadow.bak", "/etc/security/opasswd",
+  "/etc/ssh/ssh_host_*_key", "/root", "/home/*/.ssh", "/etc/ssl/private", "/etc/pki/tls/private",
+  "/etc/letsencrypt/archive", "/etc/letsencrypt/live",
 }
 
 -- A path as a glob of itself: its wildcard characters as classes.
@@ -34,6 +36,20 @@ function M.patterns(cfg)
   if require("shannot.sandbox.hide").check(literal(data)) then add(literal(data)) end
   for _, g in ipairs(cfg and cfg.values.mcp and cfg.values.mcp.hide or {}) do add(g) end
   return out
+end
+
+-- covers(patterns, path) -> the pattern hiding path (or a directory above
+-- it) | nil: what a session's diff must not show an agent either
+function M.covers(patterns, path)
+  local glob = require("shannot.glob")
+  for _, p in ipairs(patterns) do
+    local at = path
+    while at ~= "" do
+      if glob.match(p, at) then return p end
+      at = at:match("^(.*)/[^/]*$") or ""
+    end
+  end
+  return nil
 end
 
 -- run_args(cfg) -> `--hide GLOB` for each pattern, for a `shannot run`

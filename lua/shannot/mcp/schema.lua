@@ -81,8 +81,12 @@ function check(schema, v, where)
       return string.format('"%s" must be one of %s', where, table.concat(schema.enum, ", "))
     end
   end
-  if type(v) == "string" and schema.maxLength and utf8.len(v) and utf8.len(v) > schema.maxLength then
-    return string.format('"%s" must be at most %d characters long', where, schema.maxLength)
+  if type(v) == "string" and schema.maxLength then
+    local n = utf8.len(v)
+    if not n then return string.format('"%s" must be valid UTF-8', where) end
+    if n > schema.maxLength then
+      return string.format('"%s" must be at most %d characters long', where, schema.maxLength)
+    end
   end
   if type(v) == "number" then
     if schema.minimum and v < schema.minimum then

@@ -87,12 +87,14 @@ M.TOOLS = {
       "instead of made, and returns the session id, a summary of the captured operations with their " ..
       "danger levels, and the command a person runs to review it.  With a group target (@GROUP) it " ..
       "captures on every host of the group and returns the run id with its variants: the hosts grouped " ..
-      "by identical changes.  Nothing is ever applied from here: a person approves and executes.",
+      "by identical changes.  Nothing is ever applied from here: a person approves and executes.  " ..
+      "The same secrets as for run_command are hidden (read-only and empty): a script that must " ..
+      "change them (adding a user, rotating a key) fails here and is for a person to run.",
     inputSchema = {
       type = "object",
       properties = {
         script = { type = "string", description = "The script text." },
-        rationale = { type = "string", maxLength = 16384, description = "Why this change is wanted: what " ..
+        rationale = { type = "string", maxLength = 4096, description = "Why this change is wanted: what " ..
           "you found and what the script fixes.  The person reviewing the session reads it beside the script." },
         interpreter = { type = "string", description = 'The interpreter, e.g. "sh" (default), "bash", "python3".' },
         target = SCRIPT_TARGET,
@@ -478,6 +480,9 @@ function TOOL.run_script(self, id, a)
   local ok, msg = fs.write_new(file, a.script, 384)
   if not ok then return self:tool_error(id, "cannot keep the script: %s", msg) end
   local args = run_args(target, a.timeout or 600)
+  -- hidden as for run_command: a script's output comes back to the agent
+  local hide = require("shannot.mcp.hide").run_args(self.cfg)
+  table.move(hide, 1, #hide, #args + 1, args)
   if self.profile then table.move({ "--profile", self.profile }, 1, 2, #args + 1, args) end
   if a.rationale then table.move({ "--why", a.rationale }, 1, 2, #args + 1, args) end
   table.move({ "--interpreter", interp, file }, 1, 3, #args + 1, args)
@@ -511,6 +516,13 @@ function TOOL.run_script(self, id, a)
   if not started then fs.rmtree(sub) end
 end
 
+-- command_of(s) -> the command line a client is told: a person's shell
+-- code (-c) is their script, shown as the script is (below)
+local function command_of(s)
+  if s.client or s.command == nil or s.command[1] ~= "-c" then return s.command end
+  return json.array({ "-c", "(shell code given to the CLI: not shown to MCP clients)" })
+end
+
 function TOOL.list_sessions(self, id, a)
   if a.status ~= nil and type(a.status) ~= "string" then return "status must be a string" end
   local how = self:acting()
@@ -519,7 +531,7 @@ function TOOL.list_sessions(self, id, a)
   local out = {}
   for i, s in ipairs(list) do
     out[i] = { id = s.id, status = s.status, created_at = s.created_at, expires_at = s.expires_at,
-      command = s.command, target = s.target, operations = #s.operations, counts = s.counts,
+      command = command_of(s), target = s.target, operations = #s.operations, counts = s.counts,
       run_failed = session.run_failure(s) or json.null }
   end
   self:reply(id, tool_result(self, { sessions = json.array(out) }, false))
@@ -528,27 +540,32 @@ end
 M.MAX_SCRIPT = 1024 * 1024  -- of a script shown to a client
 
 -- session_document(s, opts) -> what a client is told of session s: opts
--- diff (each write's diff), script (the script's text)
+-- diff (each write's diff, but none of a hidden path), script (the
+-- script's text, of a session an MCP client made), hidden (the patterns)
 local function session_document(s, opts)
   local ops = {}
   for i, op in ipairs(s.operations) do
     ops[i] = op_summary(op)
     if opts.diff and op.kind == "write" then
-      local body, why = require("shannot.session.view").diff(s, op)
+      local hidden = require("shannot.mcp.hide").covers(opts.hidden, op.path)
+      local body, why = nil, "not shown: the path is hidden from MCP clients (" .. tostring(hidden) .. ")"
+      if not hidden then body, why = require("shannot.session.view").diff(s, op) end
       ops[i].diff = body or why
     end
   end
   local script = json.null
   if s.script then
     script = { sha256 = s.script.sha256, size = s.script.size, name = s.script.name }
-    if opts.script then
+    -- the text only of a script an MCP client gave: a person's own script
+    -- may hold what an agent has no business reading
+    if opts.script and s.client then
       local data, e = require("shannot.capture.script").read(session.dir(s.id), s, M.MAX_SCRIPT)
       script.text = data or json.null
       script.problem = not data and e.message or nil
     end
   end
   return {
-    id = s.id, status = s.status, command = s.command, target = s.target, profile = s.profile,
+    id = s.id, status = s.status, command = command_of(s), target = s.target, profile = s.profile,
     created_at = s.created_at, expires_at = s.expires_at, exit_code = s.exit_code,
     run_failed = session.run_failure(s) or json.null, rationale = s.rationale or json.null, script = script,
     client = s.client or json.null,
@@ -559,7 +576,8 @@ end
 function TOOL.get_session(self, id, a)
   local s, e = session.current(a.id, self:acting())
   if not s then return self:tool_error(id, "%s", e.message) end
-  self:reply(id, tool_result(self, session_document(s, { diff = a.diff, script = a.script }), false))
+  self:reply(id, tool_result(self, session_document(s, { diff = a.diff, script = a.script,
+    hidden = require("shannot.mcp.hide").patterns(self.cfg) }), false))
 end
 
 function TOOL.list_profiles(self, id)
@@ -678,7 +696,7 @@ local function templated(self, uri)
   if sid then
     local s, e = session.current(sid, self:acting())
     if not s then return nil, e.message end
-    return session_document(s, { script = true })
+    return session_document(s, { script = true, hidden = {} })
   end
   local name = uri:match("^shannot://profiles/(.+)$")
   if name then

@@ -12,6 +12,7 @@ local M = {}
 -- More matches than this refuse the run: a glob that wide is a mistake,
 -- and leaving some of it visible would be worse.
 M.MAX_MATCHES = 4096
+M.MAX_CANDIDATES = 65536
 local MAX_LINKS = 40
 
 -- check(pattern) -> pattern | nil, "what it must be": an absolute glob of
@@ -96,10 +97,12 @@ local function names(api, pattern)
         for _, name in ipairs(list) do
           if name ~= "." and name ~= ".." and glob.match(part, name) then nxt[#nxt + 1] = dir .. "/" .. name end
         end
-      else
+      elseif api.lstat(dir .. "/" .. part) then  -- a name that is not there matches nothing
         nxt[#nxt + 1] = dir .. "/" .. part
       end
-      if #nxt > M.MAX_MATCHES then return nil end
+      -- what a level may hold on the way (thousands of homes under
+      -- /home/*/.ssh); the matches themselves are counted by expand
+      if #nxt > M.MAX_CANDIDATES then return nil end
     end
     found = nxt
   end
@@ -118,7 +121,7 @@ function M.expand(patterns, api)
   for _, pattern in ipairs(patterns) do
     local found = names(api, pattern)
     if not found then
-      return nil, string.format("hide: %s matches more than %d paths", pattern, M.MAX_MATCHES)
+      return nil, string.format("hide: %s passes more than %d paths on its way", pattern, M.MAX_CANDIDATES)
     end
     for _, name in ipairs(found) do
       local path = real(name)
