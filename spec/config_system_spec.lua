@@ -71,6 +71,25 @@ describe("system config files", function()
     assert.matches(sys:gsub("%p", "%%%0") .. ":2", r.stderr)
   end)
 
+  it("kept from this user are skipped with a warning, not fatal", function()
+    local sys = system_file(etc, "[session]\nttl = 100\n")
+    -- as another user: root reads anything, so run as nobody
+    local ok = require("shannot.core.sys").ids().euid == 0
+    if not h.need(ok, "root (to run as another user)") then return end
+    assert(fs.chmod(sys, 384))  -- 0600, root's
+    for _, d in ipairs({ home, home .. "/config", home .. "/data" }) do
+      require("shannot.proc").run({ "chown", "-R", "65534:65534", d })
+    end
+    require("shannot.proc").run({ "chmod", "755", etc, etc .. "/shannot" })
+    local nobody = { "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--" }
+    local r = h.shannot({ "sessions" }, { home = home, env = env, prefix = nobody })
+    assert.equal(0, r.code, r.stderr)
+    assert.matches("skipped a system config file: .*config.toml", r.stderr)
+    r = h.shannot({ "config", "show", "--json" }, { home = home, env = env, prefix = nobody })
+    assert.equal(0, r.code, r.stderr)
+    assert.is_true(json.decode(r.stdout).config.session.ttl ~= 100)
+  end)
+
   it("are listed by config path", function()
     local sys = system_file(etc, "")
     local r = h.shannot({ "config", "path" }, { home = home, env = env })

@@ -13,6 +13,7 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
@@ -202,8 +203,10 @@ static int term_lines(lua_State *L)
 {
     int fd = (int)luaL_checkinteger(L, 1);
     lua_Integer max = luaL_checkinteger(L, 2);
-    luaL_argcheck(L, max > 0 && max <= ((lua_Integer)1 << 40), 2,
-                  "a positive size");
+    luaL_argcheck(L,
+                  max > 0 && max <= ((lua_Integer)1 << 40) &&
+                      (uint64_t)max <= SIZE_MAX / 4,
+                  2, "a positive size");
     Lines *r = lua_newuserdatauv(L, sizeof *r, 0);
     *r = (Lines){.fd = fd, .max = (size_t)max};
     luaL_setmetatable(L, SH_TERM_LINES_MT);
@@ -245,10 +248,13 @@ static int lines_room(Lines *r)
     if (r->cap - r->len >= LINE_CHUNK) {
         return 0;
     }
-    size_t cap = r->cap * 2;
-    while (cap - r->len < LINE_CHUNK) {
+    size_t cap = r->cap;
+    do {
+        if (cap > SIZE_MAX / 2) {
+            return -1;
+        }
         cap *= 2;
-    }
+    } while (cap - r->len < LINE_CHUNK);
     char *grown = realloc(r->buf, cap);
     if (grown == NULL) {
         return -1;

@@ -251,6 +251,7 @@ function M.main(argv)
     local policies, perr = require("shannot.policy.file").load_all(cfg.files)
     if not policies then return nil, perr end
     cfg.policies = policies
+    for _, why in ipairs(cfg.files.system_unreadable or {}) do M.warn("skipped a system config file: %s", why) end
     if #cfg.refused > 0 then
       M.warn("%s: %d setting%s ignored: a project file may only make things stricter " ..
         '(see "shannot config check")', cfg.files.project, #cfg.refused, #cfg.refused == 1 and "" or "s")

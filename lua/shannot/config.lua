@@ -361,8 +361,8 @@ end
 
 -- read_file(path) -> leaves | nil (absent) | nil, err
 function M.read_file(path)
-  local data, msg = fs.read_user_file(path, MAX_CONFIG_BYTES, "config file")
-  if not data then return nil, msg and err.usage("%s", msg) end
+  local data, msg, code = fs.read_user_file(path, MAX_CONFIG_BYTES, "config file")
+  if not data then return nil, msg and err.usage("%s", msg), code end
   local root, locate = toml().parse_located(data, path)
   if not root then return nil, err.usage("%s", tostring(locate)) end
   local leaves = {}
@@ -633,8 +633,15 @@ function M.load(opts)
   cfg.files = M.files(cwd)
   if cfg.files.project_error then return nil, cfg.files.project_error end
   cfg.files.system_present = {}  -- below the user's file: the user wins
+  cfg.files.system_unreadable = {}
   for _, path in ipairs(cfg.files.system) do
-    local leaves, serr = M.read_file(path)
+    local leaves, serr, code = M.read_file(path)
+    -- a system file kept from this user (mode 600, say) is not theirs:
+    -- said, not fatal; a broken one still stops everything
+    if code == "EACCES" or code == "ENOTDIR" then
+      cfg.files.system_unreadable[#cfg.files.system_unreadable + 1] = serr.message
+      serr = nil
+    end
     if serr then return nil, serr end
     if leaves then
       apply(cfg, leaves)

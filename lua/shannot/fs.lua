@@ -30,7 +30,7 @@ function M.which(name, search_path)
   return nil
 end
 
--- read_user_file(path, max, what) -> data | nil (absent) | nil, msg.
+-- read_user_file(path, max, what) -> data | nil (absent) | nil, msg, code.
 -- For files a person writes (config, policy): over max bytes is refused
 -- rather than truncated, and msg names the file.
 function M.read_user_file(path, max, what)
@@ -40,7 +40,7 @@ function M.read_user_file(path, max, what)
   if code == "EFBIG" then
     return nil, string.format("%s: larger than %d bytes; not a %s", path, max, what)
   end
-  return nil, msg  -- already names the path
+  return nil, msg, code  -- msg already names the path
 end
 
 return M
