@@ -31,12 +31,15 @@ Kept.__gc = release
 function M.keep(job)
   local k = setmetatable({}, Kept)
   if not job.script then return k end
-  local base = paths.data_dir()
+  -- in the staging area, with our pid: `shannot prune` removes what a
+  -- killed run left there
+  local base = paths.data_dir() .. "/staging"
   local ok, merr = fs.mkdir_p(base, 448)
   if not ok then return nil, err.env("cannot make %s: %s", base, merr) end
   local dir, derr = fs.mkdtemp(base .. "/script-")
   if not dir then return nil, err.env("cannot keep a copy of the script: %s", derr) end
   k.dir = dir
+  assert(fs.write_new(dir .. "/pid", require("shannot.core.sys").ids().pid .. "\n", 384))
   assert(fs.mkdir_p(dir .. "/blob", 448))
   local info, perr = store.put_file(dir .. "/blob", job.script, { compress_max = 0 })
   if not info then
