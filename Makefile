@@ -40,7 +40,7 @@ deps:
 	@vendor/install-deps build run
 
 deps-test:
-	@vendor/install-deps build run test man
+	@vendor/install-deps build run test man deb
 
 build/embedded_lua.c: $(LUA_SRCS) $(PROFILES) scripts/embed.lua | build
 	$(LUA) scripts/embed.lua $@ $(LUA_SRCS) $(PROFILES)
