@@ -104,10 +104,16 @@ test: deps-test lint
 	@$(MAKE) --no-print-directory build/shannot build/shannot-enter build/client/shannot
 	@$(TEST_ENV) SHANNOT_BIN=build/shannot build/shannot lua $(BUSTED) $(BUSTED_ARGS)
 
+# LSAN_OPTIONS: GCC 12's LeakSanitizer misreads glibc 2.36's dynamic TLS
+# of libraries loaded at run time (libssh, libcrypto: dlopen) and its
+# tracer crashes ("Tracer caught signal 11", "DTLS 5 at 0x7a-..."),
+# depending on the memory layout (one checkout path and not the next);
+# thread-local roots are left out of the leak scan instead.
 asan: deps-test
 	@$(MAKE) --no-print-directory build/asan/shannot build/asan/shannot-enter build/client/shannot
 	@$(TEST_ENV) SHANNOT_BIN=build/asan/shannot \
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		LSAN_OPTIONS=use_tls=0:print_suppressions=0 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		build/asan/shannot lua $(BUSTED) $(BUSTED_ARGS)
 
