@@ -10,7 +10,8 @@ M.BIN = assert(fs.realpath(os.getenv("SHANNOT_BIN") or "build/shannot"), "build/
 M.ROOT = assert(fs.realpath("."))
 M.CI = os.getenv("CI") == "true"
 
-local PASS_THROUGH = { "PATH", "TERM", "LANG", "ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS", "SHANNOT_LUA_DIR", "USER" }
+local PASS_THROUGH = { "PATH", "TERM", "LANG", "ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS", "SHANNOT_LUA_DIR",
+  "USER" }
 
 local tmp_base = M.ROOT .. "/build/spec-tmp"
 assert(fs.mkdir_p(tmp_base, 448))
