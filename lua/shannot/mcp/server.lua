@@ -384,15 +384,9 @@ end
 -- Tool calls
 ---------------------------------------------------------------------------
 
+-- Each tool gets arguments already checked against its inputSchema
+-- (tools_call); what it returns is a further problem with them.
 local TOOL = {}
-
-local function check_strings(list)
-  if type(list) ~= "table" or #list == 0 then return false end
-  for k, v in pairs(list) do
-    if math.type(k) ~= "integer" or type(v) ~= "string" then return false end
-  end
-  return true
-end
 
 local function run_args(target, timeout)
   local args = { "run", "--json" }
@@ -422,7 +416,6 @@ local function run_document(self, id, out)
 end
 
 function TOOL.run_command(self, id, a)
-  if not check_strings(a.argv) then return "argv must be a non-empty array of strings" end
   local target, why = self:check_target(a.target)
   if not target then return self:tool_error(id, "%s", why) end
   local args = run_args(target, a.timeout or 60)
@@ -467,9 +460,8 @@ local function fleet_result(doc)
 end
 
 function TOOL.run_script(self, id, a)
-  if type(a.script) ~= "string" then return "script must be a string" end
   local interp = a.interpreter or "sh"
-  if type(interp) ~= "string" or not interp:match("^[%w_./+-]+$") then
+  if not interp:match("^[%w_./+-]+$") then
     return 'interpreter must be a command name or path such as "sh" or "python3"'
   end
   local target, why = self:check_target(a.target, true)
@@ -524,7 +516,6 @@ local function command_of(s)
 end
 
 function TOOL.list_sessions(self, id, a)
-  if a.status ~= nil and type(a.status) ~= "string" then return "status must be a string" end
   local how = self:acting()
   how.status = a.status
   local list = session.list(how)
