@@ -56,7 +56,7 @@ options:
 
 local function counts(s)
   local c = { approve = 0, review = 0, deny = 0 }
-  for _, op in ipairs(s.operations) do
+  for _, op in session.operations(s) do
     local d = op.decision or "review"
     c[d] = (c[d] or 0) + 1
   end
@@ -66,8 +66,8 @@ end
 local function confirm(s)
   local c = counts(s)
   io.stderr:write(string.format("session %s: %d operations (%d to review, %d approved by policy, %d denied)\n",
-    s.id, #s.operations, c.review, c.approve, c.deny))
-  for _, op in ipairs(s.operations) do
+    s.id, session.count(s), c.review, c.approve, c.deny))
+  for _, op in session.operations(s) do
     local what = op.argv and text.command_line(op.argv) or op.path
     io.stderr:write(string.format("  %-7s %-8s %-11s %s\n", op.decision or "review", op.danger or "?",
       op.kind, text.inert(what or "?")))
@@ -96,7 +96,8 @@ function M.run(opts, args)
     return nil, err.usage("approve: give one session id (shannot sessions --status pending lists them), " ..
       "or run it on a terminal for the review; usage: %s", M.usage)
   end
-  local s, e = session.current(args[1], { config = opts.config, actor = opts.actor, warn = opts.warn })
+  local s, e = session.current(args[1], { config = opts.config, actor = opts.actor, warn = opts.warn,
+    header = true })
   if not s then return nil, e end
   if s.status ~= "pending" then
     return nil, err.refused("session %s is %s; only a pending session can be approved", s.id, s.status)
@@ -122,7 +123,7 @@ function M.run(opts, args)
   end
   local n
   s, n = require("shannot.session.approve").session(s.id, { config = opts.config, actor = opts.actor,
-    warn = opts.warn })
+    warn = opts.warn, header = not opts.json })
   if not s then return nil, n end
   if opts.execute then
     return require("shannot.cmd.execute").run({ json = opts.json, config = opts.config, actor = opts.actor,
@@ -132,7 +133,7 @@ function M.run(opts, args)
     cli.out(json.encode(s, { indent = "  " }), "\n")
   else
     cli.out(string.format("approved %d of %d operations of %s; apply them with: shannot execute %s\n",
-      n, #s.operations, s.id, s.id))
+      n, session.count(s), s.id, s.id))
   end
   return const.EXIT.OK
 end

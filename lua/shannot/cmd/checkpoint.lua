@@ -20,7 +20,7 @@ Checkpoints are the originals an execution saved before changing anything.
 local function with_checkpoint(opts)
   local out = {}
   for _, s in ipairs(session.list({ config = opts.config, actor = opts.actor, warn = opts.warn })) do
-    if s.checkpoint and s.checkpoint.entries then out[#out + 1] = s end
+    if s.checkpoint and (s.checkpoint.count or s.checkpoint.entries) then out[#out + 1] = s end
   end
   return out
 end
@@ -33,14 +33,14 @@ function M.run(opts, args)
       local out = {}
       for i, s in ipairs(list) do
         out[i] = { id = s.id, status = s.status, created_at = s.checkpoint.created_at,
-          paths = #s.checkpoint.entries, target = s.target or "local", where = s.where or json.null }
+          paths = s.checkpoint.count or #s.checkpoint.entries, target = s.target or "local", where = s.where or json.null }
       end
       cli.out(json.encode(json.array(out), { indent = "  " }), "\n")
     elseif #list == 0 then
       cli.out("no checkpoints\n")
     else
       for _, s in ipairs(list) do
-        cli.out(string.format("%-40s %-11s %5d paths  %s  on %s\n", s.id, s.status, #s.checkpoint.entries,
+        cli.out(string.format("%-40s %-11s %5d paths  %s  on %s\n", s.id, s.status, s.checkpoint.count or #s.checkpoint.entries,
           s.checkpoint.created_at, text.inert(require("shannot.session.view").where(s))))
       end
     end

@@ -4,6 +4,7 @@ local cli = require("shannot.cli")
 local const = require("shannot.const")
 local err = require("shannot.err")
 local json = require("shannot.json")
+local session = require("shannot.session")
 local text = require("shannot.text")
 
 local M = {
@@ -53,11 +54,12 @@ options:
     ["--serial"] = { arg = "N", type = "number" }, ["--max-fail"] = { arg = "N|P%", key = "max_fail" } },
 }
 
+-- One line per result, the operations read alongside (the results come
+-- in their order): nothing of a session of 100 000 operations is held.
 local function report(s)
-  local ops = {}
-  for _, op in ipairs(s.operations) do ops[op.id] = op end
-  for _, r in ipairs(s.results) do
-    local op = ops[r.id]
+  local op_of = session.finder(s)
+  for _, r in session.each(s, "results") do
+    local op = op_of(r.id) or { kind = "?" }
     local what = op.argv and text.command_line(op.argv) or op.path
     local status = r.ok and "ok" or ("FAILED: " .. tostring(r.error or ("exit " .. tostring(r.code))))
     cli.out(string.format("%4d  %-11s %s  %s\n", r.id, op.kind, text.inert(what or "?"), text.inert(status)))
@@ -83,7 +85,7 @@ function M.run(opts, args)
   if #shown > 0 then
     -- whatever state their output left the terminal in must not disguise the report
     local tails = {}
-    for _, r in ipairs(s and s.results or {}) do
+    for _, r in (s and session.each(s, "results") or function() end) do
       tails[#tails + 1], tails[#tails + 2] = r.stdout or "", r.stderr or ""
     end
     require("shannot.term").reset_after_output(tails)
@@ -91,6 +93,8 @@ function M.run(opts, args)
   if not s then return nil, e end
   local deferred_failed = s.execution.deferred_failed or 0
   if opts.json then
+    local ok, merr = session.materialize(s)
+    if not ok then return nil, merr end
     cli.out(json.encode(s, { indent = "  " }), "\n")
   else
     report(s)

@@ -30,7 +30,7 @@ local function summary(s)
     id = s.id, status = s.status, created_at = s.created_at, expires_at = s.expires_at,
     command = s.command, profile = s.profile, exit_code = s.exit_code,
     run_failed = session.run_failure(s) or json.null,
-    operations = #s.operations, counts = s.counts or {},
+    operations = session.count(s), counts = s.counts or {},
     target = s.target or "local", where = s.where or json.null, fleet_run = s.fleet_run or json.null,
   }
 end
@@ -49,7 +49,7 @@ local function runs_section(list)
       for _, h in ipairs(run.hosts) do
         local s = h.session and listed[h.session]
         out[#out + 1] = string.format("    %-20s %-11s %s\n", text.inert(h.name),
-          s and s.status or h.state, s and (s.id .. "  " .. #s.operations .. " operations") or
+          s and s.status or h.state, s and (s.id .. "  " .. session.count(s) .. " operations") or
           text.inert(h.error or ""))
       end
     end
@@ -87,7 +87,7 @@ function M.run(opts, args)
   end
   for _, s in ipairs(list) do
     if s.fleet_run then goto continue end
-    cli.out(string.format("%-40s %-11s %5d  %-20s  %s\n", s.id, s.status, #s.operations, s.created_at,
+    cli.out(string.format("%-40s %-11s %5d  %-20s  %s\n", s.id, s.status, session.count(s), s.created_at,
       text.inert(text.command_line(s.command or {}))))
     local counts = view.count_line(s.counts or {})
     if counts ~= "" then cli.out(string.format("%-40s %s\n", "", counts)) end

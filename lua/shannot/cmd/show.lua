@@ -73,7 +73,7 @@ local function render(s, with_diff, only)
     string.format("target   %s", text.inert(view.where(s))),
     string.format("profile  %s   exit code %s   created %s", tostring(s.profile),
       s.exit_code == json.null and "none" or tostring(s.exit_code), s.created_at),
-    string.format("operations (%d):  id  decision danger  kind  path", #s.operations),
+    string.format("operations (%d):  id  decision danger  kind  path", session.count(s)),
   }
   if s.script then
     table.insert(lines, 3, string.format("script   %s  (%s, sha256 %s; shannot show %s --script)",
@@ -95,7 +95,9 @@ local function render(s, with_diff, only)
       "it meant to do (approve needs --allow-failed)", failure))
   end
   cli.out(table.concat(lines, "\n"), "\n")
-  for _, op in ipairs(s.operations) do
+  -- one at a time, as they are read: a session of 100 000 operations is
+  -- shown in the memory of one
+  for _, op in session.operations(s) do
     if not only or only(op) then
       cli.out(op_line(op), "\n")
       if with_diff and op.kind == "write" then cli.out(op_diff(s, op)) end
@@ -108,7 +110,8 @@ function M.run(opts, args)
   if require("shannot.fleet.runs").is_run(args[1]) then
     return require("shannot.fleet.review").show(opts, args[1], render)
   end
-  local s, e = session.current(args[1], { config = opts.config, actor = opts.actor, warn = opts.warn })
+  local s, e = session.current(args[1], { config = opts.config, actor = opts.actor, warn = opts.warn,
+    header = not opts.json })
   if not s then return nil, e end
   if opts.script then
     if opts.json or opts.diff then return nil, err.usage("show: --script shows the script alone") end

@@ -522,7 +522,7 @@ function TOOL.list_sessions(self, id, a)
   local out = {}
   for i, s in ipairs(list) do
     out[i] = { id = s.id, status = s.status, created_at = s.created_at, expires_at = s.expires_at,
-      command = command_of(s), target = s.target, operations = #s.operations, counts = s.counts,
+      command = command_of(s), target = s.target, operations = session.count(s), counts = s.counts,
       run_failed = session.run_failure(s) or json.null }
   end
   self:reply(id, tool_result(self, { sessions = json.array(out) }, false))

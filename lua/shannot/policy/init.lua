@@ -300,17 +300,23 @@ end
 function M.recheck(s, cfg)
   local ctx, denied = M.context(cfg, s), {}
   for _, op in ipairs(s.operations) do
-    if op.decision ~= "deny" then
-      local decision, danger, reason = M.decide(op, cfg, ctx)
-      if not decision then return nil, danger end
-      if decision == "deny" then
-        op.decision, op.danger = "deny", danger
-        op.reason = text.inert("denied at approval: " .. tostring(reason))
-        denied[#denied + 1] = op
-      end
-    end
+    local now, perr = M.recheck_op(op, cfg, ctx)
+    if now == nil then return nil, perr end
+    if now then denied[#denied + 1] = op end
   end
   return denied
+end
+
+-- recheck_op(op, cfg, ctx) -> whether the policy of now denies the
+-- operation (then it is denied, its reason naming the rule) | nil, err
+function M.recheck_op(op, cfg, ctx)
+  if op.decision == "deny" then return false end
+  local decision, danger, reason = M.decide(op, cfg, ctx)
+  if not decision then return nil, danger end
+  if decision ~= "deny" then return false end
+  op.decision, op.danger = "deny", danger
+  op.reason = text.inert("denied at approval: " .. tostring(reason))
+  return true
 end
 
 -- evaluate(session, cfg) -> true | nil, err: sets decision, danger and

@@ -63,25 +63,22 @@ local function untouched_since(ex, t)
     and (t.base_nsec == nil or now.mtime_nsec == nil or now.mtime_nsec == t.base_nsec)
 end
 
--- changed_dirs(ex, dir_times, ops, results) -> the directories that stay
--- whose time execute sets: those an applied operation changed, and those
--- the script changed that nobody has since; the others keep the host's
--- time, whatever it is by now.
-local function changed_dirs(ex, dir_times, ops, results)
-  local parents = {}
-  for i, op in ipairs(ops) do
-    if results[i].ok then
-      for _, p in ipairs({ op.path, op.from }) do
-        local parent = p:match("^(.*)/[^/]*$")
-        parents[parent == "" and "/" or parent] = true
-      end
-    end
-  end
+-- changed_dirs(ex, dir_times, parents) -> the directories that stay
+-- whose time execute sets: those an applied operation changed (parents:
+-- the set of their directories), and those the script changed that
+-- nobody has since; the others keep the host's time, whatever it is by
+-- now.
+local function changed_dirs(ex, dir_times, parents)
   local out = {}
   for _, t in ipairs(dir_times or {}) do
     if parents[t.path] or untouched_since(ex, t) then out[#out + 1] = t end
   end
   return out
+end
+
+local function parent_of(p)
+  local parent = p:match("^(.*)/[^/]*$")
+  return parent == "" and "/" or parent
 end
 
 -- Temp files sit beside the paths they replace, named after the session.
@@ -132,12 +129,21 @@ end
 -- Checkpoint
 ---------------------------------------------------------------------------
 
-local function approved_file_ops(s)
-  local out = {}
-  for _, op in ipairs(s.operations) do
-    if FILE_KINDS[op.kind] and op.decision == "approve" then out[#out + 1] = op end
+-- passes(s, f) -> pass(fn): fn(op, k) for each approved file operation,
+-- k counting them, read again from the session's operations (through
+-- f, one handle) at every call: a session of 100 000 operations is never
+-- all in memory.  -> how many there were
+local function passes(s, f)
+  return function(fn)
+    local k = 0
+    for _, op in session.each(s, "operations", f) do
+      if FILE_KINDS[op.kind] and op.decision == "approve" then
+        k = k + 1
+        fn(op, k)
+      end
+    end
+    return k
   end
-  return out
 end
 
 -- at_or_below(path, roots) -> whether path is one of roots or below one
@@ -157,40 +163,46 @@ local function moved_entries(op)
     { path = op.path, exists = false, op = op.id, moved_from = op.from } }
 end
 
--- parent_times(ex, ops, seen) -> {{path, mtime_sec, mtime_nsec}}: the
--- modification times of the directories the operations change entries
--- of (not entries themselves), which rollback puts back last: a new file
--- in /etc moves the time of /etc, and rollback undoes all of it.
-local function parent_times(ex, ops, seen, dir_times)
+-- parent_times(ex, parents, seen, dir_times) -> {{path, mtime_sec,
+-- mtime_nsec}}: the modification times of the directories the operations
+-- change entries of (parents, in the order met; not entries themselves),
+-- which rollback puts back last: a new file in /etc moves the time of
+-- /etc, and rollback undoes all of it.
+local function parent_times(ex, parents, seen, dir_times)
   local out, done = {}, {}
-  local function add(path, itself)
-    local parent = itself and path or (path and path:match("^(.*)/[^/]*$"))
-    if parent == "" then parent = "/" end
-    if not parent or done[parent] or seen[parent] then return end
-    done[parent] = true
-    local st = ex:state(parent)
+  local function add(dir)
+    if done[dir] or seen[dir] then return end
+    done[dir] = true
+    local st = ex:state(dir)
     if st and st.exists and st.type == "dir" and st.mtime_sec then
-      out[#out + 1] = { path = parent, mtime_sec = st.mtime_sec, mtime_nsec = st.mtime_nsec or 0 }
+      out[#out + 1] = { path = dir, mtime_sec = st.mtime_sec, mtime_nsec = st.mtime_nsec or 0 }
     end
   end
-  for _, op in ipairs(ops) do
-    add(op.path)
-    add(op.from)
-  end
-  for _, t in ipairs(dir_times) do add(t.path, true) end
+  for _, dir in ipairs(parents) do add(dir) end
+  for _, t in ipairs(dir_times) do add(t.path) end
   return out
 end
 
--- checkpoint(ex, ops, cpdir, {dir_times, progress}) -> entries | nil, err: the
+-- checkpoint(ex, pass, how) -> count, parent times | nil, err: the
 -- original of every touched path (and of every entry below a directory
--- an operation removes or replaces), contents in cpdir, durable before
--- it returns.
-local function checkpoint(ex, ops, cpdir, how)
-  local dir_times, progress = how.dir_times, how.progress
-  local entries, seen, made, moved = {}, {}, {}, {}
-  progress:start("saving originals", #ops)
-  for _, op in ipairs(ops) do
+-- an operation removes or replaces), contents in how.cpdir, entries one
+-- per line in how.file, durable before it returns.  how: cpdir, file,
+-- dir_times, progress, total (operations).
+local function checkpoint(ex, pass, how)
+  local progress = how.progress
+  local w, werr = require("shannot.session.lines").writer(how.file)
+  if not w then return nil, err.env("checkpoint: %s", werr) end
+  local seen, made, moved, parents, met = {}, {}, {}, {}, {}
+  local function parent(p)
+    if not p then return end
+    local dir = parent_of(p)
+    if not met[dir] then met[dir], parents[#parents + 1] = true, dir end
+  end
+  progress:start("saving originals", how.total)
+  local ok, e = err.try(pass, function(op)
     progress:add(1, 0, op.path)
+    parent(op.path)
+    parent(op.from)
     if not seen[op.path] then
       local list, msg
       if op.kind == "rename" then
@@ -200,7 +212,7 @@ local function checkpoint(ex, ops, cpdir, how)
         -- where a rename took the host's tree away: nothing there before
         list = { { path = op.path, exists = false, op = op.id } }
       else
-        list, msg = ex:originals(op, cpdir)
+        list, msg = ex:originals(op, how.cpdir)
       end
       -- below a directory an earlier operation makes (where a file or a
       -- symlink is now): path cannot exist yet, and the walk to it stops
@@ -208,31 +220,32 @@ local function checkpoint(ex, ops, cpdir, how)
       if not list and paths.below_one_of(op.path, made) then
         list = { { path = op.path, exists = false, op = op.id } }
       end
-      if not list then return nil, err.refused("checkpoint of %s: %s", text.inert(op.path), msg) end
-      for _, e in ipairs(list) do
-        if not seen[e.path] then
-          seen[e.path] = true
-          entries[#entries + 1] = e
+      if not list then err.throw(err.refused("checkpoint of %s: %s", text.inert(op.path), msg)) end
+      for _, entry in ipairs(list) do
+        if not seen[entry.path] then
+          seen[entry.path] = true
+          local added, aerr = w:add_line(session.encode_entry(entry))
+          if not added then err.throw(err.env("checkpoint: %s", aerr)) end
         end
       end
     end
     if op.kind == "mkdir" or op.kind == "replace_dir" then made[op.path] = true end
+  end)
+  if not ok then
+    w:abandon()
+    return nil, e
   end
-  local ok, msg = ex:sync(cpdir)
-  if not ok then return nil, err.env("checkpoint: %s", msg) end
-  return entries, parent_times(ex, ops, seen, dir_times)
+  local synced, serr = ex:sync(how.cpdir)
+  if synced then synced, serr = w:commit() else w:abandon() end
+  if not synced then return nil, err.env("checkpoint: %s", serr) end
+  return w.count, parent_times(ex, parents, seen, how.dir_times)
 end
 
--- Directories an operation empties: below them every base is "absent" by
--- construction (the dry-run saw only the new tree), not by observation.
-local function replaced_dirs(ops)
-  local out = {}
-  for _, op in ipairs(ops) do
-    if op.kind == "replace_dir" or (op.base and op.base.exists and op.base.type ~= (op.new or {}).type) then
-      out[#out + 1] = op.path .. "/"
-    end
-  end
-  return out
+-- Whether an operation empties a directory: below it every base is
+-- "absent" by construction (the dry-run saw only the new tree), not by
+-- observation.
+local function replaces_dir(op)
+  return op.kind == "replace_dir" or (op.base and op.base.exists and op.base.type ~= (op.new or {}).type)
 end
 
 local function below_any(path, prefixes)
@@ -256,14 +269,17 @@ local function source_drift(ex, op)
   end
 end
 
--- drift(ex, ops [, progress]) -> list of {path, base, now} that differ
--- from the dry-run
-function M.drift(ex, ops, progress)
-  local out = {}
-  local replaced, moved = replaced_dirs(ops), {}
+-- drift(ex, pass [, progress]) -> list of {path, base, now} that differ
+-- from the dry-run, and the count and bytes of the operations
+function M.drift(ex, pass, progress)
+  local out, replaced, moved, bytes = {}, {}, {}, 0
+  local total = pass(function(op)
+    if replaces_dir(op) then replaced[#replaced + 1] = op.path .. "/" end
+    bytes = bytes + (op.kind == "write" and op.new.size or 0)
+  end)
   progress = progress or require("shannot.progress").none
-  progress:start("checking", #ops)
-  for _, op in ipairs(ops) do
+  progress:start("checking", total)
+  pass(function(op)
     progress:add(1, 0, op.path)
     local now, msg
     if below_any(op.path, replaced) or at_or_below(op.path, moved) then
@@ -281,8 +297,8 @@ function M.drift(ex, ops, progress)
       if why then out[#out + 1] = { path = op.from, why = why } end
       moved[#moved + 1] = op.from
     end
-  end
-  return out
+  end)
+  return out, total, bytes
 end
 
 -- One line of an answer, as a refusal quotes it.
@@ -293,10 +309,10 @@ end
 
 -- answers_moved(ex, s) -> the approved questions (query operations) the
 -- host now answers differently, each "COMMAND (was ..., now ...)"
-function M.answers_moved(ex, s)
+function M.answers_moved(ex, s, f)
   local queries = require("shannot.capture.queries")
   local out = {}
-  for _, op in ipairs(s.operations) do
+  for _, op in session.each(s, "operations", f) do
     if op.kind == "query" and op.decision == "approve" and not queries.allowed(op.argv) then
       out[#out + 1] = string.format("%s (no question shannot asks the host: not run)",
         text.inert(text.command_line(op.argv or {})))
@@ -324,12 +340,6 @@ local function refuse_status(s)
   return err.refused("session %s is %s; only an approved session can be executed", s.id, s.status)
 end
 
-local function op_by_id(s)
-  local out = {}
-  for _, op in ipairs(s.operations) do out[op.id] = op end
-  return out
-end
-
 -- Runs the approved deferred commands in the order the script called
 -- them, each reported, none skipped because another failed (a script's
 -- `cmd || true` stays so) unless how.stop_on_failure.  Only when every
@@ -338,7 +348,7 @@ end
 -- failed
 local function run_deferred(s, ex, how)
   local failed, stopped_by = 0, nil
-  for _, op in ipairs(s.operations) do
+  for _, op in session.each(s, "operations", how.f) do
     if op.kind == "exec" and op.decision == "approve" then
       local why_not
       if how.files_failed > 0 then
@@ -347,7 +357,7 @@ local function run_deferred(s, ex, how)
         why_not = string.format("not run: deferred command %d failed (--stop-on-deferred-failure)", stopped_by)
       end
       if why_not then
-        how.results[#how.results + 1] = { id = op.id, ok = false, not_run = true, error = why_not }
+        how.result({ id = op.id, ok = false, not_run = true, error = why_not })
       else
         if how.show_output then how.show_output(op) end
         local r = ex:exec(op, M.EXEC_TIMEOUT, how.show_output ~= nil)
@@ -355,7 +365,7 @@ local function run_deferred(s, ex, how)
           failed = failed + 1
           if how.stop_on_failure then stopped_by = op.id end
         end
-        how.results[#how.results + 1] = r
+        how.result(r)
         how.step()
       end
     end
@@ -366,75 +376,48 @@ end
 -- deferred_that_ran(s) -> the exec operations execute ran: what a
 -- rollback cannot undo
 function M.deferred_that_ran(s)
-  local ops, out = op_by_id(s), {}
-  for _, r in ipairs(s.results or {}) do
-    local op = ops[r.id]
+  local ran, out = {}, {}
+  for _, r in session.each(s, "results") do
     local not_run = r.not_run or (type(r.error) == "string" and r.error:match("^not run:"))
-    if op and op.kind == "exec" and not not_run then out[#out + 1] = op end
+    if not not_run then ran[r.id] = true end
+  end
+  if next(ran) == nil then return out end
+  for _, op in session.operations(s) do
+    if op.kind == "exec" and ran[op.id] then out[#out + 1] = op end
   end
   return out
 end
 
--- execute(id, opts) -> session | nil, err.  opts: config (for the audit
--- log), actor, warn, stop_on_deferred_failure (the deferred commands after
--- a failing one are not run), show_output(op) (called as each deferred
--- command starts; its output then passes through as it comes, as well as
--- being kept in the results), progress (shannot.progress's reporter).
-function M.execute(id, opts)
-  local lock <close>, s = session.acquire(id, "executed", opts)
-  if not lock then return nil, s end
-  if s.status ~= "approved" or s.execution then return nil, refuse_status(s) end
-  local sealed, why = require("shannot.session.approval").check(s)
-  if not sealed then
-    audit_event.session({ what = "execute_refused", session = s, extra = { reason = why.message },
-      config = opts and opts.config, actor = opts and opts.actor, warn = opts and opts.warn })
-    return nil, err.refused("session %s was changed after it was approved: %s; nothing was done", s.id, why)
-  end
-  -- The session's JSON text and its decoding scratch are garbage now; a
-  -- session of 10 000 operations keeps its peak RSS under 64 MiB so.
-  collectgarbage()
-  local dir = assert(session.dir(s.id))
-  local ops = approved_file_ops(s)
-  local ex, xerr = M.executor(s, opts)
-  if not ex then return nil, xerr end
-  local _ <close> = guard(function() ex:close() end)
-  local moved = M.answers_moved(ex, s)
-  if #moved > 0 then
-    return nil, err.refused("the host answers differently since the dry-run; nothing was done: %s",
-      table.concat(moved, "; "))
-  end
-  local progress = opts and opts.progress or require("shannot.progress").none
-  local drifted = M.drift(ex, ops, progress)
-  progress:finish()
-  if #drifted > 0 then
-    local lines = {}
-    for _, d in ipairs(drifted) do
-      lines[#lines + 1] = d.why and string.format("%s (%s)", text.inert(d.path), d.why) or
-        string.format("%s (was %s, now %s)", text.inert(d.path), describe_state(d.base), describe_state(d.now))
+-- A results file written as the operations are applied; a failure found
+-- later (a directory's time) rewrites the records it changes.
+local function results_writer(s)
+  local lines = require("shannot.session.lines")
+  local w, msg = lines.writer(session.file(s, "results"))
+  if not w then return nil, err.env("cannot write the results of %s: %s", s.id, msg) end
+  return w
+end
+
+local function amend_results(s, changed)
+  if next(changed) == nil then return true end
+  -- read whole before the new file is renamed over it
+  local w, msg = require("shannot.session.lines").writer(session.file(s, "results"))
+  if not w then return nil, msg end
+  local ok, e = err.try(function()
+    for _, r in session.each(s, "results") do
+      local added, aerr = w:add(changed[r.id] or r)
+      if not added then err.throw(err.env("%s", aerr)) end
     end
-    return nil, err.refused("the host changed since the dry-run; nothing was done: %s", table.concat(lines, "; "))
-  end
-  local step = require("shannot.testhooks").stepper()  -- a spec's kill -9 after step N
-  local cpdir = dir .. "/checkpoint"
-  local ok, msg = fs.mkdir_p(cpdir, 448)
-  if not ok then return nil, err.env("checkpoint: %s", msg) end
-  local entries, parents = checkpoint(ex, ops, cpdir, { dir_times = s.dir_times or {}, progress = progress })
-  progress:finish()
-  if not entries then return nil, parents end
-  s.checkpoint = { created_at = os.date("!%Y-%m-%dT%H:%M:%SZ"), entries = json.array(entries),
-    dir_times = json.array(parents) }
-  s.execution = { started_at = s.checkpoint.created_at }
-  ok, msg = require("shannot.session.approval").seal_checkpoint(s)
-  if not ok then return nil, err.env("checkpoint: %s", msg) end
-  ok, msg = session.save(s)
-  if not ok then return nil, msg end
-  step()
-  local ctx = { blobs = dir .. "/blobs", step = step, temp_prefix = M.temp_prefix(s), progress = progress }
-  local results, failed, stuck = {}, 0, {}
-  local bytes = 0
-  for _, op in ipairs(ops) do bytes = bytes + (op.kind == "write" and op.new.size or 0) end
-  progress:start("applying", #ops, bytes)
-  for _, op in ipairs(ops) do
+  end)
+  if ok == nil and e then w:abandon(); return nil, e.message end
+  return w:commit()
+end
+
+-- apply_all(ex, pass, ctx) -> failed count, results writer state: every
+-- approved file operation applied in order, its result written.
+local function apply_all(ex, pass, ctx)
+  local failed, stuck, times, parents, timed = 0, {}, {}, {}, {}
+  ctx.progress:start("applying", ctx.total, ctx.bytes)
+  pass(function(op)
     local done, aerr
     if at_or_below(op.path, stuck) then
       -- what was to go where a tree did not move away would land in it
@@ -450,22 +433,100 @@ function M.execute(id, opts)
     -- against M.expected(op)); a write's post-apply hash is its blob's.
     local r = { id = op.id, ok = done == true, error = aerr and aerr.message }
     if done and op.kind == "write" then r.hash = op.new.hash end
-    if not done then failed = failed + 1 end
-    results[#results + 1] = r
-    progress:add(1, op.kind == "write" and op.new.size or 0, op.path)
-    step()
-  end
-  progress:finish()
-  -- A directory's modification time, once nothing more is made in it.
-  local times = {}
-  for i, op in ipairs(ops) do
-    if (op.kind == "mkdir" or op.kind == "replace_dir") and results[i].ok and op.new.mtime_sec then
-      times[#times + 1] = { path = op.path, mtime_sec = op.new.mtime_sec, mtime_nsec = op.new.mtime_nsec }
+    if done then
+      parents[parent_of(op.path)] = true
+      if op.from then parents[parent_of(op.from)] = true end
+      -- a directory's modification time, once nothing more is made in it
+      if (op.kind == "mkdir" or op.kind == "replace_dir") and op.new.mtime_sec then
+        times[#times + 1] = { path = op.path, mtime_sec = op.new.mtime_sec, mtime_nsec = op.new.mtime_nsec }
+        timed[op.path] = r
+      end
+    else
+      failed = failed + 1
     end
+    ctx.result(r)
+    ctx.progress:add(1, op.kind == "write" and op.new.size or 0, op.path)
+    ctx.step()
+  end)
+  ctx.progress:finish()
+  return failed, { times = times, parents = parents, timed = timed }
+end
+
+local function header_opts(opts)
+  return setmetatable({ header = true }, { __index = opts or {} })
+end
+
+local function execute(id, opts)
+  local lock <close>, s = session.acquire(id, "executed", header_opts(opts))
+  if not lock then return nil, s end
+  if s.status ~= "approved" or s.execution then return nil, refuse_status(s) end
+  -- one handle for every pass: what was checked against the seal is what
+  -- is applied, whatever is renamed over the file meanwhile
+  local f
+  if type(s.operations) ~= "table" then
+    local ferr
+    f, ferr = session.open_list(s, "operations")
+    if not f then return nil, ferr end
   end
-  for _, f in ipairs(ex:set_times(times)) do
-    for i, op in ipairs(ops) do
-      if op.path == f.path then results[i].ok, results[i].error = false, "its modification time: " .. f.error end
+  local _ <close> = guard(function() if f then f:close() end end)
+  local sealed, why = require("shannot.session.approval").check(s, f)
+  if not sealed then
+    audit_event.session({ what = "execute_refused", session = s, extra = { reason = why.message },
+      config = opts and opts.config, actor = opts and opts.actor, warn = opts and opts.warn })
+    return nil, err.refused("session %s was changed after it was approved: %s; nothing was done", s.id, why)
+  end
+  local dir = assert(session.dir(s.id))
+  local pass = passes(s, f)
+  local ex, xerr = M.executor(s, opts)
+  if not ex then return nil, xerr end
+  local _ <close> = guard(function() ex:close() end)
+  local moved = M.answers_moved(ex, s, f)
+  if #moved > 0 then
+    return nil, err.refused("the host answers differently since the dry-run; nothing was done: %s",
+      table.concat(moved, "; "))
+  end
+  local progress = opts and opts.progress or require("shannot.progress").none
+  local drifted, total, bytes = M.drift(ex, pass, progress)
+  progress:finish()
+  if #drifted > 0 then
+    local out = {}
+    for _, d in ipairs(drifted) do
+      out[#out + 1] = d.why and string.format("%s (%s)", text.inert(d.path), d.why) or
+        string.format("%s (was %s, now %s)", text.inert(d.path), describe_state(d.base), describe_state(d.now))
+    end
+    return nil, err.refused("the host changed since the dry-run; nothing was done: %s", table.concat(out, "; "))
+  end
+  local step = require("shannot.testhooks").stepper()  -- a spec's kill -9 after step N
+  local cpdir = dir .. "/checkpoint"
+  local ok, msg = fs.mkdir_p(cpdir, 448)
+  if not ok then return nil, err.env("checkpoint: %s", msg) end
+  local count, parents = checkpoint(ex, pass, { cpdir = cpdir, file = session.file(s, "checkpoint"),
+    dir_times = s.dir_times or {}, progress = progress, total = total })
+  progress:finish()
+  if not count then return nil, parents end
+  s.checkpoint = { created_at = os.date("!%Y-%m-%dT%H:%M:%SZ"), count = count, dir_times = json.array(parents) }
+  s.execution = { started_at = s.checkpoint.created_at }
+  ok, msg = require("shannot.session.approval").seal_checkpoint(s)
+  if not ok then return nil, err.env("checkpoint: %s", msg) end
+  ok, msg = session.save(s)
+  if not ok then return nil, msg end
+  step()
+  local w, werr = results_writer(s)
+  if not w then return nil, werr end
+  local _ <close> = guard(function() w:abandon() end)
+  local function result(r)
+    local added, aerr = w:add(r)
+    if not added then err.throw(err.env("cannot write the results of %s: %s", s.id, aerr)) end
+  end
+  local ctx = { blobs = dir .. "/blobs", step = step, temp_prefix = M.temp_prefix(s), progress = progress,
+    total = total, bytes = bytes, result = result }
+  local failed, after = apply_all(ex, pass, ctx)
+  local changed = {}
+  for _, fail in ipairs(ex:set_times(after.times)) do
+    local r = after.timed[fail.path]
+    if r then
+      r.ok, r.error = false, "its modification time: " .. fail.error
+      changed[r.id] = r
     end
     failed = failed + 1
   end
@@ -473,16 +534,17 @@ function M.execute(id, opts)
   -- replaced by rename moved their time; the script's changes moved it)
   -- (a time that cannot be set is kept in the session, not a failure of
   -- what the script wrote)
-  local stayed = ex:set_times(changed_dirs(ex, s.dir_times, ops, results))
+  local stayed = ex:set_times(changed_dirs(ex, s.dir_times, after.parents))
   if #stayed > 0 then s.execution.dir_time_failures = json.array(stayed) end
-  for _, f in ipairs(stayed) do
-    if opts and opts.warn then opts.warn("%s: its modification time: %s", text.inert(f.path), f.error) end
+  for _, fail in ipairs(stayed) do
+    if opts and opts.warn then opts.warn("%s: its modification time: %s", text.inert(fail.path), fail.error) end
   end
-  local deferred_failed = run_deferred(s, ex, { results = results, files_failed = failed, step = step,
+  local deferred_failed = run_deferred(s, ex, { result = result, files_failed = failed, step = step, f = f,
     stop_on_failure = opts and opts.stop_on_deferred_failure, show_output = opts and opts.show_output })
-  s.results = json.array(results)
+  ok, msg = w:commit()
+  if ok then ok, msg = amend_results(s, changed) end
+  if not ok then return nil, err.env("cannot write the results of %s: %s", s.id, tostring(msg)) end
   s.execution.deferred_failed = deferred_failed
-  collectgarbage()
   s.execution.finished_at = os.date("!%Y-%m-%dT%H:%M:%SZ")
   -- failed: the files are not as approved.  A deferred command that failed
   -- leaves the session executed (its files are), with the failure listed.
@@ -494,16 +556,26 @@ function M.execute(id, opts)
   return s
 end
 
+-- execute(id, opts) -> session (its header: session.each reads its
+-- operations and results) | nil, err.  opts: config (for the audit log),
+-- actor, warn, stop_on_deferred_failure (the deferred commands after a
+-- failing one are not run), show_output(op) (called as each deferred
+-- command starts; its output then passes through as it comes, as well as
+-- being kept in the results), progress (shannot.progress's reporter).
+function M.execute(id, opts)
+  return err.try(execute, id, opts)
+end
+
 ---------------------------------------------------------------------------
 -- Rollback
 ---------------------------------------------------------------------------
 
--- made_by(s) -> whether a path is one the session's file operations made
--- or touched (a tree it moved, all of it), or one of execute's own temp
--- files (an interrupted one's)
-local function made_by(s)
+-- made_by(s, f) -> whether a path is one the session's file operations
+-- made or touched (a tree it moved, all of it), or one of execute's own
+-- temp files (an interrupted one's)
+local function made_by(s, f)
   local touched, moved, prefix = {}, {}, M.temp_prefix(s)
-  for _, op in ipairs(s.operations) do
+  for _, op in session.each(s, "operations", f) do
     if op.path and FILE_KINDS[op.kind] then touched[op.path] = true end
     if op.kind == "rename" and op.decision == "approve" then moved[#moved + 1] = op.path end
   end
@@ -546,33 +618,59 @@ local function moved_conflict(ex, e, mine)
     describe_state(at_dst), describe_state(at_src))
 end
 
+-- The checkpoint's entries, read again from one handle for every pass
+-- (each(fn): fn(entry, offset, length)), and read one at a time where
+-- rollback's order needs them (at(offset, length)).
+local function entry_reader(s)
+  if type(s.checkpoint.entries) == "table" then
+    -- held in session.json (made before the entries moved beside it)
+    local list = s.checkpoint.entries
+    return { each = function(fn) for i, e in ipairs(list) do fn(e, i, 0) end end,
+      at = function(i) return list[i] end, close = function() end }
+  end
+  local f, ferr = session.open_list(s, "checkpoint")
+  if not f then return nil, ferr end
+  local decode = session.decode_entry
+  return {
+    each = function(fn) for _, e, offset, len in session.each(s, "checkpoint", f) do fn(e, offset, len) end end,
+    at = function(offset, len)
+      f:seek("set", offset)
+      local e, why = decode(f:read(len) or "", session.file(s, "checkpoint"))
+      if not e then err.throw(err.usage("%s", why)) end
+      return e
+    end,
+    close = function() f:close() end,
+  }
+end
+
 -- unmoved(ex, entries) -> the sources of the renames execute never got
 -- to (the source as it was, nothing at the destination): what is below
 -- them is the host's own tree, which rollback leaves alone.
 local function unmoved(ex, entries)
   local out = {}
-  for _, e in ipairs(entries) do
+  entries.each(function(e)
     if e.moved_to then
       local at_src, at_dst = ex:state(e.path), ex:state(e.moved_to)
       if at_src and at_dst and not at_dst.exists and M.same(e, at_src) then out[#out + 1] = e.path end
     end
-  end
+  end)
   return out
 end
 
--- conflicts(ex, s [, still]) -> list (still: unmoved's, found if not given)
-function M.conflicts(ex, s, still)
-  local ops, out, mine = op_by_id(s), {}, made_by(s)
-  still = still or unmoved(ex, s.checkpoint.entries)
-  for _, e in ipairs(s.checkpoint.entries) do
+-- conflicts(ex, s, entries, still, f) -> list (still: unmoved's)
+local function conflicts(ex, s, entries, still, f)
+  local op_of, out, mine = session.finder(s, f), {}, made_by(s, f)
+  entries.each(function(e)
     if not e.moved_to and at_or_below(e.path, still) then -- luacheck: ignore 542
     elseif e.moved_to then
       local why = moved_conflict(ex, e, mine)
       if why then out[#out + 1] = { path = e.path, why = why } end
     elseif e.op and not e.moved_from then
       local now, msg = ex:state(e.path)
-      local op = ops[e.op]
-      if not now then
+      local op = op_of(e.op)
+      if not op then
+        out[#out + 1] = { path = e.path, why = string.format("its operation %d is not in the session", e.op) }
+      elseif not now then
         out[#out + 1] = { path = e.path, why = msg.message }
       elseif not M.same(e, now) and not M.same(M.expected(op), now) then
         out[#out + 1] = { path = e.path, checkpoint = e, now = now, expected = M.expected(op) }
@@ -581,36 +679,42 @@ function M.conflicts(ex, s, still)
         if why then out[#out + 1] = { path = e.path, why = why } end
       end
     end
-  end
+  end)
   return out
 end
 
--- restore_order(entries, still) -> the order rollback goes in: what the
+-- restore_order(entries, still) -> the places of the entries (offset,
+-- length pairs, for entries.at) in the order rollback goes: what the
 -- session made where a rename's source was, removed deepest first; the
 -- renames moved back, last first; the other absent-before paths removed
 -- deepest first (a directory the session made for a moved tree is empty
 -- by then); everything else parent first.  A rename's destination is put
 -- back by its move, never removed; below a source still in place
--- (still: unmoved's) nothing is touched.
+-- (still: unmoved's) nothing is touched.  Only places and depths are
+-- held, never the entries.
 local function restore_order(entries, still)
-  local sources, moves, in_sources, removals, restores = {}, {}, {}, {}, {}
-  for _, e in ipairs(entries) do
+  local sources, moves = {}, {}
+  entries.each(function(e, offset, len)
     if e.moved_to then
-      table.insert(moves, 1, e)
+      table.insert(moves, 1, { offset, len })
       sources[#sources + 1] = e.path
     end
-  end
-  for _, e in ipairs(entries) do
+  end)
+  local in_sources, removals, restores, depth = {}, {}, {}, {}
+  entries.each(function(e, offset, len)
     if e.moved_to or e.moved_from or at_or_below(e.path, still) then -- luacheck: ignore 542
-    elseif e.exists then
-      restores[#restores + 1] = e
-    elseif at_or_below(e.path, sources) then
-      in_sources[#in_sources + 1] = e
     else
-      removals[#removals + 1] = e
+      local place = { offset, len }
+      if e.exists then
+        restores[#restores + 1] = place
+      else
+        depth[place] = #e.path
+        local list = at_or_below(e.path, sources) and in_sources or removals
+        list[#list + 1] = place
+      end
     end
-  end
-  local deepest = function(x, y) return #x.path > #y.path end
+  end)
+  local deepest = function(x, y) return depth[x] > depth[y] end
   table.sort(in_sources, deepest)
   table.sort(removals, deepest)
   local out = {}
@@ -654,62 +758,42 @@ local function as_checkpointed(ex, entry)
   return attrs == nil or xattrs.same(entry.xattrs, attrs)
 end
 
--- rollback(id, opts) -> session, report | nil, err.  opts: force, dry_run,
--- progress (shannot.progress's reporter).
--- report: restored (paths), unchanged (paths already as checkpointed,
--- left alone), conflicts, not_undone (the deferred commands execute ran:
--- their effects outside the files stay).
-function M.rollback(id, opts)
-  opts = opts or {}
-  local lock <close>, s = session.acquire(id, "rolled back", opts)
-  if not lock then return nil, s end
-  local can = s.status == "executed" or s.status == "failed" or (s.status == "approved" and s.execution)
-  if not can then
-    return nil, err.refused("session %s is %s: there is nothing to roll back", s.id, s.status)
+local function nothing_changed(s, opts)
+  if opts.dry_run then return s, { restored = {}, conflicts = {}, not_undone = {} } end
+  local ok, terr = session.transition(s, "rolled_back", { note = "nothing had been changed",
+    config = opts.config, actor = opts.actor, warn = opts.warn })
+  if not ok then return nil, terr end
+  return s, { restored = {}, conflicts = {}, not_undone = {} }
+end
+
+local function refuse_conflicts(list)
+  local out = {}
+  for _, c in ipairs(list) do
+    out[#out + 1] = c.why and string.format("%s (%s)", text.inert(c.path), c.why) or
+      string.format("%s (now %s)", text.inert(c.path), describe_state(c.now))
   end
-  if not (s.checkpoint and s.checkpoint.entries) then
-    -- Interrupted before its checkpoint was saved: nothing had changed.
-    if opts.dry_run then return s, { restored = {}, conflicts = {}, not_undone = {} } end
-    local ok, terr = session.transition(s, "rolled_back", { note = "nothing had been changed",
-      config = opts.config, actor = opts.actor, warn = opts.warn })
-    if not ok then return nil, terr end
-    return s, { restored = {}, conflicts = {}, not_undone = {} }
-  end
-  local sealed, why = require("shannot.session.approval").check_checkpoint(s)
-  if not sealed then
-    audit_event.session({ what = "rollback_refused", session = s, extra = { reason = why.message },
-      config = opts.config, actor = opts.actor, warn = opts.warn })
-    return nil, err.refused("session %s cannot be rolled back: %s; nothing was restored", s.id, why)
-  end
-  local ex, xerr = M.executor(s, opts)
-  if not ex then return nil, xerr end
-  local _ <close> = guard(function() ex:close() end)
-  local still = unmoved(ex, s.checkpoint.entries)
-  local conflicts = M.conflicts(ex, s, still)
-  if #conflicts > 0 and not opts.force then
-    local lines = {}
-    for _, c in ipairs(conflicts) do
-      lines[#lines + 1] = c.why and string.format("%s (%s)", text.inert(c.path), c.why) or
-        string.format("%s (now %s)", text.inert(c.path), describe_state(c.now))
-    end
-    return nil, err.refused("changed since the execution, so nothing was restored (--force restores anyway): %s",
-      table.concat(lines, "; "))
-  end
-  local order = restore_order(s.checkpoint.entries, still)
-  local report = { restored = {}, unchanged = {}, conflicts = conflicts, failed = {},
-    not_undone = M.deferred_that_ran(s) }
-  if opts.dry_run then
-    for _, entry in ipairs(order) do report.restored[#report.restored + 1] = entry.path end
-    return s, report
-  end
+  return nil, err.refused("changed since the execution, so nothing was restored (--force restores anyway): %s",
+    table.concat(out, "; "))
+end
+
+-- restore_all(ex, s, entries, order, how) -> report (restored, unchanged,
+-- failed filled), the directories' times to set
+local function restore_all(ex, s, entries, order, how)
+  local report, progress = how.report, how.progress
   local cpdir = assert(session.dir(s.id)) .. "/checkpoint"
   local touched = {}
-  for i, entry in ipairs(s.checkpoint.entries) do touched[i] = entry.path end
+  entries.each(function(e) touched[#touched + 1] = e.path end)
   ex:remove_temps(touched, M.temp_prefix(s))
-  local progress, bytes = opts.progress or require("shannot.progress").none, 0
-  for _, entry in ipairs(order) do bytes = bytes + (entry.type == "file" and entry.size or 0) end
+  touched = nil  -- luacheck: ignore 311
+  local bytes = 0
+  for _, place in ipairs(order) do
+    local entry = entries.at(place[1], place[2])
+    bytes = bytes + (entry.type == "file" and entry.size or 0)
+  end
   progress:start("restoring", #order, bytes, "paths")
-  for _, entry in ipairs(order) do
+  local times = {}
+  for _, place in ipairs(order) do
+    local entry = entries.at(place[1], place[2])
     -- A path already as its checkpoint holds it is left alone (an
     -- operation that never ran, a file made immutable meanwhile).  Read
     -- now, not at the conflict check: a restore before may have moved it.
@@ -728,33 +812,83 @@ function M.rollback(id, opts)
     else
       report.failed[#report.failed + 1] = { path = entry.path, error = rerr.message }
     end
-    progress:add(1, entry.type == "file" and entry.size or 0, entry.path)
-  end
-  progress:finish()
-  -- Directories last: restoring what is below one changes its time.
-  local times = {}
-  for _, entry in ipairs(order) do
+    -- directories last: restoring what is below one changes its time
     if entry.exists and entry.type == "dir" and entry.mtime_sec then
       times[#times + 1] = { path = entry.path, mtime_sec = entry.mtime_sec, mtime_nsec = entry.mtime_nsec }
     end
+    progress:add(1, entry.type == "file" and entry.size or 0, entry.path)
   end
+  progress:finish()
+  return times
+end
+
+local function rollback(id, opts)
+  local lock <close>, s = session.acquire(id, "rolled back", header_opts(opts))
+  if not lock then return nil, s end
+  local can = s.status == "executed" or s.status == "failed" or (s.status == "approved" and s.execution)
+  if not can then
+    return nil, err.refused("session %s is %s: there is nothing to roll back", s.id, s.status)
+  end
+  -- Interrupted before its checkpoint was saved: nothing had changed.
+  if not (s.checkpoint and (s.checkpoint.count or s.checkpoint.entries)) then return nothing_changed(s, opts) end
+  -- opened before the seal is checked: what passed is what is read
+  local entries, eerr = entry_reader(s)
+  if not entries then return nil, eerr end
+  local _ <close> = guard(function() entries.close() end)
+  local f
+  if type(s.operations) ~= "table" then
+    local ferr
+    f, ferr = session.open_list(s, "operations")
+    if not f then return nil, ferr end
+  end
+  local _ <close> = guard(function() if f then f:close() end end)
+  local sealed, why = require("shannot.session.approval").check_checkpoint(s)
+  if not sealed then
+    audit_event.session({ what = "rollback_refused", session = s, extra = { reason = why.message },
+      config = opts.config, actor = opts.actor, warn = opts.warn })
+    return nil, err.refused("session %s cannot be rolled back: %s; nothing was restored", s.id, why)
+  end
+  local ex, xerr = M.executor(s, opts)
+  if not ex then return nil, xerr end
+  local _ <close> = guard(function() ex:close() end)
+  local still = unmoved(ex, entries)
+  local found = conflicts(ex, s, entries, still, f)
+  if #found > 0 and not opts.force then return refuse_conflicts(found) end
+  local order = restore_order(entries, still)
+  local report = { restored = {}, unchanged = {}, conflicts = found, failed = {},
+    not_undone = M.deferred_that_ran(s) }
+  if opts.dry_run then
+    for _, place in ipairs(order) do report.restored[#report.restored + 1] = entries.at(place[1], place[2]).path end
+    return s, report
+  end
+  local times = restore_all(ex, s, entries, order, { report = report,
+    progress = opts.progress or require("shannot.progress").none })
   -- then the directories the entries are in, deepest first
   local parents = {}
   for i, t in ipairs(s.checkpoint.dir_times or {}) do parents[i] = t end
   table.sort(parents, function(x, y) return #x.path > #y.path end)
   table.move(parents, 1, #parents, #times + 1, times)
-  for _, f in ipairs(ex:set_times(times)) do
-    report.failed[#report.failed + 1] = { path = f.path, error = "its modification time: " .. f.error }
+  for _, fail in ipairs(ex:set_times(times)) do
+    report.failed[#report.failed + 1] = { path = fail.path, error = "its modification time: " .. fail.error }
   end
   if #report.failed > 0 then
-    local lines = {}
-    for _, f in ipairs(report.failed) do lines[#lines + 1] = text.inert(f.path) .. ": " .. tostring(f.error) end
-    return nil, err.failed("rollback could not restore everything: %s", table.concat(lines, "; "))
+    local out = {}
+    for _, fail in ipairs(report.failed) do out[#out + 1] = text.inert(fail.path) .. ": " .. tostring(fail.error) end
+    return nil, err.failed("rollback could not restore everything: %s", table.concat(out, "; "))
   end
-  local ok, terr = session.transition(s, "rolled_back", { note = opts.force and #conflicts > 0 and "forced" or nil,
+  local ok, terr = session.transition(s, "rolled_back", { note = opts.force and #found > 0 and "forced" or nil,
     config = opts.config, actor = opts.actor, warn = opts.warn })
   if not ok then return nil, terr end
   return s, report
+end
+
+-- rollback(id, opts) -> session, report | nil, err.  opts: force, dry_run,
+-- progress (shannot.progress's reporter).
+-- report: restored (paths), unchanged (paths already as checkpointed,
+-- left alone), conflicts, not_undone (the deferred commands execute ran:
+-- their effects outside the files stay).
+function M.rollback(id, opts)
+  return err.try(rollback, id, opts or {})
 end
 
 return M

@@ -123,8 +123,36 @@ local function dir_times_text(s)
   return #out > 0 and ("\n" .. table.concat(out, "\n")) or ""
 end
 
-local function session_digest(key, s, digests)
+-- A session sealed before its operations moved beside session.json holds
+-- every digest in it (approval.operations) and is checked as it was.
+local function legacy_digest(key, s, digests)
   return M.hmac(key, "target=" .. tostring(s.target) .. "\n" .. table.concat(digests, "\n") .. dir_times_text(s))
+end
+
+-- The digests folded as they come, in batches (one hash per batch, not
+-- one string of them all): the seal of 100 000 operations costs no more
+-- memory than that of one.
+local BATCH = 512
+
+local function folder()
+  local acc, batch, n = "", {}, 0
+  local f = {}
+  function f.add(d)
+    n = n + 1
+    batch[#batch + 1] = d
+    if #batch == BATCH then
+      acc, batch = store.hash_string(acc .. "\n" .. table.concat(batch, "\n")), {}
+    end
+  end
+  function f.result()
+    if #batch > 0 then acc, batch = store.hash_string(acc .. "\n" .. table.concat(batch, "\n")), {} end
+    return acc, n
+  end
+  return f
+end
+
+local function session_digest(key, s, fold, n)
+  return M.hmac(key, string.format("target=%s\noperations=%d:%s%s", tostring(s.target), n, fold, dir_times_text(s)))
 end
 
 -- why a sealed session or checkpoint is refused
@@ -132,46 +160,101 @@ local function refuse(fmt, ...)
   return nil, err.refused(fmt, ...)
 end
 
--- seal(s) -> true | nil, err: s.approval, for the operations as they are now
+-- seal(s) -> true | nil, err: s.approval, for the operations as they are
+-- now; their digests one per line in the session's approval list (which
+-- names the first operation that differs later).
 function M.seal(s)
   local key, kerr = M.key()
   if not key then return nil, kerr end
-  local digests = {}
-  for i, op in ipairs(s.operations) do digests[i] = M.op_digest(op) end
-  s.approval = {
-    digest = session_digest(key, s, digests), target = s.target,
-    operations = require("shannot.json").array(digests),
-  }
+  local session = require("shannot.session")
+  local w, werr = require("shannot.session.lines").writer(session.file(s, "approval"))
+  if not w then return nil, werr end
+  local fold = folder()
+  local ok, e = err.try(function()
+    for _, op in session.operations(s) do
+      local d = M.op_digest(op)
+      fold.add(d)
+      local added, msg = w:add_line('"' .. d .. '"')
+      if not added then err.throw(err.env("%s", msg)) end
+    end
+  end)
+  if ok == nil and e then
+    w:abandon()
+    return nil, e
+  end
+  local committed, cerr = w:commit()
+  if not committed then return nil, cerr end
+  local acc, n = fold.result()
+  s.approval = { digest = session_digest(key, s, acc, n), target = s.target, count = n }
   return true
 end
 
--- check(s) -> true | nil, err: what differs from what was approved
-function M.check(s)
+local function describe(op)
+  return string.format("%s %s", tostring(op.kind),
+    require("shannot.text").inert(tostring(op.path or table.concat(op.argv or {}, " "))))
+end
+
+local function check_legacy(s, key)
   local a = s.approval
-  if type(a) ~= "table" or type(a.digest) ~= "string" or type(a.operations) ~= "table" then
+  local ops = s.operations or {}
+  if #ops ~= #a.operations then
+    return refuse("it now has %d operations, %d were approved", #ops, #a.operations)
+  end
+  local digests = {}
+  for i, op in ipairs(ops) do
+    digests[i] = M.op_digest(op)
+    if digests[i] ~= a.operations[i] then return refuse("operation %d (%s) is not the one approved", i, describe(op)) end
+  end
+  if legacy_digest(key, s, digests) ~= a.digest then
+    return refuse("its seal does not match its operations and directory times (edited, or sealed without this " ..
+      "user's approval key)")
+  end
+  return true
+end
+
+-- check(s [, f]) -> true | nil, err: what differs from what was approved.
+-- f: the operations' handle (session.open_list) when the caller reads
+-- them again from it, so what was checked is what it reads.
+function M.check(s, f)
+  local a = s.approval
+  if type(a) ~= "table" or type(a.digest) ~= "string" then
     return refuse("it carries no seal of its approval")
   end
   if s.target ~= a.target then
     return refuse('its target is now "%s", approved for "%s"', tostring(s.target), tostring(a.target))
   end
-  if #s.operations ~= #a.operations then
-    return refuse("it now has %d operations, %d were approved", #s.operations, #a.operations)
-  end
-  local digests = {}
-  for i, op in ipairs(s.operations) do
-    digests[i] = M.op_digest(op)
-    if digests[i] ~= a.operations[i] then
-      return refuse("operation %d (%s %s) is not the one approved", i, tostring(op.kind),
-        require("shannot.text").inert(tostring(op.path or table.concat(op.argv or {}, " "))))
-    end
-  end
   local key, kerr = M.key()
   if not key then return nil, kerr end
-  if session_digest(key, s, digests) ~= a.digest then
-    return refuse("its seal does not match its operations and directory times (edited, or sealed without this " ..
-      "user's approval key)")
+  if math.type(a.count) ~= "integer" then
+    if type(a.operations) ~= "table" then return refuse("it carries no seal of its approval") end
+    return check_legacy(s, key)
   end
-  return true
+  local session = require("shannot.session")
+  return err.try(function()
+    local approved = session.each(s, "approval")
+    local fold, extra = folder(), 0
+    for i, op in session.each(s, "operations", f) do
+      local d = M.op_digest(op)
+      local _, want = approved()
+      if want == nil then
+        extra = extra + 1
+      elseif d ~= want then
+        err.throw(err.refused("operation %d (%s) is not the one approved", i, describe(op)))
+      end
+      fold.add(d)
+    end
+    local more = 0
+    while approved() do more = more + 1 end
+    local acc, n = fold.result()
+    if extra > 0 or more > 0 or n ~= a.count then
+      err.throw(err.refused("it now has %d operations, %d were approved", n, a.count))
+    end
+    if session_digest(key, s, acc, n) ~= a.digest then
+      err.throw(err.refused("its seal does not match its operations and directory times (edited, or sealed " ..
+        "without this user's approval key)"))
+    end
+    return true
+  end)
 end
 
 -- The checkpoint is sealed the same way when execute makes it: rollback
@@ -179,21 +262,31 @@ end
 -- afterwards (a path moved elsewhere, an owner, a mode, a content hash)
 -- must be refused, not restored.  Bound to the session's id, so no other
 -- session's checkpoint passes for it.
+-- A checkpoint made since its entries moved beside session.json has a
+-- count, and binds them by the hash of that file.
 local function checkpoint_text(s)
   local copy = {}
   for k, v in pairs(s.checkpoint) do
-    if k ~= "seal" then copy[k] = v end
+    if k ~= "seal" and not (k == "entries" and s.checkpoint.count) then copy[k] = v end
   end
   local ok, text = pcall(require("shannot.json").encode, copy)
+  if not ok then return nil end
+  if s.checkpoint.count then
+    local hash = store.hash_file(require("shannot.session").file(s, "checkpoint"))
+    if not hash then return nil end
+    text = text .. "\nentries=" .. hash
+  end
   -- and to the target: rollback restores on the host the session names
-  return ok and ("checkpoint\nsession=" .. tostring(s.id) .. "\ntarget=" .. tostring(s.target) .. "\n" .. text) or nil
+  return "checkpoint\nsession=" .. tostring(s.id) .. "\ntarget=" .. tostring(s.target) .. "\n" .. text
 end
 
 -- seal_checkpoint(s) -> true | nil, err: s.checkpoint.seal
 function M.seal_checkpoint(s)
   local key, kerr = M.key()
   if not key then return nil, kerr end
-  s.checkpoint.seal = M.hmac(key, assert(checkpoint_text(s)))
+  local text = checkpoint_text(s)
+  if not text then return nil, err.env("cannot read the checkpoint's entries") end
+  s.checkpoint.seal = M.hmac(key, text)
   return true
 end
 

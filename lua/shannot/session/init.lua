@@ -6,6 +6,7 @@ local fs = require("shannot.fs")
 local json = require("shannot.json")
 local paths = require("shannot.paths")
 local text = require("shannot.text")
+local lines = require("shannot.session.lines")
 
 local guard = require("shannot.guard")
 local M = {}
@@ -153,28 +154,22 @@ local function restore(t)
   end
 end
 
-local function each_record(s, fn)
-  for _, op in ipairs(s.operations) do
-    if type(op) == "table" then
-      fn(op)
-      if type(op.new) == "table" then fn(op.new) end
-      if type(op.base) == "table" then fn(op.base) end
-      if type(op.from_base) == "table" then fn(op.from_base) end
-    end
-  end
+local function records_of(op, fn)
+  fn(op)
+  if type(op.new) == "table" then fn(op.new) end
+  if type(op.base) == "table" then fn(op.base) end
+  if type(op.from_base) == "table" then fn(op.from_base) end
 end
 
-local function protect_session(s)
-  each_record(s, protect)
-  for _, op in ipairs(s.operations) do
-    if type(op.argv) == "table" then
-      for _, a in ipairs(op.argv) do
-        if not_utf8(a) then
-          local h = {}
-          for i, x in ipairs(op.argv) do h[i] = hex(x) end
-          op.argv_hex = json.array(h)
-          break
-        end
+local function protect_op(op)
+  records_of(op, protect)
+  if type(op.argv) == "table" then
+    for _, a in ipairs(op.argv) do
+      if not_utf8(a) then
+        local h = {}
+        for i, x in ipairs(op.argv) do h[i] = hex(x) end
+        op.argv_hex = json.array(h)
+        break
       end
     end
   end
@@ -192,31 +187,131 @@ local function drop_nulls(t)
   end
 end
 
-local function restore_session(s)
-  each_record(s, restore)
-  for _, op in ipairs(s.operations) do
-    if type(op) == "table" and type(op.argv_hex) == "table" then
-      for i, x in ipairs(op.argv_hex) do op.argv[i] = unhex(tostring(x)) end
-    end
+local function restore_op(op)
+  records_of(op, restore)
+  if type(op.argv_hex) == "table" then
+    for i, x in ipairs(op.argv_hex) do op.argv[i] = unhex(tostring(x)) end
   end
 end
 
--- save(s [, max_bytes]) -> true | nil, err.  A session.json larger than
--- max_bytes (default MAX_JSON_BYTES, what load() takes) is refused and
--- the file on disk left as it was: a session is never made unloadable.
+-- The lists that grow with the operations live beside session.json, one
+-- record per line (session/lines.lua): session.json stays a header a
+-- listing reads at once, and execute, rollback and show stream the rest.
+M.FILES = { operations = "operations.jsonl", results = "results.jsonl", checkpoint = "checkpoint.jsonl",
+  approval = "approval.jsonl" }
+
+-- file(s, name) -> the path of one of a session's M.FILES
+function M.file(s, name)
+  return M.root() .. "/" .. s.id .. "/" .. M.FILES[name]
+end
+
+-- encode_operation(op) -> its line (names that are not UTF-8 kept in hex)
+function M.encode_operation(op)
+  protect_op(op)
+  return json.encode(op)
+end
+
+-- encode_entry(e) -> a checkpoint entry's line
+function M.encode_entry(e)
+  protect(e)
+  return json.encode(e)
+end
+
+-- count(s) -> how many operations the session has
+function M.count(s)
+  if type(s.operations) == "table" then return #s.operations end
+  return s.operation_count or 0
+end
+
+local function without(t, key)
+  local copy = {}
+  for k, v in pairs(t) do
+    if k ~= key then copy[k] = v end
+  end
+  return copy
+end
+
+local RANK = { safe = 1, caution = 2, danger = 3 }
+
+-- worse(a, b) -> the worse of two dangers (either may be nil)
+local function worse(a, b)
+  return (RANK[b] or 0) > (RANK[a] or 0) and b or a
+end
+
+-- write_operations(s, dir, max_bytes) -> bytes written | nil, err
+local function write_operations(s, dir, max_bytes)
+  local w, msg = lines.writer(dir .. "/" .. M.FILES.operations)
+  if not w then return nil, err.env("cannot write session %s: %s", s.id, msg) end
+  local bytes, worst = 0, nil
+  for _, op in ipairs(s.operations) do
+    worst = worse(worst, op.danger)
+    local line = M.encode_operation(op)
+    bytes = bytes + #line + 1
+    -- past the limit, only counted: the refusal says how large it is
+    if bytes <= max_bytes then
+      local ok, werr = w:add_line(line)
+      if not ok then w:abandon(); return nil, err.env("cannot write session %s: %s", s.id, werr) end
+    end
+  end
+  if bytes > max_bytes then
+    w:abandon()
+    return nil, err.refused("session %s would be %.1f MiB of JSON (%d operations), more than the %.1f MiB it " ..
+      "may be", s.id, bytes / 1048576, #s.operations, max_bytes / 1048576)
+  end
+  local ok, cerr = w:commit()
+  if not ok then return nil, err.env("cannot write session %s: %s", s.id, cerr) end
+  -- what a listing shows of the session without reading its operations
+  s.worst_danger = worst
+  return bytes
+end
+
+-- A list kept in memory (a session made by the Lua API, or an old
+-- session.json holding it) goes to its file the first time; after that
+-- only execute writes it, record by record.
+local function write_once(path, list, encode)
+  if #list == 0 or fs.lstat(path) then return true end
+  return lines.write(path, list, encode)
+end
+
+-- save(s [, max_bytes]) -> true | nil, err.  The operations (when s holds
+-- them: a session loaded with load(id, {header = true}) does not, and
+-- they stay as they are on disk) go to operations.jsonl first, then the
+-- header to session.json: a session is complete once session.json is
+-- there.  More than max_bytes (default MAX_JSON_BYTES) of JSON is refused,
+-- the files on disk left as they were.
 function M.save(s, max_bytes)
-  protect_session(s)
   local dir, e = M.dir(s.id)
   if not dir then return nil, e end
-  -- Compact: a session of 10 000 operations is 40% smaller so, and has
-  -- to be read and written whole at every change.
-  local data = json.encode(s) .. "\n"
   max_bytes = max_bytes or M.MAX_JSON_BYTES
-  if #data > max_bytes then
-    return nil, err.refused("session %s would be %.1f MiB of JSON (%d operations), more than the %.1f MiB it " ..
-      "may be", s.id, #data / 1048576, #s.operations, max_bytes / 1048576)
+  local header = without(s, "operations")
+  header.results = nil
+  local used = 0
+  if type(s.operations) == "table" then
+    local bytes, werr = write_operations(s, dir, max_bytes)
+    if not bytes then return nil, werr end
+    used, s.operation_count, header.operation_count = bytes, #s.operations, #s.operations
+    header.worst_danger = s.worst_danger
   end
-  local ok, msg = fs.write_atomic(dir .. "/session.json", data, 384)
+  local ok, msg = true, nil
+  if type(s.results) == "table" then
+    ok, msg = write_once(dir .. "/" .. M.FILES.results, s.results)
+  end
+  if ok and type(s.checkpoint) == "table" and type(s.checkpoint.entries) == "table" then
+    header.checkpoint = without(s.checkpoint, "entries")
+    header.checkpoint.count = #s.checkpoint.entries
+    ok, msg = write_once(dir .. "/" .. M.FILES.checkpoint, s.checkpoint.entries, M.encode_entry)
+  end
+  if ok and type(s.approval) == "table" and type(s.approval.operations) == "table" then
+    header.approval = without(s.approval, "operations")
+    ok, msg = lines.write(dir .. "/" .. M.FILES.approval, s.approval.operations)
+  end
+  if not ok then return nil, err.env("cannot write session %s: %s", s.id, msg) end
+  local data = json.encode(header) .. "\n"
+  if used + #data > max_bytes then
+    return nil, err.refused("session %s would be %.1f MiB of JSON, more than the %.1f MiB it may be", s.id,
+      (used + #data) / 1048576, max_bytes / 1048576)
+  end
+  ok, msg = fs.write_atomic(dir .. "/session.json", data, 384)
   if not ok then return nil, err.env("cannot write session %s: %s", s.id, msg) end
   return true
 end
@@ -303,12 +398,14 @@ local SCHEMA = { fields = {
   id = "string", name = opt("string"), status = { one_of = M.STATUSES }, created_at = "string",
   expires_at = "string", target = opt("string"), profile = opt("string"), command = opt({ list = "string" }),
   exit_code = opt("integer"), signal = opt("string"), timed_out = opt("boolean"),
-  operations = { list = OPERATION }, counts = opt("table"),
+  operations = opt({ list = OPERATION }), operation_count = opt("integer"), counts = opt("table"),
+  worst_danger = opt({ one_of = { "safe", "caution", "danger" } }),
   checkpoint = opt({ fields = { created_at = opt("string"), entries = opt({ list = CHECKPOINT_ENTRY }),
+    count = opt("integer"),
     dir_times = opt({ list = { fields = { path = "string", mtime_sec = "integer", mtime_nsec = "integer" } } }) } }),
   results = opt({ list = { fields = { id = "integer", ok = "boolean", error = opt("string") } } }),
   history = opt({ list = { fields = { at = "string", status = "string", note = opt("string") } } }),
-  approval = opt({ fields = { digest = "string", target = opt("string"), operations = { list = "string" } } }),
+  approval = opt({ fields = { digest = "string", target = opt("string"), operations = opt({ list = "string" }) } }),
   execution = opt("table"), skipped = opt("table"), ignored = opt("integer"),
   where = opt({ fields = { name = "string", user = opt("string"), host = "string", port = opt("integer"),
     fingerprint = opt("string"), key_file = opt("string") } }),
@@ -390,21 +487,179 @@ local NEEDS = {
   query = { { "argv", "table" }, { "answer", "table" } }, exec = { { "argv", "table" } },
 }
 
+-- op_problem(op, where) -> what is wrong with one operation | nil
+local function op_problem(op, where)
+  local bad = check(op, OPERATION, where)
+  if bad then return "field " .. bad end
+  for _, need in ipairs(NEEDS[op.kind] or {}) do
+    local field, kind = need[1], need[2]
+    if type(op[field]) ~= kind then
+      return string.format("field %s.%s: a %s operation needs it", where, field, op.kind)
+    end
+  end
+  if op.kind == "rename" and type(op.from_base.digest) ~= "string" then
+    return string.format("field %s.from_base.digest: a rename needs it", where)
+  end
+end
+
 local function validate(s, file)
   if type(s) ~= "table" then return string.format("%s: not a session (a JSON object)", file) end
   local bad = check(s, SCHEMA, "")
   if bad then return string.format("%s: field %s", file, bad) end
-  for i, op in ipairs(s.operations) do
-    for _, need in ipairs(NEEDS[op.kind] or {}) do
-      local field, kind = need[1], need[2]
-      if type(op[field]) ~= kind then
-        return string.format("%s: field operations[%d].%s: a %s operation needs it", file, i, field, op.kind)
-      end
+  for i, op in ipairs(s.operations or {}) do
+    local problem = op_problem(op, string.format("operations[%d]", i))
+    if problem then return string.format("%s: %s", file, problem) end
+  end
+  if s.operations == nil and s.operation_count == nil then
+    return string.format("%s: field operation_count must be an integer", file)
+  end
+end
+
+-- A record as load() leaves it: integers integral, nulls gone, names
+-- that are not UTF-8 back from their hex.
+local function settle_op(op)
+  if type(op.argv) == "table" then json.array(op.argv) end
+  drop_nulls(op)
+  restore_op(op)
+  return op
+end
+
+-- decoder(rule [, finish]) -> decode(line, where) for lines.each
+local function decoder(rule, finish)
+  return function(line, where)
+    local v, jerr = json.decode(line, where)
+    if v == nil then return nil, jerr end
+    if type(v) == "table" then integers(v) end
+    local bad
+    if rule == OPERATION then
+      bad = type(v) ~= "table" and "not an operation (a JSON object)" or op_problem(v, "operation")
+    else
+      bad = check(v, rule, "record")
+      bad = bad and ("field " .. bad)
     end
-    if op.kind == "rename" and type(op.from_base.digest) ~= "string" then
-      return string.format("%s: field operations[%d].from_base.digest: a rename needs it", file, i)
+    if bad then return nil, string.format("%s: %s", where, bad) end
+    return finish and finish(v) or v
+  end
+end
+
+local RESULT = { fields = { id = "integer", ok = "boolean", error = opt("string") } }
+local DECODE = {
+  operations = decoder(OPERATION, settle_op),
+  results = decoder(RESULT, function(r) drop_nulls(r); return r end),
+  checkpoint = decoder(CHECKPOINT_ENTRY, function(e) drop_nulls(e); restore(e); return e end),
+  approval = decoder("hash"),
+}
+M.decode_operation = DECODE.operations
+M.decode_entry = DECODE.checkpoint
+
+-- each(s, name [, f]) -> iterator of (n, record, offset, length) over one
+-- of the session's lists: the one s holds (an old session.json's, or one
+-- the Lua API made), else its file, read record by record (through f
+-- when given: one handle, read again).  A damaged record ends the loop
+-- with err.throw: run it inside err.try (or let main report it).
+function M.each(s, name, f)
+  local held = ({ operations = s.operations, results = s.results, approval = s.approval and s.approval.operations,
+    checkpoint = s.checkpoint and s.checkpoint.entries })[name]
+  if type(held) == "table" then
+    local i = 0
+    return function()
+      i = i + 1
+      if held[i] ~= nil then return i, held[i] end
     end
   end
+  local path = M.file(s, name)
+  local it
+  if f then
+    it = lines.each(f, path, DECODE[name])
+  else
+    local rerr, code
+    it, rerr, code = lines.records(path, DECODE[name])
+    if not it then
+      if code == "ENOENT" and name ~= "operations" then return function() end end
+      err.throw(err.usage("session %s: cannot read %s", s.id, tostring(rerr)))
+    end
+  end
+  return function()
+    local ok, n, rec, offset, len = pcall(it)
+    if ok then return n, rec, offset, len end
+    if type(n) == "table" and n.bad then err.throw(err.usage("%s", n.bad)) end
+    error(n, 0)
+  end
+end
+
+-- operations(s) -> iterator of (n, op): each(s, "operations")
+function M.operations(s)
+  return M.each(s, "operations")
+end
+
+-- finder(s [, f]) -> op(id): the operation of an id | nil.  Ids asked in
+-- the order the operations are stored in (results, checkpoint entries)
+-- cost one read of them all; an id out of that order starts again.
+function M.finder(s, f)
+  local it, last = nil, nil
+  return function(id)
+    if last and last.id == id then return last end
+    if not it or (last and last.id > id) then it, last = M.each(s, "operations", f), nil end
+    for _, op in it do
+      last = op
+      if op.id == id then return op end
+      if op.id > id then break end
+    end
+    it = nil
+    return nil
+  end
+end
+
+-- update(s, fn) -> true | nil, err: fn(op) on every operation in order,
+-- what it changes kept: in s when s holds the operations (saved with
+-- it), else in a new operations file written as they are read and
+-- renamed over the old one once complete.  fn may err.throw: nothing
+-- is changed then.
+function M.update(s, fn)
+  if type(s.operations) == "table" then
+    return err.try(function()
+      for _, op in ipairs(s.operations) do fn(op) end
+      return true
+    end)
+  end
+  local w, msg = lines.writer(M.file(s, "operations"))
+  if not w then return nil, err.env("cannot write session %s: %s", s.id, msg) end
+  local worst
+  local ok, e = err.try(function()
+    for _, op in M.operations(s) do
+      fn(op)
+      worst = worse(worst, op.danger)
+      local added, aerr = w:add_line(M.encode_operation(op))
+      if not added then err.throw(err.env("cannot write session %s: %s", s.id, aerr)) end
+    end
+    return true
+  end)
+  if not ok then
+    w:abandon()
+    return nil, e
+  end
+  local done, cerr = w:commit()
+  if not done then return nil, err.env("cannot write session %s: %s", s.id, cerr) end
+  s.worst_danger = worst
+  return true
+end
+
+-- list(s, name) -> every record of one list | nil, err (what a caller
+-- that needs them all at once holds: a review, the Lua API)
+function M.read_list(s, name)
+  return err.try(function()
+    local out = json.array({})
+    for _, rec in M.each(s, name) do out[#out + 1] = rec end
+    return out
+  end)
+end
+
+-- open_list(s, name) -> a handle for each(s, name, f), read again for
+-- every pass (closed with <close>) | nil, err
+function M.open_list(s, name)
+  local f, msg = lines.open(M.file(s, name))
+  if not f then return nil, err.usage("session %s: cannot read %s", s.id, tostring(msg)) end
+  return f
 end
 
 -- read_json(file, max_bytes, what, id) -> the decoded document of a
@@ -425,9 +680,42 @@ function M.read_json(file, max_bytes, what, id)
   return doc
 end
 
--- load(id) -> session | nil, err: session.json read and checked against
--- its schema; nothing is written (current() also expires it).
-function M.load(id)
+-- The largest session.json taken now that the operations are beside it
+-- (an older one held them, and is read up to MAX_JSON_BYTES).
+M.MAX_HEADER_BYTES = 16 * 1024 * 1024
+
+-- materialize(s) -> true | nil, err: the lists in s, read from their files
+function M.materialize(s)
+  if type(s.operations) ~= "table" then
+    local ops, e = M.read_list(s, "operations")
+    if not ops then return nil, e end
+    s.operations = ops
+  end
+  if type(s.results) ~= "table" then
+    local results, e = M.read_list(s, "results")
+    if not results then return nil, e end
+    s.results = results
+  end
+  if type(s.checkpoint) == "table" and s.checkpoint.count and type(s.checkpoint.entries) ~= "table" then
+    local entries, e = M.read_list(s, "checkpoint")
+    if not entries then return nil, e end
+    s.checkpoint.entries = entries
+  end
+  if type(s.approval) == "table" and type(s.approval.operations) ~= "table" then
+    local digests, e = M.read_list(s, "approval")
+    if not digests then return nil, e end
+    s.approval.operations = digests
+  end
+  return true
+end
+
+-- load(id [, opts]) -> session | nil, err: session.json read and checked
+-- against its schema, and (unless opts.header) the lists beside it, each
+-- record checked as it is read; nothing is written (current() also
+-- expires it).  With opts.header the operations, results, checkpoint
+-- entries and approved digests stay on disk: count() and each() reach
+-- them.
+function M.load(id, opts)
   local dir, e = M.dir(id)
   if not dir then return nil, e end
   local file = dir .. "/session.json"
@@ -442,21 +730,24 @@ function M.load(id)
     if type(s[key]) == "table" then json.array(s[key]) end
   end
   s.history = s.history or json.array({})
-  for _, op in ipairs(s.operations) do
-    if type(op) == "table" and type(op.argv) == "table" then json.array(op.argv) end
+  if type(s.operations) == "table" then
+    for _, op in ipairs(s.operations) do settle_op(op) end
   end
   drop_nulls(s)
-  restore_session(s)
+  if not (opts and opts.header) then
+    local ok, merr = M.materialize(s)
+    if not ok then return nil, merr end
+  end
   return s
 end
 
 -- current(id [, opts]) -> session | nil, err: the session as it is now:
 -- loaded, and expired (saved and audited, by transition) when its TTL
 -- has passed.  What every command acting on or listing sessions uses;
--- load() alone only reads.  opts: now (for tests), and config, actor and
--- warn for the expiry's audit event.
+-- load() alone only reads.  opts: now (for tests), config, actor and
+-- warn for the expiry's audit event, and header (load's).
 function M.current(id, opts)
-  local s, e = M.load(id)
+  local s, e = M.load(id, opts)
   if not s then return nil, e end
   if M.is_expired(s, opts and opts.now) then
     local ok, terr = M.transition(s, "expired", { note = "TTL passed", now = opts and opts.now,
@@ -584,12 +875,14 @@ function M.peek_status(id, now)
   return STATUS_SET[status] and status or nil
 end
 
--- list(opts) -> sessions, problems (sessions that could not be read)
+-- list(opts) -> sessions, problems (sessions that could not be read):
+-- their headers only (load's opts.header), unless opts.full
 function M.list(opts)
   opts = opts or {}
   local out, problems = {}, {}
+  local how = setmetatable({ header = not opts.full }, { __index = opts })
   for _, id in ipairs(M.ids()) do
-    local s, e = M.current(id, opts)
+    local s, e = M.current(id, how)
     if s then
       if not opts.status or s.status == opts.status then out[#out + 1] = s end
     else
@@ -615,7 +908,7 @@ function M.prune(opts)
   local now = opts.now or os.time()
   local removed, problems = {}, {}
   for _, id in ipairs(M.ids()) do
-    local s = M.current(id, { now = now, config = opts.config, actor = opts.actor })
+    local s = M.current(id, { now = now, config = opts.config, actor = opts.actor, header = true })
     local why
     local dir_st = fs.lstat(M.root() .. "/" .. id)
     if not s and not fs.lstat(M.root() .. "/" .. id .. "/session.json") and dir_st

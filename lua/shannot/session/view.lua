@@ -214,11 +214,11 @@ local function summary_head(s)
     return string.format("shannot: captured %s (%s) as session %s, pending review; FAILED RUN: the command %s, " ..
       "so this may be only part of its work\n  review: shannot show %s --diff\n" ..
       "  apply:  shannot approve %s --allow-failed\n",
-      plural(#s.operations, "operation"), M.count_line(s.counts), s.id, failure, s.id, s.id)
+      plural(session.count(s), "operation"), M.count_line(s.counts), s.id, failure, s.id, s.id)
   end
   return string.format("shannot: captured %s (%s) as session %s, pending review\n" ..
     "  review: shannot show %s --diff\n  apply:  shannot approve %s\n",
-    plural(#s.operations, "operation"), M.count_line(s.counts), s.id, s.id, s.id)
+    plural(session.count(s), "operation"), M.count_line(s.counts), s.id, s.id, s.id)
 end
 
 -- summary(s) -> what a front end says after a capture: the session made,

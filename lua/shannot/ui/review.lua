@@ -639,6 +639,7 @@ function Variants:title()
 end
 
 local function worst_danger(s)
+  if type(s.operations) ~= "table" then return s.worst_danger or "-" end
   local worst = #s.operations > 0 and "safe" or "-"
   for _, op in ipairs(s.operations) do
     if (DANGER_RANK[op.danger] or 0) > (DANGER_RANK[worst] or 0) then worst = op.danger end
@@ -779,7 +780,7 @@ function Sessions:rows(_, h)
     local worst = worst_danger(s)
     out[#out + 1] = { {
       { s.id .. "  " },
-      { string.format("%4d ops  ", #s.operations) },
+      { string.format("%4d ops  ", session.count(s)) },
       { string.format("%-8s", worst), SGR[worst] },
       session.run_failure(s) and { "FAILED RUN  ", SGR.bad } or { "" },
       { s.target and ("on " .. text.inert(opview.remote_at(s)) .. "  ") or "" },

@@ -1,0 +1,210 @@
+-- The lists of a session that grow with its operations (the operations,
+-- the checkpoint's entries, the results, the approved digests), each a
+-- file of one JSON document per line beside the small session.json: a
+-- session of 100 000 operations is read and written one record at a
+-- time, and a listing reads only the header.
+local fs = require("shannot.fs")
+local json = require("shannot.json")
+
+local M = {}
+
+-- The longest line a reader takes: an operation's answer (a question's
+-- whole output) or argument list is the largest record there is.
+M.MAX_LINE = 16 * 1024 * 1024
+local CHUNK = 256 * 1024
+
+---------------------------------------------------------------------------
+-- Writing: into a temp file beside the target, renamed over it once
+-- complete and synced, so a reader meets the old list or the new one.
+---------------------------------------------------------------------------
+
+local Writer = {}
+Writer.__index = Writer
+
+-- writer(path) -> a writer | nil, msg
+function M.writer(path)
+  local tmp = string.format("%s.tmp-%d", path, require("shannot.core.sys").ids().pid)
+  fs.remove(tmp)
+  local f, msg = fs.open(tmp, "a", 384)
+  if not f then return nil, msg end
+  return setmetatable({ path = path, tmp = tmp, f = f, buf = {}, size = 0, count = 0 }, Writer)
+end
+
+function Writer:flush()
+  if #self.buf == 0 then return true end
+  local ok, msg = self.f:write(table.concat(self.buf))
+  self.buf, self.size = {}, 0
+  return ok, msg
+end
+
+-- add_line(text) -> true | nil, msg: one record's JSON text
+function Writer:add_line(line)
+  self.buf[#self.buf + 1] = line .. "\n"
+  self.size, self.count = self.size + #line + 1, self.count + 1
+  if self.size >= CHUNK then return self:flush() end
+  return true
+end
+
+function Writer:add(record)
+  return self:add_line(json.encode(record))
+end
+
+-- commit() -> true | nil, msg: durable and in place
+function Writer:commit()
+  if self.done then return nil, "already committed or abandoned" end
+  self.done = true
+  local ok, msg = self:flush()
+  if ok then ok, msg = self.f:sync() end
+  self.f:close()
+  if ok then ok, msg = fs.rename(self.tmp, self.path) end
+  if not ok then
+    fs.remove(self.tmp)
+    return nil, msg
+  end
+  -- the rename is durable once its directory is synced
+  local d = fs.open(self.path:match("^(.*)/[^/]*$") or ".", "r")
+  if d then d:sync(); d:close() end
+  return true
+end
+
+-- abandon(): nothing written stays (once committed, nothing to do)
+function Writer:abandon()
+  if self.done then return end
+  self.done = true
+  self.f:close()
+  fs.remove(self.tmp)
+end
+
+-- write(path, list, encode) -> true | nil, msg: a whole list at once;
+-- encode(item) -> its line (default json.encode)
+function M.write(path, list, encode)
+  local w, msg = M.writer(path)
+  if not w then return nil, msg end
+  for _, item in ipairs(list) do
+    local ok, werr = w:add_line((encode or json.encode)(item))
+    if not ok then w:abandon(); return nil, werr end
+  end
+  return w:commit()
+end
+
+---------------------------------------------------------------------------
+-- Reading
+---------------------------------------------------------------------------
+
+-- each_line(f, path) -> iterator of (line number, text, offset).  A
+-- line over MAX_LINE, or a last one without its newline (a file cut
+-- short), raises {bad = what}: try() turns that into an error.
+local function each_line(f, path)
+  local pending, pending_at, n = "", 0, 0
+  local queue, qi, done = {}, 1, false
+  local function fill()
+    while qi > #queue and not done do
+      local chunk = f:read(CHUNK)
+      if not chunk then
+        done = true
+        if pending ~= "" then error({ bad = string.format("%s: its last line is cut short", path) }, 0) end
+        break
+      end
+      local data, start, base = pending .. chunk, 1, pending_at
+      queue, qi = {}, 1
+      while true do
+        local nl = data:find("\n", start, true)
+        if not nl then break end
+        queue[#queue + 1] = { data:sub(start, nl - 1), base + start - 1 }
+        start = nl + 1
+      end
+      pending, pending_at = data:sub(start), base + start - 1
+      if #pending > M.MAX_LINE then
+        error({ bad = string.format("%s: a line is longer than %d bytes", path, M.MAX_LINE) }, 0)
+      end
+    end
+  end
+  return function()
+    fill()
+    local item = queue[qi]
+    if not item then return nil end
+    queue[qi], qi, n = nil, qi + 1, n + 1
+    return n, item[1], item[2]
+  end
+end
+
+-- open(path) -> file | nil, msg, code: a regular file, never through a link
+function M.open(path)
+  local st = fs.lstat(path)
+  if st and st.type ~= "file" then return nil, string.format("%s: a %s, not a file", path, st.type), "EINVAL" end
+  local f, msg = io.open(path, "rb")
+  if not f then return nil, msg, st and "EACCES" or "ENOENT" end
+  return f
+end
+
+-- each(f, path, decode) -> iterator of (n, record, offset, length), from
+-- the file's start (one handle read again and again is one file, however
+-- the name is changed meanwhile).  decode(text, where) -> record | nil,
+-- why: each line's; a line it refuses raises {bad = why}: run the loop
+-- inside try().
+function M.each(f, path, decode)
+  f:seek("set", 0)
+  local next_line = each_line(f, path)
+  return function()
+    local n, line, offset = next_line()
+    if not n then return nil end
+    local rec, why = decode(line, string.format("%s:%d", path, n))
+    if rec == nil then error({ bad = why }, 0) end
+    return n, rec, offset, #line
+  end
+end
+
+-- records(path, decode) -> each()'s iterator over a file opened for it |
+-- nil, msg, code
+function M.records(path, decode)
+  local f, msg, code = M.open(path)
+  if not f then return nil, msg, code end
+  local it = M.each(f, path, decode)
+  return function()
+    local n, rec, offset, len = it()
+    if not n then f:close() end
+    return n, rec, offset, len
+  end
+end
+
+-- try(fn, ...) -> fn's results | nil, why: a refused line as an error
+function M.try(fn, ...)
+  local r = table.pack(pcall(fn, ...))
+  if r[1] then return table.unpack(r, 2, r.n) end
+  if type(r[2]) == "table" and r[2].bad then return nil, r[2].bad end
+  error(r[2], 0)
+end
+
+-- read_at(path, offset, length, decode) -> record | nil, why: one line
+-- again, by the place records() gave
+function M.read_at(path, offset, length, decode)
+  local f, msg = M.open(path)
+  if not f then return nil, msg end
+  f:seek("set", offset)
+  local line = f:read(length) or ""
+  f:close()
+  return decode(line, path)
+end
+
+-- Opened once for many read_at()s.
+local Random = {}
+Random.__index = Random
+
+function M.random(path, decode)
+  local f, msg = M.open(path)
+  if not f then return nil, msg end
+  return setmetatable({ f = f, decode = decode, path = path }, Random)
+end
+
+function Random:at(offset, length)
+  self.f:seek("set", offset)
+  return self.decode(self.f:read(length) or "", self.path)
+end
+
+function Random:close()
+  if self.f then self.f:close(); self.f = nil end
+end
+Random.__close = Random.close
+Random.__gc = Random.close
+
+return M
