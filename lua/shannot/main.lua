@@ -17,12 +17,18 @@ end
 function M.run(argv)
   local cli = require("shannot.cli")
   local args = table.move(argv, 1, #argv, 1, {})
-  local ok, code, e = xpcall(cli.main, debug.traceback, args)
+  -- an err object thrown where no err.try catches it (a damaged record
+  -- met deep in a streamed list) is an expected failure, said in a line
+  local ok, code, e = xpcall(cli.main, function(x) return err.is(x) and x or debug.traceback(x) end, args)
   io.stdout:flush()
   local sig = sys.interrupted()
   if sig then
     report("interrupted")
     return 128 + sig
+  end
+  if not ok and err.is(code) then
+    report(code.message)
+    return code.exit
   end
   if not ok then
     report("internal error (a bug in shannot; please report it):\n" .. tostring(code), true)

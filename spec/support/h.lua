@@ -190,6 +190,49 @@ function M.write(path, data)
   return path
 end
 
+-- The lists a session keeps beside session.json (session.FILES), one
+-- JSON document per line, and where read_session() puts them.
+local LISTS = {
+  { "operations.jsonl", function(d) return d, "operations" end },
+  { "results.jsonl", function(d) return d, "results" end },
+  { "checkpoint.jsonl", function(d) return d.checkpoint, "entries" end },
+  { "approval.jsonl", function(d) return d.approval, "operations" end },
+}
+
+-- read_session(dir) -> session.json decoded, with the lists beside it in
+-- the fields an older session.json held them in (for specs that edit a
+-- session as a hostile hand would)
+function M.read_session(dir)
+  local json = require("shannot.json")
+  local d = json.decode(assert(fs.read_file(dir .. "/session.json", 1 << 30)))
+  for _, l in ipairs(LISTS) do
+    local data = fs.read_file(dir .. "/" .. l[1], 1 << 30)
+    local t, key = l[2](d)
+    if data and t then
+      local list = {}
+      for line in data:gmatch("[^\n]+") do list[#list + 1] = json.decode(line) end
+      t[key] = list
+    end
+  end
+  return d
+end
+
+-- write_session(dir, d): read_session's document back in its files
+function M.write_session(dir, d)
+  local json = require("shannot.json")
+  for _, l in ipairs(LISTS) do
+    local t, key = l[2](d)
+    if type(t) == "table" and type(t[key]) == "table" then
+      local out = {}
+      for i, rec in ipairs(t[key]) do out[i] = json.encode(rec) .. "\n" end
+      M.write(dir .. "/" .. l[1], table.concat(out))
+      if key == "operations" and t == d then d.operation_count = #t[key] end
+      t[key] = nil
+    end
+  end
+  M.write(dir .. "/session.json", json.encode(d))
+end
+
 -- One line, no traceback: the shape of every expected error.
 function M.one_line_error(r)
   local lines = 0

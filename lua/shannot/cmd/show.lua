@@ -123,6 +123,8 @@ function M.run(opts, args)
   if opts.json then
     cli.out(json.encode(s, { indent = "  " }), "\n")
   else
+    local ok, cerr = session.check_operations(s)
+    if not ok then return nil, cerr end
     render(s, opts.diff)
   end
   return const.EXIT.OK

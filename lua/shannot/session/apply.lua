@@ -5,6 +5,7 @@
 -- that rollback restores exactly: the checkpoint is durable before the
 -- first change, every replacement is a rename, and rollback accepts each
 -- path either as it was or as the operation makes it.
+local const = require("shannot.const")
 local err = require("shannot.err")
 local fs = require("shannot.fs")
 local json = require("shannot.json")
@@ -473,6 +474,8 @@ local function execute(id, opts)
   if not sealed then
     audit_event.session({ what = "execute_refused", session = s, extra = { reason = why.message },
       config = opts and opts.config, actor = opts and opts.actor, warn = opts and opts.warn })
+    -- a damaged record is named as it is, not as a changed approval
+    if why.exit ~= const.EXIT.REFUSED then return nil, why end
     return nil, err.refused("session %s was changed after it was approved: %s; nothing was done", s.id, why)
   end
   local dir = assert(session.dir(s.id))

@@ -526,13 +526,14 @@ end
 
 -- decoder(rule [, finish]) -> decode(line, where) for lines.each
 local function decoder(rule, finish)
-  return function(line, where)
+  return function(line, where, n)
     local v, jerr = json.decode(line, where)
     if v == nil then return nil, jerr end
     if type(v) == "table" then integers(v) end
     local bad
     if rule == OPERATION then
-      bad = type(v) ~= "table" and "not an operation (a JSON object)" or op_problem(v, "operation")
+      bad = type(v) ~= "table" and "not an operation (a JSON object)" or
+        op_problem(v, string.format("operations[%d]", n or 0))
     else
       bad = check(v, rule, "record")
       bad = bad and ("field " .. bad)
@@ -590,6 +591,16 @@ end
 -- operations(s) -> iterator of (n, op): each(s, "operations")
 function M.operations(s)
   return M.each(s, "operations")
+end
+
+-- check_operations(s) -> true | nil, err: every operation read and
+-- checked, none kept (before a front end prints the first of them)
+function M.check_operations(s)
+  if type(s.operations) == "table" then return true end
+  return err.try(function()
+    for _ in M.operations(s) do end  -- luacheck: ignore 512
+    return true
+  end)
 end
 
 -- finder(s [, f]) -> op(id): the operation of an id | nil.  Ids asked in

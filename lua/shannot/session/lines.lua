@@ -148,7 +148,7 @@ function M.each(f, path, decode)
   return function()
     local n, line, offset = next_line()
     if not n then return nil end
-    local rec, why = decode(line, string.format("%s:%d", path, n))
+    local rec, why = decode(line, string.format("%s:%d", path, n), n)
     if rec == nil then error({ bad = why }, 0) end
     return n, rec, offset, #line
   end
@@ -161,8 +161,12 @@ function M.records(path, decode)
   if not f then return nil, msg, code end
   local it = M.each(f, path, decode)
   return function()
+    if not it then return nil end
     local n, rec, offset, len = it()
-    if not n then f:close() end
+    if not n then
+      f:close()
+      it = nil
+    end
     return n, rec, offset, len
   end
 end
