@@ -886,19 +886,91 @@ function M.peek_status(id, now)
   return STATUS_SET[status] and status or nil
 end
 
+---------------------------------------------------------------------------
+-- The listing's cache: what list() shows of every session (its header
+-- without dir_times, skipped, approval and all but the last history
+-- entry), one file for the whole store, sealed with the user's approval
+-- key (a hand-made or damaged cache is ignored and made anew).  An entry
+-- is used only while session.json is the very file it was taken from
+-- (inode, size, modification time): one stat per session, as `ls -l`
+-- does, instead of reading and checking every header.
+---------------------------------------------------------------------------
+
+local function index_file()
+  return M.root() .. "/.index"
+end
+
+local function stat_key(st)
+  return string.format("%d:%d:%d.%d", st.ino or 0, st.size, st.mtime_sec or st.mtime, st.mtime_nsec or 0)
+end
+
+local function summary_of(s)
+  local out = {}
+  for k, v in pairs(s) do
+    if k ~= "dir_times" and k ~= "skipped" and k ~= "history" and k ~= "approval" then out[k] = v end
+  end
+  out.history = json.array({ s.history[#s.history] })
+  if type(out.command) == "table" then json.array(out.command) end
+  return out
+end
+
+local function read_index()
+  local data = fs.read_file(index_file(), M.MAX_JSON_BYTES)
+  local seal, body = (data or ""):match("^(%x+)\n(.*)$")
+  if not seal then return {} end
+  local approval = require("shannot.session.approval")
+  local key = approval.key()
+  if not key or approval.hmac(key, body) ~= seal then return {} end
+  local doc = json.decode(body)
+  return type(doc) == "table" and doc or {}
+end
+
+local function write_index(entries)
+  local approval = require("shannot.session.approval")
+  local key = approval.key()
+  if not key then return end
+  local body = json.encode(entries)
+  -- a cache: a store it cannot be written to lists as well without it
+  fs.write_atomic(index_file(), approval.hmac(key, body) .. "\n" .. body, 384)
+end
+
 -- list(opts) -> sessions, problems (sessions that could not be read):
--- their headers only (load's opts.header), unless opts.full
+-- their headers only (load's opts.header; from the listing's cache where
+-- session.json did not change), unless opts.full.  opts: current()'s,
+-- and status (only those).
 function M.list(opts)
   opts = opts or {}
   local out, problems = {}, {}
   local how = setmetatable({ header = not opts.full }, { __index = opts })
+  local index = (not opts.full) and read_index() or {}
+  local fresh, dirty = {}, false
   for _, id in ipairs(M.ids()) do
-    local s, e = M.current(id, how)
+    local file = M.root() .. "/" .. id .. "/session.json"
+    local st = fs.lstat(file)
+    local cached = st and index[id]
+    local s, e
+    if cached and type(cached.s) == "table" and cached.key == stat_key(st) and not M.is_expired(cached.s, opts.now) then
+      s = integers(cached.s)
+      if type(s.command) == "table" then json.array(s.command) end
+      fresh[id] = cached
+    else
+      s, e = M.current(id, how)
+      if s and not opts.full then
+        st = fs.lstat(file)
+        if st then fresh[id], dirty = { key = stat_key(st), s = summary_of(s) }, true end
+      end
+    end
     if s then
       if not opts.status or s.status == opts.status then out[#out + 1] = s end
     else
       problems[#problems + 1] = e.message
     end
+  end
+  if not opts.full then
+    for id in pairs(index) do
+      if not fresh[id] then dirty = true end
+    end
+    if dirty then write_index(fresh) end
   end
   return out, problems
 end
