@@ -84,12 +84,12 @@ describe("shannot shell", function()
       { home = home })
     assert.equal(0, r.code, r.stderr)
     local bad = json.decode(r.stdout).session.id
-    local file = home .. "/data/shannot/sessions/" .. bad .. "/session.json"
-    local doc = json.decode(fs.read_file(file))
+    local sdir = home .. "/data/shannot/sessions/" .. bad
+    local doc = h.read_session(sdir)
     for _, op in ipairs(doc.operations) do
       if op.path == dir .. "/y" then op.kind, op.path, op.new = "delete", dir .. "/link" .. victim, nil end
     end
-    h.write(file, json.encode(doc))
+    h.write_session(sdir, doc)
     r = h.shannot({ "shell", bad, "--", "true" }, { home = home })
     assert.is_true(r.code ~= 0, r.stderr)
     assert.matches("below a link it made; refused", r.stderr)

@@ -10,7 +10,7 @@ local LAYERS = {
     "progress" },
   -- 1: the domain: profiles and the bwrap line, sessions and their log,
   -- policy, config, remotes
-  { "sandbox.profile", "sandbox.bwrap", "sandbox.limits", "sandbox.hide", "session", "session.audit",
+  { "sandbox.profile", "sandbox.bwrap", "sandbox.limits", "sandbox.hide", "session", "session.lines", "session.audit",
     "session.audit_event",
     "session.approval", "session.view", "policy", "policy.file", "policy.cmdpattern", "config", "remote",
     "capture.remote_shell", "capture.queries", "capture.script", "fleet.targets", "fleet.inventory", "fleet.runs" },

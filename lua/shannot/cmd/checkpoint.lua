@@ -29,18 +29,19 @@ function M.run(opts, args)
   local sub = args[1]
   if sub == "list" and #args == 1 then
     local list = with_checkpoint(opts)
+    local function paths(s) return s.checkpoint.count or #s.checkpoint.entries end
     if opts.json then
       local out = {}
       for i, s in ipairs(list) do
         out[i] = { id = s.id, status = s.status, created_at = s.checkpoint.created_at,
-          paths = s.checkpoint.count or #s.checkpoint.entries, target = s.target or "local", where = s.where or json.null }
+          paths = paths(s), target = s.target or "local", where = s.where or json.null }
       end
       cli.out(json.encode(json.array(out), { indent = "  " }), "\n")
     elseif #list == 0 then
       cli.out("no checkpoints\n")
     else
       for _, s in ipairs(list) do
-        cli.out(string.format("%-40s %-11s %5d paths  %s  on %s\n", s.id, s.status, s.checkpoint.count or #s.checkpoint.entries,
+        cli.out(string.format("%-40s %-11s %5d paths  %s  on %s\n", s.id, s.status, paths(s),
           s.checkpoint.created_at, text.inert(require("shannot.session.view").where(s))))
       end
     end

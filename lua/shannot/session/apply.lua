@@ -470,7 +470,7 @@ local function execute(id, opts)
     if not f then return nil, ferr end
   end
   local _ <close> = guard(function() if f then f:close() end end)
-  local sealed, why = require("shannot.session.approval").check(s, f)
+  local sealed, why = require("shannot.session.approval").check(s, session.lists(s, f))
   if not sealed then
     audit_event.session({ what = "execute_refused", session = s, extra = { reason = why.message },
       config = opts and opts.config, actor = opts and opts.actor, warn = opts and opts.warn })
@@ -509,7 +509,7 @@ local function execute(id, opts)
   if not count then return nil, parents end
   s.checkpoint = { created_at = os.date("!%Y-%m-%dT%H:%M:%SZ"), count = count, dir_times = json.array(parents) }
   s.execution = { started_at = s.checkpoint.created_at }
-  ok, msg = require("shannot.session.approval").seal_checkpoint(s)
+  ok, msg = require("shannot.session.approval").seal_checkpoint(s, session.lists(s))
   if not ok then return nil, err.env("checkpoint: %s", msg) end
   ok, msg = session.save(s)
   if not ok then return nil, msg end
@@ -660,8 +660,10 @@ local function unmoved(ex, entries)
   return out
 end
 
--- conflicts(ex, s, entries, still, f) -> list (still: unmoved's)
-local function conflicts(ex, s, entries, still, f)
+-- conflicts(ex, s, entries, how) -> list.  how: still (unmoved's), f
+-- (the operations' handle)
+local function conflicts(ex, s, entries, how)
+  local still, f = how.still, how.f
   local op_of, out, mine = session.finder(s, f), {}, made_by(s, f)
   entries.each(function(e)
     if not e.moved_to and at_or_below(e.path, still) then -- luacheck: ignore 542
@@ -779,10 +781,11 @@ local function refuse_conflicts(list)
     table.concat(out, "; "))
 end
 
--- restore_all(ex, s, entries, order, how) -> report (restored, unchanged,
--- failed filled), the directories' times to set
-local function restore_all(ex, s, entries, order, how)
-  local report, progress = how.report, how.progress
+-- restore_all(ex, s, entries, how) -> the directories' times to set, the
+-- report (how.report: restored, unchanged, failed) filled.  how: order
+-- (restore_order's), report, progress.
+local function restore_all(ex, s, entries, how)
+  local order, report, progress = how.order, how.report, how.progress
   local cpdir = assert(session.dir(s.id)) .. "/checkpoint"
   local touched = {}
   entries.each(function(e) touched[#touched + 1] = e.path end)
@@ -845,7 +848,7 @@ local function rollback(id, opts)
     if not f then return nil, ferr end
   end
   local _ <close> = guard(function() if f then f:close() end end)
-  local sealed, why = require("shannot.session.approval").check_checkpoint(s)
+  local sealed, why = require("shannot.session.approval").check_checkpoint(s, session.lists(s))
   if not sealed then
     audit_event.session({ what = "rollback_refused", session = s, extra = { reason = why.message },
       config = opts.config, actor = opts.actor, warn = opts.warn })
@@ -855,7 +858,7 @@ local function rollback(id, opts)
   if not ex then return nil, xerr end
   local _ <close> = guard(function() ex:close() end)
   local still = unmoved(ex, entries)
-  local found = conflicts(ex, s, entries, still, f)
+  local found = conflicts(ex, s, entries, { still = still, f = f })
   if #found > 0 and not opts.force then return refuse_conflicts(found) end
   local order = restore_order(entries, still)
   local report = { restored = {}, unchanged = {}, conflicts = found, failed = {},
@@ -864,7 +867,7 @@ local function rollback(id, opts)
     for _, place in ipairs(order) do report.restored[#report.restored + 1] = entries.at(place[1], place[2]).path end
     return s, report
   end
-  local times = restore_all(ex, s, entries, order, { report = report,
+  local times = restore_all(ex, s, entries, { order = order, report = report,
     progress = opts.progress or require("shannot.progress").none })
   -- then the directories the entries are in, deepest first
   local parents = {}

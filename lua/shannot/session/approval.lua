@@ -163,15 +163,14 @@ end
 -- seal(s) -> true | nil, err: s.approval, for the operations as they are
 -- now; their digests one per line in the session's approval list (which
 -- names the first operation that differs later).
-function M.seal(s)
+function M.seal(s, lists)
   local key, kerr = M.key()
   if not key then return nil, kerr end
-  local session = require("shannot.session")
-  local w, werr = require("shannot.session.lines").writer(session.file(s, "approval"))
+  local w, werr = require("shannot.session.lines").writer(lists.file("approval"))
   if not w then return nil, werr end
   local fold = folder()
   local ok, e = err.try(function()
-    for _, op in session.operations(s) do
+    for _, op in lists.each("operations") do
       local d = M.op_digest(op)
       fold.add(d)
       local added, msg = w:add_line('"' .. d .. '"')
@@ -203,7 +202,9 @@ local function check_legacy(s, key)
   local digests = {}
   for i, op in ipairs(ops) do
     digests[i] = M.op_digest(op)
-    if digests[i] ~= a.operations[i] then return refuse("operation %d (%s) is not the one approved", i, describe(op)) end
+    if digests[i] ~= a.operations[i] then
+      return refuse("operation %d (%s) is not the one approved", i, describe(op))
+    end
   end
   if legacy_digest(key, s, digests) ~= a.digest then
     return refuse("its seal does not match its operations and directory times (edited, or sealed without this " ..
@@ -212,10 +213,11 @@ local function check_legacy(s, key)
   return true
 end
 
--- check(s [, f]) -> true | nil, err: what differs from what was approved.
--- f: the operations' handle (session.open_list) when the caller reads
--- them again from it, so what was checked is what it reads.
-function M.check(s, f)
+-- check(s, lists) -> true | nil, err: what differs from what was
+-- approved.  lists: session.lists(s, f), f the operations' handle
+-- (session.open_list) the caller reads them again from, so what was
+-- checked is what it reads.
+function M.check(s, lists)
   local a = s.approval
   if type(a) ~= "table" or type(a.digest) ~= "string" then
     return refuse("it carries no seal of its approval")
@@ -229,11 +231,10 @@ function M.check(s, f)
     if type(a.operations) ~= "table" then return refuse("it carries no seal of its approval") end
     return check_legacy(s, key)
   end
-  local session = require("shannot.session")
   return err.try(function()
-    local approved = session.each(s, "approval")
+    local approved = lists.each("approval")
     local fold, extra = folder(), 0
-    for i, op in session.each(s, "operations", f) do
+    for i, op in lists.each("operations") do
       local d = M.op_digest(op)
       local _, want = approved()
       if want == nil then
@@ -264,7 +265,7 @@ end
 -- session's checkpoint passes for it.
 -- A checkpoint made since its entries moved beside session.json has a
 -- count, and binds them by the hash of that file.
-local function checkpoint_text(s)
+local function checkpoint_text(s, lists)
   local copy = {}
   for k, v in pairs(s.checkpoint) do
     if k ~= "seal" and not (k == "entries" and s.checkpoint.count) then copy[k] = v end
@@ -272,7 +273,7 @@ local function checkpoint_text(s)
   local ok, text = pcall(require("shannot.json").encode, copy)
   if not ok then return nil end
   if s.checkpoint.count then
-    local hash = store.hash_file(require("shannot.session").file(s, "checkpoint"))
+    local hash = store.hash_file(lists.file("checkpoint"))
     if not hash then return nil end
     text = text .. "\nentries=" .. hash
   end
@@ -280,23 +281,24 @@ local function checkpoint_text(s)
   return "checkpoint\nsession=" .. tostring(s.id) .. "\ntarget=" .. tostring(s.target) .. "\n" .. text
 end
 
--- seal_checkpoint(s) -> true | nil, err: s.checkpoint.seal
-function M.seal_checkpoint(s)
+-- seal_checkpoint(s, lists) -> true | nil, err: s.checkpoint.seal
+function M.seal_checkpoint(s, lists)
   local key, kerr = M.key()
   if not key then return nil, kerr end
-  local text = checkpoint_text(s)
+  local text = checkpoint_text(s, lists)
   if not text then return nil, err.env("cannot read the checkpoint's entries") end
   s.checkpoint.seal = M.hmac(key, text)
   return true
 end
 
--- check_checkpoint(s) -> true | nil, err: why it is not the one execute made
-function M.check_checkpoint(s)
+-- check_checkpoint(s, lists) -> true | nil, err: why it is not the one
+-- execute made
+function M.check_checkpoint(s, lists)
   local seal = s.checkpoint.seal
   if type(seal) ~= "string" then return refuse("its checkpoint carries no seal") end
   local key, kerr = M.key()
   if not key then return nil, kerr end
-  local text = checkpoint_text(s)
+  local text = checkpoint_text(s, lists)
   if not text or M.hmac(key, text) ~= seal then
     return refuse("its checkpoint is not the one execute made (edited, or sealed without this user's approval key)")
   end

@@ -29,7 +29,8 @@ function M.session(ev)
     if not cfg then return true end  -- a broken config: the command itself reports it
   end
   local e = { event = assert(EVENT[what], what), session = s.id, status = s.status, actor = ev.actor or "lua",
-    operations = require("shannot.session").count(s), command = s.command, target = s.target }
+    operations = type(s.operations) == "table" and #s.operations or s.operation_count or 0,
+    command = s.command, target = s.target }
   -- what an approval bound, for whoever reads the log later
   if what == "approved" and type(s.approval) == "table" then e.digest = s.approval.digest end
   -- an MCP front end names its client (initialize's clientInfo); a

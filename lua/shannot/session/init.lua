@@ -332,7 +332,7 @@ function M.transition(s, to, how)
   end
   if to == "approved" then
     -- what is approved is bound here: execute checks it (approval.lua)
-    local ok, msg = require("shannot.session.approval").seal(s)
+    local ok, msg = require("shannot.session.approval").seal(s, M.lists(s))
     if not ok then return nil, err.env("cannot seal the approval of %s: %s", s.id, msg) end
   elseif s.status == "approved" and (to == "pending" or to == "expired") then
     s.approval = nil  -- revoked or expired: the seal approves nothing any more
@@ -553,6 +553,13 @@ local DECODE = {
 M.decode_operation = DECODE.operations
 M.decode_entry = DECODE.checkpoint
 
+-- lists(s [, f]) -> what session.approval reads a session's lists through
+-- (it cannot require this module, which requires it): each(name), file(name)
+function M.lists(s, f)
+  return { each = function(name) return M.each(s, name, name == "operations" and f or nil) end,
+    file = function(name) return M.file(s, name) end }
+end
+
 -- each(s, name [, f]) -> iterator of (n, record, offset, length) over one
 -- of the session's lists: the one s holds (an old session.json's, or one
 -- the Lua API made), else its file, read record by record (through f
@@ -580,12 +587,7 @@ function M.each(s, name, f)
       err.throw(err.usage("session %s: cannot read %s", s.id, tostring(rerr)))
     end
   end
-  return function()
-    local ok, n, rec, offset, len = pcall(it)
-    if ok then return n, rec, offset, len end
-    if type(n) == "table" and n.bad then err.throw(err.usage("%s", n.bad)) end
-    error(n, 0)
-  end
+  return it
 end
 
 -- operations(s) -> iterator of (n, op): each(s, "operations")

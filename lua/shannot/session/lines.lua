@@ -3,6 +3,7 @@
 -- file of one JSON document per line beside the small session.json: a
 -- session of 100 000 operations is read and written one record at a
 -- time, and a listing reads only the header.
+local err = require("shannot.err")
 local fs = require("shannot.fs")
 local json = require("shannot.json")
 
@@ -93,7 +94,7 @@ end
 
 -- each_line(f, path) -> iterator of (line number, text, offset).  A
 -- line over MAX_LINE, or a last one without its newline (a file cut
--- short), raises {bad = what}: try() turns that into an error.
+-- short), is err.throw'n (a usage error naming the file).
 local function each_line(f, path)
   local pending, pending_at, n = "", 0, 0
   local queue, qi, done = {}, 1, false
@@ -102,7 +103,7 @@ local function each_line(f, path)
       local chunk = f:read(CHUNK)
       if not chunk then
         done = true
-        if pending ~= "" then error({ bad = string.format("%s: its last line is cut short", path) }, 0) end
+        if pending ~= "" then err.throw(err.usage("%s: its last line is cut short", path)) end
         break
       end
       local data, start, base = pending .. chunk, 1, pending_at
@@ -115,7 +116,7 @@ local function each_line(f, path)
       end
       pending, pending_at = data:sub(start), base + start - 1
       if #pending > M.MAX_LINE then
-        error({ bad = string.format("%s: a line is longer than %d bytes", path, M.MAX_LINE) }, 0)
+        err.throw(err.usage("%s: a line is longer than %d bytes", path, M.MAX_LINE))
       end
     end
   end
@@ -139,9 +140,9 @@ end
 
 -- each(f, path, decode) -> iterator of (n, record, offset, length), from
 -- the file's start (one handle read again and again is one file, however
--- the name is changed meanwhile).  decode(text, where) -> record | nil,
--- why: each line's; a line it refuses raises {bad = why}: run the loop
--- inside try().
+-- the name is changed meanwhile).  decode(text, where, n) -> record |
+-- nil, why: each line's; a line it refuses is err.throw'n: run the loop
+-- inside err.try (or let main report it).
 function M.each(f, path, decode)
   f:seek("set", 0)
   local next_line = each_line(f, path)
@@ -149,7 +150,7 @@ function M.each(f, path, decode)
     local n, line, offset = next_line()
     if not n then return nil end
     local rec, why = decode(line, string.format("%s:%d", path, n), n)
-    if rec == nil then error({ bad = why }, 0) end
+    if rec == nil then err.throw(err.usage("%s", why)) end
     return n, rec, offset, #line
   end
 end
@@ -170,45 +171,5 @@ function M.records(path, decode)
     return n, rec, offset, len
   end
 end
-
--- try(fn, ...) -> fn's results | nil, why: a refused line as an error
-function M.try(fn, ...)
-  local r = table.pack(pcall(fn, ...))
-  if r[1] then return table.unpack(r, 2, r.n) end
-  if type(r[2]) == "table" and r[2].bad then return nil, r[2].bad end
-  error(r[2], 0)
-end
-
--- read_at(path, offset, length, decode) -> record | nil, why: one line
--- again, by the place records() gave
-function M.read_at(path, offset, length, decode)
-  local f, msg = M.open(path)
-  if not f then return nil, msg end
-  f:seek("set", offset)
-  local line = f:read(length) or ""
-  f:close()
-  return decode(line, path)
-end
-
--- Opened once for many read_at()s.
-local Random = {}
-Random.__index = Random
-
-function M.random(path, decode)
-  local f, msg = M.open(path)
-  if not f then return nil, msg end
-  return setmetatable({ f = f, decode = decode, path = path }, Random)
-end
-
-function Random:at(offset, length)
-  self.f:seek("set", offset)
-  return self.decode(self.f:read(length) or "", self.path)
-end
-
-function Random:close()
-  if self.f then self.f:close(); self.f = nil end
-end
-Random.__close = Random.close
-Random.__gc = Random.close
 
 return M

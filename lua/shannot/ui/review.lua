@@ -527,6 +527,11 @@ function Ops:execute(ui)
   ui:say("executing %d operations of %s ...", approved, s.id)
   ui:draw()
   local done, e = apply.execute(s.id, { config = ui.cfg, actor = "ui", warn = ui.warn })
+  if done then
+    -- the results view shows every operation with its result
+    local ok, merr = session.materialize(done)
+    if not ok then done, e = nil, merr end
+  end
   ui.clear, ui.message = true, nil  -- wipe anything a warning wrote meanwhile
   local title
   if done then
