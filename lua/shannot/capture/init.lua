@@ -45,14 +45,35 @@ local function keep_files(dir, c)
   return ok, msg
 end
 
--- Every operation left for a person when the policy files fail: the
--- capture is kept whatever they do, and the reason says why.
-local function judge(s, opts)
-  local judged, perr = policy().evaluate(s, opts.config)
-  if judged then return end
-  local why = err.is(perr) and perr.message or tostring(perr)
-  opts.warn("%s; every operation is left for review", why)
-  for _, op in ipairs(s.operations) do op.decision, op.reason = "review", "policy error: " .. why end
+-- judged(s, w, opts) -> each(fn): the walk's operations one at a time,
+-- each with the policy's decision, danger and reason.  When the policy
+-- files fail, the capture is kept whatever they do: every operation left
+-- for a person, the reason saying why (the operations are read again).
+local function judged(s, w, opts)
+  return function(fn)
+    local pol = policy()
+    local ctx = pol.context(opts.config, s)
+    local done, perr = err.try(walk().each_operation, w, function(op)
+      local decision, danger, reason = pol.decide(op, opts.config, ctx)
+      if not decision then err.throw(err.with_code(err.is(danger) and danger or err.usage("%s", tostring(danger)),
+        "policy")) end
+      op.decision, op.danger, op.reason = decision, danger, reason and text.inert(reason) or nil
+      fn(op)
+    end)
+    if done then return end
+    if perr.code ~= "policy" then err.throw(perr) end
+    -- nothing was kept of the first pass (save starts again)
+    err.throw(err.with_code(perr, "policy failed"))
+  end
+end
+
+local function left_for_review(w, why)
+  return function(fn)
+    walk().each_operation(w, function(op)
+      op.decision, op.reason = "review", "policy error: " .. why
+      fn(op)
+    end)
+  end
 end
 
 -- save(c, opts) -> session | nil, err: the session of a capture c = {job,
@@ -67,7 +88,7 @@ function M.save(c, opts)
   if ok then
     s = session().new({
       id = id, name = c.job.name, ttl = opts.ttl, profile = c.profile.name, command = c.job.command or c.job.argv,
-      exit_code = c.result.exit_code, operations = c.walk.ops, counts = c.walk.counts, target = c.target,
+      exit_code = c.result.exit_code, counts = c.walk.counts, target = c.target,
       signal = c.result.exit_code == nil and c.result.signal_name or nil, timed_out = c.result.timed_out,
     })
     if #c.walk.skipped > 0 then s.skipped = c.walk.skipped end
@@ -81,10 +102,15 @@ function M.save(c, opts)
     if #c.walk.dir_times > 0 then
       s.dir_times = require("shannot.json").array(c.walk.dir_times)
     end
-    judge(s, opts)
     -- Half of what a session may grow to: execute adds the checkpoint
     -- and a result per operation later.
-    local saved, serr = session().save(s, session().MAX_JSON_BYTES // 2)
+    s.operations = nil  -- streamed to the session's file, not held
+    local limit = session().MAX_JSON_BYTES // 2
+    local saved, serr = session().save(s, limit, judged(s, c.walk, opts))
+    if not saved and serr.code == "policy failed" then
+      opts.warn("%s; every operation is left for review", serr.message)
+      saved, serr = session().save(s, limit, left_for_review(c.walk, serr.message))
+    end
     if not saved then
       fs.rmtree(dir)
       if serr.exit == const.EXIT.REFUSED then
@@ -104,8 +130,10 @@ end
 
 -- The walk over the executor's trees, its failures as errors.
 local function operations(trees, records, where, opts)
+  -- spooled beside the blobs, in the staging area: the operations of a
+  -- run that wrote 100 000 files are never all in memory
   local w, cerr = walk().operations(trees.overlays, trees.blobs, trees, { max_bytes = trees.max_bytes,
-    ignore = opts.ignore, progress = opts.progress })
+    ignore = opts.ignore, progress = opts.progress, spool = trees.blobs .. ".operations" })
   if not w then
     if cerr.code == "refused" then return nil, err.refused("%s%s", where, text.inert(cerr.message)) end
     return nil, err.env("%scapturing what the run changed: %s", where, text.inert(text.middle(cerr.message, 400)))
@@ -139,7 +167,7 @@ function M.run(ex, p, job, opts)
     opts.warn("%s%s: a %s is not captured", where, text.inert(skipped.path), skipped.type)
   end
   result.ignored = w.ignored
-  if #w.ops == 0 then return result end
+  if walk().count(w) == 0 then return result end
   local s, serr = M.save({ job = job, profile = p, result = result, walk = w, trees = trees,
     target = ex.target ~= "local" and ex.target or nil, where = ex.location and ex:location() or nil }, opts)
   if not s then return nil, serr end

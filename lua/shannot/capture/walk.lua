@@ -44,14 +44,51 @@ M.local_tree = {
   store = function(_, blobs, path, move) return store.put_file(blobs, path, { move = move }) end,
 }
 
+-- An operation that takes a host path away: the source of a move
+-- renames.lua may find (which needs every operation in memory).
+local function is_source(op)
+  return op.base and op.base.exists and (op.kind == "delete" or op.kind == "replace_dir")
+end
+
 local Walk = {}
 Walk.__index = Walk
 
+-- add(op) -> op, its id the next.  self.ops holds the operations not yet
+-- spooled (all of them when the walk keeps them in memory); self.n
+-- counts every one.
 function Walk:add(op)
-  op.id = #self.ops + 1
+  self.n = self.n + 1
+  op.id = self.n
   self.ops[#self.ops + 1] = op
   self.counts[op.kind] = (self.counts[op.kind] or 0) + 1
+  if self.spool and is_source(op) then self.sources = self.sources + 1 end
   return op
+end
+
+-- drop_last(): the operation added last is not one after all
+function Walk:drop_last()
+  local op = table.remove(self.ops)
+  self.n = self.n - 1
+  self.counts[op.kind] = self.counts[op.kind] - 1
+  if self.counts[op.kind] == 0 then self.counts[op.kind] = nil end
+  return op
+end
+
+-- flush(): with a spool, the operations of the entries walked so far
+-- written out, but for trailing new directories (a directory the walk is
+-- still below may yet turn out to hold only what is ignored, and go)
+function Walk:flush()
+  if not self.spool then return end
+  local keep = #self.ops
+  while keep > 0 and self.ops[keep].kind == "mkdir" do keep = keep - 1 end
+  if keep == 0 then return end
+  for i = 1, keep do
+    local ok, msg = self.spool:add_line(self.encode(self.ops[i]))
+    if not ok then err.throw(err.env("%s", msg)) end
+  end
+  local n = #self.ops
+  table.move(self.ops, keep + 1, n, 1)
+  for i = n - keep + 1, n do self.ops[i] = nil end
 end
 
 local function fail(fmt, ...)
@@ -145,14 +182,14 @@ end
 -- is new there), ust, hst (their lstats)}
 function Walk:file(e)
   local path, ust = e.path, e.ust
-  local first = #self.ops + 1
+  local first = self.n + 1
   self:content(e)
   if (ust.nlink or 1) > 1 and ust.ino then
     -- one of several names of one file: made a hard link after the walk
     local key = tostring(ust.dev) .. ":" .. tostring(ust.ino)
     local group = self.linked[key] or {}
     self.linked[key] = group
-    local op = self.ops[first]
+    local op = self.n >= first and self.ops[#self.ops - (self.n - first)] or nil
     group[#group + 1] = { path = path, write = op and op.kind == "write" and op or nil }
   end
 end
@@ -219,11 +256,11 @@ end
 -- out ([capture] ignore): before = {ops =, ignored =, skipped =} as they
 -- were when it started.
 function Walk:only_ignored(before)
-  return #self.ops == before.ops and self.ignored > before.ignored and #self.skipped == before.skipped
+  return self.n == before.ops and self.ignored > before.ignored and #self.skipped == before.skipped
 end
 
 function Walk:marks()
-  return { ops = #self.ops, ignored = self.ignored, skipped = #self.skipped }
+  return { ops = self.n, ignored = self.ignored, skipped = #self.skipped }
 end
 
 function Walk:dir(e)
@@ -244,16 +281,13 @@ function Walk:dir(e)
   new.xattrs = self:xattrs(self.up, up)
   local before = self:marks()
   local op = self:add({ kind = kind, path = path, new = new, base = self:base(host, hst) })
-  before.ops = #self.ops
+  before.ops = self.n
   -- Everything below is new: the host's entries (if any) are gone.
   self:tree(up, path, nil)
   if kind == "mkdir" and self:only_ignored(before) then
     -- a new directory holding only what is left out (a __pycache__)
-    self.ops[#self.ops] = nil
-    self.counts.mkdir = self.counts.mkdir - 1
-    if self.counts.mkdir == 0 then self.counts.mkdir = nil end
+    assert(self:drop_last() == op)
     self.ignored = self.ignored + 1
-    assert(op.id == before.ops)
   end
 end
 
@@ -314,6 +348,7 @@ function Walk:entry(name, up_dir, path_dir, host_dir)
     self.skipped[#self.skipped + 1] = { path = path, type = ust.type }
   end
   self.progress:add(1, 0, path)
+  self:flush()
 end
 
 -- Names the run gave one file (several upper paths, one inode) become
@@ -347,6 +382,13 @@ function Walk:hard_links()
     end
   end
   if #links == 0 then return end
+  if self.spooled then
+    -- spooled as writes: each_operation() leaves them out there, and
+    -- puts them after the rest
+    self.links, self.link_ids = links, {}
+    for _, op in ipairs(links) do self.link_ids[op.id] = true end
+    return
+  end
   local ordered = {}
   for _, op in ipairs(self.ops) do
     if not seen[op] then ordered[#ordered + 1] = op end
@@ -354,6 +396,70 @@ function Walk:hard_links()
   table.move(links, 1, #links, #ordered + 1, ordered)
   for i, op in ipairs(ordered) do op.id = i end
   self.ops = ordered
+end
+
+-- finish_spool(): every operation written out and the spool complete;
+-- when the run took host paths away, read back whole instead (the
+-- search for moves, renames.lua, needs all of them at once)
+function Walk:finish_spool()
+  if not self.spool then return end
+  for _, op in ipairs(self.ops) do
+    local ok, msg = self.spool:add_line(self.encode(op))
+    if not ok then fail("%s", msg) end
+  end
+  self.ops = {}
+  local ok, msg = self.spool:commit()
+  if not ok then fail("%s", msg) end
+  self.spool, self.spooled = nil, self.spool.path
+  if self.sources == 0 then return end
+  local by_id = {}
+  for _, op in self:spooled_operations() do
+    self.ops[#self.ops + 1] = op
+    by_id[op.id] = op
+  end
+  -- the hard links' groups hold the operations as they were made
+  for _, group in pairs(self.linked) do
+    for _, m in ipairs(group) do
+      if m.write then m.write = by_id[m.write.id] end
+    end
+  end
+  fs.remove(self.spooled)
+  self.spooled = nil
+end
+
+-- spooled_operations() -> iterator of (n, op) over the spool
+function Walk:spooled_operations()
+  local decode = require("shannot.session").decode_operation
+  local it, msg = require("shannot.session.lines").records(self.spooled, decode)
+  if not it then fail("%s", msg) end
+  return it
+end
+
+-- each_operation(w, fn): fn(op) for every operation of a finished walk,
+-- in order, ids numbered from 1 (a spooled walk's read back one at a
+-- time: the operations of 100 000 files are never all in memory).
+-- -> how many
+function M.each_operation(w, fn)
+  local n = 0
+  local function give(op)
+    n = n + 1
+    op.id = n
+    fn(op)
+  end
+  if w.spooled then
+    local links = w.link_ids or {}
+    for _, op in w:spooled_operations() do
+      if not links[op.id] then give(op) end
+    end
+    for _, op in ipairs(w.links or {}) do give(op) end
+  end
+  for _, op in ipairs(w.ops) do give(op) end
+  return n
+end
+
+-- count(w) -> how many operations a finished walk has
+function M.count(w)
+  return w.n
 end
 
 -- tree(upper dir, path it stands for, host dir or nil when all is new)
@@ -368,9 +474,18 @@ end
 -- trees: {up =, host =} (default: both this machine's); opts.max_bytes:
 -- the most file content a capture keeps; opts.ignore: path globs
 -- (glob.match_path) left out, counted in ignored; opts.progress:
--- shannot.progress's reporter (entries walked, bytes stored).
+-- shannot.progress's reporter (entries walked, bytes stored);
+-- opts.spool: a file the operations go to as they are found (read them
+-- with each_operation: ops holds only those added after the walk).
 function M.operations(overlays, blobs, trees, opts)
-  local w = setmetatable({ ops = {}, counts = {}, bytes = 0, skipped = {}, blobs = blobs, linked = {}, dir_times = {},
+  local spool
+  if opts and opts.spool then
+    local msg
+    spool, msg = require("shannot.session.lines").writer(opts.spool)
+    if not spool then return nil, err.env("%s", msg) end
+  end
+  local w = setmetatable({ ops = {}, n = 0, counts = {}, bytes = 0, skipped = {}, blobs = blobs, linked = {},
+    dir_times = {}, spool = spool, sources = 0, encode = require("shannot.session").encode_operation,
     up = trees and trees.up or M.local_tree, host = trees and trees.host or M.local_tree,
     max_bytes = opts and opts.max_bytes, overlays = overlays, ignore = opts and opts.ignore or {}, ignored = 0,
     progress = opts and opts.progress or require("shannot.progress").none }, Walk)
@@ -383,8 +498,12 @@ function M.operations(overlays, blobs, trees, opts)
       w:dir_time(o.target, ust, hst)
       w:tree(o.upper, o.target, o.target)
     end
+    w:finish_spool()
     w:hard_links()
-    renames.detect(w)
+    if not w.spooled then
+      renames.detect(w)
+      w.n = #w.ops
+    end
     return w
   end)
 end
@@ -414,7 +533,8 @@ end
 function M.add_questions(w, questions)
   for _, q in ipairs(questions) do
     w.counts.query = (w.counts.query or 0) + 1
-    w.ops[#w.ops + 1] = { id = #w.ops + 1, kind = "query", argv = q.argv,
+    w.n = w.n + 1
+    w.ops[#w.ops + 1] = { id = w.n, kind = "query", argv = q.argv,
       answer = { code = q.code, stdout = q.stdout, sha256 = store.hash_string(q.stdout) } }
   end
   return w
@@ -425,7 +545,8 @@ end
 function M.add_deferred(w, records)
   for _, r in ipairs(records) do
     w.counts.exec = (w.counts.exec or 0) + 1
-    w.ops[#w.ops + 1] = { id = #w.ops + 1, kind = "exec", argv = r.argv, cwd = r.cwd }
+    w.n = w.n + 1
+    w.ops[#w.ops + 1] = { id = w.n, kind = "exec", argv = r.argv, cwd = r.cwd }
   end
   return w
 end

@@ -127,7 +127,8 @@ local function json_document(r, captured)
     doc[name .. "_dropped_at"] = r[name .. "_dropped_at"]
   end
   if captured then
-    doc.session = { id = captured.id, counts = captured.counts, operations = #captured.operations }
+    doc.session = { id = captured.id, counts = captured.counts,
+      operations = require("shannot.session").count(captured) }
   end
   return doc
 end

@@ -79,7 +79,7 @@ local function capture_host(opts, job)
   })
   if not r then return { state = state_of(captured), error = captured.message } end
   local out = { session = captured and captured.id or nil, exit_code = r.exit_code, timed_out = r.timed_out,
-    signal = r.signal_name, operations = captured and #captured.operations or 0,
+    signal = r.signal_name, operations = captured and require("shannot.session").count(captured) or 0,
     stderr = text.middle(r.stderr or "", 4096) }
   if r.exit_code == nil and not r.timed_out then
     out.state, out.error = "error", "the sandbox could not be set up: " .. (out.stderr:match("[^\n]+") or "")

@@ -238,31 +238,41 @@ local function worse(a, b)
   return (RANK[b] or 0) > (RANK[a] or 0) and b or a
 end
 
--- write_operations(s, dir, max_bytes) -> bytes written | nil, err
-local function write_operations(s, dir, max_bytes)
+-- write_operations(s, dir, max_bytes, each) -> bytes written, count |
+-- nil, err.  each(fn) calls fn(op) for every operation (they need not
+-- be in memory at once); it may err.throw, and nothing is written then.
+local function write_operations(s, dir, max_bytes, each)
   local w, msg = lines.writer(dir .. "/" .. M.FILES.operations)
   if not w then return nil, err.env("cannot write session %s: %s", s.id, msg) end
-  local bytes, worst = 0, nil
-  for _, op in ipairs(s.operations) do
-    worst = worse(worst, op.danger)
-    local line = M.encode_operation(op)
-    bytes = bytes + #line + 1
-    -- past the limit, only counted: the refusal says how large it is
-    if bytes <= max_bytes then
-      local ok, werr = w:add_line(line)
-      if not ok then w:abandon(); return nil, err.env("cannot write session %s: %s", s.id, werr) end
-    end
+  local bytes, worst, n = 0, nil, 0
+  local ok, e = err.try(function()
+    each(function(op)
+      n = n + 1
+      worst = worse(worst, op.danger)
+      local line = M.encode_operation(op)
+      bytes = bytes + #line + 1
+      -- past the limit, only counted: the refusal says how large it is
+      if bytes <= max_bytes then
+        local added, werr = w:add_line(line)
+        if not added then err.throw(err.env("cannot write session %s: %s", s.id, werr)) end
+      end
+    end)
+    return true
+  end)
+  if not ok then
+    w:abandon()
+    return nil, e
   end
   if bytes > max_bytes then
     w:abandon()
     return nil, err.refused("session %s would be %.1f MiB of JSON (%d operations), more than the %.1f MiB it " ..
-      "may be", s.id, bytes / 1048576, #s.operations, max_bytes / 1048576)
+      "may be", s.id, bytes / 1048576, n, max_bytes / 1048576)
   end
-  local ok, cerr = w:commit()
-  if not ok then return nil, err.env("cannot write session %s: %s", s.id, cerr) end
+  local committed, cerr = w:commit()
+  if not committed then return nil, err.env("cannot write session %s: %s", s.id, cerr) end
   -- what a listing shows of the session without reading its operations
   s.worst_danger = worst
-  return bytes
+  return bytes, n
 end
 
 -- A list kept in memory (a session made by the Lua API, or an old
@@ -273,23 +283,28 @@ local function write_once(path, list, encode)
   return lines.write(path, list, encode)
 end
 
--- save(s [, max_bytes]) -> true | nil, err.  The operations (when s holds
--- them: a session loaded with load(id, {header = true}) does not, and
--- they stay as they are on disk) go to operations.jsonl first, then the
--- header to session.json: a session is complete once session.json is
+-- save(s [, max_bytes [, each]]) -> true | nil, err.  The operations (when
+-- s holds them, or each(fn) gives them, fn(op) for every one: a capture
+-- streams them; a session loaded with load(id, {header = true}) has none,
+-- and they stay as they are on disk) go to operations.jsonl first, then
+-- the header to session.json: a session is complete once session.json is
 -- there.  More than max_bytes (default MAX_JSON_BYTES) of JSON is refused,
 -- the files on disk left as they were.
-function M.save(s, max_bytes)
+function M.save(s, max_bytes, each)
   local dir, e = M.dir(s.id)
   if not dir then return nil, e end
   max_bytes = max_bytes or M.MAX_JSON_BYTES
   local header = without(s, "operations")
   header.results = nil
   local used = 0
-  if type(s.operations) == "table" then
-    local bytes, werr = write_operations(s, dir, max_bytes)
-    if not bytes then return nil, werr end
-    used, s.operation_count, header.operation_count = bytes, #s.operations, #s.operations
+  if type(s.operations) == "table" and not each then
+    local list = s.operations
+    each = function(fn) for _, op in ipairs(list) do fn(op) end end
+  end
+  if each then
+    local bytes, n = write_operations(s, dir, max_bytes, each)
+    if not bytes then return nil, n end
+    used, s.operation_count, header.operation_count = bytes, n, n
     header.worst_danger = s.worst_danger
   end
   local ok, msg = true, nil
