@@ -165,6 +165,32 @@ function encode_value(enc, v, depth, out)
   end
 end
 
+-- Whether lua-cjson encodes a value exactly: strings (keys too) valid
+-- UTF-8, numbers integers within its 14 significant digits, no cycle.
+local function plain(v, depth)
+  local t = type(v)
+  if t == "string" then return utf8.len(v) ~= nil end
+  if t == "number" then return math.type(v) == "integer" and v > -1e14 and v < 1e14 end
+  if t == "boolean" or v == M.null then return true end
+  if t ~= "table" or depth > 16 then return false end
+  for k, x in pairs(v) do
+    if (type(k) == "string" and not utf8.len(k)) or not plain(x, depth + 1) then return false end
+  end
+  return true
+end
+
+-- encode_line(value) -> text: one record of a JSON-lines file, through
+-- lua-cjson (twenty times faster) where that is exact, else encode().
+-- Keys are in no order and an empty list is written {}: for files our
+-- own reader reads, record by record.
+function M.encode_line(value)
+  if plain(value, 0) then
+    local ok, text = pcall(cjson.encode, value)
+    if ok then return text end
+  end
+  return M.encode(value)
+end
+
 -- encode(value [, {indent = "  "}]) -> text
 function M.encode(value, opts)
   local out = {}

@@ -91,7 +91,7 @@ if step == "capture" then
   local r, s = require("shannot.capture").run(ex, p, { argv = { "fake-script" }, name = "fake-job" },
     { json = true, warn = function(...) io.stderr:write(string.format(...), "\n") end })
   assert(r, s)
-  print(s.id, s.target, #s.operations, r.exit_code)
+  print(s.id, s.target, require("shannot.session").count(s), r.exit_code)
 elseif step == "execute" then
   assert(require("shannot.session.apply").execute(arg[4], { executor = ex, actor = "lua" }))
   print(table.concat(Fake.ran, ";"))

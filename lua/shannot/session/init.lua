@@ -208,13 +208,13 @@ end
 -- encode_operation(op) -> its line (names that are not UTF-8 kept in hex)
 function M.encode_operation(op)
   protect_op(op)
-  return json.encode(op)
+  return json.encode_line(op)
 end
 
 -- encode_entry(e) -> a checkpoint entry's line
 function M.encode_entry(e)
   protect(e)
-  return json.encode(e)
+  return json.encode_line(e)
 end
 
 -- count(s) -> how many operations the session has
@@ -382,6 +382,12 @@ local integers = json.integers
 -- "table"), a table {list = rule}, {fields = {name = rule}}, {one_of =
 -- {...}}; `opt(rule)` lets the field be absent (or null).
 local function opt(rule) return { optional = rule } end
+-- one of a list of values (looked up in a set: checked at every read)
+local function one_of(list)
+  local set = {}
+  for _, x in ipairs(list) do set[x] = true end
+  return { one_of = list, set = set }
+end
 
 local STATE = { fields = {
   exists = opt("boolean"), type = opt("string"), mode = opt("integer"), uid = opt("integer"),
@@ -393,9 +399,9 @@ local STATE = { fields = {
 
 local OPERATION = { fields = {
   id = "integer",
-  kind = { one_of = { "write", "mkdir", "replace_dir", "symlink", "mkfifo", "link", "delete", "chmod", "chown",
-    "xattr", "touch", "rename", "query", "exec" } },
-  path = opt("path"), decision = opt({ one_of = { "approve", "deny", "review" } }),
+  kind = one_of({ "write", "mkdir", "replace_dir", "symlink", "mkfifo", "link", "delete", "chmod", "chown",
+    "xattr", "touch", "rename", "query", "exec" }),
+  path = opt("path"), decision = opt(one_of({ "approve", "deny", "review" })),
   danger = opt("string"), reason = opt("string"), new = opt(STATE), base = opt(STATE),
   from = opt("path"), from_base = opt(STATE),
   answer = opt({ fields = { code = "integer", stdout = opt("string"), sha256 = "hash" } }),
@@ -410,11 +416,11 @@ local CHECKPOINT_ENTRY = { fields = {
 } }
 
 local SCHEMA = { fields = {
-  id = "string", name = opt("string"), status = { one_of = M.STATUSES }, created_at = "string",
+  id = "string", name = opt("string"), status = one_of(M.STATUSES), created_at = "string",
   expires_at = "string", target = opt("string"), profile = opt("string"), command = opt({ list = "string" }),
   exit_code = opt("integer"), signal = opt("string"), timed_out = opt("boolean"),
   operations = opt({ list = OPERATION }), operation_count = opt("integer"), counts = opt("table"),
-  worst_danger = opt({ one_of = { "safe", "caution", "danger" } }),
+  worst_danger = opt(one_of({ "safe", "caution", "danger" })),
   checkpoint = opt({ fields = { created_at = opt("string"), entries = opt({ list = CHECKPOINT_ENTRY }),
     count = opt("integer"),
     dir_times = opt({ list = { fields = { path = "string", mtime_sec = "integer", mtime_nsec = "integer" } } }) } }),
@@ -468,31 +474,40 @@ local KIND_WORDS = { string = "a string", integer = "an integer", number = "a nu
   path = 'a clean absolute path (no ".", ".." or empty component)',
   xattrs = "extended attributes (kept names, hex values)" }
 
--- check(v, rule, where) -> nil | what is wrong (naming where)
-local function check(v, rule, where)
+-- check(v, rule) -> nil | what is wrong, where (the path of the field
+-- below v: "", ".new.mode", "[2].at").  The path is built only on the
+-- way out of a failure: 100 000 operations are checked at every read.
+local function check(v, rule)
   if type(rule) == "table" and rule.optional then
     if v == nil or v == json.null then return nil end
     rule = rule.optional
   end
   if type(rule) == "string" then
-    if not KINDS[rule](v) then return string.format("%s must be %s", where, KIND_WORDS[rule]) end
+    if not KINDS[rule](v) then return "must be " .. KIND_WORDS[rule], "" end
   elseif rule.one_of then
-    for _, x in ipairs(rule.one_of) do if v == x then return nil end end
-    return string.format('%s must be one of %s, not "%s"', where, table.concat(rule.one_of, ", "),
-      text.inert(tostring(v)))
+    if rule.set[v] then return nil end
+    return string.format('must be one of %s, not "%s"', table.concat(rule.one_of, ", "), text.inert(tostring(v))), ""
   elseif rule.list then
-    if type(v) ~= "table" then return where .. " must be a list" end
+    if type(v) ~= "table" then return "must be a list", "" end
     for i, x in ipairs(v) do
-      local bad = check(x, rule.list, string.format("%s[%d]", where, i))
-      if bad then return bad end
+      local bad, at = check(x, rule.list)
+      if bad then return bad, "[" .. i .. "]" .. at end
     end
   elseif rule.fields then
-    if type(v) ~= "table" then return where .. " must be an object" end
+    if type(v) ~= "table" then return "must be an object", "" end
     for name, r in pairs(rule.fields) do
-      local bad = check(v[name], r, where == "" and name or (where .. "." .. name))
-      if bad then return bad end
+      local bad, at = check(v[name], r)
+      if bad then return bad, "." .. name .. at end
     end
   end
+end
+
+-- problem(v, rule, where) -> "field WHERE... what is wrong" | nil
+local function problem(v, rule, where)
+  local bad, at = check(v, rule)
+  if not bad then return nil end
+  local path = (where .. at):gsub("^%.", "")
+  return string.format("field %s %s", path, bad)
 end
 
 -- Fields an operation of a kind cannot do without.
@@ -504,8 +519,8 @@ local NEEDS = {
 
 -- op_problem(op, where) -> what is wrong with one operation | nil
 local function op_problem(op, where)
-  local bad = check(op, OPERATION, where)
-  if bad then return "field " .. bad end
+  local bad = problem(op, OPERATION, where)
+  if bad then return bad end
   for _, need in ipairs(NEEDS[op.kind] or {}) do
     local field, kind = need[1], need[2]
     if type(op[field]) ~= kind then
@@ -519,11 +534,11 @@ end
 
 local function validate(s, file)
   if type(s) ~= "table" then return string.format("%s: not a session (a JSON object)", file) end
-  local bad = check(s, SCHEMA, "")
-  if bad then return string.format("%s: field %s", file, bad) end
+  local bad = problem(s, SCHEMA, "")
+  if bad then return string.format("%s: %s", file, bad) end
   for i, op in ipairs(s.operations or {}) do
-    local problem = op_problem(op, string.format("operations[%d]", i))
-    if problem then return string.format("%s: %s", file, problem) end
+    local wrong = op_problem(op, string.format("operations[%d]", i))
+    if wrong then return string.format("%s: %s", file, wrong) end
   end
   if s.operations == nil and s.operation_count == nil then
     return string.format("%s: field operation_count must be an integer", file)
@@ -550,8 +565,7 @@ local function decoder(rule, finish)
       bad = type(v) ~= "table" and "not an operation (a JSON object)" or
         op_problem(v, string.format("operations[%d]", n or 0))
     else
-      bad = check(v, rule, "record")
-      bad = bad and ("field " .. bad)
+      bad = problem(v, rule, "record")
     end
     if bad then return nil, string.format("%s: %s", where, bad) end
     return finish and finish(v) or v
@@ -750,8 +764,8 @@ function M.load(id, opts)
   local s, rerr = M.read_json(file, M.MAX_JSON_BYTES, "session", id)
   if s == nil then return nil, rerr end
   if type(s) == "table" then integers(s) end
-  local problem = validate(s, file)
-  if problem then return nil, err.usage("%s", problem) end
+  local wrong = validate(s, file)
+  if wrong then return nil, err.usage("%s", wrong) end
   if s.id ~= id then return nil, err.usage('%s: says its id is "%s"', file, text.inert(tostring(s.id))) end
   -- Lists stay lists when saved again, empty ones too.
   for _, key in ipairs({ "operations", "results", "history", "command", "skipped" }) do

@@ -47,7 +47,7 @@ function Writer:add_line(line)
 end
 
 function Writer:add(record)
-  return self:add_line(json.encode(record))
+  return self:add_line(json.encode_line(record))
 end
 
 -- commit() -> true | nil, msg: durable and in place
@@ -77,12 +77,12 @@ function Writer:abandon()
 end
 
 -- write(path, list, encode) -> true | nil, msg: a whole list at once;
--- encode(item) -> its line (default json.encode)
+-- encode(item) -> its line (default json.encode_line)
 function M.write(path, list, encode)
   local w, msg = M.writer(path)
   if not w then return nil, msg end
   for _, item in ipairs(list) do
-    local ok, werr = w:add_line((encode or json.encode)(item))
+    local ok, werr = w:add_line((encode or json.encode_line)(item))
     if not ok then w:abandon(); return nil, werr end
   end
   return w:commit()
