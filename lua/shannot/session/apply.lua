@@ -270,16 +270,12 @@ local function source_drift(ex, op)
   end
 end
 
--- drift(ex, pass [, progress]) -> list of {path, base, now} that differ
--- from the dry-run, and the count and bytes of the operations
-function M.drift(ex, pass, progress)
-  local out, replaced, moved, bytes = {}, {}, {}, 0
-  local total = pass(function(op)
-    if replaces_dir(op) then replaced[#replaced + 1] = op.path .. "/" end
-    bytes = bytes + (op.kind == "write" and op.new.size or 0)
-  end)
-  progress = progress or require("shannot.progress").none
-  progress:start("checking", total)
+-- drift(ex, pass, how) -> list of {path, base, now} that differ from the
+-- dry-run.  how: survey()'s (replaced, total), progress.
+function M.drift(ex, pass, how)
+  local out, replaced, moved = {}, how.replaced, {}
+  local progress = how.progress or require("shannot.progress").none
+  progress:start("checking", how.total)
   pass(function(op)
     progress:add(1, 0, op.path)
     local now, msg
@@ -299,7 +295,7 @@ function M.drift(ex, pass, progress)
       moved[#moved + 1] = op.from
     end
   end)
-  return out, total, bytes
+  return out
 end
 
 -- One line of an answer, as a refusal quotes it.
@@ -308,12 +304,13 @@ local function answer_text(code, stdout)
   return string.format("exit %s%s", tostring(code), first ~= "" and (' "' .. text.inert(first) .. '"') or "")
 end
 
--- answers_moved(ex, s) -> the approved questions (query operations) the
+-- answers_moved(ex, asked) -> the approved questions (query operations,
+-- asked) the
 -- host now answers differently, each "COMMAND (was ..., now ...)"
-function M.answers_moved(ex, s, f)
+function M.answers_moved(ex, asked)
   local queries = require("shannot.capture.queries")
   local out = {}
-  for _, op in session.each(s, "operations", f) do
+  for _, op in ipairs(asked) do
     if op.kind == "query" and op.decision == "approve" and not queries.allowed(op.argv) then
       out[#out + 1] = string.format("%s (no question shannot asks the host: not run)",
         text.inert(text.command_line(op.argv or {})))
@@ -347,10 +344,10 @@ end
 -- file operation went through (how.files_failed == 0): they usually act
 -- on what was written (restart a service on a new config).  -> how many
 -- failed
-local function run_deferred(s, ex, how)
+local function run_deferred(ex, how)
   local failed, stopped_by = 0, nil
-  for _, op in session.each(s, "operations", how.f) do
-    if op.kind == "exec" and op.decision == "approve" then
+  for _, op in ipairs(how.execs) do
+    do
       local why_not
       if how.files_failed > 0 then
         why_not = "not run: a file operation failed"
@@ -453,6 +450,26 @@ local function apply_all(ex, pass, ctx)
   return failed, { times = times, parents = parents, timed = timed }
 end
 
+-- survey() -> tally, tap: tap(op) for every operation (the seal's check
+-- reads them all first) gathers what execute needs before its passes:
+-- the approved questions and deferred commands (asked, execs), the
+-- directories approved operations empty (replaced), how many approved
+-- file operations (total) and their bytes.
+local function survey()
+  local t = { asked = {}, execs = {}, replaced = {}, total = 0, bytes = 0, done = false }
+  return t, function(op)
+    t.done = true
+    if op.decision ~= "approve" then return end
+    if op.kind == "query" then t.asked[#t.asked + 1] = op
+    elseif op.kind == "exec" then t.execs[#t.execs + 1] = op
+    elseif FILE_KINDS[op.kind] then
+      t.total = t.total + 1
+      t.bytes = t.bytes + (op.kind == "write" and type(op.new) == "table" and op.new.size or 0)
+      if replaces_dir(op) then t.replaced[#t.replaced + 1] = op.path .. "/" end
+    end
+  end
+end
+
 local function header_opts(opts)
   return setmetatable({ header = true }, { __index = opts or {} })
 end
@@ -470,7 +487,8 @@ local function execute(id, opts)
     if not f then return nil, ferr end
   end
   local _ <close> = guard(function() if f then f:close() end end)
-  local sealed, why = require("shannot.session.approval").check(s, session.lists(s, f))
+  local tally, tap = survey()
+  local sealed, why = require("shannot.session.approval").check(s, session.lists(s, f, tap))
   if not sealed then
     audit_event.session({ what = "execute_refused", session = s, extra = { reason = why.message },
       config = opts and opts.config, actor = opts and opts.actor, warn = opts and opts.warn })
@@ -483,13 +501,18 @@ local function execute(id, opts)
   local ex, xerr = M.executor(s, opts)
   if not ex then return nil, xerr end
   local _ <close> = guard(function() ex:close() end)
-  local moved = M.answers_moved(ex, s, f)
+  if not tally.done then
+    -- sealed in session.json itself (before the operations moved beside it)
+    for _, op in session.each(s, "operations", f) do tap(op) end
+  end
+  local moved = M.answers_moved(ex, tally.asked)
   if #moved > 0 then
     return nil, err.refused("the host answers differently since the dry-run; nothing was done: %s",
       table.concat(moved, "; "))
   end
   local progress = opts and opts.progress or require("shannot.progress").none
-  local drifted, total, bytes = M.drift(ex, pass, progress)
+  local drifted = M.drift(ex, pass, { replaced = tally.replaced, total = tally.total, progress = progress })
+  local total, bytes = tally.total, tally.bytes
   progress:finish()
   if #drifted > 0 then
     local out = {}
@@ -542,7 +565,7 @@ local function execute(id, opts)
   for _, fail in ipairs(stayed) do
     if opts and opts.warn then opts.warn("%s: its modification time: %s", text.inert(fail.path), fail.error) end
   end
-  local deferred_failed = run_deferred(s, ex, { result = result, files_failed = failed, step = step, f = f,
+  local deferred_failed = run_deferred(ex, { execs = tally.execs, result = result, files_failed = failed, step = step,
     stop_on_failure = opts and opts.stop_on_deferred_failure, show_output = opts and opts.show_output })
   ok, msg = w:commit()
   if ok then ok, msg = amend_results(s, changed) end

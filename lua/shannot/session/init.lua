@@ -582,11 +582,20 @@ local DECODE = {
 M.decode_operation = DECODE.operations
 M.decode_entry = DECODE.checkpoint
 
--- lists(s [, f]) -> what session.approval reads a session's lists through
--- (it cannot require this module, which requires it): each(name), file(name)
-function M.lists(s, f)
-  return { each = function(name) return M.each(s, name, name == "operations" and f or nil) end,
-    file = function(name) return M.file(s, name) end }
+-- lists(s [, f [, tap]]) -> what session.approval reads a session's lists
+-- through (it cannot require this module, which requires it): each(name),
+-- file(name); tap(op) sees every operation read so
+function M.lists(s, f, tap)
+  local function each(name)
+    local it = M.each(s, name, name == "operations" and f or nil)
+    if name ~= "operations" or not tap then return it end
+    return function()
+      local n, op = it()
+      if n then tap(op) end
+      return n, op
+    end
+  end
+  return { each = each, file = function(name) return M.file(s, name) end }
 end
 
 -- each(s, name [, f]) -> iterator of (n, record, offset, length) over one
