@@ -1,10 +1,11 @@
 -- bench/apply: executing a session (drift check, checkpoint, apply, the
--- post-apply state) of FILES small files plus large ones, 1 GiB in all,
--- against `cp -a` of the same tree, measured in the same run,
--- interleaved, each followed by a sync so that both pay for their writes
--- (page-cache writeback otherwise lands on whichever runs next); and the
--- peak RSS of the executing process (GNU time).
--- Targets: throughput >= 50% of cp -a, RSS < 64 MiB.
+-- post-apply state) of FILES small files (100 000 by default) plus large
+-- ones, 1 GiB in all, against `cp -a` of the same tree, measured in the
+-- same run, interleaved, each followed by a sync so that both pay for
+-- their writes (page-cache writeback otherwise lands on whichever runs
+-- next); and the peak RSS (GNU time) of every command a session goes
+-- through: capture, show, approve, execute, rollback.
+-- Targets: throughput >= 100% of cp -a, every RSS < 64 MiB.
 local shannot = require("shannot")
 local proc = shannot.proc
 local fs = shannot.fs
@@ -36,10 +37,19 @@ local ok, problem = pcall(function()
     for d in $(seq 100); do mkdir d$d; done &&
     i=0; while [ $i -lt %d ]; do cp /tmp/seed d$((i %% 100 + 1))/f$i; i=$((i+1)); done &&
     for n in 1 2 3 4; do head -c %d /dev/urandom > big$n; done]], host, FILES, large)
-  local r = run({ BIN, "run", "--json", "--profile", profile, "-c", script },
-    { env = env, stdout = "pipe", stderr = "pipe", stdin = "null", timeout = 3600 })
+  -- peak RSS (KiB) of one command
+  local peaks = {}
+  local function timed(what, argv, out)
+    local x = run({ "/usr/bin/time", "-f", "%M", table.unpack(argv) },
+      { env = env, stdout = out or "null", stderr = "pipe", stdin = "null", timeout = 3600 })
+    peaks[what] = peaks[what] or {}
+    table.insert(peaks[what], tonumber(x.stderr:match("(%d+)%s*$")))
+    return x
+  end
+  local r = timed("capture", { BIN, "run", "--json", "--profile", profile, "-c", script }, "pipe")
   local id = json.decode(r.stdout).session.id
-  run({ BIN, "approve", id, "--yes" }, { env = env, stdout = "null", stderr = "pipe", stdin = "null" })
+  timed("show", { BIN, "show", id })
+  timed("approve", { BIN, "approve", id, "--yes" })
   local sessions = home .. "/data/shannot/sessions"
   -- The same tree as plain files, for cp -a (made by executing once).
   local tree = work .. "/tree"
@@ -50,20 +60,21 @@ local ok, problem = pcall(function()
     local s = json.decode(assert(fs.read_file(f, 1 << 30)))
     s.id = new
     assert(fs.write_atomic(f, json.encode(s)))
+    -- its lists stay hard links to the original's, but for those an
+    -- execute writes anew (by rename)
     return new
   end
   run({ BIN, "execute", copy_session(0) }, { env = env, stdout = "null", stderr = "pipe", stdin = "null" })
   assert(fs.rename(host, tree)); assert(fs.mkdir(host))
-  local t_exec, t_cp, rss = {}, {}, {}
+  local t_exec, t_cp = {}, {}
   for round = 1, ROUNDS do
     local sid = copy_session(round)
     proc.run({ "sync" })
     local t0 = sys.monotonic()
-    local x = run({ "/usr/bin/time", "-f", "%M", BIN, "execute", sid },
-      { env = env, stdout = "null", stderr = "pipe", stdin = "null", timeout = 3600 })
+    timed("execute", { BIN, "execute", sid })
     proc.run({ "sync" })
     t_exec[#t_exec + 1] = sys.monotonic() - t0
-    rss[#rss + 1] = tonumber(x.stderr:match("(%d+)%s*$"))
+    timed("rollback", { BIN, "rollback", sid })
     fs.rmtree(host); assert(fs.mkdir(host))
     proc.run({ "sync" })
     t0 = sys.monotonic()
@@ -76,7 +87,9 @@ local ok, problem = pcall(function()
   print(string.format("apply, median of %d rounds: %d files + 4 large, 1 GiB", ROUNDS, FILES))
   print(string.format("%-40s %9.3f s %9.3f s  throughput %.0f%% of cp -a (target >= 50%%)",
     "execute + sync  vs  cp -a + sync", e, c, 100 * c / e))
-  print(string.format("%-40s %9d KiB (target < 65536)", "peak RSS of execute", math.floor(median(rss))))
+  for _, what in ipairs({ "capture", "show", "approve", "execute", "rollback" }) do
+    print(string.format("%-40s %9d KiB (target < 65536)", "peak RSS of " .. what, math.floor(median(peaks[what]))))
+  end
 end)
 fs.rmtree(work)
 assert(ok, problem)

@@ -711,8 +711,12 @@ local function conflicts(ex, s, entries, how)
   return out
 end
 
--- restore_order(entries, still) -> the places of the entries (offset,
--- length pairs, for entries.at) in the order rollback goes: what the
+-- A checkpoint line is shorter than this (lines.MAX_LINE): an entry's
+-- offset and length make one integer.
+local SPAN = 1 << 25
+
+-- restore_order(entries, still) -> the places of the entries (offset *
+-- SPAN + length, for at()) in the order rollback goes: what the
 -- session made where a rename's source was, removed deepest first; the
 -- renames moved back, last first; the other absent-before paths removed
 -- deepest first (a directory the session made for a moved tree is empty
@@ -721,25 +725,26 @@ end
 -- (still: unmoved's) nothing is touched.  Only places and depths are
 -- held, never the entries.
 local function restore_order(entries, still)
+  -- an entry's place as one integer (offset and length), not a table:
+  -- 100 000 of them are held
+  local function place(offset, len) return offset * SPAN + len end
   local sources, moves = {}, {}
   entries.each(function(e, offset, len)
     if e.moved_to then
-      table.insert(moves, 1, { offset, len })
+      table.insert(moves, 1, place(offset, len))
       sources[#sources + 1] = e.path
     end
   end)
   local in_sources, removals, restores, depth = {}, {}, {}, {}
   entries.each(function(e, offset, len)
     if e.moved_to or e.moved_from or at_or_below(e.path, still) then -- luacheck: ignore 542
+    elseif e.exists then
+      restores[#restores + 1] = place(offset, len)
     else
-      local place = { offset, len }
-      if e.exists then
-        restores[#restores + 1] = place
-      else
-        depth[place] = #e.path
-        local list = at_or_below(e.path, sources) and in_sources or removals
-        list[#list + 1] = place
-      end
+      local at = place(offset, len)
+      depth[at] = #e.path
+      local list = at_or_below(e.path, sources) and in_sources or removals
+      list[#list + 1] = at
     end
   end)
   local deepest = function(x, y) return depth[x] > depth[y] end
@@ -816,13 +821,13 @@ local function restore_all(ex, s, entries, how)
   touched = nil  -- luacheck: ignore 311
   local bytes = 0
   for _, place in ipairs(order) do
-    local entry = entries.at(place[1], place[2])
+    local entry = entries.at(place // SPAN, place % SPAN)
     bytes = bytes + (entry.type == "file" and entry.size or 0)
   end
   progress:start("restoring", #order, bytes, "paths")
   local times = {}
   for _, place in ipairs(order) do
-    local entry = entries.at(place[1], place[2])
+    local entry = entries.at(place // SPAN, place % SPAN)
     -- A path already as its checkpoint holds it is left alone (an
     -- operation that never ran, a file made immutable meanwhile).  Read
     -- now, not at the conflict check: a restore before may have moved it.
@@ -887,7 +892,9 @@ local function rollback(id, opts)
   local report = { restored = {}, unchanged = {}, conflicts = found, failed = {},
     not_undone = M.deferred_that_ran(s) }
   if opts.dry_run then
-    for _, place in ipairs(order) do report.restored[#report.restored + 1] = entries.at(place[1], place[2]).path end
+    for _, place in ipairs(order) do
+      report.restored[#report.restored + 1] = entries.at(place // SPAN, place % SPAN).path
+    end
     return s, report
   end
   local times = restore_all(ex, s, entries, { order = order, report = report,
