@@ -347,25 +347,23 @@ end
 local function run_deferred(ex, how)
   local failed, stopped_by = 0, nil
   for _, op in ipairs(how.execs) do
-    do
-      local why_not
-      if how.files_failed > 0 then
-        why_not = "not run: a file operation failed"
-      elseif stopped_by then
-        why_not = string.format("not run: deferred command %d failed (--stop-on-deferred-failure)", stopped_by)
+    local why_not
+    if how.files_failed > 0 then
+      why_not = "not run: a file operation failed"
+    elseif stopped_by then
+      why_not = string.format("not run: deferred command %d failed (--stop-on-deferred-failure)", stopped_by)
+    end
+    if why_not then
+      how.result({ id = op.id, ok = false, not_run = true, error = why_not })
+    else
+      if how.show_output then how.show_output(op) end
+      local r = ex:exec(op, M.EXEC_TIMEOUT, how.show_output ~= nil)
+      if not r.ok then
+        failed = failed + 1
+        if how.stop_on_failure then stopped_by = op.id end
       end
-      if why_not then
-        how.result({ id = op.id, ok = false, not_run = true, error = why_not })
-      else
-        if how.show_output then how.show_output(op) end
-        local r = ex:exec(op, M.EXEC_TIMEOUT, how.show_output ~= nil)
-        if not r.ok then
-          failed = failed + 1
-          if how.stop_on_failure then stopped_by = op.id end
-        end
-        how.result(r)
-        how.step()
-      end
+      how.result(r)
+      how.step()
     end
   end
   return failed

@@ -311,12 +311,13 @@ function M.save(s, max_bytes, each)
   if type(s.results) == "table" then
     ok, msg = write_once(dir .. "/" .. M.FILES.results, s.results)
   end
-  if ok and type(s.checkpoint) == "table" and type(s.checkpoint.entries) == "table" then
+  -- (a checkpoint or an approval sealed before the lists moved beside
+  -- session.json, without a count, stays in it: its seal is over it there)
+  if ok and type(s.checkpoint) == "table" and type(s.checkpoint.entries) == "table" and s.checkpoint.count then
     header.checkpoint = without(s.checkpoint, "entries")
-    header.checkpoint.count = #s.checkpoint.entries
     ok, msg = write_once(dir .. "/" .. M.FILES.checkpoint, s.checkpoint.entries, M.encode_entry)
   end
-  if ok and type(s.approval) == "table" and type(s.approval.operations) == "table" then
+  if ok and type(s.approval) == "table" and type(s.approval.operations) == "table" and s.approval.count then
     header.approval = without(s.approval, "operations")
     ok, msg = lines.write(dir .. "/" .. M.FILES.approval, s.approval.operations)
   end
