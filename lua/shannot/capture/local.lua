@@ -59,6 +59,7 @@ function M.capture(plan, settings)
     namespace = staging.namespace(st), capture = staging.sandbox_part(st),
     script = plan.job.script and { source = plan.job.script, target = plan.job.script_inside },
     keep_output = true, tee = plan.show_output, watch = limits.watch(lim, st.dir), hide = plan.hide,
+    wake = server and server.wake,
   })
   if not r then
     rerr.message = staging.describe_failure(st, rerr)

@@ -218,7 +218,8 @@ end
 -- bwrap (explicit path), namespace (proc.spawn's: a capture's overlays),
 -- capture (staging.sandbox_part's), script ({source =, target =}) and
 -- getenv for sandbox/bwrap.lua, hide (absolute globs: paths hidden inside), limits (limits.of's: processes and
--- memory), watch (communicate's: a capture's staging).
+-- memory), watch and wake (communicate's: a capture's staging, its
+-- questions' server started when first asked).
 function M.run(p, argv, opts)
   opts = opts or {}
   local plan, perr = M.prepare(p, argv, opts)
@@ -283,6 +284,7 @@ function M.run(p, argv, opts)
     timeout = opts.timeout, max_capture = opts.max_output or proc.DEFAULT_MAX_OUTPUT,
     tee_stdout = tee and 1 or nil, tee_stderr = tee and 2 or nil, watch = opts.watch,
     tee_no_strings = tee and true or nil,  -- no clipboard or title set on the reviewer's terminal
+    wake = opts.wake,
     sockets = plan.sockets and { channel = plan.sockets.channel:fd(), allow = plan.sockets.allow } or nil,
   })
   if plan.sockets then plan.sockets.channel:close() end
@@ -290,6 +292,7 @@ function M.run(p, argv, opts)
   finish()
   if group and r then r.limits_hit = limits.hit(group) end
   if not r then return nil, err.env("waiting for the sandbox: %s", cmsg) end
+  if r.wake_error then return nil, err.env("%s", r.wake_error) end
   r.command = argv
   r.profile = p.name
   r.started = status["child-pid"] ~= nil
