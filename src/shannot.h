@@ -181,6 +181,7 @@ struct sh_heap {
     long long used; /* bytes allocated since the count began (may be < 0) */
     long long cap;  /* growth past this is refused; LLONG_MAX: no cap */
     int refused;    /* a growth was refused since the cap was set */
+    int exiting;    /* lua_close before exit: frees are left to the kernel */
 };
 void *sh_heap_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 
