@@ -701,6 +701,77 @@ out:
     return 1;
 }
 
+#define MAX_SIGNALS 128 /* above any sh_signal_max() */
+
+/* proc.exec(argv [, opts]) -> nil, msg, code: this process becomes argv
+ * (found in PATH) and this returns only when that failed.  opts: env,
+ * cwd, keep_fds (left open across the exec; every other fd from 3 up is
+ * closed by it), join_fds (cgroup.procs files to move this process
+ * into), rlimits, as spawn's; the streams are this process's own, no
+ * namespace.  Every signal gets its default disposition back (shannot
+ * ignores SIGPIPE) and none stays blocked. */
+static int proc_exec(lua_State *L)
+{
+    struct spawn_req r;
+    spawn_read(L, &r);
+    luaL_argcheck(L,
+                  !r.has_ns && r.mode[0] == 0 && r.mode[1] == 0 &&
+                      r.mode[2] == 0,
+                  2, "exec keeps this process's streams and namespaces");
+    for (int i = 0; i < r.njoin; i++) {
+        if (sh_write_all(r.join[i], "0", 1) < 0) {
+            return sh_fail(L, "join the sandbox's cgroup", errno);
+        }
+    }
+    struct rlimit rl = {(rlim_t)r.nproc, (rlim_t)r.nproc};
+    if (r.nproc >= 0 && setrlimit(RLIMIT_NPROC, &rl) < 0) {
+        return sh_fail(L, "set the sandbox's process limit", errno);
+    }
+    if (r.cwd != NULL && chdir(r.cwd) < 0) {
+        return sh_fail(L, r.cwd, errno);
+    }
+    fflush(NULL); /* what Lua's io buffered would be lost with this image */
+    int max = sh_signal_max() < MAX_SIGNALS ? sh_signal_max() : MAX_SIGNALS;
+    struct sigaction old[MAX_SIGNALS];
+    memset(old, 0, sizeof old); /* SIG_DFL where a query fails */
+    sigset_t none, saved;
+    sigemptyset(&none);
+    for (int sig = 1; sig < max; sig++) {
+        /* a handler goes with the image; only an ignored one would stay */
+        if (sigaction(sig, NULL, &old[sig]) == 0 &&
+            old[sig].sa_handler == SIG_IGN) {
+            signal(sig, SIG_DFL);
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &none, &saved);
+    sh_cloexec_from(3);
+    for (int i = 0; i < r.nkeep; i++) {
+        fcntl(r.keep[i], F_SETFD, 0); /* the caller asked for this one */
+    }
+#ifdef SH_CLIENT
+    char **saved_env = environ;
+    if (r.envp != NULL) {
+        environ = r.envp;
+    }
+    execvp(r.argv[0], r.argv);
+    int e = errno;
+    environ = saved_env;
+#else
+    execvpe(r.argv[0], r.argv, r.envp ? r.envp : environ);
+    int e = errno;
+#endif
+    for (int i = 0; i < r.nkeep; i++) {
+        fcntl(r.keep[i], F_SETFD, FD_CLOEXEC);
+    }
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    for (int sig = 1; sig < max; sig++) {
+        if (old[sig].sa_handler == SIG_IGN) {
+            sigaction(sig, &old[sig], NULL);
+        }
+    }
+    return sh_fail(L, r.argv[0], e);
+}
+
 /* [-0, +0, m] code, or signal and signal_name, of a wait status into the
  * table on top. */
 static void set_status(lua_State *L, int status)
@@ -1163,6 +1234,7 @@ static int proc_kill_orphan(lua_State *L)
 }
 
 static const luaL_Reg proc_funcs[] = {{"spawn", proc_spawn},
+                                      {"exec", proc_exec},
                                       {"set_subreaper", proc_set_subreaper},
                                       {"kill_orphan", proc_kill_orphan},
                                       {NULL, NULL}};

@@ -277,11 +277,15 @@ end
 
 -- command(profile, plan) -> what bwrap runs: plan.argv, behind shannot's
 -- own first program when plan.enter names it (plan.sockets_fd: where it
--- hands the socket calls' listener back, for unix_sockets).
+-- hands the socket calls' listener back, for unix_sockets; plan.report:
+-- the command's name as shannot shows it, when that program waits for the
+-- command and ends as `run` does, for a sandbox exec'd in place).
 function M.command(p, plan)
   if not plan.enter then return plan.argv end
   local dirs = M.writable_dirs(p, plan)
-  local out = { M.ENTER, const.SANDBOX_ENTER, tostring(plan.sockets_fd or "-"), tostring(#dirs) }
+  local out = { M.ENTER, const.SANDBOX_ENTER }
+  if plan.report then add(out, "--report", plan.report) end
+  add(out, tostring(plan.sockets_fd or "-"), tostring(#dirs))
   table.move(dirs, 1, #dirs, #out + 1, out)
   table.move(plan.argv, 1, #plan.argv, #out + 1, out)
   return out
