@@ -714,10 +714,9 @@ static int proc_exec(lua_State *L)
 {
     struct spawn_req r;
     spawn_read(L, &r);
-    luaL_argcheck(L,
-                  !r.has_ns && r.mode[0] == 0 && r.mode[1] == 0 &&
-                      r.mode[2] == 0,
-                  2, "exec keeps this process's streams and namespaces");
+    luaL_argcheck(
+        L, !r.has_ns && r.mode[0] == 0 && r.mode[1] == 0 && r.mode[2] == 0, 2,
+        "exec keeps this process's streams and namespaces");
     for (int i = 0; i < r.njoin; i++) {
         if (sh_write_all(r.join[i], "0", 1) < 0) {
             return sh_fail(L, "join the sandbox's cgroup", errno);
