@@ -88,7 +88,8 @@ struct sh_ns_mount {
     const char *lower; /* lower, upper, work: NULL for a rebind */
     const char *upper;
     const char *work;
-    int rebind; /* bind target's own directory back over an overlay */
+    int rebind;  /* bind target's own directory back over an overlay */
+    int no_sync; /* overlayfs "volatile": no sync of the upper, ever */
 };
 struct sh_ns_setup {
     int full_map;      /* map every uid and gid onto itself (real root) */

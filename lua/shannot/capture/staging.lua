@@ -426,7 +426,11 @@ end
 function M.namespace(stage)
   local mounts = {}
   for _, o in ipairs(stage.overlays) do
-    mounts[#mounts + 1] = { target = o.target, lower = o.target, upper = o.upper, work = o.work }
+    -- volatile: the staging is thrown away (or kept only when untouched),
+    -- so nothing needs it on disk; no sync at unmount (that flushed the
+    -- whole file system the staging is on, tens of ms after a run that
+    -- wrote) and fsync in the sandbox (package managers) costs nothing
+    mounts[#mounts + 1] = { target = o.target, lower = o.target, upper = o.upper, work = o.work, volatile = true }
   end
   for _, dir in ipairs(hidden_dirs(stage)) do mounts[#mounts + 1] = { target = dir, rebind = true } end
   return { full_map = stage.full_map, mounts = mounts }
@@ -541,12 +545,16 @@ function M.prune_stale()
   return removed
 end
 
--- remove(stage): everything, whatever state the run left it in; or,
--- when the run left it as made (nothing captured, see as_made), kept as
--- the pool's for the next run over the same overlays.
+-- remove(stage): everything, whatever state the run left it in; or, when
+-- the run ended by itself (stage.reusable, capture/local.lua) and left it
+-- as made (nothing captured, see as_made), kept as the pool's for the
+-- next run over the same overlays.
 function M.remove(stage)
-  if stage.pool and as_made(stage) then
+  if stage.pool and stage.reusable and as_made(stage) then
     if fs.exists(stage.dir .. "/blobs") then fs.remove(stage.dir .. "/blobs") end
+    -- a volatile mount leaves work/incompat/volatile, which refuses the
+    -- next mount: the run ended normally, so the upper is whole
+    for _, o in ipairs(stage.overlays) do fs.rmtree(o.work .. "/work") end
     if fs.remove(stage.dir .. "/pid") and fs.rename(stage.dir, stage.pool) then return true end
   end
   return fs.rmtree(stage.dir)

@@ -182,10 +182,13 @@ function M.remove(g)
   for _, f in ipairs(g.join) do f:close() end
   g.join = {}
   for i = #g.dirs, 1, -1 do
-    for _ = 1, 50 do
+    -- up to a second, in steps from 1 ms: most are gone at once
+    local waited, step = 0, 0.001
+    while true do
       local ok, _, code = fs.remove(g.dirs[i])
-      if ok or code == "ENOENT" or code ~= "EBUSY" then break end
-      sys.sleep(0.02)
+      if ok or code ~= "EBUSY" or waited >= 1 then break end
+      sys.sleep(step)
+      waited, step = waited + step, math.min(step * 2, 0.05)
     end
   end
 end
