@@ -382,7 +382,7 @@ function M.create(p, opts)
   end
   -- From here on the caller owns the stage and must remove() it.
   local fail = function(m) M.remove(stage); return nil, err.env("staging: %s", m) end
-  ok, msg = fs.write_atomic(dir .. "/pid", ids.pid .. "\n", 384)
+  ok, msg = fs.write_new(dir .. "/pid", ids.pid .. "\n", 384)  -- a kept one has none
   if not ok then return fail(msg) end
   if not kept then
     for _, sub in ipairs({ "upper", "wd", "defer" }) do
