@@ -5,7 +5,6 @@ local err = require("shannot.err")
 local fs = require("shannot.fs")
 local guard = require("shannot.guard")
 local limits = require("shannot.sandbox.limits")
-local view = require("shannot.session.view")
 local profile = require("shannot.sandbox.profile")
 local queries = require("shannot.capture.queries")
 local sandbox = require("shannot.sandbox")
@@ -67,7 +66,8 @@ function M.capture(plan, settings)
   end
   if r.limit == "staging" then
     return nil, err.refused("the run wrote more than %s into staging ([limits] staging), or left less than %s " ..
-      "free there: it was stopped and nothing was kept", view.size(lim.staging), view.size(limits.MIN_FREE))
+      "free there: it was stopped and nothing was kept", require("shannot.session.view").size(lim.staging),
+      require("shannot.session.view").size(limits.MIN_FREE))
   end
   -- No exit code and no timeout: the sandbox never started, or the user
   -- interrupted it; neither is a run worth a session.
