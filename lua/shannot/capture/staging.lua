@@ -545,12 +545,35 @@ function M.prune_stale()
   return removed
 end
 
+-- Back to as made after a run that captured something (its blobs and
+-- record went to the session): an upper that holds anything is made
+-- afresh (a new directory lists its entries in the order they are made,
+-- as a first run's does: an emptied one reuses freed slots), what
+-- questions left and the blobs go, the record is made again.  -> whether
+-- as_made now.
+local function recycle(stage)
+  for _, o in ipairs(stage.overlays) do
+    local entries = fs.readdir(o.upper)
+    if not entries then return false end
+    if #entries > 0 then
+      if not (fs.rmtree(o.upper) and make_upper(o.upper, o.target, stage.full_map)) then return false end
+    end
+  end
+  for _, path in ipairs({ stage.dir .. "/blobs", stage.dir .. "/queries", stage.dir .. "/defer/deferred" }) do
+    if not fs.rmtree(path) then return false end
+  end
+  for _, entry in ipairs(fs.readdir(stage.dir .. "/defer/q") or {}) do
+    if entry ~= "ask" and not fs.rmtree(stage.dir .. "/defer/q/" .. entry) then return false end
+  end
+  return fs.write_new(stage.dir .. "/defer/deferred", "", 438) and as_made(stage)
+end
+
 -- remove(stage): everything, whatever state the run left it in; or, when
--- the run ended by itself (stage.reusable, capture/local.lua) and left it
--- as made (nothing captured, see as_made), kept as the pool's for the
--- next run over the same overlays.
+-- the run ended by itself (stage.reusable, capture/local.lua), emptied
+-- back to as made (as_made, recycle) and kept as the pool's for the next
+-- run over the same overlays: what was made need not be made again.
 function M.remove(stage)
-  if stage.pool and stage.reusable and as_made(stage) then
+  if stage.pool and stage.reusable and (as_made(stage) or recycle(stage)) then
     if fs.exists(stage.dir .. "/blobs") then fs.remove(stage.dir .. "/blobs") end
     -- a volatile mount leaves work/incompat/volatile, which refuses the
     -- next mount: the run ended normally, so the upper is whole
