@@ -4,10 +4,18 @@
 --      capture path, set up in C) vs the same chain done with util-linux
 --      tools: unshare -m, one `mount -t overlay` per path, exec bwrap with
 --      the identical argument list.  Target <= 1.25.
---   2. capturing 10 000 small files (walk, hash, store, operations, the
+--   2. the same against the C floor ../shared/bench/ovl_floor.c (compiled
+--      here with cc: unshare, one overlay mount(2) per path in-process,
+--      exec bwrap with shannot's argument list).  Target <= 1.25.
+--   3. `shannot run` of a script writing 100 files vs the same script in
+--      ovl_floor + bwrap.  Target <= 1.3.
+--   4. capturing 10 000 small files (walk, hash, store, operations, the
 --      session JSON) vs `cp -a` of the same tree.  Target <= 2.0.
 -- Prints medians and ratios.  Run as root (the util-linux chain uses the
--- initial user namespace, as shannot does as root).
+-- initial user namespace, as shannot does as root).  OVL_FLOOR_SRC names
+-- another ovl_floor.c; without one (or cc) rows 2 and 3 are left out.
+-- ovl_floor's scratch directory is made in build/ (OVL_FLOOR_SCRATCH: a
+-- directory prefix elsewhere), outside every path it overlays.
 local shannot = require("shannot")
 local fs = shannot.fs
 local sys = require("shannot.core.sys")
@@ -15,15 +23,32 @@ package.path = "bench/?.lua;" .. package.path
 local lib = require("lib")
 local run, compare = lib.run, lib.compare
 
+local function proc_ok(argv)
+  local r = shannot.proc.run(argv, { stdout = "null", stderr = "pipe", stdin = "null" })
+  if not (r and r.code == 0) then
+    print(table.concat(argv, " ") .. ": " .. (r and r.stderr or "?"))
+    return false
+  end
+  return true
+end
+
 local N = tonumber(arg[1]) or 100
 local BIN = arg[2] or "build/shannot"
 local FILES = tonumber(arg[3]) or 10000
+
+local FLOOR_SRC = os.getenv("OVL_FLOOR_SRC") or "../shared/bench/ovl_floor.c"
+-- ovl_floor's overlay targets, in its order (its `dirs`)
+local FLOOR_DIRS = { "etc", "usr", "var", "opt", "home", "root", "srv", "tmp" }
+-- the 100-file script of row 3
+local SCRIPT100 = "mkdir -p /opt/shannot-bench && i=0 && while [ $i -lt 100 ]; do " ..
+  "echo \"file $i\" > /opt/shannot-bench/f$i; i=$((i+1)); done"
 
 local function quote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
 end
 
 local work = assert(fs.mkdtemp((os.getenv("TMPDIR") or "/var/tmp") .. "/shannot-bench-"))
+local floor_scratch
 local ok, problem = pcall(function()
   -- 1. start-up of a capturing run
   local env = { "HOME=" .. work .. "/home", "XDG_DATA_HOME=" .. work .. "/data",
@@ -72,27 +97,86 @@ local ok, problem = pcall(function()
     { run = function() run(chain) end },
   }, N)
 
-  -- 2. capturing a tree of small files
+  -- 2. and 3. against the C floor: ovl_floor SCRATCH N bwrap ARGS..., the
+  -- seccomp filter on a fresh pipe each time (untimed), as shannot's
+  local m_floor, m_100
+  local floor_bin = work .. "/ovl_floor"
+  local built = fs.exists(FLOOR_SRC) and proc_ok({ "cc", "-O2", "-o", floor_bin, FLOOR_SRC })
+  if built then
+    -- its upper and work dirs must lie outside every directory it
+    -- overlays (through an overlay an upper is refused): in build/, or
+    -- OVL_FLOOR_SCRATCH
+    local scratch = assert(fs.mkdtemp(os.getenv("OVL_FLOOR_SCRATCH") or
+      (assert(fs.realpath("build")) .. "/ovl-floor-")))
+    floor_scratch = scratch
+    for i = 1, #st.overlays do
+      assert(fs.mkdir_p(scratch .. "/" .. FLOOR_DIRS[i] .. "/w"))
+    end
+    local function clean_uppers()
+      for i = 1, #st.overlays do
+        local u = scratch .. "/" .. FLOOR_DIRS[i] .. "/u"
+        fs.rmtree(u); assert(fs.mkdir(u))
+      end
+    end
+    local keep
+    local function floor_case(argv)
+      local c = {}
+      c.prepare = function()
+        clean_uppers()
+        for _, f in ipairs(keep or {}) do f:close() end
+        local pl = assert(shannot.sandbox.prepare(p, argv, { capture = shannot.stage.sandbox_part(st) }))
+        pl.status_fd = 1
+        local line = shannot.bwrap.argv(p, pl, "local")
+        c.argv = { floor_bin, scratch, tostring(#st.overlays) }
+        table.move(line, 1, #line, #c.argv + 1, c.argv)
+        c.keep = {}
+        for _, f in ipairs(pl.keep) do c.keep[#c.keep + 1] = f:fd() end
+        keep = pl.keep
+      end
+      c.run = function()
+        run(c.argv, { stdout = "null", stderr = "pipe", stdin = "null", keep_fds = c.keep })
+      end
+      return c
+    end
+    local function shannot_case(argv)
+      local full = { BIN, "run", "--" }
+      table.move(argv, 1, #argv, #full + 1, full)
+      return { run = function()
+        run(full, { env = env, stdout = "null", stderr = "pipe", stdin = "null" })
+      end }
+    end
+    m_floor = compare({ shannot_case({ "true" }), floor_case({ "true" }) }, N)
+    local writer = { "/bin/sh", "-c", SCRIPT100 }
+    m_100 = compare({ shannot_case(writer), floor_case(writer) }, math.max(5, N // 2))
+    for _, f in ipairs(keep or {}) do f:close() end
+  else
+    print(string.format("(no %s or no cc: the ovl_floor rows are left out)", FLOOR_SRC))
+  end
+
+  -- 4. capturing a tree of small files (FILES = 0: left out)
   local tree = work .. "/tree"
-  assert(fs.mkdir_p(tree .. "/many"))
-  for i = 1, FILES do assert(fs.write_atomic(string.format("%s/many/f%d", tree, i), "file " .. i .. "\n")) end
-  local host = work .. "/host"
-  assert(fs.mkdir(host))
-  local copy, upper, blobs = work .. "/copy", work .. "/upper", work .. "/blobs"
   local rounds = math.max(5, N // 10)
-  local m2 = compare({
-    { prepare = function() fs.rmtree(copy) end,
-      run = function() run({ "cp", "-a", tree, copy }) end },
-    { prepare = function()
-        fs.rmtree(upper); fs.rmtree(blobs)
-        run({ "cp", "-a", tree, upper }); assert(fs.mkdir(blobs))
-      end,
-      run = function()
-        local w = assert(shannot.capture.operations({ { target = host, upper = upper } }, blobs))
-        local s = shannot.session.new({ id = "20260101-000000-bench-0000", operations = w.ops, counts = w.counts })
-        assert(#shannot.json.encode(s, { indent = "  " }) > 0)
-      end },
-  }, rounds)
+  local m2
+  if FILES > 0 then
+    assert(fs.mkdir_p(tree .. "/many"))
+    for i = 1, FILES do assert(fs.write_atomic(string.format("%s/many/f%d", tree, i), "file " .. i .. "\n")) end
+    local host = work .. "/host"
+    assert(fs.mkdir(host))
+    local copy, upper, blobs = work .. "/copy", work .. "/upper", work .. "/blobs"
+    m2 = compare({
+      { prepare = function() fs.rmtree(copy) end,
+        run = function() run({ "cp", "-a", tree, copy }) end },
+      { prepare = function()
+          fs.rmtree(upper); fs.rmtree(blobs)
+          run({ "cp", "-a", tree, upper }); assert(fs.mkdir(blobs))
+        end,
+        run = function()
+          local w = assert(shannot.capture.operations({ { target = host, upper = upper } }, blobs))
+          local s = shannot.session.new({ id = "20260101-000000-bench-0000", operations = w.ops, counts = w.counts })
+          assert(#shannot.json.encode(s, { indent = "  " }) > 0)
+        end },
+    }, rounds)
+  end
 
   local function row(label, a, b, target)
     print(string.format("%-50s %9.3f ms %9.3f ms  ratio %.2f (target <= %.2f)",
@@ -100,7 +184,12 @@ local ok, problem = pcall(function()
   end
   print(string.format("capture, medians (shannot vs baseline); %d and %d rounds", N, rounds))
   row(string.format("run -- true, %d overlays  vs  unshare+mount+bwrap", #st.overlays), m1[1], m1[2], 1.25)
-  row(string.format("capture %d files          vs  cp -a", FILES), m2[2], m2[1], 2.0)
+  if m_floor then
+    row(string.format("run -- true, %d overlays  vs  ovl_floor+bwrap", #st.overlays), m_floor[1], m_floor[2], 1.25)
+    row("run, script writing 100 files vs  ovl_floor+bwrap", m_100[1], m_100[2], 1.3)
+  end
+  if m2 then row(string.format("capture %d files          vs  cp -a", FILES), m2[2], m2[1], 2.0) end
 end)
 fs.rmtree(work)
+if floor_scratch then fs.rmtree(floor_scratch) end
 assert(ok, problem)

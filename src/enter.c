@@ -1,9 +1,10 @@
 /*
  * enter.c: the first program inside a sandbox, run before any Lua state:
- *   shannot __sandbox-enter CHANNEL N DIR1..DIRN CMD [ARGS...]
+ *   shannot __sandbox-enter [--report NAME] CHANNEL N DIR1..DIRN CMD [ARGS...]
  * restricts opening files for writing to beneath DIR1..DIRN (Landlock),
  * hands its socket calls over to shannot when CHANNEL is an fd (a
- * profile's unix_sockets allow list), then execs CMD.  No Lua and nothing else
+ * profile's unix_sockets allow list), then execs CMD (with --report:
+ * runs it, waits, and exits as shannot's run would).  No Lua and nothing else
  * of shannot's, so it also builds alone as a small static program (make
  * build/shannot-enter, with -DSH_ENTER_MAIN, and stage.c: __stage fills the
  * remote staging) that a remote sandbox gets for the run: there is no
@@ -21,6 +22,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <linux/audit.h>
@@ -216,10 +218,52 @@ static int hand_over_sockets(int channel)
 #endif
 }
 
-/* argv: CHANNEL N DIR1..DIRN CMD [ARGS...]; CHANNEL is "-" or the fd the
- * socket calls' listener goes back on. */
+/* Runs cmd as a child and ends as shannot's run would after it (DESIGN
+ * §7): 0 when it succeeded; else 1, its code (128 + N for signal N, as
+ * bwrap reports one) said on stderr under `name` (already made inert).
+ * For a sandbox shannot exec'd in place of itself (cmd/run.lua), where
+ * no shannot is left outside to map the exit. */
+static int run_and_report(const char *name, char **cmd)
+{
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "shannot: cannot run %s: %s\n", cmd[0],
+                strerror(errno));
+        return 1;
+    }
+    if (pid == 0) {
+        execvp(cmd[0], cmd);
+        fprintf(stderr, "shannot: cannot run %s: %s\n", cmd[0],
+                strerror(errno));
+        _exit(errno == ENOENT ? 127 : 126);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) {
+            return 1;
+        }
+    }
+    int code = WIFEXITED(status)     ? WEXITSTATUS(status)
+               : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
+                                     : 1;
+    if (code == 0) {
+        return 0;
+    }
+    fprintf(stderr, "shannot: command %s exited with code %d\n", name, code);
+    return 1;
+}
+
+/* argv: [--report NAME] CHANNEL N DIR1..DIRN CMD [ARGS...]; CHANNEL is
+ * "-" or the fd the socket calls' listener goes back on; --report: wait
+ * for CMD and report its end (run_and_report) instead of exec'ing it. */
 int sh_sandbox_enter(int argc, char **argv)
 {
+    const char *report = NULL;
+    if (argc > 2 && strcmp(argv[0], "--report") == 0) {
+        report = argv[1];
+        argc -= 2;
+        argv += 2;
+    }
     char *end = NULL;
     long n = argc > 1 ? strtol(argv[1], &end, 10) : -1;
     if (end == NULL || *end != '\0' || n < 0 || n > argc - 3) {
@@ -242,6 +286,9 @@ int sh_sandbox_enter(int argc, char **argv)
         return 126;
     }
     char **cmd = argv + 2 + n;
+    if (report != NULL) {
+        return run_and_report(report, cmd);
+    }
     execvp(cmd[0], cmd);
     fprintf(stderr, "shannot: cannot run %s: %s\n", cmd[0], strerror(errno));
     return errno == ENOENT ? 127 : 126;

@@ -417,11 +417,12 @@ static int open_subdir(int dir, const char *name)
     return openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 }
 
-/* Unlinks every non-directory in dir.  1 with *sub = a subdirectory's
- * name (malloc'd) to descend into, 0 when dir is empty, -1 with errno. */
-static int empty_level(int dir, char **sub)
+/* Unlinks every non-directory in dir and pushes the names of its
+ * subdirectories onto pending (*count of them): each level is read once.
+ * 0, or -1 with errno. */
+static int empty_level(int dir, struct name_stack *pending, size_t *count)
 {
-    *sub = NULL;
+    *count = 0;
     int fd = dup(dir);
     if (fd < 0 || lseek(fd, 0, SEEK_SET) < 0) {
         int e = errno;
@@ -456,7 +457,8 @@ static int empty_level(int dir, char **sub)
         }
 #endif
         if (is_dir) {
-            rc = (*sub = strdup(e->d_name)) == NULL ? -1 : 1;
+            rc = names_push(pending, e->d_name);
+            *count += rc == 0;
         } else if (unlinkat(dir, e->d_name, 0) < 0 && errno != ENOENT) {
             rc = -1;
         }
@@ -470,51 +472,94 @@ static int empty_level(int dir, char **sub)
     return rc;
 }
 
+/* The subdirectory `name` of dir, opened to be emptied: one open where it
+ * is searchable and writable already, else open_subdir's way. */
+static int enter_subdir(int dir, const char *name)
+{
+    int fd = openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) == 0 && (st.st_mode & 0700) == 0700) {
+        return fd;
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    return open_subdir(dir, name);
+}
+
 /* Removes the directory open as top (path) and all below it, holding one
- * descriptor at a time: no depth is too deep (PATH_MAX does not apply). */
+ * descriptor at a time: no depth is too deep (PATH_MAX does not apply).
+ * Each directory is read once: its subdirectories wait in `pending`,
+ * counted per level in `levels`; `down` names the way back up. */
 static int remove_below(int top, const char *path)
 {
-    struct name_stack stack = {NULL, 0, 0};
-    int cur = top, rc;
-    char *sub;
-    while ((rc = empty_level(cur, &sub)) >= 0) {
-        if (rc == 1) {
-            int next = open_subdir(cur, sub);
-            if (next < 0 || names_push(&stack, sub) < 0) {
-                free(sub);
+    struct name_stack pending = {NULL, 0, 0}, down = {NULL, 0, 0};
+    size_t *levels = NULL, nlevels = 0, cap = 0, count;
+    int cur = top, rc = empty_level(cur, &pending, &count);
+    while (rc == 0) {
+        if (nlevels == cap) {
+            size_t *grown =
+                realloc(levels, (cap ? 2 * cap : 64) * sizeof *grown);
+            if (grown == NULL) {
                 rc = -1;
                 break;
             }
-            free(sub);
-            close(cur);
-            cur = next;
-            continue;
+            levels = grown;
+            cap = cap ? 2 * cap : 64;
         }
-        if (stack.n == 0) { /* top is empty */
+        levels[nlevels++] = count;
+        /* down to the next subdirectory waiting, or up while none is */
+        while (nlevels > 0 && levels[nlevels - 1] == 0) {
+            nlevels--;
+            if (down.n == 0) { /* top is empty */
+                close(cur);
+                cur = -1;
+                rc = rmdir(path);
+                break;
+            }
+            int up = openat(cur, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (up < 0) {
+                rc = -1;
+                break;
+            }
             close(cur);
-            cur = -1;
-            rc = rmdir(path);
+            cur = up;
+            char *name = down.names[--down.n];
+            rc = unlinkat(cur, name, AT_REMOVEDIR);
+            free(name);
+            if (rc < 0) {
+                break;
+            }
+        }
+        if (rc < 0 || nlevels == 0) {
             break;
         }
-        int up = openat(cur, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (up < 0) {
+        levels[nlevels - 1]--;
+        char *name = pending.names[--pending.n];
+        int next = enter_subdir(cur, name);
+        if (next < 0) {
+            free(name);
             rc = -1;
             break;
         }
-        close(cur);
-        cur = up;
-        char *name = stack.names[--stack.n];
-        rc = unlinkat(cur, name, AT_REMOVEDIR);
-        free(name);
-        if (rc < 0) {
+        if (names_push(&down, name) < 0) {
+            free(name);
+            close(next);
+            rc = -1;
             break;
         }
+        free(name);
+        close(cur);
+        cur = next;
+        rc = empty_level(cur, &pending, &count);
     }
     int e = errno;
     if (cur >= 0) {
         close(cur);
     }
-    names_free(&stack);
+    names_free(&pending);
+    names_free(&down);
+    free(levels);
     errno = e;
     return rc < 0 ? -1 : 0;
 }

@@ -701,6 +701,76 @@ out:
     return 1;
 }
 
+#define MAX_SIGNALS 128 /* above any sh_signal_max() */
+
+/* proc.exec(argv [, opts]) -> nil, msg, code: this process becomes argv
+ * (found in PATH) and this returns only when that failed.  opts: env,
+ * cwd, keep_fds (left open across the exec; every other fd from 3 up is
+ * closed by it), join_fds (cgroup.procs files to move this process
+ * into), rlimits, as spawn's; the streams are this process's own, no
+ * namespace.  Every signal gets its default disposition back (shannot
+ * ignores SIGPIPE) and none stays blocked. */
+static int proc_exec(lua_State *L)
+{
+    struct spawn_req r;
+    spawn_read(L, &r);
+    luaL_argcheck(
+        L, !r.has_ns && r.mode[0] == 0 && r.mode[1] == 0 && r.mode[2] == 0, 2,
+        "exec keeps this process's streams and namespaces");
+    for (int i = 0; i < r.njoin; i++) {
+        if (sh_write_all(r.join[i], "0", 1) < 0) {
+            return sh_fail(L, "join the sandbox's cgroup", errno);
+        }
+    }
+    struct rlimit rl = {(rlim_t)r.nproc, (rlim_t)r.nproc};
+    if (r.nproc >= 0 && setrlimit(RLIMIT_NPROC, &rl) < 0) {
+        return sh_fail(L, "set the sandbox's process limit", errno);
+    }
+    if (r.cwd != NULL && chdir(r.cwd) < 0) {
+        return sh_fail(L, r.cwd, errno);
+    }
+    fflush(NULL); /* what Lua's io buffered would be lost with this image */
+    int max = sh_signal_max() < MAX_SIGNALS ? sh_signal_max() : MAX_SIGNALS;
+    struct sigaction old[MAX_SIGNALS];
+    memset(old, 0, sizeof old); /* SIG_DFL where a query fails */
+    sigset_t none, saved;
+    sigemptyset(&none);
+    for (int sig = 1; sig < max; sig++) {
+        /* a handler goes with the image; only an ignored one would stay */
+        if (sigaction(sig, NULL, &old[sig]) == 0 &&
+            old[sig].sa_handler == SIG_IGN) {
+            signal(sig, SIG_DFL);
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &none, &saved);
+    sh_cloexec_from(3);
+    for (int i = 0; i < r.nkeep; i++) {
+        fcntl(r.keep[i], F_SETFD, 0); /* the caller asked for this one */
+    }
+#ifdef SH_CLIENT
+    char **saved_env = environ;
+    if (r.envp != NULL) {
+        environ = r.envp;
+    }
+    execvp(r.argv[0], r.argv);
+    int e = errno;
+    environ = saved_env;
+#else
+    execvpe(r.argv[0], r.argv, r.envp ? r.envp : environ);
+    int e = errno;
+#endif
+    for (int i = 0; i < r.nkeep; i++) {
+        fcntl(r.keep[i], F_SETFD, FD_CLOEXEC);
+    }
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    for (int sig = 1; sig < max; sig++) {
+        if (old[sig].sa_handler == SIG_IGN) {
+            sigaction(sig, &old[sig], NULL);
+        }
+    }
+    return sh_fail(L, r.argv[0], e);
+}
+
 /* [-0, +0, m] code, or signal and signal_name, of a wait status into the
  * table on top. */
 static void set_status(lua_State *L, int status)
@@ -750,7 +820,17 @@ struct loop {
     struct fs_watch watch;
     const char *limit;       /* which limit ended the run, or NULL */
     struct sh_notify notify; /* channel -1: no socket supervision */
+    lua_State *L;            /* for the wake function (stack slot WAKE_FN) */
+    int wake_fd;             /* -1: none, or already woken */
+    int wake_failed;         /* its message is in stack slot WAKE_ERR */
 };
+
+/* communicate()'s stack slots beyond its two arguments */
+#define SLOT_INPUT 3
+#define SLOT_WATCH 4
+#define SLOT_ALLOW 5
+#define WAKE_FN 6
+#define WAKE_ERR 7
 
 static void loop_terminate(Process *p, struct loop *s)
 {
@@ -866,10 +946,33 @@ static void loop_write(Process *p, struct loop *s)
     p->in_fd = -1;
 }
 
+/* The wake fd is readable: call the wake function, once, under
+ * lua_pcall (it returns true, or nil, msg).  A failure ends the run. */
+static void loop_wake(Process *p, struct loop *s)
+{
+    lua_State *L = s->L;
+    s->wake_fd = -1;
+    lua_pushvalue(L, WAKE_FN);
+    if (lua_pcall(L, 0, 2, 0) == LUA_OK) {
+        if (lua_toboolean(L, -2)) {
+            lua_pop(L, 2);
+            return;
+        }
+        lua_remove(L, -2); /* the message */
+    }
+    if (lua_type(L, -1) != LUA_TSTRING) {
+        lua_pop(L, 1);
+        lua_pushliteral(L, "the wake function failed");
+    }
+    lua_replace(L, WAKE_ERR);
+    s->wake_failed = 1;
+    loop_terminate(p, s);
+}
+
 /* One poll round; returns 0 to go on, 1 when done, -1 with errno. */
 static int loop_step(Process *p, struct loop *s)
 {
-    struct pollfd fds[6];
+    struct pollfd fds[7];
     int n = 0, io_open = p->out.fd >= 0 || p->err.fd >= 0;
     if (p->pid <= 0 && !io_open) {
         return 1;
@@ -883,6 +986,13 @@ static int loop_step(Process *p, struct loop *s)
         n++;
     }
     n += sh_notify_pollfds(&s->notify, fds + n);
+    int wake = -1;
+    if (s->wake_fd >= 0) {
+        wake = n++;
+        fds[wake].fd = s->wake_fd;
+        fds[wake].events = POLLIN;
+        fds[wake].revents = 0;
+    }
     int r = poll(fds, (nfds_t)n, loop_timeout_ms(p, s));
     if (r < 0 && errno != EINTR) {
         return -1;
@@ -902,6 +1012,9 @@ static int loop_step(Process *p, struct loop *s)
     }
     if (r > 0) {
         sh_notify_step(&s->notify, fds + 4);
+    }
+    if (wake >= 0 && r > 0 && fds[wake].revents) {
+        loop_wake(p, s);
     }
     if (p->pid > 0 && (p->pidfd < 0 || fds[3].revents)) {
         process_reap(p, WNOHANG);
@@ -929,6 +1042,10 @@ static void push_result(lua_State *L, Process *p, struct loop *s, double t0)
         lua_pushstring(L, s->limit);
         lua_setfield(L, -2, "limit");
     }
+    if (s->wake_failed) {
+        lua_pushvalue(L, WAKE_ERR);
+        lua_setfield(L, -2, "wake_error");
+    }
     lua_pushnumber(L, sh_monotonic() - t0);
     lua_setfield(L, -2, "duration");
     lua_pushinteger(L, p->usage.ru_maxrss);
@@ -940,6 +1057,19 @@ static void push_result(lua_State *L, Process *p, struct loop *s, double t0)
 static void loop_read_opts(lua_State *L, Process *p, struct loop *s)
 {
     memset(s, 0, sizeof *s);
+    /* first: nothing is owned yet if it raises */
+    s->L = L;
+    s->wake_fd = -1;
+    if (lua_getfield(L, 2, "wake") != LUA_TNIL) {
+        luaL_checktype(L, -1, LUA_TTABLE);
+        int w = lua_gettop(L);
+        s->wake_fd = (int)sh_optfield_number(L, w, "fd", -1);
+        luaL_argcheck(L, s->wake_fd >= 0, 2, "wake needs an fd");
+        lua_getfield(L, w, "fn");
+        luaL_checktype(L, -1, LUA_TFUNCTION);
+        lua_replace(L, WAKE_FN);
+    }
+    lua_pop(L, 1);
     double timeout = sh_optfield_number(L, 2, "timeout", -1);
     s->deadline = timeout >= 0 ? sh_monotonic() + timeout : 1e308;
     s->grace = sh_optfield_number(L, 2, "kill_grace", 2.0);
@@ -971,10 +1101,9 @@ static void loop_read_opts(lua_State *L, Process *p, struct loop *s)
             lua_pop(L, 1); /* still referenced by the table */
         }
         s->notify.nallow = n;
-        lua_replace(
-            L,
-            5); /* the array, for the whole loop (the strings stay in opts) */
-        lua_settop(L, 5);
+        /* the array, for the whole loop (the strings stay in opts) */
+        lua_replace(L, SLOT_ALLOW);
+        lua_settop(L, WAKE_ERR);
         s->notify.channel = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 3) : -1;
     } else {
         lua_pop(L, 1);
@@ -991,13 +1120,13 @@ static void loop_read_opts(lua_State *L, Process *p, struct loop *s)
         if (fs_usage(fw->path, &fw->used0, &avail) < 0) {
             fw->path = NULL; /* nothing to measure there: no watch */
         }
-        lua_replace(L, 4); /* keep it (and its path) referenced */
+        lua_replace(L, SLOT_WATCH); /* keep it (and its path) referenced */
     } else {
         lua_pop(L, 1);
     }
     if (lua_getfield(L, 2, "input") != LUA_TNIL) {
         s->input = luaL_checklstring(L, -1, &s->input_len);
-        lua_replace(L, 3); /* keep it referenced for the whole loop */
+        lua_replace(L, SLOT_INPUT); /* keep it referenced for the whole loop */
     } else {
         lua_pop(L, 1);
     }
@@ -1012,10 +1141,13 @@ static void loop_read_opts(lua_State *L, Process *p, struct loop *s)
  * calls, see notify.c),
  * watch ({path, max_growth, min_free} bytes: the run is ended, and
  * result.limit = "staging", once it has filled path's file system by more
- * than max_growth or left less than min_free).
+ * than max_growth or left less than min_free),
+ * wake ({fd, fn}: fn() is called once, the first time fd is readable; it
+ * returns true or nil, msg, and a failure ends the run with
+ * result.wake_error = msg).
  * result: code | signal, signal_name, timed_out, interrupted, duration,
- * maxrss_kb, and for piped streams stdout, stdout_tail, stdout_dropped,
- * stdout_bytes (likewise stderr). */
+ * maxrss_kb, wake_error, and for piped streams stdout, stdout_tail,
+ * stdout_dropped, stdout_bytes (likewise stderr). */
 static int process_communicate(lua_State *L)
 {
     Process *p = check_process(L);
@@ -1024,7 +1156,7 @@ static int process_communicate(lua_State *L)
         lua_newtable(L);
     }
     luaL_checktype(L, 2, LUA_TTABLE);
-    lua_settop(L, 5);
+    lua_settop(L, WAKE_ERR);
     struct loop s;
     loop_read_opts(L, p, &s);
     luaL_argcheck(L, s.input == NULL || p->in_fd >= 0, 2,
@@ -1101,6 +1233,7 @@ static int proc_kill_orphan(lua_State *L)
 }
 
 static const luaL_Reg proc_funcs[] = {{"spawn", proc_spawn},
+                                      {"exec", proc_exec},
                                       {"set_subreaper", proc_set_subreaper},
                                       {"kill_orphan", proc_kill_orphan},
                                       {NULL, NULL}};

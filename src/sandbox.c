@@ -57,6 +57,7 @@ void sh_ns_read(lua_State *L, int idx, struct sh_ns_setup *s)
         m->upper = sh_optfield_string(L, -1, "upper");
         m->work = sh_optfield_string(L, -1, "work");
         m->rebind = sh_optfield_boolean(L, -1, "rebind", 0);
+        m->no_sync = sh_optfield_boolean(L, -1, "volatile", 0);
         if (m->target == NULL ||
             (!m->rebind &&
              (m->lower == NULL || m->upper == NULL || m->work == NULL))) {
@@ -140,9 +141,15 @@ static int mount_one(const struct sh_ns_mount *m, const int fds[3])
     char opts[160];
     snprintf(opts, sizeof opts,
              "lowerdir=/proc/self/fd/%d,upperdir=/proc/self/fd/%d,"
-             "workdir=/proc/self/fd/%d,userxattr",
-             fds[0], fds[1], fds[2]);
-    return mount("overlay", m->target, "overlay", 0, opts);
+             "workdir=/proc/self/fd/%d,userxattr%s",
+             fds[0], fds[1], fds[2], m->no_sync ? ",volatile" : "");
+    int rc = mount("overlay", m->target, "overlay", 0, opts);
+    if (rc < 0 && errno == EINVAL && m->no_sync) {
+        /* a kernel before 5.10 knows no "volatile": synced, then */
+        *strrchr(opts, ',') = '\0';
+        rc = mount("overlay", m->target, "overlay", 0, opts);
+    }
+    return rc;
 }
 
 /* Every directory is opened before the first mount: an overlay on a parent

@@ -88,7 +88,8 @@ struct sh_ns_mount {
     const char *lower; /* lower, upper, work: NULL for a rebind */
     const char *upper;
     const char *work;
-    int rebind; /* bind target's own directory back over an overlay */
+    int rebind;  /* bind target's own directory back over an overlay */
+    int no_sync; /* overlayfs "volatile": no sync of the upper, ever */
 };
 struct sh_ns_setup {
     int full_map;      /* map every uid and gid onto itself (real root) */
@@ -181,6 +182,7 @@ struct sh_heap {
     long long used; /* bytes allocated since the count began (may be < 0) */
     long long cap;  /* growth past this is refused; LLONG_MAX: no cap */
     int refused;    /* a growth was refused since the cap was set */
+    int exiting;    /* lua_close before exit: frees are left to the kernel */
 };
 void *sh_heap_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 

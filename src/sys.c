@@ -32,11 +32,15 @@ static void set_user(lua_State *L, uid_t uid)
     }
 }
 
-/* ids() -> {uid, gid, euid, egid, pid, ppid, user?, home?} */
+/* ids([names]) -> {uid, gid, euid, egid, pid, ppid, user?, home?}; names
+ * false: without user and home (no password database lookup) */
 static int sys_ids(lua_State *L)
 {
+    int names = lua_isnoneornil(L, 1) || lua_toboolean(L, 1);
     lua_createtable(L, 0, 8);
-    set_user(L, getuid());
+    if (names) {
+        set_user(L, getuid());
+    }
     sh_set_int(L, "uid", getuid());
     sh_set_int(L, "gid", getgid());
     sh_set_int(L, "euid", geteuid());

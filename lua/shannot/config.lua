@@ -16,7 +16,8 @@
 -- the walk stops at the user's home and at a directory someone else owns,
 -- and it may only make things stricter (PROJECT_KEYS); anything else it
 -- sets is refused and listed in cfg.refused.
-local cmdpattern = require("shannot.policy.cmdpattern")
+-- loaded when a config file sets patterns: a run without one pays for none
+local function cmdpattern() return require("shannot.policy.cmdpattern") end
 local err = require("shannot.err")
 local fs = require("shannot.fs")
 local paths = require("shannot.paths")
@@ -172,7 +173,7 @@ local function list_of(item, what)
 end
 
 local function command_pattern(v)
-  local ok, why = cmdpattern.compile(v)
+  local ok, why = cmdpattern().compile(v)
   if not ok then return nil, why.message end  -- a reason phrase: "must be ..."
   return v
 end
@@ -379,7 +380,7 @@ end
 -- The invoking user, for the trust checks: euid and real home.
 local function invoker()
   local home = paths.home()
-  return { uid = sys.ids().euid, home = fs.realpath(home) or home }
+  return { uid = sys.ids(false).euid, home = fs.realpath(home) or home }
 end
 
 local function parent_of(dir)
@@ -587,7 +588,7 @@ M.RESERVED_REMOTE_NAMES = { ["local"] = "it names this machine", default = "it n
 -- Cross-key checks that no single value can make.
 local function validate(cfg)
   local name = cfg.values.default_executor
-  local keys = require("shannot.toml").keys_text
+  local function keys(path) return require("shannot.toml").keys_text(path) end  -- loaded only to say what is wrong
   if name ~= "local" and cfg.values.executor[name] == nil and cfg.values.remotes[name] == nil then
     return nil, err.usage('%s: default_executor "%s" names no [%s] or [%s]', cfg.origin.default_executor or "config",
       text.inert(name), text.inert(keys({ "executor", name })), text.inert(keys({ "remotes", name })))
@@ -680,7 +681,7 @@ M.table_source = table_origin
 function M.command_patterns(cfg, which)
   local out = {}
   for i, p in ipairs(cfg.values.profile[which]) do
-    out[i] = assert(cmdpattern.compile(p))
+    out[i] = assert(cmdpattern().compile(p))
   end
   return out
 end

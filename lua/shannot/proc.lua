@@ -30,6 +30,7 @@ end
 
 -- spawn(argv, opts) -> Process | nil, msg, code [, {mount =, reason =}] (see src/proc.c)
 M.spawn = core.spawn
+M.exec = core.exec
 
 -- run(argv, opts) -> result | nil, msg, code
 -- opts: everything spawn and communicate take (env, cwd, stdin, stdout,

@@ -127,6 +127,61 @@ describe("proc", function()
     assert.equal("ESRCH", code)
   end)
 
+  it("calls wake's function once, when its fd first becomes readable", function()
+    local r1, w1 = fs.pipe()
+    local calls = 0
+    -- the child writes to the pipe twice; the function runs once, while
+    -- the child is still running (it waits for the file the function makes)
+    local flag = os.tmpname()
+    os.remove(flag)
+    local to = " > /dev/fd/" .. w1:fd()
+    local p <close> = assert(core.spawn({ "sh", "-c", "echo a" .. to .. "; echo b" .. to ..
+      "; i=0; while [ ! -e " .. flag .. " ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i+1)); done; test -e " .. flag },
+      { keep_fds = { w1:fd() } }))
+    w1:close()
+    local r = assert(p:communicate({ wake = { fd = r1:fd(), fn = function()
+      calls = calls + 1
+      assert(io.open(flag, "w")):close()
+      return true
+    end } }))
+    os.remove(flag)
+    r1:close()
+    assert.equal(1, calls)
+    assert.equal(0, r.code)
+    assert.is_nil(r.wake_error)
+  end)
+
+  it("never calls wake's function for an fd that stays quiet", function()
+    local r1, w1 = fs.pipe()
+    local called = false
+    local p <close> = assert(core.spawn({ "true" }))
+    local r = assert(p:communicate({ wake = { fd = r1:fd(), fn = function() called = true; return true end } }))
+    r1:close(); w1:close()
+    assert.is_false(called)
+    assert.equal(0, r.code)
+  end)
+
+  it("ends the run when wake's function fails, and says why", function()
+    for _, fn in ipairs({ function() return nil, "no server" end, function() error("no server", 0) end }) do
+      local r1, w1 = fs.pipe()
+      local p <close> = assert(core.spawn({ "sh", "-c", "echo x > /dev/fd/" .. w1:fd() .. "; exec sleep 30" },
+        { keep_fds = { w1:fd() } }))
+      w1:close()
+      local r = assert(p:communicate({ wake = { fd = r1:fd(), fn = fn }, kill_grace = 0.2 }))
+      r1:close()
+      assert.equal("no server", r.wake_error)
+      assert.equal("TERM", r.signal_name)
+      assert.is_true(r.duration < 10)
+    end
+  end)
+
+  it("refuses a wake without fd or function", function()
+    local p <close> = assert(core.spawn({ "true" }))
+    assert.has_error(function() p:communicate({ wake = { fn = function() return true end } }) end)
+    assert.has_error(function() p:communicate({ wake = { fd = 0 } }) end)
+    p:communicate()
+  end)
+
   it("refuses input without a piped stdin", function()
     local p <close> = assert(core.spawn({ "true" }, { stdin = "null" }))
     assert.has_error(function() p:communicate({ input = "x" }) end)

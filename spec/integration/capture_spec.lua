@@ -174,10 +174,45 @@ describe("capture", function()
     assert.same({}, fs.readdir(e.home .. "/data/shannot/sessions") or {})
   end)
 
+  it("keeps the staging of a run that changed nothing for the next, in step with the host (issue 19.1)", function()
+    local e = env()
+    local staging = e.home .. "/data/shannot/staging"
+    local r = e:run("cat /etc/hostname > /dev/null; touch t && rm t")
+    assert.equal(0, r.code, r.stderr)
+    local kept = fs.readdir(staging)
+    assert.equal(1, #kept)
+    assert.matches("^pool%-%x+$", kept[1])
+    -- the host directory changes meanwhile: the kept upper root follows it
+    -- (else the overlay would show the old mode and time, captured as a
+    -- chmod of the capture path)
+    e:sh('chmod 700 "$1" && touch -d @1000000000 "$1"')
+    local _, _, s = e:run("echo x > f && systemctl restart 'kept unit'")
+    assert.same({ "write f", "exec systemctl restart kept unit" }, e:ops(s))
+    -- it held something: emptied back to as made, and kept again; the
+    -- next run sees none of it
+    assert.same(kept, fs.readdir(staging))
+    local _, doc = e:run("test ! -e f")
+    assert.equal(0, doc.exit_code)
+    local real = fs.which("systemctl", "/usr/bin:/bin:/usr/sbin:/sbin")
+    if real then  -- deferred at its own path too, with the shims made once
+      e:run("true")
+      local _, _, s2 = e:run(real .. " daemon-reload")
+      assert.same({ "exec " .. real .. " daemon-reload" }, e:ops(s2))
+      assert.equal(1, #fs.readdir(e.home .. "/data/shannot/shims"))
+    end
+  end)
+
   it("leaves no staging directory, mount or 000-mode work dir behind", function()
     local e = env()
     e:run("echo x > f")
-    assert.same({}, fs.readdir(e.home .. "/data/shannot/staging"))
+    -- but the staging kept for the next run (issue 19.1), emptied, its
+    -- overlays' work/work (mode 000, volatile's marker in it) gone
+    local left = fs.readdir(e.home .. "/data/shannot/staging")
+    assert.equal(1, #left)
+    assert.matches("^pool%-%x+$", left[1])
+    local kept = e.home .. "/data/shannot/staging/" .. left[1]
+    assert.same({}, fs.readdir(kept .. "/upper/1"))
+    assert.same({}, fs.readdir(kept .. "/wd/1"))
     local mounts = assert(fs.read_file("/proc/self/mountinfo"))
     assert.is_nil(mounts:find(e.dir, 1, true))
   end)

@@ -71,6 +71,45 @@ describe("shannot run", function()
       assert.equal("shannot: command sh exited with code 3\n", r.stderr)
     end)
 
+    it("replaces itself with bwrap for a plain sandbox whose output is no terminal", function()
+      local marker = "sleep 42" .. math.random(100, 999) .. ".5"
+      local p = h.spawn({ "run", "--profile", "readonly", "--", "sh", "-c", marker }, { home = home })
+      local exe
+      h.eventually(function()
+        exe = fs.readlink("/proc/" .. p:pid() .. "/exe")
+        return exe and exe:find("bwrap", 1, true) and #h.processes(marker) > 0
+      end, "bwrap in shannot's place")
+      assert.matches("bwrap$", exe)
+      -- the limits hold as in a waited run: a cgroup of the run's own (as root)
+      local cgroup = fs.read_file("/proc/" .. p:pid() .. "/cgroup") or ""
+      if require("shannot.sandbox.limits").kind() ~= "rlimits" then
+        assert.matches("/shannot/run%-" .. p:pid() .. "%-", cgroup)
+      end
+      p:close()
+      h.eventually(function() return #h.processes(marker) == 0 end, "the sandbox gone with bwrap")
+    end)
+
+    it("ends as a waited run does when bwrap replaces it: codes, signals, messages", function()
+      -- --timeout keeps shannot as bwrap's parent; without it, bwrap
+      -- replaces shannot and the sandbox's first program reports the end
+      local cases = { "true", "echo out; echo err >&2", "exit 3", "exit 255", "kill -TERM $$", "kill -KILL $$",
+        "exec /nonexistent/command" }
+      for _, code in ipairs(cases) do
+        local waited = run({ "--profile", "readonly", "--timeout", "60", "--", "sh", "-c", code }, { home = home })
+        local replaced = run({ "--profile", "readonly", "--", "sh", "-c", code }, { home = home })
+        assert.equal(waited.code, replaced.code, code)
+        assert.equal(waited.stdout, replaced.stdout, code)
+        assert.equal(waited.stderr, replaced.stderr, code)
+      end
+      local r = run({ "--profile", "readonly", "--", "sh", "-c", "kill -TERM $$" }, { home = home })
+      assert.equal(1, r.code)
+      assert.equal("shannot: command sh exited with code 143\n", r.stderr)
+      r = run({ "--profile", "readonly", "--", "no-such-command-here" }, { home = home })
+      assert.equal(1, r.code)
+      assert.equal("shannot: cannot run no-such-command-here: No such file or directory\n" ..
+        "shannot: command no-such-command-here exited with code 127\n", r.stderr)
+    end)
+
     it("--exit-code: 0 nothing captured, 10 captured, 1 failed with or without changes", function()
       local file = "/etc/shannot-spec-exit-code-" .. tostring(require("shannot.core.sys").ids().pid)
       assert.equal(0, run({ "--exit-code", "--", "true" }, { home = home }).code)
@@ -125,6 +164,9 @@ describe("shannot run", function()
 
   describe("isolation", function()
     it("cannot write /usr, /etc or $HOME with a profile that captures nothing", function()
+      -- shannot's own cache of the compiled system call filter (the data
+      -- directory, in $HOME here) is made by the first run
+      assert.equal(0, run({ "--profile", "readonly", "--", "true" }, { home = home, env = { HOME = home } }).code)
       local before = hash_tree("/etc") .. hash_tree("/usr/bin") .. hash_tree(home)
       local r = sh([[
         for f in /usr/shannot-probe /etc/shannot-probe "$HOME/shannot-probe"; do

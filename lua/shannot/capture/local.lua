@@ -5,7 +5,6 @@ local err = require("shannot.err")
 local fs = require("shannot.fs")
 local guard = require("shannot.guard")
 local limits = require("shannot.sandbox.limits")
-local view = require("shannot.session.view")
 local profile = require("shannot.sandbox.profile")
 local queries = require("shannot.capture.queries")
 local sandbox = require("shannot.sandbox")
@@ -59,6 +58,7 @@ function M.capture(plan, settings)
     namespace = staging.namespace(st), capture = staging.sandbox_part(st),
     script = plan.job.script and { source = plan.job.script, target = plan.job.script_inside },
     keep_output = true, tee = plan.show_output, watch = limits.watch(lim, st.dir), hide = plan.hide,
+    wake = server and server.wake,
   })
   if not r then
     rerr.message = staging.describe_failure(st, rerr)
@@ -66,13 +66,17 @@ function M.capture(plan, settings)
   end
   if r.limit == "staging" then
     return nil, err.refused("the run wrote more than %s into staging ([limits] staging), or left less than %s " ..
-      "free there: it was stopped and nothing was kept", view.size(lim.staging), view.size(limits.MIN_FREE))
+      "free there: it was stopped and nothing was kept", require("shannot.session.view").size(lim.staging),
+      require("shannot.session.view").size(limits.MIN_FREE))
   end
   -- No exit code and no timeout: the sandbox never started, or the user
   -- interrupted it; neither is a run worth a session.
   if r.interrupted or (r.exit_code == nil and not r.timed_out) then
     return false, nil, r
   end
+  -- the run ended by itself: its staging may be kept for the next one if
+  -- it is still as made (staging.remove looks)
+  st.reusable = r.exit_code ~= nil
   local records, derr = staging.deferred(st, staging.allowed_deferred(p.defer, profile.search_path(p)))
   if not records then return nil, derr end
   local ok, msg = fs.mkdir(st.dir .. "/blobs", 448)

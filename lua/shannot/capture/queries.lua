@@ -169,16 +169,29 @@ function M.server_argv(dir)
   return argv
 end
 
--- serve(profile, staging dir) -> a running server (close() stops it) |
--- nil when the profile asks nothing | nil, err
+-- serve(profile, staging dir) -> the questions' server | nil when the
+-- profile asks nothing | nil, err.  It starts when the sandbox first asks:
+-- server.wake is what communicate's `wake` takes, so a run that asks
+-- nothing starts no perl (most runs: perl's start-up cost as much as the
+-- rest of a capture's own work).  stop() ends it.
 function M.serve(p, dir)
   if not M.asks(p) then return nil end
+  local fs = require("shannot.fs")
   -- perl-base is essential on Debian: in its place whatever PATH says
-  local perl = require("shannot.fs").which("perl", "/usr/bin:/bin:" .. (os.getenv("PATH") or ""))
+  local perl = fs.which("perl", "/usr/bin:/bin:" .. (os.getenv("PATH") or ""))
   local argv = M.server_argv(dir)
   argv[1] = perl or argv[1]
-  local server, msg = require("shannot.proc").spawn(argv, { stdin = "null", stdout = "null", stderr = "null" })
-  if not server then return nil, require("shannot.err").env("cannot start the questions' server (perl): %s", msg) end
+  -- Held open read-write until stop(): a question asked before the server
+  -- runs waits in the FIFO, and the shim's open never waits for a reader.
+  local ask, msg = fs.open(dir .. "/defer/q/ask", "rw")
+  if not ask then return nil, require("shannot.err").env("the questions' channel: %s", msg) end
+  local server = { ask = ask }
+  server.wake = { fd = ask:fd(), fn = function()
+    local proc, perr = require("shannot.proc").spawn(argv, { stdin = "null", stdout = "null", stderr = "null" })
+    if not proc then return nil, "cannot start the questions' server (perl): " .. tostring(perr) end
+    server.proc = proc
+    return true
+  end }
   return server
 end
 
@@ -230,12 +243,16 @@ end
 -- stop(server): the server ended once the question it is answering, if
 -- any, is recorded (TERM, then up to 5 s, then KILL)
 function M.stop(server)
-  server:kill("TERM")
-  for _ = 1, 500 do
-    if server:poll() then break end
-    require("shannot.core.sys").sleep(0.01)
+  local proc = server.proc
+  if proc then
+    proc:kill("TERM")
+    for _ = 1, 5000 do
+      if proc:poll() then break end
+      require("shannot.core.sys").sleep(0.001)
+    end
+    proc:close()
   end
-  server:close()
+  server.ask:close()
 end
 
 -- read(file) -> {{argv, code, stdout}...} | nil, msg: the server's log

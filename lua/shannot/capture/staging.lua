@@ -177,9 +177,12 @@ M.SHIM_TEXT = SHIM  -- a remote staging writes the same shim
 -- its target (a busybox, say) for every other name too; the shim
 -- directory first in PATH catches it by name.
 local function existing_commands(names, search_path)
-  local out, seen = {}, {}
+  local out, seen, dirs = {}, {}, {}
   for dir in search_path:gmatch("[^:]+") do
     local realdir = fs.realpath(dir)
+    -- each real directory once (/bin and /usr/bin are one on merged /usr)
+    if realdir and dirs[realdir] then realdir = nil end
+    if realdir then dirs[realdir] = true end
     for _, name in ipairs(names) do
       local path = realdir and realdir .. "/" .. name
       local st = path and fs.lstat(path)
@@ -193,13 +196,60 @@ local function existing_commands(names, search_path)
   return out
 end
 
--- One shim; the shim directory holds a symlink to it per command name
--- (the shim tells the names apart by $0).  Scratch files: no fsync.
-local function write_shims(dir, names)
-  local ok, msg = fs.mkdir(dir .. "/bin", 493)
-  if ok then ok, msg = fs.write_new(dir .. "/shim", SHIM, 493) end  -- 0755
+local function check_names(names)
+  for _, name in ipairs(names) do
+    if name:find("/", 1, true) or name == "" or name == "." or name == ".." then
+      return nil, string.format('defer: "%s" is not a command name', text.inert(name))
+    end
+  end
+  return true
+end
+
+-- Ours alone: what a sandbox runs must not be another user's to change.
+local function own_dir(path, euid)
+  local st = fs.lstat(path)
+  return st ~= nil and st.type == "dir" and st.uid == euid and st.mode & 18 == 0  -- 18 = 022
+end
+
+-- shims(names) -> a directory holding the shim and bin/NAME -> the shim
+-- for each deferred command name (the shim tells them apart by $0) | nil,
+-- msg.  Made once per content and kept (issue 19.1: 20 files made and
+-- removed per run were a tenth of a capture's own time): the data
+-- directory's shims/<sha256 of shim and names>, completed in a temporary
+-- directory and renamed into place, so one under that name is whole.
+-- Sandboxes only ever bind it read-only.  Scratch files: no fsync.
+function M.shims(names)
+  local ok, msg = check_names(names)
+  if not ok then return nil, msg end
+  local root = paths.data_dir() .. "/shims"
+  local key = require("shannot.core.store").hash_string(SHIM .. "\0" .. table.concat(names, "\0"))
+  local dir = root .. "/" .. key
+  local euid = sys.ids(false).euid
+  if own_dir(dir, euid) and own_dir(dir .. "/bin", euid) then return dir end
+  ok, msg = fs.mkdir_p(root, 448)
+  if not ok then return nil, msg end
+  local tmp, terr = fs.mkdtemp(root .. "/.new-")
+  if not tmp then return nil, terr end
+  ok, msg = fs.chmod(tmp, 493)
+  if ok then ok, msg = fs.write_new(tmp .. "/shim", SHIM, 493) end  -- 0755
+  if ok then ok, msg = fs.mkdir(tmp .. "/bin", 493) end
+  for _, name in ipairs(names) do
+    if ok then ok, msg = fs.symlink(SHIM_PATH, tmp .. "/bin/" .. name) end
+  end
+  if ok then
+    ok, msg = fs.rename(tmp, dir)
+    if not ok and own_dir(dir, euid) then ok = true end  -- another run made it first
+  end
+  if fs.exists(tmp) then fs.rmtree(tmp) end
+  if not ok then return nil, msg end
+  return dir
+end
+
+-- The per-run part of the deferred-command machinery: the record and
+-- the questions' channel.  Scratch files: no fsync.
+local function write_channels(dir)
   -- 0666: whichever uid the sandboxed code runs as may append
-  if ok then ok, msg = fs.write_new(dir .. "/deferred", "", 438) end
+  local ok, msg = fs.write_new(dir .. "/deferred", "", 438)
   -- the questions' channel: any uid may ask (1777, as /tmp), and the
   -- server outside never follows what a script puts there
   if ok then ok, msg = fs.mkdir(dir .. "/q", 448) end
@@ -207,13 +257,6 @@ local function write_shims(dir, names)
   if ok then ok, msg = fs.mkfifo(dir .. "/q/ask", 384) end
   if ok then ok, msg = fs.set_meta(dir .. "/q/ask", { mode = 438 }) end
   if not ok then return nil, msg end
-  for _, name in ipairs(names) do
-    if name:find("/", 1, true) or name == "" or name == "." or name == ".." then
-      return nil, string.format('defer: "%s" is not a command name', text.inert(name))
-    end
-    ok, msg = fs.symlink(SHIM_PATH, dir .. "/bin/" .. name)
-    if not ok then return nil, msg end
-  end
   return true
 end
 
@@ -243,12 +286,82 @@ function M.staging_root()
   return paths.data_dir() .. "/staging"
 end
 
+-- A staging that a run left exactly as made (nothing captured) is kept
+-- for the next run over the same overlays instead of being removed and
+-- made again (issue 19.1: the two were a quarter of a capturing
+-- `run -- true`).  One per overlay plan, in the staging root as
+-- pool-<sha256 of the plan>; a run claims it by renaming it (atomic: two
+-- runs never share one), `shannot prune` removes it like any staging
+-- without a live pid.
+local function pool_name(root, overlays, full_map)
+  local targets = {}
+  for i, o in ipairs(overlays) do targets[i] = o.target end
+  local plan = (full_map and "map\0" or "own\0") .. table.concat(targets, "\0")
+  return root .. "/pool-" .. require("shannot.core.store").hash_string(plan)
+end
+
+-- The upper root starts as the host directory looks now: a kept one may
+-- hold an older mode, owner or time.
+local function sync_upper(upper, target, full_map)
+  local st, msg = fs.lstat(target)
+  if not st then return nil, msg end
+  local up = fs.lstat(upper)
+  if not up or up.type ~= "dir" then return nil, "not a directory: " .. upper end
+  local ok = true
+  if full_map and (up.uid ~= st.uid or up.gid ~= st.gid) then ok, msg = fs.lchown(upper, st.uid, st.gid) end
+  if ok and up.mode ~= st.mode then ok, msg = fs.chmod(upper, st.mode) end
+  if ok and (up.mtime_sec ~= st.mtime_sec or up.mtime_nsec ~= st.mtime_nsec) then
+    ok, msg = fs.set_meta(upper, { mtime_sec = st.mtime_sec, mtime_nsec = st.mtime_nsec })
+  end
+  return ok, msg
+end
+
+-- claim(stage, pool) -> whether the kept staging now is stage.dir, each
+-- upper root in step with its host directory.
+local function claim(stage, pool)
+  if not fs.rename(pool, stage.dir) then return false end
+  for i, o in ipairs(stage.overlays) do
+    o.upper, o.work = stage.dir .. "/upper/" .. i, stage.dir .. "/wd/" .. i
+    if not sync_upper(o.upper, o.target, stage.full_map) then return false end
+  end
+  return true
+end
+
+-- Nothing in it but what create() made, empty: each upper (its root with
+-- the overlay's own attributes only), the record, the questions' channel.
+local function as_made(stage)
+  local function only(dir, names)
+    local list = fs.readdir(dir)
+    if not list or #list ~= #names then return false end
+    table.sort(list)
+    for i, n in ipairs(names) do if list[i] ~= n then return false end end
+    return true
+  end
+  if not (only(stage.dir, { "blobs", "defer", "pid", "upper", "wd" }) or
+      only(stage.dir, { "defer", "pid", "upper", "wd" })) then
+    return false
+  end
+  if fs.exists(stage.dir .. "/blobs") and not only(stage.dir .. "/blobs", {}) then return false end
+  if not (only(stage.dir .. "/defer", { "deferred", "q" }) and only(stage.dir .. "/defer/q", { "ask" })) then
+    return false
+  end
+  local rec = fs.lstat(stage.dir .. "/defer/deferred")
+  if not (rec and rec.type == "file" and rec.size == 0) then return false end
+  for _, o in ipairs(stage.overlays) do
+    if not only(o.upper, {}) then return false end
+    for name in pairs(fs.xattrs(o.upper) or { [""] = true }) do
+      if not name:match("^user%.overlay%.") and not name:match("^trusted%.overlay%.") then return false end
+    end
+  end
+  return true
+end
+
 -- create(profile, opts) -> stage | nil, err.  opts.search_path: the
 -- sandbox's PATH (for the deferred commands that exist).
 function M.create(p, opts)
   local info, ierr = fs.read_file("/proc/self/mountinfo")
   if not info then return nil, err.env("cannot read the mount table: %s", ierr) end
-  local ids = sys.ids()
+  local ids = sys.ids(false)
   local own = ids.euid ~= 0 and { uid = ids.euid, home = paths.home() } or nil
   local tops, overlays = M.plan_overlays(p.capture, M.parse_mountinfo(info), own)
   local root = M.staging_root()
@@ -259,25 +372,34 @@ function M.create(p, opts)
   local ok, msg = fs.mkdir_p(root, 448)
   if not ok then return unmakeable(msg) end
   local dir = root .. "/" .. os.date("!%Y%m%d-%H%M%S") .. "-" .. random_suffix()
-  ok, msg = fs.mkdir(dir, 448)
-  if not ok then return unmakeable(msg) end
   local stage = { dir = dir, tops = tops, overlays = overlays, full_map = ids.euid == 0 }
+  stage.pool = pool_name(root, overlays, stage.full_map)
+  local kept = claim(stage, stage.pool)
+  if not kept and fs.exists(dir) then fs.rmtree(dir) end  -- claimed, but out of step: made afresh
+  if not kept then
+    ok, msg = fs.mkdir(dir, 448)
+    if not ok then return unmakeable(msg) end
+  end
   -- From here on the caller owns the stage and must remove() it.
   local fail = function(m) M.remove(stage); return nil, err.env("staging: %s", m) end
-  ok, msg = fs.write_new(dir .. "/pid", ids.pid .. "\n", 384)
+  ok, msg = fs.write_new(dir .. "/pid", ids.pid .. "\n", 384)  -- a kept one has none
   if not ok then return fail(msg) end
-  for _, sub in ipairs({ "upper", "wd", "defer" }) do
-    ok, msg = fs.mkdir(dir .. "/" .. sub, 448)
+  if not kept then
+    for _, sub in ipairs({ "upper", "wd", "defer" }) do
+      ok, msg = fs.mkdir(dir .. "/" .. sub, 448)
+      if not ok then return fail(msg) end
+    end
+    for i, o in ipairs(overlays) do
+      o.upper, o.work = dir .. "/upper/" .. i, dir .. "/wd/" .. i
+      ok, msg = make_upper(o.upper, o.target, stage.full_map)
+      if ok then ok, msg = fs.mkdir(o.work, 448) end
+      if not ok then return fail(msg) end
+    end
+    ok, msg = write_channels(dir .. "/defer")
     if not ok then return fail(msg) end
   end
-  for i, o in ipairs(overlays) do
-    o.upper, o.work = dir .. "/upper/" .. i, dir .. "/wd/" .. i
-    ok, msg = make_upper(o.upper, o.target, stage.full_map)
-    if ok then ok, msg = fs.mkdir(o.work, 448) end
-    if not ok then return fail(msg) end
-  end
-  ok, msg = write_shims(dir .. "/defer", p.defer)
-  if not ok then return fail(msg) end
+  stage.shims, msg = M.shims(p.defer)
+  if not stage.shims then return fail(msg) end
   stage.deferred_paths = existing_commands(p.defer, opts.search_path or "")
   return stage
 end
@@ -304,7 +426,11 @@ end
 function M.namespace(stage)
   local mounts = {}
   for _, o in ipairs(stage.overlays) do
-    mounts[#mounts + 1] = { target = o.target, lower = o.target, upper = o.upper, work = o.work }
+    -- volatile: the staging is thrown away (or kept only when untouched),
+    -- so nothing needs it on disk; no sync at unmount (that flushed the
+    -- whole file system the staging is on, tens of ms after a run that
+    -- wrote) and fsync in the sandbox (package managers) costs nothing
+    mounts[#mounts + 1] = { target = o.target, lower = o.target, upper = o.upper, work = o.work, volatile = true }
   end
   for _, dir in ipairs(hidden_dirs(stage)) do mounts[#mounts + 1] = { target = dir, rebind = true } end
   return { full_map = stage.full_map, mounts = mounts }
@@ -314,7 +440,7 @@ end
 -- sandbox/bwrap.lua): the overlaid paths, the staging's shims, the data
 -- directory hidden, capabilities as root.
 function M.sandbox_part(stage)
-  return { staging = stage.dir, tops = stage.tops, deferred_paths = stage.deferred_paths,
+  return { staging = stage.dir, shims = stage.shims, tops = stage.tops, deferred_paths = stage.deferred_paths,
     hidden = hidden_dirs(stage), root = stage.full_map }
 end
 
@@ -419,8 +545,41 @@ function M.prune_stale()
   return removed
 end
 
--- remove(stage): everything, whatever state the run left it in.
+-- Back to as made after a run that captured something (its blobs and
+-- record went to the session): an upper that holds anything is made
+-- afresh (a new directory lists its entries in the order they are made,
+-- as a first run's does: an emptied one reuses freed slots), what
+-- questions left and the blobs go, the record is made again.  -> whether
+-- as_made now.
+local function recycle(stage)
+  for _, o in ipairs(stage.overlays) do
+    local entries = fs.readdir(o.upper)
+    if not entries then return false end
+    if #entries > 0 then
+      if not (fs.rmtree(o.upper) and make_upper(o.upper, o.target, stage.full_map)) then return false end
+    end
+  end
+  for _, path in ipairs({ stage.dir .. "/blobs", stage.dir .. "/queries", stage.dir .. "/defer/deferred" }) do
+    if not fs.rmtree(path) then return false end
+  end
+  for _, entry in ipairs(fs.readdir(stage.dir .. "/defer/q") or {}) do
+    if entry ~= "ask" and not fs.rmtree(stage.dir .. "/defer/q/" .. entry) then return false end
+  end
+  return fs.write_new(stage.dir .. "/defer/deferred", "", 438) and as_made(stage)
+end
+
+-- remove(stage): everything, whatever state the run left it in; or, when
+-- the run ended by itself (stage.reusable, capture/local.lua), emptied
+-- back to as made (as_made, recycle) and kept as the pool's for the next
+-- run over the same overlays: what was made need not be made again.
 function M.remove(stage)
+  if stage.pool and stage.reusable and (as_made(stage) or recycle(stage)) then
+    if fs.exists(stage.dir .. "/blobs") then fs.remove(stage.dir .. "/blobs") end
+    -- a volatile mount leaves work/incompat/volatile, which refuses the
+    -- next mount: the run ended normally, so the upper is whole
+    for _, o in ipairs(stage.overlays) do fs.rmtree(o.work .. "/work") end
+    if fs.remove(stage.dir .. "/pid") and fs.rename(stage.dir, stage.pool) then return true end
+  end
   return fs.rmtree(stage.dir)
 end
 

@@ -3,12 +3,12 @@ local cli = require("shannot.cli")
 local const = require("shannot.const")
 local err = require("shannot.err")
 local fs = require("shannot.fs")
-local json = require("shannot.json")
-local capture = require("shannot.capture")
 local executor = require("shannot.executor")
 local profile = require("shannot.sandbox.profile")
-local proc = require("shannot.proc")
 local text = require("shannot.text")
+
+-- Not needed by a plain sandbox exec'd in place (in_place): loaded after.
+local function json() return require("shannot.json") end
 
 local M = {
   usage = "shannot run [--profile P] [--target T] [--network] [--hide GLOB]... [--timeout S] [--max-output SIZE] " ..
@@ -116,9 +116,9 @@ local SCRIPT_DIR = "/run/shannot/script"
 
 local function json_document(r, captured)
   local doc = {
-    command = json.array(r.command), profile = r.profile,
-    exit_code = r.exit_code or json.null, signal = r.signal_name or json.null,
-    timed_out = r.timed_out, duration = r.duration, session = json.null, ignored = r.ignored or 0,
+    command = json().array(r.command), profile = r.profile,
+    exit_code = r.exit_code or json().null, signal = r.signal_name or json().null,
+    timed_out = r.timed_out, duration = r.duration, session = json().null, ignored = r.ignored or 0,
   }
   for _, name in ipairs({ "stdout", "stderr" }) do
     doc[name] = r[name]
@@ -212,6 +212,23 @@ function M.why(why)
   return why
 end
 
+-- in_place(opts, job, profile, where) -> whether the run needs nothing
+-- of shannot after its command, so bwrap may replace shannot (no fork, no
+-- wait; the sandbox's first program reports the end as finish() would):
+-- a plain sandbox here (no capture paths), nothing to time, print as
+-- JSON, clean up (a script's private copy, hidden files' scratch) or
+-- supervise (unix_sockets), no terminal on stdout or stderr (whose
+-- control strings a run filters out, and whose state it resets), and no
+-- reason to expect that bwrap fails to set it up (reported as exit 4 only
+-- by a shannot that waits).
+function M.in_place(opts, job, p, where)
+  if where.target ~= "local" or #p.capture > 0 or #p.unix_sockets > 0 then return false end
+  if opts.json or opts.timeout or job.script or (opts.hide and #opts.hide > 0) then return false end
+  local term = require("shannot.core.term")
+  if term.isatty(1) or term.isatty(2) then return false end
+  return require("shannot.sandbox").setup_doubtful(p) == nil
+end
+
 function M.run(opts, args)
   local job, jerr = M.what_to_run(opts, args)
   if not job then return nil, jerr end
@@ -222,8 +239,13 @@ function M.run(opts, args)
   local why, whyerr = M.why(opts.why)
   if whyerr then return nil, whyerr end
   job.why, job.client = why, cli.client()
-  local kept <close>, kerr = require("shannot.capture.script").keep(job)
-  if not kept then return nil, kerr end
+  -- a script's private copy (nothing to keep for a command or -c)
+  local kept, kerr
+  if job.script then
+    kept, kerr = require("shannot.capture.script").keep(job)
+    if not kept then return nil, kerr end
+  end
+  local _ <close> = kept
   if job.client and job.kept then
     -- an MCP client's script lives in a directory gone after the call:
     -- the session names the client instead
@@ -238,12 +260,18 @@ function M.run(opts, args)
   local p, perr = profile.for_run({ profile = opts.profile, network = opts.network, config = opts.config,
     warn = cli.warn }, where)
   if not p then return nil, perr end
+  if M.in_place(opts, job, p, where) then
+    local _, xerr = require("shannot.sandbox").exec(p, job.argv, { bwrap = where.bwrap_path,
+      limits = require("shannot.sandbox.limits").of(opts.config), report = text.inert(job.argv[1]) })
+    return nil, xerr  -- only when bwrap could not start
+  end
   local ex <close>, xerr = executor.open(where, { accept_new = opts.accept_new, profile = p })
   if not ex then return nil, xerr end
   local progress <close> = cli.progress(opts)
-  local r, captured = capture.run(ex, p, job, {
+  local r, captured = require("shannot.capture").run(ex, p, job, {
     json = opts.json, ttl = opts.config and opts.config.values.session.ttl, config = opts.config,
-    actor = opts.actor, timeout = opts.timeout, max_output = opts.max_output or proc.DEFAULT_MAX_OUTPUT,
+    actor = opts.actor, timeout = opts.timeout,
+    max_output = opts.max_output or require("shannot.proc").DEFAULT_MAX_OUTPUT,
     warn = opts.warn, hide = opts.hide, progress = progress,
   })
   progress:finish()
@@ -260,7 +288,7 @@ end
 -- finish(opts, job, result, session) -> exit code | nil, err
 function M.finish(opts, job, r, captured)
   if opts.json and (r.exit_code or r.timed_out) then
-    cli.out(json.encode(json_document(r, captured), { indent = "  " }), "\n")
+    cli.out(json().encode(json_document(r, captured), { indent = "  " }), "\n")
     return r.exit_code == 0 and success(opts, captured) or const.EXIT.FAILED
   end
   -- The command's output came through as it was; whatever state it left

@@ -3,8 +3,9 @@
 -- connection a capture opens.  Capture, review and apply of a fleet run
 -- live in fleet/capture.lua, fleet/variants.lua and fleet/apply.lua.
 local err = require("shannot.err")
-local remote = require("shannot.remote")
-local targets = require("shannot.fleet.targets")
+-- loaded for a fleet: is_fleet alone (every run asks it) needs neither
+local function remote() return require("shannot.remote") end
+local function targets() return require("shannot.fleet.targets") end
 local text = require("shannot.text")
 
 local M = {}
@@ -39,10 +40,10 @@ end
 -- One host name to its connection: an inventory host, a configured
 -- remote, or USER@HOST[:PORT].
 local function connection(name, inv, cfg)
-  if inv and inv.hosts[name] and not remote.configured(name, cfg) then
+  if inv and inv.hosts[name] and not remote().configured(name, cfg) then
     return require("shannot.fleet.inventory").target(inv, name)
   end
-  return remote.resolve(name, cfg)
+  return remote().resolve(name, cfg)
 end
 
 -- hosts(spec, cfg, opts) -> {target...} | nil, err.  spec: "@group",
@@ -59,10 +60,10 @@ function M.hosts(spec, cfg, opts)
     if not inv then return nil, err.usage("no target: give --target @GROUP, a list, or --inventory FILE") end
     spec = "@all"
   end
-  local names, eerr = targets.expand(spec, groups)
+  local names, eerr = targets().expand(spec, groups)
   if not names then return nil, eerr end
   if opts.limit then
-    names, eerr = targets.limit(opts.limit, names, groups)
+    names, eerr = targets().limit(opts.limit, names, groups)
     if not names then return nil, eerr end
   end
   if #names == 0 then
@@ -74,7 +75,7 @@ function M.hosts(spec, cfg, opts)
     local t, terr = connection(name, inv, cfg)
     if not t then return nil, terr end
     t.name = name
-    local addr = remote.display(t)
+    local addr = remote().display(t)
     if not seen[addr] then
       seen[addr] = name
       out[#out + 1] = t

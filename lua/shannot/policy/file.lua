@@ -4,8 +4,6 @@
 -- standard library (no io, no os but the clock, no load, no debug) and a
 -- read-only view of the matching helpers, so a policy can only judge.
 -- The engine that calls the rules, in DESIGN §4's order, is policy.lua.
-local boundedlib = require("shannot.boundedlib")
-local cmdpattern = require("shannot.policy.cmdpattern")
 local const = require("shannot.const")
 local err = require("shannot.err")
 local fs = require("shannot.fs")
@@ -26,7 +24,13 @@ local MEMORY_BUDGET = 64 * 1024 * 1024
 
 -- The string library policy code sees, also through methods ("x"):find():
 -- run_limited swaps it into the string metatable while policy code runs.
-local STRING = boundedlib.library(string)
+-- Made with the first policy file (most runs have none, and load neither
+-- boundedlib nor cmdpattern).
+local STRING
+local function bounded_string()
+  STRING = STRING or require("shannot.boundedlib").library(string)
+  return STRING
+end
 local STRING_MT = getmetatable("")
 
 -- What the budget's hook throws.  The pcall and xpcall a policy file gets
@@ -94,11 +98,13 @@ end
 
 -- The environment a policy file runs in.
 function M.environment()
+  local boundedlib = require("shannot.boundedlib")
+  local cmdpattern = require("shannot.policy.cmdpattern")
   local env = {
     assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
     pcall = guarded_pcall, select = select, tonumber = tonumber, tostring = tostring,
     type = type, rawequal = rawequal, rawlen = rawlen, xpcall = guarded_xpcall,
-    string = copy(STRING), table = boundedlib.table_library(table), math = copy(math), utf8 = copy(utf8),
+    string = copy(bounded_string()), table = boundedlib.table_library(table), math = copy(math), utf8 = copy(utf8),
     os = { time = os.time, date = os.date, clock = os.clock },
   }
   env.shannot = read_only({
@@ -123,7 +129,7 @@ end
 -- it allocated more than MEMORY_BUDGET, even if it caught that itself
 local function run_limited(budget, fn, ...)
   local host_strings = STRING_MT.__index
-  STRING_MT.__index = STRING
+  STRING_MT.__index = bounded_string()
   sys.heap_cap(sys.heap_used() + MEMORY_BUDGET)
   debug.sethook(function() error(OVER_BUDGET, 0) end, "", budget)
   local r = table.pack(pcall(fn, ...))

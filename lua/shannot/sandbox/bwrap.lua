@@ -70,8 +70,9 @@ local function late_binds(plan)
   local c = plan.capture
   if c then
     local defer = c.staging .. "/defer"
-    out[1] = { "--ro-bind", defer .. "/shim", M.SHIM }
-    out[2] = { "--ro-bind", defer .. "/bin", M.SHIM_BIN }
+    local shims = c.shims or defer  -- a local capture's are made once (staging.shims)
+    out[1] = { "--ro-bind", shims .. "/shim", M.SHIM }
+    out[2] = { "--ro-bind", shims .. "/bin", M.SHIM_BIN }
     out[3] = { "--bind", defer .. "/deferred", M.DEFERRED }
     out[4] = { "--bind", defer .. "/q", M.QUERIES }
     local real = {}
@@ -81,7 +82,7 @@ local function late_binds(plan)
         real[name] = true
         out[#out + 1] = { "--ro-bind", path, M.REAL_DIR .. "/" .. name }
       end
-      out[#out + 1] = { "--ro-bind", defer .. "/shim", path }
+      out[#out + 1] = { "--ro-bind", shims .. "/shim", path }
     end
     for _, dir in ipairs(c.hidden or {}) do
       out[#out + 1] = { "--tmpfs", dir }
@@ -243,7 +244,7 @@ end
 -- args(profile, plan, where) -> the bwrap arguments before the command.
 -- plan: cwd, getenv (for ${VAR} in environment values), seccomp_fds,
 -- var_run_is_link (the host's /var/run is a symlink to /run), capture
--- ({staging =, tops =, deferred_paths =, hidden =, root =, user_ids =}: the overlaid
+-- ({staging =, shims =, tops =, deferred_paths =, hidden =, root =, user_ids =}: the overlaid
 -- paths bound writable, the staging's shims bound in), script ({source =,
 -- target =}), enter ({exe =} or {fd =}: shannot's first program, see
 -- command), hide ({paths =, empty =}: see hide_args).
@@ -277,11 +278,15 @@ end
 
 -- command(profile, plan) -> what bwrap runs: plan.argv, behind shannot's
 -- own first program when plan.enter names it (plan.sockets_fd: where it
--- hands the socket calls' listener back, for unix_sockets).
+-- hands the socket calls' listener back, for unix_sockets; plan.report:
+-- the command's name as shannot shows it, when that program waits for the
+-- command and ends as `run` does, for a sandbox exec'd in place).
 function M.command(p, plan)
   if not plan.enter then return plan.argv end
   local dirs = M.writable_dirs(p, plan)
-  local out = { M.ENTER, const.SANDBOX_ENTER, tostring(plan.sockets_fd or "-"), tostring(#dirs) }
+  local out = { M.ENTER, const.SANDBOX_ENTER }
+  if plan.report then add(out, "--report", plan.report) end
+  add(out, tostring(plan.sockets_fd or "-"), tostring(#dirs))
   table.move(dirs, 1, #dirs, #out + 1, out)
   table.move(plan.argv, 1, #plan.argv, #out + 1, out)
   return out

@@ -3,7 +3,6 @@
 -- profile), the bwrap command line, and the result of the run.
 local err = require("shannot.err")
 local fs = require("shannot.fs")
-local json = require("shannot.json")
 local limits = require("shannot.sandbox.limits")
 local proc = require("shannot.proc")
 local bwrap = require("shannot.sandbox.bwrap")
@@ -68,7 +67,7 @@ end
 
 -- The default filter in a pipe bwrap reads, then the profile's own file.
 local function default_filter(p)
-  local bpf, msg = require("shannot.sandbox.seccomp").program(nil, { unix_sockets = #p.unix_sockets > 0 })
+  local bpf, msg = require("shannot.sandbox.seccomp").native_program({ unix_sockets = #p.unix_sockets > 0 })
   if not bpf then return nil, err.env("%s", msg) end
   local r, w = fs.pipe()
   if not r then return nil, err.env("cannot make a pipe: %s", w) end
@@ -173,6 +172,7 @@ end
 -- "exit-code" once the command has ended.  No exit-code means bwrap
 -- itself failed while setting the sandbox up.
 function M.read_status(text_)
+  local json = require("shannot.json")
   local status = {}
   for line in text_:gmatch("[^\n]+") do
     local obj = json.decode(line)
@@ -211,6 +211,62 @@ local function close_all(files)
   for _, f in ipairs(files) do f:close() end
 end
 
+local function sysctl(path)
+  return (fs.read_file(path, 64) or ""):match("^%s*(%d+)")
+end
+
+-- setup_doubtful(profile) -> why bwrap might fail to set this sandbox up,
+-- or nil.  Then a run keeps shannot as bwrap's parent (cmd/run.lua), so
+-- such a failure is reported as one (exit 4, DESIGN §7), which a sandbox
+-- exec'd in place cannot do: a bind source that is not there, a tmpfs
+-- path missing under the read-only root, bwrap arguments of the
+-- profile's own, and as another user than root a user namespace the
+-- kernel refuses (sysctls; Ubuntu's AppArmor restriction).
+function M.setup_doubtful(p)
+  if #p.additional_args > 0 then return "the profile's additional_args" end
+  for _, b in ipairs(p.binds) do
+    if not b.optional and not fs.exists(b.source) then return "a missing bind source" end
+  end
+  if #p.binds == 0 then
+    for _, path in ipairs(p.tmpfs_paths) do
+      if not fs.exists(path) then return "a missing tmpfs path" end
+    end
+  end
+  if sys.ids(false).euid ~= 0 and (sysctl("/proc/sys/kernel/unprivileged_userns_clone") == "0"
+      or sysctl("/proc/sys/user/max_user_namespaces") == "0"
+      or sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1") then
+    return "user namespaces the kernel may refuse"
+  end
+  return nil
+end
+
+-- exec(profile, argv, opts) -> nil, err: a plain sandbox in place of
+-- this process (bwrap replaces shannot: no fork, no wait), for a run that
+-- needs nothing after the command (cmd/run.lua says which).  The
+-- sandbox's first program waits for the command and ends as run would:
+-- 0, or 1 with the code said on stderr under opts.report.  opts: bwrap,
+-- limits (a cgroup of its own, left for a later run or `shannot prune`
+-- to remove once empty), cwd, getenv.  Returns only on failure.
+function M.exec(p, argv, opts)
+  local plan, perr = M.prepare(p, argv, opts)
+  if not plan then return nil, perr end
+  assert(not plan.scratch and not plan.sockets, "exec: a plan that needs shannot after the run")
+  plan.report = opts.report
+  local argv_full = bwrap.argv(p, plan, "local")
+  local keep = {}
+  for _, f in ipairs(plan.keep) do keep[#keep + 1] = f:fd() end
+  local group = opts.limits and limits.group(opts.limits, string.format("run-%d-%d", sys.ids(false).pid,
+    math.floor(sys.monotonic() * 1000)), { prune = true })
+  local ok, msg = proc.exec(argv_full, {
+    keep_fds = keep, env = {},  -- as in run: the command's environment comes from the profile alone
+    join_fds = group and limits.join_fds(group) or nil,
+    rlimits = opts.limits and not group and limits.rlimits(opts.limits) or nil,
+  })
+  close_all(plan.keep)
+  if group then limits.remove(group) end
+  if not ok then return nil, err.env("cannot start %s", msg) end
+end
+
 -- run(profile, argv, opts) -> result | nil, err
 -- opts: keep_output (pipe and keep output instead of passing it through),
 -- tee (with keep_output: also pass it through as it comes), max_output
@@ -218,7 +274,8 @@ end
 -- bwrap (explicit path), namespace (proc.spawn's: a capture's overlays),
 -- capture (staging.sandbox_part's), script ({source =, target =}) and
 -- getenv for sandbox/bwrap.lua, hide (absolute globs: paths hidden inside), limits (limits.of's: processes and
--- memory), watch (communicate's: a capture's staging).
+-- memory), watch and wake (communicate's: a capture's staging, its
+-- questions' server started when first asked).
 function M.run(p, argv, opts)
   opts = opts or {}
   local plan, perr = M.prepare(p, argv, opts)
@@ -252,7 +309,7 @@ function M.run(p, argv, opts)
   local _ <close> = guard(finish)
   -- Processes and memory: a cgroup of the sandbox's own where this
   -- machine lets us make one, rlimits otherwise.
-  local group = opts.limits and limits.group(opts.limits, string.format("run-%d-%d", sys.ids().pid,
+  local group = opts.limits and limits.group(opts.limits, string.format("run-%d-%d", sys.ids(false).pid,
     math.floor(sys.monotonic() * 1000)))
   local _ <close> = guard(function() if group then limits.remove(group) end end)
   local p_, msg, _, where = proc.spawn(argv_full, {
@@ -283,6 +340,7 @@ function M.run(p, argv, opts)
     timeout = opts.timeout, max_capture = opts.max_output or proc.DEFAULT_MAX_OUTPUT,
     tee_stdout = tee and 1 or nil, tee_stderr = tee and 2 or nil, watch = opts.watch,
     tee_no_strings = tee and true or nil,  -- no clipboard or title set on the reviewer's terminal
+    wake = opts.wake,
     sockets = plan.sockets and { channel = plan.sockets.channel:fd(), allow = plan.sockets.allow } or nil,
   })
   if plan.sockets then plan.sockets.channel:close() end
@@ -290,6 +348,7 @@ function M.run(p, argv, opts)
   finish()
   if group and r then r.limits_hit = limits.hit(group) end
   if not r then return nil, err.env("waiting for the sandbox: %s", cmsg) end
+  if r.wake_error then return nil, err.env("%s", r.wake_error) end
   r.command = argv
   r.profile = p.name
   r.started = status["child-pid"] ~= nil

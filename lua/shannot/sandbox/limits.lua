@@ -73,7 +73,7 @@ end
 -- Where this machine's groups go and how each limit is written there:
 -- {{dir =, files = {name = value}}...} | nil (no cgroup for us here).
 local function plan(lim, name)
-  if sys.ids().euid ~= 0 then return nil end
+  if sys.ids(false).euid ~= 0 then return nil end
   local m = mounts()
   if m.v2 and has_words(m.v2 .. "/cgroup.controllers", { "pids", "memory" }) then
     local parent = m.v2 .. "/" .. M.PARENT
@@ -101,12 +101,37 @@ function M.kind()
   return #steps == 3 and "cgroup v2" or "cgroup v1"
 end
 
--- group(lim, name) -> {dirs = {...}, join = {File...}} | nil, err.  The
--- cgroups of one sandbox, made and set; spawn's join_fds are the
--- cgroup.procs files in join; remove() takes them away.
-function M.group(lim, name)
+-- A sandbox exec'd in place of shannot leaves its group behind (nothing
+-- of shannot's is left to remove it): once more than PRUNE_AT groups are
+-- there, those of runs that are gone (the pid in the name: "run-PID-...")
+-- are removed, which the kernel refuses for one that still holds a process.
+M.PRUNE_AT = 32
+
+local function prune_gone(steps)
+  for _, step in ipairs(steps) do
+    local parent = next(step.files) and step.dir:match("^(.*)/[^/]+$")
+    local names = parent and fs.readdir(parent) or {}
+    local runs = {}
+    for _, n in ipairs(names) do
+      local pid = n:match("^run%-(%d+)%-")
+      if pid then runs[#runs + 1] = { name = n, pid = pid } end
+    end
+    if #runs > M.PRUNE_AT then
+      for _, r in ipairs(runs) do
+        if not fs.exists("/proc/" .. r.pid) then fs.remove(parent .. "/" .. r.name) end
+      end
+    end
+  end
+end
+
+-- group(lim, name [, opts]) -> {dirs = {...}, join = {File...}} | nil,
+-- err.  The cgroups of one sandbox, made and set; spawn's join_fds are
+-- the cgroup.procs files in join; remove() takes them away.  opts.prune:
+-- first remove those left behind (prune_gone), once many pile up.
+function M.group(lim, name, opts)
   local steps = plan(lim, name)
   if not steps then return nil, err.env("no cgroup for shannot here (not root, or no pids and memory controllers)") end
+  if opts and opts.prune then prune_gone(steps) end
   local g = { dirs = {}, join = {} }
   for _, step in ipairs(steps) do
     local ok, msg, code = fs.mkdir(step.dir, 493)
@@ -157,10 +182,13 @@ function M.remove(g)
   for _, f in ipairs(g.join) do f:close() end
   g.join = {}
   for i = #g.dirs, 1, -1 do
-    for _ = 1, 50 do
+    -- up to a second, in steps from 1 ms: most are gone at once
+    local waited, step = 0, 0.001
+    while true do
       local ok, _, code = fs.remove(g.dirs[i])
-      if ok or code == "ENOENT" or code ~= "EBUSY" then break end
-      sys.sleep(0.02)
+      if ok or code ~= "EBUSY" or waited >= 1 then break end
+      sys.sleep(step)
+      waited, step = waited + step, math.min(step * 2, 0.05)
     end
   end
 end

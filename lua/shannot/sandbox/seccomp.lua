@@ -87,4 +87,50 @@ function M.program(arch, opts)
   return bpf
 end
 
+-- Where the compiled filter for this machine is kept between runs:
+-- compiling loads libseccomp, which cost a plain sandbox's start-up more
+-- than the rest of its Lua side (design note 113).  The name says all it
+-- depends on: this binary (the rules are in it), the kernel release and
+-- the options.  None with SHANNOT_LUA_DIR (rules may differ from the
+-- binary's) or when /proc/self/exe cannot be looked at.
+local function cache_file(opts)
+  local fs = require("shannot.fs")
+  local sys = require("shannot.core.sys")
+  local env = os.getenv("SHANNOT_LUA_DIR")
+  if env and env ~= "" then return nil end
+  local exe = fs.stat("/proc/self/exe")
+  if not exe then return nil end
+  local release = (sys.uname() or {}).release or "?"
+  local name = string.format("seccomp-%d-%d-%d-%d.%d-%s-%s.bpf", exe.dev, exe.ino, exe.size, exe.mtime_sec,
+    exe.mtime_nsec or 0, release, opts and opts.unix_sockets and "unix" or "plain")
+  return require("shannot.paths").data_dir() .. "/cache", (name:gsub("[^%w.%-]", "_"))
+end
+
+-- Ours alone: a file another user could write might weaken the filter.
+local function trusted(fs, path, euid)
+  local st = fs.lstat(path)
+  return st ~= nil and st.uid == euid and st.mode & 18 == 0  -- 18 = 022
+end
+
+-- native_program([opts]) -> program(nil, opts), kept in the data
+-- directory's cache/ and read from there while this binary and kernel are
+-- the same | nil, msg
+function M.native_program(opts)
+  local dir, name = cache_file(opts)
+  if not dir then return M.program(nil, opts) end
+  local fs = require("shannot.fs")
+  local euid = require("shannot.core.sys").ids(false).euid
+  local path = dir .. "/" .. name
+  if trusted(fs, dir, euid) and trusted(fs, path, euid) then
+    local bpf = fs.read_file(path, 1024 * 1024)
+    if bpf and #bpf > 0 and #bpf % 8 == 0 then return bpf end  -- whole sock_filter instructions
+  end
+  local bpf, msg = M.program(nil, opts)
+  if not bpf then return nil, msg end
+  if fs.mkdir_p(dir, 448) and trusted(fs, dir, euid) then
+    fs.write_atomic(path, bpf, 384)  -- best effort: the next run compiles again
+  end
+  return bpf
+end
+
 return M
