@@ -167,6 +167,8 @@ function M.run(ex, p, job, opts)
     opts.warn("%s%s: a %s is not captured", where, text.inert(skipped.path), skipped.type)
   end
   result.ignored = w.ignored
+  -- the spool goes once read: a staging left as made is kept for the next run
+  local _ <close> = require("shannot.guard")(function() if w.spooled then fs.remove(w.spooled) end end)
   if walk().count(w) == 0 then return result end
   local s, serr = M.save({ job = job, profile = p, result = result, walk = w, trees = trees,
     target = ex.target ~= "local" and ex.target or nil, where = ex.location and ex:location() or nil }, opts)

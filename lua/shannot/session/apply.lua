@@ -137,7 +137,7 @@ end
 local function passes(s, f)
   return function(fn)
     local k = 0
-    for _, op in session.each(s, "operations", f) do
+    for _, op in session.each(s, "operations", f, f ~= nil) do
       if FILE_KINDS[op.kind] and op.decision == "approve" then
         k = k + 1
         fn(op, k)
@@ -476,12 +476,13 @@ local function execute(id, opts)
   local lock <close>, s = session.acquire(id, "executed", header_opts(opts))
   if not lock then return nil, s end
   if s.status ~= "approved" or s.execution then return nil, refuse_status(s) end
-  -- one handle for every pass: what was checked against the seal is what
-  -- is applied, whatever is renamed over the file meanwhile
+  -- a private copy for every pass: what was checked against the seal
+  -- (each record whole) is what is applied, whatever happens to the
+  -- session's file meanwhile, and the later passes only decode
   local f
   if type(s.operations) ~= "table" then
     local ferr
-    f, ferr = session.open_list(s, "operations")
+    f, ferr = session.private_copy(s, "operations")
     if not f then return nil, ferr end
   end
   local _ <close> = guard(function() if f then f:close() end end)

@@ -475,6 +475,22 @@ local KIND_WORDS = { string = "a string", integer = "an integer", number = "a nu
   path = 'a clean absolute path (no ".", ".." or empty component)',
   xattrs = "extended attributes (kept names, hex values)" }
 
+-- required(rule) -> the names of a {fields =} rule's fields that are not
+-- optional (found once: the rules are constants)
+local REQUIRED = setmetatable({}, { __mode = "k" })
+local function required(rule)
+  local list = REQUIRED[rule]
+  if not list then
+    list = {}
+    for name, r in pairs(rule.fields) do
+      if not (type(r) == "table" and r.optional) then list[#list + 1] = name end
+    end
+    table.sort(list)
+    REQUIRED[rule] = list
+  end
+  return list
+end
+
 -- check(v, rule) -> nil | what is wrong, where (the path of the field
 -- below v: "", ".new.mode", "[2].at").  The path is built only on the
 -- way out of a failure: 100 000 operations are checked at every read.
@@ -496,9 +512,16 @@ local function check(v, rule)
     end
   elseif rule.fields then
     if type(v) ~= "table" then return "must be an object", "" end
-    for name, r in pairs(rule.fields) do
-      local bad, at = check(v[name], r)
+    -- the fields there are, then the ones that must be (most are optional
+    -- and absent: an operation has a third of its schema's)
+    for name, x in pairs(v) do
+      local r = rule.fields[name]
+      local bad, at
+      if r then bad, at = check(x, r) end
       if bad then return bad, "." .. name .. at end
+    end
+    for _, name in ipairs(required(rule)) do
+      if v[name] == nil then return select(1, check(nil, rule.fields[name])), "." .. name end
     end
   end
 end
@@ -548,10 +571,32 @@ end
 
 -- A record as load() leaves it: integers integral, nulls gone, names
 -- that are not UTF-8 back from their hex.
-local function settle_op(op)
+-- (line: the record's text, when there is one: a line without "null"
+-- has no null to drop, one without "_hex" no name to restore)
+local function settle_op(op, line)
   if type(op.argv) == "table" then json.array(op.argv) end
-  drop_nulls(op)
-  restore_op(op)
+  if not line or line:find("null", 1, true) then drop_nulls(op) end
+  if not line or line:find("_hex", 1, true) then restore_op(op) end
+  return op
+end
+
+-- The integer fields of an operation (lua-cjson decodes every number as a
+-- float), made integers without walking its strings.
+local STATE_INTEGERS = { "mode", "uid", "gid", "size", "mtime_sec", "mtime_nsec", "count", "bytes" }
+local function integral_op(op)
+  op.id = math.tointeger(op.id) or op.id
+  for _, key in ipairs({ "new", "base", "from_base" }) do
+    local st = op[key]
+    if type(st) == "table" then
+      for _, k in ipairs(STATE_INTEGERS) do
+        local v = st[k]
+        if type(v) == "number" then st[k] = math.tointeger(v) or v end
+      end
+    end
+  end
+  if type(op.answer) == "table" and type(op.answer.code) == "number" then
+    op.answer.code = math.tointeger(op.answer.code) or op.answer.code
+  end
   return op
 end
 
@@ -560,7 +605,9 @@ local function decoder(rule, finish)
   return function(line, where, n)
     local v, jerr = json.decode(line, where)
     if v == nil then return nil, jerr end
-    if type(v) == "table" then integers(v) end
+    if type(v) == "table" then
+      if rule == OPERATION then integral_op(v) else integers(v) end
+    end
     local bad
     if rule == OPERATION then
       bad = type(v) ~= "table" and "not an operation (a JSON object)" or
@@ -569,7 +616,7 @@ local function decoder(rule, finish)
       bad = problem(v, rule, "record")
     end
     if bad then return nil, string.format("%s: %s", where, bad) end
-    return finish and finish(v) or v
+    return finish and finish(v, line) or v
   end
 end
 
@@ -580,6 +627,12 @@ local DECODE = {
   checkpoint = decoder(CHECKPOINT_ENTRY, function(e) drop_nulls(e); restore(e); return e end),
   approval = decoder("hash"),
 }
+-- a record of a private copy already checked whole (each's checked)
+DECODE.checked_operations = function(line, where)
+  local v, jerr = json.decode(line, where)
+  if type(v) ~= "table" then return nil, jerr or (where .. ": not an operation") end
+  return settle_op(integral_op(v), line)
+end
 M.decode_operation = DECODE.operations
 M.decode_entry = DECODE.checkpoint
 
@@ -599,12 +652,14 @@ function M.lists(s, f, tap)
   return { each = each, file = function(name) return M.file(s, name) end }
 end
 
--- each(s, name [, f]) -> iterator of (n, record, offset, length) over one
--- of the session's lists: the one s holds (an old session.json's, or one
--- the Lua API made), else its file, read record by record (through f
--- when given: one handle, read again).  A damaged record ends the loop
--- with err.throw: run it inside err.try (or let main report it).
-function M.each(s, name, f)
+-- each(s, name [, f [, checked]]) -> iterator of (n, record, offset,
+-- length) over one of the session's lists: the one s holds (an old
+-- session.json's, or one the Lua API made), else its file, read record
+-- by record (through f when given: one handle, read again).  A damaged
+-- record ends the loop with err.throw: run it inside err.try (or let main
+-- report it).  checked: f is a private copy (private_copy) every record
+-- of which was checked already: records are only decoded.
+function M.each(s, name, f, checked)
   local held = ({ operations = s.operations, results = s.results, approval = s.approval and s.approval.operations,
     checkpoint = s.checkpoint and s.checkpoint.entries })[name]
   if type(held) == "table" then
@@ -617,7 +672,7 @@ function M.each(s, name, f)
   local path = M.file(s, name)
   local it
   if f then
-    it = lines.each(f, path, DECODE[name])
+    it = lines.each(f, path, checked and name == "operations" and DECODE.checked_operations or DECODE[name])
   else
     local rerr, code
     it, rerr, code = lines.records(path, DECODE[name])
@@ -712,6 +767,31 @@ function M.open_list(s, name)
   local f, msg = lines.open(M.file(s, name))
   if not f then return nil, err.usage("session %s: cannot read %s", s.id, tostring(msg)) end
   return f
+end
+
+-- private_copy(s, name) -> a handle on a copy of one of the session's
+-- lists that has no name (tmpfile: nobody else can open it, let alone
+-- change it), for each(s, name, f): what is checked once in it is what
+-- every later pass reads | nil, err
+function M.private_copy(s, name)
+  local from, ferr = M.open_list(s, name)
+  if not from then return nil, ferr end
+  local copy, cerr = io.tmpfile()
+  if not copy then
+    from:close()
+    return nil, err.env("session %s: cannot copy %s: %s", s.id, M.FILES[name], tostring(cerr))
+  end
+  while true do
+    local chunk = from:read(1 << 20)
+    if not chunk then break end
+    local ok, werr = copy:write(chunk)
+    if not ok then
+      from:close(); copy:close()
+      return nil, err.env("session %s: cannot copy %s: %s", s.id, M.FILES[name], tostring(werr))
+    end
+  end
+  from:close()
+  return copy
 end
 
 -- read_json(file, max_bytes, what, id) -> the decoded document of a
