@@ -365,7 +365,8 @@ local function collect(s, name, plan, ldir)
       got = n
     end })
   plan.progress:finish()
-  if col then plan.cleaned.done = true end  -- the staging went with it
+  if col then plan.cleaned.done = true end  -- the staging went with it (or goes: later)
+  if col and col.code == remote_shell.CLEANUP_LATER then col.code, plan.cleaned.later = 0, true end
   if not col or col.code ~= 0 then
     return nil, err.env("%s: cannot collect what the run wrote: %s", name,
       text.inert(col and (col.stderr or ""):match("[^\n]*") or colerr))
@@ -445,7 +446,14 @@ function M.capture(ex, plan)
   -- the replica of the upper trees (a local directory: closing the trees
   -- removes it) and the host over SFTP
   local dir = assert(fs.mkdtemp(ex.scratch .. "/capture-"))
-  local trees = walk.trees({ dir = dir }, function() fs.rmtree(dir) end)
+  local trees = walk.trees({ dir = dir }, function()
+    fs.rmtree(dir)
+    -- a large staging's removal, left running on the remote by the
+    -- collect, is over before the capture is
+    if remote_staging.cleaned.later then
+      s:exec(remote_shell.finish_command(remote_staging.dir, remote_staging.root), { timeout = 120 })
+    end
+  end)
   local owned <close> = require("shannot.guard")(function() trees:close() end)
   remote_staging.progress = plan.progress or require("shannot.progress").none
   if show then remote_staging.progress:after_output({ run.stdout or "", run.stderr or "" }) end
