@@ -87,19 +87,30 @@ end
 -- Where entry `name` of the stream goes under dir: its parent opened with
 -- no symlink on the way (a hostile stream's "upper/x" symlink followed by
 -- "upper/x/f" must not write through it), the entry named through that
--- descriptor.  {dir = File, path =} | nil, why
-local function place(dir, name)
+-- descriptor.  {dir = File, path =} | nil, why.  opened: the parent opened
+-- last, {name =, dir =}, reused while entries follow in the same parent:
+-- sound, as no entry replaces a name already made (mkdir, symlink and
+-- O_EXCL fail on one), so a parent's path leads to the same directory
+-- all along.
+local function place(dir, name, opened)
   local parent, base = name:match("^(.*)/([^/]+)$")
   if not parent then parent, base = "", name end
-  local d, msg, code = fs.open_dir(parent == "" and dir or (dir .. "/" .. parent))
-  if not d then
-    if code == "ELOOP" then return nil, "it lies below a symlink of the stream" end
-    return nil, msg
+  local at = parent == "" and dir or (dir .. "/" .. parent)
+  if opened.name ~= at then
+    if opened.dir then opened.dir:close() end
+    opened.name, opened.dir = nil, nil
+    local d, msg, code = fs.open_dir(at)
+    if not d then
+      if code == "ELOOP" then return nil, "it lies below a symlink of the stream" end
+      return nil, msg
+    end
+    opened.name, opened.dir = at, d
   end
+  local d = opened.dir
   if require("shannot.core.sys").client then
     -- no /proc where the client runs: the checked path itself, sound as
     -- the replica is a private directory only this walk changes
-    return { dir = d, path = (parent == "" and dir or (dir .. "/" .. parent)) .. "/" .. base }
+    return { dir = d, path = at .. "/" .. base }
   end
   return { dir = d, path = "/proc/self/fd/" .. d:fd() .. "/" .. base }
 end
@@ -137,6 +148,7 @@ local function unpack(tar_file, dir, progress)
   local reader <close>, msg = tar.open(tar_file)
   if not reader then return nil, msg end
   local meta, files = {}, {}
+  local opened <close> = setmetatable({}, { __close = function(o) if o.dir then o.dir:close() end end })
   progress:start("unpacking", nil, nil, "entries")
   for e, emsg in tar.entries(reader) do
     progress:add(1, e and e.type == "file" and e.size or 0, e and e.name)
@@ -149,10 +161,9 @@ local function unpack(tar_file, dir, progress)
       local ok, xmsg = reader:extract(dir .. "/" .. name:match("[^/]*$"))
       if not ok then return nil, xmsg end
     elseif name == "upper" or name:match("^upper/") then
-      local p, why = place(dir, name)
+      local p, why = place(dir, name, opened)
       if not p then return refuse(name, why) end
       local ok, xmsg = make_entry(reader, e, p, files)
-      p.dir:close()
       if not ok then
         if e.type == "hardlink" then return refuse(name, xmsg) end
         return nil, xmsg
