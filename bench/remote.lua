@@ -121,7 +121,7 @@ local ok, problem = pcall(function()
   local m3 = compare({
     { prepare = function() fs.rmtree(home .. "/data/shannot") end,
       run = function()
-        run({ BIN, "run", "--target", target, "--", "sh", "-c", code },
+        run({ BIN, "run", "--target", target, "-c", code },
           { env = env, stdout = "null", stderr = "pipe", stdin = "null" })
       end },
     { prepare = function() fs.rmtree(unpacked); assert(fs.mkdir(unpacked)) end,
