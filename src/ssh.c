@@ -1183,11 +1183,10 @@ static int session_sftp(lua_State *L)
     if (ch == NULL || open_channel(a, ss->s, ch) != SSH_OK ||
         a->ssh_channel_request_sftp(ch) != SSH_OK ||
         (f->sftp = a->sftp_new_channel(ss->s, ch)) == NULL) {
-        ssh_fail(L, ss, "sftp", "SSH");
         if (ch != NULL) {
-            a->ssh_channel_free(ch);
+            a->ssh_channel_free(ch); /* before ssh_fail, which may raise */
         }
-        return 3;
+        return ssh_fail(L, ss, "sftp", "SSH");
     }
     if (ss->api->sftp_init(f->sftp) != SSH_OK) {
         ssh_fail(L, ss, "sftp", "SSH");
