@@ -44,6 +44,7 @@
 #include <stdio.h>
 #include <signal.h>
 #include <string.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -76,6 +77,7 @@
     X(ssh_new) X(ssh_free) X(ssh_options_set) X(ssh_options_get)            \
     X(ssh_options_get_port) X(ssh_options_parse_config) X(ssh_connect)      \
     X(ssh_disconnect) X(ssh_is_connected) X(ssh_get_error) X(ssh_get_fd)    \
+    X(ssh_set_blocking)                                                     \
     X(ssh_session_is_known_server) X(ssh_session_update_known_hosts)        \
     X(ssh_known_hosts_parse_line) X(ssh_knownhosts_entry_free)              \
     X(ssh_get_server_publickey) X(ssh_get_publickey_hash)                   \
@@ -90,7 +92,8 @@
     X(ssh_channel_is_closed) X(ssh_channel_window_size)                     \
     X(ssh_set_channel_callbacks) X(ssh_remove_channel_callbacks)            \
     X(ssh_event_new) X(ssh_event_add_session) X(ssh_event_remove_session)   \
-    X(ssh_event_dopoll) X(ssh_event_free) X(sftp_new) X(sftp_init)          \
+    X(ssh_event_dopoll) X(ssh_event_free) X(sftp_new_channel) X(sftp_init) \
+    X(ssh_channel_request_sftp)                                             \
     X(sftp_free) X(sftp_get_error) X(sftp_extension_supported)              \
     X(sftp_stat) X(sftp_lstat) X(sftp_attributes_free) X(sftp_readlink)     \
     X(sftp_symlink) X(sftp_mkdir) X(sftp_rmdir) X(sftp_unlink)              \
@@ -613,6 +616,44 @@ static void keepalive(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
 }
 
+/* Acknowledges what the server sends at once (TCP_QUICKACK), for the
+ * next few segments: sshd sets no TCP_NODELAY for a session without a
+ * terminal, so a reply that follows another one of its own (the channel
+ * confirmation after its hostkeys notice, an exit status after output)
+ * waits for our ACK, which Linux delays up to 40 ms.  Not permanent (the
+ * kernel leaves quick mode again), hence set before each exchange;
+ * failures are harmless and ignored. */
+static void quickack(const struct ssh_api *a, ssh_session s)
+{
+    int fd = a->ssh_get_fd(s), on = 1;
+    if (fd >= 0) {
+        setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &on, sizeof on);
+    }
+}
+
+/* Opens a session channel: the first second without blocking inside
+ * libssh, so that each wait for the server's confirmation starts with
+ * quickack (the first channel of a connection meets sshd's hostkeys
+ * notice), then blocking, with libssh's own timeout and error: SSH_OK or
+ * SSH_ERROR. */
+static int open_channel(const struct ssh_api *a, ssh_session s, ssh_channel ch)
+{
+    a->ssh_set_blocking(s, 0);
+    int rc, fd = a->ssh_get_fd(s);
+    double until = sh_monotonic() + 1.0;
+    while ((rc = a->ssh_channel_open_session(ch)) == SSH_AGAIN &&
+           sh_monotonic() < until) {
+        quickack(a, s);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        poll(&p, 1, SLICE_MS); /* EINTR or an error: the next call says */
+    }
+    a->ssh_set_blocking(s, 1);
+    if (rc == SSH_AGAIN) {
+        rc = a->ssh_channel_open_session(ch); /* the pending open, blocking */
+    }
+    return rc;
+}
+
 /* connect(opts) -> Session | nil, msg, code [, info]
  * opts: host (required), port, user, identity (private key file; default:
  * agent, default keys and IdentityFile), config (ssh config file; false:
@@ -904,7 +945,7 @@ static int exec_start(Channel *c, ssh_session s, const char *cmd)
 {
     const struct ssh_api *a = c->api;
     if ((c->ch = a->ssh_channel_new(s)) == NULL ||
-        a->ssh_channel_open_session(c->ch) != SSH_OK) {
+        open_channel(a, s, c->ch) != SSH_OK) {
         return -1;
     }
     ssh_callbacks_init(&c->cb);
@@ -993,6 +1034,7 @@ static int exec_loop(Channel *c, struct exec_opts *o, int *sig,
         }
         int ms = left * 1000 < SLICE_MS ? (int)(left * 1000) + 1 : SLICE_MS;
         errno = 0;
+        quickack(a, c->owner->s);
         /* A signal interrupts the poll (EINTR): checked on the next turn. */
         if (a->ssh_event_dopoll(c->ev, ms) == SSH_ERROR && errno != EINTR &&
             !a->ssh_is_connected(c->owner->s)) {
@@ -1136,7 +1178,14 @@ static int session_sftp(lua_State *L)
     luaL_setmetatable(L, SH_SSH_SFTP_MT);
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, 2, 1); /* pins the session */
-    if ((f->sftp = ss->api->sftp_new(ss->s)) == NULL) {
+    const struct ssh_api *a = ss->api;
+    ssh_channel ch = a->ssh_channel_new(ss->s);
+    if (ch == NULL || open_channel(a, ss->s, ch) != SSH_OK ||
+        a->ssh_channel_request_sftp(ch) != SSH_OK ||
+        (f->sftp = a->sftp_new_channel(ss->s, ch)) == NULL) {
+        if (ch != NULL) {
+            a->ssh_channel_free(ch); /* before ssh_fail, which may raise */
+        }
         return ssh_fail(L, ss, "sftp", "SSH");
     }
     if (ss->api->sftp_init(f->sftp) != SSH_OK) {

@@ -74,6 +74,8 @@ typedef struct {
     char err[512];
     unsigned char hdr[BLOCK];
     unsigned char buf[PAX_LIMIT]; /* pax data, long names, content */
+    size_t in_off, in_len;        /* what of in[] is read, and unread */
+    unsigned char in[CHUNK];      /* read ahead: a header is one block */
 } Reader;
 
 /* Header fields (offset, length) of ustar; GNU shares them up to 345. */
@@ -136,25 +138,47 @@ __attribute__((format(printf, 3, 4))) static int set_err(Reader *r, int errnum,
     return -1;
 }
 
-/* Reads exactly n bytes; 0, or -1 (truncated stream or read error). */
-static int read_exact(Reader *r, void *buf, size_t n)
+/* Refills r->in from the stream: 1, 0 at its end, or -1 (read error). */
+static int fill(Reader *r)
 {
-    size_t got = 0;
-    while (got < n) {
-        ssize_t k = read(r->fd, (char *)buf + got, n - got);
+    for (;;) {
+        ssize_t k = read(r->fd, r->in, sizeof r->in);
         if (k < 0 && errno == EINTR && !sh_interrupted()) {
             continue;
         }
         if (k < 0) {
             return set_err(r, errno, "read");
         }
-        if (k == 0) {
-            return set_err(r, EBADMSG,
-                           "truncated archive (stream ends "
-                           "after byte %llu)",
-                           (unsigned long long)r->offset);
+        r->in_off = 0;
+        r->in_len = (size_t)k;
+        return k > 0;
+    }
+}
+
+/* Reads exactly n bytes, through r->in (a stream of small files is
+ * mostly 512-byte headers: one read(2) per 64 KiB, not per block); 0, or
+ * -1 (truncated stream or read error). */
+static int read_exact(Reader *r, void *buf, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        if (r->in_off == r->in_len) {
+            int k = fill(r);
+            if (k < 0) {
+                return -1;
+            }
+            if (k == 0) {
+                return set_err(r, EBADMSG,
+                               "truncated archive (stream ends "
+                               "after byte %llu)",
+                               (unsigned long long)r->offset);
+            }
         }
-        got += (size_t)k;
+        size_t k = r->in_len - r->in_off;
+        k = k < n - got ? k : n - got;
+        memcpy((char *)buf + got, r->in + r->in_off, k);
+        r->in_off += k;
+        got += k;
         r->offset += (uint64_t)k;
     }
     return 0;
@@ -861,7 +885,8 @@ static Reader *check_reader(lua_State *L)
 }
 
 /* open(path | fd) -> Reader | nil, msg, code
- * An integer fd is duplicated (the caller keeps and closes its own). */
+ * An integer fd is duplicated (the caller keeps and closes its own); the
+ * Reader reads ahead, up to 64 KiB past what it has returned. */
 static int tar_open(lua_State *L)
 {
     const char *path = NULL;
@@ -884,6 +909,7 @@ static int tar_open(lua_State *L)
     r->content = 0;
     r->remain = r->pad = 0;
     r->offset = r->at = 0;
+    r->in_off = r->in_len = 0;
     r->fd = path ? open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)
                  : fcntl((int)fd, F_DUPFD_CLOEXEC, 0);
     if (r->fd < 0) {

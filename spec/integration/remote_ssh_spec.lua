@@ -430,6 +430,45 @@ describe("remote over SSH", function()
       for _, name in ipairs(assert(fs.readdir("/tmp"))) do assert.not_matches("^shannot%-%x+$", name) end
     end)
 
+  -- The remote's unlinking of a large staging overlaps the work here
+  -- (capture/remote_shell.lua's collect_command), yet is over before the
+  -- run returns; a small one goes with the collect, as before.  The
+  -- remote's rm is slowed down, so that a staging left to the
+  -- background would still be there.
+  it("removes a large staging in the background, and waits for it before the run returns", function()
+    if not require("support.cap").ROOT then return pending("the spec sshd runs as root") end
+    local cap = require("support.cap")
+    local e = cap.env()
+    local bin, log = h.tmpdir(), h.tmpdir() .. "/rm.log"
+    h.write(bin .. "/rm", '#!/bin/sh\ncase "$*" in *shannot-*) echo "$*" >> ' .. log .. '; sleep 1;; esac\n' ..
+      'exec /bin/rm "$@"\n')
+    assert(fs.chmod(bin .. "/rm", 493))
+    serve_with_path(bin)
+    local function stagings()
+      local out = {}
+      for _, name in ipairs(assert(fs.readdir("/tmp"))) do
+        if name:match("^shannot%-%x+$") then out[#out + 1] = name end
+      end
+      return out
+    end
+    local function calls()
+      local n = 0
+      for _ in (fs.read_file(log) or ""):gmatch("[^\n]+") do n = n + 1 end
+      return n
+    end
+    for _, case in ipairs({ { code = "echo small > f", calls = 1 },
+      { code = "head -c 6000000 /dev/urandom > big", calls = 2 } }) do
+      h.write(log, "")
+      local r = h.shannot({ "run", "--target", "box", "--accept-new", "--profile", e.profile, "-c",
+        "cd " .. e.host .. " && " .. case.code }, { home = home })
+      assert.equal(0, r.code, r.stderr)
+      assert.matches("captured 1 operation", r.stderr)
+      assert.same({}, stagings())
+      -- the background's removal and the one that waited for it
+      assert.equal(case.calls, calls(), fs.read_file(log))
+    end
+  end)
+
   it("says bwrap is missing on the remote before running anything (exit 4, no session)", function()
     if not require("support.cap").ROOT then return pending("the spec sshd runs as root") end
     local cap = require("support.cap")

@@ -245,12 +245,22 @@ function M.cleanup_command(dir, root)
   return "chmod -R u+rwx " .. q(dir) .. " 2>/dev/null; rm -rf " .. q(dir)
 end
 
+-- A staging of more than this many KiB (du -sk) is removed in the
+-- background once streamed (collect_command), and the collect ends with
+-- CLEANUP_LATER: the remote's unlinking of a large tree (seconds for ten
+-- thousand files) overlaps the work here, and finish_command waits for it
+-- before the capture ends.
+M.LARGE_STAGING_KB = 4096
+M.CLEANUP_LATER = 90
+
 -- collect_command(dir [, max_bytes [, root]]) -> the command line that
 -- streams the upper trees and the deferred record back as one GNU tar
 -- stream on stdout, cut after max_bytes (a longer stream arrives
 -- truncated and is refused, rather than filling the disk here), then
 -- removes the staging (cleanup_command): one SSH channel for both.  Its
--- exit status is the stream's.
+-- exit status is the stream's, but CLEANUP_LATER when the stream went
+-- whole and the staging was large: its removal then goes on in the
+-- background, and finish_command must follow.
 function M.collect_command(dir, max_bytes, root)
   -- no --sparse: GNU's sparse records are not read here (tar.c refuses
   -- them); the zeros come as zeros, and the replica and execute make
@@ -258,7 +268,22 @@ function M.collect_command(dir, max_bytes, root)
   local tar = "tar --xattrs --xattrs-include='user.*' --numeric-owner --format=posix -cf - upper " ..
     "defer/deferred queries status"
   local stream = max_bytes and (tar .. string.format(" | head -c %d", max_bytes + 1)) or tar
-  return "cd " .. q(dir) .. " && " .. stream .. "; s=$?; cd / && " .. M.cleanup_command(dir, root) .. "; exit $s"
+  local cleanup = M.cleanup_command(dir, root)
+  return "cd " .. q(dir) .. " && " .. stream .. "; s=$?; big=; " ..
+    string.format('[ $s -eq 0 ] && set -- $(du -sk upper 2>/dev/null) && [ "${1:-0}" -gt %d ] && big=1; ',
+      M.LARGE_STAGING_KB) ..
+    'cd / && if [ "$big" ]; then (' .. cleanup .. ") </dev/null >/dev/null 2>&1 & exit " .. M.CLEANUP_LATER ..
+    "; fi; " .. cleanup .. "; exit $s"
+end
+
+-- finish_command(dir [, root]) -> the staging gone, once a collect left
+-- its removal to the background (CLEANUP_LATER): removed again until it
+-- is (the background's rm may still hold an entry the first pass wanted
+-- gone), for at most ~5 s of retries.
+function M.finish_command(dir, root)
+  local cleanup = M.cleanup_command(dir, root)
+  return cleanup .. "; n=0; while [ -e " .. q(dir) .. " ] && [ $n -lt 100 ]; do sleep 0.05; " .. cleanup ..
+    "; n=$((n+1)); done"
 end
 
 return M

@@ -87,19 +87,30 @@ end
 -- Where entry `name` of the stream goes under dir: its parent opened with
 -- no symlink on the way (a hostile stream's "upper/x" symlink followed by
 -- "upper/x/f" must not write through it), the entry named through that
--- descriptor.  {dir = File, path =} | nil, why
-local function place(dir, name)
+-- descriptor.  {dir = File, path =} | nil, why.  opened: the parent opened
+-- last, {name =, dir =}, reused while entries follow in the same parent:
+-- sound, as no entry replaces a name already made (mkdir, symlink and
+-- O_EXCL fail on one), so a parent's path leads to the same directory
+-- all along.
+local function place(dir, name, opened)
   local parent, base = name:match("^(.*)/([^/]+)$")
   if not parent then parent, base = "", name end
-  local d, msg, code = fs.open_dir(parent == "" and dir or (dir .. "/" .. parent))
-  if not d then
-    if code == "ELOOP" then return nil, "it lies below a symlink of the stream" end
-    return nil, msg
+  local at = parent == "" and dir or (dir .. "/" .. parent)
+  if opened.name ~= at then
+    if opened.dir then opened.dir:close() end
+    opened.name, opened.dir = nil, nil
+    local d, msg, code = fs.open_dir(at)
+    if not d then
+      if code == "ELOOP" then return nil, "it lies below a symlink of the stream" end
+      return nil, msg
+    end
+    opened.name, opened.dir = at, d
   end
+  local d = opened.dir
   if require("shannot.core.sys").client then
     -- no /proc where the client runs: the checked path itself, sound as
     -- the replica is a private directory only this walk changes
-    return { dir = d, path = (parent == "" and dir or (dir .. "/" .. parent)) .. "/" .. base }
+    return { dir = d, path = at .. "/" .. base }
   end
   return { dir = d, path = "/proc/self/fd/" .. d:fd() .. "/" .. base }
 end
@@ -137,6 +148,7 @@ local function unpack(tar_file, dir, progress)
   local reader <close>, msg = tar.open(tar_file)
   if not reader then return nil, msg end
   local meta, files = {}, {}
+  local opened <close> = setmetatable({}, { __close = function(o) if o.dir then o.dir:close() end end })
   progress:start("unpacking", nil, nil, "entries")
   for e, emsg in tar.entries(reader) do
     progress:add(1, e and e.type == "file" and e.size or 0, e and e.name)
@@ -149,10 +161,9 @@ local function unpack(tar_file, dir, progress)
       local ok, xmsg = reader:extract(dir .. "/" .. name:match("[^/]*$"))
       if not ok then return nil, xmsg end
     elseif name == "upper" or name:match("^upper/") then
-      local p, why = place(dir, name)
+      local p, why = place(dir, name, opened)
       if not p then return refuse(name, why) end
       local ok, xmsg = make_entry(reader, e, p, files)
-      p.dir:close()
       if not ok then
         if e.type == "hardlink" then return refuse(name, xmsg) end
         return nil, xmsg
@@ -365,7 +376,8 @@ local function collect(s, name, plan, ldir)
       got = n
     end })
   plan.progress:finish()
-  if col then plan.cleaned.done = true end  -- the staging went with it
+  if col then plan.cleaned.done = true end  -- the staging went with it (or goes: later)
+  if col and col.code == remote_shell.CLEANUP_LATER then col.code, plan.cleaned.later = 0, true end
   if not col or col.code ~= 0 then
     return nil, err.env("%s: cannot collect what the run wrote: %s", name,
       text.inert(col and (col.stderr or ""):match("[^\n]*") or colerr))
@@ -445,7 +457,14 @@ function M.capture(ex, plan)
   -- the replica of the upper trees (a local directory: closing the trees
   -- removes it) and the host over SFTP
   local dir = assert(fs.mkdtemp(ex.scratch .. "/capture-"))
-  local trees = walk.trees({ dir = dir }, function() fs.rmtree(dir) end)
+  local trees = walk.trees({ dir = dir }, function()
+    fs.rmtree(dir)
+    -- a large staging's removal, left running on the remote by the
+    -- collect, is over before the capture is
+    if remote_staging.cleaned.later then
+      s:exec(remote_shell.finish_command(remote_staging.dir, remote_staging.root), { timeout = 120 })
+    end
+  end)
   local owned <close> = require("shannot.guard")(function() trees:close() end)
   remote_staging.progress = plan.progress or require("shannot.progress").none
   if show then remote_staging.progress:after_output({ run.stdout or "", run.stderr or "" }) end
