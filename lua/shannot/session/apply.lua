@@ -468,6 +468,14 @@ local function survey()
   end
 end
 
+-- operations_handle(s, open) -> the handle every pass reads the
+-- operations from (open: session.private_copy or session.open_list) |
+-- nil when s holds them (an old session.json) | nil, err
+local function operations_handle(s, open)
+  if type(s.operations) == "table" then return nil end
+  return open(s, "operations")
+end
+
 local function header_opts(opts)
   return setmetatable({ header = true }, { __index = opts or {} })
 end
@@ -479,12 +487,8 @@ local function execute(id, opts)
   -- a private copy for every pass: what was checked against the seal
   -- (each record whole) is what is applied, whatever happens to the
   -- session's file meanwhile, and the later passes only decode
-  local f
-  if type(s.operations) ~= "table" then
-    local ferr
-    f, ferr = session.private_copy(s, "operations")
-    if not f then return nil, ferr end
-  end
+  local f, ferr = operations_handle(s, session.private_copy)
+  if ferr then return nil, ferr end
   local _ <close> = guard(function() if f then f:close() end end)
   local tally, tap = survey()
   local sealed, why = require("shannot.session.approval").check(s, session.lists(s, f, tap))
@@ -868,12 +872,8 @@ local function rollback(id, opts)
   local entries, eerr = entry_reader(s)
   if not entries then return nil, eerr end
   local _ <close> = guard(function() entries.close() end)
-  local f
-  if type(s.operations) ~= "table" then
-    local ferr
-    f, ferr = session.open_list(s, "operations")
-    if not f then return nil, ferr end
-  end
+  local f, ferr = operations_handle(s, session.open_list)
+  if ferr then return nil, ferr end
   local _ <close> = guard(function() if f then f:close() end end)
   local sealed, why = require("shannot.session.approval").check_checkpoint(s, session.lists(s))
   if not sealed then

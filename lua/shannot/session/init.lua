@@ -729,25 +729,13 @@ function M.update(s, fn)
       return true
     end)
   end
-  local w, msg = lines.writer(M.file(s, "operations"))
-  if not w then return nil, err.env("cannot write session %s: %s", s.id, msg) end
-  local worst
-  local ok, e = err.try(function()
+  local bytes, e = write_operations(s, assert(M.dir(s.id)), M.MAX_JSON_BYTES, function(emit)
     for _, op in M.operations(s) do
       fn(op)
-      worst = worse(worst, op.danger)
-      local added, aerr = w:add_line(M.encode_operation(op))
-      if not added then err.throw(err.env("cannot write session %s: %s", s.id, aerr)) end
+      emit(op)
     end
-    return true
   end)
-  if not ok then
-    w:abandon()
-    return nil, e
-  end
-  local done, cerr = w:commit()
-  if not done then return nil, err.env("cannot write session %s: %s", s.id, cerr) end
-  s.worst_danger = worst
+  if not bytes then return nil, e end
   return true
 end
 
