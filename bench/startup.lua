@@ -66,6 +66,8 @@ local m1 = compare({
   { argv = { BIN, "run", "--profile", "readonly", "--", "true" } },
   { prepare = bwrap_case({}) },
   { prepare = bwrap_case({ "timeout", "0" }) },
+  -- bwrap in shannot's place (no output filtering, no limit named)
+  { argv = { BIN, "run", "--exec", "--profile", "readonly", "--", "true" } },
 })
 local m2 = compare({
   { argv = { BIN, "--version" } },
@@ -83,3 +85,5 @@ print(string.format("%-44s %8.3f ms  %8.3f ms  ratio %.2f (floor: any wrapper pr
   "timeout 0 bwrap ...  vs  bwrap (same args)", m1[3] * 1000, m1[2] * 1000, m1[3] / m1[2]))
 print(string.format("%-44s %+8.3f ms  (target <= +0.500 ms)", "shannot run -- true  minus  timeout 0 bwrap",
   (m1[1] - m1[3]) * 1000))
+print(string.format("%-44s %+8.3f ms  (%.3f ms)", "shannot run --exec -- true  minus  timeout 0",
+  (m1[4] - m1[3]) * 1000, m1[4] * 1000))

@@ -71,9 +71,9 @@ describe("shannot run", function()
       assert.equal("shannot: command sh exited with code 3\n", r.stderr)
     end)
 
-    it("replaces itself with bwrap for a plain sandbox whose output is no terminal", function()
+    it("replaces itself with bwrap for a plain sandbox with --exec, and only then", function()
       local marker = "sleep 42" .. math.random(100, 999) .. ".5"
-      local p = h.spawn({ "run", "--profile", "readonly", "--", "sh", "-c", marker }, { home = home })
+      local p = h.spawn({ "run", "--exec", "--profile", "readonly", "--", "sh", "-c", marker }, { home = home })
       local exe
       h.eventually(function()
         exe = fs.readlink("/proc/" .. p:pid() .. "/exe")
@@ -87,6 +87,15 @@ describe("shannot run", function()
       end
       p:close()
       h.eventually(function() return #h.processes(marker) == 0 end, "the sandbox gone with bwrap")
+      -- without --exec shannot stays: it filters the output (issue 11)
+      local r = run({ "--profile", "readonly", "--", "printf", "a\\033]0;title\\007b\\n" }, { home = home })
+      assert.equal("ab\n", r.stdout)
+      r = run({ "--exec", "--profile", "readonly", "--", "printf", "a\\033]0;title\\007b\\n" }, { home = home })
+      assert.equal("a\27]0;title\7b\n", r.stdout)
+      -- nor for what needs shannot after the command
+      r = run({ "--exec", "--json", "--profile", "readonly", "--", "true" }, { home = home })
+      assert.equal(2, r.code)
+      assert.matches("%-%-exec is for a plain sandbox", r.stderr)
     end)
 
     it("ends as a waited run does when bwrap replaces it: codes, signals, messages", function()
@@ -96,15 +105,15 @@ describe("shannot run", function()
         "exec /nonexistent/command" }
       for _, code in ipairs(cases) do
         local waited = run({ "--profile", "readonly", "--timeout", "60", "--", "sh", "-c", code }, { home = home })
-        local replaced = run({ "--profile", "readonly", "--", "sh", "-c", code }, { home = home })
+        local replaced = run({ "--exec", "--profile", "readonly", "--", "sh", "-c", code }, { home = home })
         assert.equal(waited.code, replaced.code, code)
         assert.equal(waited.stdout, replaced.stdout, code)
         assert.equal(waited.stderr, replaced.stderr, code)
       end
-      local r = run({ "--profile", "readonly", "--", "sh", "-c", "kill -TERM $$" }, { home = home })
+      local r = run({ "--exec", "--profile", "readonly", "--", "sh", "-c", "kill -TERM $$" }, { home = home })
       assert.equal(1, r.code)
       assert.equal("shannot: command sh exited with code 143\n", r.stderr)
-      r = run({ "--profile", "readonly", "--", "no-such-command-here" }, { home = home })
+      r = run({ "--exec", "--profile", "readonly", "--", "no-such-command-here" }, { home = home })
       assert.equal(1, r.code)
       assert.equal("shannot: cannot run no-such-command-here: No such file or directory\n" ..
         "shannot: command no-such-command-here exited with code 127\n", r.stderr)

@@ -74,11 +74,12 @@ function M.capture(plan, settings)
   if r.interrupted or (r.exit_code == nil and not r.timed_out) then
     return false, nil, r
   end
+  local records, derr = staging.deferred(st, staging.allowed_deferred(p.defer, profile.search_path(p)))
+  -- (a run that forged its deferred channel: nothing of its staging kept)
+  if not records then return nil, derr end
   -- the run ended by itself: its staging may be kept for the next one if
   -- it is still as made (staging.remove looks)
   st.reusable = r.exit_code ~= nil
-  local records, derr = staging.deferred(st, staging.allowed_deferred(p.defer, profile.search_path(p)))
-  if not records then return nil, derr end
   local ok, msg = fs.mkdir(st.dir .. "/blobs", 448)
   if not ok then return nil, err.env("staging: %s", msg) end
   trees.overlays, trees.blobs, trees.max_bytes = st.overlays, st.dir .. "/blobs", lim.staging

@@ -68,6 +68,11 @@ options:
                       1 when it failed, changes or not
   --quiet             no progress line (on a terminal, storing what a run
                       wrote shows one on stderr when it lasts over a second)
+  --exec              a plain sandbox (a profile that captures nothing) in
+                      place of shannot: bwrap replaces it, so nothing runs
+                      after the command: its output is not filtered of
+                      terminal control strings and a limit it runs into
+                      is not named (the exit code is as without --exec)
 
 fleets (many hosts; see "shannot help remote" for groups):
   --target @GROUP     every host of a [groups.GROUP] of the config or of a
@@ -106,6 +111,7 @@ fleets (many hosts; see "shannot help remote" for groups):
     ["--why"] = { arg = "TEXT" },
     ["--exit-code"] = { key = "exit_code" },
     ["--quiet"] = {},
+    ["--exec"] = {},
   },
   stop_at_positional = true,
 }
@@ -212,20 +218,23 @@ function M.why(why)
   return why
 end
 
--- in_place(opts, job, profile, where) -> whether the run needs nothing
--- of shannot after its command, so bwrap may replace shannot (no fork, no
--- wait; the sandbox's first program reports the end as finish() would):
--- a plain sandbox here (no capture paths), nothing to time, print as
--- JSON, clean up (a script's private copy, hidden files' scratch) or
--- supervise (unix_sockets), no terminal on stdout or stderr (whose
--- control strings a run filters out, and whose state it resets), and no
--- reason to expect that bwrap fails to set it up (reported as exit 4 only
--- by a shannot that waits).
+-- in_place(opts, job, profile, where) -> whether bwrap replaces shannot
+-- (no fork, no wait; the sandbox's first program reports the end as
+-- finish() would) | nil, err.  Only when asked (--exec): every run
+-- otherwise filters the command's output of terminal control strings
+-- (issue 11) and names a limit it ran into, which needs shannot after
+-- the command.  And only for a plain sandbox here (no capture paths),
+-- nothing to time, print as JSON, clean up (a script's private copy,
+-- hidden files' scratch) or supervise (unix_sockets); with a reason to
+-- expect that bwrap fails to set it up, shannot waits (it reports that
+-- as exit 4).
 function M.in_place(opts, job, p, where)
-  if where.target ~= "local" or #p.capture > 0 or #p.unix_sockets > 0 then return false end
-  if opts.json or opts.timeout or job.script or (opts.hide and #opts.hide > 0) then return false end
-  local term = require("shannot.core.term")
-  if term.isatty(1) or term.isatty(2) then return false end
+  if not opts.exec then return false end
+  if where.target ~= "local" or #p.capture > 0 or #p.unix_sockets > 0 or opts.json or opts.timeout or job.script
+    or (opts.hide and #opts.hide > 0) then
+    return nil, err.usage("run: --exec is for a plain sandbox on this machine: a profile that captures nothing, " ..
+      "without --target, --json, --timeout, --hide or a script file")
+  end
   return require("shannot.sandbox").setup_doubtful(p) == nil
 end
 
@@ -260,7 +269,9 @@ function M.run(opts, args)
   local p, perr = profile.for_run({ profile = opts.profile, network = opts.network, config = opts.config,
     warn = cli.warn }, where)
   if not p then return nil, perr end
-  if M.in_place(opts, job, p, where) then
+  local exec, eerr = M.in_place(opts, job, p, where)
+  if eerr then return nil, eerr end
+  if exec then
     local _, xerr = require("shannot.sandbox").exec(p, job.argv, { bwrap = where.bwrap_path,
       limits = require("shannot.sandbox.limits").of(opts.config), report = text.inert(job.argv[1]) })
     return nil, xerr  -- only when bwrap could not start

@@ -491,7 +491,7 @@ local function execute(id, opts)
   if ferr then return nil, ferr end
   local _ <close> = guard(function() if f then f:close() end end)
   local tally, tap = survey()
-  local sealed, why = require("shannot.session.approval").check(s, session.lists(s, f, tap))
+  local sealed, why = require("shannot.session.approval").check(s, session.reader(s, f, tap))
   if not sealed then
     audit_event.session({ what = "execute_refused", session = s, extra = { reason = why.message },
       config = opts and opts.config, actor = opts and opts.actor, warn = opts and opts.warn })
@@ -535,7 +535,7 @@ local function execute(id, opts)
   if not count then return nil, parents end
   s.checkpoint = { created_at = os.date("!%Y-%m-%dT%H:%M:%SZ"), count = count, dir_times = json.array(parents) }
   s.execution = { started_at = s.checkpoint.created_at }
-  ok, msg = require("shannot.session.approval").seal_checkpoint(s, session.lists(s))
+  ok, msg = require("shannot.session.approval").seal_checkpoint(s, session.reader(s))
   if not ok then return nil, err.env("checkpoint: %s", msg) end
   ok, msg = session.save(s)
   if not ok then return nil, msg end
@@ -875,7 +875,7 @@ local function rollback(id, opts)
   local f, ferr = operations_handle(s, session.open_list)
   if ferr then return nil, ferr end
   local _ <close> = guard(function() if f then f:close() end end)
-  local sealed, why = require("shannot.session.approval").check_checkpoint(s, session.lists(s))
+  local sealed, why = require("shannot.session.approval").check_checkpoint(s, session.reader(s))
   if not sealed then
     audit_event.session({ what = "rollback_refused", session = s, extra = { reason = why.message },
       config = opts.config, actor = opts.actor, warn = opts.warn })

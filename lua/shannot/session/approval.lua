@@ -214,7 +214,7 @@ local function check_legacy(s, key)
 end
 
 -- check(s, lists) -> true | nil, err: what differs from what was
--- approved.  lists: session.lists(s, f), f the operations' handle
+-- approved.  lists: session.reader(s, f), f the operations' handle
 -- (session.open_list) the caller reads them again from, so what was
 -- checked is what it reads.
 function M.check(s, lists)

@@ -348,7 +348,7 @@ function M.transition(s, to, how)
   end
   if to == "approved" then
     -- what is approved is bound here: execute checks it (approval.lua)
-    local ok, msg = require("shannot.session.approval").seal(s, M.lists(s))
+    local ok, msg = require("shannot.session.approval").seal(s, M.reader(s))
     if not ok then return nil, err.env("cannot seal the approval of %s: %s", s.id, msg) end
   elseif s.status == "approved" and (to == "pending" or to == "expired") then
     s.approval = nil  -- revoked or expired: the seal approves nothing any more
@@ -636,10 +636,10 @@ end
 M.decode_operation = DECODE.operations
 M.decode_entry = DECODE.checkpoint
 
--- lists(s [, f [, tap]]) -> what session.approval reads a session's lists
+-- reader(s [, f [, tap]]) -> what session.approval reads a session's lists
 -- through (it cannot require this module, which requires it): each(name),
 -- file(name); tap(op) sees every operation read so
-function M.lists(s, f, tap)
+function M.reader(s, f, tap)
   local function each(name)
     local it = M.each(s, name, name == "operations" and f or nil)
     if name ~= "operations" or not tap then return it end
