@@ -99,6 +99,11 @@ describe("shannot run", function()
     end)
 
     it("ends as a waited run does when bwrap replaces it: codes, signals, messages", function()
+      -- under make asan the sandbox's first program is the instrumented
+      -- shannot, whose leak check cannot stop the world inside the
+      -- system call filter (it exits 1, "LeakSanitizer has encountered a
+      -- fatal error"): the comparison needs an uninstrumented build
+      if os.getenv("ASAN_OPTIONS") then return pending("LeakSanitizer cannot run inside the sandbox") end
       -- --timeout keeps shannot as bwrap's parent; without it, bwrap
       -- replaces shannot and the sandbox's first program reports the end
       local cases = { "true", "echo out; echo err >&2", "exit 3", "exit 255", "kill -TERM $$", "kill -KILL $$",
