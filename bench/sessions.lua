@@ -62,7 +62,8 @@ local ok, problem = pcall(function()
     "PATH=" .. (os.getenv("PATH") or "/usr/bin:/bin") }
   local function case(argv, check)
     return function()
-      local r = assert(proc.run(argv, { env = env, stdin = "null", stderr = "pipe", stdout = "pipe" }))
+      local r = assert(proc.run(argv, { env = env, stdin = "null", stderr = "pipe", stdout = "pipe",
+        max_capture = 256 * 1024 * 1024 }))
       assert(r.code == 0, table.concat(argv, " ") .. ": " .. (r.stderr or ""))
       if check then check(r.stdout) end
     end

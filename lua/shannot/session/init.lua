@@ -291,6 +291,9 @@ end
 -- there.  More than max_bytes (default MAX_JSON_BYTES) of JSON is refused,
 -- the files on disk left as they were.
 function M.save(s, max_bytes, each)
+  if getmetatable(s) and getmetatable(s).__name == "session summary" then
+    error("session.save: a listing's summary is not a session (load it)", 2)
+  end
   local dir, e = M.dir(s.id)
   if not dir then return nil, e end
   max_bytes = max_bytes or M.MAX_JSON_BYTES
@@ -366,9 +369,15 @@ end
 -- A pending session, and an approved one no execute has started, expire
 -- with their TTL: an approval is not a standing order.
 function M.is_expired(s, now)
-  local t = parse_iso(s.expires_at)
   local open = s.status == "pending" or (s.status == "approved" and s.execution == nil)
-  return open and t ~= nil and (now or os.time()) >= t
+  if not open then return false end
+  -- ISO 8601 UTC times of one width compare as strings (a listing asks
+  -- this of every session)
+  if type(s.expires_at) == "string" and s.expires_at:find("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%dZ$") then
+    return iso(now or os.time()) >= s.expires_at
+  end
+  local t = parse_iso(s.expires_at)
+  return t ~= nil and (now or os.time()) >= t
 end
 
 local integers = json.integers
@@ -936,7 +945,10 @@ function M.ids()
   for _, name in ipairs(names) do
     if M.valid_id(name) then out[#out + 1] = name end
   end
-  table.sort(out, function(a, b) return a > b end)
+  -- sorted by the C comparison, then turned round: newest first
+  table.sort(out)
+  local n = #out
+  for i = 1, n // 2 do out[i], out[n - i + 1] = out[n - i + 1], out[i] end
   return out
 end
 
@@ -997,12 +1009,12 @@ end
 
 ---------------------------------------------------------------------------
 -- The listing's cache: what list() shows of every session (its header
--- without dir_times, skipped, approval and all but the last history
--- entry), one file for the whole store, sealed with the user's approval
--- key (a hand-made or damaged cache is ignored and made anew).  An entry
--- is used only while session.json is the very file it was taken from
--- (inode, size, modification time): one stat per session, as `ls -l`
--- does, instead of reading and checking every header.
+-- without dir_times, skipped, approval, rationale and history), one file
+-- for the whole store, sealed with the user's approval key (a hand-made
+-- or damaged cache is ignored and made anew).  An entry is used only
+-- while session.json is the very file it was taken from (inode, size,
+-- modification time): one stat per session, as `ls -l` does, instead of
+-- reading and checking every header.
 ---------------------------------------------------------------------------
 
 local function index_file()
@@ -1013,14 +1025,31 @@ local function stat_key(st)
   return string.format("%d:%d:%d.%d", st.ino or 0, st.size, st.mtime_sec or st.mtime, st.mtime_nsec or 0)
 end
 
+local LEFT_OUT = { dir_times = true, skipped = true, history = true, approval = true, rationale = true }
+
 local function summary_of(s)
   local out = {}
   for k, v in pairs(s) do
-    if k ~= "dir_times" and k ~= "skipped" and k ~= "history" and k ~= "approval" then out[k] = v end
+    if not LEFT_OUT[k] then out[k] = v end
   end
-  out.history = json.array({ s.history[#s.history] })
   if type(out.command) == "table" then json.array(out.command) end
   return out
+end
+
+-- What list() gives from its cache: a summary, which save() refuses
+-- (it lacks the history, the approval...).
+local SUMMARY = { __name = "session summary" }
+
+-- A summary as the cache gives it back (lua-cjson decodes every number as
+-- a float), its numbers integers again: only the fields that hold them,
+-- not a walk of every string (10 000 of them per listing).
+local function integral_summary(s)
+  for _, k in ipairs({ "exit_code", "operation_count", "ignored" }) do
+    if type(s[k]) == "number" then s[k] = math.tointeger(s[k]) or s[k] end
+  end
+  -- (deeper numbers stay floats: integral ones print and encode alike)
+  if type(s.command) == "table" then json.array(s.command) end
+  return setmetatable(s, SUMMARY)
 end
 
 local function read_index()
@@ -1059,8 +1088,7 @@ function M.list(opts)
     local cached = st and index[id]
     local s, e
     if cached and type(cached.s) == "table" and cached.key == stat_key(st) and not M.is_expired(cached.s, opts.now) then
-      s = integers(cached.s)
-      if type(s.command) == "table" then json.array(s.command) end
+      s = integral_summary(cached.s)
       fresh[id] = cached
     else
       s, e = M.current(id, how)
