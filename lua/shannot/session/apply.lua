@@ -719,7 +719,7 @@ end
 local SPAN = 1 << 25
 
 -- restore_order(entries, still) -> the places of the entries (offset *
--- SPAN + length, for at()) in the order rollback goes: what the
+-- SPAN + length, for at()) in the order rollback goes, and their bytes: what the
 -- session made where a rename's source was, removed deepest first; the
 -- renames moved back, last first; the other absent-before paths removed
 -- deepest first (a directory the session made for a moved tree is empty
@@ -731,9 +731,11 @@ local function restore_order(entries, still)
   -- an entry's place as one integer (offset and length), not a table:
   -- 100 000 of them are held
   local function place(offset, len) return offset * SPAN + len end
-  local sources, moves = {}, {}
+  local sources, moves, bytes = {}, {}, 0
+  local function size(e) return e.type == "file" and e.size or 0 end
   entries.each(function(e, offset, len)
     if e.moved_to then
+      bytes = bytes + size(e)
       table.insert(moves, 1, place(offset, len))
       sources[#sources + 1] = e.path
     end
@@ -742,9 +744,11 @@ local function restore_order(entries, still)
   entries.each(function(e, offset, len)
     if e.moved_to or e.moved_from or at_or_below(e.path, still) then -- luacheck: ignore 542
     elseif e.exists then
+      bytes = bytes + size(e)
       restores[#restores + 1] = place(offset, len)
     else
       local at = place(offset, len)
+      bytes = bytes + size(e)
       depth[at] = #e.path
       local list = at_or_below(e.path, sources) and in_sources or removals
       list[#list + 1] = at
@@ -755,7 +759,7 @@ local function restore_order(entries, still)
   table.sort(removals, deepest)
   local out = {}
   for _, list in ipairs({ in_sources, moves, removals, restores }) do table.move(list, 1, #list, #out + 1, out) end
-  return out
+  return out, bytes
 end
 
 -- move_back(ex, e) -> "unchanged" | true | nil, err: a rename undone.
@@ -814,7 +818,7 @@ end
 
 -- restore_all(ex, s, entries, how) -> the directories' times to set, the
 -- report (how.report: restored, unchanged, failed) filled.  how: order
--- (restore_order's), report, progress.
+-- and bytes (restore_order's), report, progress.
 local function restore_all(ex, s, entries, how)
   local order, report, progress = how.order, how.report, how.progress
   local cpdir = assert(session.dir(s.id)) .. "/checkpoint"
@@ -822,12 +826,7 @@ local function restore_all(ex, s, entries, how)
   entries.each(function(e) touched[#touched + 1] = e.path end)
   ex:remove_temps(touched, M.temp_prefix(s))
   touched = nil  -- luacheck: ignore 311
-  local bytes = 0
-  for _, place in ipairs(order) do
-    local entry = entries.at(place // SPAN, place % SPAN)
-    bytes = bytes + (entry.type == "file" and entry.size or 0)
-  end
-  progress:start("restoring", #order, bytes, "paths")
+  progress:start("restoring", #order, how.bytes, "paths")
   local times = {}
   for _, place in ipairs(order) do
     local entry = entries.at(place // SPAN, place % SPAN)
@@ -887,7 +886,7 @@ local function rollback(id, opts)
   local still = unmoved(ex, entries)
   local found = conflicts(ex, s, entries, { still = still, f = f })
   if #found > 0 and not opts.force then return refuse_conflicts(found) end
-  local order = restore_order(entries, still)
+  local order, bytes = restore_order(entries, still)
   local report = { restored = {}, unchanged = {}, conflicts = found, failed = {},
     not_undone = M.deferred_that_ran(s) }
   if opts.dry_run then
@@ -896,7 +895,7 @@ local function rollback(id, opts)
     end
     return s, report
   end
-  local times = restore_all(ex, s, entries, { order = order, report = report,
+  local times = restore_all(ex, s, entries, { order = order, bytes = bytes, report = report,
     progress = opts.progress or require("shannot.progress").none })
   -- then the directories the entries are in, deepest first
   local parents = {}
