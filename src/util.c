@@ -426,7 +426,7 @@ void sh_stat_from(struct sh_stat *out, const struct stat *st)
 
 void sh_push_stat(lua_State *L, const struct sh_stat *st)
 {
-    lua_createtable(L, 0, 10);
+    lua_createtable(L, 0, 13);
     lua_pushstring(L, sh_type_name(st->mode));
     lua_setfield(L, -2, "type");
     sh_set_int(L, "mode", st->mode & 07777);

@@ -173,12 +173,20 @@ end
 -- quote(s) -> s as a POSIX shell word (for showing command lines)
 function M.quote(s)
   if s ~= "" and not s:find("[^%w%%+,./:=@_%-]") then return s end
+  if not s:find("'", 1, true) then return "'" .. s .. "'" end
   return "'" .. s:gsub("'", "'\\''") .. "'"
 end
 
 function M.command_line(argv)
   local words = {}
-  for i, a in ipairs(argv) do words[i] = M.quote(M.inert(a)) end
+  for i, a in ipairs(argv) do
+    -- a plain word (most are) is inert and needs no quotes: one look
+    if type(a) == "string" and a ~= "" and not a:find("[^%w%%+,./:=@_%-]") then
+      words[i] = a
+    else
+      words[i] = M.quote(M.inert(a))
+    end
+  end
   return table.concat(words, " ")
 end
 

@@ -122,6 +122,14 @@ describe("session store", function()
     assert.equal("pending", listed_status(e, id))
     local index = store(e) .. "/.index"
     assert.truthy(fs.lstat(index), "the listing keeps its cache")
+    -- what the cache lists is what the headers list, to the byte ("3 write",
+    -- not the "3.0 write" its JSON numbers would print as)
+    local cached = h.shannot({ "sessions" }, { home = e.home })
+    assert(fs.remove(index))
+    local fresh = h.shannot({ "sessions" }, { home = e.home })
+    assert.equal(0, cached.code, cached.stderr)
+    assert.equal(fresh.stdout, cached.stdout)
+    assert.matches("\n%s+%d+ write\n", cached.stdout)
     -- a change the cache did not see: read from session.json again
     assert.equal(0, h.shannot({ "deny", id }, { home = e.home }).code)
     assert.equal("rejected", listed_status(e, id))

@@ -82,20 +82,23 @@ function M.run(opts, args)
   end
   local alone = 0
   for _, s in ipairs(list) do alone = alone + (s.fleet_run and 0 or 1) end
+  -- lines gathered and written in one go: a store holds thousands
+  local lines, pad = {}, string.rep(" ", 40)
   if alone > 0 then
-    cli.out(string.format("%-40s %-11s %5s  %-20s  %s\n", "ID", "STATUS", "OPS", "CREATED", "COMMAND"))
+    lines[1] = string.format("%-40s %-11s %5s  %-20s  %s\n", "ID", "STATUS", "OPS", "CREATED", "COMMAND")
   end
   for _, s in ipairs(list) do
     if s.fleet_run then goto continue end
-    cli.out(string.format("%-40s %-11s %5d  %-20s  %s\n", s.id, s.status, session.count(s), s.created_at,
-      text.inert(text.command_line(s.command or {}))))
+    lines[#lines + 1] = string.format("%-40s %-11s %5d  %-20s  %s\n", s.id, s.status, session.count(s),
+      s.created_at, text.inert(text.command_line(s.command or {})))
     local counts = view.count_line(s.counts or {})
-    if counts ~= "" then cli.out(string.format("%-40s %s\n", "", counts)) end
+    if counts ~= "" then lines[#lines + 1] = pad .. " " .. counts .. "\n" end
     local failure = session.run_failure(s)
-    if failure then cli.out(string.format("%-40s FAILED RUN: the command %s\n", "", failure)) end
-    if s.target then cli.out(string.format("%-40s on %s\n", "", text.inert(view.where(s)))) end
+    if failure then lines[#lines + 1] = pad .. " FAILED RUN: the command " .. failure .. "\n" end
+    if s.target then lines[#lines + 1] = pad .. " on " .. text.inert(view.where(s)) .. "\n" end
     ::continue::
   end
+  cli.out(table.concat(lines))
   local fleet = runs_section(list)
   if fleet ~= "" then
     cli.out(alone > 0 and "\n" or "", "fleet runs (shannot show RUN groups their hosts by change):\n", fleet)

@@ -367,14 +367,15 @@ function M.transition(s, to, how)
 end
 
 -- A pending session, and an approved one no execute has started, expire
--- with their TTL: an approval is not a standing order.
-function M.is_expired(s, now)
+-- with their TTL: an approval is not a standing order.  now_iso: now as
+-- ISO 8601, made once by a caller that asks this of many sessions.
+function M.is_expired(s, now, now_iso)
   local open = s.status == "pending" or (s.status == "approved" and s.execution == nil)
   if not open then return false end
   -- ISO 8601 UTC times of one width compare as strings (a listing asks
-  -- this of every session)
+  -- this of every session, now_iso made once for all of them)
   if type(s.expires_at) == "string" and s.expires_at:find("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%dZ$") then
-    return iso(now or os.time()) >= s.expires_at
+    return (now_iso or iso(now or os.time())) >= s.expires_at
   end
   local t = parse_iso(s.expires_at)
   return t ~= nil and (now or os.time()) >= t
@@ -1047,15 +1048,24 @@ local function integral_summary(s)
   for _, k in ipairs({ "exit_code", "operation_count", "ignored" }) do
     if type(s[k]) == "number" then s[k] = math.tointeger(s[k]) or s[k] end
   end
-  -- (deeper numbers stay floats: integral ones print and encode alike)
+  -- the listing prints the counts ("3 write", never "3.0 write"); deeper
+  -- numbers stay floats (they are not shown)
+  if type(s.counts) == "table" then
+    for kind, n in pairs(s.counts) do
+      if math.type(n) == "float" then s.counts[kind] = math.tointeger(n) or n end
+    end
+  end
   if type(s.command) == "table" then json.array(s.command) end
   return setmetatable(s, SUMMARY)
 end
 
 local function read_index()
-  local data = fs.read_file(index_file(), M.MAX_JSON_BYTES)
-  local seal, body = (data or ""):match("^(%x+)\n(.*)$")
-  if not seal then return {} end
+  local data = fs.read_file(index_file(), M.MAX_JSON_BYTES) or ""
+  -- find, not a (.*) capture: matching 4 MiB one character at a time
+  -- took longer than reading it
+  local nl = data:find("\n", 1, true)
+  local seal, body = nl and data:sub(1, nl - 1), nl and data:sub(nl + 1)
+  if not seal or not seal:find("^%x+$") then return {} end
   local approval = require("shannot.session.approval")
   local key = approval.key()
   if not key or approval.hmac(key, body) ~= seal then return {} end
@@ -1082,12 +1092,14 @@ function M.list(opts)
   local how = setmetatable({ header = not opts.full }, { __index = opts })
   local index = (not opts.full) and read_index() or {}
   local fresh, dirty = {}, false
+  local root, now_iso = M.root(), iso(opts.now or os.time())
   for _, id in ipairs(M.ids()) do
-    local file = M.root() .. "/" .. id .. "/session.json"
+    local file = root .. "/" .. id .. "/session.json"
     local st = fs.lstat(file)
     local cached = st and index[id]
     local s, e
-    if cached and type(cached.s) == "table" and cached.key == stat_key(st) and not M.is_expired(cached.s, opts.now) then
+    if cached and type(cached.s) == "table" and cached.key == stat_key(st)
+      and not M.is_expired(cached.s, nil, now_iso) then
       s = integral_summary(cached.s)
       fresh[id] = cached
     else

@@ -176,8 +176,17 @@ end
 M.KINDS = { "write", "mkdir", "replace_dir", "symlink", "mkfifo", "link", "rename", "delete", "chmod", "chown", "xattr",
   "touch", "query", "exec" }
 
+local KIND_SET = {}
+for _, kind in ipairs(M.KINDS) do KIND_SET[kind] = true end
+
 -- "2 write, 1 delete, 1 exec"
 function M.count_line(counts)
+  -- one kind (most sessions of a listing): no walk of every kind
+  local only, n = next(counts)
+  if only == nil then return "" end
+  if next(counts, only) == nil and KIND_SET[only] then
+    return math.type(n) and n > 0 and (n .. " " .. only) or ""
+  end
   local parts = {}
   for _, kind in ipairs(M.KINDS) do
     if (counts[kind] or 0) > 0 then parts[#parts + 1] = counts[kind] .. " " .. kind end
