@@ -177,6 +177,8 @@ function M.quote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
 end
 
+-- command_line(argv) -> the words as one line a shell would read back,
+-- each made inert first (so the line is inert too)
 function M.command_line(argv)
   local words = {}
   for i, a in ipairs(argv) do

@@ -45,7 +45,7 @@ local function runs_section(list)
     for _, h in ipairs(run.hosts) do any = any or (h.session ~= nil and listed[h.session] ~= nil) end
     if any then
       out[#out + 1] = string.format("run %-36s %d hosts  %-20s  %s\n", run.id, #run.hosts, run.created_at,
-        text.inert(text.command_line(run.command)))
+        text.command_line(run.command))
       for _, h in ipairs(run.hosts) do
         local s = h.session and listed[h.session]
         out[#out + 1] = string.format("    %-20s %-11s %s\n", text.inert(h.name),
@@ -90,7 +90,7 @@ function M.run(opts, args)
   for _, s in ipairs(list) do
     if s.fleet_run then goto continue end
     lines[#lines + 1] = string.format("%-40s %-11s %5d  %-20s  %s\n", s.id, s.status, session.count(s),
-      s.created_at, text.inert(text.command_line(s.command or {})))
+      s.created_at, text.command_line(s.command or {}))
     local counts = view.count_line(s.counts or {})
     if counts ~= "" then lines[#lines + 1] = pad .. " " .. counts .. "\n" end
     local failure = session.run_failure(s)
