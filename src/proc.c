@@ -6,6 +6,7 @@
  *
  * Lua: shannot.core.proc
  *   spawn(argv, opts) -> Process | nil, msg, code
+ *   join_cgroups(fds) -> Process | nil, msg, code
  *   Process:communicate(opts) -> result | nil, msg, code
  *   Process:kill(signame) -> true | nil, msg, code
  *   Process:poll() -> nil (running) | {code | signal, signal_name}
@@ -495,13 +496,20 @@ static void ns_child(const struct spawn_req *r, int errfd, int from_parent,
                      int to_parent)
 {
     int failed;
-    if (!r->ns.full_map && read_byte(from_parent) < 0) {
-        _exit(127); /* the parent failed and says why */
+    if (!r->ns.full_map) {
+        child_limits(r, errfd); /* (no cgroup without root: rlimits) */
+        if (read_byte(from_parent) < 0) {
+            _exit(127); /* the parent failed and says why */
+        }
     }
     if (sh_ns_child(&r->ns, &failed) < 0) {
         child_fail(errfd, failed < 0 ? SPAWN_AT_PROPAGATION : failed);
     }
     if (r->ns.full_map) {
+        /* Into the cgroups after the mounts, still as the parent's
+         * credentials: the first move after a quiet while waits for an
+         * RCU grace period (milliseconds), which the mounts overlap. */
+        child_limits(r, errfd);
         if (unshare(CLONE_NEWUSER) < 0) {
             child_fail(errfd, SPAWN_AT_NS);
         }
@@ -533,7 +541,6 @@ static pid_t spawn_ns_child(const struct spawn_req *r, const int fds[3],
     if (pid == 0) {
         close(down[1]);
         close(up[0]);
-        child_limits(r, errfd);
         ns_child(r, errfd, down[0], up[1]);
         child_exec(r, fds, errfd, parent);
     }
@@ -634,6 +641,20 @@ static int spawn_fail(lua_State *L, const struct spawn_req *r,
     return sh_failf(L, se->err, "%s", r->argv[0]);
 }
 
+/* [-0, +1, m] A Process with no child yet. */
+static Process *push_process(lua_State *L, int own_pgroup)
+{
+    Process *p = lua_newuserdatauv(L, sizeof *p, 0);
+    p->pid = -1;
+    p->pidfd = -1;
+    p->in_fd = -1;
+    p->own_pgroup = own_pgroup;
+    capture_init(&p->out);
+    capture_init(&p->err);
+    luaL_setmetatable(L, SH_PROCESS_MT);
+    return p;
+}
+
 /* spawn(argv, opts) -> Process | nil, msg, code [, {mount =, reason =}]
  * opts: env (array of "K=V"; default inherit), cwd, stdin/stdout/stderr
  * ("inherit" | "null" | "pipe"), stdout_file/stderr_file (a path the
@@ -645,14 +666,7 @@ static int proc_spawn(lua_State *L)
 {
     struct spawn_req r;
     spawn_read(L, &r);
-    Process *p = lua_newuserdatauv(L, sizeof *p, 0);
-    p->pid = -1;
-    p->pidfd = -1;
-    p->in_fd = -1;
-    p->own_pgroup = r.new_pgroup;
-    capture_init(&p->out);
-    capture_init(&p->err);
-    luaL_setmetatable(L, SH_PROCESS_MT);
+    Process *p = push_process(L, r.new_pgroup);
 
     int child[3] = {-1, -1, -1};
     int pipes[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
@@ -698,6 +712,44 @@ out:
         se.err = e;
         return spawn_fail(L, &r, &se);
     }
+    return 1;
+}
+
+/* join_cgroups(fds) -> Process | nil, msg, code: a child that writes
+ * itself into each of fds (cgroup.procs files, in order) and exits: 0, or
+ * 1 once a write failed.  A fork, not a vfork: a move may wait in the
+ * kernel, and this process goes on meanwhile.  The child makes system
+ * calls only. */
+static int proc_join_cgroups(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int n = (int)luaL_len(L, 1);
+    int fds[16];
+    luaL_argcheck(L, n <= (int)(sizeof fds / sizeof fds[0]), 1, "too many");
+    for (int i = 0; i < n; i++) {
+        lua_geti(L, 1, i + 1);
+        fds[i] = (int)luaL_checkinteger(L, -1);
+        lua_pop(L, 1);
+    }
+    Process *p = push_process(L, 0);
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (int i = 0; i < n; i++) {
+            if (sh_write_all(fds[i], "0", 1) < 0) {
+                _exit(1);
+            }
+        }
+        _exit(0);
+    }
+    int e = errno;
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    if (pid < 0) {
+        return sh_fail(L, "fork", e);
+    }
+    p->pid = pid;
     return 1;
 }
 
@@ -1233,6 +1285,7 @@ static int proc_kill_orphan(lua_State *L)
 }
 
 static const luaL_Reg proc_funcs[] = {{"spawn", proc_spawn},
+                                      {"join_cgroups", proc_join_cgroups},
                                       {"exec", proc_exec},
                                       {"set_subreaper", proc_set_subreaper},
                                       {"kill_orphan", proc_kill_orphan},

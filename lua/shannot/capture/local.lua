@@ -13,10 +13,10 @@ local walk = require("shannot.capture.walk")
 
 local M = {}
 
-local function plain_run(p, plan, settings)
+local function plain_run(p, plan, settings, group)
   return sandbox.run(p, plan.job.argv, {
     timeout = plan.timeout, bwrap = settings.bwrap_path, max_output = plan.max_output,
-    limits = limits.of(plan.config), script = plan.job.script and
+    limits = limits.of(plan.config), group = group, script = plan.job.script and
       { source = plan.job.script, target = plan.job.script_inside },
     -- Through a pipe even to a terminal: a clipboard or title string the
     -- command prints must not reach the user's terminal (as in a capture).
@@ -30,8 +30,13 @@ function M.capture(plan, settings)
   local p = plan.profile
   local here, herr = sandbox.check_platform()
   if not here then return nil, herr end
+  -- the sandbox's cgroup first: its first move may be paid meanwhile
+  -- (limits.group's early); none here: the sandbox uses rlimits
+  local lim = limits.of(plan.config)
+  local group = limits.group(lim, limits.name(), { early = true }) or nil
+  local _ <close> = guard(function() if group then limits.remove(group) end end)
   if #p.capture == 0 then
-    local r, rerr = plain_run(p, plan, settings)
+    local r, rerr = plain_run(p, plan, settings, group)
     if not r then return nil, rerr end
     return false, nil, r
   end
@@ -49,17 +54,17 @@ function M.capture(plan, settings)
     plan.warn("running as %s, not root: only files that user may change are captured (%s)",
       ids.user or ("uid " .. ids.euid), #st.tops > 0 and table.concat(st.tops, ", ") or "none here")
   end
-  local lim = limits.of(plan.config)
   local server, qerr = queries.serve(p, st.dir)
   if qerr then return nil, qerr end
   local stop_server <close> = guard(function() if server then queries.stop(server) end end)
   local r, rerr = sandbox.run(p, plan.job.argv, {
-    timeout = plan.timeout, bwrap = settings.bwrap_path, max_output = plan.max_output, limits = lim,
+    timeout = plan.timeout, bwrap = settings.bwrap_path, max_output = plan.max_output, limits = lim, group = group,
     namespace = staging.namespace(st), capture = staging.sandbox_part(st),
     script = plan.job.script and { source = plan.job.script, target = plan.job.script_inside },
     keep_output = true, tee = plan.show_output, watch = limits.watch(lim, st.dir), hide = plan.hide,
     wake = server and server.wake,
   })
+  if group then limits.remove(group) end  -- (at once: the walk may take a while)
   if not r then
     rerr.message = staging.describe_failure(st, rerr)
     return nil, rerr

@@ -481,7 +481,7 @@ function M.operations(overlays, blobs, trees, opts)
   local spool
   if opts and opts.spool then
     local msg
-    spool, msg = require("shannot.session.lines").writer(opts.spool)
+    spool, msg = require("shannot.session.lines").writer(opts.spool, { scratch = true })
     if not spool then return nil, err.env("%s", msg) end
   end
   local w = setmetatable({ ops = {}, n = 0, counts = {}, bytes = 0, skipped = {}, blobs = blobs, linked = {},

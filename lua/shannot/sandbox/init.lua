@@ -255,8 +255,7 @@ function M.exec(p, argv, opts)
   local argv_full = bwrap.argv(p, plan, "local")
   local keep = {}
   for _, f in ipairs(plan.keep) do keep[#keep + 1] = f:fd() end
-  local group = opts.limits and limits.group(opts.limits, string.format("run-%d-%d", sys.ids(false).pid,
-    math.floor(sys.monotonic() * 1000)), { prune = true })
+  local group = opts.limits and limits.group(opts.limits, limits.name(), { prune = true })
   local ok, msg = proc.exec(argv_full, {
     keep_fds = keep, env = {},  -- as in run: the command's environment comes from the profile alone
     join_fds = group and limits.join_fds(group) or nil,
@@ -273,9 +272,11 @@ end
 -- (bytes kept per stream), timeout (s), stdin ("inherit" | "null"), cwd,
 -- bwrap (explicit path), namespace (proc.spawn's: a capture's overlays),
 -- capture (staging.sandbox_part's), script ({source =, target =}) and
--- getenv for sandbox/bwrap.lua, hide (absolute globs: paths hidden inside), limits (limits.of's: processes and
--- memory), watch and wake (communicate's: a capture's staging, its
--- questions' server started when first asked).
+-- getenv for sandbox/bwrap.lua, hide (absolute globs: paths hidden
+-- inside), limits (limits.of's: processes and memory), group
+-- (limits.group's, made by the caller: used, not removed), watch and wake
+-- (communicate's: a capture's staging, its questions' server started when
+-- first asked).
 function M.run(p, argv, opts)
   opts = opts or {}
   local plan, perr = M.prepare(p, argv, opts)
@@ -308,10 +309,11 @@ function M.run(p, argv, opts)
   end
   local _ <close> = guard(finish)
   -- Processes and memory: a cgroup of the sandbox's own where this
-  -- machine lets us make one, rlimits otherwise.
-  local group = opts.limits and limits.group(opts.limits, string.format("run-%d-%d", sys.ids(false).pid,
-    math.floor(sys.monotonic() * 1000)))
-  local _ <close> = guard(function() if group then limits.remove(group) end end)
+  -- machine lets us make one (opts.group: made by the caller, early),
+  -- rlimits otherwise.
+  local own = not opts.group and opts.limits and limits.group(opts.limits, limits.name()) or nil
+  local group = opts.group or own
+  local _ <close> = guard(function() if own then limits.remove(own) end end)
   local p_, msg, _, where = proc.spawn(argv_full, {
     stdin = opts.stdin or "inherit",
     stdout = opts.keep_output and "pipe" or "inherit",

@@ -124,15 +124,47 @@ local function prune_gone(steps)
   end
 end
 
+-- The cgroup.procs file of this process's own cgroup in the hierarchy
+-- of a group's first step (the v2 one, or v1's pids).
+local function own_procs(steps)
+  local v2 = #steps == 3
+  local mount = v2 and steps[1].dir or steps[1].dir:match("^(.*)/[^/]+$")
+  for line in (fs.read_file("/proc/self/cgroup", 65536) or ""):gmatch("[^\n]+") do
+    local controllers, path = line:match("^%d+:([^:]*):(/.*)$")
+    local ours = controllers and (v2 and controllers == "" or ("," .. controllers .. ","):find(",pids,", 1, true))
+    if ours then return mount .. (path:gsub("/$", "")) .. "/cgroup.procs" end
+  end
+end
+
+-- The first cgroup move after a quiet while waits in the kernel for an
+-- RCU grace period (5 to 15 ms here: every run started by hand pays it).
+-- A throw-away child that moves itself where it already is, started while
+-- the run is still being prepared, pays it instead: the sandbox's own
+-- move, soon after, finds the way clear.  No group of ours holds it.
+local function start_warmer(steps)
+  local path = own_procs(steps)
+  local f = path and fs.open(path, "w")
+  if not f then return nil end
+  local child = require("shannot.core.proc").join_cgroups({ f:fd() })
+  f:close()
+  return child
+end
+
+-- name() -> a new group's name: the run's pid (prune_gone reads it) and time
+function M.name()
+  return string.format("run-%d-%d", sys.ids(false).pid, math.floor(sys.monotonic() * 1000))
+end
+
 -- group(lim, name [, opts]) -> {dirs = {...}, join = {File...}} | nil,
 -- err.  The cgroups of one sandbox, made and set; spawn's join_fds are
 -- the cgroup.procs files in join; remove() takes them away.  opts.prune:
--- first remove those left behind (prune_gone), once many pile up.
+-- first remove those left behind (prune_gone), once many pile up;
+-- opts.early: made well before the sandbox starts (start_warmer).
 function M.group(lim, name, opts)
   local steps = plan(lim, name)
   if not steps then return nil, err.env("no cgroup for shannot here (not root, or no pids and memory controllers)") end
   if opts and opts.prune then prune_gone(steps) end
-  local g = { dirs = {}, join = {} }
+  local g = { dirs = {}, join = {}, warmer = opts and opts.early and start_warmer(steps) or nil }
   for _, step in ipairs(steps) do
     local ok, msg, code = fs.mkdir(step.dir, 493)
     if not ok and code ~= "EEXIST" then M.remove(g); return nil, err.env("%s", msg) end
@@ -179,6 +211,7 @@ end
 -- remove(group): the sandbox's groups, once every process in them is
 -- gone (they may take a moment to leave after the last one was killed).
 function M.remove(g)
+  if g.warmer then g.warmer:close(); g.warmer = nil end
   for _, f in ipairs(g.join) do f:close() end
   g.join = {}
   for i = #g.dirs, 1, -1 do
@@ -191,6 +224,7 @@ function M.remove(g)
       waited, step = waited + step, math.min(step * 2, 0.05)
     end
   end
+  g.dirs = {}
 end
 
 -- prune() -> the groups of runs that are gone (empty ones), removed
