@@ -244,7 +244,7 @@ struct spawn_req {
     int die_with_parent;
     int has_ns; /* a sandbox namespace to set up before exec (sandbox.c) */
     struct sh_ns_setup ns;
-    int *join; /* cgroup.procs files the child moves itself into */
+    int *join; /* cgroup.procs or tasks files the child writes itself into */
     int njoin;
     lua_Integer nproc; /* RLIMIT_NPROC; -1: unchanged */
 };
@@ -507,8 +507,8 @@ static void ns_child(const struct spawn_req *r, int errfd, int from_parent,
     }
     if (r->ns.full_map) {
         /* Into the cgroups after the mounts, still as the parent's
-         * credentials: the first move after a quiet while waits for an
-         * RCU grace period (milliseconds), which the mounts overlap. */
+         * credentials: a cgroup.procs move after a quiet while waits for
+         * an RCU grace period (milliseconds), which the mounts overlap. */
         child_limits(r, errfd);
         if (unshare(CLONE_NEWUSER) < 0) {
             child_fail(errfd, SPAWN_AT_NS);
@@ -660,7 +660,8 @@ static Process *push_process(lua_State *L, int own_pgroup)
  * ("inherit" | "null" | "pipe"), stdout_file/stderr_file (a path the
  * stream is written to, made 0600 or truncated), keep_fds (array of fds passed
  * as is), new_pgroup (default true), die_with_parent (default false), join_fds
- * (cgroup.procs files the child writes itself into first), rlimits
+ * (cgroup.procs or v1 tasks files the child writes itself into: one
+ * thread, so a tasks file moves all of it), rlimits
  * ({nproc =}: set in the child). */
 static int proc_spawn(lua_State *L)
 {
@@ -716,10 +717,10 @@ out:
 }
 
 /* join_cgroups(fds) -> Process | nil, msg, code: a child that writes
- * itself into each of fds (cgroup.procs files, in order) and exits: 0, or
- * 1 once a write failed.  A fork, not a vfork: a move may wait in the
- * kernel, and this process goes on meanwhile.  The child makes system
- * calls only. */
+ * itself into each of fds (cgroup.procs or tasks files, in order) and
+ * exits: 0, or 1 once a write failed.  A fork, not a vfork: a move may wait in
+ * the kernel, and this process goes on meanwhile.  The child makes system calls
+ * only. */
 static int proc_join_cgroups(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -758,7 +759,7 @@ static int proc_join_cgroups(lua_State *L)
 /* proc.exec(argv [, opts]) -> nil, msg, code: this process becomes argv
  * (found in PATH) and this returns only when that failed.  opts: env,
  * cwd, keep_fds (left open across the exec; every other fd from 3 up is
- * closed by it), join_fds (cgroup.procs files to move this process
+ * closed by it), join_fds (cgroup.procs or tasks files to move this process
  * into), rlimits, as spawn's; the streams are this process's own, no
  * namespace.  Every signal gets its default disposition back (shannot
  * ignores SIGPIPE) and none stays blocked. */

@@ -80,15 +80,20 @@ local function plan(lim, name)
     return {
       { dir = m.v2, files = {}, enable = "+pids +memory" },  -- the root may always enable them
       { dir = parent, files = {}, enable = "+pids +memory" },
-      { dir = parent .. "/" .. name, files = { ["pids.max"] = lim.processes, ["memory.max"] = lim.memory } },
+      { dir = parent .. "/" .. name, files = { ["pids.max"] = lim.processes, ["memory.max"] = lim.memory },
+        join = "cgroup.procs" },
     }
   end
   if m.pids and m.memory then
+    -- v1 joins by `tasks`: the child moves its one thread, which the
+    -- kernel does without the global lock a cgroup.procs move takes
+    -- (and its RCU grace period: 5 to 15 ms here, after a quiet while)
     return {
       { dir = m.pids .. "/" .. M.PARENT, files = {} },
-      { dir = m.pids .. "/" .. M.PARENT .. "/" .. name, files = { ["pids.max"] = lim.processes } },
+      { dir = m.pids .. "/" .. M.PARENT .. "/" .. name, files = { ["pids.max"] = lim.processes }, join = "tasks" },
       { dir = m.memory .. "/" .. M.PARENT, files = {} },
-      { dir = m.memory .. "/" .. M.PARENT .. "/" .. name, files = { ["memory.limit_in_bytes"] = lim.memory } },
+      { dir = m.memory .. "/" .. M.PARENT .. "/" .. name, files = { ["memory.limit_in_bytes"] = lim.memory },
+        join = "tasks" },
     }
   end
 end
@@ -124,25 +129,22 @@ local function prune_gone(steps)
   end
 end
 
--- The cgroup.procs file of this process's own cgroup in the hierarchy
--- of a group's first step (the v2 one, or v1's pids).
-local function own_procs(steps)
-  local v2 = #steps == 3
-  local mount = v2 and steps[1].dir or steps[1].dir:match("^(.*)/[^/]+$")
+-- The cgroup.procs file of this process's own v2 cgroup
+local function own_procs(v2_mount)
   for line in (fs.read_file("/proc/self/cgroup", 65536) or ""):gmatch("[^\n]+") do
-    local controllers, path = line:match("^%d+:([^:]*):(/.*)$")
-    local ours = controllers and (v2 and controllers == "" or ("," .. controllers .. ","):find(",pids,", 1, true))
-    if ours then return mount .. (path:gsub("/$", "")) .. "/cgroup.procs" end
+    local path = line:match("^0::(/.*)$")
+    if path then return v2_mount .. (path:gsub("/$", "")) .. "/cgroup.procs" end
   end
 end
 
--- The first cgroup move after a quiet while waits in the kernel for an
--- RCU grace period (5 to 15 ms here: every run started by hand pays it).
--- A throw-away child that moves itself where it already is, started while
--- the run is still being prepared, pays it instead: the sandbox's own
--- move, soon after, finds the way clear.  No group of ours holds it.
+-- A cgroup.procs move (v2's) after a quiet while waits in the kernel for
+-- an RCU grace period (5 to 15 ms: every run started by hand would pay
+-- it).  A throw-away child that moves itself where it already is, started
+-- while the run is still being prepared, pays it instead: the sandbox's
+-- own move, soon after, finds the way clear.  No group of ours holds it.
 local function start_warmer(steps)
-  local path = own_procs(steps)
+  if steps[#steps].join ~= "cgroup.procs" then return nil end
+  local path = own_procs(steps[1].dir)
   local f = path and fs.open(path, "w")
   if not f then return nil end
   local child = require("shannot.core.proc").join_cgroups({ f:fd() })
@@ -157,7 +159,8 @@ end
 
 -- group(lim, name [, opts]) -> {dirs = {...}, join = {File...}} | nil,
 -- err.  The cgroups of one sandbox, made and set; spawn's join_fds are
--- the cgroup.procs files in join; remove() takes them away.  opts.prune:
+-- the files in join (the sandbox writes itself into them: cgroup.procs,
+-- v1's tasks); remove() takes them away.  opts.prune:
 -- first remove those left behind (prune_gone), once many pile up;
 -- opts.early: made well before the sandbox starts (start_warmer).
 function M.group(lim, name, opts)
@@ -175,7 +178,7 @@ function M.group(lim, name, opts)
         ok, msg = write(step.dir .. "/" .. file, value)
         if not ok then M.remove(g); return nil, err.env("%s", msg) end
       end
-      local procs, perr = fs.open(step.dir .. "/cgroup.procs", "w")
+      local procs, perr = fs.open(step.dir .. "/" .. step.join, "w")
       if not procs then M.remove(g); return nil, err.env("%s", perr) end
       g.join[#g.join + 1] = procs
     end
