@@ -94,14 +94,23 @@ static File *check_file(lua_State *L)
 static int push_fd_contents(lua_State *L, int fd, lua_Integer max,
                             const char *what)
 {
-    /* Why 64 KiB: LUAL_BUFFERSIZE (1 KiB) made a 5 MiB file 5 000 reads. */
-    enum { CHUNK = 65536 };
+    /* Why 64 KiB: LUAL_BUFFERSIZE (1 KiB) made a 5 MiB file 5 000 reads.
+     * Why not always: a 64 KiB buffer is an mmap and munmap of its own,
+     * for the many small files (/proc, /sys, configs) read whole.  So the
+     * first read asks for the file's size (4 KiB where it has none: /proc),
+     * and after a short read, which is likely the end, only 4 KiB more. */
+    enum { CHUNK = 65536, SMALL = 4096 };
+    struct stat st;
+    size_t want = SMALL;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+        want = st.st_size < CHUNK ? (size_t)st.st_size + 1 : CHUNK;
+    }
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     lua_Integer total = 0;
     for (;;) {
-        char *p = luaL_prepbuffsize(&b, CHUNK);
-        ssize_t n = read(fd, p, CHUNK);
+        char *p = luaL_prepbuffsize(&b, want);
+        ssize_t n = read(fd, p, want);
         if (n < 0 && errno == EINTR) {
             continue;
         }
@@ -115,6 +124,7 @@ static int push_fd_contents(lua_State *L, int fd, lua_Integer max,
             return sh_fail(L, what, EFBIG);
         }
         luaL_addsize(&b, (size_t)n);
+        want = (size_t)n < want ? SMALL : CHUNK;
     }
     luaL_pushresult(&b);
     return 1;

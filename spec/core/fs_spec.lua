@@ -44,6 +44,18 @@ describe("fs", function()
     assert.equal("EISDIR", c2)
   end)
 
+  it("read_file reads whole whatever the size says: files of every size, /proc files of none", function()
+    for _, n in ipairs({ 0, 1, 4095, 4096, 4097, 65535, 65536, 65537, 300000 }) do
+      local data = string.rep("0123456789abcdef", n // 16 + 1):sub(1, n)
+      h.write(dir .. "/f", data)
+      assert.equal(data, fs.read_file(dir .. "/f"), n)
+      assert.equal(data, assert(fs.open(dir .. "/f", "r")):read_all(), n)
+    end
+    local stat = assert(fs.read_file("/proc/self/status"))
+    assert.matches("\nPid:%s+%d+\n", stat)
+    assert.equal(0, assert(fs.stat("/proc/self/status")).size)  -- what made the size no guide
+  end)
+
   it("mkdir_p makes every level and accepts existing ones", function()
     assert.is_true(fs.mkdir_p(dir .. "/a/b/c"))
     assert.is_true(fs.mkdir_p(dir .. "/a/b/c"))
