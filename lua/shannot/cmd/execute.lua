@@ -56,8 +56,10 @@ options:
 
 -- One line per result, the operations read alongside (the results come
 -- in their order): nothing of a session of 100 000 operations is held.
-local function report(s)
-  local op_of = session.finder(s)
+-- copy: the private copy execute applied (checked whole already: read
+-- again, its records are only decoded).
+local function report(s, copy)
+  local op_of = session.finder(s, copy, copy ~= nil)
   for _, r in session.each(s, "results") do
     local op = op_of(r.id) or { kind = "?" }
     local what = op.argv and text.command_line(op.argv) or op.path
@@ -75,7 +77,7 @@ function M.run(opts, args)
   local shown = {}
   local progress <close> = cli.progress(opts)
   local s, e = apply.execute(args[1], { config = opts.config, actor = opts.actor, warn = opts.warn,
-    stop_on_deferred_failure = opts.stop_on_deferred_failure, progress = progress,
+    stop_on_deferred_failure = opts.stop_on_deferred_failure, progress = progress, keep_copy = not opts.json,
     -- in text, each deferred command's output as it comes, under its name
     show_output = not opts.json and function(op)
       shown[#shown + 1] = op
@@ -91,13 +93,14 @@ function M.run(opts, args)
     require("shannot.term").reset_after_output(tails)
   end
   if not s then return nil, e end
+  local copy <close> = e  -- the operations execute applied (keep_copy)
   local deferred_failed = s.execution.deferred_failed or 0
   if opts.json then
     local ok, merr = session.materialize(s)
     if not ok then return nil, merr end
     cli.out(json.encode(s, { indent = "  " }), "\n")
   else
-    report(s)
+    report(s, copy)
     local failures = deferred_failed > 0 and string.format(" (%d deferred command%s failed)", deferred_failed,
       deferred_failed == 1 and "" or "s") or ""
     cli.out(string.format("session %s %s%s; undo with: shannot rollback %s\n", s.id, s.status, failures, s.id))

@@ -34,6 +34,14 @@ function M.same(a, b)
   return true
 end
 
+-- some(list) -> the first items of a list of paths said in one line,
+-- then how many more: a refusal over 100 000 paths stays a line to read
+local SOME = 10
+local function some(list)
+  if #list <= SOME then return table.concat(list, "; ") end
+  return table.concat(list, "; ", 1, SOME) .. string.format("; and %d more", #list - SOME)
+end
+
 local function describe_state(s)
   if not s.exists then return "absent" end
   local d = string.format("%s %04o %d:%d", s.type, s.mode or 0, s.uid or -1, s.gid or -1)
@@ -489,7 +497,7 @@ local function execute(id, opts)
   -- session's file meanwhile, and the later passes only decode
   local f, ferr = operations_handle(s, session.private_copy)
   if ferr then return nil, ferr end
-  local _ <close> = guard(function() if f then f:close() end end)
+  local copy <close> = guard(function() if f then f:close() end end)
   local tally, tap = survey()
   local sealed, why = require("shannot.session.approval").check(s, session.reader(s, f, tap))
   if not sealed then
@@ -511,7 +519,7 @@ local function execute(id, opts)
   local moved = M.answers_moved(ex, tally.asked)
   if #moved > 0 then
     return nil, err.refused("the host answers differently since the dry-run; nothing was done: %s",
-      table.concat(moved, "; "))
+      some(moved))
   end
   local progress = opts and opts.progress or require("shannot.progress").none
   local drifted = M.drift(ex, pass, { replaced = tally.replaced, total = tally.total, progress = progress })
@@ -523,7 +531,7 @@ local function execute(id, opts)
       out[#out + 1] = d.why and string.format("%s (%s)", text.inert(d.path), d.why) or
         string.format("%s (was %s, now %s)", text.inert(d.path), describe_state(d.base), describe_state(d.now))
     end
-    return nil, err.refused("the host changed since the dry-run; nothing was done: %s", table.concat(out, "; "))
+    return nil, err.refused("the host changed since the dry-run; nothing was done: %s", some(out))
   end
   local step = require("shannot.testhooks").stepper()  -- a spec's kill -9 after step N
   local cpdir = dir .. "/checkpoint"
@@ -582,6 +590,10 @@ local function execute(id, opts)
   ok, msg = session.transition(s, failed == 0 and "executed" or "failed", {
     note = note, config = opts and opts.config, actor = opts and opts.actor, warn = opts and opts.warn })
   if not ok then return nil, msg end
+  if opts and opts.keep_copy and f then
+    copy:cancel()
+    return s, f
+  end
   return s
 end
 
@@ -590,7 +602,10 @@ end
 -- actor, warn, stop_on_deferred_failure (the deferred commands after a
 -- failing one are not run), show_output(op) (called as each deferred
 -- command starts; its output then passes through as it comes, as well as
--- being kept in the results), progress (shannot.progress's reporter).
+-- being kept in the results), progress (shannot.progress's reporter),
+-- keep_copy (also return the private copy of the operations that was
+-- checked against the seal and applied, the caller's to close; nil when
+-- the session holds them: for session.each(s, "operations", copy, true)).
 function M.execute(id, opts)
   return err.try(execute, id, opts)
 end
@@ -813,7 +828,7 @@ local function refuse_conflicts(list)
       string.format("%s (now %s)", text.inert(c.path), describe_state(c.now))
   end
   return nil, err.refused("changed since the execution, so nothing was restored (--force restores anyway): %s",
-    table.concat(out, "; "))
+    some(out))
 end
 
 -- restore_all(ex, s, entries, how) -> the directories' times to set, the
@@ -908,7 +923,7 @@ local function rollback(id, opts)
   if #report.failed > 0 then
     local out = {}
     for _, fail in ipairs(report.failed) do out[#out + 1] = text.inert(fail.path) .. ": " .. tostring(fail.error) end
-    return nil, err.failed("rollback could not restore everything: %s", table.concat(out, "; "))
+    return nil, err.failed("rollback could not restore everything: %s", some(out))
   end
   local ok, terr = session.transition(s, "rolled_back", { note = opts.force and #found > 0 and "forced" or nil,
     config = opts.config, actor = opts.actor, warn = opts.warn })

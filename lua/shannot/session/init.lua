@@ -709,14 +709,15 @@ function M.check_operations(s)
   end)
 end
 
--- finder(s [, f]) -> op(id): the operation of an id | nil.  Ids asked in
--- the order the operations are stored in (results, checkpoint entries)
--- cost one read of them all; an id out of that order starts again.
-function M.finder(s, f)
+-- finder(s [, f [, checked]]) -> op(id): the operation of an id | nil.
+-- Ids asked in the order the operations are stored in (results,
+-- checkpoint entries) cost one read of them all; an id out of that order
+-- starts again.  f, checked: as each's.
+function M.finder(s, f, checked)
   local it, last = nil, nil
   return function(id)
     if last and last.id == id then return last end
-    if not it or (last and last.id > id) then it, last = M.each(s, "operations", f), nil end
+    if not it or (last and last.id > id) then it, last = M.each(s, "operations", f, checked), nil end
     for _, op in it do
       last = op
       if op.id == id then return op end
