@@ -26,6 +26,35 @@ describe("proc", function()
     assert.is_false(r.timed_out)
   end)
 
+  it("join_cgroups: a child writes itself into each file, then exits; this process goes on", function()
+    local r1, w1 = assert(fs.pipe())
+    local r2, w2 = assert(fs.pipe())
+    local child = assert(core.join_cgroups({ w1:fd(), w2:fd() }))
+    w1:close(); w2:close()
+    assert.equal("0", r1:read_all())
+    assert.equal("0", r2:read_all())
+    local ended
+    for _ = 1, 500 do
+      ended = child:poll()
+      if ended then break end
+      require("shannot.core.sys").sleep(0.01)
+    end
+    assert.same(0, ended and ended.code)
+    -- a write that fails: exit 1, the files after it untouched
+    local r3, w3 = assert(fs.pipe())
+    local bad = assert(core.join_cgroups({ r3:fd(), w3:fd() }))  -- the read end refuses a write
+    w3:close()
+    for _ = 1, 500 do
+      ended = bad:poll()
+      if ended then break end
+      require("shannot.core.sys").sleep(0.01)
+    end
+    assert.same(1, ended and ended.code)
+    assert.equal("", r3:read_all())
+    r1:close(); r2:close(); r3:close(); child:close(); bad:close()
+    assert.has_error(function() core.join_cgroups("x") end)
+  end)
+
   it("reports a signal", function()
     local r = assert(proc.run({ "sh", "-c", "kill -9 $$" }))
     assert.is_nil(r.code)
