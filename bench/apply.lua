@@ -5,12 +5,6 @@
 -- their writes (page-cache writeback otherwise lands on whichever runs
 -- next); and the peak RSS (GNU time) of every command a session goes
 -- through: capture, show, approve, execute, rollback.
--- Each timed phase starts a minute after a sync: an ext4 without a
--- journal (this machine's root) skips, when it allocates an inode, every
--- one deleted in the last 60 s whose inode-table block is still cached,
--- scanning past them one by one, so the phase right after a removal of
--- 100 000 files (rollback, the copy's cleanup) paid for it: cp -a in one
--- round (40.8 s against execute's 26.6 s), execute in the next.
 -- Targets: throughput >= 100% of cp -a, every RSS < 64 MiB.
 local shannot = require("shannot")
 local proc = shannot.proc
@@ -73,25 +67,19 @@ local ok, problem = pcall(function()
     -- execute writes anew (by rename)
     return new
   end
-  -- see the top: each timed phase waits out ext4's window after a removal
-  local WINDOW = tonumber(os.getenv("SHANNOT_BENCH_SETTLE") or "") or 61
-  local function settle()
-    proc.run({ "sync" })
-    proc.run({ "sleep", tostring(WINDOW) })
-  end
   run({ BIN, "execute", copy_session(0) }, { env = env, stdout = "null", stderr = "pipe", stdin = "null" })
   assert(fs.rename(host, tree)); assert(fs.mkdir(host))
   local t_exec, t_cp = {}, {}
   for round = 1, ROUNDS do
     local sid = copy_session(round)
-    settle()
+    proc.run({ "sync" })
     local t0 = sys.monotonic()
     timed("execute", { BIN, "execute", sid })
     proc.run({ "sync" })
     t_exec[#t_exec + 1] = sys.monotonic() - t0
     timed("rollback", { BIN, "rollback", sid })
     fs.rmtree(host); assert(fs.mkdir(host))
-    settle()
+    proc.run({ "sync" })
     t0 = sys.monotonic()
     run({ "cp", "-a", tree, work .. "/copy" })
     proc.run({ "sync" })
