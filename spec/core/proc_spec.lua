@@ -33,23 +33,19 @@ describe("proc", function()
     w1:close(); w2:close()
     assert.equal("0", r1:read_all())
     assert.equal("0", r2:read_all())
-    local ended
-    for _ = 1, 500 do
-      ended = child:poll()
-      if ended then break end
-      require("shannot.core.sys").sleep(0.01)
+    local function ended(p)  -- its end, polled for up to 5 s
+      for _ = 1, 500 do
+        local e = p:poll()
+        if e then return e end
+        require("shannot.core.sys").sleep(0.01)
+      end
     end
-    assert.same(0, ended and ended.code)
+    assert.same(0, (ended(child) or {}).code)
     -- a write that fails: exit 1, the files after it untouched
     local r3, w3 = assert(fs.pipe())
     local bad = assert(core.join_cgroups({ r3:fd(), w3:fd() }))  -- the read end refuses a write
     w3:close()
-    for _ = 1, 500 do
-      ended = bad:poll()
-      if ended then break end
-      require("shannot.core.sys").sleep(0.01)
-    end
-    assert.same(1, ended and ended.code)
+    assert.same(1, (ended(bad) or {}).code)
     assert.equal("", r3:read_all())
     r1:close(); r2:close(); r3:close(); child:close(); bad:close()
     assert.has_error(function() core.join_cgroups("x") end)
