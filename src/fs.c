@@ -90,9 +90,10 @@ static File *check_file(lua_State *L)
     return f;
 }
 
-/* [-0, +1|3, m] Pushes everything read from fd (or the failure). */
-static int push_fd_contents(lua_State *L, int fd, lua_Integer max,
-                            const char *what)
+/* [-0, +1|3, m] Pushes everything read from fd (or the failure); st is
+ * its fstat, which sizes the first read. */
+static int push_fd_contents(lua_State *L, int fd, const struct stat *st,
+                            lua_Integer max, const char *what)
 {
     /* Why 64 KiB: LUAL_BUFFERSIZE (1 KiB) made a 5 MiB file 5 000 reads.
      * Why not always: a 64 KiB buffer is an mmap and munmap of its own,
@@ -100,10 +101,9 @@ static int push_fd_contents(lua_State *L, int fd, lua_Integer max,
      * first read asks for the file's size (4 KiB where it has none: /proc),
      * and after a short read, which is likely the end, only 4 KiB more. */
     enum { CHUNK = 65536, SMALL = 4096 };
-    struct stat st;
     size_t want = SMALL;
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
-        want = st.st_size < CHUNK ? (size_t)st.st_size + 1 : CHUNK;
+    if (S_ISREG(st->st_mode) && st->st_size > 0) {
+        want = st->st_size < CHUNK ? (size_t)st->st_size + 1 : CHUNK;
     }
     luaL_Buffer b;
     luaL_buffinit(L, &b);
@@ -149,7 +149,7 @@ static int fs_read_file(lua_State *L)
                         S_ISFIFO(st.st_mode) ? "FIFO" : "socket");
     }
     fcntl(f->fd, F_SETFL, fcntl(f->fd, F_GETFL) & ~O_NONBLOCK);
-    return push_fd_contents(L, f->fd, max, path);
+    return push_fd_contents(L, f->fd, &st, max, path);
 }
 
 static int current_umask(void)
@@ -1099,8 +1099,12 @@ static int fs_socketpair(lua_State *L)
 static int file_read_all(lua_State *L)
 {
     File *f = check_file(L);
-    return push_fd_contents(L, f->fd, luaL_optinteger(L, 2, LUA_MAXINTEGER),
-                            "read");
+    struct stat st;
+    if (fstat(f->fd, &st) < 0) {
+        return sh_fail(L, "read", errno);
+    }
+    return push_fd_contents(L, f->fd, &st,
+                            luaL_optinteger(L, 2, LUA_MAXINTEGER), "read");
 }
 
 /* File:write(data) -> true | nil, msg, code (all of it) */

@@ -170,9 +170,12 @@ function M.middle(s, max)
   return s:sub(1, max // 2) .. "..." .. s:sub(-(max // 2))
 end
 
+-- What a shell word may hold unquoted
+local UNQUOTED = "[^%w%%+,./:=@_%-]"
+
 -- quote(s) -> s as a POSIX shell word (for showing command lines)
 function M.quote(s)
-  if s ~= "" and not s:find("[^%w%%+,./:=@_%-]") then return s end
+  if s ~= "" and not s:find(UNQUOTED) then return s end
   if not s:find("'", 1, true) then return "'" .. s .. "'" end
   return "'" .. s:gsub("'", "'\\''") .. "'"
 end
@@ -183,7 +186,7 @@ function M.command_line(argv)
   local words = {}
   for i, a in ipairs(argv) do
     -- a plain word (most are) is inert and needs no quotes: one look
-    if type(a) == "string" and a ~= "" and not a:find("[^%w%%+,./:=@_%-]") then
+    if type(a) == "string" and a ~= "" and not a:find(UNQUOTED) then
       words[i] = a
     else
       words[i] = M.quote(M.inert(a))

@@ -757,13 +757,12 @@ local function restore_order(entries, still)
   end)
   local in_sources, removals, restores, depth = {}, {}, {}, {}
   entries.each(function(e, offset, len)
-    if e.moved_to or e.moved_from or at_or_below(e.path, still) then -- luacheck: ignore 542
-    elseif e.exists then
-      bytes = bytes + size(e)
-      restores[#restores + 1] = place(offset, len)
+    if e.moved_to or e.moved_from or at_or_below(e.path, still) then return end
+    bytes = bytes + size(e)
+    local at = place(offset, len)
+    if e.exists then
+      restores[#restores + 1] = at
     else
-      local at = place(offset, len)
-      bytes = bytes + size(e)
       depth[at] = #e.path
       local list = at_or_below(e.path, sources) and in_sources or removals
       list[#list + 1] = at

@@ -34,6 +34,10 @@ local TRANSITIONS = {
 -- valid_id(s) -> true | false: `^[0-9]{8}-[0-9]{6}-[a-z0-9-]{1,40}-[0-9a-f]{4}$`
 M.valid_id = require("shannot.session.id").valid
 
+-- The metatable of what list() gives from its cache: a summary, which
+-- save() refuses (it lacks the history, the approval...).
+M.SUMMARY = { __name = "session summary" }
+
 function M.root()
   return paths.data_dir() .. "/sessions"
 end
@@ -291,7 +295,7 @@ end
 -- there.  More than max_bytes (default MAX_JSON_BYTES) of JSON is refused,
 -- the files on disk left as they were.
 function M.save(s, max_bytes, each)
-  if getmetatable(s) and getmetatable(s).__name == "session summary" then
+  if getmetatable(s) == M.SUMMARY then
     error("session.save: a listing's summary is not a session (load it)", 2)
   end
   local dir, e = M.dir(s.id)
@@ -1038,9 +1042,6 @@ local function summary_of(s)
   return out
 end
 
--- What list() gives from its cache: a summary, which save() refuses
--- (it lacks the history, the approval...).
-local SUMMARY = { __name = "session summary" }
 
 -- A summary as the cache gives it back (lua-cjson decodes every number as
 -- a float), its numbers integers again: only the fields that hold them,
@@ -1057,7 +1058,7 @@ local function integral_summary(s)
     end
   end
   if type(s.command) == "table" then json.array(s.command) end
-  return setmetatable(s, SUMMARY)
+  return setmetatable(s, M.SUMMARY)
 end
 
 local function read_index()
