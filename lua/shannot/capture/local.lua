@@ -13,10 +13,11 @@ local walk = require("shannot.capture.walk")
 
 local M = {}
 
-local function plain_run(p, plan, settings, group)
+-- bounds: {limits = limits.of's, group = limits.group's | nil}
+local function plain_run(p, plan, settings, bounds)
   return sandbox.run(p, plan.job.argv, {
     timeout = plan.timeout, bwrap = settings.bwrap_path, max_output = plan.max_output,
-    limits = limits.of(plan.config), group = group, script = plan.job.script and
+    limits = bounds.limits, group = bounds.group, script = plan.job.script and
       { source = plan.job.script, target = plan.job.script_inside },
     -- Through a pipe even to a terminal: a clipboard or title string the
     -- command prints must not reach the user's terminal (as in a capture).
@@ -36,7 +37,7 @@ function M.capture(plan, settings)
   local group = limits.group(lim, limits.name(), { early = true }) or nil
   local _ <close> = guard(function() if group then limits.remove(group) end end)
   if #p.capture == 0 then
-    local r, rerr = plain_run(p, plan, settings, group)
+    local r, rerr = plain_run(p, plan, settings, { limits = lim, group = group })
     if not r then return nil, rerr end
     return false, nil, r
   end
