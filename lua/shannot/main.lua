@@ -42,6 +42,10 @@ function M.run(argv)
     report(e.message)
     return e.exit
   end
+  if math.type(code) ~= "integer" then
+    report(string.format("internal error: the command ended with %q, not an exit code", tostring(code)))
+    return const.EXIT.INTERNAL
+  end
   return code
 end
 

@@ -6,10 +6,16 @@ local fs = require("shannot.fs")
 local guard = require("shannot.guard")
 local limits = require("shannot.sandbox.limits")
 local profile = require("shannot.sandbox.profile")
-local queries = require("shannot.capture.queries")
 local sandbox = require("shannot.sandbox")
-local staging = require("shannot.capture.staging")
-local walk = require("shannot.capture.walk")
+
+-- What only a capture needs (a plain sandbox loads none of it: start-up
+-- is most of what a plain run costs beyond bwrap's own, bench/startup)
+local queries, staging, walk
+local function load_capture_part()
+  queries = require("shannot.capture.queries")
+  staging = require("shannot.capture.staging")
+  walk = require("shannot.capture.walk")
+end
 
 local M = {}
 
@@ -41,6 +47,7 @@ function M.capture(plan, settings)
     if not r then return nil, rerr end
     return false, nil, r
   end
+  load_capture_part()
   local st, serr = staging.create(p, { search_path = profile.search_path(p) })
   if not st then return nil, serr end
   -- the overlays' upper trees, a blob store, the deferred record: all in
@@ -63,7 +70,7 @@ function M.capture(plan, settings)
     namespace = staging.namespace(st), capture = staging.sandbox_part(st),
     script = plan.job.script and { source = plan.job.script, target = plan.job.script_inside },
     keep_output = true, tee = plan.show_output, watch = limits.watch(lim, st.dir), hide = plan.hide,
-    wake = server and server.wake,
+    wake = server and server.wake, meanwhile = function() staging.sweep(st) end,
   })
   if group then limits.remove(group) end  -- (at once: the walk may take a while)
   if not r then

@@ -276,7 +276,8 @@ end
 -- inside), limits (limits.of's: processes and memory), group
 -- (limits.group's, made by the caller: used, not removed), watch and wake
 -- (communicate's: a capture's staging, its questions' server started when
--- first asked).
+-- first asked), meanwhile (a function called once the sandbox is
+-- started, before waiting for it: work that may overlap its run).
 function M.run(p, argv, opts)
   opts = opts or {}
   local plan, perr = M.prepare(p, argv, opts)
@@ -337,6 +338,7 @@ function M.run(p, argv, opts)
     end
     return nil, err.env("cannot start %s", msg)
   end
+  if opts.meanwhile then opts.meanwhile() end
   local tee = opts.keep_output and opts.tee
   local r, cmsg = child:communicate({
     timeout = opts.timeout, max_capture = opts.max_output or proc.DEFAULT_MAX_OUTPUT,
