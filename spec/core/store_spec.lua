@@ -53,6 +53,14 @@ describe("store", function()
   end)
   after_each(h.cleanup)
 
+  it("names things by a 64-bit FNV-1a of their text, without libcrypto", function()
+    -- the published FNV-1a test vectors
+    assert.equal("cbf29ce484222325", store.name_hash(""))
+    assert.equal("af63dc4c8601ec8c", store.name_hash("a"))
+    assert.equal("85944171f73967e8", store.name_hash("foobar"))
+    assert.are_not.equal(store.name_hash("a\0b"), store.name_hash("a\0c"))
+  end)
+
   it("hashes strings and files like sha256sum", function()
     assert.equal(EMPTY, store.hash_string(""))
     assert.equal("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", store.hash_string("abc"))

@@ -215,14 +215,14 @@ end
 -- for each deferred command name (the shim tells them apart by $0) | nil,
 -- msg.  Made once per content and kept (issue 19.1: 20 files made and
 -- removed per run were a tenth of a capture's own time): the data
--- directory's shims/<sha256 of shim and names>, completed in a temporary
+-- directory's shims/<name_hash of shim and names>, completed in a temporary
 -- directory and renamed into place, so one under that name is whole.
 -- Sandboxes only ever bind it read-only.  Scratch files: no fsync.
 function M.shims(names)
   local ok, msg = check_names(names)
   if not ok then return nil, msg end
   local root = paths.data_dir() .. "/shims"
-  local key = require("shannot.core.store").hash_string(SHIM .. "\0" .. table.concat(names, "\0"))
+  local key = require("shannot.core.store").name_hash(SHIM .. "\0" .. table.concat(names, "\0"))
   local dir = root .. "/" .. key
   local euid = sys.ids(false).euid
   if own_dir(dir, euid) and own_dir(dir .. "/bin", euid) then return dir end
@@ -290,14 +290,14 @@ end
 -- for the next run over the same overlays instead of being removed and
 -- made again (issue 19.1: the two were a quarter of a capturing
 -- `run -- true`).  One per overlay plan, in the staging root as
--- pool-<sha256 of the plan>; a run claims it by renaming it (atomic: two
+-- pool-<name_hash of the plan>; a run claims it by renaming it (atomic: two
 -- runs never share one), `shannot prune` removes it like any staging
 -- without a live pid.
 local function pool_name(root, overlays, full_map)
   local targets = {}
   for i, o in ipairs(overlays) do targets[i] = o.target end
   local plan = (full_map and "map\0" or "own\0") .. table.concat(targets, "\0")
-  return root .. "/pool-" .. require("shannot.core.store").hash_string(plan)
+  return root .. "/pool-" .. require("shannot.core.store").name_hash(plan)
 end
 
 -- The upper root starts as the host directory looks now: a kept one may
