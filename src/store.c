@@ -16,8 +16,9 @@
  *   name_hash(s) -> 16 hex digits (FNV-1a: names, not content)
  *   put_file(dir, path [, opts]) -> info
  *   put_string(dir, data [, opts]) -> info
- *     opts: compress_max (default 1 MiB), move (put_file only)
- *     info: {hash, size, stored, compressed, new, moved}
+ *     opts: compress_max (default 1 MiB), move and head (put_file only:
+ *     head = N puts a small file's first N bytes in info.head)
+ *     info: {hash, size, stored, compressed, new, moved [, head]}
  *   read(dir, hex [, max]) -> data
  *   peek(dir, hex, n) -> head, tail, size (a preview: see store_peek)
  *   copy_out(dir, hex, dest [, mode [, {verify}]]) -> true
@@ -1073,10 +1074,29 @@ static int store_put_file(lua_State *L)
     if (j == NULL) {
         return 3;
     }
+    lua_Integer head = 0;
+    if (lua_istable(L, 3) && lua_getfield(L, 3, "head") != LUA_TNIL) {
+        int ok;
+        head = lua_tointegerx(L, -1, &ok);
+        luaL_argcheck(L, ok && head >= 0, 3, "head must be a count of bytes");
+    }
     int r = put_file(j, &b, path, cmax, move);
     temp_discard(j, &b);
+    if (r < 0) {
+        job_release(j);
+        return push_fail(L, &b.fail);
+    }
+    push_info(L, &b);
+    /* A small file was read whole: its first bytes are at hand, where
+     * the caller would open the blob again to read them (peek). */
+    if (head > 0 && j->data != NULL) {
+        size_t n =
+            (size_t)b.size < (size_t)head ? (size_t)b.size : (size_t)head;
+        lua_pushlstring(L, (const char *)j->data, n);
+        lua_setfield(L, -2, "head");
+    }
     job_release(j);
-    return r < 0 ? push_fail(L, &b.fail) : push_info(L, &b);
+    return 1;
 }
 
 /* put_string(dir, data [, opts]) -> info | nil, msg, code */

@@ -67,6 +67,21 @@ describe("capture", function()
     assert.same({ e.host .. "/d", 2 }, { op_at(s, "/e").from, op_at(s, "/e").new.count })
   end)
 
+  it("finds renames and hard links the same when the capture is large enough to be spooled", function()
+    -- (a small capture's operations stay in memory; past 1 000 they go to
+    -- a spool, read back whole when the run took host paths away)
+    local e = env()
+    e:sh('echo content > "$1/a"')
+    local _, _, s = e:run("mv a b && echo linked > l1 && ln l1 l2 && mkdir many && i=0; " ..
+      "while [ $i -lt 1200 ]; do echo $i > many/f$i; i=$((i+1)); done", { timeout = 120 })
+    local ops = e:ops(s)
+    assert.equal(1204, #ops)
+    assert.equal(e.host .. "/a", op_at(s, "/b").from)
+    assert.equal("rename", op_at(s, "/b").kind)
+    assert.equal("link", op_at(s, "/l2").kind)
+    for i, op in ipairs(s.operations) do assert.equal(i, op.id) end
+  end)
+
   it("records chmod of a file and of an existing directory as metadata only", function()
     local e = env()
     e:sh('echo x > "$1/f"; chmod 644 "$1/f"; mkdir "$1/d"; chmod 755 "$1/d"')

@@ -28,6 +28,9 @@ end
 -- A tree on this machine, as the walk reads it: an upper directory of a
 -- local capture, or the host itself.  A remote capture brings its own
 -- (the upper trees from a tar stream, the host over SSH).
+-- How much of a written file tells whether it is text (diff.content_kind)
+local HEAD = 8192
+
 M.local_tree = {
   names = function(_, dir)
     local names, msg, code = fs.readdir(dir)
@@ -40,8 +43,10 @@ M.local_tree = {
   readlink = function(_, path) return fs.readlink(path) end,
   xattrs = function(_, path) return fs.xattrs(path) end,
   hash = function(_, path) return store.hash_file(path) end,
-  -- store(blobs, path, move) -> {hash, size} | nil, msg
-  store = function(_, blobs, path, move) return store.put_file(blobs, path, { move = move }) end,
+  -- store(blobs, path, move) -> {hash, size [, head]} | nil, msg
+  -- (a small file's first bytes come back with it: no second open to
+  -- peek at them)
+  store = function(_, blobs, path, move) return store.put_file(blobs, path, { move = move, head = HEAD }) end,
 }
 
 -- An operation that takes a host path away: the source of a move
@@ -76,9 +81,12 @@ end
 
 -- flush(): with a spool, the operations of the entries walked so far
 -- written out, but for trailing new directories (a directory the walk is
--- still below may yet turn out to hold only what is ignored, and go)
+-- still below may yet turn out to hold only what is ignored, and go);
+-- only once there are SPOOL_AFTER of them: a small capture stays in
+-- memory, not written out and read back (a tenth of a 100-file one's)
+local SPOOL_AFTER = 1000
 function Walk:flush()
-  if not self.spool then return end
+  if not self.spool or #self.ops < SPOOL_AFTER then return end
   local keep = #self.ops
   while keep > 0 and self.ops[keep].kind == "mkdir" do keep = keep - 1 end
   if keep == 0 then return end
@@ -212,7 +220,7 @@ function Walk:content(e)
   local new = new_meta(ust)
   new.hash, new.size, new.xattrs = info.hash, info.size, attrs
   -- whether a person can read it as text (policy rates what they cannot)
-  local head = store.peek(self.blobs, info.hash, 8192)
+  local head = info.head or store.peek(self.blobs, info.hash, HEAD)
   new.content = diff.content_kind(head or "", info.size)
   self.bytes = self.bytes + info.size
   self.progress:add(0, info.size)
@@ -403,6 +411,11 @@ end
 -- search for moves, renames.lua, needs all of them at once)
 function Walk:finish_spool()
   if not self.spool then return end
+  if self.spool.count == 0 then  -- all of them still here
+    self.spool:abandon()
+    self.spool = nil
+    return
+  end
   for _, op in ipairs(self.ops) do
     local ok, msg = self.spool:add_line(self.encode(op))
     if not ok then fail("%s", msg) end
