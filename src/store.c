@@ -21,7 +21,8 @@
  *     info: {hash, size, stored, compressed, new, moved [, head]}
  *   read(dir, hex [, max]) -> data
  *   peek(dir, hex, n) -> head, tail, size (a preview: see store_peek)
- *   copy_out(dir, hex, dest [, mode [, {verify}]]) -> true
+ *   copy_out(dir, hex, dest [, mode [, opts]]) -> true, size
+ *     opts: verify, uid, gid, mtime_sec, mtime_nsec (see store_copy_out)
  *   has(dir, hex) -> boolean
  * A blob whose content does not match its name is refused with code
  * "EBADMSG" and the message "<blob>: blob is corrupt (hash mismatch)".
@@ -884,7 +885,32 @@ static int copy_raw(Job *j, Blob *b, const char *dest, int64_t *total)
     return 0;
 }
 
-static int copy_out(Job *j, Blob *b, const char *dest, int mode, int *made)
+/* What copy_out sets on the new file before closing it, through its own
+ * descriptor: owner (-1: unchanged), then mode (a chown clears setuid
+ * bits), then the modification time (when has_mtime). */
+typedef struct {
+    lua_Integer uid, gid;
+    int mode;
+    int has_mtime;
+    struct timespec mtime;
+} Meta;
+
+static int finish_out(Job *j, const Meta *m)
+{
+    struct timespec ts[2] = {{0, UTIME_OMIT}, m->mtime};
+    if ((m->uid >= 0 || m->gid >= 0) &&
+        fchown(j->out, (uid_t)m->uid, (gid_t)m->gid) < 0) {
+        return -1;
+    }
+    if (fchmod(j->out, (mode_t)m->mode) < 0 ||
+        (m->has_mtime && futimens(j->out, ts) < 0)) {
+        return -1;
+    }
+    return 0;
+}
+
+static int copy_out(Job *j, Blob *b, const char *dest, const Meta *m,
+                    int64_t *size, int *made)
 {
     int64_t total = 0;
     int hole = 0;
@@ -903,11 +929,12 @@ static int copy_out(Job *j, Blob *b, const char *dest, int mode, int *made)
         if (copy_raw(j, b, dest, &total) < 0) {
             return -1;
         }
-        if (fchmod(j->out, (mode_t)mode) < 0 || close(j->out) < 0) {
+        if (finish_out(j, m) < 0 || close(j->out) < 0) {
             j->out = -1;
             return failed(&b->fail, errno, dest, NULL);
         }
         j->out = -1;
+        *size = total;
         return 0;
     }
     for (;;) {
@@ -927,12 +954,13 @@ static int copy_out(Job *j, Blob *b, const char *dest, int mode, int *made)
     if (!j->trust && verify(j, b) < 0) {
         return -1;
     }
-    if ((hole && ftruncate(j->out, (off_t)total) < 0) ||
-        fchmod(j->out, (mode_t)mode) < 0 || close(j->out) < 0) {
+    if ((hole && ftruncate(j->out, (off_t)total) < 0) || finish_out(j, m) < 0 ||
+        close(j->out) < 0) {
         j->out = -1; /* a failed close(2) still closes */
         return failed(&b->fail, errno, dest, NULL);
     }
     j->out = -1;
+    *size = total;
     return 0;
 }
 
@@ -1228,30 +1256,42 @@ static int store_peek(lua_State *L)
     return 3;
 }
 
-/* copy_out(dir, hex, dest [, mode [, {verify = false}]]) -> true | nil, msg,
- * code verify = false skips the SHA-256 of the content (a raw blob is then
- * copied by the kernel): for callers that checked the blob otherwise.
- * dest must not exist; it gets mode (default 0600) once whole and
- * verified, and is removed on any failure. */
+/* copy_out(dir, hex, dest [, mode [, opts]]) -> true, size | nil, msg, code
+ * opts: verify (false: no hashing, for a store already checked), uid,
+ * gid, mtime_sec, mtime_nsec: set through the new file's own descriptor
+ * before it is closed (what a caller would otherwise do by path: an
+ * O_PATH open, a stat and three calls, per file placed).  A failure
+ * removes dest. */
 static int store_copy_out(lua_State *L)
 {
     Blob b;
     int made = 0;
+    int64_t size = 0;
     blob_init(&b, luaL_checkstring(L, 1), check_hash(L, 2));
     const char *dest = luaL_checkstring(L, 3);
     lua_Integer mode = luaL_optinteger(L, 4, 0600);
     luaL_argcheck(L, mode >= 0 && mode <= 07777, 4, "not a file mode");
+    Meta m = {-1, -1, (int)mode, 0, {0, 0}};
     int trust = 0;
     if (!lua_isnoneornil(L, 5)) {
         luaL_checktype(L, 5, LUA_TTABLE);
         trust = !sh_optfield_boolean(L, 5, "verify", 1);
+        m.uid = sh_optfield_number(L, 5, "uid", -1);
+        m.gid = sh_optfield_number(L, 5, "gid", -1);
+        lua_getfield(L, 5, "mtime_sec");
+        m.has_mtime = lua_isinteger(L, -1);
+        m.mtime.tv_sec = (time_t)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        m.mtime.tv_nsec = (long)sh_optfield_number(L, 5, "mtime_nsec", 0);
+        luaL_argcheck(L, m.mtime.tv_nsec >= 0 && m.mtime.tv_nsec < 1000000000,
+                      5, "mtime_nsec out of range");
     }
     Job *j = new_job(L);
     if (j == NULL) {
         return 3;
     }
     j->trust = trust;
-    int r = copy_out(j, &b, dest, (int)mode, &made);
+    int r = copy_out(j, &b, dest, &m, &size, &made);
     job_release(j);
     if (r < 0) {
         if (made) {
@@ -1260,7 +1300,8 @@ static int store_copy_out(lua_State *L)
         return push_fail(L, &b.fail);
     }
     lua_pushboolean(L, 1);
-    return 1;
+    lua_pushinteger(L, (lua_Integer)size);
+    return 2;
 }
 
 /* has(dir, hex) -> boolean | nil, msg, code */

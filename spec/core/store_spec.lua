@@ -185,6 +185,24 @@ describe("store", function()
     assert.equal("ENOENT", c3)
   end)
 
+  it("copy_out sets the owner, a setuid mode and the time on the file it makes, and says its size", function()
+    local random = assert(store.put_file(blobs, random_file(dir .. "/random", 70000)))
+    local ids = require("shannot.core.sys").ids()
+    -- as root another owner (the chown comes before the mode: it would
+    -- clear the setuid bit); as another user, its own
+    local uid, gid = ids.euid == 0 and 1234 or ids.euid, ids.euid == 0 and 4321 or ids.egid
+    local ok, size = store.copy_out(blobs, random.hash, dir .. "/placed", 2541,  -- 04755
+      { uid = uid, gid = gid, mtime_sec = 1000000000, mtime_nsec = 123456789 })
+    assert.same({ true, 70000 }, { ok, size })
+    local st = fs.lstat(dir .. "/placed")
+    assert.same({ uid, gid, 2541, 1000000000, 123456789 }, { st.uid, st.gid, st.mode, st.mtime_sec, st.mtime_nsec })
+    assert.equal(fs.read_file(dir .. "/random"), fs.read_file(dir .. "/placed"))
+    if ids.euid ~= 0 then  -- an owner it may not give: no file left
+      assert.is_nil(store.copy_out(blobs, random.hash, dir .. "/nope", 420, { uid = 0 }))
+      assert.is_nil(fs.lstat(dir .. "/nope"))
+    end
+  end)
+
   it("keeps one copy of each content", function()
     local a = assert(store.put_string(blobs, TEXT))
     local b = assert(store.put_file(blobs, h.write(dir .. "/same", TEXT)))

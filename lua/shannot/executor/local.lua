@@ -169,9 +169,12 @@ local function replace_with(a, tmp_name, make)
   remove_tree(tmp)
   local leftover <close> = guard(function() fs.rmtree(tmp) end)
   make(tmp)
-  local st = fs.lstat(a.path)
-  if st and st.type == "dir" then remove_tree(a.path) end
-  check(fs.rename(tmp, a.path))
+  local ok, msg, code = fs.rename(tmp, a.path)
+  if code == "EISDIR" then  -- a directory there, which the new entry replaces
+    remove_tree(a.path)
+    ok, msg = fs.rename(tmp, a.path)
+  end
+  check(ok, msg)
   leftover:cancel()
 end
 
@@ -194,11 +197,13 @@ function X.put_file(_, path, c)
   replace_with(a, c.tmp, function(tmp)
     -- Hashed again as it streams: what lands is exactly the content the
     -- approval bound (a blob swapped after review is refused here).
-    check(store.copy_out(c.blobs, c.hash, tmp, 384))
-    local st = check(fs.lstat(tmp))
-    if c.size and st.size ~= c.size then common.fail("the stored content is %d bytes, not %d", st.size, c.size) end
+    -- owner, mode and time set through the new file's own descriptor
+    local m = c.meta
+    local _, size = check(store.copy_out(c.blobs, c.hash, tmp, m.mode or 384,
+      { uid = m.uid, gid = m.gid, mtime_sec = m.mtime_sec, mtime_nsec = m.mtime_nsec }))
+    if c.size and size ~= c.size then common.fail("the stored content is %d bytes, not %d", size, c.size) end
     if c.step then c.step() end
-    set_owner_mode(tmp, c.meta)
+    if m.xattrs then set_xattrs(tmp, m.xattrs) end
   end)
 end
 

@@ -56,15 +56,29 @@ local OP_FIELDS = { "id", "kind", "path", "decision", "cwd" }
 local STATE_FIELDS = { "exists", "type", "mode", "uid", "gid", "hash", "size", "link" }
 
 -- A value as one unambiguous string: its type, its length, its text.
+-- (name=t:N:text, the type by its first letter; built by concatenation,
+-- not string.format: execute takes the digest of every operation)
+local TYPE_LETTER = { string = "s", number = "n", boolean = "b", ["nil"] = "n", table = "t", ["function"] = "f",
+  userdata = "u", thread = "t" }
 local function put(out, name, v)
   local t = type(v)
   local s = (t == "string" or t == "number" or t == "boolean") and tostring(v) or "-"
-  out[#out + 1] = string.format("%s=%s:%d:%s", name, t:sub(1, 1), #s, s)
+  out[#out + 1] = name .. "=" .. TYPE_LETTER[t] .. ":" .. #s .. ":" .. s
 end
+
+-- "new.exists", "new.type", ...: the state fields' names under a prefix,
+-- made once
+local STATE_NAMES = setmetatable({}, { __index = function(t, prefix)
+  local names = {}
+  for i, f in ipairs(STATE_FIELDS) do names[i] = prefix .. "." .. f end
+  t[prefix] = names
+  return names
+end })
 
 local function put_state(out, prefix, st)
   if type(st) ~= "table" then return put(out, prefix, nil) end
-  for _, f in ipairs(STATE_FIELDS) do put(out, prefix .. "." .. f, st[f]) end
+  local names = STATE_NAMES[prefix]
+  for i, f in ipairs(STATE_FIELDS) do put(out, names[i], st[f]) end
   -- bound too when there is one (sessions captured before had none, and
   -- their digests stay what they were)
   if st.hardlink ~= nil then put(out, prefix .. ".hardlink", st.hardlink) end
