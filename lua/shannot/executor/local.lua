@@ -126,9 +126,21 @@ end
 
 local check = common.check
 
--- pinned(path) -> at(path), closed with its scope; a refused or missing
--- parent fails the primitive
-local function pinned(path)
+-- pinned(path [, ex]) -> at(path), closed with its scope; a refused or
+-- missing parent fails the primitive.  The parent ex:parent_state just
+-- opened for the same operation (ex.held) is taken over, not opened again.
+local function pinned(path, ex)
+  local held = ex and ex.held
+  if held then
+    ex.held = nil
+    local parent, name = split(path)
+    if parent == held.parent then
+      local fd = held.dir:fd()
+      return setmetatable({ dir = held.dir, name = name, path = "/proc/self/fd/" .. fd .. "/" .. name,
+        dirpath = "/proc/self/fd/" .. fd }, { __close = close_at })
+    end
+    held.dir:close()
+  end
   local a, msg = at(path)
   if not a then common.fail("%s", msg) end
   return setmetatable(a, { __close = close_at })
@@ -180,7 +192,9 @@ end
 
 local X = {}
 
-function X.parent_state(_, path)
+-- (the parent stays open for the primitive that follows: pinned)
+function X.parent_state(self, path)
+  if self.held then self.held.dir:close(); self.held = nil end
   local parent = split(path)
   if not parent then return nil, path .. ": not an absolute path below /" end
   local d, msg, code = fs.open_dir(parent)
@@ -188,12 +202,12 @@ function X.parent_state(_, path)
     if code == "ENOENT" or code == "ENOTDIR" then return false end
     return nil, msg
   end
-  d:close()
+  self.held = { parent = parent, dir = d }
   return true
 end
 
-function X.put_file(_, path, c)
-  local a <close> = pinned(path)
+function X.put_file(self, path, c)
+  local a <close> = pinned(path, self)
   replace_with(a, c.tmp, function(tmp)
     -- Hashed again as it streams: what lands is exactly the content the
     -- approval bound (a blob swapped after review is refused here).
@@ -207,50 +221,50 @@ function X.put_file(_, path, c)
   end)
 end
 
-function X.put_symlink(_, path, target, meta, tmp_name)
-  local a <close> = pinned(path)
+function X.put_symlink(self, path, target, meta, tmp_name)
+  local a <close> = pinned(path, self)
   replace_with(a, tmp_name, function(tmp)
     check(fs.symlink(target, tmp))
     set_owner_mode(tmp, meta)
   end)
 end
 
-function X.put_hardlink(_, path, c)
+function X.put_hardlink(self, path, c)
+  local a <close> = pinned(path, self)
   local src <close> = pinned(c.existing)
   local st = fs.lstat(src.path)
   if not (st and st.type == "file" and st.size == c.size and check(store.hash_file(src.path)) == c.hash) then
     common.fail("%s: what it links to is not the file approved", c.existing)
   end
-  local a <close> = pinned(path)
   replace_with(a, c.tmp, function(tmp) check(fs.link(src.path, tmp)) end)
 end
 
-function X.put_fifo(_, path, meta, tmp_name)
-  local a <close> = pinned(path)
+function X.put_fifo(self, path, meta, tmp_name)
+  local a <close> = pinned(path, self)
   replace_with(a, tmp_name, function(tmp)
     check(fs.mkfifo(tmp, 384))
     set_owner_mode(tmp, meta)
   end)
 end
 
-function X.make_dir(_, path, meta)
-  local a <close> = pinned(path)
+function X.make_dir(self, path, meta)
+  local a <close> = pinned(path, self)
   local st = fs.lstat(a.path)
   if st and st.type ~= "dir" then remove_tree(a.path) end
   if not st or st.type ~= "dir" then check(fs.mkdir(a.path, 448)) end
   set_owner_mode(a.path, meta)
 end
 
-function X.move(_, from, to)
+function X.move(self, from, to)
+  local dst <close> = pinned(to, self)
   local src <close> = pinned(from)
-  local dst <close> = pinned(to)
   local _, msg, code = fs.rename(src.path, dst.path, "noreplace")
   if code == "EEXIST" then common.fail("%s: something is there now", to) end
   check(msg == nil, msg)
 end
 
-function X.remove_tree(_, path)
-  local a <close> = pinned(path)
+function X.remove_tree(self, path)
+  local a <close> = pinned(path, self)
   remove_tree(a.path)
 end
 
@@ -264,13 +278,13 @@ function M:xattrs(path) -- luacheck: ignore 212/self
   return all and (xattrs.kept_of(all) or {}) or nil
 end
 
-function X.set_xattrs(_, path, want)
-  local a <close> = pinned(path)
+function X.set_xattrs(self, path, want)
+  local a <close> = pinned(path, self)
   set_xattrs(a.path, want)
 end
 
-function X.set_meta(_, path, meta)
-  local a <close> = pinned(path)
+function X.set_meta(self, path, meta)
+  local a <close> = pinned(path, self)
   set_owner_mode(a.path, meta)
 end
 
@@ -409,6 +423,8 @@ function M:remove_temps(paths, prefix) -- luacheck: ignore 212/self
 end
 
 -- ex:close()
-function M:close() end -- luacheck: ignore 212/self
+function M:close()
+  if self.held then self.held.dir:close(); self.held = nil end
+end
 
 return M
