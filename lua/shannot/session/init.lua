@@ -627,14 +627,17 @@ end
 -- The integer fields of an operation (lua-cjson decodes every number as a
 -- float), made integers without walking its strings.
 local STATE_INTEGERS = { "mode", "uid", "gid", "size", "mtime_sec", "mtime_nsec", "count", "bytes" }
+local STATES = { "new", "base", "from_base" }
+local tointeger, number_type = math.tointeger, math.type
 local function integral_op(op)
-  op.id = math.tointeger(op.id) or op.id
-  for _, key in ipairs({ "new", "base", "from_base" }) do
-    local st = op[key]
+  op.id = tointeger(op.id) or op.id
+  for i = 1, 3 do
+    local st = op[STATES[i]]
     if type(st) == "table" then
-      for _, k in ipairs(STATE_INTEGERS) do
+      for j = 1, #STATE_INTEGERS do
+        local k = STATE_INTEGERS[j]
         local v = st[k]
-        if type(v) == "number" then st[k] = math.tointeger(v) or v end
+        if number_type(v) == "float" then st[k] = tointeger(v) or v end
       end
     end
   end
