@@ -82,9 +82,12 @@ local function without_local_names(s)
     for _ = 1, size() do skip_string(); size(); size() end   -- locvars
     out[#out + 1] = "\x80"
     for _ = 1, copy_size() do copy_string() end              -- upvalue names
-
   end
-  copy(4 + 1 + 1 + 6 + 3 + 8 + 8)  -- header
+  -- the header: signature, version 5.4, format, check data, then the
+  -- sizes this reading assumes (Instruction 4, lua_Integer and lua_Number 8)
+  assert(s:sub(1, 6) == "\27Lua\x54\0" and s:byte(13) == 4 and s:byte(14) == 8 and s:byte(15) == 8,
+    "not the Lua 5.4 bytecode layout this build reads")
+  copy(4 + 1 + 1 + 6 + 3 + 8 + 8)
   copy(1)                          -- the main closure's upvalue count
   func()
   assert(pos == #s + 1, "trailing bytes")

@@ -1098,15 +1098,15 @@ static int store_put_file(lua_State *L)
     blob_init(&b, luaL_checkstring(L, 1), NULL);
     const char *path = luaL_checkstring(L, 2);
     check_opts(L, 3, &cmax, &move);
-    Job *j = new_job(L);
-    if (j == NULL) {
-        return 3;
-    }
     lua_Integer head = 0;
     if (lua_istable(L, 3) && lua_getfield(L, 3, "head") != LUA_TNIL) {
         int ok;
         head = lua_tointegerx(L, -1, &ok);
         luaL_argcheck(L, ok && head >= 0, 3, "head must be a count of bytes");
+    }
+    Job *j = new_job(L);
+    if (j == NULL) {
+        return 3;
     }
     int r = put_file(j, &b, path, cmax, move);
     temp_discard(j, &b);
@@ -1257,11 +1257,13 @@ static int store_peek(lua_State *L)
 }
 
 /* copy_out(dir, hex, dest [, mode [, opts]]) -> true, size | nil, msg, code
- * opts: verify (false: no hashing, for a store already checked), uid,
- * gid, mtime_sec, mtime_nsec: set through the new file's own descriptor
- * before it is closed (what a caller would otherwise do by path: an
- * O_PATH open, a stat and three calls, per file placed).  A failure
- * removes dest. */
+ * dest must not exist; it gets mode (default 0600) once whole and
+ * verified, and is removed on any failure.  opts: verify = false skips
+ * the SHA-256 of the content (a raw blob is then copied by the kernel),
+ * for callers that checked the blob otherwise; uid, gid, mtime_sec,
+ * mtime_nsec are set through the new file's own descriptor before it is
+ * closed (what a caller would otherwise do by path: an O_PATH open, a
+ * stat and three calls, per file placed). */
 static int store_copy_out(lua_State *L)
 {
     Blob b;

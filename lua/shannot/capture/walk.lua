@@ -25,12 +25,12 @@ local function is_whiteout(st)
   return st.type == "char" and st.rdev == 0
 end
 
--- A tree on this machine, as the walk reads it: an upper directory of a
--- local capture, or the host itself.  A remote capture brings its own
--- (the upper trees from a tar stream, the host over SSH).
 -- How much of a written file tells whether it is text (diff.content_kind)
 local HEAD = 8192
 
+-- A tree on this machine, as the walk reads it: an upper directory of a
+-- local capture, or the host itself.  A remote capture brings its own
+-- (the upper trees from a tar stream, the host over SSH).
 M.local_tree = {
   names = function(_, dir)
     local names, msg, code = fs.readdir(dir)
