@@ -2,12 +2,10 @@
 -- the host, entry by entry (DESIGN §2 step 4), contents moved into the
 -- session's blob store, and the host's state of every touched path kept
 -- as `base` for the drift checks before anything is applied.
-local diff = require("shannot.diff")
 local err = require("shannot.err")
 local fs = require("shannot.fs")
 local glob = require("shannot.glob")
 local guard = require("shannot.guard")
-local renames = require("shannot.capture.renames")
 local store = require("shannot.store")
 local text = require("shannot.text")
 local xattrs = require("shannot.xattrs")
@@ -66,7 +64,7 @@ function Walk:add(op)
   op.id = self.n
   self.ops[#self.ops + 1] = op
   self.counts[op.kind] = (self.counts[op.kind] or 0) + 1
-  if self.spool and is_source(op) then self.sources = self.sources + 1 end
+  if self.spool_path and is_source(op) then self.sources = self.sources + 1 end
   return op
 end
 
@@ -86,10 +84,15 @@ end
 -- memory, not written out and read back (a tenth of a 100-file one's)
 local SPOOL_AFTER = 1000
 function Walk:flush()
-  if not self.spool or #self.ops < SPOOL_AFTER then return end
+  if not self.spool_path or #self.ops < SPOOL_AFTER then return end
   local keep = #self.ops
   while keep > 0 and self.ops[keep].kind == "mkdir" do keep = keep - 1 end
   if keep == 0 then return end
+  if not self.spool then
+    local spool, msg = require("shannot.session.lines").writer(self.spool_path, { scratch = true })
+    if not spool then err.throw(err.env("%s", msg)) end
+    self.spool, self.encode = spool, require("shannot.session").encode_operation
+  end
   for i = 1, keep do
     local ok, msg = self.spool:add_line(self.encode(self.ops[i]))
     if not ok then err.throw(err.env("%s", msg)) end
@@ -221,7 +224,7 @@ function Walk:content(e)
   new.hash, new.size, new.xattrs = info.hash, info.size, attrs
   -- whether a person can read it as text (policy rates what they cannot)
   local head = info.head or store.peek(self.blobs, info.hash, HEAD)
-  new.content = diff.content_kind(head or "", info.size)
+  new.content = require("shannot.diff").content_kind(head or "", info.size)
   self.bytes = self.bytes + info.size
   self.progress:add(0, info.size)
   self:add({ kind = "write", path = path, new = new, base = base })
@@ -410,12 +413,7 @@ end
 -- when the run took host paths away, read back whole instead (the
 -- search for moves, renames.lua, needs all of them at once)
 function Walk:finish_spool()
-  if not self.spool then return end
-  if self.spool.count == 0 then  -- all of them still here
-    self.spool:abandon()
-    self.spool = nil
-    return
-  end
+  if not self.spool then return end  -- all of them still here
   for _, op in ipairs(self.ops) do
     local ok, msg = self.spool:add_line(self.encode(op))
     if not ok then fail("%s", msg) end
@@ -491,14 +489,8 @@ end
 -- opts.spool: a file the operations go to as they are found (read them
 -- with each_operation: ops holds only those added after the walk).
 function M.operations(overlays, blobs, trees, opts)
-  local spool
-  if opts and opts.spool then
-    local msg
-    spool, msg = require("shannot.session.lines").writer(opts.spool, { scratch = true })
-    if not spool then return nil, err.env("%s", msg) end
-  end
   local w = setmetatable({ ops = {}, n = 0, counts = {}, bytes = 0, skipped = {}, blobs = blobs, linked = {},
-    dir_times = {}, spool = spool, sources = 0, encode = require("shannot.session").encode_operation,
+    dir_times = {}, spool_path = opts and opts.spool, sources = 0,
     up = trees and trees.up or M.local_tree, host = trees and trees.host or M.local_tree,
     max_bytes = opts and opts.max_bytes, overlays = overlays, ignore = opts and opts.ignore or {}, ignored = 0,
     progress = opts and opts.progress or require("shannot.progress").none }, Walk)
@@ -514,7 +506,8 @@ function M.operations(overlays, blobs, trees, opts)
     w:finish_spool()
     w:hard_links()
     if not w.spooled then
-      renames.detect(w)
+      -- (a run that took nothing away has no move to find)
+      if w.sources > 0 or not w.spool_path then require("shannot.capture.renames").detect(w) end
       w.n = #w.ops
     end
     return w
