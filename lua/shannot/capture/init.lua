@@ -167,7 +167,10 @@ function M.run(ex, p, job, opts)
   if opts.progress then opts.progress:after_output({ result.stdout or "", result.stderr or "" }) end
   local w, werr = operations(trees, records, where, { ignore = ignore, progress = opts.progress })
   if opts.progress then opts.progress:finish() end
-  if not w then return nil, werr end
+  if not w then
+    trees.discard = true  -- what the run left is not kept for another
+    return nil, werr
+  end
   for _, skipped in ipairs(w.skipped) do
     opts.warn("%s%s: a %s is not captured", where, text.inert(skipped.path), skipped.type)
   end

@@ -52,7 +52,12 @@ function M.capture(plan, settings)
   if not st then return nil, serr end
   -- the overlays' upper trees, a blob store, the deferred record: all in
   -- the staging, which closing the trees removes
-  local trees = walk.trees({}, function() staging.remove(st) end)
+  -- (a capture the walk refused keeps nothing of it: trees.discard)
+  local trees
+  trees = walk.trees({}, function()
+    if trees.discard then st.reusable = false end
+    staging.remove(st)
+  end)
   -- until it is handed back: an interrupt may unwind through the run
   local owned <close> = guard(function() trees:close() end)
   if not st.full_map then

@@ -516,7 +516,9 @@ end
 
 -- What an executor's capture hands back (see executor/init.lua): its
 -- fields, and the removal of what it staged, done once, at the end of the
--- caller's scope (<close>) or by :close().
+-- caller's scope (<close>) or by :close().  The caller sets discard when
+-- the walk refused what the trees hold: none of it is kept for a later
+-- run (a local staging is then removed whole, not pooled).
 local Trees = {}
 Trees.__index = Trees
 
