@@ -327,31 +327,39 @@ local function claim(stage, pool)
   return true
 end
 
+-- name_set(list) -> the list, also a set of its names
+local function name_set(list)
+  for _, n in ipairs(list) do list[n] = true end
+  return list
+end
+local NONE = name_set({})
+local MADE_TOP, MAYBE_TOP = name_set({ "defer", "pid", "upper", "wd" }), name_set({ "blobs", "trash" })
+local MADE_DEFER, MADE_Q = name_set({ "deferred", "q" }), name_set({ "ask" })
+
+-- only(dir, made [, maybe]) -> whether dir holds each of made, of maybe
+-- any or none, and nothing else
+local function only(dir, made, maybe)
+  local list = fs.readdir(dir)
+  if not list then return false end
+  local seen = 0
+  for _, n in ipairs(list) do
+    if made[n] then seen = seen + 1 elseif not (maybe and maybe[n]) then return false end
+  end
+  return seen == #made
+end
+
 -- Nothing in it but what create() made, empty: each upper (its root with
 -- the overlay's own attributes only), the record, the questions' channel.
 local function as_made(stage)
-  -- dir holds each of names, of maybe's any or none, and nothing else
-  local function only(dir, names, maybe)
-    local list = fs.readdir(dir)
-    if not list then return false end
-    local seen = 0
-    for _, n in ipairs(list) do
-      if names[n] then seen = seen + 1 elseif not (maybe and maybe[n]) then return false end
-    end
-    return seen == #names
-  end
-  local function set(t) for _, n in ipairs(t) do t[n] = true end return t end
-  if not only(stage.dir, set({ "defer", "pid", "upper", "wd" }), set({ "blobs", "trash" })) then
-    return false
-  end
-  if fs.exists(stage.dir .. "/blobs") and not only(stage.dir .. "/blobs", {}) then return false end
-  if not (only(stage.dir .. "/defer", set({ "deferred", "q" })) and only(stage.dir .. "/defer/q", set({ "ask" }))) then
+  if not only(stage.dir, MADE_TOP, MAYBE_TOP) then return false end
+  if fs.exists(stage.dir .. "/blobs") and not only(stage.dir .. "/blobs", NONE) then return false end
+  if not (only(stage.dir .. "/defer", MADE_DEFER) and only(stage.dir .. "/defer/q", MADE_Q)) then
     return false
   end
   local rec = fs.lstat(stage.dir .. "/defer/deferred")
   if not (rec and rec.type == "file" and rec.size == 0) then return false end
   for _, o in ipairs(stage.overlays) do
-    if not only(o.upper, {}) then return false end
+    if not only(o.upper, NONE) then return false end
     for name in pairs(fs.xattrs(o.upper) or { [""] = true }) do
       if not name:match("^user%.overlay%.") and not name:match("^trusted%.overlay%.") then return false end
     end

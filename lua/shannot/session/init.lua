@@ -1083,7 +1083,6 @@ local function summary_of(s)
   return out
 end
 
-
 -- A summary as the cache gives it back (lua-cjson decodes every number as
 -- a float), its numbers integers again: only the fields that hold them,
 -- not a walk of every string (10 000 of them per listing).
@@ -1142,7 +1141,7 @@ function M.list(opts)
     local cached = st and index[id]
     local s, e
     if cached and type(cached.s) == "table" and cached.key == stat_key(st)
-      and not M.is_expired(cached.s, nil, now_iso) then
+      and not M.is_expired(cached.s, opts.now, now_iso) then
       s = integral_summary(cached.s)
       fresh[id] = cached
     else
