@@ -59,6 +59,10 @@
 /* Level 1: on 250 MB of /etc and /usr files level 6 stores 4% fewer
  * bytes at half the speed. */
 #define ZLEVEL 1
+/* Below this a zlib stream (6 bytes of framing and more) seldom saves the
+ * 10% a compressed blob must, and a deflate's set-up costs more than the
+ * whole file. */
+#define MIN_DEFLATE 128
 #define JOB_MT "shannot.store.Job"
 
 enum { Z_NONE, Z_DEFLATING, Z_INFLATING };
@@ -532,16 +536,60 @@ static int write_blob(Job *j, Blob *b, const void *p, size_t n)
     return temp_place(j, b);
 }
 
-/* Renames the caller's file (open as j->in) into the store: 1 when done,
- * 0 when it must be copied instead (another file system, or not ours to
- * chmod), -1 on error. */
+/* Renames `from` to b->path unless a blob is there (RENAME_NOREPLACE:
+ * one call where looking for it first took two), making DIR/ab first
+ * when needed; 1 when renamed, 0 when a whole blob was there, -1 with
+ * errno.  A short raw blob (a crash before the caller's sync) is
+ * replaced, as blob_find would have it. */
+static int place_new(Blob *b, const char *from)
+{
+#ifndef SH_CLIENT
+    for (int tries = 0; tries < 2; tries++) {
+        if (renameat2(AT_FDCWD, from, AT_FDCWD, b->path, RENAME_NOREPLACE) ==
+            0) {
+            return 1;
+        }
+        if (errno == ENOENT && tries == 0) {
+            char sub[PATH_MAX];
+            snprintf(sub, sizeof sub, "%s/%.2s", b->dir, b->hex);
+            if (mkdir(sub, 0700) < 0 && errno != EEXIST) {
+                return -1;
+            }
+            continue;
+        }
+        if (errno != EEXIST && errno != EINVAL && errno != ENOSYS) {
+            return -1;
+        }
+        break; /* there, or no RENAME_NOREPLACE on this file system */
+    }
+#endif
+    int r = blob_find(b);
+    if (r != 0) {
+        return r < 0 ? -1 : 0;
+    }
+    if (set_path(b, 0) < 0) { /* blob_find left it at the .z name */
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    return place(b, from) < 0 ? -1 : 1;
+}
+
+/* Renames the caller's file (open as j->in) into the store: 1 when done
+ * (or when the blob was there already: the file is then left), 0 when it
+ * must be copied instead (another file system, or not ours to chmod), -1
+ * on error.  Another file system shows as the rename's EXDEV, after the
+ * chmod: a file handed over to be moved is the store's to change. */
 static int move_in(Job *j, Blob *b, const char *from)
 {
     if (fchmod(j->in, 0600) < 0) {
         return 0;
     }
-    if (place(b, from) == 0) {
+    int r = place_new(b, from);
+    if (r > 0) {
         b->fresh = b->moved = 1;
+        return 1;
+    }
+    if (r == 0) {
         return 1;
     }
     if (errno == EXDEV) {
@@ -560,13 +608,18 @@ static int store_mem(Job *j, Blob *b, const unsigned char *p, size_t n,
     if (hash_mem(j, p, n, b->hex) < 0) {
         return failed(&b->fail, ENOMEM, b->dir, "sha256");
     }
-    int r = blob_find(b);
+    /* A raw blob moved in looks for itself as it is placed (place_new). */
+    int r = move_from == NULL ? blob_find(b) : 0;
     if (r != 0) {
         return r < 0 ? -1 : 0;
     }
-    r = try_z ? deflate_pays(j, p, n, &zlen) : 0;
+    r = try_z && n >= MIN_DEFLATE ? deflate_pays(j, p, n, &zlen) : 0;
     if (r < 0) {
         return failed(&b->fail, ENOMEM, b->dir, "deflate");
+    }
+    int there = move_from != NULL && r ? blob_find(b) : 0;
+    if (there != 0) {
+        return there < 0 ? -1 : 0;
     }
     if (set_path(b, r) < 0) {
         return -1;
@@ -665,14 +718,13 @@ static int put_small(Job *j, Blob *b, const char *path, size_t size,
 static int put_file(Job *j, Blob *b, const char *path, lua_Integer cmax,
                     int move)
 {
-    struct stat st, dst;
+    struct stat st;
     if (open_regular(j, path, &st, &b->fail) < 0) {
         return -1;
     }
-    /* Why: a hard-linked file would share its inode with the store, and
-     * a rename across file systems fails anyway (EXDEV). */
-    move = move && st.st_nlink == 1 && stat(b->dir, &dst) == 0 &&
-           dst.st_dev == st.st_dev;
+    /* Why: a hard-linked file would share its inode with the store (one
+     * on another file system is copied after the rename's EXDEV). */
+    move = move && st.st_nlink == 1;
     if (st.st_size <= cmax) {
         return put_small(j, b, path, (size_t)st.st_size, move ? path : NULL);
     }

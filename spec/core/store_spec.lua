@@ -291,6 +291,31 @@ describe("store", function()
     assert.are_not.equal(fs.stat(a).ino, fs.stat(blob_path(blobs, linked.hash)).ino)
   end)
 
+  it("move replaces a short blob a crash left, keeps a whole one, and stores a tiny file raw", function()
+    local a = random_file(dir .. "/a", 40000)
+    local hash = store.hash_file(a)
+    assert(fs.mkdir(blobs .. "/" .. hash:sub(1, 2)))
+    h.write(blob_path(blobs, hash), "short")
+    local info = assert(store.put_file(blobs, a, { move = true }))
+    assert.is_true(info.moved)
+    assert.equal(40000, info.stored)
+    assert.equal(hash, store.hash_file(blob_path(blobs, hash)))
+    -- the same content again: the whole blob stays, the file is left
+    local b = random_file(dir .. "/b", 40000)
+    sh('cp "$1" "$2"', blob_path(blobs, hash), b)
+    local again = assert(store.put_file(blobs, b, { move = true }))
+    assert.is_false(again.moved)
+    assert.is_false(again.new)
+    assert.is_not_nil(fs.lstat(b))
+    -- 100 zero bytes would deflate, but a stream's set-up costs more than
+    -- the bytes it saves
+    local tiny = h.write(dir .. "/tiny", string.rep("\0", 100))
+    local t = assert(store.put_file(blobs, tiny, { move = true }))
+    assert.is_false(t.compressed)
+    assert.is_true(t.moved)
+    assert.equal(string.rep("\0", 100), store.read(blobs, t.hash))
+  end)
+
   it("move copies from another file system", function()
     if not h.need(fs.is_dir("/dev/shm") and fs.stat("/dev/shm").dev ~= fs.stat(dir).dev,
       "a /dev/shm on another file system") then return end
