@@ -92,6 +92,7 @@ typedef struct {
     unsigned char *zbuf; /* deflated or inflated bytes */
     unsigned char *data; /* a whole content (put, read) */
     int trust;           /* copy_out without hashing (opts.verify false) */
+    int at_end;          /* a read came back short: it met the end */
 } Job;
 
 typedef struct {
@@ -822,10 +823,14 @@ static int next_piece(Job *j, Blob *b, const unsigned char **p, size_t *n)
         }
         *p = j->zbuf;
     } else {
-        ssize_t r = read_full(j->in, j->buf, CHUNK);
+        /* read_full reads on to CHUNK bytes or the end: short, it has
+         * seen the end, and reading again to be told so costs a call per
+         * small blob */
+        ssize_t r = j->at_end ? 0 : read_full(j->in, j->buf, CHUNK);
         if (r < 0) {
             return failed(&b->fail, errno, b->path, NULL);
         }
+        j->at_end = r < CHUNK;
         *n = (size_t)r;
         *p = j->buf;
     }

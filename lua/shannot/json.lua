@@ -41,16 +41,7 @@ end
 
 -- integers(t) -> t with every integral number (lua-cjson decodes all
 -- numbers as floats) an integer again, nested tables included
-function M.integers(t)
-  for k, v in pairs(t) do
-    if type(v) == "number" then
-      t[k] = math.tointeger(v) or v
-    elseif type(v) == "table" then
-      M.integers(v)
-    end
-  end
-  return t
-end
+M.integers = require("shannot.core.sys").integral
 
 local escapes = {
   ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f",

@@ -29,7 +29,7 @@ local function at(path)
 end
 
 local function close_at(a)
-  if a then a.dir:close() end
+  if a and a.dir then a.dir:close() end
 end
 
 -- state(path [, known]) -> {exists, type, mode, uid, gid, size, hash, link}
@@ -128,22 +128,35 @@ local check = common.check
 
 -- pinned(path [, ex]) -> at(path), closed with its scope; a refused or
 -- missing parent fails the primitive.  The parent ex:parent_state just
--- opened for the same operation (ex.held) is taken over, not opened again.
+-- opened for the same operation (ex.held) is taken over, not opened again;
+-- a parent kept by the file written before (ex.kept) is let go.
 local function pinned(path, ex)
   local held = ex and ex.held
+  if ex and ex.kept then ex.kept.dir:close(); ex.kept = nil end
   if held then
     ex.held = nil
     local parent, name = split(path)
     if parent == held.parent then
       local fd = held.dir:fd()
-      return setmetatable({ dir = held.dir, name = name, path = "/proc/self/fd/" .. fd .. "/" .. name,
-        dirpath = "/proc/self/fd/" .. fd }, { __close = close_at })
+      return setmetatable({ dir = held.dir, parent = parent, name = name, path = "/proc/self/fd/" .. fd .. "/" ..
+        name, dirpath = "/proc/self/fd/" .. fd }, { __close = close_at })
     end
     held.dir:close()
   end
   local a, msg = at(path)
   if not a then common.fail("%s", msg) end
+  a.parent = split(path)
   return setmetatable(a, { __close = close_at })
+end
+
+-- keep(ex, a): the parent of the file just written stays open for the
+-- next operation's parent_state, which takes it when it names the same
+-- directory (a package's files come one directory at a time: two calls
+-- fewer each).  Only from one file written to the next: any other
+-- primitive lets it go (pinned), so a directory renamed or removed since
+-- is never written into through an old descriptor.
+local function keep(ex, a)
+  ex.kept, a.dir = { parent = a.parent, dir = a.dir }, nil
 end
 
 local function remove_tree(path)
@@ -175,10 +188,10 @@ local function set_owner_mode(path, n)
 end
 
 -- new contents go in beside the target under tmp, then over it: tmp is
--- never left behind
-local function replace_with(a, tmp_name, make)
+-- never left behind.  makes_anew: make() itself replaces a leftover tmp.
+local function replace_with(a, tmp_name, make, makes_anew)
   local tmp = a.dirpath .. "/" .. tmp_name
-  remove_tree(tmp)
+  if not makes_anew then remove_tree(tmp) end
   local leftover <close> = guard(function() fs.rmtree(tmp) end)
   make(tmp)
   local ok, msg, code = fs.rename(tmp, a.path)
@@ -197,6 +210,13 @@ function X.parent_state(self, path)
   if self.held then self.held.dir:close(); self.held = nil end
   local parent = split(path)
   if not parent then return nil, path .. ": not an absolute path below /" end
+  local kept = self.kept
+  self.kept = nil
+  if kept and kept.parent == parent then
+    self.held = kept
+    return true
+  end
+  if kept then kept.dir:close() end
   local d, msg, code = fs.open_dir(parent)
   if not d then
     if code == "ENOENT" or code == "ENOTDIR" then return false end
@@ -213,12 +233,18 @@ function X.put_file(self, path, c)
     -- approval bound (a blob swapped after review is refused here).
     -- owner, mode and time set through the new file's own descriptor
     local m = c.meta
-    local _, size = check(store.copy_out(c.blobs, c.hash, tmp, m.mode or 384,
-      { uid = m.uid, gid = m.gid, mtime_sec = m.mtime_sec, mtime_nsec = m.mtime_nsec }))
+    local how = { uid = m.uid, gid = m.gid, mtime_sec = m.mtime_sec, mtime_nsec = m.mtime_nsec }
+    local ok, size, code = store.copy_out(c.blobs, c.hash, tmp, m.mode or 384, how)
+    if code == "EEXIST" then  -- a temp a killed run left (O_EXCL): made anew
+      remove_tree(tmp)
+      ok, size = store.copy_out(c.blobs, c.hash, tmp, m.mode or 384, how)
+    end
+    check(ok, size)
     if c.size and size ~= c.size then common.fail("the stored content is %d bytes, not %d", size, c.size) end
     if c.step then c.step() end
     if m.xattrs then set_xattrs(tmp, m.xattrs) end
-  end)
+  end, true)
+  keep(self, a)
 end
 
 function X.put_symlink(self, path, target, meta, tmp_name)
@@ -404,7 +430,9 @@ M.apply = common.apply
 
 -- ex:exec(op, timeout [, show]) -> result {id, ok, code, signal, stdout,
 -- stderr}; show: its output passes through as it comes, as well
-function M:exec(op, timeout, show) -- luacheck: ignore 212/self
+function M:exec(op, timeout, show)
+  -- a command may move anything: no parent is kept across it
+  if self.kept then self.kept.dir:close(); self.kept = nil end
   return run_exec(op, timeout, show)
 end
 
@@ -425,6 +453,7 @@ end
 -- ex:close()
 function M:close()
   if self.held then self.held.dir:close(); self.held = nil end
+  if self.kept then self.kept.dir:close(); self.kept = nil end
 end
 
 return M

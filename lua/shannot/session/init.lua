@@ -624,36 +624,13 @@ local function settle_op(op, line)
   return op
 end
 
--- The integer fields of an operation (lua-cjson decodes every number as a
--- float), made integers without walking its strings.
-local STATE_INTEGERS = { "mode", "uid", "gid", "size", "mtime_sec", "mtime_nsec", "count", "bytes" }
-local STATES = { "new", "base", "from_base" }
-local tointeger, number_type = math.tointeger, math.type
-local function integral_op(op)
-  op.id = tointeger(op.id) or op.id
-  for i = 1, 3 do
-    local st = op[STATES[i]]
-    if type(st) == "table" then
-      for j = 1, #STATE_INTEGERS do
-        local k = STATE_INTEGERS[j]
-        local v = st[k]
-        if number_type(v) == "float" then st[k] = tointeger(v) or v end
-      end
-    end
-  end
-  if type(op.answer) == "table" and type(op.answer.code) == "number" then
-    op.answer.code = math.tointeger(op.answer.code) or op.answer.code
-  end
-  return op
-end
-
 -- decoder(rule [, finish]) -> decode(line, where) for lines.each
 local function decoder(rule, finish)
   return function(line, where, n)
     local v, jerr = json.decode(line, where)
     if v == nil then return nil, jerr end
     if type(v) == "table" then
-      if rule == OPERATION then integral_op(v) else integers(v) end
+      integers(v)  -- (in C: every pass of execute reads each record)
     end
     local bad
     if rule == OPERATION then
@@ -686,7 +663,7 @@ end
 DECODE.checked_operations = function(line, where)
   local v, jerr = json.decode(line, where)
   if type(v) ~= "table" then return nil, jerr or (where .. ": not an operation") end
-  return settle_op(integral_op(v), line)
+  return settle_op(integers(v), line)
 end
 M.decode_operation = DECODE.operations
 M.decode_entry = DECODE.checkpoint
