@@ -394,6 +394,19 @@ end
 
 -- A results file written as the operations are applied; a failure found
 -- later (a directory's time) rewrites the records it changes.
+-- A file operation's result that went well as its line, as
+-- json.encode_line would write it without looking it over first (one per
+-- operation); any other through it.
+local function result_line(r)
+  local hash, fields = r.hash, 0
+  for _ in pairs(r) do fields = fields + 1 end
+  if r.ok == true and math.type(r.id) == "integer" and fields == (hash and 3 or 2) and
+    (hash == nil or (#hash == 64 and not hash:find("[^0-9a-f]"))) then
+    return hash and ('{"hash":"' .. hash .. '","id":' .. r.id .. ',"ok":true}') or ('{"id":' .. r.id .. ',"ok":true}')
+  end
+  return json.encode_line(r)
+end
+
 local function results_writer(s)
   local lines = require("shannot.session.lines")
   local w, msg = lines.writer(session.file(s, "results"))
@@ -552,7 +565,7 @@ local function execute(id, opts)
   if not w then return nil, werr end
   local _ <close> = guard(function() w:abandon() end)
   local function result(r)
-    local added, aerr = w:add(r)
+    local added, aerr = w:add_line(result_line(r))
     if not added then err.throw(err.env("cannot write the results of %s: %s", s.id, aerr)) end
   end
   local ctx = { blobs = dir .. "/blobs", step = step, temp_prefix = M.temp_prefix(s), progress = progress,

@@ -585,10 +585,12 @@ local NEEDS = {
   query = { { "argv", "table" }, { "answer", "table" } }, exec = { { "argv", "table" } },
 }
 
--- op_problem(op, where) -> what is wrong with one operation | nil
-local function op_problem(op, where)
-  local bad = problem(op, OPERATION, where)
-  if bad then return bad end
+-- op_problem(op, n) -> what is wrong with operation n | nil (its place
+-- named only then: every record of every pass comes through here)
+local function op_problem(op, n)
+  local bad, at = check(op, OPERATION)
+  local where = (bad or NEEDS[op.kind] or op.kind == "rename") and string.format("operations[%d]", n)
+  if bad then return string.format("field %s %s", where .. at, bad) end
   for _, need in ipairs(NEEDS[op.kind] or {}) do
     local field, kind = need[1], need[2]
     if type(op[field]) ~= kind then
@@ -605,7 +607,7 @@ local function validate(s, file)
   local bad = problem(s, SCHEMA, "")
   if bad then return string.format("%s: %s", file, bad) end
   for i, op in ipairs(s.operations or {}) do
-    local wrong = op_problem(op, string.format("operations[%d]", i))
+    local wrong = op_problem(op, i)
     if wrong then return string.format("%s: %s", file, wrong) end
   end
   if s.operations == nil and s.operation_count == nil then
@@ -624,22 +626,28 @@ local function settle_op(op, line)
   return op
 end
 
--- decoder(rule [, finish]) -> decode(line, where) for lines.each
+-- json.decode's, the record named by its file and line only when wrong
+local function decode_json(line, path, n)
+  local v = json.decode(line)
+  if v ~= nil then return v end
+  return json.decode(line, path .. ":" .. n)
+end
+
+-- decoder(rule [, finish]) -> decode(line, path, n) for lines.each
 local function decoder(rule, finish)
-  return function(line, where, n)
-    local v, jerr = json.decode(line, where)
+  return function(line, path, n)
+    local v, jerr = decode_json(line, path, n)
     if v == nil then return nil, jerr end
     if type(v) == "table" then
       integers(v)  -- (in C: every pass of execute reads each record)
     end
     local bad
     if rule == OPERATION then
-      bad = type(v) ~= "table" and "not an operation (a JSON object)" or
-        op_problem(v, string.format("operations[%d]", n or 0))
+      bad = type(v) ~= "table" and "not an operation (a JSON object)" or op_problem(v, n or 0)
     else
       bad = problem(v, rule, "record")
     end
-    if bad then return nil, string.format("%s: %s", where, bad) end
+    if bad then return nil, string.format("%s:%d: %s", path, n, bad) end
     return finish and finish(v, line) or v
   end
 end
@@ -654,15 +662,15 @@ local DECODE = {
 -- An approval's line is one digest, as JSON: read as it is written
 -- (execute reads one for every operation), the decoder for anything else
 local decode_digest = DECODE.approval
-DECODE.approval = function(line, where, n)
+DECODE.approval = function(line, path, n)
   local digest = line:match('^"([0-9a-f]+)"$')
   if digest and #digest == 64 then return digest end
-  return decode_digest(line, where, n)
+  return decode_digest(line, path, n)
 end
 -- a record of a private copy already checked whole (each's checked)
-DECODE.checked_operations = function(line, where)
-  local v, jerr = json.decode(line, where)
-  if type(v) ~= "table" then return nil, jerr or (where .. ": not an operation") end
+DECODE.checked_operations = function(line, path, n)
+  local v, jerr = decode_json(line, path, n)
+  if type(v) ~= "table" then return nil, jerr or string.format("%s:%d: not an operation", path, n) end
   return settle_op(integers(v), line)
 end
 M.decode_operation = DECODE.operations

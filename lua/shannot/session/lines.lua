@@ -102,9 +102,11 @@ end
 -- short), is err.throw'n (a usage error naming the file).
 local function each_line(f, path)
   local pending, pending_at, n = "", 0, 0
-  local queue, qi, done = {}, 1, false
+  -- the lines of the last chunk read and where each starts (two lists:
+  -- no table per line)
+  local texts, offsets, qi, count, done = {}, {}, 1, 0, false
   local function fill()
-    while qi > #queue and not done do
+    while qi > count and not done do
       local chunk = f:read(CHUNK)
       if not chunk then
         done = true
@@ -112,13 +114,15 @@ local function each_line(f, path)
         break
       end
       local data, start, base = pending .. chunk, 1, pending_at
-      queue, qi = {}, 1
+      qi, count = 1, 0
       while true do
         local nl = data:find("\n", start, true)
         if not nl then break end
-        queue[#queue + 1] = { data:sub(start, nl - 1), base + start - 1 }
+        count = count + 1
+        texts[count], offsets[count] = data:sub(start, nl - 1), base + start - 1
         start = nl + 1
       end
+      for i = count + 1, #texts do texts[i], offsets[i] = nil, nil end
       pending, pending_at = data:sub(start), base + start - 1
       if #pending > M.MAX_LINE then
         err.throw(err.usage("%s: a line is longer than %d bytes", path, M.MAX_LINE))
@@ -127,10 +131,10 @@ local function each_line(f, path)
   end
   return function()
     fill()
-    local item = queue[qi]
-    if not item then return nil end
-    queue[qi], qi, n = nil, qi + 1, n + 1
-    return n, item[1], item[2]
+    if qi > count then return nil end
+    local text, offset = texts[qi], offsets[qi]
+    texts[qi], qi, n = false, qi + 1, n + 1
+    return n, text, offset
   end
 end
 
@@ -145,16 +149,16 @@ end
 
 -- each(f, path, decode) -> iterator of (n, record, offset, length), from
 -- the file's start (one handle read again and again is one file, however
--- the name is changed meanwhile).  decode(text, where, n) -> record |
--- nil, why: each line's; a line it refuses is err.throw'n: run the loop
--- inside err.try (or let main report it).
+-- the name is changed meanwhile).  decode(text, path, n) -> record |
+-- nil, why (naming the record "PATH:N"): each line's; a line it refuses
+-- is err.throw'n: run the loop inside err.try (or let main report it).
 function M.each(f, path, decode)
   f:seek("set", 0)
   local next_line = each_line(f, path)
   return function()
     local n, line, offset = next_line()
     if not n then return nil end
-    local rec, why = decode(line, string.format("%s:%d", path, n), n)
+    local rec, why = decode(line, path, n)
     if rec == nil then err.throw(err.usage("%s", why)) end
     return n, rec, offset, #line
   end
