@@ -513,6 +513,17 @@ describe("apply", function()
     assert.matches("host changed since the dry%-run", r.stderr)
     assert.matches("/g %(was file", r.stderr)
     assert.equal(before, cap.tree_state(e.host))
+    -- f was saved before g was found changed (one pass does both): no
+    -- checkpoint is left of it, the session stays approved, and once g
+    -- is back the execute goes through
+    local dir = e.home .. "/data/shannot/sessions/" .. id
+    assert.is_nil(fs.lstat(dir .. "/checkpoint"))
+    assert.is_nil(fs.lstat(dir .. "/checkpoint.jsonl"))
+    assert.matches('"status": *"approved"', fs.read_file(dir .. "/session.json"))
+    e:sh('echo two > "$1/g"')
+    local again = cli(e, { "execute", id })
+    assert.equal(0, again.code, again.stderr)
+    assert.equal("changed\n", fs.read_file(e.host .. "/g"))
     -- many drifted paths: the first ten named, the rest counted
     local many = capture(e, "for i in $(seq 25); do echo new > n$i; done")
     approve(e, many)

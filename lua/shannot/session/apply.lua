@@ -192,24 +192,97 @@ local function parent_times(ex, parents, seen, dir_times)
   return out
 end
 
--- checkpoint(ex, pass, how) -> count, parent times | nil, err: the
--- original of every touched path (and of every entry below a directory
--- an operation removes or replaces), contents in how.cpdir, entries one
--- per line in how.file, durable before it returns.  how: cpdir, file,
--- dir_times, progress, total (operations).
+-- Whether an operation empties a directory: below it every base is
+-- "absent" by construction (the dry-run saw only the new tree), not by
+-- observation.
+local function replaces_dir(op)
+  return op.kind == "replace_dir" or (op.base and op.base.exists and op.base.type ~= (op.new or {}).type)
+end
+
+local function below_any(path, prefixes)
+  for _, p in ipairs(prefixes) do
+    if path:sub(1, #p) == p then return true end
+  end
+  return false
+end
+
+-- Why the tree a rename moves is not the one reviewed | nil: the whole
+-- tree compared, not just its top (a file changed inside it since would
+-- move along unseen).
+local function source_drift(ex, op)
+  local entries, merr = ex:manifest(op.from)
+  if not entries then return merr.message end
+  if #entries == 0 then return "the tree to move is gone" end
+  local digest, count = require("shannot.executor.common").tree_digest(entries, op.from)
+  if digest ~= op.from_base.digest then
+    return string.format("the tree to move changed since the dry-run (%d entries then, %d now)",
+      op.from_base.count or 0, count)
+  end
+end
+
+-- drifted(ex, op, met, out): what of op's paths differs from the dry-run,
+-- added to out as {path, base, now} or {path, why}.  met: {replaced =
+-- survey()'s, moved = the renames' sources met so far (below one, nothing
+-- was there), gathered here}.
+local function drifted(ex, op, met, out)
+  local now, msg
+  local moved = met.moved
+  if below_any(op.path, met.replaced) or at_or_below(op.path, moved) then
+    now = op.base or { exists = false }
+  else
+    now, msg = ex:state(op.path)
+  end
+  if not now then
+    out[#out + 1] = { path = op.path, why = msg.message }
+  elseif not M.same(op.base or { exists = false }, now) then
+    out[#out + 1] = { path = op.path, base = op.base, now = now }
+  end
+  if op.kind == "rename" then
+    local why = source_drift(ex, op)
+    if why then out[#out + 1] = { path = op.from, why = why } end
+    moved[#moved + 1] = op.from
+  end
+end
+
+-- drift(ex, pass, how) -> list of {path, base, now} that differ from the
+-- dry-run.  how: survey()'s (replaced, total), progress.  (execute checks
+-- in the pass that saves the originals: checkpoint)
+function M.drift(ex, pass, how)
+  local out, met = {}, { replaced = how.replaced, moved = {} }
+  local progress = how.progress or require("shannot.progress").none
+  progress:start("checking", how.total)
+  pass(function(op)
+    progress:add(1, 0, op.path)
+    drifted(ex, op, met, out)
+  end)
+  return out
+end
+
+-- checkpoint(ex, pass, how) -> count, parent times | nil, err | false,
+-- drift: the original of every touched path (and of every entry below a
+-- directory an operation removes or replaces), contents in how.cpdir,
+-- entries one per line in how.file, durable before it returns.  The same
+-- pass checks each operation for drift first (one reading of the
+-- operations fewer): once one has drifted, nothing more is saved and the
+-- rest only checked, and the checkpoint is dropped (drift: every path
+-- that changed).  how: cpdir, file, dir_times, progress, total
+-- (operations), replaced (survey()'s).
 local function checkpoint(ex, pass, how)
   local progress = how.progress
   local w, werr = require("shannot.session.lines").writer(how.file)
   if not w then return nil, err.env("checkpoint: %s", werr) end
   local seen, made, moved, parents, met = {}, {}, {}, {}, {}
+  local drift, drift_met = {}, { replaced = how.replaced, moved = {} }
   local function parent(p)
     if not p then return end
     local dir = parent_of(p)
     if not met[dir] then met[dir], parents[#parents + 1] = true, dir end
   end
-  progress:start("saving originals", how.total)
+  progress:start("checking, saving originals", how.total)
   local ok, e = err.try(pass, function(op)
     progress:add(1, 0, op.path)
+    drifted(ex, op, drift_met, drift)
+    if #drift > 0 then return end
     parent(op.path)
     parent(op.from)
     if not seen[op.path] then
@@ -240,70 +313,15 @@ local function checkpoint(ex, pass, how)
     end
     if op.kind == "mkdir" or op.kind == "replace_dir" then made[op.path] = true end
   end)
-  if not ok then
+  if not ok or #drift > 0 then
     w:abandon()
-    return nil, e
+    if not ok then return nil, e end
+    return false, drift
   end
   local synced, serr = ex:sync(how.cpdir)
   if synced then synced, serr = w:commit() else w:abandon() end
   if not synced then return nil, err.env("checkpoint: %s", serr) end
   return w.count, parent_times(ex, parents, seen, how.dir_times)
-end
-
--- Whether an operation empties a directory: below it every base is
--- "absent" by construction (the dry-run saw only the new tree), not by
--- observation.
-local function replaces_dir(op)
-  return op.kind == "replace_dir" or (op.base and op.base.exists and op.base.type ~= (op.new or {}).type)
-end
-
-local function below_any(path, prefixes)
-  for _, p in ipairs(prefixes) do
-    if path:sub(1, #p) == p then return true end
-  end
-  return false
-end
-
--- Why the tree a rename moves is not the one reviewed | nil: the whole
--- tree compared, not just its top (a file changed inside it since would
--- move along unseen).
-local function source_drift(ex, op)
-  local entries, merr = ex:manifest(op.from)
-  if not entries then return merr.message end
-  if #entries == 0 then return "the tree to move is gone" end
-  local digest, count = require("shannot.executor.common").tree_digest(entries, op.from)
-  if digest ~= op.from_base.digest then
-    return string.format("the tree to move changed since the dry-run (%d entries then, %d now)",
-      op.from_base.count or 0, count)
-  end
-end
-
--- drift(ex, pass, how) -> list of {path, base, now} that differ from the
--- dry-run.  how: survey()'s (replaced, total), progress.
-function M.drift(ex, pass, how)
-  local out, replaced, moved = {}, how.replaced, {}
-  local progress = how.progress or require("shannot.progress").none
-  progress:start("checking", how.total)
-  pass(function(op)
-    progress:add(1, 0, op.path)
-    local now, msg
-    if below_any(op.path, replaced) or at_or_below(op.path, moved) then
-      now = op.base or { exists = false }
-    else
-      now, msg = ex:state(op.path)
-    end
-    if not now then
-      out[#out + 1] = { path = op.path, why = msg.message }
-    elseif not M.same(op.base or { exists = false }, now) then
-      out[#out + 1] = { path = op.path, base = op.base, now = now }
-    end
-    if op.kind == "rename" then
-      local why = source_drift(ex, op)
-      if why then out[#out + 1] = { path = op.from, why = why } end
-      moved[#moved + 1] = op.from
-    end
-  end)
-  return out
 end
 
 -- One line of an answer, as a refusal quotes it.
@@ -535,24 +553,25 @@ local function execute(id, opts)
       some(moved))
   end
   local progress = opts and opts.progress or require("shannot.progress").none
-  local drifted = M.drift(ex, pass, { replaced = tally.replaced, total = tally.total, progress = progress })
   local total, bytes = tally.total, tally.bytes
+  local step = require("shannot.testhooks").stepper()  -- a spec's kill -9 after step N
+  local cpdir = dir .. "/checkpoint"
+  local fresh = not fs.lstat(cpdir)
+  local ok, msg = fs.mkdir_p(cpdir, 448)
+  if not ok then return nil, err.env("checkpoint: %s", msg) end
+  local count, parents = checkpoint(ex, pass, { cpdir = cpdir, file = session.file(s, "checkpoint"),
+    dir_times = s.dir_times or {}, progress = progress, total = total, replaced = tally.replaced })
   progress:finish()
-  if #drifted > 0 then
+  if count == false then
+    -- what was saved before the drift was met is of no use
+    if fresh then fs.rmtree(cpdir) end
     local out = {}
-    for _, d in ipairs(drifted) do
+    for _, d in ipairs(parents) do
       out[#out + 1] = d.why and string.format("%s (%s)", text.inert(d.path), d.why) or
         string.format("%s (was %s, now %s)", text.inert(d.path), describe_state(d.base), describe_state(d.now))
     end
     return nil, err.refused("the host changed since the dry-run; nothing was done: %s", some(out))
   end
-  local step = require("shannot.testhooks").stepper()  -- a spec's kill -9 after step N
-  local cpdir = dir .. "/checkpoint"
-  local ok, msg = fs.mkdir_p(cpdir, 448)
-  if not ok then return nil, err.env("checkpoint: %s", msg) end
-  local count, parents = checkpoint(ex, pass, { cpdir = cpdir, file = session.file(s, "checkpoint"),
-    dir_times = s.dir_times or {}, progress = progress, total = total })
-  progress:finish()
   if not count then return nil, parents end
   s.checkpoint = { created_at = os.date("!%Y-%m-%dT%H:%M:%SZ"), count = count, dir_times = json.array(parents) }
   s.execution = { started_at = s.checkpoint.created_at }
