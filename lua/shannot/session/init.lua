@@ -467,10 +467,8 @@ local KINDS = {
     if type(v) ~= "string" or v:sub(1, 1) ~= "/" or v:find("\0", 1, true) then return false end
     if v == "/" then return true end
     if v:sub(-1) == "/" or v:find("//", 1, true) then return false end
-    for part in v:gmatch("[^/]+") do
-      if part == "." or part == ".." then return false end
-    end
-    return true
+    -- a "." or ".." component: between two slashes, or after the last
+    return not (v:find("/%.%.?/") or v:find("/%.%.?$"))
   end,
   -- extended attributes: names of the kept namespaces, values in even hex
   xattrs = function(v)
