@@ -59,6 +59,7 @@ void sh_open_libs(lua_State *L)
         {"shannot.core.sandbox", luaopen_shannot_core_sandbox},
 #endif
         {"shannot.core.sys", luaopen_shannot_core_sys},
+        {"shannot.core.data", luaopen_shannot_core_data},
         {"shannot.core.store", luaopen_shannot_core_store},
         {"shannot.core.diff", luaopen_shannot_core_diff},
         {"shannot.core.term", luaopen_shannot_core_term},

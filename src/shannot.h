@@ -210,6 +210,7 @@ int luaopen_shannot_core_proc(lua_State *L);
 int luaopen_shannot_core_fs(lua_State *L);
 int luaopen_shannot_core_sandbox(lua_State *L);
 int luaopen_shannot_core_sys(lua_State *L);
+int luaopen_shannot_core_data(lua_State *L);
 int luaopen_shannot_core_store(lua_State *L);
 int luaopen_shannot_core_diff(lua_State *L);
 int luaopen_shannot_core_term(lua_State *L);

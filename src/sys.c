@@ -1,8 +1,6 @@
 /*
  * sys.c: facts about this process and machine: identity, clocks, uname,
- * whether an fd is a terminal; its heap; and two helpers for what every
- * record of a session goes through: integral() after decoding, tagged()
- * for the text an approval's digest is taken of.
+ * whether an fd is a terminal; its heap.
  *
  * Lua: shannot.core.sys
  */
@@ -193,118 +191,7 @@ static int sys_release_freed(lua_State *L)
     return 1;
 }
 
-/* Nested as deep as lua-cjson decodes (its default limit). */
-#define INTEGRAL_DEPTH 1000
-
-static void integral_at(lua_State *L, int t, int depth)
-{
-    if (depth > INTEGRAL_DEPTH) {
-        luaL_error(L, "integral: tables nested more than %d deep",
-                   INTEGRAL_DEPTH);
-    }
-    luaL_checkstack(L, 4, "integral");
-    lua_pushnil(L);
-    while (lua_next(L, t) != 0) {
-        int isint = 0;
-        if (lua_type(L, -1) == LUA_TTABLE) {
-            integral_at(L, lua_gettop(L), depth + 1);
-        } else if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
-            lua_Integer n = lua_tointegerx(L, -1, &isint);
-            if (isint) { /* a field set while traversed: allowed */
-                lua_pushvalue(L, -2);
-                lua_pushinteger(L, n);
-                lua_rawset(L, t);
-            }
-        }
-        lua_pop(L, 1);
-    }
-}
-
-/* integral(t) -> t: every float in t, nested tables included, whose value
- * is an integer made that integer (lua-cjson decodes every JSON number as
- * a float; math.tointeger's rule).  Per record in Lua it was a quarter of
- * an execute's interpreter time. */
-static int sys_integral(lua_State *L)
-{
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 1);
-    integral_at(L, 1, 1);
-    return 1;
-}
-
-/* The letter a value's type is written with in a tagged line (thread as
- * table: the letter an earlier Lua rule gave it, which digests keep). */
-static char type_letter(int t)
-{
-    switch (t) {
-    case LUA_TSTRING:
-        return 's';
-    case LUA_TNUMBER:
-    case LUA_TNIL:
-        return 'n';
-    case LUA_TBOOLEAN:
-        return 'b';
-    case LUA_TFUNCTION:
-        return 'f';
-    case LUA_TUSERDATA:
-    case LUA_TLIGHTUSERDATA:
-        return 'u';
-    default:
-        return 't';
-    }
-}
-
-/* tagged(t, keys [, labels]) -> text: for each key (keys a list), the
- * line LABEL=T:N:TEXT of t[key] (LABEL labels[i], else the key; T its
- * type's letter; TEXT what tostring gives a string, number or boolean,
- * else "-"; N its length in bytes), lines joined by "\n": one value each,
- * unambiguous whatever it holds.  An approval's digest is taken of such
- * lines, per operation, at every execute: built here, not by a Lua
- * concatenation per field. */
-static int sys_tagged(lua_State *L)
-{
-    luaL_checktype(L, 1, LUA_TTABLE);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    int labelled = !lua_isnoneornil(L, 3);
-    if (labelled) {
-        luaL_checktype(L, 3, LUA_TTABLE);
-    }
-    lua_settop(L, 3);
-    lua_Integer n = luaL_len(L, 2);
-    for (lua_Integer i = 1; i <= n; i++) {
-        /* the pieces pile up on the stack, joined once at the end */
-        luaL_checkstack(L, 8, "tagged");
-        if (i > 1) {
-            lua_pushliteral(L, "\n");
-        }
-        int kt = lua_geti(L, 2, i);
-        if (labelled) {
-            lua_geti(L, 3, i);
-        } else {
-            lua_pushvalue(L, -1);
-        }
-        luaL_argcheck(L, kt == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING, 2,
-                      "keys and labels must be strings");
-        lua_insert(L, -2);           /* label, key */
-        int vt = lua_gettable(L, 1); /* label, value */
-        size_t len = 1;
-        if (vt == LUA_TSTRING || vt == LUA_TNUMBER || vt == LUA_TBOOLEAN) {
-            luaL_tolstring(L, -1, &len); /* tostring's text */
-            lua_remove(L, -2);
-        } else {
-            lua_pop(L, 1);
-            lua_pushliteral(L, "-");
-        }
-        lua_pushfstring(L, "=%c:%I:", type_letter(vt), (LUAI_UACINT)len);
-        lua_insert(L, -2); /* label, head, text */
-    }
-    lua_concat(L, lua_gettop(L) - 3);
-    return 1;
-}
-
-static const luaL_Reg sys_funcs[] = {{"integral", sys_integral},
-                                     {"tagged", sys_tagged},
-                                     {"keep_freed", sys_keep_freed},
+static const luaL_Reg sys_funcs[] = {{"keep_freed", sys_keep_freed},
                                      {"release_freed", sys_release_freed},
                                      {"heap_used", sys_heap_used},
                                      {"heap_cap", sys_heap_cap},

@@ -41,7 +41,7 @@ end
 
 -- integers(t) -> t with every integral number (lua-cjson decodes all
 -- numbers as floats) an integer again, nested tables included
-M.integers = require("shannot.core.sys").integral
+M.integers = require("shannot.core.data").integral
 
 local escapes = {
   ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f",
@@ -157,25 +157,16 @@ function encode_value(enc, v, depth, out)
 end
 
 -- Whether lua-cjson encodes a value exactly: strings (keys too) valid
--- UTF-8, numbers integers within its 14 significant digits, no cycle.
-local function plain(v, depth)
-  local t = type(v)
-  if t == "string" then return utf8.len(v) ~= nil end
-  if t == "number" then return math.type(v) == "integer" and v > -1e14 and v < 1e14 end
-  if t == "boolean" or v == M.null then return true end
-  if t ~= "table" or depth > 16 then return false end
-  for k, x in pairs(v) do
-    if (type(k) == "string" and not utf8.len(k)) or not plain(x, depth + 1) then return false end
-  end
-  return true
-end
+-- UTF-8, numbers integers within its 14 significant digits, no cycle (in
+-- C: asked of every record written)
+local plain = require("shannot.core.data").plain
 
 -- encode_line(value) -> text: one record of a JSON-lines file, through
 -- lua-cjson (twenty times faster) where that is exact, else encode().
 -- Keys are in no order and an empty list is written {}: for files our
 -- own reader reads, record by record.
 function M.encode_line(value)
-  if plain(value, 0) then
+  if plain(value) then
     local ok, text = pcall(cjson.encode, value)
     if ok then return text end
   end

@@ -1,10 +1,10 @@
 -- The text an operation's approval digest is taken of must never change:
 -- a session approved by one build is executed by the next.  approval's
--- canonical() (its lines built in C by shannot.core.sys.tagged) against
+-- canonical() (its lines built in C by shannot.core.data.tagged) against
 -- the rule as first written in Lua, over hand-picked odd values and
 -- thousands of random operations.
 local approval = require("shannot.session.approval")
-local sys = require("shannot.core.sys")
+local data = require("shannot.core.data")
 
 -- The rule as it was, field by field.
 local TYPE_LETTER = { string = "s", number = "n", boolean = "b", ["nil"] = "n", table = "t", ["function"] = "f",
@@ -88,9 +88,9 @@ describe("approval.canonical", function()
   end)
 
   it("tagged refuses keys or labels that are not strings", function()
-    assert.has_error(function() sys.tagged({}, { 1 }) end)
-    assert.has_error(function() sys.tagged({}, { "a" }, { {} }) end)
-    assert.equal("", sys.tagged({}, {}))
-    assert.equal("a=s:1:x\nL=n:1:-", sys.tagged({ a = "x" }, { "a", "b" }, { "a", "L" }))
+    assert.has_error(function() data.tagged({}, { 1 }) end)
+    assert.has_error(function() data.tagged({}, { "a" }, { {} }) end)
+    assert.equal("", data.tagged({}, {}))
+    assert.equal("a=s:1:x\nL=n:1:-", data.tagged({ a = "x" }, { "a", "b" }, { "a", "L" }))
   end)
 end)

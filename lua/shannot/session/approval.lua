@@ -80,9 +80,9 @@ local STATE_NAMES = names_under(STATE_FIELDS)
 local MTIME_FIELDS = { "mtime_sec", "mtime_nsec" }
 local MTIME_NAMES = names_under(MTIME_FIELDS)
 
--- put's lines for several fields of t at once (shannot.core.sys, in C:
+-- put's lines for several fields of t at once (shannot.core.data, in C:
 -- the digest of every operation is taken at every execute)
-local tagged = require("shannot.core.sys").tagged
+local tagged = require("shannot.core.data").tagged
 
 local function put_state(out, prefix, st)
   if type(st) ~= "table" then return put(out, prefix, nil) end
