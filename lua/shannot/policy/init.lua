@@ -47,9 +47,17 @@ local DANGER_COMMANDS = {
   "umount *", "mount *",
 }
 
+-- "/etc/**" is for /etc itself too: the directory each such glob names
+-- (false for others), found once per glob (every operation asks them all)
+local DIR_OF = setmetatable({}, { __index = function(t, p)
+  local dir = p:sub(-3) == "/**" and p:sub(1, -4)
+  t[p] = dir
+  return dir
+end })
+
 local function any_glob(patterns, path)
   for _, p in ipairs(patterns) do
-    if glob.match(p, path) or (p:sub(-3) == "/**" and path == p:sub(1, -4)) then return p end
+    if path == DIR_OF[p] or glob.match(p, path) then return p end
   end
 end
 
