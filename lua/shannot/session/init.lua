@@ -246,7 +246,8 @@ end
 -- nil, err.  each(fn) calls fn(op) for every operation (they need not
 -- be in memory at once); it may err.throw, and nothing is written then.
 local function write_operations(s, dir, max_bytes, each)
-  local w, msg = lines.writer(dir .. "/" .. M.FILES.operations)
+  -- (save renames session.json beside it after, and syncs the directory)
+  local w, msg = lines.writer(dir .. "/" .. M.FILES.operations, { dir_synced_after = true })
   if not w then return nil, err.env("cannot write session %s: %s", s.id, msg) end
   local bytes, worst, n = 0, nil, 0
   local ok, e = err.try(function()
