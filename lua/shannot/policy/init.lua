@@ -55,11 +55,43 @@ local DIR_OF = setmetatable({}, { __index = function(t, p)
   return dir
 end })
 
-local function any_glob(patterns, path)
-  for _, p in ipairs(patterns) do
-    if path == DIR_OF[p] or glob.match(p, path) then return p end
+-- globs(list) -> first(path): the first glob of list that path matches
+-- (or the directory a "/**" one names), | nil.  A glob whose first
+-- component is plain text ("/etc/..."), as most are, is only tried on
+-- paths in that top directory: each operation meets a few of the forty
+-- sensitive paths, not all.  The list is read once: made per session.
+local function globs(list)
+  local by_top, anywhere = {}, {}
+  for i, p in ipairs(list) do
+    local top, after = p:match("^/([^/*?%[]*)(.?)")
+    if top and (after == "/" or after == "") then
+      by_top[top] = by_top[top] or {}
+      table.insert(by_top[top], i)
+    else
+      anywhere[#anywhere + 1] = i
+    end
+  end
+  local tried = {}  -- top directory -> the globs to try there, in list order
+  local function for_top(top)
+    local t = tried[top]
+    if t then return t end
+    t = table.move(anywhere, 1, #anywhere, 1, {})
+    table.move(by_top[top] or {}, 1, #(by_top[top] or {}), #t + 1, t)
+    table.sort(t)
+    for k, i in ipairs(t) do t[k] = list[i] end
+    tried[top] = t
+    return t
+  end
+  return function(path)
+    for _, p in ipairs(for_top(path:match("^/([^/]*)") or false)) do
+      if path == DIR_OF[p] or glob.match(p, path) then return p end
+    end
   end
 end
+
+local danger_path = globs(DANGER_PATHS)
+local exec_config_path = globs(EXEC_CONFIG_PATHS)
+local safe_path = globs(SAFE_PATHS)
 
 local function compiled(patterns)
   local out = {}
@@ -161,10 +193,10 @@ function M.builtin(op)
     return "caution", "runs a command on the host"
   end
   local path = op.path or ""
-  local hit = any_glob(DANGER_PATHS, path)
+  local hit = danger_path(path)
   if hit then return "danger", string.format("%s is a sensitive path (%s)", path, hit) end
   if op.kind == "rename" then
-    hit = any_glob(DANGER_PATHS, op.from or "")
+    hit = danger_path(op.from or "")
     if hit then return "danger", string.format("moves %s, a sensitive path (%s)", op.from, hit) end
     if op.new and op.new.type == "dir" then return "caution", "moves a whole directory" end
   end
@@ -195,13 +227,13 @@ function M.builtin(op)
   end
   if op.kind == "write" and op.new and op.new.content and op.new.content ~= "text" then
     local executable = (op.new.mode or 0) & 73 ~= 0  -- 0111
-    if executable or any_glob(EXEC_CONFIG_PATHS, path) then
+    if executable or exec_config_path(path) then
       return "danger", string.format("its content cannot be reviewed as text (%s) and it is %s",
         op.new.content == "binary" and "binary" or "too large to diff",
         executable and "executable" or "a program's or its configuration's place")
     end
   end
-  if any_glob(SAFE_PATHS, path) then return "safe", "scratch or cache space" end
+  if safe_path(path) then return "safe", "scratch or cache space" end
   return "caution", nil
 end
 
@@ -243,11 +275,11 @@ local function votes_for(op, cfg, ctx)
     if allow then vote("approve", string.format('matches auto_approve "%s"', allow), "config") end
   elseif values then
     local path = op.path or ""
-    local hit = any_glob(values.policy.deny, path)
+    local hit = ctx.deny_path(path)
     if hit then vote("deny", string.format('path matches [policy] deny "%s"', hit), "config") end
-    hit = any_glob(values.policy.review, path)
+    hit = ctx.review_path(path)
     if hit then vote("review", string.format('path matches [policy] review "%s"', hit), "config") end
-    hit = any_glob(values.policy.auto_approve, path)
+    hit = ctx.approve_path(path)
     if hit then vote("approve", string.format('path matches [policy] auto_approve "%s"', hit), "config") end
   end
   for _, file in ipairs(cfg and cfg.policies or {}) do
@@ -291,10 +323,13 @@ end
 function M.context(cfg, s)
   local values = cfg and cfg.values
   local deny_patterns = compiled(values and values.profile.always_deny or {})
+  local paths = values and values.policy or {}
   return {
     deny_patterns = deny_patterns,
     is_deny_command = commands_of(deny_patterns),
     approve_patterns = compiled(values and values.profile.auto_approve or {}),
+    deny_path = globs(paths.deny or {}), review_path = globs(paths.review or {}),
+    approve_path = globs(paths.auto_approve or {}),
     frozen_ctx = frozen({
       session = s.id, command = s.command, profile = s.profile, target = s.target or "local",
     }),
