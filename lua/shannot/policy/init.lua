@@ -71,12 +71,17 @@ local function globs(list)
       anywhere[#anywhere + 1] = i
     end
   end
-  local tried = {}  -- top directory -> the globs to try there, in list order
+  local elsewhere = {}  -- the globs to try in any other top directory
+  for k, i in ipairs(anywhere) do elsewhere[k] = list[i] end
+  -- top directory -> the globs to try there, in list order (made for the
+  -- directories the list names: as many as it has globs at most)
+  local tried = {}
   local function for_top(top)
     local t = tried[top]
     if t then return t end
+    if not by_top[top] then return elsewhere end
     t = table.move(anywhere, 1, #anywhere, 1, {})
-    table.move(by_top[top] or {}, 1, #(by_top[top] or {}), #t + 1, t)
+    table.move(by_top[top], 1, #by_top[top], #t + 1, t)
     table.sort(t)
     for k, i in ipairs(t) do t[k] = list[i] end
     tried[top] = t
