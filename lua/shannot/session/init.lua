@@ -1073,19 +1073,9 @@ local function summary_of(s)
 end
 
 -- A summary as the cache gives it back (lua-cjson decodes every number as
--- a float), its numbers integers again: only the fields that hold them,
--- not a walk of every string (10 000 of them per listing).
+-- a float), its numbers integers again (in C: 10 000 of them a listing)
 local function integral_summary(s)
-  for _, k in ipairs({ "exit_code", "operation_count", "ignored" }) do
-    if type(s[k]) == "number" then s[k] = math.tointeger(s[k]) or s[k] end
-  end
-  -- the listing prints the counts ("3 write", never "3.0 write"); deeper
-  -- numbers stay floats (they are not shown)
-  if type(s.counts) == "table" then
-    for kind, n in pairs(s.counts) do
-      if math.type(n) == "float" then s.counts[kind] = math.tointeger(n) or n end
-    end
-  end
+  integers(s)
   if type(s.command) == "table" then json.array(s.command) end
   return setmetatable(s, M.SUMMARY)
 end
