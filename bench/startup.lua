@@ -6,8 +6,10 @@
 -- Prints medians and ratios.  Targets: <= 1.25 and <= 2.0.
 -- It also times `timeout 0 bwrap ...` (coreutils: a small C program that
 -- forks, execs and waits): the floor for any wrapper process, and
--- `shannot run --profile readonly -- true` must stay within 0.5 ms of it
--- (it execs bwrap in place of itself there: its output is no terminal).
+-- `shannot run --profile readonly -- true` must stay within 0.5 ms of it.
+-- That run waits for bwrap, as every run does (it filters the output of
+-- terminal control strings and names a limit the command ran into); the
+-- last row is `run --exec`, which execs bwrap in place of itself.
 local shannot = require("shannot")
 local proc = shannot.proc
 local sys = require("shannot.core.sys")
