@@ -159,10 +159,9 @@ static int current_umask(void)
     return (int)m;
 }
 
-/* Writes data to a fresh temp file next to `path`, synced, then renames it
- * over; with dir_sync, the rename is made durable too. */
+/* Writes data to a fresh temp file next to `path`, then renames it over. */
 static int write_atomic(const char *path, const char *data, size_t len,
-                        int mode, int dir_sync, int *err)
+                        int mode, int *err)
 {
     size_t plen = strlen(path);
     sh_autofree char *tmp = malloc(plen + 16);
@@ -184,9 +183,6 @@ static int write_atomic(const char *path, const char *data, size_t len,
         unlink(tmp);
         return -1;
     }
-    if (!dir_sync) {
-        return 0;
-    }
     /* Why: the rename is durable only once its directory is synced. */
     char *slash = strrchr(tmp, '/');
     const char *dir = ".";
@@ -201,25 +197,17 @@ static int write_atomic(const char *path, const char *data, size_t len,
     return 0;
 }
 
-/* write_atomic(path, data [, mode [, opts]]) -> true | nil, msg, code
+/* write_atomic(path, data [, mode]) -> true | nil, msg, code
  * mode defaults to 0666 less the umask; the file is replaced by rename, so
- * a reader sees the old or the new content, never a part, and the content
- * is synced first.  opts.dir_sync = false: the directory is not synced
- * after (a crash may then leave the old content: for a file whose reader
- * takes the one before as well; a sync is a journal commit, ~1 ms). */
+ * a reader sees the old or the new content, never a part. */
 static int fs_write_atomic(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     size_t len;
     const char *data = luaL_checklstring(L, 2, &len);
     int mode = (int)luaL_optinteger(L, 3, 0666 & ~current_umask());
-    int dir_sync = 1;
-    if (!lua_isnoneornil(L, 4)) {
-        luaL_checktype(L, 4, LUA_TTABLE);
-        dir_sync = sh_optfield_boolean(L, 4, "dir_sync", 1);
-    }
     int err = 0;
-    if (write_atomic(path, data, len, mode & 07777, dir_sync, &err) < 0) {
+    if (write_atomic(path, data, len, mode & 07777, &err) < 0) {
         return sh_fail(L, path, err);
     }
     lua_pushboolean(L, 1);

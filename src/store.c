@@ -656,6 +656,13 @@ static int store_mem(Job *j, Blob *b, const unsigned char *p, size_t n,
     if (move_from != NULL && (r = move_in(j, b, move_from)) != 0) {
         return r < 0 ? -1 : 0;
     }
+    /* copied after all (another file system): not looked up yet */
+    if (move_from != NULL && (r = blob_find(b)) != 0) {
+        return r < 0 ? -1 : 0;
+    }
+    if (move_from != NULL && set_path(b, 0) < 0) {
+        return -1;
+    }
     return write_blob(j, b, p, n);
 }
 
@@ -764,6 +771,7 @@ static int put_file(Job *j, Blob *b, const char *path, lua_Integer cmax,
  * with next_piece. */
 static int open_blob(Job *j, Blob *b)
 {
+    j->at_end = 0;
     for (int z = 0; z <= 1; z++) {
         if (set_path(b, z) < 0) {
             return -1;

@@ -32,11 +32,6 @@ describe("fs", function()
     local ok, _, code = fs.write_atomic(dir .. "/no/such/dir/file", "x")
     assert.is_nil(ok)
     assert.equal("ENOENT", code)
-    -- without the directory's sync after (audit's head.json), the same
-    assert.is_true(fs.write_atomic(path, "three", 384, { dir_sync = false }))
-    assert.equal("three", fs.read_file(path))
-    assert.same({ "cfg" }, fs.readdir(dir))
-    assert.has_error(function() fs.write_atomic(path, "x", 384, "no") end)
   end)
 
   it("read_file refuses files past the limit", function()

@@ -328,6 +328,10 @@ describe("store", function()
       assert.is_false(info.moved)
       assert.is_true(info.new)
       assert.equal(fs.read_file(path), fs.read_file(blob_path(blobs, info.hash)))
+      -- once more: the copy finds the blob there (no second write)
+      local again = assert(store.put_file(blobs, path, { move = true }))
+      assert.is_false(again.new)
+      assert.is_false(again.moved)
     end
   end)
 

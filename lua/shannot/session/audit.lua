@@ -166,14 +166,8 @@ local function read_head(dir)
   return head
 end
 
--- durable: the rename too (its directory synced).  Needed when head.json
--- starts or stops listing a file (one not listed with lines in it, or a
--- listed one gone, is refused); a head.json one line behind is not (the
--- next writer adopts the line), and skipping that sync spares a journal
--- commit per event.
-local function write_head(dir, head, durable)
-  local ok, msg = fs.write_atomic(dir .. "/" .. M.HEAD, json.encode(head) .. "\n", FILE_MODE,
-    { dir_sync = durable })
+local function write_head(dir, head)
+  local ok, msg = fs.write_atomic(dir .. "/" .. M.HEAD, json.encode(head) .. "\n", FILE_MODE)
   if not ok then return nil, err.env("audit: %s", msg) end
   return true
 end
@@ -283,12 +277,11 @@ function M.record(cfg, event, now)
   if herr then return nil, herr end
   head = head or { events = 0, files = {} }
   local name = M.file_name(a.rotation, event, now)
-  local listed = head.files[name] ~= nil
   local done, aerr = append(a.path, head, name, line)
   if not done then return nil, aerr end
   local gone = excess(head, a.max_files, name)
   for _, old in ipairs(gone) do head.files[old] = nil end
-  local wrote, werr = write_head(a.path, head, not listed or #gone > 0)
+  local wrote, werr = write_head(a.path, head)
   if not wrote then return nil, werr end
   for _, old in ipairs(gone) do fs.remove(a.path .. "/" .. old) end
   return true

@@ -630,14 +630,19 @@ local function settle_op(op, line)
   return op
 end
 
+-- "FILE:N" (FILE alone for a record read by its offset: no line count)
+local function record_name(path, n)
+  return n and (path .. ":" .. n) or path
+end
+
 -- json.decode's, the record named by its file and line only when wrong
 local function decode_json(line, path, n)
   local v = json.decode(line)
   if v ~= nil then return v end
-  return json.decode(line, path .. ":" .. n)
+  return json.decode(line, record_name(path, n))
 end
 
--- decoder(rule [, finish]) -> decode(line, path, n) for lines.each
+-- decoder(rule [, finish]) -> decode(line, path [, n]) for lines.each
 local function decoder(rule, finish)
   return function(line, path, n)
     local v, jerr = decode_json(line, path, n)
@@ -651,7 +656,7 @@ local function decoder(rule, finish)
     else
       bad = problem(v, rule, "record")
     end
-    if bad then return nil, string.format("%s:%d: %s", path, n, bad) end
+    if bad then return nil, string.format("%s: %s", record_name(path, n), bad) end
     return finish and finish(v, line) or v
   end
 end
@@ -674,7 +679,7 @@ end
 -- a record of a private copy already checked whole (each's checked)
 DECODE.checked_operations = function(line, path, n)
   local v, jerr = decode_json(line, path, n)
-  if type(v) ~= "table" then return nil, jerr or string.format("%s:%d: not an operation", path, n) end
+  if type(v) ~= "table" then return nil, jerr or (record_name(path, n) .. ": not an operation") end
   return settle_op(integers(v), line)
 end
 M.decode_operation = DECODE.operations
