@@ -33,12 +33,14 @@ M.DIR_INSIDE = bwrap.QUERIES
 -- DIR/q.PID.req (NUL-separated argv), answers into DIR/q.PID.out, .err,
 -- .code (new files, never through a symlink), wakes the asker through
 -- its FIFO DIR/q.PID, and appends each question and answer to LOG.  It
--- ends when its parent does (the run's process: the sandbox is over).
+-- ends when its parent does (the run's process: the sandbox is over),
+-- named by its pid in the first argument: a run over before perl has
+-- started would otherwise leave it the child of init, waiting for good.
 M.SERVER = [==[
 use strict; use Fcntl; use POSIX ();
-my ($dir, $log, @verbs) = @ARGV;
+my ($parent, $dir, $log, @verbs) = @ARGV;
 my %verb = map { $_ => 1 } @verbs;
-my $parent = getppid();
+exit 0 if getppid() != $parent;
 $ENV{PATH} = "/usr/sbin:/usr/bin:/sbin:/bin"; $ENV{SYSTEMD_PAGER} = ""; $ENV{PAGER} = "cat";
 $ENV{SYSTEMD_COLORS} = "0"; delete $ENV{DBUS_SESSION_BUS_ADDRESS};
 sysopen(my $ask, "$dir/ask", O_RDWR) or die "$dir/ask: $!\n";
@@ -160,11 +162,12 @@ function M.asks(p)
   return false
 end
 
--- server_argv(staging dir) -> the command line of the server for a
--- staging laid out as staging.lua makes it (defer/q, and the record
--- `queries` beside, where the sandbox cannot write)
-function M.server_argv(dir)
-  local argv = { "perl", "-e", M.SERVER, dir .. "/defer/q", dir .. "/queries" }
+-- server_argv(staging dir, parent) -> the command line of the server for
+-- a staging laid out as staging.lua makes it (defer/q, and the record
+-- `queries` beside, where the sandbox cannot write); parent: the pid of
+-- the process that starts it, whose end is the server's
+function M.server_argv(dir, parent)
+  local argv = { "perl", "-e", M.SERVER, tostring(parent), dir .. "/defer/q", dir .. "/queries" }
   table.move(M.SYSTEMCTL_VERBS, 1, #M.SYSTEMCTL_VERBS, #argv + 1, argv)
   return argv
 end
@@ -179,7 +182,7 @@ function M.serve(p, dir)
   local fs = require("shannot.fs")
   -- perl-base is essential on Debian: in its place whatever PATH says
   local perl = fs.which("perl", "/usr/bin:/bin:" .. (os.getenv("PATH") or ""))
-  local argv = M.server_argv(dir)
+  local argv = M.server_argv(dir, require("shannot.core.sys").ids(false).pid)
   argv[1] = perl or argv[1]
   -- Held open read-write until stop(): a question asked before the server
   -- runs waits in the FIFO, and the shim's open never waits for a reader.

@@ -225,7 +225,8 @@ function M.run_command(plan)
   local server = ""
   if plan.server_argv then
     local argv = {}
-    for i, a in ipairs(plan.server_argv) do argv[i] = q(a) end
+    -- "$$": this shell's pid, which the run keeps (exec)
+    for i, a in ipairs(plan.server_argv) do argv[i] = a == "$$" and '"$$"' or q(a) end
     server = table.concat(argv, " ") .. " </dev/null >/dev/null 2>&1 & "
   end
   if helper then return server .. "exec " .. limit .. helper_words(plan, bw) .. " " .. redirects end

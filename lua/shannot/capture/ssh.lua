@@ -347,7 +347,8 @@ local function prepare_staging(ex, f, p, how)
   local plan = { dir = root .. "/shannot-" .. random_hex(12), root = f.root, shim = staging.SHIM_TEXT,
     defer = p.defer, overlays = staging.overlays_for(f.tops, f.mounts), seccomp = filters, limits = how.limits,
     asks = queries.asks(p) }
-  if plan.asks then plan.server_argv = queries.server_argv(plan.dir) end
+  -- (its parent: the remote shell that starts it, then execs the run)
+  if plan.asks then plan.server_argv = queries.server_argv(plan.dir, "$$") end
   for i, o in ipairs(plan.overlays) do
     o.upper, o.work = plan.dir .. "/upper/" .. i, plan.dir .. "/wd/" .. i
     if o.fstype then o.lower = plan.dir .. "/lower/" .. i end  -- a mount below a capture path
