@@ -42,11 +42,16 @@ end
 
 -- try(fn, ...) -> fn's results | nil, err: an err object thrown inside
 -- becomes the return value; anything else is a bug and goes on up.
+local function tried(ok, ...)
+  if ok then return ... end
+  local e = ...
+  if M.is(e) then return nil, e end
+  error(e, 0)
+end
+
 function M.try(fn, ...)
-  local res = table.pack(pcall(fn, ...))
-  if res[1] then return table.unpack(res, 2, res.n) end
-  if M.is(res[2]) then return nil, res[2] end
-  error(res[2], 0)
+  -- (no table for the results: execute tries every operation)
+  return tried(pcall(fn, ...))
 end
 
 return M

@@ -185,13 +185,15 @@ function APPLY.chown(x, op)
 end
 
 -- apply(x, op, ctx) -> true | nil, err.  ctx: blobs, step, temp_prefix
+local function apply_one(x, op, ctx)
+  APPLY[op.kind](x, op, ctx, ctx.temp_prefix .. op.id)
+  return true
+end
+
 function M.apply(x, op, ctx)
   local ready, msg = x:parent_state(op.path)
   if not ready then return nil, err.failed("%s", msg or (op.path .. ": its directory is gone")) end
-  return err.try(function()
-    APPLY[op.kind](x, op, ctx, ctx.temp_prefix .. op.id)
-    return true
-  end)
+  return err.try(apply_one, x, op, ctx)
 end
 
 -- set_times(x, list) -> failures {{path, error}}: each {path, mtime_sec,
