@@ -247,12 +247,14 @@ local function worse(a, b)
   return (RANK[b] or 0) > (RANK[a] or 0) and b or a
 end
 
--- write_operations(s, dir, max_bytes, each) -> bytes written, count |
--- nil, err.  each(fn) calls fn(op) for every operation (they need not
--- be in memory at once); it may err.throw, and nothing is written then.
-local function write_operations(s, dir, max_bytes, each)
-  -- (save renames session.json beside it after, and syncs the directory)
-  local w, msg = lines.writer(dir .. "/" .. M.FILES.operations, { dir_synced_after = true })
+-- write_operations(s, dir, each, how) -> bytes written, count | nil,
+-- err.  each(fn) calls fn(op) for every operation (they need not be in
+-- memory at once); it may err.throw, and nothing is written then.  how:
+-- max_bytes, dir_synced_after (lines.writer's: save renames session.json
+-- beside it after, and syncs the directory then).
+local function write_operations(s, dir, each, how)
+  local max_bytes = how.max_bytes
+  local w, msg = lines.writer(dir .. "/" .. M.FILES.operations, { dir_synced_after = how.dir_synced_after })
   if not w then return nil, err.env("cannot write session %s: %s", s.id, msg) end
   local bytes, worst, n = 0, nil, 0
   local ok, e = err.try(function()
@@ -315,7 +317,7 @@ function M.save(s, max_bytes, each)
     each = function(fn) for _, op in ipairs(list) do fn(op) end end
   end
   if each then
-    local bytes, n = write_operations(s, dir, max_bytes, each)
+    local bytes, n = write_operations(s, dir, each, { max_bytes = max_bytes, dir_synced_after = true })
     if not bytes then return nil, n end
     used, s.operation_count, header.operation_count = bytes, n, n
     header.worst_danger = s.worst_danger
@@ -779,12 +781,13 @@ function M.update(s, fn)
       return true
     end)
   end
-  local bytes, e = write_operations(s, assert(M.dir(s.id)), M.MAX_JSON_BYTES, function(emit)
+  -- (durable here: a caller need not save the header after)
+  local bytes, e = write_operations(s, assert(M.dir(s.id)), function(emit)
     for _, op in M.operations(s) do
       fn(op)
       emit(op)
     end
-  end)
+  end, { max_bytes = M.MAX_JSON_BYTES })
   if not bytes then return nil, e end
   return true
 end
