@@ -633,37 +633,34 @@ static int store_mem(Job *j, Blob *b, const unsigned char *p, size_t n,
     if (hash_mem(j, p, n, b->hex) < 0) {
         return failed(&b->fail, ENOMEM, b->dir, "sha256");
     }
-    /* A raw blob moved in looks for itself as it is placed (place_new). */
+    /* A file moved in raw is looked up as it is placed (place_new), any
+     * other blob once, before it is written. */
     int r = move_from == NULL ? blob_find(b) : 0;
     if (r != 0) {
         return r < 0 ? -1 : 0;
     }
-    r = try_z && n >= MIN_DEFLATE ? deflate_pays(j, p, n, &zlen) : 0;
-    if (r < 0) {
+    int z = try_z && n >= MIN_DEFLATE ? deflate_pays(j, p, n, &zlen) : 0;
+    if (z < 0) {
         return failed(&b->fail, ENOMEM, b->dir, "deflate");
     }
-    int there = move_from != NULL && r ? blob_find(b) : 0;
-    if (there != 0) {
-        return there < 0 ? -1 : 0;
+    if (move_from != NULL && !z) {
+        if (set_path(b, 0) < 0) {
+            return -1;
+        }
+        b->stored = (int64_t)n;
+        if ((r = move_in(j, b, move_from)) != 0) {
+            return r < 0 ? -1 : 0;
+        }
     }
-    if (set_path(b, r) < 0) {
-        return -1;
-    }
-    b->stored = r ? (int64_t)zlen : (int64_t)n;
-    if (r) {
-        return write_blob(j, b, j->zbuf, zlen);
-    }
-    if (move_from != NULL && (r = move_in(j, b, move_from)) != 0) {
-        return r < 0 ? -1 : 0;
-    }
-    /* copied after all (another file system): not looked up yet */
+    /* (a moved file that deflates, or one copied after all: EXDEV) */
     if (move_from != NULL && (r = blob_find(b)) != 0) {
         return r < 0 ? -1 : 0;
     }
-    if (move_from != NULL && set_path(b, 0) < 0) {
+    if (set_path(b, z) < 0) {
         return -1;
     }
-    return write_blob(j, b, p, n);
+    b->stored = z ? (int64_t)zlen : (int64_t)n;
+    return z ? write_blob(j, b, j->zbuf, zlen) : write_blob(j, b, p, n);
 }
 
 /* Copies j->in to a temp file in chunks, hashing as it goes, then names
