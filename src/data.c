@@ -1,15 +1,13 @@
 /*
  * data.c: what every record of a session goes through, done in C because
  * execute and capture do it for each of 100 000 operations: numbers made
- * integers after lua-cjson decoded them (integral), the check that
- * lua-cjson encodes a record exactly (plain), and the text an approval's
- * digest is taken of (tagged).  Mechanisms only: which fields, and what
- * the text is for, are the Lua side's.
+ * integers after lua-cjson decoded them (integral), and the check that
+ * lua-cjson encodes a record exactly (plain).  Mechanisms only: what a
+ * record holds, and how it is written, are the Lua side's.
  *
  * Lua: shannot.core.data
  *   integral(t) -> t
  *   plain(v) -> boolean
- *   tagged(t, keys [, labels]) -> text
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -52,76 +50,6 @@ static int data_integral(lua_State *L)
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
     integral_at(L, 1, 1);
-    return 1;
-}
-
-/* The letter a value's type is written with in a tagged line (thread as
- * table: the letter an earlier Lua rule gave it, which digests keep). */
-static char type_letter(int t)
-{
-    switch (t) {
-    case LUA_TSTRING:
-        return 's';
-    case LUA_TNUMBER:
-    case LUA_TNIL:
-        return 'n';
-    case LUA_TBOOLEAN:
-        return 'b';
-    case LUA_TFUNCTION:
-        return 'f';
-    case LUA_TUSERDATA:
-    case LUA_TLIGHTUSERDATA:
-        return 'u';
-    default:
-        return 't';
-    }
-}
-
-/* tagged(t, keys [, labels]) -> text: for each key (keys a list), the
- * line LABEL=T:N:TEXT of t[key] (LABEL labels[i], else the key; T its
- * type's letter; TEXT what tostring gives a string, number or boolean,
- * else "-"; N its length in bytes), lines joined by "\n": one value each,
- * unambiguous whatever it holds.  An approval's digest is taken of such
- * lines, per operation, at every execute: built here, not by a Lua
- * concatenation per field. */
-static int data_tagged(lua_State *L)
-{
-    luaL_checktype(L, 1, LUA_TTABLE);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    int labelled = !lua_isnoneornil(L, 3);
-    if (labelled) {
-        luaL_checktype(L, 3, LUA_TTABLE);
-    }
-    lua_settop(L, 3);
-    lua_Integer n = luaL_len(L, 2);
-    for (lua_Integer i = 1; i <= n; i++) {
-        /* the pieces pile up on the stack, joined once at the end */
-        luaL_checkstack(L, 8, "tagged");
-        if (i > 1) {
-            lua_pushliteral(L, "\n");
-        }
-        int kt = lua_geti(L, 2, i);
-        if (labelled) {
-            lua_geti(L, 3, i);
-        } else {
-            lua_pushvalue(L, -1);
-        }
-        luaL_argcheck(L, kt == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING, 2,
-                      "keys and labels must be strings");
-        lua_insert(L, -2);           /* label, key */
-        int vt = lua_gettable(L, 1); /* label, value */
-        size_t len = 1;
-        if (vt == LUA_TSTRING || vt == LUA_TNUMBER || vt == LUA_TBOOLEAN) {
-            luaL_tolstring(L, -1, &len); /* tostring's text */
-            lua_remove(L, -2);
-        } else {
-            lua_pop(L, 1);
-            lua_pushliteral(L, "-");
-        }
-        lua_pushfstring(L, "=%c:%I:", type_letter(vt), (LUAI_UACINT)len);
-        lua_insert(L, -2); /* label, head, text */
-    }
-    lua_concat(L, lua_gettop(L) - 3);
     return 1;
 }
 
@@ -224,7 +152,6 @@ static int data_plain(lua_State *L)
 
 static const luaL_Reg data_funcs[] = {{"integral", data_integral},
                                       {"plain", data_plain},
-                                      {"tagged", data_tagged},
                                       {NULL, NULL}};
 
 int luaopen_shannot_core_data(lua_State *L)

@@ -68,25 +68,17 @@ end
 
 -- "new.exists", "new.type", ...: the state fields' names under a prefix,
 -- made once
-local function names_under(fields)
-  return setmetatable({}, { __index = function(t, prefix)
-    local names = {}
-    for i, f in ipairs(fields) do names[i] = prefix .. "." .. f end
-    t[prefix] = names
-    return names
-  end })
-end
-local STATE_NAMES = names_under(STATE_FIELDS)
-local MTIME_FIELDS = { "mtime_sec", "mtime_nsec" }
-local MTIME_NAMES = names_under(MTIME_FIELDS)
-
--- put's lines for several fields of t at once (shannot.core.data, in C:
--- the digest of every operation is taken at every execute)
-local tagged = require("shannot.core.data").tagged
+local STATE_NAMES = setmetatable({}, { __index = function(t, prefix)
+  local names = {}
+  for i, f in ipairs(STATE_FIELDS) do names[i] = prefix .. "." .. f end
+  t[prefix] = names
+  return names
+end })
 
 local function put_state(out, prefix, st)
   if type(st) ~= "table" then return put(out, prefix, nil) end
-  out[#out + 1] = tagged(st, STATE_FIELDS, STATE_NAMES[prefix])
+  local names = STATE_NAMES[prefix]
+  for i, f in ipairs(STATE_FIELDS) do put(out, names[i], st[f]) end
   -- bound too when there is one (sessions captured before had none, and
   -- their digests stay what they were)
   if st.hardlink ~= nil then put(out, prefix .. ".hardlink", st.hardlink) end
@@ -95,12 +87,16 @@ local function put_state(out, prefix, st)
       put(out, prefix .. ".xattrs." .. name, st.xattrs[name])
     end
   end
-  if st.mtime_sec ~= nil then out[#out + 1] = tagged(st, MTIME_FIELDS, MTIME_NAMES[prefix]) end
+  if st.mtime_sec ~= nil then
+    put(out, prefix .. ".mtime_sec", st.mtime_sec)
+    put(out, prefix .. ".mtime_nsec", st.mtime_nsec)
+  end
 end
 
 -- canonical(op) -> the operation as the string its digest is taken of
 function M.canonical(op)
-  local out = { tagged(op, OP_FIELDS) }
+  local out = {}
+  for _, f in ipairs(OP_FIELDS) do put(out, f, op[f]) end
   put_state(out, "new", op.new)
   put_state(out, "base", op.base)
   if op.from ~= nil then
