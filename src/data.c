@@ -150,9 +150,8 @@ static int data_plain(lua_State *L)
     return 1;
 }
 
-static const luaL_Reg data_funcs[] = {{"integral", data_integral},
-                                      {"plain", data_plain},
-                                      {NULL, NULL}};
+static const luaL_Reg data_funcs[] = {
+    {"integral", data_integral}, {"plain", data_plain}, {NULL, NULL}};
 
 int luaopen_shannot_core_data(lua_State *L)
 {
