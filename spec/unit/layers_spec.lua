@@ -7,7 +7,7 @@ local LAYERS = {
   -- 0: thin wrappers of the C core, and formats
   { "fs", "proc", "store", "tar", "ssh", "term", "const", "err", "guard", "json", "toml", "text", "glob",
     "paths", "diff", "shellsplit", "boundedlib", "testhooks", "session.id", "sandbox.seccomp", "xattrs", "wcwidth",
-    "progress" },
+    "progress", "durable" },
   -- 1: the domain: profiles and the bwrap line, sessions and their log,
   -- policy, config, remotes
   { "sandbox.profile", "sandbox.bwrap", "sandbox.limits", "sandbox.hide", "session", "session.lines", "session.audit",

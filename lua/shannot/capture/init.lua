@@ -88,6 +88,9 @@ end
 function M.save(c, opts)
   local id, dir = session().reserve(c.job.name)
   if not id then return nil, dir end
+  -- the session's directory is synced with the audit line: one journal
+  -- commit for both (durable.lua)
+  local batch = require("shannot.durable").batch()
   local ok, msg = keep_files(dir, c)
   local s
   if ok then
@@ -111,10 +114,10 @@ function M.save(c, opts)
     -- and a result per operation later.
     s.operations = nil  -- streamed to the session's file, not held
     local limit = session().MAX_JSON_BYTES // 2
-    local saved, serr = session().save(s, limit, judged(s, c.walk, opts))
+    local saved, serr = session().save(s, limit, judged(s, c.walk, opts), batch)
     if not saved and serr.code == "policy failed" then
       opts.warn("%s; every operation is left for review", serr.message)
-      saved, serr = session().save(s, limit, left_for_review(c.walk, serr.message))
+      saved, serr = session().save(s, limit, left_for_review(c.walk, serr.message), batch)
     end
     if not saved then
       fs.rmtree(dir)
@@ -129,7 +132,8 @@ function M.save(c, opts)
     return nil, err.env("cannot keep the session: %s", msg)
   end
   require("shannot.session.audit_event").session({ what = "session_created", session = s, config = opts.config,
-    actor = opts.actor, warn = opts.warn })
+    actor = opts.actor, warn = opts.warn, batch = batch })
+  batch:commit()  -- no line written: the session's directory alone
   return s
 end
 

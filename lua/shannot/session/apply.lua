@@ -266,7 +266,8 @@ end
 -- operations fewer): once one has drifted, nothing more is saved and the
 -- rest only checked, and the checkpoint is dropped (drift: every path
 -- that changed).  how: cpdir, file, dir_times, progress, total
--- (operations), replaced (survey()'s).
+-- (operations), replaced (survey()'s), batch (durable.lua's: the list is
+-- left in place in it, its directory not yet synced).
 local function checkpoint(ex, pass, how)
   local progress = how.progress
   local w, werr = require("shannot.session.lines").writer(how.file)
@@ -319,7 +320,9 @@ local function checkpoint(ex, pass, how)
     return false, drift
   end
   local synced, serr = ex:sync(how.cpdir)
-  if synced then synced, serr = w:commit() else w:abandon() end
+  if synced then synced, serr = w:commit(how.batch) else w:abandon() end
+  -- in place for the seal to read; its directory synced with the header's
+  if synced then synced, serr = how.batch:place() end
   if not synced then return nil, err.env("checkpoint: %s", serr) end
   return w.count, parent_times(ex, parents, seen, how.dir_times)
 end
@@ -559,8 +562,11 @@ local function execute(id, opts)
   local fresh = not fs.lstat(cpdir)
   local ok, msg = fs.mkdir_p(cpdir, 448)
   if not ok then return nil, err.env("checkpoint: %s", msg) end
+  -- the checkpoint's list and the header naming it: synced together, all
+  -- in place before anything changes (durable.lua)
+  local batch = require("shannot.durable").batch()
   local count, parents = checkpoint(ex, pass, { cpdir = cpdir, file = session.file(s, "checkpoint"),
-    dir_times = s.dir_times or {}, progress = progress, total = total, replaced = tally.replaced })
+    dir_times = s.dir_times or {}, progress = progress, total = total, replaced = tally.replaced, batch = batch })
   progress:finish()
   if count == false then
     -- what was saved before the drift was met is of no use
@@ -577,8 +583,9 @@ local function execute(id, opts)
   s.execution = { started_at = s.checkpoint.created_at }
   ok, msg = require("shannot.session.approval").seal_checkpoint(s, session.reader(s))
   if not ok then return nil, err.env("checkpoint: %s", msg) end
-  ok, msg = session.save(s)
-  if not ok then return nil, msg end
+  ok, msg = session.save(s, nil, nil, batch)
+  if ok then ok, msg = batch:commit() end
+  if not ok then return nil, err.is(msg) and msg or err.env("checkpoint: %s", msg) end
   step()
   local w, werr = results_writer(s)
   if not w then return nil, werr end
@@ -610,7 +617,10 @@ local function execute(id, opts)
   end
   local deferred_failed = run_deferred(ex, { execs = tally.execs, result = result, files_failed = failed, step = step,
     stop_on_failure = opts and opts.stop_on_deferred_failure, show_output = opts and opts.show_output })
-  ok, msg = w:commit()
+  -- the results in place (synced) before the header says executed; its
+  -- directory synced with the header's and the audit line
+  ok, msg = w:commit(batch)
+  if ok then ok, msg = batch:place() end
   if ok then ok, msg = amend_results(s, changed) end
   if not ok then return nil, err.env("cannot write the results of %s: %s", s.id, tostring(msg)) end
   s.execution.deferred_failed = deferred_failed
@@ -620,7 +630,8 @@ local function execute(id, opts)
   local note = failed > 0 and (failed .. " file operation(s) failed") or
     (deferred_failed > 0 and (deferred_failed .. " deferred command(s) failed") or nil)
   ok, msg = session.transition(s, failed == 0 and "executed" or "failed", {
-    note = note, config = opts and opts.config, actor = opts and opts.actor, warn = opts and opts.warn })
+    note = note, config = opts and opts.config, actor = opts and opts.actor, warn = opts and opts.warn, batch = batch })
+  batch:commit()  -- (the results' directory, when the transition failed)
   if not ok then return nil, msg end
   if opts and opts.keep_copy and f then
     copy:cancel()

@@ -174,10 +174,11 @@ local function refuse(fmt, ...)
   return nil, err.refused(fmt, ...)
 end
 
--- seal(s) -> true | nil, err: s.approval, for the operations as they are
--- now; their digests one per line in the session's approval list (which
--- names the first operation that differs later).
-function M.seal(s, lists)
+-- seal(s, lists [, batch]) -> true | nil, err: s.approval, for the
+-- operations as they are now; their digests one per line in the session's
+-- approval list (which names the first operation that differs later),
+-- handed to batch (durable.lua's) when given, else durable on return.
+function M.seal(s, lists, batch)
   local key, kerr = M.key()
   if not key then return nil, kerr end
   local w, werr = require("shannot.session.lines").writer(lists.file("approval"))
@@ -195,7 +196,7 @@ function M.seal(s, lists)
     w:abandon()
     return nil, e
   end
-  local committed, cerr = w:commit()
+  local committed, cerr = w:commit(batch)
   if not committed then return nil, cerr end
   local acc, n = fold.result()
   s.approval = { digest = session_digest(key, s, acc, n), target = s.target, count = n }

@@ -55,7 +55,7 @@ local function recheck_and_approve(s, cfg, how)
     if now == nil then err.throw(policy_error(s, perr)) end
     if now then say_denied(op, how.warn) end
     if approve_op(op, how.who) then n = n + 1 end
-  end)
+  end, how.batch)
   if not ok then return nil, e end
   return n
 end
@@ -75,10 +75,14 @@ function M.session(id, opts)
     local ids = require("shannot.core.sys").ids()
     who = ids.user or ("uid " .. ids.uid)
   end
-  local n, aerr = recheck_and_approve(s, opts.config, { who = who, warn = opts.warn })
+  -- the operations, the approval and the audit line: synced together
+  -- (durable.lua), the directory at the end whatever happens
+  local batch = require("shannot.durable").batch()
+  local _ <close> = require("shannot.guard")(function() batch:commit() end)
+  local n, aerr = recheck_and_approve(s, opts.config, { who = who, warn = opts.warn, batch = batch })
   if not n then return nil, aerr end
   local ok, terr = session.transition(s, "approved", { note = string.format("%d operations approved", n),
-    config = opts.config, actor = opts.actor, warn = opts.warn })
+    config = opts.config, actor = opts.actor, warn = opts.warn, batch = batch })
   if not ok then return nil, terr end
   return s, n
 end

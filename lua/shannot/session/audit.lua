@@ -39,9 +39,11 @@
 -- directory aside starts a new log.  Whoever can write the directory can
 -- forge a whole consistent log and head.json: the chain finds partial
 -- edits, not a forgery of everything.
+local durable = require("shannot.durable")
 local err = require("shannot.err")
 local fs = require("shannot.fs")
 local json = require("shannot.json")
+local list_file = require("shannot.session.lines")
 local sys = require("shannot.core.sys")
 
 local M = {}
@@ -166,9 +168,16 @@ local function read_head(dir)
   return head
 end
 
-local function write_head(dir, head)
-  local ok, msg = fs.write_atomic(dir .. "/" .. M.HEAD, json.encode(head) .. "\n", FILE_MODE)
-  if not ok then return nil, err.env("audit: %s", msg) end
+-- head.json's new text, handed to batch (renamed once the line is synced)
+local function write_head(dir, head, batch)
+  local w, msg = list_file.writer(dir .. "/" .. M.HEAD)
+  local ok = w ~= nil
+  if ok then ok, msg = w:add_line(json.encode(head)) end
+  if ok then ok, msg = w:commit(batch) end
+  if not ok then
+    if w then w:abandon() end
+    return nil, err.env("audit: %s", msg)
+  end
   return true
 end
 
@@ -226,10 +235,10 @@ local function excess(head, max, keep)
   return out
 end
 
-local function append(dir, head, name, line)
-  local path = dir .. "/" .. name
-  local f <close>, msg = fs.open(path, "a", FILE_MODE)
-  if not f then return nil, err.env("audit: %s", msg) end
+-- The line at the end of f (the log file log = {name, path}), checked to
+-- continue what head.json records, and head updated for it.
+local function write_line(f, log, head, line)
+  local path, name = log.path, log.name
   local st, smsg = f:stat()
   if not st then return nil, err.env("audit: %s: %s", path, smsg) end
   local entry = head.files[name]
@@ -252,18 +261,34 @@ local function append(dir, head, name, line)
   local h, hmsg = hash(text)
   if not h then return nil, err.env("audit: cannot hash a line: %s", hmsg) end
   local ok, wmsg = f:write(text .. "\n")
-  if ok then ok, wmsg = f:sync() end
   if not ok then return nil, err.env("audit: %s: %s", path, wmsg) end
   head.events = head.events + 1
   head.files[name] = { lines = entry.lines + 1, size = entry.size + #text + 1, last = h, order = head.events }
   return true
 end
 
--- record(cfg, event [, now]) -> true | nil, err
+-- append(log, head, line, batch) -> true | nil, err: the line written
+-- to the log file (log = {name, path}), the file handed to batch to be
+-- synced
+local function append(log, head, line, batch)
+  local f, msg = fs.open(log.path, "a", FILE_MODE)
+  if not f then return nil, err.env("audit: %s", msg) end
+  local ok, werr = write_line(f, log, head, line)
+  if not ok then
+    f:close()
+    return nil, werr
+  end
+  batch:file(f)
+  return true
+end
+
+-- record(cfg, event [, now [, batch]]) -> true | nil, err
 -- event: {event = one of M.EVENTS, actor = "cli"|"ui"|"mcp"|"lua", session = ID,
--- target = T, ...payload fields}; now: seconds since the epoch (tests).
--- Does nothing when [audit] enabled is false.
-function M.record(cfg, event, now)
+-- target = T, ...payload fields}; now: seconds since the epoch (tests);
+-- batch (durable.lua's): what the caller wrote just before (a session's
+-- renamed files), made durable in the same commit as the line.  Does
+-- nothing when [audit] enabled is false (the caller commits its batch).
+function M.record(cfg, event, now, batch)
   local a = cfg.values.audit
   if not a.enabled then return true end
   check_event(event)
@@ -277,12 +302,19 @@ function M.record(cfg, event, now)
   if herr then return nil, herr end
   head = head or { events = 0, files = {} }
   local name = M.file_name(a.rotation, event, now)
-  local done, aerr = append(a.path, head, name, line)
+  batch = batch or durable.batch()
+  local done, aerr = append({ name = name, path = a.path .. "/" .. name }, head, line, batch)
   if not done then return nil, aerr end
   local gone = excess(head, a.max_files, name)
   for _, old in ipairs(gone) do head.files[old] = nil end
-  local wrote, werr = write_head(a.path, head)
-  if not wrote then return nil, werr end
+  local wrote, werr = write_head(a.path, head, batch)
+  -- the line is synced before head.json is renamed over (place syncs
+  -- every file first), as it was when each was synced alone
+  if wrote then wrote, werr = batch:commit() end
+  if not wrote then
+    batch:abandon()
+    return nil, err.is(werr) and werr or err.env("audit: %s", werr)
+  end
   for _, old in ipairs(gone) do fs.remove(a.path .. "/" .. old) end
   return true
 end

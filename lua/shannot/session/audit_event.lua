@@ -19,7 +19,9 @@ local EVENT = {
 -- e: what ("session_created", "execute_refused", "rollback_refused" or
 -- the status the session moved to), session, actor (default "lua": every
 -- front end names itself), config, extra (more fields), and warn (the
--- front end's warn(fmt, ...), told when the log could not be written).
+-- front end's warn(fmt, ...), told when the log could not be written), batch
+-- (durable.lua's: what the change wrote, synced with the line; the
+-- caller commits it after, for when no line was written).
 function M.session(ev)
   local cfg, s, what = ev.config, ev.session, ev.what
   -- A caller without a config (a Lua script, a listing) still leaves its
@@ -38,7 +40,7 @@ function M.session(ev)
   local client = ev.actor == "mcp" and (ev.client or (what == "session_created" and s.client))
   if client then e.client = client.name .. " " .. client.version end
   for k, v in pairs(ev.extra or {}) do e[k] = v end
-  local ok, aerr = require("shannot.session.audit").record(cfg, e)
+  local ok, aerr = require("shannot.session.audit").record(cfg, e, nil, ev.batch)
   if not ok then
     if ev.warn then ev.warn("warning: the audit log was not written: %s", tostring(aerr)) end
     return nil, err.is(aerr) and aerr or err.env("the audit log was not written: %s", tostring(aerr))

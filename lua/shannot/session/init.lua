@@ -6,6 +6,7 @@ local fs = require("shannot.fs")
 local json = require("shannot.json")
 local paths = require("shannot.paths")
 local text = require("shannot.text")
+local durable = require("shannot.durable")
 local lines = require("shannot.session.lines")
 
 local guard = require("shannot.guard")
@@ -250,11 +251,11 @@ end
 -- write_operations(s, dir, each, how) -> bytes written, count | nil,
 -- err.  each(fn) calls fn(op) for every operation (they need not be in
 -- memory at once); it may err.throw, and nothing is written then.  how:
--- max_bytes, dir_synced_after (lines.writer's: save renames session.json
--- beside it after, and syncs the directory then).
+-- max_bytes, batch (durable.lua's: the file is handed to it, not yet in
+-- place; without one it is durable and in place on return).
 local function write_operations(s, dir, each, how)
   local max_bytes = how.max_bytes
-  local w, msg = lines.writer(dir .. "/" .. M.FILES.operations, { dir_synced_after = how.dir_synced_after })
+  local w, msg = lines.writer(dir .. "/" .. M.FILES.operations)
   if not w then return nil, err.env("cannot write session %s: %s", s.id, msg) end
   local bytes, worst, n = 0, nil, 0
   local ok, e = err.try(function()
@@ -280,7 +281,7 @@ local function write_operations(s, dir, each, how)
     return nil, err.refused("session %s would be %.1f MiB of JSON (%d operations), more than the %.1f MiB it " ..
       "may be", s.id, bytes / 1048576, n, max_bytes / 1048576)
   end
-  local committed, cerr = w:commit()
+  local committed, cerr = w:commit(how.batch)
   if not committed then return nil, err.env("cannot write session %s: %s", s.id, cerr) end
   -- what a listing shows of the session without reading its operations
   s.worst_danger = worst
@@ -290,25 +291,16 @@ end
 -- A list kept in memory (a session made by the Lua API, or an old
 -- session.json holding it) goes to its file the first time; after that
 -- only execute writes it, record by record.
-local function write_once(path, list, encode)
+local function write_once(path, list, encode, batch)
   if #list == 0 or fs.lstat(path) then return true end
-  return lines.write(path, list, encode)
+  return lines.write(path, list, encode, batch)
 end
 
--- save(s [, max_bytes [, each]]) -> true | nil, err.  The operations (when
--- s holds them, or each(fn) gives them, fn(op) for every one: a capture
--- streams them; a session loaded with load(id, {header = true}) has none,
--- and they stay as they are on disk) go to operations.jsonl first, then
--- the header to session.json: a session is complete once session.json is
--- there.  More than max_bytes (default MAX_JSON_BYTES) of JSON is refused,
--- the files on disk left as they were.
-function M.save(s, max_bytes, each)
-  if getmetatable(s) == M.SUMMARY then
-    error("session.save: a listing's summary is not a session (load it)", 2)
-  end
-  local dir, e = M.dir(s.id)
-  if not dir then return nil, e end
-  max_bytes = max_bytes or M.MAX_JSON_BYTES
+-- What save() writes, handed to how.batch (nothing in place yet): the
+-- operations, the lists held in memory, and the header.  how: max_bytes,
+-- each, batch.  -> true | nil, err or msg
+local function write_header_and_lists(s, dir, how)
+  local max_bytes, each, batch = how.max_bytes, how.each, how.batch
   local header = without(s, "operations")
   header.results = nil
   local used = 0
@@ -317,33 +309,64 @@ function M.save(s, max_bytes, each)
     each = function(fn) for _, op in ipairs(list) do fn(op) end end
   end
   if each then
-    local bytes, n = write_operations(s, dir, each, { max_bytes = max_bytes, dir_synced_after = true })
+    local bytes, n = write_operations(s, dir, each, { max_bytes = max_bytes, batch = batch })
     if not bytes then return nil, n end
     used, s.operation_count, header.operation_count = bytes, n, n
     header.worst_danger = s.worst_danger
   end
   local ok, msg = true, nil
   if type(s.results) == "table" then
-    ok, msg = write_once(dir .. "/" .. M.FILES.results, s.results)
+    ok, msg = write_once(dir .. "/" .. M.FILES.results, s.results, nil, batch)
   end
   -- (a checkpoint or an approval sealed before the lists moved beside
   -- session.json, without a count, stays in it: its seal is over it there)
   if ok and type(s.checkpoint) == "table" and type(s.checkpoint.entries) == "table" and s.checkpoint.count then
     header.checkpoint = without(s.checkpoint, "entries")
-    ok, msg = write_once(dir .. "/" .. M.FILES.checkpoint, s.checkpoint.entries, M.encode_entry)
+    ok, msg = write_once(dir .. "/" .. M.FILES.checkpoint, s.checkpoint.entries, M.encode_entry, batch)
   end
   if ok and type(s.approval) == "table" and type(s.approval.operations) == "table" and s.approval.count then
     header.approval = without(s.approval, "operations")
-    ok, msg = lines.write(dir .. "/" .. M.FILES.approval, s.approval.operations)
+    ok, msg = lines.write(dir .. "/" .. M.FILES.approval, s.approval.operations, nil, batch)
   end
-  if not ok then return nil, err.env("cannot write session %s: %s", s.id, msg) end
-  local data = json.encode(header) .. "\n"
-  if used + #data > max_bytes then
+  if not ok then return nil, msg end
+  local data = json.encode(header)
+  if used + #data + 1 > max_bytes then
     return nil, err.refused("session %s would be %.1f MiB of JSON, more than the %.1f MiB it may be", s.id,
-      (used + #data) / 1048576, max_bytes / 1048576)
+      (used + #data + 1) / 1048576, max_bytes / 1048576)
   end
-  ok, msg = fs.write_atomic(dir .. "/session.json", data, 384)
-  if not ok then return nil, err.env("cannot write session %s: %s", s.id, msg) end
+  local w, werr = lines.writer(dir .. "/session.json")
+  if not w then return nil, werr end
+  ok, msg = w:add_line(data)
+  if not ok then w:abandon(); return nil, msg end
+  return w:commit(batch)
+end
+
+-- save(s [, max_bytes [, each [, batch]]]) -> true | nil, err.  The
+-- operations (when s holds them, or each(fn) gives them, fn(op) for every
+-- one: a capture streams them; a session loaded with load(id, {header =
+-- true}) has none, and they stay as they are on disk) and the header
+-- (session.json) are written, synced together, then renamed into place,
+-- operations.jsonl first: a session is complete once session.json is
+-- there.  More than max_bytes (default MAX_JSON_BYTES) of JSON is refused,
+-- the files on disk left as they were.  batch (durable.lua's): the
+-- session's directory is left in it, for the caller to sync together with
+-- what it writes next (the audit line); without one it is synced here.
+function M.save(s, max_bytes, each, batch)
+  if getmetatable(s) == M.SUMMARY then
+    error("session.save: a listing's summary is not a session (load it)", 2)
+  end
+  local dir, e = M.dir(s.id)
+  if not dir then return nil, e end
+  local own = batch == nil
+  batch = batch or durable.batch()
+  local ok, msg = write_header_and_lists(s, dir, { max_bytes = max_bytes or M.MAX_JSON_BYTES, each = each,
+    batch = batch })
+  if ok then ok, msg = batch:place() end
+  if ok and own then ok, msg = batch:commit() end
+  if not ok then
+    batch:abandon()
+    return nil, err.is(msg) and msg or err.env("cannot write session %s: %s", s.id, msg)
+  end
   return true
 end
 
@@ -353,7 +376,8 @@ end
 -- every front end names itself, so an unnamed caller is an operator's
 -- script), config (whose [audit] settings; the default config when
 -- absent), extra (more fields for the event), warn (the front end's, told
--- when the audit log could not be written), now (for tests).
+-- when the audit log could not be written), now (for tests), batch
+-- (durable.lua's: what the caller wrote before, synced with the change).
 function M.transition(s, to, how)
   how = how or {}
   local note, now = how.note, how.now
@@ -361,20 +385,23 @@ function M.transition(s, to, how)
   if not (TRANSITIONS[s.status] or {})[to] then
     return nil, err.refused('session %s is %s; it cannot become %s', s.id, s.status, to)
   end
+  -- the new session.json's rename becomes durable with the audit line
+  local batch = how.batch or durable.batch()
   if to == "approved" then
     -- what is approved is bound here: execute checks it (approval.lua)
-    local ok, msg = require("shannot.session.approval").seal(s, M.reader(s))
+    local ok, msg = require("shannot.session.approval").seal(s, M.reader(s), batch)
     if not ok then return nil, err.env("cannot seal the approval of %s: %s", s.id, msg) end
   elseif s.status == "approved" and (to == "pending" or to == "expired") then
     s.approval = nil  -- revoked or expired: the seal approves nothing any more
   end
   s.status = to
   s.history[#s.history + 1] = { at = iso(now or os.time()), status = to, note = note }
-  local ok, serr = M.save(s)
+  local ok, serr = M.save(s, nil, nil, batch)
   if not ok then return nil, serr end
   local event = (from == "approved" and to == "pending") and "revoked" or to
   require("shannot.session.audit_event").session({ what = event, session = s, config = how.config, extra = how.extra,
-    actor = how.actor, client = how.client, warn = how.warn })
+    actor = how.actor, client = how.client, warn = how.warn, batch = batch })
+  batch:commit()  -- no line written: the directory alone
   return true
 end
 
@@ -774,21 +801,27 @@ end
 -- it), else in a new operations file written as they are read and
 -- renamed over the old one once complete.  fn may err.throw: nothing
 -- is changed then.
-function M.update(s, fn)
+function M.update(s, fn, batch)
   if type(s.operations) == "table" then
     return err.try(function()
       for _, op in ipairs(s.operations) do fn(op) end
       return true
     end)
   end
-  -- (durable here: a caller need not save the header after)
+  -- (durable here: a caller need not save the header after; with a
+  -- batch, synced and in place, its directory synced with what the
+  -- caller writes next)
   local bytes, e = write_operations(s, assert(M.dir(s.id)), function(emit)
     for _, op in M.operations(s) do
       fn(op)
       emit(op)
     end
-  end, { max_bytes = M.MAX_JSON_BYTES })
-  if not bytes then return nil, e end
+  end, { max_bytes = M.MAX_JSON_BYTES, batch = batch })
+  if bytes and batch then bytes, e = batch:place() end
+  if not bytes then
+    if batch then batch:abandon() end
+    return nil, err.is(e) and e or err.env("cannot write session %s: %s", s.id, tostring(e))
+  end
   return true
 end
 
@@ -978,7 +1011,12 @@ function M.lock(id, action, wait)
     end
     sys.sleep(0.05)
   end
-  fs.write_atomic(dir .. "/lock.info", string.format("%d %s\n", sys.ids().pid, action), 384)
+  -- who holds the lock, for whoever waits: replaced whole, never synced
+  -- (a crash ends the lock it describes; two syncs cost ~1.5 ms each time)
+  local info = lines.writer(dir .. "/lock.info", { scratch = true })
+  if info and not (info:add_line(string.format("%d %s", sys.ids().pid, action)) and info:commit()) then
+    info:abandon()
+  end
   return guard(function() f:close() end)
 end
 

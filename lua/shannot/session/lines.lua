@@ -25,18 +25,14 @@ Writer.__index = Writer
 -- writer(path [, opts]) -> a writer | nil, msg.  opts.scratch: a file
 -- no crash need find again (a capture's spool, in its staging): commit
 -- renames it without syncing it or its directory (a sync cost a run that
--- changed nothing ~10 ms).  opts.dir_synced_after: the caller syncs the
--- directory itself once more is renamed into it (session.json, whose
--- rename a journal cannot make durable before this one): commit syncs the
--- file alone (on a journaled file system every sync is a commit of the
--- journal, ~1 ms)
+-- changed nothing ~10 ms).
 function M.writer(path, opts)
   local tmp = string.format("%s.tmp-%d", path, require("shannot.core.sys").ids().pid)
   fs.remove(tmp)
   local f, msg = fs.open(tmp, "a", 384)
   if not f then return nil, msg end
   return setmetatable({ path = path, tmp = tmp, f = f, buf = {}, size = 0, count = 0,
-    scratch = opts and opts.scratch, dir_synced_after = opts and opts.dir_synced_after }, Writer)
+    scratch = opts and opts.scratch }, Writer)
 end
 
 function Writer:flush()
@@ -58,22 +54,28 @@ function Writer:add(record)
   return self:add_line(json.encode_line(record))
 end
 
--- commit() -> true | nil, msg: durable and in place
-function Writer:commit()
+-- commit([batch]) -> true | nil, msg: durable and in place.  With a batch
+-- (durable.lua's), written and handed to it: its place() syncs and
+-- renames the file together with the others it holds.
+function Writer:commit(batch)
   if self.done then return nil, "already committed or abandoned" end
   self.done = true
   local ok, msg = self:flush()
-  if ok and not self.scratch then ok, msg = self.f:sync() end
+  if ok and batch and not self.scratch then
+    batch:file(self.f, self.tmp, self.path)
+    return true
+  end
+  if ok and not self.scratch then
+    local own = require("shannot.durable").batch()
+    own:file(self.f, self.tmp, self.path)
+    return own:commit()
+  end
   self.f:close()
   if ok then ok, msg = fs.rename(self.tmp, self.path) end
   if not ok then
     fs.remove(self.tmp)
     return nil, msg
   end
-  if self.scratch or self.dir_synced_after then return true end
-  -- the rename is durable once its directory is synced
-  local d = fs.open(self.path:match("^(.*)/[^/]*$") or ".", "r")
-  if d then d:sync(); d:close() end
   return true
 end
 
@@ -85,16 +87,17 @@ function Writer:abandon()
   fs.remove(self.tmp)
 end
 
--- write(path, list, encode) -> true | nil, msg: a whole list at once;
--- encode(item) -> its line (default json.encode_line)
-function M.write(path, list, encode)
+-- write(path, list, encode [, batch]) -> true | nil, msg: a whole list
+-- at once; encode(item) -> its line (default json.encode_line); batch:
+-- commit's
+function M.write(path, list, encode, batch)
   local w, msg = M.writer(path)
   if not w then return nil, msg end
   for _, item in ipairs(list) do
     local ok, werr = w:add_line((encode or json.encode_line)(item))
     if not ok then w:abandon(); return nil, werr end
   end
-  return w:commit()
+  return w:commit(batch)
 end
 
 ---------------------------------------------------------------------------
