@@ -1,13 +1,14 @@
 /*
  * store.c: the content-addressed blob store for captured file contents
  * (DESIGN §3, §10).  A blob is named by the SHA-256 of its content:
- * DIR/ab/<64 hex> holds it raw, DIR/ab/<64 hex>.z zlib-compressed, which
- * only a content of up to compress_max bytes that shrinks by 10% or more
- * gets.  Larger contents are streamed in fixed chunks, so memory stays
- * bounded for any size, and runs of zeros stay holes.  A new blob is
- * written to a temp file DIR/.tmp-XXXXXX and renamed into place, so a
- * name in DIR/ab/ is always a whole blob; nothing is fsynced here (the
- * caller syncs the store once).
+ * DIR/<64 hex> holds it raw, DIR/<64 hex>.z zlib-compressed, which only a
+ * content of up to compress_max bytes that shrinks by 10% or more gets.
+ * (Stores written before note 151 put it one level down, in DIR/ab/, ab
+ * its first two digits: it is looked for there too.)  Larger contents are
+ * streamed in fixed chunks, so memory stays bounded for any size, and
+ * runs of zeros stay holes.  A new blob is written to a temp file
+ * DIR/.tmp-XXXXXX and renamed into place, so a blob's name always holds a
+ * whole blob; nothing is fsynced here (the caller syncs the store once).
  *
  * Lua: shannot.core.store; every function returns its value or
  * nil, msg, code (code is the errno name, e.g. "ENOENT"):
@@ -423,11 +424,21 @@ static void blob_init(Blob *b, const char *dir, const char *hex)
     }
 }
 
-/* Points b->path at the blob's raw (z = 0) or compressed name. */
-static int set_path(Blob *b, int z)
+/* The names a blob may have, in the order they are looked for: raw and
+ * compressed in DIR itself (where blobs are written), then in DIR/ab/ (a
+ * store written before note 151). */
+enum { FORM_RAW, FORM_Z, FORM_OLD_RAW, FORM_OLD_Z, FORMS };
+
+/* Points b->path at the blob's name in that form (FORM_RAW or FORM_Z:
+ * where a new blob goes). */
+static int set_path(Blob *b, int form)
 {
-    int n = snprintf(b->path, sizeof b->path, "%s/%.2s/%s%s", b->dir, b->hex,
-                     b->hex, z ? ".z" : "");
+    int z = form & 1;
+    int n = form >= FORM_OLD_RAW
+                ? snprintf(b->path, sizeof b->path, "%s/%.2s/%s%s", b->dir,
+                           b->hex, b->hex, z ? ".z" : "")
+                : snprintf(b->path, sizeof b->path, "%s/%s%s", b->dir, b->hex,
+                           z ? ".z" : "");
     b->compressed = z;
     if (n < 0 || (size_t)n >= sizeof b->path) {
         return failed(&b->fail, ENAMETOOLONG, b->dir, NULL);
@@ -440,18 +451,18 @@ static int set_path(Blob *b, int z)
  * the caller's sync, is replaced); b->stored is its size on disk. */
 static int blob_find(Blob *b)
 {
-    for (int z = 0; z <= 1; z++) {
+    for (int form = 0; form < FORMS; form++) {
         struct stat st;
-        if (set_path(b, z) < 0) {
+        if (set_path(b, form) < 0) {
             return -1;
         }
         if (lstat(b->path, &st) < 0) {
-            if (errno != ENOENT) {
+            if (errno != ENOENT && errno != ENOTDIR) {
                 return failed(&b->fail, errno, b->path, NULL);
             }
         } else if (S_ISREG(st.st_mode) &&
-                   (z ? st.st_size > 0
-                      : b->size < 0 || st.st_size == b->size)) {
+                   (b->compressed ? st.st_size > 0
+                                  : b->size < 0 || st.st_size == b->size)) {
             b->stored = st.st_size;
             return 1;
         }
@@ -460,20 +471,9 @@ static int blob_find(Blob *b)
 }
 
 /* Renames `from` (a temp file, or the caller's file with move) to
- * b->path, making DIR/ab first when needed; -1 with errno. */
+ * b->path; -1 with errno. */
 static int place(const Blob *b, const char *from)
 {
-    char sub[PATH_MAX];
-    if (rename(from, b->path) == 0) {
-        return 0;
-    }
-    if (errno != ENOENT) {
-        return -1;
-    }
-    snprintf(sub, sizeof sub, "%s/%.2s", b->dir, b->hex); /* < b->path */
-    if (mkdir(sub, 0700) < 0 && errno != EEXIST) {
-        return -1;
-    }
     return rename(from, b->path);
 }
 
@@ -562,37 +562,27 @@ static int write_blob(Job *j, Blob *b, const void *p, size_t n)
 }
 
 /* Renames `from` to b->path unless a blob is there (RENAME_NOREPLACE:
- * one call where looking for it first took two), making DIR/ab first
- * when needed; 1 when renamed, 0 when a whole blob was there, -1 with
- * errno.  A short raw blob (a crash before the caller's sync) is
- * replaced, as blob_find would have it. */
+ * one call where looking for it first took two); 1 when renamed, 0 when a
+ * whole blob was there, -1 with errno.  A short raw blob (a crash before
+ * the caller's sync) is replaced, as blob_find would have it.  (A blob
+ * in an old store's DIR/ab/ is found by blob_find after the rename: it
+ * was there, so the same content is there twice, which is harmless.) */
 static int place_new(Blob *b, const char *from)
 {
 #ifndef SH_CLIENT
-    for (int tries = 0; tries < 2; tries++) {
-        if (renameat2(AT_FDCWD, from, AT_FDCWD, b->path, RENAME_NOREPLACE) ==
-            0) {
-            return 1;
-        }
-        if (errno == ENOENT && tries == 0) {
-            char sub[PATH_MAX];
-            snprintf(sub, sizeof sub, "%s/%.2s", b->dir, b->hex);
-            if (mkdir(sub, 0700) < 0 && errno != EEXIST) {
-                return -1;
-            }
-            continue;
-        }
-        if (errno != EEXIST && errno != EINVAL && errno != ENOSYS) {
-            return -1;
-        }
-        break; /* there, or no RENAME_NOREPLACE on this file system */
+    if (renameat2(AT_FDCWD, from, AT_FDCWD, b->path, RENAME_NOREPLACE) == 0) {
+        return 1;
     }
+    if (errno != EEXIST && errno != EINVAL && errno != ENOSYS) {
+        return -1;
+    }
+    /* there, or no RENAME_NOREPLACE on this file system */
 #endif
     int r = blob_find(b);
     if (r != 0) {
         return r < 0 ? -1 : 0;
     }
-    if (set_path(b, 0) < 0) { /* blob_find left it at the .z name */
+    if (set_path(b, FORM_RAW) < 0) { /* blob_find left it elsewhere */
         errno = ENAMETOOLONG;
         return -1;
     }
@@ -644,7 +634,7 @@ static int store_mem(Job *j, Blob *b, const unsigned char *p, size_t n,
         return failed(&b->fail, ENOMEM, b->dir, "deflate");
     }
     if (move_from != NULL && !z) {
-        if (set_path(b, 0) < 0) {
+        if (set_path(b, FORM_RAW) < 0) {
             return -1;
         }
         b->stored = (int64_t)n;
@@ -700,7 +690,7 @@ static int store_stream(Job *j, Blob *b, const char *path)
     if (r != 0) {
         return r < 0 ? -1 : 0;
     }
-    return set_path(b, 0) < 0 ? -1 : temp_place(j, b);
+    return set_path(b, FORM_RAW) < 0 ? -1 : temp_place(j, b);
 }
 
 /* move of a large file: hash it, then rename it in unless the blob is
@@ -714,7 +704,7 @@ static int move_large(Job *j, Blob *b, const char *path)
     if (r != 0) {
         return r;
     }
-    if (set_path(b, 0) < 0) {
+    if (set_path(b, FORM_RAW) < 0) {
         return -1;
     }
     b->stored = b->size;
@@ -769,16 +759,21 @@ static int put_file(Job *j, Blob *b, const char *path, lua_Integer cmax,
 static int open_blob(Job *j, Blob *b)
 {
     j->at_end = 0;
-    for (int z = 0; z <= 1; z++) {
-        if (set_path(b, z) < 0) {
+    for (int form = 0; form < FORMS; form++) {
+        if (set_path(b, form) < 0) {
             return -1;
         }
         j->in = open(b->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
         if (j->in >= 0) {
             break;
         }
-        if (errno != ENOENT || z == 1) {
-            return failed(&b->fail, errno, b->path, NULL);
+        int e = errno;
+        if ((e != ENOENT && e != ENOTDIR) || form == FORMS - 1) {
+            /* (one that is nowhere is named where a new one goes) */
+            if (form == FORMS - 1 && set_path(b, FORM_RAW) < 0) {
+                return -1;
+            }
+            return failed(&b->fail, e, b->path, NULL);
         }
     }
     int md = j->trust

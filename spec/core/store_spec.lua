@@ -25,6 +25,11 @@ local function random_file(path, bytes)
 end
 
 local function blob_path(dir, hash, z)
+  return dir .. "/" .. hash .. (z and ".z" or "")
+end
+
+-- where a store written before note 151 kept it: DIR/ab/<hash>[.z]
+local function old_path(dir, hash, z)
   return dir .. "/" .. hash:sub(1, 2) .. "/" .. hash .. (z and ".z" or "")
 end
 
@@ -108,7 +113,7 @@ describe("store", function()
     local st = fs.stat(blob_path(blobs, info.hash, true))
     assert.equal(info.stored, st.size)
     assert.equal(384, st.mode) -- 0600
-    assert.equal(448, fs.stat(blobs .. "/" .. info.hash:sub(1, 2)).mode) -- 0700
+    assert.same({ info.hash .. ".z" }, fs.readdir(blobs))  -- in the store itself: no directory made
     assert.is_nil(fs.lstat(blob_path(blobs, info.hash)))
     assert.equal(TEXT, store.read(blobs, info.hash))
     assert.is_true(store.has(blobs, info.hash))
@@ -129,7 +134,7 @@ describe("store", function()
     end
     local _, msg, code = store.peek(blobs, string.rep("a", 64), 10)
     assert.equal("ENOENT", code)
-    assert.matches("aa/a+", msg)
+    assert.matches("blobs/a+: ", msg)
   end)
 
   it("stores random bytes and tiny contents raw", function()
@@ -222,8 +227,34 @@ describe("store", function()
     assert.is_false(f.new)
     assert.is_false(f.compressed)
     assert.equal(e.stored, f.stored)
-    local want = { a.hash:sub(1, 2) .. "/" .. a.hash .. ".z", c.hash:sub(1, 2) .. "/" .. c.hash,
-      e.hash:sub(1, 2) .. "/" .. e.hash }
+    local want = { a.hash .. ".z", c.hash, e.hash }
+    table.sort(want)
+    assert.same(want, listing(blobs))
+  end)
+
+  it("finds the blobs of a store written before note 151 (DIR/ab/HASH), raw and compressed", function()
+    -- made by this build, then moved where an older one put them
+    local raw = random_file(dir .. "/raw", 5000)
+    local r = assert(store.put_file(blobs, raw))
+    local z = assert(store.put_string(blobs, TEXT))
+    assert.is_false(r.compressed)
+    assert.is_true(z.compressed)
+    for _, b in ipairs({ { r.hash, false }, { z.hash, true } }) do
+      assert(fs.mkdir_p(blobs .. "/" .. b[1]:sub(1, 2), 448))
+      assert(fs.rename(blob_path(blobs, b[1], b[2]), old_path(blobs, b[1], b[2])))
+    end
+    assert.equal(fs.read_file(raw), store.read(blobs, r.hash))
+    assert.equal(TEXT, store.read(blobs, z.hash))
+    assert.is_true(store.has(blobs, r.hash))
+    local head, _, size = assert(store.peek(blobs, z.hash, 10))
+    assert.equal(TEXT:sub(1, 10), head)
+    assert.equal(#TEXT, size)
+    assert(store.copy_out(blobs, r.hash, dir .. "/out", 420, { verify = true }))
+    assert.equal(fs.read_file(raw), fs.read_file(dir .. "/out"))
+    -- found where it is: not stored again
+    assert.is_false(assert(store.put_string(blobs, TEXT)).new)
+    assert.is_false(assert(store.put_file(blobs, raw)).new)
+    local want = { old_path(blobs, r.hash):sub(#blobs + 2), old_path(blobs, z.hash, true):sub(#blobs + 2) }
     table.sort(want)
     assert.same(want, listing(blobs))
   end)
@@ -231,11 +262,9 @@ describe("store", function()
   it("is not fooled by leftover temp files or a blob cut short", function()
     local hash = store.hash_string(TEXT)
     h.write(blobs .. "/.tmp-abcdef", TEXT:sub(1, 100))
-    assert(fs.mkdir(blobs .. "/" .. hash:sub(1, 2), 448))
     h.write(blob_path(blobs, hash), "") -- raw, 0 bytes: a crash before the sync
     local big = string.rep("c", store.DEFAULT_COMPRESS_MAX + 1)
     local bighash = store.hash_string(big)
-    assert(fs.mkdir_p(blobs .. "/" .. bighash:sub(1, 2), 448))
     h.write(blob_path(blobs, bighash), big:sub(1, 10))
     local info = assert(store.put_string(blobs, TEXT, { compress_max = 0 }))
     assert.is_true(info.new)
@@ -247,7 +276,9 @@ describe("store", function()
     assert(store.put_file(blobs, dir .. "/big"))
     local names = fs.readdir(blobs)
     table.sort(names)
-    assert.same({ ".tmp-abcdef", bighash:sub(1, 2), hash:sub(1, 2) }, names)
+    local want = { ".tmp-abcdef", bighash, hash }
+    table.sort(want)
+    assert.same(want, names)
   end)
 
   it("move renames a file stored raw into the store", function()
@@ -294,7 +325,6 @@ describe("store", function()
   it("move replaces a short blob a crash left, keeps a whole one, and stores a tiny file raw", function()
     local a = random_file(dir .. "/a", 40000)
     local hash = store.hash_file(a)
-    assert(fs.mkdir(blobs .. "/" .. hash:sub(1, 2)))
     h.write(blob_path(blobs, hash), "short")
     local info = assert(store.put_file(blobs, a, { move = true }))
     assert.is_true(info.moved)

@@ -318,11 +318,11 @@ describe("integrity (issue 12)", function()
       local id, dir = approved_session(e)
       local s = h.read_session(dir)
       local hash = s.operations[1].new.hash
-      local blob = dir .. "/blobs/" .. hash:sub(1, 2) .. "/" .. hash
+      local blob = dir .. "/blobs/" .. hash
       if not fs.lstat(blob) then blob = blob .. ".z" end
       assert(fs.lstat(blob), "no blob at " .. blob)
       fs.remove(blob)
-      h.write(dir .. "/blobs/" .. hash:sub(1, 2) .. "/" .. hash, "bad\n")  -- "new\n" was 4 bytes too
+      h.write(dir .. "/blobs/" .. hash, "bad\n")  -- "new\n" was 4 bytes too
       local r = h.shannot({ "execute", id }, { home = e.home })
       assert.are_not.equal(0, r.code)
       assert.matches("blob is corrupt", r.stdout .. r.stderr)
