@@ -30,12 +30,23 @@ local MAGIC = { "\127ELF", "\31\139", "PK\3\4", "\137PNG", "\253" .. "7zXZ", "BZ
 -- binary format, or more than 1 in 20 bytes control bytes other than
 -- tab, newline, carriage return, form feed, backspace and escape.  A text
 -- with a stray NUL is text (its diff shows the NUL escaped).
+-- (the magic numbers by their first byte: capture asks this of every file)
+local MAGIC_BY_FIRST = {}
+for _, m in ipairs(MAGIC) do
+  local b = m:byte(1)
+  MAGIC_BY_FIRST[b] = MAGIC_BY_FIRST[b] or {}
+  table.insert(MAGIC_BY_FIRST[b], m)
+end
+local CONTROL = "[%z\1-\7\14-\26\28-\31\127]"
+local NONE = {}
+
 function M.is_binary(s)
-  local head = s:sub(1, 8192)
-  for _, m in ipairs(MAGIC) do
+  local head = #s > 8192 and s:sub(1, 8192) or s
+  for _, m in ipairs(MAGIC_BY_FIRST[head:byte(1) or false] or NONE) do
     if head:sub(1, #m) == m then return true end
   end
-  local _, controls = head:gsub("[%z\1-\7\14-\26\28-\31\127]", "")
+  if not head:find(CONTROL) then return false end
+  local _, controls = head:gsub(CONTROL, "")
   return controls > 2 and controls * 20 > #head
 end
 

@@ -92,4 +92,41 @@ function M.match_path(glob, path)
   return false
 end
 
+-- The longest run of plain text in glob (read as to_pattern reads it:
+-- not *, ? or a bracket expression): every path match_path finds it to
+-- match holds it ("/**/" standing for "/" keeps the text on both sides
+-- of it whole).
+local function needle(glob)
+  local best, from, i = "", 1, 1
+  local function piece_ends(at)
+    if at - from > #best then best = glob:sub(from, at - 1) end
+  end
+  while i <= #glob do
+    local c = glob:sub(i, i)
+    local cls_end = c == "[" and select(2, class(glob, i))
+    if c == "*" or c == "?" or cls_end then
+      piece_ends(i)
+      i = cls_end or i
+      from = i + 1
+    end
+    i = i + 1
+  end
+  piece_ends(#glob + 1)
+  return best
+end
+
+-- any_path(list) -> matches(path): whether any glob of list matches path
+-- (match_path), each tried only on a path holding its plain text: a
+-- capture asks this of every path it walks, and most hold none of it.
+function M.any_path(list)
+  local needles = {}
+  for i, g in ipairs(list) do needles[i] = needle(g) end
+  return function(path)
+    for i, g in ipairs(list) do
+      if path:find(needles[i], 1, true) and M.match_path(g, path) then return true end
+    end
+    return false
+  end
+end
+
 return M

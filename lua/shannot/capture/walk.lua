@@ -304,10 +304,8 @@ end
 
 -- ignores(path) -> whether [capture] ignore leaves path out
 function Walk:ignores(path)
-  for _, g in ipairs(self.ignore) do
-    if glob.match_path(g, path) then return true end
-  end
-  return false
+  self.ignores_path = self.ignores_path or glob.any_path(self.ignore)
+  return self.ignores_path(path)
 end
 
 -- left_out(up, ust) -> the number of upper entries an ignored one stands
@@ -438,9 +436,12 @@ function Walk:finish_spool()
   self.spooled = nil
 end
 
--- spooled_operations() -> iterator of (n, op) over the spool
+-- spooled_operations() -> iterator of (n, op) over the spool: this
+-- walk's own records, in its own staging (no sandbox ever sees it), read
+-- back as written: decoded, not checked against the schema again
+-- (everything that reads them from the session later checks them)
 function Walk:spooled_operations()
-  local decode = require("shannot.session").decode_operation
+  local decode = require("shannot.session").decode_checked_operation
   local it, msg = require("shannot.session.lines").records(self.spooled, decode)
   if not it then fail("%s", msg) end
   return it

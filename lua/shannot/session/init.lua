@@ -712,6 +712,7 @@ DECODE.checked_operations = function(line, path, n)
   return settle_op(integers(v), line)
 end
 M.decode_operation = DECODE.operations
+M.decode_checked_operation = DECODE.checked_operations
 M.decode_entry = DECODE.checkpoint
 
 -- reader(s [, f [, tap]]) -> what session.approval reads a session's lists
