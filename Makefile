@@ -76,7 +76,7 @@ build/asan/shannot: $(SRCS:src/%.c=build/asan/%.o) build/embedded_lua.c
 # the Linux sandbox (macOS, or any POSIX system), driving Linux hosts over
 # SSH.  POSIX.1-2008 (with XSI) only: no _GNU_SOURCE, no Linux header
 # (scripts/check-client-headers), no namespaces, seccomp or Landlock.
-CLIENT_SRCS := main loader util sys data term diff tar store ssh fs proc
+CLIENT_SRCS := main loader util sys data term diff tar store sha256 ssh fs proc
 CLIENT_CFLAGS := -DSH_CLIENT -D_POSIX_C_SOURCE=200809L
 # Linked dynamically: the static Lua of PKG_LIBS is a Debian layout.
 CLIENT_LIBS = $(shell $(PKG_CONFIG) --libs $(PKGS)) -lz -lm -ldl

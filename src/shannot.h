@@ -137,6 +137,18 @@ void sh_notify_close(struct sh_notify *n);
 void *sh_dlopen_all(const char *const *sonames, const char *const *names,
                     void **f, size_t n);
 
+/* sha256.c: SHA-256 in portable C (store.c's for small jobs, where
+ * loading libcrypto would cost more than the hashing). */
+struct sh_sha256 {
+    uint32_t h[8];
+    uint64_t len;
+    unsigned char buf[64];
+    size_t fill;
+};
+void sh_sha256_init(struct sh_sha256 *s);
+void sh_sha256_update(struct sh_sha256 *s, const void *data, size_t n);
+void sh_sha256_final(struct sh_sha256 *s, unsigned char out[32]);
+
 /* util.c: what is kept of a stream: the first head_limit bytes and a ring
  * of the last ring_limit bytes; total counts everything seen. */
 struct sh_keep {

@@ -68,9 +68,15 @@
 
 enum { Z_NONE, Z_DEFLATING, Z_INFLATING };
 
-/* libcrypto's SHA-256, loaded on first use: linked at start-up it cost
- * every shannot command ~0.7 ms (bench/startup), most of which never
- * hash anything.  Kept in the registry, one per Lua state. */
+/* libcrypto's SHA-256, loaded when a job is worth it: linked at start-up
+ * it cost every shannot command ~0.7 ms (bench/startup), most of which
+ * never hash anything, and loaded it costs ~1.5 ms (dlopen, relocation,
+ * initialisation), as much as hashing ~300 KiB with sha256.c's.  So the
+ * jobs of a Lua state use sha256.c's until OWN_MAX bytes have been
+ * hashed, or one is expected to be that long itself; libcrypto's after
+ * that (or sha256.c's still, where it cannot be loaded).  Both give the
+ * same digests.  Kept in the registry, one per Lua state. */
+#define OWN_MAX (256 * 1024)
 struct sha_api {
     void *lib;
     EVP_MD_CTX *(*ctx_new)(void);
@@ -87,13 +93,18 @@ struct sha_api {
     EVP_MD *fetched;
     const EVP_MD *md;
     EVP_MD_CTX *ctx;
+    int loaded;         /* libcrypto's is ready */
+    int unavailable;    /* it cannot be loaded here: sha256.c's for all */
+    uint64_t own_bytes; /* hashed with sha256.c's so far */
 };
 
 typedef struct {
-    const struct sha_api *sha;
+    struct sha_api *sha;
     int in;         /* the file or blob being read, -1 for none */
     int out;        /* the temp file or dest being written, -1 */
     EVP_MD_CTX *md; /* sha->ctx, once begun (not the Job's to free) */
+    int own;        /* this job hashes with sha256.c's, in own_md */
+    struct sh_sha256 own_md;
     z_stream z;
     int zmode;           /* Z_NONE or which of deflate/inflate owns z */
     int zdone;           /* inflate reached the stream's end */
@@ -247,11 +258,11 @@ static int sha_load(struct sha_api *a)
     return 0;
 }
 
-/* [-0, +0, m] This state's SHA-256, or NULL with the reason pushed. */
-static const struct sha_api *sha_api(lua_State *L)
+/* [-0, +0, m] This state's SHA-256 (libcrypto's not loaded yet). */
+static struct sha_api *sha_api(lua_State *L)
 {
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &SHA_KEY) == LUA_TUSERDATA) {
-        const struct sha_api *a = lua_touserdata(L, -1);
+        struct sha_api *a = lua_touserdata(L, -1);
         lua_pop(L, 1); /* the registry keeps it */
         return a;
     }
@@ -263,29 +274,14 @@ static const struct sha_api *sha_api(lua_State *L)
         lua_setfield(L, -2, "__gc");
     }
     lua_setmetatable(L, -2);
-    if (sha_load(a) < 0) {
-        const char *why = dlerror();
-        sha_close(a);
-        lua_pop(L, 1);
-        lua_pushfstring(L, "libcrypto (for SHA-256): %s",
-                        why ? why : "not found");
-        return NULL;
-    }
     lua_rawsetp(L, LUA_REGISTRYINDEX, &SHA_KEY);
     return a;
 }
 
-/* [-0, +1|3, m] A Job owning nothing yet, or the failure to get SHA-256
- * (nil, msg, "ELIBACC") when it returns NULL. */
+/* [-0, +1, m] A Job owning nothing yet. */
 static Job *new_job(lua_State *L)
 {
-    const struct sha_api *sha = sha_api(L);
-    if (sha == NULL) {
-        lua_pushnil(L);
-        lua_insert(L, -2);
-        lua_pushliteral(L, "ELIBACC");
-        return NULL;
-    }
+    struct sha_api *sha = sha_api(L);
     Job *j = lua_newuserdatauv(L, sizeof *j, 0);
     memset(j, 0, sizeof *j);
     j->sha = sha;
@@ -304,21 +300,45 @@ static void to_hex(const unsigned char *md, char *hex)
     hex[HEX_LEN] = '\0';
 }
 
-static int md_start(Job *j)
+/* Begins a SHA-256 of about `expect` bytes (0: not known) with
+ * sha256.c's or libcrypto's (see OWN_MAX). */
+static int md_start(Job *j, int64_t expect)
 {
-    j->md = j->sha->ctx; /* the state's one context, begun anew */
-    return j->sha->init(j->md, j->sha->md, NULL) == 1 ? 0 : -1;
+    struct sha_api *a = j->sha;
+    if (!a->loaded && !a->unavailable &&
+        (expect >= OWN_MAX || a->own_bytes >= OWN_MAX)) {
+        if (sha_load(a) == 0) {
+            a->loaded = 1;
+        } else {
+            sha_close(a); /* (dlerror's reason: nobody to tell) */
+            a->unavailable = 1;
+        }
+    }
+    j->own = !a->loaded;
+    if (j->own) {
+        sh_sha256_init(&j->own_md);
+        return 0;
+    }
+    j->md = a->ctx; /* the state's one context, begun anew */
+    return a->init(j->md, a->md, NULL) == 1 ? 0 : -1;
 }
 
 static void md_update(Job *j, const void *p, size_t n)
 {
+    if (j->own) {
+        sh_sha256_update(&j->own_md, p, n);
+        j->sha->own_bytes += n;
+        return;
+    }
     j->sha->update(j->md, p, n);
 }
 
 static int md_end(Job *j, char *hex)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
-    if (j->sha->final(j->md, md, NULL) != 1) {
+    if (j->own) {
+        sh_sha256_final(&j->own_md, md);
+    } else if (j->sha->final(j->md, md, NULL) != 1) {
         return -1;
     }
     to_hex(md, hex);
@@ -327,20 +347,21 @@ static int md_end(Job *j, char *hex)
 
 static int hash_mem(Job *j, const void *p, size_t n, char *hex)
 {
-    if (md_start(j) < 0) {
+    if (md_start(j, (int64_t)n) < 0) {
         return -1;
     }
     md_update(j, p, n);
     return md_end(j, hex);
 }
 
-/* Starts a streamed SHA-256 and makes sure j->buf exists. */
-static int md_begin(Job *j)
+/* Starts a streamed SHA-256 of about `expect` bytes and makes sure j->buf
+ * exists. */
+static int md_begin(Job *j, int64_t expect)
 {
     if (j->buf == NULL && (j->buf = malloc(CHUNK)) == NULL) {
         return -1;
     }
-    return md_start(j);
+    return md_start(j, expect);
 }
 
 /* read(2) until n bytes or the end; the count, or -1 with errno. */
@@ -393,11 +414,19 @@ static int open_regular(Job *j, const char *path, struct stat *st, Fail *f)
     return 0;
 }
 
+/* The size of the file open as fd, 0 when fstat fails: what a hash of it
+ * expects to read (md_start). */
+static int64_t fd_size(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 ? (int64_t)st.st_size : 0;
+}
+
 /* SHA-256 and length of what is left to read from j->in. */
 static int hash_fd(Job *j, const char *what, char *hex, int64_t *size, Fail *f)
 {
     int64_t total = 0;
-    if (md_begin(j) < 0) {
+    if (md_begin(j, fd_size(j->in)) < 0) {
         return failed(f, ENOMEM, what, NULL);
     }
     for (;;) {
@@ -659,7 +688,7 @@ static int store_stream(Job *j, Blob *b, const char *path)
 {
     int64_t total = 0;
     int hole = 0;
-    if (md_begin(j) < 0) {
+    if (md_begin(j, fd_size(j->in)) < 0) {
         return failed(&b->fail, ENOMEM, path, NULL);
     }
     if (temp_open(j, b) < 0) {
@@ -778,7 +807,7 @@ static int open_blob(Job *j, Blob *b)
     }
     int md = j->trust
                  ? (j->buf == NULL && (j->buf = malloc(CHUNK)) == NULL ? -1 : 0)
-                 : md_begin(j);
+                 : md_begin(j, fd_size(j->in));
     if (md < 0 || (b->compressed && (j->zbuf = malloc(CHUNK)) == NULL)) {
         return failed(&b->fail, ENOMEM, b->path, NULL);
     }
@@ -1113,9 +1142,6 @@ static int store_hash_file(lua_State *L)
     Fail f = {0, NULL, NULL};
     struct stat st;
     Job *j = new_job(L);
-    if (j == NULL) {
-        return 3;
-    }
     int r = open_regular(j, path, &st, &f);
     if (r == 0) {
         r = hash_fd(j, path, hex, &size, &f);
@@ -1136,9 +1162,6 @@ static int store_hash_string(lua_State *L)
     const char *s = luaL_checklstring(L, 1, &len);
     char hex[HEX_LEN + 1];
     Job *j = new_job(L);
-    if (j == NULL) {
-        return 3;
-    }
     int r = hash_mem(j, s, len, hex);
     job_release(j);
     if (r < 0) {
@@ -1186,9 +1209,6 @@ static int store_put_file(lua_State *L)
         luaL_argcheck(L, ok && head >= 0, 3, "head must be a count of bytes");
     }
     Job *j = new_job(L);
-    if (j == NULL) {
-        return 3;
-    }
     int r = put_file(j, &b, path, cmax, move);
     temp_discard(j, &b);
     if (r < 0) {
@@ -1219,9 +1239,6 @@ static int store_put_string(lua_State *L)
     const char *data = luaL_checklstring(L, 2, &len);
     check_opts(L, 3, &cmax, &move);
     Job *j = new_job(L);
-    if (j == NULL) {
-        return 3;
-    }
     int r = store_mem(j, &b, (const unsigned char *)data, len,
                       len <= (size_t)cmax, NULL);
     temp_discard(j, &b);
@@ -1239,9 +1256,6 @@ static int store_read(lua_State *L)
     lua_Integer max = luaL_optinteger(L, 3, DEFAULT_READ_MAX);
     luaL_argcheck(L, max >= 0, 3, "max must not be negative");
     Job *j = new_job(L);
-    if (j == NULL) {
-        return 3;
-    }
     if (read_blob(j, &b, (size_t)max, &len) < 0) {
         job_release(j);
         return push_fail(L, &b.fail);
@@ -1296,9 +1310,6 @@ static int store_peek(lua_State *L)
     lua_Integer n = luaL_checkinteger(L, 3);
     luaL_argcheck(L, n >= 0 && n <= DEFAULT_READ_MAX, 3, "n out of range");
     Job *j = new_job(L);
-    if (j == NULL) {
-        return 3;
-    }
     j->trust = 1;
     struct stat st;
     if (open_blob(j, &b) < 0) {
@@ -1370,9 +1381,6 @@ static int store_copy_out(lua_State *L)
                       5, "mtime_nsec out of range");
     }
     Job *j = new_job(L);
-    if (j == NULL) {
-        return 3;
-    }
     j->trust = trust;
     int r = copy_out(j, &b, dest, &m, &size, &made);
     job_release(j);

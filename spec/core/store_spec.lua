@@ -527,3 +527,49 @@ describe("store memory", function()
     assert.equal("EFBIG", select(3, store.read(blobs, hex)))
   end)
 end)
+
+-- SHA-256: sha256.c's for a process's first OWN_MAX (256 KiB) bytes, and
+-- for anything that cannot wait for libcrypto; libcrypto's, loaded only
+-- then, after.  Both must give coreutils' sha256sum's digests.
+describe("store hashing", function()
+  after_each(h.cleanup)
+
+  it("gives sha256sum's digests with either implementation, libcrypto loaded only past 256 KiB", function()
+    local dir = h.tmpdir()
+    -- every length around the 64-byte blocks and the 56-byte padding edge
+    local lengths = {}
+    for n = 0, 200 do lengths[#lengths + 1] = n end
+    for _, n in ipairs({ 4095, 4096, 4097, 65535, 65536, 100000 }) do lengths[#lengths + 1] = n end
+    local names = {}
+    for _, n in ipairs(lengths) do names[#names + 1] = random_file(dir .. "/f" .. n, n) end
+    local big = random_file(dir .. "/big", 1024 * 1024)
+    local script = h.write(dir .. "/hash.lua", [[
+      local store = require("shannot.core.store")
+      local function loaded()
+        return io.open("/proc/self/maps"):read("a"):find("libcrypto", 1, true) ~= nil
+      end
+      local out = {}
+      for i = 1, #arg - 1 do out[#out + 1] = assert(store.hash_file(arg[i])) end
+      out[#out + 1] = loaded() and "loaded" or "not loaded"
+      out[#out + 1] = assert(store.hash_file(arg[#arg]))
+      out[#out + 1] = loaded() and "loaded" or "not loaded"
+      -- (and, libcrypto's now, every small one again)
+      for i = 1, #arg - 1 do out[#out + 1] = assert(store.hash_file(arg[i])) end
+      io.write(table.concat(out, "\n"), "\n")
+    ]])
+    local args = { "lua", script }
+    table.move(names, 1, #names, 3, args)
+    args[#args + 1] = big
+    local r = h.shannot(args)
+    assert.equal(0, r.code, r.stderr)
+    local got = {}
+    for line in r.stdout:gmatch("[^\n]+") do got[#got + 1] = line end
+    local want = {}
+    for _, f in ipairs(names) do want[#want + 1] = sha256sum(f) end
+    want[#want + 1] = "not loaded"
+    want[#want + 1] = sha256sum(big)
+    want[#want + 1] = "loaded"
+    for _, f in ipairs(names) do want[#want + 1] = sha256sum(f) end
+    assert.same(want, got)
+  end)
+end)
