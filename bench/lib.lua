@@ -19,10 +19,13 @@ function M.run(argv, opts)
   return r
 end
 
--- compare(cases, n [, warmup]) -> the median seconds of each case, run n
--- times interleaved after `warmup` untimed rounds (default 3).  A case is
--- a function, or {run = fn, prepare = fn (untimed)}.
-function M.compare(cases, n, warmup)
+-- compare(cases, n [, warmup [, settle]]) -> the median seconds of each
+-- case, run n times interleaved after `warmup` untimed rounds (default 3).
+-- A case is a function, or {run = fn, prepare = fn (untimed)}.  settle:
+-- the file systems synced (untimed) before each case, so that no case's
+-- sync pays for what the one before left to write back (a floor's
+-- clean-up of 100 files, say).
+function M.compare(cases, n, warmup, settle)
   warmup = warmup or 3
   local samples = {}
   for i = 1, #cases do samples[i] = {} end
@@ -30,6 +33,7 @@ function M.compare(cases, n, warmup)
     for i, c in ipairs(cases) do
       local fn = type(c) == "function" and c or c.run
       if type(c) == "table" and c.prepare then c.prepare() end
+      if settle then M.run({ "sync" }) end
       local t0 = sys.monotonic()
       fn()
       local dt = sys.monotonic() - t0
