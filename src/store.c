@@ -475,25 +475,46 @@ static int set_path(Blob *b, int form)
     return 0;
 }
 
-/* 1 when the blob is there in either form, 0 when not, -1 on error.  A
- * raw blob must have b->size bytes (a short one, left by a crash before
- * the caller's sync, is replaced); b->stored is its size on disk. */
+/* Whether a name of form `form` being absent may show as ENOTDIR: only
+ * below DIR/ab, which a store of ours never made a file. */
+static int absent(int form, int err)
+{
+    return err == ENOENT || (err == ENOTDIR && form >= FORM_OLD_RAW);
+}
+
+/* 1 when the blob is there in any form, 0 when not, -1 on error.  A raw
+ * blob must have b->size bytes (a short one, left by a crash before the
+ * caller's sync, is replaced); b->stored is its size on disk.  A short
+ * one at the name blobs are read from first is removed when the blob is
+ * found elsewhere: it would hide it from every read. */
 static int blob_find(Blob *b)
 {
+    int short_raw = 0;
     for (int form = 0; form < FORMS; form++) {
         struct stat st;
         if (set_path(b, form) < 0) {
             return -1;
         }
         if (lstat(b->path, &st) < 0) {
-            if (errno != ENOENT && errno != ENOTDIR) {
+            if (!absent(form, errno)) {
                 return failed(&b->fail, errno, b->path, NULL);
             }
         } else if (S_ISREG(st.st_mode) &&
                    (b->compressed ? st.st_size > 0
                                   : b->size < 0 || st.st_size == b->size)) {
             b->stored = st.st_size;
+            if (short_raw) {
+                char found[PATH_MAX];
+                memcpy(found, b->path, sizeof found);
+                if (set_path(b, FORM_RAW) == 0) {
+                    unlink(b->path);
+                }
+                memcpy(b->path, found, sizeof found);
+                b->compressed = form & 1;
+            }
             return 1;
+        } else if (form == FORM_RAW && S_ISREG(st.st_mode)) {
+            short_raw = 1;
         }
     }
     return 0;
@@ -797,12 +818,15 @@ static int open_blob(Job *j, Blob *b)
             break;
         }
         int e = errno;
-        if ((e != ENOENT && e != ENOTDIR) || form == FORMS - 1) {
+        if (!absent(form, e)) {
+            return failed(&b->fail, e, b->path, NULL);
+        }
+        if (form == FORMS - 1) {
             /* (one that is nowhere is named where a new one goes) */
-            if (form == FORMS - 1 && set_path(b, FORM_RAW) < 0) {
+            if (set_path(b, FORM_RAW) < 0) {
                 return -1;
             }
-            return failed(&b->fail, e, b->path, NULL);
+            return failed(&b->fail, ENOENT, b->path, NULL);
         }
     }
     int md = j->trust

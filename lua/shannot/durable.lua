@@ -35,18 +35,20 @@ function Batch:dir(path)
   end
 end
 
--- b:file(f [, tmp, final]): f's content is written.  Its writeback starts
--- now; place() syncs it, and renames tmp (the path f was opened at) to
--- final, whose directory commit() then syncs.  The batch closes f.
-function Batch:file(f, tmp, final)
+-- b:file(f, path [, final]): f (open at path) holds what was written.
+-- Its writeback starts now; place() syncs it and, with final, renames
+-- path (a temp file then) to final, whose directory commit() syncs.  The
+-- batch closes f.
+function Batch:file(f, path, final)
   f:start_sync()  -- a head start only: place() syncs whatever happens here
-  self.files[#self.files + 1] = { f = f, tmp = tmp, final = final }
+  self.files[#self.files + 1] = { f = f, path = path, final = final }
 end
 
+-- (a failure removes the temp files, never a file written in place)
 local function close_all(files, remove)
   for _, e in ipairs(files) do
     e.f:close()
-    if remove and e.tmp then fs.remove(e.tmp) end
+    if remove and e.final then fs.remove(e.path) end
   end
 end
 
@@ -73,16 +75,16 @@ function Batch:place()
     local ok, msg = e.f:sync()
     if not ok then
       close_all(files, true)
-      return nil, string.format("%s: %s", e.tmp or "a file", msg)
+      return nil, string.format("%s: %s", e.path, msg)
     end
   end
   close_all(files, false)
   sync_dirs(self)
   for i, e in ipairs(files) do
-    if e.tmp then
-      local ok, msg = fs.rename(e.tmp, e.final)
+    if e.final then
+      local ok, msg = fs.rename(e.path, e.final)
       if not ok then
-        for j = i, #files do if files[j].tmp then fs.remove(files[j].tmp) end end
+        for j = i, #files do if files[j].final then fs.remove(files[j].path) end end
         return nil, msg
       end
       self:dir(parent(e.final))

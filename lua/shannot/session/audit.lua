@@ -278,7 +278,7 @@ local function append(log, head, line, batch)
     f:close()
     return nil, werr
   end
-  batch:file(f)
+  batch:file(f, log.path)
   return true
 end
 

@@ -255,7 +255,8 @@ end
 -- place; without one it is durable and in place on return).
 local function write_operations(s, dir, each, how)
   local max_bytes = how.max_bytes
-  local w, msg = lines.writer(dir .. "/" .. M.FILES.operations)
+  -- (<close>: a raised error, a policy's, leaves no temp file behind)
+  local w <close>, msg = lines.writer(dir .. "/" .. M.FILES.operations)
   if not w then return nil, err.env("cannot write session %s: %s", s.id, msg) end
   local bytes, worst, n = 0, nil, 0
   local ok, e = err.try(function()
@@ -356,7 +357,10 @@ function M.save(s, max_bytes, each, batch)
     error("session.save: a listing's summary is not a session (load it)", 2)
   end
   local dir, e = M.dir(s.id)
-  if not dir then return nil, e end
+  if not dir then
+    if batch then batch:abandon() end
+    return nil, e
+  end
   local own = batch == nil
   batch = batch or durable.batch()
   local ok, msg = write_header_and_lists(s, dir, { max_bytes = max_bytes or M.MAX_JSON_BYTES, each = each,

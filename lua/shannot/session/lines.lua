@@ -21,6 +21,7 @@ local CHUNK = 256 * 1024
 
 local Writer = {}
 Writer.__index = Writer
+Writer.__close = function(self) self:abandon() end
 
 -- writer(path [, opts]) -> a writer | nil, msg.  opts.scratch: a file
 -- no crash need find again (a capture's spool, in its staging): commit
@@ -79,7 +80,8 @@ function Writer:commit(batch)
   return true
 end
 
--- abandon(): nothing written stays (once committed, nothing to do)
+-- abandon(): nothing written stays (once committed, nothing to do); as
+-- __close, on any way out of the writer's scope, an error included
 function Writer:abandon()
   if self.done then return end
   self.done = true
