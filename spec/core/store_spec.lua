@@ -33,6 +33,11 @@ local function old_path(dir, hash, z)
   return dir .. "/" .. hash:sub(1, 2) .. "/" .. hash .. (z and ".z" or "")
 end
 
+local function sorted(list)
+  table.sort(list)
+  return list
+end
+
 -- Every file under the store, as "ab/<hash>[.z]" or a top-level name.
 local function listing(dir)
   local out = {}
@@ -227,9 +232,7 @@ describe("store", function()
     assert.is_false(f.new)
     assert.is_false(f.compressed)
     assert.equal(e.stored, f.stored)
-    local want = { a.hash .. ".z", c.hash, e.hash }
-    table.sort(want)
-    assert.same(want, listing(blobs))
+    assert.same(sorted({ a.hash .. ".z", c.hash, e.hash }), listing(blobs))
   end)
 
   it("finds the blobs of a store written before note 151 (DIR/ab/HASH), raw and compressed", function()
@@ -254,9 +257,8 @@ describe("store", function()
     -- found where it is: not stored again
     assert.is_false(assert(store.put_string(blobs, TEXT)).new)
     assert.is_false(assert(store.put_file(blobs, raw)).new)
-    local want = { old_path(blobs, r.hash):sub(#blobs + 2), old_path(blobs, z.hash, true):sub(#blobs + 2) }
-    table.sort(want)
-    assert.same(want, listing(blobs))
+    assert.same(sorted({ old_path(blobs, r.hash):sub(#blobs + 2), old_path(blobs, z.hash, true):sub(#blobs + 2) }),
+      listing(blobs))
   end)
 
   it("drops a short blob at the new name that would hide a whole one at the old (a crash mid-write)", function()
@@ -301,11 +303,7 @@ describe("store", function()
     assert.equal(big, store.read(blobs, bighash))
     -- no temp file of ours is left behind, including when the blob was there
     assert(store.put_file(blobs, dir .. "/big"))
-    local names = fs.readdir(blobs)
-    table.sort(names)
-    local want = { ".tmp-abcdef", bighash, hash }
-    table.sort(want)
-    assert.same(want, names)
+    assert.same(sorted({ ".tmp-abcdef", bighash, hash }), sorted(fs.readdir(blobs)))
   end)
 
   it("move renames a file stored raw into the store", function()

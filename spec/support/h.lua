@@ -185,6 +185,15 @@ function M.need(ok, why)
   return false
 end
 
+-- seeded() -> rng, seed: math.random seeded from the clock (or from
+-- SEED, to run a failure again), and the seed a differential spec's
+-- failure names
+function M.seeded()
+  local seed = tonumber(os.getenv("SEED") or "") or os.time()
+  math.randomseed(seed)
+  return math.random, seed
+end
+
 function M.write(path, data)
   assert(fs.write_atomic(path, data))
   return path

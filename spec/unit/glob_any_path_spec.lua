@@ -6,6 +6,7 @@
 -- of control bytes where there is none) against the rule as it was.
 local diff = require("shannot.diff")
 local glob = require("shannot.glob")
+local h = require("support.h")
 
 local function any_loop(list, path)
   for _, g in ipairs(list) do
@@ -45,9 +46,7 @@ end
 
 describe("glob.any_path", function()
   it("matches what a loop of match_path over the list matches", function()
-    local seed = os.time()
-    math.randomseed(seed)
-    local rng = math.random
+    local rng, seed = h.seeded()
     for _ = 1, 300 do
       local list = {}
       for i = 1, rng(0, 6) do list[i] = random_glob(rng) end
@@ -74,9 +73,7 @@ end)
 
 describe("diff.is_binary", function()
   it("says what the rule without its fast path says, for random heads", function()
-    local seed = os.time()
-    math.randomseed(seed)
-    local rng = math.random
+    local rng, seed = h.seeded()
     local pieces = { "text ", "\n", "\0", "\1\2\3", "\27[1m", "\127ELF", "PK\3\4", "%PDF-", "GIF8", "\255\216\255",
       "\31\139", "x", string.rep("y", 3000) }
     for _ = 1, 3000 do

@@ -4,6 +4,7 @@
 -- list finds it, for globs of every shape and random paths.
 local glob = require("shannot.glob")
 local policy = require("shannot.policy")
+local h = require("support.h")
 
 -- the rule as a loop over the list
 local function first_glob(list, path)
@@ -32,9 +33,7 @@ end
 
 describe("policy path globs", function()
   it("name the first glob of each list that matches, as a loop over the list does", function()
-    local seed = os.time()
-    math.randomseed(seed)
-    local rng = math.random
+    local rng, seed = h.seeded()
     for _ = 1, 200 do
       local lists = { deny = {}, review = {}, auto_approve = {} }
       for _, l in pairs(lists) do
