@@ -26,10 +26,6 @@ end
 local MAGIC = { "\127ELF", "\31\139", "PK\3\4", "\137PNG", "\253" .. "7zXZ", "BZh91", "\40\181\47\253",
   "!<arch>\n", "SQLite format 3\0", "\255\216\255", "GIF8", "%PDF-" }
 
--- is_binary(s) -> true when the first 8 KiB look like no text: a known
--- binary format, or more than 1 in 20 bytes control bytes other than
--- tab, newline, carriage return, form feed, backspace and escape.  A text
--- with a stray NUL is text (its diff shows the NUL escaped).
 -- (the magic numbers by their first byte: capture asks this of every file)
 local MAGIC_BY_FIRST = {}
 for _, m in ipairs(MAGIC) do
@@ -40,6 +36,10 @@ end
 local CONTROL = "[%z\1-\7\14-\26\28-\31\127]"
 local NONE = {}
 
+-- is_binary(s) -> true when the first 8 KiB look like no text: a known
+-- binary format, or more than 1 in 20 bytes control bytes other than
+-- tab, newline, carriage return, form feed, backspace and escape.  A text
+-- with a stray NUL is text (its diff shows the NUL escaped).
 function M.is_binary(s)
   local head = #s > 8192 and s:sub(1, 8192) or s
   for _, m in ipairs(MAGIC_BY_FIRST[head:byte(1) or false] or NONE) do

@@ -302,12 +302,6 @@ function Walk:dir(e)
   end
 end
 
--- ignores(path) -> whether [capture] ignore leaves path out
-function Walk:ignores(path)
-  self.ignores_path = self.ignores_path or glob.any_path(self.ignore)
-  return self.ignores_path(path)
-end
-
 -- left_out(up, ust) -> the number of upper entries an ignored one stands
 -- for: itself and everything below it
 function Walk:left_out(up, ust)
@@ -341,7 +335,7 @@ function Walk:entry(name, up_dir, path_dir, host_dir)
   local host = host_dir and join(host_dir, name)
   local ust = self:check(self.up:lstat(up))
   -- before the host is asked anything (a remote's lstat is a round trip)
-  if self.ignore[1] and self:ignores(path) and self:ignored_entry(up, ust, host) then return end
+  if self.ignores and self.ignores(path) and self:ignored_entry(up, ust, host) then return end
   local hst = host and self.host:lstat(host)
   if is_whiteout(ust) then
     if hst then self:add({ kind = "delete", path = path, base = self:base(host, hst) }) end
@@ -493,8 +487,11 @@ function M.operations(overlays, blobs, trees, opts)
   local w = setmetatable({ ops = {}, n = 0, counts = {}, bytes = 0, skipped = {}, blobs = blobs, linked = {},
     dir_times = {}, spool_path = opts and opts.spool, sources = 0,
     up = trees and trees.up or M.local_tree, host = trees and trees.host or M.local_tree,
-    max_bytes = opts and opts.max_bytes, overlays = overlays, ignore = opts and opts.ignore or {}, ignored = 0,
+    max_bytes = opts and opts.max_bytes, overlays = overlays, ignored = 0,
     progress = opts and opts.progress or require("shannot.progress").none }, Walk)
+  -- ignores(path) -> whether [capture] ignore leaves path out (nil: no list)
+  local ignore = opts and opts.ignore or {}
+  if #ignore > 0 then w.ignores = glob.any_path(ignore) end
   w.progress:start("capturing", nil, nil, "entries")
   return err.try(function()
     for _, o in ipairs(overlays) do

@@ -324,7 +324,6 @@ function M.decide(op, cfg, ctx)
   return "review", danger, why or "no rule approves it"
 end
 
--- context(cfg, session) -> what decide() needs, built once per session
 -- The command patterns of a context, compiled when an operation first
 -- needs them (a deferred command): a hundred patterns cost a capture
 -- that ran none ~1.5 ms.  (config.lua checked them when it read them.)
@@ -341,6 +340,7 @@ local LAZY = { __index = function(ctx, key)
   return v
 end }
 
+-- context(cfg, session) -> what decide() needs, built once per session
 function M.context(cfg, s)
   local values = cfg and cfg.values
   local paths = values and values.policy or {}

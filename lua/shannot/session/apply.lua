@@ -244,20 +244,6 @@ local function drifted(ex, op, met, out)
   end
 end
 
--- drift(ex, pass, how) -> list of {path, base, now} that differ from the
--- dry-run.  how: survey()'s (replaced, total), progress.  (execute checks
--- in the pass that saves the originals: checkpoint)
-function M.drift(ex, pass, how)
-  local out, met = {}, { replaced = how.replaced, moved = {} }
-  local progress = how.progress or require("shannot.progress").none
-  progress:start("checking", how.total)
-  pass(function(op)
-    progress:add(1, 0, op.path)
-    drifted(ex, op, met, out)
-  end)
-  return out
-end
-
 -- checkpoint(ex, pass, how) -> count, parent times | nil, err | false,
 -- drift: the original of every touched path (and of every entry below a
 -- directory an operation removes or replaces), contents in how.cpdir,
